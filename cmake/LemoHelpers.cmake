@@ -1,0 +1,18 @@
+# lemo_add_test(NAME <name> SOURCES <files...> LIBS <targets...> [LABELS <labels...>])
+# One GoogleTest executable, registered with CTest test-by-test. Labels: unit, e2e, gpu, slow.
+function(lemo_add_test)
+  cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS;PCH" ${ARGN})
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gmock GTest::gtest_main)
+  target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  if(T_PCH)
+    target_precompile_headers(${T_NAME} PRIVATE ${T_PCH})
+  endif()
+  gtest_discover_tests(${T_NAME}
+    DISCOVERY_MODE PRE_TEST
+    PROPERTIES LABELS "${T_LABELS}"
+               ENVIRONMENT "LEMO_PYTHON=${LEMO_PYTHON};LEMO_SOURCE_DIR=${PROJECT_SOURCE_DIR};LEMO_BIN_DIR=${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
+endfunction()

@@ -1,0 +1,33 @@
+# LibTorch from the pinned torch wheel in LEMO_PYTHON's environment.
+#
+# GPU builds (LEMO_ENABLE_CUDA=ON) use the wheel's own TorchConfig.cmake, which brings CUDA.
+# CPU builds link only libtorch_cpu + libc10 through a small imported target: the wheel's
+# TorchConfig always pulls in libtorch_cuda and its CUDA libraries, which a CPU build never calls.
+# Both paths give the same target name, lemo::torch.
+
+execute_process(
+  COMMAND ${LEMO_PYTHON} -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torch').origin))"
+  OUTPUT_VARIABLE LEMO_TORCH_DIR OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _torch_rc)
+if(NOT _torch_rc EQUAL 0 OR NOT EXISTS "${LEMO_TORCH_DIR}/include/torch")
+  message(FATAL_ERROR "LibTorch not found through LEMO_PYTHON=${LEMO_PYTHON}; run scripts/bootstrap")
+endif()
+message(STATUS "LibTorch: ${LEMO_TORCH_DIR}")
+
+if(LEMO_ENABLE_CUDA)
+  enable_language(CUDA)
+  list(APPEND CMAKE_PREFIX_PATH "${LEMO_TORCH_DIR}/share/cmake")
+  find_package(Torch REQUIRED)
+  add_library(lemo_torch INTERFACE)
+  target_link_libraries(lemo_torch INTERFACE ${TORCH_LIBRARIES})
+  target_include_directories(lemo_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+  target_compile_definitions(lemo_torch INTERFACE LEMO_WITH_CUDA=1)
+else()
+  add_library(lemo_torch INTERFACE)
+  target_include_directories(lemo_torch SYSTEM INTERFACE
+    "${LEMO_TORCH_DIR}/include" "${LEMO_TORCH_DIR}/include/torch/csrc/api/include")
+  target_link_libraries(lemo_torch INTERFACE
+    "${LEMO_TORCH_DIR}/lib/libtorch_cpu.so" "${LEMO_TORCH_DIR}/lib/libc10.so" Threads::Threads)
+  # The wheel is built with the C++11 ABI.
+  target_compile_definitions(lemo_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
+endif()
+add_library(lemo::torch ALIAS lemo_torch)

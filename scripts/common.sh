@@ -1,0 +1,28 @@
+# Shared by the scripts in this folder: pinned versions and where things live.
+# Sourced, never run. Bump a pin here and the venv key changes, so a fresh venv is built beside the old.
+
+LEMO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LEMO_CACHE=${LEMO_CACHE:-$HOME/.cache/lemo}
+
+# torch is pinned to the GPU image's version (2.11.x) so the CPU and GPU builds compile one API.
+LEMO_TORCH_VERSION=2.11.0
+LEMO_TRANSFORMERS_VERSION=5.17.0
+LEMO_PEFT_VERSION=0.21.2
+LEMO_SAFETENSORS_VERSION=0.8.0
+LEMO_SENTENCEPIECE_VERSION=0.2.2
+LEMO_GRPCIO_VERSION=1.76.0
+
+LEMO_PY=$(python3 -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')
+LEMO_VENV_KEY="${LEMO_PY}-torch${LEMO_TORCH_VERSION}-tf${LEMO_TRANSFORMERS_VERSION}-peft${LEMO_PEFT_VERSION}-st${LEMO_SAFETENSORS_VERSION}-grpc${LEMO_GRPCIO_VERSION}"
+LEMO_VENV=${LEMO_VENV:-$LEMO_CACHE/venv-$LEMO_VENV_KEY}
+LEMO_BUILD_DIR=${LEMO_BUILD_DIR:-$LEMO_ROOT/build}
+
+# Debian packages the build and tests need.
+LEMO_APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config clang-format python3-venv
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev libyaml-cpp-dev
+  nlohmann-json3-dev libsentencepiece-dev libssl-dev
+)
+
+lemo_log() { printf '\033[1m[lemo]\033[0m %s\n' "$*" >&2; }
