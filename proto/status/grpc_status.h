@@ -1,6 +1,6 @@
-// The one conversion between absl::Status (used everywhere inside) and grpc::Status (the wire).
-// Servers call ToGrpcStatus at the end of a handler; the client library calls FromGrpcStatus on
-// every reply.
+// The one conversion between absl::Status (used everywhere inside) and
+// grpc::Status (the wire). Servers call ToGrpcStatus at the end of a handler;
+// the client library calls FromGrpcStatus on every reply.
 //
 //   grpc::Status SubmitJob(...) override {
 //     return lemo::ToGrpcStatus(core_->Submit(request->spec()).status());
@@ -14,7 +14,8 @@
 
 namespace lemo {
 
-// Same code and message; the codes of both libraries are the canonical gRPC codes.
+// Same code and message; the codes of both libraries are the canonical gRPC
+// codes.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Same code and message. An out-of-range code (a broken peer) becomes UNKNOWN.

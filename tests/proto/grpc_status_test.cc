@@ -1,5 +1,5 @@
-// Tests for proto/status/grpc_status.h. To add a case: a TEST that converts a status one way (or
-// both) and checks code and message.
+// Tests for proto/status/grpc_status.h. To add a case: a TEST that converts a
+// status one way (or both) and checks code and message.
 #include "proto/status/grpc_status.h"
 
 #include "tests/testing/status_matchers.h"
@@ -32,8 +32,8 @@ TEST(GrpcStatus, NamedCodesMatch) {
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(ToGrpcStatus(absl::FailedPreconditionError("x")).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                          "no token")),
+  EXPECT_THAT(FromGrpcStatus(
+                  grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no token")),
               StatusIs(absl::StatusCode::kUnauthenticated, Eq("no token")));
 }
 

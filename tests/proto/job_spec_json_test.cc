@@ -1,5 +1,6 @@
-// The JobSpec schema as users write it: protobuf's JSON mapping (lemoctl reads YAML through it).
-// To add a case: a TEST that parses a JSON spec and checks the fields it sets.
+// The JobSpec schema as users write it: protobuf's JSON mapping (lemoctl reads
+// YAML through it). To add a case: a TEST that parses a JSON spec and checks
+// the fields it sets.
 #include <string>
 
 #include "google/protobuf/util/json_util.h"
@@ -43,7 +44,8 @@ TEST(JobSpecJson, BareEnumNamesAndBothFieldSpellingsParse) {
   EXPECT_EQ(spec.lemo().mode(), v1::PREDICTOR);
   EXPECT_EQ(spec.lemo().keep_ratio().per_layer(1), 0.4);
   EXPECT_TRUE(spec.lemo().two_d_sparsity());
-  // Explicit zeros of optional fields keep their presence, so defaults do not override them.
+  // Explicit zeros of optional fields keep their presence, so defaults do not
+  // override them.
   EXPECT_TRUE(spec.optimizer().has_beta1());
   EXPECT_TRUE(spec.optimizer().has_max_grad_norm());
   EXPECT_FALSE(spec.optimizer().has_beta2());
