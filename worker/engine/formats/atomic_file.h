@@ -6,9 +6,10 @@
 //   LEMO_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", json));
 //
 //   LEMO_ASSIGN_OR_RETURN(auto staged, AtomicDirectory::Create(ckpt_dir));
-//   LEMO_RETURN_IF_ERROR(WriteFileAtomically(staged->path() + "/a.bin",
-//   bytes)); LEMO_RETURN_IF_ERROR(staged->Commit());  // ckpt_dir now holds
-//   exactly the staged files
+//   LEMO_RETURN_IF_ERROR(
+//       WriteFileAtomically(staged->path() + "/a.bin", bytes));
+//   // ckpt_dir now holds exactly the staged files.
+//   LEMO_RETURN_IF_ERROR(staged->Commit());
 #ifndef LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
 #define LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
 

@@ -5,10 +5,10 @@
 // refused with an error naming the field.
 //
 //   LEMO_ASSIGN_OR_RETURN(ModelConfig config,
-//   LoadModelConfig("/models/llama3-8b")); int64_t group =
-//   config.num_attention_heads / config.num_key_value_heads;
-//   LEMO_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json",
-//   ModelConfigToJson(config)));
+//                         LoadModelConfig("/models/llama3-8b"));
+//   int64_t group = config.num_attention_heads / config.num_key_value_heads;
+//   LEMO_RETURN_IF_ERROR(
+//       WriteFileAtomically(dir + "/config.json", ModelConfigToJson(config)));
 #ifndef LEMO_WORKER_ENGINE_FORMATS_MODEL_CONFIG_H_
 #define LEMO_WORKER_ENGINE_FORMATS_MODEL_CONFIG_H_
 

@@ -7,12 +7,13 @@
 // the data section).
 //
 //   LEMO_ASSIGN_OR_RETURN(SafetensorsHeader header,
-//   ParseSafetensorsHeader(bytes, path)); for (const TensorEntry& t :
-//   header.tensors) Use(bytes.substr(header.data_offset + t.begin, ...));
+//                         ParseSafetensorsHeader(bytes, path));
+//   for (const TensorEntry& t : header.tensors)
+//     Use(bytes.substr(header.data_offset + t.begin, t.end - t.begin));
 //
 //   std::vector<TensorEntry> entries = {{"w", DType::kBF16, {4, 8}}};
-//   std::string head = EncodeSafetensorsHeader(PlanSafetensorsLayout(entries),
-//   {{"format", "pt"}});
+//   std::string head = EncodeSafetensorsHeader(
+//       PlanSafetensorsLayout(entries), {{"format", "pt"}});
 #ifndef LEMO_WORKER_ENGINE_FORMATS_SAFETENSORS_HEADER_H_
 #define LEMO_WORKER_ENGINE_FORMATS_SAFETENSORS_HEADER_H_
 
