@@ -1,7 +1,8 @@
-# lemo_add_test(NAME <name> SOURCES <files...> LIBS <targets...> [LABELS <labels...>])
+# lemo_add_test(NAME <name> SOURCES <files...> LIBS <targets...> [LABELS <labels...>]
+#               [TIMEOUT <seconds per test>])
 # One GoogleTest executable, registered with CTest test-by-test. Labels: unit, e2e, gpu, slow.
 function(lemo_add_test)
-  cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS;PCH" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;PCH" ${ARGN})
   if(NOT T_LABELS)
     set(T_LABELS unit)
   endif()
@@ -11,8 +12,11 @@ function(lemo_add_test)
   if(T_PCH)
     target_precompile_headers(${T_NAME} PRIVATE ${T_PCH})
   endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 1500)
+  endif()
   gtest_discover_tests(${T_NAME}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${T_LABELS}"
+    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
                ENVIRONMENT "LEMO_PYTHON=${LEMO_PYTHON};LEMO_SOURCE_DIR=${PROJECT_SOURCE_DIR};LEMO_BIN_DIR=${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
 endfunction()

@@ -1,0 +1,186 @@
+#include "tests/e2e/process_harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+
+namespace lemo::e2e {
+namespace {
+
+int LoopbackSocket(int port, bool connect_it) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int rc =
+      connect_it ? connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+                 : bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (rc != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+}  // namespace
+
+int PickFreePort() {
+  int fd = LoopbackSocket(0, /*connect_it=*/false);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool WaitForPort(int port, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int fd = LoopbackSocket(port, /*connect_it=*/true);
+    if (fd >= 0) {
+      close(fd);
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
+std::string BinPath(const std::string& name) {
+  return EnvOr("LEMO_BIN_DIR", ".") + "/" + name;
+}
+
+std::string SourcePath(const std::string& relative) {
+  return EnvOr("LEMO_SOURCE_DIR", ".") + "/" + relative;
+}
+
+Process::~Process() {
+  if (!exit_code_.has_value()) Kill();
+}
+
+void Process::Signal(int sig) {
+  if (!exit_code_.has_value()) kill(pid_, sig);
+}
+
+void Process::Kill() {
+  Signal(SIGKILL);
+  Wait(absl::Seconds(30));
+}
+
+std::optional<int> Process::Wait(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!exit_code_.has_value()) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
+                                     : 128 + WTERMSIG(status);
+      break;
+    }
+    if (r < 0) {
+      exit_code_ = -1;
+      break;
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return exit_code_;
+}
+
+bool Process::Running() { return !Wait(absl::ZeroDuration()).has_value(); }
+
+std::string Process::Log() const {
+  std::ifstream in(log_path_, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+ProcessHarness::ProcessHarness(std::string log_dir)
+    : log_dir_(std::move(log_dir)) {
+  std::filesystem::create_directories(log_dir_);
+}
+
+ProcessHarness::~ProcessHarness() {
+  // Workers first, so they do not spin reconnecting to a dead coordinator meanwhile.
+  for (auto it = processes_.rbegin(); it != processes_.rend(); ++it) {
+    (*it)->Signal(SIGTERM);
+  }
+  for (auto& p : processes_) {
+    if (!p->Wait(absl::Seconds(10)).has_value()) p->Kill();
+  }
+}
+
+Process* ProcessHarness::Start(const std::string& name,
+                               const std::vector<std::string>& argv) {
+  const std::string log_path = absl::StrCat(log_dir_, "/", name, ".log");
+  {
+    std::ofstream(log_path, std::ios::app)
+        << "$ " << absl::StrJoin(argv, " ") << "\n";
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    std::perror("fork");
+    std::abort();
+  }
+  if (pid == 0) {
+    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+    }
+    // The child gets its own process group, so a signal to the test does not reach it.
+    setpgid(0, 0);
+    execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s failed\n", args[0]);
+    _exit(127);
+  }
+  processes_.push_back(std::make_unique<Process>(name, pid, log_path));
+  return processes_.back().get();
+}
+
+int ProcessHarness::RunToCompletion(const std::string& name,
+                                    const std::vector<std::string>& argv,
+                                    absl::Duration timeout) {
+  Process* p = Start(name, argv);
+  std::optional<int> code = p->Wait(timeout);
+  if (!code.has_value()) {
+    p->Kill();
+    return -1;
+  }
+  return *code;
+}
+
+void ProcessHarness::PrintLogs(size_t max_bytes_each) const {
+  for (const auto& p : processes_) {
+    std::string log = p->Log();
+    if (log.size() > max_bytes_each) {
+      log = "...\n" + log.substr(log.size() - max_bytes_each);
+    }
+    std::fprintf(stderr, "===== %s (pid %d) log =====\n%s\n", p->name().c_str(),
+                 static_cast<int>(p->pid()), log.c_str());
+  }
+}
+
+}  // namespace lemo::e2e

@@ -1,0 +1,220 @@
+// End-to-end tests of the LeMo service: real lemo-coordinator and lemo-worker processes on
+// loopback, driven through the lemo_client library, training the tiny model on the bundled
+// corpus. To add a case: a TEST_F(ServiceTest, ...) that starts workers, submits Spec(...), and
+// checks the job's events; the fixture prints every process's log when it fails.
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <numeric>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/service_fixture.h"
+#include "tests/testing/status_matchers.h"
+#include "worker/engine/formats/atomic_file.h"
+
+namespace lemo::e2e {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+
+std::vector<int64_t> Range(int64_t first, int64_t last) {
+  std::vector<int64_t> r(std::max<int64_t>(0, last - first + 1));
+  std::iota(r.begin(), r.end(), first);
+  return r;
+}
+
+bool IsMetricAtLeast(const v1::JobEvent& e, int64_t step) {
+  return e.has_metric() && e.metric().step() >= step;
+}
+
+// The number after `prefix` in the first log line that has it, or -1.
+int64_t StepInLog(const std::vector<std::string>& lines, absl::string_view prefix) {
+  for (const std::string& line : lines) {
+    size_t at = line.find(prefix);
+    if (at == std::string::npos) continue;
+    int64_t step = -1;
+    if (absl::SimpleAtoi(line.substr(at + prefix.size()), &step)) return step;
+  }
+  return -1;
+}
+
+TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {
+  StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(8, 4)));
+  std::vector<v1::JobEvent> events = WatchToEnd(job.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  EXPECT_EQ(job.current_step(), 8);
+  EXPECT_THAT(States(events), ElementsAre(v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
+                                          v1::SUCCEEDED));
+  EXPECT_THAT(MetricSteps(events), ElementsAreArray(Range(1, 8)));
+  for (const v1::JobEvent& e : events) {
+    if (!e.has_metric()) continue;
+    EXPECT_EQ(e.metric().total_steps(), 8);
+    EXPECT_GT(e.metric().loss(), 0);
+    EXPECT_GT(e.metric().tokens_per_second(), 0);
+  }
+
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::CheckpointInfo> ckpts,
+                            client().ListCheckpoints(job.id()));
+  ASSERT_EQ(ckpts.size(), 2u);
+  EXPECT_EQ(ckpts[0].step(), 4);
+  EXPECT_EQ(ckpts[1].step(), 8);
+  const std::string dest = dir() + "/pulled";
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::CheckpointInfo pulled,
+                            client().PullCheckpoint(job.id(), "", dest));
+  EXPECT_EQ(pulled.step(), 8);
+  std::vector<std::string> names;
+  for (const v1::CheckpointFile& f : pulled.files()) {
+    names.push_back(f.name());
+    LEMO_ASSERT_OK_AND_ASSIGN(std::string sha,
+                              engine::Sha256File(dest + "/" + f.name()));
+    EXPECT_EQ(sha, f.sha256()) << f.name();
+    EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(dest + "/" + f.name())),
+              f.size_bytes());
+  }
+  EXPECT_THAT(names, Contains("adapter_model.safetensors"));
+  EXPECT_THAT(names, Contains("adapter_config.json"));
+
+  const std::string metrics = ScrapeMetrics(WorkerMetricsPort("w1"));
+  EXPECT_THAT(metrics, HasSubstr("lemo_worker_steps_total 8"));
+  EXPECT_THAT(metrics, HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"ok\"} 2"));
+  EXPECT_THAT(metrics, HasSubstr("lemo_worker_connected 1"));
+}
+
+TEST_F(ServiceTest, CancelStopsWithinOneStep) {
+  StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(100000, 0)));
+  std::vector<v1::JobEvent> events =
+      Watch(job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 3); });
+  ASSERT_FALSE(events.empty());
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job cancelling, client().Cancel(job.id(), "e2e"));
+  EXPECT_THAT(cancelling.state(), testing::AnyOf(v1::CANCELLING, v1::CANCELLED));
+  std::vector<v1::JobEvent> rest = WatchToEnd(job.id(), events.back().sequence() + 1);
+  events.insert(events.end(), rest.begin(), rest.end());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  EXPECT_EQ(job.state(), v1::CANCELLED);
+  EXPECT_THAT(States(events), Contains(v1::CANCELLING));
+
+  // The worker logs the step it was at when the Cancel arrived; it may finish that step only.
+  const int64_t at_cancel = StepInLog(LogTexts(events), "cancel received at step ");
+  ASSERT_GE(at_cancel, 3);
+  const std::vector<int64_t> steps = MetricSteps(events);
+  EXPECT_LE(steps.back(), at_cancel + 1);
+  EXPECT_LE(StepInLog(LogTexts(events), "cancelled after step "), at_cancel + 1);
+}
+
+TEST_F(ServiceTest, QueuedJobsRunOneAfterTheOther) {
+  StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job first, client().Submit(Spec(6, 0)));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job second, client().Submit(Spec(6, 0)));
+  std::vector<v1::JobEvent> first_events = WatchToEnd(first.id());
+  std::vector<v1::JobEvent> second_events = WatchToEnd(second.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(first, client().Get(first.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(second, client().Get(second.id()));
+  ASSERT_EQ(first.state(), v1::SUCCEEDED) << first.failure().message();
+  ASSERT_EQ(second.state(), v1::SUCCEEDED) << second.failure().message();
+  EXPECT_THAT(MetricSteps(first_events), ElementsAreArray(Range(1, 6)));
+  EXPECT_THAT(MetricSteps(second_events), ElementsAreArray(Range(1, 6)));
+  // The second job waited in QUEUED until the first one released the only worker.
+  const int scheduled = FindState(second_events, v1::SCHEDULED);
+  ASSERT_GE(scheduled, 0);
+  EXPECT_GE(google::protobuf::util::TimeUtil::TimestampToNanoseconds(
+                second_events[scheduled].time()),
+            google::protobuf::util::TimeUtil::TimestampToNanoseconds(first.end_time()));
+}
+
+TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
+  constexpr int64_t kSteps = 60;
+  Process* w1 = StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
+  std::vector<v1::JobEvent> events = Watch(job.id(), 1, [](const v1::JobEvent& e) {
+    return e.has_checkpoint() && e.checkpoint().step() >= 10;
+  });
+  ASSERT_FALSE(events.empty());
+  StartWorker("w2");
+  w1->Kill();
+  std::vector<v1::JobEvent> rest = WatchToEnd(job.id(), events.back().sequence() + 1);
+  events.insert(events.end(), rest.begin(), rest.end());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  EXPECT_EQ(job.restart_count(), 1);
+  EXPECT_THAT(job.worker_ids(), testing::IsEmpty());
+
+  const int restarting = FindState(events, v1::RESTARTING);
+  ASSERT_GT(restarting, 0);
+  // The checkpoint the job resumed from: the newest stored before the restart.
+  int64_t resumed_from = 0;
+  std::vector<v1::JobEvent> before(events.begin(), events.begin() + restarting);
+  std::vector<v1::JobEvent> after(events.begin() + restarting, events.end());
+  for (const v1::JobEvent& e : before) {
+    if (e.has_checkpoint()) resumed_from = e.checkpoint().step();
+  }
+  ASSERT_GE(resumed_from, 10);
+  const std::vector<int64_t> first_run = MetricSteps(before);
+  EXPECT_THAT(first_run, ElementsAreArray(Range(1, first_run.back())));
+  EXPECT_GE(first_run.back(), resumed_from);
+  // Exactly the steps after the checkpoint, each once.
+  EXPECT_THAT(MetricSteps(after), ElementsAreArray(Range(resumed_from + 1, kSteps)));
+  EXPECT_EQ(StepInLog(LogTexts(after), "resuming from checkpoint step-"), resumed_from);
+  for (const v1::JobEvent& e : after) {
+    if (e.has_log()) EXPECT_EQ(e.log().worker_id(), "w2") << e.log().text();
+  }
+}
+
+TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
+  constexpr int64_t kSteps = 150;
+  StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 20)));
+  std::vector<v1::JobEvent> before =
+      Watch(job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 5); });
+  ASSERT_FALSE(before.empty());
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job snapshot, client().Get(job.id()));
+
+  KillCoordinator();
+  ASSERT_NE(StartCoordinator(), nullptr);
+
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job recovered, client().Get(job.id()));
+  EXPECT_EQ(recovered.id(), snapshot.id());
+  EXPECT_EQ(recovered.spec().SerializeAsString(), snapshot.spec().SerializeAsString());
+  EXPECT_GE(recovered.last_event_sequence(), before.back().sequence());
+
+  std::vector<v1::JobEvent> all = WatchToEnd(job.id());
+  ASSERT_GE(all.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(all[i].SerializeAsString(), before[i].SerializeAsString())
+        << "event " << i << " changed across the restart";
+  }
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].sequence(), i + 1);
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  EXPECT_EQ(job.current_step(), kSteps);
+
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers, client().ListWorkers());
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].worker_id(), "w1");
+  EXPECT_EQ(workers[0].state(), v1::WorkerInfo::CONNECTED);
+}
+
+TEST_F(ServiceTest, PythonClientSubmitsAndWatches) {
+  StartWorker("w1");
+  Process* py = harness().Start(
+      "python_client",
+      {PythonPath(), SourcePath("tests/e2e/python_client.py"), "--server",
+       ServerAddress(), "--model", ModelDir(), "--data",
+       SourcePath("bench/data/corpus.jsonl"), "--steps", "4"});
+  std::optional<int> code = py->Wait(absl::Seconds(120));
+  ASSERT_TRUE(code.has_value()) << "python_client.py did not finish";
+  EXPECT_EQ(*code, 0);
+}
+
+}  // namespace
+}  // namespace lemo::e2e

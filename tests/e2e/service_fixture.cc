@@ -1,0 +1,196 @@
+#include "tests/e2e/service_fixture.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace lemo::e2e {
+
+std::string ServiceTest::root_;
+
+void ServiceTest::SetUpTestSuite() {
+  root_ = absl::StrCat(::testing::TempDir(), "/lemo-e2e-", getpid());
+  std::filesystem::remove_all(root_);
+  std::filesystem::create_directories(root_);
+  ProcessHarness init(root_ + "/init-logs");
+  const int code = init.RunToCompletion(
+      "init-model",
+      {BinPath("lemo-train"), "init-model", "--preset", "tiny", "--out",
+       root_ + "/model"},
+      absl::Seconds(120));
+  if (code != 0) init.PrintLogs();
+  ASSERT_EQ(code, 0) << "lemo-train init-model failed";
+}
+
+void ServiceTest::SetUp() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  dir_ = absl::StrCat(root_, "/", info->name());
+  std::filesystem::remove_all(dir_);
+  std::filesystem::create_directories(dir_);
+  harness_ = std::make_unique<ProcessHarness>(dir_ + "/logs");
+  port_ = PickFreePort();
+  ASSERT_NE(StartCoordinator(), nullptr);
+}
+
+void ServiceTest::TearDown() {
+  if (HasFailure()) harness_->PrintLogs();
+  client_.reset();
+  harness_.reset();
+}
+
+Process* ServiceTest::StartCoordinator() {
+  Process* p = harness_->Start(
+      "coordinator",
+      {BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
+       "--metrics_listen=", absl::StrCat("--data_dir=", dir_, "/data"),
+       "--worker_timeout=3s", "--heartbeat_interval=250ms"});
+  coordinator_ = p;
+  if (!WaitForPort(port_, absl::Seconds(30))) {
+    ADD_FAILURE() << "the coordinator did not listen on port " << port_;
+    return nullptr;
+  }
+  client::ClientOptions options;
+  options.server = absl::StrCat("127.0.0.1:", port_);
+  auto c = client::JobClient::Create(options);
+  if (!c.ok()) {
+    ADD_FAILURE() << c.status();
+    return nullptr;
+  }
+  client_ = std::move(*c);
+  return p;
+}
+
+void ServiceTest::KillCoordinator() {
+  if (coordinator_ != nullptr) coordinator_->Kill();
+  coordinator_ = nullptr;
+}
+
+std::string ServiceTest::ServerAddress() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+std::string ServiceTest::PythonPath() {
+  const char* python = std::getenv("LEMO_PYTHON");
+  return python != nullptr && *python != '\0' ? python : "python3";
+}
+
+Process* ServiceTest::StartWorker(const std::string& worker_id) {
+  const int metrics_port = PickFreePort();
+  worker_metrics_ports_[worker_id] = metrics_port;
+  return harness_->Start(
+      worker_id,
+      {BinPath("lemo-worker"), "--coordinator", absl::StrCat("127.0.0.1:", port_),
+       "--device", "cpu", "--worker-id", worker_id, "--work-dir",
+       absl::StrCat(dir_, "/", worker_id), "--metrics-listen",
+       absl::StrCat("127.0.0.1:", metrics_port), "--heartbeat-interval", "0.25"});
+}
+
+int ServiceTest::WorkerMetricsPort(const std::string& worker_id) const {
+  auto it = worker_metrics_ports_.find(worker_id);
+  return it == worker_metrics_ports_.end() ? 0 : it->second;
+}
+
+v1::JobSpec ServiceTest::Spec(int64_t steps, int64_t every) const {
+  v1::JobSpec spec;
+  spec.set_display_name("e2e");
+  spec.mutable_model()->set_path(root_ + "/model");
+  spec.mutable_data()->set_path(SourcePath("bench/data/corpus.jsonl"));
+  spec.mutable_data()->set_format(v1::JSONL);
+  spec.mutable_data()->set_tokenizer("byte");
+  spec.mutable_optimizer()->set_lr(2e-3);
+  spec.set_seq_len(64);
+  spec.set_steps(steps);
+  spec.mutable_resources()->set_world_size(1);
+  spec.mutable_resources()->set_device_kind(v1::CPU);
+  spec.mutable_checkpoint()->set_every_n_steps(every);
+  return spec;
+}
+
+std::vector<v1::JobEvent> ServiceTest::Watch(
+    const std::string& job_id, int64_t from_sequence,
+    const std::function<bool(const v1::JobEvent&)>& until,
+    absl::Duration timeout) {
+  std::vector<v1::JobEvent> events;
+  const absl::Time deadline = absl::Now() + timeout;
+  client::WatchOptions options;
+  options.from_sequence = from_sequence;
+  absl::Status s =
+      client_->Watch(job_id, options, [&](const v1::JobEvent& e) {
+        events.push_back(e);
+        if (absl::Now() > deadline) {
+          ADD_FAILURE() << "watching " << job_id << " timed out after "
+                        << events.size() << " events";
+          return false;
+        }
+        return !until(e);
+      });
+  EXPECT_TRUE(s.ok()) << s;
+  return events;
+}
+
+std::vector<v1::JobEvent> ServiceTest::WatchToEnd(const std::string& job_id,
+                                                  int64_t from_sequence) {
+  return Watch(job_id, from_sequence, [](const v1::JobEvent&) { return false; });
+}
+
+std::vector<int64_t> MetricSteps(const std::vector<v1::JobEvent>& events) {
+  std::vector<int64_t> steps;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_metric()) steps.push_back(e.metric().step());
+  }
+  return steps;
+}
+
+std::vector<v1::JobState> States(const std::vector<v1::JobEvent>& events) {
+  std::vector<v1::JobState> states;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_state_change()) states.push_back(e.state_change().to());
+  }
+  return states;
+}
+
+int FindState(const std::vector<v1::JobEvent>& events, v1::JobState state) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (events[i].has_state_change() && events[i].state_change().to() == state) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+std::vector<std::string> LogTexts(const std::vector<v1::JobEvent>& events) {
+  std::vector<std::string> texts;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_log()) texts.push_back(e.log().text());
+  }
+  return texts;
+}
+
+std::string ScrapeMetrics(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
+  close(fd);
+  return response;
+}
+
+}  // namespace lemo::e2e

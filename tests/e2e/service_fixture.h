@@ -1,0 +1,87 @@
+// A live LeMo service on loopback for end-to-end tests: one lemo-coordinator (its own data dir
+// and free port), lemo-workers on demand, a lemo_client JobClient, and the tiny model that
+// `lemo-train init-model --preset tiny` writes once per test binary. Logs of every process are
+// printed when a test fails.
+//
+//   TEST_F(ServiceTest, Something) {
+//     StartWorker("w1");
+//     LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(/*steps=*/8, /*every=*/4)));
+//     std::vector<v1::JobEvent> events = WatchToEnd(job.id());
+//   }
+#ifndef LEMO_TESTS_E2E_SERVICE_FIXTURE_H_
+#define LEMO_TESTS_E2E_SERVICE_FIXTURE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/job_client.h"
+#include "gtest/gtest.h"
+#include "lemo/v1/job_service.pb.h"
+#include "tests/e2e/process_harness.h"
+
+namespace lemo::e2e {
+
+namespace v1 = ::lemo::v1;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  void SetUp() override;
+  void TearDown() override;
+
+  // (Re)starts the coordinator on this test's port and data dir and connects the client.
+  Process* StartCoordinator();
+  // SIGKILLs the coordinator StartCoordinator started last.
+  void KillCoordinator();
+  Process* StartWorker(const std::string& worker_id);
+  // "127.0.0.1:<port>" of the coordinator.
+  std::string ServerAddress() const;
+  // The tiny model directory.
+  std::string ModelDir() const { return root_ + "/model"; }
+  // $LEMO_PYTHON (the venv with grpcio), else python3.
+  static std::string PythonPath();
+  client::JobClient& client() { return *client_; }
+  ProcessHarness& harness() { return *harness_; }
+  const std::string& dir() const { return dir_; }
+  // The /metrics port of a worker started by StartWorker.
+  int WorkerMetricsPort(const std::string& worker_id) const;
+
+  // A job on the tiny model and the bundled corpus: seq_len 64, checkpoints every `every`.
+  v1::JobSpec Spec(int64_t steps, int64_t every) const;
+
+  // Events from `from_sequence` on (1 = all history) until `until` returns true for one of them
+  // (included) or the job ends; fails the test after `timeout`.
+  std::vector<v1::JobEvent> Watch(
+      const std::string& job_id, int64_t from_sequence,
+      const std::function<bool(const v1::JobEvent&)>& until,
+      absl::Duration timeout = absl::Seconds(120));
+  std::vector<v1::JobEvent> WatchToEnd(const std::string& job_id,
+                                       int64_t from_sequence = 1);
+
+ private:
+  static std::string root_;
+  std::string dir_;
+  int port_ = 0;
+  Process* coordinator_ = nullptr;
+  std::unique_ptr<ProcessHarness> harness_;
+  std::unique_ptr<client::JobClient> client_;
+  std::map<std::string, int> worker_metrics_ports_;
+};
+
+// Helpers over event lists.
+std::vector<int64_t> MetricSteps(const std::vector<v1::JobEvent>& events);
+std::vector<v1::JobState> States(const std::vector<v1::JobEvent>& events);
+// Index of the first state change to `state`, or -1.
+int FindState(const std::vector<v1::JobEvent>& events, v1::JobState state);
+// Text of every log line event.
+std::vector<std::string> LogTexts(const std::vector<v1::JobEvent>& events);
+// Body of GET /metrics on 127.0.0.1:port ("" when unreachable).
+std::string ScrapeMetrics(int port);
+
+}  // namespace lemo::e2e
+
+#endif  // LEMO_TESTS_E2E_SERVICE_FIXTURE_H_

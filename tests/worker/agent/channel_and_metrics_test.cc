@@ -1,0 +1,112 @@
+// Tests for worker/agent/channel.h and worker/agent/worker_metrics.h. To add a case: a TEST
+// that builds a channel or a WorkerMetrics and checks what it accepts, refuses or serves.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "worker/agent/channel.h"
+#include "worker/agent/worker_metrics.h"
+
+namespace lemo::worker {
+namespace {
+
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(IsLoopbackTarget, KnowsLoopbackForms) {
+  EXPECT_TRUE(IsLoopbackTarget("127.0.0.1:7070"));
+  EXPECT_TRUE(IsLoopbackTarget("localhost:7070"));
+  EXPECT_TRUE(IsLoopbackTarget("[::1]:7070"));
+  EXPECT_TRUE(IsLoopbackTarget("ipv4:127.0.0.1:7070"));
+  EXPECT_FALSE(IsLoopbackTarget("10.0.0.3:7070"));
+  EXPECT_FALSE(IsLoopbackTarget("coordinator.lemo.svc:7070"));
+  EXPECT_FALSE(IsLoopbackTarget("localhost.evil.example:7070"));
+}
+
+TEST(CreateCoordinatorChannel, NamesTheBadFlag) {
+  ChannelOptions options;
+  EXPECT_THAT(CreateCoordinatorChannel(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--coordinator")));
+  options.target = "10.0.0.3:7070";
+  options.tls_ca_file = "/nonexistent/ca.pem";
+  EXPECT_THAT(CreateCoordinatorChannel(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
+  options.tls_ca_file.clear();
+  options.tls_cert_file = "/nonexistent/cert.pem";
+  EXPECT_THAT(CreateCoordinatorChannel(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key")));
+}
+
+TEST(CreateCoordinatorChannel, PlaintextToLoopbackOrWhenInsecure) {
+  ChannelOptions options;
+  options.target = "127.0.0.1:1";
+  EXPECT_THAT(CreateCoordinatorChannel(options), IsOk());
+  options.target = "10.0.0.3:7070";
+  options.insecure = true;
+  EXPECT_THAT(CreateCoordinatorChannel(options), IsOk());
+}
+
+// A plain HTTP GET of /metrics on 127.0.0.1:port; the whole response.
+std::string HttpGet(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request =
+      "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
+  close(fd);
+  return response;
+}
+
+TEST(WorkerMetrics, ServesTheDesignNames) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create("127.0.0.1:0"));
+  ASSERT_GT(metrics->port(), 0);
+  metrics->OnStep(/*tokens_per_second=*/1500, /*step_seconds=*/0.2,
+                  /*loss=*/2.5, /*peak_memory_bytes=*/1 << 20);
+  metrics->OnStep(1600, 0.25, 2.25, 2 << 20);
+  metrics->OnCheckpointUpload(true);
+  metrics->OnCheckpointUpload(false);
+  metrics->SetConnected(true);
+  const std::string text = HttpGet(metrics->port());
+  EXPECT_THAT(text, HasSubstr("lemo_worker_steps_total 2"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_tokens_per_second 1600"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_step_seconds_count 2"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_loss 2.25"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_peak_memory_bytes 2097152"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"ok\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"error\"} 1"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_connected 1"));
+}
+
+TEST(WorkerMetrics, UnservedWhenNoAddress) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create(""));
+  EXPECT_EQ(metrics->port(), 0);
+  metrics->SetTaskRunning(true);
+  EXPECT_THAT(metrics->Scrape(), HasSubstr("lemo_worker_task_running 1"));
+}
+
+TEST(WorkerMetrics, BadAddressIsUnavailable) {
+  EXPECT_THAT(WorkerMetrics::Create("256.0.0.1:99999"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("--metrics-listen")));
+}
+
+}  // namespace
+}  // namespace lemo::worker

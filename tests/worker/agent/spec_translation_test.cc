@@ -1,0 +1,199 @@
+// Tests for worker/agent/spec_translation.h: every JobSpec field reaches the engine option it
+// names, zeros become the spec's defaults, specs this worker cannot run are refused naming the
+// field, and engine errors get the right FailureReason. To add a case: set a spec field in an
+// Assign and check the TrainerOptions (or the Failure) that comes out.
+#include "worker/agent/spec_translation.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace lemo::worker {
+namespace {
+
+using ::lemo::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+v1::Assign MinimalAssign() {
+  v1::Assign assign;
+  assign.set_job_id("job-1");
+  assign.set_epoch(2);
+  assign.set_world_size(1);
+  v1::JobSpec* spec = assign.mutable_spec();
+  spec->mutable_model()->set_path("/models/tiny");
+  spec->mutable_data()->set_path("/data/corpus.jsonl");
+  spec->set_seq_len(64);
+  spec->set_steps(10);
+  return assign;
+}
+
+TEST(TrainerOptionsFromAssign, ZerosBecomeTheSpecDefaults) {
+  std::vector<std::string> warnings;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(MinimalAssign(), torch::kCPU, "/w/out", "",
+                               &warnings));
+  EXPECT_EQ(o.model_dir, "/models/tiny");
+  EXPECT_EQ(o.out_dir, "/w/out");
+  EXPECT_EQ(o.resume_dir, "");
+  EXPECT_EQ(o.steps, 10);
+  EXPECT_EQ(o.grad_accum, 1);
+  EXPECT_EQ(o.save_every, 0);
+  EXPECT_EQ(o.data.path, "/data/corpus.jsonl");
+  EXPECT_EQ(o.data.format, engine::DataFormat::kAuto);
+  EXPECT_EQ(o.data.tokenizer, "byte");
+  EXPECT_EQ(o.data.seq_len, 64);
+  EXPECT_EQ(o.data.batch_size, 1);
+  EXPECT_EQ(o.model.base_dtype, torch::kFloat32);
+  EXPECT_EQ(o.model.loss_segment_tokens, 2048);
+  EXPECT_EQ(o.model.lora.rank, 8);
+  EXPECT_EQ(o.model.lora.alpha, 16);
+  EXPECT_THAT(o.model.lora.target_modules,
+              ElementsAre("q_proj", "k_proj", "v_proj", "o_proj"));
+  EXPECT_DOUBLE_EQ(o.optimizer.lr, 2e-4);
+  EXPECT_DOUBLE_EQ(o.optimizer.beta1, 0.9);
+  EXPECT_DOUBLE_EQ(o.optimizer.eps, 1e-8);
+  EXPECT_DOUBLE_EQ(o.optimizer.max_grad_norm, 1.0);
+  EXPECT_EQ(o.optimizer.total_steps, 10);
+  EXPECT_THAT(warnings, IsEmpty());
+}
+
+TEST(TrainerOptionsFromAssign, EveryFieldReachesTheEngine) {
+  v1::Assign assign = MinimalAssign();
+  v1::JobSpec* spec = assign.mutable_spec();
+  spec->mutable_model()->set_dtype(v1::BF16);
+  spec->mutable_model()->set_gradient_checkpointing(true);
+  spec->mutable_data()->set_format(v1::U16);
+  spec->mutable_data()->set_tokenizer("/tok/tokenizer.model");
+  spec->mutable_lora()->set_r(4);
+  spec->mutable_lora()->set_alpha(8);
+  spec->mutable_lora()->set_dropout(0.1);
+  spec->mutable_lora()->add_target_modules("gate_proj");
+  spec->mutable_lemo()->set_loss_segment_tokens(512);
+  v1::OptimizerSpec* opt = spec->mutable_optimizer();
+  opt->set_lr(1e-3);
+  opt->set_weight_decay(0.01);
+  opt->set_beta1(0);
+  opt->set_beta2(0.95);
+  opt->set_eps(1e-6);
+  opt->set_warmup_steps(3);
+  opt->set_min_lr_ratio(0);
+  opt->set_max_grad_norm(0);
+  spec->set_batch_size(2);
+  spec->set_grad_accum(4);
+  spec->set_seed(7);
+  spec->mutable_checkpoint()->set_every_n_steps(5);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/w/out", "/w/resume",
+                               nullptr));
+  EXPECT_EQ(o.resume_dir, "/w/resume");
+  EXPECT_EQ(o.model.base_dtype, torch::kBFloat16);
+  EXPECT_TRUE(o.model.gradient_checkpointing);
+  EXPECT_EQ(o.data.format, engine::DataFormat::kU16);
+  EXPECT_EQ(o.data.tokenizer, "/tok/tokenizer.model");
+  EXPECT_EQ(o.data.batch_size, 2);
+  EXPECT_EQ(o.data.seed, 7u);
+  EXPECT_EQ(o.model.lora.rank, 4);
+  EXPECT_EQ(o.model.lora.alpha, 8);
+  EXPECT_DOUBLE_EQ(o.model.lora.dropout, 0.1);
+  EXPECT_THAT(o.model.lora.target_modules, ElementsAre("gate_proj"));
+  EXPECT_EQ(o.model.loss_segment_tokens, 512);
+  EXPECT_DOUBLE_EQ(o.optimizer.lr, 1e-3);
+  EXPECT_DOUBLE_EQ(o.optimizer.weight_decay, 0.01);
+  EXPECT_DOUBLE_EQ(o.optimizer.beta1, 0);  // optional: an explicit zero is kept
+  EXPECT_DOUBLE_EQ(o.optimizer.beta2, 0.95);
+  EXPECT_DOUBLE_EQ(o.optimizer.eps, 1e-6);
+  EXPECT_EQ(o.optimizer.warmup_steps, 3);
+  EXPECT_DOUBLE_EQ(o.optimizer.min_lr_ratio, 0);
+  EXPECT_DOUBLE_EQ(o.optimizer.max_grad_norm, 0);
+  EXPECT_EQ(o.grad_accum, 4);
+  EXPECT_EQ(o.save_every, 5);
+  EXPECT_EQ(o.seed, 7u);
+}
+
+TEST(TrainerOptionsFromAssign, RefusesWhatThisWorkerCannotRun) {
+  v1::Assign assign = MinimalAssign();
+  assign.set_world_size(2);
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.resources.world_size")));
+  assign = MinimalAssign();
+  assign.mutable_spec()->mutable_resources()->set_device_kind(v1::CUDA);
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.resources.device_kind")));
+}
+
+TEST(TrainerOptionsFromAssign, WarnsAboutLemoSettingsTrainedDensely) {
+  v1::Assign assign = MinimalAssign();
+  assign.mutable_spec()->mutable_lemo()->set_mode(v1::ORACLE);
+  assign.mutable_spec()->mutable_lemo()->set_offload(true);
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings).ok());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.mode=ORACLE"));
+  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload"));
+}
+
+TEST(FailureFromStatus, TypesTheEngineErrors) {
+  struct Case {
+    absl::Status status;
+    v1::FailureReason reason;
+  };
+  const std::vector<Case> cases = {
+      {absl::ResourceExhaustedError("training step: CUDA out of memory"),
+       v1::OUT_OF_MEMORY},
+      {absl::NotFoundError("model /m: config.json: not found"), v1::MODEL_LOAD},
+      {absl::InvalidArgumentError("building the model: shape mismatch"),
+       v1::MODEL_LOAD},
+      {absl::NotFoundError("data /d.jsonl: no such file"), v1::DATA_LOAD},
+      {absl::DataLossError("resuming from checkpoint step-000004: sha256"),
+       v1::CHECKPOINT},
+      {absl::UnavailableError("checkpoint step-000010: coordinator down"),
+       v1::CHECKPOINT},
+      {absl::InvalidArgumentError("seq_len: must be > 1, got 1"),
+       v1::INVALID_SPEC},
+      {absl::InternalError("something odd"), v1::INTERNAL},
+  };
+  for (const Case& c : cases) {
+    v1::Failure f = FailureFromStatus(c.status, 0);
+    EXPECT_EQ(f.reason(), c.reason) << c.status;
+    EXPECT_EQ(f.message(), c.status.message());
+    EXPECT_EQ(f.rank(), 0);
+  }
+}
+
+TEST(SampleFromStepMetrics, CopiesEveryNumber) {
+  engine::StepMetrics m;
+  m.step = 3;
+  m.total_steps = 10;
+  m.loss = 2.5;
+  m.lr = 1e-4;
+  m.grad_norm = 0.7;
+  m.tokens_per_second = 900;
+  m.step_time_seconds = 0.07;
+  m.peak_allocated_bytes = 100;
+  m.peak_reserved_bytes = 200;
+  v1::MetricSample s = SampleFromStepMetrics(m, 1);
+  EXPECT_EQ(s.step(), 3);
+  EXPECT_EQ(s.total_steps(), 10);
+  EXPECT_DOUBLE_EQ(s.loss(), 2.5);
+  EXPECT_DOUBLE_EQ(s.lr(), 1e-4);
+  EXPECT_DOUBLE_EQ(s.grad_norm(), 0.7);
+  EXPECT_DOUBLE_EQ(s.tokens_per_second(), 900);
+  EXPECT_DOUBLE_EQ(s.step_time_seconds(), 0.07);
+  EXPECT_EQ(s.peak_allocated_bytes(), 100);
+  EXPECT_EQ(s.peak_reserved_bytes(), 200);
+  EXPECT_EQ(s.rank(), 1);
+  EXPECT_GT(s.time().seconds(), 0);
+}
+
+}  // namespace
+}  // namespace lemo::worker

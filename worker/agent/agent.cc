@@ -1,0 +1,337 @@
+#include "worker/agent/agent.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
+#include "proto/status/grpc_status.h"
+#include "proto/status/status_macros.h"
+#include "worker/engine/device_memory.h"
+
+namespace lemo::worker {
+namespace {
+
+constexpr char kVersion[] = "lemo-worker 0.1.0";
+
+void Logf(const std::string& text) {
+  std::fprintf(stderr, "lemo-worker: %s\n", text.c_str());
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+int64_t HostMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : 0;
+}
+
+// The device as Register and Heartbeat describe it.
+v1::Device WireDevice(const torch::Device& device) {
+  v1::Device d;
+  d.set_kind(device.is_cuda() ? v1::CUDA : v1::CPU);
+  d.set_index(device.is_cuda() ? device.index() : 0);
+  d.set_name("cpu");
+  d.set_total_memory_bytes(HostMemoryBytes());
+  for (const engine::DeviceInfo& info : engine::ListDevices()) {
+    if (info.name == device.str()) {
+      d.set_name(info.description);
+      d.set_total_memory_bytes(info.total_memory_bytes);
+    }
+  }
+  d.set_free_memory_bytes(d.total_memory_bytes());
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
+    const AgentOptions& options_in) {
+  AgentOptions options = options_in;
+  LEMO_ASSIGN_OR_RETURN(torch::Device device,
+                        engine::ParseDevice(options.device), "--device");
+  std::string worker_id = options.worker_id;
+  if (worker_id.empty()) {
+    worker_id = absl::StrCat(HostName(), "-",
+                             absl::StrReplaceAll(device.str(), {{":", ""}}));
+  }
+  if (options.work_dir.empty()) {
+    options.work_dir =
+        (std::filesystem::temp_directory_path() / ("lemo-worker-" + worker_id))
+            .string();
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.work_dir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--work-dir ", options.work_dir, ": cannot create: ", ec.message()));
+  }
+  if (options.heartbeat_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--heartbeat-interval: must be > 0");
+  }
+  LEMO_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                        CreateCoordinatorChannel(options.channel));
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<WorkerMetrics> metrics,
+                        WorkerMetrics::Create(options.metrics_listen));
+  v1::Device wire = WireDevice(device);
+  return std::unique_ptr<Agent>(new Agent(options, std::move(worker_id), device,
+                                          std::move(wire), std::move(channel),
+                                          std::move(metrics)));
+}
+
+Agent::Agent(const AgentOptions& options, std::string worker_id,
+             torch::Device device, v1::Device wire_device,
+             std::shared_ptr<grpc::Channel> channel,
+             std::unique_ptr<WorkerMetrics> metrics)
+    : options_(options),
+      worker_id_(std::move(worker_id)),
+      device_(device),
+      wire_device_(std::move(wire_device)),
+      channel_(std::move(channel)),
+      stub_(v1::WorkerService::NewStub(channel_)),
+      metrics_(std::move(metrics)),
+      heartbeat_interval_(options.heartbeat_interval) {}
+
+Agent::~Agent() {
+  Shutdown();
+  task_.reset();
+}
+
+void Agent::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+  cv_.notify_all();
+}
+
+absl::Status Agent::Run() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    bool welcomed = false;
+    absl::Status session = RunSession(&welcomed);
+    metrics_->SetConnected(false);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (shutdown_) break;
+    if (welcomed) backoff = absl::Milliseconds(100);
+    Logf(absl::StrCat("stream to ", options_.channel.target, " ended (",
+                      session.ToString(), "); reconnecting in ",
+                      absl::FormatDuration(backoff)));
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff),
+                 [this] { return shutdown_; });
+    if (shutdown_) break;
+    backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
+  }
+  if (task_ != nullptr) {
+    Logf(absl::StrCat("stopping job ", task_->job_id(), " at step ",
+                      task_->step()));
+    task_->Stop();
+    task_->Join();
+    task_.reset();
+  }
+  return absl::OkStatus();
+}
+
+v1::WorkerMessage Agent::RegisterMessage() {
+  v1::WorkerMessage msg;
+  v1::Register* reg = msg.mutable_register_();
+  reg->set_worker_id(worker_id_);
+  reg->set_host(HostName());
+  *reg->add_devices() = wire_device_;
+  reg->set_version(kVersion);
+  v1::RunningTask running;
+  if (task_ != nullptr && !task_->done()) {
+    running.set_job_id(task_->job_id());
+    running.set_epoch(task_->epoch());
+    running.set_rank(task_->rank());
+    running.set_step(task_->step());
+  } else {
+    // A task that ended while the coordinator was away is still running as far as it knows;
+    // its final status follows the Welcome.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!pending_finals_.empty()) {
+      const v1::TaskStatus& last = pending_finals_.back().task_status();
+      running.set_job_id(last.job_id());
+      running.set_epoch(last.epoch());
+      running.set_step(last.step());
+      if (task_ != nullptr) running.set_rank(task_->rank());
+    }
+  }
+  if (!running.job_id().empty()) *reg->mutable_running_task() = running;
+  return msg;
+}
+
+absl::Status Agent::RunSession(bool* welcomed) {
+  grpc::ClientContext ctx;
+  AddBearerToken(&ctx, options_.channel.token);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutdown_) return absl::OkStatus();
+    context_ = &ctx;
+  }
+  auto stream = stub_->Connect(&ctx);
+  // Nothing else writes until stream_ is published after the Welcome.
+  v1::CoordinatorMessage in;
+  const bool registered =
+      stream->Write(RegisterMessage()) && stream->Read(&in);
+  int64_t session = 0;
+  std::thread heartbeats;
+  if (registered && in.has_welcome()) {
+    *welcomed = true;
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_ = stream.get();
+    session = ++session_;
+    if (in.welcome().has_heartbeat_interval()) {
+      const int64_t ms = google::protobuf::util::TimeUtil::DurationToMilliseconds(
+          in.welcome().heartbeat_interval());
+      if (ms > 0) heartbeat_interval_ = absl::Milliseconds(ms);
+    }
+    Logf(absl::StrCat("registered with ", options_.channel.target, " as ",
+                      worker_id_, " (", wire_device_.name(), ")"));
+  } else if (registered) {
+    ctx.TryCancel();
+  }
+  if (*welcomed) {
+    metrics_->SetConnected(true);
+    heartbeats = std::thread([this, session] { HeartbeatLoop(session); });
+    FlushFinals();
+    while (stream->Read(&in)) {
+      if (in.has_assign()) HandleAssign(in.assign());
+      if (in.has_cancel()) HandleCancel(in.cancel());
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_ = nullptr;
+    context_ = nullptr;
+    ++session_;
+    cv_.notify_all();
+  }
+  if (heartbeats.joinable()) heartbeats.join();
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  absl::Status status = FromGrpcStatus(stream->Finish());
+  if (status.ok() && !*welcomed) {
+    return absl::UnavailableError("the coordinator closed the stream before Welcome");
+  }
+  return status;
+}
+
+void Agent::HeartbeatLoop(int64_t session) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(heartbeat_interval_),
+                 [&] { return shutdown_ || session_ != session; });
+    if (shutdown_ || session_ != session) return;
+    v1::WorkerMessage msg;
+    *msg.mutable_heartbeat()->mutable_time() =
+        google::protobuf::util::TimeUtil::GetCurrentTime();
+    *msg.mutable_heartbeat()->add_devices() = wire_device_;
+    lock.unlock();
+    Send(msg);
+    lock.lock();
+  }
+}
+
+bool Agent::Send(const v1::WorkerMessage& msg) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream = stream_;
+  }
+  return stream != nullptr && stream->Write(msg);
+}
+
+void Agent::SendFinal(const v1::WorkerMessage& msg) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_finals_.push_back(msg);
+  }
+  FlushFinals();
+}
+
+void Agent::FlushFinals() {
+  std::lock_guard<std::mutex> flush_lock(flush_mu_);
+  while (true) {
+    v1::WorkerMessage next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pending_finals_.empty()) return;
+      next = pending_finals_.front();
+    }
+    if (!Send(next)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_finals_.pop_front();
+  }
+}
+
+TaskEnvironment Agent::MakeTaskEnvironment() {
+  TaskEnvironment env;
+  env.stub = stub_.get();
+  env.token = options_.channel.token;
+  env.worker_id = worker_id_;
+  env.device = device_;
+  env.work_dir = options_.work_dir;
+  env.metrics = metrics_.get();
+  env.send = [this](const v1::WorkerMessage& m) { return Send(m); };
+  env.send_final = [this](const v1::WorkerMessage& m) { SendFinal(m); };
+  env.transfer_retry_for = options_.transfer_retry_for;
+  return env;
+}
+
+void Agent::HandleAssign(const v1::Assign& assign) {
+  auto known = epochs_.find(assign.job_id());
+  if (known != epochs_.end() && assign.epoch() <= known->second) {
+    Logf(absl::StrCat("ignoring stale Assign of ", assign.job_id(), " epoch ",
+                      assign.epoch(), " (at epoch ", known->second, ")"));
+    return;
+  }
+  epochs_[assign.job_id()] = assign.epoch();
+  if (task_ != nullptr && !task_->done()) {
+    // The coordinator no longer counts on the old task; it gets no status.
+    Logf(absl::StrCat("job ", task_->job_id(), " epoch ", task_->epoch(),
+                      " superseded by ", assign.job_id(), " epoch ",
+                      assign.epoch()));
+    task_->Stop();
+  }
+  task_.reset();
+  Logf(absl::StrCat("assigned ", assign.job_id(), " epoch ", assign.epoch(),
+                    assign.has_resume()
+                        ? absl::StrCat(" resuming from ",
+                                       assign.resume().checkpoint_id())
+                        : ""));
+  task_ = Task::Start(assign, MakeTaskEnvironment());
+}
+
+void Agent::HandleCancel(const v1::Cancel& cancel) {
+  if (task_ != nullptr && !task_->done() && task_->job_id() == cancel.job_id() &&
+      task_->epoch() == cancel.epoch()) {
+    Logf(absl::StrCat("cancelling ", cancel.job_id(), " epoch ", cancel.epoch(),
+                      cancel.reason().empty() ? "" : ": " + cancel.reason()));
+    task_->Cancel();
+    return;
+  }
+  if (epochs_.count(cancel.job_id()) == 0) {
+    // Never ran here (e.g. the Assign was lost in a coordinator restart): confirm at once so
+    // the job does not wait in CANCELLING.
+    v1::WorkerMessage msg;
+    msg.mutable_task_status()->set_job_id(cancel.job_id());
+    msg.mutable_task_status()->set_epoch(cancel.epoch());
+    msg.mutable_task_status()->set_state(v1::CANCELLED);
+    SendFinal(msg);
+    return;
+  }
+  Logf(absl::StrCat("ignoring Cancel of ", cancel.job_id(), " epoch ",
+                    cancel.epoch(), ": not running that epoch"));
+}
+
+}  // namespace lemo::worker

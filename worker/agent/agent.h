@@ -1,0 +1,124 @@
+// The worker agent: keeps one WorkerService.Connect stream to the coordinator (Register, then
+// heartbeats), runs each Assign as a Task on a training thread, honours Cancel, and reconnects
+// with backoff after the stream breaks (re-registering with the task it still runs). Assign and
+// Cancel messages of an older epoch than the one it knows for the job are ignored.
+//
+//   AgentOptions options;
+//   options.channel.target = "127.0.0.1:7070";
+//   options.device = "cpu";
+//   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(options));
+//   std::thread stopper([&] { WaitForSigterm(); agent->Shutdown(); });
+//   LEMO_RETURN_IF_ERROR(agent->Run());  // returns after Shutdown()
+#ifndef LEMO_WORKER_AGENT_AGENT_H_
+#define LEMO_WORKER_AGENT_AGENT_H_
+
+#include <torch/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lemo/v1/worker_service.grpc.pb.h"
+#include "worker/agent/channel.h"
+#include "worker/agent/task.h"
+#include "worker/agent/worker_metrics.h"
+
+namespace lemo::worker {
+
+struct AgentOptions {
+  // Where the coordinator is and how to reach it.
+  ChannelOptions channel;
+  // "cpu" or "cuda:N": the one device this worker trains on.
+  std::string device = "cpu";
+  // Stable id across restarts; empty means "<hostname>-<device>" (e.g. "node3-cuda0").
+  std::string worker_id;
+  // Scratch space for job work dirs (checkpoints before upload, resume downloads).
+  std::string work_dir;
+  // "HOST:PORT" for /metrics; empty serves none.
+  std::string metrics_listen;
+  // Heartbeat period until the coordinator's Welcome names one.
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  // Reconnect backoff doubles from 100 ms up to this.
+  absl::Duration max_reconnect_backoff = absl::Seconds(5);
+  // How long checkpoint transfers retry while the coordinator is unreachable.
+  absl::Duration transfer_retry_for = absl::Minutes(2);
+};
+
+class Agent {
+ public:
+  // INVALID_ARGUMENT for a bad device or channel flag; UNAVAILABLE when /metrics cannot bind.
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(
+      const AgentOptions& options);
+  ~Agent();
+
+  // Serves the coordinator until Shutdown(); reconnects on its own.
+  absl::Status Run();
+  // Stops the running task within one step (reporting nothing, so the coordinator reschedules
+  // the job), closes the stream and makes Run() return. Safe from any thread but a signal
+  // handler.
+  void Shutdown();
+
+  const std::string& worker_id() const { return worker_id_; }
+  // Bound /metrics port; 0 when not serving.
+  int metrics_port() const { return metrics_->port(); }
+
+ private:
+  Agent(const AgentOptions& options, std::string worker_id,
+        torch::Device device, v1::Device wire_device,
+        std::shared_ptr<grpc::Channel> channel,
+        std::unique_ptr<WorkerMetrics> metrics);
+
+  // One Connect stream, from Register until it breaks or Shutdown().
+  absl::Status RunSession(bool* welcomed);
+  void HeartbeatLoop(int64_t session);
+  v1::WorkerMessage RegisterMessage();
+  void HandleAssign(const v1::Assign& assign);
+  void HandleCancel(const v1::Cancel& cancel);
+  // Writes on the current stream; false when there is none or it broke.
+  bool Send(const v1::WorkerMessage& msg);
+  // Sends a terminal TaskStatus now, or queues it for the next session.
+  void SendFinal(const v1::WorkerMessage& msg);
+  void FlushFinals();
+  TaskEnvironment MakeTaskEnvironment();
+
+  const AgentOptions options_;
+  const std::string worker_id_;
+  const torch::Device device_;
+  const v1::Device wire_device_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::unique_ptr<WorkerMetrics> metrics_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Serialises writes on the stream (gRPC allows one at a time); taken before mu_.
+  std::mutex write_mu_;
+  // Serialises delivery of pending_finals_, so they go out once and in order.
+  std::mutex flush_mu_;
+  bool shutdown_ = false;
+  // The live stream and its context, or null between sessions.
+  grpc::ClientContext* context_ = nullptr;
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>*
+      stream_ = nullptr;
+  // Counts sessions so a heartbeat thread knows when its session ended.
+  int64_t session_ = 0;
+  absl::Duration heartbeat_interval_;
+  // Terminal statuses not yet delivered (the stream was down when the task ended).
+  std::deque<v1::WorkerMessage> pending_finals_;
+  // Highest epoch seen per job: older Assign / Cancel messages are stale.
+  std::map<std::string, int64_t> epochs_;
+
+  // Only touched by the thread that reads the stream (and Run's exit).
+  std::unique_ptr<Task> task_;
+};
+
+}  // namespace lemo::worker
+
+#endif  // LEMO_WORKER_AGENT_AGENT_H_

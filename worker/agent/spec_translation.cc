@@ -1,0 +1,187 @@
+#include "worker/agent/spec_translation.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace lemo::worker {
+namespace {
+
+// JobSpec defaults (job_spec.proto), applied when a field arrives as zero.
+constexpr double kDefaultLr = 2e-4;
+constexpr double kDefaultEps = 1e-8;
+constexpr int64_t kDefaultLoraRank = 8;
+constexpr double kDefaultLoraAlpha = 16;
+constexpr int64_t kDefaultLossSegmentTokens = 2048;
+
+template <typename T>
+T OrDefault(T value, T fallback) {
+  return value == T{} ? fallback : value;
+}
+
+absl::StatusOr<torch::ScalarType> BaseDtype(v1::DType dtype,
+                                            const torch::Device& device) {
+  switch (dtype) {
+    case v1::DTYPE_UNSPECIFIED:
+      return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+    case v1::FP32:
+      return torch::kFloat32;
+    case v1::BF16:
+      return torch::kBFloat16;
+    case v1::FP16:
+      return torch::kFloat16;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.model.dtype: unknown value ", dtype));
+  }
+}
+
+absl::StatusOr<engine::DataFormat> Format(v1::DataFormat format) {
+  switch (format) {
+    case v1::DATA_FORMAT_UNSPECIFIED:
+      return engine::DataFormat::kAuto;
+    case v1::JSONL:
+      return engine::DataFormat::kJsonl;
+    case v1::U16:
+      return engine::DataFormat::kU16;
+    case v1::U32:
+      return engine::DataFormat::kU32;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.data.format: unknown value ", format));
+  }
+}
+
+// LeMo settings that change training but have no engine implementation yet.
+void CollectUnsupportedLemo(const v1::LemoSpec& lemo,
+                            std::vector<std::string>* warnings) {
+  std::vector<std::string> ignored;
+  if (lemo.mode() == v1::ORACLE || lemo.mode() == v1::PREDICTOR) {
+    ignored.push_back(
+        absl::StrCat("spec.lemo.mode=", v1::LemoMode_Name(lemo.mode())));
+  }
+  if (lemo.adaptive().enabled()) ignored.push_back("spec.lemo.adaptive");
+  if (lemo.mlp_sparsity().enabled()) ignored.push_back("spec.lemo.mlp_sparsity");
+  if (lemo.offload()) ignored.push_back("spec.lemo.offload");
+  if (lemo.two_d_sparsity()) ignored.push_back("spec.lemo.two_d_sparsity");
+  if (!ignored.empty() && warnings != nullptr) {
+    warnings->push_back(absl::StrCat(
+        "this worker's engine trains densely; ignoring ",
+        absl::StrJoin(ignored, ", ")));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
+    const v1::Assign& assign, const torch::Device& device,
+    const std::string& out_dir, const std::string& resume_dir,
+    std::vector<std::string>* warnings) {
+  const v1::JobSpec& spec = assign.spec();
+  if (assign.world_size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.resources.world_size: ", assign.world_size(),
+        " ranks; this worker trains single-rank jobs only"));
+  }
+  const v1::DeviceKind kind = spec.resources().device_kind();
+  if (kind == v1::CUDA && !device.is_cuda()) {
+    return absl::InvalidArgumentError(
+        "spec.resources.device_kind: CUDA, but this worker trains on the CPU");
+  }
+  if (kind != v1::CUDA && device.is_cuda()) {
+    return absl::InvalidArgumentError(
+        "spec.resources.device_kind: CPU, but this worker owns a CUDA device");
+  }
+
+  engine::TrainerOptions o;
+  o.model_dir = spec.model().path();
+  o.out_dir = out_dir;
+  o.resume_dir = resume_dir;
+  o.steps = spec.steps();
+  o.grad_accum = OrDefault(spec.grad_accum(), 1);
+  o.save_every = spec.checkpoint().every_n_steps();
+  o.seed = spec.seed();
+
+  o.data.path = spec.data().path();
+  auto format = Format(spec.data().format());
+  if (!format.ok()) return format.status();
+  o.data.format = *format;
+  o.data.tokenizer = OrDefault<std::string>(spec.data().tokenizer(), "byte");
+  o.data.seq_len = spec.seq_len();
+  o.data.batch_size = OrDefault(spec.batch_size(), 1);
+  o.data.seed = spec.seed();
+
+  o.model.device = device;
+  auto dtype = BaseDtype(spec.model().dtype(), device);
+  if (!dtype.ok()) return dtype.status();
+  o.model.base_dtype = *dtype;
+  o.model.gradient_checkpointing = spec.model().gradient_checkpointing();
+  o.model.loss_segment_tokens =
+      OrDefault(spec.lemo().loss_segment_tokens(), kDefaultLossSegmentTokens);
+  o.model.lora.rank = OrDefault<int64_t>(spec.lora().r(), kDefaultLoraRank);
+  o.model.lora.alpha = OrDefault(spec.lora().alpha(), kDefaultLoraAlpha);
+  o.model.lora.dropout = spec.lora().dropout();
+  if (spec.lora().target_modules_size() > 0) {
+    o.model.lora.target_modules.assign(spec.lora().target_modules().begin(),
+                                       spec.lora().target_modules().end());
+  }
+  o.model.lora.seed = spec.seed();
+
+  const v1::OptimizerSpec& opt = spec.optimizer();
+  o.optimizer.lr = OrDefault(opt.lr(), kDefaultLr);
+  o.optimizer.weight_decay = opt.weight_decay();
+  if (opt.has_beta1()) o.optimizer.beta1 = opt.beta1();
+  if (opt.has_beta2()) o.optimizer.beta2 = opt.beta2();
+  o.optimizer.eps = OrDefault(opt.eps(), kDefaultEps);
+  o.optimizer.warmup_steps = opt.warmup_steps();
+  if (opt.has_min_lr_ratio()) o.optimizer.min_lr_ratio = opt.min_lr_ratio();
+  if (opt.has_max_grad_norm()) o.optimizer.max_grad_norm = opt.max_grad_norm();
+  o.optimizer.total_steps = spec.steps();
+
+  CollectUnsupportedLemo(spec.lemo(), warnings);
+  return o;
+}
+
+v1::Failure FailureFromStatus(const absl::Status& status, int rank) {
+  v1::Failure failure;
+  failure.set_rank(rank);
+  failure.set_message(std::string(status.message()));
+  const absl::string_view msg = status.message();
+  v1::FailureReason reason = v1::INTERNAL;
+  if (absl::IsResourceExhausted(status)) {
+    reason = v1::OUT_OF_MEMORY;
+  } else if (absl::StartsWith(msg, "model ") ||
+             absl::StartsWith(msg, "building the model")) {
+    reason = v1::MODEL_LOAD;
+  } else if (absl::StartsWith(msg, "data ")) {
+    reason = v1::DATA_LOAD;
+  } else if (absl::StartsWith(msg, "resuming from") ||
+             absl::StartsWith(msg, "writing checkpoint") ||
+             absl::StartsWith(msg, "checkpoint ")) {
+    reason = v1::CHECKPOINT;
+  } else if (absl::IsInvalidArgument(status)) {
+    reason = v1::INVALID_SPEC;
+  }
+  failure.set_reason(reason);
+  return failure;
+}
+
+v1::MetricSample SampleFromStepMetrics(const engine::StepMetrics& m,
+                                       int rank) {
+  v1::MetricSample s;
+  s.set_step(m.step);
+  s.set_total_steps(m.total_steps);
+  s.set_loss(m.loss);
+  s.set_lr(m.lr);
+  s.set_grad_norm(m.grad_norm);
+  s.set_tokens_per_second(m.tokens_per_second);
+  s.set_step_time_seconds(m.step_time_seconds);
+  s.set_peak_allocated_bytes(m.peak_allocated_bytes);
+  s.set_peak_reserved_bytes(m.peak_reserved_bytes);
+  s.set_rank(rank);
+  *s.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  return s;
+}
+
+}  // namespace lemo::worker

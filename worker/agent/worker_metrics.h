@@ -1,0 +1,67 @@
+// The worker's Prometheus metrics (lemo_worker_ prefix, base units), served on /metrics when a
+// listen address is given. Names are the ones deploy/grafana/ queries:
+//   lemo_worker_steps_total                    counter  optimizer steps trained
+//   lemo_worker_tokens_per_second              gauge    of the latest step
+//   lemo_worker_step_seconds                   histogram
+//   lemo_worker_loss                           gauge    of the latest step
+//   lemo_worker_peak_memory_bytes              gauge    device peak of the latest step
+//   lemo_worker_checkpoint_uploads_total       counter  by result="ok"|"error"
+//   lemo_worker_connected                      gauge    1 while the Connect stream is up
+//   lemo_worker_task_running                   gauge    1 while an assignment trains
+//
+//   LEMO_ASSIGN_OR_RETURN(auto metrics, WorkerMetrics::Create("0.0.0.0:9400"));
+//   metrics->SetConnected(true);
+#ifndef LEMO_WORKER_AGENT_WORKER_METRICS_H_
+#define LEMO_WORKER_AGENT_WORKER_METRICS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace lemo::worker {
+
+class WorkerMetrics {
+ public:
+  // `listen` is "HOST:PORT" (port 0 picks a free one); empty keeps the metrics unserved.
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<WorkerMetrics>> Create(
+      const std::string& listen);
+
+  void OnStep(double tokens_per_second, double step_seconds, double loss,
+              int64_t peak_memory_bytes);
+  void OnCheckpointUpload(bool ok);
+  void SetConnected(bool connected);
+  void SetTaskRunning(bool running);
+
+  // The bound /metrics port, or 0 when not serving.
+  int port() const { return port_; }
+  // The current exposition in Prometheus text format.
+  std::string Scrape() const;
+
+ private:
+  WorkerMetrics();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Counter* steps_;
+  prometheus::Gauge* tokens_per_second_;
+  prometheus::Histogram* step_seconds_;
+  prometheus::Gauge* loss_;
+  prometheus::Gauge* peak_memory_;
+  prometheus::Counter* uploads_ok_;
+  prometheus::Counter* uploads_error_;
+  prometheus::Gauge* connected_;
+  prometheus::Gauge* task_running_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+};
+
+}  // namespace lemo::worker
+
+#endif  // LEMO_WORKER_AGENT_WORKER_METRICS_H_

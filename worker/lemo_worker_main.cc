@@ -1,0 +1,100 @@
+// lemo-worker: one per device. Registers with the coordinator, trains the jobs it is assigned
+// in-process, streams metrics and uploads checkpoints; serves /metrics.
+//
+//   lemo-worker --coordinator 127.0.0.1:7070 --device cpu --metrics-listen 127.0.0.1:9400
+//   lemo-worker --coordinator lemo:7070 --device cuda:0 --tls-ca ca.pem --token-file token
+//
+// Exit codes: 0 after SIGTERM/SIGINT (the running job is stopped within one step and left to
+// the coordinator to reschedule), 1 a runtime error, 2 a usage error.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "absl/time/time.h"
+#include "worker/agent/agent.h"
+#include "worker/engine/formats/atomic_file.h"
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "lemo-worker: %s\n", status.ToString().c_str());
+  return absl::IsInvalidArgument(status) ? 2 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lemo-worker: trains the coordinator's jobs on one device"};
+  lemo::worker::AgentOptions options;
+  std::string token_file;
+  double heartbeat_seconds = 5;
+  app.add_option("--coordinator", options.channel.target,
+                 "HOST:PORT of the coordinator")
+      ->required();
+  app.add_option("--device", options.device, "cpu | cuda:N")
+      ->capture_default_str();
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "HOST:PORT for Prometheus /metrics (empty: off)");
+  app.add_option("--token-file", token_file,
+                 "File holding the worker-role bearer token");
+  app.add_option("--tls-ca", options.channel.tls_ca_file,
+                 "PEM CA that signed the coordinator's certificate (turns TLS on)");
+  app.add_option("--tls-cert", options.channel.tls_cert_file,
+                 "PEM client certificate for mTLS");
+  app.add_option("--tls-key", options.channel.tls_key_file,
+                 "PEM private key of --tls-cert");
+  app.add_flag("--insecure", options.channel.insecure,
+               "Plaintext to a non-loopback coordinator");
+  app.add_option("--heartbeat-interval", heartbeat_seconds,
+                 "Seconds between heartbeats until the coordinator names an interval")
+      ->capture_default_str();
+  app.add_option("--work-dir", options.work_dir,
+                 "Scratch directory (default: $TMPDIR/lemo-worker-<worker id>)");
+  app.add_option("--worker-id", options.worker_id,
+                 "Stable worker id (default: <hostname>-<device>)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
+  if (!token_file.empty()) {
+    auto token = lemo::engine::ReadFileToString(token_file);
+    if (!token.ok()) {
+      return Fail(absl::InvalidArgumentError("--token-file: " +
+                                             std::string(token.status().message())));
+    }
+    options.channel.token = std::string(absl::StripAsciiWhitespace(*token));
+  }
+
+  // Signals go to one thread that asks the agent to stop; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto agent = lemo::worker::Agent::Create(options);
+  if (!agent.ok()) return Fail(agent.status());
+  if ((*agent)->metrics_port() > 0) {
+    std::fprintf(stderr, "lemo-worker: /metrics on port %d\n",
+                 (*agent)->metrics_port());
+  }
+  std::thread stopper([&signals, a = agent->get()] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "lemo-worker: signal %d, shutting down\n", sig);
+    a->Shutdown();
+  });
+  absl::Status run = (*agent)->Run();
+  stopper.join();
+  agent->reset();
+  if (!run.ok()) return Fail(run);
+  std::fprintf(stderr, "lemo-worker: stopped\n");
+  return 0;
+}
