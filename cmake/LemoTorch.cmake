@@ -13,18 +13,31 @@ if(NOT _torch_rc EQUAL 0 OR NOT EXISTS "${LEMO_TORCH_DIR}/include/torch")
 endif()
 message(STATUS "LibTorch: ${LEMO_TORCH_DIR}")
 
+# The wheel's include/ also ships an old protobuf (include/google/protobuf) that shadows
+# Debian's and breaks every translation unit that includes both LibTorch and our generated
+# .pb.h (the worker agent). Expose the wheel's headers through a mirror of symlinks without it.
+set(LEMO_TORCH_INCLUDE "${CMAKE_BINARY_DIR}/torch-include")
+file(MAKE_DIRECTORY "${LEMO_TORCH_INCLUDE}")
+file(GLOB _torch_include_entries RELATIVE "${LEMO_TORCH_DIR}/include" "${LEMO_TORCH_DIR}/include/*")
+foreach(_entry ${_torch_include_entries})
+  if(NOT _entry STREQUAL "google" AND NOT EXISTS "${LEMO_TORCH_INCLUDE}/${_entry}")
+    file(CREATE_LINK "${LEMO_TORCH_DIR}/include/${_entry}" "${LEMO_TORCH_INCLUDE}/${_entry}" SYMBOLIC)
+  endif()
+endforeach()
+
 if(LEMO_ENABLE_CUDA)
   enable_language(CUDA)
   list(APPEND CMAKE_PREFIX_PATH "${LEMO_TORCH_DIR}/share/cmake")
   find_package(Torch REQUIRED)
   add_library(lemo_torch INTERFACE)
   target_link_libraries(lemo_torch INTERFACE ${TORCH_LIBRARIES})
+  list(TRANSFORM TORCH_INCLUDE_DIRS REPLACE "^${LEMO_TORCH_DIR}/include$" "${LEMO_TORCH_INCLUDE}")
   target_include_directories(lemo_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
   target_compile_definitions(lemo_torch INTERFACE LEMO_WITH_CUDA=1)
 else()
   add_library(lemo_torch INTERFACE)
   target_include_directories(lemo_torch SYSTEM INTERFACE
-    "${LEMO_TORCH_DIR}/include" "${LEMO_TORCH_DIR}/include/torch/csrc/api/include")
+    "${LEMO_TORCH_INCLUDE}" "${LEMO_TORCH_INCLUDE}/torch/csrc/api/include")
   target_link_libraries(lemo_torch INTERFACE
     "${LEMO_TORCH_DIR}/lib/libtorch_cpu.so" "${LEMO_TORCH_DIR}/lib/libc10.so" Threads::Threads)
   # The wheel is built with the C++11 ABI.

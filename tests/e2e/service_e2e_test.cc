@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/service_fixture.h"
 #include "tests/testing/status_matchers.h"
@@ -20,10 +21,12 @@
 namespace lemo::e2e {
 namespace {
 
+using ::testing::AnyOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 std::vector<int64_t> Range(int64_t first, int64_t last) {
   std::vector<int64_t> r(std::max<int64_t>(0, last - first + 1));
@@ -38,7 +41,7 @@ bool IsMetricAtLeast(const v1::JobEvent& e, int64_t step) {
 // The number after `prefix` in the first log line that has it, or -1.
 int64_t StepInLog(const std::vector<std::string>& lines, absl::string_view prefix) {
   for (const std::string& line : lines) {
-    size_t at = line.find(prefix);
+    size_t at = line.find(std::string(prefix));
     if (at == std::string::npos) continue;
     int64_t step = -1;
     if (absl::SimpleAtoi(line.substr(at + prefix.size()), &step)) return step;
@@ -97,7 +100,7 @@ TEST_F(ServiceTest, CancelStopsWithinOneStep) {
       Watch(job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 3); });
   ASSERT_FALSE(events.empty());
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job cancelling, client().Cancel(job.id(), "e2e"));
-  EXPECT_THAT(cancelling.state(), testing::AnyOf(v1::CANCELLING, v1::CANCELLED));
+  EXPECT_THAT(cancelling.state(), AnyOf(v1::CANCELLING, v1::CANCELLED));
   std::vector<v1::JobEvent> rest = WatchToEnd(job.id(), events.back().sequence() + 1);
   events.insert(events.end(), rest.begin(), rest.end());
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
@@ -147,7 +150,7 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
   EXPECT_EQ(job.restart_count(), 1);
-  EXPECT_THAT(job.worker_ids(), testing::IsEmpty());
+  EXPECT_THAT(job.worker_ids(), IsEmpty());
 
   const int restarting = FindState(events, v1::RESTARTING);
   ASSERT_GT(restarting, 0);
@@ -166,7 +169,9 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   EXPECT_THAT(MetricSteps(after), ElementsAreArray(Range(resumed_from + 1, kSteps)));
   EXPECT_EQ(StepInLog(LogTexts(after), "resuming from checkpoint step-"), resumed_from);
   for (const v1::JobEvent& e : after) {
-    if (e.has_log()) EXPECT_EQ(e.log().worker_id(), "w2") << e.log().text();
+    if (e.has_log()) {
+      EXPECT_EQ(e.log().worker_id(), "w2") << e.log().text();
+    }
   }
 }
 
