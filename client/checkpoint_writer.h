@@ -1,9 +1,11 @@
-// Writes a downloaded checkpoint (a stream of CheckpointChunk) to a directory atomically: files
-// go to a hidden sibling directory, each is checked against its sha256 and the listing's size,
-// and the directory is renamed into place only when every listed file arrived intact.
+// Writes a downloaded checkpoint (a stream of CheckpointChunk) to a directory
+// atomically: files go to a hidden sibling directory, each is checked against
+// its sha256 and the listing's size, and the directory is renamed into place
+// only when every listed file arrived intact.
 //
-//   LEMO_ASSIGN_OR_RETURN(auto writer, CheckpointWriter::Create("out/adapter"));
-//   for (const v1::CheckpointChunk& chunk : stream) LEMO_RETURN_IF_ERROR(writer->Add(chunk));
+//   LEMO_ASSIGN_OR_RETURN(auto writer,
+//   CheckpointWriter::Create("out/adapter")); for (const v1::CheckpointChunk&
+//   chunk : stream) LEMO_RETURN_IF_ERROR(writer->Add(chunk));
 //   LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, writer->Commit());
 //
 // Destroying an uncommitted writer removes the partial files.
@@ -23,14 +25,17 @@ namespace lemo::client {
 class CheckpointWriter {
  public:
   // dest_dir must not exist, or be an empty directory; its parent must exist.
-  static absl::StatusOr<std::unique_ptr<CheckpointWriter>> Create(const std::string& dest_dir);
+  static absl::StatusOr<std::unique_ptr<CheckpointWriter>> Create(
+      const std::string& dest_dir);
   ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
-  // Chunks come file by file, in offset order; a file ends with the chunk carrying its sha256.
+  // Chunks come file by file, in offset order; a file ends with the chunk
+  // carrying its sha256.
   absl::Status Add(const v1::CheckpointChunk& chunk);
-  // Checks that every listed file arrived, then renames the directory into place.
+  // Checks that every listed file arrived, then renames the directory into
+  // place.
   absl::StatusOr<v1::CheckpointInfo> Commit();
 
  private:
@@ -53,7 +58,8 @@ class CheckpointWriter {
   std::map<std::string, std::string> done_;
 };
 
-// True for a relative path with no empty, "." or ".." component (a name a server may send).
+// True for a relative path with no empty, "." or ".." component (a name a
+// server may send).
 bool IsSafeRelativePath(const std::string& name);
 
 }  // namespace lemo::client

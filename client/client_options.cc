@@ -18,12 +18,15 @@ std::string Env(const char* name) {
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
   std::ostringstream buf;
   buf << in.rdbuf();
   // Token files usually end with a newline; the token itself has no whitespace.
   std::string token(absl::StripAsciiWhitespace(buf.str()));
-  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is empty"));
+  if (token.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("token file ", path, " is empty"));
   return token;
 }
 
@@ -31,7 +34,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 
 bool IsLoopbackTarget(const std::string& server) {
   absl::string_view s = server;
-  if (absl::StartsWith(s, "unix:") || absl::StartsWith(s, "unix-abstract:")) return true;
+  if (absl::StartsWith(s, "unix:") || absl::StartsWith(s, "unix-abstract:"))
+    return true;
   absl::ConsumePrefix(&s, "dns:///");
   absl::ConsumePrefix(&s, "ipv4:");
   absl::ConsumePrefix(&s, "ipv6:");
@@ -49,7 +53,8 @@ absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags) {
   ClientOptions options;
   options.server = !flags.server.empty() ? flags.server : Env("LEMO_SERVER");
   if (options.server.empty()) options.server = kDefaultServer;
-  options.ca_file = !flags.ca_file.empty() ? flags.ca_file : Env("LEMO_CA_FILE");
+  options.ca_file =
+      !flags.ca_file.empty() ? flags.ca_file : Env("LEMO_CA_FILE");
   options.insecure = flags.insecure;
   if (flags.deadline > absl::ZeroDuration()) options.deadline = flags.deadline;
 

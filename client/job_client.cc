@@ -16,19 +16,22 @@
 namespace lemo::client {
 namespace {
 
-// Backoff between retries never grows past this, so a coordinator that comes back is found
-// quickly.
+// Backoff between retries never grows past this, so a coordinator that comes
+// back is found quickly.
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
     const ClientOptions& options) {
-  if (options.ca_file.empty() && (options.insecure || IsLoopbackTarget(options.server))) {
+  if (options.ca_file.empty() &&
+      (options.insecure || IsLoopbackTarget(options.server))) {
     return grpc::InsecureChannelCredentials();
   }
   grpc::SslCredentialsOptions ssl;
   if (!options.ca_file.empty()) {
     std::ifstream in(options.ca_file);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read CA file ", options.ca_file));
+    if (!in)
+      return absl::NotFoundError(
+          absl::StrCat("cannot read CA file ", options.ca_file));
     std::ostringstream pem;
     pem << in.rdbuf();
     ssl.pem_root_certs = pem.str();
@@ -38,19 +41,24 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Create(const ClientOptions& options) {
-  if (options.server.empty()) return absl::InvalidArgumentError("no coordinator address given");
+absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Create(
+    const ClientOptions& options) {
+  if (options.server.empty())
+    return absl::InvalidArgumentError("no coordinator address given");
   LEMO_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
   grpc::ChannelArguments args;
   // Checkpoint chunks are 1 MiB; leave room for the listing on the first one.
   args.SetMaxReceiveMessageSize(16 << 20);
   auto channel = grpc::CreateCustomChannel(options.server, credentials, args);
-  return std::unique_ptr<JobClient>(new JobClient(options, v1::JobService::NewStub(channel)));
+  return std::unique_ptr<JobClient>(
+      new JobClient(options, v1::JobService::NewStub(channel)));
 }
 
-void JobClient::Prepare(grpc::ClientContext& context, absl::Duration timeout) const {
+void JobClient::Prepare(grpc::ClientContext& context,
+                        absl::Duration timeout) const {
   if (!options_.token.empty()) {
-    context.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+    context.AddMetadata("authorization",
+                        absl::StrCat("Bearer ", options_.token));
   }
   if (timeout > absl::ZeroDuration()) {
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -66,12 +74,16 @@ absl::StatusOr<Response> JobClient::Unary(const char* name, Method method,
     grpc::ClientContext context;
     Prepare(context, deadline - absl::Now());
     Response response;
-    absl::Status status = FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
+    absl::Status status =
+        FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
     if (status.ok()) return response;
-    // UNAVAILABLE means the call did not reach a handler (connection refused, coordinator
-    // restarting), so trying again is safe and usually what the user wants.
-    if (status.code() != absl::StatusCode::kUnavailable || absl::Now() + backoff >= deadline) {
-      return WithContext(status, absl::StrCat(name, " (", options_.server, ")"));
+    // UNAVAILABLE means the call did not reach a handler (connection refused,
+    // coordinator restarting), so trying again is safe and usually what the
+    // user wants.
+    if (status.code() != absl::StatusCode::kUnavailable ||
+        absl::Now() + backoff >= deadline) {
+      return WithContext(status,
+                         absl::StrCat(name, " (", options_.server, ")"));
     }
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, kMaxBackoff);
@@ -81,14 +93,15 @@ absl::StatusOr<Response> JobClient::Unary(const char* name, Method method,
 absl::StatusOr<v1::Job> JobClient::Submit(const v1::JobSpec& spec) {
   v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
-  return Unary<v1::SubmitJobRequest, v1::Job>("SubmitJob", &v1::JobService::Stub::SubmitJob,
-                                              request);
+  return Unary<v1::SubmitJobRequest, v1::Job>(
+      "SubmitJob", &v1::JobService::Stub::SubmitJob, request);
 }
 
 absl::StatusOr<v1::Job> JobClient::Get(const std::string& job_id) {
   v1::GetJobRequest request;
   request.set_job_id(job_id);
-  return Unary<v1::GetJobRequest, v1::Job>("GetJob", &v1::JobService::Stub::GetJob, request);
+  return Unary<v1::GetJobRequest, v1::Job>(
+      "GetJob", &v1::JobService::Stub::GetJob, request);
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobClient::List(const JobFilter& filter,
@@ -103,43 +116,51 @@ absl::StatusOr<v1::ListJobsResponse> JobClient::List(const JobFilter& filter,
       "ListJobs", &v1::JobService::Stub::ListJobs, request);
 }
 
-absl::StatusOr<v1::Job> JobClient::Cancel(const std::string& job_id, const std::string& reason) {
+absl::StatusOr<v1::Job> JobClient::Cancel(const std::string& job_id,
+                                          const std::string& reason) {
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
   request.set_reason(reason);
-  return Unary<v1::CancelJobRequest, v1::Job>("CancelJob", &v1::JobService::Stub::CancelJob,
-                                              request);
+  return Unary<v1::CancelJobRequest, v1::Job>(
+      "CancelJob", &v1::JobService::Stub::CancelJob, request);
 }
 
 absl::StatusOr<std::vector<v1::CheckpointInfo>> JobClient::ListCheckpoints(
     const std::string& job_id) {
   v1::ListCheckpointsRequest request;
   request.set_job_id(job_id);
-  LEMO_ASSIGN_OR_RETURN(auto response,
-                        (Unary<v1::ListCheckpointsRequest, v1::ListCheckpointsResponse>(
-                            "ListCheckpoints", &v1::JobService::Stub::ListCheckpoints, request)));
+  LEMO_ASSIGN_OR_RETURN(
+      auto response,
+      (Unary<v1::ListCheckpointsRequest, v1::ListCheckpointsResponse>(
+          "ListCheckpoints", &v1::JobService::Stub::ListCheckpoints, request)));
   return std::vector<v1::CheckpointInfo>(response.checkpoints().begin(),
                                          response.checkpoints().end());
 }
 
 absl::StatusOr<std::vector<v1::WorkerInfo>> JobClient::ListWorkers() {
-  LEMO_ASSIGN_OR_RETURN(auto response,
-                        (Unary<v1::ListWorkersRequest, v1::ListWorkersResponse>(
-                            "ListWorkers", &v1::JobService::Stub::ListWorkers, {})));
-  return std::vector<v1::WorkerInfo>(response.workers().begin(), response.workers().end());
+  LEMO_ASSIGN_OR_RETURN(
+      auto response,
+      (Unary<v1::ListWorkersRequest, v1::ListWorkersResponse>(
+          "ListWorkers", &v1::JobService::Stub::ListWorkers, {})));
+  return std::vector<v1::WorkerInfo>(response.workers().begin(),
+                                     response.workers().end());
 }
 
-absl::Status JobClient::Watch(const std::string& job_id, const WatchOptions& options,
-                              const std::function<bool(const v1::JobEvent&)>& on_event) {
-  int64_t last_sequence = options.from_sequence > 0 ? options.from_sequence - 1 : 0;
-  bool resumed = false;  // After the first stream, resume by sequence whatever `history` says.
+absl::Status JobClient::Watch(
+    const std::string& job_id, const WatchOptions& options,
+    const std::function<bool(const v1::JobEvent&)>& on_event) {
+  int64_t last_sequence =
+      options.from_sequence > 0 ? options.from_sequence - 1 : 0;
+  bool resumed = false;  // After the first stream, resume by sequence whatever
+                         // `history` says.
   absl::Time progress_at = absl::Now();
   absl::Duration backoff = options_.initial_backoff;
   while (true) {
     v1::WatchJobRequest request;
     request.set_job_id(job_id);
     request.set_history(options.history);
-    if (options.from_sequence > 0 || resumed) request.set_from_sequence(last_sequence + 1);
+    if (options.from_sequence > 0 || resumed)
+      request.set_from_sequence(last_sequence + 1);
     for (auto type : options.types) request.add_types(type);
     grpc::ClientContext context;
     // A watch lasts as long as the job: no deadline.
@@ -147,7 +168,8 @@ absl::Status JobClient::Watch(const std::string& job_id, const WatchOptions& opt
     auto reader = stub_->WatchJob(&context, request);
     v1::JobEvent event;
     while (reader->Read(&event)) {
-      if (event.sequence() <= last_sequence && resumed) continue;  // Replayed twice.
+      if (event.sequence() <= last_sequence && resumed)
+        continue;  // Replayed twice.
       last_sequence = std::max(last_sequence, event.sequence());
       progress_at = absl::Now();
       backoff = options_.initial_backoff;
@@ -159,11 +181,15 @@ absl::Status JobClient::Watch(const std::string& job_id, const WatchOptions& opt
     }
     absl::Status status = FromGrpcStatus(reader->Finish());
     if (status.ok()) return absl::OkStatus();
-    // The coordinator restarted or we fell behind: reopen after the last event seen.
-    const bool retryable = status.code() == absl::StatusCode::kUnavailable ||
-                           status.code() == absl::StatusCode::kResourceExhausted;
-    if (!retryable || absl::Now() - progress_at + backoff > options.reconnect_for) {
-      return WithContext(status, absl::StrCat("WatchJob ", job_id, " (", options_.server, ")"));
+    // The coordinator restarted or we fell behind: reopen after the last event
+    // seen.
+    const bool retryable =
+        status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kResourceExhausted;
+    if (!retryable ||
+        absl::Now() - progress_at + backoff > options.reconnect_for) {
+      return WithContext(status, absl::StrCat("WatchJob ", job_id, " (",
+                                              options_.server, ")"));
     }
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, kMaxBackoff);
@@ -171,9 +197,9 @@ absl::Status JobClient::Watch(const std::string& job_id, const WatchOptions& opt
   }
 }
 
-absl::StatusOr<v1::CheckpointInfo> JobClient::PullCheckpoint(const std::string& job_id,
-                                                             const std::string& checkpoint_id,
-                                                             const std::string& dest_dir) {
+absl::StatusOr<v1::CheckpointInfo> JobClient::PullCheckpoint(
+    const std::string& job_id, const std::string& checkpoint_id,
+    const std::string& dest_dir) {
   LEMO_ASSIGN_OR_RETURN(auto writer, CheckpointWriter::Create(dest_dir));
   v1::DownloadCheckpointRequest request;
   request.set_job_id(job_id);
@@ -183,14 +209,17 @@ absl::StatusOr<v1::CheckpointInfo> JobClient::PullCheckpoint(const std::string& 
   auto reader = stub_->DownloadCheckpoint(&context, request);
   v1::CheckpointChunk chunk;
   absl::Status write_status;
-  while (write_status.ok() && reader->Read(&chunk)) write_status = writer->Add(chunk);
+  while (write_status.ok() && reader->Read(&chunk))
+    write_status = writer->Add(chunk);
   if (!write_status.ok()) {
     context.TryCancel();
     reader->Finish();
-    return WithContext(write_status, absl::StrCat("pulling checkpoint of ", job_id));
+    return WithContext(write_status,
+                       absl::StrCat("pulling checkpoint of ", job_id));
   }
-  LEMO_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()),
-                       absl::StrCat("DownloadCheckpoint ", job_id, " (", options_.server, ")"));
+  LEMO_RETURN_IF_ERROR(
+      FromGrpcStatus(reader->Finish()),
+      absl::StrCat("DownloadCheckpoint ", job_id, " (", options_.server, ")"));
   return writer->Commit();
 }
 

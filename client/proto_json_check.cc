@@ -33,14 +33,16 @@ struct Checker {
     return s.size() > 40 ? s.substr(0, 37) + "..." : s;
   }
 
-  absl::StatusOr<nlohmann::json> Message(const nlohmann::json& j, const Descriptor& type,
+  absl::StatusOr<nlohmann::json> Message(const nlohmann::json& j,
+                                         const Descriptor& type,
                                          const std::string& path) {
     if (j.is_null()) return j;
-    // Well-known types have their own JSON spellings; protobuf's parser checks them.
+    // Well-known types have their own JSON spellings; protobuf's parser checks
+    // them.
     if (type.file()->package() == "google.protobuf") return j;
     if (!j.is_object()) {
-      return Fail(path, absl::StrCat("expected a mapping of ", type.name(), " fields, got ",
-                                     Show(j)));
+      return Fail(path, absl::StrCat("expected a mapping of ", type.name(),
+                                     " fields, got ", Show(j)));
     }
     nlohmann::json out = nlohmann::json::object();
     for (const auto& [key, value] : j.items()) {
@@ -54,7 +56,8 @@ struct Checker {
     return out;
   }
 
-  absl::StatusOr<nlohmann::json> Field(const nlohmann::json& j, const FieldDescriptor& field,
+  absl::StatusOr<nlohmann::json> Field(const nlohmann::json& j,
+                                       const FieldDescriptor& field,
                                        const std::string& path) {
     if (j.is_null()) return j;
     if (field.is_map()) {
@@ -69,7 +72,8 @@ struct Checker {
       return out;
     }
     if (field.is_repeated()) {
-      if (!j.is_array()) return Fail(path, absl::StrCat("expected a list, got ", Show(j)));
+      if (!j.is_array())
+        return Fail(path, absl::StrCat("expected a list, got ", Show(j)));
       nlohmann::json out = nlohmann::json::array();
       for (size_t i = 0; i < j.size(); ++i) {
         auto checked = Single(j[i], field, IndexPath(path, i));
@@ -81,7 +85,8 @@ struct Checker {
     return Single(j, field, path);
   }
 
-  absl::StatusOr<nlohmann::json> Single(const nlohmann::json& j, const FieldDescriptor& field,
+  absl::StatusOr<nlohmann::json> Single(const nlohmann::json& j,
+                                        const FieldDescriptor& field,
                                         const std::string& path) {
     switch (field.cpp_type()) {
       case FieldDescriptor::CPPTYPE_MESSAGE:
@@ -89,7 +94,9 @@ struct Checker {
       case FieldDescriptor::CPPTYPE_ENUM:
         return Enum(j, *field.enum_type(), path);
       case FieldDescriptor::CPPTYPE_BOOL:
-        if (!j.is_boolean()) return Fail(path, absl::StrCat("expected true or false, got ", Show(j)));
+        if (!j.is_boolean())
+          return Fail(path,
+                      absl::StrCat("expected true or false, got ", Show(j)));
         return j;
       case FieldDescriptor::CPPTYPE_STRING:
         if (j.is_string()) return j;
@@ -112,14 +119,18 @@ struct Checker {
     }
   }
 
-  absl::StatusOr<nlohmann::json> Integer(const nlohmann::json& j, const FieldDescriptor& field,
+  absl::StatusOr<nlohmann::json> Integer(const nlohmann::json& j,
+                                         const FieldDescriptor& field,
                                          const std::string& path) {
-    const bool is_unsigned = field.cpp_type() == FieldDescriptor::CPPTYPE_UINT32 ||
-                             field.cpp_type() == FieldDescriptor::CPPTYPE_UINT64;
+    const bool is_unsigned =
+        field.cpp_type() == FieldDescriptor::CPPTYPE_UINT32 ||
+        field.cpp_type() == FieldDescriptor::CPPTYPE_UINT64;
     const bool is_32 = field.cpp_type() == FieldDescriptor::CPPTYPE_INT32 ||
                        field.cpp_type() == FieldDescriptor::CPPTYPE_UINT32;
-    const std::string want = is_unsigned ? "a non-negative integer" : "an integer";
-    // Integers arrive as numbers, or as strings (protobuf's JSON spelling of 64-bit values).
+    const std::string want =
+        is_unsigned ? "a non-negative integer" : "an integer";
+    // Integers arrive as numbers, or as strings (protobuf's JSON spelling of
+    // 64-bit values).
     long double v = 0;
     if (j.is_number_integer()) {
       v = j.is_number_unsigned() ? static_cast<long double>(j.get<uint64_t>())
@@ -141,17 +152,20 @@ struct Checker {
     const long double lo = is_unsigned ? 0
                            : is_32     ? std::numeric_limits<int32_t>::min()
                                        : std::numeric_limits<int64_t>::min();
-    const long double hi = is_32 ? (is_unsigned ? std::numeric_limits<uint32_t>::max()
-                                                : std::numeric_limits<int32_t>::max())
-                                 : (is_unsigned ? std::numeric_limits<uint64_t>::max()
-                                                : std::numeric_limits<int64_t>::max());
+    const long double hi =
+        is_32 ? (is_unsigned ? std::numeric_limits<uint32_t>::max()
+                             : std::numeric_limits<int32_t>::max())
+              : (is_unsigned ? std::numeric_limits<uint64_t>::max()
+                             : std::numeric_limits<int64_t>::max());
     if (v < lo || v > hi) {
-      return Fail(path, absl::StrCat("expected ", want, " in range, got ", Show(j)));
+      return Fail(path,
+                  absl::StrCat("expected ", want, " in range, got ", Show(j)));
     }
     return j;
   }
 
-  absl::StatusOr<nlohmann::json> Enum(const nlohmann::json& j, const EnumDescriptor& type,
+  absl::StatusOr<nlohmann::json> Enum(const nlohmann::json& j,
+                                      const EnumDescriptor& type,
                                       const std::string& path) {
     std::vector<std::string> names;
     for (int i = 0; i < type.value_count(); ++i) {
@@ -163,14 +177,17 @@ struct Checker {
       for (int i = 0; i < type.value_count(); ++i) {
         if (type.value(i)->name() == upper) return upper;
       }
-    } else if (j.is_number_integer() && type.FindValueByNumber(j.get<int>()) != nullptr) {
+    } else if (j.is_number_integer() &&
+               type.FindValueByNumber(j.get<int>()) != nullptr) {
       return j;
     }
-    return Fail(path, absl::StrCat("expected one of ", absl::StrJoin(names, ", "), ", got ",
-                                   Show(j)));
+    return Fail(path,
+                absl::StrCat("expected one of ", absl::StrJoin(names, ", "),
+                             ", got ", Show(j)));
   }
 
-  static const FieldDescriptor* FindField(const Descriptor& type, const std::string& key) {
+  static const FieldDescriptor* FindField(const Descriptor& type,
+                                          const std::string& key) {
     for (int i = 0; i < type.field_count(); ++i) {
       const FieldDescriptor* f = type.field(i);
       if (f->name() == key || f->json_name() == key) return f;
@@ -186,18 +203,20 @@ struct Checker {
       row[0] = i;
       for (size_t j = 1; j <= b.size(); ++j) {
         size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1,
-                           diag + (absl::AsciiStrToLower(a.substr(i - 1, 1)) ==
-                                           absl::AsciiStrToLower(b.substr(j - 1, 1))
-                                       ? 0
-                                       : 1)});
+        row[j] =
+            std::min({row[j] + 1, row[j - 1] + 1,
+                      diag + (absl::AsciiStrToLower(a.substr(i - 1, 1)) ==
+                                      absl::AsciiStrToLower(b.substr(j - 1, 1))
+                                  ? 0
+                                  : 1)});
         diag = up;
       }
     }
     return row[b.size()];
   }
 
-  static std::string UnknownFieldHint(const Descriptor& type, const std::string& key) {
+  static std::string UnknownFieldHint(const Descriptor& type,
+                                      const std::string& key) {
     std::vector<std::string> names;
     std::string best;
     size_t best_distance = 3;  // Two edits or fewer is a typo worth suggesting.

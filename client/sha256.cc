@@ -4,11 +4,15 @@
 
 namespace lemo::client {
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+}
 
 Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
 
-void Sha256::Update(absl::string_view data) { EVP_DigestUpdate(ctx_, data.data(), data.size()); }
+void Sha256::Update(absl::string_view data) {
+  EVP_DigestUpdate(ctx_, data.data(), data.size());
+}
 
 std::string Sha256::HexDigest() {
   unsigned char digest[EVP_MAX_MD_SIZE];

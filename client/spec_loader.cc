@@ -26,7 +26,8 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path) {
   } else {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-      return absl::NotFoundError(absl::StrCat(path, ": cannot open job spec: ", strerror(errno)));
+      return absl::NotFoundError(
+          absl::StrCat(path, ": cannot open job spec: ", strerror(errno)));
     }
     std::ostringstream buf;
     buf << in.rdbuf();
@@ -39,55 +40,65 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path) {
   return text;
 }
 
-absl::StatusOr<nlohmann::json> ParseTree(absl::string_view text, SpecFormat format,
-                                         absl::string_view source, SourceMarks* marks) {
+absl::StatusOr<nlohmann::json> ParseTree(absl::string_view text,
+                                         SpecFormat format,
+                                         absl::string_view source,
+                                         SourceMarks* marks) {
   if (format == SpecFormat::kJson) {
     try {
       return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON: ", e.what()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": not valid JSON: ", e.what()));
     }
   }
   YAML::Node doc;
   try {
     doc = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": not valid YAML: ",
-                                                   e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1,
+                     ": not valid YAML: ", e.msg));
   }
   auto json = YamlToJson(doc, marks);
   if (!json.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", json.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", json.status().message()));
   }
   return json;
 }
 
 }  // namespace
 
-absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, SpecFormat format,
+absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text,
+                                         SpecFormat format,
                                          absl::string_view source_name) {
   SourceMarks marks;
   auto tree = ParseTree(text, format, source_name, &marks);
   if (!tree.ok()) return tree.status();
   if (tree->is_null()) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ": empty job spec"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": empty job spec"));
   }
   std::string bad_path;
-  auto checked = CheckJsonForMessage(*tree, *v1::JobSpec::descriptor(), &bad_path);
+  auto checked =
+      CheckJsonForMessage(*tree, *v1::JobSpec::descriptor(), &bad_path);
   if (!checked.ok()) {
     std::string where(source_name);
     if (auto it = marks.find(bad_path); it != marks.end()) {
       absl::StrAppend(&where, ":", it->second.line, ":", it->second.column);
     }
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", checked.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", checked.status().message()));
   }
   v1::JobSpec spec;
-  // The check above leaves little for protobuf to reject (e.g. a malformed well-known type);
-  // its message carries the field path in that case.
-  auto status = google::protobuf::util::JsonStringToMessage(checked->dump(), &spec);
+  // The check above leaves little for protobuf to reject (e.g. a malformed
+  // well-known type); its message carries the field path in that case.
+  auto status =
+      google::protobuf::util::JsonStringToMessage(checked->dump(), &spec);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", status.message().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": ", status.message().ToString()));
   }
   return spec;
 }
@@ -95,8 +106,9 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, SpecFormat form
 absl::StatusOr<v1::JobSpec> LoadJobSpec(const std::string& path) {
   auto text = ReadSpecFile(path);
   if (!text.ok()) return text.status();
-  const SpecFormat format =
-      absl::EndsWithIgnoreCase(path, ".json") ? SpecFormat::kJson : SpecFormat::kYaml;
+  const SpecFormat format = absl::EndsWithIgnoreCase(path, ".json")
+                                ? SpecFormat::kJson
+                                : SpecFormat::kYaml;
   return ParseJobSpec(*text, format, path == "-" ? "<stdin>" : path);
 }
 

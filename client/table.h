@@ -2,7 +2,7 @@
 //
 //   Table t({"ID", "STATE"});
 //   t.AddRow({"job-1", "RUNNING"});
-//   std::fputs(t.Render().c_str(), stdout);  // "ID     STATE\njob-1  RUNNING\n"
+//   std::fputs(t.Render().c_str(), stdout);  // "ID     STATE\njob-1 RUNNING\n"
 #ifndef LEMO_CLIENT_TABLE_H_
 #define LEMO_CLIENT_TABLE_H_
 

@@ -9,14 +9,15 @@
 namespace lemo::client {
 namespace {
 
-// YAML 1.2 core schema (the one JSON is a subset of), so `steps: 10` is a number and
-// `tokenizer: byte` a string.
+// YAML 1.2 core schema (the one JSON is a subset of), so `steps: 10` is a
+// number and `tokenizer: byte` a string.
 const std::regex& IntRegex() {
   static const std::regex r("[-+]?[0-9]+");
   return r;
 }
 const std::regex& FloatRegex() {
-  static const std::regex r("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  static const std::regex r(
+      "[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
   return r;
 }
 
@@ -42,13 +43,15 @@ nlohmann::json PlainScalar(const std::string& s) {
   }
   if (std::regex_match(s, FloatRegex())) return std::strtod(s.c_str(), nullptr);
   // protobuf's JSON mapping spells non-finite doubles as these strings.
-  if (s == ".inf" || s == "+.inf" || s == ".Inf" || s == ".INF") return "Infinity";
+  if (s == ".inf" || s == "+.inf" || s == ".Inf" || s == ".INF")
+    return "Infinity";
   if (s == "-.inf" || s == "-.Inf" || s == "-.INF") return "-Infinity";
   if (s == ".nan" || s == ".NaN" || s == ".NAN") return "NaN";
   return s;
 }
 
-absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node, const std::string& path,
+absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node,
+                                       const std::string& path,
                                        SourceMarks* marks) {
   if (marks != nullptr && !node.Mark().is_null()) {
     (*marks)[path] = {node.Mark().line + 1, node.Mark().column + 1};
@@ -74,13 +77,14 @@ absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node, const std::string
       nlohmann::json out = nlohmann::json::object();
       for (const auto& kv : node) {
         if (!kv.first.IsScalar()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(path.empty() ? "top level" : path, ": keys must be plain names"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              path.empty() ? "top level" : path, ": keys must be plain names"));
         }
         const std::string key = kv.first.Scalar();
         const std::string child = FieldPath(path, key);
         if (out.contains(key)) {
-          return absl::InvalidArgumentError(absl::StrCat(child, ": duplicate key"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(child, ": duplicate key"));
         }
         auto value = Convert(kv.second, child, marks);
         if (!value.ok()) return value.status();
@@ -117,7 +121,8 @@ void Emit(const nlohmann::json& j, YAML::Emitter& out) {
       return;
     case nlohmann::json::value_t::string: {
       const std::string& s = j.get_ref<const std::string&>();
-      // A string that would read back as a number, bool or null keeps its quotes.
+      // A string that would read back as a number, bool or null keeps its
+      // quotes.
       if (!PlainScalar(s).is_string()) {
         out << YAML::DoubleQuoted << s;
       } else {
@@ -128,7 +133,8 @@ void Emit(const nlohmann::json& j, YAML::Emitter& out) {
     case nlohmann::json::value_t::null:
       out << YAML::Null;
       return;
-    default:  // numbers and booleans print as JSON spells them, which YAML reads back.
+    default:  // numbers and booleans print as JSON spells them, which YAML
+              // reads back.
       out << j.dump();
       return;
   }
@@ -144,7 +150,8 @@ std::string IndexPath(const std::string& parent, size_t index) {
   return absl::StrCat(parent, "[", index, "]");
 }
 
-absl::StatusOr<nlohmann::json> YamlToJson(const YAML::Node& node, SourceMarks* marks) {
+absl::StatusOr<nlohmann::json> YamlToJson(const YAML::Node& node,
+                                          SourceMarks* marks) {
   return Convert(node, "", marks);
 }
 

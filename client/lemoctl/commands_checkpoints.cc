@@ -19,17 +19,22 @@ int RunCheckpointsList(const Context& ctx, const std::string& job_id) {
 }
 
 int RunCheckpointsPull(const Context& ctx, const std::string& job_id,
-                       const std::string& checkpoint_id, const std::string& out_dir) {
+                       const std::string& checkpoint_id,
+                       const std::string& out_dir) {
   auto client = JobClient::Create(ctx.options);
   if (!client.ok()) return Fail(ctx, client.status());
   auto info = (*client)->PullCheckpoint(job_id, checkpoint_id, out_dir);
   if (!info.ok()) return Fail(ctx, info.status());
   if (ctx.format == OutputFormat::kTable) {
-    std::fprintf(ctx.out, "pulled checkpoint %s (step %lld, %d files, %s, sha256 verified) to %s\n",
-                 info->checkpoint_id().c_str(), static_cast<long long>(info->step()),
-                 info->files_size(), FormatBytes(info->total_bytes()).c_str(), out_dir.c_str());
+    std::fprintf(ctx.out,
+                 "pulled checkpoint %s (step %lld, %d files, %s, sha256 "
+                 "verified) to %s\n",
+                 info->checkpoint_id().c_str(),
+                 static_cast<long long>(info->step()), info->files_size(),
+                 FormatBytes(info->total_bytes()).c_str(), out_dir.c_str());
   } else {
-    std::fputs((ctx.format == OutputFormat::kJson ? MessageToJson(*info) : MessageToYaml(*info))
+    std::fputs((ctx.format == OutputFormat::kJson ? MessageToJson(*info)
+                                                  : MessageToYaml(*info))
                    .c_str(),
                ctx.out);
   }

@@ -20,7 +20,8 @@ int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch) {
   auto spec = LoadJobSpec(spec_path);
   if (!spec.ok()) {
     Fail(ctx, spec.status());
-    return kExitUsage;  // A missing file is the user's mistake too, not a missing job.
+    return kExitUsage;  // A missing file is the user's mistake too, not a
+                        // missing job.
   }
   auto client = JobClient::Create(ctx.options);
   if (!client.ok()) return Fail(ctx, client.status());
@@ -52,16 +53,19 @@ absl::StatusOr<JobFilter> ParseFilter(const ListFlags& flags) {
       if (!v1::JobState_Parse(absl::AsciiStrToUpper(name), &state) ||
           state == v1::JOB_STATE_UNSPECIFIED) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--state ", name, ": not a job state (QUEUED, SCHEDULED, RUNNING, RESTARTING, ",
+            "--state ", name,
+            ": not a job state (QUEUED, SCHEDULED, RUNNING, RESTARTING, ",
             "CANCELLING, SUCCEEDED, FAILED, CANCELLED)"));
       }
       filter.states.push_back(state);
     }
   }
   for (const std::string& label : flags.labels) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(label, absl::MaxSplits('=', 1));
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(label, absl::MaxSplits('=', 1));
     if (kv.first.empty() || label.find('=') == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("--label ", label, ": expected key=value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--label ", label, ": expected key=value"));
     }
     filter.labels.insert(kv);
   }
@@ -84,19 +88,22 @@ int RunList(const Context& ctx, const ListFlags& flags) {
     if (!response.ok()) return Fail(ctx, response.status());
     for (const v1::Job& job : response->jobs()) *all.add_jobs() = job;
     page.page_token = response->next_page_token();
-  } while (!page.page_token.empty() && (flags.limit <= 0 || all.jobs_size() < flags.limit));
+  } while (!page.page_token.empty() &&
+           (flags.limit <= 0 || all.jobs_size() < flags.limit));
   all.set_next_page_token(page.page_token);
   std::fputs(FormatJobList(all, ctx.format).c_str(), ctx.out);
   return kExitOk;
 }
 
-int RunCancel(const Context& ctx, const std::string& job_id, const std::string& reason) {
+int RunCancel(const Context& ctx, const std::string& job_id,
+              const std::string& reason) {
   auto client = JobClient::Create(ctx.options);
   if (!client.ok()) return Fail(ctx, client.status());
   auto job = (*client)->Cancel(job_id, reason);
   if (!job.ok()) return Fail(ctx, job.status());
   if (ctx.format == OutputFormat::kTable) {
-    std::fprintf(ctx.out, "%s %s\n", job->id().c_str(), v1::JobState_Name(job->state()).c_str());
+    std::fprintf(ctx.out, "%s %s\n", job->id().c_str(),
+                 v1::JobState_Name(job->state()).c_str());
   } else {
     std::fputs(FormatJob(*job, ctx.format).c_str(), ctx.out);
   }

@@ -9,13 +9,16 @@
 namespace lemo::client {
 
 enum ExitCode : int {
-  kExitOk = 0,           // Done; for watch / submit --watch: the job SUCCEEDED.
-  kExitJobFailed = 1,    // The watched job ended FAILED or CANCELLED.
-  kExitUsage = 2,        // Bad command line, or an invalid job spec (ours or the server's).
-  kExitUnreachable = 3,  // No answer from the coordinator (UNAVAILABLE, DEADLINE_EXCEEDED).
-  kExitNotFound = 4,     // No such job or checkpoint.
-  kExitAuth = 5,         // UNAUTHENTICATED or PERMISSION_DENIED.
-  kExitOther = 6,        // Anything else: wrong job state, server error, local I/O error.
+  kExitOk = 0,         // Done; for watch / submit --watch: the job SUCCEEDED.
+  kExitJobFailed = 1,  // The watched job ended FAILED or CANCELLED.
+  kExitUsage =
+      2,  // Bad command line, or an invalid job spec (ours or the server's).
+  kExitUnreachable =
+      3,  // No answer from the coordinator (UNAVAILABLE, DEADLINE_EXCEEDED).
+  kExitNotFound = 4,  // No such job or checkpoint.
+  kExitAuth = 5,      // UNAUTHENTICATED or PERMISSION_DENIED.
+  kExitOther =
+      6,  // Anything else: wrong job state, server error, local I/O error.
 };
 
 // The exit code for a failed call (kExitOk for OK).
