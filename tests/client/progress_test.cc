@@ -1,5 +1,5 @@
-// Tests for client/progress.h. To add a case: a TEST that formats a ProgressInfo and checks the
-// rendered fragment.
+// Tests for client/progress.h. To add a case: a TEST that formats a
+// ProgressInfo and checks the rendered fragment.
 #include "client/progress.h"
 
 #include "gmock/gmock.h"
