@@ -203,6 +203,10 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
   EXPECT_EQ(job.current_step(), kSteps);
+  // The worker was adopted, not replaced, and kept the steps it trained while the coordinator
+  // was down, sending them after it re-registered.
+  EXPECT_EQ(job.restart_count(), 0);
+  EXPECT_THAT(MetricSteps(all), ElementsAreArray(Range(1, kSteps)));
 
   LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers, client().ListWorkers());
   ASSERT_EQ(workers.size(), 1u);

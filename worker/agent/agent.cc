@@ -19,6 +19,8 @@ namespace lemo::worker {
 namespace {
 
 constexpr char kVersion[] = "lemo-worker 0.1.0";
+// Job-scoped messages kept while the coordinator is unreachable: a few minutes of steps.
+constexpr size_t kMaxBacklog = 20000;
 
 void Logf(const std::string& text) {
   std::fprintf(stderr, "lemo-worker: %s\n", text.c_str());
@@ -158,12 +160,13 @@ v1::WorkerMessage Agent::RegisterMessage() {
     // A task that ended while the coordinator was away is still running as far as it knows;
     // its final status follows the Welcome.
     std::lock_guard<std::mutex> lock(mu_);
-    if (!pending_finals_.empty()) {
-      const v1::TaskStatus& last = pending_finals_.back().task_status();
-      running.set_job_id(last.job_id());
-      running.set_epoch(last.epoch());
-      running.set_step(last.step());
-      if (task_ != nullptr) running.set_rank(task_->rank());
+    for (const v1::WorkerMessage& m : backlog_) {
+      if (m.has_task_status() && m.task_status().state() != v1::RUNNING) {
+        running.set_job_id(m.task_status().job_id());
+        running.set_epoch(m.task_status().epoch());
+        running.set_step(m.task_status().step());
+        if (task_ != nullptr) running.set_rank(task_->rank());
+      }
     }
   }
   if (!running.job_id().empty()) *reg->mutable_running_task() = running;
@@ -203,7 +206,7 @@ absl::Status Agent::RunSession(bool* welcomed) {
   if (*welcomed) {
     metrics_->SetConnected(true);
     heartbeats = std::thread([this, session] { HeartbeatLoop(session); });
-    FlushFinals();
+    Flush();
     while (stream->Read(&in)) {
       if (in.has_assign()) HandleAssign(in.assign());
       if (in.has_cancel()) HandleCancel(in.cancel());
@@ -251,26 +254,34 @@ bool Agent::Send(const v1::WorkerMessage& msg) {
   return stream != nullptr && stream->Write(msg);
 }
 
-void Agent::SendFinal(const v1::WorkerMessage& msg) {
+void Agent::Deliver(const v1::WorkerMessage& msg) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_finals_.push_back(msg);
+    backlog_.push_back(msg);
+    if (backlog_.size() > kMaxBacklog) {
+      // Never the front: Flush may be writing it right now.
+      auto victim = std::find_if(std::next(backlog_.begin()), backlog_.end(),
+                                 [](const v1::WorkerMessage& m) {
+                                   return !m.has_task_status();
+                                 });
+      if (victim != backlog_.end()) backlog_.erase(victim);
+    }
   }
-  FlushFinals();
+  Flush();
 }
 
-void Agent::FlushFinals() {
+void Agent::Flush() {
   std::lock_guard<std::mutex> flush_lock(flush_mu_);
   while (true) {
     v1::WorkerMessage next;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (pending_finals_.empty()) return;
-      next = pending_finals_.front();
+      if (backlog_.empty()) return;
+      next = backlog_.front();
     }
     if (!Send(next)) return;
     std::lock_guard<std::mutex> lock(mu_);
-    pending_finals_.pop_front();
+    backlog_.pop_front();
   }
 }
 
@@ -282,8 +293,7 @@ TaskEnvironment Agent::MakeTaskEnvironment() {
   env.device = device_;
   env.work_dir = options_.work_dir;
   env.metrics = metrics_.get();
-  env.send = [this](const v1::WorkerMessage& m) { return Send(m); };
-  env.send_final = [this](const v1::WorkerMessage& m) { SendFinal(m); };
+  env.send = [this](const v1::WorkerMessage& m) { Deliver(m); };
   env.transfer_retry_for = options_.transfer_retry_for;
   return env;
 }
@@ -327,7 +337,7 @@ void Agent::HandleCancel(const v1::Cancel& cancel) {
     msg.mutable_task_status()->set_job_id(cancel.job_id());
     msg.mutable_task_status()->set_epoch(cancel.epoch());
     msg.mutable_task_status()->set_state(v1::CANCELLED);
-    SendFinal(msg);
+    Deliver(msg);
     return;
   }
   Logf(absl::StrCat("ignoring Cancel of ", cancel.job_id(), " epoch ",

@@ -1,7 +1,9 @@
 // The worker agent: keeps one WorkerService.Connect stream to the coordinator (Register, then
 // heartbeats), runs each Assign as a Task on a training thread, honours Cancel, and reconnects
-// with backoff after the stream breaks (re-registering with the task it still runs). Assign and
-// Cancel messages of an older epoch than the one it knows for the job are ignored.
+// with backoff after the stream breaks (re-registering with the task it still runs). Training
+// goes on while the coordinator is away; the job's metrics, logs and final status wait in a
+// bounded backlog and go out, in order, after the next Welcome. Assign and Cancel messages of
+// an older epoch than the one it knows for the job are ignored.
 //
 //   AgentOptions options;
 //   options.channel.target = "127.0.0.1:7070";
@@ -83,9 +85,10 @@ class Agent {
   void HandleCancel(const v1::Cancel& cancel);
   // Writes on the current stream; false when there is none or it broke.
   bool Send(const v1::WorkerMessage& msg);
-  // Sends a terminal TaskStatus now, or queues it for the next session.
-  void SendFinal(const v1::WorkerMessage& msg);
-  void FlushFinals();
+  // Queues a job-scoped message and sends what the stream takes.
+  void Deliver(const v1::WorkerMessage& msg);
+  // Sends queued job-scoped messages in order until the stream refuses one.
+  void Flush();
   TaskEnvironment MakeTaskEnvironment();
 
   const AgentOptions options_;
@@ -100,7 +103,7 @@ class Agent {
   std::condition_variable cv_;
   // Serialises writes on the stream (gRPC allows one at a time); taken before mu_.
   std::mutex write_mu_;
-  // Serialises delivery of pending_finals_, so they go out once and in order.
+  // Serialises Flush(), so queued messages go out once and in order.
   std::mutex flush_mu_;
   bool shutdown_ = false;
   // The live stream and its context, or null between sessions.
@@ -110,8 +113,9 @@ class Agent {
   // Counts sessions so a heartbeat thread knows when its session ended.
   int64_t session_ = 0;
   absl::Duration heartbeat_interval_;
-  // Terminal statuses not yet delivered (the stream was down when the task ended).
-  std::deque<v1::WorkerMessage> pending_finals_;
+  // Job-scoped messages not yet written (the stream is down, or they are being flushed).
+  // Bounded: past kMaxBacklog the oldest metric or log is dropped, never a task status.
+  std::deque<v1::WorkerMessage> backlog_;
   // Highest epoch seen per job: older Assign / Cancel messages are stale.
   std::map<std::string, int64_t> epochs_;
 

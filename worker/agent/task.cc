@@ -115,7 +115,7 @@ void Task::Main() {
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (env_.metrics != nullptr) env_.metrics->SetTaskRunning(false);
-  if (!silent_.load() && env_.send_final) env_.send_final(msg);
+  if (!silent_.load() && env_.send) env_.send(msg);
   done_.store(true);
 }
 

@@ -40,10 +40,9 @@ struct TaskEnvironment {
   std::string work_dir;
   // Step and upload metrics; may be null.
   WorkerMetrics* metrics = nullptr;
-  // Best-effort send on the Connect stream (metrics, logs, RUNNING); false when it is down.
-  std::function<bool(const v1::WorkerMessage&)> send;
-  // Delivers the terminal TaskStatus, after a reconnect if the stream is down.
-  std::function<void(const v1::WorkerMessage&)> send_final;
+  // Queues a job-scoped message (metric, log, task status) for the Connect stream; messages
+  // go out in order, after a reconnect if the stream is down.
+  std::function<void(const v1::WorkerMessage&)> send;
   // How long checkpoint transfers keep retrying while the coordinator is unreachable.
   absl::Duration transfer_retry_for = absl::Minutes(2);
 };
@@ -70,7 +69,7 @@ class Task {
   int32_t rank() const { return assign_.rank(); }
   // Optimizer steps completed so far (including those before a resume).
   int64_t step() const { return step_.load(); }
-  // True once the terminal status was handed to send_final (or suppressed by Stop()).
+  // True once the terminal status was queued with send (or suppressed by Stop()).
   bool done() const { return done_.load(); }
 
  private:
