@@ -5,8 +5,11 @@
 //   --data-dir /var/lib/lemo
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -94,12 +97,36 @@ absl::Status Run() {
   return absl::OkStatus();
 }
 
+// absl flags are spelled with underscores; the documented spelling is
+// --data-dir. Rewrite the name part of each "--flag[=value]" so both work.
+std::vector<char*> DashesToUnderscores(int argc, char** argv,
+                                       std::vector<std::string>* keep) {
+  keep->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i > 0 && arg.size() > 2 && arg.rfind("--", 0) == 0) {
+      size_t end = std::min(arg.find('='), arg.size());
+      std::replace(arg.begin() + 2,
+                   arg.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
+    }
+    keep->push_back(arg);
+    out.push_back(keep->back().data());
+  }
+  return out;
+}
+
 }  // namespace
 }  // namespace lemo::server
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("LeMo fine-tuning coordinator. See DESIGN.md.");
-  absl::ParseCommandLine(argc, argv);
+  absl::SetProgramUsageMessage(
+      "LeMo fine-tuning coordinator (see DESIGN.md). Flags accept dashes or "
+      "underscores.");
+  std::vector<std::string> storage;
+  std::vector<char*> args =
+      lemo::server::DashesToUnderscores(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   absl::Status s = lemo::server::Run();
   if (!s.ok()) {
     std::cerr << "lemo-coordinator: " << s << "\n";
