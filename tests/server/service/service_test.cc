@@ -329,6 +329,36 @@ TEST_F(ServiceTest, CancelReachesTheWorkerOverTheStream) {
   EXPECT_EQ(workers.workers(0).state(), v1::WorkerInfo::CONNECTED);
 }
 
+TEST_F(ServiceTest, WatchFiltersTypesAndResumesFromASequence) {
+  v1::Job job = Submit();
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  v1::Job resp;
+  ASSERT_TRUE(
+      jobs_->CancelJob(Ctx().get(), cancel, &resp).ok());  // Events 1 and 2.
+  auto ctx = Ctx();
+  v1::WatchJobRequest req;
+  req.set_job_id(job.id());
+  req.set_from_sequence(2);
+  req.add_types(v1::WatchJobRequest::STATE_CHANGE);
+  auto reader = jobs_->WatchJob(ctx.get(), req);
+  std::vector<v1::JobEvent> got;
+  v1::JobEvent e;
+  while (reader->Read(&e)) got.push_back(e);
+  EXPECT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].sequence(), 2);
+  EXPECT_EQ(got[0].state_change().to(), v1::CANCELLED);
+  // Metrics only: nothing matches, and the stream still ends because the job is
+  // finished.
+  auto ctx2 = Ctx();
+  req.clear_types();
+  req.add_types(v1::WatchJobRequest::METRIC);
+  auto reader2 = jobs_->WatchJob(ctx2.get(), req);
+  EXPECT_FALSE(reader2->Read(&e));
+  EXPECT_TRUE(reader2->Finish().ok());
+}
+
 TEST_F(ServiceTest, HealthServiceReportsServing) {
   grpc::GenericStub generic(channel_);
   grpc::ClientContext ctx;
