@@ -51,6 +51,7 @@ for seq in $SEQS; do
 done
 # shellcheck disable=SC2086  # word lists, on purpose
 SORTED_SEQS=$(printf '%s\n' $SEQS | sort -n | tr '\n' ' ' | sed 's/ $//')  # ascending, for OOM skipping
+[ -n "$SORTED_SEQS" ] || { echo "gpu_suite: LEMO_BENCH_SEQS is empty" >&2; exit 2; }
 MODES=${LEMO_BENCH_MODES:-off on}
 SYSTEMS=${LEMO_BENCH_SYSTEMS:-lemo peer}
 STEPS=${LEMO_BENCH_STEPS:-3}
@@ -81,9 +82,11 @@ CMD="LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$M
 CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}' bash bench/gpu_suite.sh"
 "$PY" bench/report.py --write-meta "$OUT/meta.json" --command "$CMD" --device "$DEV" >"$OUT/logs/meta.log" 2>&1 ||
   note "could not write meta.json (see logs/meta.log)"
+command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
 say "device $DEV, preset $PRESET, seqs [$SEQS], modes [$MODES], systems [$SYSTEMS], out $OUT"
 
 # --- build and GPU tests ---------------------------------------------------------------------
+BUILD_OK=1
 if [ "$BUILD" = 1 ]; then
   gen=(-G Ninja)
   command -v ninja >/dev/null || { gen=(); note "ninja not found: default CMake generator"; }
@@ -96,7 +99,7 @@ if [ "$BUILD" = 1 ]; then
   else
     note "build of lemo-train FAILED after $((SECONDS - t0)) s: see logs/configure.log, logs/build.log"
     tail -n 30 "$OUT/logs/build.log" "$OUT/logs/configure.log" 2>/dev/null >&2
-    FAILED=1
+    FAILED=1 BUILD_OK=0
   fi
 fi
 HAVE_LEMO=0
@@ -113,7 +116,7 @@ if [ "$HAVE_LEMO" = 1 ] && [ ! -f "$MODEL_DIR/config.json" ]; then
   INIT_PID=$!
 fi
 
-if [ "$CTEST" = 1 ] && [ -d build-gpu ]; then
+if [ "$CTEST" = 1 ] && [ "$BUILD_OK" = 1 ] && [ -d build-gpu ]; then
   t0=$SECONDS
   if cmake --build build-gpu -j "$(nproc)" >"$OUT/logs/build-all.log" 2>&1; then
     n=$(ctest --test-dir build-gpu -N -L gpu 2>/dev/null | sed -n 's/^Total Tests: //p')
@@ -144,7 +147,6 @@ CONFIG=$MODEL_DIR/config.json
 [ -f "$CONFIG" ] || CONFIG=bench/configs/$PRESET.json
 PEER_SRC=(--preset-config "$CONFIG")
 [ -f "$MODEL_DIR/config.json" ] && PEER_SRC=(--model-dir "$MODEL_DIR")
-[ -n "$SORTED_SEQS" ] || { echo "gpu_suite: LEMO_BENCH_SEQS is empty" >&2; exit 2; }
 MAX_SEQ=${SORTED_SEQS##* }
 DATA=$WORK/tokens-$PRESET-$MAX_SEQ.u16
 # Random uint16 token ids in [3, vocab): enough for every step at the largest seq_len, twice over.

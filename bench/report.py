@@ -106,7 +106,7 @@ def parity(lemo, peer):
     if not ok(lemo):
         return "no" if ok(peer) else "-"
     if not ok(peer):
-        return "yes (peer failed)" if peer is not None else "-"
+        return f"yes (peer {status_cell(peer)})" if peer is not None else "-"
     keys = ("peak_allocated_bytes", "peak_reserved_bytes")
     if any(not isinstance(r.get(k), (int, float)) for r in (lemo, peer) for k in keys):
         return "n/a (no GPU memory)"
