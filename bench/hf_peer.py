@@ -184,8 +184,9 @@ def main(argv=None):
             rec["peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
             rec["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
             torch.cuda.empty_cache()
-        else:  # CPU: the process's peak RSS is all there is (it never goes down)
-            rec["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        else:  # CPU: the process's peak RSS (never goes down), as lemo-train reports on CPU
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            rec.update(peak_rss_bytes=rss, peak_allocated_bytes=rss, peak_reserved_bytes=rss)
         if rec["status"] == "oom" and (oom_at is None or seq < oom_at):
             oom_at = seq
         emit(rec, args.out)

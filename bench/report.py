@@ -130,6 +130,9 @@ def render(results, meta, notes):
     out.append("- lemo: best step after step 1 (warm-up); peak = max over all steps")
     for n in notes:
         out.append(f"- {n}")
+    if meta and meta.get("device") == "cpu":
+        out.append("- on CPU both memory columns hold the process's peak RSS (the peer's includes "
+                   "Python, torch and transformers)")
     out += ["", "GiB = 2^30 bytes. Ratios are lemo / peer (below 1 is better for lemo).", ""]
     head = ["seq", "mode", "lemo alloc GiB", "lemo resv GiB", "lemo step s", "lemo tok/s",
             "peer alloc GiB", "peer resv GiB", "peer step s", "peer tok/s",
