@@ -70,7 +70,9 @@ FAILED=0
 
 say() { printf '[gpu_suite %4ds] %s\n' "$SECONDS" "$*" >&2; }
 note() { say "$*"; echo "$*" >>"$NOTES"; }
-report() { "$PY" bench/report.py "$RESULTS" --meta "$OUT/meta.json" --notes "$NOTES" --out "$OUT/table.md" >/dev/null; }
+report() {
+  "$PY" bench/report.py "$RESULTS" --meta "$OUT/meta.json" --notes "$NOTES" --out "$OUT/table.md" >/dev/null
+}
 # Seconds a run of N settings (default 1) may take: N per-run timeouts, capped by what is left
 # before the deadline (0 once under 20 s are left: too little for a run).
 budget() {
@@ -79,7 +81,8 @@ budget() {
 }
 
 CMD="LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
-CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}' bash bench/gpu_suite.sh"
+CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
+CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}' bash bench/gpu_suite.sh"
 "$PY" bench/report.py --write-meta "$OUT/meta.json" --command "$CMD" --device "$DEV" >"$OUT/logs/meta.log" 2>&1 ||
   note "could not write meta.json (see logs/meta.log)"
 command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
@@ -138,8 +141,12 @@ fi
 if [ -n "$INIT_PID" ]; then
   wait "$INIT_PID"
   read -r rc secs <"$WORK/init-model.rc"
-  if [ "$rc" = 0 ]; then note "init-model $PRESET ($DTYPE): ok in $secs s"
-  else note "init-model $PRESET FAILED (rc $rc): logs/init-model.log; lemo runs are skipped"; HAVE_LEMO=0; FAILED=1; fi
+  if [ "$rc" = 0 ]; then
+    note "init-model $PRESET ($DTYPE): ok in $secs s"
+  else
+    note "init-model $PRESET FAILED (rc $rc): logs/init-model.log; lemo runs are skipped"
+    HAVE_LEMO=0 FAILED=1
+  fi
 fi
 
 # --- data and the peer's config ---------------------------------------------------------------
@@ -151,8 +158,10 @@ MAX_SEQ=${SORTED_SEQS##* }
 DATA=$WORK/tokens-$PRESET-$MAX_SEQ.u16
 # Random uint16 token ids in [3, vocab): enough for every step at the largest seq_len, twice over.
 "$PY" -c "import array, json, random, sys
-v = json.load(open(sys.argv[1]))['vocab_size']; n = int(sys.argv[2]) * (int(sys.argv[3]) + 1) * 2
-r = random.Random(0); array.array('H', (r.randrange(3, min(v, 65536)) for _ in range(n))).tofile(open(sys.argv[4], 'wb'))" \
+v = min(json.load(open(sys.argv[1]))['vocab_size'], 65536)
+n = int(sys.argv[2]) * (int(sys.argv[3]) + 1) * 2
+r = random.Random(0)
+array.array('H', (r.randrange(3, v) for _ in range(n))).tofile(open(sys.argv[4], 'wb'))" \
   "$CONFIG" "$MAX_SEQ" "$STEPS" "$DATA" || { note "could not write $DATA"; HAVE_LEMO=0; FAILED=1; }
 report
 
