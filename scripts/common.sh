@@ -22,7 +22,7 @@ LEMO_APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format python3-venv
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev libyaml-cpp-dev
-  nlohmann-json3-dev libsentencepiece-dev libssl-dev
+  nlohmann-json3-dev libsentencepiece-dev libssl-dev libcli11-dev
 )
 
 lemo_log() { printf '\033[1m[lemo]\033[0m %s\n' "$*" >&2; }
