@@ -1,11 +1,14 @@
-// lemo-worker: one per device. Registers with the coordinator, trains the jobs it is assigned
-// in-process, streams metrics and uploads checkpoints; serves /metrics.
+// lemo-worker: one per device. Registers with the coordinator, trains the jobs
+// it is assigned in-process, streams metrics and uploads checkpoints; serves
+// /metrics.
 //
-//   lemo-worker --coordinator 127.0.0.1:7070 --device cpu --metrics-listen 127.0.0.1:9400
-//   lemo-worker --coordinator lemo:7070 --device cuda:0 --tls-ca ca.pem --token-file token
+//   lemo-worker --coordinator 127.0.0.1:7070 --device cpu --metrics-listen
+//   127.0.0.1:9400 lemo-worker --coordinator lemo:7070 --device cuda:0 --tls-ca
+//   ca.pem --token-file token
 //
-// Exit codes: 0 after SIGTERM/SIGINT (the running job is stopped within one step and left to
-// the coordinator to reschedule), 1 a runtime error, 2 a usage error.
+// Exit codes: 0 after SIGTERM/SIGINT (the running job is stopped within one
+// step and left to the coordinator to reschedule), 1 a runtime error, 2 a usage
+// error.
 #include <pthread.h>
 #include <signal.h>
 
@@ -42,19 +45,22 @@ int main(int argc, char** argv) {
                  "HOST:PORT for Prometheus /metrics (empty: off)");
   app.add_option("--token-file", token_file,
                  "File holding the worker-role bearer token");
-  app.add_option("--tls-ca", options.channel.tls_ca_file,
-                 "PEM CA that signed the coordinator's certificate (turns TLS on)");
+  app.add_option(
+      "--tls-ca", options.channel.tls_ca_file,
+      "PEM CA that signed the coordinator's certificate (turns TLS on)");
   app.add_option("--tls-cert", options.channel.tls_cert_file,
                  "PEM client certificate for mTLS");
   app.add_option("--tls-key", options.channel.tls_key_file,
                  "PEM private key of --tls-cert");
   app.add_flag("--insecure", options.channel.insecure,
                "Plaintext to a non-loopback coordinator");
-  app.add_option("--heartbeat-interval", heartbeat_seconds,
-                 "Seconds between heartbeats until the coordinator names an interval")
+  app.add_option(
+         "--heartbeat-interval", heartbeat_seconds,
+         "Seconds between heartbeats until the coordinator names an interval")
       ->capture_default_str();
-  app.add_option("--work-dir", options.work_dir,
-                 "Scratch directory (default: $TMPDIR/lemo-worker-<worker id>)");
+  app.add_option(
+      "--work-dir", options.work_dir,
+      "Scratch directory (default: $TMPDIR/lemo-worker-<worker id>)");
   app.add_option("--worker-id", options.worker_id,
                  "Stable worker id (default: <hostname>-<device>)");
   try {
@@ -66,13 +72,14 @@ int main(int argc, char** argv) {
   if (!token_file.empty()) {
     auto token = lemo::engine::ReadFileToString(token_file);
     if (!token.ok()) {
-      return Fail(absl::InvalidArgumentError("--token-file: " +
-                                             std::string(token.status().message())));
+      return Fail(absl::InvalidArgumentError(
+          "--token-file: " + std::string(token.status().message())));
     }
     options.channel.token = std::string(absl::StripAsciiWhitespace(*token));
   }
 
-  // Signals go to one thread that asks the agent to stop; every other thread blocks them.
+  // Signals go to one thread that asks the agent to stop; every other thread
+  // blocks them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);

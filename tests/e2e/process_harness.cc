@@ -93,8 +93,8 @@ std::optional<int> Process::Wait(absl::Duration timeout) {
     int status = 0;
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                     : 128 + WTERMSIG(status);
+      exit_code_ =
+          WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       break;
     }
     if (r < 0) {
@@ -120,7 +120,8 @@ ProcessHarness::ProcessHarness(std::string log_dir)
 }
 
 ProcessHarness::~ProcessHarness() {
-  // Workers first, so they do not spin reconnecting to a dead coordinator meanwhile.
+  // Workers first, so they do not spin reconnecting to a dead coordinator
+  // meanwhile.
   for (auto it = processes_.rbegin(); it != processes_.rend(); ++it) {
     (*it)->Signal(SIGTERM);
   }
@@ -137,7 +138,8 @@ Process* ProcessHarness::Start(const std::string& name,
         << "$ " << absl::StrJoin(argv, " ") << "\n";
   }
   std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   const pid_t pid = fork();
   if (pid < 0) {
@@ -150,7 +152,8 @@ Process* ProcessHarness::Start(const std::string& name,
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
     }
-    // The child gets its own process group, so a signal to the test does not reach it.
+    // The child gets its own process group, so a signal to the test does not
+    // reach it.
     setpgid(0, 0);
     execv(args[0], args.data());
     std::fprintf(stderr, "exec %s failed\n", args[0]);

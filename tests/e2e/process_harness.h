@@ -1,13 +1,17 @@
-// Real processes for end-to-end tests: fork/exec a binary with its output in a log file, wait
-// for its port, signal or SIGKILL it, and print every log when a test fails.
+// Real processes for end-to-end tests: fork/exec a binary with its output in a
+// log file, wait for its port, signal or SIGKILL it, and print every log when a
+// test fails.
 //
 //   ProcessHarness harness(::testing::TempDir() + "/e2e");
 //   int port = PickFreePort();
-//   Process* c = harness.Start("coordinator", {BinPath("lemo-coordinator"), "--listen",
-//                                              absl::StrCat("127.0.0.1:", port), ...});
+//   Process* c = harness.Start("coordinator", {BinPath("lemo-coordinator"),
+//   "--listen",
+//                                              absl::StrCat("127.0.0.1:",
+//                                              port), ...});
 //   ASSERT_TRUE(WaitForPort(port, absl::Seconds(20)));
 //   c->Kill();                       // SIGKILL
-//   // ~ProcessHarness: kills what is left; PrintLogs() in TearDown when the test failed.
+//   // ~ProcessHarness: kills what is left; PrintLogs() in TearDown when the
+//   test failed.
 #ifndef LEMO_TESTS_E2E_PROCESS_HARNESS_H_
 #define LEMO_TESTS_E2E_PROCESS_HARNESS_H_
 
@@ -42,7 +46,8 @@ class Process {
   void Signal(int sig);
   // SIGKILL and reap.
   void Kill();
-  // The exit code, or 128 + signal number; nullopt if still running after `timeout`.
+  // The exit code, or 128 + signal number; nullopt if still running after
+  // `timeout`.
   std::optional<int> Wait(absl::Duration timeout);
   bool Running();
   std::string Log() const;
@@ -62,10 +67,11 @@ class ProcessHarness {
   explicit ProcessHarness(std::string log_dir);
   ~ProcessHarness();
 
-  // Starts argv (argv[0] a path) with stdout and stderr appended to <log_dir>/<name>.log.
-  // Aborts the test binary only if fork itself fails.
+  // Starts argv (argv[0] a path) with stdout and stderr appended to
+  // <log_dir>/<name>.log. Aborts the test binary only if fork itself fails.
   Process* Start(const std::string& name, const std::vector<std::string>& argv);
-  // Runs argv to completion (at most `timeout`) and returns its exit code (-1 on timeout).
+  // Runs argv to completion (at most `timeout`) and returns its exit code (-1
+  // on timeout).
   int RunToCompletion(const std::string& name,
                       const std::vector<std::string>& argv,
                       absl::Duration timeout);

@@ -1,7 +1,8 @@
-// End-to-end tests of the LeMo service: real lemo-coordinator and lemo-worker processes on
-// loopback, driven through the lemo_client library, training the tiny model on the bundled
-// corpus. To add a case: a TEST_F(ServiceTest, ...) that starts workers, submits Spec(...), and
-// checks the job's events; the fixture prints every process's log when it fails.
+// End-to-end tests of the LeMo service: real lemo-coordinator and lemo-worker
+// processes on loopback, driven through the lemo_client library, training the
+// tiny model on the bundled corpus. To add a case: a TEST_F(ServiceTest, ...)
+// that starts workers, submits Spec(...), and checks the job's events; the
+// fixture prints every process's log when it fails.
 #include <signal.h>
 
 #include <algorithm>
@@ -41,7 +42,8 @@ bool IsMetricAtLeast(const v1::JobEvent& e, int64_t step) {
 }
 
 // The number after `prefix` in the first log line that has it, or -1.
-int64_t StepInLog(const std::vector<std::string>& lines, absl::string_view prefix) {
+int64_t StepInLog(const std::vector<std::string>& lines,
+                  absl::string_view prefix) {
   for (const std::string& line : lines) {
     size_t at = line.find(std::string(prefix));
     if (at == std::string::npos) continue;
@@ -58,8 +60,8 @@ TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
   EXPECT_EQ(job.current_step(), 8);
-  EXPECT_THAT(States(events), ElementsAre(v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
-                                          v1::SUCCEEDED));
+  EXPECT_THAT(States(events), ElementsAre(v1::QUEUED, v1::SCHEDULED,
+                                          v1::RUNNING, v1::SUCCEEDED));
   EXPECT_THAT(MetricSteps(events), ElementsAreArray(Range(1, 8)));
   for (const v1::JobEvent& e : events) {
     if (!e.has_metric()) continue;
@@ -83,38 +85,46 @@ TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {
     LEMO_ASSERT_OK_AND_ASSIGN(std::string sha,
                               engine::Sha256File(dest + "/" + f.name()));
     EXPECT_EQ(sha, f.sha256()) << f.name();
-    EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(dest + "/" + f.name())),
-              f.size_bytes());
+    EXPECT_EQ(
+        static_cast<int64_t>(std::filesystem::file_size(dest + "/" + f.name())),
+        f.size_bytes());
   }
   EXPECT_THAT(names, Contains("adapter_model.safetensors"));
   EXPECT_THAT(names, Contains("adapter_config.json"));
 
   const std::string metrics = ScrapeMetrics(WorkerMetricsPort("w1"));
   EXPECT_THAT(metrics, HasSubstr("lemo_worker_steps_total 8"));
-  EXPECT_THAT(metrics, HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"ok\"} 2"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"ok\"} 2"));
   EXPECT_THAT(metrics, HasSubstr("lemo_worker_connected 1"));
 }
 
 TEST_F(ServiceTest, CancelStopsWithinOneStep) {
   StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(100000, 0)));
-  std::vector<v1::JobEvent> events =
-      Watch(job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 3); });
+  std::vector<v1::JobEvent> events = Watch(
+      job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 3); });
   ASSERT_FALSE(events.empty());
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job cancelling, client().Cancel(job.id(), "e2e"));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job cancelling,
+                            client().Cancel(job.id(), "e2e"));
   EXPECT_THAT(cancelling.state(), AnyOf(v1::CANCELLING, v1::CANCELLED));
-  std::vector<v1::JobEvent> rest = WatchToEnd(job.id(), events.back().sequence() + 1);
+  std::vector<v1::JobEvent> rest =
+      WatchToEnd(job.id(), events.back().sequence() + 1);
   events.insert(events.end(), rest.begin(), rest.end());
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
   EXPECT_EQ(job.state(), v1::CANCELLED);
   EXPECT_THAT(States(events), Contains(v1::CANCELLING));
 
-  // The worker logs the step it was at when the Cancel arrived; it may finish that step only.
-  const int64_t at_cancel = StepInLog(LogTexts(events), "cancel received at step ");
+  // The worker logs the step it was at when the Cancel arrived; it may finish
+  // that step only.
+  const int64_t at_cancel =
+      StepInLog(LogTexts(events), "cancel received at step ");
   ASSERT_GE(at_cancel, 3);
   const std::vector<int64_t> steps = MetricSteps(events);
   EXPECT_LE(steps.back(), at_cancel + 1);
-  EXPECT_LE(StepInLog(LogTexts(events), "cancelled after step "), at_cancel + 1);
+  EXPECT_LE(StepInLog(LogTexts(events), "cancelled after step "),
+            at_cancel + 1);
 }
 
 TEST_F(ServiceTest, QueuedJobsRunOneAfterTheOther) {
@@ -129,25 +139,29 @@ TEST_F(ServiceTest, QueuedJobsRunOneAfterTheOther) {
   ASSERT_EQ(second.state(), v1::SUCCEEDED) << second.failure().message();
   EXPECT_THAT(MetricSteps(first_events), ElementsAreArray(Range(1, 6)));
   EXPECT_THAT(MetricSteps(second_events), ElementsAreArray(Range(1, 6)));
-  // The second job waited in QUEUED until the first one released the only worker.
+  // The second job waited in QUEUED until the first one released the only
+  // worker.
   const int scheduled = FindState(second_events, v1::SCHEDULED);
   ASSERT_GE(scheduled, 0);
   EXPECT_GE(google::protobuf::util::TimeUtil::TimestampToNanoseconds(
                 second_events[scheduled].time()),
-            google::protobuf::util::TimeUtil::TimestampToNanoseconds(first.end_time()));
+            google::protobuf::util::TimeUtil::TimestampToNanoseconds(
+                first.end_time()));
 }
 
 TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   constexpr int64_t kSteps = 60;
   Process* w1 = StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
-  std::vector<v1::JobEvent> events = Watch(job.id(), 1, [](const v1::JobEvent& e) {
-    return e.has_checkpoint() && e.checkpoint().step() >= 10;
-  });
+  std::vector<v1::JobEvent> events =
+      Watch(job.id(), 1, [](const v1::JobEvent& e) {
+        return e.has_checkpoint() && e.checkpoint().step() >= 10;
+      });
   ASSERT_FALSE(events.empty());
   StartWorker("w2");
   w1->Kill();
-  std::vector<v1::JobEvent> rest = WatchToEnd(job.id(), events.back().sequence() + 1);
+  std::vector<v1::JobEvent> rest =
+      WatchToEnd(job.id(), events.back().sequence() + 1);
   events.insert(events.end(), rest.begin(), rest.end());
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
@@ -167,8 +181,10 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   EXPECT_THAT(first_run, ElementsAreArray(Range(1, first_run.back())));
   EXPECT_GE(first_run.back(), resumed_from);
   // Exactly the steps after the checkpoint, each once.
-  EXPECT_THAT(MetricSteps(after), ElementsAreArray(Range(resumed_from + 1, kSteps)));
-  EXPECT_EQ(StepInLog(LogTexts(after), "resuming from checkpoint step-"), resumed_from);
+  EXPECT_THAT(MetricSteps(after),
+              ElementsAreArray(Range(resumed_from + 1, kSteps)));
+  EXPECT_EQ(StepInLog(LogTexts(after), "resuming from checkpoint step-"),
+            resumed_from);
   for (const v1::JobEvent& e : after) {
     if (e.has_log()) {
       EXPECT_EQ(e.log().worker_id(), "w2") << e.log().text();
@@ -180,8 +196,8 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   constexpr int64_t kSteps = 150;
   StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 20)));
-  std::vector<v1::JobEvent> before =
-      Watch(job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 5); });
+  std::vector<v1::JobEvent> before = Watch(
+      job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 5); });
   ASSERT_FALSE(before.empty());
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job snapshot, client().Get(job.id()));
 
@@ -190,7 +206,8 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
 
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job recovered, client().Get(job.id()));
   EXPECT_EQ(recovered.id(), snapshot.id());
-  EXPECT_EQ(recovered.spec().SerializeAsString(), snapshot.spec().SerializeAsString());
+  EXPECT_EQ(recovered.spec().SerializeAsString(),
+            snapshot.spec().SerializeAsString());
   EXPECT_GE(recovered.last_event_sequence(), before.back().sequence());
 
   std::vector<v1::JobEvent> all = WatchToEnd(job.id());
@@ -203,12 +220,13 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
   EXPECT_EQ(job.current_step(), kSteps);
-  // The worker was adopted, not replaced, and kept the steps it trained while the coordinator
-  // was down, sending them after it re-registered.
+  // The worker was adopted, not replaced, and kept the steps it trained while
+  // the coordinator was down, sending them after it re-registered.
   EXPECT_EQ(job.restart_count(), 0);
   EXPECT_THAT(MetricSteps(all), ElementsAreArray(Range(1, kSteps)));
 
-  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers, client().ListWorkers());
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers,
+                            client().ListWorkers());
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0].worker_id(), "w1");
   EXPECT_EQ(workers[0].state(), v1::WorkerInfo::CONNECTED);
@@ -217,12 +235,14 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
 TEST_F(ServiceTest, PythonClientSubmitsAndWatches) {
   StartWorker("w1");
   std::string json;
-  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(Spec(4, 0), &json).ok());
+  ASSERT_TRUE(
+      google::protobuf::util::MessageToJsonString(Spec(4, 0), &json).ok());
   const std::string spec_path = dir() + "/spec.json";
   std::ofstream(spec_path) << json;
   Process* py = harness().Start(
-      "python_client", {PythonPath(), SourcePath("tests/e2e/python_client.py"), "--server",
-                        ServerAddress(), "--spec", spec_path, "--timeout", "120"});
+      "python_client",
+      {PythonPath(), SourcePath("tests/e2e/python_client.py"), "--server",
+       ServerAddress(), "--spec", spec_path, "--timeout", "120"});
   std::optional<int> code = py->Wait(absl::Seconds(180));
   ASSERT_TRUE(code.has_value()) << "python_client.py did not finish";
   EXPECT_EQ(*code, 0);

@@ -20,11 +20,11 @@ void ServiceTest::SetUpTestSuite() {
   std::filesystem::remove_all(root_);
   std::filesystem::create_directories(root_);
   ProcessHarness init(root_ + "/init-logs");
-  const int code = init.RunToCompletion(
-      "init-model",
-      {BinPath("lemo-train"), "init-model", "--preset", "tiny", "--out",
-       root_ + "/model"},
-      absl::Seconds(120));
+  const int code =
+      init.RunToCompletion("init-model",
+                           {BinPath("lemo-train"), "init-model", "--preset",
+                            "tiny", "--out", root_ + "/model"},
+                           absl::Seconds(120));
   if (code != 0) init.PrintLogs();
   ASSERT_EQ(code, 0) << "lemo-train init-model failed";
 }
@@ -86,10 +86,11 @@ Process* ServiceTest::StartWorker(const std::string& worker_id) {
   worker_metrics_ports_[worker_id] = metrics_port;
   return harness_->Start(
       worker_id,
-      {BinPath("lemo-worker"), "--coordinator", absl::StrCat("127.0.0.1:", port_),
-       "--device", "cpu", "--worker-id", worker_id, "--work-dir",
-       absl::StrCat(dir_, "/", worker_id), "--metrics-listen",
-       absl::StrCat("127.0.0.1:", metrics_port), "--heartbeat-interval", "0.25"});
+      {BinPath("lemo-worker"), "--coordinator",
+       absl::StrCat("127.0.0.1:", port_), "--device", "cpu", "--worker-id",
+       worker_id, "--work-dir", absl::StrCat(dir_, "/", worker_id),
+       "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port),
+       "--heartbeat-interval", "0.25"});
 }
 
 int ServiceTest::WorkerMetricsPort(const std::string& worker_id) const {
@@ -121,23 +122,23 @@ std::vector<v1::JobEvent> ServiceTest::Watch(
   const absl::Time deadline = absl::Now() + timeout;
   client::WatchOptions options;
   options.from_sequence = from_sequence;
-  absl::Status s =
-      client_->Watch(job_id, options, [&](const v1::JobEvent& e) {
-        events.push_back(e);
-        if (absl::Now() > deadline) {
-          ADD_FAILURE() << "watching " << job_id << " timed out after "
-                        << events.size() << " events";
-          return false;
-        }
-        return !until(e);
-      });
+  absl::Status s = client_->Watch(job_id, options, [&](const v1::JobEvent& e) {
+    events.push_back(e);
+    if (absl::Now() > deadline) {
+      ADD_FAILURE() << "watching " << job_id << " timed out after "
+                    << events.size() << " events";
+      return false;
+    }
+    return !until(e);
+  });
   EXPECT_TRUE(s.ok()) << s;
   return events;
 }
 
 std::vector<v1::JobEvent> ServiceTest::WatchToEnd(const std::string& job_id,
                                                   int64_t from_sequence) {
-  return Watch(job_id, from_sequence, [](const v1::JobEvent&) { return false; });
+  return Watch(job_id, from_sequence,
+               [](const v1::JobEvent&) { return false; });
 }
 
 std::vector<int64_t> MetricSteps(const std::vector<v1::JobEvent>& events) {
@@ -158,7 +159,8 @@ std::vector<v1::JobState> States(const std::vector<v1::JobEvent>& events) {
 
 int FindState(const std::vector<v1::JobEvent>& events, v1::JobState state) {
   for (size_t i = 0; i < events.size(); ++i) {
-    if (events[i].has_state_change() && events[i].state_change().to() == state) {
+    if (events[i].has_state_change() &&
+        events[i].state_change().to() == state) {
       return static_cast<int>(i);
     }
   }
@@ -183,7 +185,8 @@ std::string ScrapeMetrics(int port) {
     close(fd);
     return "";
   }
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  const std::string request =
+      "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   (void)!write(fd, request.data(), request.size());
   std::string response;
   char buf[4096];

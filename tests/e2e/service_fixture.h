@@ -1,12 +1,13 @@
-// A live LeMo service on loopback for end-to-end tests: one lemo-coordinator (its own data dir
-// and free port), lemo-workers on demand, a lemo_client JobClient, and the tiny model that
-// `lemo-train init-model --preset tiny` writes once per test binary. Logs of every process are
-// printed when a test fails.
+// A live LeMo service on loopback for end-to-end tests: one lemo-coordinator
+// (its own data dir and free port), lemo-workers on demand, a lemo_client
+// JobClient, and the tiny model that `lemo-train init-model --preset tiny`
+// writes once per test binary. Logs of every process are printed when a test
+// fails.
 //
 //   TEST_F(ServiceTest, Something) {
 //     StartWorker("w1");
-//     LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(/*steps=*/8, /*every=*/4)));
-//     std::vector<v1::JobEvent> events = WatchToEnd(job.id());
+//     LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(/*steps=*/8,
+//     /*every=*/4))); std::vector<v1::JobEvent> events = WatchToEnd(job.id());
 //   }
 #ifndef LEMO_TESTS_E2E_SERVICE_FIXTURE_H_
 #define LEMO_TESTS_E2E_SERVICE_FIXTURE_H_
@@ -33,7 +34,8 @@ class ServiceTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
-  // (Re)starts the coordinator on this test's port and data dir and connects the client.
+  // (Re)starts the coordinator on this test's port and data dir and connects
+  // the client.
   Process* StartCoordinator();
   // SIGKILLs the coordinator StartCoordinator started last.
   void KillCoordinator();
@@ -50,11 +52,12 @@ class ServiceTest : public ::testing::Test {
   // The /metrics port of a worker started by StartWorker.
   int WorkerMetricsPort(const std::string& worker_id) const;
 
-  // A job on the tiny model and the bundled corpus: seq_len 64, checkpoints every `every`.
+  // A job on the tiny model and the bundled corpus: seq_len 64, checkpoints
+  // every `every`.
   v1::JobSpec Spec(int64_t steps, int64_t every) const;
 
-  // Events from `from_sequence` on (1 = all history) until `until` returns true for one of them
-  // (included) or the job ends; fails the test after `timeout`.
+  // Events from `from_sequence` on (1 = all history) until `until` returns true
+  // for one of them (included) or the job ends; fails the test after `timeout`.
   std::vector<v1::JobEvent> Watch(
       const std::string& job_id, int64_t from_sequence,
       const std::function<bool(const v1::JobEvent&)>& until,

@@ -19,7 +19,8 @@ namespace lemo::worker {
 namespace {
 
 constexpr char kVersion[] = "lemo-worker 0.1.0";
-// Job-scoped messages kept while the coordinator is unreachable: a few minutes of steps.
+// Job-scoped messages kept while the coordinator is unreachable: a few minutes
+// of steps.
 constexpr size_t kMaxBacklog = 20000;
 
 void Logf(const std::string& text) {
@@ -157,8 +158,8 @@ v1::WorkerMessage Agent::RegisterMessage() {
     running.set_rank(task_->rank());
     running.set_step(task_->step());
   } else {
-    // A task that ended while the coordinator was away is still running as far as it knows;
-    // its final status follows the Welcome.
+    // A task that ended while the coordinator was away is still running as far
+    // as it knows; its final status follows the Welcome.
     std::lock_guard<std::mutex> lock(mu_);
     for (const v1::WorkerMessage& m : backlog_) {
       if (m.has_task_status() && m.task_status().state() != v1::RUNNING) {
@@ -184,8 +185,7 @@ absl::Status Agent::RunSession(bool* welcomed) {
   auto stream = stub_->Connect(&ctx);
   // Nothing else writes until stream_ is published after the Welcome.
   v1::CoordinatorMessage in;
-  const bool registered =
-      stream->Write(RegisterMessage()) && stream->Read(&in);
+  const bool registered = stream->Write(RegisterMessage()) && stream->Read(&in);
   int64_t session = 0;
   std::thread heartbeats;
   if (registered && in.has_welcome()) {
@@ -194,8 +194,9 @@ absl::Status Agent::RunSession(bool* welcomed) {
     stream_ = stream.get();
     session = ++session_;
     if (in.welcome().has_heartbeat_interval()) {
-      const int64_t ms = google::protobuf::util::TimeUtil::DurationToMilliseconds(
-          in.welcome().heartbeat_interval());
+      const int64_t ms =
+          google::protobuf::util::TimeUtil::DurationToMilliseconds(
+              in.welcome().heartbeat_interval());
       if (ms > 0) heartbeat_interval_ = absl::Milliseconds(ms);
     }
     Logf(absl::StrCat("registered with ", options_.channel.target, " as ",
@@ -223,7 +224,8 @@ absl::Status Agent::RunSession(bool* welcomed) {
   std::lock_guard<std::mutex> write_lock(write_mu_);
   absl::Status status = FromGrpcStatus(stream->Finish());
   if (status.ok() && !*welcomed) {
-    return absl::UnavailableError("the coordinator closed the stream before Welcome");
+    return absl::UnavailableError(
+        "the coordinator closed the stream before Welcome");
   }
   return status;
 }
@@ -260,10 +262,9 @@ void Agent::Deliver(const v1::WorkerMessage& msg) {
     backlog_.push_back(msg);
     if (backlog_.size() > kMaxBacklog) {
       // Never the front: Flush may be writing it right now.
-      auto victim = std::find_if(std::next(backlog_.begin()), backlog_.end(),
-                                 [](const v1::WorkerMessage& m) {
-                                   return !m.has_task_status();
-                                 });
+      auto victim = std::find_if(
+          std::next(backlog_.begin()), backlog_.end(),
+          [](const v1::WorkerMessage& m) { return !m.has_task_status(); });
       if (victim != backlog_.end()) backlog_.erase(victim);
     }
   }
@@ -314,25 +315,25 @@ void Agent::HandleAssign(const v1::Assign& assign) {
     task_->Stop();
   }
   task_.reset();
-  Logf(absl::StrCat("assigned ", assign.job_id(), " epoch ", assign.epoch(),
-                    assign.has_resume()
-                        ? absl::StrCat(" resuming from ",
-                                       assign.resume().checkpoint_id())
-                        : ""));
+  Logf(absl::StrCat(
+      "assigned ", assign.job_id(), " epoch ", assign.epoch(),
+      assign.has_resume()
+          ? absl::StrCat(" resuming from ", assign.resume().checkpoint_id())
+          : ""));
   task_ = Task::Start(assign, MakeTaskEnvironment());
 }
 
 void Agent::HandleCancel(const v1::Cancel& cancel) {
-  if (task_ != nullptr && !task_->done() && task_->job_id() == cancel.job_id() &&
-      task_->epoch() == cancel.epoch()) {
+  if (task_ != nullptr && !task_->done() &&
+      task_->job_id() == cancel.job_id() && task_->epoch() == cancel.epoch()) {
     Logf(absl::StrCat("cancelling ", cancel.job_id(), " epoch ", cancel.epoch(),
                       cancel.reason().empty() ? "" : ": " + cancel.reason()));
     task_->Cancel();
     return;
   }
   if (epochs_.count(cancel.job_id()) == 0) {
-    // Never ran here (e.g. the Assign was lost in a coordinator restart): confirm at once so
-    // the job does not wait in CANCELLING.
+    // Never ran here (e.g. the Assign was lost in a coordinator restart):
+    // confirm at once so the job does not wait in CANCELLING.
     v1::WorkerMessage msg;
     msg.mutable_task_status()->set_job_id(cancel.job_id());
     msg.mutable_task_status()->set_epoch(cancel.epoch());

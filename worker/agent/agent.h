@@ -1,16 +1,19 @@
-// The worker agent: keeps one WorkerService.Connect stream to the coordinator (Register, then
-// heartbeats), runs each Assign as a Task on a training thread, honours Cancel, and reconnects
-// with backoff after the stream breaks (re-registering with the task it still runs). Training
-// goes on while the coordinator is away; the job's metrics, logs and final status wait in a
-// bounded backlog and go out, in order, after the next Welcome. Assign and Cancel messages of
-// an older epoch than the one it knows for the job are ignored.
+// The worker agent: keeps one WorkerService.Connect stream to the coordinator
+// (Register, then heartbeats), runs each Assign as a Task on a training thread,
+// honours Cancel, and reconnects with backoff after the stream breaks
+// (re-registering with the task it still runs). Training goes on while the
+// coordinator is away; the job's metrics, logs and final status wait in a
+// bounded backlog and go out, in order, after the next Welcome. Assign and
+// Cancel messages of an older epoch than the one it knows for the job are
+// ignored.
 //
 //   AgentOptions options;
 //   options.channel.target = "127.0.0.1:7070";
 //   options.device = "cpu";
-//   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(options));
-//   std::thread stopper([&] { WaitForSigterm(); agent->Shutdown(); });
-//   LEMO_RETURN_IF_ERROR(agent->Run());  // returns after Shutdown()
+//   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent,
+//   Agent::Create(options)); std::thread stopper([&] { WaitForSigterm();
+//   agent->Shutdown(); }); LEMO_RETURN_IF_ERROR(agent->Run());  // returns
+//   after Shutdown()
 #ifndef LEMO_WORKER_AGENT_AGENT_H_
 #define LEMO_WORKER_AGENT_AGENT_H_
 
@@ -39,9 +42,11 @@ struct AgentOptions {
   ChannelOptions channel;
   // "cpu" or "cuda:N": the one device this worker trains on.
   std::string device = "cpu";
-  // Stable id across restarts; empty means "<hostname>-<device>" (e.g. "node3-cuda0").
+  // Stable id across restarts; empty means "<hostname>-<device>" (e.g.
+  // "node3-cuda0").
   std::string worker_id;
-  // Scratch space for job work dirs (checkpoints before upload, resume downloads).
+  // Scratch space for job work dirs (checkpoints before upload, resume
+  // downloads).
   std::string work_dir;
   // "HOST:PORT" for /metrics; empty serves none.
   std::string metrics_listen;
@@ -55,16 +60,17 @@ struct AgentOptions {
 
 class Agent {
  public:
-  // INVALID_ARGUMENT for a bad device or channel flag; UNAVAILABLE when /metrics cannot bind.
+  // INVALID_ARGUMENT for a bad device or channel flag; UNAVAILABLE when
+  // /metrics cannot bind.
   static absl::StatusOr<std::unique_ptr<Agent>> Create(
       const AgentOptions& options);
   ~Agent();
 
   // Serves the coordinator until Shutdown(); reconnects on its own.
   absl::Status Run();
-  // Stops the running task within one step (reporting nothing, so the coordinator reschedules
-  // the job), closes the stream and makes Run() return. Safe from any thread but a signal
-  // handler.
+  // Stops the running task within one step (reporting nothing, so the
+  // coordinator reschedules the job), closes the stream and makes Run() return.
+  // Safe from any thread but a signal handler.
   void Shutdown();
 
   const std::string& worker_id() const { return worker_id_; }
@@ -101,20 +107,22 @@ class Agent {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  // Serialises writes on the stream (gRPC allows one at a time); taken before mu_.
+  // Serialises writes on the stream (gRPC allows one at a time); taken before
+  // mu_.
   std::mutex write_mu_;
   // Serialises Flush(), so queued messages go out once and in order.
   std::mutex flush_mu_;
   bool shutdown_ = false;
   // The live stream and its context, or null between sessions.
   grpc::ClientContext* context_ = nullptr;
-  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>*
-      stream_ = nullptr;
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream_ =
+      nullptr;
   // Counts sessions so a heartbeat thread knows when its session ended.
   int64_t session_ = 0;
   absl::Duration heartbeat_interval_;
-  // Job-scoped messages not yet written (the stream is down, or they are being flushed).
-  // Bounded: past kMaxBacklog the oldest metric or log is dropped, never a task status.
+  // Job-scoped messages not yet written (the stream is down, or they are being
+  // flushed). Bounded: past kMaxBacklog the oldest metric or log is dropped,
+  // never a task status.
   std::deque<v1::WorkerMessage> backlog_;
   // Highest epoch seen per job: older Assign / Cancel messages are stale.
   std::map<std::string, int64_t> epochs_;

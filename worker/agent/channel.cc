@@ -1,8 +1,8 @@
 #include "worker/agent/channel.h"
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -19,8 +19,8 @@ absl::StatusOr<std::string> ReadPem(const std::string& path,
                                     absl::string_view flag) {
   auto text = engine::ReadFileToString(path);
   if (!text.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": cannot read ", path, ": ", text.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": cannot read ", path, ": ", text.status().message()));
   }
   return *text;
 }
@@ -67,7 +67,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateCoordinatorChannel(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  // Reconnect quickly after a coordinator restart; the agent's own backoff paces Connect.
+  // Reconnect quickly after a coordinator restart; the agent's own backoff
+  // paces Connect.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   return grpc::CreateCustomChannel(options.target, creds, args);

@@ -1,5 +1,5 @@
-// The worker's gRPC channel to the coordinator: TLS (optionally mTLS) or plaintext, and the
-// worker-role bearer token every call carries.
+// The worker's gRPC channel to the coordinator: TLS (optionally mTLS) or
+// plaintext, and the worker-role bearer token every call carries.
 //
 //   ChannelOptions options;
 //   options.target = "coordinator:7070";
@@ -24,14 +24,15 @@ namespace lemo::worker {
 struct ChannelOptions {
   // "host:port" of the coordinator's gRPC listener.
   std::string target;
-  // PEM file of the CA that signed the coordinator's certificate; empty uses the system roots
-  // when the channel is TLS.
+  // PEM file of the CA that signed the coordinator's certificate; empty uses
+  // the system roots when the channel is TLS.
   std::string tls_ca_file;
-  // PEM certificate chain and private key presented to the coordinator (mTLS); both or neither.
+  // PEM certificate chain and private key presented to the coordinator (mTLS);
+  // both or neither.
   std::string tls_cert_file;
   std::string tls_key_file;
-  // Plaintext even to a non-loopback target. Without it, plaintext is used only for loopback
-  // targets without TLS files (the coordinator's own rule).
+  // Plaintext even to a non-loopback target. Without it, plaintext is used only
+  // for loopback targets without TLS files (the coordinator's own rule).
   bool insecure = false;
   // Bearer token of the worker role; empty sends no authorization header.
   std::string token;
@@ -40,7 +41,8 @@ struct ChannelOptions {
 // "localhost:1", "127.0.0.1:1", "[::1]:1" and the like.
 bool IsLoopbackTarget(absl::string_view target);
 
-// INVALID_ARGUMENT names the flag when a TLS file cannot be read or the target is empty.
+// INVALID_ARGUMENT names the flag when a TLS file cannot be read or the target
+// is empty.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateCoordinatorChannel(
     const ChannelOptions& options);
 

@@ -61,8 +61,8 @@ absl::Status ForEachUploadMessage(
   std::string buffer(kCheckpointChunkBytes, '\0');
   for (const std::string& name : names) {
     const std::string path = (fs::path(dir) / name).string();
-    // Hashed first so the closing chunk can carry it; a file changing under us shows up as a
-    // sha256 mismatch on the coordinator.
+    // Hashed first so the closing chunk can carry it; a file changing under us
+    // shows up as a sha256 mismatch on the coordinator.
     LEMO_ASSIGN_OR_RETURN(std::string sha256, engine::Sha256File(path));
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
@@ -72,7 +72,8 @@ absl::Status ForEachUploadMessage(
       const int64_t n = std::min<int64_t>(kCheckpointChunkBytes, size - offset);
       in.read(buffer.data(), n);
       if (in.gcount() != n) {
-        return absl::DataLossError(absl::StrCat(path, ": short read at ", offset));
+        return absl::DataLossError(
+            absl::StrCat(path, ": short read at ", offset));
       }
       msg.set_file_name(name);
       msg.set_offset(offset);
@@ -96,7 +97,8 @@ absl::StatusOr<v1::CheckpointInfo> UploadCheckpoint(
   absl::Status emitted = ForEachUploadMessage(
       dir, target, [&](const v1::UploadCheckpointRequest& msg) {
         if (!writer->Write(msg)) {
-          return absl::UnavailableError("upload stream closed by the coordinator");
+          return absl::UnavailableError(
+              "upload stream closed by the coordinator");
         }
         return absl::OkStatus();
       });
@@ -127,8 +129,8 @@ absl::StatusOr<std::unique_ptr<CheckpointReceiver>> CheckpointReceiver::Create(
     const std::string& dest_dir, const v1::CheckpointInfo& expected) {
   for (const v1::CheckpointFile& f : expected.files()) {
     if (!IsSafeRelativePath(f.name())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checkpoint lists an unsafe file name \"", f.name(), "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint lists an unsafe file name \"", f.name(), "\""));
     }
   }
   LEMO_ASSIGN_OR_RETURN(auto staged, engine::AtomicDirectory::Create(dest_dir));

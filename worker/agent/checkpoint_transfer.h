@@ -1,11 +1,14 @@
-// Moving checkpoint directories between a worker and the coordinator: chunked uploads with a
-// sha256 per file (WorkerService.UploadCheckpoint), and downloads that verify every file's
-// sha256 before the directory appears (WorkerService.DownloadCheckpoint, to resume).
+// Moving checkpoint directories between a worker and the coordinator: chunked
+// uploads with a sha256 per file (WorkerService.UploadCheckpoint), and
+// downloads that verify every file's sha256 before the directory appears
+// (WorkerService.DownloadCheckpoint, to resume).
 //
 //   UploadTarget target{"job-1", /*epoch=*/2, /*step=*/40, "step-000040"};
 //   LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info,
-//                         UploadCheckpoint(*stub, token, "/work/ckpt-40", target));
-//   LEMO_RETURN_IF_ERROR(DownloadCheckpoint(*stub, token, resume, "/work/resume-40"));
+//                         UploadCheckpoint(*stub, token, "/work/ckpt-40",
+//                         target));
+//   LEMO_RETURN_IF_ERROR(DownloadCheckpoint(*stub, token, resume,
+//   "/work/resume-40"));
 #ifndef LEMO_WORKER_AGENT_CHECKPOINT_TRANSFER_H_
 #define LEMO_WORKER_AGENT_CHECKPOINT_TRANSFER_H_
 
@@ -35,9 +38,10 @@ struct UploadTarget {
   std::string checkpoint_id;
 };
 
-// Calls `emit` with every message of an upload of `dir`: each regular file (sorted by relative
-// path, subdirectories included) as chunks of at most kCheckpointChunkBytes, the last chunk of a
-// file carrying its sha256. An empty file is one chunk with no data. Stops at the first error.
+// Calls `emit` with every message of an upload of `dir`: each regular file
+// (sorted by relative path, subdirectories included) as chunks of at most
+// kCheckpointChunkBytes, the last chunk of a file carrying its sha256. An empty
+// file is one chunk with no data. Stops at the first error.
 absl::Status ForEachUploadMessage(
     const std::string& dir, const UploadTarget& target,
     const std::function<absl::Status(const v1::UploadCheckpointRequest&)>&
@@ -48,16 +52,18 @@ absl::StatusOr<v1::CheckpointInfo> UploadCheckpoint(
     v1::WorkerService::StubInterface& stub, const std::string& token,
     const std::string& dir, const UploadTarget& target);
 
-// Rebuilds a checkpoint directory from download chunks. Files are staged beside `dest_dir` and
-// appear there only when Finish() has checked every file's sha256 (and, when `expected` lists
-// files, that exactly those files arrived with those sums).
+// Rebuilds a checkpoint directory from download chunks. Files are staged beside
+// `dest_dir` and appear there only when Finish() has checked every file's
+// sha256 (and, when `expected` lists files, that exactly those files arrived
+// with those sums).
 class CheckpointReceiver {
  public:
   static absl::StatusOr<std::unique_ptr<CheckpointReceiver>> Create(
       const std::string& dest_dir, const v1::CheckpointInfo& expected);
   ~CheckpointReceiver();
 
-  // Chunks of a file come in order with no gaps; a chunk with a sha256 closes its file.
+  // Chunks of a file come in order with no gaps; a chunk with a sha256 closes
+  // its file.
   absl::Status Add(const v1::CheckpointChunk& chunk);
   // DATA_LOSS when a file is missing, unfinished or has another sha256.
   absl::Status Finish();
@@ -76,7 +82,8 @@ class CheckpointReceiver {
   std::unique_ptr<OpenFile> open_;
 };
 
-// Downloads checkpoint `checkpoint_id` of `job_id` into `dest_dir` through a CheckpointReceiver.
+// Downloads checkpoint `checkpoint_id` of `job_id` into `dest_dir` through a
+// CheckpointReceiver.
 absl::Status DownloadCheckpoint(v1::WorkerService::StubInterface& stub,
                                 const std::string& token,
                                 const std::string& job_id,
@@ -84,7 +91,8 @@ absl::Status DownloadCheckpoint(v1::WorkerService::StubInterface& stub,
                                 const v1::CheckpointInfo& expected,
                                 const std::string& dest_dir);
 
-// True for a relative path with no "..", "." or empty component and no backslash or NUL.
+// True for a relative path with no "..", "." or empty component and no
+// backslash or NUL.
 bool IsSafeRelativePath(const std::string& name);
 
 }  // namespace lemo::worker

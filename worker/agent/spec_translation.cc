@@ -62,13 +62,14 @@ void CollectUnsupportedLemo(const v1::LemoSpec& lemo,
         absl::StrCat("spec.lemo.mode=", v1::LemoMode_Name(lemo.mode())));
   }
   if (lemo.adaptive().enabled()) ignored.push_back("spec.lemo.adaptive");
-  if (lemo.mlp_sparsity().enabled()) ignored.push_back("spec.lemo.mlp_sparsity");
+  if (lemo.mlp_sparsity().enabled())
+    ignored.push_back("spec.lemo.mlp_sparsity");
   if (lemo.offload()) ignored.push_back("spec.lemo.offload");
   if (lemo.two_d_sparsity()) ignored.push_back("spec.lemo.two_d_sparsity");
   if (!ignored.empty() && warnings != nullptr) {
-    warnings->push_back(absl::StrCat(
-        "this worker's engine trains densely; ignoring ",
-        absl::StrJoin(ignored, ", ")));
+    warnings->push_back(
+        absl::StrCat("this worker's engine trains densely; ignoring ",
+                     absl::StrJoin(ignored, ", ")));
   }
 }
 
@@ -80,9 +81,9 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     std::vector<std::string>* warnings) {
   const v1::JobSpec& spec = assign.spec();
   if (assign.world_size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.resources.world_size: ", assign.world_size(),
-        " ranks; this worker trains single-rank jobs only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.resources.world_size: ", assign.world_size(),
+                     " ranks; this worker trains single-rank jobs only"));
   }
   const v1::DeviceKind kind = spec.resources().device_kind();
   if (kind == v1::CUDA && !device.is_cuda()) {
@@ -167,8 +168,7 @@ v1::Failure FailureFromStatus(const absl::Status& status, int rank) {
   return failure;
 }
 
-v1::MetricSample SampleFromStepMetrics(const engine::StepMetrics& m,
-                                       int rank) {
+v1::MetricSample SampleFromStepMetrics(const engine::StepMetrics& m, int rank) {
   v1::MetricSample s;
   s.set_step(m.step);
   s.set_total_steps(m.total_steps);

@@ -16,8 +16,8 @@ namespace lemo::worker {
 namespace fs = std::filesystem;
 namespace {
 
-// Retries `fn` while it fails with UNAVAILABLE (the coordinator is restarting), for at most
-// `retry_for`, and not once `stop` is set.
+// Retries `fn` while it fails with UNAVAILABLE (the coordinator is restarting),
+// for at most `retry_for`, and not once `stop` is set.
 template <typename Fn>
 auto RetryWhileUnavailable(Fn fn, absl::Duration retry_for,
                            const std::atomic<bool>& stop) -> decltype(fn()) {
@@ -26,7 +26,8 @@ auto RetryWhileUnavailable(Fn fn, absl::Duration retry_for,
   while (true) {
     auto result = fn();
     const absl::Status& s = internal_status::AsStatus(result);
-    if (!absl::IsUnavailable(s) || stop.load() || absl::Now() + backoff > deadline) {
+    if (!absl::IsUnavailable(s) || stop.load() ||
+        absl::Now() + backoff > deadline) {
       return result;
     }
     absl::SleepFor(backoff);
@@ -52,7 +53,8 @@ Task::~Task() {
 void Task::Cancel() {
   if (cancel_.exchange(true)) return;
   // The e2e tests hold the worker to "stopped within one step" of this line.
-  Log(v1::LogLine::LEVEL_INFO, absl::StrCat("cancel received at step ", step()));
+  Log(v1::LogLine::LEVEL_INFO,
+      absl::StrCat("cancel received at step ", step()));
 }
 
 void Task::Stop() {
@@ -90,10 +92,9 @@ void Task::SendStatus(v1::JobState state) {
 
 void Task::Main() {
   if (env_.metrics != nullptr) env_.metrics->SetTaskRunning(true);
-  const std::string dir =
-      (fs::path(env_.work_dir) / "jobs" / job_id() /
-       absl::StrCat("epoch-", epoch()))
-          .string();
+  const std::string dir = (fs::path(env_.work_dir) / "jobs" / job_id() /
+                           absl::StrCat("epoch-", epoch()))
+                              .string();
   absl::Status result = Train(dir);
 
   v1::WorkerMessage msg;
@@ -185,8 +186,8 @@ absl::Status Task::Train(const std::string& dir) {
   callbacks.on_checkpoint = [this, &options](const std::string& ckpt,
                                              int64_t step) {
     absl::Status uploaded = UploadWithRetry(ckpt, step);
-    // The coordinator keeps going from older checkpoints, but without the final one the
-    // job's result is lost.
+    // The coordinator keeps going from older checkpoints, but without the final
+    // one the job's result is lost.
     if (!uploaded.ok() && step == options.steps) upload_error_ = uploaded;
   };
   absl::Status run = trainer->Run(callbacks);
@@ -200,7 +201,8 @@ absl::Status Task::UploadWithRetry(const std::string& dir, int64_t step) {
   absl::StatusOr<v1::CheckpointInfo> info = RetryWhileUnavailable(
       [&] { return UploadCheckpoint(*env_.stub, env_.token, dir, target); },
       env_.transfer_retry_for, cancel_);
-  // A retry after a commit whose reply was lost finds the checkpoint already stored.
+  // A retry after a commit whose reply was lost finds the checkpoint already
+  // stored.
   const bool ok = info.ok() || absl::IsAlreadyExists(info.status());
   if (env_.metrics != nullptr) env_.metrics->OnCheckpointUpload(ok);
   if (ok) {
@@ -214,14 +216,14 @@ absl::Status Task::UploadWithRetry(const std::string& dir, int64_t step) {
   if (absl::IsFailedPrecondition(info.status())) {
     // The coordinator moved this job to a newer epoch: this assignment is over.
     Log(v1::LogLine::LEVEL_WARNING,
-        absl::StrCat("coordinator fenced epoch ", epoch(), "; stopping: ",
-                     info.status().message()));
+        absl::StrCat("coordinator fenced epoch ", epoch(),
+                     "; stopping: ", info.status().message()));
     Stop();
     return absl::OkStatus();
   }
   Log(v1::LogLine::LEVEL_WARNING,
-      absl::StrCat("upload of ", target.checkpoint_id, " failed: ",
-                   info.status().message()));
+      absl::StrCat("upload of ", target.checkpoint_id,
+                   " failed: ", info.status().message()));
   return WithContext(info.status(),
                      absl::StrCat("checkpoint ", target.checkpoint_id));
 }

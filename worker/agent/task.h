@@ -1,12 +1,13 @@
-// One assignment running on its own thread: downloads the resume checkpoint (if any), builds the
-// engine's Trainer from the JobSpec, streams a MetricReport per step, uploads every checkpoint
-// the trainer writes, and ends with exactly one terminal TaskStatus (SUCCEEDED, FAILED with a
-// typed reason, or CANCELLED).
+// One assignment running on its own thread: downloads the resume checkpoint (if
+// any), builds the engine's Trainer from the JobSpec, streams a MetricReport
+// per step, uploads every checkpoint the trainer writes, and ends with exactly
+// one terminal TaskStatus (SUCCEEDED, FAILED with a typed reason, or
+// CANCELLED).
 //
-//   TaskEnvironment env = ...;  // stub, token, device, work dir, how to send messages
-//   std::unique_ptr<Task> task = Task::Start(assign, env);
-//   task->Cancel();             // stops within one training step, reports CANCELLED
-//   task->Join();
+//   TaskEnvironment env = ...;  // stub, token, device, work dir, how to send
+//   messages std::unique_ptr<Task> task = Task::Start(assign, env);
+//   task->Cancel();             // stops within one training step, reports
+//   CANCELLED task->Join();
 #ifndef LEMO_WORKER_AGENT_TASK_H_
 #define LEMO_WORKER_AGENT_TASK_H_
 
@@ -36,14 +37,16 @@ struct TaskEnvironment {
   std::string worker_id;
   // The device this worker trains on.
   torch::Device device = torch::kCPU;
-  // Each assignment works in <work_dir>/jobs/<job_id>/epoch-<epoch>/, removed at the end.
+  // Each assignment works in <work_dir>/jobs/<job_id>/epoch-<epoch>/, removed
+  // at the end.
   std::string work_dir;
   // Step and upload metrics; may be null.
   WorkerMetrics* metrics = nullptr;
-  // Queues a job-scoped message (metric, log, task status) for the Connect stream; messages
-  // go out in order, after a reconnect if the stream is down.
+  // Queues a job-scoped message (metric, log, task status) for the Connect
+  // stream; messages go out in order, after a reconnect if the stream is down.
   std::function<void(const v1::WorkerMessage&)> send;
-  // How long checkpoint transfers keep retrying while the coordinator is unreachable.
+  // How long checkpoint transfers keep retrying while the coordinator is
+  // unreachable.
   absl::Duration transfer_retry_for = absl::Minutes(2);
 };
 
@@ -59,8 +62,9 @@ class Task {
 
   // Stops within one training step and reports CANCELLED.
   void Cancel();
-  // Stops within one training step and reports nothing: the worker is going away (or the
-  // coordinator fenced this epoch), so the coordinator decides what happens to the job.
+  // Stops within one training step and reports nothing: the worker is going
+  // away (or the coordinator fenced this epoch), so the coordinator decides
+  // what happens to the job.
   void Stop();
   void Join();
 
@@ -69,7 +73,8 @@ class Task {
   int32_t rank() const { return assign_.rank(); }
   // Optimizer steps completed so far (including those before a resume).
   int64_t step() const { return step_.load(); }
-  // True once the terminal status was queued with send (or suppressed by Stop()).
+  // True once the terminal status was queued with send (or suppressed by
+  // Stop()).
   bool done() const { return done_.load(); }
 
  private:
@@ -79,7 +84,8 @@ class Task {
   void Main();
   absl::Status Train(const std::string& dir);
   absl::Status DownloadResume(const std::string& dest);
-  // Uploads a checkpoint the trainer wrote, retrying while the coordinator is unreachable.
+  // Uploads a checkpoint the trainer wrote, retrying while the coordinator is
+  // unreachable.
   absl::Status UploadWithRetry(const std::string& dir, int64_t step);
   void Log(int level, const std::string& text);
   void SendStatus(v1::JobState state);

@@ -55,8 +55,8 @@ absl::StatusOr<std::unique_ptr<WorkerMetrics>> WorkerMetrics::Create(
   try {
     metrics->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("--metrics-listen ", listen, ": cannot serve: ", e.what()));
+    return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen,
+                                               ": cannot serve: ", e.what()));
   }
   metrics->exposer_->RegisterCollectable(metrics->registry_);
   const std::vector<int> ports = metrics->exposer_->GetListeningPorts();

@@ -1,13 +1,15 @@
-// The worker's Prometheus metrics (lemo_worker_ prefix, base units), served on /metrics when a
-// listen address is given. Names are the ones deploy/grafana/ queries:
+// The worker's Prometheus metrics (lemo_worker_ prefix, base units), served on
+// /metrics when a listen address is given. Names are the ones deploy/grafana/
+// queries:
 //   lemo_worker_steps_total                    counter  optimizer steps trained
 //   lemo_worker_tokens_per_second              gauge    of the latest step
 //   lemo_worker_step_seconds                   histogram
 //   lemo_worker_loss                           gauge    of the latest step
-//   lemo_worker_peak_memory_bytes              gauge    device peak of the latest step
-//   lemo_worker_checkpoint_uploads_total       counter  by result="ok"|"error"
-//   lemo_worker_connected                      gauge    1 while the Connect stream is up
-//   lemo_worker_task_running                   gauge    1 while an assignment trains
+//   lemo_worker_peak_memory_bytes              gauge    device peak of the
+//   latest step lemo_worker_checkpoint_uploads_total       counter  by
+//   result="ok"|"error" lemo_worker_connected                      gauge    1
+//   while the Connect stream is up lemo_worker_task_running gauge    1 while an
+//   assignment trains
 //
 //   LEMO_ASSIGN_OR_RETURN(auto metrics, WorkerMetrics::Create("0.0.0.0:9400"));
 //   metrics->SetConnected(true);
@@ -29,8 +31,8 @@ namespace lemo::worker {
 
 class WorkerMetrics {
  public:
-  // `listen` is "HOST:PORT" (port 0 picks a free one); empty keeps the metrics unserved.
-  // UNAVAILABLE when the address cannot be bound.
+  // `listen` is "HOST:PORT" (port 0 picks a free one); empty keeps the metrics
+  // unserved. UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<WorkerMetrics>> Create(
       const std::string& listen);
 

@@ -1,5 +1,6 @@
-// Tests for worker/agent/channel.h and worker/agent/worker_metrics.h. To add a case: a TEST
-// that builds a channel or a WorkerMetrics and checks what it accepts, refuses or serves.
+// Tests for worker/agent/channel.h and worker/agent/worker_metrics.h. To add a
+// case: a TEST that builds a channel or a WorkerMetrics and checks what it
+// accepts, refuses or serves.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -32,16 +33,19 @@ TEST(IsLoopbackTarget, KnowsLoopbackForms) {
 
 TEST(CreateCoordinatorChannel, NamesTheBadFlag) {
   ChannelOptions options;
-  EXPECT_THAT(CreateCoordinatorChannel(options),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--coordinator")));
+  EXPECT_THAT(
+      CreateCoordinatorChannel(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--coordinator")));
   options.target = "10.0.0.3:7070";
   options.tls_ca_file = "/nonexistent/ca.pem";
-  EXPECT_THAT(CreateCoordinatorChannel(options),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
+  EXPECT_THAT(
+      CreateCoordinatorChannel(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
   options.tls_ca_file.clear();
   options.tls_cert_file = "/nonexistent/cert.pem";
-  EXPECT_THAT(CreateCoordinatorChannel(options),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key")));
+  EXPECT_THAT(
+      CreateCoordinatorChannel(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key")));
 }
 
 TEST(CreateCoordinatorChannel, PlaintextToLoopbackOrWhenInsecure) {
@@ -90,9 +94,11 @@ TEST(WorkerMetrics, ServesTheDesignNames) {
   EXPECT_THAT(text, HasSubstr("lemo_worker_step_seconds_count 2"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_loss 2.25"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_peak_memory_bytes 2097152"));
-  EXPECT_THAT(text, HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"ok\"} 1"));
-  EXPECT_THAT(text,
-              HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"error\"} 1"));
+  EXPECT_THAT(
+      text, HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"ok\"} 1"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"error\"} 1"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_connected 1"));
 }
 
@@ -104,8 +110,9 @@ TEST(WorkerMetrics, UnservedWhenNoAddress) {
 }
 
 TEST(WorkerMetrics, BadAddressIsUnavailable) {
-  EXPECT_THAT(WorkerMetrics::Create("256.0.0.1:99999"),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("--metrics-listen")));
+  EXPECT_THAT(
+      WorkerMetrics::Create("256.0.0.1:99999"),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("--metrics-listen")));
 }
 
 }  // namespace

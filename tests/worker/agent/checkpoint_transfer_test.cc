@@ -1,7 +1,8 @@
-// Tests for worker/agent/checkpoint_transfer.h: the upload messages of a directory rebuild it
-// byte for byte through a CheckpointReceiver, and every kind of corruption is refused before
-// anything appears. To add a case: build a directory with WriteTree, turn it into chunks with
-// Chunks(), tamper with them, and check what Add/Finish return.
+// Tests for worker/agent/checkpoint_transfer.h: the upload messages of a
+// directory rebuild it byte for byte through a CheckpointReceiver, and every
+// kind of corruption is refused before anything appears. To add a case: build a
+// directory with WriteTree, turn it into chunks with Chunks(), tamper with
+// them, and check what Add/Finish return.
 #include "worker/agent/checkpoint_transfer.h"
 
 #include <filesystem>
@@ -111,7 +112,8 @@ TEST(CheckpointTransfer, UploadMessagesRebuildTheDirectory) {
   ASSERT_EQ(info.files_size(), 4);
   EXPECT_EQ(info.files(0).name(), "adapter_config.json");
   LEMO_ASSERT_OK_AND_ASSIGN(
-      std::string sha, engine::Sha256File((dir / "src/adapter_config.json").string()));
+      std::string sha,
+      engine::Sha256File((dir / "src/adapter_config.json").string()));
   EXPECT_EQ(info.files(0).sha256(), sha);
 
   ASSERT_THAT(Receive(chunks, dir / "dest", info), IsOk());
@@ -137,9 +139,9 @@ TEST(CheckpointTransfer, ListedSha256MustMatch) {
   v1::CheckpointInfo info;
   std::vector<v1::CheckpointChunk> chunks = Chunks(dir / "src", &info);
   info.mutable_files(0)->set_sha256(std::string(64, '0'));
-  EXPECT_THAT(Receive(chunks, dir / "dest", info),
-              StatusIs(absl::StatusCode::kDataLoss,
-                       HasSubstr("the checkpoint lists")));
+  EXPECT_THAT(
+      Receive(chunks, dir / "dest", info),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("the checkpoint lists")));
 }
 
 TEST(CheckpointTransfer, MissingListedFileIsDataLoss) {
@@ -168,8 +170,9 @@ TEST(CheckpointTransfer, UnfinishedFileIsDataLoss) {
   std::vector<v1::CheckpointChunk> chunks = Chunks(dir / "src");
   chunks.pop_back();  // resume/trainer_state.json's only chunk
   chunks.back().clear_sha256();
-  EXPECT_THAT(Receive(chunks, dir / "dest"),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("without a sha256")));
+  EXPECT_THAT(
+      Receive(chunks, dir / "dest"),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("without a sha256")));
 }
 
 TEST(CheckpointTransfer, UnsafeNamesAreRefused) {
@@ -177,8 +180,9 @@ TEST(CheckpointTransfer, UnsafeNamesAreRefused) {
   v1::CheckpointChunk chunk;
   chunk.set_file_name("../escape");
   chunk.set_sha256(engine::Sha256Hex(""));
-  EXPECT_THAT(Receive({chunk}, dir / "dest"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("../escape")));
+  EXPECT_THAT(
+      Receive({chunk}, dir / "dest"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("../escape")));
   EXPECT_FALSE(fs::exists(dir / "escape"));
 }
 
@@ -196,9 +200,10 @@ TEST(IsSafeRelativePath, RejectsEscapes) {
 TEST(ForEachUploadMessage, EmptyDirectoryIsNotFound) {
   fs::path dir = TempDir("ckpt-empty");
   UploadTarget target{"job-1", 1, 1, "step-000001"};
-  EXPECT_THAT(ForEachUploadMessage(dir.string(), target,
-                                   [](const auto&) { return absl::OkStatus(); }),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no files")));
+  EXPECT_THAT(
+      ForEachUploadMessage(dir.string(), target,
+                           [](const auto&) { return absl::OkStatus(); }),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("no files")));
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
-// Tests for worker/agent/spec_translation.h: every JobSpec field reaches the engine option it
-// names, zeros become the spec's defaults, specs this worker cannot run are refused naming the
-// field, and engine errors get the right FailureReason. To add a case: set a spec field in an
-// Assign and check the TrainerOptions (or the Failure) that comes out.
+// Tests for worker/agent/spec_translation.h: every JobSpec field reaches the
+// engine option it names, zeros become the spec's defaults, specs this worker
+// cannot run are refused naming the field, and engine errors get the right
+// FailureReason. To add a case: set a spec field in an Assign and check the
+// TrainerOptions (or the Failure) that comes out.
 #include "worker/agent/spec_translation.h"
 
 #include <string>
