@@ -13,6 +13,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "proto/status/grpc_status.h"
 #include "proto/status/status_macros.h"
+#include "worker/agent/task.h"
 #include "worker/engine/device_memory.h"
 
 namespace lemo::worker {
@@ -87,18 +88,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<WorkerMetrics> metrics,
                         WorkerMetrics::Create(options.metrics_listen));
   v1::Device wire = WireDevice(device);
-  return std::unique_ptr<Agent>(new Agent(options, std::move(worker_id), device,
-                                          std::move(wire), std::move(channel),
-                                          std::move(metrics)));
+  return std::unique_ptr<Agent>(
+      new Agent(options, std::move(worker_id), device.str(), std::move(wire),
+                std::move(channel), std::move(metrics)));
 }
 
 Agent::Agent(const AgentOptions& options, std::string worker_id,
-             torch::Device device, v1::Device wire_device,
+             std::string device, v1::Device wire_device,
              std::shared_ptr<grpc::Channel> channel,
              std::unique_ptr<WorkerMetrics> metrics)
     : options_(options),
       worker_id_(std::move(worker_id)),
-      device_(device),
+      device_(std::move(device)),
       wire_device_(std::move(wire_device)),
       channel_(std::move(channel)),
       stub_(v1::WorkerService::NewStub(channel_)),
@@ -291,7 +292,8 @@ TaskEnvironment Agent::MakeTaskEnvironment() {
   env.stub = stub_.get();
   env.token = options_.channel.token;
   env.worker_id = worker_id_;
-  env.device = device_;
+  // Create() parsed it already.
+  env.device = engine::ParseDevice(device_).value();
   env.work_dir = options_.work_dir;
   env.metrics = metrics_.get();
   env.send = [this](const v1::WorkerMessage& m) { Deliver(m); };

@@ -17,8 +17,6 @@
 #ifndef LEMO_WORKER_AGENT_AGENT_H_
 #define LEMO_WORKER_AGENT_AGENT_H_
 
-#include <torch/types.h>
-
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -32,10 +30,12 @@
 #include "absl/time/time.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
 #include "worker/agent/channel.h"
-#include "worker/agent/task.h"
 #include "worker/agent/worker_metrics.h"
 
 namespace lemo::worker {
+
+class Task;
+struct TaskEnvironment;
 
 struct AgentOptions {
   // Where the coordinator is and how to reach it.
@@ -78,9 +78,8 @@ class Agent {
   int metrics_port() const { return metrics_->port(); }
 
  private:
-  Agent(const AgentOptions& options, std::string worker_id,
-        torch::Device device, v1::Device wire_device,
-        std::shared_ptr<grpc::Channel> channel,
+  Agent(const AgentOptions& options, std::string worker_id, std::string device,
+        v1::Device wire_device, std::shared_ptr<grpc::Channel> channel,
         std::unique_ptr<WorkerMetrics> metrics);
 
   // One Connect stream, from Register until it breaks or Shutdown().
@@ -99,7 +98,8 @@ class Agent {
 
   const AgentOptions options_;
   const std::string worker_id_;
-  const torch::Device device_;
+  // "cpu" or "cuda:N", as torch::Device::str() prints it.
+  const std::string device_;
   const v1::Device wire_device_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
