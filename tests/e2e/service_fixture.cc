@@ -49,8 +49,8 @@ Process* ServiceTest::StartCoordinator() {
   Process* p = harness_->Start(
       "coordinator",
       {BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
-       "--metrics_listen=", absl::StrCat("--data_dir=", dir_, "/data"),
-       "--worker_timeout=3s", "--heartbeat_interval=250ms"});
+       "--metrics-listen=", absl::StrCat("--data-dir=", dir_, "/data"),
+       "--worker-timeout=3s", "--heartbeat-interval=250ms"});
   coordinator_ = p;
   if (!WaitForPort(port_, absl::Seconds(30))) {
     ADD_FAILURE() << "the coordinator did not listen on port " << port_;
