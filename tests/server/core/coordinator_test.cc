@@ -345,6 +345,38 @@ TEST_F(CoordinatorTest,
   EXPECT_EQ(back.ExpectAssign().job_id(), queued.id());
 }
 
+TEST_F(CoordinatorTest,
+       RestartedCoordinatorRestartsJobsWhoseWorkersNeverReturn) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  Open(absl::Milliseconds(50));  // Restart; w0 never re-registers.
+  FakeWorker other = Connect("w1");
+  absl::SleepFor(absl::Milliseconds(80));
+  LEMO_ASSERT_OK(other.Heartbeat());
+  coord_->Tick();
+  v1::Assign b = other.ExpectAssign();
+  EXPECT_EQ(b.job_id(), job.id());
+  EXPECT_EQ(b.epoch(), a.epoch() + 1);
+  EXPECT_EQ(coord_->GetJob(job.id())->restart_count(), 1);
+}
+
+TEST_F(CoordinatorTest, WorkerThatRestartedWithoutItsTaskLosesTheRank) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  // The worker process restarted: same id, no running task. Its rank is gone;
+  // the job restarts and, the worker being free again, lands on it with a new
+  // epoch.
+  FakeWorker again = Connect("w0");
+  v1::Assign b = again.ExpectAssign();
+  EXPECT_EQ(b.job_id(), job.id());
+  EXPECT_EQ(b.epoch(), a.epoch() + 1);
+  EXPECT_EQ(States(job.id()).back(), v1::SCHEDULED);
+}
+
 TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
   for (int i = 0; i < 5; ++i) {
     v1::JobSpec spec = ValidSpec();
