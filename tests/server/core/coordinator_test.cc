@@ -157,6 +157,8 @@ TEST_F(CoordinatorTest, JobRunsToSuccessOnOneWorker) {
   EXPECT_EQ(done.state(), v1::SUCCEEDED);
   EXPECT_EQ(done.current_step(), 3);
   EXPECT_EQ(done.latest_metrics().loss(), 1.0);
+  EXPECT_EQ(done.latest_metrics().total_steps(), 10);  // Filled from the spec.
+  EXPECT_TRUE(done.latest_metrics().has_time());
   EXPECT_TRUE(done.has_end_time());
   EXPECT_EQ(States(job.id()),
             (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
