@@ -1,0 +1,104 @@
+// Checkpoint files on the coordinator's disk:
+// <root>/<job_id>/<checkpoint_id>/<files>. An upload is written under a
+// temporary directory, every file fsync'd and checked against the sha256 the
+// worker sent, then renamed into place in one step, so a reader never sees half
+// a checkpoint and a crash leaves at worst an ignored temporary directory. The
+// list of checkpoints lives in the Store; this class only holds bytes.
+//
+//   LEMO_ASSIGN_OR_RETURN(auto upload, checkpoints->BeginUpload(first_chunk));
+//   for (each chunk) LEMO_RETURN_IF_ERROR(upload->Add(chunk));
+//   LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, upload->Commit());
+#ifndef LEMO_SERVER_CORE_CHECKPOINT_STORE_H_
+#define LEMO_SERVER_CORE_CHECKPOINT_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lemo/v1/job.pb.h"
+#include "lemo/v1/worker_service.pb.h"
+#include "server/core/sha256.h"
+
+namespace lemo::server {
+
+// INVALID_ARGUMENT unless `id` is 1-64 of [A-Za-z0-9._-] and does not start
+// with '.'.
+absl::Status ValidateId(absl::string_view field, absl::string_view id);
+
+class CheckpointStore {
+ public:
+  struct Options {
+    // Directory holding one subdirectory per job (created if missing).
+    std::string root;
+    // Largest accepted checkpoint, all files together, in bytes.
+    int64_t max_checkpoint_bytes = int64_t{64} << 30;
+    // Most files in one checkpoint.
+    int max_files = 64;
+    // Largest data field of one chunk, in bytes (uploads and downloads).
+    int64_t chunk_bytes = int64_t{1} << 20;
+  };
+
+  // One UploadCheckpoint stream. Dropping it uncommitted deletes what was
+  // written.
+  class Upload {
+   public:
+    ~Upload();
+    // Appends a chunk: same job/epoch/step/checkpoint as the first, a safe
+    // relative file name, offset = bytes already written to that file; a chunk
+    // with sha256 closes its file after checking the digest. One file is open
+    // at a time.
+    absl::Status Add(const v1::UploadCheckpointRequest& chunk);
+    // Every file closed and verified: moves the checkpoint into place.
+    absl::StatusOr<v1::CheckpointInfo> Commit();
+
+   private:
+    friend class CheckpointStore;
+    Upload(const CheckpointStore* store, v1::UploadCheckpointRequest header,
+           std::string tmp_dir, std::string final_dir);
+    absl::Status Open(const std::string& name);
+    absl::Status CloseFile(const std::string& sha256);
+
+    const CheckpointStore* store_;
+    v1::UploadCheckpointRequest header_;
+    std::string tmp_dir_;
+    std::string final_dir_;
+    v1::CheckpointInfo info_;
+    int fd_ = -1;
+    std::string open_name_;
+    int64_t open_size_ = 0;
+    std::unique_ptr<Sha256> hash_;
+    bool committed_ = false;
+  };
+
+  static absl::StatusOr<std::unique_ptr<CheckpointStore>> Create(
+      const Options& options);
+
+  // Starts an upload from its first chunk (which the caller then passes to Add
+  // as well).
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(
+      const v1::UploadCheckpointRequest& first) const;
+  // Streams every file of a stored checkpoint as chunks, re-hashing as it
+  // reads: DATA_LOSS if the disk no longer matches the recorded sha256. `sink`
+  // returns false to stop early (the client went away), which returns
+  // CANCELLED.
+  absl::Status Download(
+      const v1::CheckpointInfo& info,
+      const std::function<bool(const v1::CheckpointChunk&)>& sink) const;
+  absl::Status Remove(const std::string& job_id,
+                      const std::string& checkpoint_id) const;
+  const Options& options() const { return options_; }
+
+ private:
+  explicit CheckpointStore(const Options& options) : options_(options) {}
+  std::string Dir(const std::string& job_id,
+                  const std::string& checkpoint_id) const;
+
+  Options options_;
+};
+
+}  // namespace lemo::server
+
+#endif  // LEMO_SERVER_CORE_CHECKPOINT_STORE_H_

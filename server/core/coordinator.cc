@@ -1,0 +1,316 @@
+// Coordinator: construction, recovery, persistence, scheduling and worker loss.
+// The client API is in coordinator_jobs.cc, the worker API in
+// coordinator_workers.cc.
+#include "server/core/coordinator.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proto/status/status_macros.h"
+#include "server/core/job_state.h"
+#include "server/core/proto_time.h"
+#include "server/core/scheduler.h"
+
+namespace lemo::server {
+
+Coordinator::Coordinator(const Options& options)
+    : options_(options),
+      hub_(EventHub::Options{options.watcher_buffer_events}),
+      registry_(options.worker_timeout) {}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
+    const Options& options) {
+  if (options.data_dir.empty()) {
+    return absl::InvalidArgumentError("data_dir: required");
+  }
+  std::unique_ptr<Coordinator> c(new Coordinator(options));
+  LEMO_ASSIGN_OR_RETURN(c->store_, Store::Create({options.data_dir}));
+  LEMO_ASSIGN_OR_RETURN(
+      c->checkpoints_,
+      CheckpointStore::Create({options.data_dir + "/checkpoints"}));
+  LEMO_RETURN_IF_ERROR(c->Recover(), "recovering from " + options.data_dir);
+  if (options.tick_interval > absl::ZeroDuration()) {
+    c->loop_ = std::thread([p = c.get()] { p->Loop(); });
+  }
+  return c;
+}
+
+Coordinator::~Coordinator() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (loop_.joinable()) loop_.join();
+  hub_.Shutdown();
+  absl::MutexLock lock(&mu_);
+  for (const v1::WorkerInfo& w : registry_.List()) {
+    WorkerRecord* r = registry_.Find(w.worker_id());
+    if (r != nullptr && r->outbox) r->outbox->Close();
+  }
+}
+
+absl::Status Coordinator::Recover() {
+  LEMO_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, store_->LoadJobs());
+  absl::MutexLock lock(&mu_);
+  absl::Time now = absl::Now();
+  for (v1::Job& job : jobs) {
+    // Ranks of jobs that held workers get until the worker timeout to
+    // re-register.
+    if (HoldsWorkers(job.state())) {
+      for (int rank = 0; rank < job.worker_ids_size(); ++rank) {
+        registry_.ExpectWorker(
+            job.worker_ids(rank),
+            Assignment{job.id(), job.epoch(), rank, job.state() == v1::RUNNING},
+            now);
+      }
+    }
+    position_[job.id()] = static_cast<int64_t>(order_.size());
+    order_.push_back(job.id());
+    jobs_[job.id()] = std::move(job);
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::Loop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]()
+                          ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                               options_.tick_interval)) {
+        return;
+      }
+    }
+    Tick();
+  }
+}
+
+void Coordinator::Tick() {
+  absl::MutexLock lock(&mu_);
+  for (const WorkerRecord& lost : registry_.ExpireLost(absl::Now())) {
+    if (lost.assignment.has_value()) {
+      OnRankLost(lost.registration.worker_id(), *lost.assignment);
+    }
+  }
+  ScheduleLocked();
+}
+
+v1::Job* Coordinator::FindJob(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+absl::Status Coordinator::AddStateChange(v1::Job* job, v1::JobState to,
+                                         const std::string& message,
+                                         const v1::Failure* failure,
+                                         std::vector<v1::JobEvent>* events) {
+  if (job->state() != v1::JOB_STATE_UNSPECIFIED) {
+    LEMO_RETURN_IF_ERROR(CheckTransition(job->state(), to),
+                         absl::StrCat("job ", job->id()));
+  }
+  v1::JobEvent e;
+  v1::StateChange* sc = e.mutable_state_change();
+  sc->set_from(job->state());
+  sc->set_to(to);
+  sc->set_message(message);
+  if (failure != nullptr) *sc->mutable_failure() = *failure;
+  job->set_state(to);
+  if (to == v1::FAILED && failure != nullptr)
+    *job->mutable_failure() = *failure;
+  if (to == v1::RUNNING && !job->has_start_time()) {
+    *job->mutable_start_time() = ToProtoTime(absl::Now());
+  }
+  if (IsTerminal(to)) *job->mutable_end_time() = ToProtoTime(absl::Now());
+  if (IsTerminal(to) || to == v1::RESTARTING) job->clear_worker_ids();
+  sc->set_restart_count(job->restart_count());
+  sc->set_epoch(job->epoch());
+  events->push_back(std::move(e));
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
+                                  Store::Mutation extra) {
+  google::protobuf::Timestamp now = ToProtoTime(absl::Now());
+  for (v1::JobEvent& e : events) {
+    e.set_job_id(job.id());
+    e.set_sequence(job.last_event_sequence() + 1);
+    *e.mutable_time() = now;
+    job.set_last_event_sequence(e.sequence());
+  }
+  *job.mutable_update_time() = now;
+  extra.job = job;
+  extra.events = events;
+  LEMO_RETURN_IF_ERROR(store_->Commit(extra),
+                       absl::StrCat("storing job ", job.id()));
+  jobs_[job.id()] = std::move(job);
+  for (const v1::JobEvent& e : events) hub_.Publish(e);
+  return absl::OkStatus();
+}
+
+void Coordinator::ScheduleLocked() {
+  std::vector<PendingJob> pending;
+  for (const auto& [id, job] : jobs_) {
+    if (job.state() != v1::QUEUED && job.state() != v1::RESTARTING) continue;
+    const v1::ResourceSpec& r = job.spec().resources();
+    pending.push_back(PendingJob{id, job.spec().priority(), position_[id],
+                                 r.device_kind(), r.world_size(),
+                                 r.min_device_memory_bytes()});
+  }
+  if (pending.empty()) return;
+  for (const Placement& p :
+       Schedule(pending, registry_.FreeSlots(), registry_.ConnectedSlots())) {
+    absl::Status s = Place(p.job_id, p.worker_ids);
+    if (!s.ok()) {
+      // The job stays waiting; a store failure here is retried on the next
+      // tick.
+      continue;
+    }
+  }
+}
+
+absl::Status Coordinator::Place(const std::string& job_id,
+                                const std::vector<std::string>& worker_ids) {
+  v1::Job job = *FindJob(job_id);
+  bool first_placement = job.state() == v1::QUEUED;
+  job.set_epoch(job.epoch() + 1);
+  job.clear_worker_ids();
+  for (const std::string& w : worker_ids) job.add_worker_ids(w);
+  std::vector<v1::JobEvent> events;
+  LEMO_RETURN_IF_ERROR(AddStateChange(
+      &job, v1::SCHEDULED, "placed on " + absl::StrJoin(worker_ids, ", "),
+      nullptr, &events));
+  // Resume from the newest checkpoint, if any: ranks restart at its step + 1.
+  std::optional<v1::CheckpointInfo> resume;
+  if (!job.latest_checkpoint_id().empty()) {
+    LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
+                          store_->ListCheckpoints(job_id));
+    for (const v1::CheckpointInfo& c : all) {
+      if (c.checkpoint_id() == job.latest_checkpoint_id()) resume = c;
+    }
+  }
+  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  if (first_placement && options_.on_queue_wait) {
+    options_.on_queue_wait(
+        absl::ToDoubleSeconds(absl::Now() - FromProtoTime(job.create_time())));
+  }
+  std::string rendezvous =
+      registry_.Find(worker_ids[0])->registration.rendezvous_address();
+  for (int rank = 0; rank < static_cast<int>(worker_ids.size()); ++rank) {
+    Assignment a{job_id, job.epoch(), rank, false};
+    if (!registry_.Assign(worker_ids[rank], a).ok()) continue;
+    v1::CoordinatorMessage msg;
+    v1::Assign* assign = msg.mutable_assign();
+    assign->set_job_id(job_id);
+    assign->set_epoch(job.epoch());
+    *assign->mutable_spec() = job.spec();
+    assign->set_rank(rank);
+    assign->set_world_size(static_cast<int32_t>(worker_ids.size()));
+    assign->set_rendezvous_address(rendezvous);
+    if (resume.has_value()) {
+      v1::ResumeFrom* r = assign->mutable_resume();
+      r->set_checkpoint_id(resume->checkpoint_id());
+      r->set_step(resume->step());
+      *r->mutable_checkpoint() = *resume;
+    }
+    registry_.Send(worker_ids[rank], std::move(msg));
+  }
+  return absl::OkStatus();
+}
+
+int Coordinator::CancelRanks(const v1::Job& job, const std::string& reason) {
+  int sent = 0;
+  for (const v1::WorkerInfo& w : registry_.List()) {
+    if (!registry_.IsCurrent(w.worker_id(), job.id(), job.epoch())) continue;
+    v1::CoordinatorMessage msg;
+    msg.mutable_cancel()->set_job_id(job.id());
+    msg.mutable_cancel()->set_epoch(job.epoch());
+    msg.mutable_cancel()->set_reason(reason);
+    registry_.Send(w.worker_id(), std::move(msg));
+    ++sent;
+  }
+  return sent;
+}
+
+absl::Status Coordinator::MaybeFinishCancel(const std::string& job_id) {
+  v1::Job* job = FindJob(job_id);
+  if (job == nullptr || job->state() != v1::CANCELLING) return absl::OkStatus();
+  for (const v1::WorkerInfo& w : registry_.List()) {
+    if (registry_.IsCurrent(w.worker_id(), job_id, job->epoch())) {
+      return absl::OkStatus();
+    }
+  }
+  v1::Job next = *job;
+  std::vector<v1::JobEvent> events;
+  LEMO_RETURN_IF_ERROR(AddStateChange(&next, v1::CANCELLED,
+                                      "every rank stopped", nullptr, &events));
+  return Persist(next, std::move(events));
+}
+
+absl::Status Coordinator::Fail(const std::string& job_id,
+                               v1::FailureReason reason,
+                               const std::string& message, int32_t rank) {
+  v1::Job job = *FindJob(job_id);
+  v1::Failure failure;
+  failure.set_reason(reason);
+  failure.set_message(message);
+  failure.set_rank(rank);
+  std::vector<v1::JobEvent> events;
+  LEMO_RETURN_IF_ERROR(
+      AddStateChange(&job, v1::FAILED, message, &failure, &events));
+  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  CancelRanks(job, "job failed: " + message);
+  return absl::OkStatus();
+}
+
+void Coordinator::OnRankLost(const std::string& worker_id,
+                             const Assignment& a) {
+  v1::Job* found = FindJob(a.job_id);
+  if (found == nullptr || found->epoch() != a.epoch ||
+      !HoldsWorkers(found->state())) {
+    return;  // A rank of an older epoch: the job already moved on.
+  }
+  if (found->state() == v1::CANCELLING) {
+    MaybeFinishCancel(a.job_id).IgnoreError();
+    return;
+  }
+  std::string what =
+      absl::StrCat("worker ", worker_id, " (rank ", a.rank, ") lost");
+  if (found->restart_count() >= found->spec().max_restarts()) {
+    Fail(a.job_id, v1::RESTART_BUDGET_EXHAUSTED,
+         absl::StrCat(what, "; all ", found->spec().max_restarts(),
+                      " restarts used"),
+         a.rank)
+        .IgnoreError();
+    return;
+  }
+  v1::Job job = *found;
+  job.set_restart_count(job.restart_count() + 1);
+  v1::Failure failure;
+  failure.set_reason(v1::WORKER_LOST);
+  failure.set_message(what);
+  failure.set_rank(a.rank);
+  std::vector<v1::JobEvent> events;
+  if (!AddStateChange(&job, v1::RESTARTING, what, &failure, &events).ok())
+    return;
+  if (!Persist(job, std::move(events)).ok()) return;
+  // Survivors of the old epoch stop; they keep their workers until they report
+  // it.
+  CancelRanks(job, what + "; restarting");
+}
+
+Coordinator::Snapshot Coordinator::GetSnapshot() {
+  absl::MutexLock lock(&mu_);
+  Snapshot s;
+  for (const auto& [id, job] : jobs_) {
+    ++s.jobs_by_state[job.state()];
+    if (!IsTerminal(job.state()) && job.has_latest_metrics()) {
+      s.active_job_metrics[id] = job.latest_metrics();
+    }
+  }
+  s.connected_workers = registry_.ConnectedCount();
+  return s;
+}
+
+}  // namespace lemo::server

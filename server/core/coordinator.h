@@ -1,0 +1,190 @@
+// The coordinator's brain, free of gRPC: jobs and their state machine, the
+// worker registry, gang scheduling, restarts after a worker loss, event fan-out
+// and checkpoints. The gRPC adapters in server/service/ only parse requests,
+// call these methods and convert the status.
+//
+// Every state change is one Store transaction, committed before anything is
+// published or sent to a worker, so a coordinator killed at any moment restarts
+// consistent: jobs and events come back from SQLite, workers re-register
+// (listing the task they still run) and are adopted; a worker that does not
+// come back within the worker timeout is lost and its job restarts.
+//
+//   LEMO_ASSIGN_OR_RETURN(auto coord, Coordinator::Create({.data_dir = dir}));
+//   LEMO_ASSIGN_OR_RETURN(v1::Job job, coord->Submit(spec));
+//   LEMO_ASSIGN_OR_RETURN(auto session, coord->Connect(register_msg));   // a
+//   worker LEMO_RETURN_IF_ERROR(coord->OnWorkerMessage(session, message));
+#ifndef LEMO_SERVER_CORE_COORDINATOR_H_
+#define LEMO_SERVER_CORE_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "lemo/v1/job_service.pb.h"
+#include "lemo/v1/worker_service.pb.h"
+#include "server/core/checkpoint_store.h"
+#include "server/core/event_hub.h"
+#include "server/core/store.h"
+#include "server/core/worker_registry.h"
+
+namespace lemo::server {
+
+class Coordinator {
+ public:
+  struct Options {
+    // Holds coordinator.db and checkpoints/ (created if missing).
+    std::string data_dir;
+    // A worker silent for longer is lost and its job restarts.
+    absl::Duration worker_timeout = absl::Seconds(10);
+    // How often workers are told to heartbeat (Welcome.heartbeat_interval).
+    absl::Duration heartbeat_interval = absl::Seconds(1);
+    // Period of the background loop that expires lost workers and schedules;
+    // zero = no background thread (tests call Tick()).
+    absl::Duration tick_interval = absl::Milliseconds(200);
+    // Live events buffered per watcher before it falls back to reading the
+    // store.
+    size_t watcher_buffer_events = 1024;
+    // Called with the seconds from submit to first placement (a histogram in
+    // server/metrics).
+    std::function<void(double)> on_queue_wait;
+  };
+
+  // A worker's Connect stream as the core sees it.
+  struct Session {
+    std::string worker_id;
+    uint64_t id = 0;
+    // Messages for the worker, in order; closed when the session is replaced or
+    // lost.
+    std::shared_ptr<Outbox> outbox;
+  };
+
+  // What /metrics shows, read in one lock.
+  struct Snapshot {
+    std::map<v1::JobState, int> jobs_by_state;
+    int connected_workers = 0;
+    // Non-terminal jobs with a metric sample: id -> newest rank-0 sample.
+    std::map<std::string, v1::MetricSample> active_job_metrics;
+  };
+
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(
+      const Options& options);
+  ~Coordinator();
+
+  // --- JobService ---
+  absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec);
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(
+      const v1::ListJobsRequest& request);
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id,
+                                 const std::string& reason);
+  absl::StatusOr<std::unique_ptr<JobWatcher>> Watch(
+      const v1::WatchJobRequest& request);
+  // True once the job is terminal and a watcher at `next_sequence` has seen
+  // every event.
+  bool WatchDone(const std::string& job_id, int64_t next_sequence);
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpoints(
+      const std::string& job_id);
+  // Empty checkpoint_id = the newest. `sink` returns false to stop.
+  absl::Status DownloadCheckpoint(
+      const std::string& job_id, const std::string& checkpoint_id,
+      const std::function<bool(const v1::CheckpointChunk&)>& sink);
+  std::vector<v1::WorkerInfo> ListWorkers();
+
+  // --- WorkerService ---
+  // Registers the worker, queues Welcome, adopts or fences the task it says it
+  // still runs.
+  absl::StatusOr<Session> Connect(const v1::Register& registration);
+  // Heartbeats, metrics, task status, logs. An error means the stream should
+  // end (stale session, lost worker, protocol violation); fenced messages of
+  // old epochs are dropped silently with OK.
+  absl::Status OnWorkerMessage(const Session& session,
+                               const v1::WorkerMessage& message);
+  void Disconnect(const Session& session);
+  // Checks the upload's job and epoch, then opens it.
+  absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> BeginUpload(
+      const v1::UploadCheckpointRequest& first);
+  // Moves the upload into place, records it (event + job) and applies
+  // keep_last.
+  absl::StatusOr<v1::CheckpointInfo> CommitUpload(
+      CheckpointStore::Upload& upload);
+
+  // Expires lost workers and places waiting jobs (the background loop calls
+  // it).
+  void Tick();
+  Snapshot GetSnapshot();
+  const Options& options() const { return options_; }
+
+ private:
+  explicit Coordinator(const Options& options);
+  absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
+  void Loop();
+
+  // Appends a state change to `events` and updates the job's state fields.
+  absl::Status AddStateChange(v1::Job* job, v1::JobState to,
+                              const std::string& message,
+                              const v1::Failure* failure,
+                              std::vector<v1::JobEvent>* events);
+  // Numbers and stamps the events, commits job + events (+ extra) in one
+  // transaction, then updates memory and publishes.
+  absl::Status Persist(v1::Job job, std::vector<v1::JobEvent> events,
+                       Store::Mutation extra = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Job* FindJob(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Place(const std::string& job_id,
+                     const std::vector<std::string>& worker_ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends Cancel for (job, epoch) to every worker still holding it; returns how
+  // many.
+  int CancelRanks(const v1::Job& job, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRankLost(const std::string& worker_id, const Assignment& assignment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status OnTaskStatus(const std::string& worker_id,
+                            const v1::TaskStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status OnMetric(const std::string& worker_id,
+                        const v1::MetricReport& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status OnLog(const std::string& worker_id, const v1::WorkerLog& log)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a CANCELLING job once none of its ranks holds a worker.
+  absl::Status MaybeFinishCancel(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Succeed(const std::string& job_id, int64_t step)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Fail(const std::string& job_id, v1::FailureReason reason,
+                    const std::string& message, int32_t rank)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Options options_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<CheckpointStore> checkpoints_;
+  EventHub hub_;
+
+  absl::Mutex mu_;
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
+  // Job ids in submission order; the index is the job's FIFO position and page
+  // token.
+  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> position_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread loop_;
+};
+
+}  // namespace lemo::server
+
+#endif  // LEMO_SERVER_CORE_COORDINATOR_H_

@@ -1,0 +1,188 @@
+// Coordinator: the JobService side (submit, get, list, cancel, watch,
+// checkpoints, workers).
+#include <algorithm>
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "proto/status/status_macros.h"
+#include "server/core/coordinator.h"
+#include "server/core/job_state.h"
+#include "server/core/proto_time.h"
+#include "server/core/spec_validation.h"
+
+namespace lemo::server {
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 500;
+
+absl::Status JobNotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+}
+
+bool Matches(const v1::Job& job, const v1::ListJobsRequest& r) {
+  if (r.states_size() > 0 && std::find(r.states().begin(), r.states().end(),
+                                       job.state()) == r.states().end()) {
+    return false;
+  }
+  for (const auto& [key, value] : r.labels()) {
+    auto it = job.spec().labels().find(key);
+    if (it == job.spec().labels().end() || it->second != value) return false;
+  }
+  return absl::StrContains(job.spec().display_name(),
+                           r.display_name_contains());
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
+  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, NormalizeJobSpec(spec));
+  absl::MutexLock lock(&mu_);
+  absl::BitGen gen;
+  std::string id;
+  do {
+    id = absl::StrFormat("job-%012x", absl::Uniform<uint64_t>(gen) >> 16);
+  } while (jobs_.contains(id));
+  v1::Job job;
+  job.set_id(id);
+  *job.mutable_spec() = std::move(normalized);
+  *job.mutable_create_time() = ToProtoTime(absl::Now());
+  std::vector<v1::JobEvent> events;
+  LEMO_RETURN_IF_ERROR(
+      AddStateChange(&job, v1::QUEUED, "submitted", nullptr, &events));
+  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  position_[id] = static_cast<int64_t>(order_.size());
+  order_.push_back(id);
+  ScheduleLocked();
+  return *FindJob(id);
+}
+
+absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  v1::Job* job = FindJob(job_id);
+  if (job == nullptr) return JobNotFound(job_id);
+  return *job;
+}
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
+    const v1::ListJobsRequest& request) {
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError("page_size: must be >= 0");
+  }
+  int page_size = request.page_size() == 0
+                      ? kDefaultPageSize
+                      : std::min(request.page_size(), kMaxPageSize);
+  absl::MutexLock lock(&mu_);
+  // The token is the submission index of the next (older) job to look at:
+  // newest first, and stable while new jobs arrive.
+  int64_t next = static_cast<int64_t>(order_.size()) - 1;
+  if (!request.page_token().empty()) {
+    if (!absl::SimpleAtoi(request.page_token(), &next) || next < 0 ||
+        next >= static_cast<int64_t>(order_.size())) {
+      return absl::InvalidArgumentError(
+          "page_token: not a token ListJobs returned");
+    }
+  }
+  v1::ListJobsResponse out;
+  for (; next >= 0 && out.jobs_size() < page_size; --next) {
+    const v1::Job& job = jobs_[order_[next]];
+    if (Matches(job, request)) *out.add_jobs() = job;
+  }
+  if (next >= 0) out.set_next_page_token(absl::StrCat(next));
+  return out;
+}
+
+absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id,
+                                            const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  v1::Job* found = FindJob(job_id);
+  if (found == nullptr) return JobNotFound(job_id);
+  if (IsTerminal(found->state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " is already ", StateName(found->state())));
+  }
+  if (found->state() == v1::CANCELLING) return *found;
+  std::string message = reason.empty() ? "cancelled by client" : reason;
+  v1::Job job = *found;
+  std::vector<v1::JobEvent> events;
+  bool has_ranks = HoldsWorkers(job.state());
+  LEMO_RETURN_IF_ERROR(
+      AddStateChange(&job, has_ranks ? v1::CANCELLING : v1::CANCELLED, message,
+                     nullptr, &events));
+  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  if (has_ranks && CancelRanks(job, message) == 0) {
+    LEMO_RETURN_IF_ERROR(MaybeFinishCancel(job_id));
+  }
+  return *FindJob(job_id);
+}
+
+absl::StatusOr<std::unique_ptr<JobWatcher>> Coordinator::Watch(
+    const v1::WatchJobRequest& request) {
+  if (request.from_sequence() < 0) {
+    return absl::InvalidArgumentError("from_sequence: must be >= 0");
+  }
+  absl::MutexLock lock(&mu_);
+  v1::Job* job = FindJob(request.job_id());
+  if (job == nullptr) return JobNotFound(request.job_id());
+  int64_t next = 1;
+  if (request.from_sequence() > 0) {
+    next = request.from_sequence();
+  } else if (request.history() == v1::WatchJobRequest::NONE) {
+    next = job->last_event_sequence() + 1;
+  }
+  Store* store = store_.get();
+  std::string id = request.job_id();
+  return std::make_unique<JobWatcher>(
+      hub_.Subscribe(id),
+      [store, id](int64_t from, int limit) {
+        return store->ReadEvents(id, from, limit);
+      },
+      next);
+}
+
+bool Coordinator::WatchDone(const std::string& job_id, int64_t next_sequence) {
+  absl::MutexLock lock(&mu_);
+  v1::Job* job = FindJob(job_id);
+  return job == nullptr || (IsTerminal(job->state()) &&
+                            next_sequence > job->last_event_sequence());
+}
+
+absl::StatusOr<std::vector<v1::CheckpointInfo>> Coordinator::ListCheckpoints(
+    const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (FindJob(job_id) == nullptr) return JobNotFound(job_id);
+  }
+  return store_->ListCheckpoints(job_id);
+}
+
+absl::Status Coordinator::DownloadCheckpoint(
+    const std::string& job_id, const std::string& checkpoint_id,
+    const std::function<bool(const v1::CheckpointChunk&)>& sink) {
+  LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
+                        ListCheckpoints(job_id));
+  if (all.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("job ", job_id, " has no checkpoint"));
+  }
+  const v1::CheckpointInfo* info =
+      checkpoint_id.empty() ? &all.back() : nullptr;
+  for (const v1::CheckpointInfo& c : all) {
+    if (c.checkpoint_id() == checkpoint_id) info = &c;
+  }
+  if (info == nullptr) {
+    return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint_id,
+                                            " of job ", job_id, " not found"));
+  }
+  return checkpoints_->Download(*info, sink);
+}
+
+std::vector<v1::WorkerInfo> Coordinator::ListWorkers() {
+  absl::MutexLock lock(&mu_);
+  return registry_.List();
+}
+
+}  // namespace lemo::server

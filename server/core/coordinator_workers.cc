@@ -1,0 +1,252 @@
+// Coordinator: the WorkerService side (sessions, task status, metrics, logs,
+// checkpoints).
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "proto/status/status_macros.h"
+#include "server/core/coordinator.h"
+#include "server/core/job_state.h"
+#include "server/core/proto_time.h"
+
+namespace lemo::server {
+namespace {
+
+// Longer log lines are cut: one chatty rank must not bloat every watcher and
+// the store.
+constexpr size_t kMaxLogLine = 4096;
+
+v1::CoordinatorMessage CancelMessage(const std::string& job_id, int64_t epoch,
+                                     const std::string& reason) {
+  v1::CoordinatorMessage msg;
+  msg.mutable_cancel()->set_job_id(job_id);
+  msg.mutable_cancel()->set_epoch(epoch);
+  msg.mutable_cancel()->set_reason(reason);
+  return msg;
+}
+
+}  // namespace
+
+absl::StatusOr<Coordinator::Session> Coordinator::Connect(
+    const v1::Register& reg) {
+  absl::MutexLock lock(&mu_);
+  std::optional<Assignment> held;
+  if (const WorkerRecord* old = registry_.Find(reg.worker_id()))
+    held = old->assignment;
+  LEMO_ASSIGN_OR_RETURN(uint64_t session, registry_.Register(reg, absl::Now()));
+  WorkerRecord* w = registry_.Find(reg.worker_id());
+  v1::CoordinatorMessage welcome;
+  welcome.mutable_welcome()->set_worker_id(reg.worker_id());
+  *welcome.mutable_welcome()->mutable_heartbeat_interval() =
+      ToProtoDuration(options_.heartbeat_interval);
+  w->outbox->Push(std::move(welcome));
+  const v1::RunningTask& task = reg.running_task();
+  bool adopted = held.has_value() && reg.has_running_task() &&
+                 held->job_id == task.job_id() && held->epoch == task.epoch();
+  if (reg.has_running_task() && !adopted) {
+    // A task from an assignment the coordinator has moved past: fence it off.
+    w->outbox->Push(
+        CancelMessage(task.job_id(), task.epoch(), "stale assignment"));
+  }
+  if (held.has_value() && !adopted) {
+    // The worker no longer runs what it held (it restarted): that rank is lost.
+    w->assignment.reset();
+    OnRankLost(reg.worker_id(), *held);
+  }
+  ScheduleLocked();
+  return Session{reg.worker_id(), session, w->outbox};
+}
+
+void Coordinator::Disconnect(const Session& session) {
+  absl::MutexLock lock(&mu_);
+  registry_.Disconnect(session.worker_id, session.id);
+}
+
+absl::Status Coordinator::OnWorkerMessage(const Session& session,
+                                          const v1::WorkerMessage& message) {
+  absl::MutexLock lock(&mu_);
+  LEMO_RETURN_IF_ERROR(
+      registry_.Touch(session.worker_id, session.id, absl::Now()));
+  switch (message.kind_case()) {
+    case v1::WorkerMessage::kHeartbeat:
+      if (message.heartbeat().devices_size() > 0) {
+        *registry_.Find(session.worker_id)->registration.mutable_devices() =
+            message.heartbeat().devices();
+      }
+      return absl::OkStatus();
+    case v1::WorkerMessage::kMetrics:
+      return OnMetric(session.worker_id, message.metrics());
+    case v1::WorkerMessage::kTaskStatus:
+      return OnTaskStatus(session.worker_id, message.task_status());
+    case v1::WorkerMessage::kLog:
+      return OnLog(session.worker_id, message.log());
+    case v1::WorkerMessage::kRegister:
+      return absl::InvalidArgumentError("register: sent twice on one stream");
+    default:
+      return absl::InvalidArgumentError("worker message: empty");
+  }
+}
+
+absl::Status Coordinator::OnMetric(const std::string& worker_id,
+                                   const v1::MetricReport& report) {
+  v1::Job* found = FindJob(report.job_id());
+  if (found == nullptr || found->epoch() != report.epoch() ||
+      !registry_.IsCurrent(worker_id, report.job_id(), report.epoch())) {
+    return absl::OkStatus();  // Fenced: an older epoch.
+  }
+  v1::Job job = *found;
+  v1::JobEvent e;
+  *e.mutable_metric() = report.sample();
+  int32_t rank = registry_.Find(worker_id)->assignment->rank;
+  e.mutable_metric()->set_rank(rank);
+  if (rank == 0) {
+    job.set_current_step(report.sample().step());
+    *job.mutable_latest_metrics() = e.metric();
+  }
+  return Persist(std::move(job), {std::move(e)});
+}
+
+absl::Status Coordinator::OnLog(const std::string& worker_id,
+                                const v1::WorkerLog& log) {
+  v1::Job* found = FindJob(log.job_id());
+  if (found == nullptr ||
+      !registry_.IsCurrent(worker_id, log.job_id(), log.epoch())) {
+    return absl::OkStatus();
+  }
+  v1::JobEvent e;
+  *e.mutable_log() = log.line();
+  e.mutable_log()->set_worker_id(worker_id);
+  e.mutable_log()->set_rank(registry_.Find(worker_id)->assignment->rank);
+  if (e.log().text().size() > kMaxLogLine)
+    e.mutable_log()->mutable_text()->resize(kMaxLogLine);
+  return Persist(*found, {std::move(e)});
+}
+
+absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
+                                       const v1::TaskStatus& st) {
+  if (!registry_.IsCurrent(worker_id, st.job_id(), st.epoch())) {
+    return absl::OkStatus();  // Fenced: an older epoch.
+  }
+  WorkerRecord* w = registry_.Find(worker_id);
+  int32_t rank = w->assignment->rank;
+  v1::Job* found = FindJob(st.job_id());
+  bool current = found != nullptr && found->epoch() == st.epoch();
+  if (st.state() == v1::RUNNING) {
+    w->assignment->running = true;
+    if (!current || found->state() != v1::SCHEDULED) return absl::OkStatus();
+    for (const std::string& id : found->worker_ids()) {
+      const WorkerRecord* r = registry_.Find(id);
+      if (r == nullptr || !r->assignment || !r->assignment->running)
+        return absl::OkStatus();
+    }
+    v1::Job job = *found;
+    std::vector<v1::JobEvent> events;
+    LEMO_RETURN_IF_ERROR(AddStateChange(&job, v1::RUNNING, "every rank started",
+                                        nullptr, &events));
+    return Persist(std::move(job), std::move(events));
+  }
+  if (!IsTerminal(st.state())) {
+    return absl::InvalidArgumentError(
+        "task_status.state: RUNNING, SUCCEEDED, FAILED or CANCELLED");
+  }
+  // The worker is done with this rank either way.
+  registry_.Release(worker_id, st.job_id(), st.epoch());
+  absl::Status s = absl::OkStatus();
+  if (current && HoldsWorkers(found->state())) {
+    if (st.state() == v1::SUCCEEDED && rank == 0) {
+      s = Succeed(st.job_id(), st.step());
+    } else if (found->state() == v1::CANCELLING) {
+      // Whatever a rank says while stopping, it stopped.
+      s = MaybeFinishCancel(st.job_id());
+    } else if (st.state() == v1::FAILED) {
+      v1::FailureReason reason =
+          st.failure().reason() == v1::FAILURE_REASON_UNSPECIFIED
+              ? v1::INTERNAL
+              : st.failure().reason();
+      s = Fail(st.job_id(), reason,
+               absl::StrCat("rank ", rank, " on worker ", worker_id, ": ",
+                            st.failure().message()),
+               rank);
+    } else if (st.state() == v1::CANCELLED) {
+      s = Fail(st.job_id(), v1::INTERNAL,
+               absl::StrCat("rank ", rank, " stopped without being cancelled"),
+               rank);
+    }
+  }
+  ScheduleLocked();
+  return s;
+}
+
+absl::Status Coordinator::Succeed(const std::string& job_id, int64_t step) {
+  // Rank 0 owns the final checkpoint, so its success is the job's.
+  v1::Job job = *FindJob(job_id);
+  job.set_current_step(std::max(job.current_step(), step));
+  std::vector<v1::JobEvent> events;
+  if (job.state() == v1::SCHEDULED) {
+    LEMO_RETURN_IF_ERROR(AddStateChange(&job, v1::RUNNING, "every rank started",
+                                        nullptr, &events));
+  }
+  LEMO_RETURN_IF_ERROR(
+      AddStateChange(&job, v1::SUCCEEDED, "finished", nullptr, &events));
+  return Persist(std::move(job), std::move(events));
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>>
+Coordinator::BeginUpload(const v1::UploadCheckpointRequest& first) {
+  {
+    absl::MutexLock lock(&mu_);
+    v1::Job* job = FindJob(first.job_id());
+    if (job == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("job ", first.job_id(), " not found"));
+    }
+    if (job->epoch() != first.epoch() || IsTerminal(job->state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", first.job_id(), " epoch ", first.epoch(), " is not current (",
+          StateName(job->state()), ", epoch ", job->epoch(), ")"));
+    }
+  }
+  return checkpoints_->BeginUpload(first);
+}
+
+absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitUpload(
+    CheckpointStore::Upload& upload) {
+  absl::MutexLock lock(&mu_);
+  // Committing under the lock: an epoch change cannot slip between the check
+  // and the rename.
+  LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, upload.Commit());
+  v1::Job* found = FindJob(info.job_id());
+  if (found == nullptr || found->epoch() != info.epoch()) {
+    checkpoints_->Remove(info.job_id(), info.checkpoint_id()).IgnoreError();
+    return absl::FailedPreconditionError("checkpoint of a stale epoch");
+  }
+  *info.mutable_create_time() = ToProtoTime(absl::Now());
+  LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
+                        store_->ListCheckpoints(info.job_id()));
+  all.erase(std::remove_if(all.begin(), all.end(),
+                           [&](const v1::CheckpointInfo& c) {
+                             return c.checkpoint_id() == info.checkpoint_id();
+                           }),
+            all.end());
+  Store::Mutation m;
+  m.add_checkpoints.push_back(info);
+  v1::Job job = *found;
+  job.set_latest_checkpoint_id(info.checkpoint_id());
+  for (const v1::CheckpointInfo& c : all) {
+    if (c.step() > info.step()) job.set_latest_checkpoint_id(c.checkpoint_id());
+  }
+  // keep_last: the oldest go, never the newest.
+  int keep = job.spec().checkpoint().keep_last();
+  int excess = keep > 0 ? static_cast<int>(all.size()) + 1 - keep : 0;
+  for (int i = 0; i < excess && i < static_cast<int>(all.size()); ++i) {
+    m.remove_checkpoints.emplace_back(info.job_id(), all[i].checkpoint_id());
+  }
+  v1::JobEvent e;
+  *e.mutable_checkpoint() = info;
+  LEMO_RETURN_IF_ERROR(Persist(std::move(job), {std::move(e)}, m));
+  for (const auto& [job_id, id] : m.remove_checkpoints) {
+    checkpoints_->Remove(job_id, id).IgnoreError();
+  }
+  return info;
+}
+
+}  // namespace lemo::server

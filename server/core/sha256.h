@@ -1,0 +1,36 @@
+// Incremental SHA-256 (OpenSSL), hex-encoded the way checkpoints carry it.
+//
+//   Sha256 h;  h.Update(chunk1);  h.Update(chunk2);
+//   std::string hex = h.HexDigest();   // 64 lowercase hex chars
+#ifndef LEMO_SERVER_CORE_SHA256_H_
+#define LEMO_SERVER_CORE_SHA256_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+struct evp_md_ctx_st;
+
+namespace lemo::server {
+
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(absl::string_view data);
+  // Finishes the hash; call once.
+  std::string HexDigest();
+
+ private:
+  evp_md_ctx_st* ctx_;
+};
+
+// Hex sha256 of `data`.
+std::string Sha256Hex(absl::string_view data);
+
+}  // namespace lemo::server
+
+#endif  // LEMO_SERVER_CORE_SHA256_H_

@@ -1,0 +1,275 @@
+#include "server/core/spec_validation.h"
+
+#include <set>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "proto/status/status_macros.h"
+
+namespace lemo::server {
+namespace {
+
+// Bounds that keep a typo from asking for absurd resources; raise them with the
+// engine.
+constexpr int64_t kMaxSeqLen = int64_t{1} << 21;
+constexpr int32_t kMaxWorldSize = 1024;
+constexpr int32_t kMaxLoraRank = 4096;
+constexpr int32_t kMaxRestarts = 100;
+constexpr int32_t kMaxPriority = 1000;
+constexpr size_t kMaxDisplayName = 128;
+constexpr int kMaxLabels = 32;
+constexpr size_t kMaxLabelKey = 63;
+constexpr size_t kMaxLabelValue = 256;
+constexpr size_t kMaxPath = 4096;
+
+const std::set<std::string>& KnownTargetModules() {
+  static const auto* modules =
+      new std::set<std::string>{"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                "gate_proj", "up_proj", "down_proj"};
+  return *modules;
+}
+
+absl::Status Bad(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": ", what));
+}
+
+template <typename T>
+absl::Status Positive(absl::string_view field, T v) {
+  if (v > 0) return absl::OkStatus();
+  return Bad(field, absl::StrCat("must be > 0, got ", v));
+}
+
+template <typename T>
+absl::Status NonNegative(absl::string_view field, T v) {
+  if (v >= 0) return absl::OkStatus();
+  return Bad(field, absl::StrCat("must be >= 0, got ", v));
+}
+
+// lo < v <= hi, or lo <= v < hi, or lo <= v <= hi, as the brackets say.
+absl::Status InRange(absl::string_view field, double v, double lo, bool lo_open,
+                     double hi, bool hi_open) {
+  bool ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  if (ok) return absl::OkStatus();
+  return Bad(field, absl::StrCat("must be in ", lo_open ? "(" : "[", lo, ", ",
+                                 hi, hi_open ? ")" : "]", ", got ", v));
+}
+
+absl::Status Path(absl::string_view field, const std::string& path) {
+  if (path.empty()) return Bad(field, "is required");
+  if (path.size() > kMaxPath) return Bad(field, "is longer than 4096 bytes");
+  if (path.find('\0') != std::string::npos) return Bad(field, "contains NUL");
+  return absl::OkStatus();
+}
+
+v1::DataFormat GuessFormat(const std::string& path) {
+  if (absl::EndsWith(path, ".jsonl")) return v1::JSONL;
+  if (absl::EndsWith(path, ".u16")) return v1::U16;
+  if (absl::EndsWith(path, ".u32")) return v1::U32;
+  return v1::DATA_FORMAT_UNSPECIFIED;
+}
+
+absl::Status ValidateTop(const v1::JobSpec& s) {
+  if (s.display_name().size() > kMaxDisplayName) {
+    return Bad("display_name", "is longer than 128 characters");
+  }
+  if (s.labels_size() > kMaxLabels) return Bad("labels", "more than 32");
+  for (const auto& [key, value] : s.labels()) {
+    if (key.empty() || key.size() > kMaxLabelKey) {
+      return Bad("labels",
+                 absl::StrCat("key \"", key, "\" must be 1-63 chars"));
+    }
+    if (value.size() > kMaxLabelValue) {
+      return Bad(absl::StrCat("labels.", key), "longer than 256 chars");
+    }
+  }
+  LEMO_RETURN_IF_ERROR(Positive("seq_len", s.seq_len()));
+  if (s.seq_len() > kMaxSeqLen) return Bad("seq_len", "must be <= 2097152");
+  LEMO_RETURN_IF_ERROR(Positive("steps", s.steps()));
+  LEMO_RETURN_IF_ERROR(Positive("batch_size", s.batch_size()));
+  LEMO_RETURN_IF_ERROR(Positive("grad_accum", s.grad_accum()));
+  if (s.max_restarts() < 0 || s.max_restarts() > kMaxRestarts) {
+    return Bad("max_restarts", "must be in [0, 100]");
+  }
+  if (s.priority() < -kMaxPriority || s.priority() > kMaxPriority) {
+    return Bad("priority", "must be in [-1000, 1000]");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModelAndData(const v1::JobSpec& s) {
+  LEMO_RETURN_IF_ERROR(Path("model.path", s.model().path()));
+  if (!v1::DType_IsValid(s.model().dtype()) ||
+      s.model().dtype() == v1::DTYPE_UNSPECIFIED) {
+    return Bad("model.dtype", "unknown value");
+  }
+  LEMO_RETURN_IF_ERROR(Path("data.path", s.data().path()));
+  if (!v1::DataFormat_IsValid(s.data().format()) ||
+      s.data().format() == v1::DATA_FORMAT_UNSPECIFIED) {
+    return Bad("data.format",
+               "must be JSONL, U16 or U32 (cannot guess it from the path)");
+  }
+  if (s.data().format() == v1::JSONL) {
+    LEMO_RETURN_IF_ERROR(Path("data.tokenizer", s.data().tokenizer()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLora(const v1::LoraSpec& l) {
+  LEMO_RETURN_IF_ERROR(Positive("lora.r", l.r()));
+  if (l.r() > kMaxLoraRank) return Bad("lora.r", "must be <= 4096");
+  LEMO_RETURN_IF_ERROR(Positive("lora.alpha", l.alpha()));
+  LEMO_RETURN_IF_ERROR(InRange("lora.dropout", l.dropout(), 0, false, 1, true));
+  std::set<std::string> seen;
+  for (const std::string& m : l.target_modules()) {
+    if (KnownTargetModules().count(m) == 0) {
+      return Bad("lora.target_modules",
+                 absl::StrCat("unknown module \"", m,
+                              "\" (q_proj k_proj v_proj o_proj gate_proj "
+                              "up_proj down_proj)"));
+    }
+    if (!seen.insert(m).second) {
+      return Bad("lora.target_modules", absl::StrCat("\"", m, "\" twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLemo(const v1::JobSpec& s) {
+  const v1::LemoSpec& l = s.lemo();
+  if (!v1::LemoMode_IsValid(l.mode()) ||
+      l.mode() == v1::LEMO_MODE_UNSPECIFIED) {
+    return Bad("lemo.mode", "unknown value");
+  }
+  for (int i = 0; i < l.keep_ratio().per_layer_size(); ++i) {
+    LEMO_RETURN_IF_ERROR(
+        InRange(absl::StrCat("lemo.keep_ratio.per_layer[", i, "]"),
+                l.keep_ratio().per_layer(i), 0, true, 1, false));
+  }
+  LEMO_RETURN_IF_ERROR(InRange("lemo.keep_ratio.default_ratio",
+                               l.keep_ratio().default_ratio(), 0, true, 1,
+                               false));
+  const v1::AdaptiveKeep& a = l.adaptive();
+  LEMO_RETURN_IF_ERROR(
+      InRange("lemo.adaptive.tau", a.tau(), 0, true, 1, false));
+  LEMO_RETURN_IF_ERROR(
+      InRange("lemo.adaptive.min_keep", a.min_keep(), 0, true, 1, false));
+  LEMO_RETURN_IF_ERROR(InRange("lemo.adaptive.max_keep", a.max_keep(),
+                               a.min_keep(), false, 1, false));
+  if (l.mode() == v1::PREDICTOR) {
+    LEMO_RETURN_IF_ERROR(Path("lemo.predictor_path", l.predictor_path()));
+  }
+  LEMO_RETURN_IF_ERROR(InRange("lemo.mlp_sparsity.prune_ratio",
+                               l.mlp_sparsity().prune_ratio(), 0, false, 1,
+                               true));
+  LEMO_RETURN_IF_ERROR(
+      Positive("lemo.loss_segment_tokens", l.loss_segment_tokens()));
+  if (l.offload() && s.resources().device_kind() != v1::CUDA) {
+    return Bad("lemo.offload", "needs resources.device_kind CUDA");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptimizer(const v1::JobSpec& s) {
+  const v1::OptimizerSpec& o = s.optimizer();
+  LEMO_RETURN_IF_ERROR(Positive("optimizer.lr", o.lr()));
+  LEMO_RETURN_IF_ERROR(NonNegative("optimizer.weight_decay", o.weight_decay()));
+  LEMO_RETURN_IF_ERROR(
+      InRange("optimizer.beta1", o.beta1(), 0, false, 1, true));
+  LEMO_RETURN_IF_ERROR(
+      InRange("optimizer.beta2", o.beta2(), 0, false, 1, true));
+  LEMO_RETURN_IF_ERROR(Positive("optimizer.eps", o.eps()));
+  LEMO_RETURN_IF_ERROR(NonNegative("optimizer.warmup_steps", o.warmup_steps()));
+  if (o.warmup_steps() > s.steps()) {
+    return Bad("optimizer.warmup_steps", "must be <= steps");
+  }
+  LEMO_RETURN_IF_ERROR(
+      InRange("optimizer.min_lr_ratio", o.min_lr_ratio(), 0, false, 1, false));
+  return NonNegative("optimizer.max_grad_norm", o.max_grad_norm());
+}
+
+absl::Status ValidateResources(const v1::JobSpec& s) {
+  const v1::ResourceSpec& r = s.resources();
+  LEMO_RETURN_IF_ERROR(Positive("resources.world_size", r.world_size()));
+  if (r.world_size() > kMaxWorldSize) {
+    return Bad("resources.world_size", "must be <= 1024");
+  }
+  if (!v1::DeviceKind_IsValid(r.device_kind()) ||
+      r.device_kind() == v1::DEVICE_KIND_UNSPECIFIED) {
+    return Bad("resources.device_kind", "unknown value");
+  }
+  LEMO_RETURN_IF_ERROR(NonNegative("resources.min_device_memory_bytes",
+                                   r.min_device_memory_bytes()));
+  LEMO_RETURN_IF_ERROR(
+      NonNegative("checkpoint.every_n_steps", s.checkpoint().every_n_steps()));
+  return NonNegative("checkpoint.keep_last", s.checkpoint().keep_last());
+}
+
+}  // namespace
+
+void ApplySpecDefaults(v1::JobSpec* s) {
+  if (s->resources().world_size() == 0)
+    s->mutable_resources()->set_world_size(1);
+  if (s->resources().device_kind() == v1::DEVICE_KIND_UNSPECIFIED) {
+    s->mutable_resources()->set_device_kind(v1::CPU);
+  }
+  if (s->model().dtype() == v1::DTYPE_UNSPECIFIED) {
+    bool cuda = s->resources().device_kind() == v1::CUDA;
+    s->mutable_model()->set_dtype(cuda ? v1::BF16 : v1::FP32);
+  }
+  v1::DataSpec* data = s->mutable_data();
+  if (data->format() == v1::DATA_FORMAT_UNSPECIFIED) {
+    data->set_format(GuessFormat(data->path()));
+  }
+  if (data->format() == v1::JSONL && data->tokenizer().empty()) {
+    data->set_tokenizer("byte");
+  }
+  v1::LoraSpec* lora = s->mutable_lora();
+  if (lora->r() == 0) lora->set_r(8);
+  if (lora->alpha() == 0) lora->set_alpha(16);
+  if (lora->target_modules_size() == 0) {
+    for (const char* m : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+      lora->add_target_modules(m);
+    }
+  }
+  v1::LemoSpec* lemo = s->mutable_lemo();
+  if (lemo->mode() == v1::LEMO_MODE_UNSPECIFIED) lemo->set_mode(v1::DENSE);
+  v1::KeepRatioSchedule* keep = lemo->mutable_keep_ratio();
+  if (keep->default_ratio() == 0) keep->set_default_ratio(1.0);
+  v1::AdaptiveKeep* adaptive = lemo->mutable_adaptive();
+  if (adaptive->tau() == 0) adaptive->set_tau(0.9);
+  if (adaptive->min_keep() == 0) adaptive->set_min_keep(0.1);
+  if (adaptive->max_keep() == 0) adaptive->set_max_keep(1.0);
+  v1::MlpSparsity* mlp = lemo->mutable_mlp_sparsity();
+  if (mlp->prune_ratio() == 0) mlp->set_prune_ratio(0.8);
+  if (lemo->loss_segment_tokens() == 0) lemo->set_loss_segment_tokens(2048);
+  v1::OptimizerSpec* opt = s->mutable_optimizer();
+  if (opt->lr() == 0) opt->set_lr(2e-4);
+  if (!opt->has_beta1()) opt->set_beta1(0.9);
+  if (!opt->has_beta2()) opt->set_beta2(0.999);
+  if (opt->eps() == 0) opt->set_eps(1e-8);
+  if (!opt->has_min_lr_ratio()) opt->set_min_lr_ratio(0.1);
+  if (!opt->has_max_grad_norm()) opt->set_max_grad_norm(1.0);
+  if (s->batch_size() == 0) s->set_batch_size(1);
+  if (s->grad_accum() == 0) s->set_grad_accum(1);
+  if (!s->has_max_restarts()) s->set_max_restarts(3);
+  s->mutable_checkpoint();
+}
+
+absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
+  LEMO_RETURN_IF_ERROR(ValidateTop(spec));
+  LEMO_RETURN_IF_ERROR(ValidateModelAndData(spec));
+  LEMO_RETURN_IF_ERROR(ValidateLora(spec.lora()));
+  LEMO_RETURN_IF_ERROR(ValidateLemo(spec));
+  LEMO_RETURN_IF_ERROR(ValidateOptimizer(spec));
+  return ValidateResources(spec);
+}
+
+absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec) {
+  v1::JobSpec out = spec;
+  ApplySpecDefaults(&out);
+  LEMO_RETURN_IF_ERROR(ValidateJobSpec(out));
+  return out;
+}
+
+}  // namespace lemo::server

@@ -1,0 +1,109 @@
+// lemo-coordinator: the job store, scheduler, worker registry and streams
+// behind the LeMo fine-tuning service (DESIGN.md). Flags are parsed here only.
+//
+//   lemo-coordinator --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9090
+//   --data-dir /var/lib/lemo
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "proto/status/status_macros.h"
+#include "server/core/coordinator.h"
+#include "server/metrics/metrics.h"
+#include "server/service/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC address HOST:PORT (port 0: any)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9090",
+          "Prometheus /metrics address HOST:PORT; empty disables it");
+ABSL_FLAG(std::string, data_dir, "./lemo-data",
+          "SQLite database and checkpoints");
+ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(10),
+          "a worker silent this long is lost and its job restarts");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
+          "heartbeat period for workers");
+ABSL_FLAG(std::string, client_token_file, "",
+          "bearer tokens for JobService, one per line");
+ABSL_FLAG(std::string, worker_token_file, "",
+          "bearer tokens for WorkerService, one per line");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain; with --tls-key enables TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA that client certificates must chain to (mTLS)");
+ABSL_FLAG(bool, insecure, false,
+          "allow plaintext gRPC on a non-loopback address");
+
+namespace lemo::server {
+namespace {
+
+absl::Status Run() {
+  // Block the stop signals before any thread starts, so every thread inherits
+  // the mask and sigwait below receives them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  std::unique_ptr<CoordinatorMetrics> metrics;
+  Coordinator::Options co;
+  co.data_dir = absl::GetFlag(FLAGS_data_dir);
+  co.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
+  co.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  co.on_queue_wait = [&metrics](double s) {
+    if (metrics) metrics->ObserveQueueWait(s);
+  };
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
+                        Coordinator::Create(co));
+  metrics = std::make_unique<CoordinatorMetrics>(
+      [c = coordinator.get()] { return c->GetSnapshot(); });
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    LEMO_RETURN_IF_ERROR(metrics->Serve(absl::GetFlag(FLAGS_metrics_listen)));
+  }
+  GrpcServer::Options so;
+  so.listen = absl::GetFlag(FLAGS_listen);
+  so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  so.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  so.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  so.insecure = absl::GetFlag(FLAGS_insecure);
+  so.client_token_file = absl::GetFlag(FLAGS_client_token_file);
+  so.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
+  LEMO_ASSIGN_OR_RETURN(
+      std::unique_ptr<GrpcServer> server,
+      GrpcServer::Create(
+          so, coordinator.get(),
+          [m = metrics.get()](absl::string_view method, absl::StatusCode code,
+                              double s) { m->ObserveRpc(method, code, s); }));
+  // One parseable line, so scripts and tests started with port 0 learn the real
+  // ports.
+  std::printf(
+      "lemo-coordinator listening on port %d, metrics port %d, data dir %s\n",
+      server->port(), metrics->port(), co.data_dir.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&stop, &sig);
+  std::fprintf(stderr, "lemo-coordinator: signal %d, shutting down\n", sig);
+  server->Shutdown();
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace lemo::server
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("LeMo fine-tuning coordinator. See DESIGN.md.");
+  absl::ParseCommandLine(argc, argv);
+  absl::Status s = lemo::server::Run();
+  if (!s.ok()) {
+    std::cerr << "lemo-coordinator: " << s << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,140 @@
+#include "server/metrics/metrics.h"
+
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "prometheus/collectable.h"
+#include "prometheus/text_serializer.h"
+#include "server/core/job_state.h"
+
+namespace lemo::server {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Gauge(const std::string& name, const std::string& help) {
+  return MetricFamily{name, help, MetricType::Gauge, {}};
+}
+
+void Add(MetricFamily* f, double value,
+         std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = value;
+  f->metric.push_back(std::move(m));
+}
+
+// Queue waits span seconds (a free worker) to hours (a busy cluster).
+const prometheus::Histogram::BucketBoundaries kQueueBuckets = {
+    0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600};
+// RPCs are sub-millisecond to a second; streams (watch, connect) land in +Inf.
+const prometheus::Histogram::BucketBoundaries kRpcBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+
+}  // namespace
+
+class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
+ public:
+  explicit SnapshotCollector(SnapshotFn fn) : fn_(std::move(fn)) {}
+
+  std::vector<MetricFamily> Collect() const override {
+    Coordinator::Snapshot s = fn_();
+    MetricFamily jobs = Gauge("lemo_jobs", "Jobs by state.");
+    for (int st = v1::QUEUED; st <= v1::CANCELLED; ++st) {
+      auto state = static_cast<v1::JobState>(st);
+      auto it = s.jobs_by_state.find(state);
+      Add(&jobs, it == s.jobs_by_state.end() ? 0 : it->second,
+          {{"state", absl::AsciiStrToLower(StateName(state))}});
+    }
+    MetricFamily workers =
+        Gauge("lemo_workers_connected", "Workers with a live stream.");
+    Add(&workers, s.connected_workers, {});
+    MetricFamily tps =
+        Gauge("lemo_job_tokens_per_second", "Newest rank-0 throughput.");
+    MetricFamily step_time =
+        Gauge("lemo_job_step_time_seconds", "Newest rank-0 step time.");
+    MetricFamily loss = Gauge("lemo_job_loss", "Newest rank-0 training loss.");
+    MetricFamily step =
+        Gauge("lemo_job_step", "Newest completed optimizer step.");
+    MetricFamily peak =
+        Gauge("lemo_job_peak_allocated_bytes",
+              "Peak device memory allocated by rank 0 in the last step.");
+    MetricFamily reserved =
+        Gauge("lemo_job_peak_reserved_bytes",
+              "Peak device memory reserved by rank 0 in the last step.");
+    for (const auto& [id, m] : s.active_job_metrics) {
+      Add(&tps, m.tokens_per_second(), {{"job", id}});
+      Add(&step_time, m.step_time_seconds(), {{"job", id}});
+      Add(&loss, m.loss(), {{"job", id}});
+      Add(&step, static_cast<double>(m.step()), {{"job", id}});
+      Add(&peak, static_cast<double>(m.peak_allocated_bytes()), {{"job", id}});
+      Add(&reserved, static_cast<double>(m.peak_reserved_bytes()),
+          {{"job", id}});
+    }
+    return {jobs, workers, tps, step_time, loss, step, peak, reserved};
+  }
+
+ private:
+  SnapshotFn fn_;
+};
+
+CoordinatorMetrics::CoordinatorMetrics(SnapshotFn snapshot)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      snapshot_(std::make_shared<SnapshotCollector>(std::move(snapshot))) {
+  queue_wait_ = &prometheus::BuildHistogram()
+                     .Name("lemo_job_queue_wait_seconds")
+                     .Help("Time from submit to first placement.")
+                     .Register(*registry_)
+                     .Add({}, kQueueBuckets);
+  rpc_total_ = &prometheus::BuildCounter()
+                    .Name("lemo_rpc_requests_total")
+                    .Help("Finished RPCs by method and status code.")
+                    .Register(*registry_);
+  rpc_seconds_ =
+      &prometheus::BuildHistogram()
+           .Name("lemo_rpc_duration_seconds")
+           .Help("RPC duration by method (streams: their whole life).")
+           .Register(*registry_);
+}
+
+CoordinatorMetrics::~CoordinatorMetrics() = default;
+
+void CoordinatorMetrics::ObserveQueueWait(double seconds) {
+  queue_wait_->Observe(seconds);
+}
+
+void CoordinatorMetrics::ObserveRpc(absl::string_view method,
+                                    absl::StatusCode code, double seconds) {
+  std::string m(method);
+  rpc_total_->Add({{"method", m}, {"code", absl::StatusCodeToString(code)}})
+      .Increment();
+  rpc_seconds_->Add({{"method", m}}, kRpcBuckets).Observe(seconds);
+}
+
+absl::Status CoordinatorMetrics::Serve(const std::string& listen) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("--metrics-listen ", listen, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(snapshot_);
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  port_ = ports.empty() ? 0 : ports[0];
+  return absl::OkStatus();
+}
+
+std::string CoordinatorMetrics::Scrape() const {
+  std::vector<MetricFamily> all = registry_->Collect();
+  for (MetricFamily& f : snapshot_->Collect()) all.push_back(std::move(f));
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, all);
+  return out.str();
+}
+
+}  // namespace lemo::server

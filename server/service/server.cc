@@ -1,0 +1,126 @@
+#include "server/service/server.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "proto/status/status_macros.h"
+
+namespace lemo::server {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path,
+                                    absl::string_view flag) {
+  std::ifstream in(path);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
+    const GrpcServer::Options& o, const std::string& host) {
+  bool tls = !o.tls_cert_file.empty() || !o.tls_key_file.empty();
+  if (!tls) {
+    if (!IsLoopbackHost(host) && !o.insecure) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--listen ", o.listen,
+                       ": plaintext is only allowed on loopback; give "
+                       "--tls-cert/--tls-key or --insecure"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  LEMO_ASSIGN_OR_RETURN(pair.private_key, ReadPem(o.tls_key_file, "--tls-key"));
+  LEMO_ASSIGN_OR_RETURN(pair.cert_chain,
+                        ReadPem(o.tls_cert_file, "--tls-cert"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_ca_file.empty()) {
+    LEMO_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                          ReadPem(o.tls_ca_file, "--tls-ca"));
+    // Clients may present a certificate; one that does must chain to the CA
+    // (worker mTLS).
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+bool IsLoopbackHost(absl::string_view host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" ||
+         absl::StartsWith(host, "127.");
+}
+
+absl::StatusOr<std::pair<std::string, int>> ParseHostPort(
+    absl::string_view address, absl::string_view flag) {
+  size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": \"", address, "\" is not HOST:PORT"));
+  }
+  std::string host(address.substr(0, colon));
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::make_pair(host, port);
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
+    const Options& options, Coordinator* coordinator, RpcObserver observer) {
+  LEMO_ASSIGN_OR_RETURN(auto host_port,
+                        ParseHostPort(options.listen, "--listen"));
+  LEMO_ASSIGN_OR_RETURN(auto creds, Credentials(options, host_port.first));
+  LEMO_ASSIGN_OR_RETURN(Authenticator auth,
+                        Authenticator::FromFiles(options.client_token_file,
+                                                 options.worker_token_file));
+  std::unique_ptr<GrpcServer> s(new GrpcServer());
+  s->auth_ = std::make_unique<Authenticator>(std::move(auth));
+  ServiceDeps deps{coordinator, s->auth_.get(), std::move(observer)};
+  s->jobs_ = std::make_unique<JobServiceImpl>(deps);
+  s->workers_ = std::make_unique<WorkerServiceImpl>(deps);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, creds, &s->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(s->jobs_.get());
+  builder.RegisterService(s->workers_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen));
+  }
+  return s;
+}
+
+GrpcServer::~GrpcServer() { Shutdown(); }
+
+void GrpcServer::Shutdown() {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  // Open watches and worker streams never end on their own: give unary calls a
+  // moment, then cancel the rest.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  server_->Wait();
+}
+
+}  // namespace lemo::server

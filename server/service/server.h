@@ -1,0 +1,71 @@
+// The coordinator's gRPC server: JobService, WorkerService,
+// grpc.health.v1.Health and server reflection on one port, with TLS when
+// certificate files are given. Plaintext is refused unless the address is
+// loopback or `insecure` is set.
+//
+//   LEMO_ASSIGN_OR_RETURN(auto server, GrpcServer::Create(options,
+//   coordinator.get(), observer)); std::cout << "listening on port " <<
+//   server->port(); server->Shutdown();
+#ifndef LEMO_SERVER_SERVICE_SERVER_H_
+#define LEMO_SERVER_SERVICE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "server/service/job_service.h"
+#include "server/service/worker_service.h"
+
+namespace lemo::server {
+
+// True for localhost, 127.0.0.0/8 and ::1 ("host" without the port).
+bool IsLoopbackHost(absl::string_view host);
+
+// Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT naming `flag` otherwise.
+absl::StatusOr<std::pair<std::string, int>> ParseHostPort(
+    absl::string_view address, absl::string_view flag);
+
+class GrpcServer {
+ public:
+  struct Options {
+    // "host:port"; port 0 picks a free port (see port()).
+    std::string listen = "127.0.0.1:50051";
+    // PEM files; cert + key turn TLS on. With ca, clients presenting a
+    // certificate must chain to it (mTLS for workers).
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    std::string tls_ca_file;
+    // Allow plaintext on a non-loopback address.
+    bool insecure = false;
+    // Token files (see Authenticator::FromFiles); empty = that role is open.
+    std::string client_token_file;
+    std::string worker_token_file;
+    // Largest message accepted or sent, in bytes (checkpoint chunks are 1 MiB).
+    int max_message_bytes = 16 << 20;
+  };
+
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(
+      const Options& options, Coordinator* coordinator,
+      RpcObserver observer = nullptr);
+  ~GrpcServer();
+  // The bound port.
+  int port() const { return port_; }
+  // Stops accepting calls and cancels the open ones (watches and worker streams
+  // end).
+  void Shutdown();
+
+ private:
+  GrpcServer() = default;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<JobServiceImpl> jobs_;
+  std::unique_ptr<WorkerServiceImpl> workers_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace lemo::server
+
+#endif  // LEMO_SERVER_SERVICE_SERVER_H_

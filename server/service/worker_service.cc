@@ -1,0 +1,79 @@
+#include "server/service/worker_service.h"
+
+#include <thread>
+
+#include "proto/status/status_macros.h"
+
+namespace lemo::server {
+
+grpc::Status WorkerServiceImpl::Connect(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>*
+        stream) {
+  return RunRpc(
+      deps_, context, Role::kWorker, "Connect", [&]() -> absl::Status {
+        v1::WorkerMessage message;
+        if (!stream->Read(&message))
+          return absl::CancelledError("stream closed before register");
+        if (!message.has_register_()) {
+          return absl::InvalidArgumentError(
+              "the first message must be register");
+        }
+        LEMO_ASSIGN_OR_RETURN(Coordinator::Session session,
+                              deps_.coordinator->Connect(message.register_()));
+        std::thread writer([&stream, outbox = session.outbox] {
+          while (std::optional<v1::CoordinatorMessage> m = outbox->Pop()) {
+            if (!stream->Write(*m)) break;
+          }
+        });
+        absl::Status status = absl::OkStatus();
+        while (status.ok() && stream->Read(&message)) {
+          status = deps_.coordinator->OnWorkerMessage(session, message);
+        }
+        deps_.coordinator->Disconnect(session);
+        session.outbox->Close();
+        // A writer blocked on a peer that stopped reading is released by
+        // cancelling the call.
+        if (!status.ok()) context->TryCancel();
+        writer.join();
+        return status;
+      });
+}
+
+grpc::Status WorkerServiceImpl::UploadCheckpoint(
+    grpc::ServerContext* context,
+    grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
+    v1::CheckpointInfo* response) {
+  return RunRpc(
+      deps_, context, Role::kWorker, "UploadCheckpoint", [&]() -> absl::Status {
+        v1::UploadCheckpointRequest chunk;
+        if (!reader->Read(&chunk))
+          return absl::InvalidArgumentError("empty upload");
+        LEMO_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStore::Upload> upload,
+                              deps_.coordinator->BeginUpload(chunk));
+        do {
+          LEMO_RETURN_IF_ERROR(upload->Add(chunk));
+        } while (reader->Read(&chunk));
+        // A stream cut between two files must not commit half a checkpoint.
+        if (context->IsCancelled())
+          return absl::CancelledError("upload cancelled");
+        LEMO_ASSIGN_OR_RETURN(*response,
+                              deps_.coordinator->CommitUpload(*upload));
+        return absl::OkStatus();
+      });
+}
+
+grpc::Status WorkerServiceImpl::DownloadCheckpoint(
+    grpc::ServerContext* context,
+    const v1::WorkerDownloadCheckpointRequest* request,
+    grpc::ServerWriter<v1::CheckpointChunk>* writer) {
+  return RunRpc(
+      deps_, context, Role::kWorker, "WorkerDownloadCheckpoint",
+      [&]() -> absl::Status {
+        return deps_.coordinator->DownloadCheckpoint(
+            request->job_id(), request->checkpoint_id(),
+            [&](const v1::CheckpointChunk& c) { return writer->Write(c); });
+      });
+}
+
+}  // namespace lemo::server

@@ -1,0 +1,169 @@
+// Checkpoint store: chunked sha256-verified uploads, atomic commit, streamed
+// download. To add a case: a TEST that feeds chunks to an Upload and checks the
+// outcome on disk.
+#include "server/core/checkpoint_store.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/server/test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace lemo::server {
+namespace {
+
+using ::lemo::server::testing::MakeTempDir;
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
+
+v1::UploadCheckpointRequest Chunk(const std::string& file, int64_t offset,
+                                  const std::string& data,
+                                  const std::string& sha = "") {
+  v1::UploadCheckpointRequest c;
+  c.set_job_id("job-1");
+  c.set_epoch(1);
+  c.set_step(20);
+  c.set_checkpoint_id("step-20");
+  c.set_file_name(file);
+  c.set_offset(offset);
+  c.set_data(data);
+  c.set_sha256(sha);
+  return c;
+}
+
+class CheckpointStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir("ckpt");
+    CheckpointStore::Options o;
+    o.root = root_;
+    o.chunk_bytes = 4;  // Tiny chunks so every test crosses chunk boundaries.
+    auto s = CheckpointStore::Create(o);
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+  }
+  // Uploads files {name: contents} in 4-byte chunks and commits.
+  absl::StatusOr<v1::CheckpointInfo> UploadAll(
+      const std::vector<std::pair<std::string, std::string>>& files) {
+    auto upload = store_->BeginUpload(Chunk("", 0, ""));
+    if (!upload.ok()) return upload.status();
+    for (const auto& [name, data] : files) {
+      for (size_t off = 0; off == 0 || off < data.size(); off += 4) {
+        bool last = off + 4 >= data.size();
+        absl::Status s = (*upload)->Add(
+            Chunk(name, off, data.substr(off, 4), last ? Sha256Hex(data) : ""));
+        if (!s.ok()) return s;
+      }
+    }
+    return (*upload)->Commit();
+  }
+
+  std::string root_;
+  std::unique_ptr<CheckpointStore> store_;
+};
+
+TEST_F(CheckpointStoreTest, UploadCommitsAndDownloadsTheSameBytes) {
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      v1::CheckpointInfo info,
+      UploadAll({{"adapter_config.json", "{\"r\": 8}"},
+                 {"resume/trainer_state.json", "{\"step\": 20, \"x\": 1}"}}));
+  ASSERT_EQ(info.files_size(), 2);
+  EXPECT_EQ(info.files(1).name(), "resume/trainer_state.json");
+  EXPECT_EQ(info.total_bytes(), 8 + 20);
+  EXPECT_TRUE(std::filesystem::exists(
+      root_ + "/job-1/step-20/resume/trainer_state.json"));
+  std::map<std::string, std::string> got;
+  std::map<std::string, std::string> sums;
+  int first_with_info = 0;
+  LEMO_ASSERT_OK(store_->Download(info, [&](const v1::CheckpointChunk& c) {
+    EXPECT_EQ(c.offset(), static_cast<int64_t>(got[c.file_name()].size()));
+    got[c.file_name()] += c.data();
+    if (!c.sha256().empty()) sums[c.file_name()] = c.sha256();
+    first_with_info += c.has_checkpoint() ? 1 : 0;
+    return true;
+  }));
+  EXPECT_EQ(got["adapter_config.json"], "{\"r\": 8}");
+  EXPECT_EQ(sums["adapter_config.json"], Sha256Hex("{\"r\": 8}"));
+  EXPECT_EQ(got["resume/trainer_state.json"], "{\"step\": 20, \"x\": 1}");
+  EXPECT_EQ(first_with_info, 1);
+}
+
+TEST_F(CheckpointStoreTest, WrongSha256IsRejectedAndNothingStays) {
+  {
+    LEMO_ASSERT_OK_AND_ASSIGN(auto upload,
+                              store_->BeginUpload(Chunk("", 0, "")));
+    EXPECT_THAT(upload->Add(Chunk("a.bin", 0, "abcd", Sha256Hex("abce"))),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("sha256 of a.bin")));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(root_ + "/job-1"));
+}
+
+TEST_F(CheckpointStoreTest, UnsafeFileNamesAreRejected) {
+  for (const char* bad :
+       {"../evil", "/etc/passwd", "a//b", "sp ace", "a/./b"}) {
+    LEMO_ASSERT_OK_AND_ASSIGN(auto upload,
+                              store_->BeginUpload(Chunk("", 0, "")));
+    EXPECT_THAT(
+        upload->Add(Chunk(bad, 0, "x", Sha256Hex("x"))),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("file_name")))
+        << bad;
+  }
+  v1::UploadCheckpointRequest bad_id = Chunk("", 0, "");
+  bad_id.set_checkpoint_id("../x");
+  EXPECT_THAT(
+      store_->BeginUpload(bad_id),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checkpoint_id")));
+}
+
+TEST_F(CheckpointStoreTest, OffsetsMustBeContiguous) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, store_->BeginUpload(Chunk("", 0, "")));
+  LEMO_ASSERT_OK(upload->Add(Chunk("a", 0, "abcd")));
+  EXPECT_THAT(upload->Add(Chunk("a", 8, "efgh")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("expected 4, got 8")));
+}
+
+TEST_F(CheckpointStoreTest, UnfinishedFileCannotBeCommitted) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, store_->BeginUpload(Chunk("", 0, "")));
+  LEMO_ASSERT_OK(upload->Add(Chunk("a", 0, "abcd")));
+  EXPECT_THAT(upload->Commit(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("without its sha256")));
+  EXPECT_THAT(
+      upload->Add(Chunk("b", 0, "x", Sha256Hex("x"))),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ended without")));
+}
+
+TEST_F(CheckpointStoreTest, HeaderMayNotChangeMidUpload) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, store_->BeginUpload(Chunk("", 0, "")));
+  v1::UploadCheckpointRequest c = Chunk("a", 0, "x", Sha256Hex("x"));
+  c.set_epoch(2);
+  EXPECT_THAT(upload->Add(c), StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("must not change")));
+}
+
+TEST_F(CheckpointStoreTest, OversizedChunkIsRejected) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, store_->BeginUpload(Chunk("", 0, "")));
+  EXPECT_THAT(
+      upload->Add(Chunk("a", 0, "toolong")),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk larger")));
+}
+
+TEST_F(CheckpointStoreTest, CorruptedFileFailsDownloadWithDataLoss) {
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::CheckpointInfo info,
+                            UploadAll({{"a", "abcdefgh"}}));
+  std::ofstream(root_ + "/job-1/step-20/a", std::ios::binary) << "abcdefgX";
+  EXPECT_THAT(
+      store_->Download(info, [](const v1::CheckpointChunk&) { return true; }),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("no longer matches")));
+}
+
+TEST_F(CheckpointStoreTest, RemoveDeletesTheDirectory) {
+  LEMO_ASSERT_OK(UploadAll({{"a", "abc"}}).status());
+  LEMO_ASSERT_OK(store_->Remove("job-1", "step-20"));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/job-1/step-20"));
+}
+
+}  // namespace
+}  // namespace lemo::server

@@ -1,0 +1,421 @@
+// Coordinator end to end without gRPC: fake workers drive sessions through the
+// core API. To add a case: a TEST_F that submits jobs, connects FakeWorkers,
+// sends their messages and checks job states, events and the messages the
+// workers received.
+#include "server/core/coordinator.h"
+
+#include <thread>
+
+#include "tests/server/test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace lemo::server {
+namespace {
+
+using ::lemo::server::testing::MakeRegister;
+using ::lemo::server::testing::MakeTempDir;
+using ::lemo::server::testing::ValidSpec;
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// A worker as the core sees it: a session plus the messages queued for it.
+struct FakeWorker {
+  Coordinator* coord;
+  Coordinator::Session session;
+
+  v1::CoordinatorMessage Next() {
+    auto m = session.outbox->Pop(absl::Seconds(2));
+    EXPECT_TRUE(m.has_value()) << session.worker_id << " got no message";
+    return m.value_or(v1::CoordinatorMessage());
+  }
+  v1::Assign ExpectAssign() {
+    v1::CoordinatorMessage m = Next();
+    EXPECT_TRUE(m.has_assign()) << m.DebugString();
+    return m.assign();
+  }
+  bool Idle() {
+    return !session.outbox->Pop(absl::Milliseconds(20)).has_value();
+  }
+  absl::Status Status(
+      const v1::Assign& a, v1::JobState state, int64_t step = 0,
+      v1::FailureReason reason = v1::FAILURE_REASON_UNSPECIFIED) {
+    v1::WorkerMessage m;
+    m.mutable_task_status()->set_job_id(a.job_id());
+    m.mutable_task_status()->set_epoch(a.epoch());
+    m.mutable_task_status()->set_state(state);
+    m.mutable_task_status()->set_step(step);
+    m.mutable_task_status()->mutable_failure()->set_reason(reason);
+    return coord->OnWorkerMessage(session, m);
+  }
+  absl::Status Metric(const v1::Assign& a, int64_t step, double loss) {
+    v1::WorkerMessage m;
+    m.mutable_metrics()->set_job_id(a.job_id());
+    m.mutable_metrics()->set_epoch(a.epoch());
+    m.mutable_metrics()->mutable_sample()->set_step(step);
+    m.mutable_metrics()->mutable_sample()->set_loss(loss);
+    return coord->OnWorkerMessage(session, m);
+  }
+  absl::Status Heartbeat() {
+    v1::WorkerMessage m;
+    m.mutable_heartbeat();
+    return coord->OnWorkerMessage(session, m);
+  }
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("coord");
+    Open();
+  }
+  void Open(absl::Duration timeout = absl::Seconds(30)) {
+    coord_.reset();
+    Coordinator::Options o;
+    o.data_dir = dir_;
+    o.worker_timeout = timeout;
+    o.tick_interval = absl::ZeroDuration();  // Tests call Tick().
+    o.on_queue_wait = [this](double s) { queue_waits_.push_back(s); };
+    auto c = Coordinator::Create(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    coord_ = std::move(*c);
+  }
+  FakeWorker Connect(const std::string& id, v1::Register reg = v1::Register()) {
+    if (reg.worker_id().empty()) reg = MakeRegister(id);
+    auto s = coord_->Connect(reg);
+    EXPECT_TRUE(s.ok()) << s.status();
+    FakeWorker w{coord_.get(), s.value_or(Coordinator::Session())};
+    EXPECT_TRUE(w.Next().has_welcome());
+    return w;
+  }
+  v1::Job Submit(v1::JobSpec spec = ValidSpec()) {
+    auto job = coord_->Submit(spec);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.value_or(v1::Job());
+  }
+  v1::JobState State(const std::string& id) {
+    return coord_->GetJob(id)->state();
+  }
+  std::vector<v1::JobEvent> Events(const std::string& id) {
+    v1::WatchJobRequest r;
+    r.set_job_id(id);
+    auto w = coord_->Watch(r);
+    std::vector<v1::JobEvent> out;
+    while (true) {
+      auto e = (*w)->Next(absl::Milliseconds(10));
+      if (!e.ok() || !e->has_value()) break;
+      out.push_back(**e);
+    }
+    return out;
+  }
+  std::vector<v1::JobState> States(const std::string& id) {
+    std::vector<v1::JobState> out;
+    for (const auto& e : Events(id)) {
+      if (e.has_state_change()) out.push_back(e.state_change().to());
+    }
+    return out;
+  }
+  // Uploads a one-file checkpoint for `a` at `step`.
+  absl::StatusOr<v1::CheckpointInfo> Upload(const v1::Assign& a, int64_t step) {
+    v1::UploadCheckpointRequest c;
+    c.set_job_id(a.job_id());
+    c.set_epoch(a.epoch());
+    c.set_step(step);
+    c.set_checkpoint_id(absl::StrCat("step-", step));
+    c.set_file_name("adapter_model.safetensors");
+    c.set_data(absl::StrCat("weights@", step));
+    c.set_sha256(Sha256Hex(c.data()));
+    auto up = coord_->BeginUpload(c);
+    if (!up.ok()) return up.status();
+    absl::Status s = (*up)->Add(c);
+    if (!s.ok()) return s;
+    return coord_->CommitUpload(**up);
+  }
+
+  std::string dir_;
+  std::unique_ptr<Coordinator> coord_;
+  std::vector<double> queue_waits_;
+};
+
+TEST_F(CoordinatorTest, JobRunsToSuccessOnOneWorker) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  EXPECT_EQ(job.state(), v1::SCHEDULED);
+  v1::Assign a = w.ExpectAssign();
+  EXPECT_EQ(a.job_id(), job.id());
+  EXPECT_EQ(a.epoch(), 1);
+  EXPECT_EQ(a.world_size(), 1);
+  EXPECT_EQ(a.spec().lora().r(), 8);  // Defaults filled.
+  EXPECT_EQ(a.rendezvous_address(), "127.0.0.1:29500");
+  EXPECT_FALSE(a.has_resume());
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  EXPECT_EQ(State(job.id()), v1::RUNNING);
+  for (int step = 1; step <= 3; ++step)
+    LEMO_ASSERT_OK(w.Metric(a, step, 3.0 / step));
+  LEMO_ASSERT_OK(w.Status(a, v1::SUCCEEDED, 3));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job done, coord_->GetJob(job.id()));
+  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  EXPECT_EQ(done.current_step(), 3);
+  EXPECT_EQ(done.latest_metrics().loss(), 1.0);
+  EXPECT_TRUE(done.has_end_time());
+  EXPECT_EQ(States(job.id()),
+            (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
+                                       v1::SUCCEEDED}));
+  EXPECT_EQ(Events(job.id()).size(), 7u);  // 4 state changes + 3 metrics.
+  EXPECT_EQ(queue_waits_.size(), 1u);
+  EXPECT_TRUE(coord_->ListWorkers()[0].job_id().empty());  // Freed.
+}
+
+TEST_F(CoordinatorTest, JobsQueueOnOneWorkerAndRunInOrder) {
+  FakeWorker w = Connect("w0");
+  v1::Job first = Submit();
+  v1::Job second = Submit();
+  EXPECT_EQ(second.state(), v1::QUEUED);
+  v1::Assign a = w.ExpectAssign();
+  EXPECT_EQ(a.job_id(), first.id());
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  LEMO_ASSERT_OK(w.Status(a, v1::SUCCEEDED, 10));
+  v1::Assign b = w.ExpectAssign();
+  EXPECT_EQ(b.job_id(), second.id());
+}
+
+TEST_F(CoordinatorTest, GangWaitsForEnoughWorkers) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  FakeWorker w0 = Connect("w0");
+  v1::Job job = Submit(spec);
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_TRUE(w0.Idle());  // No partial allocation.
+  FakeWorker w1 = Connect("w1");
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  EXPECT_EQ(a0.rank(), 0);
+  EXPECT_EQ(a1.rank(), 1);
+  EXPECT_EQ(a1.world_size(), 2);
+  LEMO_ASSERT_OK(w0.Status(a0, v1::RUNNING));
+  EXPECT_EQ(State(job.id()), v1::SCHEDULED);  // Until every rank runs.
+  LEMO_ASSERT_OK(w1.Status(a1, v1::RUNNING));
+  EXPECT_EQ(State(job.id()), v1::RUNNING);
+}
+
+TEST_F(CoordinatorTest, CancelQueuedJobIsImmediate) {
+  v1::Job job = Submit();
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job c, coord_->Cancel(job.id(), ""));
+  EXPECT_EQ(c.state(), v1::CANCELLED);
+}
+
+TEST_F(CoordinatorTest, CancelRunningJobReachesTheWorker) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job c,
+                            coord_->Cancel(job.id(), "user said so"));
+  EXPECT_EQ(c.state(), v1::CANCELLING);
+  v1::CoordinatorMessage m = w.Next();
+  ASSERT_TRUE(m.has_cancel());
+  EXPECT_EQ(m.cancel().epoch(), a.epoch());
+  LEMO_ASSERT_OK(
+      coord_->Cancel(job.id(), "again").status());  // No-op while CANCELLING.
+  LEMO_ASSERT_OK(w.Status(a, v1::CANCELLED, 2));
+  EXPECT_EQ(State(job.id()), v1::CANCELLED);
+}
+
+TEST_F(CoordinatorTest, CancelFinishedJobIsFailedPrecondition) {
+  v1::Job job = Submit();
+  LEMO_ASSERT_OK(coord_->Cancel(job.id(), "").status());
+  EXPECT_THAT(coord_->Cancel(job.id(), ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("already CANCELLED")));
+}
+
+TEST_F(CoordinatorTest, UnknownJobIsNotFound) {
+  EXPECT_THAT(coord_->GetJob("job-nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-nope")));
+  EXPECT_THAT(coord_->Cancel("job-nope", ""),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
+  v1::WatchJobRequest r;
+  r.set_job_id("job-nope");
+  EXPECT_THAT(coord_->Watch(r),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
+  EXPECT_THAT(coord_->ListCheckpoints("job-nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
+}
+
+TEST_F(CoordinatorTest, InvalidSpecIsRejected) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_seq_len(0);
+  EXPECT_THAT(coord_->Submit(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.seq_len: must be > 0")));
+}
+
+TEST_F(CoordinatorTest, RankFailureFailsTheJobAndCancelsTheOthers) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  v1::Job job = Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  LEMO_ASSERT_OK(w1.Status(a1, v1::FAILED, 0, v1::OUT_OF_MEMORY));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job failed, coord_->GetJob(job.id()));
+  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_EQ(failed.failure().reason(), v1::OUT_OF_MEMORY);
+  EXPECT_EQ(failed.failure().rank(), 1);
+  EXPECT_TRUE(w0.Next().has_cancel());
+}
+
+TEST_F(CoordinatorTest, LostWorkerRestartsTheJobFromItsLatestCheckpoint) {
+  Open(absl::Milliseconds(100));
+  FakeWorker w0 = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w0.ExpectAssign();
+  LEMO_ASSERT_OK(w0.Status(a, v1::RUNNING));
+  LEMO_ASSERT_OK(Upload(a, 4).status());
+  FakeWorker w1 = Connect("w1");
+  absl::SleepFor(absl::Milliseconds(150));
+  LEMO_ASSERT_OK(w1.Heartbeat());
+  coord_->Tick();  // w0 is silent past the timeout: lost.
+  v1::Assign b = w1.ExpectAssign();
+  EXPECT_EQ(b.epoch(), 2);
+  ASSERT_TRUE(b.has_resume());
+  EXPECT_EQ(b.resume().checkpoint_id(), "step-4");
+  EXPECT_EQ(b.resume().step(), 4);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.restart_count(), 1);
+  EXPECT_EQ(States(job.id()),
+            (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
+                                       v1::RESTARTING, v1::SCHEDULED}));
+  // The stale worker comes back: its messages of epoch 1 are fenced.
+  EXPECT_THAT(
+      w0.Status(a, v1::SUCCEEDED),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("lost")));
+  v1::Register again = MakeRegister("w0");
+  again.mutable_running_task()->set_job_id(job.id());
+  again.mutable_running_task()->set_epoch(1);
+  FakeWorker back = Connect("w0", again);
+  EXPECT_TRUE(back.Next().has_cancel());  // Fenced off.
+  LEMO_ASSERT_OK(back.Status(a, v1::SUCCEEDED));
+  EXPECT_EQ(State(job.id()), v1::SCHEDULED);
+  EXPECT_THAT(Upload(a, 5), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                     HasSubstr("epoch")));
+  LEMO_ASSERT_OK(w1.Status(b, v1::RUNNING));
+  LEMO_ASSERT_OK(w1.Status(b, v1::SUCCEEDED, 10));
+  EXPECT_EQ(State(job.id()), v1::SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, RestartBudgetExhaustedFailsTheJob) {
+  Open(absl::Milliseconds(50));
+  v1::JobSpec spec = ValidSpec();
+  spec.set_max_restarts(0);
+  FakeWorker w0 = Connect("w0");
+  v1::Job job = Submit(spec);
+  w0.ExpectAssign();
+  absl::SleepFor(absl::Milliseconds(80));
+  coord_->Tick();
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.state(), v1::FAILED);
+  EXPECT_EQ(j.failure().reason(), v1::RESTART_BUDGET_EXHAUSTED);
+}
+
+TEST_F(CoordinatorTest,
+       RestartedCoordinatorKeepsJobsAndAdoptsReturningWorkers) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  LEMO_ASSERT_OK(w.Metric(a, 1, 2.0));
+  v1::Job queued = Submit();
+  size_t events_before = Events(job.id()).size();
+  Open();  // The coordinator restarts on the same data dir.
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.state(), v1::RUNNING);
+  EXPECT_EQ(j.current_step(), 1);
+  EXPECT_EQ(Events(job.id()).size(), events_before);
+  EXPECT_EQ(State(queued.id()), v1::QUEUED);
+  v1::Register again = MakeRegister("w0");
+  again.mutable_running_task()->set_job_id(job.id());
+  again.mutable_running_task()->set_epoch(a.epoch());
+  FakeWorker back = Connect("w0", again);
+  EXPECT_TRUE(back.Idle());  // Adopted: no Cancel, no new Assign.
+  LEMO_ASSERT_OK(back.Metric(a, 2, 1.5));
+  LEMO_ASSERT_OK(back.Status(a, v1::SUCCEEDED, 2));
+  EXPECT_EQ(State(job.id()), v1::SUCCEEDED);
+  EXPECT_EQ(back.ExpectAssign().job_id(), queued.id());
+}
+
+TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
+  for (int i = 0; i < 5; ++i) {
+    v1::JobSpec spec = ValidSpec();
+    spec.set_display_name(absl::StrCat("run-", i));
+    (*spec.mutable_labels())["team"] = i % 2 ? "odd" : "even";
+    Submit(spec);
+  }
+  v1::ListJobsRequest r;
+  r.set_page_size(2);
+  std::vector<std::string> names;
+  while (true) {
+    LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page, coord_->ListJobs(r));
+    for (const auto& j : page.jobs()) names.push_back(j.spec().display_name());
+    if (page.next_page_token().empty()) break;
+    r.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"run-4", "run-3", "run-2", "run-1",
+                                             "run-0"}));
+  v1::ListJobsRequest f;
+  (*f.mutable_labels())["team"] = "odd";
+  f.add_states(v1::QUEUED);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse odd, coord_->ListJobs(f));
+  EXPECT_EQ(odd.jobs_size(), 2);
+  f.set_display_name_contains("run-3");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse one, coord_->ListJobs(f));
+  EXPECT_EQ(one.jobs_size(), 1);
+  v1::ListJobsRequest bad;
+  bad.set_page_token("garbage");
+  EXPECT_THAT(
+      coord_->ListJobs(bad),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+TEST_F(CoordinatorTest, CheckpointsAreListedKeptAndDownloadable) {
+  FakeWorker w = Connect("w0");
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_checkpoint()->set_keep_last(2);
+  v1::Job job = Submit(spec);
+  v1::Assign a = w.ExpectAssign();
+  for (int step : {2, 4, 6}) LEMO_ASSERT_OK(Upload(a, step).status());
+  LEMO_ASSERT_OK_AND_ASSIGN(auto list, coord_->ListCheckpoints(job.id()));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].checkpoint_id(), "step-4");
+  EXPECT_EQ(coord_->GetJob(job.id())->latest_checkpoint_id(), "step-6");
+  std::string data;
+  LEMO_ASSERT_OK(coord_->DownloadCheckpoint(job.id(), "",
+                                            [&](const v1::CheckpointChunk& c) {
+                                              data += c.data();
+                                              return true;
+                                            }));
+  EXPECT_EQ(data, "weights@6");
+  EXPECT_THAT(
+      coord_->DownloadCheckpoint(
+          job.id(), "step-2", [](const v1::CheckpointChunk&) { return true; }),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("step-2")));
+}
+
+TEST_F(CoordinatorTest, WatchWithoutHistoryStartsLive) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  v1::WatchJobRequest r;
+  r.set_job_id(job.id());
+  r.set_history(v1::WatchJobRequest::NONE);
+  LEMO_ASSERT_OK_AND_ASSIGN(auto watcher, coord_->Watch(r));
+  LEMO_ASSERT_OK(w.Metric(a, 1, 2.5));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto e, watcher->Next(absl::Seconds(1)));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->metric().loss(), 2.5);
+  EXPECT_FALSE(coord_->WatchDone(job.id(), watcher->next_sequence()));
+}
+
+}  // namespace
+}  // namespace lemo::server

@@ -1,0 +1,225 @@
+// Spec validation: one case per validated field, each breaking only that field
+// of a valid spec and expecting INVALID_ARGUMENT that names it. To add a case:
+// a row in kCases below.
+#include "server/core/spec_validation.h"
+
+#include <functional>
+
+#include "tests/server/test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace lemo::server {
+namespace {
+
+using ::lemo::server::testing::ValidSpec;
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
+
+struct Case {
+  const char* name;
+  std::function<void(v1::JobSpec*)> breaks;
+  const char* message;  // Expected in the error, starting with the field.
+};
+
+const Case kCases[] = {
+    {"DisplayName",
+     [](v1::JobSpec* s) { s->set_display_name(std::string(129, 'x')); },
+     "spec.display_name:"},
+    {"LabelKey", [](v1::JobSpec* s) { (*s->mutable_labels())[""] = "v"; },
+     "spec.labels:"},
+    {"LabelValue",
+     [](v1::JobSpec* s) {
+       (*s->mutable_labels())["k"] = std::string(300, 'v');
+     },
+     "spec.labels.k:"},
+    {"SeqLenZero", [](v1::JobSpec* s) { s->set_seq_len(0); },
+     "spec.seq_len: must be > 0"},
+    {"SeqLenHuge", [](v1::JobSpec* s) { s->set_seq_len(int64_t{1} << 40); },
+     "spec.seq_len:"},
+    {"Steps", [](v1::JobSpec* s) { s->set_steps(-1); },
+     "spec.steps: must be > 0"},
+    {"BatchSize", [](v1::JobSpec* s) { s->set_batch_size(-2); },
+     "spec.batch_size:"},
+    {"GradAccum", [](v1::JobSpec* s) { s->set_grad_accum(-1); },
+     "spec.grad_accum:"},
+    {"MaxRestarts", [](v1::JobSpec* s) { s->set_max_restarts(-1); },
+     "spec.max_restarts:"},
+    {"Priority", [](v1::JobSpec* s) { s->set_priority(5000); },
+     "spec.priority:"},
+    {"ModelPath", [](v1::JobSpec* s) { s->mutable_model()->clear_path(); },
+     "spec.model.path: is required"},
+    {"ModelDtype",
+     [](v1::JobSpec* s) {
+       s->mutable_model()->set_dtype(static_cast<v1::DType>(77));
+     },
+     "spec.model.dtype:"},
+    {"DataPath", [](v1::JobSpec* s) { s->mutable_data()->clear_path(); },
+     "spec.data.path: is required"},
+    {"DataFormat",
+     [](v1::JobSpec* s) { s->mutable_data()->set_path("/data/corpus.bin"); },
+     "spec.data.format:"},
+    {"DataTokenizer",
+     [](v1::JobSpec* s) {
+       s->mutable_data()->set_tokenizer(std::string(5000, 't'));
+     },
+     "spec.data.tokenizer:"},
+    {"LoraRank", [](v1::JobSpec* s) { s->mutable_lora()->set_r(-4); },
+     "spec.lora.r:"},
+    {"LoraAlpha", [](v1::JobSpec* s) { s->mutable_lora()->set_alpha(-1); },
+     "spec.lora.alpha:"},
+    {"LoraDropout", [](v1::JobSpec* s) { s->mutable_lora()->set_dropout(1.5); },
+     "spec.lora.dropout: must be in [0, 1)"},
+    {"LoraTargetModules",
+     [](v1::JobSpec* s) { s->mutable_lora()->add_target_modules("qkv"); },
+     "spec.lora.target_modules: unknown module \"qkv\""},
+    {"LemoMode",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->set_mode(static_cast<v1::LemoMode>(9));
+     },
+     "spec.lemo.mode:"},
+    {"KeepRatioPerLayer",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_keep_ratio()->add_per_layer(1.0);
+       s->mutable_lemo()->mutable_keep_ratio()->add_per_layer(0.0);
+     },
+     "spec.lemo.keep_ratio.per_layer[1]:"},
+    {"KeepRatioDefault",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_keep_ratio()->set_default_ratio(2);
+     },
+     "spec.lemo.keep_ratio.default_ratio:"},
+    {"AdaptiveTau",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_adaptive()->set_tau(-0.5);
+     },
+     "spec.lemo.adaptive.tau:"},
+    {"AdaptiveMinKeep",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_adaptive()->set_min_keep(1.5);
+     },
+     "spec.lemo.adaptive.min_keep:"},
+    {"AdaptiveMaxKeep",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_adaptive()->set_min_keep(0.5);
+       s->mutable_lemo()->mutable_adaptive()->set_max_keep(0.3);
+     },
+     "spec.lemo.adaptive.max_keep:"},
+    {"PredictorPath",
+     [](v1::JobSpec* s) { s->mutable_lemo()->set_mode(v1::PREDICTOR); },
+     "spec.lemo.predictor_path: is required"},
+    {"MlpPruneRatio",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_mlp_sparsity()->set_prune_ratio(1.0);
+     },
+     "spec.lemo.mlp_sparsity.prune_ratio:"},
+    {"LossSegmentTokens",
+     [](v1::JobSpec* s) { s->mutable_lemo()->set_loss_segment_tokens(-1); },
+     "spec.lemo.loss_segment_tokens:"},
+    {"Offload", [](v1::JobSpec* s) { s->mutable_lemo()->set_offload(true); },
+     "spec.lemo.offload: needs resources.device_kind CUDA"},
+    {"Lr", [](v1::JobSpec* s) { s->mutable_optimizer()->set_lr(-1e-3); },
+     "spec.optimizer.lr:"},
+    {"WeightDecay",
+     [](v1::JobSpec* s) { s->mutable_optimizer()->set_weight_decay(-1); },
+     "spec.optimizer.weight_decay:"},
+    {"Beta1", [](v1::JobSpec* s) { s->mutable_optimizer()->set_beta1(1.0); },
+     "spec.optimizer.beta1:"},
+    {"Beta2", [](v1::JobSpec* s) { s->mutable_optimizer()->set_beta2(-0.1); },
+     "spec.optimizer.beta2:"},
+    {"Eps", [](v1::JobSpec* s) { s->mutable_optimizer()->set_eps(-1e-8); },
+     "spec.optimizer.eps:"},
+    {"WarmupStepsNegative",
+     [](v1::JobSpec* s) { s->mutable_optimizer()->set_warmup_steps(-1); },
+     "spec.optimizer.warmup_steps:"},
+    {"WarmupStepsAboveSteps",
+     [](v1::JobSpec* s) { s->mutable_optimizer()->set_warmup_steps(11); },
+     "spec.optimizer.warmup_steps: must be <= steps"},
+    {"MinLrRatio",
+     [](v1::JobSpec* s) { s->mutable_optimizer()->set_min_lr_ratio(1.5); },
+     "spec.optimizer.min_lr_ratio:"},
+    {"MaxGradNorm",
+     [](v1::JobSpec* s) { s->mutable_optimizer()->set_max_grad_norm(-1); },
+     "spec.optimizer.max_grad_norm:"},
+    {"WorldSize",
+     [](v1::JobSpec* s) { s->mutable_resources()->set_world_size(-1); },
+     "spec.resources.world_size:"},
+    {"DeviceKind",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_device_kind(static_cast<v1::DeviceKind>(5));
+     },
+     "spec.resources.device_kind:"},
+    {"MinDeviceMemory",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_min_device_memory_bytes(-1);
+     },
+     "spec.resources.min_device_memory_bytes:"},
+    {"CheckpointEveryNSteps",
+     [](v1::JobSpec* s) { s->mutable_checkpoint()->set_every_n_steps(-1); },
+     "spec.checkpoint.every_n_steps:"},
+    {"CheckpointKeepLast",
+     [](v1::JobSpec* s) { s->mutable_checkpoint()->set_keep_last(-1); },
+     "spec.checkpoint.keep_last:"},
+};
+
+class SpecField : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SpecField, IsRejectedNamingTheField) {
+  v1::JobSpec spec = ValidSpec();
+  GetParam().breaks(&spec);
+  EXPECT_THAT(NormalizeJobSpec(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(GetParam().message)));
+}
+
+INSTANTIATE_TEST_SUITE_P(SpecValidation, SpecField, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+TEST(SpecValidation, ValidSpecPassesAndGetsEveryDefault) {
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s,
+                            NormalizeJobSpec(testing::ValidSpec()));
+  EXPECT_EQ(s.data().format(), v1::JSONL);
+  EXPECT_EQ(s.data().tokenizer(), "byte");
+  EXPECT_EQ(s.model().dtype(), v1::FP32);
+  EXPECT_EQ(s.lora().r(), 8);
+  EXPECT_EQ(s.lora().alpha(), 16);
+  EXPECT_EQ(s.lora().target_modules_size(), 4);
+  EXPECT_EQ(s.lemo().mode(), v1::DENSE);
+  EXPECT_EQ(s.lemo().keep_ratio().default_ratio(), 1.0);
+  EXPECT_EQ(s.lemo().loss_segment_tokens(), 2048);
+  EXPECT_EQ(s.optimizer().lr(), 2e-4);
+  EXPECT_EQ(s.optimizer().beta2(), 0.999);
+  EXPECT_EQ(s.optimizer().max_grad_norm(), 1.0);
+  EXPECT_EQ(s.batch_size(), 1);
+  EXPECT_EQ(s.grad_accum(), 1);
+  EXPECT_EQ(s.max_restarts(), 3);
+  EXPECT_EQ(s.resources().world_size(), 1);
+  EXPECT_EQ(s.resources().device_kind(), v1::CPU);
+}
+
+TEST(SpecValidation, ExplicitZerosOfOptionalFieldsAreKept) {
+  v1::JobSpec spec = testing::ValidSpec();
+  spec.set_max_restarts(0);
+  spec.mutable_optimizer()->set_max_grad_norm(0);
+  spec.mutable_optimizer()->set_beta1(0);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.max_restarts(), 0);
+  EXPECT_EQ(s.optimizer().max_grad_norm(), 0);
+  EXPECT_EQ(s.optimizer().beta1(), 0);
+}
+
+TEST(SpecValidation, CudaDefaultsToBf16AndAllowsOffload) {
+  v1::JobSpec spec = testing::ValidSpec();
+  spec.mutable_resources()->set_device_kind(v1::CUDA);
+  spec.mutable_lemo()->set_offload(true);
+  spec.mutable_data()->set_path("/data/tokens.u16");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.model().dtype(), v1::BF16);
+  EXPECT_EQ(s.data().format(), v1::U16);
+  EXPECT_THAT(ValidateJobSpec(s), IsOk());
+}
+
+}  // namespace
+}  // namespace lemo::server

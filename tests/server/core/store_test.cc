@@ -1,0 +1,167 @@
+// Store: commits are atomic, survive reopening, and the schema migrates. To add
+// a case: a TEST that commits Mutations and reads them back, possibly after
+// reopening the store.
+#include "server/core/store.h"
+
+#include <sqlite3.h>
+
+#include "tests/server/test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace lemo::server {
+namespace {
+
+using ::lemo::server::testing::MakeTempDir;
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
+
+v1::Job MakeJob(const std::string& id, v1::JobState state) {
+  v1::Job job;
+  job.set_id(id);
+  job.set_state(state);
+  return job;
+}
+
+v1::JobEvent MakeEvent(const std::string& job_id, int64_t seq) {
+  v1::JobEvent e;
+  e.set_job_id(job_id);
+  e.set_sequence(seq);
+  e.mutable_metric()->set_step(seq);
+  return e;
+}
+
+TEST(Store, CommitsSurviveReopen) {
+  std::string dir = MakeTempDir("store");
+  {
+    LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({dir}));
+    Store::Mutation m;
+    m.job = MakeJob("job-a", v1::QUEUED);
+    m.events = {MakeEvent("job-a", 1), MakeEvent("job-a", 2)};
+    LEMO_ASSERT_OK(store->Commit(m));
+    Store::Mutation m2;
+    m2.job = MakeJob("job-b", v1::RUNNING);
+    LEMO_ASSERT_OK(store->Commit(m2));
+  }
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({dir}));
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, store->LoadJobs());
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].id(), "job-a");  // Submission order.
+  EXPECT_EQ(jobs[1].state(), v1::RUNNING);
+  LEMO_ASSERT_OK_AND_ASSIGN(auto events, store->ReadEvents("job-a", 2, 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].metric().step(), 2);
+}
+
+TEST(Store, UpdateReplacesTheJobAndKeepsItsPosition) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({MakeTempDir("store")}));
+  for (const char* id : {"job-a", "job-b"}) {
+    Store::Mutation m;
+    m.job = MakeJob(id, v1::QUEUED);
+    LEMO_ASSERT_OK(store->Commit(m));
+  }
+  Store::Mutation m;
+  m.job = MakeJob("job-a", v1::SUCCEEDED);
+  LEMO_ASSERT_OK(store->Commit(m));
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, store->LoadJobs());
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].id(), "job-a");
+  EXPECT_EQ(jobs[0].state(), v1::SUCCEEDED);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job a, store->GetJob("job-a"));
+  EXPECT_EQ(a.state(), v1::SUCCEEDED);
+  EXPECT_THAT(store->GetJob("job-x"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-x")));
+}
+
+TEST(Store, AFailedCommitChangesNothing) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({MakeTempDir("store")}));
+  Store::Mutation m;
+  m.job = MakeJob("job-a", v1::QUEUED);
+  m.events = {MakeEvent("job-a", 1)};
+  LEMO_ASSERT_OK(store->Commit(m));
+  // A duplicate sequence number fails the whole transaction, job update
+  // included.
+  Store::Mutation bad;
+  bad.job = MakeJob("job-a", v1::RUNNING);
+  bad.events = {MakeEvent("job-a", 2), MakeEvent("job-a", 1)};
+  EXPECT_FALSE(store->Commit(bad).ok());
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job a, store->GetJob("job-a"));
+  EXPECT_EQ(a.state(), v1::QUEUED);
+  LEMO_ASSERT_OK_AND_ASSIGN(auto events, store->ReadEvents("job-a", 1, 10));
+  EXPECT_EQ(events.size(), 1u);
+}
+
+TEST(Store, CheckpointsAreListedByStepAndRemovable) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({MakeTempDir("store")}));
+  Store::Mutation m;
+  for (int step : {20, 10, 30}) {
+    v1::CheckpointInfo c;
+    c.set_job_id("job-a");
+    c.set_checkpoint_id(absl::StrCat("step-", step));
+    c.set_step(step);
+    m.add_checkpoints.push_back(c);
+  }
+  LEMO_ASSERT_OK(store->Commit(m));
+  Store::Mutation rm;
+  rm.remove_checkpoints.emplace_back("job-a", "step-20");
+  LEMO_ASSERT_OK(store->Commit(rm));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto list, store->ListCheckpoints("job-a"));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].step(), 10);
+  EXPECT_EQ(list[1].step(), 30);
+}
+
+TEST(Store, UsesWalAndTheCurrentSchema) {
+  std::string dir = MakeTempDir("store");
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({dir}));
+  EXPECT_EQ(store->SchemaVersion().value_or(-1), Store::kSchemaVersion);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/coordinator.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode;", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(
+      std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))),
+      "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST(Store, MigratesAnOlderDatabase) {
+  std::string dir = MakeTempDir("store");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/coordinator.db").c_str(), &db), SQLITE_OK);
+  // A version-1 database: the tables, no index.
+  ASSERT_EQ(
+      sqlite3_exec(
+          db,
+          "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
+          "NOT NULL UNIQUE, state INTEGER NOT NULL, job BLOB NOT NULL);"
+          "CREATE TABLE events (job_id TEXT NOT NULL, sequence INTEGER NOT "
+          "NULL, event BLOB NOT NULL, PRIMARY KEY (job_id, sequence)) WITHOUT "
+          "ROWID; CREATE TABLE checkpoints (job_id TEXT NOT NULL, "
+          "checkpoint_id TEXT NOT NULL, step INTEGER NOT NULL, info BLOB NOT "
+          "NULL, PRIMARY KEY (job_id, checkpoint_id)) WITHOUT ROWID;"
+          "PRAGMA user_version=1;",
+          nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({dir}));
+  EXPECT_EQ(store->SchemaVersion().value_or(-1), 2);
+}
+
+TEST(Store, RefusesANewerSchema) {
+  std::string dir = MakeTempDir("store");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/coordinator.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "PRAGMA user_version=99;", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_THAT(
+      Store::Create({dir}),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("v99")));
+}
+
+}  // namespace
+}  // namespace lemo::server

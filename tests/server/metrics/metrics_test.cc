@@ -1,0 +1,100 @@
+// Coordinator metrics: names per DESIGN.md, values from a snapshot, and a live
+// /metrics endpoint. To add a case: a TEST that builds CoordinatorMetrics over
+// a fixed Snapshot and checks Scrape() or an HTTP GET.
+#include "server/metrics/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/testing/status_matchers.h"
+
+namespace lemo::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+Coordinator::Snapshot Fixed() {
+  Coordinator::Snapshot s;
+  s.jobs_by_state[v1::RUNNING] = 2;
+  s.jobs_by_state[v1::QUEUED] = 1;
+  s.connected_workers = 3;
+  v1::MetricSample m;
+  m.set_step(7);
+  m.set_loss(1.25);
+  m.set_tokens_per_second(5000);
+  m.set_step_time_seconds(0.5);
+  m.set_peak_allocated_bytes(1 << 20);
+  s.active_job_metrics["job-abc"] = m;
+  return s;
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0)
+    out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+TEST(CoordinatorMetrics, SnapshotFamiliesFollowTheNamingRules) {
+  CoordinatorMetrics metrics(Fixed);
+  std::string text = metrics.Scrape();
+  EXPECT_THAT(text, HasSubstr("lemo_jobs{state=\"running\"} 2"));
+  EXPECT_THAT(text, HasSubstr("lemo_jobs{state=\"queued\"} 1"));
+  EXPECT_THAT(text, HasSubstr("lemo_jobs{state=\"failed\"} 0"));
+  EXPECT_THAT(text, HasSubstr("lemo_workers_connected 3"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_loss{job=\"job-abc\"} 1.25"));
+  EXPECT_THAT(text,
+              HasSubstr("lemo_job_tokens_per_second{job=\"job-abc\"} 5000"));
+  EXPECT_THAT(text,
+              HasSubstr("lemo_job_step_time_seconds{job=\"job-abc\"} 0.5"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("lemo_job_peak_allocated_bytes{job=\"job-abc\"} 1048576"));
+}
+
+TEST(CoordinatorMetrics, RpcAndQueueWaitAreRecorded) {
+  CoordinatorMetrics metrics(Fixed);
+  metrics.ObserveRpc("GetJob", absl::StatusCode::kNotFound, 0.002);
+  metrics.ObserveRpc("GetJob", absl::StatusCode::kOk, 0.001);
+  metrics.ObserveQueueWait(3);
+  std::string text = metrics.Scrape();
+  EXPECT_THAT(
+      text,
+      HasSubstr(
+          "lemo_rpc_requests_total{code=\"NOT_FOUND\",method=\"GetJob\"} 1"));
+  EXPECT_THAT(
+      text, HasSubstr("lemo_rpc_duration_seconds_count{method=\"GetJob\"} 2"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_queue_wait_seconds_sum 3"));
+  EXPECT_THAT(
+      text,
+      Not(HasSubstr("lemo_rpc_requests_total{code=\"OK\",method=\"Submit")));
+}
+
+TEST(CoordinatorMetrics, ServesMetricsOverHttp) {
+  CoordinatorMetrics metrics(Fixed);
+  LEMO_ASSERT_OK(metrics.Serve("127.0.0.1:0"));
+  ASSERT_GT(metrics.port(), 0);
+  std::string body = HttpGet(metrics.port(), "/metrics");
+  EXPECT_THAT(body, HasSubstr("200 OK"));
+  EXPECT_THAT(body, HasSubstr("lemo_workers_connected 3"));
+}
+
+}  // namespace
+}  // namespace lemo::server
