@@ -1,7 +1,8 @@
-// The client library and lemoctl against a real coordinator (core + gRPC service) serving on
-// 127.0.0.1:0 in this process. A simulated worker (a real WorkerService client) runs the job
-// so that watch, checkpoints and outcomes are real. To add a case: a TEST_F that submits
-// through client_ or runs Lemoctl(...) and checks the result or the exit code.
+// The client library and lemoctl against a real coordinator (core + gRPC
+// service) serving on 127.0.0.1:0 in this process. A simulated worker (a real
+// WorkerService client) runs the job so that watch, checkpoints and outcomes
+// are real. To add a case: a TEST_F that submits through client_ or runs
+// Lemoctl(...) and checks the result or the exit code.
 #include "client/job_client.h"
 
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/sha256.h"
+#include "client/spec_loader.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
@@ -45,13 +47,15 @@ v1::JobSpec Spec(const std::string& name) {
   return spec;
 }
 
-// A valid safetensors file with one F32 tensor of `n` elements (over 1 MiB: several chunks).
+// A valid safetensors file with one F32 tensor of `n` elements (over 1 MiB:
+// several chunks).
 std::string Safetensors(int64_t n) {
   std::string header = absl::StrCat(R"({"w":{"dtype":"F32","shape":[)", n,
                                     R"(],"data_offsets":[0,)", n * 4, "]}}");
   header.append((8 - header.size() % 8) % 8, ' ');
   std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
   out += header;
   for (int64_t i = 0; i < n * 4; ++i) out.push_back(static_cast<char>(i * 7));
   return out;
@@ -63,29 +67,32 @@ struct ProcessResult {
 };
 
 // Runs a shell command (stdout and stderr together).
-ProcessResult Run(const std::string& command) {
+ProcessResult RunCommand(const std::string& command) {
   const std::string cmd = command + " 2>&1";
   ProcessResult result;
   std::FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return result;
   std::array<char, 4096> buf;
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) result.output.append(buf.data(), n);
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0)
+    result.output.append(buf.data(), n);
   const int status = ::pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
 }
 
 ProcessResult Lemoctl(const std::string& args) {
-  return Run(absl::StrCat(LEMO_TEST_BIN_DIR, "/lemoctl ", args));
+  return RunCommand(absl::StrCat(LEMO_TEST_BIN_DIR, "/lemoctl ", args));
 }
 
 class JobClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("job_client_test_", ::testing::UnitTest::GetInstance()->random_seed(),
-                        "_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           absl::StrCat(
+               "job_client_test_",
+               ::testing::UnitTest::GetInstance()->random_seed(), "_",
+               ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     std::ofstream(dir_ / "client.tokens") << kClientToken << "\n";
@@ -98,7 +105,8 @@ class JobClientTest : public ::testing::Test {
     so.listen = "127.0.0.1:0";
     so.client_token_file = (dir_ / "client.tokens").string();
     so.worker_token_file = (dir_ / "worker.tokens").string();
-    LEMO_ASSERT_OK_AND_ASSIGN(server_, server::GrpcServer::Create(so, coordinator_.get()));
+    LEMO_ASSERT_OK_AND_ASSIGN(
+        server_, server::GrpcServer::Create(so, coordinator_.get()));
     address_ = absl::StrCat("127.0.0.1:", server_->port());
     ClientOptions options;
     options.server = address_;
@@ -115,7 +123,8 @@ class JobClientTest : public ::testing::Test {
 
   // lemoctl flags that reach this server with the client token.
   std::string Flags() const {
-    return absl::StrCat("--server ", address_, " --token ", kClientToken, " --timeout 10");
+    return absl::StrCat("--server ", address_, " --token ", kClientToken,
+                        " --timeout 10");
   }
 
   fs::path dir_;
@@ -125,14 +134,15 @@ class JobClientTest : public ::testing::Test {
   std::unique_ptr<JobClient> client_;
 };
 
-// A worker that takes one assignment, uploads one checkpoint and reports each step, over the
-// real WorkerService.
+// A worker that takes one assignment, uploads one checkpoint and reports each
+// step, over the real WorkerService.
 class SimulatedWorker {
  public:
   explicit SimulatedWorker(const std::string& address)
       : stub_(v1::WorkerService::NewStub(
             grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
-    context_.AddMetadata("authorization", absl::StrCat("Bearer ", kWorkerToken));
+    context_.AddMetadata("authorization",
+                         absl::StrCat("Bearer ", kWorkerToken));
     // A coordinator that never assigns fails the test instead of hanging it.
     context_.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     stream_ = stub_->Connect(&context_);
@@ -154,8 +164,8 @@ class SimulatedWorker {
     stream_->Finish();
   }
 
-  // Waits for an Assign, then runs the job: RUNNING, a checkpoint, a metric per step,
-  // SUCCEEDED.
+  // Waits for an Assign, then runs the job: RUNNING, a checkpoint, a metric per
+  // step, SUCCEEDED.
   absl::Status RunOneJob(const std::map<std::string, std::string>& files) {
     v1::CoordinatorMessage msg;
     while (stream_->Read(&msg)) {
@@ -183,7 +193,8 @@ class SimulatedWorker {
   }
 
  private:
-  static v1::WorkerMessage Status(const v1::Assign& a, v1::JobState state, int64_t step) {
+  static v1::WorkerMessage Status(const v1::Assign& a, v1::JobState state,
+                                  int64_t step) {
     v1::WorkerMessage m;
     m.mutable_task_status()->set_job_id(a.job_id());
     m.mutable_task_status()->set_epoch(a.epoch());
@@ -194,7 +205,8 @@ class SimulatedWorker {
 
   void Send(const v1::WorkerMessage& m) { stream_->Write(m); }
 
-  absl::Status Upload(const v1::Assign& a, const std::map<std::string, std::string>& files) {
+  absl::Status Upload(const v1::Assign& a,
+                      const std::map<std::string, std::string>& files) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kWorkerToken));
     v1::CheckpointInfo info;
@@ -225,14 +237,17 @@ class SimulatedWorker {
   static constexpr size_t kChunk = 256 << 10;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>> stream_;
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>>
+      stream_;
 };
 
 TEST_F(JobClientTest, SubmitGetListCancelRoundTrip) {
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Spec("round-trip")));
   EXPECT_FALSE(job.id().empty());
   EXPECT_EQ(job.state(), v1::QUEUED);  // No worker: it waits.
-  EXPECT_EQ(job.spec().resources().world_size(), 1);  // Defaults come back filled in.
+  EXPECT_EQ(job.spec().resources().world_size(),
+            1);  // Defaults come back filled in.
 
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job got, client_->Get(job.id()));
   EXPECT_EQ(got.spec().display_name(), "round-trip");
@@ -245,9 +260,11 @@ TEST_F(JobClientTest, SubmitGetListCancelRoundTrip) {
   EXPECT_EQ(page.jobs_size(), 1);
   EXPECT_FALSE(page.next_page_token().empty());
 
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job cancelled, client_->Cancel(job.id(), "test"));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job cancelled,
+                            client_->Cancel(job.id(), "test"));
   EXPECT_EQ(cancelled.state(), v1::CANCELLED);
-  EXPECT_THAT(client_->Cancel(job.id()), StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  EXPECT_THAT(client_->Cancel(job.id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, _));
   JobFilter queued;
   queued.states = {v1::QUEUED};
   LEMO_ASSERT_OK_AND_ASSIGN(auto still_queued, client_->List(queued, {}));
@@ -258,21 +275,34 @@ TEST_F(JobClientTest, SubmitGetListCancelRoundTrip) {
   std::vector<v1::JobState> states;
   ASSERT_THAT(client_->Watch(job.id(), {},
                              [&](const v1::JobEvent& e) {
-                               if (e.has_state_change()) states.push_back(e.state_change().to());
+                               if (e.has_state_change())
+                                 states.push_back(e.state_change().to());
                                return true;
                              }),
               IsOk());
   EXPECT_EQ(states, (std::vector<v1::JobState>{v1::QUEUED, v1::CANCELLED}));
 }
 
+TEST_F(JobClientTest, ExampleSpecsPassTheCoordinatorsValidation) {
+  for (const char* name : {"demo-job.yaml", "llama2-7b-32k.yaml"}) {
+    SCOPED_TRACE(name);
+    LEMO_ASSERT_OK_AND_ASSIGN(
+        v1::JobSpec spec, LoadJobSpec(absl::StrCat(LEMO_TEST_SOURCE_DIR,
+                                                   "/deploy/examples/", name)));
+    EXPECT_THAT(client_->Submit(spec), IsOk());
+  }
+}
+
 TEST_F(JobClientTest, ErrorsKeepTheirCodes) {
-  EXPECT_THAT(client_->Get("job-does-not-exist"),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-does-not-exist")));
+  EXPECT_THAT(
+      client_->Get("job-does-not-exist"),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-does-not-exist")));
   v1::JobSpec bad = Spec("bad");
   bad.set_seq_len(0);
-  EXPECT_THAT(client_->Submit(bad),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("seq_len")));
-  EXPECT_THAT(client_->PullCheckpoint("job-does-not-exist", "", (dir_ / "none").string()),
+  EXPECT_THAT(client_->Submit(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("seq_len")));
+  EXPECT_THAT(client_->PullCheckpoint("job-does-not-exist", "",
+                                      (dir_ / "none").string()),
               StatusIs(absl::StatusCode::kNotFound, _));
   EXPECT_FALSE(fs::exists(dir_ / "none"));
 }
@@ -291,9 +321,11 @@ TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
   int checkpoints = 0;
   ASSERT_THAT(client_->Watch(job.id(), {},
                              [&](const v1::JobEvent& e) {
-                               if (e.has_metric()) steps.push_back(e.metric().step());
+                               if (e.has_metric())
+                                 steps.push_back(e.metric().step());
                                if (e.has_checkpoint()) ++checkpoints;
-                               if (e.has_state_change()) last = e.state_change().to();
+                               if (e.has_state_change())
+                                 last = e.state_change().to();
                                return true;
                              }),
               IsOk());
@@ -305,7 +337,8 @@ TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0].step(), 2);
   const fs::path out = dir_ / "adapter";
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::CheckpointInfo pulled, client_->PullCheckpoint(job.id(), "", out));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::CheckpointInfo pulled,
+                            client_->PullCheckpoint(job.id(), "", out));
   EXPECT_EQ(pulled.checkpoint_id(), "step-000002");
   for (const auto& [name, data] : files) {
     std::ifstream in(out / name, std::ios::binary);
@@ -322,19 +355,23 @@ TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
   EXPECT_EQ(watch.exit_code, 0) << watch.output;
   EXPECT_THAT(watch.output, HasSubstr("RUNNING -> SUCCEEDED"));
   EXPECT_THAT(watch.output, HasSubstr("step 2/2"));
-  ProcessResult pull = Lemoctl(absl::StrCat("checkpoints pull ", job.id(), " --out ",
-                                            (dir_ / "cli-adapter").string(), " ", Flags()));
+  ProcessResult pull =
+      Lemoctl(absl::StrCat("checkpoints pull ", job.id(), " --out ",
+                           (dir_ / "cli-adapter").string(), " ", Flags()));
   EXPECT_EQ(pull.exit_code, 0) << pull.output;
   EXPECT_TRUE(fs::exists(dir_ / "cli-adapter" / "adapter_model.safetensors"));
 }
 
 TEST_F(JobClientTest, LemoctlExitCodes) {
   const std::string spec_path = (dir_ / "job.yaml").string();
-  std::ofstream(spec_path) << "model: {path: /m}\ndata: {path: /d.jsonl}\nseqLen: 8\nsteps: 1\n";
-  ProcessResult submit = Lemoctl(absl::StrCat("submit ", spec_path, " -o json ", Flags()));
+  std::ofstream(spec_path)
+      << "model: {path: /m}\ndata: {path: /d.jsonl}\nseqLen: 8\nsteps: 1\n";
+  ProcessResult submit =
+      Lemoctl(absl::StrCat("submit ", spec_path, " -o json ", Flags()));
   ASSERT_EQ(submit.exit_code, 0) << submit.output;
   v1::Job job;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(submit.output, &job).ok())
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(submit.output, &job).ok())
       << submit.output;
   EXPECT_EQ(job.state(), v1::QUEUED);
 
@@ -342,45 +379,54 @@ TEST_F(JobClientTest, LemoctlExitCodes) {
   EXPECT_EQ(list.exit_code, 0) << list.output;
   EXPECT_THAT(list.output, HasSubstr(absl::StrCat("id: ", job.id())));
 
-  ProcessResult cancel = Lemoctl(absl::StrCat("cancel ", job.id(), " ", Flags()));
+  ProcessResult cancel =
+      Lemoctl(absl::StrCat("cancel ", job.id(), " ", Flags()));
   EXPECT_EQ(cancel.exit_code, 0) << cancel.output;
-  // A watched job that ended CANCELLED exits 1; cancelling it again is a wrong state: 6.
-  EXPECT_EQ(Lemoctl(absl::StrCat("watch ", job.id(), " ", Flags())).exit_code, 1);
-  EXPECT_EQ(Lemoctl(absl::StrCat("cancel ", job.id(), " ", Flags())).exit_code, 6);
+  // A watched job that ended CANCELLED exits 1; cancelling it again is a wrong
+  // state: 6.
+  EXPECT_EQ(Lemoctl(absl::StrCat("watch ", job.id(), " ", Flags())).exit_code,
+            1);
+  EXPECT_EQ(Lemoctl(absl::StrCat("cancel ", job.id(), " ", Flags())).exit_code,
+            6);
 
   ProcessResult missing = Lemoctl(absl::StrCat("get job-nope ", Flags()));
   EXPECT_EQ(missing.exit_code, 4) << missing.output;
 
-  std::ofstream(dir_ / "bad.yaml") << "model: {path: /m}\ndata: {path: /d.jsonl}\nsteps: 1\n";
-  ProcessResult invalid = Lemoctl(absl::StrCat("submit ", (dir_ / "bad.yaml").string(), " ", Flags()));
+  std::ofstream(dir_ / "bad.yaml")
+      << "model: {path: /m}\ndata: {path: /d.jsonl}\nsteps: 1\n";
+  ProcessResult invalid = Lemoctl(
+      absl::StrCat("submit ", (dir_ / "bad.yaml").string(), " ", Flags()));
   EXPECT_EQ(invalid.exit_code, 2) << invalid.output;
   EXPECT_THAT(invalid.output, HasSubstr("seq_len"));
 
   ProcessResult no_token = Lemoctl(absl::StrCat("list --server ", address_));
   EXPECT_EQ(no_token.exit_code, 5) << no_token.output;
-  ProcessResult wrong_role =
-      Lemoctl(absl::StrCat("list --server ", address_, " --token ", kWorkerToken));
+  ProcessResult wrong_role = Lemoctl(
+      absl::StrCat("list --server ", address_, " --token ", kWorkerToken));
   EXPECT_EQ(wrong_role.exit_code, 5) << wrong_role.output;
 }
 
-// Interop: tests/e2e/python_client.py, generated from the .proto files at run time, submits a
-// job and watches it to SUCCEEDED while the simulated worker runs it.
+// Interop: tests/e2e/python_client.py, generated from the .proto files at run
+// time, submits a job and watches it to SUCCEEDED while the simulated worker
+// runs it.
 TEST_F(JobClientTest, PythonClientSubmitsAndWatches) {
   std::ofstream(dir_ / "job.json")
       << R"({"model": {"path": "/m"}, "data": {"path": "/d.jsonl"}, "seqLen": 8, "steps": 3})";
   ProcessResult python;
   std::thread runner([&] {
-    python = Run(absl::StrCat(LEMO_TEST_PYTHON, " ", LEMO_TEST_SOURCE_DIR,
-                              "/tests/e2e/python_client.py --server ", address_, " --token ",
-                              kClientToken, " --spec ", (dir_ / "job.json").string(),
-                              " --timeout 60"));
+    python =
+        RunCommand(absl::StrCat(LEMO_TEST_PYTHON, " ", LEMO_TEST_SOURCE_DIR,
+                                "/tests/e2e/python_client.py --server ",
+                                address_, " --token ", kClientToken, " --spec ",
+                                (dir_ / "job.json").string(), " --timeout 60"));
   });
   SimulatedWorker worker(address_);
   const absl::Status ran = worker.RunOneJob({{"adapter_config.json", "{}"}});
   runner.join();
   ASSERT_THAT(ran, IsOk());
   EXPECT_EQ(python.exit_code, 0) << python.output;
-  EXPECT_THAT(python.output, HasSubstr(R"("state": "SUCCEEDED", "steps": [1, 2, 3])"));
+  EXPECT_THAT(python.output,
+              HasSubstr(R"("state": "SUCCEEDED", "steps": [1, 2, 3])"));
 }
 
 TEST_F(JobClientTest, UnreachableServerFailsFastWithExitCode3) {
@@ -389,7 +435,8 @@ TEST_F(JobClientTest, UnreachableServerFailsFastWithExitCode3) {
   server_->Shutdown();
   server_.reset();
   const absl::Time start = absl::Now();
-  ProcessResult r = Lemoctl(absl::StrCat("list --server ", dead, " --timeout 1"));
+  ProcessResult r =
+      Lemoctl(absl::StrCat("list --server ", dead, " --timeout 1"));
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 
@@ -397,7 +444,8 @@ TEST_F(JobClientTest, UnreachableServerFailsFastWithExitCode3) {
   options.server = dead;
   options.deadline = absl::Milliseconds(500);
   LEMO_ASSERT_OK_AND_ASSIGN(auto client, JobClient::Create(options));
-  EXPECT_THAT(client->Get("job-1"), StatusIs(absl::StatusCode::kUnavailable, _));
+  EXPECT_THAT(client->Get("job-1"),
+              StatusIs(absl::StatusCode::kUnavailable, _));
 }
 
 }  // namespace
