@@ -183,9 +183,12 @@ absl::Status JobClient::Watch(
     if (status.ok()) return absl::OkStatus();
     // The coordinator restarted or we fell behind: reopen after the last event
     // seen.
+    // CANCELLED counts too: we never cancel a stream we still read, so it is
+    // the coordinator shutting down.
     const bool retryable =
         status.code() == absl::StatusCode::kUnavailable ||
-        status.code() == absl::StatusCode::kResourceExhausted;
+        status.code() == absl::StatusCode::kResourceExhausted ||
+        status.code() == absl::StatusCode::kCancelled;
     if (!retryable ||
         absl::Now() - progress_at + backoff > options.reconnect_for) {
       return WithContext(status, absl::StrCat("WatchJob ", job_id, " (",

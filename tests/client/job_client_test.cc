@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "client/sha256.h"
 #include "client/spec_loader.h"
 #include "google/protobuf/util/json_util.h"
@@ -291,6 +292,45 @@ TEST_F(JobClientTest, ExampleSpecsPassTheCoordinatorsValidation) {
                                                    "/deploy/examples/", name)));
     EXPECT_THAT(client_->Submit(spec), IsOk());
   }
+}
+
+// A coordinator restart breaks the watch stream; the client reopens it after
+// the last event it saw, so the caller sees every event once and in order.
+TEST_F(JobClientTest, WatchSurvivesACoordinatorRestart) {
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Spec("restart")));
+  const int port = server_->port();
+  absl::Notification first_event;
+  std::vector<int64_t> sequences;
+  std::vector<v1::JobState> states;
+  absl::Status watched;
+  std::thread watcher([&] {
+    watched = client_->Watch(job.id(), {}, [&](const v1::JobEvent& e) {
+      sequences.push_back(e.sequence());
+      if (e.has_state_change()) states.push_back(e.state_change().to());
+      if (!first_event.HasBeenNotified()) first_event.Notify();
+      return true;
+    });
+  });
+  ASSERT_TRUE(first_event.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  server_->Shutdown();
+  server_.reset();
+  coordinator_.reset();
+  server::Coordinator::Options co;
+  co.data_dir = (dir_ / "data").string();
+  co.tick_interval = absl::Milliseconds(20);
+  LEMO_ASSERT_OK_AND_ASSIGN(coordinator_, server::Coordinator::Create(co));
+  server::GrpcServer::Options so;
+  so.listen = absl::StrCat("127.0.0.1:", port);
+  so.client_token_file = (dir_ / "client.tokens").string();
+  so.worker_token_file = (dir_ / "worker.tokens").string();
+  LEMO_ASSERT_OK_AND_ASSIGN(server_,
+                            server::GrpcServer::Create(so, coordinator_.get()));
+  EXPECT_THAT(client_->Cancel(job.id(), "after restart"), IsOk());
+  watcher.join();
+  EXPECT_THAT(watched, IsOk());
+  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::QUEUED, v1::CANCELLED}));
+  for (size_t i = 0; i < sequences.size(); ++i)
+    EXPECT_EQ(sequences[i], int64_t(i + 1));
 }
 
 TEST_F(JobClientTest, ErrorsKeepTheirCodes) {
