@@ -5,6 +5,7 @@
 // Lemoctl(...) and checks the result or the exit code.
 #include "client/job_client.h"
 
+#include <stdlib.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -96,6 +97,12 @@ class JobClientTest : public ::testing::Test {
                ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    // lemoctl runs with this environment: no token but the ones the tests pass.
+    setenv("HOME", dir_.c_str(), 1);
+    for (const char* name :
+         {"LEMO_SERVER", "LEMO_TOKEN", "LEMO_TOKEN_FILE", "LEMO_CA_FILE"}) {
+      unsetenv(name);
+    }
     std::ofstream(dir_ / "client.tokens") << kClientToken << "\n";
     std::ofstream(dir_ / "worker.tokens") << kWorkerToken << "\n";
     server::Coordinator::Options co;
@@ -486,6 +493,48 @@ TEST_F(JobClientTest, UnreachableServerFailsFastWithExitCode3) {
   LEMO_ASSERT_OK_AND_ASSIGN(auto client, JobClient::Create(options));
   EXPECT_THAT(client->Get("job-1"),
               StatusIs(absl::StatusCode::kUnavailable, _));
+}
+
+// With --ca-file the client speaks TLS (even to loopback) and verifies the
+// coordinator's certificate; without it, loopback is plaintext, which a TLS
+// coordinator refuses.
+TEST(JobClientTls, CaFileVerifiesTheCoordinator) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "job_client_tls_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(),
+                    key = (dir / "key.pem").string();
+  ProcessResult gen = RunCommand(
+      absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "
+                   "/CN=localhost -addext "
+                   "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ",
+                   key, " -out ", cert));
+  if (gen.exit_code != 0)
+    GTEST_SKIP() << "no openssl to make a test certificate: " << gen.output;
+  server::Coordinator::Options co;
+  co.data_dir = (dir / "data").string();
+  LEMO_ASSERT_OK_AND_ASSIGN(auto coordinator, server::Coordinator::Create(co));
+  server::GrpcServer::Options so;
+  so.listen = "127.0.0.1:0";
+  so.tls_cert_file = cert;
+  so.tls_key_file = key;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto server,
+                            server::GrpcServer::Create(so, coordinator.get()));
+  const std::string address = absl::StrCat("localhost:", server->port());
+
+  ClientOptions options;
+  options.server = address;
+  options.ca_file = cert;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto client, JobClient::Create(options));
+  EXPECT_THAT(client->Submit(Spec("tls")), IsOk());
+  ProcessResult tls =
+      Lemoctl(absl::StrCat("list --server ", address, " --ca-file ", cert));
+  EXPECT_EQ(tls.exit_code, 0) << tls.output;
+  EXPECT_THAT(tls.output, HasSubstr("tls"));
+  ProcessResult plain =
+      Lemoctl(absl::StrCat("list --timeout 1 --server ", address));
+  EXPECT_EQ(plain.exit_code, 3) << plain.output;
+  server->Shutdown();
 }
 
 }  // namespace
