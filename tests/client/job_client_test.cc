@@ -180,6 +180,12 @@ class SimulatedWorker {
       if (!msg.has_assign()) continue;
       const v1::Assign& a = msg.assign();
       Send(Status(a, v1::RUNNING, 0));
+      v1::WorkerMessage log;
+      log.mutable_log()->set_job_id(a.job_id());
+      log.mutable_log()->set_epoch(a.epoch());
+      log.mutable_log()->mutable_line()->set_level(v1::LogLine::LEVEL_INFO);
+      log.mutable_log()->mutable_line()->set_text("hello from rank 0");
+      Send(log);
       for (int64_t step = 1; step <= a.spec().steps(); ++step) {
         v1::WorkerMessage m;
         m.mutable_metrics()->set_job_id(a.job_id());
@@ -407,6 +413,16 @@ TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
                            (dir_ / "cli-adapter").string(), " ", Flags()));
   EXPECT_EQ(pull.exit_code, 0) << pull.output;
   EXPECT_TRUE(fs::exists(dir_ / "cli-adapter" / "adapter_model.safetensors"));
+  ProcessResult logs = Lemoctl(absl::StrCat("logs ", job.id(), " ", Flags()));
+  EXPECT_EQ(logs.exit_code, 0) << logs.output;
+  EXPECT_THAT(logs.output, HasSubstr("[rank 0 INFO] hello from rank 0"));
+  ProcessResult listed_cli =
+      Lemoctl(absl::StrCat("checkpoints list ", job.id(), " ", Flags()));
+  EXPECT_EQ(listed_cli.exit_code, 0) << listed_cli.output;
+  EXPECT_THAT(listed_cli.output, HasSubstr("step-000002  2"));
+  ProcessResult get = Lemoctl(absl::StrCat("get ", job.id(), " ", Flags()));
+  EXPECT_THAT(get.output, HasSubstr("SUCCEEDED"));
+  EXPECT_THAT(get.output, HasSubstr("2/2"));
 }
 
 TEST_F(JobClientTest, LemoctlExitCodes) {
