@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# The one benchmark command for the GPU machine: builds with CUDA, runs `ctest -L gpu`, then
+# fine-tunes the llama2-7b preset with lemo-train and with the HF transformers + PEFT peer
+# (bench/hf_peer.py) at each seq_len, with and without gradient checkpointing, and prints the
+# table (bench/report.py) last. OOM, a timeout or a failed build is a recorded result.
+#
+# Device run (repo root, carry .device):   bash bench/gpu_suite.sh
+# CPU smoke (tiny preset, seq 128, no build, uses ./build/bin/lemo-train if it exists):
+#   LEMO_BENCH_DEVICE=cpu bash bench/gpu_suite.sh
+#
+# Results in $OUT (default ./bench-out): results.jsonl, table.md, meta.json, notes.txt, logs/.
+# The table is rewritten after every setting, so a run cut short still leaves one.
+# Knobs (env):
+#   LEMO_BENCH_SEQS="4096 8192 16384 32768"   LEMO_BENCH_MODES="off on" (gradient checkpointing)
+#   LEMO_BENCH_SYSTEMS="lemo peer"            LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
+#   LEMO_BENCH_TIMEOUT=150 (s per run)        LEMO_BENCH_DEADLINE=570 (s after start: no run goes past it)
+#   LEMO_BENCH_PEER_ONEPROC=1 (one peer process per mode for all seqs, saves ~10 s of setup per seq;
+#                              0: a fresh process per setting)
+#   LEMO_BENCH_SKIP_AFTER_OOM=1 (a seq longer than one that ran out of memory, same system and
+#                                mode, is recorded as skipped instead of run)
+#   LEMO_BENCH_BUILD=1 (0: use $LEMO_TRAIN)   LEMO_BENCH_CTEST=1 (build all targets, ctest -L gpu)
+#   LEMO_BENCH_PRESET=llama2-7b               LEMO_BENCH_MODEL_DIR=/tmp/llama2-7b
+#   LEMO_BENCH_LEMO_ARGS="" (extra finetune flags, e.g. --loss-segment-tokens 4096)
+#   LEMO_TRAIN=build-gpu/bin/lemo-train       LEMO_PYTHON=python3 (torch, transformers, peft)
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+ROOT=$PWD
+
+DEVICE_KIND=${LEMO_BENCH_DEVICE:-cuda}
+if [ "$DEVICE_KIND" = cpu ]; then
+  DEV=cpu DTYPE=fp32
+  PRESET=${LEMO_BENCH_PRESET:-tiny}
+  SEQS=${LEMO_BENCH_SEQS:-128}
+  BUILD=${LEMO_BENCH_BUILD:-0} CTEST=${LEMO_BENCH_CTEST:-0}
+  LEMO_TRAIN=${LEMO_TRAIN:-$ROOT/build/bin/lemo-train}
+  if [ -z "${LEMO_PYTHON:-}" ]; then  # the project's venv, as the CPU tests use
+    source scripts/common.sh
+    LEMO_PYTHON=$LEMO_VENV/bin/python
+  fi
+else
+  source .device/env.sh || { echo "gpu_suite: .device/env.sh missing (carry .device)" >&2; exit 2; }
+  DEV=cuda:0 DTYPE=bf16
+  PRESET=${LEMO_BENCH_PRESET:-llama2-7b}
+  SEQS=${LEMO_BENCH_SEQS:-4096 8192 16384 32768}
+  BUILD=${LEMO_BENCH_BUILD:-1} CTEST=${LEMO_BENCH_CTEST:-1}
+  LEMO_TRAIN=${LEMO_TRAIN:-$ROOT/build-gpu/bin/lemo-train}
+fi
+PY=${LEMO_PYTHON:-python3}
+for seq in $SEQS; do
+  [[ $seq =~ ^[0-9]+$ ]] || { echo "gpu_suite: LEMO_BENCH_SEQS must hold integers, got '$seq'" >&2; exit 2; }
+done
+# shellcheck disable=SC2086  # word lists, on purpose
+SORTED_SEQS=$(printf '%s\n' $SEQS | sort -n | tr '\n' ' ' | sed 's/ $//')  # ascending, for OOM skipping
+[ -n "$SORTED_SEQS" ] || { echo "gpu_suite: LEMO_BENCH_SEQS is empty" >&2; exit 2; }
+MODES=${LEMO_BENCH_MODES:-off on}
+SYSTEMS=${LEMO_BENCH_SYSTEMS:-lemo peer}
+STEPS=${LEMO_BENCH_STEPS:-3}
+TIMEOUT=${LEMO_BENCH_TIMEOUT:-150}
+PEER_ONEPROC=${LEMO_BENCH_PEER_ONEPROC:-1}
+SKIP_AFTER_OOM=${LEMO_BENCH_SKIP_AFTER_OOM:-1}
+DEADLINE=${LEMO_BENCH_DEADLINE:-570}
+MODEL_DIR=${LEMO_BENCH_MODEL_DIR:-/tmp/lemo-bench/$PRESET}
+[ "$PRESET" = llama2-7b ] && MODEL_DIR=${LEMO_BENCH_MODEL_DIR:-/tmp/llama2-7b}
+OUT=${OUT:-$ROOT/bench-out}
+WORK=/tmp/lemo-bench
+mkdir -p "$OUT/logs" "$WORK"
+RESULTS=$OUT/results.jsonl NOTES=$OUT/notes.txt
+: >"$RESULTS"; : >"$NOTES"
+FAILED=0
+
+say() { printf '[gpu_suite %4ds] %s\n' "$SECONDS" "$*" >&2; }
+note() { say "$*"; echo "$*" >>"$NOTES"; }
+report() {
+  "$PY" bench/report.py "$RESULTS" --meta "$OUT/meta.json" --notes "$NOTES" --out "$OUT/table.md" >/dev/null
+}
+# Seconds a run of N settings (default 1) may take: N per-run timeouts, capped by what is left
+# before the deadline (0 once under 20 s are left: too little for a run).
+budget() {
+  local left=$((DEADLINE - SECONDS - 15)) cap=$((TIMEOUT * ${1:-1}))
+  if [ "$left" -lt 20 ]; then echo 0; else echo $((left < cap ? left : cap)); fi
+}
+
+CMD="LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
+CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
+CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}' bash bench/gpu_suite.sh"
+"$PY" bench/report.py --write-meta "$OUT/meta.json" --command "$CMD" --device "$DEV" >"$OUT/logs/meta.log" 2>&1 ||
+  note "could not write meta.json (see logs/meta.log)"
+command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
+say "device $DEV, preset $PRESET, seqs [$SEQS], modes [$MODES], systems [$SYSTEMS], out $OUT"
+
+# --- build and GPU tests ---------------------------------------------------------------------
+BUILD_OK=1
+if [ "$BUILD" = 1 ]; then
+  gen=(-G Ninja)
+  command -v ninja >/dev/null || { gen=(); note "ninja not found: default CMake generator"; }
+  t0=$SECONDS
+  # shellcheck disable=SC2086  # LEMO_DEVICE_CMAKE_FLAGS is a list of flags
+  if cmake -S . -B build-gpu "${gen[@]}" -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
+      ${LEMO_DEVICE_CMAKE_FLAGS:-} -DCMAKE_BUILD_TYPE=Release >"$OUT/logs/configure.log" 2>&1 &&
+     cmake --build build-gpu -j "$(nproc)" --target lemo-train >"$OUT/logs/build.log" 2>&1; then
+    note "build (CUDA, Release, lemo-train): ok in $((SECONDS - t0)) s"
+  else
+    note "build of lemo-train FAILED after $((SECONDS - t0)) s: see logs/configure.log, logs/build.log"
+    tail -n 30 "$OUT/logs/build.log" "$OUT/logs/configure.log" 2>/dev/null >&2
+    FAILED=1 BUILD_OK=0
+  fi
+fi
+HAVE_LEMO=0
+[ -x "$LEMO_TRAIN" ] && HAVE_LEMO=1
+[ "$HAVE_LEMO" = 0 ] && note "lemo-train not found at $LEMO_TRAIN: lemo runs are skipped"
+
+# The model dir is written in the background while the tests build (both are CPU-bound, but the
+# writer is mostly disk and the build mostly compiles).
+INIT_PID=
+if [ "$HAVE_LEMO" = 1 ] && [ ! -f "$MODEL_DIR/config.json" ]; then
+  say "writing the $PRESET preset to $MODEL_DIR (background)"
+  ( t0=$SECONDS; "$LEMO_TRAIN" init-model --preset "$PRESET" --dtype "$DTYPE" --out "$MODEL_DIR" \
+      >"$OUT/logs/init-model.log" 2>&1; rc=$?; echo "$rc $((SECONDS - t0))" >"$WORK/init-model.rc" ) &
+  INIT_PID=$!
+fi
+
+if [ "$CTEST" = 1 ] && [ "$BUILD_OK" = 1 ] && [ -d build-gpu ]; then
+  t0=$SECONDS
+  if cmake --build build-gpu -j "$(nproc)" >"$OUT/logs/build-all.log" 2>&1; then
+    n=$(ctest --test-dir build-gpu -N -L gpu 2>/dev/null | sed -n 's/^Total Tests: //p')
+    if [ "${n:-0}" = 0 ]; then
+      note "ctest -L gpu: no GPU tests registered"
+    elif timeout 180 ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 120 \
+        >"$OUT/logs/ctest-gpu.log" 2>&1; then
+      note "ctest -L gpu: $n tests passed ($((SECONDS - t0)) s with the build)"
+    else
+      note "ctest -L gpu FAILED: $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest-gpu.log" | tail -n 1) (logs/ctest-gpu.log)"
+      FAILED=1
+    fi
+  else
+    note "build of all targets FAILED: logs/build-all.log (benchmark goes on)"
+    FAILED=1
+  fi
+fi
+
+if [ -n "$INIT_PID" ]; then
+  wait "$INIT_PID"
+  read -r rc secs <"$WORK/init-model.rc"
+  if [ "$rc" = 0 ]; then
+    note "init-model $PRESET ($DTYPE): ok in $secs s"
+  else
+    note "init-model $PRESET FAILED (rc $rc): logs/init-model.log; lemo runs are skipped"
+    HAVE_LEMO=0 FAILED=1
+  fi
+fi
+
+# --- data and the peer's config ---------------------------------------------------------------
+CONFIG=$MODEL_DIR/config.json
+[ -f "$CONFIG" ] || CONFIG=bench/configs/$PRESET.json
+PEER_SRC=(--preset-config "$CONFIG")
+[ -f "$MODEL_DIR/config.json" ] && PEER_SRC=(--model-dir "$MODEL_DIR")
+MAX_SEQ=${SORTED_SEQS##* }
+DATA=$WORK/tokens-$PRESET-$MAX_SEQ.u16
+# Random uint16 token ids in [3, vocab): enough for every step at the largest seq_len, twice over.
+"$PY" -c "import array, json, random, sys
+v = min(json.load(open(sys.argv[1]))['vocab_size'], 65536)
+n = int(sys.argv[2]) * (int(sys.argv[3]) + 1) * 2
+r = random.Random(0)
+array.array('H', (r.randrange(3, v) for _ in range(n))).tofile(open(sys.argv[4], 'wb'))" \
+  "$CONFIG" "$MAX_SEQ" "$STEPS" "$DATA" || { note "could not write $DATA"; HAVE_LEMO=0; FAILED=1; }
+report
+
+# --- the benchmark -----------------------------------------------------------------------------
+declare -A OOM_AT  # "system mode" -> shortest seq that ran out of memory
+skip() {  # system seq mode why
+  "$PY" bench/record_result.py --system "$1" --seq-len "$2" --mode "$3" --status skipped --error "$4" \
+    --out "$RESULTS" >/dev/null
+}
+oom_skip() {  # system seq mode: true (and recorded) when a shorter seq already ran out of memory
+  local at=${OOM_AT["$1 $3"]:-}
+  [ "$SKIP_AFTER_OOM" = 1 ] && [ -n "$at" ] && [ "$2" -gt "$at" ] || return 1
+  skip "$1" "$2" "$3" "OOM at $at; longer seq_lens not run"
+}
+
+run_lemo() {  # seq mode flag
+  local seq=$1 mode=$2 flag=$3 name=lemo-$1-$2 t rc
+  [ "$HAVE_LEMO" = 0 ] && { skip lemo "$seq" "$mode" "lemo-train unavailable (see notes)"; return; }
+  oom_skip lemo "$seq" "$mode" && return
+  t=$(budget)
+  [ "$t" = 0 ] && { skip lemo "$seq" "$mode" "deadline reached"; return; }
+  rm -rf "$WORK/ckpt-$name" "$OUT/logs/$name.metrics.jsonl"
+  # shellcheck disable=SC2086  # $flag and LEMO_BENCH_LEMO_ARGS are word lists
+  timeout -k 10 "$t" "$LEMO_TRAIN" finetune --model "$MODEL_DIR" --data "$DATA" --seq-len "$seq" \
+    --steps "$STEPS" --out "$WORK/ckpt-$name" --device "$DEV" --dtype "$DTYPE" --batch-size 1 \
+    --lr 2e-4 --lora-r 8 --lora-alpha 16 --metrics-jsonl "$OUT/logs/$name.metrics.jsonl" \
+    $flag ${LEMO_BENCH_LEMO_ARGS:-} >"$OUT/logs/$name.log" 2>&1
+  rc=$?
+  "$PY" bench/record_result.py --system lemo --seq-len "$seq" --mode "$mode" --rc "$rc" \
+    --metrics "$OUT/logs/$name.metrics.jsonl" --log "$OUT/logs/$name.log" --out "$RESULTS" >/dev/null
+  rm -rf "$WORK/ckpt-$name"
+}
+
+run_peer() {  # "seqs" mode flag: one process for all the seqs given
+  local seqs=$1 mode=$2 flag=$3 name t rc seq todo=()
+  for seq in $seqs; do oom_skip peer "$seq" "$mode" || todo+=("$seq"); done
+  [ "${#todo[@]}" = 0 ] && return
+  name=peer-$(IFS=_; echo "${todo[*]}")-$mode
+  t=$(budget "${#todo[@]}")
+  if [ "$t" = 0 ]; then
+    for seq in "${todo[@]}"; do skip peer "$seq" "$mode" "deadline reached"; done; return
+  fi
+  rm -f "$OUT/logs/$name.jsonl"
+  # shellcheck disable=SC2086
+  timeout -k 10 "$t" "$PY" bench/hf_peer.py "${PEER_SRC[@]}" --seq-lens "$(IFS=,; echo "${todo[*]}")" $flag \
+    --steps $((STEPS - 1)) --warmup 1 --device "${DEV%%:*}" --dtype "$DTYPE" --skip-after-oom \
+    --out "$OUT/logs/$name.jsonl" >"$OUT/logs/$name.log" 2>&1
+  rc=$?
+  [ -f "$OUT/logs/$name.jsonl" ] && cat "$OUT/logs/$name.jsonl" >>"$RESULTS"
+  for seq in "${todo[@]}"; do  # a seq the process never reached (timeout, crash) still gets a line
+    grep -q "\"seq_len\": $seq," "$OUT/logs/$name.jsonl" 2>/dev/null ||
+      "$PY" bench/record_result.py --system peer --seq-len "$seq" --mode "$mode" --rc "$rc" \
+        --log "$OUT/logs/$name.log" --error "hf_peer.py wrote no result" --out "$RESULTS" >/dev/null
+  done
+}
+
+track() {  # system seq mode t0: log the newest result of that run and remember OOMs
+  local line status
+  line=$(grep "\"system\": \"$1\"" "$RESULTS" | grep "\"seq_len\": $2," | grep "\"mode\": \"$3\"" | tail -n 1)
+  status=$(sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' <<<"$line")
+  [ "$status" = oom ] && [ -z "${OOM_AT["$1 $3"]:-}" ] && OOM_AT["$1 $3"]=$2
+  say "$1 seq $2 $3: ${status:-no result}$(sed -n 's/.*"step_s": \([0-9.]*\).*/, step \1 s/p' <<<"$line") ($((SECONDS - $4)) s)"
+}
+
+for m in $MODES; do
+  case $m in off | on) ;; *) note "unknown mode '$m' in LEMO_BENCH_MODES (use off, on): ignored" ;; esac
+done
+for sys in $SYSTEMS; do
+  case $sys in lemo | peer) ;; *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, peer): ignored" ;; esac
+done
+for m in $MODES; do
+  case $m in
+    off) mode=no-ckpt flag= ;;
+    on) mode=ckpt flag=--gradient-checkpointing ;;
+    *) continue ;;
+  esac
+  if [[ " $SYSTEMS " == *" peer "* ]] && [ "$PEER_ONEPROC" = 1 ]; then
+    t0=$SECONDS
+    run_peer "$SORTED_SEQS" "$mode" "$flag"
+    for seq in $SORTED_SEQS; do track peer "$seq" "$mode" "$t0"; done
+    report
+  fi
+  for seq in $SORTED_SEQS; do
+    for sys in $SYSTEMS; do
+      t0=$SECONDS
+      case $sys in
+        lemo) run_lemo "$seq" "$mode" "$flag" ;;
+        peer) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$seq" "$mode" "$flag" ;;
+        *) continue ;;
+      esac
+      track "$sys" "$seq" "$mode" "$t0"
+      report
+    done
+  done
+done
+
+note "suite finished in $SECONDS s"
+report
+echo
+cat "$OUT/table.md"
+exit "$FAILED"

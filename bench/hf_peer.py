@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""HF transformers + PEFT peer that lemo-train is compared with (docs/benchmarks.md).
+
+Usage:
+  python3 bench/hf_peer.py --model-dir /tmp/llama2-7b --seq-lens 4096,8192 [--gradient-checkpointing] \
+      [--steps 2] [--warmup 1] [--device cuda] [--dtype bf16] --out results.jsonl
+  python3 bench/hf_peer.py --preset-config bench/configs/tiny.json --seq-lens 128 --device cpu --dtype fp32
+
+Setup (the device README's baseline): the model is built from config.json with random weights,
+directly on the device in the target dtype (weight values change neither time nor memory, and
+reading 13 GB from disk would cost more than the benchmark); PEFT LoRA r=8, alpha=16 on
+q/k/v/o; attn_implementation "sdpa"; batch 1; random token ids with labels = input_ids;
+AdamW (lr 2e-4) over the LoRA parameters. Per seq_len: empty the cache, reset the peak stats,
+run warmup + timed steps (forward, backward, optimizer step, zero_grad, synchronize) and
+append one JSON object to --out: best step time, tokens/s, peak allocated and reserved bytes.
+An out-of-memory error is a result ("status": "oom"), not a failure. For the cleanest
+reserved-memory numbers run one seq_len per process (bench/gpu_suite.sh does).
+"""
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-dir", help="HF model dir; only its config.json is read")
+    src.add_argument("--preset-config", help="path to an HF config.json")
+    p.add_argument("--seq-lens", required=True, help="comma-separated, e.g. 4096,8192")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--steps", type=int, default=2, help="timed steps; the best is reported")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=float, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-after-oom", action="store_true",
+                   help="after an OOM, record longer seq_lens as skipped instead of running them")
+    p.add_argument("--out", help="JSONL file to append results to (also printed to stdout)")
+    args = p.parse_args(argv)
+    args.seq_lens = [int(s) for s in args.seq_lens.split(",") if s]
+    if args.steps < 1 or args.warmup < 0 or not args.seq_lens:
+        p.error("need --steps >= 1, --warmup >= 0 and at least one seq_len")
+    return args
+
+
+def load_config(args):
+    from transformers import AutoConfig
+
+    path = args.preset_config or os.path.join(args.model_dir, "config.json")
+    with open(path) as f:
+        d = json.load(f)
+    for k in ("architectures", "transformers_version", "torch_dtype", "dtype", "auto_map"):
+        d.pop(k, None)
+    config = AutoConfig.for_model(d.pop("model_type", "llama"), **d)
+    config.use_cache = False  # training: no KV cache
+    return config, path
+
+
+def build_model(config, args, dtype, device):
+    """Random-weight model built on the device in `dtype`, wrapped with LoRA."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(args.seed)
+    old_default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # parameters are born in bf16: no fp32 copy of 7B on the GPU
+    try:
+        with torch.device(device):
+            try:
+                model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
+            except TypeError:  # transformers < 4.56 names it torch_dtype
+                model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", torch_dtype=dtype)
+    finally:
+        torch.set_default_dtype(old_default)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
+                      target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)  # adapters are upcast to fp32, as lemo-train keeps them
+    model.train()
+    return model
+
+
+def is_oom(e):
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    msg = str(e).lower()
+    return "out of memory" in msg or "cublas_status_alloc_failed" in msg
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_steps(model, opt, ids, n, device):
+    """Runs n steps; returns (step times in s, last loss)."""
+    times, loss_val = [], None
+    for _ in range(n):
+        sync(device)
+        t0 = time.perf_counter()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+        loss_val = loss.item()
+        del loss
+    return times, loss_val
+
+
+def run_seq(model, opt, seq, vocab, args, device):
+    gen = torch.Generator(device="cpu").manual_seed(args.seed + seq)
+    ids = torch.randint(3, vocab, (1, seq), generator=gen).to(device)
+    train_steps(model, opt, ids, args.warmup, device)
+    times, loss = train_steps(model, opt, ids, args.steps, device)
+    return times, loss
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import peft
+    import transformers
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    config, config_path = load_config(args)
+    t0 = time.perf_counter()
+    model = build_model(config, args, dtype, device)
+    build_s = time.perf_counter() - t0
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr)
+    mode = "ckpt" if args.gradient_checkpointing else "no-ckpt"
+    base = {
+        "system": "peer", "mode": mode, "dtype": args.dtype, "batch": 1,
+        "steps": args.steps, "warmup": args.warmup, "lora_r": args.lora_r,
+        "lora_alpha": args.lora_alpha, "lora_params": sum(p.numel() for p in params),
+        "config": config_path, "device": str(device),
+        "attn_implementation": model.base_model.model.config._attn_implementation,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": peft.__version__, "build_s": round(build_s, 3),
+    }
+    print(f"[hf_peer] model built in {build_s:.1f}s on {base['device_name']}", file=sys.stderr)
+
+    oom_at = None
+    for seq in args.seq_lens:
+        rec = dict(base, seq_len=seq, status="ok", step_s=None, step_times_s=None, tokens_per_s=None,
+                   peak_allocated_bytes=None, peak_reserved_bytes=None, loss=None, error=None)
+        if args.skip_after_oom and oom_at is not None and seq > oom_at:
+            rec.update(status="skipped", error=f"OOM at {oom_at}; longer seq_lens not run")
+            emit(rec, args.out)
+            continue
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        failure = None
+        try:
+            times, loss = run_seq(model, opt, seq, config.vocab_size, args, device)
+            best = min(times)
+            rec.update(step_s=round(best, 4), step_times_s=[round(t, 4) for t in times],
+                       tokens_per_s=round(seq / best, 1), loss=loss)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a recorded result
+            failure = ("oom" if is_oom(e) else "error", f"{type(e).__name__}: {str(e)[:300]}")
+        # Outside the except block the traceback (and the activations its frames hold) is gone.
+        if failure:
+            rec.update(status=failure[0], error=failure[1])
+            opt.zero_grad(set_to_none=True)
+            gc.collect()
+        if device.type == "cuda":
+            rec["peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+            rec["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
+            torch.cuda.empty_cache()
+        else:  # CPU: the process's peak RSS (never goes down), as lemo-train reports on CPU
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            rec.update(peak_rss_bytes=rss, peak_allocated_bytes=rss, peak_reserved_bytes=rss)
+        if rec["status"] == "oom" and (oom_at is None or seq < oom_at):
+            oom_at = seq
+        emit(rec, args.out)
+        print(f"[hf_peer] seq {seq} {mode}: {rec['status']} step {rec['step_s']} s", file=sys.stderr)
+    return 0
+
+
+def emit(rec, out):
+    line = json.dumps(rec)
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Tests of the benchmark scripts' bookkeeping (no GPU needed).
+
+Run: python3 -m unittest discover -s bench -p 'test_*.py'   (the venv python for the peer test)
+Add a case: a test_* method that writes inputs under self.tmp and checks the parsed result.
+The end-to-end check is the CPU smoke run: LEMO_BENCH_DEVICE=cpu bash bench/gpu_suite.sh
+"""
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record_result  # noqa: E402
+import report  # noqa: E402
+
+GIB = 1024 ** 3
+
+
+class RecordResultTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.out = os.path.join(self.tmp, "results.jsonl")
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def record(self, *args):
+        record_result.main(["--out", self.out, *args])
+        with open(self.out) as f:
+            return json.loads(f.readlines()[-1])
+
+    def test_best_step_after_warmup_and_peak_over_all_steps(self):
+        rows = [{"step": 1, "step_time_seconds": 0.5, "peak_allocated_bytes": 9, "peak_reserved_bytes": 10, "loss": 3},
+                {"step": 2, "step_time_seconds": 2.0, "peak_allocated_bytes": 5, "peak_reserved_bytes": 6, "loss": 2},
+                {"step": 3, "step_time_seconds": 1.0, "peak_allocated_bytes": 7, "peak_reserved_bytes": 8, "loss": 1}]
+        m = self.write("m.jsonl", "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "lo')
+        r = self.record("--seq-len", "100", "--mode", "ckpt", "--metrics", m)
+        self.assertEqual(r["status"], "ok")
+        self.assertEqual(r["step_s"], 1.0)  # step 1 (0.5 s) is the warm-up
+        self.assertEqual(r["tokens_per_s"], 100.0)
+        self.assertEqual((r["peak_allocated_bytes"], r["peak_reserved_bytes"]), (9, 10))
+        self.assertEqual(r["loss"], 1)
+
+    def test_failures(self):
+        log = self.write("run.log", "step 1\rERROR: RESOURCE_EXHAUSTED: training step: CUDA out of memory.\n")
+        self.assertEqual(self.record("--seq-len", "8", "--mode", "ckpt", "--rc", "1", "--log", log)["status"], "oom")
+        other = self.write("other.log", "loading\nINVALID_ARGUMENT: bad config\n")
+        r = self.record("--seq-len", "8", "--mode", "ckpt", "--rc", "1", "--log", other)
+        self.assertEqual((r["status"], r["error"]), ("error", "INVALID_ARGUMENT: bad config"))
+        self.assertEqual(self.record("--seq-len", "8", "--mode", "ckpt", "--rc", "124")["status"], "timeout")
+        self.assertEqual(self.record("--seq-len", "8", "--mode", "ckpt", "--rc", "137")["status"], "killed")
+        r = self.record("--system", "peer", "--seq-len", "8", "--mode", "ckpt", "--status", "skipped",
+                        "--error", "deadline reached")
+        self.assertEqual((r["system"], r["status"], r["error"]), ("peer", "skipped", "deadline reached"))
+
+    def test_success_without_metrics_is_an_error(self):
+        r = self.record("--seq-len", "8", "--mode", "no-ckpt", "--metrics", os.path.join(self.tmp, "none"))
+        self.assertEqual(r["status"], "error")
+
+
+class ReportTest(unittest.TestCase):
+    def render(self, rows):
+        path = os.path.join(tempfile.mkdtemp(), "results.jsonl")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+        return report.render(report.load_results(path), None, [])
+
+    @staticmethod
+    def run_row(system, seq, mode, alloc, resv, step):
+        return {"system": system, "seq_len": seq, "mode": mode, "status": "ok", "step_s": step,
+                "tokens_per_s": seq / step, "peak_allocated_bytes": alloc * GIB, "peak_reserved_bytes": resv * GIB}
+
+    def row_of(self, table, seq, mode):
+        return next(ln for ln in table.splitlines() if ln.startswith(f"| {seq} | {mode} |"))
+
+    def test_ratios_and_parity(self):
+        table = self.render([
+            self.run_row("peer", 4096, "no-ckpt", 40, 41, 0.40),
+            self.run_row("lemo", 4096, "no-ckpt", 30, 32, 0.41),  # 1.025x: within 1.05
+            self.run_row("peer", 4096, "ckpt", 15, 16, 0.50),
+            self.run_row("lemo", 4096, "ckpt", 14, 17, 0.45),  # reserved above the peer's
+        ])
+        cells = self.row_of(table, 4096, "no-ckpt").split(" | ")
+        self.assertEqual(cells[2:6], ["30.0", "32.0", "0.41", "9,990"])
+        self.assertEqual(cells[10:13], ["0.75", "0.78", "1.02"])
+        self.assertTrue(self.row_of(table, 4096, "no-ckpt").endswith("| yes |"))
+        self.assertTrue(self.row_of(table, 4096, "ckpt").endswith("| no |"))
+
+    def test_failed_runs_and_later_lines_win(self):
+        table = self.render([
+            self.run_row("lemo", 16384, "no-ckpt", 70, 72, 1.9),
+            {"system": "peer", "seq_len": 16384, "mode": "no-ckpt", "status": "error", "error": "first try"},
+            {"system": "peer", "seq_len": 16384, "mode": "no-ckpt", "status": "oom", "error": "CUDA out of memory"},
+            {"system": "lemo", "seq_len": 32768, "mode": "no-ckpt", "status": "skipped", "error": "deadline"},
+        ])
+        row = self.row_of(table, 16384, "no-ckpt")
+        self.assertIn("| OOM | - |", row)
+        self.assertTrue(row.endswith("| yes (peer OOM) |"))
+        row = self.row_of(table, 32768, "no-ckpt")
+        self.assertIn("| skipped |", row)
+        self.assertIn("| not run |", row)
+        self.assertNotIn("first try", table)
+
+
+class PeerTest(unittest.TestCase):
+    """hf_peer.py on the tiny config on CPU; an OOM is injected, since a CPU cannot raise one."""
+
+    def test_oom_is_recorded_and_longer_seqs_skipped(self):
+        try:
+            import torch
+            import hf_peer
+        except ImportError as e:
+            self.skipTest(f"needs torch, transformers and peft: {e}")
+        real = hf_peer.run_seq
+
+        def run_seq(model, opt, seq, vocab, args, device):
+            if seq == 48:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4 GiB")
+            return real(model, opt, seq, vocab, args, device)
+
+        out = os.path.join(tempfile.mkdtemp(), "peer.jsonl")
+        config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "tiny.json")
+        hf_peer.run_seq = run_seq
+        try:
+            hf_peer.main(["--preset-config", config, "--seq-lens", "32,48,64", "--device", "cpu",
+                          "--dtype", "fp32", "--skip-after-oom", "--out", out])
+        finally:
+            hf_peer.run_seq = real
+        with open(out) as f:
+            rows = [json.loads(ln) for ln in f]
+        self.assertEqual([(r["seq_len"], r["status"]) for r in rows], [(32, "ok"), (48, "oom"), (64, "skipped")])
+        self.assertEqual(rows[0]["attn_implementation"], "sdpa")
+        # 2 layers x r 8 x (in + out): q and o are 64 -> 64, k and v 64 -> 32 (2 KV heads of 16)
+        self.assertEqual(rows[0]["lora_params"], 2 * 8 * (2 * (64 + 64) + 2 * (64 + 32)))
+        self.assertGreater(rows[0]["step_s"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
