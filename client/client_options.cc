@@ -1,0 +1,84 @@
+#include "client/client_options.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace lemo::client {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  // Token files usually end with a newline; the token itself has no whitespace.
+  std::string token(absl::StripAsciiWhitespace(buf.str()));
+  if (token.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("token file ", path, " is empty"));
+  return token;
+}
+
+}  // namespace
+
+bool IsLoopbackTarget(const std::string& server) {
+  absl::string_view s = server;
+  if (absl::StartsWith(s, "unix:") || absl::StartsWith(s, "unix-abstract:"))
+    return true;
+  absl::ConsumePrefix(&s, "dns:///");
+  absl::ConsumePrefix(&s, "ipv4:");
+  absl::ConsumePrefix(&s, "ipv6:");
+  std::string host;
+  if (absl::StartsWith(s, "[")) {
+    host = std::string(s.substr(1, s.find(']') - 1));
+  } else {
+    host = std::string(s.substr(0, s.rfind(':')));
+    if (s.find(':') == absl::string_view::npos) host = std::string(s);
+  }
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags) {
+  ClientOptions options;
+  options.server = !flags.server.empty() ? flags.server : Env("LEMO_SERVER");
+  if (options.server.empty()) options.server = kDefaultServer;
+  options.ca_file =
+      !flags.ca_file.empty() ? flags.ca_file : Env("LEMO_CA_FILE");
+  options.insecure = flags.insecure;
+  if (flags.deadline > absl::ZeroDuration()) options.deadline = flags.deadline;
+
+  if (!flags.token.empty()) {
+    options.token = flags.token;
+  } else if (!flags.token_file.empty()) {
+    auto token = ReadToken(flags.token_file);
+    if (!token.ok()) return token.status();
+    options.token = *token;
+  } else if (!Env("LEMO_TOKEN").empty()) {
+    options.token = Env("LEMO_TOKEN");
+  } else if (!Env("LEMO_TOKEN_FILE").empty()) {
+    auto token = ReadToken(Env("LEMO_TOKEN_FILE"));
+    if (!token.ok()) return token.status();
+    options.token = *token;
+  } else if (!Env("HOME").empty()) {
+    const std::string path = absl::StrCat(Env("HOME"), "/.config/lemo/token");
+    if (std::ifstream(path).good()) {
+      auto token = ReadToken(path);
+      if (!token.ok()) return token.status();
+      options.token = *token;
+    }
+  }
+  return options;
+}
+
+}  // namespace lemo::client

@@ -1,0 +1,66 @@
+// How the client library reaches a coordinator: address, credentials and
+// deadlines.
+//
+//   ClientFlags flags;                      // what the user typed; empty = not
+//   given flags.server = "coord.example:7070";
+//   LEMO_ASSIGN_OR_RETURN(ClientOptions options, ResolveClientOptions(flags));
+//   LEMO_ASSIGN_OR_RETURN(auto client, JobClient::Create(options));
+//
+// Precedence: flag, then environment (LEMO_SERVER, LEMO_TOKEN, LEMO_TOKEN_FILE,
+// LEMO_CA_FILE), then ~/.config/lemo/token for the token, then the defaults
+// below.
+#ifndef LEMO_CLIENT_CLIENT_OPTIONS_H_
+#define LEMO_CLIENT_CLIENT_OPTIONS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace lemo::client {
+
+// The coordinator's default --listen port, on this machine.
+inline constexpr char kDefaultServer[] = "localhost:50051";
+
+struct ClientOptions {
+  // Coordinator "host:port" (also "dns:///host:port", "unix:/path"); required.
+  std::string server = kDefaultServer;
+  // Bearer token of the client role, sent as "authorization: Bearer <token>";
+  // empty = none.
+  std::string token;
+  // PEM file of the CA that signed the coordinator's certificate; empty =
+  // system roots.
+  std::string ca_file;
+  // Plaintext even to a non-loopback address. Loopback addresses are plaintext
+  // unless ca_file is set, matching the coordinator, which serves plaintext
+  // only on loopback or --insecure.
+  bool insecure = false;
+  // Upper bound on one unary call, retries of UNAVAILABLE included.
+  absl::Duration deadline = absl::Seconds(30);
+  // First pause between retries of an UNAVAILABLE unary call; doubles up to 2
+  // s.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+};
+
+// What the user gave on the command line; empty strings mean "not given".
+struct ClientFlags {
+  std::string server;
+  std::string token;
+  std::string token_file;
+  std::string ca_file;
+  bool insecure = false;
+  // Zero = the default deadline.
+  absl::Duration deadline = absl::ZeroDuration();
+};
+
+// Fills ClientOptions from flags, then the environment, then defaults. Fails
+// when a token file is named but unreadable, or the result has no server.
+absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags);
+
+// True for "localhost", "127.x.x.x", "[::1]" and unix sockets (with or without
+// a port).
+bool IsLoopbackTarget(const std::string& server);
+
+}  // namespace lemo::client
+
+#endif  // LEMO_CLIENT_CLIENT_OPTIONS_H_

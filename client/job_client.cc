@@ -1,0 +1,233 @@
+#include "client/job_client.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/checkpoint_writer.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/status/grpc_status.h"
+#include "proto/status/status_macros.h"
+
+namespace lemo::client {
+namespace {
+
+// Backoff between retries never grows past this, so a coordinator that comes
+// back is found quickly.
+constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
+    const ClientOptions& options) {
+  if (options.ca_file.empty() &&
+      (options.insecure || IsLoopbackTarget(options.server))) {
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.ca_file.empty()) {
+    std::ifstream in(options.ca_file);
+    if (!in)
+      return absl::NotFoundError(
+          absl::StrCat("cannot read CA file ", options.ca_file));
+    std::ostringstream pem;
+    pem << in.rdbuf();
+    ssl.pem_root_certs = pem.str();
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Create(
+    const ClientOptions& options) {
+  if (options.server.empty())
+    return absl::InvalidArgumentError("no coordinator address given");
+  LEMO_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
+  grpc::ChannelArguments args;
+  // Checkpoint chunks are 1 MiB; leave room for the listing on the first one.
+  args.SetMaxReceiveMessageSize(16 << 20);
+  auto channel = grpc::CreateCustomChannel(options.server, credentials, args);
+  return std::unique_ptr<JobClient>(
+      new JobClient(options, v1::JobService::NewStub(channel)));
+}
+
+void JobClient::Prepare(grpc::ClientContext& context,
+                        absl::Duration timeout) const {
+  if (!options_.token.empty()) {
+    context.AddMetadata("authorization",
+                        absl::StrCat("Bearer ", options_.token));
+  }
+  if (timeout > absl::ZeroDuration()) {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+}
+
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> JobClient::Unary(const char* name, Method method,
+                                          const Request& request) {
+  const absl::Time deadline = absl::Now() + options_.deadline;
+  absl::Duration backoff = options_.initial_backoff;
+  while (true) {
+    grpc::ClientContext context;
+    Prepare(context, deadline - absl::Now());
+    Response response;
+    absl::Status status =
+        FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
+    if (status.ok()) return response;
+    // UNAVAILABLE means the call did not reach a handler (connection refused,
+    // coordinator restarting), so trying again is safe and usually what the
+    // user wants.
+    if (status.code() != absl::StatusCode::kUnavailable ||
+        absl::Now() + backoff >= deadline) {
+      return WithContext(status,
+                         absl::StrCat(name, " (", options_.server, ")"));
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+absl::StatusOr<v1::Job> JobClient::Submit(const v1::JobSpec& spec) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  return Unary<v1::SubmitJobRequest, v1::Job>(
+      "SubmitJob", &v1::JobService::Stub::SubmitJob, request);
+}
+
+absl::StatusOr<v1::Job> JobClient::Get(const std::string& job_id) {
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  return Unary<v1::GetJobRequest, v1::Job>(
+      "GetJob", &v1::JobService::Stub::GetJob, request);
+}
+
+absl::StatusOr<v1::ListJobsResponse> JobClient::List(const JobFilter& filter,
+                                                     const PageRequest& page) {
+  v1::ListJobsRequest request;
+  for (v1::JobState s : filter.states) request.add_states(s);
+  request.mutable_labels()->insert(filter.labels.begin(), filter.labels.end());
+  request.set_display_name_contains(filter.display_name_contains);
+  request.set_page_size(page.page_size);
+  request.set_page_token(page.page_token);
+  return Unary<v1::ListJobsRequest, v1::ListJobsResponse>(
+      "ListJobs", &v1::JobService::Stub::ListJobs, request);
+}
+
+absl::StatusOr<v1::Job> JobClient::Cancel(const std::string& job_id,
+                                          const std::string& reason) {
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  request.set_reason(reason);
+  return Unary<v1::CancelJobRequest, v1::Job>(
+      "CancelJob", &v1::JobService::Stub::CancelJob, request);
+}
+
+absl::StatusOr<std::vector<v1::CheckpointInfo>> JobClient::ListCheckpoints(
+    const std::string& job_id) {
+  v1::ListCheckpointsRequest request;
+  request.set_job_id(job_id);
+  LEMO_ASSIGN_OR_RETURN(
+      auto response,
+      (Unary<v1::ListCheckpointsRequest, v1::ListCheckpointsResponse>(
+          "ListCheckpoints", &v1::JobService::Stub::ListCheckpoints, request)));
+  return std::vector<v1::CheckpointInfo>(response.checkpoints().begin(),
+                                         response.checkpoints().end());
+}
+
+absl::StatusOr<std::vector<v1::WorkerInfo>> JobClient::ListWorkers() {
+  LEMO_ASSIGN_OR_RETURN(
+      auto response,
+      (Unary<v1::ListWorkersRequest, v1::ListWorkersResponse>(
+          "ListWorkers", &v1::JobService::Stub::ListWorkers, {})));
+  return std::vector<v1::WorkerInfo>(response.workers().begin(),
+                                     response.workers().end());
+}
+
+absl::Status JobClient::Watch(
+    const std::string& job_id, const WatchOptions& options,
+    const std::function<bool(const v1::JobEvent&)>& on_event) {
+  int64_t last_sequence =
+      options.from_sequence > 0 ? options.from_sequence - 1 : 0;
+  bool resumed = false;  // After the first stream, resume by sequence whatever
+                         // `history` says.
+  // Until the first event arrives, a coordinator that does not answer is as
+  // unreachable as for a unary call, so the unary deadline bounds the retries.
+  bool got_event = false;
+  absl::Time progress_at = absl::Now();
+  absl::Duration backoff = options_.initial_backoff;
+  while (true) {
+    v1::WatchJobRequest request;
+    request.set_job_id(job_id);
+    request.set_history(options.history);
+    if (options.from_sequence > 0 || resumed)
+      request.set_from_sequence(last_sequence + 1);
+    for (auto type : options.types) request.add_types(type);
+    grpc::ClientContext context;
+    // A watch lasts as long as the job: no deadline.
+    Prepare(context, absl::ZeroDuration());
+    auto reader = stub_->WatchJob(&context, request);
+    v1::JobEvent event;
+    while (reader->Read(&event)) {
+      if (event.sequence() <= last_sequence && resumed)
+        continue;  // Replayed twice.
+      last_sequence = std::max(last_sequence, event.sequence());
+      got_event = true;
+      progress_at = absl::Now();
+      backoff = options_.initial_backoff;
+      if (!on_event(event)) {
+        context.TryCancel();
+        reader->Finish();
+        return absl::OkStatus();
+      }
+    }
+    absl::Status status = FromGrpcStatus(reader->Finish());
+    if (status.ok()) return absl::OkStatus();
+    // The coordinator restarted or we fell behind: reopen after the last event
+    // seen. CANCELLED counts too: we never cancel a stream we still read, so it
+    // is the coordinator shutting down.
+    const bool retryable =
+        status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kResourceExhausted ||
+        status.code() == absl::StatusCode::kCancelled;
+    const absl::Duration window =
+        got_event ? options.reconnect_for : options_.deadline;
+    if (!retryable || absl::Now() - progress_at + backoff > window) {
+      return WithContext(status, absl::StrCat("WatchJob ", job_id, " (",
+                                              options_.server, ")"));
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, kMaxBackoff);
+    resumed = true;
+  }
+}
+
+absl::StatusOr<v1::CheckpointInfo> JobClient::PullCheckpoint(
+    const std::string& job_id, const std::string& checkpoint_id,
+    const std::string& dest_dir) {
+  LEMO_ASSIGN_OR_RETURN(auto writer, CheckpointWriter::Create(dest_dir));
+  v1::DownloadCheckpointRequest request;
+  request.set_job_id(job_id);
+  request.set_checkpoint_id(checkpoint_id);
+  grpc::ClientContext context;
+  Prepare(context, absl::ZeroDuration());
+  auto reader = stub_->DownloadCheckpoint(&context, request);
+  v1::CheckpointChunk chunk;
+  absl::Status write_status;
+  while (write_status.ok() && reader->Read(&chunk))
+    write_status = writer->Add(chunk);
+  if (!write_status.ok()) {
+    context.TryCancel();
+    reader->Finish();
+    return WithContext(write_status,
+                       absl::StrCat("pulling checkpoint of ", job_id));
+  }
+  LEMO_RETURN_IF_ERROR(
+      FromGrpcStatus(reader->Finish()),
+      absl::StrCat("DownloadCheckpoint ", job_id, " (", options_.server, ")"));
+  return writer->Commit();
+}
+
+}  // namespace lemo::client

@@ -1,0 +1,65 @@
+// lemoctl's verbs, each a function from parsed flags to an exit code (see
+// exit_codes.h), so lemoctl_main.cc only wires CLI11 to them. Output goes to
+// `out`, diagnostics to `err`.
+//
+//   Context ctx{options, OutputFormat::kTable, stdout, stderr};
+//   return RunGet(ctx, "job-7f3a2c91d0e4");
+#ifndef LEMO_CLIENT_LEMOCTL_COMMANDS_H_
+#define LEMO_CLIENT_LEMOCTL_COMMANDS_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "client/client_options.h"
+#include "client/output.h"
+
+namespace lemo::client {
+
+struct Context {
+  // Where and how to reach the coordinator.
+  ClientOptions options;
+  // -o table|json|yaml.
+  OutputFormat format = OutputFormat::kTable;
+  std::FILE* out = stdout;
+  std::FILE* err = stderr;
+};
+
+struct ListFlags {
+  // --state, any case, repeatable or comma-separated.
+  std::vector<std::string> states;
+  // --label key=value, repeatable.
+  std::vector<std::string> labels;
+  // --name: substring of the display name.
+  std::string name_contains;
+  // --limit: at most this many jobs, newest first; 0 = all.
+  int limit = 50;
+};
+
+// `quiet` prints only the job id: `job=$(lemoctl submit -q spec.yaml)`.
+int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch,
+              bool quiet);
+int RunGet(const Context& ctx, const std::string& job_id);
+int RunList(const Context& ctx, const ListFlags& flags);
+int RunCancel(const Context& ctx, const std::string& job_id,
+              const std::string& reason);
+// Prints state changes, log lines and checkpoints, with a live progress bar for
+// metrics; with -o json|yaml, every event as one JSON document per line. Exit
+// code: the job's outcome.
+int RunWatch(const Context& ctx, const std::string& job_id);
+// Log lines stored so far; with `follow`, then live ones until the job ends.
+int RunLogs(const Context& ctx, const std::string& job_id, bool follow);
+int RunCheckpointsList(const Context& ctx, const std::string& job_id);
+// Empty checkpoint_id = the newest.
+int RunCheckpointsPull(const Context& ctx, const std::string& job_id,
+                       const std::string& checkpoint_id,
+                       const std::string& out_dir);
+int RunWorkersList(const Context& ctx);
+
+// Prints "lemoctl: <message>" to ctx.err and returns ExitCodeFor(status).
+int Fail(const Context& ctx, const absl::Status& status);
+
+}  // namespace lemo::client
+
+#endif  // LEMO_CLIENT_LEMOCTL_COMMANDS_H_

@@ -1,0 +1,164 @@
+// lemoctl: the command-line client of the LeMo coordinator. Verbs and exit
+// codes: docs/cli.md.
+//
+//   lemoctl submit deploy/examples/demo-job.yaml --watch
+//   lemoctl list --state running -o yaml
+//   lemoctl checkpoints pull job-7f3a2c91d0e4 --out ./adapter
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "client/lemoctl/commands.h"
+#include "client/lemoctl/exit_codes.h"
+
+namespace {
+
+using lemo::client::Context;
+
+struct GlobalFlags {
+  lemo::client::ClientFlags client;
+  double timeout_seconds = 10;
+  std::string output = "table";
+};
+
+// -o on every verb that prints objects, bound to the one global value.
+void AddOutputFlag(CLI::App* verb, GlobalFlags& flags) {
+  verb->add_option("-o,--output", flags.output,
+                   "Output format: table, json or yaml")
+      ->check(
+          CLI::IsMember({"table", "json", "yaml", "yml"}, CLI::ignore_case));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "lemoctl: submit and follow LoRA/LeMo fine-tuning jobs on a LeMo "
+      "coordinator",
+      "lemoctl"};
+  app.require_subcommand(1);
+  app.fallthrough();  // Global flags may follow the verb: `lemoctl get JOB
+                      // --server h:p`.
+  GlobalFlags g;
+  app.add_option(
+      "--server", g.client.server,
+      "Coordinator host:port (default $LEMO_SERVER, else localhost:50051)");
+  app.add_option("--token", g.client.token,
+                 "Bearer token (default $LEMO_TOKEN)");
+  app.add_option("--token-file", g.client.token_file,
+                 "File holding the bearer token (default $LEMO_TOKEN_FILE, "
+                 "~/.config/lemo/token)");
+  app.add_option(
+      "--ca-file", g.client.ca_file,
+      "PEM CA certificate of the coordinator's TLS (default $LEMO_CA_FILE)");
+  app.add_flag("--insecure", g.client.insecure,
+               "Plaintext even to a non-loopback coordinator");
+  app.add_option("--timeout", g.timeout_seconds,
+                 "Seconds a request may take, retries of an unreachable server "
+                 "included")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+
+  std::string job_id, spec_path, checkpoint_id, out_dir, reason;
+  bool watch = false, follow = false, quiet = false;
+  lemo::client::ListFlags list_flags;
+
+  auto* submit =
+      app.add_subcommand("submit", "Submit a job from a YAML or JSON spec");
+  submit
+      ->add_option("spec", spec_path,
+                   "Job spec file (.yaml, .yml or .json; - for stdin)")
+      ->required();
+  submit->add_flag("--watch,-w", watch,
+                   "Then watch it; exit code is the job's outcome");
+  submit->add_flag("--quiet,-q", quiet, "Print only the job id (for scripts)");
+  AddOutputFlag(submit, g);
+
+  auto* get = app.add_subcommand("get", "Show one job");
+  get->add_option("job", job_id, "Job id")->required();
+  AddOutputFlag(get, g);
+
+  auto* list = app.add_subcommand("list", "List jobs, newest first");
+  list->add_option(
+      "--state", list_flags.states,
+      "Only jobs in these states (repeat or comma-separate; any case)");
+  list->add_option("--label", list_flags.labels,
+                   "Only jobs with this label (key=value)");
+  list->add_option("--name", list_flags.name_contains,
+                   "Only jobs whose name contains this");
+  list->add_option("--limit", list_flags.limit,
+                   "At most this many jobs; 0 = all")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  AddOutputFlag(list, g);
+
+  auto* watch_cmd = app.add_subcommand(
+      "watch",
+      "Follow a job live (progress, states, logs); exit code is its outcome");
+  watch_cmd->add_option("job", job_id, "Job id")->required();
+  AddOutputFlag(watch_cmd, g);
+
+  auto* logs = app.add_subcommand("logs", "Print a job's log lines");
+  logs->add_option("job", job_id, "Job id")->required();
+  logs->add_flag("-f,--follow", follow,
+                 "Keep printing new lines until the job ends");
+  AddOutputFlag(logs, g);
+
+  auto* cancel = app.add_subcommand("cancel", "Cancel a job");
+  cancel->add_option("job", job_id, "Job id")->required();
+  cancel->add_option("--reason", reason, "Recorded with the cancellation");
+  AddOutputFlag(cancel, g);
+
+  auto* checkpoints =
+      app.add_subcommand("checkpoints", "List or download a job's checkpoints");
+  checkpoints->require_subcommand(1);
+  auto* ckpt_list = checkpoints->add_subcommand(
+      "list", "List a job's checkpoints, oldest first");
+  ckpt_list->add_option("job", job_id, "Job id")->required();
+  AddOutputFlag(ckpt_list, g);
+  auto* ckpt_pull = checkpoints->add_subcommand(
+      "pull",
+      "Download a checkpoint as a PEFT adapter directory (sha256-verified)");
+  ckpt_pull->add_option("job", job_id, "Job id")->required();
+  ckpt_pull->add_option("checkpoint", checkpoint_id,
+                        "Checkpoint id (default: the newest)");
+  ckpt_pull
+      ->add_option("--out", out_dir,
+                   "Directory to create (must not exist, or be empty)")
+      ->required();
+  AddOutputFlag(ckpt_pull, g);
+
+  auto* workers =
+      app.add_subcommand("workers", "Workers known to the coordinator");
+  workers->require_subcommand(1);
+  auto* workers_list =
+      workers->add_subcommand("list", "List workers and what they run");
+  AddOutputFlag(workers_list, g);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help exits 0; every usage error exits 2, whatever CLI11's own code.
+    return app.exit(e) == 0 ? lemo::client::kExitOk : lemo::client::kExitUsage;
+  }
+
+  g.client.deadline = absl::Seconds(g.timeout_seconds);
+  Context ctx;
+  auto options = lemo::client::ResolveClientOptions(g.client);
+  if (!options.ok()) return lemo::client::Fail(ctx, options.status());
+  ctx.options = *options;
+  ctx.format = *lemo::client::ParseOutputFormat(g.output);
+
+  if (*submit) return lemo::client::RunSubmit(ctx, spec_path, watch, quiet);
+  if (*get) return lemo::client::RunGet(ctx, job_id);
+  if (*list) return lemo::client::RunList(ctx, list_flags);
+  if (*watch_cmd) return lemo::client::RunWatch(ctx, job_id);
+  if (*logs) return lemo::client::RunLogs(ctx, job_id, follow);
+  if (*cancel) return lemo::client::RunCancel(ctx, job_id, reason);
+  if (*ckpt_list) return lemo::client::RunCheckpointsList(ctx, job_id);
+  if (*ckpt_pull)
+    return lemo::client::RunCheckpointsPull(ctx, job_id, checkpoint_id,
+                                            out_dir);
+  if (*workers_list) return lemo::client::RunWorkersList(ctx);
+  return lemo::client::kExitUsage;
+}
