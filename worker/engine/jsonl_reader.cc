@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,13 @@ namespace lemo::engine {
 absl::StatusOr<int64_t> ForEachJsonlText(
     const std::string& path,
     const std::function<absl::Status(absl::string_view text)>& fn) {
+  // An ifstream opens a directory and then reads nothing: say what is wrong
+  // instead.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a directory, not a data file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -15,6 +16,13 @@ namespace {
 int Width(DataFormat format) { return format == DataFormat::kU16 ? 2 : 4; }
 
 absl::StatusOr<std::string> ReadBytes(const std::string& path) {
+  // An ifstream opens a directory and then reads nothing: say what is wrong
+  // instead.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a directory, not a data file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;

@@ -4,6 +4,7 @@
 #include "worker/engine/dataset.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -276,6 +277,16 @@ TEST(PackedDataset, BadTokenFilesAreErrors) {
   EXPECT_THAT(
       PackedDataset::Create(Options(dir + "/none.u16", 1), 1000),
       StatusIs(absl::StatusCode::kNotFound, HasSubstr(dir + "/none.u16")));
+}
+
+TEST(PackedDataset, DirectoryAsDataIsAnError) {
+  const std::string dir = MakeTempDir();
+  for (const char* name : {"/d.jsonl", "/d.u16"}) {
+    ASSERT_TRUE(std::filesystem::create_directory(dir + name));
+    EXPECT_THAT(PackedDataset::Create(Options(dir + name, 1), kByteVocab),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(dir + name + " is a directory")));
+  }
 }
 
 TEST(PackedDataset, TooFewTokensSaysHowMany) {
