@@ -53,7 +53,8 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   return absl::OkStatus();
 }
 
-// The CPU generator drives LoRA dropout on CPU; saving it makes a resumed run bit-exact.
+// The CPU generator drives LoRA dropout on CPU; saving it makes a resumed run
+// bit-exact.
 std::string CpuRngState() {
   torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
   return std::string(reinterpret_cast<const char*>(state.data_ptr<uint8_t>()),
@@ -104,22 +105,21 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
   WeightLoader loader = [&weights](const std::string& name) {
     return weights->Get(name);
   };
-  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model,
-                        CallTorch("building the model", [&] {
-                          return LlamaModel::Create(config, options.model,
-                                                    loader);
-                        }));
+  LEMO_ASSIGN_OR_RETURN(
+      std::unique_ptr<LlamaModel> model, CallTorch("building the model", [&] {
+        return LlamaModel::Create(config, options.model, loader);
+      }));
   LEMO_ASSIGN_OR_RETURN(
       std::unique_ptr<AdapterOptimizer> optimizer,
       AdapterOptimizer::Create(model->LoraParameters(), options.optimizer));
 
-  auto trainer = std::unique_ptr<Trainer>(new Trainer(
-      std::move(options), std::move(model), std::move(data),
-      std::move(optimizer)));
+  auto trainer = std::unique_ptr<Trainer>(
+      new Trainer(std::move(options), std::move(model), std::move(data),
+                  std::move(optimizer)));
   if (!trainer->options_.resume_dir.empty()) {
-    LEMO_RETURN_IF_ERROR(trainer->Resume(trainer->options_.resume_dir),
-                         absl::StrCat("resuming from ",
-                                      trainer->options_.resume_dir));
+    LEMO_RETURN_IF_ERROR(
+        trainer->Resume(trainer->options_.resume_dir),
+        absl::StrCat("resuming from ", trainer->options_.resume_dir));
   }
   return trainer;
 }
@@ -141,18 +141,16 @@ absl::Status Trainer::Resume(const std::string& dir) {
   LEMO_RETURN_IF_ERROR(SetCpuRngState(ckpt.resume.rng_state));
   step_ = ckpt.resume.step;
   if (step_ > options_.steps) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("checkpoint is at step %d, past steps=%d", step_,
-                        options_.steps));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "checkpoint is at step %d, past steps=%d", step_, options_.steps));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
-  const std::string dir =
-      (std::filesystem::path(options_.out_dir) /
-       absl::StrFormat("checkpoint-%06d", step_))
-          .string();
+  const std::string dir = (std::filesystem::path(options_.out_dir) /
+                           absl::StrFormat("checkpoint-%06d", step_))
+                              .string();
   AdapterConfig adapter;
   adapter.r = options_.model.lora.rank;
   adapter.alpha = options_.model.lora.alpha;
