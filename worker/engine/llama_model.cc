@@ -285,17 +285,20 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
   auto [cos, sin] = rope_.CosSin(positions.to(options_.device, torch::kLong),
                                  options_.base_dtype);
   torch::Tensor x = torch::embedding(embed_, tokens);
-  for (const DecoderLayer& layer : layers_) {
-    if (options_.gradient_checkpointing) {
-      const bool training = training_;
-      x = Checkpoint(
-          [&layer, cos = cos, sin = sin, training](const torch::Tensor& h) {
-            return layer.Forward(h, cos, sin, training);
-          },
-          x, layer.TrainableParameters());
-    } else {
-      x = layer.Forward(x, cos, sin, training_);
-    }
+  const bool training = training_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const DecoderLayer& layer = layers_[i];
+    // Captured by value: a recompute in backward must run what the forward ran.
+    SegmentFn run = [forward = layer_forward_, i, &layer, cos = cos, sin = sin,
+                     training](const torch::Tensor& h) {
+      if (forward) {
+        return forward(static_cast<int64_t>(i), layer, h, cos, sin, training);
+      }
+      return layer.Forward(h, cos, sin, training);
+    };
+    x = options_.gradient_checkpointing
+            ? Checkpoint(std::move(run), x, layer.TrainableParameters())
+            : run(x);
   }
   return RmsNorm(x, norm_, config_.rms_norm_eps);
 }

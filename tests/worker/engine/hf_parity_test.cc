@@ -46,11 +46,12 @@ double MaxRelError(const torch::Tensor& got, const torch::Tensor& want) {
       .item<double>();
 }
 
-// Runs hf_reference.py for `variant` unless its output is already cached. The
-// cache lives in the temp dir under a hash of the script, so a changed script
-// regenerates; each ctest process runs one test, and this keeps it to one
-// Python run per variant. Written under a temporary name and renamed, so
-// concurrent tests never see a half-written variant.
+// Returns the directory of `variant`'s reference, running hf_reference.py (all
+// variants at once: Python's imports dominate its time) unless it is cached.
+// The cache lives in the temp dir under a hash of the script, so a changed
+// script regenerates; ctest runs each test in its own process, and this keeps
+// Python to one run per script version. Variants are written under a temporary
+// name and renamed, so concurrent tests never see a half-written one.
 absl::StatusOr<std::string> EnsureReference(const std::string& variant) {
   const char* python = std::getenv("LEMO_PYTHON");
   const char* source = std::getenv("LEMO_SOURCE_DIR");
@@ -70,12 +71,12 @@ absl::StatusOr<std::string> EnsureReference(const std::string& variant) {
   if (std::filesystem::exists(done / "reference.safetensors"))
     return done.string();
   std::filesystem::create_directories(cache);
-  std::string tmpl = (cache / (variant + ".tmp.XXXXXX")).string();
+  std::string tmpl = (cache / "tmp.XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr)
     return absl::InternalError("mkdtemp failed in " + cache.string());
   const std::string cmd = std::string("\"") + python + "\" \"" + script +
-                          "\" --variant " + variant + " --out \"" + tmpl +
-                          "\" > \"" + tmpl + "/log.txt\" 2>&1";
+                          "\" --out \"" + tmpl + "\" > \"" + tmpl +
+                          "/log.txt\" 2>&1";
   if (std::system(cmd.c_str()) != 0) {
     std::ifstream log(tmpl + "/log.txt");
     return absl::InternalError(
@@ -83,7 +84,10 @@ absl::StatusOr<std::string> EnsureReference(const std::string& variant) {
         std::string((std::istreambuf_iterator<char>(log)), {}));
   }
   std::error_code ec;
-  std::filesystem::rename(std::filesystem::path(tmpl) / variant, done, ec);
+  for (const auto& entry : std::filesystem::directory_iterator(tmpl)) {
+    if (!entry.is_directory()) continue;
+    std::filesystem::rename(entry.path(), cache / entry.path().filename(), ec);
+  }
   std::filesystem::remove_all(tmpl, ec);
   // A concurrent run may have won the rename; either way the variant is
   // complete now.
