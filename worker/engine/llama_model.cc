@@ -172,7 +172,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   }
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
-      new LlamaModel(config, options, std::move(rope)));
+      new LlamaModel(config, options, rope.To(options.device)));
 
   const int64_t d = config.hidden_size;
   const int64_t hd = config.head_dim;
@@ -276,8 +276,11 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
       "model: sequence of ", tokens.size(1), " tokens exceeds sliding_window ",
       config_.sliding_window, ", which is not supported");
   if (tokens.numel() > 0) {
-    const int64_t lo = tokens.min().item<int64_t>();
-    const int64_t hi = tokens.max().item<int64_t>();
+    // One device sync for both bounds.
+    const torch::Tensor bounds =
+        torch::stack({tokens.min(), tokens.max()}).cpu();
+    const int64_t lo = bounds[0].item<int64_t>();
+    const int64_t hi = bounds[1].item<int64_t>();
     TORCH_CHECK_INDEX(lo >= 0 && hi < config_.vocab_size,
                       "model: token id out of range [0, ", config_.vocab_size,
                       "): min ", lo, ", max ", hi);
