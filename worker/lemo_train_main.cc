@@ -23,6 +23,7 @@
 #include "worker/engine/device_memory.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/init_model.h"
+#include "worker/engine/token_file.h"
 #include "worker/engine/trainer.h"
 
 namespace {
@@ -73,6 +74,7 @@ struct FinetuneFlags {
   std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
   std::string targets = "q_proj,k_proj,v_proj,o_proj";
   std::string metrics_jsonl;
+  std::string data_format = "auto";
 };
 
 nlohmann::json MetricsJson(const StepMetrics& m) {
@@ -96,6 +98,9 @@ int RunFinetune(FinetuneFlags& flags) {
                                      : flags.dtype);
   if (!dtype.ok()) return Fail(dtype.status());
   o.model.base_dtype = *dtype;
+  auto format = lemo::engine::ParseDataFormat(flags.data_format);
+  if (!format.ok()) return Fail(format.status());
+  o.data.format = *format;
   o.model.lora.target_modules =
       absl::StrSplit(flags.targets, ',', absl::SkipEmpty());
 
@@ -171,7 +176,7 @@ int main(int argc, char** argv) {
       ->add_option("--data", o.data.path,
                    "JSONL with a \"text\" field, or a .u16/.u32 token file")
       ->required();
-  ft_cmd->add_option("--data-format", o.data.format, "auto | jsonl | u16 | u32")
+  ft_cmd->add_option("--data-format", ft.data_format, "auto | jsonl | u16 | u32")
       ->capture_default_str();
   ft_cmd
       ->add_option("--tokenizer", o.data.tokenizer,

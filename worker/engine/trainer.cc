@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstring>
+#include <mutex>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -56,7 +58,9 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
 // The CPU generator drives LoRA dropout on CPU; saving it makes a resumed run
 // bit-exact.
 std::string CpuRngState() {
-  torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  torch::Tensor state = generator.get_state();
   return std::string(reinterpret_cast<const char*>(state.data_ptr<uint8_t>()),
                      state.numel());
 }
@@ -67,7 +71,10 @@ absl::Status SetCpuRngState(const std::string& bytes) {
     torch::Tensor state =
         torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
     std::memcpy(state.data_ptr<uint8_t>(), bytes.data(), bytes.size());
-    at::detail::getDefaultCPUGenerator().set_state(state);
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    // The generator is shared with every CPU op; hold its lock as torch does.
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
   });
 }
 
@@ -126,10 +133,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
 
 absl::Status Trainer::Resume(const std::string& dir) {
   LEMO_ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, ReadCheckpoint(dir));
-  if (ckpt.adapter_config.r != options_.model.lora.rank) {
+  if (ckpt.adapter.r != options_.model.lora.rank) {
     return absl::InvalidArgumentError(
         absl::StrFormat("checkpoint has LoRA rank %d, the job asks for %d",
-                        ckpt.adapter_config.r, options_.model.lora.rank));
+                        ckpt.adapter.r, options_.model.lora.rank));
   }
   LEMO_RETURN_IF_ERROR(CallTorch("loading LoRA weights", [&] {
     return model_->LoadLoraWeights(ckpt.lora);
