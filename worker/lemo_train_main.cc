@@ -176,7 +176,8 @@ int main(int argc, char** argv) {
       ->add_option("--data", o.data.path,
                    "JSONL with a \"text\" field, or a .u16/.u32 token file")
       ->required();
-  ft_cmd->add_option("--data-format", ft.data_format, "auto | jsonl | u16 | u32")
+  ft_cmd
+      ->add_option("--data-format", ft.data_format, "auto | jsonl | u16 | u32")
       ->capture_default_str();
   ft_cmd
       ->add_option("--tokenizer", o.data.tokenizer,

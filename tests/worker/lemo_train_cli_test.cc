@@ -1,6 +1,6 @@
-// End-to-end checks of the lemo-train binary's exit codes and messages on bad input.
-// To add a case: write the broken input into dir_, call Run() with the arguments, and check the
-// exit code and that stderr names what is wrong.
+// End-to-end checks of the lemo-train binary's exit codes and messages on bad
+// input. To add a case: write the broken input into dir_, call Run() with the
+// arguments, and check the exit code and that stderr names what is wrong.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -32,25 +32,31 @@ Result Run(const std::string& args) {
   while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
   const int status = pclose(pipe);
   // A crash (signal) must never happen: report it as an impossible exit code.
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
+  r.exit_code =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
   return r;
 }
 
 class LemoTrainCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("lemo_cli_test_" + std::to_string(::getpid()));
+    dir_ = fs::temp_directory_path() /
+           ("lemo_cli_test_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    Result r = Run("init-model --preset tiny --out " + (dir_ / "model").string());
+    Result r =
+        Run("init-model --preset tiny --out " + (dir_ / "model").string());
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    std::ofstream(dir_ / "data.jsonl") << "{\"text\": \"hello world, hello lemo\"}\n";
+    std::ofstream(dir_ / "data.jsonl")
+        << "{\"text\": \"hello world, hello lemo\"}\n";
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  std::string Finetune(const std::string& model, const std::string& extra = "") {
-    return "finetune --model " + model + " --data " + (dir_ / "data.jsonl").string() +
-           " --seq-len 8 --steps 1 --out " + (dir_ / "out").string() + " " + extra;
+  std::string Finetune(const std::string& model,
+                       const std::string& extra = "") {
+    return "finetune --model " + model + " --data " +
+           (dir_ / "data.jsonl").string() + " --seq-len 8 --steps 1 --out " +
+           (dir_ / "out").string() + " " + extra;
   }
 
   // A copy of the tiny model whose files the case may break.
@@ -114,9 +120,10 @@ TEST_F(LemoTrainCliTest, MalformedConfigIsNamed) {
 }
 
 TEST_F(LemoTrainCliTest, MissingDataFileIsNamed) {
-  Result r = Run("finetune --model " + (dir_ / "model").string() +
-                 " --data /nonexistent/corpus.jsonl --seq-len 8 --steps 1 --out " +
-                 (dir_ / "out").string());
+  Result r =
+      Run("finetune --model " + (dir_ / "model").string() +
+          " --data /nonexistent/corpus.jsonl --seq-len 8 --steps 1 --out " +
+          (dir_ / "out").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr("/nonexistent/corpus.jsonl"));
@@ -128,8 +135,8 @@ TEST_F(LemoTrainCliTest, ImpossibleSizesAreNamed) {
   EXPECT_THAT(r.output, HasSubstr("seq_len"));
   // A corpus far shorter than one sample.
   r = Run("finetune --model " + (dir_ / "model").string() + " --data " +
-          (dir_ / "data.jsonl").string() + " --seq-len 100000 --steps 1 --out " +
-          (dir_ / "out").string());
+          (dir_ / "data.jsonl").string() +
+          " --seq-len 100000 --steps 1 --out " + (dir_ / "out").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr("seq_len"));

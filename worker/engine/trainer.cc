@@ -4,8 +4,8 @@
 
 #include <chrono>
 #include <cstring>
-#include <mutex>
 #include <filesystem>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
