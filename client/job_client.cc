@@ -153,6 +153,9 @@ absl::Status JobClient::Watch(
       options.from_sequence > 0 ? options.from_sequence - 1 : 0;
   bool resumed = false;  // After the first stream, resume by sequence whatever
                          // `history` says.
+  // Until the first event arrives, a coordinator that does not answer is as
+  // unreachable as for a unary call, so the unary deadline bounds the retries.
+  bool got_event = false;
   absl::Time progress_at = absl::Now();
   absl::Duration backoff = options_.initial_backoff;
   while (true) {
@@ -171,6 +174,7 @@ absl::Status JobClient::Watch(
       if (event.sequence() <= last_sequence && resumed)
         continue;  // Replayed twice.
       last_sequence = std::max(last_sequence, event.sequence());
+      got_event = true;
       progress_at = absl::Now();
       backoff = options_.initial_backoff;
       if (!on_event(event)) {
@@ -182,12 +186,15 @@ absl::Status JobClient::Watch(
     absl::Status status = FromGrpcStatus(reader->Finish());
     if (status.ok()) return absl::OkStatus();
     // The coordinator restarted or we fell behind: reopen after the last event
-    // seen.
+    // seen. CANCELLED counts too: we never cancel a stream we still read, so it
+    // is the coordinator shutting down.
     const bool retryable =
         status.code() == absl::StatusCode::kUnavailable ||
-        status.code() == absl::StatusCode::kResourceExhausted;
-    if (!retryable ||
-        absl::Now() - progress_at + backoff > options.reconnect_for) {
+        status.code() == absl::StatusCode::kResourceExhausted ||
+        status.code() == absl::StatusCode::kCancelled;
+    const absl::Duration window =
+        got_event ? options.reconnect_for : options_.deadline;
+    if (!retryable || absl::Now() - progress_at + backoff > window) {
       return WithContext(status, absl::StrCat("WatchJob ", job_id, " (",
                                               options_.server, ")"));
     }

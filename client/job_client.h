@@ -57,7 +57,8 @@ struct WatchOptions {
   std::vector<v1::WatchJobRequest::EventType> types;
   // A broken stream (coordinator restart, falling behind) is reopened after the
   // last event seen, for up to this long without progress; zero = never
-  // reconnect.
+  // reconnect. Before the first event, ClientOptions::deadline bounds the
+  // retries instead, so an unreachable coordinator fails as fast as a Get.
   absl::Duration reconnect_for = absl::Seconds(60);
 };
 

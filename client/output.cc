@@ -176,8 +176,11 @@ std::string FormatEventLine(const v1::JobEvent& event) {
   switch (event.kind_case()) {
     case v1::JobEvent::kStateChange: {
       const v1::StateChange& c = event.state_change();
-      absl::StrAppend(&line, v1::JobState_Name(c.from()), " -> ",
-                      v1::JobState_Name(c.to()));
+      // The first event of a job has no `from` state.
+      if (c.from() != v1::JOB_STATE_UNSPECIFIED) {
+        absl::StrAppend(&line, v1::JobState_Name(c.from()), " -> ");
+      }
+      absl::StrAppend(&line, v1::JobState_Name(c.to()));
       if (c.has_failure() &&
           c.failure().reason() != v1::FAILURE_REASON_UNSPECIFIED) {
         absl::StrAppend(&line, " [",

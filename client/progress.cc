@@ -34,12 +34,15 @@ std::string FormatDuration(double seconds) {
 std::string FormatProgressLine(const ProgressInfo& info, int bar_width) {
   const double fraction =
       info.total_steps > 0
-          ? std::clamp(static_cast<double>(info.step) / info.total_steps, 0.0, 1.0)
+          ? std::clamp(static_cast<double>(info.step) / info.total_steps, 0.0,
+                       1.0)
           : 0.0;
   const int filled = static_cast<int>(std::floor(fraction * bar_width));
-  std::string bar = std::string(filled, '#') + std::string(bar_width - filled, '-');
+  std::string bar =
+      std::string(filled, '#') + std::string(bar_width - filled, '-');
   return absl::StrFormat(
-      "step %d/%d [%s] %3d%% | loss %.4f | %.0f tok/s | %.2f s/step | peak %s | "
+      "step %d/%d [%s] %3d%% | loss %.4f | %.0f tok/s | %.2f s/step | peak %s "
+      "| "
       "ETA %s",
       info.step, info.total_steps, bar, static_cast<int>(fraction * 100),
       info.loss, info.tokens_per_second, info.step_time_seconds,

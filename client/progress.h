@@ -1,10 +1,12 @@
-// Live training progress for terminals: `lemo-train finetune` and `lemoctl watch` both print it.
+// Live training progress for terminals: `lemo-train finetune` and `lemoctl
+// watch` both print it.
 //
 //   ProgressPrinter printer(stderr);
 //   printer.Update({.step = 12, .total_steps = 100, .loss = 3.21, ...});
 //   printer.Finish();
 //
-// On a terminal the line is redrawn in place; elsewhere (CI logs, pipes) each update is a line.
+// On a terminal the line is redrawn in place; elsewhere (CI logs, pipes) each
+// update is a line.
 #ifndef LEMO_CLIENT_PROGRESS_H_
 #define LEMO_CLIENT_PROGRESS_H_
 

@@ -1,12 +1,13 @@
-// lemo-train: the training engine without the service, for development, benchmarks and
-// single-GPU users.
+// lemo-train: the training engine without the service, for development,
+// benchmarks and single-GPU users.
 //
 //   lemo-train init-model --preset tiny --out /tmp/tiny
-//   lemo-train finetune --model /tmp/tiny --data bench/data/corpus.jsonl --seq-len 256 \
+//   lemo-train finetune --model /tmp/tiny --data bench/data/corpus.jsonl
+//   --seq-len 256 \
 //       --steps 50 --out /tmp/run
 //
-// Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2 usage error,
-// 130 cancelled by SIGINT/SIGTERM.
+// Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
+// usage error, 130 cancelled by SIGINT/SIGTERM.
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "worker/engine/device_memory.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/init_model.h"
+#include "worker/engine/token_file.h"
 #include "worker/engine/trainer.h"
 
 namespace {
@@ -42,8 +44,8 @@ absl::StatusOr<torch::ScalarType> ParseDtype(const std::string& name) {
   if (name == "fp32" || name == "float32") return torch::kFloat32;
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
   if (name == "fp16" || name == "float16") return torch::kFloat16;
-  return absl::InvalidArgumentError("dtype: expected fp32, bf16 or fp16, got \"" +
-                                    name + "\"");
+  return absl::InvalidArgumentError(
+      "dtype: expected fp32, bf16 or fp16, got \"" + name + "\"");
 }
 
 struct InitModelFlags {
@@ -72,6 +74,7 @@ struct FinetuneFlags {
   std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
   std::string targets = "q_proj,k_proj,v_proj,o_proj";
   std::string metrics_jsonl;
+  std::string data_format = "auto";
 };
 
 nlohmann::json MetricsJson(const StepMetrics& m) {
@@ -90,11 +93,14 @@ int RunFinetune(FinetuneFlags& flags) {
   auto device = lemo::engine::ParseDevice(flags.device);
   if (!device.ok()) return Fail(device.status());
   o.model.device = *device;
-  auto dtype = ParseDtype(flags.dtype.empty()
-                              ? (device->is_cuda() ? "bf16" : "fp32")
-                              : flags.dtype);
+  auto dtype =
+      ParseDtype(flags.dtype.empty() ? (device->is_cuda() ? "bf16" : "fp32")
+                                     : flags.dtype);
   if (!dtype.ok()) return Fail(dtype.status());
   o.model.base_dtype = *dtype;
+  auto format = lemo::engine::ParseDataFormat(flags.data_format);
+  if (!format.ok()) return Fail(format.status());
+  o.data.format = *format;
   o.model.lora.target_modules =
       absl::StrSplit(flags.targets, ',', absl::SkipEmpty());
 
@@ -144,62 +150,79 @@ int RunFinetune(FinetuneFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lemo-train: fine-tune HF Llama-family models with LoRA (and LeMo)"};
+  CLI::App app{
+      "lemo-train: fine-tune HF Llama-family models with LoRA (and LeMo)"};
   app.require_subcommand(1);
 
   InitModelFlags init;
   auto* init_cmd = app.add_subcommand(
       "init-model", "Write a random-initialised HF-format model directory");
-  init_cmd->add_option("--preset", init.preset,
-                       "tiny | small | llama2-7b | llama3-8b | mistral-7b")
+  init_cmd
+      ->add_option("--preset", init.preset,
+                   "tiny | small | llama2-7b | llama3-8b | mistral-7b")
       ->capture_default_str();
   init_cmd->add_option("--out", init.out, "Output directory")->required();
   init_cmd->add_option("--dtype", init.dtype, "fp32 | bf16 | fp16")
       ->capture_default_str();
-  init_cmd->add_option("--seed", init.seed, "Random seed")->capture_default_str();
+  init_cmd->add_option("--seed", init.seed, "Random seed")
+      ->capture_default_str();
 
   FinetuneFlags ft;
   auto& o = ft.options;
   o.data.tokenizer = "byte";
   auto* ft_cmd = app.add_subcommand("finetune", "Fine-tune LoRA adapters");
   ft_cmd->add_option("--model", o.model_dir, "HF model directory")->required();
-  ft_cmd->add_option("--data", o.data.path,
-                     "JSONL with a \"text\" field, or a .u16/.u32 token file")
+  ft_cmd
+      ->add_option("--data", o.data.path,
+                   "JSONL with a \"text\" field, or a .u16/.u32 token file")
       ->required();
-  ft_cmd->add_option("--data-format", o.data.format, "auto | jsonl | u16 | u32")
+  ft_cmd
+      ->add_option("--data-format", ft.data_format, "auto | jsonl | u16 | u32")
       ->capture_default_str();
-  ft_cmd->add_option("--tokenizer", o.data.tokenizer,
-                     "byte, or a SentencePiece tokenizer.model")
+  ft_cmd
+      ->add_option("--tokenizer", o.data.tokenizer,
+                   "byte, or a SentencePiece tokenizer.model")
       ->capture_default_str();
-  ft_cmd->add_option("--seq-len", o.data.seq_len, "Tokens per sample")->required();
+  ft_cmd->add_option("--seq-len", o.data.seq_len, "Tokens per sample")
+      ->required();
   ft_cmd->add_option("--steps", o.steps, "Optimizer steps")->required();
   ft_cmd->add_option("--out", o.out_dir, "Checkpoint directory")->required();
   ft_cmd->add_option("--resume", o.resume_dir, "Resume from this checkpoint");
-  ft_cmd->add_option("--device", ft.device, "cpu | cuda:N")->capture_default_str();
-  ft_cmd->add_option("--dtype", ft.dtype,
-                     "Base weights dtype: fp32 | bf16 (default: bf16 on CUDA, fp32 on CPU)");
+  ft_cmd->add_option("--device", ft.device, "cpu | cuda:N")
+      ->capture_default_str();
+  ft_cmd->add_option(
+      "--dtype", ft.dtype,
+      "Base weights dtype: fp32 | bf16 (default: bf16 on CUDA, fp32 on CPU)");
   ft_cmd->add_option("--batch-size", o.data.batch_size)->capture_default_str();
   ft_cmd->add_option("--grad-accum", o.grad_accum)->capture_default_str();
   ft_cmd->add_option("--lr", o.optimizer.lr)->capture_default_str();
-  ft_cmd->add_option("--weight-decay", o.optimizer.weight_decay)->capture_default_str();
-  ft_cmd->add_option("--warmup-steps", o.optimizer.warmup_steps)->capture_default_str();
+  ft_cmd->add_option("--weight-decay", o.optimizer.weight_decay)
+      ->capture_default_str();
+  ft_cmd->add_option("--warmup-steps", o.optimizer.warmup_steps)
+      ->capture_default_str();
   ft_cmd->add_option("--max-grad-norm", o.optimizer.max_grad_norm)
       ->capture_default_str();
   ft_cmd->add_option("--lora-r", o.model.lora.rank)->capture_default_str();
   ft_cmd->add_option("--lora-alpha", o.model.lora.alpha)->capture_default_str();
-  ft_cmd->add_option("--lora-dropout", o.model.lora.dropout)->capture_default_str();
-  ft_cmd->add_option("--lora-targets", ft.targets, "Comma-separated module names")
+  ft_cmd->add_option("--lora-dropout", o.model.lora.dropout)
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--lora-targets", ft.targets, "Comma-separated module names")
       ->capture_default_str();
   ft_cmd->add_flag("--gradient-checkpointing", o.model.gradient_checkpointing,
                    "Recompute each decoder layer in backward");
-  ft_cmd->add_option("--loss-segment-tokens", o.model.loss_segment_tokens,
-                     "LM head + loss in chunks of this many tokens (0: one chunk)")
+  ft_cmd
+      ->add_option(
+          "--loss-segment-tokens", o.model.loss_segment_tokens,
+          "LM head + loss in chunks of this many tokens (0: one chunk)")
       ->capture_default_str();
-  ft_cmd->add_option("--save-every", o.save_every,
-                     "Checkpoint every N steps (0: only at the end)")
+  ft_cmd
+      ->add_option("--save-every", o.save_every,
+                   "Checkpoint every N steps (0: only at the end)")
       ->capture_default_str();
   ft_cmd->add_option("--seed", o.seed)->capture_default_str();
-  ft_cmd->add_option("--data-seed", o.data.seed, "Shuffle seed")->capture_default_str();
+  ft_cmd->add_option("--data-seed", o.data.seed, "Shuffle seed")
+      ->capture_default_str();
   ft_cmd->add_option("--metrics-jsonl", ft.metrics_jsonl,
                      "Write one JSON object per step here");
 

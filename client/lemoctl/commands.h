@@ -37,7 +37,9 @@ struct ListFlags {
   int limit = 50;
 };
 
-int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch);
+// `quiet` prints only the job id: `job=$(lemoctl submit -q spec.yaml)`.
+int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch,
+              bool quiet);
 int RunGet(const Context& ctx, const std::string& job_id);
 int RunList(const Context& ctx, const ListFlags& flags);
 int RunCancel(const Context& ctx, const std::string& job_id,

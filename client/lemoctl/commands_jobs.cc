@@ -16,7 +16,8 @@ int Fail(const Context& ctx, const absl::Status& status) {
   return ExitCodeFor(status);
 }
 
-int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch) {
+int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch,
+              bool quiet) {
   auto spec = LoadJobSpec(spec_path);
   if (!spec.ok()) {
     Fail(ctx, spec.status());
@@ -27,7 +28,9 @@ int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch) {
   if (!client.ok()) return Fail(ctx, client.status());
   auto job = (*client)->Submit(*spec);
   if (!job.ok()) return Fail(ctx, job.status());
-  if (ctx.format == OutputFormat::kTable) {
+  if (quiet) {
+    std::fprintf(ctx.out, "%s\n", job->id().c_str());
+  } else if (ctx.format == OutputFormat::kTable) {
     std::fprintf(ctx.out, "submitted %s\n", job->id().c_str());
   } else if (!watch) {
     std::fputs(FormatJob(*job, ctx.format).c_str(), ctx.out);

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
 
   std::string job_id, spec_path, checkpoint_id, out_dir, reason;
-  bool watch = false, follow = false;
+  bool watch = false, follow = false, quiet = false;
   lemo::client::ListFlags list_flags;
 
   auto* submit =
@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
       ->required();
   submit->add_flag("--watch,-w", watch,
                    "Then watch it; exit code is the job's outcome");
+  submit->add_flag("--quiet,-q", quiet, "Print only the job id (for scripts)");
   AddOutputFlag(submit, g);
 
   auto* get = app.add_subcommand("get", "Show one job");
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
   ctx.options = *options;
   ctx.format = *lemo::client::ParseOutputFormat(g.output);
 
-  if (*submit) return lemo::client::RunSubmit(ctx, spec_path, watch);
+  if (*submit) return lemo::client::RunSubmit(ctx, spec_path, watch, quiet);
   if (*get) return lemo::client::RunGet(ctx, job_id);
   if (*list) return lemo::client::RunList(ctx, list_flags);
   if (*watch_cmd) return lemo::client::RunWatch(ctx, job_id);

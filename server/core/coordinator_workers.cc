@@ -97,7 +97,12 @@ absl::Status Coordinator::OnMetric(const std::string& worker_id,
   v1::JobEvent e;
   *e.mutable_metric() = report.sample();
   int32_t rank = registry_.Find(worker_id)->assignment->rank;
-  e.mutable_metric()->set_rank(rank);
+  v1::MetricSample* sample = e.mutable_metric();
+  sample->set_rank(rank);
+  // Watchers draw progress and ETA from every sample; fill what a terse worker
+  // left out.
+  if (sample->total_steps() == 0) sample->set_total_steps(job.spec().steps());
+  if (!sample->has_time()) *sample->mutable_time() = ToProtoTime(absl::Now());
   if (rank == 0) {
     job.set_current_step(report.sample().step());
     *job.mutable_latest_metrics() = e.metric();

@@ -117,6 +117,12 @@ GrpcServer::~GrpcServer() { Shutdown(); }
 void GrpcServer::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
+  // Health checks answer NOT_SERVING from here on, so load balancers stop
+  // sending calls.
+  if (grpc::HealthCheckServiceInterface* health =
+          server_->GetHealthCheckService()) {
+    health->Shutdown();
+  }
   // Open watches and worker streams never end on their own: give unary calls a
   // moment, then cancel the rest.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

@@ -22,9 +22,15 @@ class ClientOptionsTest : public ::testing::Test {
          {"LEMO_SERVER", "LEMO_TOKEN", "LEMO_TOKEN_FILE", "LEMO_CA_FILE"}) {
       unsetenv(name);
     }
-    // Keep a real ~/.config/lemo/token out of the test.
-    setenv("HOME", ::testing::TempDir().c_str(), 1);
+    // Keep a real ~/.config/lemo/token out of the test, and tests (which ctest
+    // may run in parallel) out of each other's way.
+    home_ = ::testing::TempDir() + "/client_options_test_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(home_);
+    std::filesystem::create_directories(home_);
+    setenv("HOME", home_.c_str(), 1);
   }
+  std::string home_;
 };
 
 TEST_F(ClientOptionsTest, FlagsBeatEnvironmentBeatsDefaults) {
@@ -47,7 +53,7 @@ TEST_F(ClientOptionsTest, FlagsBeatEnvironmentBeatsDefaults) {
 }
 
 TEST_F(ClientOptionsTest, TokenFileIsTrimmedAndMissingOneFails) {
-  const std::string path = ::testing::TempDir() + "/token";
+  const std::string path = home_ + "/token";
   std::ofstream(path) << "  secret-token\n";
   ClientFlags flags;
   flags.token_file = path;
@@ -60,11 +66,10 @@ TEST_F(ClientOptionsTest, TokenFileIsTrimmedAndMissingOneFails) {
 }
 
 TEST_F(ClientOptionsTest, HomeTokenFileIsTheLastResort) {
-  std::filesystem::create_directories(::testing::TempDir() + "/.config/lemo");
-  std::ofstream(::testing::TempDir() + "/.config/lemo/token") << "home-token\n";
+  std::filesystem::create_directories(home_ + "/.config/lemo");
+  std::ofstream(home_ + "/.config/lemo/token") << "home-token\n";
   LEMO_ASSERT_OK_AND_ASSIGN(ClientOptions options, ResolveClientOptions({}));
   EXPECT_EQ(options.token, "home-token");
-  std::filesystem::remove(::testing::TempDir() + "/.config/lemo/token");
 }
 
 TEST(IsLoopbackTarget, RecognisesLoopbackSpellings) {

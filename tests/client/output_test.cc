@@ -137,6 +137,10 @@ TEST(Output, EventLines) {
   e.mutable_state_change()->mutable_failure()->set_message("tried 2 GiB");
   EXPECT_EQ(FormatEventLine(e),
             "RUNNING -> FAILED [OUT_OF_MEMORY: tried 2 GiB]");
+  v1::JobEvent first;
+  first.mutable_state_change()->set_to(v1::QUEUED);
+  first.mutable_state_change()->set_message("submitted");
+  EXPECT_EQ(FormatEventLine(first), "QUEUED (submitted)");
   v1::JobEvent log;
   log.mutable_log()->set_level(v1::LogLine::LEVEL_WARNING);
   log.mutable_log()->set_rank(1);

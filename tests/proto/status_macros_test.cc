@@ -1,5 +1,6 @@
-// Tests for proto/status/status_macros.h. To add a case: a TEST below that builds a failing
-// StatusOr chain and checks the code and the message's context prefixes.
+// Tests for proto/status/status_macros.h. To add a case: a TEST below that
+// builds a failing StatusOr chain and checks the code and the message's context
+// prefixes.
 #include "proto/status/status_macros.h"
 
 #include "tests/testing/status_matchers.h"

@@ -1,4 +1,5 @@
-// GoogleTest matchers for absl::Status / absl::StatusOr (the pinned abseil has none public).
+// GoogleTest matchers for absl::Status / absl::StatusOr (the pinned abseil has
+// none public).
 //
 //   EXPECT_THAT(LoadConfig(path), IsOk());
 //   EXPECT_THAT(LoadConfig(bad), StatusIs(absl::StatusCode::kInvalidArgument,
@@ -41,10 +42,10 @@ MATCHER_P2(StatusIs, code, message_matcher,
 
 #define LEMO_TESTING_CONCAT_INNER_(a, b) a##b
 #define LEMO_TESTING_CONCAT_(a, b) LEMO_TESTING_CONCAT_INNER_(a, b)
-#define LEMO_ASSERT_OK_AND_ASSIGN(lhs, expr)                           \
-  auto LEMO_TESTING_CONCAT_(lemo_or_, __LINE__) = (expr);              \
-  ASSERT_TRUE(LEMO_TESTING_CONCAT_(lemo_or_, __LINE__).ok())           \
-      << LEMO_TESTING_CONCAT_(lemo_or_, __LINE__).status();            \
+#define LEMO_ASSERT_OK_AND_ASSIGN(lhs, expr)                 \
+  auto LEMO_TESTING_CONCAT_(lemo_or_, __LINE__) = (expr);    \
+  ASSERT_TRUE(LEMO_TESTING_CONCAT_(lemo_or_, __LINE__).ok()) \
+      << LEMO_TESTING_CONCAT_(lemo_or_, __LINE__).status();  \
   lhs = std::move(LEMO_TESTING_CONCAT_(lemo_or_, __LINE__)).value()
 #define LEMO_EXPECT_OK(expr) EXPECT_THAT((expr), ::lemo::testing::IsOk())
 #define LEMO_ASSERT_OK(expr) ASSERT_THAT((expr), ::lemo::testing::IsOk())

@@ -1,6 +1,7 @@
-// End-to-end checks of the lemo-train binary's exit codes and messages on bad input.
-// To add a case: write the broken input into dir_, call Run() with the arguments, and check the
-// exit code and that stderr names what is wrong.
+// End-to-end checks of the lemo-train binary's exit codes and messages on bad
+// input. To add a case: write the broken input into dir_, call RunLemoTrain()
+// with the arguments, and check the exit code and that stderr names what is
+// wrong.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -22,7 +23,7 @@ struct Result {
   std::string output;  // stdout + stderr
 };
 
-Result Run(const std::string& args) {
+Result RunLemoTrain(const std::string& args) {
   const std::string cmd = std::string(std::getenv("LEMO_BIN_DIR")) +
                           "/lemo-train " + args + " 2>&1";
   Result r;
@@ -32,25 +33,31 @@ Result Run(const std::string& args) {
   while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
   const int status = pclose(pipe);
   // A crash (signal) must never happen: report it as an impossible exit code.
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
+  r.exit_code =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
   return r;
 }
 
 class LemoTrainCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("lemo_cli_test_" + std::to_string(::getpid()));
+    dir_ = fs::temp_directory_path() /
+           ("lemo_cli_test_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    Result r = Run("init-model --preset tiny --out " + (dir_ / "model").string());
+    Result r = RunLemoTrain("init-model --preset tiny --out " +
+                            (dir_ / "model").string());
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    std::ofstream(dir_ / "data.jsonl") << "{\"text\": \"hello world, hello lemo\"}\n";
+    std::ofstream(dir_ / "data.jsonl")
+        << "{\"text\": \"hello world, hello lemo\"}\n";
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  std::string Finetune(const std::string& model, const std::string& extra = "") {
-    return "finetune --model " + model + " --data " + (dir_ / "data.jsonl").string() +
-           " --seq-len 8 --steps 1 --out " + (dir_ / "out").string() + " " + extra;
+  std::string Finetune(const std::string& model,
+                       const std::string& extra = "") {
+    return "finetune --model " + model + " --data " +
+           (dir_ / "data.jsonl").string() + " --seq-len 8 --steps 1 --out " +
+           (dir_ / "out").string() + " " + extra;
   }
 
   // A copy of the tiny model whose files the case may break.
@@ -68,23 +75,24 @@ fs::path LemoTrainCliTest::dir_;
 
 TEST_F(LemoTrainCliTest, HelpOnEverySubcommand) {
   for (const char* sub : {"", "init-model ", "finetune "}) {
-    Result r = Run(std::string(sub) + "--help");
+    Result r = RunLemoTrain(std::string(sub) + "--help");
     EXPECT_EQ(r.exit_code, 0) << sub;
     EXPECT_THAT(r.output, HasSubstr("Usage")) << sub;
   }
 }
 
 TEST_F(LemoTrainCliTest, UsageErrorsExitTwo) {
-  EXPECT_EQ(Run("").exit_code, 2);
-  EXPECT_EQ(Run("finetune --model x").exit_code, 2);
-  EXPECT_EQ(Run("no-such-command").exit_code, 2);
-  Result r = Run("init-model --preset nope --out " + (dir_ / "x").string());
+  EXPECT_EQ(RunLemoTrain("").exit_code, 2);
+  EXPECT_EQ(RunLemoTrain("finetune --model x").exit_code, 2);
+  EXPECT_EQ(RunLemoTrain("no-such-command").exit_code, 2);
+  Result r =
+      RunLemoTrain("init-model --preset nope --out " + (dir_ / "x").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("nope"));
 }
 
 TEST_F(LemoTrainCliTest, MissingModelDirectoryIsNamed) {
-  Result r = Run(Finetune((dir_ / "missing").string()));
+  Result r = RunLemoTrain(Finetune((dir_ / "missing").string()));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr("missing"));
@@ -98,7 +106,7 @@ TEST_F(LemoTrainCliTest, TruncatedSafetensorsIsNamed) {
   }
   ASSERT_FALSE(weights.empty());
   fs::resize_file(weights, fs::file_size(weights) / 2);
-  Result r = Run(Finetune(model.string()));
+  Result r = RunLemoTrain(Finetune(model.string()));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr(weights.filename().string()));
@@ -107,29 +115,31 @@ TEST_F(LemoTrainCliTest, TruncatedSafetensorsIsNamed) {
 TEST_F(LemoTrainCliTest, MalformedConfigIsNamed) {
   const fs::path model = CopyModel("badconfig");
   std::ofstream(model / "config.json") << "{\"hidden_size\": \"wide\"";
-  Result r = Run(Finetune(model.string()));
+  Result r = RunLemoTrain(Finetune(model.string()));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr("config.json"));
 }
 
 TEST_F(LemoTrainCliTest, MissingDataFileIsNamed) {
-  Result r = Run("finetune --model " + (dir_ / "model").string() +
-                 " --data /nonexistent/corpus.jsonl --seq-len 8 --steps 1 --out " +
-                 (dir_ / "out").string());
+  Result r = RunLemoTrain(
+      "finetune --model " + (dir_ / "model").string() +
+      " --data /nonexistent/corpus.jsonl --seq-len 8 --steps 1 --out " +
+      (dir_ / "out").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr("/nonexistent/corpus.jsonl"));
 }
 
 TEST_F(LemoTrainCliTest, ImpossibleSizesAreNamed) {
-  Result r = Run(Finetune((dir_ / "model").string(), "--seq-len 0"));
+  Result r = RunLemoTrain(Finetune((dir_ / "model").string(), "--seq-len 0"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("seq_len"));
   // A corpus far shorter than one sample.
-  r = Run("finetune --model " + (dir_ / "model").string() + " --data " +
-          (dir_ / "data.jsonl").string() + " --seq-len 100000 --steps 1 --out " +
-          (dir_ / "out").string());
+  r = RunLemoTrain("finetune --model " + (dir_ / "model").string() +
+                   " --data " + (dir_ / "data.jsonl").string() +
+                   " --seq-len 100000 --steps 1 --out " +
+                   (dir_ / "out").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.output;
   EXPECT_THAT(r.output, HasSubstr("seq_len"));
@@ -137,7 +147,8 @@ TEST_F(LemoTrainCliTest, ImpossibleSizesAreNamed) {
 
 TEST_F(LemoTrainCliTest, CudaDeviceOnCpuBuildIsExplained) {
 #ifndef LEMO_WITH_CUDA
-  Result r = Run(Finetune((dir_ / "model").string(), "--device cuda:0"));
+  Result r =
+      RunLemoTrain(Finetune((dir_ / "model").string(), "--device cuda:0"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("cuda:0"));
 #else
@@ -147,8 +158,9 @@ TEST_F(LemoTrainCliTest, CudaDeviceOnCpuBuildIsExplained) {
 
 TEST_F(LemoTrainCliTest, FinetunesAndWritesMetrics) {
   const fs::path metrics = dir_ / "metrics.jsonl";
-  Result r = Run(Finetune((dir_ / "model").string(),
-                          "--steps 2 --metrics-jsonl " + metrics.string()));
+  Result r =
+      RunLemoTrain(Finetune((dir_ / "model").string(),
+                            "--steps 2 --metrics-jsonl " + metrics.string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("step 2/2"));
   std::ifstream in(metrics);

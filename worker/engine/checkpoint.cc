@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -292,49 +294,44 @@ absl::Status WriteCheckpoint(const std::string& dir,
                              const AdapterConfig& adapter,
                              const NamedTensors& lora,
                              const ResumeState& resume) {
-  const std::string where = absl::StrCat("writing checkpoint ", dir);
+  // Callers add "writing checkpoint <dir>"; messages below name the file.
   const std::string config_json = AdapterConfigToJson(adapter);
-  LEMO_RETURN_IF_ERROR(ParseAdapterConfig(config_json, "adapter").status(),
-                       where);
-  LEMO_ASSIGN_OR_RETURN(NamedTensors peft_lora, NormalizeLora(lora, adapter),
-                        where);
-  LEMO_ASSIGN_OR_RETURN(auto staged, AtomicDirectory::Create(dir), where);
+  LEMO_RETURN_IF_ERROR(ParseAdapterConfig(config_json, "adapter").status());
+  LEMO_ASSIGN_OR_RETURN(NamedTensors peft_lora, NormalizeLora(lora, adapter));
+  LEMO_ASSIGN_OR_RETURN(auto staged, AtomicDirectory::Create(dir));
   const std::string root = staged->path();
   if (::mkdir((root + "/resume").c_str(), 0755) != 0) {
-    return absl::InternalError(absl::StrCat(where, ": mkdir resume failed"));
+    return absl::InternalError(
+        absl::StrCat("creating ", root, "/resume: ", std::strerror(errno)));
   }
   LEMO_RETURN_IF_ERROR(WriteSafetensors(root + "/" + kAdapterWeights, peft_lora,
-                                        {{"format", "pt"}}),
-                       where);
+                                        {{"format", "pt"}}));
   LEMO_RETURN_IF_ERROR(
-      WriteFileAtomically(root + "/" + kAdapterConfig, config_json), where);
-  LEMO_RETURN_IF_ERROR(
-      WriteSafetensors(
-          root + "/" + kOptimizer, resume.optimizer,
-          {{"format", "pt"}, {"step", std::to_string(resume.step)}}),
-      where);
-  LEMO_RETURN_IF_ERROR(
-      WriteFileAtomically(root + "/" + kTrainerState, TrainerStateJson(resume)),
-      where);
+      WriteFileAtomically(root + "/" + kAdapterConfig, config_json));
+  LEMO_RETURN_IF_ERROR(WriteSafetensors(
+      root + "/" + kOptimizer, resume.optimizer,
+      {{"format", "pt"}, {"step", std::to_string(resume.step)}}));
+  LEMO_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + kTrainerState,
+                                           TrainerStateJson(resume)));
   std::string sums;
   for (const char* file :
        {kAdapterConfig, kAdapterWeights, kOptimizer, kTrainerState}) {
-    LEMO_ASSIGN_OR_RETURN(std::string hex, Sha256File(root + "/" + file),
-                          where);
+    LEMO_ASSIGN_OR_RETURN(std::string hex, Sha256File(root + "/" + file));
     absl::StrAppend(&sums, hex, "  ", file, "\n");
   }
-  LEMO_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + kSums, sums), where);
-  return WithContext(staged->Commit(), where);
+  LEMO_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + kSums, sums));
+  return staged->Commit();
 }
 
 absl::StatusOr<LoadedCheckpoint> ReadPeftAdapter(const std::string& dir) {
   LoadedCheckpoint ckpt;
   const std::string config_path = dir + "/" + kAdapterConfig;
   LEMO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
-  LEMO_ASSIGN_OR_RETURN(ckpt.adapter, ParseAdapterConfig(text, config_path));
+  LEMO_ASSIGN_OR_RETURN(ckpt.adapter_config,
+                        ParseAdapterConfig(text, config_path));
   LEMO_ASSIGN_OR_RETURN(NamedTensors lora,
                         ReadSafetensors(dir + "/" + kAdapterWeights));
-  LEMO_ASSIGN_OR_RETURN(ckpt.lora, NormalizeLora(lora, ckpt.adapter),
+  LEMO_ASSIGN_OR_RETURN(ckpt.lora, NormalizeLora(lora, ckpt.adapter_config),
                         absl::StrCat("reading ", dir));
   return ckpt;
 }

@@ -48,7 +48,7 @@ struct ResumeState {
 };
 
 struct LoadedCheckpoint {
-  AdapterConfig adapter;
+  AdapterConfig adapter_config;
   NamedTensors lora;  // PEFT key names, owned CPU tensors
   ResumeState resume;
 };

@@ -21,7 +21,8 @@ namespace {
 int64_t CpuPeakRssBytes() {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
-  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
+  return static_cast<int64_t>(usage.ru_maxrss) *
+         1024;  // ru_maxrss is in KiB on Linux
 }
 
 int64_t CpuTotalMemoryBytes() {
@@ -72,20 +73,23 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& spec) {
   std::vector<std::string> parts = absl::StrSplit(spec, ':');
   int index = 0;
   if (parts.empty() || parts[0] != "cuda" || parts.size() > 2 ||
-      (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &index) || index < 0))) {
+      (parts.size() == 2 &&
+       (!absl::SimpleAtoi(parts[1], &index) || index < 0))) {
     return absl::InvalidArgumentError(
         absl::StrCat("device: expected cpu or cuda:N, got \"", spec, "\""));
   }
 #ifdef LEMO_WITH_CUDA
   const int count = c10::cuda::device_count();
   if (index >= count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "device: ", spec, " requested, but ", count, " CUDA devices are visible"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device: ", spec, " requested, but ", count,
+                     " CUDA devices are visible"));
   }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 #else
   return absl::InvalidArgumentError(absl::StrCat(
-      "device: ", spec, " requested, but this build has no CUDA (LEMO_ENABLE_CUDA=OFF)"));
+      "device: ", spec,
+      " requested, but this build has no CUDA (LEMO_ENABLE_CUDA=OFF)"));
 #endif
 }
 

@@ -1,4 +1,5 @@
-// Device memory and synchronisation helpers that hide whether this build has CUDA.
+// Device memory and synchronisation helpers that hide whether this build has
+// CUDA.
 //
 //   ResetPeakMemory(device);
 //   ... train a step ...
@@ -18,16 +19,18 @@
 namespace lemo::engine {
 
 struct PeakMemory {
-  // CUDA: the caching allocator's peak of live tensors. CPU: the process's peak RSS.
+  // CUDA: the caching allocator's peak of live tensors. CPU: the process's peak
+  // RSS.
   int64_t allocated_bytes = 0;
-  // CUDA: the allocator's peak reserved (cudaMalloc'ed) bytes. CPU: equals allocated_bytes.
+  // CUDA: the allocator's peak reserved (cudaMalloc'ed) bytes. CPU: equals
+  // allocated_bytes.
   int64_t reserved_bytes = 0;
 };
 
 // A device a worker can train on.
 struct DeviceInfo {
-  std::string name;           // "cpu" or "cuda:N"
-  std::string description;    // e.g. "NVIDIA H100 80GB HBM3"
+  std::string name;         // "cpu" or "cuda:N"
+  std::string description;  // e.g. "NVIDIA H100 80GB HBM3"
   int64_t total_memory_bytes = 0;
 };
 
@@ -36,7 +39,8 @@ PeakMemory ReadPeakMemory(const torch::Device& device);
 // Waits for queued device work, so host clocks measure it.
 void SynchronizeDevice(const torch::Device& device);
 
-// "cpu" or "cuda:N"; a CUDA device in a CPU-only build, or past the device count, is an error.
+// "cpu" or "cuda:N"; a CUDA device in a CPU-only build, or past the device
+// count, is an error.
 absl::StatusOr<torch::Device> ParseDevice(const std::string& spec);
 // The CUDA devices this process sees, or one CPU device when there are none.
 std::vector<DeviceInfo> ListDevices();

@@ -18,7 +18,8 @@ namespace lemo::engine {
 namespace {
 
 // Random values are generated this many elements at a time (256 MB of fp32),
-// which bounds memory for the 128256 x 4096 Llama-3 embedding.
+// which bounds memory for the 128256 x 4096 Llama-3 embedding: writing a
+// 2.5 GB one-layer llama3-8b in bf16 stays under ~0.75 GB RSS.
 constexpr int64_t kChunkElements = 64 << 20;
 
 ModelConfig Base(int64_t vocab, int64_t hidden, int64_t inter, int64_t layers,
@@ -85,8 +86,9 @@ absl::Status WriteRandomTensor(const TensorEntry& e, const ModelConfig& config,
   for (int64_t done = 0; done < numel; done += kChunkElements) {
     const int64_t n = std::min(kChunkElements, numel - done);
     LEMO_ASSIGN_OR_RETURN(torch::Tensor chunk, CallTorch("randn", [&] {
-                            return (torch::randn({n}, gen, torch::kFloat32) *
-                                    config.initializer_range)
+                            // In place: one fp32 chunk alive, not two.
+                            return torch::randn({n}, gen, torch::kFloat32)
+                                .mul_(config.initializer_range)
                                 .to(dtype);
                           }));
     LEMO_RETURN_IF_ERROR(writer->Append(chunk));

@@ -172,7 +172,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   }
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
-      new LlamaModel(config, options, std::move(rope)));
+      new LlamaModel(config, options, rope.To(options.device)));
 
   const int64_t d = config.hidden_size;
   const int64_t hd = config.head_dim;
@@ -276,8 +276,11 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
       "model: sequence of ", tokens.size(1), " tokens exceeds sliding_window ",
       config_.sliding_window, ", which is not supported");
   if (tokens.numel() > 0) {
-    const int64_t lo = tokens.min().item<int64_t>();
-    const int64_t hi = tokens.max().item<int64_t>();
+    // One device sync for both bounds.
+    const torch::Tensor bounds =
+        torch::stack({tokens.min(), tokens.max()}).cpu();
+    const int64_t lo = bounds[0].item<int64_t>();
+    const int64_t hi = bounds[1].item<int64_t>();
     TORCH_CHECK_INDEX(lo >= 0 && hi < config_.vocab_size,
                       "model: token id out of range [0, ", config_.vocab_size,
                       "): min ", lo, ", max ", hi);
@@ -285,17 +288,20 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
   auto [cos, sin] = rope_.CosSin(positions.to(options_.device, torch::kLong),
                                  options_.base_dtype);
   torch::Tensor x = torch::embedding(embed_, tokens);
-  for (const DecoderLayer& layer : layers_) {
-    if (options_.gradient_checkpointing) {
-      const bool training = training_;
-      x = Checkpoint(
-          [&layer, cos = cos, sin = sin, training](const torch::Tensor& h) {
-            return layer.Forward(h, cos, sin, training);
-          },
-          x, layer.TrainableParameters());
-    } else {
-      x = layer.Forward(x, cos, sin, training_);
-    }
+  const bool training = training_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const DecoderLayer& layer = layers_[i];
+    // Captured by value: a recompute in backward must run what the forward ran.
+    SegmentFn run = [forward = layer_forward_, i, &layer, cos = cos, sin = sin,
+                     training](const torch::Tensor& h) {
+      if (forward) {
+        return forward(static_cast<int64_t>(i), layer, h, cos, sin, training);
+      }
+      return layer.Forward(h, cos, sin, training);
+    };
+    x = options_.gradient_checkpointing
+            ? Checkpoint(std::move(run), x, layer.TrainableParameters())
+            : run(x);
   }
   return RmsNorm(x, norm_, config_.rms_norm_eps);
 }

@@ -95,6 +95,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     // in place without a SIGSEGV and without touching the file.
     void* addr = ::mmap(nullptr, static_cast<size_t>(st.st_size),
                         PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    // Under strict overcommit (vm.overcommit_memory=2) a writable private
+    // mapping is charged in full; fall back to read-only pages.
+    if (addr == MAP_FAILED && errno == ENOMEM) {
+      addr = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ,
+                    MAP_PRIVATE, fd, 0);
+    }
     if (addr == MAP_FAILED) {
       absl::Status s = Errno("mmap of", path);
       ::close(fd);

@@ -34,7 +34,8 @@ torch::ScalarType TorchFromDType(DType dtype);
 
 // One mmapped .safetensors file. The mapping is private and copy-on-write, so
 // an in-place op on a returned tensor changes only this process's copy of the
-// pages, never the file.
+// pages, never the file. (Only where the kernel refuses to commit that much
+// memory, vm.overcommit_memory=2, are the pages read-only instead.)
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(

@@ -7,7 +7,8 @@
 namespace lemo::engine {
 namespace {
 
-// c10 messages carry a C++ backtrace after the first line; users need only the first lines.
+// c10 messages carry a C++ backtrace after the first line; users need only the
+// first lines.
 std::string FirstLines(const char* what) {
   std::string s(what);
   const size_t cut = s.find("\nException raised from");
@@ -21,18 +22,24 @@ absl::Status StatusFromCurrentException(absl::string_view what_doing) {
   try {
     throw;
   } catch (const c10::OutOfMemoryError& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what_doing, ": out of device memory: ", FirstLines(e.what_without_backtrace())));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what_doing,
+        ": out of device memory: ", FirstLines(e.what_without_backtrace())));
   } catch (const c10::ValueError& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
   } catch (const c10::IndexError& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
   } catch (const c10::TypeError& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
+    return absl::InternalError(
+        absl::StrCat(what_doing, ": ", FirstLines(e.what_without_backtrace())));
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(what_doing, ": out of host memory"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what_doing, ": out of host memory"));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat(what_doing, ": ", e.what()));
   } catch (...) {

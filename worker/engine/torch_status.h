@@ -1,10 +1,13 @@
-// Where torch exceptions stop: the engine boundary converts them into absl::Status, so no
-// exception ever crosses into the agent or gRPC code (STYLE.md, "Errors").
+// Where torch exceptions stop: the engine boundary converts them into
+// absl::Status, so no exception ever crosses into the agent or gRPC code
+// (STYLE.md, "Errors").
 //
-//   absl::StatusOr<torch::Tensor> out = CallTorch("forward", [&] { return model.Forward(ids); });
+//   absl::StatusOr<torch::Tensor> out = CallTorch("forward", [&] { return
+//   model.Forward(ids); });
 //
-// c10::OutOfMemoryError -> RESOURCE_EXHAUSTED; c10::ValueError / IndexError / TypeError ->
-// INVALID_ARGUMENT; any other c10::Error or std::exception -> INTERNAL.
+// c10::OutOfMemoryError -> RESOURCE_EXHAUSTED; c10::ValueError / IndexError /
+// TypeError -> INVALID_ARGUMENT; any other c10::Error or std::exception ->
+// INTERNAL.
 #ifndef LEMO_WORKER_ENGINE_TORCH_STATUS_H_
 #define LEMO_WORKER_ENGINE_TORCH_STATUS_H_
 
@@ -24,11 +27,12 @@ struct IsStatusOr : std::false_type {};
 template <typename T>
 struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
 
-// Maps the exception currently being handled to a status whose message starts with `what_doing`.
+// Maps the exception currently being handled to a status whose message starts
+// with `what_doing`.
 absl::Status StatusFromCurrentException(absl::string_view what_doing);
 
-// Runs `fn`, turning any exception into a status. `fn` returns void, absl::Status, a value or
-// an absl::StatusOr<T>.
+// Runs `fn`, turning any exception into a status. `fn` returns void,
+// absl::Status, a value or an absl::StatusOr<T>.
 template <typename Fn>
 auto CallTorch(absl::string_view what_doing, Fn&& fn) {
   using R = std::invoke_result_t<Fn>;

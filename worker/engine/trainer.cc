@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -53,9 +55,12 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   return absl::OkStatus();
 }
 
-// The CPU generator drives LoRA dropout on CPU; saving it makes a resumed run bit-exact.
+// The CPU generator drives LoRA dropout on CPU; saving it makes a resumed run
+// bit-exact.
 std::string CpuRngState() {
-  torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  torch::Tensor state = generator.get_state();
   return std::string(reinterpret_cast<const char*>(state.data_ptr<uint8_t>()),
                      state.numel());
 }
@@ -66,7 +71,10 @@ absl::Status SetCpuRngState(const std::string& bytes) {
     torch::Tensor state =
         torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
     std::memcpy(state.data_ptr<uint8_t>(), bytes.data(), bytes.size());
-    at::detail::getDefaultCPUGenerator().set_state(state);
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    // The generator is shared with every CPU op; hold its lock as torch does.
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
   });
 }
 
@@ -104,32 +112,31 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
   WeightLoader loader = [&weights](const std::string& name) {
     return weights->Get(name);
   };
-  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model,
-                        CallTorch("building the model", [&] {
-                          return LlamaModel::Create(config, options.model,
-                                                    loader);
-                        }));
+  LEMO_ASSIGN_OR_RETURN(
+      std::unique_ptr<LlamaModel> model, CallTorch("building the model", [&] {
+        return LlamaModel::Create(config, options.model, loader);
+      }));
   LEMO_ASSIGN_OR_RETURN(
       std::unique_ptr<AdapterOptimizer> optimizer,
       AdapterOptimizer::Create(model->LoraParameters(), options.optimizer));
 
-  auto trainer = std::unique_ptr<Trainer>(new Trainer(
-      std::move(options), std::move(model), std::move(data),
-      std::move(optimizer)));
+  auto trainer = std::unique_ptr<Trainer>(
+      new Trainer(std::move(options), std::move(model), std::move(data),
+                  std::move(optimizer)));
   if (!trainer->options_.resume_dir.empty()) {
-    LEMO_RETURN_IF_ERROR(trainer->Resume(trainer->options_.resume_dir),
-                         absl::StrCat("resuming from ",
-                                      trainer->options_.resume_dir));
+    LEMO_RETURN_IF_ERROR(
+        trainer->Resume(trainer->options_.resume_dir),
+        absl::StrCat("resuming from ", trainer->options_.resume_dir));
   }
   return trainer;
 }
 
 absl::Status Trainer::Resume(const std::string& dir) {
   LEMO_ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, ReadCheckpoint(dir));
-  if (ckpt.adapter_config.r != options_.model.lora.rank) {
+  if (ckpt.adapter.r != options_.model.lora.rank) {
     return absl::InvalidArgumentError(
         absl::StrFormat("checkpoint has LoRA rank %d, the job asks for %d",
-                        ckpt.adapter_config.r, options_.model.lora.rank));
+                        ckpt.adapter.r, options_.model.lora.rank));
   }
   LEMO_RETURN_IF_ERROR(CallTorch("loading LoRA weights", [&] {
     return model_->LoadLoraWeights(ckpt.lora);
@@ -141,18 +148,16 @@ absl::Status Trainer::Resume(const std::string& dir) {
   LEMO_RETURN_IF_ERROR(SetCpuRngState(ckpt.resume.rng_state));
   step_ = ckpt.resume.step;
   if (step_ > options_.steps) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("checkpoint is at step %d, past steps=%d", step_,
-                        options_.steps));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "checkpoint is at step %d, past steps=%d", step_, options_.steps));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
-  const std::string dir =
-      (std::filesystem::path(options_.out_dir) /
-       absl::StrFormat("checkpoint-%06d", step_))
-          .string();
+  const std::string dir = (std::filesystem::path(options_.out_dir) /
+                           absl::StrFormat("checkpoint-%06d", step_))
+                              .string();
   AdapterConfig adapter;
   adapter.r = options_.model.lora.rank;
   adapter.alpha = options_.model.lora.alpha;

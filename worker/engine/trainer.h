@@ -1,6 +1,6 @@
-// The training loop: loads an HF model, wraps it with LoRA, and fine-tunes it on packed samples,
-// writing PEFT checkpoints with resume state. `lemo-train finetune` and the worker agent both
-// drive it; it knows nothing of the wire.
+// The training loop: loads an HF model, wraps it with LoRA, and fine-tunes it
+// on packed samples, writing PEFT checkpoints with resume state. `lemo-train
+// finetune` and the worker agent both drive it; it knows nothing of the wire.
 //
 //   TrainerOptions options;
 //   options.model_dir = "/models/tiny";
@@ -30,7 +30,8 @@ namespace lemo::engine {
 struct TrainerOptions {
   // HF-format model directory (config.json + *.safetensors).
   std::string model_dir;
-  // Data source, tokenizer, sequence length (tokens), batch size and shuffle seed.
+  // Data source, tokenizer, sequence length (tokens), batch size and shuffle
+  // seed.
   DataOptions data;
   // Device, base dtype, LoRA, gradient checkpointing and loss segmentation.
   ModelOptions model;
@@ -59,7 +60,8 @@ struct StepMetrics {
   double grad_norm = 0;
   double tokens_per_second = 0;
   double step_time_seconds = 0;
-  // Device allocator peaks on CUDA; the process's peak RSS on CPU (then reserved == allocated).
+  // Device allocator peaks on CUDA; the process's peak RSS on CPU (then
+  // reserved == allocated).
   int64_t peak_allocated_bytes = 0;
   int64_t peak_reserved_bytes = 0;
 };

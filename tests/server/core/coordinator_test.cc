@@ -157,6 +157,8 @@ TEST_F(CoordinatorTest, JobRunsToSuccessOnOneWorker) {
   EXPECT_EQ(done.state(), v1::SUCCEEDED);
   EXPECT_EQ(done.current_step(), 3);
   EXPECT_EQ(done.latest_metrics().loss(), 1.0);
+  EXPECT_EQ(done.latest_metrics().total_steps(), 10);  // Filled from the spec.
+  EXPECT_TRUE(done.latest_metrics().has_time());
   EXPECT_TRUE(done.has_end_time());
   EXPECT_EQ(States(job.id()),
             (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
@@ -343,6 +345,38 @@ TEST_F(CoordinatorTest,
   LEMO_ASSERT_OK(back.Status(a, v1::SUCCEEDED, 2));
   EXPECT_EQ(State(job.id()), v1::SUCCEEDED);
   EXPECT_EQ(back.ExpectAssign().job_id(), queued.id());
+}
+
+TEST_F(CoordinatorTest,
+       RestartedCoordinatorRestartsJobsWhoseWorkersNeverReturn) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  Open(absl::Milliseconds(50));  // Restart; w0 never re-registers.
+  FakeWorker other = Connect("w1");
+  absl::SleepFor(absl::Milliseconds(80));
+  LEMO_ASSERT_OK(other.Heartbeat());
+  coord_->Tick();
+  v1::Assign b = other.ExpectAssign();
+  EXPECT_EQ(b.job_id(), job.id());
+  EXPECT_EQ(b.epoch(), a.epoch() + 1);
+  EXPECT_EQ(coord_->GetJob(job.id())->restart_count(), 1);
+}
+
+TEST_F(CoordinatorTest, WorkerThatRestartedWithoutItsTaskLosesTheRank) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  // The worker process restarted: same id, no running task. Its rank is gone;
+  // the job restarts and, the worker being free again, lands on it with a new
+  // epoch.
+  FakeWorker again = Connect("w0");
+  v1::Assign b = again.ExpectAssign();
+  EXPECT_EQ(b.job_id(), job.id());
+  EXPECT_EQ(b.epoch(), a.epoch() + 1);
+  EXPECT_EQ(States(job.id()).back(), v1::SCHEDULED);
 }
 
 TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {

@@ -2,6 +2,7 @@
 // stubs: job RPCs and their error codes, auth, a fake worker on a real Connect
 // stream, watchers, checkpoints, health. To add a case: a TEST_F that calls
 // jobs_ / workers_ stubs (Ctx() adds the client token).
+#include <atomic>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -37,6 +38,8 @@ class ServiceTest : public ::testing::Test {
     co.data_dir = dir_ + "/data";
     co.tick_interval = absl::Milliseconds(20);
     co.heartbeat_interval = absl::Milliseconds(100);
+    // Long enough that a test's quiet stretches do not lose its workers.
+    co.worker_timeout = absl::Seconds(2);
     co.on_queue_wait = [this](double s) {
       if (metrics_) metrics_->ObserveQueueWait(s);
     };
@@ -190,6 +193,8 @@ class StreamWorker {
     s->set_total_steps(a.spec().steps());
     Send(m);
   }
+  // The worker process dies: the stream breaks without a goodbye.
+  void Kill() { ctx_.TryCancel(); }
   grpc::Status Close() {
     stream_->WritesDone();
     v1::CoordinatorMessage m;
@@ -357,6 +362,40 @@ TEST_F(ServiceTest, WatchFiltersTypesAndResumesFromASequence) {
   auto reader2 = jobs_->WatchJob(ctx2.get(), req);
   EXPECT_FALSE(reader2->Read(&e));
   EXPECT_TRUE(reader2->Finish().ok());
+}
+
+TEST_F(ServiceTest, KilledWorkerStreamRestartsTheJobOnAnotherWorker) {
+  v1::Job job = Submit();
+  auto w0 = std::make_unique<StreamWorker>(workers_.get(), "w0");
+  ASSERT_TRUE(w0->Read().has_welcome());
+  v1::Assign a = w0->Read().assign();
+  w0->Status(a, v1::RUNNING, 0);
+  StreamWorker w1(workers_.get(), "w1");
+  ASSERT_TRUE(w1.Read().has_welcome());
+  w0->Kill();
+  // w1 keeps heartbeating while w0's silence runs past the 2 s worker timeout.
+  std::atomic<bool> stop{false};
+  std::thread beat([&] {
+    while (!stop) {
+      v1::WorkerMessage hb;
+      hb.mutable_heartbeat();
+      w1.Send(hb);
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  v1::CoordinatorMessage m = w1.Read();
+  stop = true;
+  beat.join();
+  ASSERT_TRUE(m.has_assign()) << m.DebugString();
+  EXPECT_EQ(m.assign().job_id(), job.id());
+  EXPECT_EQ(m.assign().epoch(), a.epoch() + 1);
+  v1::GetJobRequest req;
+  req.set_job_id(job.id());
+  v1::Job got;
+  ASSERT_TRUE(jobs_->GetJob(Ctx().get(), req, &got).ok());
+  EXPECT_EQ(got.restart_count(), 1);
+  EXPECT_EQ(got.state(), v1::SCHEDULED);
+  w0.reset();
 }
 
 TEST_F(ServiceTest, HealthServiceReportsServing) {

@@ -89,11 +89,11 @@ TEST(Checkpoint, RoundTripsAdapterLoraAndResumeState) {
   NamedTensors lora;
   const std::string dir = WriteSample(&lora);
   LEMO_ASSERT_OK_AND_ASSIGN(LoadedCheckpoint ckpt, ReadCheckpoint(dir));
-  EXPECT_EQ(ckpt.adapter.r, 4);
-  EXPECT_DOUBLE_EQ(ckpt.adapter.alpha, 8);
-  EXPECT_DOUBLE_EQ(ckpt.adapter.dropout, 0.05);
-  EXPECT_EQ(ckpt.adapter.target_modules, SampleAdapter().target_modules);
-  EXPECT_EQ(ckpt.adapter.base_model_name_or_path, "/models/tiny");
+  EXPECT_EQ(ckpt.adapter_config.r, 4);
+  EXPECT_DOUBLE_EQ(ckpt.adapter_config.alpha, 8);
+  EXPECT_DOUBLE_EQ(ckpt.adapter_config.dropout, 0.05);
+  EXPECT_EQ(ckpt.adapter_config.target_modules, SampleAdapter().target_modules);
+  EXPECT_EQ(ckpt.adapter_config.base_model_name_or_path, "/models/tiny");
   ExpectSameTensors(ckpt.lora, lora);
   const ResumeState want = SampleResume(3);
   EXPECT_EQ(ckpt.resume.step, 3);
@@ -225,7 +225,7 @@ TEST(Checkpoint, PeftLoadsItAndSavesTheSameWeights) {
   LEMO_ASSERT_OK_AND_ASSIGN(LoadedCheckpoint resaved,
                             ReadPeftAdapter(root + "/resaved"));
   ExpectSameTensors(resaved.lora, lora);
-  EXPECT_EQ(resaved.adapter.r, 4);
+  EXPECT_EQ(resaved.adapter_config.r, 4);
   LEMO_ASSERT_OK_AND_ASSIGN(std::string report,
                             ReadFileToString(root + "/resaved/report.json"));
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(report)["scaling"].get<double>(),

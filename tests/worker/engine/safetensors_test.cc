@@ -82,6 +82,25 @@ TEST(SafetensorsFile, TensorsAreViewsThatOutliveTheFileObject) {
   EXPECT_TRUE(torch::equal(back[0].second, w));
 }
 
+TEST(SafetensorsFile, UnalignedDataSectionFromForeignWriterIsCopied) {
+  // A 9-byte header puts the data section at file offset 17, so the F32
+  // tensor's bytes are misaligned in the mapping.
+  const std::string json = R"({"w":{"dtype":"F32","shape":[3],)"
+                           R"("data_offsets":[0,12]}})";
+  std::string padded = json + std::string((8 - (json.size() - 1) % 8) % 8, ' ');
+  ASSERT_EQ(padded.size() % 8, 1u);
+  std::string file(8, '\0');
+  file[0] = static_cast<char>(padded.size());
+  const float values[3] = {1.5f, -2.0f, 3.25f};
+  file += padded + std::string(reinterpret_cast<const char*>(values), 12);
+  const std::string path = MakeTempDir("st") + "/odd.safetensors";
+  ASSERT_THAT(WriteFileAtomically(path, file), IsOk());
+  LEMO_ASSERT_OK_AND_ASSIGN(auto st, SafetensorsFile::Open(path));
+  LEMO_ASSERT_OK_AND_ASSIGN(torch::Tensor w, st->Tensor("w"));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data_ptr()) % 4, 0u);
+  EXPECT_TRUE(torch::equal(w, torch::tensor({1.5f, -2.0f, 3.25f})));
+}
+
 TEST(SafetensorsFile, ErrorsNameFileAndTensor) {
   const std::string dir = MakeTempDir("st");
   const std::string path = dir + "/a.safetensors";

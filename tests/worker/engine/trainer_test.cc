@@ -1,6 +1,7 @@
 // Tests for worker/engine/trainer.h on the tiny preset, on CPU in fp32.
-// To add a case: build TrainerOptions with TinyOptions(), change what the case is about, and run
-// it with RunTrainer(); the fixture gives a fresh model and corpus in a temp dir.
+// To add a case: build TrainerOptions with TinyOptions(), change what the case
+// is about, and run it with RunTrainer(); the fixture gives a fresh model and
+// corpus in a temp dir.
 #include "worker/engine/trainer.h"
 
 #include <torch/torch.h>
@@ -99,7 +100,8 @@ TEST_F(TrainerTest, LossGoesDownAndCheckpointsAreWritten) {
   ASSERT_THAT(r.status, IsOk());
   ASSERT_EQ(r.losses.size(), 20u);
   EXPECT_LT(r.losses.back(), r.losses.front());
-  EXPECT_TRUE(fs::exists(root_ / "run/checkpoint-000010/adapter_model.safetensors"));
+  EXPECT_TRUE(
+      fs::exists(root_ / "run/checkpoint-000010/adapter_model.safetensors"));
   EXPECT_TRUE(fs::exists(root_ / "run/checkpoint-000020/adapter_config.json"));
 }
 
@@ -112,7 +114,8 @@ TEST_F(TrainerTest, ResumeIsBitExact) {
   TrainerOptions first = TinyOptions("halves");
   first.save_every = 10;
   RunResult b1 = RunTrainer(first, /*stop_after=*/10);
-  ASSERT_THAT(b1.status, StatusIs(absl::StatusCode::kCancelled, HasSubstr("step 11")));
+  ASSERT_THAT(b1.status,
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("step 11")));
   ASSERT_EQ(b1.losses.size(), 10u);
 
   TrainerOptions second = TinyOptions("halves");
@@ -153,16 +156,16 @@ TEST_F(TrainerTest, InvalidOptionsNameTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("steps")));
   o = TinyOptions("bad");
   o.grad_accum = 0;
-  EXPECT_THAT(RunTrainer(o).status,
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("grad_accum")));
+  EXPECT_THAT(RunTrainer(o).status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("grad_accum")));
   o = TinyOptions("bad");
   o.model_dir = (root_ / "nope").string();
   EXPECT_THAT(RunTrainer(o).status, ::testing::Not(IsOk()));
 }
 
 TEST_F(TrainerTest, GradAccumulationMatchesLargerBatch) {
-  // Two micro-batches of 1 accumulate to the same update as one batch of 2 (same samples,
-  // same order), up to float summation order.
+  // Two micro-batches of 1 accumulate to the same update as one batch of 2
+  // (same samples, same order), up to float summation order.
   TrainerOptions big = TinyOptions("big");
   big.steps = 3;
   big.model.lora.dropout = 0;
@@ -202,12 +205,11 @@ TEST_F(TrainerTest, CheckpointLoadsInPeftWithSameLogits) {
   const char* source = std::getenv("LEMO_SOURCE_DIR");
   ASSERT_NE(python, nullptr);
   ASSERT_NE(source, nullptr);
-  const std::string cmd =
-      std::string(python) + " " + source +
-      "/tests/worker/engine/peft_logits_check.py --model " +
-      (root_ / "model").string() + " --adapter " +
-      (root_ / "peft/checkpoint-000005").string() + " --expected " +
-      expected.string();
+  const std::string cmd = std::string(python) + " " + source +
+                          "/tests/worker/engine/peft_logits_check.py --model " +
+                          (root_ / "model").string() + " --adapter " +
+                          (root_ / "peft/checkpoint-000005").string() +
+                          " --expected " + expected.string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
