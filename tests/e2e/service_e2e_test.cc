@@ -150,7 +150,7 @@ TEST_F(ServiceTest, QueuedJobsRunOneAfterTheOther) {
 }
 
 TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
-  constexpr int64_t kSteps = 60;
+  constexpr int64_t kSteps = 30;
   Process* w1 = StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
   std::vector<v1::JobEvent> events =
@@ -193,9 +193,9 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
 }
 
 TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
-  constexpr int64_t kSteps = 150;
+  constexpr int64_t kSteps = 40;
   StartWorker("w1");
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 20)));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 10)));
   std::vector<v1::JobEvent> before = Watch(
       job.id(), 1, [](const v1::JobEvent& e) { return IsMetricAtLeast(e, 5); });
   ASSERT_FALSE(before.empty());
