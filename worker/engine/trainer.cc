@@ -133,10 +133,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
 
 absl::Status Trainer::Resume(const std::string& dir) {
   LEMO_ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, ReadCheckpoint(dir));
-  if (ckpt.adapter.r != options_.model.lora.rank) {
+  if (ckpt.adapter_config.r != options_.model.lora.rank) {
     return absl::InvalidArgumentError(
         absl::StrFormat("checkpoint has LoRA rank %d, the job asks for %d",
-                        ckpt.adapter.r, options_.model.lora.rank));
+                        ckpt.adapter_config.r, options_.model.lora.rank));
   }
   LEMO_RETURN_IF_ERROR(CallTorch("loading LoRA weights", [&] {
     return model_->LoadLoraWeights(ckpt.lora);

@@ -48,9 +48,10 @@ double MaxRelError(const torch::Tensor& got, const torch::Tensor& want) {
 
 // Returns the directory of `variant`'s reference, running hf_reference.py (all
 // variants at once: Python's imports dominate its time) unless it is cached.
-// The cache lives in the temp dir under a hash of the script, so a changed
-// script regenerates; ctest runs each test in its own process, and this keeps
-// Python to one run per script version. Variants are written under a temporary
+// The cache lives in the temp dir under a hash of the script and the Python
+// path (the venv's path names the pinned versions), so a change to either
+// regenerates; ctest runs each test in its own process, and this keeps Python
+// to one run per script version. Variants are written under a temporary
 // name and renamed, so concurrent tests never see a half-written one.
 absl::StatusOr<std::string> EnsureReference(const std::string& variant) {
   const char* python = std::getenv("LEMO_PYTHON");
@@ -66,7 +67,8 @@ absl::StatusOr<std::string> EnsureReference(const std::string& variant) {
   const std::string text((std::istreambuf_iterator<char>(in)), {});
   const std::filesystem::path cache =
       std::filesystem::temp_directory_path() /
-      ("lemo_hf_parity_" + std::to_string(std::hash<std::string>()(text)));
+      ("lemo_hf_parity_" +
+       std::to_string(std::hash<std::string>()(text + python)));
   const std::filesystem::path done = cache / variant;
   if (std::filesystem::exists(done / "reference.safetensors"))
     return done.string();

@@ -11,6 +11,7 @@
 
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/tiny_model.h"
+#include "worker/engine/optimizer.h"
 
 namespace lemo::engine {
 namespace {
@@ -356,6 +357,41 @@ TEST(LlamaModel, SetLayerForwardComposesFromPublicParts) {
     // backward.
     EXPECT_EQ(calls, config.num_hidden_layers * (ckpt ? 2 : 1));
   }
+}
+
+}  // namespace
+}  // namespace lemo::engine
+
+namespace lemo::engine {
+namespace {
+
+// Model + optimizer together: a few AdamW steps on one batch lower its loss,
+// and only the adapters move.
+TEST(LlamaModel, AdapterTrainingLowersTheLoss) {
+  ModelConfig config = TinyConfig();
+  auto w = RandomWeights(config, 12);
+  ModelOptions options;
+  options.loss_segment_tokens = 8;
+  options.gradient_checkpointing = true;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto model,
+                            LlamaModel::Create(config, options, MapLoader(w)));
+  OptimizerOptions o;
+  o.lr = 1e-2;
+  o.total_steps = 20;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto opt, AdapterOptimizer::Create(model->LoraParameters(), o));
+  const torch::Tensor embed_before = model->embed_tokens().clone();
+  torch::Tensor ids = Ids(config, 2, 16);
+  double first = 0, last = 0;
+  for (int step = 0; step < 20; ++step) {
+    torch::Tensor loss = model->Loss(ids, ids);
+    loss.backward();
+    opt->Step();
+    opt->ZeroGrad();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, first - 0.1);
+  EXPECT_TRUE(torch::equal(model->embed_tokens(), embed_before));
 }
 
 }  // namespace
