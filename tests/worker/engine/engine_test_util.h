@@ -11,15 +11,31 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "gtest/gtest.h"
 
 namespace lemo::engine::testing {
 
+// Removed when the test process exits (CTest runs one test per process), so
+// model files do not pile up in /tmp; set LEMO_KEEP_TEST_DIRS=1 to inspect.
 inline std::string MakeTempDir(const std::string& tag) {
+  struct Cleanup {
+    std::vector<std::string> dirs;
+    ~Cleanup() {
+      if (getenv("LEMO_KEEP_TEST_DIRS") != nullptr) return;
+      std::error_code ec;
+      for (const std::string& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
   std::string tmpl = ::testing::TempDir() + "lemo_" + tag + "_XXXXXX";
-  return mkdtemp(tmpl.data());
+  if (mkdtemp(tmpl.data()) == nullptr) return "/nonexistent-mkdtemp-failed";
+  cleanup.dirs.push_back(tmpl);
+  return tmpl;
 }
 
 // Empty when the test runs outside CTest.

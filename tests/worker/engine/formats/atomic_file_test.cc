@@ -3,13 +3,12 @@
 // beside it.
 #include "worker/engine/formats/atomic_file.h"
 
-#include <stdlib.h>
-
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "tests/testing/status_matchers.h"
+#include "tests/worker/engine/engine_test_util.h"
 
 namespace lemo::engine {
 namespace {
@@ -20,10 +19,7 @@ using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-std::string TempDir() {
-  std::string tmpl = ::testing::TempDir() + "lemo_atomic_XXXXXX";
-  return mkdtemp(tmpl.data());
-}
+std::string TempDir() { return testing::MakeTempDir("atomic"); }
 
 std::vector<std::string> Names(const std::string& dir) {
   std::vector<std::string> out;
