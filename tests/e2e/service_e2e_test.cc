@@ -41,14 +41,18 @@ bool IsMetricAtLeast(const v1::JobEvent& e, int64_t step) {
   return e.has_metric() && e.metric().step() >= step;
 }
 
-// The number after `prefix` in the first log line that has it, or -1.
+// The number right after `prefix` in the first log line that has it, or -1.
 int64_t StepInLog(const std::vector<std::string>& lines,
                   absl::string_view prefix) {
   for (const std::string& line : lines) {
     size_t at = line.find(std::string(prefix));
     if (at == std::string::npos) continue;
+    const std::string rest = line.substr(at + prefix.size());
     int64_t step = -1;
-    if (absl::SimpleAtoi(line.substr(at + prefix.size()), &step)) return step;
+    if (absl::SimpleAtoi(rest.substr(0, rest.find_first_not_of("0123456789")),
+                         &step)) {
+      return step;
+    }
   }
   return -1;
 }
