@@ -136,8 +136,10 @@ absl::Status Agent::Run() {
     backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
   }
   if (task_ != nullptr) {
-    Logf(absl::StrCat("stopping job ", task_->job_id(), " at step ",
-                      task_->step()));
+    if (!task_->done()) {
+      Logf(absl::StrCat("stopping job ", task_->job_id(), " at step ",
+                        task_->step(), "; the coordinator will reschedule it"));
+    }
     task_->Stop();
     task_->Join();
     task_.reset();
