@@ -131,6 +131,24 @@ TEST_F(ServiceTest, CancelStopsWithinOneStep) {
             at_cancel + 1);
 }
 
+TEST_F(ServiceTest, EngineErrorsFailTheJobWithATypedReason) {
+  StartWorker("w1");
+  v1::JobSpec spec = Spec(4, 0);
+  spec.mutable_model()->set_path(dir() + "/no-such-model");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(spec));
+  WatchToEnd(job.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::FAILED);
+  EXPECT_EQ(job.failure().reason(), v1::MODEL_LOAD) << job.failure().message();
+  EXPECT_THAT(job.failure().message(), HasSubstr("no-such-model"));
+
+  // The worker is free again and runs the next job.
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job next, client().Submit(Spec(2, 0)));
+  WatchToEnd(next.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(next, client().Get(next.id()));
+  EXPECT_EQ(next.state(), v1::SUCCEEDED) << next.failure().message();
+}
+
 TEST_F(ServiceTest, QueuedJobsRunOneAfterTheOther) {
   StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job first, client().Submit(Spec(6, 0)));
