@@ -53,11 +53,14 @@ class LemoTrainCliTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  std::string Finetune(const std::string& model,
-                       const std::string& extra = "") {
+  // CLI11 rejects a repeated option, so a case that changes --seq-len or
+  // --steps passes them here rather than in `extra`.
+  std::string Finetune(const std::string& model, const std::string& extra = "",
+                       int seq_len = 8, int steps = 1) {
     return "finetune --model " + model + " --data " +
-           (dir_ / "data.jsonl").string() + " --seq-len 8 --steps 1 --out " +
-           (dir_ / "out").string() + " " + extra;
+           (dir_ / "data.jsonl").string() + " --seq-len " +
+           std::to_string(seq_len) + " --steps " + std::to_string(steps) +
+           " --out " + (dir_ / "out").string() + " " + extra;
   }
 
   // A copy of the tiny model whose files the case may break.
@@ -132,7 +135,8 @@ TEST_F(LemoTrainCliTest, MissingDataFileIsNamed) {
 }
 
 TEST_F(LemoTrainCliTest, ImpossibleSizesAreNamed) {
-  Result r = RunLemoTrain(Finetune((dir_ / "model").string(), "--seq-len 0"));
+  Result r =
+      RunLemoTrain(Finetune((dir_ / "model").string(), "", /*seq_len=*/0));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("seq_len"));
   // A corpus far shorter than one sample.
@@ -158,9 +162,9 @@ TEST_F(LemoTrainCliTest, CudaDeviceOnCpuBuildIsExplained) {
 
 TEST_F(LemoTrainCliTest, FinetunesAndWritesMetrics) {
   const fs::path metrics = dir_ / "metrics.jsonl";
-  Result r =
-      RunLemoTrain(Finetune((dir_ / "model").string(),
-                            "--steps 2 --metrics-jsonl " + metrics.string()));
+  Result r = RunLemoTrain(Finetune((dir_ / "model").string(),
+                                   "--metrics-jsonl " + metrics.string(),
+                                   /*seq_len=*/8, /*steps=*/2));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("step 2/2"));
   std::ifstream in(metrics);
