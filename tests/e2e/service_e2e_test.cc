@@ -214,6 +214,54 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   }
 }
 
+TEST_F(ServiceTest, AStaleWorkerThatComesBackIsFencedOff) {
+  constexpr int64_t kSteps = 30;
+  Process* w1 = StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
+  std::vector<v1::JobEvent> events =
+      Watch(job.id(), 1, [](const v1::JobEvent& e) {
+        return e.has_checkpoint() && e.checkpoint().step() >= 5;
+      });
+  ASSERT_FALSE(events.empty());
+  StartWorker("w2");
+  // Frozen past --worker-timeout: the coordinator gives the job to w2 with a
+  // new epoch.
+  w1->Signal(SIGSTOP);
+  std::vector<v1::JobEvent> more =
+      Watch(job.id(), events.back().sequence() + 1, [](const v1::JobEvent& e) {
+        return e.has_state_change() && e.state_change().to() == v1::RESTARTING;
+      });
+  events.insert(events.end(), more.begin(), more.end());
+  w1->Signal(SIGCONT);
+  std::vector<v1::JobEvent> rest =
+      WatchToEnd(job.id(), events.back().sequence() + 1);
+  events.insert(events.end(), rest.begin(), rest.end());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  EXPECT_EQ(job.restart_count(), 1);
+
+  // Nothing w1 trained after it was replaced made it into the job.
+  const int restarting = FindState(events, v1::RESTARTING);
+  ASSERT_GT(restarting, 0);
+  std::vector<v1::JobEvent> after(events.begin() + restarting, events.end());
+  const std::vector<int64_t> steps = MetricSteps(after);
+  ASSERT_FALSE(steps.empty());
+  EXPECT_THAT(steps, ElementsAreArray(Range(steps.front(), kSteps)));
+  for (const v1::JobEvent& e : after) {
+    if (e.has_log()) {
+      EXPECT_EQ(e.log().worker_id(), "w2") << e.log().text();
+    }
+  }
+  // w1 is back, idle, and ready for the next job.
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers,
+                            client().ListWorkers());
+  for (const v1::WorkerInfo& w : workers) {
+    if (w.worker_id() != "w1") continue;
+    EXPECT_EQ(w.state(), v1::WorkerInfo::CONNECTED);
+    EXPECT_EQ(w.job_id(), "");
+  }
+}
+
 TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   constexpr int64_t kSteps = 40;
   StartWorker("w1");

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -29,6 +30,18 @@ void ServiceTest::SetUpTestSuite() {
   ASSERT_EQ(code, 0) << "lemo-train init-model failed";
 }
 
+void ServiceTest::TearDownTestSuite() {
+  const char* keep = std::getenv("LEMO_KEEP_TEST_DIRS");
+  const bool failed =
+      ::testing::UnitTest::GetInstance()->failed_test_count() > 0;
+  if (failed || (keep != nullptr && std::string(keep) == "1")) {
+    std::fprintf(stderr, "e2e files kept in %s\n", root_.c_str());
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(root_, ec);
+}
+
 void ServiceTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   dir_ = absl::StrCat(root_, "/", info->name());
@@ -50,7 +63,7 @@ Process* ServiceTest::StartCoordinator() {
       "coordinator",
       {BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
        "--metrics-listen=", absl::StrCat("--data-dir=", dir_, "/data"),
-       "--worker-timeout=3s", "--heartbeat-interval=250ms"});
+       "--worker-timeout=5s", "--heartbeat-interval=250ms"});
   coordinator_ = p;
   if (!WaitForPort(port_, absl::Seconds(30))) {
     ADD_FAILURE() << "the coordinator did not listen on port " << port_;

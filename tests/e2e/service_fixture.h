@@ -31,6 +31,8 @@ namespace v1 = ::lemo::v1;
 class ServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite();
+  // Removes the temp tree unless a test failed or LEMO_KEEP_TEST_DIRS=1.
+  static void TearDownTestSuite();
   void SetUp() override;
   void TearDown() override;
 

@@ -52,8 +52,11 @@ struct AgentOptions {
   std::string metrics_listen;
   // Heartbeat period until the coordinator's Welcome names one.
   absl::Duration heartbeat_interval = absl::Seconds(5);
-  // Reconnect backoff doubles from 100 ms up to this.
-  absl::Duration max_reconnect_backoff = absl::Seconds(5);
+  // Reconnect backoff doubles from 100 ms up to this; well under the
+  // coordinator's
+  // --worker-timeout, so a restarted coordinator sees the worker again before
+  // it gives up on it.
+  absl::Duration max_reconnect_backoff = absl::Seconds(1);
   // How long checkpoint transfers retry while the coordinator is unreachable.
   absl::Duration transfer_retry_for = absl::Minutes(2);
 };
