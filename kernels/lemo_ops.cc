@@ -5,10 +5,13 @@
 namespace lemo::kernels {
 namespace {
 
-// Typed handles are looked up once; the schemas are registered when this library loads.
+// Typed handles are looked up once; the schemas are registered when this
+// library loads.
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> Op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+  return c10::Dispatcher::singleton()
+      .findSchemaOrThrow(name, "")
+      .typed<Signature>();
 }
 
 }  // namespace
@@ -38,9 +41,8 @@ at::Tensor SelectBlocks(const at::Tensor& scores,
 
 at::Tensor KeptPositions(const at::Tensor& kept_blocks, int64_t n_tokens,
                          int64_t block) {
-  static const auto op =
-      Op<at::Tensor(const at::Tensor&, int64_t, int64_t)>(
-          "lemo::kept_positions");
+  static const auto op = Op<at::Tensor(const at::Tensor&, int64_t, int64_t)>(
+      "lemo::kept_positions");
   return op.call(kept_blocks, n_tokens, block);
 }
 

@@ -1,11 +1,13 @@
-// lemo::gather_blocks: the kept 64-token blocks of x, in order (permutation-free: blocks are
-// contiguous runs, so a CUDA kernel is a block copy). The ragged last block gathers only its
-// real tokens.
+// lemo::gather_blocks: the kept 64-token blocks of x, in order
+// (permutation-free: blocks are contiguous runs, so a CUDA kernel is a block
+// copy). The ragged last block gathers only its real tokens.
 //
-//   at::Tensor xk = lemo::kernels::GatherBlocks(x /*[B,N,D] or [B,H,N,d]*/, kept /*[B,k]*/);
+//   at::Tensor xk = lemo::kernels::GatherBlocks(x /*[B,N,D] or [B,H,N,d]*/,
+//   kept /*[B,k]*/);
 //
-// Autograd: the backward is lemo::scatter_add_blocks of the gradient into zeros, and saves only
-// the kept indices (no activation), so its memory is O(k).
+// Autograd: the backward is lemo::scatter_add_blocks of the gradient into
+// zeros, and saves only the kept indices (no activation), so its memory is
+// O(k).
 #ifndef LEMO_KERNELS_OPS_GATHER_BLOCKS_H_
 #define LEMO_KERNELS_OPS_GATHER_BLOCKS_H_
 

@@ -12,7 +12,8 @@
 namespace lemo::kernels {
 namespace {
 
-// cos/sin rows at the kept positions, [B, 1, n, d] in `dtype`, ready to broadcast over heads.
+// cos/sin rows at the kept positions, [B, 1, n, d] in `dtype`, ready to
+// broadcast over heads.
 std::pair<at::Tensor, at::Tensor> GatherCosSin(const at::Tensor& x,
                                                const at::Tensor& kept_blocks,
                                                const at::Tensor& cos,
@@ -24,7 +25,8 @@ std::pair<at::Tensor, at::Tensor> GatherCosSin(const at::Tensor& x,
   const int64_t batch = x.size(0), n = x.size(2), d = x.size(3);
   TORCH_CHECK_VALUE(d % 2 == 0, what, ": head dim must be even, got ", d);
   for (const at::Tensor* t : {&cos, &sin}) {
-    TORCH_CHECK_VALUE(t->dim() == 3 && (t->size(0) == 1 || t->size(0) == batch) &&
+    TORCH_CHECK_VALUE(t->dim() == 3 &&
+                          (t->size(0) == 1 || t->size(0) == batch) &&
                           t->size(1) == n && t->size(2) == d,
                       what, ": cos/sin must be [1 or ", batch, ", ", n, ", ", d,
                       "], got ", t->sizes());

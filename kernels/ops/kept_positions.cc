@@ -12,9 +12,9 @@ at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
   TORCH_CHECK_VALUE(n_tokens > 0, what, ": sequence length must be > 0, got ",
                     n_tokens);
   TORCH_CHECK_VALUE(
-      kept_blocks.dim() == 2 && kept_blocks.scalar_type() == at::kLong,
-      what, ": kept_blocks must be int64 [B, k], got ",
-      kept_blocks.scalar_type(), " ", kept_blocks.sizes());
+      kept_blocks.dim() == 2 && kept_blocks.scalar_type() == at::kLong, what,
+      ": kept_blocks must be int64 [B, k], got ", kept_blocks.scalar_type(),
+      " ", kept_blocks.sizes());
   const int64_t batch = kept_blocks.size(0);
   const int64_t k = kept_blocks.size(1);
   const int64_t nb = (n_tokens + block - 1) / block;
@@ -22,7 +22,8 @@ at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
   if (batch == 0) {
     return at::empty({0, k * block}, kept_blocks.options());
   }
-  // Host syncs on a device tensor; cheap next to the ops that use the positions.
+  // Host syncs on a device tensor; cheap next to the ops that use the
+  // positions.
   const int64_t lo = kept_blocks.min().item<int64_t>();
   const int64_t hi = kept_blocks.max().item<int64_t>();
   TORCH_CHECK_VALUE(lo >= 0 && hi < nb, what, ": kept_blocks must lie in [0, ",
@@ -54,23 +55,25 @@ at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
   return pos.narrow(1, 0, k * block - missing).contiguous();
 }
 
-at::Tensor BlockTokenIndex(const at::Tensor& full, const at::Tensor& kept_blocks,
-                           int64_t block, const char* what) {
+at::Tensor BlockTokenIndex(const at::Tensor& full,
+                           const at::Tensor& kept_blocks, int64_t block,
+                           const char* what) {
   TORCH_CHECK_VALUE(full.dim() == 3 || full.dim() == 4, what,
                     ": expected [B, N, D] or [B, H, N, d], got ", full.sizes());
   TORCH_CHECK_VALUE(kept_blocks.device() == full.device(), what,
                     ": kept_blocks is on ", kept_blocks.device(),
                     " but the tensor is on ", full.device());
-  TORCH_CHECK_VALUE(kept_blocks.dim() == 2 && kept_blocks.size(0) == full.size(0),
-                    what, ": kept_blocks ", kept_blocks.sizes(),
-                    " must be [B, k] with B = ", full.size(0));
+  TORCH_CHECK_VALUE(
+      kept_blocks.dim() == 2 && kept_blocks.size(0) == full.size(0), what,
+      ": kept_blocks ", kept_blocks.sizes(),
+      " must be [B, k] with B = ", full.size(0));
   const int64_t token_dim = full.dim() - 2;
   const at::Tensor pos =
       KeptPositionsImpl(kept_blocks, full.size(token_dim), block, what);
   std::vector<int64_t> sizes = full.sizes().vec();
   sizes[token_dim] = pos.size(1);
-  const at::Tensor index = full.dim() == 3 ? pos.unsqueeze(2)
-                                           : pos.unsqueeze(1).unsqueeze(3);
+  const at::Tensor index =
+      full.dim() == 3 ? pos.unsqueeze(2) : pos.unsqueeze(1).unsqueeze(3);
   return index.expand(sizes);
 }
 
@@ -82,10 +85,13 @@ at::Tensor KeptPositionsOp(const at::Tensor& kept_blocks, int64_t n_tokens,
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(lemo, m) {
-  m.def("kept_positions(Tensor kept_blocks, int n_tokens, int block=64) -> Tensor");
+  m.def(
+      "kept_positions(Tensor kept_blocks, int n_tokens, int block=64) -> "
+      "Tensor");
 }
 
-// Plain ATen index math runs on any device, and its int64 output never needs a gradient.
+// Plain ATen index math runs on any device, and its int64 output never needs a
+// gradient.
 TORCH_LIBRARY_IMPL(lemo, CompositeExplicitAutograd, m) {
   m.impl("kept_positions", TORCH_FN(KeptPositionsOp));
 }

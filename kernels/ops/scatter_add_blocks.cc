@@ -19,7 +19,8 @@ at::Tensor ScatterAddBlocksCpu(const at::Tensor& residual, const at::Tensor& y,
   TORCH_CHECK_VALUE(y.scalar_type() == residual.scalar_type(),
                     "scatter_add_blocks: y is ", y.scalar_type(),
                     " but residual is ", residual.scalar_type());
-  // Kept positions are distinct, so the scatter-add is one add per kept element.
+  // Kept positions are distinct, so the scatter-add is one add per kept
+  // element.
   return residual.clone(at::MemoryFormat::Contiguous)
       .scatter_add_(residual.dim() - 2, index, y);
 }
@@ -43,10 +44,10 @@ class ScatterAddBlocksFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const at::Tensor kept_blocks = ctx->get_saved_variables()[0];
-    return {grads[0],
-            GatherBlocks(grads[0], kept_blocks,
-                         ctx->saved_data["block"].toInt()),
-            at::Tensor(), at::Tensor()};
+    return {
+        grads[0],
+        GatherBlocks(grads[0], kept_blocks, ctx->saved_data["block"].toInt()),
+        at::Tensor(), at::Tensor()};
   }
 };
 

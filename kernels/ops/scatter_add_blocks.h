@@ -1,10 +1,13 @@
-// lemo::scatter_add_blocks: the residual with y added at the kept tokens, i.e. the attention
-// output of the kept tokens written straight into the residual stream (no zeros tensor of N rows
-// and no separate add). Eliminated tokens keep their residual value.
+// lemo::scatter_add_blocks: the residual with y added at the kept tokens, i.e.
+// the attention output of the kept tokens written straight into the residual
+// stream (no zeros tensor of N rows and no separate add). Eliminated tokens
+// keep their residual value.
 //
-//   at::Tensor h = lemo::kernels::ScatterAddBlocks(x /*[B,N,D]*/, attn /*[B,n,D]*/, kept);
+//   at::Tensor h = lemo::kernels::ScatterAddBlocks(x /*[B,N,D]*/, attn
+//   /*[B,n,D]*/, kept);
 //
-// Autograd: d residual = grad; d y = gather_blocks(grad). Nothing but the kept indices is saved.
+// Autograd: d residual = grad; d y = gather_blocks(grad). Nothing but the kept
+// indices is saved.
 #ifndef LEMO_KERNELS_OPS_SCATTER_ADD_BLOCKS_H_
 #define LEMO_KERNELS_OPS_SCATTER_ADD_BLOCKS_H_
 
@@ -14,8 +17,9 @@
 
 namespace lemo::kernels {
 
-// CPU reference of lemo::scatter_add_blocks, plain LibTorch. residual and y share dtype, device
-// and every dim but the token dim (dim() - 2), where y has the kept token count.
+// CPU reference of lemo::scatter_add_blocks, plain LibTorch. residual and y
+// share dtype, device and every dim but the token dim (dim() - 2), where y has
+// the kept token count.
 at::Tensor ScatterAddBlocksCpu(const at::Tensor& residual, const at::Tensor& y,
                                const at::Tensor& kept_blocks, int64_t block);
 

@@ -11,12 +11,12 @@ namespace lemo::kernels {
 at::Tensor SelectBlocksImpl(const at::Tensor& scores_in, double keep_ratio,
                             std::optional<double> tau, int64_t min_keep,
                             int64_t max_keep) {
-  TORCH_CHECK_VALUE(scores_in.dim() == 2 ||
-                        (scores_in.dim() == 3 &&
-                         scores_in.size(1) == scores_in.size(2)),
-                    "select_blocks: scores must be [B, nb] or a block map "
-                    "[B, nb, nb], got ",
-                    scores_in.sizes());
+  TORCH_CHECK_VALUE(
+      scores_in.dim() == 2 ||
+          (scores_in.dim() == 3 && scores_in.size(1) == scores_in.size(2)),
+      "select_blocks: scores must be [B, nb] or a block map "
+      "[B, nb, nb], got ",
+      scores_in.sizes());
   TORCH_CHECK_VALUE(at::isFloatingType(scores_in.scalar_type()),
                     "select_blocks: scores must be floating point, got ",
                     scores_in.scalar_type());
@@ -35,7 +35,8 @@ at::Tensor SelectBlocksImpl(const at::Tensor& scores_in, double keep_ratio,
   TORCH_CHECK_VALUE(at::isfinite(scores).all().item<bool>(),
                     "select_blocks: scores hold NaN or infinity");
 
-  // Kept blocks are the first and last, then the highest scores (ties: lower index first).
+  // Kept blocks are the first and last, then the highest scores (ties: lower
+  // index first).
   at::Tensor priority = scores.clone();
   priority.select(1, 0).fill_(std::numeric_limits<double>::infinity());
   priority.select(1, nb - 1).fill_(std::numeric_limits<double>::infinity());
@@ -52,7 +53,8 @@ at::Tensor SelectBlocksImpl(const at::Tensor& scores_in, double keep_ratio,
   } else {
     TORCH_CHECK_VALUE(*tau > 0 && *tau <= 1,
                       "select_blocks: tau must be in (0, 1], got ", *tau);
-    // Mass in keeping order, forced blocks first: the kept set itself reaches tau.
+    // Mass in keeping order, forced blocks first: the kept set itself reaches
+    // tau.
     const at::Tensor mass = scores.gather(1, order).cumsum(1);
     const at::Tensor total = mass.narrow(1, nb - 1, 1);
     // Blocks before the mass reaches tau x total, plus the one that reaches it.
@@ -75,7 +77,8 @@ TORCH_LIBRARY_FRAGMENT(lemo, m) {
       "int min_keep=1, int max_keep=-1) -> Tensor");
 }
 
-// Sorting [B, nb] floats is plain ATen on any device, and indices never need a gradient.
+// Sorting [B, nb] floats is plain ATen on any device, and indices never need a
+// gradient.
 TORCH_LIBRARY_IMPL(lemo, CompositeExplicitAutograd, m) {
   m.impl("select_blocks", TORCH_FN(SelectBlocksImpl));
 }

@@ -1,15 +1,21 @@
-// Test harness for the LeMo ops in kernels/ (the habit of ggml's test-backend-ops): every op is
-// compared with a naive reference in plain LibTorch on random inputs, over shapes with ragged
-// tails (N not a multiple of 64), several head counts and GQA layouts, in fp32 (tight) and bf16
-// (loose), and its gradients with autograd through the naive reference.
+// Test harness for the LeMo ops in kernels/ (the habit of ggml's
+// test-backend-ops): every op is compared with a naive reference in plain
+// LibTorch on random inputs, over shapes with ragged tails (N not a multiple of
+// 64), several head counts and GQA layouts, in fp32 (tight) and bf16 (loose),
+// and its gradients with autograd through the naive reference.
 //
 // How to add an op:
-//   1. Write its naive reference in tests/kernels/<op>_test.cc: the obvious, memory-hungry
+//   1. Write its naive reference in tests/kernels/<op>_test.cc: the obvious,
+//   memory-hungry
 //      LibTorch math, differentiable by autograd, calling no lemo:: op.
-//   2. List cases (a vector of small structs) that cover ragged N, B > 1, GQA (Hq=8, Hkv=2 ...).
-//   3. For each case and each dtype of kDtypes: ExpectClose(op(...), ref(...), dtype, label).
-//   4. Where a gradient flows: ExpectGradsMatch(op_fn, ref_fn, inputs, label) runs both on the
-//      same inputs and the same random upstream gradient and compares every input's gradient.
+//   2. List cases (a vector of small structs) that cover ragged N, B > 1, GQA
+//   (Hq=8, Hkv=2 ...).
+//   3. For each case and each dtype of kDtypes: ExpectClose(op(...), ref(...),
+//   dtype, label).
+//   4. Where a gradient flows: ExpectGradsMatch(op_fn, ref_fn, inputs, label)
+//   runs both on the
+//      same inputs and the same random upstream gradient and compares every
+//      input's gradient.
 #ifndef LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 #define LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 
@@ -32,8 +38,9 @@ struct Tolerance {
   double atol;
 };
 
-// fp32: a few ulps of the reductions involved. bf16 (8-bit mantissa, eps 2^-8 = 0.0039): about
-// 2x one bf16 rounding, the STYLE.md rule for low-precision comparisons.
+// fp32: a few ulps of the reductions involved. bf16 (8-bit mantissa, eps 2^-8 =
+// 0.0039): about 2x one bf16 rounding, the STYLE.md rule for low-precision
+// comparisons.
 inline Tolerance ToleranceFor(torch::ScalarType dtype) {
   switch (dtype) {
     case torch::kFloat64:
@@ -58,8 +65,9 @@ inline void ExpectClose(const torch::Tensor& actual,
       << ", atol " << tol.atol << ")";
 }
 
-// Calls op_fn and ref_fn on fresh leaf copies of `inputs` (floating ones require grad), backprops
-// the same random upstream gradient through both and compares outputs and input gradients.
+// Calls op_fn and ref_fn on fresh leaf copies of `inputs` (floating ones
+// require grad), backprops the same random upstream gradient through both and
+// compares outputs and input gradients.
 inline void ExpectGradsMatch(
     const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>&
         op_fn,
@@ -88,15 +96,16 @@ inline void ExpectGradsMatch(
   ye.backward(upstream);
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].is_floating_point()) continue;
-    const std::string what = label + " (grad of input " + std::to_string(i) + ")";
+    const std::string what =
+        label + " (grad of input " + std::to_string(i) + ")";
     ASSERT_TRUE(a[i].grad().defined()) << what;
     ASSERT_TRUE(e[i].grad().defined()) << what;
     ExpectClose(a[i].grad(), e[i].grad(), dtype, what);
   }
 }
 
-// Random kept blocks, int64 [batch, k]: blocks 0 and nb - 1 (as select_blocks always keeps),
-// plus k - 2 distinct others per row, ascending.
+// Random kept blocks, int64 [batch, k]: blocks 0 and nb - 1 (as select_blocks
+// always keeps), plus k - 2 distinct others per row, ascending.
 inline torch::Tensor RandomKept(int64_t batch, int64_t nb, int64_t k,
                                 uint64_t seed) {
   torch::manual_seed(seed);

@@ -1,6 +1,6 @@
-// Tests of lemo::select_blocks: a naive per-row selection on random scores, and the rule's edge
-// cases. To add a case: call SelectBlocks with options and compare to NaiveSelect or to literal
-// expected indices.
+// Tests of lemo::select_blocks: a naive per-row selection on random scores, and
+// the rule's edge cases. To add a case: call SelectBlocks with options and
+// compare to NaiveSelect or to literal expected indices.
 #include "kernels/ops/select_blocks.h"
 
 #include <gtest/gtest.h>
@@ -23,8 +23,8 @@ std::vector<int64_t> Row(const torch::Tensor& kept, int64_t b) {
                               r.data_ptr<int64_t>() + r.numel());
 }
 
-// The rule spelled out: first and last, then by descending score (ties: lower index), k blocks,
-// ascending.
+// The rule spelled out: first and last, then by descending score (ties: lower
+// index), k blocks, ascending.
 std::vector<int64_t> NaiveSelect(const std::vector<double>& s, int64_t k) {
   const int64_t nb = static_cast<int64_t>(s.size());
   std::vector<int64_t> order(nb);
@@ -45,7 +45,8 @@ SelectOptions Fixed(double ratio) {
   return o;
 }
 
-SelectOptions Adaptive(double tau, int64_t min_keep = 1, int64_t max_keep = -1) {
+SelectOptions Adaptive(double tau, int64_t min_keep = 1,
+                       int64_t max_keep = -1) {
   SelectOptions o;
   o.tau = tau;
   o.min_keep = min_keep;
@@ -57,13 +58,15 @@ TEST(SelectBlocks, FixedRatioMatchesNaiveOnRandomScores) {
   for (int64_t nb : {1, 2, 3, 7, 10, 33, 64}) {
     for (double ratio : {0.05, 0.25, 0.4, 0.7, 0.99, 1.0}) {
       torch::manual_seed(nb * 17);
-      // Integer-valued scores make ties common, so the tie rule is exercised too.
+      // Integer-valued scores make ties common, so the tie rule is exercised
+      // too.
       const torch::Tensor scores =
           torch::randint(0, 5, {3, nb}, torch::kFloat32);
       const torch::Tensor kept = SelectBlocks(scores, Fixed(ratio));
       const int64_t want_k = std::min<int64_t>(
-          nb, std::max<int64_t>(std::min<int64_t>(nb, 2),
-                                static_cast<int64_t>(std::ceil(ratio * nb - 1e-9))));
+          nb, std::max<int64_t>(
+                  std::min<int64_t>(nb, 2),
+                  static_cast<int64_t>(std::ceil(ratio * nb - 1e-9))));
       ASSERT_EQ(kept.size(1), want_k) << "nb=" << nb << " ratio=" << ratio;
       EXPECT_EQ(kept.scalar_type(), torch::kLong);
       for (int64_t b = 0; b < 3; ++b) {
@@ -129,7 +132,8 @@ TEST(SelectBlocks, AdaptiveKeptMassReachesTauOnRandomScores) {
     const double kept_mass = s[0].index_select(0, kept[0]).sum().item<double>();
     const double total = s.sum().item<double>();
     EXPECT_GE(kept_mass, tau * total * (1 - 1e-6)) << "tau " << tau;
-    // Fewest: dropping the lowest-scoring non-forced kept block falls below tau.
+    // Fewest: dropping the lowest-scoring non-forced kept block falls below
+    // tau.
     const torch::Tensor middle = kept[0].narrow(0, 1, kept.size(1) - 2);
     if (middle.numel() > 0) {
       const double lowest = s[0].index_select(0, middle).min().item<double>();
@@ -150,22 +154,26 @@ TEST(SelectBlocks, AdaptiveBounds) {
   // max_keep below 2 still keeps the first and last blocks.
   EXPECT_EQ(Row(SelectBlocks(s, Adaptive(1.0, 0, 1)), 0),
             (std::vector<int64_t>{0, 7}));
-  // All-zero scores: tau is reached with nothing, so min_keep / the forced blocks decide.
+  // All-zero scores: tau is reached with nothing, so min_keep / the forced
+  // blocks decide.
   EXPECT_EQ(Row(SelectBlocks(torch::zeros({1, 6}), Adaptive(0.9, 3)), 0),
             (std::vector<int64_t>{0, 1, 5}));
   // Bounds apply to the fixed rule too.
-  EXPECT_EQ(SelectBlocks(torch::rand({1, 20}), [] {
-              SelectOptions o = Fixed(0.9);
-              o.max_keep = 4;
-              return o;
-            }()).size(1),
+  EXPECT_EQ(SelectBlocks(torch::rand({1, 20}),
+                         [] {
+                           SelectOptions o = Fixed(0.9);
+                           o.max_keep = 4;
+                           return o;
+                         }())
+                .size(1),
             4);
 }
 
 TEST(SelectBlocks, AdaptiveBatchPadsToLargestCount) {
-  // Row 0 needs 3 blocks (0, 2, 5), row 1 needs 5; both keep 5, row 0 adding its next best.
-  const torch::Tensor s = torch::tensor({{1.0, 0.5, 10.0, 0.25, 0.0, 1.0},
-                                         {1.0, 3.0, 3.0, 3.0, 0.5, 1.0}});
+  // Row 0 needs 3 blocks (0, 2, 5), row 1 needs 5; both keep 5, row 0 adding
+  // its next best.
+  const torch::Tensor s = torch::tensor(
+      {{1.0, 0.5, 10.0, 0.25, 0.0, 1.0}, {1.0, 3.0, 3.0, 3.0, 0.5, 1.0}});
   const torch::Tensor kept = SelectBlocks(s, Adaptive(0.9));
   ASSERT_EQ(kept.sizes(), (std::vector<int64_t>{2, 5}));
   EXPECT_EQ(Row(kept, 0), (std::vector<int64_t>{0, 1, 2, 3, 5}));

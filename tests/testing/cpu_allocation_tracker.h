@@ -1,18 +1,20 @@
-// Counts the bytes the CPU allocator hands out and takes back on this thread, so tests can
-// measure live and peak activation memory (what autograd keeps alive) instead of estimating it.
+// Counts the bytes the CPU allocator hands out and takes back on this thread,
+// so tests can measure live and peak activation memory (what autograd keeps
+// alive) instead of estimating it.
 //
 //   auto tracker = std::make_shared<lemo::testing::CpuAllocationTracker>();
 //   {
 //     lemo::testing::CpuAllocationTracker::Scope scope(tracker);
-//     torch::Tensor y = f(x);          // everything y's graph saves stays allocated
-//     int64_t kept = tracker->live_bytes();
+//     torch::Tensor y = f(x);          // everything y's graph saves stays
+//     allocated int64_t kept = tracker->live_bytes();
 //   }
 //
 // It plugs into c10's memory-profiling hook (MemoryReportingInfoBase under
-// DebugInfoKind::PROFILER_STATE), which LibTorch's CPU allocator calls on every allocation and
-// free while the hook is installed. The hook is thread-local: run measured code with
-// torch::set_num_threads(1) if an op might allocate inside a parallel region. Header-only; only
-// targets that link LibTorch include it.
+// DebugInfoKind::PROFILER_STATE), which LibTorch's CPU allocator calls on every
+// allocation and free while the hook is installed. The hook is thread-local:
+// run measured code with torch::set_num_threads(1) if an op might allocate
+// inside a parallel region. Header-only; only targets that link LibTorch
+// include it.
 #ifndef LEMO_TESTS_TESTING_CPU_ALLOCATION_TRACKER_H_
 #define LEMO_TESTS_TESTING_CPU_ALLOCATION_TRACKER_H_
 
@@ -47,8 +49,8 @@ class CpuAllocationTracker : public c10::MemoryReportingInfoBase {
   }
   bool memoryProfilingEnabled() const override { return true; }
 
-  // Bytes allocated minus bytes freed since the tracker was created (frees of older tensors
-  // count too, so this can go negative).
+  // Bytes allocated minus bytes freed since the tracker was created (frees of
+  // older tensors count too, so this can go negative).
   int64_t live_bytes() const { return live_; }
   // The largest live_bytes() seen since creation or the last ResetPeak().
   int64_t peak_bytes() const { return peak_; }
