@@ -13,6 +13,15 @@ function(lemo_add_test)
   endif()
   gtest_discover_tests(${T_NAME}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${T_LABELS}"
-               ENVIRONMENT "LEMO_PYTHON=${LEMO_PYTHON};LEMO_SOURCE_DIR=${PROJECT_SOURCE_DIR};LEMO_BIN_DIR=${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
+    PROPERTIES LABELS "${T_LABELS}")
+  # CMake 3.25's gtest_discover_tests splits a list-valued ENVIRONMENT into
+  # separate arguments (only the first variable would survive), so set it from
+  # a script CTest runs after the discovered tests are defined.
+  set(_env "LEMO_PYTHON=${LEMO_PYTHON};LEMO_SOURCE_DIR=${PROJECT_SOURCE_DIR};LEMO_BIN_DIR=${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
+  set(_env_file "${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_env.cmake")
+  file(WRITE "${_env_file}"
+    "if(${T_NAME}_TESTS)\n"
+    "  set_tests_properties(\${${T_NAME}_TESTS} PROPERTIES ENVIRONMENT \"${_env}\")\n"
+    "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${_env_file}")
 endfunction()

@@ -1,0 +1,90 @@
+// Tests for worker/engine/loss.h. To add a case: pick (B, N, S) and a label
+// pattern in SegmentedCase and compare the segmented loss and hidden gradient
+// with the unsegmented one.
+#include "worker/engine/loss.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+
+namespace lemo::engine {
+namespace {
+
+struct Result {
+  torch::Tensor loss, grad;
+};
+
+Result Run(const torch::Tensor& hidden0, const torch::Tensor& head,
+           const torch::Tensor& labels, int64_t segment) {
+  torch::Tensor hidden = hidden0.clone().requires_grad_(true);
+  torch::Tensor loss = CausalLmLoss(hidden, head, labels, segment);
+  loss.backward();
+  return {loss.detach(), hidden.grad()};
+}
+
+void SegmentedCase(int64_t batch, int64_t len, int64_t segment,
+                   bool ignore_some, torch::ScalarType dtype = torch::kFloat) {
+  SCOPED_TRACE(::testing::Message() << "B=" << batch << " N=" << len
+                                    << " S=" << segment << " dtype=" << dtype);
+  torch::manual_seed(batch * 100 + len * 10 + segment);
+  const int64_t vocab = 37, dim = 16;
+  torch::Tensor hidden = torch::randn({batch, len, dim}).to(dtype);
+  torch::Tensor head = (torch::randn({vocab, dim}) * 0.5).to(dtype);
+  torch::Tensor labels = torch::randint(vocab, {batch, len}, torch::kLong);
+  if (ignore_some) {
+    labels.index_put_({torch::rand({batch, len}) < 0.3}, kIgnoreIndex);
+  }
+  Result full = Run(hidden, head, labels, 0);
+  Result seg = Run(hidden, head, labels, segment);
+  const double tol = dtype == torch::kFloat ? 1e-5 : 2e-2;
+  EXPECT_NEAR(seg.loss.item<double>(), full.loss.item<double>(),
+              tol * std::abs(full.loss.item<double>()));
+  EXPECT_TRUE(torch::allclose(seg.grad.to(torch::kFloat),
+                              full.grad.to(torch::kFloat), tol, tol * 1e-2));
+  EXPECT_EQ(seg.grad.scalar_type(), dtype);
+}
+
+TEST(CausalLmLoss, SegmentedEqualsUnsegmented) {
+  SegmentedCase(1, 16, 4, false);
+  SegmentedCase(2, 13, 5, true);  // N not a multiple of S, ignored labels
+  SegmentedCase(3, 7, 64, true);  // one chunk larger than the input
+  SegmentedCase(1, 9, 1, true);   // one token per chunk
+  SegmentedCase(2, 11, 4, true, torch::kBFloat16);
+}
+
+TEST(CausalLmLoss, MatchesHandWrittenShiftedMean) {
+  torch::manual_seed(5);
+  torch::Tensor hidden = torch::randn({1, 4, 6});
+  torch::Tensor head = torch::randn({9, 6});
+  torch::Tensor labels = torch::tensor({{3, 8, -100, 1}}, torch::kLong);
+  torch::Tensor logp = torch::log_softmax(torch::linear(hidden, head), -1)[0];
+  // Position t predicts labels[t + 1]; labels[2] is ignored, the last position
+  // has no target.
+  const double expected =
+      -(logp[0][8].item<double>() + logp[2][1].item<double>()) / 2;
+  for (int64_t segment : {0, 1, 3}) {
+    EXPECT_NEAR(CausalLmLoss(hidden, head, labels, segment).item<double>(),
+                expected, 1e-5)
+        << segment;
+  }
+}
+
+TEST(CausalLmLoss, AllIgnoredIsNanLikeHf) {
+  torch::Tensor hidden = torch::randn({1, 3, 4}).requires_grad_(true);
+  torch::Tensor head = torch::randn({5, 4});
+  torch::Tensor labels = torch::full({1, 3}, kIgnoreIndex, torch::kLong);
+  EXPECT_TRUE(std::isnan(CausalLmLoss(hidden, head, labels, 0).item<double>()));
+  EXPECT_TRUE(std::isnan(CausalLmLoss(hidden, head, labels, 2).item<double>()));
+}
+
+TEST(ShiftLabels, PadsWithIgnoreIndex) {
+  torch::Tensor shifted =
+      ShiftLabels(torch::tensor({{1, 2, 3}, {4, 5, 6}}, torch::kLong));
+  EXPECT_TRUE(torch::equal(
+      shifted, torch::tensor({2, 3, -100, 5, 6, -100}, torch::kLong)));
+}
+
+}  // namespace
+}  // namespace lemo::engine

@@ -1,0 +1,271 @@
+#include "worker/engine/formats/atomic_file.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "proto/status/status_macros.h"
+
+namespace lemo::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  const int err = errno;
+  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  return err == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
+}
+
+// Unique within the process (counter) and across processes (pid), so concurrent
+// writers of the same path never share a temp name.
+std::string TempSibling(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return absl::StrCat(p, ".tmp-", getpid(), "-", counter.fetch_add(1));
+}
+
+std::string ParentOf(const std::string& path) {
+  fs::path parent = fs::path(path).lexically_normal().parent_path();
+  if (parent.empty()) return ".";
+  return parent.string();
+}
+
+absl::Status WriteAll(int fd, absl::string_view bytes,
+                      const std::string& path) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("writing", path);
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FsyncPath(const std::string& path, bool is_dir) {
+  int fd = ::open(path.c_str(),
+                  (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return Errno("opening for fsync", path);
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Errno("fsync of", path);
+  return absl::OkStatus();
+}
+
+absl::Status FsyncTree(const std::string& dir) {
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const bool is_dir = it->is_directory(ec);
+    if (is_dir || it->is_regular_file(ec)) {
+      LEMO_RETURN_IF_ERROR(FsyncPath(it->path().string(), is_dir));
+    }
+  }
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("listing ", dir, ": ", ec.message()));
+  return FsyncPath(dir, /*is_dir=*/true);
+}
+
+}  // namespace
+
+absl::Status FsyncDir(const std::string& dir) {
+  return FsyncPath(dir, /*is_dir=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
+    const std::string& path) {
+  std::string tmp = TempSibling(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("creating", tmp);
+  return std::unique_ptr<AtomicFileWriter>(
+      new AtomicFileWriter(path, std::move(tmp), fd));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_path_.c_str());
+}
+
+absl::Status AtomicFileWriter::Append(absl::string_view bytes) {
+  if (fd_ < 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": already committed"));
+  LEMO_RETURN_IF_ERROR(WriteAll(fd_, bytes, tmp_path_));
+  bytes_written_ += bytes.size();
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  if (fd_ < 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": already committed"));
+  if (::fsync(fd_) != 0) return Errno("fsync of", tmp_path_);
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) return Errno("closing", tmp_path_);
+  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+    return Errno("renaming into", path_);
+  committed_ = true;
+  return FsyncDir(ParentOf(path_));
+}
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view bytes) {
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> writer,
+                        AtomicFileWriter::Create(path));
+  LEMO_RETURN_IF_ERROR(writer->Append(bytes));
+  return writer->Commit();
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("opening", path);
+  std::string out;
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno("reading", path);
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+namespace {
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  void Update(const void* data, size_t n) { EVP_DigestUpdate(ctx_, data, n); }
+  std::string HexDigest() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_, md, &len);
+    static const char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < len; ++i) {
+      out.push_back(kHex[md[i] >> 4]);
+      out.push_back(kHex[md[i] & 15]);
+    }
+    return out;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+}  // namespace
+
+std::string Sha256Hex(absl::string_view bytes) {
+  Sha256 sha;
+  sha.Update(bytes.data(), bytes.size());
+  return sha.HexDigest();
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("opening", path);
+  Sha256 sha;
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno("reading", path);
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    sha.Update(buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return sha.HexDigest();
+}
+
+absl::StatusOr<std::unique_ptr<AtomicDirectory>> AtomicDirectory::Create(
+    const std::string& final_dir) {
+  std::error_code ec;
+  if (fs::exists(final_dir, ec) && !fs::is_directory(final_dir, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(final_dir, " exists and is not a directory"));
+  }
+  fs::create_directories(ParentOf(final_dir), ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("creating parent of ", final_dir, ": ", ec.message()));
+  }
+  std::string staging = TempSibling(final_dir);
+  if (::mkdir(staging.c_str(), 0755) != 0) return Errno("creating", staging);
+  return std::unique_ptr<AtomicDirectory>(
+      new AtomicDirectory(final_dir, std::move(staging)));
+}
+
+AtomicDirectory::~AtomicDirectory() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(staging_, ec);
+}
+
+absl::Status AtomicDirectory::Commit() {
+  if (committed_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(final_, ": already committed"));
+  }
+  LEMO_RETURN_IF_ERROR(FsyncTree(staging_), "making staged files durable");
+  const std::string parent = ParentOf(final_);
+  std::error_code ec;
+  if (!fs::exists(final_, ec)) {
+    if (::rename(staging_.c_str(), final_.c_str()) != 0)
+      return Errno("renaming into", final_);
+    committed_ = true;
+    return FsyncDir(parent);
+  }
+  // Swap the two names in one step; the staging name then holds the old
+  // contents.
+  std::string old = staging_;
+  if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, final_.c_str(),
+                  RENAME_EXCHANGE) != 0) {
+    if (errno != EINVAL && errno != ENOSYS)
+      return Errno("exchanging into", final_);
+    // Filesystems without RENAME_EXCHANGE: two renames, with a short window
+    // where final_ is absent (readers then see NOT_FOUND, never a partial
+    // directory).
+    old = TempSibling(final_);
+    if (::rename(final_.c_str(), old.c_str()) != 0)
+      return Errno("moving aside", final_);
+    if (::rename(staging_.c_str(), final_.c_str()) != 0)
+      return Errno("renaming into", final_);
+  }
+  committed_ = true;
+  LEMO_RETURN_IF_ERROR(FsyncDir(parent));
+  fs::remove_all(old, ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("removing old ", old, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace lemo::engine

@@ -1,0 +1,96 @@
+// Crash-safe file output and checksums: a reader sees either the old file (or
+// directory) or the complete new one, never a torn write, even across power
+// loss (tmp + fsync + rename + fsync of the parent directory). Also plain reads
+// and SHA-256 (OpenSSL libcrypto).
+//
+//   LEMO_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", json));
+//
+//   LEMO_ASSIGN_OR_RETURN(auto staged, AtomicDirectory::Create(ckpt_dir));
+//   LEMO_RETURN_IF_ERROR(
+//       WriteFileAtomically(staged->path() + "/a.bin", bytes));
+//   // ckpt_dir now holds exactly the staged files.
+//   LEMO_RETURN_IF_ERROR(staged->Commit());
+#ifndef LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
+#define LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace lemo::engine {
+
+// Replaces `path` with `bytes` atomically; the parent directory must exist.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view bytes);
+
+// NOT_FOUND when the file does not exist.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Lowercase hex SHA-256 of a file's contents (streamed, so any size works) or
+// of bytes.
+absl::StatusOr<std::string> Sha256File(const std::string& path);
+std::string Sha256Hex(absl::string_view bytes);
+
+// fsync of a directory, which makes renames and creations inside it durable.
+absl::Status FsyncDir(const std::string& dir);
+
+// Streams a large file (a multi-GB safetensors shard) to a temp name beside
+// `path`; Commit() makes it durable and renames it into place. Dropped
+// uncommitted, it removes the temp file.
+class AtomicFileWriter {
+ public:
+  static absl::StatusOr<std::unique_ptr<AtomicFileWriter>> Create(
+      const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  absl::Status Append(absl::string_view bytes);
+  absl::Status Commit();
+  uint64_t bytes_written() const { return bytes_written_; }
+
+ private:
+  AtomicFileWriter(std::string path, std::string tmp_path, int fd)
+      : path_(std::move(path)), tmp_path_(std::move(tmp_path)), fd_(fd) {}
+  std::string path_;
+  std::string tmp_path_;
+  int fd_;
+  uint64_t bytes_written_ = 0;
+  bool committed_ = false;
+};
+
+// A directory built under a temp name beside `final_dir` and swapped into place
+// by Commit(): with renameat2(RENAME_EXCHANGE) the swap is one atomic step even
+// when `final_dir` exists (the old contents are deleted afterwards). Dropped
+// uncommitted, it removes the staging dir.
+class AtomicDirectory {
+ public:
+  // Creates missing parents of `final_dir`. `final_dir` may exist only as a
+  // directory.
+  static absl::StatusOr<std::unique_ptr<AtomicDirectory>> Create(
+      const std::string& final_dir);
+  ~AtomicDirectory();
+  AtomicDirectory(const AtomicDirectory&) = delete;
+  AtomicDirectory& operator=(const AtomicDirectory&) = delete;
+
+  // Where to write the new contents.
+  const std::string& path() const { return staging_; }
+  // fsyncs everything staged, swaps it into place and fsyncs the parent.
+  absl::Status Commit();
+
+ private:
+  AtomicDirectory(std::string final_dir, std::string staging)
+      : final_(std::move(final_dir)), staging_(std::move(staging)) {}
+  std::string final_;
+  std::string staging_;
+  bool committed_ = false;
+};
+
+}  // namespace lemo::engine
+
+#endif  // LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_

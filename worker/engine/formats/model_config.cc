@@ -1,0 +1,310 @@
+#include "worker/engine/formats/model_config.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "proto/status/status_macros.h"
+#include "worker/engine/formats/atomic_file.h"
+
+namespace lemo::engine {
+namespace {
+
+using Json = nlohmann::json;
+
+// Reads typed fields out of one JSON object; every error names the source and
+// the full field path ("rope_parameters.factor").
+class FieldReader {
+ public:
+  FieldReader(const Json& obj, absl::string_view source, std::string prefix)
+      : obj_(obj), source_(source), prefix_(std::move(prefix)) {}
+
+  bool Has(const char* key) const {
+    auto it = obj_.find(key);
+    return it != obj_.end() && !it->is_null();
+  }
+
+  absl::Status Error(const char* key, absl::string_view what) const {
+    auto it = obj_.find(key);
+    std::string got =
+        it == obj_.end()
+            ? "nothing"
+            : it->dump(-1, ' ', false, Json::error_handler_t::replace);
+    return absl::InvalidArgumentError(absl::StrCat(
+        source_, ": field '", prefix_, key, "' ", what, ", got ", got));
+  }
+
+  // Leaves *out untouched when the key is absent or null and !required.
+  absl::Status Int(const char* key, int64_t* out, bool required,
+                   int64_t min_value) const {
+    if (!Has(key))
+      return required ? Error(key, "is required") : absl::OkStatus();
+    const Json& j = obj_.at(key);
+    if (!j.is_number_integer() ||
+        (j.is_number_unsigned() &&
+         j.get<uint64_t>() >
+             static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+      return Error(key, "must be an integer");
+    }
+    if (j.get<int64_t>() < min_value)
+      return Error(key, absl::StrCat("must be >= ", min_value));
+    *out = j.get<int64_t>();
+    return absl::OkStatus();
+  }
+
+  absl::Status Double(const char* key, double* out, bool required,
+                      bool positive) const {
+    if (!Has(key))
+      return required ? Error(key, "is required") : absl::OkStatus();
+    const Json& j = obj_.at(key);
+    if (!j.is_number()) return Error(key, "must be a number");
+    const double v = j.get<double>();
+    if (!std::isfinite(v) || (positive && v <= 0)) {
+      return Error(key, positive ? "must be a positive finite number"
+                                 : "must be finite");
+    }
+    *out = v;
+    return absl::OkStatus();
+  }
+
+  absl::Status Bool(const char* key, bool* out) const {
+    if (!Has(key)) return absl::OkStatus();
+    if (!obj_.at(key).is_boolean()) return Error(key, "must be true or false");
+    *out = obj_.at(key).get<bool>();
+    return absl::OkStatus();
+  }
+
+  absl::Status String(const char* key, std::string* out) const {
+    if (!Has(key)) return absl::OkStatus();
+    if (!obj_.at(key).is_string()) return Error(key, "must be a string");
+    *out = obj_.at(key).get<std::string>();
+    return absl::OkStatus();
+  }
+
+ private:
+  const Json& obj_;
+  absl::string_view source_;
+  std::string prefix_;
+};
+
+absl::Status ParseRope(const Json& root, absl::string_view source,
+                       ModelConfig* config) {
+  FieldReader top(root, source, "");
+  LEMO_RETURN_IF_ERROR(
+      top.Double("rope_theta", &config->rope_theta, false, true));
+  // transformers 5 reads `rope_scaling` first when both exist; so do we.
+  const char* key =
+      top.Has("rope_scaling") ? "rope_scaling" : "rope_parameters";
+  if (!top.Has(key)) return absl::OkStatus();
+  const Json& rope = root.at(key);
+  if (!rope.is_object()) return top.Error(key, "must be an object");
+  FieldReader r(rope, source, absl::StrCat(key, "."));
+  LEMO_RETURN_IF_ERROR(
+      r.Double("rope_theta", &config->rope_theta, false, true));
+  std::string type = "default";
+  LEMO_RETURN_IF_ERROR(
+      r.String("type", &type));  // the transformers 4.3x spelling
+  LEMO_RETURN_IF_ERROR(r.String("rope_type", &type));
+  RopeScaling& s = config->rope_scaling;
+  if (type == "default") {
+    s = RopeScaling();
+    return absl::OkStatus();
+  }
+  if (type == "linear") {
+    s.type = RopeScaling::Type::kLinear;
+  } else if (type == "dynamic") {
+    s.type = RopeScaling::Type::kDynamic;
+  } else if (type == "llama3") {
+    s.type = RopeScaling::Type::kLlama3;
+  } else {
+    return r.Error(r.Has("rope_type") ? "rope_type" : "type",
+                   "must be one of default, linear, dynamic, llama3");
+  }
+  LEMO_RETURN_IF_ERROR(r.Double("factor", &s.factor, true, true));
+  if (s.factor < 1.0) return r.Error("factor", "must be >= 1");
+  if (s.type != RopeScaling::Type::kLlama3) return absl::OkStatus();
+  LEMO_RETURN_IF_ERROR(
+      r.Double("low_freq_factor", &s.low_freq_factor, true, true));
+  LEMO_RETURN_IF_ERROR(
+      r.Double("high_freq_factor", &s.high_freq_factor, true, true));
+  if (s.high_freq_factor <= s.low_freq_factor) {
+    return r.Error("high_freq_factor", "must be greater than low_freq_factor");
+  }
+  // transformers defaults the pretraining context to max_position_embeddings.
+  s.original_max_position_embeddings = config->max_position_embeddings;
+  return r.Int("original_max_position_embeddings",
+               &s.original_max_position_embeddings, false, 1);
+}
+
+absl::Status ParseTokenIds(const FieldReader& top, const Json& root,
+                           ModelConfig* config) {
+  config->bos_token_id = root.contains("bos_token_id") ? -1 : 1;
+  LEMO_RETURN_IF_ERROR(
+      top.Int("bos_token_id", &config->bos_token_id, false, 0));
+  LEMO_RETURN_IF_ERROR(
+      top.Int("pad_token_id", &config->pad_token_id, false, 0));
+  if (!root.contains("eos_token_id"))
+    return absl::OkStatus();  // keep the default 2
+  config->eos_token_ids.clear();
+  if (top.Has("eos_token_id") && root.at("eos_token_id").is_array()) {
+    for (const Json& id : root.at("eos_token_id")) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+        return top.Error("eos_token_id",
+                         "must be a non-negative integer or a list of them");
+      }
+      config->eos_token_ids.push_back(id.get<int64_t>());
+    }
+  } else if (top.Has("eos_token_id")) {
+    int64_t id = -1;
+    LEMO_RETURN_IF_ERROR(top.Int("eos_token_id", &id, true, 0));
+    config->eos_token_ids.push_back(id);
+  }
+  config->eos_token_id =
+      config->eos_token_ids.empty() ? -1 : config->eos_token_ids[0];
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
+                                             absl::string_view source) {
+  Json root = Json::parse(json_text.begin(), json_text.end(), nullptr,
+                          /*allow_exceptions=*/false);
+  if (root.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not JSON"));
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": not a JSON object"));
+  }
+  FieldReader top(root, source, "");
+  ModelConfig c;
+  LEMO_RETURN_IF_ERROR(top.String("model_type", &c.model_type));
+  if (c.model_type != "llama" && c.model_type != "mistral") {
+    return top.Error("model_type", "must be \"llama\" or \"mistral\"");
+  }
+  std::string act = "silu";
+  LEMO_RETURN_IF_ERROR(top.String("hidden_act", &act));
+  if (act != "silu")
+    return top.Error("hidden_act", "must be \"silu\" (the SwiGLU MLP)");
+
+  LEMO_RETURN_IF_ERROR(top.Int("vocab_size", &c.vocab_size, true, 1));
+  LEMO_RETURN_IF_ERROR(top.Int("hidden_size", &c.hidden_size, true, 1));
+  LEMO_RETURN_IF_ERROR(
+      top.Int("intermediate_size", &c.intermediate_size, true, 1));
+  LEMO_RETURN_IF_ERROR(
+      top.Int("num_hidden_layers", &c.num_hidden_layers, true, 1));
+  LEMO_RETURN_IF_ERROR(
+      top.Int("num_attention_heads", &c.num_attention_heads, true, 1));
+  c.num_key_value_heads = c.num_attention_heads;
+  LEMO_RETURN_IF_ERROR(
+      top.Int("num_key_value_heads", &c.num_key_value_heads, false, 1));
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return top.Error("num_key_value_heads", "must divide num_attention_heads");
+  }
+  if (top.Has("head_dim")) {
+    LEMO_RETURN_IF_ERROR(top.Int("head_dim", &c.head_dim, true, 1));
+  } else if (c.hidden_size % c.num_attention_heads != 0) {
+    return top.Error("hidden_size",
+                     "must be a multiple of num_attention_heads when head_dim "
+                     "is absent");
+  } else {
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (c.head_dim % 2 != 0)
+    return top.Error("head_dim", "must be even for RoPE");
+  LEMO_RETURN_IF_ERROR(
+      top.Int("max_position_embeddings", &c.max_position_embeddings, false, 1));
+  LEMO_RETURN_IF_ERROR(
+      top.Double("rms_norm_eps", &c.rms_norm_eps, false, true));
+  LEMO_RETURN_IF_ERROR(
+      top.Double("initializer_range", &c.initializer_range, false, true));
+  LEMO_RETURN_IF_ERROR(top.Bool("tie_word_embeddings", &c.tie_word_embeddings));
+  LEMO_RETURN_IF_ERROR(top.Bool("attention_bias", &c.attention_bias));
+  LEMO_RETURN_IF_ERROR(top.Bool("mlp_bias", &c.mlp_bias));
+  LEMO_RETURN_IF_ERROR(top.Int("sliding_window", &c.sliding_window, false, 0));
+  // transformers 5 renamed torch_dtype to dtype.
+  LEMO_RETURN_IF_ERROR(top.String("torch_dtype", &c.torch_dtype));
+  LEMO_RETURN_IF_ERROR(top.String("dtype", &c.torch_dtype));
+  LEMO_RETURN_IF_ERROR(ParseTokenIds(top, root, &c));
+  LEMO_RETURN_IF_ERROR(ParseRope(root, source, &c));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  LEMO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseModelConfig(text, path);
+}
+
+std::string ModelConfigToJson(const ModelConfig& c) {
+  const bool mistral = c.model_type == "mistral";
+  Json j = {
+      {"architectures", {mistral ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+      {"model_type", c.model_type},
+      {"vocab_size", c.vocab_size},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_hidden_layers},
+      {"num_attention_heads", c.num_attention_heads},
+      {"num_key_value_heads", c.num_key_value_heads},
+      {"head_dim", c.head_dim},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"hidden_act", "silu"},
+      {"initializer_range", c.initializer_range},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"attention_bias", c.attention_bias},
+      {"attention_dropout", 0.0},
+      {"mlp_bias", c.mlp_bias},
+      {"use_cache", true},
+  };
+  j["bos_token_id"] =
+      c.bos_token_id >= 0 ? Json(c.bos_token_id) : Json(nullptr);
+  if (c.eos_token_ids.size() > 1) {
+    j["eos_token_id"] = c.eos_token_ids;
+  } else {
+    j["eos_token_id"] =
+        c.eos_token_id >= 0 ? Json(c.eos_token_id) : Json(nullptr);
+  }
+  j["pad_token_id"] =
+      c.pad_token_id >= 0 ? Json(c.pad_token_id) : Json(nullptr);
+  if (mistral)
+    j["sliding_window"] =
+        c.sliding_window > 0 ? Json(c.sliding_window) : Json(nullptr);
+  if (!c.torch_dtype.empty()) j["torch_dtype"] = c.torch_dtype;
+
+  // transformers 5 reads rope_parameters (or rope_scaling when present); 4.x
+  // reads rope_theta and rope_scaling. Writing all three keeps both happy with
+  // the same values.
+  const RopeScaling& s = c.rope_scaling;
+  Json scaling = nullptr;
+  switch (s.type) {
+    case RopeScaling::Type::kNone:
+      break;
+    case RopeScaling::Type::kLinear:
+      scaling = {{"rope_type", "linear"}, {"factor", s.factor}};
+      break;
+    case RopeScaling::Type::kDynamic:
+      scaling = {{"rope_type", "dynamic"}, {"factor", s.factor}};
+      break;
+    case RopeScaling::Type::kLlama3:
+      scaling = {{"rope_type", "llama3"},
+                 {"factor", s.factor},
+                 {"low_freq_factor", s.low_freq_factor},
+                 {"high_freq_factor", s.high_freq_factor},
+                 {"original_max_position_embeddings",
+                  s.original_max_position_embeddings}};
+      break;
+  }
+  j["rope_theta"] = c.rope_theta;
+  Json params = scaling.is_null() ? Json{{"rope_type", "default"}} : scaling;
+  params["rope_theta"] = c.rope_theta;
+  j["rope_parameters"] = params;
+  if (!scaling.is_null()) j["rope_scaling"] = scaling;
+  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace lemo::engine

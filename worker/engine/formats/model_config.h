@@ -1,0 +1,78 @@
+// A Llama-family model's config.json (Llama-2, Llama-3/3.1, Mistral), as
+// Hugging Face writes it: both the transformers 4 layout (top-level
+// `rope_theta`, `rope_scaling`) and transformers 5's `rope_parameters`.
+// Anything the engine cannot run (another activation, YaRN, per-layer RoPE) is
+// refused with an error naming the field.
+//
+//   LEMO_ASSIGN_OR_RETURN(ModelConfig config,
+//                         LoadModelConfig("/models/llama3-8b"));
+//   int64_t group = config.num_attention_heads / config.num_key_value_heads;
+//   LEMO_RETURN_IF_ERROR(
+//       WriteFileAtomically(dir + "/config.json", ModelConfigToJson(config)));
+#ifndef LEMO_WORKER_ENGINE_FORMATS_MODEL_CONFIG_H_
+#define LEMO_WORKER_ENGINE_FORMATS_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace lemo::engine {
+
+struct RopeScaling {
+  // kNone = plain RoPE ("default"); the others follow transformers'
+  // ROPE_INIT_FUNCTIONS.
+  enum class Type { kNone, kLinear, kDynamic, kLlama3 };
+  Type type = Type::kNone;
+  double factor = 1.0;  // context extension factor (linear, dynamic, llama3)
+  double low_freq_factor =
+      1.0;  // llama3 only: wavelengths above orig/low are divided by factor
+  double high_freq_factor =
+      4.0;  // llama3 only: wavelengths below orig/high are kept
+  int64_t original_max_position_embeddings =
+      0;  // llama3 only: pretraining context, tokens
+};
+
+struct ModelConfig {
+  std::string model_type = "llama";  // "llama" or "mistral" (same math here)
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // < num_attention_heads means GQA
+  int64_t head_dim = 0;  // defaults to hidden_size / num_attention_heads
+  int64_t max_position_embeddings = 2048;  // tokens
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;  // RoPE base
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;  // lm_head shares model.embed_tokens.weight
+  bool attention_bias = false;       // q/k/v/o projections have biases
+  bool mlp_bias = false;             // gate/up/down projections have biases
+  int64_t bos_token_id = 1;          // -1 when the config has null
+  int64_t eos_token_id = 2;          // the first of eos_token_ids; -1 when null
+  std::vector<int64_t> eos_token_ids = {2};  // Llama 3.1 lists several
+  int64_t pad_token_id = -1;                 // -1 when absent or null
+  int64_t sliding_window =
+      0;  // Mistral v0.1's window in tokens; 0 = none (full attention)
+  double initializer_range = 0.02;  // stddev used by WriteRandomModel
+  std::string
+      torch_dtype;  // "bfloat16", "float32", ... as stored; may be empty
+};
+
+// `source` names the file or origin in error messages.
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
+                                             absl::string_view source);
+// Reads `model_dir`/config.json.
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
+
+// HF config.json text that transformers 4 and 5 both load as LlamaForCausalLM
+// (or MistralForCausalLM): writes `rope_theta`/`rope_scaling` and
+// `rope_parameters` together.
+std::string ModelConfigToJson(const ModelConfig& config);
+
+}  // namespace lemo::engine
+
+#endif  // LEMO_WORKER_ENGINE_FORMATS_MODEL_CONFIG_H_
