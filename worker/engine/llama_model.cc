@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "proto/status/status_macros.h"
 #include "worker/engine/lean_ops.h"
+#include "worker/engine/lemo_attention.h"
 #include "worker/engine/loss.h"
 #include "worker/engine/recompute.h"
 #include "worker/engine/torch_status.h"
@@ -173,6 +174,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
       new LlamaModel(config, options, std::move(rope)));
+  LEMO_ASSIGN_OR_RETURN(
+      model->keep_ratios_,
+      ResolveKeepSchedule(options.lemo, config.num_hidden_layers),
+      "lemo options");
 
   const int64_t d = config.hidden_size;
   const int64_t hd = config.head_dim;
@@ -285,16 +290,25 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
   auto [cos, sin] = rope_.CosSin(positions.to(options_.device, torch::kLong),
                                  options_.base_dtype);
   torch::Tensor x = torch::embedding(embed_, tokens);
-  for (const DecoderLayer& layer : layers_) {
+  lemo_stats_.assign(layers_.size(), LemoLayerStats());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const DecoderLayer& layer = layers_[i];
+    const bool training = training_;
+    // LeMo layers pick their kept blocks from their input; under checkpointing the recompute
+    // sees the same input and picks the same blocks.
+    const auto forward = [this, i, &layer, cos = cos, sin = sin,
+                          training](const torch::Tensor& h) {
+      if (options_.lemo.mode == LemoMode::kDense) {
+        lemo_stats_[i] = {h.size(0) * h.size(1), h.size(0) * h.size(1)};
+        return layer.Forward(h, cos, sin, training);
+      }
+      return LemoDecoderLayerForward(layer, h, cos, sin, keep_ratios_[i],
+                                     options_.lemo, training, &lemo_stats_[i]);
+    };
     if (options_.gradient_checkpointing) {
-      const bool training = training_;
-      x = Checkpoint(
-          [&layer, cos = cos, sin = sin, training](const torch::Tensor& h) {
-            return layer.Forward(h, cos, sin, training);
-          },
-          x, layer.TrainableParameters());
+      x = Checkpoint(forward, x, layer.TrainableParameters());
     } else {
-      x = layer.Forward(x, cos, sin, training_);
+      x = forward(x);
     }
   }
   return RmsNorm(x, norm_, config_.rms_norm_eps);
