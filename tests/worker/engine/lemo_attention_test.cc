@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <iostream>
@@ -223,9 +224,13 @@ TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
   ASSERT_EQ(sparse.size(), ref.size());
   ASSERT_GT(sparse.size(), 2u);
   for (size_t i = 0; i < sparse.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(sparse[i], ref[i], 1e-4, 1e-5))
-        << (i == 0 ? "output" : i == 1 ? "grad x" : "LoRA grad") << " " << i
-        << " max diff " << (sparse[i] - ref[i]).abs().max().item<double>();
+    // Flash attention's backward and the explicit softmax's sum in different orders; fp32
+    // rounding then differs by ~1e-6 of each tensor's scale, so compare relative to it.
+    const double scale = ref[i].abs().max().item<double>();
+    const double diff = (sparse[i] - ref[i]).abs().max().item<double>();
+    EXPECT_LE(diff, 1e-5 * std::max(1.0, scale))
+        << (i == 0 ? "output" : i == 1 ? "grad x" : "LoRA grad") << " " << i << ": max diff "
+        << diff << ", scale " << scale;
   }
 }
 
