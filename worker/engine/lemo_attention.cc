@@ -2,7 +2,8 @@
 
 namespace lemo::engine {
 
-kernels::SelectOptions LayerSelectOptions(const LemoOptions& options, double keep_ratio) {
+kernels::SelectOptions LayerSelectOptions(const LemoOptions& options,
+                                          double keep_ratio) {
   kernels::SelectOptions select;
   select.keep_ratio = keep_ratio;
   if (options.adaptive_tau > 0) select.tau = options.adaptive_tau;
@@ -11,8 +12,10 @@ kernels::SelectOptions LayerSelectOptions(const LemoOptions& options, double kee
   return select;
 }
 
-torch::Tensor OracleKeptBlocks(const DecoderLayer& layer, const torch::Tensor& xn,
-                               const kernels::SelectOptions& select, int64_t block) {
+torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
+                               const torch::Tensor& xn,
+                               const kernels::SelectOptions& select,
+                               int64_t block) {
   torch::NoGradGuard no_grad;
   const int64_t batch = xn.size(0);
   const int64_t len = xn.size(1);
@@ -27,35 +30,41 @@ torch::Tensor OracleKeptBlocks(const DecoderLayer& layer, const torch::Tensor& x
   return kernels::SelectBlocks(kernels::BlockColumnScores(map), select);
 }
 
-torch::Tensor SparseAttentionResidual(const DecoderLayer& layer, const torch::Tensor& x,
-                                      const torch::Tensor& xn, const torch::Tensor& cos,
-                                      const torch::Tensor& sin, const torch::Tensor& kept,
-                                      int64_t block, bool training) {
+torch::Tensor SparseAttentionResidual(
+    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& xn,
+    const torch::Tensor& cos, const torch::Tensor& sin,
+    const torch::Tensor& kept, int64_t block, bool training) {
   const int64_t batch = xn.size(0);
   const torch::Tensor xk = kernels::GatherBlocks(xn, kept, block);
-  // The kept tokens' rows of the position tables: RoPE at their original positions.
+  // The kept tokens' rows of the position tables: RoPE at their original
+  // positions.
   const auto rows = [&](const torch::Tensor& table) {
-    return kernels::GatherBlocks(table.expand({batch, table.size(1), table.size(2)}), kept,
-                                 block);
+    return kernels::GatherBlocks(
+        table.expand({batch, table.size(1), table.size(2)}), kept, block);
   };
-  const torch::Tensor attn = layer.Attention(xk, rows(cos), rows(sin), training);
+  const torch::Tensor attn =
+      layer.Attention(xk, rows(cos), rows(sin), training);
   return kernels::ScatterAddBlocks(x, attn, kept, block);
 }
 
-torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer, const torch::Tensor& x,
-                                    const torch::Tensor& cos, const torch::Tensor& sin,
-                                    double keep_ratio, const LemoOptions& options,
-                                    bool training, LemoLayerStats* stats) {
+torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
+                                    const torch::Tensor& x,
+                                    const torch::Tensor& cos,
+                                    const torch::Tensor& sin, double keep_ratio,
+                                    const LemoOptions& options, bool training,
+                                    LemoLayerStats* stats) {
   const torch::Tensor xn = layer.InputNorm(x);
   torch::Tensor h;
   int64_t kept_tokens = x.size(0) * x.size(1);
   if (options.mode == LemoMode::kOracle && keep_ratio < 1) {
-    const torch::Tensor kept = OracleKeptBlocks(
-        layer, xn, LayerSelectOptions(options, keep_ratio), options.block_tokens);
-    h = SparseAttentionResidual(layer, x, xn, cos, sin, kept, options.block_tokens,
-                                training);
+    const torch::Tensor kept =
+        OracleKeptBlocks(layer, xn, LayerSelectOptions(options, keep_ratio),
+                         options.block_tokens);
+    h = SparseAttentionResidual(layer, x, xn, cos, sin, kept,
+                                options.block_tokens, training);
     kept_tokens =
-        x.size(0) * kernels::KeptPositions(kept, x.size(1), options.block_tokens).size(1);
+        x.size(0) *
+        kernels::KeptPositions(kept, x.size(1), options.block_tokens).size(1);
   } else {
     h = x + layer.Attention(xn, cos, sin, training);
   }
@@ -66,12 +75,12 @@ torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer, const torch::Tens
   return h;
 }
 
-torch::Tensor LemoDecoderLayerForward(const DecoderLayer& layer, const torch::Tensor& x,
-                                      const torch::Tensor& cos, const torch::Tensor& sin,
-                                      double keep_ratio, const LemoOptions& options,
-                                      bool training, LemoLayerStats* stats) {
-  const torch::Tensor h =
-      LemoAttentionSublayer(layer, x, cos, sin, keep_ratio, options, training, stats);
+torch::Tensor LemoDecoderLayerForward(
+    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
+    const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,
+    bool training, LemoLayerStats* stats) {
+  const torch::Tensor h = LemoAttentionSublayer(layer, x, cos, sin, keep_ratio,
+                                                options, training, stats);
   return h + layer.Mlp(layer.PostAttentionNorm(h), training);
 }
 

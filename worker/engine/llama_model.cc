@@ -294,8 +294,8 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
   for (size_t i = 0; i < layers_.size(); ++i) {
     const DecoderLayer& layer = layers_[i];
     const bool training = training_;
-    // LeMo layers pick their kept blocks from their input; under checkpointing the recompute
-    // sees the same input and picks the same blocks.
+    // LeMo layers pick their kept blocks from their input; under checkpointing
+    // the recompute sees the same input and picks the same blocks.
     const auto forward = [this, i, &layer, cos = cos, sin = sin,
                           training](const torch::Tensor& h) {
       if (options_.lemo.mode == LemoMode::kDense) {

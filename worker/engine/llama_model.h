@@ -65,8 +65,9 @@ struct ModelOptions {
   // Tokens per chunk of the LM head + cross-entropy, recomputed in backward; 0
   // = one chunk (HF's unsegmented loss).
   int64_t loss_segment_tokens = 0;
-  // LeMo token elimination in the attention sublayers (worker/engine/lemo_attention.h); mode
-  // dense (the default) leaves every layer exactly as without it.
+  // LeMo token elimination in the attention sublayers
+  // (worker/engine/lemo_attention.h); mode dense (the default) leaves every
+  // layer exactly as without it.
   LemoOptions lemo;
 };
 
@@ -93,8 +94,9 @@ class DecoderLayer {
   torch::Tensor InputNorm(const torch::Tensor& x) const;
   torch::Tensor PostAttentionNorm(const torch::Tensor& x) const;
 
-  // The projection at `index` in LlamaModel::ProjectionNames() order (0 = q_proj, 1 = k_proj,
-  // 2 = v_proj, 3 = o_proj, ...); LeMo scores blocks with the frozen q/k weights.
+  // The projection at `index` in LlamaModel::ProjectionNames() order (0 =
+  // q_proj, 1 = k_proj, 2 = v_proj, 3 = o_proj, ...); LeMo scores blocks with
+  // the frozen q/k weights.
   const LoraLinear& projection(size_t index) const { return proj_.at(index); }
   int64_t num_heads() const { return num_heads_; }
   int64_t num_kv_heads() const { return num_kv_heads_; }
@@ -156,7 +158,8 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   const std::vector<DecoderLayer>& layers() const { return layers_; }
-  // LeMo keep ratio per layer (options.lemo.keep_ratios or the default schedule).
+  // LeMo keep ratio per layer (options.lemo.keep_ratios or the default
+  // schedule).
   const std::vector<double>& keep_ratios() const { return keep_ratios_; }
   // Kept tokens per layer in the last forward (all tokens for dense layers).
   const std::vector<LemoLayerStats>& lemo_stats() const { return lemo_stats_; }
@@ -180,7 +183,8 @@ class LlamaModel {
   torch::Tensor norm_;
   torch::Tensor lm_head_;
   std::vector<DecoderLayer> layers_;
-  // LeMo: keep ratio per layer (resolved schedule) and the last forward's kept tokens.
+  // LeMo: keep ratio per layer (resolved schedule) and the last forward's kept
+  // tokens.
   std::vector<double> keep_ratios_;
   std::vector<LemoLayerStats> lemo_stats_;
 };
