@@ -173,7 +173,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   }
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
-      new LlamaModel(config, options, std::move(rope)));
+      new LlamaModel(config, options, rope.To(options.device)));
   LEMO_ASSIGN_OR_RETURN(
       model->keep_ratios_,
       ResolveKeepSchedule(options.lemo, config.num_hidden_layers),
@@ -281,8 +281,11 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
       "model: sequence of ", tokens.size(1), " tokens exceeds sliding_window ",
       config_.sliding_window, ", which is not supported");
   if (tokens.numel() > 0) {
-    const int64_t lo = tokens.min().item<int64_t>();
-    const int64_t hi = tokens.max().item<int64_t>();
+    // One device sync for both bounds.
+    const torch::Tensor bounds =
+        torch::stack({tokens.min(), tokens.max()}).cpu();
+    const int64_t lo = bounds[0].item<int64_t>();
+    const int64_t hi = bounds[1].item<int64_t>();
     TORCH_CHECK_INDEX(lo >= 0 && hi < config_.vocab_size,
                       "model: token id out of range [0, ", config_.vocab_size,
                       "): min ", lo, ", max ", hi);
@@ -290,26 +293,29 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
   auto [cos, sin] = rope_.CosSin(positions.to(options_.device, torch::kLong),
                                  options_.base_dtype);
   torch::Tensor x = torch::embedding(embed_, tokens);
-  lemo_stats_.assign(layers_.size(), LemoLayerStats());
+  const bool training = training_;
+  const int64_t tokens = x.size(0) * x.size(1);
+  lemo_stats_.assign(layers_.size(), LemoLayerStats{tokens, tokens});
   for (size_t i = 0; i < layers_.size(); ++i) {
     const DecoderLayer& layer = layers_[i];
-    const bool training = training_;
-    // LeMo layers pick their kept blocks from their input; under checkpointing
-    // the recompute sees the same input and picks the same blocks.
-    const auto forward = [this, i, &layer, cos = cos, sin = sin,
-                          training](const torch::Tensor& h) {
-      if (options_.lemo.mode == LemoMode::kDense) {
-        lemo_stats_[i] = {h.size(0) * h.size(1), h.size(0) * h.size(1)};
-        return layer.Forward(h, cos, sin, training);
+    // Captured by value: a recompute in backward must run what the forward ran.
+    // LeMo layers pick their kept blocks from their input, so the recompute
+    // picks the same blocks.
+    SegmentFn run = [forward = layer_forward_, i, &layer, cos = cos, sin = sin,
+                     training, lemo = &options_.lemo, keep = keep_ratios_[i],
+                     stats = &lemo_stats_[i]](const torch::Tensor& h) {
+      if (forward) {
+        return forward(static_cast<int64_t>(i), layer, h, cos, sin, training);
       }
-      return LemoDecoderLayerForward(layer, h, cos, sin, keep_ratios_[i],
-                                     options_.lemo, training, &lemo_stats_[i]);
+      if (lemo->mode != LemoMode::kDense) {
+        return LemoDecoderLayerForward(layer, h, cos, sin, keep, *lemo,
+                                       training, stats);
+      }
+      return layer.Forward(h, cos, sin, training);
     };
-    if (options_.gradient_checkpointing) {
-      x = Checkpoint(forward, x, layer.TrainableParameters());
-    } else {
-      x = forward(x);
-    }
+    x = options_.gradient_checkpointing
+            ? Checkpoint(std::move(run), x, layer.TrainableParameters())
+            : run(x);
   }
   return RmsNorm(x, norm_, config_.rms_norm_eps);
 }

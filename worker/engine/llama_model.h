@@ -117,6 +117,15 @@ class DecoderLayer {
   std::vector<LoraLinear> proj_;
 };
 
+// Computes decoder layer `index`: x [B, N, D] -> [B, N, D], with cos/sin [1, N,
+// head_dim] for positions 0..N-1 (or the caller's explicit positions). Variants
+// (LeMo's token elimination) install one with SetLayerForward; under gradient
+// checkpointing it is re-run in backward, so it must be a deterministic
+// function of its inputs (dropout aside, whose RNG is replayed).
+using LayerForwardFn = std::function<torch::Tensor(
+    int64_t index, const DecoderLayer& layer, const torch::Tensor& x,
+    const torch::Tensor& cos, const torch::Tensor& sin, bool training)>;
+
 class LlamaModel {
  public:
   // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
@@ -151,6 +160,9 @@ class LlamaModel {
   absl::Status LoadLoraWeights(
       const std::vector<std::pair<std::string, torch::Tensor>>& named);
 
+  // Replaces DecoderLayer::Forward for every layer; nullptr restores it.
+  void SetLayerForward(LayerForwardFn fn) { layer_forward_ = std::move(fn); }
+
   // Dropout is active only in training mode (the default).
   void SetTraining(bool training) { training_ = training; }
   bool training() const { return training_; }
@@ -183,6 +195,7 @@ class LlamaModel {
   torch::Tensor norm_;
   torch::Tensor lm_head_;
   std::vector<DecoderLayer> layers_;
+  LayerForwardFn layer_forward_;
   // LeMo: keep ratio per layer (resolved schedule) and the last forward's kept
   // tokens.
   std::vector<double> keep_ratios_;

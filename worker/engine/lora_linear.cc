@@ -29,7 +29,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     torch::Tensor hidden = torch::linear(x.to(lora_a.scalar_type()), lora_a);
     // PEFT: result + lora_B(h) * scaling, in fp32, rounded once into the base
     // dtype.
-    result.add_(torch::linear(hidden, lora_b) * scaling);
+    result.add_(torch::linear(hidden, lora_b).mul_(scaling));
     ctx->save_for_backward({x, weight, hidden, lora_a, lora_b});
     ctx->saved_data["scaling"] = scaling;
     return result;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <map>
 #include <set>
 
@@ -87,13 +86,25 @@ double AdapterOptimizer::LearningRate(int64_t s) const {
 }
 
 double AdapterOptimizer::Step() {
-  double norm;
+  double norm = 0;
   {
+    // torch.nn.utils.clip_grad_norm_'s math with foreach kernels: two launches
+    // for all the adapters instead of two per tensor (hundreds of tensors on a
+    // 7B model).
     torch::NoGradGuard no_grad;
-    const double max_norm = options_.max_grad_norm > 0
-                                ? options_.max_grad_norm
-                                : std::numeric_limits<double>::infinity();
-    norm = torch::nn::utils::clip_grad_norm_(tensors_, max_norm);
+    std::vector<torch::Tensor> grads;
+    for (const torch::Tensor& t : tensors_) {
+      if (t.grad().defined()) grads.push_back(t.grad());
+    }
+    if (!grads.empty()) {
+      torch::Tensor total = torch::stack(at::_foreach_norm(grads, 2)).norm(2);
+      if (options_.max_grad_norm > 0) {
+        torch::Tensor coef =
+            torch::clamp_max(options_.max_grad_norm / (total + 1e-6), 1.0);
+        at::_foreach_mul_(grads, coef);
+      }
+      norm = total.item<double>();
+    }
   }
   const double rate = lr();
   for (auto& group : adamw_->param_groups()) {

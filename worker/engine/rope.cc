@@ -91,6 +91,12 @@ absl::StatusOr<RotaryEmbedding> RotaryEmbedding::Create(
   return RotaryEmbedding(config, inv_freq.contiguous());
 }
 
+RotaryEmbedding RotaryEmbedding::To(torch::Device device) const {
+  RotaryEmbedding copy = *this;
+  copy.inv_freq_ = inv_freq_.to(device);
+  return copy;
+}
+
 torch::Tensor RotaryEmbedding::InverseFrequencies(int64_t max_position) const {
   const int64_t seq_len = max_position + 1;
   if (config_.rope_scaling.type != Type::kDynamic ||

@@ -37,6 +37,10 @@ class RotaryEmbedding {
   // largest position is `max_position` (only the dynamic type depends on it).
   torch::Tensor InverseFrequencies(int64_t max_position) const;
 
+  // A copy whose static frequencies live on `device`, so CosSin copies nothing
+  // per call.
+  RotaryEmbedding To(torch::Device device) const;
+
   // HF's post-processing factor on cos/sin (1 for the supported types).
   double attention_scaling() const { return attention_scaling_; }
 
@@ -45,7 +49,7 @@ class RotaryEmbedding {
       : config_(config), inv_freq_(std::move(inv_freq)) {}
 
   ModelConfig config_;
-  torch::Tensor inv_freq_;  // fp32 CPU, the static (non-dynamic) frequencies
+  torch::Tensor inv_freq_;  // fp32, the static (non-dynamic) frequencies
   double attention_scaling_ = 1.0;
 };
 

@@ -4,10 +4,13 @@
 #include "worker/engine/optimizer.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "tests/testing/status_matchers.h"
+#include "worker/engine/safetensors.h"
 
 namespace lemo::engine {
 namespace {
@@ -92,6 +95,37 @@ TEST(AdapterOptimizer, ResumeFromExportedStateIsBitExact) {
     EXPECT_EQ(end_a[i].first, end_b[i].first);
     EXPECT_TRUE(torch::equal(end_a[i].second, end_b[i].second))
         << end_a[i].first;
+  }
+}
+
+// The trainer stores ExportState() with WriteSafetensors; what comes back must
+// import as is.
+TEST(AdapterOptimizer, StateRoundTripsThroughSafetensors) {
+  Named params = MakeParams();
+  LEMO_ASSERT_OK_AND_ASSIGN(auto opt,
+                            AdapterOptimizer::Create(params, Options()));
+  for (int64_t s = 0; s < 2; ++s) {
+    Backward(params, s);
+    opt->Step();
+    opt->ZeroGrad();
+  }
+  const Named state = opt->ExportState();
+  const std::string path =
+      (std::filesystem::temp_directory_path() /
+       ("lemo_optimizer_state_" + std::to_string(::getpid()) + ".safetensors"))
+          .string();
+  ASSERT_THAT(WriteSafetensors(path, state), IsOk());
+  LEMO_ASSERT_OK_AND_ASSIGN(Named loaded, ReadSafetensors(path));
+  std::filesystem::remove(path);
+  LEMO_ASSERT_OK_AND_ASSIGN(auto fresh,
+                            AdapterOptimizer::Create(params, Options()));
+  ASSERT_THAT(fresh->ImportState(loaded, opt->step()), IsOk());
+  const Named again = fresh->ExportState();
+  ASSERT_EQ(again.size(), state.size());
+  for (size_t i = 0; i < state.size(); ++i) {
+    EXPECT_EQ(again[i].first, state[i].first);
+    EXPECT_TRUE(torch::equal(again[i].second, state[i].second))
+        << state[i].first;
   }
 }
 
