@@ -4,14 +4,14 @@
 // device, and autograd where a gradient flows. Ops throw c10::Error
 // (TORCH_CHECK) on bad input; the engine converts that at its boundary.
 //
-//   at::Tensor map = lemo::kernels::BlockScores(q, k);              // [B, nb,
-//   nb] fp32 lemo::kernels::SelectOptions select; select.keep_ratio = 0.4;
+//   at::Tensor map = lemo::kernels::BlockScores(q, k);  // [B, nb, nb] fp32
+//   lemo::kernels::SelectOptions select;
+//   select.keep_ratio = 0.4;
 //   at::Tensor kept = lemo::kernels::SelectBlocks(
-//       lemo::kernels::BlockColumnScores(map), select);             // int64
-//       [B, k]
-//   at::Tensor xk = lemo::kernels::GatherBlocks(x, kept);           // [B, n,
-//   D] at::Tensor out = lemo::kernels::ScatterAddBlocks(x, yk, kept);  // x +
-//   yk at kept tokens
+//       lemo::kernels::BlockColumnScores(map), select);  // int64 [B, k]
+//   at::Tensor xk = lemo::kernels::GatherBlocks(x, kept);  // [B, n, D]
+//   // x + yk at the kept tokens, x elsewhere:
+//   at::Tensor out = lemo::kernels::ScatterAddBlocks(x, yk, kept);
 #ifndef LEMO_KERNELS_LEMO_OPS_H_
 #define LEMO_KERNELS_LEMO_OPS_H_
 

@@ -1,9 +1,8 @@
 // lemo::block_scores and lemo::block_column_scores: LeMo's oracle block map
 // (LEMO.md section 1).
 //
-//   M = block_scores(q /*[B,Hq,N,d]*/, k /*[B,Hkv,N,d]*/, 64);  // [B, nb, nb]
-//   fp32 s = block_column_scores(M);                                 // [B,
-//   nb]: s_j = sum_i M[i, j]
+//   M = block_scores(q /*[B,Hq,N,d]*/, k /*[B,Hkv,N,d]*/, 64);  // [B,nb,nb]
+//   s = block_column_scores(M);  // [B, nb]: s_j = sum_i M[i, j]
 //
 // M[b, i, j] = max over the 64x64 tile (i, j) of A = sum_h ReLU(q_h k_h^T /
 // sqrt(d)), causal (row >= col), with q/k taken before RoPE. GQA: q head h

@@ -2,8 +2,8 @@
 // (permutation-free: blocks are contiguous runs, so a CUDA kernel is a block
 // copy). The ragged last block gathers only its real tokens.
 //
-//   at::Tensor xk = lemo::kernels::GatherBlocks(x /*[B,N,D] or [B,H,N,d]*/,
-//   kept /*[B,k]*/);
+//   // x [B,N,D] or [B,H,N,d], kept [B,k] -> [B,n,D] or [B,H,n,d]
+//   at::Tensor xk = lemo::kernels::GatherBlocks(x, kept);
 //
 // Autograd: the backward is lemo::scatter_add_blocks of the gradient into
 // zeros, and saves only the kept indices (no activation), so its memory is

@@ -3,9 +3,8 @@
 // fused gather + RoPE of LEMO.md section 4.
 //
 //   auto [cos, sin] = rope.CosSin(arange(N), dtype);  // [1, N, d], HF layout
-//   at::Tensor qk = lemo::kernels::GatherBlocksRope(q /*[B,H,N,d]*/, kept, cos,
-//   sin);
-//   // == ApplyRotary(GatherBlocks(q, kept), cos/sin at KeptPositions(kept, N))
+//   at::Tensor qk = lemo::kernels::GatherBlocksRope(q, kept, cos, sin);
+//   // == ApplyRotary(GatherBlocks(q, kept), cos/sin at the kept positions)
 //
 // y = x * cos + rotate_half(x) * sin, computed in x's dtype with cos/sin cast
 // to it (as HF does). cos/sin are [B or 1, N, d] tables for positions 0..N-1

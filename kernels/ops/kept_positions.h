@@ -2,8 +2,8 @@
 // gather/scatter op indexes through it, and the engine uses it to compute RoPE
 // at the original positions.
 //
-//   at::Tensor pos = lemo::kernels::KeptPositions(kept /*[B,k] int64*/,
-//   n_tokens, 64);  // [B,n]
+//   // kept [B,k] int64 -> [B,n] int64 original positions
+//   at::Tensor pos = lemo::kernels::KeptPositions(kept, n_tokens, 64);
 //
 // Blocks are `block` consecutive tokens; the last block is ragged when n_tokens
 // % block != 0, so n = k * block minus the ragged block's missing tail. Every

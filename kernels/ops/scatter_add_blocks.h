@@ -3,8 +3,8 @@
 // stream (no zeros tensor of N rows and no separate add). Eliminated tokens
 // keep their residual value.
 //
-//   at::Tensor h = lemo::kernels::ScatterAddBlocks(x /*[B,N,D]*/, attn
-//   /*[B,n,D]*/, kept);
+//   // x [B,N,D], attn [B,n,D]: x + attn at the kept tokens
+//   at::Tensor h = lemo::kernels::ScatterAddBlocks(x, attn, kept);
 //
 // Autograd: d residual = grad; d y = gather_blocks(grad). Nothing but the kept
 // indices is saved.

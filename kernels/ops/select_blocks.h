@@ -1,11 +1,10 @@
 // lemo::select_blocks: which 64-token blocks a layer keeps (LEMO.md section 1,
 // "Selection").
 //
-//   kept = select_blocks(scores /*[B,nb] or block map [B,nb,nb]*/,
-//   /*keep_ratio=*/0.4); kept = select_blocks(scores, 1.0, /*tau=*/0.9,
-//   /*min_keep=*/4, /*max_keep=*/64);  // adaptive
-//   // kept: int64 [B, k], ascending per row, always holding block 0 and block
-//   nb - 1.
+//   kept = select_blocks(scores, /*keep_ratio=*/0.4);  // scores [B,nb]
+//   kept = select_blocks(scores, 1.0, /*tau=*/0.9, /*min_keep=*/4,
+//                        /*max_keep=*/64);  // adaptive
+//   // kept: int64 [B, k], ascending, always holding blocks 0 and nb - 1.
 //
 // A block map is first reduced to its column sums s_j = sum_i M[i, j]. Fixed
 // rule: k = ceil(keep_ratio x nb). Adaptive rule (tau given): per row, the

@@ -6,16 +6,15 @@
 //
 // How to add an op:
 //   1. Write its naive reference in tests/kernels/<op>_test.cc: the obvious,
-//   memory-hungry
-//      LibTorch math, differentiable by autograd, calling no lemo:: op.
-//   2. List cases (a vector of small structs) that cover ragged N, B > 1, GQA
-//   (Hq=8, Hkv=2 ...).
-//   3. For each case and each dtype of kDtypes: ExpectClose(op(...), ref(...),
-//   dtype, label).
+//      memory-hungry LibTorch math, differentiable by autograd, calling no
+//      lemo:: op.
+//   2. List cases (a vector of small structs) that cover ragged N, B > 1 and
+//      GQA (Hq=8, Hkv=2 ...).
+//   3. For each case and each dtype of kDtypes:
+//      ExpectClose(op(...), ref(...), dtype, label).
 //   4. Where a gradient flows: ExpectGradsMatch(op_fn, ref_fn, inputs, label)
-//   runs both on the
-//      same inputs and the same random upstream gradient and compares every
-//      input's gradient.
+//      runs both on the same inputs and the same random upstream gradient and
+//      compares every input's gradient.
 #ifndef LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 #define LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 

@@ -5,8 +5,8 @@
 //   auto tracker = std::make_shared<lemo::testing::CpuAllocationTracker>();
 //   {
 //     lemo::testing::CpuAllocationTracker::Scope scope(tracker);
-//     torch::Tensor y = f(x);          // everything y's graph saves stays
-//     allocated int64_t kept = tracker->live_bytes();
+//     torch::Tensor y = f(x);  // what y's graph saves stays allocated
+//     int64_t kept = tracker->live_bytes();
 //   }
 //
 // It plugs into c10's memory-profiling hook (MemoryReportingInfoBase under

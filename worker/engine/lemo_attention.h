@@ -7,10 +7,9 @@
 // saves in the sublayer then has n kept rows instead of N.
 //
 //   LemoLayerStats stats;
-//   torch::Tensor h = LemoDecoderLayerForward(layer, x, cos, sin,
-//   /*keep_ratio=*/0.4,
-//                                             options.lemo, /*training=*/true,
-//                                             &stats);
+//   torch::Tensor h = LemoDecoderLayerForward(
+//       layer, x, cos, sin, /*keep_ratio=*/0.4, options.lemo,
+//       /*training=*/true, &stats);
 //
 // Torch errors throw (TORCH_CHECK); the trainer wraps calls with CallTorch.
 #ifndef LEMO_WORKER_ENGINE_LEMO_ATTENTION_H_

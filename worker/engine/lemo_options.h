@@ -3,9 +3,9 @@
 // hold them.
 //
 //   LemoOptions lemo;
-//   lemo.mode = LemoMode::kOracle;                 // keep_ratios empty: the
-//   artifact's schedule LEMO_ASSIGN_OR_RETURN(std::vector<double> ratios,
-//   ResolveKeepSchedule(lemo, /*layers=*/32));
+//   lemo.mode = LemoMode::kOracle;  // empty keep_ratios: the default schedule
+//   LEMO_ASSIGN_OR_RETURN(std::vector<double> ratios,
+//                         ResolveKeepSchedule(lemo, /*num_layers=*/32));
 //   // ratios: 15 x 1.0, 16 x 0.4, 1 x 1.0
 #ifndef LEMO_WORKER_ENGINE_LEMO_OPTIONS_H_
 #define LEMO_WORKER_ENGINE_LEMO_OPTIONS_H_

@@ -294,8 +294,8 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
                                  options_.base_dtype);
   torch::Tensor x = torch::embedding(embed_, tokens);
   const bool training = training_;
-  const int64_t tokens = x.size(0) * x.size(1);
-  lemo_stats_.assign(layers_.size(), LemoLayerStats{tokens, tokens});
+  const int64_t n_tokens = x.size(0) * x.size(1);
+  lemo_stats_.assign(layers_.size(), LemoLayerStats{n_tokens, n_tokens});
   for (size_t i = 0; i < layers_.size(); ++i) {
     const DecoderLayer& layer = layers_[i];
     // Captured by value: a recompute in backward must run what the forward ran.
