@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/allocation_tracker.h"
 #include "kernels/lemo_ops.h"
 #include "tests/kernels/op_test_harness.h"
-#include "tests/testing/cpu_allocation_tracker.h"
 
 namespace lemo::kernels {
 namespace {
@@ -137,10 +137,10 @@ TEST(BlockScores, RowBlockWorkingSetIsLinearInN) {
   const int64_t n = 4096;
   const torch::Tensor q = torch::randn({1, 1, n, 8});
   const torch::Tensor k = torch::randn({1, 1, n, 8});
-  auto tracker = std::make_shared<lemo::testing::CpuAllocationTracker>();
+  auto tracker = std::make_shared<kernels::AllocationTracker>();
   int64_t peak = 0;
   {
-    lemo::testing::CpuAllocationTracker::Scope scope(tracker);
+    kernels::AllocationTracker::Scope scope(tracker);
     const torch::Tensor m = BlockScores(q, k);
     peak = tracker->peak_bytes();
   }

@@ -48,6 +48,10 @@ struct LemoOptions {
   // regardless); max < 0: no bound.
   int64_t min_keep_blocks = 1;
   int64_t max_keep_blocks = -1;
+  // Measure each layer's saved-for-backward bytes in every forward
+  // (LemoLayerStats::saved_bytes) by tracking the allocator; off by default as
+  // it replaces the profiler's memory hook while on.
+  bool measure_saved_bytes = false;
 };
 
 struct LemoLayerStats {
@@ -56,6 +60,10 @@ struct LemoLayerStats {
   int64_t kept_tokens = 0;
   // All tokens of that batch.
   int64_t total_tokens = 0;
+  // Bytes the layer's forward left allocated (what autograd saved for
+  // backward), its output excluded; -1 unless measure_saved_bytes. Under
+  // gradient checkpointing this is what the checkpoint keeps (its input).
+  int64_t saved_bytes = -1;
 };
 
 // The artifact's Llama-2-7B schedule (layers 0-14 dense, 15-30 at 0.4, 31

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/allocation_tracker.h"
 #include "proto/status/status_macros.h"
 #include "worker/engine/lean_ops.h"
 #include "worker/engine/lemo_attention.h"
@@ -313,9 +316,22 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
       }
       return layer.Forward(h, cos, sin, training);
     };
+    // Allocator-measured saved bytes: what is still allocated when the layer
+    // returns was kept by its autograd graph (everything else was freed).
+    std::shared_ptr<kernels::AllocationTracker> tracker;
+    std::optional<kernels::AllocationTracker::Scope> scope;
+    if (options_.lemo.measure_saved_bytes) {
+      tracker = std::make_shared<kernels::AllocationTracker>();
+      scope.emplace(tracker);
+    }
     x = options_.gradient_checkpointing
             ? Checkpoint(std::move(run), x, layer.TrainableParameters())
             : run(x);
+    if (tracker) {
+      scope.reset();
+      lemo_stats_[i].saved_bytes =
+          tracker->live_bytes() - static_cast<int64_t>(x.nbytes());
+    }
   }
   return RmsNorm(x, norm_, config_.rms_norm_eps);
 }

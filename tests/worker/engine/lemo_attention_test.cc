@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/allocation_tracker.h"
 #include "kernels/lemo_ops.h"
-#include "tests/testing/cpu_allocation_tracker.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/lemo_options.h"
@@ -148,6 +148,7 @@ TEST(LemoModel, ScheduleKeepsTheRatioPerLayer) {
   ModelOptions options;
   options.lemo.mode = LemoMode::kOracle;
   options.lemo.keep_ratios = {1.0, 0.5, 0.25, 1.0};
+  options.lemo.measure_saved_bytes = true;
   auto model = MakeModel(config, options, w);
   torch::manual_seed(4);
   const torch::Tensor ids =
@@ -162,6 +163,16 @@ TEST(LemoModel, ScheduleKeepsTheRatioPerLayer) {
   }
   for (const torch::Tensor& g : grads)
     EXPECT_TRUE(torch::isfinite(g).all().item<bool>());
+  // Same shapes in every layer, so the measured saved bytes follow the kept
+  // tokens (the MLP stays dense, so not proportionally).
+  const auto& st = model->lemo_stats();
+  std::cout << "[lemo] saved bytes per layer:";
+  for (const LemoLayerStats& s : st) std::cout << " " << s.saved_bytes;
+  std::cout << "\n";
+  EXPECT_GT(st[2].saved_bytes, 0);
+  EXPECT_LT(st[2].saved_bytes, st[1].saved_bytes);
+  EXPECT_LT(st[1].saved_bytes, st[0].saved_bytes);
+  EXPECT_EQ(st[0].saved_bytes, st[3].saved_bytes);
 }
 
 TEST(LemoModel, CheckpointingRecomputesTheSameBlocks) {
@@ -316,15 +327,15 @@ TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
 
 // Bytes that stay allocated after `forward` (what its autograd graph saves),
 // minus its output. Measured on the CPU allocator (see
-// cpu_allocation_tracker.h), single-threaded so no allocation escapes the
+// kernels/allocation_tracker.h), single-threaded so no allocation escapes the
 // thread-local hook.
 int64_t SavedBytes(const std::function<torch::Tensor()>& forward) {
   const int threads = torch::get_num_threads();
   torch::set_num_threads(1);
-  auto tracker = std::make_shared<lemo::testing::CpuAllocationTracker>();
+  auto tracker = std::make_shared<kernels::AllocationTracker>();
   int64_t saved = 0;
   {
-    lemo::testing::CpuAllocationTracker::Scope scope(tracker);
+    kernels::AllocationTracker::Scope scope(tracker);
     torch::Tensor out = forward();
     saved = tracker->live_bytes() - static_cast<int64_t>(out.nbytes());
   }

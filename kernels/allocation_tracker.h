@@ -1,22 +1,23 @@
-// Counts the bytes the CPU allocator hands out and takes back on this thread,
-// so tests can measure live and peak activation memory (what autograd keeps
-// alive) instead of estimating it.
+// Counts the bytes LibTorch's allocators hand out and take back on this thread,
+// so memory can be measured rather than estimated: the peak working set of an
+// op, or the bytes a forward leaves allocated for backward (what autograd
+// saves).
 //
-//   auto tracker = std::make_shared<lemo::testing::CpuAllocationTracker>();
+//   auto tracker = std::make_shared<lemo::kernels::AllocationTracker>();
 //   {
-//     lemo::testing::CpuAllocationTracker::Scope scope(tracker);
+//     lemo::kernels::AllocationTracker::Scope scope(tracker);
 //     torch::Tensor y = f(x);  // what y's graph saves stays allocated
 //     int64_t kept = tracker->live_bytes();
 //   }
 //
 // It plugs into c10's memory-profiling hook (MemoryReportingInfoBase under
-// DebugInfoKind::PROFILER_STATE), which LibTorch's CPU allocator calls on every
-// allocation and free while the hook is installed. The hook is thread-local:
-// run measured code with torch::set_num_threads(1) if an op might allocate
-// inside a parallel region. Header-only; only targets that link LibTorch
-// include it.
-#ifndef LEMO_TESTS_TESTING_CPU_ALLOCATION_TRACKER_H_
-#define LEMO_TESTS_TESTING_CPU_ALLOCATION_TRACKER_H_
+// DebugInfoKind::PROFILER_STATE), which the CPU allocator and the CUDA caching
+// allocator call on every allocation and free while the hook is installed (it
+// replaces the autograd profiler's memory tracking for that time). The hook is
+// thread-local: on CPU, run measured code with torch::set_num_threads(1) if an
+// op might allocate inside a parallel region. Counts all devices together.
+#ifndef LEMO_KERNELS_ALLOCATION_TRACKER_H_
+#define LEMO_KERNELS_ALLOCATION_TRACKER_H_
 
 #include <c10/core/Allocator.h>
 #include <c10/util/ThreadLocalDebugInfo.h>
@@ -26,14 +27,14 @@
 #include <memory>
 #include <utility>
 
-namespace lemo::testing {
+namespace lemo::kernels {
 
-class CpuAllocationTracker : public c10::MemoryReportingInfoBase {
+class AllocationTracker : public c10::MemoryReportingInfoBase {
  public:
   // Installs the tracker for this thread for the scope's lifetime.
   class Scope {
    public:
-    explicit Scope(std::shared_ptr<CpuAllocationTracker> tracker)
+    explicit Scope(std::shared_ptr<AllocationTracker> tracker)
         : guard_(c10::DebugInfoKind::PROFILER_STATE, std::move(tracker)) {}
 
    private:
@@ -42,8 +43,7 @@ class CpuAllocationTracker : public c10::MemoryReportingInfoBase {
 
   void reportMemoryUsage(void* /*ptr*/, int64_t alloc_size,
                          size_t /*total_allocated*/, size_t /*total_reserved*/,
-                         c10::Device device) override {
-    if (device.type() != c10::DeviceType::CPU) return;
+                         c10::Device /*device*/) override {
     live_ += alloc_size;
     peak_ = std::max(peak_, live_);
   }
@@ -61,6 +61,6 @@ class CpuAllocationTracker : public c10::MemoryReportingInfoBase {
   int64_t peak_ = 0;
 };
 
-}  // namespace lemo::testing
+}  // namespace lemo::kernels
 
-#endif  // LEMO_TESTS_TESTING_CPU_ALLOCATION_TRACKER_H_
+#endif  // LEMO_KERNELS_ALLOCATION_TRACKER_H_
