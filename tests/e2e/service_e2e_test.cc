@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -306,6 +307,32 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0].worker_id(), "w1");
   EXPECT_EQ(workers[0].state(), v1::WorkerInfo::CONNECTED);
+}
+
+TEST_F(ServiceTest, TlsAndBearerTokens) {
+  EnableTlsAndTokens();
+  StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(3, 0)));
+  WatchToEnd(job.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+
+  // A worker with the wrong token is refused and never listed.
+  std::ofstream(dir() + "/wrong.token") << "guess\n";
+  Process* intruder = harness().Start(
+      "intruder",
+      {BinPath("lemo-worker"), "--coordinator", ServerAddress(), "--worker-id",
+       "intruder", "--work-dir", dir() + "/intruder", "--tls-ca",
+       dir() + "/tls.pem", "--token-file", dir() + "/wrong.token"});
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!absl::StrContains(intruder->Log(), "UNAUTHENTICATED") &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_THAT(intruder->Log(), HasSubstr("UNAUTHENTICATED"));
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers,
+                            client().ListWorkers());
+  for (const v1::WorkerInfo& w : workers) EXPECT_NE(w.worker_id(), "intruder");
 }
 
 TEST_F(ServiceTest, PythonClientSubmitsAndWatches) {
