@@ -5,12 +5,16 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/allocation_tracker.h"
 #include "proto/status/status_macros.h"
 #include "worker/engine/lean_ops.h"
+#include "worker/engine/lemo_attention.h"
 #include "worker/engine/loss.h"
 #include "worker/engine/recompute.h"
 #include "worker/engine/torch_status.h"
@@ -173,6 +177,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
       new LlamaModel(config, options, rope.To(options.device)));
+  LEMO_ASSIGN_OR_RETURN(
+      model->keep_ratios_,
+      ResolveKeepSchedule(options.lemo, config.num_hidden_layers),
+      "lemo options");
 
   const int64_t d = config.hidden_size;
   const int64_t hd = config.head_dim;
@@ -289,19 +297,41 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
                                  options_.base_dtype);
   torch::Tensor x = torch::embedding(embed_, tokens);
   const bool training = training_;
+  const int64_t n_tokens = x.size(0) * x.size(1);
+  lemo_stats_.assign(layers_.size(), LemoLayerStats{n_tokens, n_tokens});
   for (size_t i = 0; i < layers_.size(); ++i) {
     const DecoderLayer& layer = layers_[i];
     // Captured by value: a recompute in backward must run what the forward ran.
+    // LeMo layers pick their kept blocks from their input, so the recompute
+    // picks the same blocks.
     SegmentFn run = [forward = layer_forward_, i, &layer, cos = cos, sin = sin,
-                     training](const torch::Tensor& h) {
+                     training, lemo = &options_.lemo, keep = keep_ratios_[i],
+                     stats = &lemo_stats_[i]](const torch::Tensor& h) {
       if (forward) {
         return forward(static_cast<int64_t>(i), layer, h, cos, sin, training);
       }
+      if (lemo->mode != LemoMode::kDense) {
+        return LemoDecoderLayerForward(layer, h, cos, sin, keep, *lemo,
+                                       training, stats);
+      }
       return layer.Forward(h, cos, sin, training);
     };
+    // Allocator-measured saved bytes: what is still allocated when the layer
+    // returns was kept by its autograd graph (everything else was freed).
+    std::shared_ptr<kernels::AllocationTracker> tracker;
+    std::optional<kernels::AllocationTracker::Scope> scope;
+    if (options_.lemo.measure_saved_bytes) {
+      tracker = std::make_shared<kernels::AllocationTracker>();
+      scope.emplace(tracker);
+    }
     x = options_.gradient_checkpointing
             ? Checkpoint(std::move(run), x, layer.TrainableParameters())
             : run(x);
+    if (tracker) {
+      scope.reset();
+      lemo_stats_[i].saved_bytes =
+          tracker->live_bytes() - static_cast<int64_t>(x.nbytes());
+    }
   }
   return RmsNorm(x, norm_, config_.rms_norm_eps);
 }

@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/lemo_options.h"
 #include "worker/engine/lora_linear.h"
 #include "worker/engine/rope.h"
 
@@ -64,6 +65,10 @@ struct ModelOptions {
   // Tokens per chunk of the LM head + cross-entropy, recomputed in backward; 0
   // = one chunk (HF's unsegmented loss).
   int64_t loss_segment_tokens = 0;
+  // LeMo token elimination in the attention sublayers
+  // (worker/engine/lemo_attention.h); mode dense (the default) leaves every
+  // layer exactly as without it.
+  LemoOptions lemo;
 };
 
 // Returns the HF-named tensor (any dtype/device); the model converts and copies
@@ -88,6 +93,14 @@ class DecoderLayer {
   torch::Tensor Mlp(const torch::Tensor& xn, bool training) const;
   torch::Tensor InputNorm(const torch::Tensor& x) const;
   torch::Tensor PostAttentionNorm(const torch::Tensor& x) const;
+
+  // The projection at `index` in LlamaModel::ProjectionNames() order (0 =
+  // q_proj, 1 = k_proj, 2 = v_proj, 3 = o_proj, ...); LeMo scores blocks with
+  // the frozen q/k weights.
+  const LoraLinear& projection(size_t index) const { return proj_.at(index); }
+  int64_t num_heads() const { return num_heads_; }
+  int64_t num_kv_heads() const { return num_kv_heads_; }
+  int64_t head_dim() const { return head_dim_; }
 
   // The adapters' tensors, for checkpointing and the optimizer.
   std::vector<torch::Tensor> TrainableParameters() const;
@@ -157,6 +170,11 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   const std::vector<DecoderLayer>& layers() const { return layers_; }
+  // LeMo keep ratio per layer (options.lemo.keep_ratios or the default
+  // schedule).
+  const std::vector<double>& keep_ratios() const { return keep_ratios_; }
+  // Kept tokens per layer in the last forward (all tokens for dense layers).
+  const std::vector<LemoLayerStats>& lemo_stats() const { return lemo_stats_; }
   const RotaryEmbedding& rope() const { return rope_; }
   const torch::Tensor& embed_tokens() const { return embed_; }
   const torch::Tensor& final_norm() const { return norm_; }
@@ -178,6 +196,10 @@ class LlamaModel {
   torch::Tensor lm_head_;
   std::vector<DecoderLayer> layers_;
   LayerForwardFn layer_forward_;
+  // LeMo: keep ratio per layer (resolved schedule) and the last forward's kept
+  // tokens.
+  std::vector<double> keep_ratios_;
+  std::vector<LemoLayerStats> lemo_stats_;
 };
 
 }  // namespace lemo::engine

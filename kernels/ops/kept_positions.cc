@@ -1,0 +1,99 @@
+#include "kernels/ops/kept_positions.h"
+
+#include <torch/library.h>
+
+#include <vector>
+
+namespace lemo::kernels {
+
+at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
+                             int64_t block, const char* what) {
+  TORCH_CHECK_VALUE(block > 0, what, ": block must be > 0, got ", block);
+  TORCH_CHECK_VALUE(n_tokens > 0, what, ": sequence length must be > 0, got ",
+                    n_tokens);
+  TORCH_CHECK_VALUE(
+      kept_blocks.dim() == 2 && kept_blocks.scalar_type() == at::kLong, what,
+      ": kept_blocks must be int64 [B, k], got ", kept_blocks.scalar_type(),
+      " ", kept_blocks.sizes());
+  const int64_t batch = kept_blocks.size(0);
+  const int64_t k = kept_blocks.size(1);
+  const int64_t nb = (n_tokens + block - 1) / block;
+  TORCH_CHECK_VALUE(k >= 1, what, ": kept_blocks keeps no block");
+  if (batch == 0) {
+    return at::empty({0, k * block}, kept_blocks.options());
+  }
+  // Host syncs on a device tensor; cheap next to the ops that use the
+  // positions.
+  const int64_t lo = kept_blocks.min().item<int64_t>();
+  const int64_t hi = kept_blocks.max().item<int64_t>();
+  TORCH_CHECK_VALUE(lo >= 0 && hi < nb, what, ": kept_blocks must lie in [0, ",
+                    nb, ") for ", n_tokens, " tokens in blocks of ", block,
+                    ", got [", lo, ", ", hi, "]");
+  if (k > 1) {
+    const bool ascending =
+        (kept_blocks.narrow(1, 1, k - 1) > kept_blocks.narrow(1, 0, k - 1))
+            .all()
+            .item<bool>();
+    TORCH_CHECK_VALUE(ascending, what,
+                      ": kept_blocks must be strictly ascending per row");
+  }
+  at::Tensor pos =
+      (kept_blocks.unsqueeze(2) * block +
+       at::arange(block, kept_blocks.options()).view({1, 1, block}))
+          .view({batch, k * block});
+  const int64_t missing = nb * block - n_tokens;
+  if (missing == 0) return pos;
+  // The ragged block is the largest index, so where kept it is each row's tail.
+  const int64_t rows_with_last =
+      (kept_blocks.select(1, k - 1) == nb - 1).sum().item<int64_t>();
+  TORCH_CHECK_VALUE(rows_with_last == 0 || rows_with_last == batch, what,
+                    ": every row must keep the same number of tokens, but the "
+                    "ragged last block ",
+                    nb - 1, " is kept by ", rows_with_last, " of ", batch,
+                    " rows");
+  if (rows_with_last == 0) return pos;
+  return pos.narrow(1, 0, k * block - missing).contiguous();
+}
+
+at::Tensor BlockTokenIndex(const at::Tensor& full,
+                           const at::Tensor& kept_blocks, int64_t block,
+                           const char* what) {
+  TORCH_CHECK_VALUE(full.dim() == 3 || full.dim() == 4, what,
+                    ": expected [B, N, D] or [B, H, N, d], got ", full.sizes());
+  TORCH_CHECK_VALUE(kept_blocks.device() == full.device(), what,
+                    ": kept_blocks is on ", kept_blocks.device(),
+                    " but the tensor is on ", full.device());
+  TORCH_CHECK_VALUE(
+      kept_blocks.dim() == 2 && kept_blocks.size(0) == full.size(0), what,
+      ": kept_blocks ", kept_blocks.sizes(),
+      " must be [B, k] with B = ", full.size(0));
+  const int64_t token_dim = full.dim() - 2;
+  const at::Tensor pos =
+      KeptPositionsImpl(kept_blocks, full.size(token_dim), block, what);
+  std::vector<int64_t> sizes = full.sizes().vec();
+  sizes[token_dim] = pos.size(1);
+  const at::Tensor index =
+      full.dim() == 3 ? pos.unsqueeze(2) : pos.unsqueeze(1).unsqueeze(3);
+  return index.expand(sizes);
+}
+
+namespace {
+at::Tensor KeptPositionsOp(const at::Tensor& kept_blocks, int64_t n_tokens,
+                           int64_t block) {
+  return KeptPositionsImpl(kept_blocks, n_tokens, block);
+}
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(lemo, m) {
+  m.def(
+      "kept_positions(Tensor kept_blocks, int n_tokens, int block=64) -> "
+      "Tensor");
+}
+
+// Plain ATen index math runs on any device, and its int64 output never needs a
+// gradient.
+TORCH_LIBRARY_IMPL(lemo, CompositeExplicitAutograd, m) {
+  m.impl("kept_positions", TORCH_FN(KeptPositionsOp));
+}
+
+}  // namespace lemo::kernels

@@ -1,0 +1,269 @@
+// Tests of lemo::kept_positions, gather_blocks, gather_blocks_rope and
+// scatter_add_blocks against naive per-row index_select / index_add references,
+// values and gradients. To add a case: append to kCases (ragged N and 4-D head
+// layouts welcome); see op_test_harness.h.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "kernels/lemo_ops.h"
+#include "tests/kernels/op_test_harness.h"
+
+namespace lemo::kernels {
+namespace {
+
+using testing::ExpectClose;
+using testing::ExpectGradsMatch;
+using testing::NaivePositions;
+using testing::RandomKept;
+
+torch::Tensor Ids(std::vector<int64_t> v) { return torch::tensor(v); }
+
+torch::Tensor NaivePositionsTensor(const torch::Tensor& kept, int64_t n,
+                                   int64_t block) {
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < kept.size(0); ++b) {
+    rows.push_back(torch::tensor(NaivePositions(kept[b], n, block)));
+  }
+  return torch::stack(rows);
+}
+
+// Per row: index_select along the token dim (dim() - 2).
+torch::Tensor NaiveGather(const torch::Tensor& x, const torch::Tensor& kept,
+                          int64_t block) {
+  const int64_t tdim = x.dim() - 2;
+  const torch::Tensor pos = NaivePositionsTensor(kept, x.size(tdim), block);
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    rows.push_back(x[b].index_select(tdim - 1, pos[b]));
+  }
+  return torch::stack(rows);
+}
+
+// residual + y placed at the kept tokens (zeros elsewhere).
+torch::Tensor NaiveScatterAdd(const torch::Tensor& residual,
+                              const torch::Tensor& y, const torch::Tensor& kept,
+                              int64_t block) {
+  const int64_t tdim = residual.dim() - 2;
+  const torch::Tensor pos =
+      NaivePositionsTensor(kept, residual.size(tdim), block);
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < residual.size(0); ++b) {
+    rows.push_back(
+        residual[b] +
+        torch::zeros_like(residual[b]).index_add(tdim - 1, pos[b], y[b]));
+  }
+  return torch::stack(rows);
+}
+
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  const int64_t h = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+}
+
+// HF apply_rotary_pos_emb on the gathered tokens with cos/sin rows at their
+// original positions.
+torch::Tensor NaiveGatherRope(const torch::Tensor& x, const torch::Tensor& kept,
+                              const torch::Tensor& cos,
+                              const torch::Tensor& sin, int64_t block) {
+  const torch::Tensor xk = NaiveGather(x, kept, block);
+  const torch::Tensor pos = NaivePositionsTensor(kept, x.size(2), block);
+  std::vector<torch::Tensor> c, s;
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    const int64_t cb = cos.size(0) == 1 ? 0 : b;
+    c.push_back(cos[cb].index_select(0, pos[b]).to(x.scalar_type()));
+    s.push_back(sin[cb].index_select(0, pos[b]).to(x.scalar_type()));
+  }
+  const torch::Tensor ck = torch::stack(c).unsqueeze(1);
+  const torch::Tensor sk = torch::stack(s).unsqueeze(1);
+  return xk * ck + RotateHalf(xk) * sk;
+}
+
+// HF-style tables for positions 0..n-1, [1, n, d] fp32.
+std::pair<torch::Tensor, torch::Tensor> CosSin(int64_t n, int64_t d) {
+  const torch::Tensor inv =
+      1.0 / torch::pow(10000.0, torch::arange(0, d, 2, torch::kFloat) / d);
+  const torch::Tensor ang = torch::outer(torch::arange(n, torch::kFloat), inv);
+  const torch::Tensor emb = torch::cat({ang, ang}, -1).unsqueeze(0);
+  return {emb.cos(), emb.sin()};
+}
+
+struct Case {
+  std::vector<int64_t> shape;  // [B, N, D] or [B, H, N, d]
+  int64_t k;                   // kept blocks
+  int64_t block;
+};
+
+const std::vector<Case> kCases = {
+    {{1, 64, 8}, 1, 64},    {{2, 100, 8}, 2, 64},    {{2, 200, 16}, 3, 64},
+    {{3, 256, 4}, 2, 64},   {{2, 4, 130, 8}, 2, 64}, {{1, 8, 320, 16}, 3, 64},
+    {{2, 2, 90, 4}, 4, 16}, {{2, 3, 47, 6}, 3, 10},
+};
+
+std::string Label(const Case& c, torch::ScalarType dtype) {
+  return "shape=" + c10::str(c10::IntArrayRef(c.shape)) +
+         " k=" + std::to_string(c.k) + " block=" + std::to_string(c.block) +
+         " " + c10::toString(dtype);
+}
+
+int64_t Blocks(const Case& c) {
+  const int64_t n = c.shape[c.shape.size() - 2];
+  return (n + c.block - 1) / c.block;
+}
+
+TEST(KeptPositions, MatchesNaiveWithRaggedTail) {
+  const torch::Tensor kept = Ids({0, 2, 3}).view({1, 3});
+  const torch::Tensor pos = KeptPositions(kept, 200, 64);
+  EXPECT_TRUE(torch::equal(pos, NaivePositionsTensor(kept, 200, 64)));
+  EXPECT_EQ(pos.size(1), 64 + 64 + 8);
+  EXPECT_EQ(pos[0][-1].item<int64_t>(), 199);
+}
+
+TEST(KeptPositions, RejectsBadIndices) {
+  auto kept = [](std::vector<int64_t> v, int64_t rows) {
+    return torch::tensor(v).view({rows, -1});
+  };
+  EXPECT_THROW(KeptPositions(kept({0, 4}, 1), 200, 64),
+               c10::Error);  // out of range
+  EXPECT_THROW(KeptPositions(kept({2, 1}, 1), 200, 64),
+               c10::Error);  // not ascending
+  EXPECT_THROW(KeptPositions(kept({1, 1}, 1), 200, 64),
+               c10::Error);  // duplicate
+  EXPECT_THROW(KeptPositions(kept({0, 3, 0, 2}, 2), 200, 64),
+               c10::Error);  // ragged block kept by one row only
+  EXPECT_THROW(KeptPositions(torch::zeros({1, 2}), 200, 64),
+               c10::Error);  // not int64
+  EXPECT_NO_THROW(KeptPositions(kept({0, 2, 1, 2}, 2), 256, 64));
+}
+
+TEST(GatherBlocks, MatchesNaiveValuesAndGradients) {
+  for (const Case& c : kCases) {
+    for (torch::ScalarType dtype : testing::kDtypes) {
+      torch::manual_seed(c.k * 7 + c.shape[1]);
+      const torch::Tensor x = torch::randn(c.shape).to(dtype);
+      const torch::Tensor kept = RandomKept(c.shape[0], Blocks(c), c.k, c.k);
+      ExpectClose(GatherBlocks(x, kept, c.block), NaiveGather(x, kept, c.block),
+                  dtype, Label(c, dtype));
+      ExpectGradsMatch(
+          [&](const std::vector<torch::Tensor>& in) {
+            return GatherBlocks(in[0], in[1], c.block);
+          },
+          [&](const std::vector<torch::Tensor>& in) {
+            return NaiveGather(in[0], in[1], c.block);
+          },
+          {x, kept}, Label(c, dtype));
+    }
+  }
+}
+
+TEST(ScatterAddBlocks, MatchesNaiveValuesAndGradients) {
+  for (const Case& c : kCases) {
+    for (torch::ScalarType dtype : testing::kDtypes) {
+      torch::manual_seed(c.k * 5 + c.shape[1]);
+      const torch::Tensor residual = torch::randn(c.shape).to(dtype);
+      const torch::Tensor kept =
+          RandomKept(c.shape[0], Blocks(c), c.k, c.k + 1);
+      const torch::Tensor y =
+          torch::randn_like(NaiveGather(residual, kept, c.block));
+      ExpectClose(ScatterAddBlocks(residual, y, kept, c.block),
+                  NaiveScatterAdd(residual, y, kept, c.block), dtype,
+                  Label(c, dtype));
+      ExpectGradsMatch(
+          [&](const std::vector<torch::Tensor>& in) {
+            return ScatterAddBlocks(in[0], in[1], in[2], c.block);
+          },
+          [&](const std::vector<torch::Tensor>& in) {
+            return NaiveScatterAdd(in[0], in[1], in[2], c.block);
+          },
+          {residual, y, kept}, Label(c, dtype));
+    }
+  }
+}
+
+TEST(ScatterAddBlocks, EliminatedTokensPassThroughUnchanged) {
+  torch::manual_seed(1);
+  const torch::Tensor residual = torch::randn({1, 200, 4});
+  const torch::Tensor kept = Ids({0, 3}).view({1, 2});
+  const torch::Tensor out =
+      ScatterAddBlocks(residual, torch::ones({1, 64 + 8, 4}), kept, 64);
+  EXPECT_TRUE(
+      torch::equal(out.narrow(1, 64, 128), residual.narrow(1, 64, 128)));
+  EXPECT_TRUE(
+      torch::equal(out.narrow(1, 0, 64), residual.narrow(1, 0, 64) + 1));
+}
+
+TEST(ScatterAddBlocks, RejectsMismatchedShapes) {
+  const torch::Tensor kept = Ids({0, 1}).view({1, 2});
+  EXPECT_THROW(ScatterAddBlocks(torch::zeros({1, 128, 4}),
+                                torch::zeros({1, 64, 4}), kept, 64),
+               c10::Error);
+  EXPECT_THROW(
+      ScatterAddBlocks(torch::zeros({1, 128, 4}),
+                       torch::zeros({1, 128, 4}, torch::kDouble), kept, 64),
+      c10::Error);
+}
+
+TEST(GatherBlocksRope, MatchesNaiveValuesAndGradients) {
+  for (const Case& c : kCases) {
+    if (c.shape.size() != 4) continue;
+    for (torch::ScalarType dtype : testing::kDtypes) {
+      torch::manual_seed(c.k * 3 + c.shape[2]);
+      const torch::Tensor x = torch::randn(c.shape).to(dtype);
+      const torch::Tensor kept =
+          RandomKept(c.shape[0], Blocks(c), c.k, c.k + 2);
+      auto [cos, sin] = CosSin(c.shape[2], c.shape[3]);
+      ExpectGradsMatch(
+          [&](const std::vector<torch::Tensor>& in) {
+            return GatherBlocksRope(in[0], in[1], cos, sin, c.block);
+          },
+          [&](const std::vector<torch::Tensor>& in) {
+            return NaiveGatherRope(in[0], in[1], cos, sin, c.block);
+          },
+          {x, kept}, Label(c, dtype));
+    }
+  }
+}
+
+TEST(GatherBlocksRope, PerBatchTablesAndOriginalPositions) {
+  // Per-row tables, and a kept block rotated at its original position (not its
+  // compacted one).
+  torch::manual_seed(4);
+  const torch::Tensor x = torch::randn({2, 2, 192, 8}, torch::kDouble);
+  const torch::Tensor kept = Ids({0, 2, 0, 2}).view({2, 2});
+  auto [cos, sin] = CosSin(192, 8);
+  const torch::Tensor cos2 = torch::cat({cos, cos * 0.5}).to(torch::kDouble);
+  const torch::Tensor sin2 = torch::cat({sin, sin * 0.5}).to(torch::kDouble);
+  const torch::Tensor got = GatherBlocksRope(x, kept, cos2, sin2, 64);
+  ExpectClose(got, NaiveGatherRope(x, kept, cos2, sin2, 64), torch::kFloat64,
+              "per-batch");
+  // Token 64 of the output is original position 128.
+  const torch::Tensor t = x.narrow(2, 128, 1);
+  const torch::Tensor want = t * cos2[0][128] + RotateHalf(t) * sin2[0][128];
+  ExpectClose(got.narrow(0, 0, 1).narrow(2, 64, 1), want.narrow(0, 0, 1),
+              torch::kFloat64, "original position");
+}
+
+TEST(GatherBlocksRope, RejectsBadTables) {
+  const torch::Tensor x = torch::randn({1, 2, 128, 8});
+  const torch::Tensor kept = Ids({0, 1}).view({1, 2});
+  auto [cos, sin] = CosSin(100, 8);
+  EXPECT_THROW(GatherBlocksRope(x, kept, cos, sin, 64), c10::Error);
+  EXPECT_THROW(GatherBlocksRope(torch::randn({1, 128, 8}), kept, cos, sin, 64),
+               c10::Error);
+}
+
+TEST(GatherScatter, RoundTripRestoresKeptTokens) {
+  torch::manual_seed(8);
+  const torch::Tensor x = torch::randn({2, 300, 8});
+  const torch::Tensor kept = RandomKept(2, 5, 3, 1);
+  const torch::Tensor back =
+      ScatterAddBlocks(torch::zeros_like(x), GatherBlocks(x, kept), kept);
+  const torch::Tensor mask = ScatterAddBlocks(
+      torch::zeros_like(x), torch::ones_like(GatherBlocks(x, kept)), kept);
+  EXPECT_TRUE(torch::equal(back, x * mask));
+}
+
+}  // namespace
+}  // namespace lemo::kernels

@@ -1,0 +1,87 @@
+#include "worker/engine/lemo_attention.h"
+
+namespace lemo::engine {
+
+kernels::SelectOptions LayerSelectOptions(const LemoOptions& options,
+                                          double keep_ratio) {
+  kernels::SelectOptions select;
+  select.keep_ratio = keep_ratio;
+  if (options.adaptive_tau > 0) select.tau = options.adaptive_tau;
+  select.min_keep = options.min_keep_blocks;
+  select.max_keep = options.max_keep_blocks;
+  return select;
+}
+
+torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
+                               const torch::Tensor& xn,
+                               const kernels::SelectOptions& select,
+                               int64_t block) {
+  torch::NoGradGuard no_grad;
+  const int64_t batch = xn.size(0);
+  const int64_t len = xn.size(1);
+  const auto heads = [&](const LoraLinear& proj) {
+    return torch::linear(xn, proj.weight(), proj.bias())
+        .view({batch, len, -1, layer.head_dim()})
+        .transpose(1, 2);
+  };
+  const torch::Tensor q = heads(layer.projection(0));
+  const torch::Tensor k = heads(layer.projection(1));
+  const torch::Tensor map = kernels::BlockScores(q, k, block);
+  return kernels::SelectBlocks(kernels::BlockColumnScores(map), select);
+}
+
+torch::Tensor SparseAttentionResidual(
+    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& xn,
+    const torch::Tensor& cos, const torch::Tensor& sin,
+    const torch::Tensor& kept, int64_t block, bool training) {
+  const int64_t batch = xn.size(0);
+  const torch::Tensor xk = kernels::GatherBlocks(xn, kept, block);
+  // The kept tokens' rows of the position tables: RoPE at their original
+  // positions.
+  const auto rows = [&](const torch::Tensor& table) {
+    return kernels::GatherBlocks(
+        table.expand({batch, table.size(1), table.size(2)}), kept, block);
+  };
+  const torch::Tensor attn =
+      layer.Attention(xk, rows(cos), rows(sin), training);
+  return kernels::ScatterAddBlocks(x, attn, kept, block);
+}
+
+torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
+                                    const torch::Tensor& x,
+                                    const torch::Tensor& cos,
+                                    const torch::Tensor& sin, double keep_ratio,
+                                    const LemoOptions& options, bool training,
+                                    LemoLayerStats* stats) {
+  const torch::Tensor xn = layer.InputNorm(x);
+  torch::Tensor h;
+  int64_t kept_tokens = x.size(0) * x.size(1);
+  if (options.mode == LemoMode::kOracle && keep_ratio < 1) {
+    const torch::Tensor kept =
+        OracleKeptBlocks(layer, xn, LayerSelectOptions(options, keep_ratio),
+                         options.block_tokens);
+    h = SparseAttentionResidual(layer, x, xn, cos, sin, kept,
+                                options.block_tokens, training);
+    kept_tokens =
+        x.size(0) *
+        kernels::KeptPositions(kept, x.size(1), options.block_tokens).size(1);
+  } else {
+    h = x + layer.Attention(xn, cos, sin, training);
+  }
+  if (stats != nullptr) {
+    stats->kept_tokens = kept_tokens;
+    stats->total_tokens = x.size(0) * x.size(1);
+  }
+  return h;
+}
+
+torch::Tensor LemoDecoderLayerForward(
+    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
+    const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,
+    bool training, LemoLayerStats* stats) {
+  const torch::Tensor h = LemoAttentionSublayer(layer, x, cos, sin, keep_ratio,
+                                                options, training, stats);
+  return h + layer.Mlp(layer.PostAttentionNorm(h), training);
+}
+
+}  // namespace lemo::engine

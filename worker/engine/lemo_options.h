@@ -1,0 +1,81 @@
+// LeMo token-elimination options of the engine (LEMO.md section 1) and the
+// per-layer keep-ratio schedule. Kept free of the model so ModelOptions can
+// hold them.
+//
+//   LemoOptions lemo;
+//   lemo.mode = LemoMode::kOracle;  // empty keep_ratios: the default schedule
+//   LEMO_ASSIGN_OR_RETURN(std::vector<double> ratios,
+//                         ResolveKeepSchedule(lemo, /*num_layers=*/32));
+//   // ratios: 15 x 1.0, 16 x 0.4, 1 x 1.0
+#ifndef LEMO_WORKER_ENGINE_LEMO_OPTIONS_H_
+#define LEMO_WORKER_ENGINE_LEMO_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace lemo::engine {
+
+enum class LemoMode {
+  // Every layer runs full attention (plain LoRA).
+  kDense,
+  // Token elimination with the oracle block scores (an extra no-grad QK^T pass
+  // per layer).
+  kOracle,
+};
+
+// "dense" or "oracle"; "predictor" is recognised but not implemented yet.
+absl::StatusOr<LemoMode> ParseLemoMode(absl::string_view name);
+std::string LemoModeName(LemoMode mode);
+
+struct LemoOptions {
+  // Which attention the decoder layers run.
+  LemoMode mode = LemoMode::kDense;
+  // Keep ratio per decoder layer, each in (0, 1]; 1.0 runs that layer dense.
+  // Empty means DefaultKeepSchedule(num_layers).
+  std::vector<double> keep_ratios;
+  // Tokens per block (the paper's 64; the scoring kernel's tile).
+  int64_t block_tokens = 64;
+  // Adaptive rule when > 0: sparse layers (keep ratio < 1) keep the fewest
+  // blocks whose oracle score mass reaches this fraction, in (0, 1], instead of
+  // their fixed ratio. 0 = fixed ratio.
+  double adaptive_tau = 0;
+  // Bounds on the blocks a sparse layer keeps (first and last are kept
+  // regardless); max < 0: no bound.
+  int64_t min_keep_blocks = 1;
+  int64_t max_keep_blocks = -1;
+  // Measure each layer's saved-for-backward bytes in every forward
+  // (LemoLayerStats::saved_bytes) by tracking the allocator; off by default as
+  // it replaces the profiler's memory hook while on.
+  bool measure_saved_bytes = false;
+};
+
+struct LemoLayerStats {
+  // Tokens that went through the layer's attention in the last forward, summed
+  // over the batch.
+  int64_t kept_tokens = 0;
+  // All tokens of that batch.
+  int64_t total_tokens = 0;
+  // Bytes the layer's forward left allocated (what autograd saved for
+  // backward), its output excluded; -1 unless measure_saved_bytes. Under
+  // gradient checkpointing this is what the checkpoint keeps (its input).
+  int64_t saved_bytes = -1;
+};
+
+// The artifact's Llama-2-7B schedule (layers 0-14 dense, 15-30 at 0.4, 31
+// dense) scaled to `num_layers`: the first round(15/32 x L) layers and the last
+// layer dense, the rest 0.4.
+std::vector<double> DefaultKeepSchedule(int64_t num_layers);
+
+// Validates `options` for a model of `num_layers` layers and returns one keep
+// ratio per layer.
+absl::StatusOr<std::vector<double>> ResolveKeepSchedule(
+    const LemoOptions& options, int64_t num_layers);
+
+}  // namespace lemo::engine
+
+#endif  // LEMO_WORKER_ENGINE_LEMO_OPTIONS_H_
