@@ -132,6 +132,26 @@ TEST_F(ServiceTest, CancelStopsWithinOneStep) {
             at_cancel + 1);
 }
 
+TEST_F(ServiceTest, LemoOracleJobReportsKeptTokens) {
+  StartWorker("w1");
+  v1::JobSpec spec = Spec(3, 0);
+  spec.set_seq_len(256);  // 4 blocks of 64 tokens
+  spec.mutable_lemo()->set_mode(v1::ORACLE);
+  spec.mutable_lemo()->mutable_keep_ratio()->add_per_layer(1.0);
+  spec.mutable_lemo()->mutable_keep_ratio()->set_default_ratio(0.5);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(spec));
+  std::vector<v1::JobEvent> events = WatchToEnd(job.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  EXPECT_THAT(MetricSteps(events), ElementsAreArray(Range(1, 3)));
+  for (const v1::JobEvent& e : events) {
+    if (!e.has_metric()) continue;
+    ASSERT_GE(e.metric().kept_token_fraction_size(), 2);
+    EXPECT_DOUBLE_EQ(e.metric().kept_token_fraction(0), 1.0);  // dense layer
+    EXPECT_LT(e.metric().kept_token_fraction(1), 1.0);         // sparse layer
+  }
+}
+
 TEST_F(ServiceTest, EngineErrorsFailTheJobWithATypedReason) {
   StartWorker("w1");
   v1::JobSpec spec = Spec(4, 0);
