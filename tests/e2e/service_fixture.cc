@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -59,17 +60,18 @@ void ServiceTest::TearDown() {
 }
 
 Process* ServiceTest::StartCoordinator() {
-  Process* p = harness_->Start(
-      "coordinator",
-      {BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
-       "--metrics-listen=", absl::StrCat("--data-dir=", dir_, "/data"),
-       "--worker-timeout=5s", "--heartbeat-interval=250ms"});
+  std::vector<std::string> argv = {
+      BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
+      "--metrics-listen=",         absl::StrCat("--data-dir=", dir_, "/data"),
+      "--worker-timeout=5s",       "--heartbeat-interval=250ms"};
+  argv.insert(argv.end(), coordinator_args_.begin(), coordinator_args_.end());
+  Process* p = harness_->Start("coordinator", argv);
   coordinator_ = p;
   if (!WaitForPort(port_, absl::Seconds(30))) {
     ADD_FAILURE() << "the coordinator did not listen on port " << port_;
     return nullptr;
   }
-  client::ClientOptions options;
+  client::ClientOptions options = client_options_;
   options.server = absl::StrCat("127.0.0.1:", port_);
   auto c = client::JobClient::Create(options);
   if (!c.ok()) {
@@ -78,6 +80,28 @@ Process* ServiceTest::StartCoordinator() {
   }
   client_ = std::move(*c);
   return p;
+}
+
+void ServiceTest::EnableTlsAndTokens() {
+  const std::string key = dir_ + "/tls.key";
+  const std::string cert = dir_ + "/tls.pem";
+  const int code = harness_->RunToCompletion(
+      "openssl",
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+       "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+       "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+      absl::Seconds(60));
+  ASSERT_EQ(code, 0) << "openssl could not make a certificate";
+  std::ofstream(dir_ + "/client.token") << "client-secret\n";
+  std::ofstream(dir_ + "/worker.token") << "worker-secret\n";
+  coordinator_args_ = {"--tls-cert=" + cert, "--tls-key=" + key,
+                       "--client-token-file=" + dir_ + "/client.token",
+                       "--worker-token-file=" + dir_ + "/worker.token"};
+  worker_args_ = {"--tls-ca", cert, "--token-file", dir_ + "/worker.token"};
+  client_options_.ca_file = cert;
+  client_options_.token = "client-secret";
+  KillCoordinator();
+  ASSERT_NE(StartCoordinator(), nullptr);
 }
 
 void ServiceTest::KillCoordinator() {
@@ -97,13 +121,21 @@ std::string ServiceTest::PythonPath() {
 Process* ServiceTest::StartWorker(const std::string& worker_id) {
   const int metrics_port = PickFreePort();
   worker_metrics_ports_[worker_id] = metrics_port;
-  return harness_->Start(
-      worker_id,
-      {BinPath("lemo-worker"), "--coordinator",
-       absl::StrCat("127.0.0.1:", port_), "--device", "cpu", "--worker-id",
-       worker_id, "--work-dir", absl::StrCat(dir_, "/", worker_id),
-       "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port),
-       "--heartbeat-interval", "0.25"});
+  std::vector<std::string> argv = {BinPath("lemo-worker"),
+                                   "--coordinator",
+                                   absl::StrCat("127.0.0.1:", port_),
+                                   "--device",
+                                   "cpu",
+                                   "--worker-id",
+                                   worker_id,
+                                   "--work-dir",
+                                   absl::StrCat(dir_, "/", worker_id),
+                                   "--metrics-listen",
+                                   absl::StrCat("127.0.0.1:", metrics_port),
+                                   "--heartbeat-interval",
+                                   "0.25"};
+  argv.insert(argv.end(), worker_args_.begin(), worker_args_.end());
+  return harness_->Start(worker_id, argv);
 }
 
 int ServiceTest::WorkerMetricsPort(const std::string& worker_id) const {

@@ -39,6 +39,10 @@ class ServiceTest : public ::testing::Test {
   // (Re)starts the coordinator on this test's port and data dir and connects
   // the client.
   Process* StartCoordinator();
+  // Restarts the coordinator with TLS (a fresh self-signed certificate for
+  // 127.0.0.1) and bearer tokens; later workers and the client use them. The
+  // worker token is written to <dir>/worker.token.
+  void EnableTlsAndTokens();
   // SIGKILLs the coordinator StartCoordinator started last.
   void KillCoordinator();
   Process* StartWorker(const std::string& worker_id);
@@ -72,6 +76,10 @@ class ServiceTest : public ::testing::Test {
   std::string dir_;
   int port_ = 0;
   Process* coordinator_ = nullptr;
+  // Set by EnableTlsAndTokens.
+  std::vector<std::string> coordinator_args_;
+  std::vector<std::string> worker_args_;
+  client::ClientOptions client_options_;
   std::unique_ptr<ProcessHarness> harness_;
   std::unique_ptr<client::JobClient> client_;
   std::map<std::string, int> worker_metrics_ports_;

@@ -120,6 +120,8 @@ void Agent::Shutdown() {
 
 absl::Status Agent::Run() {
   absl::Duration backoff = absl::Milliseconds(100);
+  Logf(absl::StrCat("connecting to ", options_.channel.target, " as ",
+                    worker_id_));
   while (true) {
     bool welcomed = false;
     absl::Status session = RunSession(&welcomed);
@@ -180,6 +182,10 @@ v1::WorkerMessage Agent::RegisterMessage() {
 absl::Status Agent::RunSession(bool* welcomed) {
   grpc::ClientContext ctx;
   AddBearerToken(&ctx, options_.channel.token);
+  // Wait for the channel to (re)connect instead of failing while it is in
+  // TRANSIENT_FAILURE: the stream then opens as soon as a restarted
+  // coordinator listens, before its --worker-timeout gives up on this worker.
+  ctx.set_wait_for_ready(true);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutdown_) return absl::OkStatus();

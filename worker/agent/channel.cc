@@ -67,9 +67,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateCoordinatorChannel(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  // Reconnect quickly after a coordinator restart; the agent's own backoff
-  // paces Connect.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Reconnect quickly after a coordinator restart: otherwise the channel stays
+  // in TRANSIENT_FAILURE for gRPC's own backoff and fails every Connect the
+  // agent tries meanwhile. The agent's backoff paces the attempts.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   return grpc::CreateCustomChannel(options.target, creds, args);
 }

@@ -1,9 +1,14 @@
 #include "worker/agent/spec_translation.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/time_util.h"
+#include "proto/status/status_macros.h"
+#include "worker/engine/formats/model_config.h"
 
 namespace lemo::worker {
 namespace {
@@ -57,20 +62,58 @@ absl::StatusOr<engine::DataFormat> Format(v1::DataFormat format) {
 void CollectUnsupportedLemo(const v1::LemoSpec& lemo,
                             std::vector<std::string>* warnings) {
   std::vector<std::string> ignored;
-  if (lemo.mode() == v1::ORACLE || lemo.mode() == v1::PREDICTOR) {
-    ignored.push_back(
-        absl::StrCat("spec.lemo.mode=", v1::LemoMode_Name(lemo.mode())));
-  }
-  if (lemo.adaptive().enabled()) ignored.push_back("spec.lemo.adaptive");
-  if (lemo.mlp_sparsity().enabled())
+  if (lemo.mode() == v1::PREDICTOR)
+    ignored.push_back("spec.lemo.mode=PREDICTOR");
+  if (lemo.mlp_sparsity().enabled()) {
     ignored.push_back("spec.lemo.mlp_sparsity");
+  }
   if (lemo.offload()) ignored.push_back("spec.lemo.offload");
   if (lemo.two_d_sparsity()) ignored.push_back("spec.lemo.two_d_sparsity");
   if (!ignored.empty() && warnings != nullptr) {
-    warnings->push_back(
-        absl::StrCat("this worker's engine trains densely; ignoring ",
-                     absl::StrJoin(ignored, ", ")));
+    warnings->push_back(absl::StrCat("this worker's engine does not implement ",
+                                     absl::StrJoin(ignored, ", "),
+                                     "; trained without"));
   }
+}
+
+// spec.lemo -> engine::LemoOptions. The keep schedule follows the spec: a
+// per_layer entry, else default_ratio (1.0 = dense when unset), so the model's
+// layer count is read from its config.json only when a schedule is needed.
+absl::Status TranslateLemo(const v1::JobSpec& spec,
+                           const std::string& model_dir,
+                           engine::LemoOptions* out) {
+  const v1::LemoSpec& lemo = spec.lemo();
+  if (lemo.mode() != v1::ORACLE) return absl::OkStatus();  // dense
+  out->mode = engine::LemoMode::kOracle;
+  const v1::KeepRatioSchedule& keep = lemo.keep_ratio();
+  const double fallback = keep.default_ratio() > 0 ? keep.default_ratio() : 1.0;
+  LEMO_ASSIGN_OR_RETURN(engine::ModelConfig config,
+                        engine::LoadModelConfig(model_dir),
+                        absl::StrCat("model ", model_dir));
+  if (keep.per_layer_size() > config.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.lemo.keep_ratio.per_layer: ", keep.per_layer_size(),
+        " ratios for a model of ", config.num_hidden_layers, " layers"));
+  }
+  out->keep_ratios.assign(keep.per_layer().begin(), keep.per_layer().end());
+  out->keep_ratios.resize(config.num_hidden_layers, fallback);
+  const v1::AdaptiveKeep& adaptive = lemo.adaptive();
+  if (adaptive.enabled()) {
+    out->adaptive_tau = adaptive.tau() > 0 ? adaptive.tau() : 0.9;
+    // The spec bounds fractions of the sequence; the engine counts blocks.
+    const int64_t blocks =
+        (spec.seq_len() + out->block_tokens - 1) / out->block_tokens;
+    const double min_keep = adaptive.min_keep() > 0 ? adaptive.min_keep() : 0.1;
+    const double max_keep = adaptive.max_keep() > 0 ? adaptive.max_keep() : 1.0;
+    out->min_keep_blocks = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(min_keep * blocks)));
+    out->max_keep_blocks =
+        max_keep >= 1.0
+            ? -1
+            : std::max<int64_t>(out->min_keep_blocks,
+                                static_cast<int64_t>(max_keep * blocks));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -140,6 +183,7 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   if (opt.has_max_grad_norm()) o.optimizer.max_grad_norm = opt.max_grad_norm();
   o.optimizer.total_steps = spec.steps();
 
+  LEMO_RETURN_IF_ERROR(TranslateLemo(spec, o.model_dir, &o.model.lemo));
   CollectUnsupportedLemo(spec.lemo(), warnings);
   return o;
 }

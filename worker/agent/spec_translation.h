@@ -25,11 +25,13 @@
 namespace lemo::worker {
 
 // INVALID_ARGUMENT naming the spec field when this worker cannot run the spec
-// (several ranks, another device kind). Spec settings the engine does not
-// implement yet (LeMo token elimination, MLP sparsity, offload) are appended to
-// `warnings` and trained densely, so the user sees it in the job's log instead
-// of a silent difference. Zeros mean the spec's documented defaults, in case a
-// spec arrives without them filled.
+// (several ranks, another device kind, more per-layer keep ratios than layers).
+// LeMo ORACLE maps to the engine's token elimination, with the spec's keep
+// schedule (per_layer, else default_ratio) expanded over the model's layers
+// (read from its config.json) and the adaptive bounds turned into blocks.
+// Settings the engine does not implement yet (PREDICTOR, MLP sparsity,
+// offload, 2D) are appended to `warnings` and trained without, so the user sees
+// it in the job's log. Zeros mean the spec's documented defaults.
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,

@@ -5,12 +5,18 @@
 // TrainerOptions (or the Failure) that comes out.
 #include "worker/agent/spec_translation.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "worker/engine/formats/model_config.h"
+#include "worker/engine/init_model.h"
 
 namespace lemo::worker {
 namespace {
@@ -131,16 +137,72 @@ TEST(TrainerOptionsFromAssign, RefusesWhatThisWorkerCannotRun) {
                        HasSubstr("spec.resources.device_kind")));
 }
 
-TEST(TrainerOptionsFromAssign, WarnsAboutLemoSettingsTrainedDensely) {
+// A model directory holding only the tiny preset's config.json; its layer
+// count goes to *num_layers.
+std::string TinyConfigDir(int64_t* num_layers) {
+  const std::string dir =
+      ::testing::TempDir() + "/agent-tiny-config-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  absl::StatusOr<engine::ModelConfig> config = engine::PresetConfig("tiny");
+  EXPECT_TRUE(config.ok()) << config.status();
+  std::ofstream(dir + "/config.json") << engine::ModelConfigToJson(*config);
+  *num_layers = config->num_hidden_layers;
+  return dir;
+}
+
+TEST(TrainerOptionsFromAssign, OracleGetsTheSpecScheduleOverEveryLayer) {
+  int64_t layers = 0;
   v1::Assign assign = MinimalAssign();
-  assign.mutable_spec()->mutable_lemo()->set_mode(v1::ORACLE);
+  assign.mutable_spec()->mutable_model()->set_path(TinyConfigDir(&layers));
+  assign.mutable_spec()->set_seq_len(1024);
+  v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();
+  lemo->set_mode(v1::ORACLE);
+  lemo->mutable_keep_ratio()->add_per_layer(1.0);
+  lemo->mutable_keep_ratio()->set_default_ratio(0.4);
+  lemo->mutable_adaptive()->set_enabled(true);
+  lemo->mutable_adaptive()->set_tau(0.8);
+  lemo->mutable_adaptive()->set_min_keep(0.25);
+  lemo->mutable_adaptive()->set_max_keep(0.5);
+  std::vector<std::string> warnings;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
+  EXPECT_EQ(o.model.lemo.mode, engine::LemoMode::kOracle);
+  std::vector<double> expected(layers, 0.4);
+  expected[0] = 1.0;
+  EXPECT_EQ(o.model.lemo.keep_ratios, expected);
+  EXPECT_DOUBLE_EQ(o.model.lemo.adaptive_tau, 0.8);
+  // 1024 tokens = 16 blocks of 64.
+  EXPECT_EQ(o.model.lemo.min_keep_blocks, 4);
+  EXPECT_EQ(o.model.lemo.max_keep_blocks, 8);
+  EXPECT_THAT(warnings, IsEmpty());
+
+  lemo->mutable_keep_ratio()->clear_per_layer();
+  for (int64_t i = 0; i <= layers; ++i) {
+    lemo->mutable_keep_ratio()->add_per_layer(0.5);
+  }
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.lemo.keep_ratio.per_layer")));
+}
+
+TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
+  v1::Assign assign = MinimalAssign();  // its model path does not exist
+  assign.mutable_spec()->mutable_lemo()->set_mode(v1::PREDICTOR);
   assign.mutable_spec()->mutable_lemo()->set_offload(true);
   std::vector<std::string> warnings;
-  ASSERT_TRUE(
-      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings).ok());
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
+  EXPECT_EQ(o.model.lemo.mode, engine::LemoMode::kDense);
   ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.mode=ORACLE"));
+  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.mode=PREDICTOR"));
   EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload"));
+
+  assign.mutable_spec()->mutable_lemo()->set_mode(v1::ORACLE);
+  EXPECT_THAT(
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("model /models/tiny")));
 }
 
 TEST(FailureFromStatus, TypesTheEngineErrors) {
