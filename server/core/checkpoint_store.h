@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
-#include "server/core/sha256.h"
+#include "proto/checksum/sha256.h"
 
 namespace lemo::server {
 

@@ -17,11 +17,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "client/sha256.h"
 #include "client/spec_loader.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
+#include "proto/checksum/sha256.h"
 #include "server/core/coordinator.h"
 #include "server/service/server.h"
 #include "tests/testing/status_matchers.h"

@@ -1,8 +1,8 @@
-#include "server/core/sha256.h"
+#include "proto/checksum/sha256.h"
 
 #include <openssl/evp.h>
 
-namespace lemo::server {
+namespace lemo {
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
@@ -34,4 +34,4 @@ std::string Sha256Hex(absl::string_view data) {
   return h.HexDigest();
 }
 
-}  // namespace lemo::server
+}  // namespace lemo

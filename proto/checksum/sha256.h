@@ -1,9 +1,10 @@
-// Incremental SHA-256 (OpenSSL), hex-encoded the way checkpoints carry it.
+// Incremental SHA-256 (OpenSSL), hex-encoded the way checkpoint chunks carry it
+// on the wire; the one copy that the client and the coordinator share.
 //
 //   Sha256 h;  h.Update(chunk1);  h.Update(chunk2);
 //   std::string hex = h.HexDigest();   // 64 lowercase hex chars
-#ifndef LEMO_SERVER_CORE_SHA256_H_
-#define LEMO_SERVER_CORE_SHA256_H_
+#ifndef LEMO_PROTO_CHECKSUM_SHA256_H_
+#define LEMO_PROTO_CHECKSUM_SHA256_H_
 
 #include <memory>
 #include <string>
@@ -12,7 +13,7 @@
 
 struct evp_md_ctx_st;
 
-namespace lemo::server {
+namespace lemo {
 
 class Sha256 {
  public:
@@ -31,6 +32,6 @@ class Sha256 {
 // Hex sha256 of `data`.
 std::string Sha256Hex(absl::string_view data);
 
-}  // namespace lemo::server
+}  // namespace lemo
 
-#endif  // LEMO_SERVER_CORE_SHA256_H_
+#endif  // LEMO_PROTO_CHECKSUM_SHA256_H_
