@@ -11,26 +11,14 @@
 #include "absl/strings/str_cat.h"
 #include "proto/status/status_macros.h"
 
+#include "worker/engine/data_file.h"
+
 namespace lemo::engine {
 
 absl::StatusOr<int64_t> ForEachJsonlText(
     const std::string& path,
     const std::function<absl::Status(absl::string_view text)>& fn) {
-  // An ifstream opens a directory and then reads nothing: say what is wrong
-  // instead.
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is a directory, not a data file"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string what =
-        absl::StrCat("cannot open ", path, ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(what)
-                         : absl::InvalidArgumentError(what);
-  }
+  LEMO_ASSIGN_OR_RETURN(std::ifstream in, OpenDataFile(path));
   std::string line;
   int64_t line_no = 0;
   int64_t docs = 0;

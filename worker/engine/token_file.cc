@@ -10,27 +10,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
+#include "proto/status/status_macros.h"
+#include "worker/engine/data_file.h"
+
 namespace lemo::engine {
 namespace {
 
 int Width(DataFormat format) { return format == DataFormat::kU16 ? 2 : 4; }
 
 absl::StatusOr<std::string> ReadBytes(const std::string& path) {
-  // An ifstream opens a directory and then reads nothing: say what is wrong
-  // instead.
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is a directory, not a data file"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string what =
-        absl::StrCat("cannot open ", path, ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(what)
-                         : absl::InvalidArgumentError(what);
-  }
+  LEMO_ASSIGN_OR_RETURN(std::ifstream in, OpenDataFile(path));
   std::ostringstream bytes;
   bytes << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("reading ", path));
