@@ -67,7 +67,7 @@ absl::Status Coordinator::Recover() {
     }
     position_[job.id()] = static_cast<int64_t>(order_.size());
     order_.push_back(job.id());
-    jobs_[job.id()] = std::move(job);
+    SetJob(std::move(job));
   }
   return absl::OkStatus();
 }
@@ -100,6 +100,20 @@ void Coordinator::Tick() {
 v1::Job* Coordinator::FindJob(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : &it->second;
+}
+
+void Coordinator::SetJob(v1::Job job) {
+  auto view = std::make_shared<const v1::Job>(job);
+  std::string id = job.id();
+  jobs_[id] = std::move(job);
+  absl::MutexLock lock(&view_mu_);
+  view_[id] = std::move(view);
+}
+
+std::shared_ptr<const v1::Job> Coordinator::ViewJob(const std::string& job_id) {
+  absl::ReaderMutexLock lock(&view_mu_);
+  auto it = view_.find(job_id);
+  return it == view_.end() ? nullptr : it->second;
 }
 
 absl::Status Coordinator::AddStateChange(v1::Job* job, v1::JobState to,
@@ -144,7 +158,7 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
   extra.events = events;
   LEMO_RETURN_IF_ERROR(store_->Commit(extra),
                        absl::StrCat("storing job ", job.id()));
-  jobs_[job.id()] = std::move(job);
+  SetJob(std::move(job));
   for (const v1::JobEvent& e : events) hub_.Publish(e);
   return absl::OkStatus();
 }

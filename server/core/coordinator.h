@@ -142,6 +142,11 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Job* FindJob(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `job` in jobs_ and publishes it to view_.
+  void SetJob(v1::Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The committed job from view_, or null; never waits for mu_.
+  std::shared_ptr<const v1::Job> ViewJob(const std::string& job_id)
+      ABSL_LOCKS_EXCLUDED(view_mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Place(const std::string& job_id,
                      const std::vector<std::string>& worker_ids)
@@ -181,6 +186,13 @@ class Coordinator {
   // token.
   std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> position_ ABSL_GUARDED_BY(mu_);
+  // The committed jobs again, for GetJob and WatchDone: mu_ is held across
+  // the store's fsync, and on a busy disk readers queued behind it for
+  // seconds (bench/control_plane.sh; docs/benchmarks.md). Written under mu_
+  // then view_mu_ (that order), right after each commit.
+  absl::Mutex view_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<const v1::Job>> view_
+      ABSL_GUARDED_BY(view_mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;
 };

@@ -61,8 +61,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
-  v1::Job* job = FindJob(job_id);
+  std::shared_ptr<const v1::Job> job = ViewJob(job_id);
   if (job == nullptr) return JobNotFound(job_id);
   return *job;
 }
@@ -144,8 +143,8 @@ absl::StatusOr<std::unique_ptr<JobWatcher>> Coordinator::Watch(
 }
 
 bool Coordinator::WatchDone(const std::string& job_id, int64_t next_sequence) {
-  absl::MutexLock lock(&mu_);
-  v1::Job* job = FindJob(job_id);
+  // Every watcher asks this 4 times a second: it must not queue behind mu_.
+  std::shared_ptr<const v1::Job> job = ViewJob(job_id);
   return job == nullptr || (IsTerminal(job->state()) &&
                             next_sequence > job->last_event_sequence());
 }
