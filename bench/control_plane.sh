@@ -13,6 +13,8 @@
 #   LEMO_CP_DURATION [60s] (submits)  LEMO_CP_IDLE [5s] (heartbeats only, before)  LEMO_CP_DRAIN [5s]
 #   LEMO_CP_ARGS [] (more lemo-cp-bench flags, e.g. --gets_per_submit=4)
 #   LEMO_CP_CHECK [0] (1: fail unless every run has submits, gets, completed assignments, no errors)
+#   LEMO_CP_DATA_ROOT [/tmp] (where the coordinator's temp data dir goes; /dev/shm takes the
+#     disk's fsync out of the picture)
 #   LEMO_BIN_DIR [build/bin]  LEMO_PYTHON [python3]  OUT [bench-out/control_plane]
 # Results in $OUT: results.jsonl (one object per run: date, load average before/after, and the
 # lemo-cp-bench JSON line), table.md, logs/.
@@ -55,7 +57,7 @@ trap 'exit 130' INT TERM
 
 status=0
 for w in $WORKERS; do
-  data=$(mktemp -d /tmp/lemo-cp-bench.XXXXXX)
+  data=$(mktemp -d "${LEMO_CP_DATA_ROOT:-/tmp}/lemo-cp-bench.XXXXXX")
   log=$OUT/logs/coordinator-w$w.log
   "$BIN/lemo-coordinator" --listen=127.0.0.1:0 --metrics-listen=127.0.0.1:0 \
     --data-dir="$data/coordinator" >"$log" 2>&1 &
