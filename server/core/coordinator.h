@@ -16,6 +16,7 @@
 #ifndef LEMO_SERVER_CORE_COORDINATOR_H_
 #define LEMO_SERVER_CORE_COORDINATOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -67,6 +68,8 @@ class Coordinator {
     // Messages for the worker, in order; closed when the session is replaced or
     // lost.
     std::shared_ptr<Outbox> outbox;
+    // WorkerRecord::waiting of this session.
+    std::shared_ptr<std::atomic<int>> waiting;
   };
 
   // What /metrics shows, read in one lock.

@@ -53,7 +53,7 @@ absl::StatusOr<Coordinator::Session> Coordinator::Connect(
     OnRankLost(reg.worker_id(), *held);
   }
   ScheduleLocked();
-  return Session{reg.worker_id(), session, w->outbox};
+  return Session{reg.worker_id(), session, w->outbox, w->waiting};
 }
 
 void Coordinator::Disconnect(const Session& session) {
@@ -63,9 +63,14 @@ void Coordinator::Disconnect(const Session& session) {
 
 absl::Status Coordinator::OnWorkerMessage(const Session& session,
                                           const v1::WorkerMessage& message) {
+  // Raised before waiting for mu_ and lowered only after Touch, under mu_:
+  // Tick never sees this worker as silent while its message waits.
+  if (session.waiting) session.waiting->fetch_add(1);
   absl::MutexLock lock(&mu_);
-  LEMO_RETURN_IF_ERROR(
-      registry_.Touch(session.worker_id, session.id, absl::Now()));
+  absl::Status touched =
+      registry_.Touch(session.worker_id, session.id, absl::Now());
+  if (session.waiting) session.waiting->fetch_sub(1);
+  LEMO_RETURN_IF_ERROR(touched);
   switch (message.kind_case()) {
     case v1::WorkerMessage::kHeartbeat:
       if (message.heartbeat().devices_size() > 0) {

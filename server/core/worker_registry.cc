@@ -39,6 +39,7 @@ absl::StatusOr<uint64_t> WorkerRegistry::Register(const v1::Register& reg,
   w.last_heartbeat = now;
   w.session = next_session_++;
   w.outbox = std::make_shared<Outbox>();
+  w.waiting = std::make_shared<std::atomic<int>>(0);
   return w.session;
 }
 
@@ -71,6 +72,9 @@ std::vector<WorkerRecord> WorkerRegistry::ExpireLost(absl::Time now) {
     if (w.state == v1::WorkerInfo::LOST || now - w.last_heartbeat <= timeout_) {
       continue;
     }
+    // The worker spoke; the coordinator has not got to it yet (its lock was
+    // held across a slow commit). Silence is ours, not the worker's.
+    if (w.session != 0 && w.waiting && w.waiting->load() > 0) continue;
     lost.push_back(w);
     w.state = v1::WorkerInfo::LOST;
     w.assignment.reset();

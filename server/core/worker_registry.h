@@ -16,6 +16,7 @@
 #ifndef LEMO_SERVER_CORE_WORKER_REGISTRY_H_
 #define LEMO_SERVER_CORE_WORKER_REGISTRY_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -54,6 +55,10 @@ struct WorkerRecord {
   uint64_t session = 0;
   std::shared_ptr<Outbox> outbox;
   std::optional<Assignment> assignment;
+  // Messages of the live session read off the stream but still waiting for
+  // the coordinator's lock. Raised without that lock, so a worker whose
+  // heartbeat queues behind a slow commit is not taken for silent.
+  std::shared_ptr<std::atomic<int>> waiting;
 };
 
 class WorkerRegistry {
@@ -72,8 +77,9 @@ class WorkerRegistry {
   // The stream of `session` ended. The worker stays until the timeout: it may
   // reconnect.
   void Disconnect(const std::string& worker_id, uint64_t session);
-  // Workers whose heartbeat is older than the timeout become LOST; returned as
-  // they were (with their assignment), and their assignment is cleared.
+  // Workers whose heartbeat is older than the timeout, and with no message
+  // waiting, become LOST; returned as they were (with their assignment), and
+  // their assignment is cleared.
   std::vector<WorkerRecord> ExpireLost(absl::Time now);
   // A worker known only from the store (after a coordinator restart) that
   // should re-register within the timeout, else it is lost with `assignment`.

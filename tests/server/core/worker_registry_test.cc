@@ -72,6 +72,16 @@ TEST(WorkerRegistry, LostWorkerReturnsItsAssignmentOnce) {
   EXPECT_TRUE(reg.ExpireLost(kT0 + absl::Minutes(2)).empty());
 }
 
+TEST(WorkerRegistry, WaitingMessageKeepsAWorkerAlive) {
+  WorkerRegistry reg(absl::Seconds(10));
+  LEMO_ASSERT_OK(reg.Register(MakeRegister("w"), kT0).status());
+  // A message read off the stream, waiting for the coordinator's lock.
+  reg.Find("w")->waiting->fetch_add(1);
+  EXPECT_TRUE(reg.ExpireLost(kT0 + absl::Minutes(1)).empty());
+  reg.Find("w")->waiting->fetch_sub(1);
+  EXPECT_EQ(reg.ExpireLost(kT0 + absl::Minutes(1)).size(), 1u);
+}
+
 TEST(WorkerRegistry, EpochFencesStaleAssignments) {
   WorkerRegistry reg(absl::Seconds(10));
   LEMO_ASSERT_OK(reg.Register(MakeRegister("w"), kT0).status());
