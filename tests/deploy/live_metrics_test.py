@@ -9,7 +9,11 @@ Prometheus's HTTP API (/api/v1/query):
     the `bool` form still proves that their metrics, labels and joins match real series;
   - every lemo_* metric name a query or alert mentions must exist as a series;
   - a deliberately misspelt metric name must fail the same checks (the check can fail at all).
-Also runs `promtool check config` and `promtool check rules` on deploy/prometheus/.
+Also runs `promtool check config` and `promtool check rules` on deploy/prometheus/, and the
+probe commands (the coordinator's `lemoctl health` on its health-only port, the worker's
+readinessProbe from deploy/k8s/base/worker.yaml) against the live processes.
+"Data" is at least one sample; NaN counts (a ratio of counters idle in the window is 0/0), while
+a query on a misspelt or missing metric returns no sample at all.
 Grafana's variables are replaced as Grafana would for "All": $__rate_interval / $__interval by
 1m, a variable by its allValue (else .*). `label_values(M, L)` is run as `group by (L) (M)`.
 The queries are read from the files, never listed here, so a new panel or alert is covered as is.
@@ -238,6 +242,26 @@ def start_prometheus(procs, source, work, coord_metrics, worker_metrics):
     return Prometheus(port)
 
 
+def check_probes(source, work, lemoctl, worker_metrics):
+    """The probe commands of the images and manifests, run against the live processes."""
+    with open(os.path.join(work, "coordinator.log")) as f:
+        m = re.search(r"health-only port (\d+)", f.read())
+    assert m, "the coordinator did not report its --health-listen port"
+    # The Dockerfile's HEALTHCHECK (the k8s probes ask the same port natively).
+    health = subprocess.run([lemoctl, "health", "--server", f"127.0.0.1:{m.group(1)}"],
+                            capture_output=True, text=True)
+    assert health.returncode == 0 and "SERVING" in health.stdout, health
+    # The worker's readinessProbe from deploy/k8s/base/worker.yaml, on the live worker's port.
+    with open(os.path.join(source, "deploy/k8s/base/worker.yaml")) as f:
+        worker_set = next(d for d in yaml.safe_load_all(f) if d["kind"] == "StatefulSet")
+    container = worker_set["spec"]["template"]["spec"]["containers"][0]
+    command = [a.replace("9400", str(worker_metrics))
+               for a in container["readinessProbe"]["exec"]["command"]]
+    assert subprocess.run(command).returncode == 0, f"worker readiness failed: {command}"
+    broken = [a.replace("lemo_worker_connected 1", "lemo_worker_connected 2") for a in command]
+    assert subprocess.run(broken).returncode != 0, "the readiness command cannot fail"
+
+
 def wait_for(what, fn, seconds):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -306,6 +330,8 @@ def main():
                               expr)
             assert check(prom, where, misspelt) is not None, f"{where}: misspelt query passed"
         print("ok: every query fails once its metric name is misspelt")
+        check_probes(source, work, lemoctl, worker_metrics)
+        print("ok: the coordinator's health port and the worker's readiness command pass")
         passed = True
     finally:
         procs.stop_all()
