@@ -34,8 +34,9 @@ LEMO_APT_PACKAGES=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev libyaml-cpp-dev
   nlohmann-json3-dev libsentencepiece-dev libssl-dev libcli11-dev
 )
-# Test-only: tests/deploy runs a real Prometheus (and promtool) against the service.
+# Test-only: tests/deploy runs a real Prometheus (and promtool) against the service;
+# scripts/check-deploy makes throwaway certificates with openssl.
 # Image builds skip these (LEMO_BOOTSTRAP_TEST_TOOLS=0).
-LEMO_TEST_APT_PACKAGES=(prometheus)
+LEMO_TEST_APT_PACKAGES=(prometheus openssl)
 
 lemo_log() { printf '\033[1m[lemo]\033[0m %s\n' "$*" >&2; }
