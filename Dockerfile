@@ -46,9 +46,13 @@ EXPOSE 50051 50052 9090
 # The gRPC health service, asked on the health-only port (plaintext, no token needed).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["lemoctl", "health", "--server", "127.0.0.1:50052", "--timeout", "4"]
+# TLS and tokens by default, from mounted files (the Kubernetes manifests mount the same paths):
+# the coordinator refuses plaintext on a non-loopback address unless given --insecure.
 ENTRYPOINT ["lemo-coordinator"]
 CMD ["--listen=0.0.0.0:50051", "--health-listen=0.0.0.0:50052", "--metrics-listen=0.0.0.0:9090", \
-     "--data-dir=/var/lib/lemo"]
+     "--data-dir=/var/lib/lemo", "--tls-cert=/etc/lemo/tls/tls.crt", "--tls-key=/etc/lemo/tls/tls.key", \
+     "--client-token-file=/etc/lemo/tokens/client-tokens", \
+     "--worker-token-file=/etc/lemo/tokens/worker-tokens"]
 
 # --- worker: CUDA kernels (sm_90a), LibTorch and NCCL from the pinned torch wheel ------------
 FROM nvidia/cuda:13.0.1-devel-ubuntu24.04 AS worker-build
@@ -94,4 +98,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9400 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '^lemo_worker_connected 1' <&3"]
 ENTRYPOINT ["lemo-worker"]
 CMD ["--coordinator=lemo-coordinator:50051", "--device=cuda:0", "--metrics-listen=0.0.0.0:9400", \
-     "--work-dir=/home/lemo/work"]
+     "--work-dir=/home/lemo/work", "--tls-ca=/etc/lemo/tls/ca.crt", "--token-file=/etc/lemo/token/token"]
