@@ -44,7 +44,9 @@ LayerRun RunLayer(const ModelConfig& config,
   const int64_t n = x0.size(1);
   auto [cos, sin] = (*model)->rope().CosSin(
       torch::arange(n, torch::TensorOptions().device(device)), torch::kFloat32);
-  torch::Tensor x = x0.to(device).requires_grad_(true);
+  // A fresh leaf per device: on the CPU, to() would return x0 itself, and
+  // marking it would make the CUDA copy a non-leaf without .grad.
+  torch::Tensor x = x0.to(device).clone().requires_grad_(true);
   LayerRun run;
   run.kept = OracleKeptBlocks(layer, layer.InputNorm(x.detach()),
                               LayerSelectOptions(options.lemo, 0.5), 64)
