@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The one benchmark command for the GPU machine: builds with CUDA, runs `ctest -L gpu`, then
-# fine-tunes the llama2-7b preset with lemo-train and with the HF transformers + PEFT peer
-# (bench/hf_peer.py) at each seq_len, with and without gradient checkpointing, and prints the
-# table (bench/report.py) last. OOM, a timeout or a failed build is a recorded result.
+# The one benchmark command for the GPU machine: builds with CUDA, runs `ctest -L gpu`, measures
+# the bf16 matmul rate, then fine-tunes the llama2-7b preset with lemo-train (dense, and with LeMo
+# token elimination) and with the HF transformers + PEFT peer (bench/hf_peer.py) at each seq_len,
+# with and without gradient checkpointing, and prints the table (bench/report.py) last. OOM, a
+# timeout or a failed build is a recorded result.
 #
 # Device run (repo root, carry .device):   bash bench/gpu_suite.sh
 # CPU smoke (tiny preset, seq 128, no build, uses ./build/bin/lemo-train if it exists):
@@ -13,6 +14,10 @@
 # Knobs (env):
 #   LEMO_BENCH_SEQS="4096 8192 16384 32768"   LEMO_BENCH_MODES="off on" (gradient checkpointing)
 #   LEMO_BENCH_SYSTEMS="lemo peer"            LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
+#     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS), peer
+#   LEMO_BENCH_SPARSE_ARGS="--lemo-mode oracle" (lemo-sparse's extra finetune flags; with
+#     LEMO_BENCH_CALIBRATE=1 the suite first runs `lemo-train calibrate` on the benchmark model
+#     (LEMO_BENCH_CALIBRATE_ARGS, default a short fit) and the default becomes predictor mode)
 #   LEMO_BENCH_TIMEOUT=150 (s per run)        LEMO_BENCH_DEADLINE=570 (s after start: no run goes past it)
 #   LEMO_BENCH_PEER_ONEPROC=1 (one peer process per mode for all seqs, saves ~10 s of setup per seq;
 #                              0: a fresh process per setting)
@@ -83,7 +88,13 @@ budget() {
 CMD="LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
 CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
 CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}' bash bench/gpu_suite.sh"
-"$PY" bench/report.py --write-meta "$OUT/meta.json" --command "$CMD" --device "$DEV" >"$OUT/logs/meta.log" 2>&1 ||
+CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}"
+META_CONFIG=bench/configs/$PRESET.json
+[ -f "$META_CONFIG" ] || META_CONFIG=
+MATMUL=()
+[ "$DEVICE_KIND" = cuda ] && MATMUL=(--matmul-rate)
+"$PY" bench/report.py --write-meta "$OUT/meta.json" --command "$CMD" --device "$DEV" \
+  ${META_CONFIG:+--config "$META_CONFIG"} "${MATMUL[@]}" >"$OUT/logs/meta.log" 2>&1 ||
   note "could not write meta.json (see logs/meta.log)"
 command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
 say "device $DEV, preset $PRESET, seqs [$SEQS], modes [$MODES], systems [$SYSTEMS], out $OUT"
@@ -165,6 +176,24 @@ array.array('H', (r.randrange(3, v) for _ in range(n))).tofile(open(sys.argv[4],
   "$CONFIG" "$MAX_SEQ" "$STEPS" "$DATA" || { note "could not write $DATA"; HAVE_LEMO=0; FAILED=1; }
 report
 
+# --- LeMo predictors (optional) ---------------------------------------------------------------
+SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode oracle"}
+if [ "${LEMO_BENCH_CALIBRATE:-0}" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " == *" lemo-sparse "* ]]; then
+  t0=$SECONDS
+  PRED_DIR=$WORK/predictors-$PRESET
+  # shellcheck disable=SC2086
+  if [ -f "$PRED_DIR/predictor_config.json" ] || timeout -k 10 "$(budget)" "$LEMO_TRAIN" calibrate \
+      --model "$MODEL_DIR" --data "$DATA" --out "$PRED_DIR" --device "$DEV" --dtype "$DTYPE" \
+      ${LEMO_BENCH_CALIBRATE_ARGS:-"--seq-len 4096 --steps 20"} >"$OUT/logs/calibrate.log" 2>&1; then
+    note "calibrate (${LEMO_BENCH_CALIBRATE_ARGS:-"--seq-len 4096 --steps 20"}): ok in $((SECONDS - t0)) s"
+    SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode predictor --lemo-predictors $PRED_DIR"}
+  else
+    note "calibrate FAILED after $((SECONDS - t0)) s (logs/calibrate.log): lemo-sparse runs use the oracle"
+    FAILED=1
+  fi
+fi
+[[ " $SYSTEMS " == *" lemo-sparse "* ]] && note "lemo-sparse flags: $SPARSE_ARGS"
+
 # --- the benchmark -----------------------------------------------------------------------------
 declare -A OOM_AT  # "system mode" -> shortest seq that ran out of memory
 skip() {  # system seq mode why
@@ -177,20 +206,21 @@ oom_skip() {  # system seq mode: true (and recorded) when a shorter seq already 
   skip "$1" "$2" "$3" "OOM at $at; longer seq_lens not run"
 }
 
-run_lemo() {  # seq mode flag
-  local seq=$1 mode=$2 flag=$3 name=lemo-$1-$2 t rc
-  [ "$HAVE_LEMO" = 0 ] && { skip lemo "$seq" "$mode" "lemo-train unavailable (see notes)"; return; }
-  oom_skip lemo "$seq" "$mode" && return
+run_lemo() {  # system seq mode flag
+  local sys=$1 seq=$2 mode=$3 flag=$4 name=$1-$2-$3 t rc extra=
+  [ "$sys" = lemo-sparse ] && extra=$SPARSE_ARGS
+  [ "$HAVE_LEMO" = 0 ] && { skip "$sys" "$seq" "$mode" "lemo-train unavailable (see notes)"; return; }
+  oom_skip "$sys" "$seq" "$mode" && return
   t=$(budget)
-  [ "$t" = 0 ] && { skip lemo "$seq" "$mode" "deadline reached"; return; }
+  [ "$t" = 0 ] && { skip "$sys" "$seq" "$mode" "deadline reached"; return; }
   rm -rf "$WORK/ckpt-$name" "$OUT/logs/$name.metrics.jsonl"
   # shellcheck disable=SC2086  # $flag and LEMO_BENCH_LEMO_ARGS are word lists
   timeout -k 10 "$t" "$LEMO_TRAIN" finetune --model "$MODEL_DIR" --data "$DATA" --seq-len "$seq" \
     --steps "$STEPS" --out "$WORK/ckpt-$name" --device "$DEV" --dtype "$DTYPE" --batch-size 1 \
     --lr 2e-4 --lora-r 8 --lora-alpha 16 --metrics-jsonl "$OUT/logs/$name.metrics.jsonl" \
-    $flag ${LEMO_BENCH_LEMO_ARGS:-} >"$OUT/logs/$name.log" 2>&1
+    $flag ${LEMO_BENCH_LEMO_ARGS:-} $extra >"$OUT/logs/$name.log" 2>&1
   rc=$?
-  "$PY" bench/record_result.py --system lemo --seq-len "$seq" --mode "$mode" --rc "$rc" \
+  "$PY" bench/record_result.py --system "$sys" --seq-len "$seq" --mode "$mode" --rc "$rc" \
     --metrics "$OUT/logs/$name.metrics.jsonl" --log "$OUT/logs/$name.log" --out "$RESULTS" >/dev/null
   rm -rf "$WORK/ckpt-$name"
 }
@@ -248,7 +278,7 @@ for m in $MODES; do
     for sys in $SYSTEMS; do
       t0=$SECONDS
       case $sys in
-        lemo) run_lemo "$seq" "$mode" "$flag" ;;
+        lemo | lemo-sparse) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
         peer) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$seq" "$mode" "$flag" ;;
         *) continue ;;
       esac

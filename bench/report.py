@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Markdown table of a benchmark run: lemo-train vs the HF transformers + PEFT peer.
+"""Markdown table of a benchmark run: lemo-train (dense and LeMo) vs the HF transformers + PEFT peer.
 
 Usage:
   python3 bench/report.py OUT/results.jsonl [--meta OUT/meta.json] [--notes OUT/notes.txt] [--out OUT/table.md]
-  python3 bench/report.py --write-meta OUT/meta.json --command "bash bench/gpu_suite.sh" [--device cuda:0]
+  python3 bench/report.py --write-meta OUT/meta.json --command "bash bench/gpu_suite.sh" [--device cuda:0] \
+      [--config MODEL/config.json] [--matmul-rate]
 
 results.jsonl holds one object per (system, seq_len, mode), as bench/hf_peer.py and
-bench/record_result.py write them; a later line for the same key wins. The table has, per seq
-and mode, each system's peak allocated and reserved GiB, best step time and tokens/s, the
-lemo/peer ratios, and parity as issue 2 defines it: lemo's peak allocated and reserved memory
-<= the peer's and its step time <= 1.05x the peer's. A failed run shows its status (OOM, timeout).
+bench/record_result.py write them; a later line for the same key wins. Systems: peer, lemo (the
+dense engine) and lemo-sparse (LeMo token elimination). The table has a row per seq, mode and
+system: peak allocated and reserved GiB, best step time, tokens/s, achieved TFLOP/s and its
+share of the matmul rate measured in the same run, the ratios to the peer, and, for the dense
+engine, parity as issue 2 defines it (memory <= the peer's, step <= 1.05x). A failed run shows
+its status (OOM, timeout). Issue 5's targets are checked below the table.
 """
 import argparse
 import datetime
@@ -19,12 +22,14 @@ import platform
 import subprocess
 import sys
 
+import flops
+
 GIB = 1024 ** 3
 STEP_SLACK = 1.05  # issue 2: step time <= 1.05x the peer's
 MODES = {"no-ckpt": 0, "ckpt": 1}
 
 
-def write_meta(path, command, device):
+def write_meta(path, command, device, config=None, matmul_rate=False):
     from importlib import metadata
 
     import torch
@@ -49,6 +54,12 @@ def write_meta(path, command, device):
             "torch": torch.__version__, "cuda": torch.version.cuda,
             "transformers": version("transformers"), "peft": version("peft"),
             "git_commit": commit, "command": command}
+    if config:
+        with open(config) as f:
+            meta["config"] = json.load(f)
+    if matmul_rate and dev.type == "cuda" and torch.cuda.is_available():
+        meta["matmul_size"] = 8192
+        meta["matmul_tflops"] = round(flops.matmul_tflops(device, meta["matmul_size"]), 1)
     with open(path, "w") as f:
         json.dump(meta, f, indent=1)
     return meta
@@ -93,14 +104,22 @@ def ratio(a, b):
     return "-"
 
 
-def system_cells(r):
-    if not ok(r):
-        return [status_cell(r), "-", "-", "-"]
-    return [gib(r.get("peak_allocated_bytes")), gib(r.get("peak_reserved_bytes")),
-            num(r.get("step_s"), ".2f"), num(r.get("tokens_per_s"), ",.0f")]
+SYSTEMS = ("peer", "lemo", "lemo-sparse")
+SYSTEM_NAMES = {"peer": "HF+PEFT", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo"}
+
+
+def flops_cells(r, meta):
+    """Achieved model TFLOP/s (bench/flops.py's counting) and its share of the matmul rate."""
+    config = (meta or {}).get("config")
+    if not ok(r) or not config or not r.get("step_s"):
+        return ["-", "-"]
+    tflops = flops.step_flops(config, r["seq_len"]) / r["step_s"] / 1e12
+    rate = (meta or {}).get("matmul_tflops")
+    return [f"{tflops:.0f}", f"{100 * tflops / rate:.0f}%" if rate else "-"]
 
 
 def parity(lemo, peer):
+    """Issue 2's bar for the dense engine: memory <= the peer's, step <= 1.05x."""
     if lemo is None or lemo.get("status") == "skipped":
         return "-"
     if not ok(lemo):
@@ -114,6 +133,47 @@ def parity(lemo, peer):
     return "yes" if fine else "no"
 
 
+def row_cells(r, peer, meta):
+    if not ok(r):
+        cells = [status_cell(r), "-", "-", "-", "-", "-"]
+    else:
+        cells = [gib(r.get("peak_allocated_bytes")), gib(r.get("peak_reserved_bytes")),
+                 num(r.get("step_s"), ".2f"), num(r.get("tokens_per_s"), ",.0f")] + flops_cells(r, meta)
+    both = ok(r) and ok(peer) and r is not peer
+    for k in ("peak_allocated_bytes", "step_s"):
+        cells.append(ratio(r.get(k), peer.get(k)) if both else "-")
+    return cells
+
+
+def longest_ok(results, system, mode):
+    seqs = [k[1] for k, r in results.items() if k[0] == system and k[2] == mode and ok(r)]
+    return max(seqs) if seqs else None
+
+
+def targets(results):
+    """Issue 5's targets for the LeMo runs, each with what was measured."""
+    def r(system, seq, mode):
+        return results.get((system, seq, mode))
+
+    def check(label, system, seq, mode, key, bound):
+        mine, peer = r(system, seq, mode), r("peer", seq, mode)
+        if not ok(mine):
+            return f"- {label}: not measured (lemo {status_cell(mine)})"
+        if not ok(peer):
+            return f"- {label}: peer {status_cell(peer)}; lemo ran ({num(mine.get(key), '.3g')})"
+        value = mine[key] / peer[key]
+        return f"- {label}: {value:.2f}x, target <= {bound}x: {'met' if value <= bound else 'MISSED'}"
+
+    out = [check("8K no-ckpt peak allocated / peer", "lemo-sparse", 8192, "no-ckpt",
+                 "peak_allocated_bytes", 0.5),
+           check("32K ckpt step / peer", "lemo-sparse", 32768, "ckpt", "step_s", 0.75),
+           check("64K ckpt step / peer", "lemo-sparse", 65536, "ckpt", "step_s", 0.65)]
+    for system in ("lemo-sparse", "lemo", "peer"):
+        seq = longest_ok(results, system, "no-ckpt")
+        out.append(f"- longest no-ckpt context, {SYSTEM_NAMES[system]}: {seq if seq else 'none'}")
+    return out
+
+
 def render(results, meta, notes):
     out = ["# lemo-train vs HF transformers + PEFT", ""]
     if meta:
@@ -122,6 +182,9 @@ def render(results, meta, notes):
                    f"{meta.get('transformers')}, peft {meta.get('peft')}; git {meta.get('git_commit')}")
         out.append(f"- date: {meta.get('date_utc')}")
         out.append(f"- command: `{meta.get('command')}`")
+        if meta.get("matmul_tflops"):
+            out.append(f"- measured bf16 matmul rate ({meta.get('matmul_size')}^3, same run): "
+                       f"{meta['matmul_tflops']} TFLOP/s")
     peer_any = next((r for r in results.values() if r.get("system") == "peer" and r.get("steps")), None)
     if peer_any:
         out.append(f"- peer: warm-up {peer_any['warmup']} step(s), then best of {peer_any['steps']}; "
@@ -133,26 +196,28 @@ def render(results, meta, notes):
     if meta and meta.get("device") == "cpu":
         out.append("- on CPU both memory columns hold the process's peak RSS (the peer's includes "
                    "Python, torch and transformers)")
-    out += ["", "GiB = 2^30 bytes. Ratios are lemo / peer (below 1 is better for lemo).", ""]
-    head = ["seq", "mode", "lemo alloc GiB", "lemo resv GiB", "lemo step s", "lemo tok/s",
-            "peer alloc GiB", "peer resv GiB", "peer step s", "peer tok/s",
-            "alloc ratio", "resv ratio", "step ratio", "parity"]
+    out += ["", "GiB = 2^30 bytes. Ratios are against the peer in the same setting (below 1 is better). "
+            "TFLOP/s counts model FLOPs as bench/flops.py says (LeMo credited with the dense FLOPs).", ""]
+    head = ["seq", "mode", "system", "alloc GiB", "resv GiB", "step s", "tok/s", "TFLOP/s",
+            "% matmul", "alloc / peer", "step / peer", "issue-2 parity"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     settings = sorted({(k[1], k[2]) for k in results if k[1] is not None},
                       key=lambda s: (s[0], MODES.get(s[1], 9)))
     errors = []
     for seq, mode in settings:
-        lemo, peer = results.get(("lemo", seq, mode)), results.get(("peer", seq, mode))
-        row = [str(seq), mode] + system_cells(lemo) + system_cells(peer)
-        both = ok(lemo) and ok(peer)
-        for k in ("peak_allocated_bytes", "peak_reserved_bytes", "step_s"):
-            row.append(ratio(lemo.get(k), peer.get(k)) if both else "-")
-        row.append(parity(lemo, peer))
-        out.append("| " + " | ".join(row) + " |")
-        for r in (lemo, peer):
+        peer = results.get(("peer", seq, mode))
+        for system in SYSTEMS:
+            r = results.get((system, seq, mode))
+            if r is None and system == "lemo-sparse":
+                continue  # suites without LeMo runs keep their old shape
+            row = [str(seq), mode, SYSTEM_NAMES[system]] + row_cells(r, peer, meta)
+            row.append(parity(r, peer) if system == "lemo" else "")
+            out.append("| " + " | ".join(row) + " |")
             if r is not None and not ok(r) and r.get("error"):
-                errors.append(f"- {r['system']} {seq} {mode}: {r['status']}: {r['error']}")
+                errors.append(f"- {system} {seq} {mode}: {r['status']}: {r['error']}")
+    if any(k[0] == "lemo-sparse" for k in results):
+        out += ["", "Issue 5 targets (LeMo runs against the peer, same run):"] + targets(results)
     if errors:
         out += ["", "Failures:"] + errors
     return "\n".join(out) + "\n"
@@ -167,9 +232,13 @@ def main(argv=None):
     p.add_argument("--write-meta", metavar="PATH", help="record device, versions, date and command")
     p.add_argument("--command", default="", help="with --write-meta: the command that ran the suite")
     p.add_argument("--device", default="cuda:0", help="with --write-meta: cuda:N or cpu")
+    p.add_argument("--config", help="with --write-meta: the model's config.json (for TFLOP/s)")
+    p.add_argument("--matmul-rate", action="store_true",
+                   help="with --write-meta: measure the bf16 matmul rate on --device")
     args = p.parse_args(argv)
     if args.write_meta:
-        print(json.dumps(write_meta(args.write_meta, args.command, args.device)))
+        print(json.dumps(write_meta(args.write_meta, args.command, args.device, args.config,
+                                    args.matmul_rate)))
         return 0
     if not args.results:
         p.error("give results.jsonl (or --write-meta)")

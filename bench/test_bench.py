@@ -12,6 +12,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import flops  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
 
@@ -64,19 +65,19 @@ class RecordResultTest(unittest.TestCase):
 
 
 class ReportTest(unittest.TestCase):
-    def render(self, rows):
+    def render(self, rows, meta=None):
         path = os.path.join(tempfile.mkdtemp(), "results.jsonl")
         with open(path, "w") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
-        return report.render(report.load_results(path), None, [])
+        return report.render(report.load_results(path), meta, [])
 
     @staticmethod
     def run_row(system, seq, mode, alloc, resv, step):
         return {"system": system, "seq_len": seq, "mode": mode, "status": "ok", "step_s": step,
                 "tokens_per_s": seq / step, "peak_allocated_bytes": alloc * GIB, "peak_reserved_bytes": resv * GIB}
 
-    def row_of(self, table, seq, mode):
-        return next(ln for ln in table.splitlines() if ln.startswith(f"| {seq} | {mode} |"))
+    def row_of(self, table, seq, mode, system):
+        return next(ln for ln in table.splitlines() if ln.startswith(f"| {seq} | {mode} | {system} |"))
 
     def test_ratios_and_parity(self):
         table = self.render([
@@ -85,11 +86,13 @@ class ReportTest(unittest.TestCase):
             self.run_row("peer", 4096, "ckpt", 15, 16, 0.50),
             self.run_row("lemo", 4096, "ckpt", 14, 17, 0.45),  # reserved above the peer's
         ])
-        cells = self.row_of(table, 4096, "no-ckpt").split(" | ")
-        self.assertEqual(cells[2:6], ["30.0", "32.0", "0.41", "9,990"])
-        self.assertEqual(cells[10:13], ["0.75", "0.78", "1.02"])
-        self.assertTrue(self.row_of(table, 4096, "no-ckpt").endswith("| yes |"))
-        self.assertTrue(self.row_of(table, 4096, "ckpt").endswith("| no |"))
+        cells = self.row_of(table, 4096, "no-ckpt", "lemo dense").split(" | ")
+        self.assertEqual(cells[3:7], ["30.0", "32.0", "0.41", "9,990"])
+        self.assertEqual(cells[9:11], ["0.75", "1.02"])
+        self.assertTrue(self.row_of(table, 4096, "no-ckpt", "lemo dense").endswith("| yes |"))
+        self.assertTrue(self.row_of(table, 4096, "ckpt", "lemo dense").endswith("| no |"))
+        self.assertNotIn("lemo LeMo", table)  # no LeMo runs: no rows, no targets
+        self.assertNotIn("Issue 5 targets", table)
 
     def test_failed_runs_and_later_lines_win(self):
         table = self.render([
@@ -98,13 +101,39 @@ class ReportTest(unittest.TestCase):
             {"system": "peer", "seq_len": 16384, "mode": "no-ckpt", "status": "oom", "error": "CUDA out of memory"},
             {"system": "lemo", "seq_len": 32768, "mode": "no-ckpt", "status": "skipped", "error": "deadline"},
         ])
-        row = self.row_of(table, 16384, "no-ckpt")
-        self.assertIn("| OOM | - |", row)
-        self.assertTrue(row.endswith("| yes (peer OOM) |"))
-        row = self.row_of(table, 32768, "no-ckpt")
-        self.assertIn("| skipped |", row)
-        self.assertIn("| not run |", row)
+        self.assertIn("| OOM | - |", self.row_of(table, 16384, "no-ckpt", "HF+PEFT"))
+        self.assertTrue(self.row_of(table, 16384, "no-ckpt", "lemo dense").endswith("| yes (peer OOM) |"))
+        self.assertIn("| skipped |", self.row_of(table, 32768, "no-ckpt", "lemo dense"))
+        self.assertIn("| not run |", self.row_of(table, 32768, "no-ckpt", "HF+PEFT"))
         self.assertNotIn("first try", table)
+
+    def test_tflops_and_issue5_targets(self):
+        config = {"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                  "num_hidden_layers": 2, "intermediate_size": 172, "vocab_size": 320}
+        meta = {"config": config, "matmul_tflops": 2e-6}
+        table = self.render([
+            self.run_row("peer", 8192, "no-ckpt", 60, 62, 1.0),
+            self.run_row("lemo-sparse", 8192, "no-ckpt", 27, 30, 0.5),  # 0.45x: met
+            self.run_row("lemo-sparse", 32768, "no-ckpt", 70, 72, 3.0),
+            self.run_row("peer", 32768, "ckpt", 30, 31, 6.0),
+            self.run_row("lemo-sparse", 32768, "ckpt", 20, 21, 4.8),  # 0.80x: missed
+        ], meta)
+        cells = self.row_of(table, 8192, "no-ckpt", "lemo LeMo").split(" | ")
+        tflops = flops.step_flops(config, 8192) / 0.5 / 1e12
+        self.assertEqual(cells[7:9], [f"{tflops:.0f}", f"{100 * tflops / 2e-6:.0f}%"])
+        self.assertIn("8K no-ckpt peak allocated / peer: 0.45x, target <= 0.5x: met", table)
+        self.assertIn("32K ckpt step / peer: 0.80x, target <= 0.75x: MISSED", table)
+        self.assertIn("64K ckpt step / peer: not measured (lemo not run)", table)
+        self.assertIn("longest no-ckpt context, lemo LeMo: 32768", table)
+        self.assertIn("longest no-ckpt context, HF+PEFT: 8192", table)
+
+    def test_step_flops_counts_projections_and_causal_attention(self):
+        config = {"hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 4,
+                  "num_hidden_layers": 1, "intermediate_size": 16, "vocab_size": 10}
+        proj = 8 * 8 * 2 + 8 * 4 * 2 + 3 * 8 * 16  # q, o; k, v; gate, up, down
+        linear_fwd = 2 * 100 * (proj + 8 * 10)
+        attn_fwd = 2 * 100 * 100 * 2 * 4
+        self.assertEqual(flops.step_flops(config, 100), 2 * linear_fwd + 3 * attn_fwd)
 
 
 class PeerTest(unittest.TestCase):

@@ -9,7 +9,9 @@
 #include "absl/time/clock.h"
 #include "client/checkpoint_writer.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "proto/status/grpc_status.h"
 #include "proto/status/status_macros.h"
 
@@ -50,8 +52,7 @@ absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Create(
   // Checkpoint chunks are 1 MiB; leave room for the listing on the first one.
   args.SetMaxReceiveMessageSize(16 << 20);
   auto channel = grpc::CreateCustomChannel(options.server, credentials, args);
-  return std::unique_ptr<JobClient>(
-      new JobClient(options, v1::JobService::NewStub(channel)));
+  return std::unique_ptr<JobClient>(new JobClient(options, channel));
 }
 
 void JobClient::Prepare(grpc::ClientContext& context,
@@ -228,6 +229,62 @@ absl::StatusOr<v1::CheckpointInfo> JobClient::PullCheckpoint(
       FromGrpcStatus(reader->Finish()),
       absl::StrCat("DownloadCheckpoint ", job_id, " (", options_.server, ")"));
   return writer->Commit();
+}
+
+absl::Status JobClient::CheckHealth(const std::string& service) {
+  // grpc.health.v1 messages are encoded by hand: Debian ships no generated
+  // health.pb.h, and the two messages are one field each.
+  //   HealthCheckRequest  { string service = 1; }  -> tag 0x0a, length, bytes
+  //   HealthCheckResponse { ServingStatus status = 1; } -> tag 0x08, varint
+  if (service.size() > 127) {
+    return absl::InvalidArgumentError("health service name over 127 bytes");
+  }
+  std::string request;
+  if (!service.empty()) {
+    request.push_back('\x0a');
+    request.push_back(static_cast<char>(service.size()));
+    request += service;
+  }
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ClientContext context;
+  Prepare(context, options_.deadline);
+  grpc::GenericStub stub(channel_);
+  grpc::CompletionQueue cq;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+      stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
+                            request_buffer, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok) || !ok) {
+    return absl::UnavailableError("health check did not complete");
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  LEMO_RETURN_IF_ERROR(FromGrpcStatus(status), "grpc.health.v1.Health/Check");
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) {
+    return absl::InternalError("cannot read the health check response");
+  }
+  std::string bytes;
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  // An empty message is status 0 (UNKNOWN); 1 is SERVING, 2 NOT_SERVING.
+  int serving_status = 0;
+  if (bytes.size() >= 2 && bytes[0] == '\x08') serving_status = bytes[1];
+  if (serving_status == 1) return absl::OkStatus();
+  static constexpr const char* kNames[] = {"UNKNOWN", "SERVING", "NOT_SERVING",
+                                           "SERVICE_UNKNOWN"};
+  return absl::UnavailableError(absl::StrCat(
+      "health of '", service, "': ",
+      serving_status >= 0 && serving_status <= 3 ? kNames[serving_status]
+                                                 : "unexpected status"));
 }
 
 }  // namespace lemo::client

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/client_options.h"
+#include "grpcpp/channel.h"
 #include "lemo/v1/job_service.grpc.pb.h"
 
 namespace lemo::client {
@@ -87,10 +88,16 @@ class JobClient {
       const std::string& job_id, const std::string& checkpoint_id,
       const std::string& dest_dir);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers();
+  // One grpc.health.v1.Health/Check of `service` ("" = the whole server), no
+  // retries: OK when SERVING, UNAVAILABLE naming the status otherwise. For
+  // container health checks (`lemoctl health`), which must not need a token.
+  absl::Status CheckHealth(const std::string& service = "");
 
  private:
-  JobClient(ClientOptions options, std::unique_ptr<v1::JobService::Stub> stub)
-      : options_(std::move(options)), stub_(std::move(stub)) {}
+  JobClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+      : options_(std::move(options)),
+        channel_(channel),
+        stub_(v1::JobService::NewStub(channel)) {}
 
   // Sets the bearer token; a non-zero timeout also sets the deadline.
   void Prepare(grpc::ClientContext& context, absl::Duration timeout) const;
@@ -100,6 +107,7 @@ class JobClient {
                                  const Request& request);
 
   ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
 

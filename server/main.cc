@@ -40,6 +40,9 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "PEM private key");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA that client certificates must chain to (mTLS)");
+ABSL_FLAG(std::string, health_listen, "",
+          "plaintext HOST:PORT serving only grpc.health.v1, for probes that "
+          "cannot do TLS (Kubernetes gRPC probes); empty disables it");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC on a non-loopback address");
 
@@ -78,6 +81,7 @@ absl::Status Run() {
   so.insecure = absl::GetFlag(FLAGS_insecure);
   so.client_token_file = absl::GetFlag(FLAGS_client_token_file);
   so.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
+  so.health_listen = absl::GetFlag(FLAGS_health_listen);
   LEMO_ASSIGN_OR_RETURN(
       std::unique_ptr<GrpcServer> server,
       GrpcServer::Create(
@@ -90,6 +94,10 @@ absl::Status Run() {
       "lemo-coordinator listening on port %d, metrics port %d, data dir %s\n",
       server->port(), metrics->port(), co.data_dir.c_str());
   std::fflush(stdout);
+  if (server->health_port() != 0) {
+    std::fprintf(stderr, "lemo-coordinator: health-only port %d\n",
+                 server->health_port());
+  }
   int sig = 0;
   sigwait(&stop, &sig);
   std::fprintf(stderr, "lemo-coordinator: signal %d, shutting down\n", sig);

@@ -56,6 +56,8 @@ int RunCheckpointsPull(const Context& ctx, const std::string& job_id,
                        const std::string& checkpoint_id,
                        const std::string& out_dir);
 int RunWorkersList(const Context& ctx);
+// Prints SERVING and exits 0, or prints why not and exits non-zero.
+int RunHealth(const Context& ctx, const std::string& service);
 
 // Prints "lemoctl: <message>" to ctx.err and returns ExitCodeFor(status).
 int Fail(const Context& ctx, const absl::Status& status);

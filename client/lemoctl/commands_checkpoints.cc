@@ -1,4 +1,4 @@
-// checkpoints list, checkpoints pull, workers list.
+// checkpoints list, checkpoints pull, workers list, health.
 #include "absl/strings/str_cat.h"
 #include "client/job_client.h"
 #include "client/lemoctl/commands.h"
@@ -49,6 +49,15 @@ int RunWorkersList(const Context& ctx) {
   v1::ListWorkersResponse list;
   for (auto& w : *workers) *list.add_workers() = std::move(w);
   std::fputs(FormatWorkers(list, ctx.format).c_str(), ctx.out);
+  return kExitOk;
+}
+
+int RunHealth(const Context& ctx, const std::string& service) {
+  auto client = JobClient::Create(ctx.options);
+  if (!client.ok()) return Fail(ctx, client.status());
+  absl::Status status = (*client)->CheckHealth(service);
+  if (!status.ok()) return Fail(ctx, status);
+  std::fputs("SERVING\n", ctx.out);
   return kExitOk;
 }
 

@@ -135,6 +135,14 @@ int main(int argc, char** argv) {
       workers->add_subcommand("list", "List workers and what they run");
   AddOutputFlag(workers_list, g);
 
+  auto* health = app.add_subcommand(
+      "health",
+      "Exit 0 when the coordinator's grpc.health.v1 service says SERVING "
+      "(container and Kubernetes health checks)");
+  std::string health_service;
+  health->add_option("--service", health_service,
+                     "Service to ask about (default: the whole server)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -160,5 +168,6 @@ int main(int argc, char** argv) {
     return lemo::client::RunCheckpointsPull(ctx, job_id, checkpoint_id,
                                             out_dir);
   if (*workers_list) return lemo::client::RunWorkersList(ctx);
+  if (*health) return lemo::client::RunHealth(ctx, health_service);
   return lemo::client::kExitUsage;
 }

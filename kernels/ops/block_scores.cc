@@ -6,9 +6,9 @@
 #include <cmath>
 
 namespace lemo::kernels {
-namespace {
 
-void CheckInputs(const at::Tensor& q, const at::Tensor& k, int64_t block) {
+void CheckBlockScoresInputs(const at::Tensor& q, const at::Tensor& k,
+                            int64_t block) {
   TORCH_CHECK_VALUE(block > 0, "block_scores: block must be > 0, got ", block);
   TORCH_CHECK_VALUE(q.dim() == 4 && k.dim() == 4,
                     "block_scores: q and k must be [B, H, N, d], got q ",
@@ -30,11 +30,9 @@ void CheckInputs(const at::Tensor& q, const at::Tensor& k, int64_t block) {
                     q.scalar_type());
 }
 
-}  // namespace
-
 at::Tensor BlockScoresCpu(const at::Tensor& q, const at::Tensor& k,
                           int64_t block) {
-  CheckInputs(q, k, block);
+  CheckBlockScoresInputs(q, k, block);
   const int64_t batch = q.size(0), hq = q.size(1), n = q.size(2), d = q.size(3),
                 hkv = k.size(1);
   const int64_t group = hq / hkv;

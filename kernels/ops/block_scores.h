@@ -19,6 +19,12 @@
 
 namespace lemo::kernels {
 
+// Throws c10::ValueError unless q [B,Hq,N,d] and k [B,Hkv,N,d] agree (Hq a
+// multiple of Hkv, same floating dtype) and block > 0. Shared by the CUDA
+// binding, so both devices reject the same inputs with the same message.
+void CheckBlockScoresInputs(const at::Tensor& q, const at::Tensor& k,
+                            int64_t block);
+
 // CPU reference of lemo::block_scores, plain LibTorch. Scores accumulate in
 // fp32 (fp64 for fp64 inputs), as the fused kernel accumulates bf16 products in
 // fp32.

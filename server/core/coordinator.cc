@@ -319,8 +319,20 @@ Coordinator::Snapshot Coordinator::GetSnapshot() {
   Snapshot s;
   for (const auto& [id, job] : jobs_) {
     ++s.jobs_by_state[job.state()];
-    if (!IsTerminal(job.state()) && job.has_latest_metrics()) {
+    if (IsTerminal(job.state())) continue;
+    s.active_job_restarts[id] = job.restart_count();
+    if (job.has_latest_metrics())
       s.active_job_metrics[id] = job.latest_metrics();
+    if (job.latest_checkpoint_id().empty()) continue;
+    // One indexed SQLite read per active job and scrape (a few per minute):
+    // cheaper than keeping a second copy of the checkpoint times in memory.
+    absl::StatusOr<std::vector<v1::CheckpointInfo>> all =
+        store_->ListCheckpoints(id);
+    if (!all.ok()) continue;
+    for (const v1::CheckpointInfo& c : *all) {
+      if (c.checkpoint_id() == job.latest_checkpoint_id()) {
+        s.active_job_checkpoint_time[id] = FromProtoTime(c.create_time());
+      }
     }
   }
   s.connected_workers = registry_.ConnectedCount();

@@ -78,6 +78,11 @@ class Coordinator {
     int connected_workers = 0;
     // Non-terminal jobs with a metric sample: id -> newest rank-0 sample.
     std::map<std::string, v1::MetricSample> active_job_metrics;
+    // Non-terminal jobs: id -> restarts used so far.
+    std::map<std::string, int> active_job_restarts;
+    // Non-terminal jobs with a stored checkpoint: id -> when the newest one was
+    // committed.
+    std::map<std::string, absl::Time> active_job_checkpoint_time;
   };
 
   static absl::StatusOr<std::unique_ptr<Coordinator>> Create(

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "prometheus/collectable.h"
 #include "prometheus/text_serializer.h"
 #include "server/core/job_state.h"
@@ -27,6 +28,10 @@ void Add(MetricFamily* f, double value,
   m.gauge.value = value;
   f->metric.push_back(std::move(m));
 }
+
+// Not "job": Prometheus owns that target label and would rename ours to
+// "exported_job" on every scrape (honor_labels: false, the default).
+constexpr char kJobLabel[] = "job_id";
 
 // Queue waits span seconds (a free worker) to hours (a busy cluster).
 const prometheus::Histogram::BucketBoundaries kQueueBuckets = {
@@ -60,22 +65,46 @@ class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
     MetricFamily loss = Gauge("lemo_job_loss", "Newest rank-0 training loss.");
     MetricFamily step =
         Gauge("lemo_job_step", "Newest completed optimizer step.");
+    MetricFamily total_steps =
+        Gauge("lemo_job_total_steps", "Optimizer steps the job runs in all.");
     MetricFamily peak =
         Gauge("lemo_job_peak_allocated_bytes",
               "Peak device memory allocated by rank 0 in the last step.");
     MetricFamily reserved =
         Gauge("lemo_job_peak_reserved_bytes",
               "Peak device memory reserved by rank 0 in the last step.");
+    MetricFamily kept = Gauge(
+        "lemo_job_kept_token_fraction",
+        "Fraction of tokens each layer's attention kept in rank 0's last step "
+        "(1 = dense).");
     for (const auto& [id, m] : s.active_job_metrics) {
-      Add(&tps, m.tokens_per_second(), {{"job", id}});
-      Add(&step_time, m.step_time_seconds(), {{"job", id}});
-      Add(&loss, m.loss(), {{"job", id}});
-      Add(&step, static_cast<double>(m.step()), {{"job", id}});
-      Add(&peak, static_cast<double>(m.peak_allocated_bytes()), {{"job", id}});
-      Add(&reserved, static_cast<double>(m.peak_reserved_bytes()),
-          {{"job", id}});
+      const ClientMetric::Label job{kJobLabel, id};
+      Add(&tps, m.tokens_per_second(), {job});
+      Add(&step_time, m.step_time_seconds(), {job});
+      Add(&loss, m.loss(), {job});
+      Add(&step, static_cast<double>(m.step()), {job});
+      Add(&total_steps, static_cast<double>(m.total_steps()), {job});
+      Add(&peak, static_cast<double>(m.peak_allocated_bytes()), {job});
+      Add(&reserved, static_cast<double>(m.peak_reserved_bytes()), {job});
+      for (int layer = 0; layer < m.kept_token_fraction_size(); ++layer) {
+        Add(&kept, m.kept_token_fraction(layer),
+            {job, {"layer", absl::StrCat(layer)}});
+      }
     }
-    return {jobs, workers, tps, step_time, loss, step, peak, reserved};
+    MetricFamily restarts =
+        Gauge("lemo_job_restarts", "Restarts the job has used so far.");
+    for (const auto& [id, n] : s.active_job_restarts) {
+      Add(&restarts, n, {{kJobLabel, id}});
+    }
+    MetricFamily checkpoint_time =
+        Gauge("lemo_job_last_checkpoint_timestamp_seconds",
+              "Unix time the newest checkpoint was committed.");
+    for (const auto& [id, t] : s.active_job_checkpoint_time) {
+      Add(&checkpoint_time, absl::ToDoubleSeconds(t - absl::UnixEpoch()),
+          {{kJobLabel, id}});
+    }
+    return {jobs, workers,  tps,  step_time, loss,           step, total_steps,
+            peak, reserved, kept, restarts,  checkpoint_time};
   }
 
  private:

@@ -2,7 +2,8 @@
 // prefix, base units, counters ending in _total. Job counts, connected workers
 // and per-job training gauges are read from a Coordinator snapshot at scrape
 // time, so they are never stale; per-job series exist only for unfinished jobs,
-// which keeps the `job` label bounded.
+// which keeps their `job_id` label bounded (not `job`, which Prometheus sets
+// on every target). docs/deploy.md lists every name.
 //
 //   CoordinatorMetrics metrics([&] { return coordinator->GetSnapshot(); });
 //   options.on_queue_wait = [&](double s) { metrics.ObserveQueueWait(s); };

@@ -109,6 +109,21 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.health_listen.empty()) {
+    LEMO_RETURN_IF_ERROR(
+        ParseHostPort(options.health_listen, "--health-listen").status());
+    // Plaintext on any address: it answers SERVING or NOT_SERVING and nothing
+    // else (no other service is registered on it).
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_listen,
+                            grpc::InsecureServerCredentials(),
+                            &s->health_port_);
+    s->health_server_ = health.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on --health-listen ", options.health_listen));
+    }
+  }
   return s;
 }
 
@@ -119,14 +134,21 @@ void GrpcServer::Shutdown() {
   shut_down_ = true;
   // Health checks answer NOT_SERVING from here on, so load balancers stop
   // sending calls.
-  if (grpc::HealthCheckServiceInterface* health =
-          server_->GetHealthCheckService()) {
-    health->Shutdown();
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    if (server == nullptr) continue;
+    if (grpc::HealthCheckServiceInterface* health =
+            server->GetHealthCheckService()) {
+      health->Shutdown();
+    }
   }
   // Open watches and worker streams never end on their own: give unary calls a
   // moment, then cancel the rest.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown();
+    health_server_->Wait();
+  }
 }
 
 }  // namespace lemo::server

@@ -1,7 +1,8 @@
 // The coordinator's gRPC server: JobService, WorkerService,
 // grpc.health.v1.Health and server reflection on one port, with TLS when
 // certificate files are given. Plaintext is refused unless the address is
-// loopback or `insecure` is set.
+// loopback or `insecure` is set. Optionally a second plaintext port serves
+// only the health service, for probes that cannot do TLS.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto server, GrpcServer::Create(options,
 //   coordinator.get(), observer)); std::cout << "listening on port " <<
@@ -44,6 +45,10 @@ class GrpcServer {
     std::string worker_token_file;
     // Largest message accepted or sent, in bytes (checkpoint chunks are 1 MiB).
     int max_message_bytes = 16 << 20;
+    // "host:port" of a second, always-plaintext port that serves only
+    // grpc.health.v1 (same status as the main port), for probes that cannot
+    // speak TLS, such as Kubernetes' native gRPC probes. Empty = none.
+    std::string health_listen;
   };
 
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(
@@ -52,6 +57,8 @@ class GrpcServer {
   ~GrpcServer();
   // The bound port.
   int port() const { return port_; }
+  // The bound health-only port, 0 without Options::health_listen.
+  int health_port() const { return health_port_; }
   // Stops accepting calls and cancels the open ones (watches and worker streams
   // end).
   void Shutdown();
@@ -62,7 +69,9 @@ class GrpcServer {
   std::unique_ptr<JobServiceImpl> jobs_;
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
   int port_ = 0;
+  int health_port_ = 0;
   bool shut_down_ = false;
 };
 

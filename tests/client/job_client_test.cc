@@ -360,6 +360,45 @@ TEST_F(JobClientTest, ErrorsKeepTheirCodes) {
   EXPECT_FALSE(fs::exists(dir_ / "none"));
 }
 
+TEST_F(JobClientTest, HealthCheckNeedsNoTokenAndFollowsShutdown) {
+  server_->Shutdown();  // Replaced by one that also has a health-only port.
+  server::GrpcServer::Options so;
+  so.listen = "127.0.0.1:0";
+  so.health_listen = "127.0.0.1:0";
+  so.client_token_file = (dir_ / "client.tokens").string();
+  LEMO_ASSERT_OK_AND_ASSIGN(server_,
+                            server::GrpcServer::Create(so, coordinator_.get()));
+  ASSERT_GT(server_->health_port(), 0);
+  const std::string main = absl::StrCat("127.0.0.1:", server_->port());
+  const std::string health = absl::StrCat("127.0.0.1:", server_->health_port());
+
+  for (const std::string& address : {main, health}) {
+    ClientOptions no_token;
+    no_token.server = address;
+    no_token.deadline = absl::Seconds(10);
+    LEMO_ASSERT_OK_AND_ASSIGN(auto anonymous, JobClient::Create(no_token));
+    LEMO_EXPECT_OK(anonymous->CheckHealth()) << address;
+    EXPECT_THAT(anonymous->CheckHealth("no.such.Service"),
+                StatusIs(absl::StatusCode::kNotFound, _));
+  }
+  // The health-only port serves nothing else.
+  ClientOptions with_token;
+  with_token.server = health;
+  with_token.token = kClientToken;
+  with_token.deadline = absl::Seconds(10);
+  LEMO_ASSERT_OK_AND_ASSIGN(auto on_health, JobClient::Create(with_token));
+  EXPECT_THAT(on_health->Get("job-x"),
+              StatusIs(absl::StatusCode::kUnimplemented, _));
+
+  ProcessResult ok = Lemoctl(absl::StrCat("health --server ", health));
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("SERVING"));
+  server_->Shutdown();
+  ProcessResult down =
+      Lemoctl(absl::StrCat("health --server ", main, " --timeout 1"));
+  EXPECT_NE(down.exit_code, 0) << down.output;
+}
+
 TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
   SimulatedWorker worker(address_);
   const std::map<std::string, std::string> files = {

@@ -27,6 +27,13 @@
 #include <string>
 #include <vector>
 
+// GPU tests (the *_cuda_test.cc files, label gpu) start with this: without a
+// CUDA device (CPU builds, CI) they skip with the reason.
+#define LEMO_SKIP_WITHOUT_CUDA()                                        \
+  do {                                                                  \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)
+
 namespace lemo::kernels::testing {
 
 inline const std::vector<torch::ScalarType> kDtypes = {torch::kFloat32,

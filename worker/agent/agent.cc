@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<WorkerMetrics> metrics,
                         WorkerMetrics::Create(options.metrics_listen));
   v1::Device wire = WireDevice(device);
+  metrics->SetDeviceMemoryBytes(wire.total_memory_bytes());
   return std::unique_ptr<Agent>(
       new Agent(options, std::move(worker_id), device.str(), std::move(wire),
                 std::move(channel), std::move(metrics)));

@@ -46,6 +46,8 @@ WorkerMetrics::WorkerMetrics()
                         "1 while the worker's stream to the coordinator is up");
   task_running_ = NewGauge(r, "lemo_worker_task_running",
                            "1 while the worker trains an assignment");
+  device_memory_ = NewGauge(r, "lemo_worker_device_memory_bytes",
+                            "Memory of the worker's device (host RAM on CPU)");
 }
 
 absl::StatusOr<std::unique_ptr<WorkerMetrics>> WorkerMetrics::Create(
@@ -83,6 +85,10 @@ void WorkerMetrics::SetConnected(bool connected) {
 
 void WorkerMetrics::SetTaskRunning(bool running) {
   task_running_->Set(running ? 1 : 0);
+}
+
+void WorkerMetrics::SetDeviceMemoryBytes(int64_t bytes) {
+  device_memory_->Set(static_cast<double>(bytes));
 }
 
 std::string WorkerMetrics::Scrape() const {

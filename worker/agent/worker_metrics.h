@@ -1,15 +1,15 @@
 // The worker's Prometheus metrics (lemo_worker_ prefix, base units), served on
 // /metrics when a listen address is given. Names are the ones deploy/grafana/
 // queries:
-//   lemo_worker_steps_total                    counter  optimizer steps trained
-//   lemo_worker_tokens_per_second              gauge    of the latest step
-//   lemo_worker_step_seconds                   histogram
-//   lemo_worker_loss                           gauge    of the latest step
-//   lemo_worker_peak_memory_bytes              gauge    device peak of the
-//   latest step lemo_worker_checkpoint_uploads_total       counter  by
-//   result="ok"|"error" lemo_worker_connected                      gauge    1
-//   while the Connect stream is up lemo_worker_task_running gauge    1 while an
-//   assignment trains
+//   lemo_worker_steps_total               counter    optimizer steps trained
+//   lemo_worker_tokens_per_second         gauge      of the latest step
+//   lemo_worker_step_seconds              histogram  wall time per step
+//   lemo_worker_loss                      gauge      of the latest step
+//   lemo_worker_peak_memory_bytes         gauge      device peak, latest step
+//   lemo_worker_device_memory_bytes       gauge      the device's capacity
+//   lemo_worker_checkpoint_uploads_total  counter    by result="ok"|"error"
+//   lemo_worker_connected                 gauge      1 while Connect is up
+//   lemo_worker_task_running              gauge      1 while a task trains
 //
 //   LEMO_ASSIGN_OR_RETURN(auto metrics, WorkerMetrics::Create("0.0.0.0:9400"));
 //   metrics->SetConnected(true);
@@ -41,6 +41,9 @@ class WorkerMetrics {
   void OnCheckpointUpload(bool ok);
   void SetConnected(bool connected);
   void SetTaskRunning(bool running);
+  // Memory of the device this worker trains on (host RAM for a CPU worker),
+  // the capacity dashboards and alerts compare the step peak with.
+  void SetDeviceMemoryBytes(int64_t bytes);
 
   // The bound /metrics port, or 0 when not serving.
   int port() const { return port_; }
@@ -60,6 +63,7 @@ class WorkerMetrics {
   prometheus::Counter* uploads_error_;
   prometheus::Gauge* connected_;
   prometheus::Gauge* task_running_;
+  prometheus::Gauge* device_memory_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };

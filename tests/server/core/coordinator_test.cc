@@ -168,6 +168,30 @@ TEST_F(CoordinatorTest, JobRunsToSuccessOnOneWorker) {
   EXPECT_TRUE(coord_->ListWorkers()[0].job_id().empty());  // Freed.
 }
 
+TEST_F(CoordinatorTest, SnapshotShowsActiveJobsRestartsAndCheckpointTime) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
+  LEMO_ASSERT_OK(w.Metric(a, 1, 2.0));
+  Coordinator::Snapshot before = coord_->GetSnapshot();
+  EXPECT_EQ(before.active_job_restarts.at(job.id()), 0);
+  EXPECT_EQ(before.active_job_checkpoint_time.count(job.id()), 0u);
+
+  absl::Time t0 = absl::Now();
+  LEMO_ASSERT_OK(Upload(a, 1).status());
+  Coordinator::Snapshot after = coord_->GetSnapshot();
+  ASSERT_EQ(after.active_job_checkpoint_time.count(job.id()), 1u);
+  // Proto timestamps keep nanoseconds, so the commit time is not before t0.
+  EXPECT_GE(after.active_job_checkpoint_time.at(job.id()), t0);
+  EXPECT_LE(after.active_job_checkpoint_time.at(job.id()), absl::Now());
+
+  LEMO_ASSERT_OK(w.Status(a, v1::SUCCEEDED, 1));
+  Coordinator::Snapshot done = coord_->GetSnapshot();
+  EXPECT_TRUE(done.active_job_restarts.empty());  // Terminal jobs drop out.
+  EXPECT_TRUE(done.active_job_checkpoint_time.empty());
+}
+
 TEST_F(CoordinatorTest, JobsQueueOnOneWorkerAndRunInOrder) {
   FakeWorker w = Connect("w0");
   v1::Job first = Submit();

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "absl/time/time.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::server {
@@ -27,7 +28,12 @@ Coordinator::Snapshot Fixed() {
   m.set_tokens_per_second(5000);
   m.set_step_time_seconds(0.5);
   m.set_peak_allocated_bytes(1 << 20);
+  m.set_total_steps(60);
+  m.add_kept_token_fraction(1.0);
+  m.add_kept_token_fraction(0.25);
   s.active_job_metrics["job-abc"] = m;
+  s.active_job_restarts["job-abc"] = 1;
+  s.active_job_checkpoint_time["job-abc"] = absl::FromUnixSeconds(1700000000);
   return s;
 }
 
@@ -59,14 +65,28 @@ TEST(CoordinatorMetrics, SnapshotFamiliesFollowTheNamingRules) {
   EXPECT_THAT(text, HasSubstr("lemo_jobs{state=\"queued\"} 1"));
   EXPECT_THAT(text, HasSubstr("lemo_jobs{state=\"failed\"} 0"));
   EXPECT_THAT(text, HasSubstr("lemo_workers_connected 3"));
-  EXPECT_THAT(text, HasSubstr("lemo_job_loss{job=\"job-abc\"} 1.25"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_loss{job_id=\"job-abc\"} 1.25"));
   EXPECT_THAT(text,
-              HasSubstr("lemo_job_tokens_per_second{job=\"job-abc\"} 5000"));
+              HasSubstr("lemo_job_tokens_per_second{job_id=\"job-abc\"} 5000"));
   EXPECT_THAT(text,
-              HasSubstr("lemo_job_step_time_seconds{job=\"job-abc\"} 0.5"));
+              HasSubstr("lemo_job_step_time_seconds{job_id=\"job-abc\"} 0.5"));
   EXPECT_THAT(
       text,
-      HasSubstr("lemo_job_peak_allocated_bytes{job=\"job-abc\"} 1048576"));
+      HasSubstr("lemo_job_peak_allocated_bytes{job_id=\"job-abc\"} 1048576"));
+}
+
+TEST(CoordinatorMetrics, PerJobSeriesUseJobIdNotThePrometheusJobLabel) {
+  CoordinatorMetrics metrics(Fixed);
+  std::string text = metrics.Scrape();
+  EXPECT_THAT(text, HasSubstr("lemo_job_total_steps{job_id=\"job-abc\"} 60"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_kept_token_fraction{job_id=\"job-abc\","
+                              "layer=\"0\"} 1"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_kept_token_fraction{job_id=\"job-abc\","
+                              "layer=\"1\"} 0.25"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_restarts{job_id=\"job-abc\"} 1"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_last_checkpoint_timestamp_seconds{job_"
+                              "id=\"job-abc\"} 1700000000"));
+  EXPECT_THAT(text, Not(HasSubstr("{job=")));
 }
 
 TEST(CoordinatorMetrics, RpcAndQueueWaitAreRecorded) {

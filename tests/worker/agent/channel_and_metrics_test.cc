@@ -88,6 +88,7 @@ TEST(WorkerMetrics, ServesTheDesignNames) {
   metrics->OnCheckpointUpload(true);
   metrics->OnCheckpointUpload(false);
   metrics->SetConnected(true);
+  metrics->SetDeviceMemoryBytes(int64_t{80} << 30);
   const std::string text = HttpGet(metrics->port());
   EXPECT_THAT(text, HasSubstr("lemo_worker_steps_total 2"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_tokens_per_second 1600"));
@@ -100,6 +101,7 @@ TEST(WorkerMetrics, ServesTheDesignNames) {
       text,
       HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"error\"} 1"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_connected 1"));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_device_memory_bytes 85899345920"));
 }
 
 TEST(WorkerMetrics, UnservedWhenNoAddress) {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Device run for the LeMo CUDA kernels: builds with CUDA, runs the GPU kernel tests
+# (lemo_kernels_cuda_test, label gpu) and the engine's CUDA cases, then lemo-kernel-bench
+# (Markdown table last; JSON and logs under $OUT).
+#   bash bench/gpu_kernels.sh            (repo root on the GPU machine, .device carried)
+#   LEMO_KERNEL_BENCH_ARGS=--quick bash bench/gpu_kernels.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+source .device/env.sh
+OUT=${OUT:-$PWD/bench-out}
+export OUT
+mkdir -p "$OUT"
+cmake -S . -B build-gpu -G Ninja -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
+  $LEMO_DEVICE_CMAKE_FLAGS -DCMAKE_BUILD_TYPE=Release -DLEMO_CUDA_RESOURCE_USAGE=ON \
+  >"$OUT/configure.log" 2>&1 || { tail -20 "$OUT/configure.log"; exit 1; }
+start=$(date +%s)
+cmake --build build-gpu -j 16 --target lemo_kernels_cuda >"$OUT/build_cuda.log" 2>&1 ||
+  { grep -m10 -B2 -A5 error "$OUT/build_cuda.log"; exit 1; }
+echo "nvcc build of kernels/cuda: $(( $(date +%s) - start )) s (16 jobs)"
+cmake --build build-gpu -j 16 --target lemo_kernels_cuda_test lemo_worker_engine_test \
+  lemo-kernel-bench >"$OUT/build.log" 2>&1 || { grep -m10 -B2 -A5 error "$OUT/build.log"; exit 1; }
+export LEMO_PYTHON=python3 LEMO_SOURCE_DIR=$PWD LEMO_BIN_DIR=$PWD/build-gpu/bin
+build-gpu/bin/lemo_kernels_cuda_test 2>&1 | tee "$OUT/kernels_cuda_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|max abs" | head -40
+build-gpu/bin/lemo_worker_engine_test --gtest_filter='*Cuda*:*Gpu*:*GPU*' 2>&1 |
+  tee "$OUT/engine_cuda_test.log" | tail -8
+build-gpu/bin/lemo-kernel-bench ${LEMO_KERNEL_BENCH_ARGS:-} 2>&1 | tee "$OUT/kernel_bench.md" | tail -30

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Writes the files the overlays turn into Secrets, into deploy/k8s/secrets/ (or $1), unless they
+# exist: a CA and the coordinator's TLS certificate (for lemo-coordinator, its namespace forms and
+# localhost), a client token and a worker token. Keep the directory out of git (.gitignore does).
+#
+#   deploy/k8s/make-secrets.sh                       # then: kubectl apply -k deploy/k8s/overlays/dev-single-gpu
+#   export LEMO_TOKEN_FILE=deploy/k8s/secrets/client-token LEMO_CA_FILE=deploy/k8s/secrets/ca.crt
+#
+# Bring your own: put tls.crt, tls.key, ca.crt (PEM), client-tokens / worker-tokens (one token per
+# line; several allow rotation) and worker-token (one of worker-tokens) there instead.
+set -euo pipefail
+dir=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/secrets}
+namespace=${LEMO_NAMESPACE:-lemo}
+mkdir -p "$dir"
+chmod 700 "$dir"
+cd "$dir"
+umask 077
+if [ ! -f tls.crt ]; then
+  openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=lemo-ca" \
+    -keyout ca.key -out ca.crt 2>/dev/null
+  openssl req -newkey rsa:3072 -nodes -subj "/CN=lemo-coordinator" \
+    -keyout tls.key -out tls.csr 2>/dev/null
+  san="DNS:lemo-coordinator,DNS:lemo-coordinator.$namespace,DNS:lemo-coordinator.$namespace.svc"
+  san="$san,DNS:lemo-coordinator.$namespace.svc.cluster.local,DNS:localhost,IP:127.0.0.1"
+  openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+    -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san") \
+    -out tls.crt 2>/dev/null
+  rm -f tls.csr ca.srl
+fi
+token() { openssl rand -hex 32; }
+[ -f client-token ] || token >client-token
+[ -f client-tokens ] || cp client-token client-tokens
+[ -f worker-token ] || token >worker-token
+[ -f worker-tokens ] || cp worker-token worker-tokens
+echo "secrets in $dir (client token: $dir/client-token, CA: $dir/ca.crt)" >&2

@@ -1,0 +1,75 @@
+// CUDA kernel of lemo::block_scores: checks the inputs, fills
+// cuda::BlockScoresParams and launches on the current stream. Blocks other
+// than 64 and fp64 inputs take the device-generic ATen reference.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "kernels/cuda/bindings/binding_utils.h"
+#include "kernels/cuda/block_scores.h"
+#include "kernels/ops/block_scores.h"
+
+namespace lemo::kernels {
+namespace {
+
+// LEMO_BLOCK_SCORES_VARIANT=1 (128x128 CTAs) or 2 (256x128) picks a
+// tensor-core kernel without a rebuild, for timing end-to-end runs; unset or
+// anything else: the launcher's default.
+int32_t VariantFromEnv() {
+  const char* v = std::getenv("LEMO_BLOCK_SCORES_VARIANT");
+  if (v == nullptr) return cuda::kBlockScoresAuto;
+  const int parsed = std::atoi(v);
+  return parsed == cuda::kBlockScoresSquare || parsed == cuda::kBlockScoresTall
+             ? parsed
+             : cuda::kBlockScoresAuto;
+}
+
+at::Tensor BlockScoresCuda(const at::Tensor& q_in, const at::Tensor& k_in,
+                           int64_t block) {
+  CheckBlockScoresInputs(q_in, k_in, block);
+  TORCH_CHECK_VALUE(q_in.device() == k_in.device(), "block_scores: q on ",
+                    q_in.device(), " but k on ", k_in.device());
+  if (block != cuda::kBlockScoresTile || !SupportedDType(q_in.scalar_type())) {
+    return BlockScoresCpu(q_in, k_in, block);
+  }
+  const c10::cuda::CUDAGuard guard(q_in.device());
+  const at::Tensor q = RowsContiguous(q_in);
+  const at::Tensor k = RowsContiguous(k_in);
+  const int64_t batch = q.size(0), n = q.size(2);
+  TORCH_CHECK_VALUE(n < (int64_t{1} << 30) && batch <= 65535,
+                    "block_scores: sequence ", n, " or batch ", batch,
+                    " too large for the CUDA kernel");
+  const int64_t nb = (n + block - 1) / block;
+  at::Tensor out = at::empty({batch, nb, nb}, q.options().dtype(at::kFloat));
+  cuda::BlockScoresParams p;
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.out = out.data_ptr<float>();
+  p.dtype = ToDType(q.scalar_type());
+  p.batch = static_cast<int32_t>(batch);
+  p.hq = static_cast<int32_t>(q.size(1));
+  p.hkv = static_cast<int32_t>(k.size(1));
+  p.n = static_cast<int32_t>(n);
+  p.d = static_cast<int32_t>(q.size(3));
+  p.q_stride_b = q.stride(0);
+  p.q_stride_h = q.stride(1);
+  p.q_stride_n = q.stride(2);
+  p.k_stride_b = k.stride(0);
+  p.k_stride_h = k.stride(1);
+  p.k_stride_n = k.stride(2);
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.d)));
+  p.variant = VariantFromEnv();
+  CheckLaunch(cuda::LaunchBlockScores(p, CurrentStream()), "block_scores", q);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lemo, CUDA, m) {
+  m.impl("block_scores", TORCH_FN(BlockScoresCuda));
+}
+
+}  // namespace lemo::kernels

@@ -1,0 +1,110 @@
+// CUDA kernels of lemo::gather_blocks and lemo::gather_blocks_rope: the same
+// checks as the references (kept_blocks validated by BlockTokenIndex), then
+// cuda::GatherBlocksParams on the current stream. Autograd is the ops'
+// Autograd kernels, which redispatch here below autograd.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "kernels/cuda/bindings/binding_utils.h"
+#include "kernels/cuda/gather_blocks.h"
+#include "kernels/ops/gather_blocks.h"
+#include "kernels/ops/gather_blocks_rope.h"
+#include "kernels/ops/kept_positions.h"
+
+namespace lemo::kernels {
+namespace {
+
+// Params of a gather of `x` ([B, N, D] or [B, H, N, d], last dim contiguous)
+// into `out` ([B, (H,) n, W] contiguous).
+cuda::GatherBlocksParams Params(const at::Tensor& x, const at::Tensor& kept,
+                                const at::Tensor& out, int64_t block) {
+  const bool four = x.dim() == 4;
+  cuda::GatherBlocksParams p;
+  p.src = x.data_ptr();
+  p.dst = out.data_ptr();
+  p.kept = kept.data_ptr<int64_t>();
+  p.elem_bytes = static_cast<int32_t>(x.element_size());
+  p.batch = x.size(0);
+  p.heads = four ? x.size(1) : 1;
+  p.n_tokens = x.size(-2);
+  p.out_tokens = out.size(-2);
+  p.width = x.size(-1);
+  p.kept_count = kept.size(1);
+  p.block = block;
+  p.src_stride_b = x.stride(0);
+  p.src_stride_h = four ? x.stride(1) : 0;
+  p.src_stride_n = x.stride(-2);
+  return p;
+}
+
+at::Tensor GatherBlocksCuda(const at::Tensor& x_in, const at::Tensor& kept_in,
+                            int64_t block) {
+  const at::Tensor index =
+      BlockTokenIndex(x_in, kept_in, block, "gather_blocks");
+  if (x_in.numel() == 0 || x_in.size(0) > 65535 ||
+      (x_in.dim() == 4 && x_in.size(1) > 65535)) {
+    return GatherBlocksCpu(x_in, kept_in, block);
+  }
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = RowsContiguous(x_in);
+  const at::Tensor kept = kept_in.contiguous();
+  at::Tensor out = at::empty(index.sizes(), x.options());
+  CheckLaunch(
+      cuda::LaunchGatherBlocks(Params(x, kept, out, block), CurrentStream()),
+      "gather_blocks", x);
+  return out;
+}
+
+at::Tensor GatherBlocksRopeCuda(const at::Tensor& x_in,
+                                const at::Tensor& kept_in,
+                                const at::Tensor& cos_in,
+                                const at::Tensor& sin_in, int64_t block) {
+  const char* what = "gather_blocks_rope";
+  TORCH_CHECK_VALUE(x_in.dim() == 4, what, ": x must be [B, H, N, d], got ",
+                    x_in.sizes());
+  const int64_t batch = x_in.size(0), n = x_in.size(2), d = x_in.size(3);
+  TORCH_CHECK_VALUE(d % 2 == 0, what, ": head dim must be even, got ", d);
+  for (const at::Tensor* t : {&cos_in, &sin_in}) {
+    TORCH_CHECK_VALUE(t->dim() == 3 &&
+                          (t->size(0) == 1 || t->size(0) == batch) &&
+                          t->size(1) == n && t->size(2) == d,
+                      what, ": cos/sin must be [1 or ", batch, ", ", n, ", ", d,
+                      "], got ", t->sizes());
+    TORCH_CHECK_VALUE(t->device() == x_in.device(), what, ": cos/sin on ",
+                      t->device(), " but x on ", x_in.device());
+  }
+  const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
+  if (!SupportedDType(x_in.scalar_type()) || x_in.numel() == 0 ||
+      batch > 65535 || x_in.size(1) > 65535) {
+    return GatherBlocksRopeCpu(x_in, kept_in, cos_in, sin_in, block);
+  }
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = RowsContiguous(x_in);
+  const at::Tensor kept = kept_in.contiguous();
+  // The reference casts the tables to x's dtype first; so does this.
+  const at::Tensor cos = RowsContiguous(cos_in.to(x.scalar_type()));
+  const at::Tensor sin = RowsContiguous(sin_in.to(x.scalar_type()));
+  TORCH_CHECK_VALUE(cos.strides() == sin.strides(), what,
+                    ": cos and sin must share a layout, got strides ",
+                    cos.strides(), " and ", sin.strides());
+  at::Tensor out = at::empty(index.sizes(), x.options());
+  cuda::GatherBlocksRopeParams p;
+  p.gather = Params(x, kept, out, block);
+  p.dtype = ToDType(x.scalar_type());
+  p.cos = cos.data_ptr();
+  p.sin = sin.data_ptr();
+  p.table_stride_b = cos.size(0) == 1 ? 0 : cos.stride(0);
+  p.table_stride_n = cos.stride(1);
+  CheckLaunch(cuda::LaunchGatherBlocksRope(p, CurrentStream()), what, x);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lemo, CUDA, m) {
+  m.impl("gather_blocks", TORCH_FN(GatherBlocksCuda));
+  m.impl("gather_blocks_rope", TORCH_FN(GatherBlocksRopeCuda));
+}
+
+}  // namespace lemo::kernels

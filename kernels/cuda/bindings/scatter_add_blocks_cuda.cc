@@ -1,0 +1,71 @@
+// CUDA kernel of lemo::scatter_add_blocks: the reference's checks, then one
+// fused pass (residual copy + add at the kept tokens) through
+// cuda::ScatterAddBlocksParams on the current stream.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "kernels/cuda/bindings/binding_utils.h"
+#include "kernels/cuda/scatter_add_blocks.h"
+#include "kernels/ops/kept_positions.h"
+#include "kernels/ops/scatter_add_blocks.h"
+
+namespace lemo::kernels {
+namespace {
+
+at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
+                                const at::Tensor& y_in,
+                                const at::Tensor& kept_in, int64_t block) {
+  const at::Tensor index =
+      BlockTokenIndex(residual_in, kept_in, block, "scatter_add_blocks");
+  TORCH_CHECK_VALUE(y_in.sizes() == index.sizes(),
+                    "scatter_add_blocks: y must be ", index.sizes(),
+                    " for residual ", residual_in.sizes(), " and ",
+                    kept_in.size(1), " kept blocks, got ", y_in.sizes());
+  TORCH_CHECK_VALUE(y_in.scalar_type() == residual_in.scalar_type(),
+                    "scatter_add_blocks: y is ", y_in.scalar_type(),
+                    " but residual is ", residual_in.scalar_type());
+  TORCH_CHECK_VALUE(y_in.device() == residual_in.device(),
+                    "scatter_add_blocks: y on ", y_in.device(),
+                    " but residual on ", residual_in.device());
+  const bool four = residual_in.dim() == 4;
+  if (!SupportedDType(residual_in.scalar_type()) || residual_in.numel() == 0 ||
+      residual_in.size(0) > 65535 || (four && residual_in.size(1) > 65535)) {
+    return ScatterAddBlocksCpu(residual_in, y_in, kept_in, block);
+  }
+  const c10::cuda::CUDAGuard guard(residual_in.device());
+  const at::Tensor residual = RowsContiguous(residual_in);
+  const at::Tensor y = RowsContiguous(y_in);
+  const at::Tensor kept = kept_in.contiguous();
+  at::Tensor out = at::empty(residual.sizes(), residual.options());
+  cuda::ScatterAddBlocksParams p;
+  p.residual = residual.data_ptr();
+  p.y = y.data_ptr();
+  p.out = out.data_ptr();
+  p.kept = kept.data_ptr<int64_t>();
+  p.dtype = ToDType(residual.scalar_type());
+  p.batch = residual.size(0);
+  p.heads = four ? residual.size(1) : 1;
+  p.n_tokens = residual.size(-2);
+  p.kept_tokens = y.size(-2);
+  p.width = residual.size(-1);
+  p.kept_count = kept.size(1);
+  p.block = block;
+  p.res_stride_b = residual.stride(0);
+  p.res_stride_h = four ? residual.stride(1) : 0;
+  p.res_stride_n = residual.stride(-2);
+  p.y_stride_b = y.stride(0);
+  p.y_stride_h = four ? y.stride(1) : 0;
+  p.y_stride_n = y.stride(-2);
+  CheckLaunch(cuda::LaunchScatterAddBlocks(p, CurrentStream()),
+              "scatter_add_blocks", residual);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lemo, CUDA, m) {
+  m.impl("scatter_add_blocks", TORCH_FN(ScatterAddBlocksCuda));
+}
+
+}  // namespace lemo::kernels

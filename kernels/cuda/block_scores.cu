@@ -1,0 +1,514 @@
+// Fused oracle block scoring; see block_scores.h.
+//
+// Tensor-core path. One CTA (8 warps) owns a 128x128 region = 2x2 output tiles
+// of one batch row, (I, J) with J <= I, and walks all Hq heads: per head it
+// computes S = Q_h K_h^T on tensor cores into registers, then adds ReLU(S *
+// scale) into a second register accumulator (the head sum). The head sum must
+// be complete before the tile max, so the region's accumulator lives in
+// registers for the whole head loop: 32x64 per warp = 64 fp32 per thread,
+// plus 64 for S. Q and K head tiles stream through shared memory with cp.async,
+// two stages deep (the next head loads while this one computes), 16-byte
+// chunks XOR-swizzled by row so that ldmatrix reads are bank-conflict free.
+// Rows past N are zero-filled by cp.async, so they score 0 = ReLU(0), which
+// never changes a max of non-negative scores.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cuda/block_scores.h"
+#include "kernels/cuda/device_utils.cuh"
+
+namespace lemo::kernels::cuda {
+namespace {
+
+constexpr int kTile = kBlockScoresTile;
+constexpr int kCta = 2 * kTile;  // rows (and columns) per CTA
+constexpr int kThreads = 256;
+
+// Linear lower-triangle index t -> (row, col) with col <= row. The float sqrt
+// is corrected by the two loops (exact in a few steps for t < 2^31).
+__device__ __forceinline__ void TriangleCoords(int t, int& row, int& col) {
+  int r = static_cast<int>((sqrtf(8.0f * static_cast<float>(t) + 1.0f) - 1.0f) *
+                           0.5f);
+  while (r > 0 && r * (r + 1) / 2 > t) --r;
+  while ((r + 1) * (r + 2) / 2 <= t) ++r;
+  row = r;
+  col = t - r * (r + 1) / 2;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 1)
+    BlockScoresMmaKernel(const BlockScoresParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int kChunks = D / 8;        // 16-byte chunks per row
+  constexpr int kStage = 2 * kCta * D;  // elements: Q tile then K tile
+  constexpr int kLoads = kCta * kChunks / kThreads;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __shared__ float warp_max[kThreads / 32];
+  T* smem = reinterpret_cast<T*>(smem_raw);
+
+  const int b = blockIdx.y;
+  int big_i = 0, big_j = 0;
+  TriangleCoords(static_cast<int>(blockIdx.x), big_i, big_j);
+  const int row0 = big_i * kCta;
+  const int col0 = big_j * kCta;
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int warp_m = warp & 3;   // 32-row slice of the 128 rows
+  const int warp_n = warp >> 2;  // 64-column slice of the 128 columns
+  const int group = p.hq / p.hkv;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_stride_b;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
+
+  auto load_head = [&](int h, int stage) {
+    T* qs = smem + stage * kStage;
+    T* ks = qs + kCta * D;
+    const T* qh = q + h * p.q_stride_h;
+    const T* kh = k + (h / group) * p.k_stride_h;
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int idx = tid + i * kThreads;
+      const int r = idx / kChunks;
+      const int c = idx % kChunks;
+      const int sw = r * D + ((c ^ (r & 7)) << 3);
+      const int qr = row0 + r;
+      const int kr = col0 + r;
+      CpAsync16(
+          qs + sw,
+          qh + static_cast<int64_t>(min(qr, p.n - 1)) * p.q_stride_n + c * 8,
+          qr < p.n ? 16 : 0);
+      CpAsync16(
+          ks + sw,
+          kh + static_cast<int64_t>(min(kr, p.n - 1)) * p.k_stride_n + c * 8,
+          kr < p.n ? 16 : 0);
+    }
+  };
+
+  float acc[2][8][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
+
+  load_head(0, 0);
+  CpAsyncCommit();
+  for (int h = 0; h < p.hq; ++h) {
+    if (h + 1 < p.hq) load_head(h + 1, (h + 1) & 1);
+    // Always commit (an empty group is legal), so that "wait for all but the
+    // newest group" means "head h has landed" on every iteration.
+    CpAsyncCommit();
+    CpAsyncWait<1>();
+    __syncthreads();
+    const T* qs = smem + (h & 1) * kStage;
+    const T* ks = qs + kCta * D;
+    float s[2][8][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mi][ni][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t a[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const int r = warp_m * 32 + mi * 16 + (lane & 15);
+        const int c = kk * 2 + (lane >> 4);
+        LdMatrixX4(a[mi], qs + r * D + ((c ^ (r & 7)) << 3));
+      }
+      uint32_t bf[4][4];
+#pragma unroll
+      for (int nj = 0; nj < 4; ++nj) {
+        const int r = warp_n * 64 + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
+        const int c = kk * 2 + ((lane >> 3) & 1);
+        LdMatrixX4(bf[nj], ks + r * D + ((c ^ (r & 7)) << 3));
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 8; ++ni)
+          Mma16816<T>(s[mi][ni], a[mi], bf[ni >> 1][(ni & 1) * 2],
+                      bf[ni >> 1][(ni & 1) * 2 + 1]);
+    }
+    // Same op order as the reference: scale, ReLU, then add into the head sum.
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          acc[mi][ni][e] += fmaxf(s[mi][ni][e] * p.scale, 0.0f);
+    // Every warp is done reading this stage before the next iteration's loads
+    // overwrite it.
+    __syncthreads();
+  }
+
+  // Causal mask (only the diagonal CTA has columns after their row), then the
+  // max of each warp's 32x64 slice; two warps make one 64x64 tile.
+  const bool diagonal = big_i == big_j;
+  float m = 0.0f;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = warp_m * 32 + mi * 16 + (lane >> 2) + (e >> 1) * 8;
+        const int c = warp_n * 64 + ni * 8 + (lane & 3) * 2 + (e & 1);
+        const float v = acc[mi][ni][e];
+        if (!diagonal || c <= r) m = fmaxf(m, v);
+      }
+  m = WarpMax(m);
+  if (lane == 0) warp_max[warp] = m;
+  __syncthreads();
+  if (tid < 4) {
+    const int tr = tid >> 1;  // tile row within the CTA
+    const int tc = tid & 1;   // tile column within the CTA
+    const float v =
+        fmaxf(warp_max[tc * 4 + tr * 2], warp_max[tc * 4 + tr * 2 + 1]);
+    const int nb = (p.n + kTile - 1) / kTile;
+    const int gi = big_i * 2 + tr;
+    const int gj = big_j * 2 + tc;
+    if (gi < nb && gj <= gi) {
+      p.out[(static_cast<int64_t>(b) * nb + gi) * nb + gj] = v;
+    }
+  }
+#endif
+}
+
+// Tall variant: a CTA owns 256 rows x 128 columns (4x2 output tiles), each
+// warp 32 rows x all 128 columns of the head sum (128 fp32 per thread). S is
+// built 32 columns at a time (32 fp32), re-reading the warp's Q fragments from
+// shared memory per chunk. Per head a CTA loads 96 KB for 8.4 MFLOP instead of
+// 64 KB for 4.2 MFLOP: fewer L2 bytes per FLOP, which is what bounds v1.
+// CTA (I, J): rows I * 256.., columns J * 128.. with J <= 2 I + 1; row I has
+// 2 I + 2 CTAs, so t = I (I + 1) + J.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 1)
+    BlockScoresTallKernel(const BlockScoresParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int kRows = 4 * kTile;
+  constexpr int kChunks = D / 8;
+  constexpr int kStage = (kRows + kCta) * D;
+  constexpr int kQLoads = kRows * kChunks / kThreads;
+  constexpr int kKLoads = kCta * kChunks / kThreads;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __shared__ float warp_max[kThreads / 32][2];
+  T* smem = reinterpret_cast<T*>(smem_raw);
+
+  const int b = blockIdx.y;
+  const int t = static_cast<int>(blockIdx.x);
+  int big_i = static_cast<int>(
+      (sqrtf(4.0f * static_cast<float>(t) + 1.0f) - 1.0f) * 0.5f);
+  while (big_i > 0 && big_i * (big_i + 1) > t) --big_i;
+  while ((big_i + 1) * (big_i + 2) <= t) ++big_i;
+  const int big_j = t - big_i * (big_i + 1);
+  const int row0 = big_i * kRows;
+  const int col0 = big_j * kCta;
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  // A warp whose rows all precede col0 (or lie past N) only ever sees masked
+  // or zero scores: it skips the math but keeps the barriers.
+  const bool active = row0 + warp * 32 + 31 >= col0 && row0 + warp * 32 < p.n;
+  const int group = p.hq / p.hkv;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_stride_b;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
+
+  auto load_head = [&](int h, int stage) {
+    T* qs = smem + stage * kStage;
+    T* ks = qs + kRows * D;
+    const T* qh = q + h * p.q_stride_h;
+    const T* kh = k + (h / group) * p.k_stride_h;
+    // Not unrolled: hoisted per-load offsets would cost the registers the
+    // 128-float head sum needs (they spilled at d = 128).
+#pragma unroll 1
+    for (int i = 0; i < kQLoads; ++i) {
+      const int idx = tid + i * kThreads;
+      const int r = idx / kChunks;
+      const int c = idx % kChunks;
+      const int qr = row0 + r;
+      CpAsync16(
+          qs + r * D + ((c ^ (r & 7)) << 3),
+          qh + static_cast<int64_t>(min(qr, p.n - 1)) * p.q_stride_n + c * 8,
+          qr < p.n ? 16 : 0);
+    }
+#pragma unroll 1
+    for (int i = 0; i < kKLoads; ++i) {
+      const int idx = tid + i * kThreads;
+      const int r = idx / kChunks;
+      const int c = idx % kChunks;
+      const int kr = col0 + r;
+      CpAsync16(
+          ks + r * D + ((c ^ (r & 7)) << 3),
+          kh + static_cast<int64_t>(min(kr, p.n - 1)) * p.k_stride_n + c * 8,
+          kr < p.n ? 16 : 0);
+    }
+  };
+
+  float acc[2][16][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 16; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
+
+  load_head(0, 0);
+  CpAsyncCommit();
+  for (int h = 0; h < p.hq; ++h) {
+    if (h + 1 < p.hq) load_head(h + 1, (h + 1) & 1);
+    CpAsyncCommit();
+    CpAsyncWait<1>();
+    __syncthreads();
+    if (active) {
+      const T* qs = smem + (h & 1) * kStage;
+      const T* ks = qs + kRows * D;
+#pragma unroll
+      for (int cc = 0; cc < 4; ++cc) {
+        float s[2][4][4];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+          for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[mi][ni][e] = 0.0f;
+// Two k-steps per iteration: full unrolling lets the compiler hoist every
+// step's fragments and spill (480 B of local memory at d = 128).
+#pragma unroll 2
+        for (int kk = 0; kk < D / 16; ++kk) {
+          uint32_t a[2][4];
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) {
+            const int r = warp * 32 + mi * 16 + (lane & 15);
+            const int c = kk * 2 + (lane >> 4);
+            LdMatrixX4(a[mi], qs + r * D + ((c ^ (r & 7)) << 3));
+          }
+          uint32_t bf[2][4];
+#pragma unroll
+          for (int nj = 0; nj < 2; ++nj) {
+            const int r = cc * 32 + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
+            const int c = kk * 2 + ((lane >> 3) & 1);
+            LdMatrixX4(bf[nj], ks + r * D + ((c ^ (r & 7)) << 3));
+          }
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni)
+              Mma16816<T>(s[mi][ni], a[mi], bf[ni >> 1][(ni & 1) * 2],
+                          bf[ni >> 1][(ni & 1) * 2 + 1]);
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+          for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              acc[mi][cc * 4 + ni][e] += fmaxf(s[mi][ni][e] * p.scale, 0.0f);
+      }
+    }
+    __syncthreads();
+  }
+
+  float m[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 16; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int gr = row0 + warp * 32 + mi * 16 + (lane >> 2) + (e >> 1) * 8;
+        const int gc = col0 + ni * 8 + (lane & 3) * 2 + (e & 1);
+        if (gc <= gr) m[ni >> 3] = fmaxf(m[ni >> 3], acc[mi][ni][e]);
+      }
+  m[0] = WarpMax(m[0]);
+  m[1] = WarpMax(m[1]);
+  if (lane == 0) {
+    warp_max[warp][0] = m[0];
+    warp_max[warp][1] = m[1];
+  }
+  __syncthreads();
+  if (tid < 8) {
+    const int tr = tid >> 1;  // tile row within the CTA (0..3)
+    const int tc = tid & 1;   // tile column within the CTA
+    const float v = fmaxf(warp_max[2 * tr][tc], warp_max[2 * tr + 1][tc]);
+    const int nb = (p.n + kTile - 1) / kTile;
+    const int gi = big_i * 4 + tr;
+    const int gj = big_j * 2 + tc;
+    if (gi < nb && gj <= gi) {
+      p.out[(static_cast<int64_t>(b) * nb + gi) * nb + gj] = v;
+    }
+  }
+#endif
+}
+
+// CUDA-core path for fp32 (and any d): one CTA per 64x64 tile, 256 threads,
+// each owning a 4x4 interleaved patch (rows ty + 16 i, columns tx + 16 j), fp32
+// math, d in chunks of 32 through shared memory.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    BlockScoresSimpleKernel(const BlockScoresParams p) {
+  constexpr int kChunk = 32;
+  __shared__ float qs[kTile][kChunk + 1];
+  __shared__ float ks[kTile][kChunk + 1];
+  __shared__ float warp_max[kThreads / 32];
+  const int b = blockIdx.y;
+  int ti = 0, tj = 0;
+  TriangleCoords(static_cast<int>(blockIdx.x), ti, tj);
+  const int row0 = ti * kTile;
+  const int col0 = tj * kTile;
+  const int tid = threadIdx.x;
+  const int ty = tid / 16;
+  const int tx = tid % 16;
+  const int group = p.hq / p.hkv;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_stride_b;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
+  float acc[4][4] = {};
+  for (int h = 0; h < p.hq; ++h) {
+    const T* qh = q + h * p.q_stride_h;
+    const T* kh = k + (h / group) * p.k_stride_h;
+    float s[4][4] = {};
+    for (int d0 = 0; d0 < p.d; d0 += kChunk) {
+      for (int idx = tid; idx < kTile * kChunk; idx += kThreads) {
+        const int r = idx / kChunk;
+        const int c = idx % kChunk;
+        const bool in_d = d0 + c < p.d;
+        const int qr = row0 + r;
+        const int kr = col0 + r;
+        qs[r][c] =
+            (in_d && qr < p.n)
+                ? ToFloat(qh[static_cast<int64_t>(qr) * p.q_stride_n + d0 + c])
+                : 0.0f;
+        ks[r][c] =
+            (in_d && kr < p.n)
+                ? ToFloat(kh[static_cast<int64_t>(kr) * p.k_stride_n + d0 + c])
+                : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int c = 0; c < kChunk; ++c) {
+        float qv[4], kv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) qv[i] = qs[ty + 16 * i][c];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) kv[j] = ks[tx + 16 * j][c];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) s[i][j] = fmaf(qv[i], kv[j], s[i][j]);
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] += fmaxf(s[i][j] * p.scale, 0.0f);
+  }
+  float m = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (ti != tj || tx + 16 * j <= ty + 16 * i) m = fmaxf(m, acc[i][j]);
+    }
+  m = WarpMax(m);
+  if ((tid & 31) == 0) warp_max[tid >> 5] = m;
+  __syncthreads();
+  if (tid == 0) {
+    float v = 0.0f;
+    for (int w = 0; w < kThreads / 32; ++w) v = fmaxf(v, warp_max[w]);
+    const int nb = (p.n + kTile - 1) / kTile;
+    p.out[(static_cast<int64_t>(b) * nb + ti) * nb + tj] = v;
+  }
+}
+
+template <typename T, int D>
+cudaError_t LaunchMma(const BlockScoresParams& p, cudaStream_t stream) {
+  const int nb2 = (p.n + kCta - 1) / kCta;
+  const dim3 grid(nb2 * (nb2 + 1) / 2, p.batch);
+  constexpr int kSmem = 2 * 2 * kCta * D * static_cast<int>(sizeof(T));
+  auto* kernel = BlockScoresMmaKernel<T, D>;
+  cudaError_t err = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, kThreads, kSmem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <typename T, int D>
+cudaError_t LaunchTall(const BlockScoresParams& p, cudaStream_t stream) {
+  const int rows = (p.n + 4 * kTile - 1) / (4 * kTile);
+  const dim3 grid(rows * (rows + 1), p.batch);
+  constexpr int kSmem =
+      2 * (4 * kTile + kCta) * D * static_cast<int>(sizeof(T));
+  auto* kernel = BlockScoresTallKernel<T, D>;
+  cudaError_t err = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, kThreads, kSmem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <typename T, int D>
+cudaError_t LaunchTensorCores(const BlockScoresParams& p, cudaStream_t stream) {
+  if (p.variant == kBlockScoresTall) return LaunchTall<T, D>(p, stream);
+  return LaunchMma<T, D>(p, stream);
+}
+
+template <typename T>
+cudaError_t LaunchSimple(const BlockScoresParams& p, cudaStream_t stream) {
+  const int nb = (p.n + kTile - 1) / kTile;
+  const dim3 grid(nb * (nb + 1) / 2, p.batch);
+  BlockScoresSimpleKernel<T><<<grid, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+bool Aligned16(const void* ptr, int64_t stride_elems, int elem_bytes) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 &&
+         (stride_elems * elem_bytes) % 16 == 0;
+}
+
+}  // namespace
+
+bool BlockScoresUsesTensorCores(const BlockScoresParams& p) {
+  if (p.dtype == DType::kFloat32 || (p.d != 64 && p.d != 128)) return false;
+  const int e = DTypeBytes(p.dtype);
+  return Aligned16(p.q, p.q_stride_b, e) && Aligned16(p.q, p.q_stride_h, e) &&
+         Aligned16(p.q, p.q_stride_n, e) && Aligned16(p.k, p.k_stride_b, e) &&
+         Aligned16(p.k, p.k_stride_h, e) && Aligned16(p.k, p.k_stride_n, e);
+}
+
+cudaError_t LaunchBlockScores(const BlockScoresParams& p, cudaStream_t stream) {
+  if (p.batch <= 0 || p.n <= 0 || p.hq <= 0 || p.hkv <= 0 || p.d <= 0 ||
+      p.hq % p.hkv != 0 || p.variant < kBlockScoresAuto ||
+      p.variant > kBlockScoresTall) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t nb = (p.n + kTile - 1) / kTile;
+  cudaError_t err = cudaMemsetAsync(
+      p.out, 0, static_cast<size_t>(p.batch) * nb * nb * sizeof(float), stream);
+  if (err != cudaSuccess) return err;
+  if (BlockScoresUsesTensorCores(p)) {
+    const bool bf16 = p.dtype == DType::kBFloat16;
+    if (p.d == 64) {
+      return bf16 ? LaunchTensorCores<__nv_bfloat16, 64>(p, stream)
+                  : LaunchTensorCores<__half, 64>(p, stream);
+    }
+    return bf16 ? LaunchTensorCores<__nv_bfloat16, 128>(p, stream)
+                : LaunchTensorCores<__half, 128>(p, stream);
+  }
+  switch (p.dtype) {
+    case DType::kFloat32:
+      return LaunchSimple<float>(p, stream);
+    case DType::kBFloat16:
+      return LaunchSimple<__nv_bfloat16>(p, stream);
+    case DType::kFloat16:
+      return LaunchSimple<__half>(p, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace lemo::kernels::cuda
