@@ -14,7 +14,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "proto/status/status_macros.h"
 #include "server/core/coordinator.h"
@@ -128,6 +130,13 @@ std::vector<char*> DashesToUnderscores(int argc, char** argv,
 }  // namespace lemo::server
 
 int main(int argc, char** argv) {
+  // absl's --help lists only flags of a file named after the binary
+  // (lemo-coordinator.cc); ours are defined here.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "server/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "LeMo fine-tuning coordinator (see DESIGN.md). Flags accept dashes or "
       "underscores.");
