@@ -94,7 +94,8 @@ TEST(CausalLmLoss, SegmentedIsBitIdenticalToOpByOpAten) {
     const torch::Tensor head = (torch::randn({53, 16}) * 0.5).to(dtype);
     torch::Tensor labels = torch::randint(53, {2, 21}, torch::kLong);
     labels.index_put_({torch::rand({2, 21}) < 0.2}, kIgnoreIndex);
-    const Result seg = Run(hidden, head, labels, 8);
+    // Qualified: inside a TEST body, plain Run names testing::Test::Run.
+    const Result seg = engine::Run(hidden, head, labels, 8);
     const Result ref = OpByOpSegmented(hidden, head, labels, 8);
     EXPECT_TRUE(torch::equal(seg.loss, ref.loss)) << dtype;
     EXPECT_TRUE(torch::equal(seg.grad, ref.grad)) << dtype;
