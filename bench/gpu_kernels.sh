@@ -21,6 +21,14 @@ cmake --build build-gpu -j 16 --target lemo_kernels_cuda_test lemo_worker_engine
   lemo-kernel-bench >"$OUT/build.log" 2>&1 || { grep -m10 -B2 -A5 error "$OUT/build.log"; exit 1; }
 export LEMO_PYTHON=python3 LEMO_SOURCE_DIR=$PWD LEMO_BIN_DIR=$PWD/build-gpu/bin
 build-gpu/bin/lemo_kernels_cuda_test 2>&1 | tee "$OUT/kernels_cuda_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|max abs" | head -40
+# Optional: compute-sanitizer memcheck over a few small cases (every kernel, both block-scoring
+# variants): LEMO_KERNEL_SANITIZE=1.
+if [ "${LEMO_KERNEL_SANITIZE:-0}" = 1 ]; then
+  compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/lemo_kernels_cuda_test \
+    --gtest_filter="${LEMO_KERNEL_SANITIZE_FILTER:-*Variant*:*PerBatch*:*Strided*:*AutogradReaches*}" \
+    >"$OUT/memcheck.log" 2>&1
+  echo "compute-sanitizer memcheck: exit $? (log: memcheck.log)"; tail -3 "$OUT/memcheck.log"
+fi
 build-gpu/bin/lemo_worker_engine_test --gtest_filter='*Cuda*:*Gpu*:*GPU*' 2>&1 |
   tee "$OUT/engine_cuda_test.log" | tail -8
 build-gpu/bin/lemo-kernel-bench ${LEMO_KERNEL_BENCH_ARGS:-} 2>&1 | tee "$OUT/kernel_bench.md" | tail -30

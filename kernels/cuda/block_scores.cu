@@ -9,8 +9,9 @@
 // plus 64 for S. Q and K head tiles stream through shared memory with cp.async,
 // two stages deep (the next head loads while this one computes), 16-byte
 // chunks XOR-swizzled by row so that ldmatrix reads are bank-conflict free.
-// Rows past N are zero-filled by cp.async, so they score 0 = ReLU(0), which
-// never changes a max of non-negative scores.
+// With GQA, K is loaded only when the KV head changes (q heads h..h+g-1 share
+// it). Rows past N are zero-filled by cp.async, so they score 0 = ReLU(0),
+// which never changes a max of non-negative scores.
 #include <algorithm>
 #include <cmath>
 
@@ -40,7 +41,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     BlockScoresMmaKernel(const BlockScoresParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int kChunks = D / 8;        // 16-byte chunks per row
-  constexpr int kStage = 2 * kCta * D;  // elements: Q tile then K tile
+  constexpr int kTileElems = kCta * D;  // one Q or K tile
   constexpr int kLoads = kCta * kChunks / kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __shared__ float warp_max[kThreads / 32];
@@ -60,9 +61,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   const T* q = static_cast<const T*>(p.q) + b * p.q_stride_b;
   const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
 
-  auto load_head = [&](int h, int stage) {
-    T* qs = smem + stage * kStage;
-    T* ks = qs + kCta * D;
+  // Shared memory: two Q stages, then two K stages. Q changes every head; K
+  // only every `group` heads (GQA), so it is loaded only then, into the stage
+  // of its KV head.
+  auto q_smem = [&](int h) { return smem + (h & 1) * kTileElems; };
+  auto k_smem = [&](int h) {
+    return smem + (2 + ((h / group) & 1)) * kTileElems;
+  };
+  auto load_head = [&](int h, bool with_k) {
+    T* qs = q_smem(h);
+    T* ks = k_smem(h);
     const T* qh = q + h * p.q_stride_h;
     const T* kh = k + (h / group) * p.k_stride_h;
 #pragma unroll
@@ -77,10 +85,12 @@ __global__ void __launch_bounds__(kThreads, 1)
           qs + sw,
           qh + static_cast<int64_t>(min(qr, p.n - 1)) * p.q_stride_n + c * 8,
           qr < p.n ? 16 : 0);
-      CpAsync16(
-          ks + sw,
-          kh + static_cast<int64_t>(min(kr, p.n - 1)) * p.k_stride_n + c * 8,
-          kr < p.n ? 16 : 0);
+      if (with_k) {
+        CpAsync16(
+            ks + sw,
+            kh + static_cast<int64_t>(min(kr, p.n - 1)) * p.k_stride_n + c * 8,
+            kr < p.n ? 16 : 0);
+      }
     }
   };
 
@@ -92,17 +102,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
 
-  load_head(0, 0);
+  // Stage reuse is safe: head h + 1's Q overwrites head h - 1's, and a new KV
+  // head's K overwrites the one before the previous KV head, last read at
+  // least one iteration (and its closing barrier) earlier.
+  load_head(0, true);
   CpAsyncCommit();
   for (int h = 0; h < p.hq; ++h) {
-    if (h + 1 < p.hq) load_head(h + 1, (h + 1) & 1);
+    if (h + 1 < p.hq) load_head(h + 1, (h + 1) % group == 0);
     // Always commit (an empty group is legal), so that "wait for all but the
-    // newest group" means "head h has landed" on every iteration.
+    // newest group" means "head h (and its K) has landed" on every iteration.
     CpAsyncCommit();
     CpAsyncWait<1>();
     __syncthreads();
-    const T* qs = smem + (h & 1) * kStage;
-    const T* ks = qs + kCta * D;
+    const T* qs = q_smem(h);
+    const T* ks = k_smem(h);
     float s[2][8][4];
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
@@ -192,7 +205,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int kRows = 4 * kTile;
   constexpr int kChunks = D / 8;
-  constexpr int kStage = (kRows + kCta) * D;
   constexpr int kQLoads = kRows * kChunks / kThreads;
   constexpr int kKLoads = kCta * kChunks / kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -218,9 +230,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const T* q = static_cast<const T*>(p.q) + b * p.q_stride_b;
   const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
 
-  auto load_head = [&](int h, int stage) {
-    T* qs = smem + stage * kStage;
-    T* ks = qs + kRows * D;
+  // Two Q stages, then two K stages; K reloads only when the KV head changes
+  // (as in the square kernel).
+  auto q_smem = [&](int h) { return smem + (h & 1) * kRows * D; };
+  auto k_smem = [&](int h) {
+    return smem + 2 * kRows * D + ((h / group) & 1) * kCta * D;
+  };
+  auto load_head = [&](int h, bool with_k) {
+    T* qs = q_smem(h);
+    T* ks = k_smem(h);
     const T* qh = q + h * p.q_stride_h;
     const T* kh = k + (h / group) * p.k_stride_h;
     // Not unrolled: hoisted per-load offsets would cost the registers the
@@ -236,6 +254,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           qh + static_cast<int64_t>(min(qr, p.n - 1)) * p.q_stride_n + c * 8,
           qr < p.n ? 16 : 0);
     }
+    if (!with_k) return;
 #pragma unroll 1
     for (int i = 0; i < kKLoads; ++i) {
       const int idx = tid + i * kThreads;
@@ -257,16 +276,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
 
-  load_head(0, 0);
+  load_head(0, true);
   CpAsyncCommit();
   for (int h = 0; h < p.hq; ++h) {
-    if (h + 1 < p.hq) load_head(h + 1, (h + 1) & 1);
+    if (h + 1 < p.hq) load_head(h + 1, (h + 1) % group == 0);
     CpAsyncCommit();
     CpAsyncWait<1>();
     __syncthreads();
     if (active) {
-      const T* qs = smem + (h & 1) * kStage;
-      const T* ks = qs + kRows * D;
+      const T* qs = q_smem(h);
+      const T* ks = k_smem(h);
 #pragma unroll
       for (int cc = 0; cc < 4; ++cc) {
         float s[2][4][4];

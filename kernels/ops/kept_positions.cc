@@ -22,21 +22,28 @@ at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
   if (batch == 0) {
     return at::empty({0, k * block}, kept_blocks.options());
   }
-  // Host syncs on a device tensor; cheap next to the ops that use the
-  // positions.
-  const int64_t lo = kept_blocks.min().item<int64_t>();
-  const int64_t hi = kept_blocks.max().item<int64_t>();
+  // Every fact the checks need (min, max, ascending, rows keeping the ragged
+  // last block) comes to the host in ONE copy: on a GPU each .item() is a
+  // sync that drains the launch queue, and the engine validates several times
+  // per layer.
+  const at::Tensor ascending =
+      k > 1
+          ? (kept_blocks.narrow(1, 1, k - 1) > kept_blocks.narrow(1, 0, k - 1))
+                .all()
+                .to(at::kLong)
+          : at::ones({}, kept_blocks.options());
+  const at::Tensor facts =
+      at::stack({kept_blocks.min(), kept_blocks.max(), ascending,
+                 (kept_blocks.select(1, k - 1) == nb - 1).sum()})
+          .cpu();
+  const int64_t* fact = facts.data_ptr<int64_t>();
+  const int64_t lo = fact[0];
+  const int64_t hi = fact[1];
   TORCH_CHECK_VALUE(lo >= 0 && hi < nb, what, ": kept_blocks must lie in [0, ",
                     nb, ") for ", n_tokens, " tokens in blocks of ", block,
                     ", got [", lo, ", ", hi, "]");
-  if (k > 1) {
-    const bool ascending =
-        (kept_blocks.narrow(1, 1, k - 1) > kept_blocks.narrow(1, 0, k - 1))
-            .all()
-            .item<bool>();
-    TORCH_CHECK_VALUE(ascending, what,
-                      ": kept_blocks must be strictly ascending per row");
-  }
+  TORCH_CHECK_VALUE(fact[2] != 0, what,
+                    ": kept_blocks must be strictly ascending per row");
   at::Tensor pos =
       (kept_blocks.unsqueeze(2) * block +
        at::arange(block, kept_blocks.options()).view({1, 1, block}))
@@ -44,8 +51,7 @@ at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
   const int64_t missing = nb * block - n_tokens;
   if (missing == 0) return pos;
   // The ragged block is the largest index, so where kept it is each row's tail.
-  const int64_t rows_with_last =
-      (kept_blocks.select(1, k - 1) == nb - 1).sum().item<int64_t>();
+  const int64_t rows_with_last = fact[3];
   TORCH_CHECK_VALUE(rows_with_last == 0 || rows_with_last == batch, what,
                     ": every row must keep the same number of tokens, but the "
                     "ragged last block ",

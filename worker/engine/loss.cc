@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/lemo_ops.h"
+
 namespace lemo::engine {
 namespace {
 
@@ -23,12 +25,12 @@ struct SegmentedLossFunction
         torch::zeros({}, hidden.options().dtype(torch::kFloat));
     for (int64_t start = 0; start < tokens; start += segment) {
       const int64_t len = std::min(segment, tokens - start);
-      torch::Tensor logits =
-          torch::linear(h.narrow(0, start, len), lm_head).to(torch::kFloat);
-      total += F::cross_entropy(logits, shifted.narrow(0, start, len),
-                                F::CrossEntropyFuncOptions()
-                                    .ignore_index(kIgnoreIndex)
-                                    .reduction(torch::kSum));
+      // lemo::cross_entropy_chunk: on the CPU exactly the fp32 upcast +
+      // F::cross_entropy(sum) it replaced; on CUDA one fused pass over the
+      // 16-bit logits, without their fp32 copy.
+      total += kernels::CrossEntropyChunk(
+          torch::linear(h.narrow(0, start, len), lm_head),
+          shifted.narrow(0, start, len), kIgnoreIndex);
     }
     torch::Tensor count = (shifted != kIgnoreIndex).sum().to(torch::kFloat);
     ctx->save_for_backward({hidden, lm_head, shifted, count});
@@ -55,17 +57,13 @@ struct SegmentedLossFunction
       grad_hidden = torch::empty_like(h);
       for (int64_t start = 0; start < tokens; start += segment) {
         const int64_t len = std::min(segment, tokens - start);
-        torch::Tensor labels = shifted.narrow(0, start, len);
-        torch::Tensor probs =
-            torch::linear(h.narrow(0, start, len), lm_head).to(torch::kFloat);
-        probs = torch::softmax(probs, -1);
-        torch::Tensor valid = labels != kIgnoreIndex;
-        torch::Tensor target = labels.clamp_min(0).unsqueeze(1);
-        probs.scatter_add_(1, target,
-                           valid.to(torch::kFloat).neg().unsqueeze(1));
-        probs.mul_(valid.unsqueeze(1).to(torch::kFloat) * scale);
-        grad_hidden.narrow(0, start, len)
-            .copy_(probs.to(hidden.scalar_type()).mm(lm_head));
+        // The chunk's logits become their own gradient in place (the CPU
+        // reference is the fp32 softmax - onehot it replaced, rounded to the
+        // logits' dtype = hidden's; on CUDA a fused kernel).
+        torch::Tensor logits = torch::linear(h.narrow(0, start, len), lm_head);
+        kernels::CrossEntropyChunkBackward_(
+            logits, shifted.narrow(0, start, len), scale, kIgnoreIndex);
+        grad_hidden.narrow(0, start, len).copy_(logits.mm(lm_head));
       }
       grad_hidden = grad_hidden.view(hidden.sizes());
     }

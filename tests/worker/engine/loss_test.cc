@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "gtest/gtest.h"
@@ -52,6 +53,53 @@ TEST(CausalLmLoss, SegmentedEqualsUnsegmented) {
   SegmentedCase(3, 7, 64, true);  // one chunk larger than the input
   SegmentedCase(1, 9, 1, true);   // one token per chunk
   SegmentedCase(2, 11, 4, true, torch::kBFloat16);
+}
+
+// The segmented loss as plain ATen, chunk by chunk (the code loss.cc ran
+// before lemo::cross_entropy_chunk): fp32 upcast + cross_entropy(sum); in
+// backward fp32 softmax - onehot, scaled, rounded to the hidden dtype.
+Result OpByOpSegmented(const torch::Tensor& hidden, const torch::Tensor& head,
+                       const torch::Tensor& labels, int64_t segment) {
+  namespace F = torch::nn::functional;
+  const torch::Tensor shifted = ShiftLabels(labels);
+  const torch::Tensor h = hidden.reshape({-1, hidden.size(-1)});
+  const torch::Tensor count = (shifted != kIgnoreIndex).sum().to(torch::kFloat);
+  torch::Tensor total = torch::zeros({}, torch::kFloat);
+  torch::Tensor grad = torch::empty_like(h);
+  for (int64_t start = 0; start < h.size(0); start += segment) {
+    const int64_t len = std::min(segment, h.size(0) - start);
+    const torch::Tensor rows = shifted.narrow(0, start, len);
+    torch::Tensor logits =
+        torch::linear(h.narrow(0, start, len), head).to(torch::kFloat);
+    total += F::cross_entropy(logits, rows,
+                              F::CrossEntropyFuncOptions()
+                                  .ignore_index(kIgnoreIndex)
+                                  .reduction(torch::kSum));
+    torch::Tensor probs = torch::softmax(logits, -1);
+    const torch::Tensor valid = rows != kIgnoreIndex;
+    probs.scatter_add_(1, rows.clamp_min(0).unsqueeze(1),
+                       valid.to(torch::kFloat).neg().unsqueeze(1));
+    probs.mul_(valid.unsqueeze(1).to(torch::kFloat) *
+               (torch::ones({}, torch::kFloat) / count));
+    grad.narrow(0, start, len).copy_(probs.to(hidden.scalar_type()).mm(head));
+  }
+  return {total / count, grad.view(hidden.sizes())};
+}
+
+TEST(CausalLmLoss, SegmentedIsBitIdenticalToOpByOpAten) {
+  // The CPU path of lemo::cross_entropy_chunk must not move a bit.
+  for (torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+    torch::manual_seed(12);
+    const torch::Tensor hidden = torch::randn({2, 21, 16}).to(dtype);
+    const torch::Tensor head = (torch::randn({53, 16}) * 0.5).to(dtype);
+    torch::Tensor labels = torch::randint(53, {2, 21}, torch::kLong);
+    labels.index_put_({torch::rand({2, 21}) < 0.2}, kIgnoreIndex);
+    // Qualified: inside a TEST body, plain Run names testing::Test::Run.
+    const Result seg = engine::Run(hidden, head, labels, 8);
+    const Result ref = OpByOpSegmented(hidden, head, labels, 8);
+    EXPECT_TRUE(torch::equal(seg.loss, ref.loss)) << dtype;
+    EXPECT_TRUE(torch::equal(seg.grad, ref.grad)) << dtype;
+  }
 }
 
 TEST(CausalLmLoss, MatchesHandWrittenShiftedMean) {
