@@ -5,6 +5,8 @@
 //   lemo-train finetune --model /tmp/tiny --data bench/data/corpus.jsonl
 //   --seq-len 256 \
 //       --steps 50 --out /tmp/run
+//   lemo-train calibrate --model /tmp/tiny --data bench/data/corpus.jsonl \
+//       --out /tmp/tiny/predictors   # LeMo pattern predictors
 //
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
@@ -17,9 +19,11 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
+#include "worker/engine/calibrate.h"
 #include "worker/engine/device_memory.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/init_model.h"
@@ -147,6 +151,73 @@ int RunFinetune(FinetuneFlags& flags) {
   return 0;
 }
 
+struct CalibrateFlags {
+  lemo::engine::CalibrateJobOptions job;
+  std::string device = "cpu";
+  std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
+  std::string data_format = "auto";
+  std::string keep_ratios;  // comma-separated; empty: the default schedule
+  std::string report_json;
+};
+
+int RunCalibrate(CalibrateFlags& flags) {
+  auto& job = flags.job;
+  auto device = lemo::engine::ParseDevice(flags.device);
+  if (!device.ok()) return Fail(device.status());
+  job.device = *device;
+  auto dtype =
+      ParseDtype(flags.dtype.empty() ? (device->is_cuda() ? "bf16" : "fp32")
+                                     : flags.dtype);
+  if (!dtype.ok()) return Fail(dtype.status());
+  job.dtype = *dtype;
+  auto format = lemo::engine::ParseDataFormat(flags.data_format);
+  if (!format.ok()) return Fail(format.status());
+  job.data.format = *format;
+  for (absl::string_view r :
+       absl::StrSplit(flags.keep_ratios, ',', absl::SkipEmpty())) {
+    double v = 0;
+    if (!absl::SimpleAtod(r, &v)) {
+      return Fail(absl::InvalidArgumentError(
+          "keep-ratios: \"" + std::string(r) + "\" is not a number"));
+    }
+    job.calibration.keep_ratios.push_back(v);
+  }
+  std::ofstream report_file;
+  if (!flags.report_json.empty()) {
+    report_file.open(flags.report_json, std::ios::out | std::ios::trunc);
+    if (!report_file) {
+      return Fail(absl::InvalidArgumentError("report-json: cannot open " +
+                                             flags.report_json));
+    }
+  }
+  const int64_t steps = job.calibration.steps;
+  auto report =
+      lemo::engine::RunCalibrateJob(job, [steps](int64_t step, double loss) {
+        if (step == steps || step % 10 == 0) {
+          std::fprintf(stderr, "calibration step %lld/%lld loss %.4f\n",
+                       static_cast<long long>(step),
+                       static_cast<long long>(steps), loss);
+        }
+      });
+  if (!report.ok()) return Fail(report.status());
+  std::printf("%5s %6s %14s %8s %13s %12s %10s\n", "layer", "keep",
+              "recall_before", "recall", "params_before", "params_after",
+              "loss");
+  for (const auto& l : report->layers) {
+    std::printf("%5lld %6.3f %14.3f %8.3f %13lld %12lld %10.4f\n",
+                static_cast<long long>(l.layer), l.keep_ratio, l.recall_before,
+                l.recall, static_cast<long long>(l.params_before),
+                static_cast<long long>(l.params_after), l.final_loss);
+  }
+  std::printf("wrote predictors to %s (%.1f s)\n", job.out_dir.c_str(),
+              report->seconds);
+  if (report_file.is_open()) {
+    report_file << report->ToJson().dump(2) << "\n";
+    report_file.flush();
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,11 +297,72 @@ int main(int argc, char** argv) {
   ft_cmd->add_option("--metrics-jsonl", ft.metrics_jsonl,
                      "Write one JSON object per step here");
 
+  CalibrateFlags cal;
+  auto& job = cal.job;
+  job.data.tokenizer = "byte";
+  job.data.seq_len = 4096;
+  auto* cal_cmd = app.add_subcommand(
+      "calibrate",
+      "Train LeMo pattern predictors against the oracle (model frozen)");
+  cal_cmd->add_option("--model", job.model_dir, "HF model directory")
+      ->required();
+  cal_cmd
+      ->add_option("--data", job.data.path,
+                   "JSONL with a \"text\" field, or a .u16/.u32 token file")
+      ->required();
+  cal_cmd->add_option("--out", job.out_dir, "Predictor directory to write")
+      ->required();
+  cal_cmd
+      ->add_option("--data-format", cal.data_format, "auto | jsonl | u16 | u32")
+      ->capture_default_str();
+  cal_cmd
+      ->add_option("--tokenizer", job.data.tokenizer,
+                   "byte, or a SentencePiece tokenizer.model")
+      ->capture_default_str();
+  cal_cmd->add_option("--seq-len", job.data.seq_len, "Tokens per sample")
+      ->capture_default_str();
+  cal_cmd->add_option("--batch-size", job.data.batch_size)
+      ->capture_default_str();
+  cal_cmd->add_option("--steps", job.calibration.steps, "Optimizer steps")
+      ->capture_default_str();
+  cal_cmd->add_option("--device", cal.device, "cpu | cuda:N")
+      ->capture_default_str();
+  cal_cmd->add_option(
+      "--dtype", cal.dtype,
+      "Model dtype: fp32 | bf16 (default: bf16 on CUDA, fp32 on CPU)");
+  cal_cmd->add_option("--lr", job.calibration.lr, "AdamW learning rate")
+      ->capture_default_str();
+  cal_cmd
+      ->add_option("--prune-every", job.calibration.prune_every,
+                   "Prune dead neurons every N steps (0: never)")
+      ->capture_default_str();
+  cal_cmd
+      ->add_option("--hidden1", job.calibration.predictor.hidden1,
+                   "First hidden width")
+      ->capture_default_str();
+  cal_cmd
+      ->add_option("--hidden2", job.calibration.predictor.hidden2,
+                   "Second hidden width (0: 64 x head_dim, the artifact's)")
+      ->capture_default_str();
+  cal_cmd->add_option("--keep-ratios", cal.keep_ratios,
+                      "Comma-separated keep ratio per layer, as the fine-tune "
+                      "uses (default: the artifact's schedule)");
+  cal_cmd
+      ->add_option("--heldout-samples", job.heldout_samples,
+                   "Samples held out to measure recall")
+      ->capture_default_str();
+  cal_cmd->add_option("--seed", job.calibration.seed)->capture_default_str();
+  cal_cmd->add_option("--data-seed", job.data.seed, "Shuffle seed")
+      ->capture_default_str();
+  cal_cmd->add_option("--report-json", cal.report_json,
+                      "Write the per-layer report here");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*init_cmd) return RunInitModel(init);
+  if (*cal_cmd) return RunCalibrate(cal);
   return RunFinetune(ft);
 }

@@ -72,12 +72,15 @@ class LemoTrainCliTest : public ::testing::Test {
   }
 
   static fs::path dir_;
+
+ public:
+  static const fs::path& Dir() { return dir_; }
 };
 
 fs::path LemoTrainCliTest::dir_;
 
 TEST_F(LemoTrainCliTest, HelpOnEverySubcommand) {
-  for (const char* sub : {"", "init-model ", "finetune "}) {
+  for (const char* sub : {"", "init-model ", "finetune ", "calibrate "}) {
     Result r = RunLemoTrain(std::string(sub) + "--help");
     EXPECT_EQ(r.exit_code, 0) << sub;
     EXPECT_THAT(r.output, HasSubstr("Usage")) << sub;
@@ -175,6 +178,58 @@ TEST_F(LemoTrainCliTest, FinetunesAndWritesMetrics) {
     ++lines;
   }
   EXPECT_EQ(lines, 2);
+}
+
+// Predictor calibration on the tiny model: blocks of 64 tokens, so seq_len 256
+// gives 4 blocks and layer 0 keeps 2 of them.
+std::string Calibrate(const std::string& model, const std::string& out,
+                      const std::string& extra = "") {
+  return "calibrate --model " + model + " --data " +
+         (LemoTrainCliTest::Dir() / "long.jsonl").string() + " --out " + out +
+         " --seq-len 256 --steps 3 --hidden1 8 --hidden2 8 --prune-every 2 "
+         "--heldout-samples 1 " +
+         extra;
+}
+
+TEST_F(LemoTrainCliTest, CalibratePrintsRecallAndWritesPredictors) {
+  {
+    std::ofstream long_data(dir_ / "long.jsonl");
+    for (int i = 0; i < 8; ++i) {
+      long_data << "{\"text\": \"" << std::string(200, 'a' + i) << "\"}\n";
+    }
+  }
+  const fs::path out = dir_ / "predictors";
+  const fs::path report = dir_ / "report.json";
+  Result r = RunLemoTrain(
+      Calibrate((dir_ / "model").string(), out.string(),
+                "--keep-ratios 0.5,1 --report-json " + report.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("recall"));
+  EXPECT_TRUE(fs::exists(out / "predictors.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "predictor_config.json"));
+  std::ifstream in(report);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("\"params_after\""));
+
+  // Bad input: a missing model, an all-dense schedule, a schedule of the wrong
+  // length.
+  r = RunLemoTrain(Calibrate((dir_ / "missing").string(), out.string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("missing"));
+  r = RunLemoTrain(
+      Calibrate((dir_ / "model").string(), out.string(), "--keep-ratios 1,1"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("dense"));
+  r = RunLemoTrain(
+      Calibrate((dir_ / "model").string(), out.string(), "--keep-ratios 0.5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("keep_ratios"));
+  r = RunLemoTrain(Calibrate((dir_ / "model").string(), out.string(),
+                             "--keep-ratios half,1"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("half"));
 }
 
 }  // namespace

@@ -12,10 +12,8 @@ kernels::SelectOptions LayerSelectOptions(const LemoOptions& options,
   return select;
 }
 
-torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
-                               const torch::Tensor& xn,
-                               const kernels::SelectOptions& select,
-                               int64_t block) {
+torch::Tensor OracleBlockMap(const DecoderLayer& layer, const torch::Tensor& xn,
+                             int64_t block) {
   torch::NoGradGuard no_grad;
   const int64_t batch = xn.size(0);
   const int64_t len = xn.size(1);
@@ -26,8 +24,16 @@ torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
   };
   const torch::Tensor q = heads(layer.projection(0));
   const torch::Tensor k = heads(layer.projection(1));
-  const torch::Tensor map = kernels::BlockScores(q, k, block);
-  return kernels::SelectBlocks(kernels::BlockColumnScores(map), select);
+  return kernels::BlockScores(q, k, block);
+}
+
+torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
+                               const torch::Tensor& xn,
+                               const kernels::SelectOptions& select,
+                               int64_t block) {
+  torch::NoGradGuard no_grad;
+  return kernels::SelectBlocks(
+      kernels::BlockColumnScores(OracleBlockMap(layer, xn, block)), select);
 }
 
 torch::Tensor SparseAttentionResidual(
@@ -47,19 +53,32 @@ torch::Tensor SparseAttentionResidual(
   return kernels::ScatterAddBlocks(x, attn, kept, block);
 }
 
-torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
-                                    const torch::Tensor& x,
-                                    const torch::Tensor& cos,
-                                    const torch::Tensor& sin, double keep_ratio,
-                                    const LemoOptions& options, bool training,
-                                    LemoLayerStats* stats) {
+torch::Tensor LemoAttentionSublayer(
+    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
+    const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,
+    bool training, LemoLayerStats* stats, const PatternPredictor* predictor) {
   const torch::Tensor xn = layer.InputNorm(x);
   torch::Tensor h;
   int64_t kept_tokens = x.size(0) * x.size(1);
-  if (options.mode == LemoMode::kOracle && keep_ratio < 1) {
-    const torch::Tensor kept =
-        OracleKeptBlocks(layer, xn, LayerSelectOptions(options, keep_ratio),
-                         options.block_tokens);
+  double recall = -1;
+  const bool sparse = keep_ratio < 1 && (options.mode == LemoMode::kOracle ||
+                                         options.mode == LemoMode::kPredictor);
+  if (sparse) {
+    const kernels::SelectOptions select =
+        LayerSelectOptions(options, keep_ratio);
+    torch::Tensor kept;
+    if (options.mode == LemoMode::kPredictor) {
+      TORCH_CHECK_VALUE(predictor != nullptr,
+                        "lemo predictor mode: a sparse layer (keep ratio ",
+                        keep_ratio, ") has no pattern predictor");
+      kept = predictor->KeptBlocks(xn, select);
+      if (options.measure_predictor_recall) {
+        recall = KeptBlockRecall(
+            kept, OracleKeptBlocks(layer, xn, select, options.block_tokens));
+      }
+    } else {
+      kept = OracleKeptBlocks(layer, xn, select, options.block_tokens);
+    }
     h = SparseAttentionResidual(layer, x, xn, cos, sin, kept,
                                 options.block_tokens, training);
     kept_tokens =
@@ -71,6 +90,7 @@ torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
   if (stats != nullptr) {
     stats->kept_tokens = kept_tokens;
     stats->total_tokens = x.size(0) * x.size(1);
+    stats->predictor_recall = recall;
   }
   return h;
 }
@@ -78,9 +98,9 @@ torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
 torch::Tensor LemoDecoderLayerForward(
     const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
     const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,
-    bool training, LemoLayerStats* stats) {
-  const torch::Tensor h = LemoAttentionSublayer(layer, x, cos, sin, keep_ratio,
-                                                options, training, stats);
+    bool training, LemoLayerStats* stats, const PatternPredictor* predictor) {
+  const torch::Tensor h = LemoAttentionSublayer(
+      layer, x, cos, sin, keep_ratio, options, training, stats, predictor);
   return h + layer.Mlp(layer.PostAttentionNorm(h), training);
 }
 

@@ -22,6 +22,7 @@
 #include "kernels/lemo_ops.h"
 #include "worker/engine/lemo_options.h"
 #include "worker/engine/llama_model.h"
+#include "worker/engine/pattern_predictor.h"
 
 namespace lemo::engine {
 
@@ -29,6 +30,12 @@ namespace lemo::engine {
 // ratio, or adaptive when options.adaptive_tau > 0).
 kernels::SelectOptions LayerSelectOptions(const LemoOptions& options,
                                           double keep_ratio);
+
+// The oracle block map [B, nb, nb] fp32 of normalised xn [B, N, D]: block
+// scores of the base (frozen, adapter-free) q/k projections before RoPE, under
+// no-grad. Pattern predictors are calibrated against it.
+torch::Tensor OracleBlockMap(const DecoderLayer& layer, const torch::Tensor& xn,
+                             int64_t block);
 
 // Oracle block selection for normalised xn [B, N, D]: int64 [B, k] kept blocks,
 // ascending. Runs under no-grad on the base (frozen, adapter-free) q/k
@@ -47,23 +54,25 @@ torch::Tensor SparseAttentionResidual(
     const torch::Tensor& kept, int64_t block, bool training);
 
 // x + the attention sublayer of InputNorm(x): sparse when options.mode is
-// oracle and keep_ratio < 1 (blocks chosen by the oracle), dense otherwise
-// (exactly DecoderLayer's). `stats` (optional) receives the kept-token counts.
-torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
-                                    const torch::Tensor& x,
-                                    const torch::Tensor& cos,
-                                    const torch::Tensor& sin, double keep_ratio,
-                                    const LemoOptions& options, bool training,
-                                    LemoLayerStats* stats);
+// oracle or predictor and keep_ratio < 1 (blocks chosen by the oracle, or by
+// `predictor`, which predictor mode requires there), dense otherwise (exactly
+// DecoderLayer's). `stats` (optional) receives the kept-token counts and, when
+// options.measure_predictor_recall, the predictor's recall.
+torch::Tensor LemoAttentionSublayer(
+    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
+    const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,
+    bool training, LemoLayerStats* stats,
+    const PatternPredictor* predictor = nullptr);
 
 // One decoder layer with LeMo: the attention sublayer is sparse when
-// options.mode is oracle and keep_ratio < 1, dense otherwise (then equal to
-// DecoderLayer::Forward); the MLP is dense. `stats` (optional) receives the
-// kept-token counts.
+// options.mode is oracle or predictor and keep_ratio < 1, dense otherwise (then
+// equal to DecoderLayer::Forward); the MLP is dense. `stats` (optional)
+// receives the kept-token counts.
 torch::Tensor LemoDecoderLayerForward(
     const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
     const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,
-    bool training, LemoLayerStats* stats);
+    bool training, LemoLayerStats* stats,
+    const PatternPredictor* predictor = nullptr);
 
 }  // namespace lemo::engine
 

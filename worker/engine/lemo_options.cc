@@ -9,16 +9,21 @@ namespace lemo::engine {
 absl::StatusOr<LemoMode> ParseLemoMode(absl::string_view name) {
   if (name == "dense") return LemoMode::kDense;
   if (name == "oracle") return LemoMode::kOracle;
-  if (name == "predictor") {
-    return absl::UnimplementedError(
-        "lemo mode \"predictor\" is not implemented yet; use dense or oracle");
-  }
+  if (name == "predictor") return LemoMode::kPredictor;
   return absl::InvalidArgumentError(absl::StrCat(
       "lemo mode must be dense, oracle or predictor, got \"", name, "\""));
 }
 
 std::string LemoModeName(LemoMode mode) {
-  return mode == LemoMode::kOracle ? "oracle" : "dense";
+  switch (mode) {
+    case LemoMode::kOracle:
+      return "oracle";
+    case LemoMode::kPredictor:
+      return "predictor";
+    case LemoMode::kDense:
+      break;
+  }
+  return "dense";
 }
 
 std::vector<double> DefaultKeepSchedule(int64_t num_layers) {

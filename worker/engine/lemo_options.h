@@ -26,9 +26,12 @@ enum class LemoMode {
   // Token elimination with the oracle block scores (an extra no-grad QK^T pass
   // per layer).
   kOracle,
+  // Token elimination with blocks chosen by calibrated pattern predictors
+  // (worker/engine/pattern_predictor.h) instead of the oracle.
+  kPredictor,
 };
 
-// "dense" or "oracle"; "predictor" is recognised but not implemented yet.
+// "dense", "oracle" or "predictor".
 absl::StatusOr<LemoMode> ParseLemoMode(absl::string_view name);
 std::string LemoModeName(LemoMode mode);
 
@@ -52,6 +55,13 @@ struct LemoOptions {
   // (LemoLayerStats::saved_bytes) by tracking the allocator; off by default as
   // it replaces the profiler's memory hook while on.
   bool measure_saved_bytes = false;
+  // Predictor mode: the directory `lemo-train calibrate` wrote for this model
+  // and keep schedule.
+  std::string predictor_dir;
+  // Predictor mode: also run the oracle in each sparse layer and report the
+  // predictor's top-k recall against it (LemoLayerStats::predictor_recall);
+  // costs the oracle's QK^T pass, so it is off by default.
+  bool measure_predictor_recall = false;
 };
 
 struct LemoLayerStats {
@@ -64,6 +74,10 @@ struct LemoLayerStats {
   // backward), its output excluded; -1 unless measure_saved_bytes. Under
   // gradient checkpointing this is what the checkpoint keeps (its input).
   int64_t saved_bytes = -1;
+  // Predictor mode with measure_predictor_recall: |predicted kept ∩ oracle
+  // kept| / |oracle kept| of the last forward, averaged over the batch; -1
+  // when not measured (or a dense layer).
+  double predictor_recall = -1;
 };
 
 // The artifact's Llama-2-7B schedule (layers 0-14 dense, 15-30 at 0.4, 31

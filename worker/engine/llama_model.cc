@@ -16,6 +16,7 @@
 #include "worker/engine/lean_ops.h"
 #include "worker/engine/lemo_attention.h"
 #include "worker/engine/loss.h"
+#include "worker/engine/pattern_predictor.h"
 #include "worker/engine/recompute.h"
 #include "worker/engine/torch_status.h"
 
@@ -76,6 +77,40 @@ absl::Status ValidateConfig(const ModelConfig& c) {
     return absl::InvalidArgumentError("model config: rms_norm_eps must be > 0");
   }
   return absl::OkStatus();
+}
+
+// Predictor mode: the predictors of `lemo.predictor_dir`, checked against the
+// model and the keep schedule, on the model's device and dtype.
+absl::StatusOr<std::shared_ptr<const PatternPredictors>> LoadLayerPredictors(
+    const ModelConfig& config, const ModelOptions& options,
+    const std::vector<double>& keep_ratios) {
+  const LemoOptions& lemo = options.lemo;
+  if (lemo.predictor_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "lemo predictor mode needs predictor_dir (a directory written by "
+        "`lemo-train calibrate`)");
+  }
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PatternPredictors> loaded,
+                        PatternPredictors::Load(lemo.predictor_dir, config));
+  if (loaded->info().block_tokens != lemo.block_tokens) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("predictors ", lemo.predictor_dir, " use blocks of ",
+                     loaded->info().block_tokens,
+                     " tokens, lemo block_tokens is ", lemo.block_tokens));
+  }
+  for (size_t i = 0; i < keep_ratios.size(); ++i) {
+    if (keep_ratios[i] < 1 &&
+        loaded->layer(static_cast<int64_t>(i)) == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "predictors ", lemo.predictor_dir, " have no predictor for layer ", i,
+          ", which is sparse (keep ratio ", keep_ratios[i],
+          "); calibrate with the keep schedule the fine-tune uses"));
+    }
+  }
+  return CallTorch("moving predictors", [&] {
+    return std::shared_ptr<const PatternPredictors>(
+        loaded->To(options.device, options.base_dtype));
+  });
 }
 
 }  // namespace
@@ -181,6 +216,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
       model->keep_ratios_,
       ResolveKeepSchedule(options.lemo, config.num_hidden_layers),
       "lemo options");
+  if (options.lemo.mode == LemoMode::kPredictor) {
+    LEMO_ASSIGN_OR_RETURN(
+        model->predictors_,
+        LoadLayerPredictors(config, options, model->keep_ratios_),
+        "lemo predictors");
+  }
 
   const int64_t d = config.hidden_size;
   const int64_t hd = config.head_dim;
@@ -306,13 +347,17 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
     // picks the same blocks.
     SegmentFn run = [forward = layer_forward_, i, &layer, cos = cos, sin = sin,
                      training, lemo = &options_.lemo, keep = keep_ratios_[i],
-                     stats = &lemo_stats_[i]](const torch::Tensor& h) {
+                     stats = &lemo_stats_[i],
+                     predictor =
+                         predictors_ != nullptr
+                             ? predictors_->layer(static_cast<int64_t>(i))
+                             : nullptr](const torch::Tensor& h) {
       if (forward) {
         return forward(static_cast<int64_t>(i), layer, h, cos, sin, training);
       }
       if (lemo->mode != LemoMode::kDense) {
         return LemoDecoderLayerForward(layer, h, cos, sin, keep, *lemo,
-                                       training, stats);
+                                       training, stats, predictor);
       }
       return layer.Forward(h, cos, sin, training);
     };

@@ -34,6 +34,8 @@
 
 namespace lemo::engine {
 
+class PatternPredictors;
+
 struct LoraOptions {
   // Adapter rank r.
   int64_t rank = 8;
@@ -175,6 +177,15 @@ class LlamaModel {
   const std::vector<double>& keep_ratios() const { return keep_ratios_; }
   // Kept tokens per layer in the last forward (all tokens for dense layers).
   const std::vector<LemoLayerStats>& lemo_stats() const { return lemo_stats_; }
+  // LeMo predictor mode: the predictors loaded from options.lemo.predictor_dir
+  // (on the model's device, in its dtype); nullptr in other modes.
+  const PatternPredictors* predictors() const { return predictors_.get(); }
+  // Turns options.lemo.measure_predictor_recall on or off for the next
+  // forwards (the trainer measures only every K steps: it costs an oracle
+  // pass).
+  void SetMeasurePredictorRecall(bool on) {
+    options_.lemo.measure_predictor_recall = on;
+  }
   const RotaryEmbedding& rope() const { return rope_; }
   const torch::Tensor& embed_tokens() const { return embed_; }
   const torch::Tensor& final_norm() const { return norm_; }
@@ -200,6 +211,8 @@ class LlamaModel {
   // tokens.
   std::vector<double> keep_ratios_;
   std::vector<LemoLayerStats> lemo_stats_;
+  // Predictor mode: one predictor per sparse layer.
+  std::shared_ptr<const PatternPredictors> predictors_;
 };
 
 }  // namespace lemo::engine

@@ -47,6 +47,11 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("lora_r: must be > 0, got ", o.model.lora.rank));
   }
+  if (o.predictor_recall_every < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("predictor_recall_every: must be >= 0, got ",
+                     o.predictor_recall_every));
+  }
   if (o.model.loss_segment_tokens < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("loss_segment_tokens: must be >= 0, got ",
@@ -185,6 +190,11 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
     const std::atomic<bool>* cancel) {
   const torch::Device device = options_.model.device;
   ResetPeakMemory(device);
+  if (options_.model.lemo.mode == LemoMode::kPredictor) {
+    model_->SetMeasurePredictorRecall(
+        options_.predictor_recall_every > 0 &&
+        (step_ + 1) % options_.predictor_recall_every == 0);
+  }
   const auto start = std::chrono::steady_clock::now();
   double loss_sum = 0;
   for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {

@@ -49,6 +49,10 @@ struct TrainerOptions {
   int64_t save_every = 0;
   // Seeds LoRA initialisation and dropout.
   uint64_t seed = 0;
+  // LeMo predictor mode: measure each sparse layer's predictor recall against
+  // the oracle on every K-th step (model().lemo_stats() then holds it after
+  // that step); 0 = never, as it costs an oracle pass.
+  int64_t predictor_recall_every = 0;
 };
 
 // One optimizer step's numbers, as streamed to users.

@@ -99,9 +99,8 @@ TEST(LemoSchedule, ValidatesOptions) {
 TEST(LemoMode, Parses) {
   EXPECT_EQ(*ParseLemoMode("dense"), LemoMode::kDense);
   EXPECT_EQ(*ParseLemoMode("oracle"), LemoMode::kOracle);
-  EXPECT_THAT(
-      ParseLemoMode("predictor").status(),
-      StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("predictor")));
+  EXPECT_EQ(*ParseLemoMode("predictor"), LemoMode::kPredictor);
+  EXPECT_EQ(LemoModeName(LemoMode::kPredictor), "predictor");
   EXPECT_THAT(
       ParseLemoMode("sparse").status(),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sparse")));
