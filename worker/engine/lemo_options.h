@@ -26,6 +26,9 @@ enum class LemoMode {
   // Token elimination with the oracle block scores (an extra no-grad QK^T pass
   // per layer).
   kOracle,
+  // Token elimination with block scores from trained per-layer predictors
+  // (LemoOptions::predictor_dir).
+  kPredictor,
 };
 
 // "dense" or "oracle"; "predictor" is recognised but not implemented yet.
@@ -52,6 +55,17 @@ struct LemoOptions {
   // (LemoLayerStats::saved_bytes) by tracking the allocator; off by default as
   // it replaces the profiler's memory hook while on.
   bool measure_saved_bytes = false;
+  // Directory of trained per-layer pattern predictors (mode kPredictor).
+  std::string predictor_dir;
+  // MLP channel-sparse backward (LEMO.md section 3), in [0, 1): the fraction
+  // of intermediate channels whose gate/up are not saved and whose backward is
+  // dropped, chosen per sample by ||SiLU(gate)||_2 + ||up||_2 over tokens.
+  // 0 = off (exact dense MLP); the paper uses 0.8. Approximate: changes
+  // gradients. See worker/engine/sparse_mlp.h.
+  double mlp_prune_ratio = 0;
+  // Recompute the post-attention RMSNorm output in backward instead of saving
+  // it (worker/engine/sparse_mlp.h); exact.
+  bool recompute_norm = false;
 };
 
 struct LemoLayerStats {
@@ -64,6 +78,9 @@ struct LemoLayerStats {
   // backward), its output excluded; -1 unless measure_saved_bytes. Under
   // gradient checkpointing this is what the checkpoint keeps (its input).
   int64_t saved_bytes = -1;
+  // Recall of the oracle's kept blocks by the layer's predictor in the last
+  // forward, in [0, 1]; -1 when not measured (no predictor).
+  double predictor_recall = -1;
 };
 
 // The artifact's Llama-2-7B schedule (layers 0-14 dense, 15-30 at 0.4, 31
