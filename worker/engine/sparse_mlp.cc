@@ -92,9 +92,8 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     torch::Tensor gate =
         Project(xn, p.w_gate, p.b_gate, a_gate, b_gate, p.s_gate, &h_gate);
     torch::Tensor up = Project(xn, p.w_up, p.b_up, a_up, b_up, p.s_up, &h_up);
-    torch::Tensor out =
-        Project(torch::silu(gate) * up, p.w_down, p.b_down, a_down, b_down,
-                p.s_down, &h_down);
+    torch::Tensor out = Project(torch::silu(gate) * up, p.w_down, p.b_down,
+                                a_down, b_down, p.s_down, &h_down);
     torch::Tensor idx;
     if (KeptMlpChannels(gate.size(-1), p.prune_ratio) < gate.size(-1)) {
       idx = TopMlpChannels(gate, up, p.prune_ratio);
@@ -167,8 +166,9 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
       // SwiGluFunction's backward.
       torch::Tensor grad_up = grad_act * torch::silu(gk);
       torch::Tensor grad_gate = torch::silu_backward(grad_act * uk, gk);
-      torch::Tensor grad_xn = grad_gate.matmul(Channels(w_gate, 0, keep))
-                                  .add_(grad_up.matmul(Channels(w_up, 0, keep)));
+      torch::Tensor grad_xn =
+          grad_gate.matmul(Channels(w_gate, 0, keep))
+              .add_(grad_up.matmul(Channels(w_up, 0, keep)));
       // LoraLinearFunction's backward on the kept rows of lora_B.
       const auto lora = [&](const torch::Tensor& grad, const torch::Tensor& a,
                             const torch::Tensor& b, const torch::Tensor& hid,

@@ -31,8 +31,8 @@ using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 
 const std::vector<std::string> kAllTargets = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-    "down_proj"};
+    "q_proj",    "k_proj",  "v_proj",   "o_proj",
+    "gate_proj", "up_proj", "down_proj"};
 
 std::unique_ptr<LlamaModel> MakeModel(
     const ModelConfig& config, const ModelOptions& options,
@@ -54,9 +54,10 @@ std::vector<torch::Tensor> MlpLora(const DecoderLayer& layer) {
 }
 
 // Output, grad of h and grads of the MLP adapters for sum(out * weights).
-std::vector<torch::Tensor> RunMlp(const DecoderLayer& layer, const torch::Tensor& h,
-                               const std::function<torch::Tensor()>& forward,
-                               const torch::Tensor& weights) {
+std::vector<torch::Tensor> RunMlp(const DecoderLayer& layer,
+                                  const torch::Tensor& h,
+                                  const std::function<torch::Tensor()>& forward,
+                                  const torch::Tensor& weights) {
   std::vector<torch::Tensor> inputs = {h};
   for (const torch::Tensor& t : MlpLora(layer)) inputs.push_back(t);
   torch::Tensor out = forward();
@@ -73,8 +74,10 @@ void ExpectClose(const std::vector<torch::Tensor>& got,
     const double scale = want[i].abs().max().item<double>();
     const double diff = (got[i] - want[i]).abs().max().item<double>();
     EXPECT_LE(diff, rel * std::max(1.0, scale))
-        << (i == 0 ? "output" : i == 1 ? "grad h" : "LoRA grad") << " " << i
-        << ": max diff " << diff << ", scale " << scale;
+        << (i == 0   ? "output"
+            : i == 1 ? "grad h"
+                     : "LoRA grad")
+        << " " << i << ": max diff " << diff << ", scale " << scale;
   }
 }
 
@@ -105,15 +108,15 @@ TEST(SparseMlp, RatioZeroEqualsDenseBackward) {
   Fixture f = MakeFixture();
   const DecoderLayer& layer = f.model->layers()[0];
   const auto dense = RunMlp(
-      layer, f.h,
-      [&] { return layer.Mlp(layer.PostAttentionNorm(f.h), true); },
+      layer, f.h, [&] { return layer.Mlp(layer.PostAttentionNorm(f.h), true); },
       f.out_weights);
   // Every channel kept through the fused node, with the norm outside it
   // (a ratio too small to drop a channel of 40) and inside it (recomputed).
-  for (const MlpSavers savers : {MlpSavers{1e-6, false}, MlpSavers{0, true},
-                                 MlpSavers{1e-6, true}}) {
-    SCOPED_TRACE(::testing::Message() << "prune " << savers.prune_ratio
-                                      << " recompute " << savers.recompute_norm);
+  for (const MlpSavers savers :
+       {MlpSavers{1e-6, false}, MlpSavers{0, true}, MlpSavers{1e-6, true}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << "prune " << savers.prune_ratio << " recompute "
+                 << savers.recompute_norm);
     const auto fused = RunMlp(
         layer, f.h, [&] { return MlpSublayer(layer, f.h, savers, true); },
         f.out_weights);
@@ -162,8 +165,7 @@ TEST(SparseMlp, KeptChannelGradientsEqualCutDenseReference) {
   }
   // The pruned backward really differs from the dense one.
   const auto dense = RunMlp(
-      layer, f.h,
-      [&] { return layer.Mlp(layer.PostAttentionNorm(f.h), true); },
+      layer, f.h, [&] { return layer.Mlp(layer.PostAttentionNorm(f.h), true); },
       f.out_weights);
   EXPECT_GT((want[1] - dense[1]).abs().max().item<double>(), 1e-4);
 }
@@ -264,7 +266,8 @@ TEST(NormRecompute, DropsTheSavedNormOutputWhereItIsSaved) {
   // gate/up adapters: their lora_A gradient needs the norm output.
   for (const bool mlp_lora : {false, true}) {
     ModelOptions options;
-    if (mlp_lora) options.lora.target_modules = {"q_proj", "gate_proj", "up_proj"};
+    if (mlp_lora)
+      options.lora.target_modules = {"q_proj", "gate_proj", "up_proj"};
     auto model = MakeModel(s.config, options, s.weights);
     const DecoderLayer& layer = model->layers()[0];
     const int64_t saved = SavedBytes([&] {
@@ -302,8 +305,8 @@ TEST(NormRecompute, ModelLossAndGradientsUnchanged) {
   const auto pb = b->LoraParameters();
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i = 0; i < pa.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-5,
-                                1e-7))
+    EXPECT_TRUE(
+        torch::allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-5, 1e-7))
         << pa[i].first;
   }
   for (size_t i = 0; i < a->lemo_stats().size(); ++i) {
@@ -318,10 +321,10 @@ TEST(SparseMlp, ModelRejectsBadOptions) {
   for (const double bad : {-0.1, 1.0, 1.5}) {
     ModelOptions options;
     options.lemo.mlp_prune_ratio = bad;
-    EXPECT_THAT(LlamaModel::Create(config, options, testing::MapLoader(w))
-                    .status(),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr("mlp_prune_ratio must be in [0, 1)")));
+    EXPECT_THAT(
+        LlamaModel::Create(config, options, testing::MapLoader(w)).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 HasSubstr("mlp_prune_ratio must be in [0, 1)")));
   }
   ModelOptions dropout;
   dropout.lemo.mlp_prune_ratio = 0.8;
