@@ -1,6 +1,7 @@
 #include "server/metrics/metrics.h"
 
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -66,6 +67,35 @@ class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
     MetricFamily reserved =
         Gauge("lemo_job_peak_reserved_bytes",
               "Peak device memory reserved by rank 0 in the last step.");
+    // Per decoder layer (labels job, layer): bounded by the active jobs'
+    // depths.
+    MetricFamily kept = Gauge("lemo_job_kept_token_fraction",
+                              "Newest rank-0 fraction of tokens each decoder "
+                              "layer's attention kept (1 = dense).");
+    MetricFamily saved = Gauge(
+        "lemo_job_saved_activation_bytes",
+        "Newest rank-0 bytes each decoder layer saved for backward (when the "
+        "spec measures them).");
+    MetricFamily recall =
+        Gauge("lemo_job_predictor_recall",
+              "Newest rank-0 recall of the oracle's kept blocks by each "
+              "layer's predictor (PREDICTOR mode).");
+    for (const auto& [id, m] : s.active_job_metrics) {
+      for (int i = 0; i < m.kept_token_fraction_size(); ++i) {
+        Add(&kept, m.kept_token_fraction(i),
+            {{"job", id}, {"layer", std::to_string(i)}});
+      }
+      for (int i = 0; i < m.saved_activation_bytes_size(); ++i) {
+        if (m.saved_activation_bytes(i) < 0) continue;
+        Add(&saved, static_cast<double>(m.saved_activation_bytes(i)),
+            {{"job", id}, {"layer", std::to_string(i)}});
+      }
+      for (int i = 0; i < m.predictor_recall_size(); ++i) {
+        if (m.predictor_recall(i) < 0) continue;
+        Add(&recall, m.predictor_recall(i),
+            {{"job", id}, {"layer", std::to_string(i)}});
+      }
+    }
     for (const auto& [id, m] : s.active_job_metrics) {
       Add(&tps, m.tokens_per_second(), {{"job", id}});
       Add(&step_time, m.step_time_seconds(), {{"job", id}});
@@ -75,7 +105,8 @@ class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
       Add(&reserved, static_cast<double>(m.peak_reserved_bytes()),
           {{"job", id}});
     }
-    return {jobs, workers, tps, step_time, loss, step, peak, reserved};
+    return {jobs, workers,  tps,  step_time, loss,  step,
+            peak, reserved, kept, saved,     recall};
   }
 
  private:

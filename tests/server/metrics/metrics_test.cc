@@ -27,6 +27,10 @@ Coordinator::Snapshot Fixed() {
   m.set_tokens_per_second(5000);
   m.set_step_time_seconds(0.5);
   m.set_peak_allocated_bytes(1 << 20);
+  m.add_kept_token_fraction(1.0);
+  m.add_kept_token_fraction(0.4375);
+  m.add_saved_activation_bytes(4096);
+  m.add_saved_activation_bytes(2048);
   s.active_job_metrics["job-abc"] = m;
   return s;
 }
@@ -50,6 +54,17 @@ std::string HttpGet(int port, const std::string& path) {
     out.append(buf, static_cast<size_t>(n));
   close(fd);
   return out;
+}
+
+TEST(CoordinatorMetrics, PerLayerLemoSeriesFromTheNewestSample) {
+  CoordinatorMetrics metrics([] { return Fixed(); });
+  const std::string text = metrics.Scrape();
+  EXPECT_THAT(text, HasSubstr("lemo_job_kept_token_fraction{job=\"job-abc\","
+                              "layer=\"1\"} 0.4375"));
+  EXPECT_THAT(text, HasSubstr("lemo_job_saved_activation_bytes{job=\"job-abc\","
+                              "layer=\"0\"} 4096"));
+  // No predictor ran: the family has no series.
+  EXPECT_THAT(text, Not(HasSubstr("lemo_job_predictor_recall{")));
 }
 
 TEST(CoordinatorMetrics, SnapshotFamiliesFollowTheNamingRules) {
