@@ -95,12 +95,10 @@ absl::StatusOr<EvalResult> Evaluate(const EvalOptions& options) {
         return LlamaModel::Create(config, model_options, loader);
       }));
   if (with_adapter) {
-    LEMO_RETURN_IF_ERROR(CallTorch("loading LoRA weights",
-                                   [&] {
-                                     return model->LoadLoraWeights(
-                                         adapter.lora);
-                                   }),
-                         absl::StrCat("adapter ", options.adapter_dir));
+    LEMO_RETURN_IF_ERROR(
+        CallTorch("loading LoRA weights",
+                  [&] { return model->LoadLoraWeights(adapter.lora); }),
+        absl::StrCat("adapter ", options.adapter_dir));
   }
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PackedDataset> data,
                         PackedDataset::Create(options.data, config.vocab_size),

@@ -1,8 +1,8 @@
 // Tests of held-out evaluation (worker/engine/evaluate.h): the loss of a
 // checkpoint equals what the model computes with those adapters over the same
 // samples, adapters change it, and the range is checked. To add a case: write a
-// model and data with MakeSetup(), call Evaluate, and compare with the model's own
-// Loss over PackedDataset::Samples.
+// model and data with MakeSetup(), call Evaluate, and compare with the model's
+// own Loss over PackedDataset::Samples.
 #include "worker/engine/evaluate.h"
 
 #include <torch/torch.h>
@@ -66,8 +66,8 @@ EvalSetup MakeSetup() {
   adapter.alpha = 8;
   adapter.target_modules = options.lora.target_modules;
   adapter.base_model_name_or_path = s.model_dir;
-  EXPECT_THAT(WriteCheckpoint(s.adapter_dir, adapter, (*model)->LoraParameters(),
-                              ResumeState{}),
+  EXPECT_THAT(WriteCheckpoint(s.adapter_dir, adapter,
+                              (*model)->LoraParameters(), ResumeState{}),
               IsOk());
   return s;
 }
