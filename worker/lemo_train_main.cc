@@ -4,9 +4,11 @@
 //   lemo-train init-model --preset tiny --out /tmp/tiny
 //   lemo-train finetune --model /tmp/tiny --data bench/data/corpus.jsonl
 //   --seq-len 256 \
-//       --steps 50 --out /tmp/run
+//       --steps 50 --out /tmp/run [--lemo-mode oracle --mlp-prune-ratio 0.8]
 //   lemo-train calibrate --model /tmp/tiny --data bench/data/corpus.jsonl \
 //       --out /tmp/tiny/predictors   # LeMo pattern predictors
+//   lemo-train eval --model /tmp/tiny --adapter /tmp/run/checkpoint-000050 \
+//       --data heldout.jsonl --seq-len 256   # prints {"loss", "perplexity",..}
 //
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
@@ -20,13 +22,16 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/calibrate.h"
 #include "worker/engine/device_memory.h"
+#include "worker/engine/evaluate.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/init_model.h"
+#include "worker/engine/lemo_options.h"
 #include "worker/engine/token_file.h"
 #include "worker/engine/trainer.h"
 
@@ -72,8 +77,88 @@ int RunInitModel(const InitModelFlags& flags) {
   return 0;
 }
 
+// LeMo flags as given; ApplyLemoFlags checks them and fills LemoOptions.
+struct LemoFlags {
+  std::string mode = "dense";
+  std::string keep_ratios = "default";
+  double adaptive_tau = 0;
+  int64_t min_keep_blocks = 1;
+  int64_t max_keep_blocks = -1;
+  std::string predictors;
+  double mlp_prune_ratio = 0;
+  bool recompute_norm = false;
+  bool measure_saved_bytes = false;
+};
+
+absl::Status ApplyLemoFlags(const LemoFlags& f,
+                            lemo::engine::LemoOptions* out) {
+  auto mode = lemo::engine::ParseLemoMode(f.mode);
+  if (!mode.ok()) {
+    return absl::Status(mode.status().code(),
+                        absl::StrCat("--lemo-mode: ", mode.status().message()));
+  }
+  out->mode = *mode;
+  out->keep_ratios.clear();
+  if (f.keep_ratios != "default") {
+    int i = 0;
+    for (absl::string_view part : absl::StrSplit(f.keep_ratios, ',')) {
+      double r = 0;
+      if (!absl::SimpleAtod(part, &r)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--lemo-keep-ratios: entry ", i, " \"", part,
+            "\" is not a number (give R1,R2,... one per layer, or default)"));
+      }
+      if (!(r > 0 && r <= 1)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--lemo-keep-ratios: entry ", i, " is ", r, ", not in (0, 1]"));
+      }
+      out->keep_ratios.push_back(r);
+      ++i;
+    }
+  }
+  if (!(f.adaptive_tau >= 0 && f.adaptive_tau <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lemo-adaptive-tau must be in [0, 1] (0 = fixed keep "
+                     "ratios), got ",
+                     f.adaptive_tau));
+  }
+  out->adaptive_tau = f.adaptive_tau;
+  if (f.min_keep_blocks < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--lemo-min-keep-blocks must be >= 0, got ", f.min_keep_blocks));
+  }
+  if (f.max_keep_blocks >= 0 && f.max_keep_blocks < f.min_keep_blocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lemo-max-keep-blocks (", f.max_keep_blocks,
+                     ") must be >= --lemo-min-keep-blocks (", f.min_keep_blocks,
+                     "), or < 0 for no bound"));
+  }
+  out->min_keep_blocks = f.min_keep_blocks;
+  out->max_keep_blocks = f.max_keep_blocks;
+  if (out->mode == lemo::engine::LemoMode::kPredictor && f.predictors.empty()) {
+    return absl::InvalidArgumentError(
+        "--lemo-mode predictor needs --lemo-predictors DIR");
+  }
+  if (out->mode != lemo::engine::LemoMode::kPredictor &&
+      !f.predictors.empty()) {
+    return absl::InvalidArgumentError(
+        "--lemo-predictors is used only with --lemo-mode predictor");
+  }
+  out->predictor_dir = f.predictors;
+  if (!(f.mlp_prune_ratio >= 0 && f.mlp_prune_ratio < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mlp-prune-ratio must be in [0, 1) (0 = off), got ",
+                     f.mlp_prune_ratio));
+  }
+  out->mlp_prune_ratio = f.mlp_prune_ratio;
+  out->recompute_norm = f.recompute_norm;
+  out->measure_saved_bytes = f.measure_saved_bytes;
+  return absl::OkStatus();
+}
+
 struct FinetuneFlags {
   lemo::engine::TrainerOptions options;
+  LemoFlags lemo;
   std::string device = "cpu";
   std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
   std::string targets = "q_proj,k_proj,v_proj,o_proj";
@@ -92,6 +177,28 @@ nlohmann::json MetricsJson(const StepMetrics& m) {
           {"peak_reserved_bytes", m.peak_reserved_bytes}};
 }
 
+// Per-layer LeMo numbers, layer 0 first: kept_token_fraction always,
+// saved_bytes when measured, predictor_recall when a predictor ran.
+void AddLemoMetrics(const StepMetrics& m, nlohmann::json* out) {
+  nlohmann::json kept = nlohmann::json::array();
+  nlohmann::json saved = nlohmann::json::array();
+  nlohmann::json recall = nlohmann::json::array();
+  bool any_saved = false;
+  bool any_recall = false;
+  for (const lemo::engine::LemoLayerStats& s : m.lemo_layers) {
+    kept.push_back(s.total_tokens > 0 ? static_cast<double>(s.kept_tokens) /
+                                            static_cast<double>(s.total_tokens)
+                                      : 1.0);
+    saved.push_back(s.saved_bytes);
+    recall.push_back(s.predictor_recall);
+    any_saved = any_saved || s.saved_bytes >= 0;
+    any_recall = any_recall || s.predictor_recall >= 0;
+  }
+  (*out)["kept_token_fraction"] = kept;
+  if (any_saved) (*out)["saved_bytes"] = saved;
+  if (any_recall) (*out)["predictor_recall"] = recall;
+}
+
 int RunFinetune(FinetuneFlags& flags) {
   auto& o = flags.options;
   auto device = lemo::engine::ParseDevice(flags.device);
@@ -107,6 +214,10 @@ int RunFinetune(FinetuneFlags& flags) {
   o.data.format = *format;
   o.model.lora.target_modules =
       absl::StrSplit(flags.targets, ',', absl::SkipEmpty());
+  if (absl::Status lemo = ApplyLemoFlags(flags.lemo, &o.model.lemo);
+      !lemo.ok()) {
+    return Fail(lemo);
+  }
 
   std::ofstream metrics;
   if (!flags.metrics_jsonl.empty()) {
@@ -136,7 +247,9 @@ int RunFinetune(FinetuneFlags& flags) {
     info.eta_seconds = m.step_time_seconds * (m.total_steps - m.step);
     progress.Update(info);
     if (metrics.is_open()) {
-      metrics << MetricsJson(m).dump() << "\n";
+      nlohmann::json line = MetricsJson(m);
+      AddLemoMetrics(m, &line);
+      metrics << line.dump() << "\n";
       metrics.flush();
     }
   };
@@ -150,6 +263,40 @@ int RunFinetune(FinetuneFlags& flags) {
   if (!s.ok()) return Fail(s);
   return 0;
 }
+
+struct EvalFlags {
+  lemo::engine::EvalOptions options;
+  std::string device = "cpu";
+  std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
+  std::string data_format = "auto";
+};
+
+int RunEval(EvalFlags& flags) {
+  auto& o = flags.options;
+  auto device = lemo::engine::ParseDevice(flags.device);
+  if (!device.ok()) return Fail(device.status());
+  o.device = *device;
+  auto dtype =
+      ParseDtype(flags.dtype.empty() ? (device->is_cuda() ? "bf16" : "fp32")
+                                     : flags.dtype);
+  if (!dtype.ok()) return Fail(dtype.status());
+  o.base_dtype = *dtype;
+  auto format = lemo::engine::ParseDataFormat(flags.data_format);
+  if (!format.ok()) return Fail(format.status());
+  o.data.format = *format;
+  absl::StatusOr<lemo::engine::EvalResult> r = lemo::engine::Evaluate(o);
+  if (!r.ok()) return Fail(r.status());
+  const nlohmann::json out = {
+      {"loss", r->loss},           {"perplexity", r->perplexity},
+      {"samples", r->samples},     {"tokens", r->tokens},
+      {"seq_len", o.data.seq_len}, {"skip_samples", o.skip_samples},
+      {"model", o.model_dir},      {"adapter", o.adapter_dir},
+      {"data", o.data.path},       {"lemo_mode", "dense"}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace
 
 struct CalibrateFlags {
   lemo::engine::CalibrateJobOptions job;
@@ -296,6 +443,84 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ft_cmd->add_option("--metrics-jsonl", ft.metrics_jsonl,
                      "Write one JSON object per step here");
+  LemoFlags& lf = ft.lemo;
+  ft_cmd->add_option("--lemo-mode", lf.mode, "dense | oracle | predictor")
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--lemo-keep-ratios", lf.keep_ratios,
+                   "Keep ratio per layer R1,R2,... in (0, 1], or default (the "
+                   "artifact's schedule scaled to the depth)")
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--lemo-adaptive-tau", lf.adaptive_tau,
+                   "Sparse layers keep the fewest blocks holding this score "
+                   "mass, in [0, 1] (0: fixed ratios)")
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--lemo-min-keep-blocks", lf.min_keep_blocks,
+                   "Fewest 64-token blocks a sparse layer keeps")
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--lemo-max-keep-blocks", lf.max_keep_blocks,
+                   "Most blocks a sparse layer keeps (< 0: no bound)")
+      ->capture_default_str();
+  ft_cmd->add_option("--lemo-predictors", lf.predictors,
+                     "Trained predictor directory (--lemo-mode predictor)");
+  ft_cmd
+      ->add_option("--predictor-recall-every", o.predictor_recall_every,
+                   "Measure the predictors' recall against the oracle every N "
+                   "steps (0: never; costs an oracle pass)")
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--mlp-prune-ratio", lf.mlp_prune_ratio,
+                   "MLP channel-sparse backward: fraction of channels whose "
+                   "backward is dropped, in [0, 1) (0: off; paper 0.8)")
+      ->capture_default_str();
+  ft_cmd->add_flag("--recompute-norm", lf.recompute_norm,
+                   "Recompute the post-attention norm output in backward");
+  ft_cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,
+                   "Measure each layer's saved-for-backward bytes (metrics "
+                   "JSONL saved_bytes)");
+
+  EvalFlags ev;
+  auto& eo = ev.options;
+  eo.data.tokenizer = "byte";
+  auto* eval_cmd = app.add_subcommand(
+      "eval",
+      "Held-out mean loss and perplexity of a model (+ adapter) under dense "
+      "evaluation, as JSON on stdout");
+  eval_cmd->add_option("--model", eo.model_dir, "HF model directory")
+      ->required();
+  eval_cmd->add_option("--adapter", eo.adapter_dir,
+                       "lemo-train checkpoint or PEFT adapter directory");
+  eval_cmd
+      ->add_option("--data", eo.data.path,
+                   "Held-out JSONL or token file (one the fine-tune never saw)")
+      ->required();
+  eval_cmd
+      ->add_option("--data-format", ev.data_format, "auto | jsonl | u16 | u32")
+      ->capture_default_str();
+  eval_cmd
+      ->add_option("--tokenizer", eo.data.tokenizer,
+                   "byte, or a SentencePiece tokenizer.model")
+      ->capture_default_str();
+  eval_cmd->add_option("--seq-len", eo.data.seq_len, "Tokens per sample")
+      ->required();
+  eval_cmd->add_option("--batch-size", eo.data.batch_size)
+      ->capture_default_str();
+  eval_cmd
+      ->add_option("--batches", eo.batches,
+                   "Batches to evaluate (0: every sample after the skipped)")
+      ->capture_default_str();
+  eval_cmd
+      ->add_option("--skip-samples", eo.skip_samples,
+                   "Samples (in file order) skipped before the evaluated range")
+      ->capture_default_str();
+  eval_cmd->add_option("--device", ev.device, "cpu | cuda:N")
+      ->capture_default_str();
+  eval_cmd->add_option(
+      "--dtype", ev.dtype,
+      "Base weights dtype: fp32 | bf16 (default: bf16 on CUDA, fp32 on CPU)");
 
   CalibrateFlags cal;
   auto& job = cal.job;
@@ -363,6 +588,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*init_cmd) return RunInitModel(init);
+  if (*eval_cmd) return RunEval(ev);
   if (*cal_cmd) return RunCalibrate(cal);
   return RunFinetune(ft);
 }

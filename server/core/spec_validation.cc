@@ -167,6 +167,18 @@ absl::Status ValidateLemo(const v1::JobSpec& s) {
   if (l.offload() && s.resources().device_kind() != v1::CUDA) {
     return Bad("lemo.offload", "needs resources.device_kind CUDA");
   }
+  // The engine's fused MLP node (MLP sparsity, norm recomputation) saves no
+  // dropped adapter input, so it cannot run LoRA dropout on MLP projections.
+  if ((l.mlp_sparsity().enabled() || l.recompute_norm()) &&
+      s.lora().dropout() > 0) {
+    for (const std::string& m : s.lora().target_modules()) {
+      if (m == "gate_proj" || m == "up_proj" || m == "down_proj") {
+        return Bad(l.mlp_sparsity().enabled() ? "lemo.mlp_sparsity"
+                                              : "lemo.recompute_norm",
+                   absl::StrCat("not supported with lora.dropout > 0 on ", m));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 #include "server/metrics/metrics.h"
 
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -73,10 +74,35 @@ class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
     MetricFamily reserved =
         Gauge("lemo_job_peak_reserved_bytes",
               "Peak device memory reserved by rank 0 in the last step.");
-    MetricFamily kept = Gauge(
-        "lemo_job_kept_token_fraction",
-        "Fraction of tokens each layer's attention kept in rank 0's last step "
-        "(1 = dense).");
+    // Per decoder layer (labels job_id, layer): bounded by the active jobs'
+    // depths.
+    MetricFamily kept = Gauge("lemo_job_kept_token_fraction",
+                              "Newest rank-0 fraction of tokens each decoder "
+                              "layer's attention kept (1 = dense).");
+    MetricFamily saved = Gauge(
+        "lemo_job_saved_activation_bytes",
+        "Newest rank-0 bytes each decoder layer saved for backward (when the "
+        "spec measures them).");
+    MetricFamily recall =
+        Gauge("lemo_job_predictor_recall",
+              "Newest rank-0 recall of the oracle's kept blocks by each "
+              "layer's predictor (PREDICTOR mode).");
+    for (const auto& [id, m] : s.active_job_metrics) {
+      for (int i = 0; i < m.kept_token_fraction_size(); ++i) {
+        Add(&kept, m.kept_token_fraction(i),
+            {{kJobLabel, id}, {"layer", std::to_string(i)}});
+      }
+      for (int i = 0; i < m.saved_activation_bytes_size(); ++i) {
+        if (m.saved_activation_bytes(i) < 0) continue;
+        Add(&saved, static_cast<double>(m.saved_activation_bytes(i)),
+            {{kJobLabel, id}, {"layer", std::to_string(i)}});
+      }
+      for (int i = 0; i < m.predictor_recall_size(); ++i) {
+        if (m.predictor_recall(i) < 0) continue;
+        Add(&recall, m.predictor_recall(i),
+            {{kJobLabel, id}, {"layer", std::to_string(i)}});
+      }
+    }
     for (const auto& [id, m] : s.active_job_metrics) {
       const ClientMetric::Label job{kJobLabel, id};
       Add(&tps, m.tokens_per_second(), {job});
@@ -86,10 +112,6 @@ class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
       Add(&total_steps, static_cast<double>(m.total_steps()), {job});
       Add(&peak, static_cast<double>(m.peak_allocated_bytes()), {job});
       Add(&reserved, static_cast<double>(m.peak_reserved_bytes()), {job});
-      for (int layer = 0; layer < m.kept_token_fraction_size(); ++layer) {
-        Add(&kept, m.kept_token_fraction(layer),
-            {job, {"layer", absl::StrCat(layer)}});
-      }
     }
     MetricFamily restarts =
         Gauge("lemo_job_restarts", "Restarts the job has used so far.");
@@ -103,8 +125,8 @@ class CoordinatorMetrics::SnapshotCollector : public prometheus::Collectable {
       Add(&checkpoint_time, absl::ToDoubleSeconds(t - absl::UnixEpoch()),
           {{kJobLabel, id}});
     }
-    return {jobs, workers,  tps,  step_time, loss,           step, total_steps,
-            peak, reserved, kept, restarts,  checkpoint_time};
+    return {jobs, workers,  tps,  step_time, loss,   step,     total_steps,
+            peak, reserved, kept, saved,     recall, restarts, checkpoint_time};
   }
 
  private:

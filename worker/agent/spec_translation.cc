@@ -19,6 +19,7 @@ constexpr double kDefaultEps = 1e-8;
 constexpr int64_t kDefaultLoraRank = 8;
 constexpr double kDefaultLoraAlpha = 16;
 constexpr int64_t kDefaultLossSegmentTokens = 2048;
+constexpr double kDefaultMlpPruneRatio = 0.8;
 
 template <typename T>
 T OrDefault(T value, T fallback) {
@@ -62,11 +63,6 @@ absl::StatusOr<engine::DataFormat> Format(v1::DataFormat format) {
 void CollectUnsupportedLemo(const v1::LemoSpec& lemo,
                             std::vector<std::string>* warnings) {
   std::vector<std::string> ignored;
-  if (lemo.mode() == v1::PREDICTOR)
-    ignored.push_back("spec.lemo.mode=PREDICTOR");
-  if (lemo.mlp_sparsity().enabled()) {
-    ignored.push_back("spec.lemo.mlp_sparsity");
-  }
   if (lemo.offload()) ignored.push_back("spec.lemo.offload");
   if (lemo.two_d_sparsity()) ignored.push_back("spec.lemo.two_d_sparsity");
   if (!ignored.empty() && warnings != nullptr) {
@@ -83,8 +79,27 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
                            const std::string& model_dir,
                            engine::LemoOptions* out) {
   const v1::LemoSpec& lemo = spec.lemo();
-  if (lemo.mode() != v1::ORACLE) return absl::OkStatus();  // dense
-  out->mode = engine::LemoMode::kOracle;
+  // The MLP and norm savers apply in every mode, dense included.
+  if (lemo.mlp_sparsity().enabled()) {
+    out->mlp_prune_ratio = lemo.mlp_sparsity().prune_ratio() > 0
+                               ? lemo.mlp_sparsity().prune_ratio()
+                               : kDefaultMlpPruneRatio;
+  }
+  out->recompute_norm = lemo.recompute_norm();
+  out->measure_saved_bytes = lemo.measure_saved_bytes();
+  if (lemo.mode() == v1::ORACLE) {
+    out->mode = engine::LemoMode::kOracle;
+  } else if (lemo.mode() == v1::PREDICTOR) {
+    if (lemo.predictor_path().empty()) {
+      return absl::InvalidArgumentError(
+          "spec.lemo.predictor_path: required when spec.lemo.mode is "
+          "PREDICTOR");
+    }
+    out->mode = engine::LemoMode::kPredictor;
+    out->predictor_dir = lemo.predictor_path();
+  } else {
+    return absl::OkStatus();  // dense attention
+  }
   const v1::KeepRatioSchedule& keep = lemo.keep_ratio();
   const double fallback = keep.default_ratio() > 0 ? keep.default_ratio() : 1.0;
   LEMO_ASSIGN_OR_RETURN(engine::ModelConfig config,
@@ -225,7 +240,35 @@ v1::MetricSample SampleFromStepMetrics(const engine::StepMetrics& m, int rank) {
   s.set_peak_reserved_bytes(m.peak_reserved_bytes);
   s.set_rank(rank);
   *s.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  bool any_saved = false;
+  bool any_recall = false;
+  for (const LayerSample& layer : LayerSamplesFromStepMetrics(m)) {
+    s.add_kept_token_fraction(layer.kept_token_fraction);
+    any_saved = any_saved || layer.saved_bytes >= 0;
+    any_recall = any_recall || layer.predictor_recall >= 0;
+  }
+  for (const engine::LemoLayerStats& layer : m.lemo_layers) {
+    if (any_saved) s.add_saved_activation_bytes(layer.saved_bytes);
+    if (any_recall) s.add_predictor_recall(layer.predictor_recall);
+  }
   return s;
+}
+
+std::vector<LayerSample> LayerSamplesFromStepMetrics(
+    const engine::StepMetrics& m) {
+  std::vector<LayerSample> out;
+  for (const engine::LemoLayerStats& layer : m.lemo_layers) {
+    LayerSample sample;
+    // 1.0 for a layer without tokens (nothing was dropped).
+    sample.kept_token_fraction =
+        layer.total_tokens > 0 ? static_cast<double>(layer.kept_tokens) /
+                                     static_cast<double>(layer.total_tokens)
+                               : 1.0;
+    sample.saved_bytes = layer.saved_bytes;
+    sample.predictor_recall = layer.predictor_recall;
+    out.push_back(sample);
+  }
+  return out;
 }
 
 }  // namespace lemo::worker

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
+#include "worker/agent/worker_metrics.h"
 #include "worker/engine/trainer.h"
 
 namespace lemo::worker {
@@ -44,8 +45,14 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
 // anything else INTERNAL. The message keeps the whole status text.
 v1::Failure FailureFromStatus(const absl::Status& status, int rank);
 
+// Per-layer LeMo numbers included: kept_token_fraction always,
+// saved_activation_bytes when measured, predictor_recall when a predictor ran.
 v1::MetricSample SampleFromStepMetrics(const engine::StepMetrics& metrics,
                                        int rank);
+
+// The step's per-layer LeMo numbers for WorkerMetrics::OnLayerStats.
+std::vector<LayerSample> LayerSamplesFromStepMetrics(
+    const engine::StepMetrics& metrics);
 
 }  // namespace lemo::worker
 

@@ -170,8 +170,7 @@ absl::Status Task::Train(const std::string& dir) {
 
   engine::TrainerCallbacks callbacks;
   callbacks.cancel = &cancel_;
-  engine::Trainer* t = trainer.get();
-  callbacks.on_step = [this, t](const engine::StepMetrics& m) {
+  callbacks.on_step = [this](const engine::StepMetrics& m) {
     step_.store(m.step);
     if (env_.metrics != nullptr) {
       env_.metrics->OnStep(m.tokens_per_second, m.step_time_seconds, m.loss,
@@ -182,12 +181,8 @@ absl::Status Task::Train(const std::string& dir) {
     report->set_job_id(job_id());
     report->set_epoch(epoch());
     *report->mutable_sample() = SampleFromStepMetrics(m, rank());
-    // The last micro-batch's kept tokens per layer (1.0 for dense layers).
-    for (const engine::LemoLayerStats& layer : t->model().lemo_stats()) {
-      report->mutable_sample()->add_kept_token_fraction(
-          layer.total_tokens > 0
-              ? static_cast<double>(layer.kept_tokens) / layer.total_tokens
-              : 1.0);
+    if (env_.metrics != nullptr) {
+      env_.metrics->OnLayerStats(job_id(), LayerSamplesFromStepMetrics(m));
     }
     if (env_.send) env_.send(msg);
   };

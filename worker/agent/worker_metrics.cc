@@ -48,6 +48,26 @@ WorkerMetrics::WorkerMetrics()
                            "1 while the worker trains an assignment");
   device_memory_ = NewGauge(r, "lemo_worker_device_memory_bytes",
                             "Memory of the worker's device (host RAM on CPU)");
+  kept_fraction_ =
+      &prometheus::BuildGauge()
+           .Name("lemo_worker_kept_token_fraction")
+           .Help(
+               "Fraction of tokens a decoder layer's attention kept in the "
+               "latest step (1 = dense)")
+           .Register(r);
+  saved_bytes_ = &prometheus::BuildGauge()
+                      .Name("lemo_worker_saved_activation_bytes")
+                      .Help(
+                          "Bytes a decoder layer saved for backward in the "
+                          "latest step (when measured)")
+                      .Register(r);
+  predictor_recall_ =
+      &prometheus::BuildGauge()
+           .Name("lemo_worker_predictor_recall")
+           .Help(
+               "Recall of the oracle's kept blocks by a layer's pattern "
+               "predictor in the latest step")
+           .Register(r);
 }
 
 absl::StatusOr<std::unique_ptr<WorkerMetrics>> WorkerMetrics::Create(
@@ -73,6 +93,30 @@ void WorkerMetrics::OnStep(double tokens_per_second, double step_seconds,
   step_seconds_->Observe(step_seconds);
   loss_->Set(loss);
   peak_memory_->Set(static_cast<double>(peak_memory_bytes));
+}
+
+void WorkerMetrics::OnLayerStats(const std::string& job,
+                                 const std::vector<LayerSample>& layers) {
+  // One job trains at a time: replacing the whole set keeps finished jobs'
+  // series (and layers of another depth) from lingering.
+  for (const auto& [family, gauge] : layer_series_) family->Remove(gauge);
+  layer_series_.clear();
+  const auto set = [&](prometheus::Family<prometheus::Gauge>* family,
+                       size_t layer, double value) {
+    prometheus::Gauge* g =
+        &family->Add({{"job_id", job}, {"layer", std::to_string(layer)}});
+    g->Set(value);
+    layer_series_.emplace_back(family, g);
+  };
+  for (size_t i = 0; i < layers.size(); ++i) {
+    set(kept_fraction_, i, layers[i].kept_token_fraction);
+    if (layers[i].saved_bytes >= 0) {
+      set(saved_bytes_, i, static_cast<double>(layers[i].saved_bytes));
+    }
+    if (layers[i].predictor_recall >= 0) {
+      set(predictor_recall_, i, layers[i].predictor_recall);
+    }
+  }
 }
 
 void WorkerMetrics::OnCheckpointUpload(bool ok) {

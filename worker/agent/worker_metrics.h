@@ -10,6 +10,13 @@
 //   lemo_worker_checkpoint_uploads_total  counter    by result="ok"|"error"
 //   lemo_worker_connected                 gauge      1 while Connect is up
 //   lemo_worker_task_running              gauge      1 while a task trains
+// Per decoder layer of the job training now (labels job_id, layer; an earlier
+// job's series are dropped when a new one reports):
+// - lemo_worker_kept_token_fraction (gauge): tokens its attention kept;
+// - lemo_worker_saved_activation_bytes (gauge): bytes it saved for backward,
+//   only when measured;
+// - lemo_worker_predictor_recall (gauge): recall of the oracle's kept blocks,
+//   only with a predictor.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto metrics, WorkerMetrics::Create("0.0.0.0:9400"));
 //   metrics->SetConnected(true);
@@ -19,6 +26,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "prometheus/counter.h"
@@ -29,6 +38,16 @@
 
 namespace lemo::worker {
 
+// One decoder layer's LeMo numbers of the latest step.
+struct LayerSample {
+  // Kept tokens / all tokens of the layer's attention, in (0, 1].
+  double kept_token_fraction = 1;
+  // Bytes the layer saved for backward; < 0 when not measured.
+  int64_t saved_bytes = -1;
+  // The predictor's recall of the oracle's blocks; < 0 without a predictor.
+  double predictor_recall = -1;
+};
+
 class WorkerMetrics {
  public:
   // `listen` is "HOST:PORT" (port 0 picks a free one); empty keeps the metrics
@@ -38,6 +57,9 @@ class WorkerMetrics {
 
   void OnStep(double tokens_per_second, double step_seconds, double loss,
               int64_t peak_memory_bytes);
+  // Sets the per-layer series of `job` (layer 0 first).
+  void OnLayerStats(const std::string& job,
+                    const std::vector<LayerSample>& layers);
   void OnCheckpointUpload(bool ok);
   void SetConnected(bool connected);
   void SetTaskRunning(bool running);
@@ -64,6 +86,13 @@ class WorkerMetrics {
   prometheus::Gauge* connected_;
   prometheus::Gauge* task_running_;
   prometheus::Gauge* device_memory_;
+  prometheus::Family<prometheus::Gauge>* kept_fraction_;
+  prometheus::Family<prometheus::Gauge>* saved_bytes_;
+  prometheus::Family<prometheus::Gauge>* predictor_recall_;
+  // The per-layer series now exported (one job's), for removal.
+  std::vector<
+      std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>>
+      layer_series_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };

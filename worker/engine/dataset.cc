@@ -175,6 +175,21 @@ absl::StatusOr<torch::Tensor> PackedDataset::Next() {
   });
 }
 
+absl::StatusOr<torch::Tensor> PackedDataset::Samples(int64_t first,
+                                                     int64_t count) const {
+  if (first < 0 || count < 0 || first + count > num_samples_) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "samples [", first, ", ", first + count, ") of a dataset of ",
+        num_samples_, " samples of ", seq_len_, " tokens"));
+  }
+  return CallTorch("building a data batch", [&] {
+    torch::Tensor batch = torch::empty({count, seq_len_}, torch::kLong);
+    const int32_t* src = tokens_.data() + first * seq_len_;
+    std::copy(src, src + count * seq_len_, batch.data_ptr<int64_t>());
+    return batch;
+  });
+}
+
 nlohmann::json PackedDataset::Cursor() const {
   return {{"epoch", epoch_},
           {"index", index_},

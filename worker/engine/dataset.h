@@ -64,6 +64,11 @@ class PackedDataset {
   // end of an epoch.
   absl::StatusOr<torch::Tensor> Next();
 
+  // Samples [first, first + count) in stream order (no shuffle), as a
+  // [count, seq_len] int64 CPU tensor: a deterministic held-out range for
+  // evaluation. OUT_OF_RANGE past num_samples().
+  absl::StatusOr<torch::Tensor> Samples(int64_t first, int64_t count) const;
+
   // {"epoch", "index" (next position in the epoch's order), "seed",
   // "num_samples", "seq_len"}.
   nlohmann::json Cursor() const;

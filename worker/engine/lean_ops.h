@@ -22,6 +22,18 @@ torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight,
 // silu(gate) * up.
 torch::Tensor SwiGlu(const torch::Tensor& gate, const torch::Tensor& up);
 
+// RmsNorm's pieces without autograd, for fused nodes that recompute the norm
+// in backward (worker/engine/sparse_mlp.h). rstd = rsqrt(mean(x.float()^2) +
+// eps), fp32 [..., 1].
+torch::Tensor RmsNormRstd(const torch::Tensor& x, double eps);
+// weight * (x.float() * rstd).to(x.dtype): RmsNorm's output from its rstd.
+torch::Tensor RmsNormApply(const torch::Tensor& x, const torch::Tensor& weight,
+                           const torch::Tensor& rstd);
+// The gradient of RmsNorm's input for output gradient `grad`.
+torch::Tensor RmsNormBackward(const torch::Tensor& grad, const torch::Tensor& x,
+                              const torch::Tensor& weight,
+                              const torch::Tensor& rstd);
+
 }  // namespace lemo::engine
 
 #endif  // LEMO_WORKER_ENGINE_LEAN_OPS_H_

@@ -1,5 +1,7 @@
 #include "worker/engine/lemo_attention.h"
 
+#include "worker/engine/sparse_mlp.h"
+
 namespace lemo::engine {
 
 kernels::SelectOptions LayerSelectOptions(const LemoOptions& options,
@@ -101,7 +103,7 @@ torch::Tensor LemoDecoderLayerForward(
     bool training, LemoLayerStats* stats, const PatternPredictor* predictor) {
   const torch::Tensor h = LemoAttentionSublayer(
       layer, x, cos, sin, keep_ratio, options, training, stats, predictor);
-  return h + layer.Mlp(layer.PostAttentionNorm(h), training);
+  return h + MlpSublayer(layer, h, MlpSaversFrom(options), training);
 }
 
 }  // namespace lemo::engine

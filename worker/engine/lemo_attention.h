@@ -66,8 +66,9 @@ torch::Tensor LemoAttentionSublayer(
 
 // One decoder layer with LeMo: the attention sublayer is sparse when
 // options.mode is oracle or predictor and keep_ratio < 1, dense otherwise (then
-// equal to DecoderLayer::Forward); the MLP is dense. `stats` (optional)
-// receives the kept-token counts.
+// equal to DecoderLayer::Forward); the MLP runs with the options' savers
+// (worker/engine/sparse_mlp.h). `stats` (optional) receives the kept-token
+// counts.
 torch::Tensor LemoDecoderLayerForward(
     const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
     const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,

@@ -62,6 +62,15 @@ struct LemoOptions {
   // predictor's top-k recall against it (LemoLayerStats::predictor_recall);
   // costs the oracle's QK^T pass, so it is off by default.
   bool measure_predictor_recall = false;
+  // MLP channel-sparse backward (LEMO.md section 3), in [0, 1): the fraction
+  // of intermediate channels whose gate/up are not saved and whose backward is
+  // dropped, chosen per sample by ||SiLU(gate)||_2 + ||up||_2 over tokens.
+  // 0 = off (exact dense MLP); the paper uses 0.8. Approximate: changes
+  // gradients. See worker/engine/sparse_mlp.h.
+  double mlp_prune_ratio = 0;
+  // Recompute the post-attention RMSNorm output in backward instead of saving
+  // it (worker/engine/sparse_mlp.h); exact.
+  bool recompute_norm = false;
 };
 
 struct LemoLayerStats {

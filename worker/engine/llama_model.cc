@@ -18,6 +18,7 @@
 #include "worker/engine/loss.h"
 #include "worker/engine/pattern_predictor.h"
 #include "worker/engine/recompute.h"
+#include "worker/engine/sparse_mlp.h"
 #include "worker/engine/torch_status.h"
 
 namespace lemo::engine {
@@ -209,6 +210,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "loss_segment_tokens must be >= 0, got ", options.loss_segment_tokens));
   }
+  LEMO_RETURN_IF_ERROR(ValidateMlpSavers(options.lemo, options.lora),
+                       "lemo options");
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
       new LlamaModel(config, options, rope.To(options.device)));
@@ -355,7 +358,8 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
       if (forward) {
         return forward(static_cast<int64_t>(i), layer, h, cos, sin, training);
       }
-      if (lemo->mode != LemoMode::kDense) {
+      if (lemo->mode != LemoMode::kDense ||
+          MlpSaversActive(MlpSaversFrom(*lemo))) {
         return LemoDecoderLayerForward(layer, h, cos, sin, keep, *lemo,
                                        training, stats, predictor);
       }

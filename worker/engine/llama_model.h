@@ -103,6 +103,12 @@ class DecoderLayer {
   int64_t num_heads() const { return num_heads_; }
   int64_t num_kv_heads() const { return num_kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
+  // The post-attention RMSNorm's weight and the norms' epsilon, for fused MLP
+  // nodes that recompute the norm (worker/engine/sparse_mlp.h).
+  const torch::Tensor& post_attention_norm_weight() const {
+    return post_attention_norm_;
+  }
+  double eps() const { return eps_; }
 
   // The adapters' tensors, for checkpointing and the optimizer.
   std::vector<torch::Tensor> TrainableParameters() const;

@@ -237,6 +237,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
   const PeakMemory peak = ReadPeakMemory(device);
   m.peak_allocated_bytes = peak.allocated_bytes;
   m.peak_reserved_bytes = peak.reserved_bytes;
+  m.lemo_layers = model_->lemo_stats();
   return m;
 }
 

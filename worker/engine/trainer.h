@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -68,6 +69,10 @@ struct StepMetrics {
   // reserved == allocated).
   int64_t peak_allocated_bytes = 0;
   int64_t peak_reserved_bytes = 0;
+  // Per decoder layer, from the step's last micro-batch: kept tokens, saved
+  // bytes (when LemoOptions::measure_saved_bytes) and predictor recall (when a
+  // predictor ran).
+  std::vector<LemoLayerStats> lemo_layers;
 };
 
 struct TrainerCallbacks {

@@ -116,6 +116,21 @@ const Case kCases[] = {
     {"LossSegmentTokens",
      [](v1::JobSpec* s) { s->mutable_lemo()->set_loss_segment_tokens(-1); },
      "spec.lemo.loss_segment_tokens:"},
+    {"MlpSparsityWithMlpLoraDropout",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->mutable_mlp_sparsity()->set_enabled(true);
+       s->mutable_lora()->set_dropout(0.1);
+       s->mutable_lora()->add_target_modules("up_proj");
+     },
+     "spec.lemo.mlp_sparsity: not supported with lora.dropout > 0 on up_proj"},
+    {"RecomputeNormWithMlpLoraDropout",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->set_recompute_norm(true);
+       s->mutable_lora()->set_dropout(0.1);
+       s->mutable_lora()->add_target_modules("down_proj");
+     },
+     "spec.lemo.recompute_norm: not supported with lora.dropout > 0 on "
+     "down_proj"},
     {"Offload", [](v1::JobSpec* s) { s->mutable_lemo()->set_offload(true); },
      "spec.lemo.offload: needs resources.device_kind CUDA"},
     {"Lr", [](v1::JobSpec* s) { s->mutable_optimizer()->set_lr(-1e-3); },

@@ -30,7 +30,9 @@ Coordinator::Snapshot Fixed() {
   m.set_peak_allocated_bytes(1 << 20);
   m.set_total_steps(60);
   m.add_kept_token_fraction(1.0);
-  m.add_kept_token_fraction(0.25);
+  m.add_kept_token_fraction(0.4375);
+  m.add_saved_activation_bytes(4096);
+  m.add_saved_activation_bytes(2048);
   s.active_job_metrics["job-abc"] = m;
   s.active_job_restarts["job-abc"] = 1;
   s.active_job_checkpoint_time["job-abc"] = absl::FromUnixSeconds(1700000000);
@@ -58,6 +60,18 @@ std::string HttpGet(int port, const std::string& path) {
   return out;
 }
 
+TEST(CoordinatorMetrics, PerLayerLemoSeriesFromTheNewestSample) {
+  CoordinatorMetrics metrics([] { return Fixed(); });
+  const std::string text = metrics.Scrape();
+  EXPECT_THAT(text, HasSubstr("lemo_job_kept_token_fraction{job_id=\"job-abc\","
+                              "layer=\"1\"} 0.4375"));
+  EXPECT_THAT(text,
+              HasSubstr("lemo_job_saved_activation_bytes{job_id=\"job-abc\","
+                        "layer=\"0\"} 4096"));
+  // No predictor ran: the family has no series.
+  EXPECT_THAT(text, Not(HasSubstr("lemo_job_predictor_recall{")));
+}
+
 TEST(CoordinatorMetrics, SnapshotFamiliesFollowTheNamingRules) {
   CoordinatorMetrics metrics(Fixed);
   std::string text = metrics.Scrape();
@@ -82,7 +96,7 @@ TEST(CoordinatorMetrics, PerJobSeriesUseJobIdNotThePrometheusJobLabel) {
   EXPECT_THAT(text, HasSubstr("lemo_job_kept_token_fraction{job_id=\"job-abc\","
                               "layer=\"0\"} 1"));
   EXPECT_THAT(text, HasSubstr("lemo_job_kept_token_fraction{job_id=\"job-abc\","
-                              "layer=\"1\"} 0.25"));
+                              "layer=\"1\"} 0.4375"));
   EXPECT_THAT(text, HasSubstr("lemo_job_restarts{job_id=\"job-abc\"} 1"));
   EXPECT_THAT(text, HasSubstr("lemo_job_last_checkpoint_timestamp_seconds{job_"
                               "id=\"job-abc\"} 1700000000"));

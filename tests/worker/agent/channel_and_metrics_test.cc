@@ -20,6 +20,7 @@ namespace {
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(IsLoopbackTarget, KnowsLoopbackForms) {
   EXPECT_TRUE(IsLoopbackTarget("127.0.0.1:7070"));
@@ -102,6 +103,27 @@ TEST(WorkerMetrics, ServesTheDesignNames) {
       HasSubstr("lemo_worker_checkpoint_uploads_total{result=\"error\"} 1"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_connected 1"));
   EXPECT_THAT(text, HasSubstr("lemo_worker_device_memory_bytes 85899345920"));
+}
+
+TEST(WorkerMetrics, PerLayerLemoSeriesOfTheCurrentJob) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create(""));
+  metrics->OnLayerStats(
+      "job-a", {LayerSample{1.0, 4096, -1}, LayerSample{0.4375, 2048, -1}});
+  std::string text = metrics->Scrape();
+  EXPECT_THAT(text,
+              HasSubstr("lemo_worker_kept_token_fraction{job_id=\"job-a\","
+                        "layer=\"1\"} 0.4375"));
+  EXPECT_THAT(text,
+              HasSubstr("lemo_worker_saved_activation_bytes{job_id=\"job-a\","
+                        "layer=\"0\"} 4096"));
+  EXPECT_THAT(text, Not(HasSubstr("lemo_worker_predictor_recall{")));
+  // The next job replaces the series; unmeasured values export nothing.
+  metrics->OnLayerStats("job-b", {LayerSample{0.5, -1, 0.9375}});
+  text = metrics->Scrape();
+  EXPECT_THAT(text, Not(HasSubstr("job-a")));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_predictor_recall{job_id=\"job-b\","
+                              "layer=\"0\"} 0.9375"));
+  EXPECT_THAT(text, Not(HasSubstr("lemo_worker_saved_activation_bytes{")));
 }
 
 TEST(WorkerMetrics, UnservedWhenNoAddress) {

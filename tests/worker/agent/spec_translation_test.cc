@@ -25,6 +25,7 @@ using ::lemo::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 v1::Assign MinimalAssign() {
   v1::Assign assign;
@@ -188,21 +189,56 @@ TEST(TrainerOptionsFromAssign, OracleGetsTheSpecScheduleOverEveryLayer) {
 
 TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   v1::Assign assign = MinimalAssign();  // its model path does not exist
-  assign.mutable_spec()->mutable_lemo()->set_mode(v1::PREDICTOR);
-  assign.mutable_spec()->mutable_lemo()->set_offload(true);
+  v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();
+  lemo->set_offload(true);
+  lemo->set_two_d_sparsity(true);
+  // The MLP and norm savers apply to dense attention too.
+  lemo->mutable_mlp_sparsity()->set_enabled(true);
+  lemo->set_recompute_norm(true);
+  lemo->set_measure_saved_bytes(true);
   std::vector<std::string> warnings;
   LEMO_ASSERT_OK_AND_ASSIGN(
       engine::TrainerOptions o,
       TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
   EXPECT_EQ(o.model.lemo.mode, engine::LemoMode::kDense);
+  EXPECT_DOUBLE_EQ(o.model.lemo.mlp_prune_ratio, 0.8);  // the spec default
+  EXPECT_TRUE(o.model.lemo.recompute_norm);
+  EXPECT_TRUE(o.model.lemo.measure_saved_bytes);
   ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.mode=PREDICTOR"));
   EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload"));
+  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.two_d_sparsity"));
+  EXPECT_THAT(warnings[0], Not(HasSubstr("mlp_sparsity")));
 
-  assign.mutable_spec()->mutable_lemo()->set_mode(v1::ORACLE);
+  lemo->mutable_mlp_sparsity()->set_prune_ratio(0.5);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      o, TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr));
+  EXPECT_DOUBLE_EQ(o.model.lemo.mlp_prune_ratio, 0.5);
+
+  lemo->set_mode(v1::ORACLE);
   EXPECT_THAT(
       TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("model /models/tiny")));
+}
+
+TEST(TrainerOptionsFromAssign, PredictorGetsItsDirectoryAndTheSchedule) {
+  int64_t layers = 0;
+  v1::Assign assign = MinimalAssign();
+  assign.mutable_spec()->mutable_model()->set_path(TinyConfigDir(&layers));
+  v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();
+  lemo->set_mode(v1::PREDICTOR);
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.lemo.predictor_path")));
+  lemo->set_predictor_path("/predictors/tiny");
+  lemo->mutable_keep_ratio()->set_default_ratio(0.5);
+  std::vector<std::string> warnings;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
+  EXPECT_EQ(o.model.lemo.mode, engine::LemoMode::kPredictor);
+  EXPECT_EQ(o.model.lemo.predictor_dir, "/predictors/tiny");
+  EXPECT_EQ(o.model.lemo.keep_ratios, std::vector<double>(layers, 0.5));
+  EXPECT_THAT(warnings, IsEmpty());
 }
 
 TEST(FailureFromStatus, TypesTheEngineErrors) {
@@ -256,6 +292,35 @@ TEST(SampleFromStepMetrics, CopiesEveryNumber) {
   EXPECT_EQ(s.peak_reserved_bytes(), 200);
   EXPECT_EQ(s.rank(), 1);
   EXPECT_GT(s.time().seconds(), 0);
+}
+
+TEST(SampleFromStepMetrics, CarriesPerLayerLemoNumbersWhenMeasured) {
+  engine::StepMetrics m;
+  engine::LemoLayerStats dense{64, 64};
+  engine::LemoLayerStats sparse{28, 64};
+  m.lemo_layers = {dense, sparse};
+  v1::MetricSample s = SampleFromStepMetrics(m, 0);
+  ASSERT_EQ(s.kept_token_fraction_size(), 2);
+  EXPECT_DOUBLE_EQ(s.kept_token_fraction(0), 1.0);
+  EXPECT_DOUBLE_EQ(s.kept_token_fraction(1), 0.4375);
+  // Nothing measured: the optional lists stay empty.
+  EXPECT_EQ(s.saved_activation_bytes_size(), 0);
+  EXPECT_EQ(s.predictor_recall_size(), 0);
+
+  m.lemo_layers[0].saved_bytes = 4096;
+  m.lemo_layers[1].saved_bytes = 2048;
+  m.lemo_layers[1].predictor_recall = 0.75;
+  s = SampleFromStepMetrics(m, 0);
+  ASSERT_EQ(s.saved_activation_bytes_size(), 2);
+  EXPECT_EQ(s.saved_activation_bytes(1), 2048);
+  ASSERT_EQ(s.predictor_recall_size(), 2);
+  EXPECT_DOUBLE_EQ(s.predictor_recall(0), -1);
+  EXPECT_DOUBLE_EQ(s.predictor_recall(1), 0.75);
+  const std::vector<LayerSample> layers = LayerSamplesFromStepMetrics(m);
+  ASSERT_EQ(layers.size(), 2u);
+  EXPECT_DOUBLE_EQ(layers[1].kept_token_fraction, 0.4375);
+  EXPECT_EQ(layers[0].saved_bytes, 4096);
+  EXPECT_DOUBLE_EQ(layers[1].predictor_recall, 0.75);
 }
 
 }  // namespace
