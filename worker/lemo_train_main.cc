@@ -296,8 +296,6 @@ int RunEval(EvalFlags& flags) {
   return 0;
 }
 
-}  // namespace
-
 struct CalibrateFlags {
   lemo::engine::CalibrateJobOptions job;
   std::string device = "cpu";
