@@ -234,93 +234,95 @@ TEST_F(LemoTrainCliTest, CalibratePrintsRecallAndWritesPredictors) {
                              "--keep-ratios half,1"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("half"));
-  TEST_F(LemoTrainCliTest, BadLemoFlagsAreNamed) {
-    struct Case {
-      std::string flags;
-      std::string message;
-    };
-    const std::vector<Case> cases = {
-        {"--lemo-mode sparse", "--lemo-mode: lemo mode must be dense, oracle"},
-        {"--lemo-mode oracle --lemo-keep-ratios 1,abc",
-         "--lemo-keep-ratios: entry 1 \"abc\" is not a number"},
-        {"--lemo-mode oracle --lemo-keep-ratios 1,1.5",
-         "--lemo-keep-ratios: entry 1 is 1.5, not in (0, 1]"},
-        {"--lemo-mode oracle --lemo-keep-ratios 1,0.5,0.5",
-         "keep_ratios has 3 entries but the model has 2 layers"},
-        {"--lemo-mode oracle --lemo-adaptive-tau 1.5",
-         "--lemo-adaptive-tau must be in [0, 1]"},
-        {"--lemo-mode oracle --lemo-min-keep-blocks -1",
-         "--lemo-min-keep-blocks must be >= 0"},
-        {"--lemo-mode oracle --lemo-min-keep-blocks 4 --lemo-max-keep-blocks 2",
-         "--lemo-max-keep-blocks (2) must be >= --lemo-min-keep-blocks (4)"},
-        {"--lemo-predictors /tmp/p", "--lemo-predictors is used only with"},
-        {"--mlp-prune-ratio 1", "--mlp-prune-ratio must be in [0, 1)"},
-        {"--mlp-prune-ratio -0.2", "--mlp-prune-ratio must be in [0, 1)"},
-        {"--mlp-prune-ratio 0.8 --lora-dropout 0.1 --lora-targets "
-         "q_proj,up_proj",
-         "LoRA dropout on up_proj"},
-    };
-    for (const Case& c : cases) {
-      Result r = RunLemoTrain(Finetune((dir_ / "model").string(), c.flags));
-      EXPECT_EQ(r.exit_code, 2) << c.flags << "\n" << r.output;
-      EXPECT_THAT(r.output, HasSubstr(c.message)) << c.flags;
-    }
-    // Predictor mode needs its directory (and is the other half of the engine).
-    Result r = RunLemoTrain(
-        Finetune((dir_ / "model").string(), "--lemo-mode predictor"));
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_LT(r.exit_code, 128) << r.output;
-    EXPECT_THAT(r.output, HasSubstr("--lemo-mode"));
-  }
+}
 
-  TEST_F(LemoTrainCliTest, LemoSaversTrainAndReportPerLayerMetrics) {
-    const fs::path metrics = dir_ / "lemo_metrics.jsonl";
-    Result r = RunLemoTrain(Finetune(
-        (dir_ / "model").string(),
-        "--lemo-mode oracle --lemo-keep-ratios 1,0.5 --mlp-prune-ratio 0.8 "
-        "--recompute-norm --measure-saved-bytes --lora-targets "
-        "q_proj,v_proj,up_proj --metrics-jsonl " +
-            metrics.string(),
-        /*seq_len=*/16, /*steps=*/1));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    std::ifstream in(metrics);
-    std::string line;
-    ASSERT_TRUE(std::getline(in, line));
-    const nlohmann::json m = nlohmann::json::parse(line);
-    ASSERT_EQ(m["kept_token_fraction"].size(), 2u) << line;
-    ASSERT_EQ(m["saved_bytes"].size(), 2u) << line;
-    EXPECT_GT(m["saved_bytes"][0].get<int64_t>(), 0);
-    EXPECT_FALSE(m.contains("predictor_recall")) << line;
+TEST_F(LemoTrainCliTest, BadLemoFlagsAreNamed) {
+  struct Case {
+    std::string flags;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"--lemo-mode sparse", "--lemo-mode: lemo mode must be dense, oracle"},
+      {"--lemo-mode oracle --lemo-keep-ratios 1,abc",
+       "--lemo-keep-ratios: entry 1 \"abc\" is not a number"},
+      {"--lemo-mode oracle --lemo-keep-ratios 1,1.5",
+       "--lemo-keep-ratios: entry 1 is 1.5, not in (0, 1]"},
+      {"--lemo-mode oracle --lemo-keep-ratios 1,0.5,0.5",
+       "keep_ratios has 3 entries but the model has 2 layers"},
+      {"--lemo-mode oracle --lemo-adaptive-tau 1.5",
+       "--lemo-adaptive-tau must be in [0, 1]"},
+      {"--lemo-mode oracle --lemo-min-keep-blocks -1",
+       "--lemo-min-keep-blocks must be >= 0"},
+      {"--lemo-mode oracle --lemo-min-keep-blocks 4 --lemo-max-keep-blocks 2",
+       "--lemo-max-keep-blocks (2) must be >= --lemo-min-keep-blocks (4)"},
+      {"--lemo-predictors /tmp/p", "--lemo-predictors is used only with"},
+      {"--mlp-prune-ratio 1", "--mlp-prune-ratio must be in [0, 1)"},
+      {"--mlp-prune-ratio -0.2", "--mlp-prune-ratio must be in [0, 1)"},
+      {"--mlp-prune-ratio 0.8 --lora-dropout 0.1 --lora-targets "
+       "q_proj,up_proj",
+       "LoRA dropout on up_proj"},
+  };
+  for (const Case& c : cases) {
+    Result r = RunLemoTrain(Finetune((dir_ / "model").string(), c.flags));
+    EXPECT_EQ(r.exit_code, 2) << c.flags << "\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.message)) << c.flags;
   }
+  // Predictor mode needs its directory (and is the other half of the engine).
+  Result r = RunLemoTrain(
+      Finetune((dir_ / "model").string(), "--lemo-mode predictor"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--lemo-mode"));
+}
 
-  TEST_F(LemoTrainCliTest, EvalPrintsHeldOutLossOfACheckpoint) {
-    std::ofstream(dir_ / "heldout.jsonl")
-        << "{\"text\": \"a held-out line that training never saw, twice "
-           "over\"}\n";
-    const fs::path out = dir_ / "eval_run";
-    Result r =
-        RunLemoTrain("finetune --model " + (dir_ / "model").string() +
-                     " --data " + (dir_ / "data.jsonl").string() +
-                     " --seq-len 8 --steps 1 --lr 0.05 --out " + out.string());
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    const std::string eval = "eval --model " + (dir_ / "model").string() +
-                             " --data " + (dir_ / "heldout.jsonl").string() +
-                             " --seq-len 8 --batch-size 2";
-    Result base = RunLemoTrain(eval);
-    ASSERT_EQ(base.exit_code, 0) << base.output;
-    Result tuned = RunLemoTrain(eval + " --adapter " +
-                                (out / "checkpoint-000001").string());
-    ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
-    const nlohmann::json b = nlohmann::json::parse(base.output);
-    const nlohmann::json t = nlohmann::json::parse(tuned.output);
-    EXPECT_GT(t["samples"].get<int64_t>(), 0);
-    EXPECT_EQ(t["lemo_mode"], "dense");
-    EXPECT_NE(b["loss"].get<double>(), t["loss"].get<double>());
-    EXPECT_NEAR(t["perplexity"].get<double>(),
-                std::exp(t["loss"].get<double>()), 1e-6);
-    Result bad = RunLemoTrain(eval + " --skip-samples 1000");
-    EXPECT_EQ(bad.exit_code, 2) << bad.output;
-    EXPECT_THAT(bad.output, HasSubstr("none left after skipping 1000"));
-  }
+TEST_F(LemoTrainCliTest, LemoSaversTrainAndReportPerLayerMetrics) {
+  const fs::path metrics = dir_ / "lemo_metrics.jsonl";
+  Result r = RunLemoTrain(Finetune(
+      (dir_ / "model").string(),
+      "--lemo-mode oracle --lemo-keep-ratios 1,0.5 --mlp-prune-ratio 0.8 "
+      "--recompute-norm --measure-saved-bytes --lora-targets "
+      "q_proj,v_proj,up_proj --metrics-jsonl " +
+          metrics.string(),
+      /*seq_len=*/16, /*steps=*/1));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(metrics);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const nlohmann::json m = nlohmann::json::parse(line);
+  ASSERT_EQ(m["kept_token_fraction"].size(), 2u) << line;
+  ASSERT_EQ(m["saved_bytes"].size(), 2u) << line;
+  EXPECT_GT(m["saved_bytes"][0].get<int64_t>(), 0);
+  EXPECT_FALSE(m.contains("predictor_recall")) << line;
+}
+
+TEST_F(LemoTrainCliTest, EvalPrintsHeldOutLossOfACheckpoint) {
+  std::ofstream(dir_ / "heldout.jsonl")
+      << "{\"text\": \"a held-out line that training never saw, twice "
+         "over\"}\n";
+  const fs::path out = dir_ / "eval_run";
+  Result r =
+      RunLemoTrain("finetune --model " + (dir_ / "model").string() +
+                   " --data " + (dir_ / "data.jsonl").string() +
+                   " --seq-len 8 --steps 1 --lr 0.05 --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string eval = "eval --model " + (dir_ / "model").string() +
+                           " --data " + (dir_ / "heldout.jsonl").string() +
+                           " --seq-len 8 --batch-size 2";
+  Result base = RunLemoTrain(eval);
+  ASSERT_EQ(base.exit_code, 0) << base.output;
+  Result tuned =
+      RunLemoTrain(eval + " --adapter " + (out / "checkpoint-000001").string());
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
+  const nlohmann::json b = nlohmann::json::parse(base.output);
+  const nlohmann::json t = nlohmann::json::parse(tuned.output);
+  EXPECT_GT(t["samples"].get<int64_t>(), 0);
+  EXPECT_EQ(t["lemo_mode"], "dense");
+  EXPECT_NE(b["loss"].get<double>(), t["loss"].get<double>());
+  EXPECT_NEAR(t["perplexity"].get<double>(), std::exp(t["loss"].get<double>()),
+              1e-6);
+  Result bad = RunLemoTrain(eval + " --skip-samples 1000");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr("none left after skipping 1000"));
+}
 
 }  // namespace
