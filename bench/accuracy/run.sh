@@ -44,7 +44,7 @@ say "calibrated predictors"
 
 for mode in dense oracle predictor; do
   extra=(--lemo-mode "$mode")
-  [ "$mode" = predictor ] && extra+=(--lemo-predictors "$W/predictors")
+  [ "$mode" = predictor ] && extra+=(--lemo-predictors "$W/predictors" --predictor-recall-every 25)
   rm -rf "$W/ft-$mode"
   "$TRAIN" finetune --model "$W/model" --data "$W/train.jsonl" --out "$W/ft-$mode" "${COMMON[@]}" \
     --seq-len "$SEQ" --steps "$STEPS" --lr "$LR" --warmup-steps 20 --seed 0 "${extra[@]}" \
