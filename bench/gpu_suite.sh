@@ -260,7 +260,7 @@ for m in $MODES; do
   case $m in off | on) ;; *) note "unknown mode '$m' in LEMO_BENCH_MODES (use off, on): ignored" ;; esac
 done
 for sys in $SYSTEMS; do
-  case $sys in lemo | peer) ;; *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, peer): ignored" ;; esac
+  case $sys in lemo | lemo-sparse | peer) ;; *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, peer): ignored" ;; esac
 done
 for m in $MODES; do
   case $m in
