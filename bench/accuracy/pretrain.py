@@ -6,7 +6,10 @@ Usage (GPU machine; the image's python has torch + transformers):
       [--minutes 3] [--seq-len 1024] [--batch 32] [--device cuda]
 
 Writes to --out:
-  train.jsonl, heldout.jsonl  the corpus split by book: every chapter of --heldout-book is held out
+  train.jsonl      the pretraining books (all but the two below)
+  finetune.jsonl   --finetune-book: unseen in pretraining, used for the long-context fine-tunes
+                   (its first --val-tokens also pick the pretraining checkpoint: early stopping)
+  heldout.jsonl    --heldout-book: seen by nothing before evaluation
   model/                      the HF model (config.json + model.safetensors), loadable by lemo-train
   pretrain.json               held-out loss at --seq-len, the unigram baseline, steps, tokens
 
@@ -26,19 +29,20 @@ import time
 import torch
 
 
-def split_corpus(path, heldout_book, out_dir):
-    train, heldout = [], []
+def split_corpus(path, finetune_book, heldout_book, out_dir):
+    parts = {"train": [], "finetune": [], "heldout": []}
     with open(path) as f:
         for line in f:
             doc = json.loads(line)
-            (heldout if doc.get("book") == heldout_book else train).append(doc)
-    if not heldout or not train:
-        sys.exit(f"pretrain: book {heldout_book!r} gives an empty split of {path}")
-    for name, docs in (("train", train), ("heldout", heldout)):
+            book = doc.get("book")
+            parts["heldout" if book == heldout_book else "finetune" if book == finetune_book else "train"].append(doc)
+    for name, docs in parts.items():
+        if not docs:
+            sys.exit(f"pretrain: the {name} split of {path} is empty (books {finetune_book!r}, {heldout_book!r})")
         with open(os.path.join(out_dir, f"{name}.jsonl"), "w") as f:
             for d in docs:
                 f.write(json.dumps({"text": d["text"]}) + "\n")
-    return train, heldout
+    return parts["train"], parts["finetune"], parts["heldout"]
 
 
 def encode(docs):
@@ -78,6 +82,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", default="bench/data/corpus.jsonl")
     p.add_argument("--heldout-book", default="Persuasion")
+    p.add_argument("--finetune-book", default="Emma")
+    p.add_argument("--val-tokens", type=int, default=65536, help="early-stopping slice of the fine-tune book")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between early-stopping checks")
+    p.add_argument("--patience", type=int, default=3, help="checks without improvement before stopping")
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget")
     p.add_argument("--seq-len", type=int, default=1024)
@@ -97,8 +105,10 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    train_docs, heldout_docs = split_corpus(args.corpus, args.heldout_book, args.out)
+    train_docs, finetune_docs, heldout_docs = split_corpus(args.corpus, args.finetune_book, args.heldout_book,
+                                                           args.out)
     train_ids, heldout_ids = encode(train_docs), encode(heldout_docs)
+    val_ids = encode(finetune_docs)[:args.val_tokens]
     vocab = 320  # the tiny preset's vocabulary: covers the byte tokenizer's 259
     config = LlamaConfig(vocab_size=vocab, hidden_size=args.hidden, intermediate_size=int(args.hidden * 8 / 3 // 8 * 8),
                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
@@ -111,7 +121,10 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     budget = args.minutes * 60
     warmup, step, t0, log = 100, 0, time.time(), []
-    while time.time() - t0 < budget:
+    # Early stopping: a byte-level model this size memorises 3.5 MB of text within a few epochs,
+    # and its loss on unseen books then climbs; keep the weights that did best on unseen text.
+    best, best_state, since_best = float("inf"), None, 0
+    while time.time() - t0 < budget and since_best < args.patience:
         frac = min(1.0, (time.time() - t0) / budget)
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
@@ -124,13 +137,23 @@ def main(argv=None):
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        if step % 200 == 0:
-            log.append({"step": step, "seconds": round(time.time() - t0, 1), "train_loss": round(loss.item(), 4)})
+        if step % args.eval_every == 0:
+            val = heldout_loss(model, val_ids, args.seq_len, device)
+            if val < best:
+                best, since_best = val, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+            log.append({"step": step, "seconds": round(time.time() - t0, 1), "train_loss": round(loss.item(), 4),
+                        "val_loss": round(val, 4)})
             print(json.dumps(log[-1]), flush=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     result = {
         "steps": step, "seconds": round(time.time() - t0, 1), "tokens": step * args.batch * args.seq_len,
         "params": sum(p.numel() for p in model.parameters()), "seq_len": args.seq_len,
         "train_tokens": len(train_ids), "heldout_tokens": len(heldout_ids),
+        "val_loss": round(best, 4), "stopped_early": since_best >= args.patience,
         "heldout_loss": round(heldout_loss(model, heldout_ids[:args.eval_tokens or None], args.seq_len, device), 4),
         "unigram_loss": round(unigram_loss(train_ids, heldout_ids, vocab), 4),
         "config": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads},

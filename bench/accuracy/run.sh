@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The accuracy study of docs/accuracy.md, in one device call (repo root, .device carried):
 #   bash bench/accuracy/run.sh
-# 1. pretrain a small Llama from scratch on the bundled Austen corpus (bench/accuracy/pretrain.py),
-#    holding out one book;
+# 1. pretrain a small Llama from scratch on four of the six Austen novels (bench/accuracy/pretrain.py),
+#    at seq 1024, stopping early on unseen text; a fifth book is for fine-tuning, the sixth held out;
 # 2. calibrate LeMo's pattern predictors on it (lemo-train calibrate);
 # 3. fine-tune LoRA on long sequences three ways, same data, steps and seed: dense, LeMo oracle,
 #    LeMo predictor;
@@ -37,7 +37,7 @@ fi
 cp "$W/pretrain.json" "$OUT/"
 say "pretrained: $(tail -n 1 "$OUT/logs/pretrain.log" 2>/dev/null | cut -c1-200)"
 
-"$TRAIN" calibrate --model "$W/model" --data "$W/train.jsonl" --out "$W/predictors" "${COMMON[@]}" \
+"$TRAIN" calibrate --model "$W/model" --data "$W/finetune.jsonl" --out "$W/predictors" "${COMMON[@]}" \
   --seq-len "$SEQ" --steps "$CAL" --report-json "$OUT/calibrate.json" >"$OUT/logs/calibrate.log" 2>&1 ||
   say "calibrate FAILED (logs/calibrate.log): the predictor run will fail too"
 say "calibrated predictors"
@@ -46,7 +46,7 @@ for mode in dense oracle predictor; do
   extra=(--lemo-mode "$mode")
   [ "$mode" = predictor ] && extra+=(--lemo-predictors "$W/predictors" --predictor-recall-every 25)
   rm -rf "$W/ft-$mode"
-  "$TRAIN" finetune --model "$W/model" --data "$W/train.jsonl" --out "$W/ft-$mode" "${COMMON[@]}" \
+  "$TRAIN" finetune --model "$W/model" --data "$W/finetune.jsonl" --out "$W/ft-$mode" "${COMMON[@]}" \
     --seq-len "$SEQ" --steps "$STEPS" --lr "$LR" --warmup-steps 20 --seed 0 "${extra[@]}" \
     --metrics-jsonl "$OUT/finetune-$mode.jsonl" >"$OUT/logs/finetune-$mode.log" 2>&1 ||
     say "finetune $mode FAILED (logs/finetune-$mode.log)"
