@@ -181,11 +181,12 @@ SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode oracle"}
 if [ "${LEMO_BENCH_CALIBRATE:-0}" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " == *" lemo-sparse "* ]]; then
   t0=$SECONDS
   PRED_DIR=$WORK/predictors-$PRESET
+  CAL_ARGS=${LEMO_BENCH_CALIBRATE_ARGS:---seq-len 4096 --steps 20 --heldout-samples 1}
   # shellcheck disable=SC2086
   if [ -f "$PRED_DIR/predictor_config.json" ] || timeout -k 10 "$(budget)" "$LEMO_TRAIN" calibrate \
       --model "$MODEL_DIR" --data "$DATA" --out "$PRED_DIR" --device "$DEV" --dtype "$DTYPE" \
-      ${LEMO_BENCH_CALIBRATE_ARGS:-"--seq-len 4096 --steps 20"} >"$OUT/logs/calibrate.log" 2>&1; then
-    note "calibrate (${LEMO_BENCH_CALIBRATE_ARGS:-"--seq-len 4096 --steps 20"}): ok in $((SECONDS - t0)) s"
+      $CAL_ARGS >"$OUT/logs/calibrate.log" 2>&1; then
+    note "calibrate ($CAL_ARGS): ok in $((SECONDS - t0)) s"
     SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode predictor --lemo-predictors $PRED_DIR"}
   else
     note "calibrate FAILED after $((SECONDS - t0)) s (logs/calibrate.log): lemo-sparse runs use the oracle"
