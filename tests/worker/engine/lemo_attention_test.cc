@@ -18,9 +18,9 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/allocation_tracker.h"
 #include "kernels/lemo_ops.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/worker/engine/saved_bytes.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/lemo_options.h"
 #include "worker/engine/rope.h"
@@ -326,23 +326,7 @@ TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
   }
 }
 
-// Bytes that stay allocated after `forward` (what its autograd graph saves),
-// minus its output. Measured on the CPU allocator (see
-// kernels/allocation_tracker.h), single-threaded so no allocation escapes the
-// thread-local hook.
-int64_t SavedBytes(const std::function<torch::Tensor()>& forward) {
-  const int threads = torch::get_num_threads();
-  torch::set_num_threads(1);
-  auto tracker = std::make_shared<kernels::AllocationTracker>();
-  int64_t saved = 0;
-  {
-    kernels::AllocationTracker::Scope scope(tracker);
-    torch::Tensor out = forward();
-    saved = tracker->live_bytes() - static_cast<int64_t>(out.nbytes());
-  }
-  torch::set_num_threads(threads);
-  return saved;
-}
+using testing::SavedBytes;
 
 TEST(LemoAttention, SavedBytesScaleWithKeptFraction) {
   // Method: run the attention sublayer (input norm, attention, residual add)

@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/allocation_tracker.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/worker/engine/saved_bytes.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/lean_ops.h"
 #include "worker/engine/lora_linear.h"
@@ -187,22 +187,7 @@ TEST(SparseMlp, KeepsTheTopChannelsPerSample) {
   EXPECT_TRUE(torch::equal(idx, torch::tensor({{1, 3}, {0, 2}})));
 }
 
-// Bytes that stay allocated after `forward` (what its autograd graph saves),
-// minus its output, on the CPU allocator single-threaded (see
-// kernels/allocation_tracker.h).
-int64_t SavedBytes(const std::function<torch::Tensor()>& forward) {
-  const int threads = torch::get_num_threads();
-  torch::set_num_threads(1);
-  auto tracker = std::make_shared<kernels::AllocationTracker>();
-  int64_t saved = 0;
-  {
-    kernels::AllocationTracker::Scope scope(tracker);
-    torch::Tensor out = forward();
-    saved = tracker->live_bytes() - static_cast<int64_t>(out.nbytes());
-  }
-  torch::set_num_threads(threads);
-  return saved;
-}
+using testing::SavedBytes;
 
 // A layer at a real model's MLP proportions (I = 4 D), N = 256 tokens; h is
 // made outside the measurement, as the residual is in the model.
