@@ -1,6 +1,7 @@
 // Bytes a forward leaves saved for backward, for the engine's memory tests.
 //
-//   int64_t saved = SavedBytes([&] { return layer.Forward(x, cos, sin, true); });
+//   int64_t saved = SavedBytes([&] { return layer.Forward(x, cos, sin, true);
+//   });
 #ifndef LEMO_TESTS_WORKER_ENGINE_SAVED_BYTES_H_
 #define LEMO_TESTS_WORKER_ENGINE_SAVED_BYTES_H_
 
