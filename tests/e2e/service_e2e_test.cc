@@ -19,6 +19,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/service_fixture.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 #include "worker/engine/formats/atomic_file.h"
 
@@ -97,7 +98,7 @@ TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {
   EXPECT_THAT(names, Contains("adapter_model.safetensors"));
   EXPECT_THAT(names, Contains("adapter_config.json"));
 
-  const std::string metrics = ScrapeMetrics(WorkerMetricsPort("w1"));
+  const std::string metrics = testing::HttpGet(WorkerMetricsPort("w1"));
   EXPECT_THAT(metrics, HasSubstr("lemo_worker_steps_total 8"));
   EXPECT_THAT(
       metrics,

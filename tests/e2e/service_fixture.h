@@ -92,8 +92,6 @@ std::vector<v1::JobState> States(const std::vector<v1::JobEvent>& events);
 int FindState(const std::vector<v1::JobEvent>& events, v1::JobState state);
 // Text of every log line event.
 std::vector<std::string> LogTexts(const std::vector<v1::JobEvent>& events);
-// Body of GET /metrics on 127.0.0.1:port ("" when unreachable).
-std::string ScrapeMetrics(int port);
 
 }  // namespace lemo::e2e
 
