@@ -197,10 +197,7 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   constexpr int64_t kSteps = 30;
   Process* w1 = StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
-  std::vector<v1::JobEvent> events =
-      Watch(job.id(), 1, [](const v1::JobEvent& e) {
-        return e.has_checkpoint() && e.checkpoint().step() >= 10;
-      });
+  std::vector<v1::JobEvent> events = WatchToCheckpoint(job.id(), 10);
   ASSERT_FALSE(events.empty());
   StartWorker("w2");
   w1->Kill();
@@ -240,10 +237,7 @@ TEST_F(ServiceTest, AStaleWorkerThatComesBackIsFencedOff) {
   constexpr int64_t kSteps = 30;
   Process* w1 = StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
-  std::vector<v1::JobEvent> events =
-      Watch(job.id(), 1, [](const v1::JobEvent& e) {
-        return e.has_checkpoint() && e.checkpoint().step() >= 5;
-      });
+  std::vector<v1::JobEvent> events = WatchToCheckpoint(job.id(), 5);
   ASSERT_FALSE(events.empty());
   StartWorker("w2");
   // Frozen past --worker-timeout: the coordinator gives the job to w2 with a

@@ -181,6 +181,13 @@ std::vector<v1::JobEvent> ServiceTest::WatchToEnd(const std::string& job_id,
                [](const v1::JobEvent&) { return false; });
 }
 
+std::vector<v1::JobEvent> ServiceTest::WatchToCheckpoint(
+    const std::string& job_id, int64_t min_step) {
+  return Watch(job_id, 1, [min_step](const v1::JobEvent& e) {
+    return e.has_checkpoint() && e.checkpoint().step() >= min_step;
+  });
+}
+
 std::vector<int64_t> MetricSteps(const std::vector<v1::JobEvent>& events) {
   std::vector<int64_t> steps;
   for (const v1::JobEvent& e : events) {
