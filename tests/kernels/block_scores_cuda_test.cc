@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -98,8 +99,8 @@ TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
       auto [q_cpu, k_cpu] = RandomQk(c, dtype, /*engine_layout=*/true);
       const torch::Tensor want = BlockScoresCpu(q_cpu, k_cpu, 64);
       const torch::Tensor q = q_cpu.cuda(), k = k_cpu.cuda();
-      for (int32_t variant :
-           {cuda::kBlockScoresSquare, cuda::kBlockScoresTall}) {
+      for (int32_t variant : {cuda::kBlockScoresSquare, cuda::kBlockScoresTall,
+                              cuda::kBlockScoresWgmma}) {
         const int64_t nb = (c.n + 63) / 64;
         // Poisoned, so a tile the kernel forgets shows up.
         torch::Tensor out = torch::full({c.batch, nb, nb}, -1.0f,
@@ -135,6 +136,22 @@ TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
 #else
   GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
 #endif
+}
+
+TEST(BlockScoresCuda, VariantFromTheEnvironmentEqualsCpu) {
+  // LEMO_BLOCK_SCORES_VARIANT (read by the binding per call) reaches each
+  // tensor-core kernel through the op.
+  LEMO_SKIP_WITHOUT_CUDA();
+  const Case c{1, 8, 2, 1000, 128};
+  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
+  const torch::Tensor want = BlockScoresCpu(q, k, 64);
+  for (const char* variant : {"1", "2", "3"}) {
+    setenv("LEMO_BLOCK_SCORES_VARIANT", variant, /*overwrite=*/1);
+    const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
+    unsetenv("LEMO_BLOCK_SCORES_VARIANT");
+    ExpectClose(got, want, torch::kBFloat16,
+                Label(c, torch::kBFloat16) + " variant " + variant);
+  }
 }
 
 TEST(BlockScoresCuda, OtherBlockSizesAndFp64UseTheReference) {
