@@ -21,7 +21,7 @@ cmake --build build-gpu -j 16 --target lemo_kernels_cuda_test lemo_worker_engine
   lemo-kernel-bench >"$OUT/build.log" 2>&1 || { grep -m10 -B2 -A5 error "$OUT/build.log"; exit 1; }
 export LEMO_PYTHON=python3 LEMO_SOURCE_DIR=$PWD LEMO_BIN_DIR=$PWD/build-gpu/bin
 build-gpu/bin/lemo_kernels_cuda_test 2>&1 | tee "$OUT/kernels_cuda_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|max abs" | head -40
-# Optional: compute-sanitizer memcheck over a few small cases (every kernel, both block-scoring
+# Optional: compute-sanitizer memcheck over a few small cases (every kernel, every block-scoring
 # variants): LEMO_KERNEL_SANITIZE=1.
 if [ "${LEMO_KERNEL_SANITIZE:-0}" = 1 ]; then
   compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/lemo_kernels_cuda_test \
