@@ -16,7 +16,8 @@ namespace lemo::kernels::cuda {
 
 // Launches the wgmma kernel on `stream` for p (p.out already zeroed; the
 // kernel writes only tiles on and below the diagonal). Returns
-// cudaErrorInvalidValue unless the dtype is bf16/fp16 and d is 64 or 128.
+// cudaErrorInvalidValue unless the dtype is bf16/fp16, d is 64 or 128 and
+// p.scale > 0 (it is applied after the ReLU and the tile max).
 cudaError_t LaunchBlockScoresWgmma(const BlockScoresParams& p,
                                    cudaStream_t stream);
 
