@@ -95,9 +95,9 @@ at::Tensor GatherBlocksRopeCuda(const at::Tensor& x_in,
     TORCH_CHECK_VALUE(t->device() == x_in.device(), what, ": cos/sin on ",
                       t->device(), " but x on ", x_in.device());
   }
+  const int path = KeptPathFromEnv();
   std::vector<int64_t> sizes;
-  if (KeptPathFromEnv() >= 1 && SupportedDType(x_in.scalar_type()) &&
-      KernelTakes(x_in)) {
+  if (path >= 1 && SupportedDType(x_in.scalar_type()) && KernelTakes(x_in)) {
     sizes = GatheredSizes(x_in, KeptTokensCuda(x_in, kept_in, block, what));
   } else {
     const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
@@ -118,6 +118,7 @@ at::Tensor GatherBlocksRopeCuda(const at::Tensor& x_in,
   at::Tensor out = at::empty(sizes, x.options());
   cuda::GatherBlocksRopeParams p;
   p.gather = Params(x, kept, out, block);
+  p.gather.block_ctas = path == 2;
   p.dtype = ToDType(x.scalar_type());
   p.cos = cos.data_ptr();
   p.sin = sin.data_ptr();
