@@ -207,9 +207,13 @@ TEST(GatherBlocksRopeCuda, PerBatchTables) {
   auto [cos, sin] = CosSin(192, 64);
   const torch::Tensor cos2 = torch::cat({cos, cos * 0.5});
   const torch::Tensor sin2 = torch::cat({sin, sin * 0.5});
-  ExpectClose(
-      GatherBlocksRope(x.cuda(), kept.cuda(), cos2.cuda(), sin2.cuda()).cpu(),
-      GatherBlocksRope(x, kept, cos2, sin2), torch::kBFloat16, "per-batch");
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    ExpectClose(
+        GatherBlocksRope(x.cuda(), kept.cuda(), cos2.cuda(), sin2.cuda()).cpu(),
+        GatherBlocksRope(x, kept, cos2, sin2), torch::kBFloat16,
+        std::string("per-batch LEMO_KEPT_PATH=") + path);
+  }
 }
 
 TEST(GatherScatterCuda, RejectsBadIndicesLikeTheCpu) {
