@@ -159,6 +159,14 @@ absl::Status ValidateLemo(const v1::JobSpec& s) {
   if (l.mode() == v1::PREDICTOR) {
     LEMO_RETURN_IF_ERROR(Path("lemo.predictor_path", l.predictor_path()));
   }
+  LEMO_RETURN_IF_ERROR(
+      NonNegative("lemo.predictor_recall_every", l.predictor_recall_every()));
+  // Recall compares the predictor's choice with the oracle's; other modes run
+  // no predictor (the trainer would ignore the field), so it is a mistake.
+  if (l.predictor_recall_every() > 0 && l.mode() != v1::PREDICTOR) {
+    return Bad("lemo.predictor_recall_every",
+               "is used only with lemo.mode PREDICTOR");
+  }
   LEMO_RETURN_IF_ERROR(InRange("lemo.mlp_sparsity.prune_ratio",
                                l.mlp_sparsity().prune_ratio(), 0, false, 1,
                                true));

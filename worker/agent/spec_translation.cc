@@ -199,6 +199,9 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   o.optimizer.total_steps = spec.steps();
 
   LEMO_RETURN_IF_ERROR(TranslateLemo(spec, o.model_dir, &o.model.lemo));
+  // A trainer option (it picks the steps), though the spec keeps it with the
+  // other LeMo settings; the trainer ignores it outside PREDICTOR mode.
+  o.predictor_recall_every = spec.lemo().predictor_recall_every();
   CollectUnsupportedLemo(spec.lemo(), warnings);
   return o;
 }

@@ -108,6 +108,20 @@ const Case kCases[] = {
     {"PredictorPath",
      [](v1::JobSpec* s) { s->mutable_lemo()->set_mode(v1::PREDICTOR); },
      "spec.lemo.predictor_path: is required"},
+    {"PredictorRecallEveryNegative",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->set_mode(v1::PREDICTOR);
+       s->mutable_lemo()->set_predictor_path("/models/predictors");
+       s->mutable_lemo()->set_predictor_recall_every(-1);
+     },
+     "spec.lemo.predictor_recall_every: must be >= 0"},
+    {"PredictorRecallEveryWithoutPredictor",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->set_mode(v1::ORACLE);
+       s->mutable_lemo()->set_predictor_recall_every(5);
+     },
+     "spec.lemo.predictor_recall_every: is used only with lemo.mode "
+     "PREDICTOR"},
     {"MlpPruneRatio",
      [](v1::JobSpec* s) {
        s->mutable_lemo()->mutable_mlp_sparsity()->set_prune_ratio(1.0);
@@ -223,6 +237,15 @@ TEST(SpecValidation, ExplicitZerosOfOptionalFieldsAreKept) {
   EXPECT_EQ(s.max_restarts(), 0);
   EXPECT_EQ(s.optimizer().max_grad_norm(), 0);
   EXPECT_EQ(s.optimizer().beta1(), 0);
+}
+
+TEST(SpecValidation, PredictorRecallEveryIsKeptInPredictorMode) {
+  v1::JobSpec spec = testing::ValidSpec();
+  spec.mutable_lemo()->set_mode(v1::PREDICTOR);
+  spec.mutable_lemo()->set_predictor_path("/models/predictors");
+  spec.mutable_lemo()->set_predictor_recall_every(5);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.lemo().predictor_recall_every(), 5);
 }
 
 TEST(SpecValidation, CudaDefaultsToBf16AndAllowsOffload) {

@@ -15,12 +15,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "worker/engine/calibrate.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/init_model.h"
+#include "worker/engine/trainer.h"
 
 namespace lemo::worker {
 namespace {
 
+using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -238,7 +241,93 @@ TEST(TrainerOptionsFromAssign, PredictorGetsItsDirectoryAndTheSchedule) {
   EXPECT_EQ(o.model.lemo.mode, engine::LemoMode::kPredictor);
   EXPECT_EQ(o.model.lemo.predictor_dir, "/predictors/tiny");
   EXPECT_EQ(o.model.lemo.keep_ratios, std::vector<double>(layers, 0.5));
+  EXPECT_EQ(o.predictor_recall_every, 0);  // unset: never measured
   EXPECT_THAT(warnings, IsEmpty());
+}
+
+TEST(TrainerOptionsFromAssign, PredictorRecallEveryReachesTheTrainer) {
+  int64_t layers = 0;
+  v1::Assign assign = MinimalAssign();
+  assign.mutable_spec()->mutable_model()->set_path(TinyConfigDir(&layers));
+  v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();
+  lemo->set_mode(v1::PREDICTOR);
+  lemo->set_predictor_path("/predictors/tiny");
+  lemo->set_predictor_recall_every(5);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr));
+  EXPECT_EQ(o.predictor_recall_every, 5);
+}
+
+// The worker's path for a predictor job (worker/agent/task.cc): translate the
+// spec, train, turn each step into a MetricSample and the per-layer /metrics
+// series. With predictor_recall_every set, the measured step carries recall.
+TEST(TrainerOptionsFromAssign, PredictorRecallEveryMakesRecallSamples) {
+  const std::string root =
+      ::testing::TempDir() + "/agent-recall-" + std::to_string(::getpid());
+  LEMO_ASSERT_OK_AND_ASSIGN(engine::ModelConfig config,
+                            engine::PresetConfig("tiny"));
+  ASSERT_THAT(engine::WriteRandomModel(config, root + "/model", torch::kFloat32,
+                                       /*seed=*/3),
+              IsOk());
+  {
+    std::ofstream data(root + "/data.jsonl");
+    for (int i = 0; i < 12; ++i) {
+      data << "{\"text\": \"sample " << i
+           << ": the quick brown fox jumps over the lazy dog, again and "
+              "again, while lemo keeps the informative blocks of text.\"}\n";
+    }
+  }
+  // Small predictors, calibrated for a few steps: recall only has to be
+  // measured here, not good. The spec cannot set block_tokens, so the
+  // predictors keep the engine's default.
+  engine::CalibrateJobOptions job;
+  job.model_dir = root + "/model";
+  job.data.path = root + "/data.jsonl";
+  job.data.seq_len = 256;
+  job.out_dir = root + "/predictors";
+  job.heldout_samples = 1;
+  job.calibration.predictor.hidden1 = 8;
+  job.calibration.predictor.hidden2 = 8;
+  job.calibration.predictor.out = 8;
+  job.calibration.steps = 2;
+  job.calibration.keep_ratios = {0.5, 1.0};
+  ASSERT_THAT(engine::RunCalibrateJob(job).status(), IsOk());
+
+  v1::Assign assign = MinimalAssign();
+  v1::JobSpec* spec = assign.mutable_spec();
+  spec->mutable_model()->set_path(job.model_dir);
+  spec->mutable_data()->set_path(job.data.path);
+  spec->set_seq_len(256);
+  spec->set_steps(2);
+  v1::LemoSpec* lemo = spec->mutable_lemo();
+  lemo->set_mode(v1::PREDICTOR);
+  lemo->set_predictor_path(job.out_dir);
+  lemo->mutable_keep_ratio()->add_per_layer(0.5);
+  lemo->mutable_keep_ratio()->add_per_layer(1.0);
+  lemo->set_predictor_recall_every(2);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, root + "/run", "",
+                               nullptr));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto trainer, engine::Trainer::Create(o));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create(""));
+  std::vector<v1::MetricSample> samples;
+  engine::TrainerCallbacks callbacks;
+  callbacks.on_step = [&](const engine::StepMetrics& m) {
+    samples.push_back(SampleFromStepMetrics(m, /*rank=*/0));
+    metrics->OnLayerStats(assign.job_id(), LayerSamplesFromStepMetrics(m));
+  };
+  ASSERT_THAT(trainer->Run(callbacks), IsOk());
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0].predictor_recall_size(), 0);  // step 1: not measured
+  ASSERT_EQ(samples[1].predictor_recall_size(), 2);  // step 2: measured
+  EXPECT_GE(samples[1].predictor_recall(0), 0);      // the sparse layer
+  EXPECT_LT(samples[1].predictor_recall(1), 0);      // the dense one: none
+  EXPECT_THAT(metrics->Scrape(),
+              HasSubstr("lemo_worker_predictor_recall{job_id=\"job-1\","
+                        "layer=\"0\"}"));
+  std::filesystem::remove_all(root);
 }
 
 TEST(FailureFromStatus, TypesTheEngineErrors) {
