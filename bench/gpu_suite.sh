@@ -14,7 +14,10 @@
 # Knobs (env):
 #   LEMO_BENCH_SEQS="4096 8192 16384 32768"   LEMO_BENCH_MODES="off on" (gradient checkpointing)
 #   LEMO_BENCH_SYSTEMS="lemo peer"            LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
-#     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS), peer
+#     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS),
+#     lemo-savers (lemo-sparse + LEMO_BENCH_SAVERS_ARGS, default "--mlp-prune-ratio 0.8
+#     --recompute-norm": LEMO.md section 3's other savers), lemo-2d (lemo-sparse + --lemo-2d:
+#     shifted group attention over the kept tokens, LEMO.md section 5), peer
 #   LEMO_BENCH_SPARSE_ARGS="--lemo-mode oracle" (lemo-sparse's extra finetune flags; with
 #     LEMO_BENCH_CALIBRATE=1 the suite first runs `lemo-train calibrate` on the benchmark model
 #     (LEMO_BENCH_CALIBRATE_ARGS, default a short fit) and the default becomes predictor mode)
@@ -87,8 +90,9 @@ budget() {
 
 CMD="LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
 CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
-CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}' bash bench/gpu_suite.sh"
+CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}'"
 CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}"
+CMD+=" LEMO_BENCH_SAVERS_ARGS='${LEMO_BENCH_SAVERS_ARGS:-}' bash bench/gpu_suite.sh"
 META_CONFIG=bench/configs/$PRESET.json
 [ -f "$META_CONFIG" ] || META_CONFIG=
 MATMUL=()
@@ -178,7 +182,7 @@ report
 
 # --- LeMo predictors (optional) ---------------------------------------------------------------
 SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode oracle"}
-if [ "${LEMO_BENCH_CALIBRATE:-0}" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " == *" lemo-sparse "* ]]; then
+if [ "${LEMO_BENCH_CALIBRATE:-0}" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(sparse|savers|2d)" " ]]; then
   t0=$SECONDS
   PRED_DIR=$WORK/predictors-$PRESET
   CAL_ARGS=${LEMO_BENCH_CALIBRATE_ARGS:---seq-len 4096 --steps 20 --heldout-samples 1}
@@ -193,7 +197,9 @@ if [ "${LEMO_BENCH_CALIBRATE:-0}" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS
     FAILED=1
   fi
 fi
-[[ " $SYSTEMS " == *" lemo-sparse "* ]] && note "lemo-sparse flags: $SPARSE_ARGS"
+SAVERS_ARGS=${LEMO_BENCH_SAVERS_ARGS:-"--mlp-prune-ratio 0.8 --recompute-norm"}
+[[ " $SYSTEMS " =~ " lemo-"(sparse|savers|2d)" " ]] && note "LeMo flags: $SPARSE_ARGS"
+[[ " $SYSTEMS " == *" lemo-savers "* ]] && note "lemo-savers adds: $SAVERS_ARGS"
 
 # --- the benchmark -----------------------------------------------------------------------------
 declare -A OOM_AT  # "system mode" -> shortest seq that ran out of memory
@@ -209,7 +215,11 @@ oom_skip() {  # system seq mode: true (and recorded) when a shorter seq already 
 
 run_lemo() {  # system seq mode flag
   local sys=$1 seq=$2 mode=$3 flag=$4 name=$1-$2-$3 t rc extra=
-  [ "$sys" = lemo-sparse ] && extra=$SPARSE_ARGS
+  case $sys in
+    lemo-sparse) extra=$SPARSE_ARGS ;;
+    lemo-savers) extra="$SPARSE_ARGS $SAVERS_ARGS" ;;
+    lemo-2d) extra="$SPARSE_ARGS --lemo-2d" ;;
+  esac
   [ "$HAVE_LEMO" = 0 ] && { skip "$sys" "$seq" "$mode" "lemo-train unavailable (see notes)"; return; }
   oom_skip "$sys" "$seq" "$mode" && return
   t=$(budget)
@@ -261,7 +271,10 @@ for m in $MODES; do
   case $m in off | on) ;; *) note "unknown mode '$m' in LEMO_BENCH_MODES (use off, on): ignored" ;; esac
 done
 for sys in $SYSTEMS; do
-  case $sys in lemo | lemo-sparse | peer) ;; *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, peer): ignored" ;; esac
+  case $sys in
+    lemo | lemo-sparse | lemo-savers | lemo-2d | peer) ;;
+    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-savers, lemo-2d, peer): ignored" ;;
+  esac
 done
 for m in $MODES; do
   case $m in
@@ -279,7 +292,7 @@ for m in $MODES; do
     for sys in $SYSTEMS; do
       t0=$SECONDS
       case $sys in
-        lemo | lemo-sparse) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
+        lemo | lemo-sparse | lemo-savers | lemo-2d) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
         peer) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$seq" "$mode" "$flag" ;;
         *) continue ;;
       esac

@@ -104,8 +104,11 @@ def ratio(a, b):
     return "-"
 
 
-SYSTEMS = ("peer", "lemo", "lemo-sparse")
-SYSTEM_NAMES = {"peer": "HF+PEFT", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo"}
+SYSTEMS = ("peer", "lemo", "lemo-sparse", "lemo-savers", "lemo-2d")
+SYSTEM_NAMES = {"peer": "HF+PEFT", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo",
+                "lemo-savers": "lemo LeMo + MLP savers", "lemo-2d": "lemo LeMo + S2-Attn (2D)"}
+# The LeMo configurations; issue 5's targets are checked for each one that ran.
+LEMO_SYSTEMS = ("lemo-sparse", "lemo-savers", "lemo-2d")
 
 
 def flops_cells(r, meta):
@@ -164,11 +167,15 @@ def targets(results):
         value = mine[key] / peer[key]
         return f"- {label}: {value:.2f}x, target <= {bound}x: {'met' if value <= bound else 'MISSED'}"
 
-    out = [check("8K no-ckpt peak allocated / peer", "lemo-sparse", 8192, "no-ckpt",
-                 "peak_allocated_bytes", 0.5),
-           check("32K ckpt step / peer", "lemo-sparse", 32768, "ckpt", "step_s", 0.75),
-           check("64K ckpt step / peer", "lemo-sparse", 65536, "ckpt", "step_s", 0.65)]
-    for system in ("lemo-sparse", "lemo", "peer"):
+    out = []
+    ran = [s for s in LEMO_SYSTEMS if any(k[0] == s for k in results)]
+    for system in ran:
+        name = SYSTEM_NAMES[system]
+        out += [check(f"{name}: 8K no-ckpt peak allocated / peer", system, 8192, "no-ckpt",
+                      "peak_allocated_bytes", 0.5),
+                check(f"{name}: 32K ckpt step / peer", system, 32768, "ckpt", "step_s", 0.75),
+                check(f"{name}: 64K ckpt step / peer", system, 65536, "ckpt", "step_s", 0.65)]
+    for system in ran + ["lemo", "peer"]:
         seq = longest_ok(results, system, "no-ckpt")
         out.append(f"- longest no-ckpt context, {SYSTEM_NAMES[system]}: {seq if seq else 'none'}")
     return out
@@ -209,14 +216,14 @@ def render(results, meta, notes):
         peer = results.get(("peer", seq, mode))
         for system in SYSTEMS:
             r = results.get((system, seq, mode))
-            if r is None and system == "lemo-sparse":
+            if r is None and system in LEMO_SYSTEMS:
                 continue  # suites without LeMo runs keep their old shape
             row = [str(seq), mode, SYSTEM_NAMES[system]] + row_cells(r, peer, meta)
             row.append(parity(r, peer) if system == "lemo" else "")
             out.append("| " + " | ".join(row) + " |")
             if r is not None and not ok(r) and r.get("error"):
                 errors.append(f"- {system} {seq} {mode}: {r['status']}: {r['error']}")
-    if any(k[0] == "lemo-sparse" for k in results):
+    if any(k[0] in LEMO_SYSTEMS for k in results):
         out += ["", "Issue 5 targets (LeMo runs against the peer, same run):"] + targets(results)
     if errors:
         out += ["", "Failures:"] + errors

@@ -117,13 +117,17 @@ class ReportTest(unittest.TestCase):
             self.run_row("lemo-sparse", 32768, "no-ckpt", 70, 72, 3.0),
             self.run_row("peer", 32768, "ckpt", 30, 31, 6.0),
             self.run_row("lemo-sparse", 32768, "ckpt", 20, 21, 4.8),  # 0.80x: missed
+            self.run_row("lemo-savers", 32768, "ckpt", 15, 16, 4.2),  # 0.70x: met
         ], meta)
         cells = self.row_of(table, 8192, "no-ckpt", "lemo LeMo").split(" | ")
         tflops = flops.step_flops(config, 8192) / 0.5 / 1e12
         self.assertEqual(cells[7:9], [f"{tflops:.0f}", f"{100 * tflops / 2e-6:.0f}%"])
-        self.assertIn("8K no-ckpt peak allocated / peer: 0.45x, target <= 0.5x: met", table)
-        self.assertIn("32K ckpt step / peer: 0.80x, target <= 0.75x: MISSED", table)
-        self.assertIn("64K ckpt step / peer: not measured (lemo not run)", table)
+        self.assertIn("lemo LeMo: 8K no-ckpt peak allocated / peer: 0.45x, target <= 0.5x: met", table)
+        self.assertIn("lemo LeMo: 32K ckpt step / peer: 0.80x, target <= 0.75x: MISSED", table)
+        self.assertIn("lemo LeMo: 64K ckpt step / peer: not measured (lemo not run)", table)
+        self.assertIn("lemo LeMo + MLP savers: 32K ckpt step / peer: 0.70x, target <= 0.75x: met", table)
+        self.assertIn("| 32768 | ckpt | lemo LeMo + MLP savers |", table)
+        self.assertNotIn("S2-Attn", table)  # a configuration that did not run has no rows
         self.assertIn("longest no-ckpt context, lemo LeMo: 32768", table)
         self.assertIn("longest no-ckpt context, HF+PEFT: 8192", table)
 

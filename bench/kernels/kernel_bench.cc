@@ -6,6 +6,7 @@
 //
 //   lemo-kernel-bench                 # N = 4K..32K, Llama-2-7B shapes
 //   lemo-kernel-bench --quick         # N = 4K only, fewer repeats
+//   lemo-kernel-bench --no-wgmma      # without the sm_90a wgmma variant
 //
 // Counting (stated in the table's notes):
 //   - block scoring FLOPs: the causal half of QK^T, 2 * N * N * d * Hq / 2;
@@ -28,6 +29,8 @@
 #include <vector>
 
 #include "kernels/cuda/block_scores.h"
+#include "kernels/cuda/gather_blocks.h"
+#include "kernels/cuda/scatter_add_blocks.h"
 #include "kernels/lemo_ops.h"
 
 namespace lemo::kernels {
@@ -150,7 +153,11 @@ void LaunchVariant(const torch::Tensor& q, const torch::Tensor& k,
         "LaunchBlockScores");
 }
 
+// Times each of `variants` (checked against the op's default output) and,
+// with `with_op`, the op itself and the unfused reference.
 std::vector<Row> BenchBlockScores(const std::vector<int64_t>& seqs, bool quick,
+                                  const std::vector<int32_t>& variants,
+                                  bool with_op,
                                   std::vector<std::string>* checks) {
   std::vector<Row> rows;
   const auto bf16 =
@@ -172,13 +179,14 @@ std::vector<Row> BenchBlockScores(const std::vector<int64_t>& seqs, bool quick,
       const double bytes = (q.numel() + k.numel()) * 2.0 + nb * nb * 4.0;
       // Each tensor-core variant, checked against the op's default output.
       const torch::Tensor reference = BlockScores(q, k);
-      for (int32_t variant :
-           {cuda::kBlockScoresSquare, cuda::kBlockScoresTall}) {
+      for (int32_t variant : variants) {
         torch::Tensor out = torch::empty_like(reference);
         Row v;
         v.kernel = variant == cuda::kBlockScoresSquare
                        ? "block_scores 128x128 CTA"
-                       : "block_scores 256x128 CTA";
+                   : variant == cuda::kBlockScoresTall
+                       ? "block_scores 256x128 CTA"
+                       : "block_scores wgmma 128x256 CTA";
         v.shape = shape;
         v.ms = MedianMs([&] { LaunchVariant(q, k, out, variant); }, 3, iters);
         v.flops = flops;
@@ -190,6 +198,7 @@ std::vector<Row> BenchBlockScores(const std::vector<int64_t>& seqs, bool quick,
         checks->push_back(buf);
         rows.push_back(v);
       }
+      if (!with_op) continue;
       Row r;
       r.kernel = "block_scores (op)";
       r.shape = shape;
@@ -225,6 +234,68 @@ torch::Tensor KeptBlocks(int64_t n, double ratio, int64_t seed) {
   return SelectBlocks(torch::rand({1, nb}, torch::kCUDA), select);
 }
 
+// LEMO_KEPT_PATH for the ops' bindings (read per call): 0 = reference checks
+// and flat kernels, 1 = checks by one kernel, 2 = 1 plus block-CTA kernels.
+void SetKeptPath(int path) {
+  setenv("LEMO_KEPT_PATH", std::to_string(path).c_str(), /*overwrite=*/1);
+}
+
+// The plain gather kernel alone (no checks, output preallocated), flat or
+// block-CTA launch shape: separates kernel time from the op's fixed cost.
+double GatherKernelMs(const torch::Tensor& x, const torch::Tensor& kept,
+                      torch::Tensor& out, bool block_ctas, int iters) {
+  cuda::GatherBlocksParams p;
+  p.src = x.data_ptr();
+  p.dst = out.data_ptr();
+  p.kept = kept.data_ptr<int64_t>();
+  p.elem_bytes = static_cast<int32_t>(x.element_size());
+  p.batch = x.size(0);
+  p.heads = 1;
+  p.n_tokens = x.size(1);
+  p.out_tokens = out.size(1);
+  p.width = x.size(2);
+  p.kept_count = kept.size(1);
+  p.block = 64;
+  p.src_stride_b = x.stride(0);
+  p.src_stride_n = x.stride(1);
+  p.block_ctas = block_ctas;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
+  return MedianMs(
+      [&] { Check(cuda::LaunchGatherBlocks(p, stream), "LaunchGatherBlocks"); },
+      3, iters);
+}
+
+// The scatter-add kernel alone, as GatherKernelMs.
+double ScatterKernelMs(const torch::Tensor& res, const torch::Tensor& y,
+                       const torch::Tensor& kept, torch::Tensor& out,
+                       bool block_ctas, int iters) {
+  cuda::ScatterAddBlocksParams p;
+  p.residual = res.data_ptr();
+  p.y = y.data_ptr();
+  p.out = out.data_ptr();
+  p.kept = kept.data_ptr<int64_t>();
+  p.dtype = cuda::DType::kBFloat16;
+  p.batch = res.size(0);
+  p.heads = 1;
+  p.n_tokens = res.size(1);
+  p.kept_tokens = y.size(1);
+  p.width = res.size(2);
+  p.kept_count = kept.size(1);
+  p.block = 64;
+  p.res_stride_b = res.stride(0);
+  p.res_stride_n = res.stride(1);
+  p.y_stride_b = y.stride(0);
+  p.y_stride_n = y.stride(1);
+  p.block_ctas = block_ctas;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
+  return MedianMs(
+      [&] {
+        Check(cuda::LaunchScatterAddBlocks(p, stream),
+              "LaunchScatterAddBlocks");
+      },
+      3, iters);
+}
+
 std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
   std::vector<Row> rows;
   const auto bf16 =
@@ -234,16 +305,39 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
   const torch::Tensor pos = KeptPositions(kept, n);
   const int64_t kn = pos.size(1);
   const std::string keep = " keep 40% (" + std::to_string(kn) + " tokens)";
+  const std::string path_note =
+      "; LEMO_KEPT_PATH=1: kept checks by one kernel, =2: also block-CTA "
+      "kernels; (kernel): the launcher alone, no checks or allocation";
   {
     const torch::Tensor x = torch::randn({1, n, 4096}, bf16);
+    const std::string shape =
+        "[1, " + std::to_string(n) + ", 4096] bf16" + keep;
     Row r;
     r.kernel = "gather_blocks";
-    r.shape = "[1, " + std::to_string(n) + ", 4096] bf16" + keep;
+    r.shape = shape;
     r.ms = MedianMs([&] { GatherBlocks(x, kept); }, 3, iters);
     r.bytes = 2.0 * kn * 4096 * 2;
     r.ref_ms = MedianMs([&] { x.index_select(1, pos[0]); }, 3, iters);
-    r.note = "ref: index_select";
+    r.note = "ref: index_select" + path_note;
     rows.push_back(r);
+    for (int path : {1, 2}) {
+      SetKeptPath(path);
+      Row v = r;
+      v.kernel = "gather_blocks LEMO_KEPT_PATH=" + std::to_string(path);
+      v.ms = MedianMs([&] { GatherBlocks(x, kept); }, 3, iters);
+      v.note.clear();
+      rows.push_back(v);
+    }
+    SetKeptPath(0);
+    torch::Tensor out = torch::empty({1, kn, 4096}, bf16);
+    for (bool block_ctas : {false, true}) {
+      Row v = r;
+      v.kernel = block_ctas ? "gather_blocks (kernel, block CTAs)"
+                            : "gather_blocks (kernel, flat)";
+      v.ms = GatherKernelMs(x, kept, out, block_ctas, iters);
+      v.note.clear();
+      rows.push_back(v);
+    }
   }
   {
     const torch::Tensor x = torch::randn({1, n, 32, 128}, bf16).transpose(1, 2);
@@ -253,6 +347,16 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
     r.kernel = "gather_blocks_rope";
     r.shape =
         "q [1, 32, " + std::to_string(n) + ", 128] bf16 (transposed)" + keep;
+    std::vector<Row> fast;
+    for (int path : {1, 2}) {
+      SetKeptPath(path);
+      Row v = r;
+      v.kernel = "gather_blocks_rope LEMO_KEPT_PATH=" + std::to_string(path);
+      v.ms = MedianMs([&] { GatherBlocksRope(x, kept, cos, sin); }, 3, iters);
+      v.bytes = 2.0 * kn * 32 * 128 * 2 + 2.0 * kn * 128 * 2;
+      fast.push_back(v);
+    }
+    SetKeptPath(0);
     r.ms = MedianMs([&] { GatherBlocksRope(x, kept, cos, sin); }, 3, iters);
     r.bytes = 2.0 * kn * 32 * 128 * 2 + 2.0 * kn * 128 * 2;
     r.ref_ms = MedianMs(
@@ -267,6 +371,7 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
         3, iters);
     r.note = "ref: index_select + HF apply_rotary_pos_emb";
     rows.push_back(r);
+    for (const Row& v : fast) rows.push_back(v);
   }
   {
     const torch::Tensor res = torch::randn({1, n, 4096}, bf16);
@@ -285,6 +390,24 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
         3, iters);
     r.note = "ref: zeros + index_copy_ + add";
     rows.push_back(r);
+    for (int path : {1, 2}) {
+      SetKeptPath(path);
+      Row v = r;
+      v.kernel = "scatter_add_blocks LEMO_KEPT_PATH=" + std::to_string(path);
+      v.ms = MedianMs([&] { ScatterAddBlocks(res, y, kept); }, 3, iters);
+      v.note.clear();
+      rows.push_back(v);
+    }
+    SetKeptPath(0);
+    torch::Tensor out = torch::empty_like(res);
+    for (bool block_ctas : {false, true}) {
+      Row v = r;
+      v.kernel = block_ctas ? "scatter_add_blocks (kernel, block CTAs)"
+                            : "scatter_add_blocks (kernel, flat)";
+      v.ms = ScatterKernelMs(res, y, kept, out, block_ctas, iters);
+      v.note.clear();
+      rows.push_back(v);
+    }
   }
   return rows;
 }
@@ -312,11 +435,14 @@ std::string Json(const std::vector<Row>& rows, const Ceilings& c,
 
 int Main(int argc, char** argv) {
   bool quick = false;
+  bool wgmma = true;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick") {
       quick = true;
+    } else if (std::string(argv[i]) == "--no-wgmma") {
+      wgmma = false;
     } else {
-      std::fprintf(stderr, "usage: lemo-kernel-bench [--quick]\n");
+      std::fprintf(stderr, "usage: lemo-kernel-bench [--quick] [--no-wgmma]\n");
       return 2;
     }
   }
@@ -332,8 +458,22 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> seqs = {4096, 8192, 16384, 32768};
   if (quick) seqs = {4096};
   std::vector<std::string> checks;
-  std::vector<Row> rows = BenchBlockScores(seqs, quick, &checks);
+  std::vector<Row> rows = BenchBlockScores(
+      seqs, quick, {cuda::kBlockScoresSquare, cuda::kBlockScoresTall},
+      /*with_op=*/true, &checks);
   for (Row& r : BenchGatherScatter(seqs.back(), quick)) rows.push_back(r);
+  // The wgmma variant last, and caught: a device fault is sticky, so it must
+  // not cost the rows above, which are printed either way.
+  if (wgmma) {
+    try {
+      for (Row& r : BenchBlockScores(seqs, quick, {cuda::kBlockScoresWgmma},
+                                     /*with_op=*/false, &checks)) {
+        rows.push_back(r);
+      }
+    } catch (const std::exception& e) {
+      checks.push_back(std::string("block_scores wgmma FAILED: ") + e.what());
+    }
+  }
 
   std::printf("\n## LeMo kernels on %s (%d SMs)\n\n", device.c_str(),
               prop.multiProcessorCount);

@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "kernels/cuda/block_scores.h"
+#include "kernels/cuda/block_scores_wgmma.h"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace lemo::kernels::cuda {
@@ -473,6 +474,7 @@ cudaError_t LaunchTall(const BlockScoresParams& p, cudaStream_t stream) {
 
 template <typename T, int D>
 cudaError_t LaunchTensorCores(const BlockScoresParams& p, cudaStream_t stream) {
+  if (p.variant == kBlockScoresWgmma) return LaunchBlockScoresWgmma(p, stream);
   if (p.variant == kBlockScoresTall) return LaunchTall<T, D>(p, stream);
   return LaunchMma<T, D>(p, stream);
 }
@@ -503,7 +505,7 @@ bool BlockScoresUsesTensorCores(const BlockScoresParams& p) {
 cudaError_t LaunchBlockScores(const BlockScoresParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.n <= 0 || p.hq <= 0 || p.hkv <= 0 || p.d <= 0 ||
       p.hq % p.hkv != 0 || p.variant < kBlockScoresAuto ||
-      p.variant > kBlockScoresTall) {
+      p.variant > kBlockScoresWgmma) {
     return cudaErrorInvalidValue;
   }
   const int64_t nb = (p.n + kTile - 1) / kTile;

@@ -14,7 +14,8 @@
 //
 // Paths: bf16/fp16 with d = 64 or 128 and 16-byte aligned rows run on tensor
 // cores (mma.sync m16n8k16, fp32 accumulation, 128x128 CTA tiles, cp.async
-// double-buffered over heads); anything else (fp32, other d) runs a CUDA-core
+// double-buffered over heads; or, selected by p.variant, the variants of
+// BlockScoresVariant); anything else (fp32, other d) runs a CUDA-core
 // kernel with fp32 math.
 #ifndef LEMO_KERNELS_CUDA_BLOCK_SCORES_H_
 #define LEMO_KERNELS_CUDA_BLOCK_SCORES_H_
@@ -70,6 +71,10 @@ enum BlockScoresVariant : int32_t {
   // CTA of 256 rows x 128 columns: each warp 32 x 128 of head sum (128 fp32 per
   // thread), S built 32 columns at a time; 1.36x fewer L2 bytes per FLOP.
   kBlockScoresTall = 2,
+  // Hopper warpgroup MMA (sm_90a; kernels/cuda/block_scores_wgmma.cu): CTA of
+  // 128 rows x 256 columns, 2 warpgroups of wgmma m64n128k16 with Q and K
+  // read from 128-byte-swizzled shared memory; head sum 128 fp32 per thread.
+  kBlockScoresWgmma = 3,
 };
 
 // Whether `p` takes the tensor-core path (bf16/fp16, d 64 or 128, 16-byte

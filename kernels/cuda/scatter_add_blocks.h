@@ -54,6 +54,11 @@ struct ScatterAddBlocksParams {
   int64_t res_stride_b = 0, res_stride_h = 0, res_stride_n = 0;
   // y strides over batch, head and token, in elements.
   int64_t y_stride_b = 0, y_stride_h = 0, y_stride_n = 0;
+  // Launch shape: false = one thread per vector, each finding its block's
+  // slot by a binary search; true = each CTA covers a run of rows of one
+  // block, finds the slot once and keeps 4 vectors in flight per thread
+  // (LEMO_KEPT_PATH=2).
+  bool block_ctas = false;
 };
 
 cudaError_t LaunchScatterAddBlocks(const ScatterAddBlocksParams& p,

@@ -25,6 +25,23 @@ at::Tensor KeptPositionsImpl(const at::Tensor& kept_blocks, int64_t n_tokens,
                              int64_t block,
                              const char* what = "kept_positions");
 
+// The argument checks of KeptPositionsImpl that need no values (block,
+// n_tokens, dtype and rank, k >= 1).
+void CheckKeptBlocksArgs(const at::Tensor& kept_blocks, int64_t n_tokens,
+                         int64_t block, const char* what);
+
+// The value checks of KeptPositionsImpl from `fact` = {min, max, 1 if every
+// row is strictly ascending else 0, rows whose last block is the last one}
+// (computed by ATen in the reference, by one kernel in the CUDA bindings).
+// Returns the kept tokens per row.
+int64_t KeptTokensFromFacts(const int64_t* fact, int64_t batch, int64_t k,
+                            int64_t n_tokens, int64_t block, const char* what);
+
+// BlockTokenIndex's checks of `full` against `kept_blocks` (rank, device,
+// batch).
+void CheckBlockTokenArgs(const at::Tensor& full, const at::Tensor& kept_blocks,
+                         const char* what);
+
 // The gather/scatter index for a tensor `full` of [B, N, D] or [B, H, N, d]
 // (tokens on dim full.dim() - 2): positions expanded to [B, n, D] or [B, H, n,
 // d]. Checks ranks, batch and device; `what` names the calling op.

@@ -19,6 +19,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/service_fixture.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 #include "worker/engine/formats/atomic_file.h"
 
@@ -97,7 +98,7 @@ TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {
   EXPECT_THAT(names, Contains("adapter_model.safetensors"));
   EXPECT_THAT(names, Contains("adapter_config.json"));
 
-  const std::string metrics = ScrapeMetrics(WorkerMetricsPort("w1"));
+  const std::string metrics = testing::HttpGet(WorkerMetricsPort("w1"));
   EXPECT_THAT(metrics, HasSubstr("lemo_worker_steps_total 8"));
   EXPECT_THAT(
       metrics,
@@ -196,10 +197,7 @@ TEST_F(ServiceTest, WorkerLossResumesFromTheLastCheckpointOnAnotherWorker) {
   constexpr int64_t kSteps = 30;
   Process* w1 = StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
-  std::vector<v1::JobEvent> events =
-      Watch(job.id(), 1, [](const v1::JobEvent& e) {
-        return e.has_checkpoint() && e.checkpoint().step() >= 10;
-      });
+  std::vector<v1::JobEvent> events = WatchToCheckpoint(job.id(), 10);
   ASSERT_FALSE(events.empty());
   StartWorker("w2");
   w1->Kill();
@@ -239,10 +237,7 @@ TEST_F(ServiceTest, AStaleWorkerThatComesBackIsFencedOff) {
   constexpr int64_t kSteps = 30;
   Process* w1 = StartWorker("w1");
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(kSteps, 5)));
-  std::vector<v1::JobEvent> events =
-      Watch(job.id(), 1, [](const v1::JobEvent& e) {
-        return e.has_checkpoint() && e.checkpoint().step() >= 5;
-      });
+  std::vector<v1::JobEvent> events = WatchToCheckpoint(job.id(), 5);
   ASSERT_FALSE(events.empty());
   StartWorker("w2");
   // Frozen past --worker-timeout: the coordinator gives the job to w2 with a

@@ -1,10 +1,5 @@
 #include "tests/e2e/service_fixture.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -186,6 +181,13 @@ std::vector<v1::JobEvent> ServiceTest::WatchToEnd(const std::string& job_id,
                [](const v1::JobEvent&) { return false; });
 }
 
+std::vector<v1::JobEvent> ServiceTest::WatchToCheckpoint(
+    const std::string& job_id, int64_t min_step) {
+  return Watch(job_id, 1, [min_step](const v1::JobEvent& e) {
+    return e.has_checkpoint() && e.checkpoint().step() >= min_step;
+  });
+}
+
 std::vector<int64_t> MetricSteps(const std::vector<v1::JobEvent>& events) {
   std::vector<int64_t> steps;
   for (const v1::JobEvent& e : events) {
@@ -218,27 +220,6 @@ std::vector<std::string> LogTexts(const std::vector<v1::JobEvent>& events) {
     if (e.has_log()) texts.push_back(e.log().text());
   }
   return texts;
-}
-
-std::string ScrapeMetrics(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request =
-      "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
-  close(fd);
-  return response;
 }
 
 }  // namespace lemo::e2e

@@ -70,6 +70,10 @@ class ServiceTest : public ::testing::Test {
       absl::Duration timeout = absl::Seconds(120));
   std::vector<v1::JobEvent> WatchToEnd(const std::string& job_id,
                                        int64_t from_sequence = 1);
+  // All history until the first checkpoint at step >= `min_step` (included):
+  // the point where the worker-loss tests break a worker.
+  std::vector<v1::JobEvent> WatchToCheckpoint(const std::string& job_id,
+                                              int64_t min_step);
 
  private:
   static std::string root_;
@@ -92,8 +96,6 @@ std::vector<v1::JobState> States(const std::vector<v1::JobEvent>& events);
 int FindState(const std::vector<v1::JobEvent>& events, v1::JobState state);
 // Text of every log line event.
 std::vector<std::string> LogTexts(const std::vector<v1::JobEvent>& events);
-// Body of GET /metrics on 127.0.0.1:port ("" when unreachable).
-std::string ScrapeMetrics(int port);
 
 }  // namespace lemo::e2e
 

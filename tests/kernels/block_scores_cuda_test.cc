@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -84,11 +85,10 @@ TEST(BlockScoresCuda, EqualsCpuReference) {
   }
 }
 
-TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
-  // The op runs the default variant; this calls the launcher with each one
-  // (lemo-kernel-bench times them side by side).
-  LEMO_SKIP_WITHOUT_CUDA();
 #ifdef LEMO_WITH_CUDA
+// Calls the launcher with `variant` on a few ragged, GQA and MHA cases in
+// bf16 and fp16 and compares each with the CPU reference.
+void ExpectVariantEqualsCpu(int32_t variant) {
   const std::vector<Case> cases = {{1, 32, 8, 1000, 128},
                                    {2, 8, 2, 4097, 64},
                                    {1, 4, 4, 300, 128},
@@ -98,43 +98,98 @@ TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
       auto [q_cpu, k_cpu] = RandomQk(c, dtype, /*engine_layout=*/true);
       const torch::Tensor want = BlockScoresCpu(q_cpu, k_cpu, 64);
       const torch::Tensor q = q_cpu.cuda(), k = k_cpu.cuda();
-      for (int32_t variant :
-           {cuda::kBlockScoresSquare, cuda::kBlockScoresTall}) {
-        const int64_t nb = (c.n + 63) / 64;
-        // Poisoned, so a tile the kernel forgets shows up.
-        torch::Tensor out = torch::full({c.batch, nb, nb}, -1.0f,
-                                        q.options().dtype(torch::kFloat));
-        cuda::BlockScoresParams p;
-        p.q = q.data_ptr();
-        p.k = k.data_ptr();
-        p.out = out.data_ptr<float>();
-        p.dtype = dtype == torch::kBFloat16 ? cuda::DType::kBFloat16
-                                            : cuda::DType::kFloat16;
-        p.batch = c.batch;
-        p.hq = c.hq;
-        p.hkv = c.hkv;
-        p.n = c.n;
-        p.d = c.d;
-        p.q_stride_b = q.stride(0);
-        p.q_stride_h = q.stride(1);
-        p.q_stride_n = q.stride(2);
-        p.k_stride_b = k.stride(0);
-        p.k_stride_h = k.stride(1);
-        p.k_stride_n = k.stride(2);
-        p.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
-        p.variant = variant;
-        ASSERT_TRUE(cuda::BlockScoresUsesTensorCores(p));
-        ASSERT_EQ(cuda::LaunchBlockScores(
-                      p, at::cuda::getCurrentCUDAStream().stream()),
-                  cudaSuccess);
-        ExpectClose(out.cpu(), want, dtype,
-                    Label(c, dtype) + " variant " + std::to_string(variant));
-      }
+      const int64_t nb = (c.n + 63) / 64;
+      // Poisoned, so a tile the kernel forgets shows up.
+      torch::Tensor out = torch::full({c.batch, nb, nb}, -1.0f,
+                                      q.options().dtype(torch::kFloat));
+      cuda::BlockScoresParams p;
+      p.q = q.data_ptr();
+      p.k = k.data_ptr();
+      p.out = out.data_ptr<float>();
+      p.dtype = dtype == torch::kBFloat16 ? cuda::DType::kBFloat16
+                                          : cuda::DType::kFloat16;
+      p.batch = c.batch;
+      p.hq = c.hq;
+      p.hkv = c.hkv;
+      p.n = c.n;
+      p.d = c.d;
+      p.q_stride_b = q.stride(0);
+      p.q_stride_h = q.stride(1);
+      p.q_stride_n = q.stride(2);
+      p.k_stride_b = k.stride(0);
+      p.k_stride_h = k.stride(1);
+      p.k_stride_n = k.stride(2);
+      p.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+      p.variant = variant;
+      ASSERT_TRUE(cuda::BlockScoresUsesTensorCores(p));
+      ASSERT_EQ(
+          cuda::LaunchBlockScores(p, at::cuda::getCurrentCUDAStream().stream()),
+          cudaSuccess);
+      const std::string label =
+          Label(c, dtype) + " variant " + std::to_string(variant);
+      const torch::Tensor got = out.cpu();
+      ExpectClose(got, want, dtype, label);
+      // Where a variant is off tells why: diagonal tiles only point at the
+      // causal mask (the accumulator layout), all tiles at the operands.
+      const testing::Tolerance tol = testing::ToleranceFor(dtype);
+      const torch::Tensor bad =
+          (got - want).abs() > tol.atol + tol.rtol * want.abs();
+      const torch::Tensor diag = torch::eye(nb, torch::kBool).expand_as(bad);
+      EXPECT_EQ((bad & diag).sum().item<int64_t>(), 0)
+          << label << ": diagonal tiles off";
+      EXPECT_EQ((bad & ~diag).sum().item<int64_t>(), 0)
+          << label << ": off-diagonal tiles off";
     }
+  }
+}
+#endif
+
+TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
+  // The op runs the default variant; this calls the launcher with each
+  // mma.sync one (lemo-kernel-bench times them side by side).
+  LEMO_SKIP_WITHOUT_CUDA();
+#ifdef LEMO_WITH_CUDA
+  for (int32_t variant : {cuda::kBlockScoresSquare, cuda::kBlockScoresTall}) {
+    ExpectVariantEqualsCpu(variant);
   }
 #else
   GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
 #endif
+}
+
+TEST(BlockScoresCuda, WgmmaVariantEqualsCpu) {
+  // The sm_90a wgmma kernel, in its own test so that bench/gpu_kernels.sh can
+  // run it in its own process: a fault there must not poison the others.
+  LEMO_SKIP_WITHOUT_CUDA();
+#ifdef LEMO_WITH_CUDA
+  ExpectVariantEqualsCpu(cuda::kBlockScoresWgmma);
+  // And through the op, by LEMO_BLOCK_SCORES_VARIANT (read per call).
+  const Case c{1, 8, 2, 1000, 128};
+  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
+  setenv("LEMO_BLOCK_SCORES_VARIANT", "3", /*overwrite=*/1);
+  const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
+  unsetenv("LEMO_BLOCK_SCORES_VARIANT");
+  ExpectClose(got, BlockScoresCpu(q, k, 64), torch::kBFloat16,
+              Label(c, torch::kBFloat16) + " LEMO_BLOCK_SCORES_VARIANT=3");
+#else
+  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+#endif
+}
+
+TEST(BlockScoresCuda, VariantFromTheEnvironmentEqualsCpu) {
+  // LEMO_BLOCK_SCORES_VARIANT (read by the binding per call) reaches each
+  // mma.sync kernel through the op (3, wgmma: WgmmaVariantEqualsCpu).
+  LEMO_SKIP_WITHOUT_CUDA();
+  const Case c{1, 8, 2, 1000, 128};
+  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
+  const torch::Tensor want = BlockScoresCpu(q, k, 64);
+  for (const char* variant : {"1", "2"}) {
+    setenv("LEMO_BLOCK_SCORES_VARIANT", variant, /*overwrite=*/1);
+    const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
+    unsetenv("LEMO_BLOCK_SCORES_VARIANT");
+    ExpectClose(got, want, torch::kBFloat16,
+                Label(c, torch::kBFloat16) + " variant " + variant);
+  }
 }
 
 TEST(BlockScoresCuda, OtherBlockSizesAndFp64UseTheReference) {

@@ -1,11 +1,12 @@
 // GPU tests of lemo::gather_blocks, gather_blocks_rope and scatter_add_blocks:
 // the CUDA kernels against the CPU references on the same random inputs,
-// values and gradients (autograd redispatches to the CUDA kernels). Skipped
-// without a CUDA device. To add a case: append to kCases; see
-// op_test_harness.h.
+// values and gradients (autograd redispatches to the CUDA kernels), on every
+// binding path (LEMO_KEPT_PATH 0, 1, 2). Skipped without a CUDA device. To add
+// a case: append to kCases; see op_test_harness.h.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,21 @@ std::pair<torch::Tensor, torch::Tensor> CosSin(int64_t n, int64_t d) {
   return {emb.cos(), emb.sin()};
 }
 
+// Sets LEMO_KEPT_PATH (read by the bindings per call) for one scope.
+class ScopedKeptPath {
+ public:
+  explicit ScopedKeptPath(const char* path) {
+    setenv("LEMO_KEPT_PATH", path, /*overwrite=*/1);
+  }
+  ~ScopedKeptPath() { unsetenv("LEMO_KEPT_PATH"); }
+  ScopedKeptPath(const ScopedKeptPath&) = delete;
+  ScopedKeptPath& operator=(const ScopedKeptPath&) = delete;
+};
+
+// 0: reference checks and flat kernels (the default); 1: checks by one
+// kernel; 2: 1 plus the block-CTA gather/scatter kernels.
+const std::vector<const char*> kKeptPaths = {"0", "1", "2"};
+
 // The CPU op on CPU copies of the inputs, back on `device`: differentiable, so
 // the gradient flows back to the CUDA leaves.
 torch::Tensor OnCpu(const torch::Tensor& out, const torch::Tensor& like) {
@@ -65,26 +81,29 @@ torch::Tensor OnCpu(const torch::Tensor& out, const torch::Tensor& like) {
 
 TEST(GatherBlocksCuda, EqualsCpuValuesAndGradients) {
   LEMO_SKIP_WITHOUT_CUDA();
-  for (const Case& c : kCases) {
-    for (torch::ScalarType dtype : kGpuDtypes) {
-      torch::manual_seed(c.k * 7 + c.shape[1]);
-      const torch::Tensor x = torch::randn(c.shape).to(dtype);
-      const torch::Tensor kept = RandomKept(c.shape[0], Blocks(c), c.k, c.k);
-      const std::string label = Label(c, dtype);
-      // A copy: bit-equal.
-      EXPECT_TRUE(
-          torch::equal(GatherBlocks(x.cuda(), kept.cuda(), c.block).cpu(),
-                       GatherBlocks(x, kept, c.block)))
-          << label;
-      ExpectGradsMatch(
-          [&](const std::vector<torch::Tensor>& in) {
-            return GatherBlocks(in[0], in[1], c.block);
-          },
-          [&](const std::vector<torch::Tensor>& in) {
-            return OnCpu(GatherBlocks(in[0].cpu(), in[1].cpu(), c.block),
-                         in[0]);
-          },
-          {x.cuda(), kept.cuda()}, label);
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    for (const Case& c : kCases) {
+      for (torch::ScalarType dtype : kGpuDtypes) {
+        torch::manual_seed(c.k * 7 + c.shape[1]);
+        const torch::Tensor x = torch::randn(c.shape).to(dtype);
+        const torch::Tensor kept = RandomKept(c.shape[0], Blocks(c), c.k, c.k);
+        const std::string label = Label(c, dtype) + " LEMO_KEPT_PATH=" + path;
+        // A copy: bit-equal.
+        EXPECT_TRUE(
+            torch::equal(GatherBlocks(x.cuda(), kept.cuda(), c.block).cpu(),
+                         GatherBlocks(x, kept, c.block)))
+            << label;
+        ExpectGradsMatch(
+            [&](const std::vector<torch::Tensor>& in) {
+              return GatherBlocks(in[0], in[1], c.block);
+            },
+            [&](const std::vector<torch::Tensor>& in) {
+              return OnCpu(GatherBlocks(in[0].cpu(), in[1].cpu(), c.block),
+                           in[0]);
+            },
+            {x.cuda(), kept.cuda()}, label);
+      }
     }
   }
 }
@@ -93,79 +112,88 @@ TEST(GatherBlocksCuda, StridedInputsLikeTheEngine) {
   // The engine gathers cos/sin tables expanded over the batch (stride 0) and
   // q/k views transposed from [B, N, H, d].
   LEMO_SKIP_WITHOUT_CUDA();
-  torch::manual_seed(3);
-  const torch::Tensor table = torch::randn({1, 1000, 128}).cuda();
-  const torch::Tensor kept = RandomKept(2, 16, 6, 4).cuda();
-  const torch::Tensor expanded = table.expand({2, 1000, 128});
-  EXPECT_TRUE(torch::equal(GatherBlocks(expanded, kept).cpu(),
-                           GatherBlocks(expanded.cpu(), kept.cpu())));
-  const torch::Tensor q = torch::randn({2, 1000, 8, 64})
-                              .cuda()
-                              .to(torch::kBFloat16)
-                              .transpose(1, 2);
-  EXPECT_TRUE(torch::equal(GatherBlocks(q, kept).cpu(),
-                           GatherBlocks(q.cpu(), kept.cpu())));
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    torch::manual_seed(3);
+    const torch::Tensor table = torch::randn({1, 1000, 128}).cuda();
+    const torch::Tensor kept = RandomKept(2, 16, 6, 4).cuda();
+    const torch::Tensor expanded = table.expand({2, 1000, 128});
+    EXPECT_TRUE(torch::equal(GatherBlocks(expanded, kept).cpu(),
+                             GatherBlocks(expanded.cpu(), kept.cpu())));
+    const torch::Tensor q = torch::randn({2, 1000, 8, 64})
+                                .cuda()
+                                .to(torch::kBFloat16)
+                                .transpose(1, 2);
+    EXPECT_TRUE(torch::equal(GatherBlocks(q, kept).cpu(),
+                             GatherBlocks(q.cpu(), kept.cpu())));
+  }
 }
 
 TEST(ScatterAddBlocksCuda, EqualsCpuValuesAndGradients) {
   LEMO_SKIP_WITHOUT_CUDA();
-  for (const Case& c : kCases) {
-    for (torch::ScalarType dtype : kGpuDtypes) {
-      torch::manual_seed(c.k * 5 + c.shape[1]);
-      const torch::Tensor residual = torch::randn(c.shape).to(dtype);
-      const torch::Tensor kept =
-          RandomKept(c.shape[0], Blocks(c), c.k, c.k + 1);
-      const torch::Tensor y =
-          torch::randn_like(GatherBlocks(residual, kept, c.block));
-      const std::string label = Label(c, dtype);
-      // One add rounded once to the dtype on both sides: bit-equal.
-      EXPECT_TRUE(torch::equal(
-          ScatterAddBlocks(residual.cuda(), y.cuda(), kept.cuda(), c.block)
-              .cpu(),
-          ScatterAddBlocks(residual, y, kept, c.block)))
-          << label;
-      ExpectGradsMatch(
-          [&](const std::vector<torch::Tensor>& in) {
-            return ScatterAddBlocks(in[0], in[1], in[2], c.block);
-          },
-          [&](const std::vector<torch::Tensor>& in) {
-            return OnCpu(ScatterAddBlocks(in[0].cpu(), in[1].cpu(), in[2].cpu(),
-                                          c.block),
-                         in[0]);
-          },
-          {residual.cuda(), y.cuda(), kept.cuda()}, label);
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    for (const Case& c : kCases) {
+      for (torch::ScalarType dtype : kGpuDtypes) {
+        torch::manual_seed(c.k * 5 + c.shape[1]);
+        const torch::Tensor residual = torch::randn(c.shape).to(dtype);
+        const torch::Tensor kept =
+            RandomKept(c.shape[0], Blocks(c), c.k, c.k + 1);
+        const torch::Tensor y =
+            torch::randn_like(GatherBlocks(residual, kept, c.block));
+        const std::string label = Label(c, dtype) + " LEMO_KEPT_PATH=" + path;
+        // One add rounded once to the dtype on both sides: bit-equal.
+        EXPECT_TRUE(torch::equal(
+            ScatterAddBlocks(residual.cuda(), y.cuda(), kept.cuda(), c.block)
+                .cpu(),
+            ScatterAddBlocks(residual, y, kept, c.block)))
+            << label;
+        ExpectGradsMatch(
+            [&](const std::vector<torch::Tensor>& in) {
+              return ScatterAddBlocks(in[0], in[1], in[2], c.block);
+            },
+            [&](const std::vector<torch::Tensor>& in) {
+              return OnCpu(ScatterAddBlocks(in[0].cpu(), in[1].cpu(),
+                                            in[2].cpu(), c.block),
+                           in[0]);
+            },
+            {residual.cuda(), y.cuda(), kept.cuda()}, label);
+      }
     }
   }
 }
 
 TEST(GatherBlocksRopeCuda, EqualsCpuValuesAndGradients) {
   LEMO_SKIP_WITHOUT_CUDA();
-  for (const Case& c : kCases) {
-    if (c.shape.size() != 4) continue;
-    for (torch::ScalarType dtype : kGpuDtypes) {
-      torch::manual_seed(c.k * 3 + c.shape[2]);
-      const torch::Tensor x = torch::randn(c.shape).to(dtype);
-      const torch::Tensor kept =
-          RandomKept(c.shape[0], Blocks(c), c.k, c.k + 2);
-      auto [cos, sin] = CosSin(c.shape[2], c.shape[3]);
-      const std::string label = Label(c, dtype);
-      // Each product and the sum rounded to the dtype, as ATen does op by
-      // op: equal within the dtype's tolerance (bit-equal in practice).
-      ExpectClose(GatherBlocksRope(x.cuda(), kept.cuda(), cos.cuda(),
-                                   sin.cuda(), c.block)
-                      .cpu(),
-                  GatherBlocksRope(x, kept, cos, sin, c.block), dtype, label);
-      const torch::Tensor cos_gpu = cos.cuda(), sin_gpu = sin.cuda();
-      ExpectGradsMatch(
-          [&](const std::vector<torch::Tensor>& in) {
-            return GatherBlocksRope(in[0], in[1], cos_gpu, sin_gpu, c.block);
-          },
-          [&](const std::vector<torch::Tensor>& in) {
-            return OnCpu(
-                GatherBlocksRope(in[0].cpu(), in[1].cpu(), cos, sin, c.block),
-                in[0]);
-          },
-          {x.cuda(), kept.cuda()}, label);
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    for (const Case& c : kCases) {
+      if (c.shape.size() != 4) continue;
+      for (torch::ScalarType dtype : kGpuDtypes) {
+        torch::manual_seed(c.k * 3 + c.shape[2]);
+        const torch::Tensor x = torch::randn(c.shape).to(dtype);
+        const torch::Tensor kept =
+            RandomKept(c.shape[0], Blocks(c), c.k, c.k + 2);
+        auto [cos, sin] = CosSin(c.shape[2], c.shape[3]);
+        const std::string label = Label(c, dtype) + " LEMO_KEPT_PATH=" + path;
+        // Each product and the sum rounded to the dtype, as ATen does op by
+        // op: equal within the dtype's tolerance (bit-equal in practice).
+        ExpectClose(GatherBlocksRope(x.cuda(), kept.cuda(), cos.cuda(),
+                                     sin.cuda(), c.block)
+                        .cpu(),
+                    GatherBlocksRope(x, kept, cos, sin, c.block), dtype, label);
+        const torch::Tensor cos_gpu = cos.cuda(), sin_gpu = sin.cuda();
+        ExpectGradsMatch(
+            [&](const std::vector<torch::Tensor>& in) {
+              return GatherBlocksRope(in[0], in[1], cos_gpu, sin_gpu, c.block);
+            },
+            [&](const std::vector<torch::Tensor>& in) {
+              return OnCpu(
+                  GatherBlocksRope(in[0].cpu(), in[1].cpu(), cos, sin, c.block),
+                  in[0]);
+            },
+            {x.cuda(), kept.cuda()}, label);
+      }
     }
   }
 }
@@ -179,23 +207,30 @@ TEST(GatherBlocksRopeCuda, PerBatchTables) {
   auto [cos, sin] = CosSin(192, 64);
   const torch::Tensor cos2 = torch::cat({cos, cos * 0.5});
   const torch::Tensor sin2 = torch::cat({sin, sin * 0.5});
-  ExpectClose(
-      GatherBlocksRope(x.cuda(), kept.cuda(), cos2.cuda(), sin2.cuda()).cpu(),
-      GatherBlocksRope(x, kept, cos2, sin2), torch::kBFloat16, "per-batch");
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    ExpectClose(
+        GatherBlocksRope(x.cuda(), kept.cuda(), cos2.cuda(), sin2.cuda()).cpu(),
+        GatherBlocksRope(x, kept, cos2, sin2), torch::kBFloat16,
+        std::string("per-batch LEMO_KEPT_PATH=") + path);
+  }
 }
 
 TEST(GatherScatterCuda, RejectsBadIndicesLikeTheCpu) {
   LEMO_SKIP_WITHOUT_CUDA();
-  const torch::Tensor x = torch::randn({1, 200, 8}, torch::kCUDA);
-  auto kept = [](std::vector<int64_t> v) {
-    return torch::tensor(v).view({1, -1}).cuda();
-  };
-  EXPECT_THROW(GatherBlocks(x, kept({0, 4})), c10::Error);  // out of range
-  EXPECT_THROW(GatherBlocks(x, kept({2, 1})), c10::Error);  // not ascending
-  EXPECT_THROW(GatherBlocks(x, kept({0, 1}).cpu()), c10::Error);  // device
-  EXPECT_THROW(
-      ScatterAddBlocks(x, torch::zeros({1, 64, 8}, torch::kCUDA), kept({0, 1})),
-      c10::Error);  // y has the wrong token count
+  for (const char* path : kKeptPaths) {
+    const ScopedKeptPath scoped(path);
+    const torch::Tensor x = torch::randn({1, 200, 8}, torch::kCUDA);
+    auto kept = [](std::vector<int64_t> v) {
+      return torch::tensor(v).view({1, -1}).cuda();
+    };
+    EXPECT_THROW(GatherBlocks(x, kept({0, 4})), c10::Error);  // out of range
+    EXPECT_THROW(GatherBlocks(x, kept({2, 1})), c10::Error);  // not ascending
+    EXPECT_THROW(GatherBlocks(x, kept({0, 1}).cpu()), c10::Error);  // device
+    EXPECT_THROW(ScatterAddBlocks(x, torch::zeros({1, 64, 8}, torch::kCUDA),
+                                  kept({0, 1})),
+                 c10::Error);  // y has the wrong token count
+  }
 }
 
 }  // namespace

@@ -15,14 +15,16 @@
 namespace lemo::kernels {
 namespace {
 
-// LEMO_BLOCK_SCORES_VARIANT=1 (128x128 CTAs) or 2 (256x128) picks a
-// tensor-core kernel without a rebuild, for timing end-to-end runs; unset or
-// anything else: the launcher's default.
+// LEMO_BLOCK_SCORES_VARIANT=1 (128x128 CTAs), 2 (256x128) or 3 (wgmma,
+// 128x256) picks a tensor-core kernel without a rebuild, for timing end-to-end
+// runs; unset or anything else: the launcher's default.
 int32_t VariantFromEnv() {
   const char* v = std::getenv("LEMO_BLOCK_SCORES_VARIANT");
   if (v == nullptr) return cuda::kBlockScoresAuto;
   const int parsed = std::atoi(v);
-  return parsed == cuda::kBlockScoresSquare || parsed == cuda::kBlockScoresTall
+  return parsed == cuda::kBlockScoresSquare ||
+                 parsed == cuda::kBlockScoresTall ||
+                 parsed == cuda::kBlockScoresWgmma
              ? parsed
              : cuda::kBlockScoresAuto;
 }

@@ -6,7 +6,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "kernels/cuda/bindings/binding_utils.h"
+#include "kernels/cuda/bindings/kept_check_cuda.h"
 #include "kernels/cuda/gather_blocks.h"
 #include "kernels/ops/gather_blocks.h"
 #include "kernels/ops/gather_blocks_rope.h"
@@ -38,21 +41,39 @@ cuda::GatherBlocksParams Params(const at::Tensor& x, const at::Tensor& kept,
   return p;
 }
 
+// The output sizes of gathering `x` (rank 3 or 4): x's, with `kept_tokens`
+// on the token dim.
+std::vector<int64_t> GatheredSizes(const at::Tensor& x, int64_t kept_tokens) {
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes[x.dim() - 2] = kept_tokens;
+  return sizes;
+}
+
+// Whether the CUDA kernels take `x` (else the reference runs on the device).
+bool KernelTakes(const at::Tensor& x) {
+  return (x.dim() == 3 || x.dim() == 4) && x.numel() > 0 &&
+         x.size(0) <= 65535 && (x.dim() != 4 || x.size(1) <= 65535);
+}
+
 at::Tensor GatherBlocksCuda(const at::Tensor& x_in, const at::Tensor& kept_in,
                             int64_t block) {
-  const at::Tensor index =
-      BlockTokenIndex(x_in, kept_in, block, "gather_blocks");
-  if (x_in.numel() == 0 || x_in.size(0) > 65535 ||
-      (x_in.dim() == 4 && x_in.size(1) > 65535)) {
-    return GatherBlocksCpu(x_in, kept_in, block);
+  const char* what = "gather_blocks";
+  const int path = KeptPathFromEnv();
+  std::vector<int64_t> sizes;
+  if (path >= 1 && KernelTakes(x_in)) {
+    sizes = GatheredSizes(x_in, KeptTokensCuda(x_in, kept_in, block, what));
+  } else {
+    const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
+    if (!KernelTakes(x_in)) return GatherBlocksCpu(x_in, kept_in, block);
+    sizes = index.sizes().vec();
   }
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = RowsContiguous(x_in);
   const at::Tensor kept = kept_in.contiguous();
-  at::Tensor out = at::empty(index.sizes(), x.options());
-  CheckLaunch(
-      cuda::LaunchGatherBlocks(Params(x, kept, out, block), CurrentStream()),
-      "gather_blocks", x);
+  at::Tensor out = at::empty(sizes, x.options());
+  cuda::GatherBlocksParams p = Params(x, kept, out, block);
+  p.block_ctas = path == 2;
+  CheckLaunch(cuda::LaunchGatherBlocks(p, CurrentStream()), what, x);
   return out;
 }
 
@@ -74,10 +95,16 @@ at::Tensor GatherBlocksRopeCuda(const at::Tensor& x_in,
     TORCH_CHECK_VALUE(t->device() == x_in.device(), what, ": cos/sin on ",
                       t->device(), " but x on ", x_in.device());
   }
-  const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
-  if (!SupportedDType(x_in.scalar_type()) || x_in.numel() == 0 ||
-      batch > 65535 || x_in.size(1) > 65535) {
-    return GatherBlocksRopeCpu(x_in, kept_in, cos_in, sin_in, block);
+  const int path = KeptPathFromEnv();
+  std::vector<int64_t> sizes;
+  if (path >= 1 && SupportedDType(x_in.scalar_type()) && KernelTakes(x_in)) {
+    sizes = GatheredSizes(x_in, KeptTokensCuda(x_in, kept_in, block, what));
+  } else {
+    const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
+    if (!SupportedDType(x_in.scalar_type()) || !KernelTakes(x_in)) {
+      return GatherBlocksRopeCpu(x_in, kept_in, cos_in, sin_in, block);
+    }
+    sizes = index.sizes().vec();
   }
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = RowsContiguous(x_in);
@@ -88,9 +115,10 @@ at::Tensor GatherBlocksRopeCuda(const at::Tensor& x_in,
   TORCH_CHECK_VALUE(cos.strides() == sin.strides(), what,
                     ": cos and sin must share a layout, got strides ",
                     cos.strides(), " and ", sin.strides());
-  at::Tensor out = at::empty(index.sizes(), x.options());
+  at::Tensor out = at::empty(sizes, x.options());
   cuda::GatherBlocksRopeParams p;
   p.gather = Params(x, kept, out, block);
+  p.gather.block_ctas = path == 2;
   p.dtype = ToDType(x.scalar_type());
   p.cos = cos.data_ptr();
   p.sin = sin.data_ptr();

@@ -5,7 +5,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "kernels/cuda/bindings/binding_utils.h"
+#include "kernels/cuda/bindings/kept_check_cuda.h"
 #include "kernels/cuda/scatter_add_blocks.h"
 #include "kernels/ops/kept_positions.h"
 #include "kernels/ops/scatter_add_blocks.h"
@@ -16,10 +19,25 @@ namespace {
 at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
                                 const at::Tensor& y_in,
                                 const at::Tensor& kept_in, int64_t block) {
-  const at::Tensor index =
-      BlockTokenIndex(residual_in, kept_in, block, "scatter_add_blocks");
-  TORCH_CHECK_VALUE(y_in.sizes() == index.sizes(),
-                    "scatter_add_blocks: y must be ", index.sizes(),
+  const char* what = "scatter_add_blocks";
+  const int path = KeptPathFromEnv();
+  const bool four = residual_in.dim() == 4;
+  // The kernel takes it: supported dtype, non-empty, grid limits (rank is
+  // checked next, by either path).
+  const bool kernel_takes = SupportedDType(residual_in.scalar_type()) &&
+                            residual_in.numel() > 0 && residual_in.dim() >= 3 &&
+                            residual_in.size(0) <= 65535 &&
+                            (!four || residual_in.size(1) <= 65535);
+  std::vector<int64_t> sizes;
+  if (path >= 1 && kernel_takes && residual_in.dim() <= 4) {
+    sizes = residual_in.sizes().vec();
+    sizes[residual_in.dim() - 2] =
+        KeptTokensCuda(residual_in, kept_in, block, what);
+  } else {
+    sizes = BlockTokenIndex(residual_in, kept_in, block, what).sizes().vec();
+  }
+  TORCH_CHECK_VALUE(y_in.sizes() == at::IntArrayRef(sizes),
+                    "scatter_add_blocks: y must be ", at::IntArrayRef(sizes),
                     " for residual ", residual_in.sizes(), " and ",
                     kept_in.size(1), " kept blocks, got ", y_in.sizes());
   TORCH_CHECK_VALUE(y_in.scalar_type() == residual_in.scalar_type(),
@@ -28,9 +46,7 @@ at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
   TORCH_CHECK_VALUE(y_in.device() == residual_in.device(),
                     "scatter_add_blocks: y on ", y_in.device(),
                     " but residual on ", residual_in.device());
-  const bool four = residual_in.dim() == 4;
-  if (!SupportedDType(residual_in.scalar_type()) || residual_in.numel() == 0 ||
-      residual_in.size(0) > 65535 || (four && residual_in.size(1) > 65535)) {
+  if (!kernel_takes) {
     return ScatterAddBlocksCpu(residual_in, y_in, kept_in, block);
   }
   const c10::cuda::CUDAGuard guard(residual_in.device());
@@ -57,6 +73,7 @@ at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
   p.y_stride_b = y.stride(0);
   p.y_stride_h = four ? y.stride(1) : 0;
   p.y_stride_n = y.stride(-2);
+  p.block_ctas = path == 2;
   CheckLaunch(cuda::LaunchScatterAddBlocks(p, CurrentStream()),
               "scatter_add_blocks", residual);
   return out;

@@ -3,17 +3,14 @@
 // a fixed Snapshot and checks Scrape() or an HTTP GET.
 #include "server/metrics/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include "absl/time/time.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::server {
 namespace {
 
+using ::lemo::testing::HttpGet;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -37,27 +34,6 @@ Coordinator::Snapshot Fixed() {
   s.active_job_restarts["job-abc"] = 1;
   s.active_job_checkpoint_time["job-abc"] = absl::FromUnixSeconds(1700000000);
   return s;
-}
-
-std::string HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0)
-    out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
 }
 
 TEST(CoordinatorMetrics, PerLayerLemoSeriesFromTheNewestSample) {

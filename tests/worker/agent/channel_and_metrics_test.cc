@@ -1,15 +1,11 @@
 // Tests for worker/agent/channel.h and worker/agent/worker_metrics.h. To add a
 // case: a TEST that builds a channel or a WorkerMetrics and checks what it
 // accepts, refuses or serves.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 #include "worker/agent/channel.h"
 #include "worker/agent/worker_metrics.h"
@@ -17,6 +13,7 @@
 namespace lemo::worker {
 namespace {
 
+using ::lemo::testing::HttpGet;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
@@ -56,28 +53,6 @@ TEST(CreateCoordinatorChannel, PlaintextToLoopbackOrWhenInsecure) {
   options.target = "10.0.0.3:7070";
   options.insecure = true;
   EXPECT_THAT(CreateCoordinatorChannel(options), IsOk());
-}
-
-// A plain HTTP GET of /metrics on 127.0.0.1:port; the whole response.
-std::string HttpGet(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request =
-      "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
-  close(fd);
-  return response;
 }
 
 TEST(WorkerMetrics, ServesTheDesignNames) {

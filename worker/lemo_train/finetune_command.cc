@@ -1,0 +1,224 @@
+#include "worker/lemo_train/finetune_command.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_split.h"
+#include "client/progress.h"
+#include "nlohmann/json.hpp"
+#include "worker/engine/token_file.h"
+#include "worker/engine/trainer.h"
+#include "worker/lemo_train/device_flags.h"
+#include "worker/lemo_train/lemo_flags.h"
+
+namespace lemo::worker::lemo_train {
+namespace {
+
+// Set from the signal handler, which may only touch a lock-free atomic; the
+// trainer polls it between steps.
+std::atomic<bool> g_cancel{false};
+
+void OnSignal(int) { g_cancel.store(true); }
+
+struct FinetuneFlags {
+  lemo::engine::TrainerOptions options;
+  LemoFlags lemo;
+  std::string device = "cpu";
+  std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
+  std::string targets = "q_proj,k_proj,v_proj,o_proj";
+  std::string metrics_jsonl;
+  std::string data_format = "auto";
+};
+
+nlohmann::json MetricsJson(const lemo::engine::StepMetrics& m) {
+  return {{"step", m.step},
+          {"loss", m.loss},
+          {"lr", m.lr},
+          {"grad_norm", m.grad_norm},
+          {"tokens_per_second", m.tokens_per_second},
+          {"step_time_seconds", m.step_time_seconds},
+          {"peak_allocated_bytes", m.peak_allocated_bytes},
+          {"peak_reserved_bytes", m.peak_reserved_bytes}};
+}
+
+// Per-layer LeMo numbers, layer 0 first: kept_token_fraction always,
+// saved_bytes when measured, predictor_recall when a predictor ran.
+void AddLemoMetrics(const lemo::engine::StepMetrics& m, nlohmann::json* out) {
+  nlohmann::json kept = nlohmann::json::array();
+  nlohmann::json saved = nlohmann::json::array();
+  nlohmann::json recall = nlohmann::json::array();
+  bool any_saved = false;
+  bool any_recall = false;
+  for (const lemo::engine::LemoLayerStats& s : m.lemo_layers) {
+    kept.push_back(s.total_tokens > 0 ? static_cast<double>(s.kept_tokens) /
+                                            static_cast<double>(s.total_tokens)
+                                      : 1.0);
+    saved.push_back(s.saved_bytes);
+    recall.push_back(s.predictor_recall);
+    any_saved = any_saved || s.saved_bytes >= 0;
+    any_recall = any_recall || s.predictor_recall >= 0;
+  }
+  (*out)["kept_token_fraction"] = kept;
+  if (any_saved) (*out)["saved_bytes"] = saved;
+  if (any_recall) (*out)["predictor_recall"] = recall;
+}
+
+int RunFinetune(FinetuneFlags& flags) {
+  auto& o = flags.options;
+  auto dd = ParseDeviceAndDtype(flags.device, flags.dtype);
+  if (!dd.ok()) return Fail(dd.status());
+  o.model.device = dd->device;
+  o.model.base_dtype = dd->dtype;
+  auto format = lemo::engine::ParseDataFormat(flags.data_format);
+  if (!format.ok()) return Fail(format.status());
+  o.data.format = *format;
+  o.model.lora.target_modules =
+      absl::StrSplit(flags.targets, ',', absl::SkipEmpty());
+  if (absl::Status lemo = ApplyLemoFlags(flags.lemo, &o.model.lemo);
+      !lemo.ok()) {
+    return Fail(lemo);
+  }
+
+  // Opened before the model loads so a bad path fails in seconds.
+  std::ofstream metrics;
+  if (!flags.metrics_jsonl.empty()) {
+    metrics.open(flags.metrics_jsonl, std::ios::out | std::ios::trunc);
+    if (!metrics) {
+      return Fail(absl::InvalidArgumentError("metrics-jsonl: cannot open " +
+                                             flags.metrics_jsonl));
+    }
+  }
+
+  auto trainer = lemo::engine::Trainer::Create(o);
+  if (!trainer.ok()) return Fail(trainer.status());
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  lemo::client::ProgressPrinter progress(stderr);
+  lemo::engine::TrainerCallbacks callbacks;
+  callbacks.cancel = &g_cancel;
+  callbacks.on_step = [&](const lemo::engine::StepMetrics& m) {
+    lemo::client::ProgressInfo info;
+    info.step = m.step;
+    info.total_steps = m.total_steps;
+    info.loss = m.loss;
+    info.tokens_per_second = m.tokens_per_second;
+    info.step_time_seconds = m.step_time_seconds;
+    info.peak_memory_bytes = m.peak_allocated_bytes;
+    info.eta_seconds = m.step_time_seconds * (m.total_steps - m.step);
+    progress.Update(info);
+    if (metrics.is_open()) {
+      nlohmann::json line = MetricsJson(m);
+      AddLemoMetrics(m, &line);
+      metrics << line.dump() << "\n";
+      // Flushed per step so a crash or SIGKILL leaves every finished step.
+      metrics.flush();
+    }
+  };
+  callbacks.on_checkpoint = [&](const std::string& dir, int64_t step) {
+    progress.Finish();
+    std::fprintf(stderr, "checkpoint at step %lld: %s\n",
+                 static_cast<long long>(step), dir.c_str());
+  };
+  absl::Status s = (*trainer)->Run(callbacks);
+  progress.Finish();
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+}  // namespace
+
+Command AddFinetuneCommand(CLI::App* app) {
+  auto ft = std::make_shared<FinetuneFlags>();
+  auto& o = ft->options;
+  o.data.tokenizer = "byte";
+  CLI::App* cmd = app->add_subcommand("finetune", "Fine-tune LoRA adapters");
+  cmd->add_option("--model", o.model_dir, "HF model directory")->required();
+  cmd->add_option("--data", o.data.path,
+                  "JSONL with a \"text\" field, or a .u16/.u32 token file")
+      ->required();
+  cmd->add_option("--data-format", ft->data_format, "auto | jsonl | u16 | u32")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", o.data.tokenizer,
+                  "byte, or a SentencePiece tokenizer.model")
+      ->capture_default_str();
+  cmd->add_option("--seq-len", o.data.seq_len, "Tokens per sample")->required();
+  cmd->add_option("--steps", o.steps, "Optimizer steps")->required();
+  cmd->add_option("--out", o.out_dir, "Checkpoint directory")->required();
+  cmd->add_option("--resume", o.resume_dir, "Resume from this checkpoint");
+  cmd->add_option("--device", ft->device, "cpu | cuda:N")
+      ->capture_default_str();
+  cmd->add_option(
+      "--dtype", ft->dtype,
+      "Base weights dtype: fp32 | bf16 (default: bf16 on CUDA, fp32 on CPU)");
+  cmd->add_option("--batch-size", o.data.batch_size)->capture_default_str();
+  cmd->add_option("--grad-accum", o.grad_accum)->capture_default_str();
+  cmd->add_option("--lr", o.optimizer.lr)->capture_default_str();
+  cmd->add_option("--weight-decay", o.optimizer.weight_decay)
+      ->capture_default_str();
+  cmd->add_option("--warmup-steps", o.optimizer.warmup_steps)
+      ->capture_default_str();
+  cmd->add_option("--max-grad-norm", o.optimizer.max_grad_norm)
+      ->capture_default_str();
+  cmd->add_option("--lora-r", o.model.lora.rank)->capture_default_str();
+  cmd->add_option("--lora-alpha", o.model.lora.alpha)->capture_default_str();
+  cmd->add_option("--lora-dropout", o.model.lora.dropout)
+      ->capture_default_str();
+  cmd->add_option("--lora-targets", ft->targets, "Comma-separated module names")
+      ->capture_default_str();
+  cmd->add_flag("--gradient-checkpointing", o.model.gradient_checkpointing,
+                "Recompute each decoder layer in backward");
+  cmd->add_option("--loss-segment-tokens", o.model.loss_segment_tokens,
+                  "LM head + loss in chunks of this many tokens (0: one chunk)")
+      ->capture_default_str();
+  cmd->add_option("--save-every", o.save_every,
+                  "Checkpoint every N steps (0: only at the end)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed)->capture_default_str();
+  cmd->add_option("--data-seed", o.data.seed, "Shuffle seed")
+      ->capture_default_str();
+  cmd->add_option("--metrics-jsonl", ft->metrics_jsonl,
+                  "Write one JSON object per step here");
+  LemoFlags& lf = ft->lemo;
+  cmd->add_option("--lemo-mode", lf.mode, "dense | oracle | predictor")
+      ->capture_default_str();
+  cmd->add_option("--lemo-keep-ratios", lf.keep_ratios,
+                  "Keep ratio per layer R1,R2,... in (0, 1], or default (the "
+                  "artifact's schedule scaled to the depth)")
+      ->capture_default_str();
+  cmd->add_option("--lemo-adaptive-tau", lf.adaptive_tau,
+                  "Sparse layers keep the fewest blocks holding this score "
+                  "mass, in [0, 1] (0: fixed ratios)")
+      ->capture_default_str();
+  cmd->add_option("--lemo-min-keep-blocks", lf.min_keep_blocks,
+                  "Fewest 64-token blocks a sparse layer keeps")
+      ->capture_default_str();
+  cmd->add_option("--lemo-max-keep-blocks", lf.max_keep_blocks,
+                  "Most blocks a sparse layer keeps (< 0: no bound)")
+      ->capture_default_str();
+  cmd->add_option("--lemo-predictors", lf.predictors,
+                  "Trained predictor directory (--lemo-mode predictor)");
+  // A trainer option, not a LeMo one: the trainer picks the steps on which
+  // the model measures recall.
+  cmd->add_option("--predictor-recall-every", o.predictor_recall_every,
+                  "Measure the predictors' recall against the oracle every N "
+                  "steps (0: never; costs an oracle pass)")
+      ->capture_default_str();
+  cmd->add_option("--mlp-prune-ratio", lf.mlp_prune_ratio,
+                  "MLP channel-sparse backward: fraction of channels whose "
+                  "backward is dropped, in [0, 1) (0: off; paper 0.8)")
+      ->capture_default_str();
+  cmd->add_flag("--recompute-norm", lf.recompute_norm,
+                "Recompute the post-attention norm output in backward");
+  cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,
+                "Measure each layer's saved-for-backward bytes (metrics "
+                "JSONL saved_bytes)");
+  return {cmd, [ft] { return RunFinetune(*ft); }};
+}
+
+}  // namespace lemo::worker::lemo_train
