@@ -1,7 +1,6 @@
 #include "worker/engine/shifted_group_attention.h"
 
 #include <optional>
-#include <utility>
 #include <vector>
 
 namespace lemo::engine {
@@ -47,8 +46,11 @@ torch::Tensor GroupedHalf(const torch::Tensor& q, const torch::Tensor& k,
       continue;
     }
     // The equal groups as a batch of `full` sequences of g tokens: a view when
-    // B == 1 (the long-context case), a copy otherwise, which SDPA then saves
-    // in place of the original.
+    // B == 1 (the long-context case) or when they span the whole sequence
+    // (unshifted, n a multiple of 8); otherwise a copy, which SDPA saves while
+    // the edge groups' views keep the original alive too (about one extra
+    // q/k/v of this half per layer; under checkpointing only while a layer
+    // recomputes).
     const auto grouped = [&](const torch::Tensor& t) {
       return t.reshape({batch * full, g, t.size(2), t.size(3)});
     };

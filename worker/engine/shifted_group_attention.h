@@ -25,7 +25,8 @@
 //   to Hq heads first, which costs their copy.
 // Each half runs as plain causal SDPA calls (one for the equal-length groups
 // batched as [B*groups, heads, g, d], one per edge group), so the flash
-// backend stays eligible (no masks) and autograd saves only what SDPA saves.
+// backend stays eligible (no masks) and autograd saves only what SDPA saves
+// (with B > 1, a copy of the shifted half's grouped q/k/v besides).
 //
 // Torch errors throw (TORCH_CHECK); the trainer wraps calls with CallTorch.
 #ifndef LEMO_WORKER_ENGINE_SHIFTED_GROUP_ATTENTION_H_
