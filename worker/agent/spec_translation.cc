@@ -64,7 +64,6 @@ void CollectUnsupportedLemo(const v1::LemoSpec& lemo,
                             std::vector<std::string>* warnings) {
   std::vector<std::string> ignored;
   if (lemo.offload()) ignored.push_back("spec.lemo.offload");
-  if (lemo.two_d_sparsity()) ignored.push_back("spec.lemo.two_d_sparsity");
   if (!ignored.empty() && warnings != nullptr) {
     warnings->push_back(absl::StrCat("this worker's engine does not implement ",
                                      absl::StrJoin(ignored, ", "),
@@ -79,13 +78,15 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
                            const std::string& model_dir,
                            engine::LemoOptions* out) {
   const v1::LemoSpec& lemo = spec.lemo();
-  // The MLP and norm savers apply in every mode, dense included.
+  // The MLP and norm savers and 2D sparsity apply in every mode, dense
+  // included.
   if (lemo.mlp_sparsity().enabled()) {
     out->mlp_prune_ratio = lemo.mlp_sparsity().prune_ratio() > 0
                                ? lemo.mlp_sparsity().prune_ratio()
                                : kDefaultMlpPruneRatio;
   }
   out->recompute_norm = lemo.recompute_norm();
+  out->two_d_sparsity = lemo.two_d_sparsity();
   out->measure_saved_bytes = lemo.measure_saved_bytes();
   if (lemo.mode() == v1::ORACLE) {
     out->mode = engine::LemoMode::kOracle;

@@ -38,10 +38,13 @@ torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
       kernels::BlockColumnScores(OracleBlockMap(layer, xn, block)), select);
 }
 
-torch::Tensor SparseAttentionResidual(
-    const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& xn,
-    const torch::Tensor& cos, const torch::Tensor& sin,
-    const torch::Tensor& kept, int64_t block, bool training) {
+torch::Tensor SparseAttentionResidual(const DecoderLayer& layer,
+                                      const torch::Tensor& x,
+                                      const torch::Tensor& xn,
+                                      const torch::Tensor& cos,
+                                      const torch::Tensor& sin,
+                                      const torch::Tensor& kept, int64_t block,
+                                      bool training, bool shifted_groups) {
   const int64_t batch = xn.size(0);
   const torch::Tensor xk = kernels::GatherBlocks(xn, kept, block);
   // The kept tokens' rows of the position tables: RoPE at their original
@@ -51,7 +54,7 @@ torch::Tensor SparseAttentionResidual(
         table.expand({batch, table.size(1), table.size(2)}), kept, block);
   };
   const torch::Tensor attn =
-      layer.Attention(xk, rows(cos), rows(sin), training);
+      layer.Attention(xk, rows(cos), rows(sin), training, shifted_groups);
   return kernels::ScatterAddBlocks(x, attn, kept, block);
 }
 
@@ -63,6 +66,9 @@ torch::Tensor LemoAttentionSublayer(
   torch::Tensor h;
   int64_t kept_tokens = x.size(0) * x.size(1);
   double recall = -1;
+  // 2D sparsity: shifted groups over whatever tokens the attention sees, in
+  // dense layers too (the artifact's 2D step times need both), training only.
+  const bool shifted_groups = training && options.two_d_sparsity;
   const bool sparse = keep_ratio < 1 && (options.mode == LemoMode::kOracle ||
                                          options.mode == LemoMode::kPredictor);
   if (sparse) {
@@ -82,12 +88,12 @@ torch::Tensor LemoAttentionSublayer(
       kept = OracleKeptBlocks(layer, xn, select, options.block_tokens);
     }
     h = SparseAttentionResidual(layer, x, xn, cos, sin, kept,
-                                options.block_tokens, training);
+                                options.block_tokens, training, shifted_groups);
     kept_tokens =
         x.size(0) *
         kernels::KeptPositions(kept, x.size(1), options.block_tokens).size(1);
   } else {
-    h = x + layer.Attention(xn, cos, sin, training);
+    h = x + layer.Attention(xn, cos, sin, training, shifted_groups);
   }
   if (stats != nullptr) {
     stats->kept_tokens = kept_tokens;

@@ -47,17 +47,21 @@ torch::Tensor OracleKeptBlocks(const DecoderLayer& layer,
 
 // x + attention of the kept tokens of xn = InputNorm(x), written into the
 // residual at their positions. cos/sin [B or 1, N, head_dim] for the N original
-// positions.
+// positions. shifted_groups: shifted group attention over the kept tokens
+// (LemoOptions::two_d_sparsity) instead of causal attention.
 torch::Tensor SparseAttentionResidual(
     const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& xn,
     const torch::Tensor& cos, const torch::Tensor& sin,
-    const torch::Tensor& kept, int64_t block, bool training);
+    const torch::Tensor& kept, int64_t block, bool training,
+    bool shifted_groups = false);
 
 // x + the attention sublayer of InputNorm(x): sparse when options.mode is
 // oracle or predictor and keep_ratio < 1 (blocks chosen by the oracle, or by
 // `predictor`, which predictor mode requires there), dense otherwise (exactly
-// DecoderLayer's). `stats` (optional) receives the kept-token counts and, when
-// options.measure_predictor_recall, the predictor's recall.
+// DecoderLayer's); with options.two_d_sparsity and `training`, that attention
+// is shifted group attention over its tokens. `stats` (optional) receives the
+// kept-token counts and, when options.measure_predictor_recall, the predictor's
+// recall.
 torch::Tensor LemoAttentionSublayer(
     const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
     const torch::Tensor& sin, double keep_ratio, const LemoOptions& options,

@@ -71,6 +71,15 @@ struct LemoOptions {
   // Recompute the post-attention RMSNorm output in backward instead of saving
   // it (worker/engine/sparse_mlp.h); exact.
   bool recompute_norm = false;
+  // Two-dimensional sparsity (LEMO.md section 5): in training forwards every
+  // layer's attention is shifted group attention (S2-Attn, LongLoRA; groups of
+  // 1/8 of the tokens, half of the heads shifted by half a group) over the
+  // tokens it sees: all N in dense layers, the n kept ones in sparse layers.
+  // The artifact's 2D step times (64K: 44.6 s dense -> 19.2 s) need both.
+  // Evaluation stays full causal attention (train sparse, evaluate dense).
+  // Approximate: changes the loss and gradients. Works in every mode.
+  // See worker/engine/shifted_group_attention.h.
+  bool two_d_sparsity = false;
 };
 
 struct LemoLayerStats {

@@ -18,6 +18,7 @@
 #include "worker/engine/loss.h"
 #include "worker/engine/pattern_predictor.h"
 #include "worker/engine/recompute.h"
+#include "worker/engine/shifted_group_attention.h"
 #include "worker/engine/sparse_mlp.h"
 #include "worker/engine/torch_status.h"
 
@@ -133,8 +134,8 @@ torch::Tensor DecoderLayer::PostAttentionNorm(const torch::Tensor& x) const {
 
 torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
                                       const torch::Tensor& cos,
-                                      const torch::Tensor& sin,
-                                      bool training) const {
+                                      const torch::Tensor& sin, bool training,
+                                      bool shifted_groups) const {
   const int64_t batch = xn.size(0);
   const int64_t len = xn.size(1);
   // [B, n, H*d] -> [B, H, n, d] views, as HF's .view(hidden_shape).transpose(1,
@@ -147,14 +148,17 @@ torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
   torch::Tensor k =
       ApplyRotary(heads(proj_[kK].Forward(xn, training)), cos, sin);
   torch::Tensor v = heads(proj_[kV].Forward(xn, training));
+  const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
   // Same call as HF's sdpa path: K/V stay unexpanded (enable_gqa) so backward
   // keeps only num_kv_heads of them; causal without a mask so flash attention
   // is eligible.
-  torch::Tensor attn = at::scaled_dot_product_attention(
-      q, k, v, /*attn_mask=*/std::nullopt, /*dropout_p=*/0.0,
-      /*is_causal=*/len > 1,
-      /*scale=*/std::pow(static_cast<double>(head_dim_), -0.5),
-      /*enable_gqa=*/num_heads_ != num_kv_heads_);
+  torch::Tensor attn =
+      shifted_groups
+          ? ShiftedGroupAttention(q, k, v, scale)
+          : at::scaled_dot_product_attention(
+                q, k, v, /*attn_mask=*/std::nullopt, /*dropout_p=*/0.0,
+                /*is_causal=*/len > 1, scale,
+                /*enable_gqa=*/num_heads_ != num_kv_heads_);
   // Flash attention already lays its output out as [B, n, H, d]; contiguous()
   // is then free and o_proj's saved input shares storage with attention's saved
   // output.
@@ -171,9 +175,10 @@ torch::Tensor DecoderLayer::Mlp(const torch::Tensor& xn, bool training) const {
 
 torch::Tensor DecoderLayer::Forward(const torch::Tensor& x,
                                     const torch::Tensor& cos,
-                                    const torch::Tensor& sin,
-                                    bool training) const {
-  torch::Tensor h = x + Attention(InputNorm(x), cos, sin, training);
+                                    const torch::Tensor& sin, bool training,
+                                    bool shifted_groups) const {
+  torch::Tensor h =
+      x + Attention(InputNorm(x), cos, sin, training, shifted_groups);
   return h + Mlp(PostAttentionNorm(h), training);
 }
 
@@ -212,6 +217,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   }
   LEMO_RETURN_IF_ERROR(ValidateMlpSavers(options.lemo, options.lora),
                        "lemo options");
+  if (options.lemo.two_d_sparsity && config.num_attention_heads < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lemo options: two_d_sparsity shifts half of the attention heads and "
+        "needs at least 2, the model has ",
+        config.num_attention_heads));
+  }
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
   std::unique_ptr<LlamaModel> model(
       new LlamaModel(config, options, rope.To(options.device)));
@@ -363,7 +374,10 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
         return LemoDecoderLayerForward(layer, h, cos, sin, keep, *lemo,
                                        training, stats, predictor);
       }
-      return layer.Forward(h, cos, sin, training);
+      // 2D sparsity: shifted group attention in every layer, training only
+      // (LongLoRA: train sparse, evaluate dense).
+      return layer.Forward(h, cos, sin, training,
+                           training && lemo->two_d_sparsity);
     };
     // Allocator-measured saved bytes: what is still allocated when the layer
     // returns was kept by its autograd graph (everything else was freed).

@@ -84,13 +84,16 @@ class DecoderLayer {
  public:
   // x [B, N, D] -> [B, N, D]: x + Attention(norm1(x)), then + Mlp(norm2(.)).
   torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& cos,
-                        const torch::Tensor& sin, bool training) const;
+                        const torch::Tensor& sin, bool training,
+                        bool shifted_groups = false) const;
 
   // The attention sublayer on already-normalised xn [B, n, D]; cos/sin [B, n,
   // head_dim] for the tokens' (possibly non-contiguous) positions; causal over
-  // the n tokens in order.
+  // the n tokens in order, or, with shifted_groups, shifted group attention
+  // over them (worker/engine/shifted_group_attention.h; LeMo's 2D sparsity).
   torch::Tensor Attention(const torch::Tensor& xn, const torch::Tensor& cos,
-                          const torch::Tensor& sin, bool training) const;
+                          const torch::Tensor& sin, bool training,
+                          bool shifted_groups = false) const;
   // down(silu(gate(xn)) * up(xn)).
   torch::Tensor Mlp(const torch::Tensor& xn, bool training) const;
   torch::Tensor InputNorm(const torch::Tensor& x) const;

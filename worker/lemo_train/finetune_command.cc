@@ -213,6 +213,10 @@ Command AddFinetuneCommand(CLI::App* app) {
                   "MLP channel-sparse backward: fraction of channels whose "
                   "backward is dropped, in [0, 1) (0: off; paper 0.8)")
       ->capture_default_str();
+  cmd->add_flag("--lemo-2d", lf.two_d_sparsity,
+                "LeMo 2D sparsity: in training, every layer's attention is "
+                "shifted group attention (groups of 1/8 of its tokens, half of "
+                "the heads shifted by half a group); eval stays dense");
   cmd->add_flag("--recompute-norm", lf.recompute_norm,
                 "Recompute the post-attention norm output in backward");
   cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,

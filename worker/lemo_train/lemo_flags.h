@@ -38,6 +38,9 @@ struct LemoFlags {
   double mlp_prune_ratio = 0;
   // --recompute-norm: recompute the post-attention norm in backward.
   bool recompute_norm = false;
+  // --lemo-2d: two-dimensional sparsity, shifted group attention in every
+  // layer's training forward (LemoOptions::two_d_sparsity); any mode.
+  bool two_d_sparsity = false;
   // --measure-saved-bytes: report each layer's saved-for-backward bytes.
   bool measure_saved_bytes = false;
 };

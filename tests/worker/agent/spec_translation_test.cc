@@ -71,6 +71,7 @@ TEST(TrainerOptionsFromAssign, ZerosBecomeTheSpecDefaults) {
   EXPECT_DOUBLE_EQ(o.optimizer.eps, 1e-8);
   EXPECT_DOUBLE_EQ(o.optimizer.max_grad_norm, 1.0);
   EXPECT_EQ(o.optimizer.total_steps, 10);
+  EXPECT_FALSE(o.model.lemo.two_d_sparsity);
   EXPECT_THAT(warnings, IsEmpty());
 }
 
@@ -194,7 +195,6 @@ TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   v1::Assign assign = MinimalAssign();  // its model path does not exist
   v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();
   lemo->set_offload(true);
-  lemo->set_two_d_sparsity(true);
   // The MLP and norm savers apply to dense attention too.
   lemo->mutable_mlp_sparsity()->set_enabled(true);
   lemo->set_recompute_norm(true);
@@ -209,7 +209,6 @@ TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   EXPECT_TRUE(o.model.lemo.measure_saved_bytes);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload"));
-  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.two_d_sparsity"));
   EXPECT_THAT(warnings[0], Not(HasSubstr("mlp_sparsity")));
 
   lemo->mutable_mlp_sparsity()->set_prune_ratio(0.5);
@@ -221,6 +220,23 @@ TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   EXPECT_THAT(
       TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("model /models/tiny")));
+}
+
+TEST(TrainerOptionsFromAssign, TwoDSparsityReachesTheEngineInEveryMode) {
+  int64_t layers = 0;
+  v1::Assign assign = MinimalAssign();
+  assign.mutable_spec()->mutable_model()->set_path(TinyConfigDir(&layers));
+  v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();
+  lemo->set_two_d_sparsity(true);
+  for (const v1::LemoMode mode : {v1::DENSE, v1::ORACLE}) {
+    lemo->set_mode(mode);
+    std::vector<std::string> warnings;
+    LEMO_ASSERT_OK_AND_ASSIGN(
+        engine::TrainerOptions o,
+        TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
+    EXPECT_TRUE(o.model.lemo.two_d_sparsity) << v1::LemoMode_Name(mode);
+    EXPECT_THAT(warnings, IsEmpty());
+  }
 }
 
 TEST(TrainerOptionsFromAssign, PredictorGetsItsDirectoryAndTheSchedule) {
