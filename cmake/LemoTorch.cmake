@@ -47,4 +47,9 @@ else()
   # The wheel is built with the C++11 ABI.
   target_compile_definitions(lemo_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
 endif()
+# gRPC's pkg-config flags put -pthread (which defines _REENTRANT) on every target that links it.
+# GCC refuses a precompiled header built under other macros, so without this the engine's
+# <torch/torch.h> PCH was silently skipped by lemo_worker_agent (REUSE_FROM), whose sources then
+# parsed all of LibTorch each. Every LibTorch consumer compiles with -pthread instead.
+target_compile_options(lemo_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-pthread>)
 add_library(lemo::torch ALIAS lemo_torch)
