@@ -119,6 +119,38 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
+// The rows one CTA of a block-CTA copy kernel covers. Grid x enumerates
+// (block, chunk) pairs, `chunks` chunks of `rows_per_cta` rows per block of
+// `block` tokens; a chunk is cut at its block's end and at the tensor's
+// `tokens`. rows == 0: this CTA has nothing to do.
+struct BlockCtaRows {
+  // Block index along the tensor being walked (a kept slot for the gathers,
+  // an original block for the scatter).
+  int32_t block_index;
+  // First row within that block.
+  int32_t first_row;
+  // First token: block_index * block + first_row.
+  int64_t token;
+  // Rows to copy, in [0, rows_per_cta].
+  int32_t rows;
+};
+
+__device__ __forceinline__ BlockCtaRows BlockCtaRowsOf(int64_t block,
+                                                       int64_t tokens,
+                                                       int32_t rows_per_cta,
+                                                       int32_t chunks) {
+  BlockCtaRows c;
+  c.block_index = static_cast<int32_t>(blockIdx.x) / chunks;
+  c.first_row = (static_cast<int32_t>(blockIdx.x) - c.block_index * chunks) *
+                rows_per_cta;
+  c.token = c.block_index * block + c.first_row;
+  int64_t rows = rows_per_cta;
+  if (block - c.first_row < rows) rows = block - c.first_row;
+  if (tokens - c.token < rows) rows = tokens - c.token;
+  c.rows = rows > 0 ? static_cast<int32_t>(rows) : 0;
+  return c;
+}
+
 }  // namespace lemo::kernels::cuda
 
 #endif  // LEMO_KERNELS_CUDA_DEVICE_UTILS_CUH_

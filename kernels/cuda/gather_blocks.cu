@@ -55,16 +55,13 @@ __global__ void __launch_bounds__(kThreads)
                           int32_t rows_per_cta, int32_t chunks) {
   const int64_t b = blockIdx.z;
   const int64_t h = blockIdx.y;
-  const int32_t i = static_cast<int32_t>(blockIdx.x) / chunks;
-  const int32_t r0 =
-      (static_cast<int32_t>(blockIdx.x) - i * chunks) * rows_per_cta;
-  const int64_t t0 = i * p.block + r0;
-  // Rows of this CTA: its chunk, cut at the block's end and the tensor's.
-  int64_t rows64 = rows_per_cta;
-  if (p.block - r0 < rows64) rows64 = p.block - r0;
-  if (p.out_tokens - t0 < rows64) rows64 = p.out_tokens - t0;
-  if (rows64 <= 0) return;
-  const int32_t total = static_cast<int32_t>(rows64) * words;
+  const BlockCtaRows cta =
+      BlockCtaRowsOf(p.block, p.out_tokens, rows_per_cta, chunks);
+  if (cta.rows == 0) return;
+  const int32_t i = cta.block_index;
+  const int32_t r0 = cta.first_row;
+  const int64_t t0 = cta.token;
+  const int32_t total = cta.rows * words;
   const int64_t s0 = p.kept[b * p.kept_count + i] * p.block + r0;
   const char* src =
       static_cast<const char*>(p.src) +
@@ -163,15 +160,13 @@ __global__ void __launch_bounds__(kThreads)
   const GatherBlocksParams& p = rp.gather;
   const int64_t b = blockIdx.z;
   const int64_t h = blockIdx.y;
-  const int32_t i = static_cast<int32_t>(blockIdx.x) / chunks;
-  const int32_t r0 =
-      (static_cast<int32_t>(blockIdx.x) - i * chunks) * rows_per_cta;
-  const int64_t t0 = i * p.block + r0;
-  int64_t rows64 = rows_per_cta;
-  if (p.block - r0 < rows64) rows64 = p.block - r0;
-  if (p.out_tokens - t0 < rows64) rows64 = p.out_tokens - t0;
-  if (rows64 <= 0) return;
-  const int32_t total = static_cast<int32_t>(rows64) * vecs;
+  const BlockCtaRows cta =
+      BlockCtaRowsOf(p.block, p.out_tokens, rows_per_cta, chunks);
+  if (cta.rows == 0) return;
+  const int32_t i = cta.block_index;
+  const int32_t r0 = cta.first_row;
+  const int64_t t0 = cta.token;
+  const int32_t total = cta.rows * vecs;
   const int64_t s0 = p.kept[b * p.kept_count + i] * p.block + r0;
   const int64_t half = p.width / 2;
   const T* x = static_cast<const T*>(p.src) + b * p.src_stride_b +

@@ -79,16 +79,13 @@ __global__ void __launch_bounds__(kThreads)
                               int32_t rows_per_cta, int32_t chunks) {
   const int64_t b = blockIdx.z;
   const int64_t h = blockIdx.y;
-  const int32_t blk = static_cast<int32_t>(blockIdx.x) / chunks;
-  const int32_t r0 =
-      (static_cast<int32_t>(blockIdx.x) - blk * chunks) * rows_per_cta;
-  const int64_t t0 = blk * p.block + r0;
-  // Rows of this CTA: its chunk, cut at the block's end and the tensor's.
-  int64_t rows64 = rows_per_cta;
-  if (p.block - r0 < rows64) rows64 = p.block - r0;
-  if (p.n_tokens - t0 < rows64) rows64 = p.n_tokens - t0;
-  if (rows64 <= 0) return;
-  const int32_t total = static_cast<int32_t>(rows64) * vecs;
+  const BlockCtaRows cta =
+      BlockCtaRowsOf(p.block, p.n_tokens, rows_per_cta, chunks);
+  if (cta.rows == 0) return;
+  const int32_t blk = cta.block_index;
+  const int32_t r0 = cta.first_row;
+  const int64_t t0 = cta.token;
+  const int32_t total = cta.rows * vecs;
   const int64_t slot = FindSlot(p.kept + b * p.kept_count, p.kept_count, blk);
   const T* res = p.residual == nullptr
                      ? nullptr
