@@ -94,14 +94,16 @@ double MaxError(const torch::Tensor& got, const torch::Tensor& want) {
   return (got.to(torch::kDouble) - want).abs().max().item<double>();
 }
 
-// Compares shifted group attention on random inputs of `dtype` with the
-// masked reference in fp64. Allowed error: fp32 a fixed 1e-5 (both sides are
+// Compares shifted group attention on random inputs of `dtype`, run on
+// `device` (CUDA: the flash/cuDNN SDPA kernels), with the masked reference in
+// fp64 on the CPU. Allowed error: fp32 a fixed 1e-5 (both sides are
 // exact up to rounding); bf16 about 2x the error of the same masked math done
 // in bf16, plus a bf16 ulp of the values' scale, plus the fp32 1e-5.
-void ExpectMatchesReference(const Shape& s, torch::ScalarType dtype) {
+void ExpectMatchesReference(const Shape& s, torch::ScalarType dtype,
+                            torch::Device device = torch::kCPU) {
   SCOPED_TRACE(::testing::Message()
                << "B " << s.batch << " H " << s.heads << " Hkv " << s.kv_heads
-               << " n " << s.n << " " << c10::toString(dtype));
+               << " n " << s.n << " " << c10::toString(dtype) << " " << device);
   constexpr int64_t kHeadDim = 16;
   const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
   torch::manual_seed(s.n * 131 + s.heads * 7 + s.kv_heads + s.batch);
@@ -114,9 +116,11 @@ void ExpectMatchesReference(const Shape& s, torch::ScalarType dtype) {
   const torch::Tensor dout = torch::randn({s.batch, s.heads, s.n, kHeadDim});
   const torch::Tensor mask = ReferenceMask(s.heads, s.n);
 
-  const Result got = Run(q, k, v, dout, [&](auto& a, auto& b, auto& c) {
-    return ShiftedGroupAttention(a, b, c, scale);
-  });
+  Result got = Run(q.to(device), k.to(device), v.to(device), dout.to(device),
+                   [&](auto& a, auto& b, auto& c) {
+                     return ShiftedGroupAttention(a, b, c, scale);
+                   });
+  for (torch::Tensor* t : {&got.out, &got.dq, &got.dk, &got.dv}) *t = t->cpu();
   const Result want =
       Run(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble),
           dout, [&](auto& a, auto& b, auto& c) {
@@ -192,6 +196,17 @@ TEST(ShiftedGroupAttention, MatchesMaskedReferenceFp32) {
 
 TEST(ShiftedGroupAttention, MatchesMaskedReferenceBf16) {
   for (const Shape& s : Shapes()) ExpectMatchesReference(s, torch::kBFloat16);
+}
+
+// The same comparison on the GPU, where SDPA picks the flash (bf16) or
+// memory-efficient (fp32) kernels the long-context runs use.
+TEST(ShiftedGroupAttentionCuda, MatchesMaskedReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const torch::ScalarType dtype : {torch::kFloat32, torch::kBFloat16}) {
+    for (const Shape& s : Shapes()) {
+      ExpectMatchesReference(s, dtype, torch::Device(torch::kCUDA, 0));
+    }
+  }
 }
 
 TEST(ShiftedGroupAttention, IsNotPlainCausalAttention) {
