@@ -12,7 +12,8 @@
 # Knobs (env): ACC_MINUTES=3 (pretraining budget)  ACC_SEQ=8192 (fine-tune/eval seq_len)
 #   ACC_STEPS=200 (fine-tune steps)  ACC_CAL_STEPS=300  ACC_LR=1e-3  ACC_BUILD=1  OUT=./acc-out
 #   ACC_SET=main|sweep (sweep adds keep 0.5, the MLP savers, S2-Attn if built, ACC_LONG_STEPS=600-step
-#   runs and passkey retrieval)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
+#   runs and passkey retrieval; 2d: the main runs plus S2-Attn with and without LeMo, and
+#   ACC_LONG_STEPS=500-step dense / LeMo / LeMo + S2-Attn runs)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
 #   ACC_PRETRAIN_ARGS (extra pretrain.py flags)  ACC_EVAL_ARGS (extra eval flags)  ACC_WORK=/tmp/lemo-acc
 # CPU smoke (no GPU, seconds): ACC_BUILD=0 LEMO_TRAIN=build/bin/lemo-train ACC_DEVICE=cpu ACC_DTYPE=fp32
 #   ACC_PY_DEVICE=cpu ACC_SEQ=256 ACC_STEPS=4 ACC_CAL_STEPS=4 ACC_LONG_STEPS=6 ACC_SET=sweep ACC_MINUTES=0.05 ACC_EVAL_ARGS="--batches 4"
@@ -111,5 +112,13 @@ if [ "${ACC_SET:-main}" = sweep ]; then
     --json "$OUT/eval-passkey-base.json" >"$OUT/logs/eval-passkey-base.log" 2>&1 || say "passkey base eval FAILED"
   run passkey-dense "$STEPS" passkey-train - "passkey: dense LoRA" --lemo-mode dense
   run passkey-predictor "$STEPS" passkey-train passkey-dense "passkey: LeMo predictors" "${PRED[@]}"
+elif [ "${ACC_SET:-main}" = 2d ]; then
+  LONG=${ACC_LONG_STEPS:-500}
+  run dense-2d "$STEPS" finetune dense "dense + shifted group attention (S2-Attn)" --lemo-mode dense --lemo-2d
+  run predictor-2d "$STEPS" finetune dense "LeMo predictors + S2-Attn (2D sparsity)" "${PRED[@]}" --lemo-2d
+  run "dense-$LONG" "$LONG" finetune - "dense LoRA, $LONG steps" --lemo-mode dense
+  run "predictor-$LONG" "$LONG" finetune "dense-$LONG" "LeMo predictors, $LONG steps" "${PRED[@]}"
+  run "predictor-2d-$LONG" "$LONG" finetune "dense-$LONG" "LeMo predictors + S2-Attn, $LONG steps" \
+    "${PRED[@]}" --lemo-2d
 fi
 python3 bench/accuracy/summary.py "$OUT" | tee "$OUT/accuracy.md"
