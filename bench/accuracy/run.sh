@@ -13,7 +13,8 @@
 #   ACC_STEPS=200 (fine-tune steps)  ACC_CAL_STEPS=300  ACC_LR=1e-3  ACC_BUILD=1  OUT=./acc-out
 #   ACC_SET=main|sweep (sweep adds keep 0.5, the MLP savers, S2-Attn if built, ACC_LONG_STEPS=600-step
 #   runs and passkey retrieval; 2d: the main runs plus S2-Attn with and without LeMo, and
-#   ACC_LONG_STEPS=500-step dense / LeMo / LeMo + S2-Attn runs)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
+#   ACC_LONG_STEPS=500-step dense / LeMo / LeMo + S2-Attn runs; 2d-pi: the same with linear position
+#   interpolation to ACC_SEQ, LongLoRA's setting)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
 #   ACC_PRETRAIN_ARGS (extra pretrain.py flags)  ACC_EVAL_ARGS (extra eval flags)  ACC_WORK=/tmp/lemo-acc
 # CPU smoke (no GPU, seconds): ACC_BUILD=0 LEMO_TRAIN=build/bin/lemo-train ACC_DEVICE=cpu ACC_DTYPE=fp32
 #   ACC_PY_DEVICE=cpu ACC_SEQ=256 ACC_STEPS=4 ACC_CAL_STEPS=4 ACC_LONG_STEPS=6 ACC_SET=sweep ACC_MINUTES=0.05 ACC_EVAL_ARGS="--batches 4"
@@ -60,7 +61,7 @@ run() {
   local name=$1 steps=$2 data=$3 baseline=$4 desc=$5
   shift 5
   rm -rf "$W/ft-$name"
-  "$TRAIN" finetune --model "$W/model" --data "$W/$data.jsonl" --out "$W/ft-$name" "${COMMON[@]}" \
+  "$TRAIN" finetune --model "${RUN_MODEL:-$W/model}" --data "$W/$data.jsonl" --out "$W/ft-$name" "${COMMON[@]}" \
     --seq-len "$SEQ" --steps "$steps" --lr "$LR" --warmup-steps 20 --seed 0 "$@" \
     --metrics-jsonl "$OUT/finetune-$name.jsonl" >"$OUT/logs/finetune-$name.log" 2>&1 ||
     { say "finetune $name FAILED (logs/finetune-$name.log)"; return; }
@@ -71,7 +72,7 @@ run() {
     python3 bench/accuracy/passkey.py eval --model "$W/model" --adapter "$adapter" --device "$PYDEV" \
       --data "$W/passkey-test.jsonl" --json "$OUT/eval-$name.json" >"$OUT/logs/eval-$name.log" 2>&1
   else
-    "$TRAIN" eval --model "$W/model" --adapter "$adapter" --data "$W/heldout.jsonl" "${COMMON[@]}" \
+    "$TRAIN" eval --model "${RUN_MODEL:-$W/model}" --adapter "$adapter" --data "$W/heldout.jsonl" "${COMMON[@]}" \
       --seq-len "$SEQ" ${ACC_EVAL_ARGS:-} >"$OUT/eval-$name.json" 2>"$OUT/logs/eval-$name.log"
   fi || say "eval $name FAILED (logs/eval-$name.log)"
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$steps" "$data" "$baseline" "$desc" >>"$OUT/runs.tsv"
@@ -112,6 +113,36 @@ if [ "${ACC_SET:-main}" = sweep ]; then
     --json "$OUT/eval-passkey-base.json" >"$OUT/logs/eval-passkey-base.log" 2>&1 || say "passkey base eval FAILED"
   run passkey-dense "$STEPS" passkey-train - "passkey: dense LoRA" --lemo-mode dense
   run passkey-predictor "$STEPS" passkey-train passkey-dense "passkey: LeMo predictors" "${PRED[@]}"
+elif [ "${ACC_SET:-main}" = 2d-pi ]; then
+  # LongLoRA's setting: the context is extended with linear position interpolation (factor
+  # SEQ / pretraining length), so full attention at evaluation sees relative distances that the
+  # base model knows; S2-Attn's groups alone never show the fine-tune the long ones.
+  python3 - "$W/model" "$W/model-pi" "$SEQ" "$W/pretrain.json" <<'PY' || say "model-pi FAILED"
+import json, os, sys
+src, dst, seq = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pretrain_seq = json.load(open(sys.argv[4]))["seq_len"]
+os.makedirs(dst, exist_ok=True)
+config = json.load(open(os.path.join(src, "config.json")))
+config["rope_scaling"] = {"rope_type": "linear", "factor": seq / pretrain_seq}
+json.dump(config, open(os.path.join(dst, "config.json"), "w"), indent=1)
+for name in os.listdir(src):
+    if name != "config.json" and not os.path.exists(os.path.join(dst, name)):
+        os.symlink(os.path.join(src, name), os.path.join(dst, name))
+PY
+  "$TRAIN" calibrate --model "$W/model-pi" --data "$W/finetune.jsonl" --out "$W/predictors-pi" "${COMMON[@]}" \
+    --seq-len "$SEQ" --steps "$CAL" >"$OUT/logs/calibrate-pi.log" 2>&1 || say "calibrate-pi FAILED"
+  PRED_PI=(--lemo-mode predictor --lemo-predictors "$W/predictors-pi" --predictor-recall-every 25)
+  LONG=${ACC_LONG_STEPS:-500}
+  export RUN_MODEL=$W/model-pi
+  run dense-pi "$STEPS" finetune - "position interpolation: dense LoRA" --lemo-mode dense
+  run predictor-pi "$STEPS" finetune dense-pi "position interpolation: LeMo predictors" "${PRED_PI[@]}"
+  run dense-2d-pi "$STEPS" finetune dense-pi "position interpolation: dense + S2-Attn" --lemo-mode dense --lemo-2d
+  run predictor-2d-pi "$STEPS" finetune dense-pi "position interpolation: LeMo predictors + S2-Attn" \
+    "${PRED_PI[@]}" --lemo-2d
+  run "dense-pi-$LONG" "$LONG" finetune - "position interpolation: dense LoRA, $LONG steps" --lemo-mode dense
+  run "predictor-2d-pi-$LONG" "$LONG" finetune "dense-pi-$LONG" \
+    "position interpolation: LeMo predictors + S2-Attn, $LONG steps" "${PRED_PI[@]}" --lemo-2d
+  unset RUN_MODEL
 elif [ "${ACC_SET:-main}" = 2d ]; then
   LONG=${ACC_LONG_STEPS:-500}
   run dense-2d "$STEPS" finetune dense "dense + shifted group attention (S2-Attn)" --lemo-mode dense --lemo-2d
