@@ -15,6 +15,7 @@
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
 #include "CLI/CLI.hpp"
+#include "worker/engine/allocator_config.h"
 #include "worker/lemo_train/calibrate_command.h"
 #include "worker/lemo_train/command.h"
 #include "worker/lemo_train/eval_command.h"
@@ -22,6 +23,7 @@
 #include "worker/lemo_train/init_model_command.h"
 
 int main(int argc, char** argv) {
+  lemo::engine::PreferExpandableCudaSegments();
   namespace lt = lemo::worker::lemo_train;
   CLI::App app{
       "lemo-train: fine-tune HF Llama-family models with LoRA (and LeMo)"};

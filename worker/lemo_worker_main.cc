@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "worker/agent/agent.h"
+#include "worker/engine/allocator_config.h"
 #include "worker/engine/formats/atomic_file.h"
 
 namespace {
@@ -32,6 +33,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lemo::engine::PreferExpandableCudaSegments();
   CLI::App app{"lemo-worker: trains the coordinator's jobs on one device"};
   lemo::worker::AgentOptions options;
   std::string token_file;

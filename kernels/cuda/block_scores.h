@@ -13,10 +13,10 @@
 //   cudaError_t err = LaunchBlockScores(p, stream);
 //
 // Paths: bf16/fp16 with d = 64 or 128 and 16-byte aligned rows run on tensor
-// cores (mma.sync m16n8k16, fp32 accumulation, 128x128 CTA tiles, cp.async
-// double-buffered over heads; or, selected by p.variant, the variants of
-// BlockScoresVariant); anything else (fp32, other d) runs a CUDA-core
-// kernel with fp32 math.
+// cores: on a Hopper (sm_90) device the wgmma kernel, elsewhere mma.sync
+// m16n8k16 (fp32 accumulation, 128x128 CTA tiles, cp.async double-buffered
+// over heads), or the variant of BlockScoresVariant that p.variant names;
+// anything else (fp32, other d) runs a CUDA-core kernel with fp32 math.
 #ifndef LEMO_KERNELS_CUDA_BLOCK_SCORES_H_
 #define LEMO_KERNELS_CUDA_BLOCK_SCORES_H_
 
@@ -57,7 +57,8 @@ struct BlockScoresParams {
   int64_t k_stride_b = 0, k_stride_h = 0, k_stride_n = 0;
   // Score scale, 1 / sqrt(d).
   float scale = 1.0f;
-  // Tensor-core kernel variant (BlockScoresVariant); kAuto picks the default.
+  // Tensor-core kernel variant (BlockScoresVariant); kAuto: wgmma on sm_90,
+  // else kBlockScoresSquare.
   int32_t variant = 0;
 };
 

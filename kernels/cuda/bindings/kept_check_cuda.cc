@@ -12,9 +12,9 @@ namespace lemo::kernels {
 
 int KeptPathFromEnv() {
   const char* v = std::getenv("LEMO_KEPT_PATH");
-  if (v == nullptr) return 0;
+  if (v == nullptr) return 1;
   const int parsed = std::atoi(v);
-  return parsed == 1 || parsed == 2 ? parsed : 0;
+  return parsed == 0 || parsed == 2 ? parsed : 1;
 }
 
 int64_t KeptTokensCuda(const at::Tensor& full, const at::Tensor& kept_blocks,
