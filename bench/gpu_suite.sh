@@ -54,6 +54,11 @@ else
   LEMO_TRAIN=${LEMO_TRAIN:-$ROOT/build-gpu/bin/lemo-train}
 fi
 PY=${LEMO_PYTHON:-python3}
+# The allocator setting lemo-train picks for itself when none is set (worker/engine/
+# allocator_config.h), exported so that the peer runs with the same one: same-settings ratios.
+if [ -z "${PYTORCH_ALLOC_CONF+x}" ] && [ -z "${PYTORCH_CUDA_ALLOC_CONF+x}" ]; then
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+fi
 for seq in $SEQS; do
   [[ $seq =~ ^[0-9]+$ ]] || { echo "gpu_suite: LEMO_BENCH_SEQS must hold integers, got '$seq'" >&2; exit 2; }
 done
@@ -88,7 +93,7 @@ budget() {
   if [ "$left" -lt 20 ]; then echo 0; else echo $((left < cap ? left : cap)); fi
 }
 
-CMD="LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
+CMD="PYTORCH_CUDA_ALLOC_CONF='${PYTORCH_CUDA_ALLOC_CONF:-}' LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
 CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
 CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}'"
 CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}"
