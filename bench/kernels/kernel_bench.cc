@@ -183,9 +183,7 @@ std::vector<Row> BenchBlockScores(const std::vector<int64_t>& seqs, bool quick,
         torch::Tensor out = torch::empty_like(reference);
         Row v;
         v.kernel = variant == cuda::kBlockScoresSquare
-                       ? "block_scores 128x128 CTA"
-                   : variant == cuda::kBlockScoresTall
-                       ? "block_scores 256x128 CTA"
+                       ? "block_scores mma.sync 128x128 CTA"
                        : "block_scores wgmma 128x256 CTA";
         v.shape = shape;
         v.ms = MedianMs([&] { LaunchVariant(q, k, out, variant); }, 3, iters);
@@ -458,9 +456,9 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> seqs = {4096, 8192, 16384, 32768};
   if (quick) seqs = {4096};
   std::vector<std::string> checks;
-  std::vector<Row> rows = BenchBlockScores(
-      seqs, quick, {cuda::kBlockScoresSquare, cuda::kBlockScoresTall},
-      /*with_op=*/true, &checks);
+  std::vector<Row> rows =
+      BenchBlockScores(seqs, quick, {cuda::kBlockScoresSquare},
+                       /*with_op=*/true, &checks);
   for (Row& r : BenchGatherScatter(seqs.back(), quick)) rows.push_back(r);
   // The wgmma variant last, and caught: a device fault is sticky, so it must
   // not cost the rows above, which are printed either way.

@@ -193,178 +193,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// Tall variant: a CTA owns 256 rows x 128 columns (4x2 output tiles), each
-// warp 32 rows x all 128 columns of the head sum (128 fp32 per thread). S is
-// built 32 columns at a time (32 fp32), re-reading the warp's Q fragments from
-// shared memory per chunk. Per head a CTA loads 96 KB for 8.4 MFLOP instead of
-// 64 KB for 4.2 MFLOP: fewer L2 bytes per FLOP, which is what bounds v1.
-// CTA (I, J): rows I * 256.., columns J * 128.. with J <= 2 I + 1; row I has
-// 2 I + 2 CTAs, so t = I (I + 1) + J.
-template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1)
-    BlockScoresTallKernel(const BlockScoresParams p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int kRows = 4 * kTile;
-  constexpr int kChunks = D / 8;
-  constexpr int kQLoads = kRows * kChunks / kThreads;
-  constexpr int kKLoads = kCta * kChunks / kThreads;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  __shared__ float warp_max[kThreads / 32][2];
-  T* smem = reinterpret_cast<T*>(smem_raw);
-
-  const int b = blockIdx.y;
-  const int t = static_cast<int>(blockIdx.x);
-  int big_i = static_cast<int>(
-      (sqrtf(4.0f * static_cast<float>(t) + 1.0f) - 1.0f) * 0.5f);
-  while (big_i > 0 && big_i * (big_i + 1) > t) --big_i;
-  while ((big_i + 1) * (big_i + 2) <= t) ++big_i;
-  const int big_j = t - big_i * (big_i + 1);
-  const int row0 = big_i * kRows;
-  const int col0 = big_j * kCta;
-  const int tid = threadIdx.x;
-  const int lane = tid & 31;
-  const int warp = tid >> 5;
-  // A warp whose rows all precede col0 (or lie past N) only ever sees masked
-  // or zero scores: it skips the math but keeps the barriers.
-  const bool active = row0 + warp * 32 + 31 >= col0 && row0 + warp * 32 < p.n;
-  const int group = p.hq / p.hkv;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_stride_b;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
-
-  // Two Q stages, then two K stages; K reloads only when the KV head changes
-  // (as in the square kernel).
-  auto q_smem = [&](int h) { return smem + (h & 1) * kRows * D; };
-  auto k_smem = [&](int h) {
-    return smem + 2 * kRows * D + ((h / group) & 1) * kCta * D;
-  };
-  auto load_head = [&](int h, bool with_k) {
-    T* qs = q_smem(h);
-    T* ks = k_smem(h);
-    const T* qh = q + h * p.q_stride_h;
-    const T* kh = k + (h / group) * p.k_stride_h;
-    // Not unrolled: hoisted per-load offsets would cost the registers the
-    // 128-float head sum needs (they spilled at d = 128).
-#pragma unroll 1
-    for (int i = 0; i < kQLoads; ++i) {
-      const int idx = tid + i * kThreads;
-      const int r = idx / kChunks;
-      const int c = idx % kChunks;
-      const int qr = row0 + r;
-      CpAsync16(
-          qs + r * D + ((c ^ (r & 7)) << 3),
-          qh + static_cast<int64_t>(min(qr, p.n - 1)) * p.q_stride_n + c * 8,
-          qr < p.n ? 16 : 0);
-    }
-    if (!with_k) return;
-#pragma unroll 1
-    for (int i = 0; i < kKLoads; ++i) {
-      const int idx = tid + i * kThreads;
-      const int r = idx / kChunks;
-      const int c = idx % kChunks;
-      const int kr = col0 + r;
-      CpAsync16(
-          ks + r * D + ((c ^ (r & 7)) << 3),
-          kh + static_cast<int64_t>(min(kr, p.n - 1)) * p.k_stride_n + c * 8,
-          kr < p.n ? 16 : 0);
-    }
-  };
-
-  float acc[2][16][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < 16; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
-
-  load_head(0, true);
-  CpAsyncCommit();
-  for (int h = 0; h < p.hq; ++h) {
-    if (h + 1 < p.hq) load_head(h + 1, (h + 1) % group == 0);
-    CpAsyncCommit();
-    CpAsyncWait<1>();
-    __syncthreads();
-    if (active) {
-      const T* qs = q_smem(h);
-      const T* ks = k_smem(h);
-#pragma unroll
-      for (int cc = 0; cc < 4; ++cc) {
-        float s[2][4][4];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[mi][ni][e] = 0.0f;
-// Two k-steps per iteration: full unrolling lets the compiler hoist every
-// step's fragments and spill (480 B of local memory at d = 128).
-#pragma unroll 2
-        for (int kk = 0; kk < D / 16; ++kk) {
-          uint32_t a[2][4];
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi) {
-            const int r = warp * 32 + mi * 16 + (lane & 15);
-            const int c = kk * 2 + (lane >> 4);
-            LdMatrixX4(a[mi], qs + r * D + ((c ^ (r & 7)) << 3));
-          }
-          uint32_t bf[2][4];
-#pragma unroll
-          for (int nj = 0; nj < 2; ++nj) {
-            const int r = cc * 32 + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
-            const int c = kk * 2 + ((lane >> 3) & 1);
-            LdMatrixX4(bf[nj], ks + r * D + ((c ^ (r & 7)) << 3));
-          }
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int ni = 0; ni < 4; ++ni)
-              Mma16816<T>(s[mi][ni], a[mi], bf[ni >> 1][(ni & 1) * 2],
-                          bf[ni >> 1][(ni & 1) * 2 + 1]);
-        }
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              acc[mi][cc * 4 + ni][e] += fmaxf(s[mi][ni][e] * p.scale, 0.0f);
-      }
-    }
-    __syncthreads();
-  }
-
-  float m[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < 16; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int gr = row0 + warp * 32 + mi * 16 + (lane >> 2) + (e >> 1) * 8;
-        const int gc = col0 + ni * 8 + (lane & 3) * 2 + (e & 1);
-        if (gc <= gr) m[ni >> 3] = fmaxf(m[ni >> 3], acc[mi][ni][e]);
-      }
-  m[0] = WarpMax(m[0]);
-  m[1] = WarpMax(m[1]);
-  if (lane == 0) {
-    warp_max[warp][0] = m[0];
-    warp_max[warp][1] = m[1];
-  }
-  __syncthreads();
-  if (tid < 8) {
-    const int tr = tid >> 1;  // tile row within the CTA (0..3)
-    const int tc = tid & 1;   // tile column within the CTA
-    const float v = fmaxf(warp_max[2 * tr][tc], warp_max[2 * tr + 1][tc]);
-    const int nb = (p.n + kTile - 1) / kTile;
-    const int gi = big_i * 4 + tr;
-    const int gj = big_j * 2 + tc;
-    if (gi < nb && gj <= gi) {
-      p.out[(static_cast<int64_t>(b) * nb + gi) * nb + gj] = v;
-    }
-  }
-#endif
-}
-
 // CUDA-core path for fp32 (and any d): one CTA per 64x64 tile, 256 threads,
 // each owning a 4x4 interleaved patch (rows ty + 16 i, columns tx + 16 j), fp32
 // math, d in chunks of 32 through shared memory.
@@ -458,20 +286,6 @@ cudaError_t LaunchMma(const BlockScoresParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <typename T, int D>
-cudaError_t LaunchTall(const BlockScoresParams& p, cudaStream_t stream) {
-  const int rows = (p.n + 4 * kTile - 1) / (4 * kTile);
-  const dim3 grid(rows * (rows + 1), p.batch);
-  constexpr int kSmem =
-      2 * (4 * kTile + kCta) * D * static_cast<int>(sizeof(T));
-  auto* kernel = BlockScoresTallKernel<T, D>;
-  cudaError_t err = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, kThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
-}
-
 // Whether the current device is compute capability 9.0 (Hopper), the one
 // this library's sm_90a image runs on.
 bool CurrentDeviceIsSm90() {
@@ -494,7 +308,6 @@ cudaError_t LaunchTensorCores(const BlockScoresParams& p, cudaStream_t stream) {
       (p.variant == kBlockScoresAuto && CurrentDeviceIsSm90())) {
     return LaunchBlockScoresWgmma(p, stream);
   }
-  if (p.variant == kBlockScoresTall) return LaunchTall<T, D>(p, stream);
   return LaunchMma<T, D>(p, stream);
 }
 
@@ -523,8 +336,9 @@ bool BlockScoresUsesTensorCores(const BlockScoresParams& p) {
 
 cudaError_t LaunchBlockScores(const BlockScoresParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.n <= 0 || p.hq <= 0 || p.hkv <= 0 || p.d <= 0 ||
-      p.hq % p.hkv != 0 || p.variant < kBlockScoresAuto ||
-      p.variant > kBlockScoresWgmma) {
+      p.hq % p.hkv != 0 ||
+      (p.variant != kBlockScoresAuto && p.variant != kBlockScoresSquare &&
+       p.variant != kBlockScoresWgmma)) {
     return cudaErrorInvalidValue;
   }
   const int64_t nb = (p.n + kTile - 1) / kTile;

@@ -69,9 +69,8 @@ enum BlockScoresVariant : int32_t {
   // CTA of 128 rows x 128 columns: each warp 32 x 64, S and the head sum in
   // registers (64 + 64 fp32 per thread).
   kBlockScoresSquare = 1,
-  // CTA of 256 rows x 128 columns: each warp 32 x 128 of head sum (128 fp32 per
-  // thread), S built 32 columns at a time; 1.36x fewer L2 bytes per FLOP.
-  kBlockScoresTall = 2,
+  // 2 was a 256 x 128 mma.sync CTA; never faster than 1 on the H200 or the
+  // H100, it was removed.
   // Hopper warpgroup MMA (sm_90a; kernels/cuda/block_scores_wgmma.cu): CTA of
   // 128 rows x 256 columns, 2 warpgroups of wgmma m64n128k16 with Q and K
   // read from 128-byte-swizzled shared memory; head sum 128 fp32 per thread.

@@ -15,16 +15,14 @@
 namespace lemo::kernels {
 namespace {
 
-// LEMO_BLOCK_SCORES_VARIANT=1 (128x128 CTAs), 2 (256x128) or 3 (wgmma,
-// 128x256) picks a tensor-core kernel without a rebuild, for timing end-to-end
-// runs; unset or anything else: the launcher's default.
+// LEMO_BLOCK_SCORES_VARIANT=1 (mma.sync, 128x128 CTAs) or 3 (wgmma, 128x256)
+// picks a tensor-core kernel without a rebuild, for timing end-to-end runs;
+// unset or anything else: the launcher's default (wgmma on sm_90).
 int32_t VariantFromEnv() {
   const char* v = std::getenv("LEMO_BLOCK_SCORES_VARIANT");
   if (v == nullptr) return cuda::kBlockScoresAuto;
   const int parsed = std::atoi(v);
-  return parsed == cuda::kBlockScoresSquare ||
-                 parsed == cuda::kBlockScoresTall ||
-                 parsed == cuda::kBlockScoresWgmma
+  return parsed == cuda::kBlockScoresSquare || parsed == cuda::kBlockScoresWgmma
              ? parsed
              : cuda::kBlockScoresAuto;
 }
