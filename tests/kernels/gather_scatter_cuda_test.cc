@@ -20,11 +20,9 @@ using testing::ExpectClose;
 using testing::ExpectGradsMatch;
 using testing::RandomKept;
 
-struct Case {
-  std::vector<int64_t> shape;  // [B, N, D] or [B, H, N, d]
-  int64_t k;                   // kept blocks
-  int64_t block;
-};
+using Case = testing::KeptCase;
+using testing::Blocks;
+using testing::Label;
 
 // Ragged N (1000, 4097, 130), Llama widths (4096 hidden, d = 128), odd widths
 // that defeat 16-byte vectors (6, 33), and blocks other than 64.
@@ -34,17 +32,6 @@ const std::vector<Case> kCases = {
     {{2, 4, 130, 6}, 2, 64},    {{2, 300, 33}, 3, 64},
     {{2, 2, 90, 8}, 4, 16},     {{1, 3, 47, 10}, 3, 10},
 };
-
-std::string Label(const Case& c, torch::ScalarType dtype) {
-  return "shape=" + c10::str(c10::IntArrayRef(c.shape)) +
-         " k=" + std::to_string(c.k) + " block=" + std::to_string(c.block) +
-         " " + c10::toString(dtype);
-}
-
-int64_t Blocks(const Case& c) {
-  const int64_t n = c.shape[c.shape.size() - 2];
-  return (n + c.block - 1) / c.block;
-}
 
 const std::vector<torch::ScalarType> kGpuDtypes = {
     torch::kFloat32, torch::kBFloat16, torch::kFloat16};

@@ -90,28 +90,15 @@ std::pair<torch::Tensor, torch::Tensor> CosSin(int64_t n, int64_t d) {
   return {emb.cos(), emb.sin()};
 }
 
-struct Case {
-  std::vector<int64_t> shape;  // [B, N, D] or [B, H, N, d]
-  int64_t k;                   // kept blocks
-  int64_t block;
-};
+using Case = testing::KeptCase;
+using testing::Blocks;
+using testing::Label;
 
 const std::vector<Case> kCases = {
     {{1, 64, 8}, 1, 64},    {{2, 100, 8}, 2, 64},    {{2, 200, 16}, 3, 64},
     {{3, 256, 4}, 2, 64},   {{2, 4, 130, 8}, 2, 64}, {{1, 8, 320, 16}, 3, 64},
     {{2, 2, 90, 4}, 4, 16}, {{2, 3, 47, 6}, 3, 10},
 };
-
-std::string Label(const Case& c, torch::ScalarType dtype) {
-  return "shape=" + c10::str(c10::IntArrayRef(c.shape)) +
-         " k=" + std::to_string(c.k) + " block=" + std::to_string(c.block) +
-         " " + c10::toString(dtype);
-}
-
-int64_t Blocks(const Case& c) {
-  const int64_t n = c.shape[c.shape.size() - 2];
-  return (n + c.block - 1) / c.block;
-}
 
 TEST(KeptPositions, MatchesNaiveWithRaggedTail) {
   const torch::Tensor kept = Ids({0, 2, 3}).view({1, 3});

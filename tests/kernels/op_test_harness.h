@@ -110,6 +110,26 @@ inline void ExpectGradsMatch(
   }
 }
 
+// A gather/scatter case: the full tensor's shape, how many blocks are kept
+// and the block size.
+struct KeptCase {
+  std::vector<int64_t> shape;  // [B, N, D] or [B, H, N, d]
+  int64_t k;                   // kept blocks
+  int64_t block;
+};
+
+inline std::string Label(const KeptCase& c, torch::ScalarType dtype) {
+  return "shape=" + c10::str(c10::IntArrayRef(c.shape)) +
+         " k=" + std::to_string(c.k) + " block=" + std::to_string(c.block) +
+         " " + c10::toString(dtype);
+}
+
+// The number of blocks of the case's token dimension, the last one partial.
+inline int64_t Blocks(const KeptCase& c) {
+  const int64_t n = c.shape[c.shape.size() - 2];
+  return (n + c.block - 1) / c.block;
+}
+
 // Random kept blocks, int64 [batch, k]: blocks 0 and nb - 1 (as select_blocks
 // always keeps), plus k - 2 distinct others per row, ascending.
 inline torch::Tensor RandomKept(int64_t batch, int64_t nb, int64_t k,
