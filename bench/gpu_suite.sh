@@ -12,23 +12,29 @@
 # Results in $OUT (default ./bench-out): results.jsonl, table.md, meta.json, notes.txt, logs/.
 # The table is rewritten after every setting, so a run cut short still leaves one.
 # Knobs (env):
-#   LEMO_BENCH_SEQS="4096 8192 16384 32768"   LEMO_BENCH_MODES="off on" (gradient checkpointing)
-#   LEMO_BENCH_SYSTEMS="lemo peer"            LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
+#   LEMO_BENCH_SEQS="4096 ... 262144" (doubling; each system and mode stops at its first OOM)
+#   LEMO_BENCH_MODES="off on" (gradient checkpointing)
+#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse peer"  LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
 #     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS),
 #     lemo-savers (lemo-sparse + LEMO_BENCH_SAVERS_ARGS, default "--mlp-prune-ratio 0.8
 #     --recompute-norm": LEMO.md section 3's other savers), lemo-2d (lemo-sparse + --lemo-2d:
 #     shifted group attention over the kept tokens, LEMO.md section 5), peer
-#   LEMO_BENCH_SPARSE_ARGS="--lemo-mode oracle" (lemo-sparse's extra finetune flags; with
-#     LEMO_BENCH_CALIBRATE=1 the suite first runs `lemo-train calibrate` on the benchmark model
-#     (LEMO_BENCH_CALIBRATE_ARGS, default a short fit) and the default becomes predictor mode)
-#   LEMO_BENCH_TIMEOUT=150 (s per run)        LEMO_BENCH_DEADLINE=570 (s after start: no run goes past it)
+#   LEMO_BENCH_CALIBRATE=1 (GPU; 0 on the CPU): first run `lemo-train calibrate` on the benchmark
+#     model (LEMO_BENCH_CALIBRATE_ARGS, default a short fit); the LeMo systems then use those
+#     predictors ("LeMo (predictor)"); 0 or a failed calibration: the oracle
+#   LEMO_BENCH_SPARSE_ARGS (every LeMo system's finetune flags; default: predictor or oracle mode,
+#     as above)
+#   LEMO_BENCH_TIMEOUT=300 (s per run)
+#   LEMO_BENCH_DEADLINE=0 (s after start: no run goes past it; 0 = none. On the 10-minute device
+#     calls use ~30 s under the call's limit, e.g. 570)
 #   LEMO_BENCH_PEER_ONEPROC=1 (one peer process per mode for all seqs, saves ~10 s of setup per seq;
 #                              0: a fresh process per setting)
 #   LEMO_BENCH_SKIP_AFTER_OOM=1 (a seq longer than one that ran out of memory, same system and
 #                                mode, is recorded as skipped instead of run)
 #   LEMO_BENCH_BUILD=1 (0: use $LEMO_TRAIN)   LEMO_BENCH_CTEST=1 (build all targets, ctest -L gpu)
 #   LEMO_BENCH_PRESET=llama2-7b               LEMO_BENCH_MODEL_DIR=/tmp/llama2-7b
-#   LEMO_BENCH_LEMO_ARGS="" (extra finetune flags, e.g. --loss-segment-tokens 4096)
+#   LEMO_BENCH_LEMO_ARGS="--loss-segment-tokens 2048" (GPU; "" on the CPU: every lemo-train run's
+#     extra finetune flags; set it to "" for HF's unsegmented loss)
 #   LEMO_TRAIN=build-gpu/bin/lemo-train       LEMO_PYTHON=python3 (torch, transformers, peft)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -49,7 +55,7 @@ else
   source .device/env.sh || { echo "gpu_suite: .device/env.sh missing (carry .device)" >&2; exit 2; }
   DEV=cuda:0 DTYPE=bf16
   PRESET=${LEMO_BENCH_PRESET:-llama2-7b}
-  SEQS=${LEMO_BENCH_SEQS:-4096 8192 16384 32768}
+  SEQS=${LEMO_BENCH_SEQS:-4096 8192 16384 32768 65536 131072 262144}
   BUILD=${LEMO_BENCH_BUILD:-1} CTEST=${LEMO_BENCH_CTEST:-1}
   LEMO_TRAIN=${LEMO_TRAIN:-$ROOT/build-gpu/bin/lemo-train}
 fi
@@ -66,12 +72,18 @@ done
 SORTED_SEQS=$(printf '%s\n' $SEQS | sort -n | tr '\n' ' ' | sed 's/ $//')  # ascending, for OOM skipping
 [ -n "$SORTED_SEQS" ] || { echo "gpu_suite: LEMO_BENCH_SEQS is empty" >&2; exit 2; }
 MODES=${LEMO_BENCH_MODES:-off on}
-SYSTEMS=${LEMO_BENCH_SYSTEMS:-lemo peer}
+DEFAULT_SYSTEMS="lemo lemo-sparse peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-1}
+[ "$DEVICE_KIND" = cpu ] && DEFAULT_SYSTEMS="lemo peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}
+SYSTEMS=${LEMO_BENCH_SYSTEMS:-$DEFAULT_SYSTEMS}
 STEPS=${LEMO_BENCH_STEPS:-3}
-TIMEOUT=${LEMO_BENCH_TIMEOUT:-150}
+TIMEOUT=${LEMO_BENCH_TIMEOUT:-300}
+# Every lemo-train run's extra flags. GPU default: the loss in 2048-token segments (LEMO.md
+# section 3; exact, it only never holds all N x vocab logits at once).
+LEMO_ARGS=${LEMO_BENCH_LEMO_ARGS---loss-segment-tokens 2048}
+[ "$DEVICE_KIND" = cpu ] && LEMO_ARGS=${LEMO_BENCH_LEMO_ARGS:-}
 PEER_ONEPROC=${LEMO_BENCH_PEER_ONEPROC:-1}
 SKIP_AFTER_OOM=${LEMO_BENCH_SKIP_AFTER_OOM:-1}
-DEADLINE=${LEMO_BENCH_DEADLINE:-570}
+DEADLINE=${LEMO_BENCH_DEADLINE:-0}
 MODEL_DIR=${LEMO_BENCH_MODEL_DIR:-/tmp/lemo-bench/$PRESET}
 [ "$PRESET" = llama2-7b ] && MODEL_DIR=${LEMO_BENCH_MODEL_DIR:-/tmp/llama2-7b}
 OUT=${OUT:-$ROOT/bench-out}
@@ -90,13 +102,14 @@ report() {
 # before the deadline (0 once under 20 s are left: too little for a run).
 budget() {
   local left=$((DEADLINE - SECONDS - 15)) cap=$((TIMEOUT * ${1:-1}))
+  [ "$DEADLINE" = 0 ] && { echo "$cap"; return; }
   if [ "$left" -lt 20 ]; then echo 0; else echo $((left < cap ? left : cap)); fi
 }
 
 CMD="PYTORCH_CUDA_ALLOC_CONF='${PYTORCH_CUDA_ALLOC_CONF:-}' LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
 CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
-CMD+=" LEMO_BENCH_LEMO_ARGS='${LEMO_BENCH_LEMO_ARGS:-}'"
-CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}"
+CMD+=" LEMO_BENCH_LEMO_ARGS='$LEMO_ARGS'"
+CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=$CALIBRATE"
 CMD+=" LEMO_BENCH_SAVERS_ARGS='${LEMO_BENCH_SAVERS_ARGS:-}' bash bench/gpu_suite.sh"
 META_CONFIG=bench/configs/$PRESET.json
 [ -f "$META_CONFIG" ] || META_CONFIG=
@@ -187,10 +200,12 @@ report
 
 # --- LeMo predictors (optional) ---------------------------------------------------------------
 SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode oracle"}
-if [ "${LEMO_BENCH_CALIBRATE:-0}" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(sparse|savers|2d)" " ]]; then
+if [ "$CALIBRATE" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(sparse|savers|2d)" " ]]; then
   t0=$SECONDS
   PRED_DIR=$WORK/predictors-$PRESET
-  CAL_ARGS=${LEMO_BENCH_CALIBRATE_ARGS:---seq-len 4096 --steps 20 --heldout-samples 1}
+  CAL_SEQ=${SORTED_SEQS%% *}
+  [ "$CAL_SEQ" -gt 4096 ] && CAL_SEQ=4096
+  CAL_ARGS=${LEMO_BENCH_CALIBRATE_ARGS:---seq-len $CAL_SEQ --steps 20 --heldout-samples 1}
   # shellcheck disable=SC2086
   if [ -f "$PRED_DIR/predictor_config.json" ] || timeout -k 10 "$(budget)" "$LEMO_TRAIN" calibrate \
       --model "$MODEL_DIR" --data "$DATA" --out "$PRED_DIR" --device "$DEV" --dtype "$DTYPE" \
@@ -234,7 +249,7 @@ run_lemo() {  # system seq mode flag
   timeout -k 10 "$t" "$LEMO_TRAIN" finetune --model "$MODEL_DIR" --data "$DATA" --seq-len "$seq" \
     --steps "$STEPS" --out "$WORK/ckpt-$name" --device "$DEV" --dtype "$DTYPE" --batch-size 1 \
     --lr 2e-4 --lora-r 8 --lora-alpha 16 --metrics-jsonl "$OUT/logs/$name.metrics.jsonl" \
-    $flag ${LEMO_BENCH_LEMO_ARGS:-} $extra >"$OUT/logs/$name.log" 2>&1
+    $flag $LEMO_ARGS $extra >"$OUT/logs/$name.log" 2>&1
   rc=$?
   "$PY" bench/record_result.py --system "$sys" --seq-len "$seq" --mode "$mode" --rc "$rc" \
     --metrics "$OUT/logs/$name.metrics.jsonl" --log "$OUT/logs/$name.log" --out "$RESULTS" >/dev/null
