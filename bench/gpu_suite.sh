@@ -32,6 +32,8 @@
 #   LEMO_BENCH_SKIP_AFTER_OOM=1 (a seq longer than one that ran out of memory, same system and
 #                                mode, is recorded as skipped instead of run)
 #   LEMO_BENCH_BUILD=1 (0: use $LEMO_TRAIN)   LEMO_BENCH_CTEST=1 (build all targets, ctest -L gpu)
+#   LEMO_BENCH_KERNELS=1 (GPU: lemo-kernel-bench ${LEMO_BENCH_KERNEL_ARGS}, e.g. --quick, into
+#     kernel_bench.md; 0: skip)
 #   LEMO_BENCH_PRESET=llama2-7b               LEMO_BENCH_MODEL_DIR=/tmp/llama2-7b
 #   LEMO_BENCH_LEMO_ARGS="--loss-segment-tokens 2048" (GPU; "" on the CPU: every lemo-train run's
 #     extra finetune flags; set it to "" for HF's unsegmented loss)
@@ -167,6 +169,23 @@ if [ "$CTEST" = 1 ] && [ "$BUILD_OK" = 1 ] && [ -d build-gpu ]; then
     fi
   else
     note "build of all targets FAILED: logs/build-all.log (benchmark goes on)"
+    FAILED=1
+  fi
+fi
+
+# Kernel microbenchmarks against their roofline (lemo-kernel-bench, bench/kernels/), while the
+# model is still being written: kernel_bench.md, printed after the table.
+KERNELS=${LEMO_BENCH_KERNELS:-1}
+[ "$DEVICE_KIND" = cpu ] && KERNELS=0
+if [ "$KERNELS" = 1 ] && [ "$BUILD_OK" = 1 ] && [ -d build-gpu ]; then
+  t0=$SECONDS
+  # shellcheck disable=SC2086  # LEMO_BENCH_KERNEL_ARGS is a list of flags
+  if cmake --build build-gpu -j "$(nproc)" --target lemo-kernel-bench >"$OUT/logs/build-kernel-bench.log" 2>&1 &&
+     timeout -k 10 "$(budget)" build-gpu/bin/lemo-kernel-bench ${LEMO_BENCH_KERNEL_ARGS:-} \
+       >"$OUT/kernel_bench.md" 2>"$OUT/logs/kernel-bench.log"; then
+    note "lemo-kernel-bench ${LEMO_BENCH_KERNEL_ARGS:-}: ok in $((SECONDS - t0)) s (kernel_bench.md)"
+  else
+    note "lemo-kernel-bench FAILED after $((SECONDS - t0)) s: logs/build-kernel-bench.log, logs/kernel-bench.log"
     FAILED=1
   fi
 fi
@@ -326,4 +345,5 @@ note "suite finished in $SECONDS s"
 report
 echo
 cat "$OUT/table.md"
+[ -s "$OUT/kernel_bench.md" ] && { echo; cat "$OUT/kernel_bench.md"; }
 exit "$FAILED"
