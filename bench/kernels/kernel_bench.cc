@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/bindings/block_scores_cuda.h"
 #include "kernels/cuda/block_scores.h"
 #include "kernels/cuda/gather_blocks.h"
 #include "kernels/cuda/scatter_add_blocks.h"
@@ -131,24 +132,7 @@ torch::Tensor UnfusedBlockScores(const torch::Tensor& q, const torch::Tensor& k,
 // minus its input checks).
 void LaunchVariant(const torch::Tensor& q, const torch::Tensor& k,
                    torch::Tensor& out, int32_t variant) {
-  cuda::BlockScoresParams p;
-  p.q = q.data_ptr();
-  p.k = k.data_ptr();
-  p.out = out.data_ptr<float>();
-  p.dtype = cuda::DType::kBFloat16;
-  p.batch = static_cast<int32_t>(q.size(0));
-  p.hq = static_cast<int32_t>(q.size(1));
-  p.hkv = static_cast<int32_t>(k.size(1));
-  p.n = static_cast<int32_t>(q.size(2));
-  p.d = static_cast<int32_t>(q.size(3));
-  p.q_stride_b = q.stride(0);
-  p.q_stride_h = q.stride(1);
-  p.q_stride_n = q.stride(2);
-  p.k_stride_b = k.stride(0);
-  p.k_stride_h = k.stride(1);
-  p.k_stride_n = k.stride(2);
-  p.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
-  p.variant = variant;
+  const cuda::BlockScoresParams p = BlockScoresParamsFor(q, k, out, variant);
   Check(cuda::LaunchBlockScores(p, at::cuda::getCurrentCUDAStream().stream()),
         "LaunchBlockScores");
 }

@@ -17,6 +17,7 @@
 #ifdef LEMO_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
+#include "kernels/cuda/bindings/block_scores_cuda.h"
 #include "kernels/cuda/block_scores.h"
 #endif
 
@@ -102,25 +103,8 @@ void ExpectVariantEqualsCpu(int32_t variant) {
       // Poisoned, so a tile the kernel forgets shows up.
       torch::Tensor out = torch::full({c.batch, nb, nb}, -1.0f,
                                       q.options().dtype(torch::kFloat));
-      cuda::BlockScoresParams p;
-      p.q = q.data_ptr();
-      p.k = k.data_ptr();
-      p.out = out.data_ptr<float>();
-      p.dtype = dtype == torch::kBFloat16 ? cuda::DType::kBFloat16
-                                          : cuda::DType::kFloat16;
-      p.batch = c.batch;
-      p.hq = c.hq;
-      p.hkv = c.hkv;
-      p.n = c.n;
-      p.d = c.d;
-      p.q_stride_b = q.stride(0);
-      p.q_stride_h = q.stride(1);
-      p.q_stride_n = q.stride(2);
-      p.k_stride_b = k.stride(0);
-      p.k_stride_h = k.stride(1);
-      p.k_stride_n = k.stride(2);
-      p.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
-      p.variant = variant;
+      const cuda::BlockScoresParams p =
+          BlockScoresParamsFor(q, k, out, variant);
       ASSERT_TRUE(cuda::BlockScoresUsesTensorCores(p));
       ASSERT_EQ(
           cuda::LaunchBlockScores(p, at::cuda::getCurrentCUDAStream().stream()),

@@ -1,6 +1,8 @@
 // CUDA kernel of lemo::block_scores: checks the inputs, fills
 // cuda::BlockScoresParams and launches on the current stream. Blocks other
 // than 64 and fp64 inputs take the device-generic ATen reference.
+#include "kernels/cuda/bindings/block_scores_cuda.h"
+
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -13,6 +15,31 @@
 #include "kernels/ops/block_scores.h"
 
 namespace lemo::kernels {
+
+cuda::BlockScoresParams BlockScoresParamsFor(const at::Tensor& q,
+                                             const at::Tensor& k,
+                                             at::Tensor& out, int32_t variant) {
+  cuda::BlockScoresParams p;
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.out = out.data_ptr<float>();
+  p.dtype = ToDType(q.scalar_type());
+  p.batch = static_cast<int32_t>(q.size(0));
+  p.hq = static_cast<int32_t>(q.size(1));
+  p.hkv = static_cast<int32_t>(k.size(1));
+  p.n = static_cast<int32_t>(q.size(2));
+  p.d = static_cast<int32_t>(q.size(3));
+  p.q_stride_b = q.stride(0);
+  p.q_stride_h = q.stride(1);
+  p.q_stride_n = q.stride(2);
+  p.k_stride_b = k.stride(0);
+  p.k_stride_h = k.stride(1);
+  p.k_stride_n = k.stride(2);
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.d)));
+  p.variant = variant;
+  return p;
+}
+
 namespace {
 
 // LEMO_BLOCK_SCORES_VARIANT=1 (mma.sync, 128x128 CTAs) or 3 (wgmma, 128x256)
@@ -44,24 +71,8 @@ at::Tensor BlockScoresCuda(const at::Tensor& q_in, const at::Tensor& k_in,
                     " too large for the CUDA kernel");
   const int64_t nb = (n + block - 1) / block;
   at::Tensor out = at::empty({batch, nb, nb}, q.options().dtype(at::kFloat));
-  cuda::BlockScoresParams p;
-  p.q = q.data_ptr();
-  p.k = k.data_ptr();
-  p.out = out.data_ptr<float>();
-  p.dtype = ToDType(q.scalar_type());
-  p.batch = static_cast<int32_t>(batch);
-  p.hq = static_cast<int32_t>(q.size(1));
-  p.hkv = static_cast<int32_t>(k.size(1));
-  p.n = static_cast<int32_t>(n);
-  p.d = static_cast<int32_t>(q.size(3));
-  p.q_stride_b = q.stride(0);
-  p.q_stride_h = q.stride(1);
-  p.q_stride_n = q.stride(2);
-  p.k_stride_b = k.stride(0);
-  p.k_stride_h = k.stride(1);
-  p.k_stride_n = k.stride(2);
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.d)));
-  p.variant = VariantFromEnv();
+  const cuda::BlockScoresParams p =
+      BlockScoresParamsFor(q, k, out, VariantFromEnv());
   CheckLaunch(cuda::LaunchBlockScores(p, CurrentStream()), "block_scores", q);
   return out;
 }
