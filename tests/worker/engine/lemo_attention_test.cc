@@ -32,15 +32,6 @@ using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::unique_ptr<LlamaModel> MakeModel(
-    const ModelConfig& config, const ModelOptions& options,
-    const std::map<std::string, torch::Tensor>& w) {
-  auto model = LlamaModel::Create(config, options, testing::MapLoader(w));
-  EXPECT_THAT(model.status(), IsOk());
-  testing::RandomizeLora(**model, 5);
-  return std::move(*model);
-}
-
 // Loss and every LoRA gradient of `model` on fixed tokens.
 std::pair<torch::Tensor, std::vector<torch::Tensor>> LossAndGrads(
     LlamaModel& model, const torch::Tensor& ids) {
@@ -119,8 +110,8 @@ TEST(LemoModel, KeepingEveryBlockEqualsDense) {
   lemo_options.lemo.mode = LemoMode::kOracle;
   lemo_options.lemo.keep_ratios = {0.5, 0.5, 0.5};
   lemo_options.lemo.min_keep_blocks = 1000;
-  auto dense = MakeModel(config, dense_options, w);
-  auto lemo = MakeModel(config, lemo_options, w);
+  auto dense = testing::MakeRandomLoraModel(config, dense_options, w);
+  auto lemo = testing::MakeRandomLoraModel(config, lemo_options, w);
   torch::manual_seed(3);
   const torch::Tensor ids =
       torch::randint(0, config.vocab_size, {2, 200});  // ragged tail
@@ -148,7 +139,7 @@ TEST(LemoModel, ScheduleKeepsTheRatioPerLayer) {
   options.lemo.mode = LemoMode::kOracle;
   options.lemo.keep_ratios = {1.0, 0.5, 0.25, 1.0};
   options.lemo.measure_saved_bytes = true;
-  auto model = MakeModel(config, options, w);
+  auto model = testing::MakeRandomLoraModel(config, options, w);
   torch::manual_seed(4);
   const torch::Tensor ids =
       torch::randint(0, config.vocab_size, {1, 512});  // 8 blocks
@@ -188,8 +179,8 @@ TEST(LemoModel, CheckpointingRecomputesTheSameBlocks) {
   plain.lemo.keep_ratios = {1.0, 0.4, 0.6};
   ModelOptions checkpointed = plain;
   checkpointed.gradient_checkpointing = true;
-  auto a = MakeModel(config, plain, w);
-  auto b = MakeModel(config, checkpointed, w);
+  auto a = testing::MakeRandomLoraModel(config, plain, w);
+  auto b = testing::MakeRandomLoraModel(config, checkpointed, w);
   torch::manual_seed(13);
   const torch::Tensor ids = torch::randint(0, config.vocab_size, {1, 300});
   auto [loss_a, grads_a] = LossAndGrads(*a, ids);
@@ -211,7 +202,7 @@ TEST(LemoModel, AdaptiveRuleKeepsAtLeastTheForcedBlocks) {
   options.lemo.keep_ratios = {0.5, 0.5};
   options.lemo.adaptive_tau = 0.5;
   options.lemo.max_keep_blocks = 6;
-  auto model = MakeModel(config, options, w);
+  auto model = testing::MakeRandomLoraModel(config, options, w);
   torch::manual_seed(15);
   const torch::Tensor ids =
       torch::randint(0, config.vocab_size, {1, 640});  // 10 blocks
@@ -276,7 +267,7 @@ TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
   config.num_hidden_layers = 1;
   config.max_position_embeddings = 256;
   const auto w = testing::RandomWeights(config, 6);
-  auto model = MakeModel(config, ModelOptions(), w);
+  auto model = testing::MakeRandomLoraModel(config, ModelOptions(), w);
   const DecoderLayer& layer = model->layers()[0];
   const int64_t n = 200;  // 4 blocks, the last one 8 tokens
   auto [cos, sin] = model->rope().CosSin(torch::arange(n), torch::kFloat32);
@@ -343,7 +334,7 @@ TEST(LemoAttention, SavedBytesScaleWithKeptFraction) {
   config.head_dim = 8;
   config.max_position_embeddings = 1024;
   const auto w = testing::RandomWeights(config, 9);
-  auto model = MakeModel(config, ModelOptions(), w);
+  auto model = testing::MakeRandomLoraModel(config, ModelOptions(), w);
   const DecoderLayer& layer = model->layers()[0];
   const int64_t n =
       1024;  // 16 blocks; keep 0.4 -> ceil(6.4) = 7 blocks = 448 tokens

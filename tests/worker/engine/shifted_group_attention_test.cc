@@ -273,15 +273,6 @@ ModelConfig S2Config() {
   return c;
 }
 
-std::unique_ptr<LlamaModel> MakeModel(
-    const ModelConfig& config, const ModelOptions& options,
-    const std::map<std::string, torch::Tensor>& w) {
-  auto model = LlamaModel::Create(config, options, testing::MapLoader(w));
-  EXPECT_THAT(model.status(), IsOk());
-  testing::RandomizeLora(**model, 5);
-  return std::move(*model);
-}
-
 struct LossGrads {
   torch::Tensor loss;
   std::vector<torch::Tensor> grads;
@@ -311,8 +302,8 @@ TEST(TwoDSparsity, ChangesTrainingForwardsOnly) {
     base.lemo.keep_ratios = {1.0, 0.5, 1.0};
     ModelOptions two_d = base;
     two_d.lemo.two_d_sparsity = true;
-    auto plain = MakeModel(config, base, w);
-    auto s2 = MakeModel(config, two_d, w);
+    auto plain = testing::MakeRandomLoraModel(config, base, w);
+    auto s2 = testing::MakeRandomLoraModel(config, two_d, w);
 
     const LossGrads a = TrainStep(*plain, ids);
     const LossGrads b = TrainStep(*s2, ids);
@@ -357,8 +348,8 @@ TEST(TwoDSparsity, CheckpointedGradientsEqualUncheckpointed) {
   options.lemo.two_d_sparsity = true;
   ModelOptions checkpointed = options;
   checkpointed.gradient_checkpointing = true;
-  auto a_model = MakeModel(config, options, w);
-  auto b_model = MakeModel(config, checkpointed, w);
+  auto a_model = testing::MakeRandomLoraModel(config, options, w);
+  auto b_model = testing::MakeRandomLoraModel(config, checkpointed, w);
   const LossGrads a = TrainStep(*a_model, ids);
   const LossGrads b = TrainStep(*b_model, ids);
   EXPECT_TRUE(torch::allclose(a.loss, b.loss));
@@ -373,7 +364,7 @@ TEST(TwoDSparsity, SublayerUsesShiftedGroupsOverKeptTokens) {
   // attention of its compacted kept tokens, placed back at their positions.
   const ModelConfig config = S2Config();
   const auto w = testing::RandomWeights(config, 25);
-  auto model = MakeModel(config, ModelOptions(), w);
+  auto model = testing::MakeRandomLoraModel(config, ModelOptions(), w);
   const DecoderLayer& layer = model->layers()[1];
   const int64_t n = 256;
   auto [cos, sin] = model->rope().CosSin(torch::arange(n), torch::kFloat32);

@@ -34,15 +34,6 @@ const std::vector<std::string> kAllTargets = {
     "q_proj",    "k_proj",  "v_proj",   "o_proj",
     "gate_proj", "up_proj", "down_proj"};
 
-std::unique_ptr<LlamaModel> MakeModel(
-    const ModelConfig& config, const ModelOptions& options,
-    const std::map<std::string, torch::Tensor>& w) {
-  auto model = LlamaModel::Create(config, options, testing::MapLoader(w));
-  EXPECT_THAT(model.status(), IsOk());
-  testing::RandomizeLora(**model, 5);
-  return std::move(*model);
-}
-
 // The MLP projections' adapters of layer 0 (A, B of gate, up, down).
 std::vector<torch::Tensor> MlpLora(const DecoderLayer& layer) {
   std::vector<torch::Tensor> out;
@@ -97,7 +88,7 @@ Fixture MakeFixture() {
   f.weights = testing::RandomWeights(f.config, 7);
   ModelOptions options;
   options.lora.target_modules = kAllTargets;
-  f.model = MakeModel(f.config, options, f.weights);
+  f.model = testing::MakeRandomLoraModel(f.config, options, f.weights);
   torch::manual_seed(8);
   f.h = torch::randn({2, 24, f.config.hidden_size}).requires_grad_(true);
   f.out_weights = torch::randn({2, 24, f.config.hidden_size});
@@ -213,7 +204,7 @@ TEST(SparseMlp, SavedBytesShrinkWithThePruneRatio) {
   for (const bool mlp_lora : {false, true}) {
     ModelOptions options;
     if (mlp_lora) options.lora.target_modules = kAllTargets;
-    auto model = MakeModel(s.config, options, s.weights);
+    auto model = testing::MakeRandomLoraModel(s.config, options, s.weights);
     const DecoderLayer& layer = model->layers()[0];
     const int64_t dense = SavedBytes([&] {
       return MlpSublayer(layer, s.h, MlpSavers{0, false}, true);
@@ -253,7 +244,7 @@ TEST(NormRecompute, DropsTheSavedNormOutputWhereItIsSaved) {
     ModelOptions options;
     if (mlp_lora)
       options.lora.target_modules = {"q_proj", "gate_proj", "up_proj"};
-    auto model = MakeModel(s.config, options, s.weights);
+    auto model = testing::MakeRandomLoraModel(s.config, options, s.weights);
     const DecoderLayer& layer = model->layers()[0];
     const int64_t saved = SavedBytes([&] {
       return MlpSublayer(layer, s.h, MlpSavers{0, false}, true);
@@ -277,8 +268,8 @@ TEST(NormRecompute, ModelLossAndGradientsUnchanged) {
   on.lemo.recompute_norm = true;
   on.lemo.measure_saved_bytes = true;
   off.lemo.measure_saved_bytes = true;
-  auto a = MakeModel(config, off, w);
-  auto b = MakeModel(config, on, w);
+  auto a = testing::MakeRandomLoraModel(config, off, w);
+  auto b = testing::MakeRandomLoraModel(config, on, w);
   torch::manual_seed(12);
   const torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 32});
   torch::Tensor la = a->Loss(ids, ids);
@@ -333,8 +324,8 @@ TEST(SparseMlp, ModelTrainsWithPrunedBackwardAndSavesLess) {
   dense.lemo.measure_saved_bytes = true;
   ModelOptions sparse = dense;
   sparse.lemo.mlp_prune_ratio = 0.8;
-  auto a = MakeModel(config, dense, w);
-  auto b = MakeModel(config, sparse, w);
+  auto a = testing::MakeRandomLoraModel(config, dense, w);
+  auto b = testing::MakeRandomLoraModel(config, sparse, w);
   torch::manual_seed(14);
   const torch::Tensor ids = torch::randint(0, config.vocab_size, {1, 64});
   torch::Tensor la = a->Loss(ids, ids);

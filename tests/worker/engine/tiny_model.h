@@ -7,9 +7,11 @@
 #ifndef LEMO_TESTS_WORKER_ENGINE_TINY_MODEL_H_
 #define LEMO_TESTS_WORKER_ENGINE_TINY_MODEL_H_
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -90,6 +92,20 @@ inline void RandomizeLora(LlamaModel& model, uint64_t seed) {
     torch::Tensor p = t;
     p.copy_(torch::randn(p.sizes()) * 0.2);
   }
+}
+
+// A model built from `w` with every adapter randomized (seed 5); a failed
+// build fails the test (ADD_FAILURE) and returns null.
+inline std::unique_ptr<LlamaModel> MakeRandomLoraModel(
+    const ModelConfig& config, const ModelOptions& options,
+    const std::map<std::string, torch::Tensor>& w) {
+  auto model = LlamaModel::Create(config, options, MapLoader(w));
+  if (!model.ok()) {
+    ADD_FAILURE() << "LlamaModel::Create: " << model.status();
+    return nullptr;
+  }
+  RandomizeLora(**model, 5);
+  return std::move(*model);
 }
 
 }  // namespace lemo::engine::testing
