@@ -16,6 +16,8 @@
 #   LEMO_BENCH_MODES="off on" (gradient checkpointing)
 #   LEMO_BENCH_SYSTEMS="lemo lemo-sparse peer"  LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
 #     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS),
+#     lemo-selective (lemo-sparse + LEMO_BENCH_SELECTIVE_ARGS, default "--recompute-mlp
+#     --checkpoint-keep-attention": exact selective recompute, each flag used in its own mode),
 #     lemo-savers (lemo-sparse + LEMO_BENCH_SAVERS_ARGS, default "--mlp-prune-ratio 0.8
 #     --recompute-norm": LEMO.md section 3's other savers), lemo-2d (lemo-sparse + --lemo-2d:
 #     shifted group attention over the kept tokens, LEMO.md section 5), peer
@@ -219,7 +221,7 @@ report
 
 # --- LeMo predictors (optional) ---------------------------------------------------------------
 SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode oracle"}
-if [ "$CALIBRATE" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(sparse|savers|2d)" " ]]; then
+if [ "$CALIBRATE" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(sparse|selective|savers|2d)" " ]]; then
   t0=$SECONDS
   PRED_DIR=$WORK/predictors-$PRESET
   CAL_SEQ=${SORTED_SEQS%% *}
@@ -237,8 +239,10 @@ if [ "$CALIBRATE" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(s
   fi
 fi
 SAVERS_ARGS=${LEMO_BENCH_SAVERS_ARGS:-"--mlp-prune-ratio 0.8 --recompute-norm"}
-[[ " $SYSTEMS " =~ " lemo-"(sparse|savers|2d)" " ]] && note "LeMo flags: $SPARSE_ARGS"
+SELECTIVE_ARGS=${LEMO_BENCH_SELECTIVE_ARGS:-"--recompute-mlp --checkpoint-keep-attention"}
+[[ " $SYSTEMS " =~ " lemo-"(sparse|selective|savers|2d)" " ]] && note "LeMo flags: $SPARSE_ARGS"
 [[ " $SYSTEMS " == *" lemo-savers "* ]] && note "lemo-savers adds: $SAVERS_ARGS"
+[[ " $SYSTEMS " == *" lemo-selective "* ]] && note "lemo-selective adds: $SELECTIVE_ARGS"
 
 # --- the benchmark -----------------------------------------------------------------------------
 declare -A OOM_AT  # "system mode" -> shortest seq that ran out of memory
@@ -256,6 +260,7 @@ run_lemo() {  # system seq mode flag
   local sys=$1 seq=$2 mode=$3 flag=$4 name=$1-$2-$3 t rc extra=
   case $sys in
     lemo-sparse) extra=$SPARSE_ARGS ;;
+    lemo-selective) extra="$SPARSE_ARGS $SELECTIVE_ARGS" ;;
     lemo-savers) extra="$SPARSE_ARGS $SAVERS_ARGS" ;;
     lemo-2d) extra="$SPARSE_ARGS --lemo-2d" ;;
   esac
@@ -311,8 +316,8 @@ for m in $MODES; do
 done
 for sys in $SYSTEMS; do
   case $sys in
-    lemo | lemo-sparse | lemo-savers | lemo-2d | peer) ;;
-    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-savers, lemo-2d, peer): ignored" ;;
+    lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d | peer) ;;
+    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-selective, lemo-savers, lemo-2d, peer): ignored" ;;
   esac
 done
 for m in $MODES; do
@@ -331,7 +336,7 @@ for m in $MODES; do
     for sys in $SYSTEMS; do
       t0=$SECONDS
       case $sys in
-        lemo | lemo-sparse | lemo-savers | lemo-2d) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
+        lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
         peer) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$seq" "$mode" "$flag" ;;
         *) continue ;;
       esac

@@ -104,11 +104,12 @@ def ratio(a, b):
     return "-"
 
 
-SYSTEMS = ("peer", "lemo", "lemo-sparse", "lemo-savers", "lemo-2d")
+SYSTEMS = ("peer", "lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
 SYSTEM_NAMES = {"peer": "HF+PEFT", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo",
+                "lemo-selective": "lemo LeMo + selective recompute",
                 "lemo-savers": "lemo LeMo + MLP savers", "lemo-2d": "lemo LeMo + S2-Attn (2D)"}
 # The LeMo configurations; issue 5's targets are checked for each one that ran.
-LEMO_SYSTEMS = ("lemo-sparse", "lemo-savers", "lemo-2d")
+LEMO_SYSTEMS = ("lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
 
 
 def flops_cells(r, meta):
