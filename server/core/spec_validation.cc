@@ -177,12 +177,13 @@ absl::Status ValidateLemo(const v1::JobSpec& s) {
   }
   // The engine's fused MLP node (MLP sparsity, norm recomputation) saves no
   // dropped adapter input, so it cannot run LoRA dropout on MLP projections.
-  if ((l.mlp_sparsity().enabled() || l.recompute_norm()) &&
+  if ((l.mlp_sparsity().enabled() || l.recompute_norm() || l.recompute_mlp()) &&
       s.lora().dropout() > 0) {
     for (const std::string& m : s.lora().target_modules()) {
       if (m == "gate_proj" || m == "up_proj" || m == "down_proj") {
         return Bad(l.mlp_sparsity().enabled() ? "lemo.mlp_sparsity"
-                                              : "lemo.recompute_norm",
+                   : l.recompute_norm()       ? "lemo.recompute_norm"
+                                              : "lemo.recompute_mlp",
                    absl::StrCat("not supported with lora.dropout > 0 on ", m));
       }
     }

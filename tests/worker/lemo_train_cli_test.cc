@@ -280,7 +280,8 @@ TEST_F(LemoTrainCliTest, LemoSaversTrainAndReportPerLayerMetrics) {
   Result r = RunLemoTrain(Finetune(
       (dir_ / "model").string(),
       "--lemo-mode oracle --lemo-keep-ratios 1,0.5 --mlp-prune-ratio 0.8 "
-      "--recompute-norm --lemo-2d --measure-saved-bytes --lora-targets "
+      "--recompute-norm --recompute-mlp --lemo-2d --measure-saved-bytes "
+      "--lora-targets "
       "q_proj,v_proj,up_proj --metrics-jsonl " +
           metrics.string(),
       /*seq_len=*/16, /*steps=*/1));

@@ -86,6 +86,7 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
                                : kDefaultMlpPruneRatio;
   }
   out->recompute_norm = lemo.recompute_norm();
+  out->recompute_mlp = lemo.recompute_mlp();
   out->two_d_sparsity = lemo.two_d_sparsity();
   out->measure_saved_bytes = lemo.measure_saved_bytes();
   if (lemo.mode() == v1::ORACLE) {
@@ -177,6 +178,7 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   if (!dtype.ok()) return dtype.status();
   o.model.base_dtype = *dtype;
   o.model.gradient_checkpointing = spec.model().gradient_checkpointing();
+  o.model.checkpoint_keep_attention = spec.model().checkpoint_keep_attention();
   o.model.loss_segment_tokens =
       OrDefault(spec.lemo().loss_segment_tokens(), kDefaultLossSegmentTokens);
   o.model.lora.rank = OrDefault<int64_t>(spec.lora().r(), kDefaultLoraRank);

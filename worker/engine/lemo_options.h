@@ -71,6 +71,12 @@ struct LemoOptions {
   // Recompute the post-attention RMSNorm output in backward instead of saving
   // it (worker/engine/sparse_mlp.h); exact.
   bool recompute_norm = false;
+  // Recompute the MLP's gate/up projections (and the post-attention norm) in
+  // backward instead of saving them (worker/engine/sparse_mlp.h); exact. The
+  // saved activations per token and layer drop by 2 x intermediate values, for
+  // gate/up's forward GEMMs run again. Ignored under gradient checkpointing,
+  // which recomputes the whole layer anyway.
+  bool recompute_mlp = false;
   // Two-dimensional sparsity (LEMO.md section 5): in training forwards every
   // layer's attention is shifted group attention (S2-Attn, LongLoRA; groups of
   // 1/8 of the tokens, half of the heads shifted by half a group) over the

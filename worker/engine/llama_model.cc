@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "kernels/allocation_tracker.h"
 #include "proto/status/status_macros.h"
+#include "worker/engine/attention_stash.h"
 #include "worker/engine/lean_ops.h"
 #include "worker/engine/lemo_attention.h"
 #include "worker/engine/loss.h"
@@ -152,13 +153,11 @@ torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
   // Same call as HF's sdpa path: K/V stay unexpanded (enable_gqa) so backward
   // keeps only num_kv_heads of them; causal without a mask so flash attention
   // is eligible.
+  // (ScaledDotProductAttention is that call, plus the checkpoint's stash.)
   torch::Tensor attn =
       shifted_groups
           ? ShiftedGroupAttention(q, k, v, scale)
-          : at::scaled_dot_product_attention(
-                q, k, v, /*attn_mask=*/std::nullopt, /*dropout_p=*/0.0,
-                /*is_causal=*/len > 1, scale,
-                /*enable_gqa=*/num_heads_ != num_kv_heads_);
+          : ScaledDotProductAttention(q, k, v, /*is_causal=*/len > 1, scale);
   // Flash attention already lays its output out as [B, n, H, d]; contiguous()
   // is then free and o_proj's saved input shares storage with attention's saved
   // output.
@@ -224,8 +223,17 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
         config.num_attention_heads));
   }
   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
+  // Under checkpointing the whole layer is recomputed anyway, so recomputing
+  // gate/up again in the MLP's backward would only cost time.
+  ModelOptions effective = options;
+  if (effective.gradient_checkpointing) effective.lemo.recompute_mlp = false;
+  // Selective checkpointing runs the MLP as the fused node (norm recomputation
+  // is exact), which skips down_proj's GEMM in the re-run (sparse_mlp.h).
+  if (effective.gradient_checkpointing && effective.checkpoint_keep_attention) {
+    effective.lemo.recompute_norm = true;
+  }
   std::unique_ptr<LlamaModel> model(
-      new LlamaModel(config, options, rope.To(options.device)));
+      new LlamaModel(config, effective, rope.To(options.device)));
   LEMO_ASSIGN_OR_RETURN(
       model->keep_ratios_,
       ResolveKeepSchedule(options.lemo, config.num_hidden_layers),
@@ -388,7 +396,8 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
       scope.emplace(tracker);
     }
     x = options_.gradient_checkpointing
-            ? Checkpoint(std::move(run), x, layer.TrainableParameters())
+            ? Checkpoint(std::move(run), x, layer.TrainableParameters(),
+                         options_.checkpoint_keep_attention)
             : run(x);
     if (tracker) {
       scope.reset();

@@ -64,6 +64,13 @@ struct ModelOptions {
   // Recompute each decoder layer in backward instead of keeping its
   // activations.
   bool gradient_checkpointing = false;
+  // With gradient_checkpointing: each layer keeps its attention output and
+  // log-sum-exp from the forward, so the recompute skips the attention forward
+  // (worker/engine/attention_stash.h), and the MLP runs as the fused node of
+  // worker/engine/sparse_mlp.h, whose re-run skips down_proj's GEMM (its
+  // output feeds nothing there). Exact; costs the [B, n, H, d] output and
+  // [B, H, n] fp32 per layer.
+  bool checkpoint_keep_attention = false;
   // Tokens per chunk of the LM head + cross-entropy, recomputed in backward; 0
   // = one chunk (HF's unsegmented loss).
   int64_t loss_segment_tokens = 0;

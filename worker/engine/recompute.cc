@@ -10,10 +10,28 @@
 #include <string>
 #include <utility>
 
+#include "worker/engine/attention_stash.h"
+
 namespace lemo::engine {
 namespace {
 
 using torch::autograd::variable_list;
+
+thread_local bool in_checkpoint_recompute = false;
+
+// Marks this thread as re-running a segment until destroyed.
+class RecomputeScope {
+ public:
+  RecomputeScope() : previous_(in_checkpoint_recompute) {
+    in_checkpoint_recompute = true;
+  }
+  ~RecomputeScope() { in_checkpoint_recompute = previous_; }
+  RecomputeScope(const RecomputeScope&) = delete;
+  RecomputeScope& operator=(const RecomputeScope&) = delete;
+
+ private:
+  bool previous_;
+};
 
 struct RngState {
   torch::Tensor cpu;
@@ -57,12 +75,14 @@ class CheckpointBackward : public torch::autograd::Node {
  public:
   CheckpointBackward(SegmentFn fn, torch::Tensor input,
                      bool input_requires_grad,
-                     std::vector<torch::Tensor> params, RngState rng)
+                     std::vector<torch::Tensor> params, RngState rng,
+                     std::unique_ptr<AttentionStash> stash)
       : fn_(std::move(fn)),
         input_(std::move(input)),
         input_requires_grad_(input_requires_grad),
         params_(std::move(params)),
-        rng_(std::move(rng)) {}
+        rng_(std::move(rng)),
+        stash_(std::move(stash)) {}
 
   std::string name() const override { return "lemo::CheckpointBackward"; }
 
@@ -90,7 +110,18 @@ class CheckpointBackward : public torch::autograd::Node {
     variable_list computed;
     {
       torch::AutoGradMode grad_mode(true);
-      torch::Tensor y = fn_(x);
+      torch::Tensor y;
+      RecomputeScope recompute;
+      if (stash_ != nullptr) {
+        AttentionStash::Scope replay(stash_.get(),
+                                     AttentionStash::Mode::kReplay);
+        y = fn_(x);
+        TORCH_CHECK(stash_->pending() == 0,
+                    "checkpointed segment: the recompute made fewer attention "
+                    "calls than the forward recorded");
+      } else {
+        y = fn_(x);
+      }
       RestoreRng(outer);
       if (!wrt.empty() && y.requires_grad()) {
         computed = torch::autograd::grad({y}, wrt, {grads[0]},
@@ -107,6 +138,7 @@ class CheckpointBackward : public torch::autograd::Node {
     fn_ = nullptr;
     input_.reset();
     params_.clear();
+    stash_.reset();
   }
 
  private:
@@ -115,26 +147,37 @@ class CheckpointBackward : public torch::autograd::Node {
   bool input_requires_grad_;
   std::vector<torch::Tensor> params_;
   RngState rng_;
+  // The attention outputs recorded by the forward; null without
+  // stash_attention.
+  std::unique_ptr<AttentionStash> stash_;
 };
 
 }  // namespace
 
+bool InCheckpointRecompute() { return in_checkpoint_recompute; }
+
 torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
-                         const std::vector<torch::Tensor>& params) {
+                         const std::vector<torch::Tensor>& params,
+                         bool stash_attention) {
   bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
   if (torch::GradMode::is_enabled()) {
     for (const torch::Tensor& p : params) needs_grad |= p.requires_grad();
   }
   if (!needs_grad) return fn(input);
   RngState rng = CaptureRng(input.device());
+  std::unique_ptr<AttentionStash> stash;
+  if (stash_attention) stash = std::make_unique<AttentionStash>();
   torch::Tensor output;
   {
     torch::NoGradGuard no_grad;
+    std::optional<AttentionStash::Scope> record;
+    if (stash) record.emplace(stash.get(), AttentionStash::Mode::kRecord);
     output = fn(input);
   }
   auto node = std::shared_ptr<CheckpointBackward>(
       new CheckpointBackward(std::move(fn), input.detach(),
-                             input.requires_grad(), params, std::move(rng)),
+                             input.requires_grad(), params, std::move(rng),
+                             std::move(stash)),
       torch::autograd::deleteNode);
   torch::autograd::edge_list edges;
   edges.push_back(torch::autograd::impl::gradient_edge(input));

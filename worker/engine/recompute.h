@@ -12,6 +12,11 @@
 // its input, the captured tensors and `params`. `params` are the leaf tensors
 // inside the segment that need gradients; they receive their gradients through
 // this node. Backward may run only once (no retain_graph).
+//
+// With stash_attention, the segment's attention calls
+// (ScaledDotProductAttention) keep their outputs from the forward and the
+// re-run replays them instead of running the attention forward again
+// (worker/engine/attention_stash.h): selective checkpointing.
 #ifndef LEMO_WORKER_ENGINE_RECOMPUTE_H_
 #define LEMO_WORKER_ENGINE_RECOMPUTE_H_
 
@@ -25,7 +30,13 @@ namespace lemo::engine {
 using SegmentFn = std::function<torch::Tensor(const torch::Tensor&)>;
 
 torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
-                         const std::vector<torch::Tensor>& params);
+                         const std::vector<torch::Tensor>& params,
+                         bool stash_attention = false);
+
+// True on this thread while a Checkpoint node re-runs its segment for
+// backward. The re-run's output values are never read (only its graph is), so
+// an op whose output feeds nothing else in the segment may skip computing it.
+bool InCheckpointRecompute();
 
 }  // namespace lemo::engine
 

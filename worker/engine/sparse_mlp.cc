@@ -4,9 +4,11 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "worker/engine/lean_ops.h"
+#include "worker/engine/recompute.h"
 
 namespace lemo::engine {
 namespace {
@@ -29,6 +31,8 @@ struct MlpParams {
   torch::Tensor w_gate, b_gate, w_up, b_up, w_down, b_down;
   double s_gate = 0, s_up = 0, s_down = 0;
   double prune_ratio = 0;
+  // Save only the input and recompute gate/up in backward.
+  bool recompute_gate_up = false;
 };
 
 // LoraLinearFunction's forward op for op (same values): base + adapter added in
@@ -43,6 +47,12 @@ torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& w,
     result.add_(torch::linear(*hidden, lb).mul_(scaling));
   }
   return result;
+}
+
+// The saved_data entry `key`, or an undefined tensor when it is absent.
+torch::Tensor SavedOrUndefined(AutogradContext* ctx, const std::string& key) {
+  const auto it = ctx->saved_data.find(key);
+  return it != ctx->saved_data.end() ? it->second.toTensor() : torch::Tensor();
 }
 
 // Rows (dim 0) or columns (dim 1) of `t` at `idx`; all of `t` when idx is
@@ -92,8 +102,21 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     torch::Tensor gate =
         Project(xn, p.w_gate, p.b_gate, a_gate, b_gate, p.s_gate, &h_gate);
     torch::Tensor up = Project(xn, p.w_up, p.b_up, a_up, b_up, p.s_up, &h_up);
-    torch::Tensor out = Project(torch::silu(gate) * up, p.w_down, p.b_down,
-                                a_down, b_down, p.s_down, &h_down);
+    torch::Tensor out;
+    if (InCheckpointRecompute()) {
+      // The node ends its decoder layer, and a checkpoint's re-run reads only
+      // the graph of its output, never its values: down_proj's GEMM (a third
+      // of the MLP) is skipped. Its adapter hidden is still needed.
+      const torch::Tensor act = torch::silu(gate) * up;
+      if (a_down.defined())
+        h_down = torch::linear(act.to(a_down.scalar_type()), a_down);
+      std::vector<int64_t> shape = act.sizes().vec();
+      shape.back() = p.w_down.size(0);
+      out = torch::zeros({}, act.options()).expand(shape);
+    } else {
+      out = Project(torch::silu(gate) * up, p.w_down, p.b_down, a_down, b_down,
+                    p.s_down, &h_down);
+    }
     torch::Tensor idx;
     if (KeptMlpChannels(gate.size(-1), p.prune_ratio) < gate.size(-1)) {
       idx = TopMlpChannels(gate, up, p.prune_ratio);
@@ -103,11 +126,19 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
       up = up.gather(-1, rows);
     }
     // The input is needed only by the norm's backward (then it is h, which the
-    // op-by-op norm saves too) or by gate/up's lora_A gradients.
+    // op-by-op norm saves too), by gate/up's lora_A gradients, or to recompute
+    // gate/up.
     const bool lora_in = a_gate.defined() || a_up.defined();
-    ctx->save_for_backward({norm || lora_in ? x : torch::Tensor(), rstd, gate,
-                            up, idx, h_gate, h_up, h_down, a_gate, b_gate, a_up,
-                            b_up, a_down, b_down});
+    const bool keep_x = norm || lora_in || p.recompute_gate_up;
+    if (p.recompute_gate_up) {
+      gate = torch::Tensor();
+      up = torch::Tensor();
+      if (p.b_gate.defined()) ctx->saved_data["bias_gate"] = p.b_gate;
+      if (p.b_up.defined()) ctx->saved_data["bias_up"] = p.b_up;
+    }
+    ctx->save_for_backward({keep_x ? x : torch::Tensor(), rstd, gate, up, idx,
+                            h_gate, h_up, h_down, a_gate, b_gate, a_up, b_up,
+                            a_down, b_down});
     if (norm) ctx->saved_data["norm_weight"] = p.norm_weight;
     ctx->saved_data["w_gate"] = p.w_gate;
     ctx->saved_data["w_up"] = p.w_up;
@@ -125,10 +156,7 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
                         &h_down = s[7], &a_gate = s[8], &b_gate = s[9],
                         &a_up = s[10], &b_up = s[11], &a_down = s[12],
                         &b_down = s[13];
-    const auto norm_it = ctx->saved_data.find("norm_weight");
-    const torch::Tensor norm_weight = norm_it != ctx->saved_data.end()
-                                          ? norm_it->second.toTensor()
-                                          : torch::Tensor();
+    const torch::Tensor norm_weight = SavedOrUndefined(ctx, "norm_weight");
     const torch::Tensor w_gate = ctx->saved_data["w_gate"].toTensor();
     const torch::Tensor w_up = ctx->saved_data["w_up"].toTensor();
     const torch::Tensor w_down = ctx->saved_data["w_down"].toTensor();
@@ -136,9 +164,10 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     const double s_up = ctx->saved_data["s_up"].toDouble();
     const double s_down = ctx->saved_data["s_down"].toDouble();
     const bool norm = norm_weight.defined();
+    const bool recompute = !gate.defined();
     // The norm output, recomputed when the node saved h instead.
     torch::Tensor xn = x;
-    if (norm && (a_gate.defined() || a_up.defined())) {
+    if (norm && (recompute || a_gate.defined() || a_up.defined())) {
       xn = RmsNormApply(x, norm_weight, rstd);
     }
     const torch::Tensor& grad_out = grads[0];
@@ -151,8 +180,21 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     for (int64_t bi = 0; bi < batch; ++bi) {
       const torch::Tensor keep = idx.defined() ? idx[bi] : torch::Tensor();
       const torch::Tensor g = grad_out[bi];  // [N, D]
-      const torch::Tensor gk = gate[bi];     // [N, k]
-      const torch::Tensor uk = up[bi];
+      torch::Tensor gk, uk;                  // [N, k]
+      if (recompute) {
+        // The forward's Project calls on this sample's rows: the same values.
+        torch::Tensor unused;
+        gk =
+            Channels(Project(xn[bi], w_gate, SavedOrUndefined(ctx, "bias_gate"),
+                             a_gate, b_gate, s_gate, &unused),
+                     1, keep);
+        uk = Channels(Project(xn[bi], w_up, SavedOrUndefined(ctx, "bias_up"),
+                              a_up, b_up, s_up, &unused),
+                      1, keep);
+      } else {
+        gk = gate[bi];
+        uk = up[bi];
+      }
       torch::Tensor grad_act = g.matmul(Channels(w_down, 1, keep));
       if (a_down.defined()) {
         torch::Tensor gs = g.to(torch::kFloat) * s_down;
@@ -199,11 +241,14 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
 }  // namespace
 
 MlpSavers MlpSaversFrom(const LemoOptions& options) {
-  return MlpSavers{options.mlp_prune_ratio, options.recompute_norm};
+  return MlpSavers{options.mlp_prune_ratio,
+                   options.recompute_norm || options.recompute_mlp,
+                   options.recompute_mlp};
 }
 
 bool MlpSaversActive(const MlpSavers& savers) {
-  return savers.prune_ratio > 0 || savers.recompute_norm;
+  return savers.prune_ratio > 0 || savers.recompute_norm ||
+         savers.recompute_gate_up;
 }
 
 absl::Status ValidateMlpSavers(const LemoOptions& options,
@@ -219,8 +264,8 @@ absl::Status ValidateMlpSavers(const LemoOptions& options,
   for (const std::string& m : lora.target_modules) {
     if (m == "gate_proj" || m == "up_proj" || m == "down_proj") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "lemo mlp_prune_ratio / recompute_norm do not support LoRA dropout "
-          "on ",
+          "lemo mlp_prune_ratio / recompute_norm / recompute_mlp do not "
+          "support LoRA dropout on ",
           m, " (dropout ", lora.dropout,
           "): set the dropout to 0 or drop the MLP projections from the "
           "targets"));
@@ -266,6 +311,7 @@ torch::Tensor MlpSublayer(const DecoderLayer& layer, const torch::Tensor& h,
   p.s_up = up.scaling();
   p.s_down = down.scaling();
   p.prune_ratio = savers.prune_ratio;
+  p.recompute_gate_up = savers.recompute_gate_up;
   torch::Tensor x = h;
   if (savers.recompute_norm) {
     p.norm_weight = layer.post_attention_norm_weight();

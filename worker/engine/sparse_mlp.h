@@ -6,9 +6,14 @@
 //   backward flows through those channels only (approximate);
 // - norm recomputation: the post-attention RMSNorm output is recomputed in
 //   backward from the layer's residual h (which the norm's backward needs
-//   anyway) instead of being saved (exact).
+//   anyway) instead of being saved (exact);
+// - gate/up recomputation: gate/up (2 x intermediate values per token, the
+//   largest thing a layer saves) are recomputed in backward from the node's
+//   input instead of being saved (exact; costs gate/up's forward GEMMs again).
 // The node never saves SwiGLU's output: down_proj's LoRA gradient recomputes
-// it from the saved gate/up.
+// it from the saved gate/up. It must be the last op of a decoder layer: inside
+// a gradient checkpoint's re-run (InCheckpointRecompute) it skips down_proj's
+// base GEMM and returns zeros, since that re-run reads only the graph.
 //
 //   MlpSavers savers{/*prune_ratio=*/0.8, /*recompute_norm=*/true};
 //   torch::Tensor out = h + MlpSublayer(layer, h, savers, /*training=*/true);
@@ -39,9 +44,12 @@ struct MlpSavers {
   double prune_ratio = 0;
   // Recompute the post-attention norm output in backward instead of saving it.
   bool recompute_norm = false;
+  // Recompute gate/up in backward from the node's input instead of saving
+  // them.
+  bool recompute_gate_up = false;
 };
 
-// The savers LemoOptions asks for.
+// The savers LemoOptions asks for (recompute_mlp: gate/up and the norm).
 MlpSavers MlpSaversFrom(const LemoOptions& options);
 // True when any saver is on (MlpSublayer then runs the fused node).
 bool MlpSaversActive(const MlpSavers& savers);

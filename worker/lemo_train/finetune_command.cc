@@ -173,6 +173,11 @@ Command AddFinetuneCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_flag("--gradient-checkpointing", o.model.gradient_checkpointing,
                 "Recompute each decoder layer in backward");
+  cmd->add_flag("--checkpoint-keep-attention",
+                o.model.checkpoint_keep_attention,
+                "With --gradient-checkpointing: keep each layer's attention "
+                "output so the recompute skips the attention forward (exact; "
+                "one [seq, hidden] activation per layer)");
   cmd->add_option("--loss-segment-tokens", o.model.loss_segment_tokens,
                   "LM head + loss in chunks of this many tokens (0: one chunk)")
       ->capture_default_str();
@@ -219,6 +224,10 @@ Command AddFinetuneCommand(CLI::App* app) {
                 "the heads shifted by half a group); eval stays dense");
   cmd->add_flag("--recompute-norm", lf.recompute_norm,
                 "Recompute the post-attention norm output in backward");
+  cmd->add_flag("--recompute-mlp", lf.recompute_mlp,
+                "Recompute the MLP's gate/up and the post-attention norm in "
+                "backward instead of saving them (exact; ignored with "
+                "--gradient-checkpointing)");
   cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,
                 "Measure each layer's saved-for-backward bytes (metrics "
                 "JSONL saved_bytes)");

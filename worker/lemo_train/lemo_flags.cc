@@ -69,6 +69,7 @@ absl::Status ApplyLemoFlags(const LemoFlags& f,
   }
   out->mlp_prune_ratio = f.mlp_prune_ratio;
   out->recompute_norm = f.recompute_norm;
+  out->recompute_mlp = f.recompute_mlp;
   out->two_d_sparsity = f.two_d_sparsity;
   out->measure_saved_bytes = f.measure_saved_bytes;
   return absl::OkStatus();

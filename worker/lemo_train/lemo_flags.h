@@ -38,6 +38,8 @@ struct LemoFlags {
   double mlp_prune_ratio = 0;
   // --recompute-norm: recompute the post-attention norm in backward.
   bool recompute_norm = false;
+  // --recompute-mlp: recompute the MLP's gate/up (and the norm) in backward.
+  bool recompute_mlp = false;
   // --lemo-2d: two-dimensional sparsity, shifted group attention in every
   // layer's training forward (LemoOptions::two_d_sparsity); any mode.
   bool two_d_sparsity = false;

@@ -145,6 +145,14 @@ const Case kCases[] = {
      },
      "spec.lemo.recompute_norm: not supported with lora.dropout > 0 on "
      "down_proj"},
+    {"RecomputeMlpWithMlpLoraDropout",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->set_recompute_mlp(true);
+       s->mutable_lora()->set_dropout(0.1);
+       s->mutable_lora()->add_target_modules("gate_proj");
+     },
+     "spec.lemo.recompute_mlp: not supported with lora.dropout > 0 on "
+     "gate_proj"},
     {"Offload", [](v1::JobSpec* s) { s->mutable_lemo()->set_offload(true); },
      "spec.lemo.offload: needs resources.device_kind CUDA"},
     {"Lr", [](v1::JobSpec* s) { s->mutable_optimizer()->set_lr(-1e-3); },

@@ -198,7 +198,9 @@ TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   // The MLP and norm savers apply to dense attention too.
   lemo->mutable_mlp_sparsity()->set_enabled(true);
   lemo->set_recompute_norm(true);
+  lemo->set_recompute_mlp(true);
   lemo->set_measure_saved_bytes(true);
+  assign.mutable_spec()->mutable_model()->set_checkpoint_keep_attention(true);
   std::vector<std::string> warnings;
   LEMO_ASSERT_OK_AND_ASSIGN(
       engine::TrainerOptions o,
@@ -206,6 +208,8 @@ TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   EXPECT_EQ(o.model.lemo.mode, engine::LemoMode::kDense);
   EXPECT_DOUBLE_EQ(o.model.lemo.mlp_prune_ratio, 0.8);  // the spec default
   EXPECT_TRUE(o.model.lemo.recompute_norm);
+  EXPECT_TRUE(o.model.lemo.recompute_mlp);
+  EXPECT_TRUE(o.model.checkpoint_keep_attention);
   EXPECT_TRUE(o.model.lemo.measure_saved_bytes);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload"));

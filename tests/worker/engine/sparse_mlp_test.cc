@@ -22,6 +22,7 @@
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/lean_ops.h"
 #include "worker/engine/lora_linear.h"
+#include "worker/engine/recompute.h"
 
 namespace lemo::engine {
 namespace {
@@ -104,15 +105,36 @@ TEST(SparseMlp, RatioZeroEqualsDenseBackward) {
   // Every channel kept through the fused node, with the norm outside it
   // (a ratio too small to drop a channel of 40) and inside it (recomputed).
   for (const MlpSavers savers :
-       {MlpSavers{1e-6, false}, MlpSavers{0, true}, MlpSavers{1e-6, true}}) {
+       {MlpSavers{1e-6, false}, MlpSavers{0, true}, MlpSavers{1e-6, true},
+        MlpSavers{0, false, true}, MlpSavers{0, true, true},
+        MlpSavers{1e-6, true, true}}) {
     SCOPED_TRACE(::testing::Message()
-                 << "prune " << savers.prune_ratio << " recompute "
-                 << savers.recompute_norm);
+                 << "prune " << savers.prune_ratio << " recompute norm "
+                 << savers.recompute_norm << " gate/up "
+                 << savers.recompute_gate_up);
     const auto fused = RunMlp(
         layer, f.h, [&] { return MlpSublayer(layer, f.h, savers, true); },
         f.out_weights);
     ExpectClose(fused, dense, 1e-5);
   }
+}
+
+TEST(SparseMlp, RecomputedGateUpEqualSavedOnesWhenPruned) {
+  Fixture f = MakeFixture();
+  const DecoderLayer& layer = f.model->layers()[0];
+  const auto saved = RunMlp(
+      layer, f.h,
+      [&] {
+        return MlpSublayer(layer, f.h, MlpSavers{0.8, true}, true);
+      },
+      f.out_weights);
+  const auto recomputed = RunMlp(
+      layer, f.h,
+      [&] {
+        return MlpSublayer(layer, f.h, MlpSavers{0.8, true, true}, true);
+      },
+      f.out_weights);
+  ExpectClose(recomputed, saved, 1e-5);
 }
 
 TEST(SparseMlp, KeptChannelGradientsEqualCutDenseReference) {
@@ -289,6 +311,101 @@ TEST(NormRecompute, ModelLossAndGradientsUnchanged) {
     EXPECT_LT(b->lemo_stats()[i].saved_bytes, a->lemo_stats()[i].saved_bytes)
         << "layer " << i;
   }
+}
+
+TEST(MlpRecompute, SavesNoGateUpAndKeepsTheModelsGradients) {
+  ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 21);
+  ModelOptions off;
+  off.lora.target_modules = kAllTargets;
+  off.lemo.recompute_norm = true;
+  off.lemo.measure_saved_bytes = true;
+  ModelOptions on = off;
+  on.lemo.recompute_mlp = true;
+  auto a = testing::MakeRandomLoraModel(config, off, w);
+  auto b = testing::MakeRandomLoraModel(config, on, w);
+  torch::manual_seed(22);
+  const int64_t batch = 2, len = 32;
+  const torch::Tensor ids = torch::randint(0, config.vocab_size, {batch, len});
+  torch::Tensor la = a->Loss(ids, ids);
+  la.backward();
+  torch::Tensor lb = b->Loss(ids, ids);
+  lb.backward();
+  EXPECT_NEAR(la.item<double>(), lb.item<double>(), 1e-6);
+  const auto pa = a->LoraParameters();
+  const auto pb = b->LoraParameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(
+        torch::allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-5, 1e-7))
+        << pa[i].first;
+  }
+  // At least gate and up, fp32, [B, N, intermediate] each (the sublayer test
+  // below pins the exact amount).
+  const int64_t gate_up = 2 * batch * len * config.intermediate_size * 4;
+  for (size_t i = 0; i < a->lemo_stats().size(); ++i) {
+    EXPECT_GE(a->lemo_stats()[i].saved_bytes - b->lemo_stats()[i].saved_bytes,
+              gate_up)
+        << "layer " << i;
+  }
+}
+
+TEST(MlpRecompute, CheckpointReRunSkipsDownProjWithExactGradients) {
+  // In a checkpoint's re-run the node returns zeros (down_proj's GEMM is
+  // skipped): the gradients must still equal the unchecked node's.
+  Fixture f = MakeFixture();
+  const DecoderLayer& layer = f.model->layers()[0];
+  std::vector<torch::Tensor> outputs;
+  std::vector<bool> in_recompute;
+  const SegmentFn segment = [&](const torch::Tensor& h) {
+    torch::Tensor y = MlpSublayer(layer, h, MlpSavers{0, true}, true);
+    outputs.push_back(y.detach().clone());
+    in_recompute.push_back(InCheckpointRecompute());
+    return y;
+  };
+  const auto plain = RunMlp(
+      layer, f.h, [&] { return segment(f.h); }, f.out_weights);
+  const auto checkpointed = RunMlp(
+      layer, f.h,
+      [&] { return Checkpoint(segment, f.h, layer.TrainableParameters()); },
+      f.out_weights);
+  ExpectClose(checkpointed, plain, 1e-5);
+  ASSERT_EQ(outputs.size(), 3u);  // plain, checkpoint forward, re-run
+  EXPECT_EQ(in_recompute, (std::vector<bool>{false, false, true}));
+  EXPECT_GT(outputs[1].abs().max().item<double>(), 0);
+  EXPECT_EQ(outputs[2].abs().max().item<double>(), 0) << "down_proj ran";
+  EXPECT_FALSE(InCheckpointRecompute());
+}
+
+TEST(MlpRecompute, SublayerSavesExactlyGateAndUpLess) {
+  Fixture f = MakeFixture();
+  const DecoderLayer& layer = f.model->layers()[0];
+  const torch::Tensor h = f.h.detach().requires_grad_(true);
+  const int64_t saved = SavedBytes([&] {
+    return MlpSublayer(layer, h, MlpSavers{0, true}, true);
+  });
+  const int64_t recomputed = SavedBytes([&] {
+    return MlpSublayer(layer, h, MlpSavers{0, true, true}, true);
+  });
+  const int64_t gate_up =
+      2 * h.size(0) * h.size(1) * f.config.intermediate_size * 4;  // fp32
+  std::cout << "[lemo] MLP sublayer saved bytes: gate/up saved " << saved
+            << ", recomputed " << recomputed << "\n";
+  EXPECT_EQ(saved - recomputed, gate_up);
+}
+
+TEST(MlpRecompute, IgnoredUnderGradientCheckpointing) {
+  ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 23);
+  ModelOptions options;
+  options.lemo.recompute_mlp = true;
+  options.gradient_checkpointing = true;
+  auto model = testing::MakeRandomLoraModel(config, options, w);
+  EXPECT_FALSE(model->options().lemo.recompute_mlp);
+  options.gradient_checkpointing = false;
+  EXPECT_TRUE(testing::MakeRandomLoraModel(config, options, w)
+                  ->options()
+                  .lemo.recompute_mlp);
 }
 
 TEST(SparseMlp, ModelRejectsBadOptions) {

@@ -1,0 +1,169 @@
+#include "worker/engine/attention_stash.h"
+
+#include <ATen/SDPBackend.h>
+
+#include <optional>
+#include <tuple>
+#include <utility>
+
+namespace lemo::engine {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+thread_local AttentionStash* current_stash = nullptr;
+thread_local AttentionStash::Mode current_mode = AttentionStash::Mode::kRecord;
+
+// sdpa's own choice among the fused kernels it would run on these very
+// (unexpanded, for GQA) tensors.
+StashedAttention::Kernel ChosenKernel(const torch::Tensor& q,
+                                      const torch::Tensor& k,
+                                      const torch::Tensor& v, bool is_causal,
+                                      double scale) {
+  const int64_t choice = at::_fused_sdp_choice(
+      q, k, v, /*attn_mask=*/std::nullopt, /*dropout_p=*/0.0, is_causal, scale,
+      /*enable_gqa=*/q.size(1) != k.size(1));
+  if (choice == static_cast<int64_t>(at::SDPBackend::flash_attention)) {
+    return StashedAttention::Kernel::kFlash;
+  }
+  // sdpa expands GQA's K/V itself before cuDNN; record only the plain case.
+  if (choice == static_cast<int64_t>(at::SDPBackend::cudnn_attention) &&
+      q.size(1) == k.size(1)) {
+    return StashedAttention::Kernel::kCudnn;
+  }
+  return StashedAttention::Kernel::kRecompute;
+}
+
+StashedAttention FusedForward(StashedAttention::Kernel kernel,
+                              const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, bool is_causal,
+                              double scale) {
+  StashedAttention e;
+  e.kernel = kernel;
+  if (kernel == StashedAttention::Kernel::kCudnn) {
+    auto r = at::_scaled_dot_product_cudnn_attention(
+        q, k, v, /*attn_bias=*/std::nullopt, /*compute_log_sumexp=*/true,
+        /*dropout_p=*/0.0, is_causal, /*return_debug_mask=*/false, scale);
+    std::tie(e.out, e.logsumexp, e.cum_seq_q, e.cum_seq_k, std::ignore,
+             std::ignore, e.philox_seed, e.philox_offset, std::ignore) = r;
+    e.max_q = std::get<4>(r).expect_int();
+    e.max_k = std::get<5>(r).expect_int();
+  } else if (q.is_cuda()) {
+    auto r = at::_scaled_dot_product_flash_attention(
+        q, k, v, /*dropout_p=*/0.0, is_causal, /*return_debug_mask=*/false,
+        scale);
+    std::tie(e.out, e.logsumexp, e.cum_seq_q, e.cum_seq_k, std::ignore,
+             std::ignore, e.philox_seed, e.philox_offset, std::ignore) = r;
+    e.max_q = std::get<4>(r).expect_int();
+    e.max_k = std::get<5>(r).expect_int();
+  } else {
+    std::tie(e.out, e.logsumexp) =
+        at::_scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, /*dropout_p=*/0.0, is_causal, /*attn_mask=*/std::nullopt,
+            scale);
+  }
+  return e;
+}
+
+// Returns the recorded output as the attention of (q, k, v); backward is the
+// fused kernel's own backward on it.
+struct ReplayedAttention : torch::autograd::Function<ReplayedAttention> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q,
+                               const torch::Tensor& k, const torch::Tensor& v,
+                               StashedAttention e, bool is_causal,
+                               double scale) {
+    ctx->save_for_backward({q, k, v, e.out, e.logsumexp, e.cum_seq_q,
+                            e.cum_seq_k, e.philox_seed, e.philox_offset});
+    ctx->saved_data["max_q"] = e.max_q;
+    ctx->saved_data["max_k"] = e.max_k;
+    ctx->saved_data["cudnn"] = e.kernel == StashedAttention::Kernel::kCudnn;
+    ctx->saved_data["is_causal"] = is_causal;
+    ctx->saved_data["scale"] = scale;
+    // The op returned a transposed view, made under no-grad; a detached alias
+    // of it gets this node as its history like any fresh output.
+    return e.out.detach();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const bool is_causal = ctx->saved_data["is_causal"].toBool();
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const torch::Tensor& q = s[0];
+    const int64_t max_q = ctx->saved_data["max_q"].toInt();
+    const int64_t max_k = ctx->saved_data["max_k"].toInt();
+    torch::Tensor gq, gk, gv;
+    if (ctx->saved_data["cudnn"].toBool()) {
+      std::tie(gq, gk, gv) = at::_scaled_dot_product_cudnn_attention_backward(
+          grads[0], q, s[1], s[2], s[3], s[4], s[7], s[8],
+          /*attn_bias=*/torch::Tensor(), s[5], s[6], max_q, max_k,
+          /*dropout_p=*/0.0, is_causal, scale);
+    } else if (q.is_cuda()) {
+      std::tie(gq, gk, gv) = at::_scaled_dot_product_flash_attention_backward(
+          grads[0], q, s[1], s[2], s[3], s[4], s[5], s[6], max_q, max_k,
+          /*dropout_p=*/0.0, is_causal, s[7], s[8], scale);
+    } else {
+      std::tie(gq, gk, gv) =
+          at::_scaled_dot_product_flash_attention_for_cpu_backward(
+              grads[0], q, s[1], s[2], s[3], s[4], /*dropout_p=*/0.0, is_causal,
+              /*attn_mask=*/std::nullopt, scale);
+    }
+    return {gq, gk, gv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+torch::Tensor Sdpa(const torch::Tensor& q, const torch::Tensor& k,
+                   const torch::Tensor& v, bool is_causal, double scale) {
+  return at::scaled_dot_product_attention(
+      q, k, v, /*attn_mask=*/std::nullopt, /*dropout_p=*/0.0, is_causal, scale,
+      /*enable_gqa=*/q.size(1) != k.size(1));
+}
+
+}  // namespace
+
+AttentionStash::Scope::Scope(AttentionStash* stash, Mode mode)
+    : previous_stash_(current_stash), previous_mode_(current_mode) {
+  current_stash = stash;
+  current_mode = mode;
+}
+
+AttentionStash::Scope::~Scope() {
+  current_stash = previous_stash_;
+  current_mode = previous_mode_;
+}
+
+torch::Tensor ScaledDotProductAttention(const torch::Tensor& q,
+                                        const torch::Tensor& k,
+                                        const torch::Tensor& v, bool is_causal,
+                                        double scale) {
+  AttentionStash* stash = current_stash;
+  if (stash == nullptr) return Sdpa(q, k, v, is_causal, scale);
+  if (current_mode == AttentionStash::Mode::kRecord) {
+    const StashedAttention::Kernel kernel =
+        ChosenKernel(q, k, v, is_causal, scale);
+    if (kernel == StashedAttention::Kernel::kRecompute) {
+      stash->entries_.emplace_back();
+      return Sdpa(q, k, v, is_causal, scale);
+    }
+    StashedAttention e = FusedForward(kernel, q, k, v, is_causal, scale);
+    torch::Tensor out = e.out;
+    stash->entries_.push_back(std::move(e));
+    return out;
+  }
+  TORCH_CHECK(!stash->entries_.empty(),
+              "attention stash: the recompute made more attention calls than "
+              "the forward recorded");
+  StashedAttention e = std::move(stash->entries_.front());
+  stash->entries_.pop_front();
+  if (e.kernel == StashedAttention::Kernel::kRecompute) {
+    return Sdpa(q, k, v, is_causal, scale);
+  }
+  TORCH_CHECK(e.out.size(2) == q.size(2) && e.out.size(1) == q.size(1),
+              "attention stash: the recompute's attention has ", q.size(2),
+              " tokens and ", q.size(1), " heads, the recorded one ",
+              e.out.size(2), " and ", e.out.size(1));
+  ++stash->skipped_forwards_;
+  return ReplayedAttention::apply(q, k, v, std::move(e), is_causal, scale);
+}
+
+}  // namespace lemo::engine
