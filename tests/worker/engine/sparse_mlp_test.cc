@@ -281,6 +281,24 @@ TEST(NormRecompute, DropsTheSavedNormOutputWhereItIsSaved) {
   }
 }
 
+// One training step of each model on `ids`: the same loss and LoRA gradients.
+void ExpectSameLossAndGrads(LlamaModel& a, LlamaModel& b,
+                            const torch::Tensor& ids) {
+  torch::Tensor la = a.Loss(ids, ids);
+  la.backward();
+  torch::Tensor lb = b.Loss(ids, ids);
+  lb.backward();
+  EXPECT_NEAR(la.item<double>(), lb.item<double>(), 1e-6);
+  const auto pa = a.LoraParameters();
+  const auto pb = b.LoraParameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(
+        torch::allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-5, 1e-7))
+        << pa[i].first;
+  }
+}
+
 TEST(NormRecompute, ModelLossAndGradientsUnchanged) {
   ModelConfig config = testing::TinyConfig();
   const auto w = testing::RandomWeights(config, 11);
@@ -294,19 +312,7 @@ TEST(NormRecompute, ModelLossAndGradientsUnchanged) {
   auto b = testing::MakeRandomLoraModel(config, on, w);
   torch::manual_seed(12);
   const torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 32});
-  torch::Tensor la = a->Loss(ids, ids);
-  la.backward();
-  torch::Tensor lb = b->Loss(ids, ids);
-  lb.backward();
-  EXPECT_NEAR(la.item<double>(), lb.item<double>(), 1e-6);
-  const auto pa = a->LoraParameters();
-  const auto pb = b->LoraParameters();
-  ASSERT_EQ(pa.size(), pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    EXPECT_TRUE(
-        torch::allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-5, 1e-7))
-        << pa[i].first;
-  }
+  ExpectSameLossAndGrads(*a, *b, ids);
   for (size_t i = 0; i < a->lemo_stats().size(); ++i) {
     EXPECT_LT(b->lemo_stats()[i].saved_bytes, a->lemo_stats()[i].saved_bytes)
         << "layer " << i;
@@ -327,19 +333,12 @@ TEST(MlpRecompute, SavesNoGateUpAndKeepsTheModelsGradients) {
   torch::manual_seed(22);
   const int64_t batch = 2, len = 32;
   const torch::Tensor ids = torch::randint(0, config.vocab_size, {batch, len});
-  torch::Tensor la = a->Loss(ids, ids);
-  la.backward();
-  torch::Tensor lb = b->Loss(ids, ids);
-  lb.backward();
-  EXPECT_NEAR(la.item<double>(), lb.item<double>(), 1e-6);
-  const auto pa = a->LoraParameters();
-  const auto pb = b->LoraParameters();
-  ASSERT_EQ(pa.size(), pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    EXPECT_TRUE(
-        torch::allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-5, 1e-7))
-        << pa[i].first;
-  }
+  // One thread: the allocation hook behind saved_bytes is thread-local, and
+  // intra-op threads' allocations would escape it (see saved_bytes.h).
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  ExpectSameLossAndGrads(*a, *b, ids);
+  torch::set_num_threads(threads);
   // At least gate and up, fp32, [B, N, intermediate] each (the sublayer test
   // below pins the exact amount).
   const int64_t gate_up = 2 * batch * len * config.intermediate_size * 4;
