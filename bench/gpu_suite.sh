@@ -14,7 +14,7 @@
 # Knobs (env):
 #   LEMO_BENCH_SEQS="4096 ... 262144" (doubling; each system and mode stops at its first OOM)
 #   LEMO_BENCH_MODES="off on" (gradient checkpointing)
-#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse peer"  LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
+#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse lemo-selective peer"  LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
 #     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS),
 #     lemo-selective (lemo-sparse + LEMO_BENCH_SELECTIVE_ARGS, default "--recompute-mlp
 #     --checkpoint-keep-attention": exact selective recompute, each flag used in its own mode),
@@ -76,7 +76,7 @@ done
 SORTED_SEQS=$(printf '%s\n' $SEQS | sort -n | tr '\n' ' ' | sed 's/ $//')  # ascending, for OOM skipping
 [ -n "$SORTED_SEQS" ] || { echo "gpu_suite: LEMO_BENCH_SEQS is empty" >&2; exit 2; }
 MODES=${LEMO_BENCH_MODES:-off on}
-DEFAULT_SYSTEMS="lemo lemo-sparse peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-1}
+DEFAULT_SYSTEMS="lemo lemo-sparse lemo-selective peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-1}
 [ "$DEVICE_KIND" = cpu ] && DEFAULT_SYSTEMS="lemo peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}
 SYSTEMS=${LEMO_BENCH_SYSTEMS:-$DEFAULT_SYSTEMS}
 STEPS=${LEMO_BENCH_STEPS:-3}

@@ -296,6 +296,33 @@ TEST_F(LemoTrainCliTest, LemoSaversTrainAndReportPerLayerMetrics) {
   EXPECT_FALSE(m.contains("predictor_recall")) << line;
 }
 
+TEST_F(LemoTrainCliTest, SelectiveCheckpointingTrainsLikePlainCheckpointing) {
+  // --checkpoint-keep-attention changes what the re-run computes, not the
+  // values: two steps give the losses of plain checkpointing.
+  std::vector<double> losses[2];
+  for (int keep = 0; keep < 2; ++keep) {
+    const fs::path metrics =
+        dir_ / ("selective_" + std::to_string(keep) + ".jsonl");
+    Result r = RunLemoTrain(Finetune(
+        (dir_ / "model").string(),
+        std::string("--gradient-checkpointing --seed 3 --metrics-jsonl ") +
+            metrics.string() +
+            (keep == 1 ? " --checkpoint-keep-attention" : ""),
+        /*seq_len=*/16, /*steps=*/2));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      losses[keep].push_back(nlohmann::json::parse(line)["loss"].get<double>());
+    }
+  }
+  ASSERT_EQ(losses[0].size(), 2u);
+  ASSERT_EQ(losses[1].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_NEAR(losses[1][i], losses[0][i], 1e-4 * std::abs(losses[0][i]))
+        << "step " << i;
+  }
+}
+
 TEST_F(LemoTrainCliTest, EvalPrintsHeldOutLossOfACheckpoint) {
   std::ofstream(dir_ / "heldout.jsonl")
       << "{\"text\": \"a held-out line that training never saw, twice "
