@@ -12,9 +12,10 @@
 //     y = fn(x); }                       // grad: replays them in order
 //
 // ScaledDotProductAttention is the call every decoder layer makes; outside a
-// scope it is exactly at::scaled_dot_product_attention. Only calls that torch
-// would run on flash attention (CUDA, or its CPU kernel) or cuDNN attention are
-// recorded; others are recorded as "recompute" and run again on replay.
+// scope it is exactly at::scaled_dot_product_attention. Calls that sdpa would
+// run on a fused kernel (flash on CUDA or the CPU, cuDNN, memory-efficient)
+// are recorded with that kernel; others (the math backend) are recorded as
+// "recompute" and run again on replay.
 //
 // Scopes are per thread and nest (the innermost wins). Torch errors throw.
 #ifndef LEMO_WORKER_ENGINE_ATTENTION_STASH_H_
@@ -29,9 +30,9 @@ namespace lemo::engine {
 
 // One recorded attention forward: what its backward needs besides q/k/v.
 struct StashedAttention {
-  // The fused kernel that ran; kRecompute: none was eligible (math or
-  // memory-efficient backend), and replay runs the call again.
-  enum class Kernel { kRecompute, kFlash, kCudnn };
+  // The fused kernel that ran; kRecompute: none was eligible (sdpa's math
+  // backend), and replay runs the call again.
+  enum class Kernel { kRecompute, kFlash, kCudnn, kEfficient };
   Kernel kernel = Kernel::kRecompute;
   torch::Tensor out;  // [B, H, n, d], as the op returned it
   torch::Tensor logsumexp;

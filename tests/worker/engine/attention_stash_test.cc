@@ -225,15 +225,10 @@ TEST(AttentionStashCuda, ReplayMatchesFlashAttentionInBf16) {
     AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
     const torch::Tensor got =
         ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    if (kv_heads == 4) {
-      ASSERT_EQ(stash.skipped_forwards(), 1)
-          << "bf16 causal attention on CUDA ran on neither flash nor cuDNN";
-    } else {
-      std::cout << "[lemo] GQA on CUDA: "
-                << (stash.skipped_forwards() == 1 ? "recorded"
-                                                  : "recomputed (not flash)")
-                << "\n";
-    }
+    // MHA runs on flash; GQA on the memory-efficient kernel over repeated
+    // K/V (sdpa's choice on the H100), recorded all the same.
+    ASSERT_EQ(stash.skipped_forwards(), 1)
+        << "bf16 causal attention on CUDA ran on no fused kernel";
     const torch::Tensor want = Reference(t, true, scale);
     EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
     ExpectSameGrads(got, want, t, 2e-2);
