@@ -44,6 +44,16 @@ torch::Tensor KvFor(Kernel kernel, const torch::Tensor& kv, int64_t q_heads) {
   return kv.repeat_interleave(q_heads / kv.size(1), /*dim=*/1);
 }
 
+// The flash and cuDNN CUDA ops return the same nine outputs: (out, lse,
+// cum_seq_q, cum_seq_k, max_q, max_k, philox seed, philox offset, debug mask).
+template <typename Outputs>
+void TakeCudaOutputs(const Outputs& r, StashedAttention* e) {
+  std::tie(e->out, e->logsumexp, e->cum_seq_q, e->cum_seq_k, std::ignore,
+           std::ignore, e->philox_seed, e->philox_offset, std::ignore) = r;
+  e->max_q = std::get<4>(r).expect_int();
+  e->max_k = std::get<5>(r).expect_int();
+}
+
 StashedAttention FusedForward(StashedAttention::Kernel kernel,
                               const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, bool is_causal,
@@ -56,21 +66,16 @@ StashedAttention FusedForward(StashedAttention::Kernel kernel,
             q, k, v, /*attn_bias=*/std::nullopt, /*compute_log_sumexp=*/true,
             /*dropout_p=*/0.0, is_causal, scale);
   } else if (kernel == Kernel::kCudnn) {
-    auto r = at::_scaled_dot_product_cudnn_attention(
-        q, k, v, /*attn_bias=*/std::nullopt, /*compute_log_sumexp=*/true,
-        /*dropout_p=*/0.0, is_causal, /*return_debug_mask=*/false, scale);
-    std::tie(e.out, e.logsumexp, e.cum_seq_q, e.cum_seq_k, std::ignore,
-             std::ignore, e.philox_seed, e.philox_offset, std::ignore) = r;
-    e.max_q = std::get<4>(r).expect_int();
-    e.max_k = std::get<5>(r).expect_int();
+    TakeCudaOutputs(at::_scaled_dot_product_cudnn_attention(
+                        q, k, v, /*attn_bias=*/std::nullopt,
+                        /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
+                        is_causal, /*return_debug_mask=*/false, scale),
+                    &e);
   } else if (q.is_cuda()) {
-    auto r = at::_scaled_dot_product_flash_attention(
-        q, k, v, /*dropout_p=*/0.0, is_causal, /*return_debug_mask=*/false,
-        scale);
-    std::tie(e.out, e.logsumexp, e.cum_seq_q, e.cum_seq_k, std::ignore,
-             std::ignore, e.philox_seed, e.philox_offset, std::ignore) = r;
-    e.max_q = std::get<4>(r).expect_int();
-    e.max_k = std::get<5>(r).expect_int();
+    TakeCudaOutputs(at::_scaled_dot_product_flash_attention(
+                        q, k, v, /*dropout_p=*/0.0, is_causal,
+                        /*return_debug_mask=*/false, scale),
+                    &e);
   } else {
     std::tie(e.out, e.logsumexp) =
         at::_scaled_dot_product_flash_attention_for_cpu(
