@@ -41,7 +41,7 @@ export LEMO_PYTHON=python3 LEMO_SOURCE_DIR=$PWD LEMO_BIN_DIR=$PWD/build-gpu/bin
 # The sm_90a wgmma block-scoring test in a process of its own: a device fault there is sticky and
 # must not fail the other kernels' tests.
 build-gpu/bin/lemo_kernels_cuda_test --gtest_filter='-*Wgmma*' 2>&1 | tee "$OUT/kernels_cuda_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|max abs" | head -40
-build-gpu/bin/lemo_kernels_cuda_test --gtest_filter='*Wgmma*' 2>&1 | tee "$OUT/kernels_cuda_wgmma_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|max abs|tiles off" | head -40
+timeout 300 build-gpu/bin/lemo_kernels_cuda_test --gtest_filter='*Wgmma*' 2>&1 | tee "$OUT/kernels_cuda_wgmma_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|max abs|tiles off" | head -40
 # Optional: compute-sanitizer memcheck over a few small cases (every kernel and block-scoring
 # variants): LEMO_KERNEL_SANITIZE=1.
 if [ "${LEMO_KERNEL_SANITIZE:-0}" = 1 ]; then

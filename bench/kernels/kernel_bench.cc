@@ -168,7 +168,11 @@ std::vector<Row> BenchBlockScores(const std::vector<int64_t>& seqs, bool quick,
         Row v;
         v.kernel = variant == cuda::kBlockScoresSquare
                        ? "block_scores mma.sync 128x128 CTA"
-                       : "block_scores wgmma 128x256 CTA";
+                   : variant == cuda::kBlockScoresWgmma
+                       ? "block_scores wgmma 128x256 CTA"
+                   : variant == cuda::kBlockScoresCluster
+                       ? "block_scores wgmma 2-CTA cluster, TMA multicast"
+                       : "block_scores wgmma 2-CTA cluster, row-pair order";
         v.shape = shape;
         v.ms = MedianMs([&] { LaunchVariant(q, k, out, variant); }, 3, iters);
         v.flops = flops;
@@ -444,16 +448,20 @@ int Main(int argc, char** argv) {
       BenchBlockScores(seqs, quick, {cuda::kBlockScoresSquare},
                        /*with_op=*/true, &checks);
   for (Row& r : BenchGatherScatter(seqs.back(), quick)) rows.push_back(r);
-  // The wgmma variant last, and caught: a device fault is sticky, so it must
-  // not cost the rows above, which are printed either way.
+  // The wgmma variants last, each caught: a device fault is sticky, so it
+  // must not cost the rows before it, which are printed either way.
   if (wgmma) {
-    try {
-      for (Row& r : BenchBlockScores(seqs, quick, {cuda::kBlockScoresWgmma},
-                                     /*with_op=*/false, &checks)) {
-        rows.push_back(r);
+    for (int32_t variant : {cuda::kBlockScoresWgmma, cuda::kBlockScoresCluster,
+                            cuda::kBlockScoresClusterRowOrder}) {
+      try {
+        for (Row& r : BenchBlockScores(seqs, quick, {variant},
+                                       /*with_op=*/false, &checks)) {
+          rows.push_back(r);
+        }
+      } catch (const std::exception& e) {
+        checks.push_back("block_scores variant " + std::to_string(variant) +
+                         " FAILED: " + e.what());
       }
-    } catch (const std::exception& e) {
-      checks.push_back(std::string("block_scores wgmma FAILED: ") + e.what());
     }
   }
 

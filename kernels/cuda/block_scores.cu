@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "kernels/cuda/block_scores.h"
+#include "kernels/cuda/block_scores_cluster.h"
 #include "kernels/cuda/block_scores_wgmma.h"
 #include "kernels/cuda/device_utils.cuh"
 
@@ -302,10 +303,17 @@ bool CurrentDeviceIsSm90() {
 
 template <typename T, int D>
 cudaError_t LaunchTensorCores(const BlockScoresParams& p, cudaStream_t stream) {
-  // The default on Hopper is the wgmma kernel: on the H100 (2026-11-22) it
-  // took 13.9 ms at N = 32K (MHA) against 18.3 ms for the best mma.sync one.
-  if (p.variant == kBlockScoresWgmma ||
-      (p.variant == kBlockScoresAuto && CurrentDeviceIsSm90())) {
+  // The default on Hopper is the cluster kernel: on the H100 (2026-11-22) it
+  // took 8.8 ms at N = 32K (MHA) against 13.9 ms for the wgmma one and
+  // 18.3 ms for the best mma.sync one. The wgmma kernel takes over where the
+  // driver cannot describe q or k as a TMA tensor map.
+  const bool hopper = p.variant == kBlockScoresAuto && CurrentDeviceIsSm90();
+  if (hopper || p.variant == kBlockScoresCluster ||
+      p.variant == kBlockScoresClusterRowOrder) {
+    const cudaError_t err = LaunchBlockScoresCluster(p, stream);
+    if (!(hopper && err == cudaErrorNotSupported)) return err;
+  }
+  if (hopper || p.variant == kBlockScoresWgmma) {
     return LaunchBlockScoresWgmma(p, stream);
   }
   return LaunchMma<T, D>(p, stream);
@@ -338,7 +346,8 @@ cudaError_t LaunchBlockScores(const BlockScoresParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.n <= 0 || p.hq <= 0 || p.hkv <= 0 || p.d <= 0 ||
       p.hq % p.hkv != 0 ||
       (p.variant != kBlockScoresAuto && p.variant != kBlockScoresSquare &&
-       p.variant != kBlockScoresWgmma)) {
+       p.variant != kBlockScoresWgmma && p.variant != kBlockScoresCluster &&
+       p.variant != kBlockScoresClusterRowOrder)) {
     return cudaErrorInvalidValue;
   }
   const int64_t nb = (p.n + kTile - 1) / kTile;

@@ -13,7 +13,7 @@
 //   cudaError_t err = LaunchBlockScores(p, stream);
 //
 // Paths: bf16/fp16 with d = 64 or 128 and 16-byte aligned rows run on tensor
-// cores: on a Hopper (sm_90) device the wgmma kernel, elsewhere mma.sync
+// cores: on a Hopper (sm_90) device the cluster kernel, elsewhere mma.sync
 // m16n8k16 (fp32 accumulation, 128x128 CTA tiles, cp.async double-buffered
 // over heads), or the variant of BlockScoresVariant that p.variant names;
 // anything else (fp32, other d) runs a CUDA-core kernel with fp32 math.
@@ -57,7 +57,7 @@ struct BlockScoresParams {
   int64_t k_stride_b = 0, k_stride_h = 0, k_stride_n = 0;
   // Score scale, 1 / sqrt(d).
   float scale = 1.0f;
-  // Tensor-core kernel variant (BlockScoresVariant); kAuto: wgmma on sm_90,
+  // Tensor-core kernel variant (BlockScoresVariant); kAuto: cluster on sm_90,
   // else kBlockScoresSquare.
   int32_t variant = 0;
 };
@@ -75,6 +75,14 @@ enum BlockScoresVariant : int32_t {
   // 128 rows x 256 columns, 2 warpgroups of wgmma m64n128k16 with Q and K
   // read from 128-byte-swizzled shared memory; head sum 128 fp32 per thread.
   kBlockScoresWgmma = 3,
+  // 3 in 2-CTA clusters (sm_90a; kernels/cuda/block_scores_cluster.cu): the
+  // CTAs of row blocks 2P and 2P + 1 share a K tile that TMA multicasts into
+  // both, a producer warp loads a ring ahead, and the two warpgroups take
+  // turns on the tensor cores.
+  kBlockScoresCluster = 4,
+  // 4 with the clusters in row-pair order instead of squares (kept to
+  // measure what the squares' L2 reuse buys).
+  kBlockScoresClusterRowOrder = 5,
 };
 
 // Whether `p` takes the tensor-core path (bf16/fp16, d 64 or 128, 16-byte

@@ -32,139 +32,27 @@
 #include <cmath>
 
 #include "kernels/cuda/device_utils.cuh"
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && \
-    defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define LEMO_WGMMA_AVAILABLE 1
-#endif
+#include "kernels/cuda/sm90.cuh"
 
 namespace lemo::kernels::cuda {
 namespace {
 
-constexpr int kTile = kBlockScoresTile;
-constexpr int kRows = 2 * kTile;  // CTA rows: 2 warpgroups x 64
-constexpr int kCols = 4 * kTile;  // CTA columns: 2 halves x 128
+constexpr int kRows = sm90::kCtaRows;
 constexpr int kThreads = 256;
+using sm90::KTileBytes;
+using sm90::QTileBytes;
 
-template <int D>
-constexpr int Stages() {
-  return D == 64 ? 3 : 2;
-}
-
-// Bytes of shared memory for one Q tile and one K tile.
-template <typename T, int D>
-constexpr int QTileBytes() {
-  return kRows * D * static_cast<int>(sizeof(T));
-}
-template <typename T, int D>
-constexpr int KTileBytes() {
-  return kCols * D * static_cast<int>(sizeof(T));
-}
-
-// Dynamic shared memory: the rings plus 1 KB to align them to 1024 bytes.
-template <typename T, int D>
-constexpr int SmemBytes() {
-  return Stages<D>() * (QTileBytes<T, D>() + KTileBytes<T, D>()) + 1024;
-}
-
-template <typename T>
-__device__ __forceinline__ void WgmmaM64N128K16(float (&d)[64], uint64_t desc_a,
-                                                uint64_t desc_b,
-                                                int accumulate);
-
-#ifdef LEMO_WGMMA_AVAILABLE
-constexpr int kHalf = 128;        // columns per wgmma (n = 128)
-constexpr int kPanelBytes = 128;  // one swizzled row of a 64-element panel
-
-// Byte offset of (row r, 16-byte chunk c) in a swizzled tile of `rows` rows.
-__device__ __forceinline__ int SwizzledOffset(int rows, int r, int c) {
-  return (c >> 3) * rows * kPanelBytes + r * kPanelBytes +
-         (((c & 7) ^ (r & 7)) << 4);
-}
-
-// One m64n128k16 wgmma, D += A * B^T, both operands from shared memory by
-// descriptor; TYPE is the PTX element type ("bf16" or "f16"), the only
-// difference between the two instantiations.
-#define LEMO_WGMMA_M64N128K16(TYPE)                                      \
-  asm volatile(                                                          \
-      "{\n"                                                              \
-      ".reg .pred p;\n"                                                  \
-      "setp.ne.b32 p, %66, 0;\n"                                         \
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE       \
-      " "                                                                \
-      "{%0, %1, %2, %3, %4, %5, %6, %7, "                                \
-      "%8, %9, %10, %11, %12, %13, %14, %15, "                           \
-      "%16, %17, %18, %19, %20, %21, %22, %23, "                         \
-      "%24, %25, %26, %27, %28, %29, %30, %31, "                         \
-      "%32, %33, %34, %35, %36, %37, %38, %39, "                         \
-      "%40, %41, %42, %43, %44, %45, %46, %47, "                         \
-      "%48, %49, %50, %51, %52, %53, %54, %55, "                         \
-      "%56, %57, %58, %59, %60, %61, %62, %63}, "                        \
-      "%64, %65, p, 1, 1, 0, 0;\n"                                       \
-      "}\n"                                                              \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]),      \
-        "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]),      \
-        "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
-        "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), \
-        "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), \
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), \
-        "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), \
-        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), \
-        "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), \
-        "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), \
-        "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), \
-        "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])               \
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
-
-template <>
-__device__ __forceinline__ void WgmmaM64N128K16<__nv_bfloat16>(float (&d)[64],
-                                                               uint64_t desc_a,
-                                                               uint64_t desc_b,
-                                                               int accumulate) {
-  LEMO_WGMMA_M64N128K16("bf16");
-}
-
-template <>
-__device__ __forceinline__ void WgmmaM64N128K16<__half>(float (&d)[64],
-                                                        uint64_t desc_a,
-                                                        uint64_t desc_b,
-                                                        int accumulate) {
-  LEMO_WGMMA_M64N128K16("f16");
-}
-#undef LEMO_WGMMA_M64N128K16
-
-// Descriptor of a K-major operand in a 128-byte-swizzled panel at shared
-// address `addr` (1024-byte aligned up to the 32-byte K step).
-__device__ __forceinline__ uint64_t SmemDesc(uint32_t addr) {
-  constexpr uint64_t kLeading = 1;         // 16 bytes; unused (swizzled)
-  constexpr uint64_t kStride = 1024 >> 4;  // 8 rows x 128 bytes
-  constexpr uint64_t kSwizzle128B = 1;
-  return static_cast<uint64_t>((addr >> 4) & 0x3FFF) | (kLeading << 16) |
-         (kStride << 32) | (kSwizzle128B << 62);
-}
-
-__device__ __forceinline__ void WgmmaFence() {
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaCommit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaWaitAll() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-// Pins the accumulator registers at this point of the program: the compiler
-// sees wgmma's outputs as ready when the asm statement ends, so without this
-// it could move reads of them above wgmma.wait_group.
-__device__ __forceinline__ void FenceOperands(float (&d)[64]) {
-#pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-// Makes this thread's shared-memory writes (cp.async) visible to the async
-// proxy that wgmma reads through.
-__device__ __forceinline__ void FenceProxyAsync() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
+#ifdef LEMO_SM90_AVAILABLE
+constexpr int kCols = sm90::kCtaCols;
+using sm90::AddRelu;
+using sm90::FenceProxyAsync;
+using sm90::IssueScoreHalf;
+using sm90::kHalf;
+using sm90::kPanelBytes;
+using sm90::StoreCtaTileMaxes;
+using sm90::SwizzledOffset;
+using sm90::WaitScores;
+using sm90::WarpTileMaxes;
 
 // CTA t of a batch row: row pair P (rows 256 P ..) has 2 (P + 1) CTAs, so t =
 // P (P + 1) + j, j < 2 P + 2; row block I = 2 P + j / (P + 1), column block J
@@ -179,13 +67,13 @@ __device__ __forceinline__ void CtaCoords(int t, int& big_i, int& big_j) {
   big_j = j % (pair + 1);
 }
 
-#endif  // LEMO_WGMMA_AVAILABLE
+#endif  // LEMO_SM90_AVAILABLE
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 1)
     BlockScoresWgmmaKernel(const BlockScoresParams p) {
-#ifdef LEMO_WGMMA_AVAILABLE
-  constexpr int kStages = Stages<D>();
+#ifdef LEMO_SM90_AVAILABLE
+  constexpr int kStages = sm90::RingStages<D>();
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kQBytes = QTileBytes<T, D>();
   constexpr int kKBytes = KTileBytes<T, D>();
@@ -287,65 +175,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       if (!active[hf]) continue;
-      FenceOperands(s);
-      WgmmaFence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        // Panel kk / 4, then 32 bytes per 16-element K step inside it.
-        const uint32_t koff = (kk & 3) << 5;
-        const uint64_t da =
-            SmemDesc(qs + (kk >> 2) * kRows * kPanelBytes + koff);
-        const uint64_t db = SmemDesc(ks + (kk >> 2) * kCols * kPanelBytes +
-                                     hf * kHalf * kPanelBytes + koff);
-        WgmmaM64N128K16<T>(s, da, db, kk > 0 ? 1 : 0);
-      }
-      WgmmaCommit();
-      WgmmaWaitAll();
-      FenceOperands(s);
-      // ReLU(s * scale) = scale * ReLU(s) for scale > 0, and the tile max
-      // commutes with it: the scale is applied once per tile at the end,
-      // saving one of three FP ops per score (a rounding-level difference
-      // from the reference's order).
-#pragma unroll
-      for (int i = 0; i < 64; ++i) acc[hf][i] += fmaxf(s[i], 0.0f);
+      IssueScoreHalf<T, D>(s, qs, kRows, ks, kCols, hf);
+      WaitScores(s);
+      AddRelu(acc[hf], s);
     }
   }
 
-  // Accumulator layout of m64nNk16 (fp32): register i of lane l in warp w of
-  // the warpgroup is row 16 w + l / 4 + 8 ((i % 4) / 2), column 8 (i / 4) +
-  // 2 (l % 4) + i % 2. Tile column = 2 hf + (column >= 64).
-  float m[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-  for (int hf = 0; hf < 2; ++hf)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) {
-      const int gr = wg_row0 + warp * 16 + (lane >> 2) + ((i & 3) >> 1) * 8;
-      const int gc =
-          col0 + hf * kHalf + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);
-      if (gc <= gr)
-        m[hf * 2 + (i >> 5)] = fmaxf(m[hf * 2 + (i >> 5)], acc[hf][i]);
-    }
-#pragma unroll
-  for (int c = 0; c < 4; ++c) m[c] = WarpMax(m[c]);
+  float m[4];
+  WarpTileMaxes(acc, wg_row0, col0, warp, lane, m);
   if (lane == 0) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) warp_max[tid >> 5][c] = m[c];
   }
   __syncthreads();
-  if (tid < 8) {
-    const int tr = tid >> 2;  // tile row in the CTA = warpgroup
-    const int tc = tid & 3;   // tile column in the CTA
-    float v = 0.0f;
-#pragma unroll
-    for (int w = 0; w < 4; ++w) v = fmaxf(v, warp_max[tr * 4 + w][tc]);
-    v *= p.scale;
-    const int nb = (p.n + kTile - 1) / kTile;
-    const int gi = big_i * 2 + tr;
-    const int gj = big_j * 4 + tc;
-    if (gi < nb && gj <= gi) {
-      p.out[(static_cast<int64_t>(b) * nb + gi) * nb + gj] = v;
-    }
-  }
+  StoreCtaTileMaxes(warp_max, tid, b, big_i, big_j, p);
 #else
   __trap();
 #endif
@@ -355,7 +198,7 @@ template <typename T, int D>
 cudaError_t Launch(const BlockScoresParams& p, cudaStream_t stream) {
   const int pairs = (p.n + 2 * kRows - 1) / (2 * kRows);
   const dim3 grid(pairs * (pairs + 1), p.batch);
-  constexpr int kSmem = SmemBytes<T, D>();
+  constexpr int kSmem = sm90::RingSmemBytes<T, D>();
   auto* kernel = BlockScoresWgmmaKernel<T, D>;
   cudaError_t err = cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);

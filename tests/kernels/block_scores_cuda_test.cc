@@ -88,43 +88,60 @@ TEST(BlockScoresCuda, EqualsCpuReference) {
 
 #ifdef LEMO_WITH_CUDA
 // Calls the launcher with `variant` on a few ragged, GQA and MHA cases in
-// bf16 and fp16 and compares each with the CPU reference.
+// bf16 and fp16, in the engine's layout and contiguous, and compares each with
+// the CPU reference.
 void ExpectVariantEqualsCpu(int32_t variant) {
   const std::vector<Case> cases = {{1, 32, 8, 1000, 128},
                                    {2, 8, 2, 4097, 64},
                                    {1, 4, 4, 300, 128},
-                                   {2, 4, 2, 129, 64}};
+                                   {2, 4, 2, 129, 64},
+                                   {1, 3, 1, 600, 128}};
   for (const Case& c : cases) {
     for (torch::ScalarType dtype : {torch::kBFloat16, torch::kFloat16}) {
-      auto [q_cpu, k_cpu] = RandomQk(c, dtype, /*engine_layout=*/true);
-      const torch::Tensor want = BlockScoresCpu(q_cpu, k_cpu, 64);
-      const torch::Tensor q = q_cpu.cuda(), k = k_cpu.cuda();
-      const int64_t nb = (c.n + 63) / 64;
-      // Poisoned, so a tile the kernel forgets shows up.
-      torch::Tensor out = torch::full({c.batch, nb, nb}, -1.0f,
-                                      q.options().dtype(torch::kFloat));
-      const cuda::BlockScoresParams p =
-          BlockScoresParamsFor(q, k, out, variant);
-      ASSERT_TRUE(cuda::BlockScoresUsesTensorCores(p));
-      ASSERT_EQ(
-          cuda::LaunchBlockScores(p, at::cuda::getCurrentCUDAStream().stream()),
-          cudaSuccess);
-      const std::string label =
-          Label(c, dtype) + " variant " + std::to_string(variant);
-      const torch::Tensor got = out.cpu();
-      ExpectClose(got, want, dtype, label);
-      // Where a variant is off tells why: diagonal tiles only point at the
-      // causal mask (the accumulator layout), all tiles at the operands.
-      const testing::Tolerance tol = testing::ToleranceFor(dtype);
-      const torch::Tensor bad =
-          (got - want).abs() > tol.atol + tol.rtol * want.abs();
-      const torch::Tensor diag = torch::eye(nb, torch::kBool).expand_as(bad);
-      EXPECT_EQ((bad & diag).sum().item<int64_t>(), 0)
-          << label << ": diagonal tiles off";
-      EXPECT_EQ((bad & ~diag).sum().item<int64_t>(), 0)
-          << label << ": off-diagonal tiles off";
+      for (bool engine_layout : {true, false}) {
+        auto [q_cpu, k_cpu] = RandomQk(c, dtype, engine_layout);
+        const torch::Tensor want = BlockScoresCpu(q_cpu, k_cpu, 64);
+        const torch::Tensor q = q_cpu.cuda(), k = k_cpu.cuda();
+        const int64_t nb = (c.n + 63) / 64;
+        // Poisoned, so a tile the kernel forgets shows up.
+        torch::Tensor out = torch::full({c.batch, nb, nb}, -1.0f,
+                                        q.options().dtype(torch::kFloat));
+        const cuda::BlockScoresParams p =
+            BlockScoresParamsFor(q, k, out, variant);
+        ASSERT_TRUE(cuda::BlockScoresUsesTensorCores(p));
+        ASSERT_EQ(cuda::LaunchBlockScores(
+                      p, at::cuda::getCurrentCUDAStream().stream()),
+                  cudaSuccess);
+        const std::string label = Label(c, dtype) + " variant " +
+                                  std::to_string(variant) +
+                                  (engine_layout ? " transposed" : "");
+        const torch::Tensor got = out.cpu();
+        ExpectClose(got, want, dtype, label);
+        // Where a variant is off tells why: diagonal tiles only point at the
+        // causal mask (the accumulator layout), all tiles at the operands.
+        const testing::Tolerance tol = testing::ToleranceFor(dtype);
+        const torch::Tensor bad =
+            (got - want).abs() > tol.atol + tol.rtol * want.abs();
+        const torch::Tensor diag = torch::eye(nb, torch::kBool).expand_as(bad);
+        EXPECT_EQ((bad & diag).sum().item<int64_t>(), 0)
+            << label << ": diagonal tiles off";
+        EXPECT_EQ((bad & ~diag).sum().item<int64_t>(), 0)
+            << label << ": off-diagonal tiles off";
+      }
     }
   }
+}
+
+// The op with LEMO_BLOCK_SCORES_VARIANT=`variant` (read per call).
+void ExpectOpWithVariantEnvEqualsCpu(const char* variant) {
+  const Case c{1, 8, 2, 1000, 128};
+  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
+  setenv("LEMO_BLOCK_SCORES_VARIANT", variant, /*overwrite=*/1);
+  const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
+  unsetenv("LEMO_BLOCK_SCORES_VARIANT");
+  ExpectClose(
+      got, BlockScoresCpu(q, k, 64), torch::kBFloat16,
+      Label(c, torch::kBFloat16) + " LEMO_BLOCK_SCORES_VARIANT=" + variant);
 }
 #endif
 
@@ -145,14 +162,22 @@ TEST(BlockScoresCuda, WgmmaVariantEqualsCpu) {
   LEMO_SKIP_WITHOUT_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresWgmma);
-  // And through the op, by LEMO_BLOCK_SCORES_VARIANT (read per call).
-  const Case c{1, 8, 2, 1000, 128};
-  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
-  setenv("LEMO_BLOCK_SCORES_VARIANT", "3", /*overwrite=*/1);
-  const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
-  unsetenv("LEMO_BLOCK_SCORES_VARIANT");
-  ExpectClose(got, BlockScoresCpu(q, k, 64), torch::kBFloat16,
-              Label(c, torch::kBFloat16) + " LEMO_BLOCK_SCORES_VARIANT=3");
+  ExpectOpWithVariantEnvEqualsCpu("3");
+#else
+  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+#endif
+}
+
+TEST(BlockScoresCuda, WgmmaClusterVariantEqualsCpu) {
+  // The 2-CTA cluster kernel (TMA multicast, mbarriers, ping-pong), in both
+  // schedules: named
+  // Wgmma* so that it runs in the wgmma test's own process.
+  LEMO_SKIP_WITHOUT_CUDA();
+#ifdef LEMO_WITH_CUDA
+  ExpectVariantEqualsCpu(cuda::kBlockScoresCluster);
+  ExpectOpWithVariantEnvEqualsCpu("4");
+  ExpectVariantEqualsCpu(cuda::kBlockScoresClusterRowOrder);
+  ExpectOpWithVariantEnvEqualsCpu("5");
 #else
   GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
 #endif

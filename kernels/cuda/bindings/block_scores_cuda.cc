@@ -42,14 +42,18 @@ cuda::BlockScoresParams BlockScoresParamsFor(const at::Tensor& q,
 
 namespace {
 
-// LEMO_BLOCK_SCORES_VARIANT=1 (mma.sync, 128x128 CTAs) or 3 (wgmma, 128x256)
-// picks a tensor-core kernel without a rebuild, for timing end-to-end runs;
-// unset or anything else: the launcher's default (wgmma on sm_90).
+// LEMO_BLOCK_SCORES_VARIANT=1 (mma.sync, 128x128 CTAs), 3 (wgmma, 128x256) or
+// 4 (wgmma in 2-CTA clusters; 5: in row-pair order) picks a tensor-core kernel
+// without a rebuild, for timing end-to-end runs; unset or anything else: the
+// launcher's default.
 int32_t VariantFromEnv() {
   const char* v = std::getenv("LEMO_BLOCK_SCORES_VARIANT");
   if (v == nullptr) return cuda::kBlockScoresAuto;
   const int parsed = std::atoi(v);
-  return parsed == cuda::kBlockScoresSquare || parsed == cuda::kBlockScoresWgmma
+  return parsed == cuda::kBlockScoresSquare ||
+                 parsed == cuda::kBlockScoresWgmma ||
+                 parsed == cuda::kBlockScoresCluster ||
+                 parsed == cuda::kBlockScoresClusterRowOrder
              ? parsed
              : cuda::kBlockScoresAuto;
 }
