@@ -391,33 +391,18 @@ cudaError_t Launch(const BlockScoresParams& p, cudaStream_t stream) {
     return cudaErrorNotSupported;
   }
   // Row pairs of 256 rows; pair P has P + 1 clusters of 2 CTAs.
-  const int pairs = (p.n + 2 * kRows - 1) / (2 * kRows);
-  const dim3 grid(pairs * (pairs + 1), p.batch);
-  constexpr int kSmem = sm90::RingSmemBytes<T, D>();
-  auto* kernel = BlockScoresClusterKernel<T, D>;
-  cudaError_t err = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, kThreads, kSmem, stream>>>(q_map, k_map, p);
-  return cudaGetLastError();
+  return sm90::LaunchOverCtaPairs<T, D>(BlockScoresClusterKernel<T, D>,
+                                        kThreads, p, stream, q_map, k_map, p);
 }
 
 }  // namespace
 
 cudaError_t LaunchBlockScoresCluster(const BlockScoresParams& p,
                                      cudaStream_t stream) {
-  // scale > 0: the kernel applies it after the ReLU and the max.
-  if (p.dtype == DType::kFloat32 || (p.d != 64 && p.d != 128) ||
-      !(p.scale > 0.0f)) {
-    return cudaErrorInvalidValue;
-  }
-  const bool bf16 = p.dtype == DType::kBFloat16;
-  if (p.d == 64) {
-    return bf16 ? Launch<__nv_bfloat16, 64>(p, stream)
-                : Launch<__half, 64>(p, stream);
-  }
-  return bf16 ? Launch<__nv_bfloat16, 128>(p, stream)
-              : Launch<__half, 128>(p, stream);
+  return sm90::DispatchWgmma(p,
+                             {Launch<__nv_bfloat16, 64>, Launch<__half, 64>,
+                              Launch<__nv_bfloat16, 128>, Launch<__half, 128>},
+                             stream);
 }
 
 }  // namespace lemo::kernels::cuda

@@ -37,18 +37,18 @@
 namespace lemo::kernels::cuda {
 namespace {
 
-constexpr int kRows = sm90::kCtaRows;
 constexpr int kThreads = 256;
-using sm90::KTileBytes;
-using sm90::QTileBytes;
 
 #ifdef LEMO_SM90_AVAILABLE
+constexpr int kRows = sm90::kCtaRows;
 constexpr int kCols = sm90::kCtaCols;
 using sm90::AddRelu;
 using sm90::FenceProxyAsync;
 using sm90::IssueScoreHalf;
 using sm90::kHalf;
 using sm90::kPanelBytes;
+using sm90::KTileBytes;
+using sm90::QTileBytes;
 using sm90::StoreCtaTileMaxes;
 using sm90::SwizzledOffset;
 using sm90::WaitScores;
@@ -196,33 +196,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <typename T, int D>
 cudaError_t Launch(const BlockScoresParams& p, cudaStream_t stream) {
-  const int pairs = (p.n + 2 * kRows - 1) / (2 * kRows);
-  const dim3 grid(pairs * (pairs + 1), p.batch);
-  constexpr int kSmem = sm90::RingSmemBytes<T, D>();
-  auto* kernel = BlockScoresWgmmaKernel<T, D>;
-  cudaError_t err = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, kThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
+  return sm90::LaunchOverCtaPairs<T, D>(BlockScoresWgmmaKernel<T, D>, kThreads,
+                                        p, stream, p);
 }
 
 }  // namespace
 
 cudaError_t LaunchBlockScoresWgmma(const BlockScoresParams& p,
                                    cudaStream_t stream) {
-  // scale > 0: the kernel applies it after the ReLU and the max.
-  if (p.dtype == DType::kFloat32 || (p.d != 64 && p.d != 128) ||
-      !(p.scale > 0.0f)) {
-    return cudaErrorInvalidValue;
-  }
-  const bool bf16 = p.dtype == DType::kBFloat16;
-  if (p.d == 64) {
-    return bf16 ? Launch<__nv_bfloat16, 64>(p, stream)
-                : Launch<__half, 64>(p, stream);
-  }
-  return bf16 ? Launch<__nv_bfloat16, 128>(p, stream)
-              : Launch<__half, 128>(p, stream);
+  return sm90::DispatchWgmma(p,
+                             {Launch<__nv_bfloat16, 64>, Launch<__half, 64>,
+                              Launch<__nv_bfloat16, 128>, Launch<__half, 128>},
+                             stream);
 }
 
 }  // namespace lemo::kernels::cuda

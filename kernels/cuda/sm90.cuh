@@ -49,6 +49,46 @@ constexpr int RingSmemBytes() {
   return RingStages<D>() * (QTileBytes<T, D>() + KTileBytes<T, D>()) + 1024;
 }
 
+// Launches `kernel` (either wgmma kernel, with its ring in dynamic shared
+// memory) over the CTAs of one batch row per grid row: pairs (pairs + 1) CTAs
+// for the pairs of 128-row blocks, which both kernels enumerate in their own
+// order.
+template <typename T, int D, typename... Params, typename... Args>
+cudaError_t LaunchOverCtaPairs(void (*kernel)(Params...), int threads,
+                               const BlockScoresParams& p, cudaStream_t stream,
+                               const Args&... args) {
+  const int pairs = (p.n + 2 * kCtaRows - 1) / (2 * kCtaRows);
+  const dim3 grid(pairs * (pairs + 1), p.batch);
+  constexpr int kSmem = RingSmemBytes<T, D>();
+  const cudaError_t err = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, threads, kSmem, stream>>>(args...);
+  return cudaGetLastError();
+}
+
+// One instantiation of a wgmma kernel's launcher per (dtype, head dim).
+using WgmmaLauncher = cudaError_t (*)(const BlockScoresParams&, cudaStream_t);
+struct WgmmaLaunchers {
+  WgmmaLauncher bf16_d64, f16_d64, bf16_d128, f16_d128;
+};
+// The checks and dispatch both wgmma kernels' entries share: bf16 or fp16, d
+// = 64 or 128, and scale > 0 (the kernels apply it after the ReLU and the
+// tile max); anything else is cudaErrorInvalidValue.
+inline cudaError_t DispatchWgmma(const BlockScoresParams& p,
+                                 const WgmmaLaunchers& launchers,
+                                 cudaStream_t stream) {
+  if (p.dtype == DType::kFloat32 || (p.d != 64 && p.d != 128) ||
+      !(p.scale > 0.0f)) {
+    return cudaErrorInvalidValue;
+  }
+  const bool bf16 = p.dtype == DType::kBFloat16;
+  if (p.d == 64) {
+    return (bf16 ? launchers.bf16_d64 : launchers.f16_d64)(p, stream);
+  }
+  return (bf16 ? launchers.bf16_d128 : launchers.f16_d128)(p, stream);
+}
+
 template <typename T>
 __device__ __forceinline__ void WgmmaM64N128K16(float (&d)[64], uint64_t desc_a,
                                                 uint64_t desc_b,
