@@ -52,7 +52,7 @@ constexpr int kThreads = kConsumerThreads + 128;
 // Clusters run in squares of kSquare x kSquare (row pair, column block): the
 // ~66 clusters in flight then share 8 Q and 8 K tiles per head in L2 instead
 // of 1 Q and ~66 K tiles (a row pair at a time), many of which missed L2
-// (9.3-9.6 -> 8.8 ms at N = 32K on the H100, across runs).
+// (9.1-9.2 -> 8.8 ms at N = 32K on the H100; no change at 8K-16K).
 constexpr int kSquare = 8;
 // Registers per thread after the hand-over: 128 x 24 + 256 x 240 = 64,512,
 // the launch's 384 x 168 (the consumers need ~207).
