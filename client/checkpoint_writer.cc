@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 namespace lemo::client {
 namespace {

@@ -17,8 +17,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/sha256.h"
 #include "lemo/v1/job.pb.h"
-#include "proto/checksum/sha256.h"
 
 namespace lemo::client {
 

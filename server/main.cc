@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "server/core/coordinator.h"
 #include "server/metrics/metrics.h"
 #include "server/service/server.h"

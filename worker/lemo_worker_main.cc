@@ -19,9 +19,9 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
+#include "common/atomic_file.h"
 #include "worker/agent/agent.h"
 #include "worker/engine/allocator_config.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace {
 
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   }
   options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
   if (!token_file.empty()) {
-    auto token = lemo::engine::ReadFileToString(token_file);
+    auto token = lemo::ReadFileToString(token_file);
     if (!token.ok()) {
       return Fail(absl::InvalidArgumentError(
           "--token-file: " + std::string(token.status().message())));

@@ -31,8 +31,8 @@
 #include "bench/control_plane/proc_stats.h"
 #include "bench/control_plane/watch_pool.h"
 #include "bench/control_plane/worker_fleet.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "proto/status/status_macros.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "coordinator HOST:PORT (loopback only)");

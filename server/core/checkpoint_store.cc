@@ -13,7 +13,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 namespace lemo::server {
 namespace fs = std::filesystem;

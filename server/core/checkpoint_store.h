@@ -18,9 +18,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/sha256.h"
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
-#include "proto/checksum/sha256.h"
 
 namespace lemo::server {
 

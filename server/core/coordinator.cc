@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
 #include "server/core/scheduler.h"

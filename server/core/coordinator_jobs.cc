@@ -7,7 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "server/core/coordinator.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"

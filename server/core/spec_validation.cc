@@ -5,7 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 namespace lemo::server {
 namespace {

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 namespace lemo::server {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "server/core/job_state.h"
 
 namespace lemo::server {

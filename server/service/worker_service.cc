@@ -2,7 +2,7 @@
 
 #include <thread>
 
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 namespace lemo::server {
 

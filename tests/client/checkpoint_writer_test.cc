@@ -8,7 +8,7 @@
 #include <sstream>
 #include <vector>
 
-#include "proto/checksum/sha256.h"
+#include "common/sha256.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::client {

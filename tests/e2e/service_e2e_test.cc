@@ -14,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/atomic_file.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -21,7 +23,6 @@
 #include "tests/e2e/service_fixture.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace lemo::e2e {
 namespace {
@@ -89,7 +90,7 @@ TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {
   for (const v1::CheckpointFile& f : pulled.files()) {
     names.push_back(f.name());
     LEMO_ASSERT_OK_AND_ASSIGN(std::string sha,
-                              engine::Sha256File(dest + "/" + f.name()));
+                              Sha256File(dest + "/" + f.name()));
     EXPECT_EQ(sha, f.sha256()) << f.name();
     EXPECT_EQ(
         static_cast<int64_t>(std::filesystem::file_size(dest + "/" + f.name())),

@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "proto/status/grpc_status.h"
-#include "proto/status/status_macros.h"
 #include "worker/agent/task.h"
 #include "worker/engine/device_memory.h"
 

@@ -3,11 +3,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
-#include "proto/status/status_macros.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace lemo::worker {
 namespace {
@@ -17,7 +17,7 @@ constexpr int kMaxMessageBytes = 8 << 20;
 
 absl::StatusOr<std::string> ReadPem(const std::string& path,
                                     absl::string_view flag) {
-  auto text = engine::ReadFileToString(path);
+  auto text = ReadFileToString(path);
   if (!text.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         flag, ": cannot read ", path, ": ", text.status().message()));

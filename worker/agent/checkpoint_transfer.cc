@@ -7,8 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
 #include "proto/status/grpc_status.h"
-#include "proto/status/status_macros.h"
 #include "worker/agent/channel.h"
 
 namespace lemo::worker {
@@ -63,7 +64,7 @@ absl::Status ForEachUploadMessage(
     const std::string path = (fs::path(dir) / name).string();
     // Hashed first so the closing chunk can carry it; a file changing under us
     // shows up as a sha256 mismatch on the coordinator.
-    LEMO_ASSIGN_OR_RETURN(std::string sha256, engine::Sha256File(path));
+    LEMO_ASSIGN_OR_RETURN(std::string sha256, Sha256File(path));
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
     const int64_t size = static_cast<int64_t>(fs::file_size(path, ec));
@@ -114,9 +115,8 @@ absl::StatusOr<v1::CheckpointInfo> UploadCheckpoint(
   return info;
 }
 
-CheckpointReceiver::CheckpointReceiver(
-    std::unique_ptr<engine::AtomicDirectory> staged,
-    const v1::CheckpointInfo& expected)
+CheckpointReceiver::CheckpointReceiver(std::unique_ptr<AtomicDirectory> staged,
+                                       const v1::CheckpointInfo& expected)
     : staged_(std::move(staged)) {
   for (const v1::CheckpointFile& f : expected.files()) {
     expected_[f.name()] = f.sha256();
@@ -133,7 +133,7 @@ absl::StatusOr<std::unique_ptr<CheckpointReceiver>> CheckpointReceiver::Create(
           "checkpoint lists an unsafe file name \"", f.name(), "\""));
     }
   }
-  LEMO_ASSIGN_OR_RETURN(auto staged, engine::AtomicDirectory::Create(dest_dir));
+  LEMO_ASSIGN_OR_RETURN(auto staged, AtomicDirectory::Create(dest_dir));
   return std::unique_ptr<CheckpointReceiver>(
       new CheckpointReceiver(std::move(staged), expected));
 }
@@ -188,7 +188,7 @@ absl::Status CheckpointReceiver::CloseFile(const std::string& sha256) {
     return absl::InternalError(absl::StrCat("closing ", file->name, " failed"));
   }
   const std::string path = (fs::path(staged_->path()) / file->name).string();
-  LEMO_ASSIGN_OR_RETURN(std::string actual, engine::Sha256File(path));
+  LEMO_ASSIGN_OR_RETURN(std::string actual, Sha256File(path));
   if (actual != sha256) {
     return absl::DataLossError(absl::StrCat("file ", file->name, ": sha256 ",
                                             actual, ", the coordinator sent ",

@@ -20,8 +20,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/atomic_file.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace lemo::worker {
 
@@ -70,11 +70,11 @@ class CheckpointReceiver {
 
  private:
   struct OpenFile;
-  CheckpointReceiver(std::unique_ptr<engine::AtomicDirectory> staged,
+  CheckpointReceiver(std::unique_ptr<AtomicDirectory> staged,
                      const v1::CheckpointInfo& expected);
   absl::Status CloseFile(const std::string& sha256);
 
-  std::unique_ptr<engine::AtomicDirectory> staged_;
+  std::unique_ptr<AtomicDirectory> staged_;
   // Expected sha256 by file name; empty when the caller knew nothing to expect.
   std::map<std::string, std::string> expected_;
   // Files completed, with their verified sha256.

@@ -6,8 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "proto/status/status_macros.h"
 #include "worker/engine/formats/model_config.h"
 
 namespace lemo::worker {

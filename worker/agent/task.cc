@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/agent/checkpoint_transfer.h"
 #include "worker/agent/spec_translation.h"
 #include "worker/engine/trainer.h"

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/lemo_attention.h"
 #include "worker/engine/lemo_options.h"

@@ -13,8 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "proto/status/status_macros.h"
-#include "worker/engine/formats/atomic_file.h"
+#include "common/atomic_file.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
 
 namespace lemo::engine {
 namespace {

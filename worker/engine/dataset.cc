@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/jsonl_reader.h"
 #include "worker/engine/tokenizer.h"
 #include "worker/engine/torch_status.h"

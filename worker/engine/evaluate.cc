@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/safetensors.h"

@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "proto/status/status_macros.h"
-#include "worker/engine/formats/atomic_file.h"
 #include "worker/engine/safetensors.h"
 #include "worker/engine/torch_status.h"
 

@@ -9,7 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 #include "worker/engine/data_file.h"
 

@@ -11,8 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "kernels/allocation_tracker.h"
-#include "proto/status/status_macros.h"
 #include "worker/engine/attention_stash.h"
 #include "worker/engine/lean_ops.h"
 #include "worker/engine/lemo_attention.h"

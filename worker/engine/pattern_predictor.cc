@@ -8,8 +8,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
-#include "worker/engine/formats/atomic_file.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "worker/engine/safetensors.h"
 #include "worker/engine/torch_status.h"
 

@@ -10,8 +10,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "proto/status/status_macros.h"
 #include "worker/engine/torch_status.h"
 
 namespace lemo::engine {

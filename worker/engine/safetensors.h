@@ -22,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "worker/engine/formats/atomic_file.h"
+#include "common/atomic_file.h"
 #include "worker/engine/formats/safetensors_header.h"
 
 namespace lemo::engine {

@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/device_memory.h"
 #include "worker/engine/formats/model_config.h"

@@ -1,6 +1,6 @@
 #include "worker/lemo_train/device_flags.h"
 
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/device_memory.h"
 
 namespace lemo::worker::lemo_train {

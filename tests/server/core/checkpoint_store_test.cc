@@ -2,6 +2,7 @@
 // download. To add a case: a TEST that feeds chunks to an Upload and checks the
 // outcome on disk.
 #include "server/core/checkpoint_store.h"
+#include "common/sha256.h"
 
 #include <filesystem>
 #include <fstream>

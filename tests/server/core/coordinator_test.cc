@@ -3,6 +3,7 @@
 // sends their messages and checks job states, events and the messages the
 // workers received.
 #include "server/core/coordinator.h"
+#include "common/sha256.h"
 
 #include <thread>
 

@@ -7,11 +7,11 @@
 #include <future>
 #include <thread>
 
+#include "common/sha256.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "lemo/v1/job_service.grpc.pb.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
-#include "proto/checksum/sha256.h"
 #include "server/metrics/metrics.h"
 #include "server/service/server.h"
 #include "tests/server/test_util.h"

@@ -4,6 +4,7 @@
 // directory with WriteTree, turn it into chunks with Chunks(), tamper with
 // them, and check what Add/Finish return.
 #include "worker/agent/checkpoint_transfer.h"
+#include "common/sha256.h"
 
 #include <filesystem>
 #include <fstream>
@@ -11,10 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "common/atomic_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace lemo::worker {
 namespace {
@@ -112,8 +113,7 @@ TEST(CheckpointTransfer, UploadMessagesRebuildTheDirectory) {
   ASSERT_EQ(info.files_size(), 4);
   EXPECT_EQ(info.files(0).name(), "adapter_config.json");
   LEMO_ASSERT_OK_AND_ASSIGN(
-      std::string sha,
-      engine::Sha256File((dir / "src/adapter_config.json").string()));
+      std::string sha, Sha256File((dir / "src/adapter_config.json").string()));
   EXPECT_EQ(info.files(0).sha256(), sha);
 
   ASSERT_THAT(Receive(chunks, dir / "dest", info), IsOk());
@@ -179,7 +179,7 @@ TEST(CheckpointTransfer, UnsafeNamesAreRefused) {
   fs::path dir = TempDir("ckpt-unsafe");
   v1::CheckpointChunk chunk;
   chunk.set_file_name("../escape");
-  chunk.set_sha256(engine::Sha256Hex(""));
+  chunk.set_sha256(Sha256Hex(""));
   EXPECT_THAT(
       Receive({chunk}, dir / "dest"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("../escape")));

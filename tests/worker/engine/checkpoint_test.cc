@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/atomic_file.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/engine_test_util.h"
-#include "worker/engine/formats/atomic_file.h"
 #include "worker/engine/init_model.h"
 
 namespace lemo::engine {

@@ -3,13 +3,14 @@
 // WriteRandomModel and check it through ModelWeights (and, for loader
 // compatibility, through ExpectHfLoadsSame, which runs transformers).
 #include "worker/engine/init_model.h"
+#include "common/sha256.h"
 
 #include <torch/torch.h>
 
+#include "common/atomic_file.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/engine_test_util.h"
-#include "worker/engine/formats/atomic_file.h"
 #include "worker/engine/safetensors.h"
 
 namespace lemo::engine {

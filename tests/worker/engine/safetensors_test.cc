@@ -7,10 +7,10 @@
 
 #include <fstream>
 
+#include "common/atomic_file.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/engine_test_util.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace lemo::engine {
 namespace {

@@ -6,9 +6,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "proto/status/status_macros.h"
-#include "worker/engine/formats/atomic_file.h"
 
 namespace lemo::engine {
 namespace {

@@ -1,14 +1,17 @@
-// Incremental SHA-256 (OpenSSL), hex-encoded the way checkpoint chunks carry it
-// on the wire; the one copy that the client and the coordinator share.
+// SHA-256 (OpenSSL libcrypto), hex-encoded the way checkpoint chunks carry it
+// on the wire and SHA256SUMS files list it: incremental, of bytes, or of a
+// file. The one copy every process shares.
 //
 //   Sha256 h;  h.Update(chunk1);  h.Update(chunk2);
 //   std::string hex = h.HexDigest();   // 64 lowercase hex chars
-#ifndef LEMO_PROTO_CHECKSUM_SHA256_H_
-#define LEMO_PROTO_CHECKSUM_SHA256_H_
+//   LEMO_ASSIGN_OR_RETURN(std::string sum, Sha256File("adapter.safetensors"));
+#ifndef LEMO_COMMON_SHA256_H_
+#define LEMO_COMMON_SHA256_H_
 
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 struct evp_md_ctx_st;
@@ -32,6 +35,10 @@ class Sha256 {
 // Hex sha256 of `data`.
 std::string Sha256Hex(absl::string_view data);
 
+// Hex sha256 of a file's contents, streamed so any size works; NOT_FOUND when
+// it does not exist.
+absl::StatusOr<std::string> Sha256File(const std::string& path);
+
 }  // namespace lemo
 
-#endif  // LEMO_PROTO_CHECKSUM_SHA256_H_
+#endif  // LEMO_COMMON_SHA256_H_

@@ -1,6 +1,13 @@
-#include "proto/checksum/sha256.h"
+#include "common/sha256.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "common/errno_status.h"
 
 namespace lemo {
 
@@ -32,6 +39,26 @@ std::string Sha256Hex(absl::string_view data) {
   Sha256 h;
   h.Update(data);
   return h.HexDigest();
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("opening", path);
+  Sha256 sha;
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = ErrnoStatus("reading", path);
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    sha.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return sha.HexDigest();
 }
 
 }  // namespace lemo

@@ -1,7 +1,7 @@
-// Tests for proto/status/status_macros.h. To add a case: a TEST below that
+// Tests for common/status_macros.h. To add a case: a TEST below that
 // builds a failing StatusOr chain and checks the code and the message's context
 // prefixes.
-#include "proto/status/status_macros.h"
+#include "common/status_macros.h"
 
 #include "tests/testing/status_matchers.h"
 

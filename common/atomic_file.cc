@@ -1,7 +1,6 @@
-#include "worker/engine/formats/atomic_file.h"
+#include "common/atomic_file.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,18 +13,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "proto/status/status_macros.h"
+#include "common/errno_status.h"
+#include "common/status_macros.h"
 
-namespace lemo::engine {
+namespace lemo {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::Status Errno(absl::string_view what, const std::string& path) {
-  const int err = errno;
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  return err == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
-}
 
 // Unique within the process (counter) and across processes (pid), so concurrent
 // writers of the same path never share a temp name.
@@ -48,7 +42,7 @@ absl::Status WriteAll(int fd, absl::string_view bytes,
     ssize_t n = ::write(fd, bytes.data(), bytes.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Errno("writing", path);
+      return ErrnoStatus("writing", path);
     }
     bytes.remove_prefix(static_cast<size_t>(n));
   }
@@ -58,10 +52,10 @@ absl::Status WriteAll(int fd, absl::string_view bytes,
 absl::Status FsyncPath(const std::string& path, bool is_dir) {
   int fd = ::open(path.c_str(),
                   (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return Errno("opening for fsync", path);
+  if (fd < 0) return ErrnoStatus("opening for fsync", path);
   int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) return Errno("fsync of", path);
+  if (rc != 0) return ErrnoStatus("fsync of", path);
   return absl::OkStatus();
 }
 
@@ -90,7 +84,7 @@ absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
     const std::string& path) {
   std::string tmp = TempSibling(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("creating", tmp);
+  if (fd < 0) return ErrnoStatus("creating", tmp);
   return std::unique_ptr<AtomicFileWriter>(
       new AtomicFileWriter(path, std::move(tmp), fd));
 }
@@ -113,12 +107,12 @@ absl::Status AtomicFileWriter::Commit() {
   if (fd_ < 0)
     return absl::FailedPreconditionError(
         absl::StrCat(path_, ": already committed"));
-  if (::fsync(fd_) != 0) return Errno("fsync of", tmp_path_);
+  if (::fsync(fd_) != 0) return ErrnoStatus("fsync of", tmp_path_);
   const int rc = ::close(fd_);
   fd_ = -1;
-  if (rc != 0) return Errno("closing", tmp_path_);
+  if (rc != 0) return ErrnoStatus("closing", tmp_path_);
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
-    return Errno("renaming into", path_);
+    return ErrnoStatus("renaming into", path_);
   committed_ = true;
   return FsyncDir(ParentOf(path_));
 }
@@ -133,14 +127,14 @@ absl::Status WriteFileAtomically(const std::string& path,
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("opening", path);
+  if (fd < 0) return ErrnoStatus("opening", path);
   std::string out;
   char buf[1 << 16];
   while (true) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      absl::Status s = Errno("reading", path);
+      absl::Status s = ErrnoStatus("reading", path);
       ::close(fd);
       return s;
     }
@@ -149,60 +143,6 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   }
   ::close(fd);
   return out;
-}
-
-namespace {
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  void Update(const void* data, size_t n) { EVP_DigestUpdate(ctx_, data, n); }
-  std::string HexDigest() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, md, &len);
-    static const char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned int i = 0; i < len; ++i) {
-      out.push_back(kHex[md[i] >> 4]);
-      out.push_back(kHex[md[i] & 15]);
-    }
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
-}  // namespace
-
-std::string Sha256Hex(absl::string_view bytes) {
-  Sha256 sha;
-  sha.Update(bytes.data(), bytes.size());
-  return sha.HexDigest();
-}
-
-absl::StatusOr<std::string> Sha256File(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("opening", path);
-  Sha256 sha;
-  std::vector<char> buf(1 << 20);
-  while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      absl::Status s = Errno("reading", path);
-      ::close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    sha.Update(buf.data(), static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return sha.HexDigest();
 }
 
 absl::StatusOr<std::unique_ptr<AtomicDirectory>> AtomicDirectory::Create(
@@ -218,7 +158,8 @@ absl::StatusOr<std::unique_ptr<AtomicDirectory>> AtomicDirectory::Create(
         absl::StrCat("creating parent of ", final_dir, ": ", ec.message()));
   }
   std::string staging = TempSibling(final_dir);
-  if (::mkdir(staging.c_str(), 0755) != 0) return Errno("creating", staging);
+  if (::mkdir(staging.c_str(), 0755) != 0)
+    return ErrnoStatus("creating", staging);
   return std::unique_ptr<AtomicDirectory>(
       new AtomicDirectory(final_dir, std::move(staging)));
 }
@@ -239,7 +180,7 @@ absl::Status AtomicDirectory::Commit() {
   std::error_code ec;
   if (!fs::exists(final_, ec)) {
     if (::rename(staging_.c_str(), final_.c_str()) != 0)
-      return Errno("renaming into", final_);
+      return ErrnoStatus("renaming into", final_);
     committed_ = true;
     return FsyncDir(parent);
   }
@@ -249,15 +190,15 @@ absl::Status AtomicDirectory::Commit() {
   if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, final_.c_str(),
                   RENAME_EXCHANGE) != 0) {
     if (errno != EINVAL && errno != ENOSYS)
-      return Errno("exchanging into", final_);
+      return ErrnoStatus("exchanging into", final_);
     // Filesystems without RENAME_EXCHANGE: two renames, with a short window
     // where final_ is absent (readers then see NOT_FOUND, never a partial
     // directory).
     old = TempSibling(final_);
     if (::rename(final_.c_str(), old.c_str()) != 0)
-      return Errno("moving aside", final_);
+      return ErrnoStatus("moving aside", final_);
     if (::rename(staging_.c_str(), final_.c_str()) != 0)
-      return Errno("renaming into", final_);
+      return ErrnoStatus("renaming into", final_);
   }
   committed_ = true;
   LEMO_RETURN_IF_ERROR(FsyncDir(parent));
@@ -268,4 +209,4 @@ absl::Status AtomicDirectory::Commit() {
   return absl::OkStatus();
 }
 
-}  // namespace lemo::engine
+}  // namespace lemo

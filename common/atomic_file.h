@@ -1,7 +1,6 @@
-// Crash-safe file output and checksums: a reader sees either the old file (or
-// directory) or the complete new one, never a torn write, even across power
-// loss (tmp + fsync + rename + fsync of the parent directory). Also plain reads
-// and SHA-256 (OpenSSL libcrypto).
+// Crash-safe file output: a reader sees either the old file (or directory) or
+// the complete new one, never a torn write, even across power loss (tmp + fsync
+// + rename + fsync of the parent directory). Also plain whole-file reads.
 //
 //   LEMO_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", json));
 //
@@ -10,8 +9,8 @@
 //       WriteFileAtomically(staged->path() + "/a.bin", bytes));
 //   // ckpt_dir now holds exactly the staged files.
 //   LEMO_RETURN_IF_ERROR(staged->Commit());
-#ifndef LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
-#define LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
+#ifndef LEMO_COMMON_ATOMIC_FILE_H_
+#define LEMO_COMMON_ATOMIC_FILE_H_
 
 #include <cstdint>
 #include <memory>
@@ -22,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace lemo::engine {
+namespace lemo {
 
 // Replaces `path` with `bytes` atomically; the parent directory must exist.
 absl::Status WriteFileAtomically(const std::string& path,
@@ -30,11 +29,6 @@ absl::Status WriteFileAtomically(const std::string& path,
 
 // NOT_FOUND when the file does not exist.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-
-// Lowercase hex SHA-256 of a file's contents (streamed, so any size works) or
-// of bytes.
-absl::StatusOr<std::string> Sha256File(const std::string& path);
-std::string Sha256Hex(absl::string_view bytes);
 
 // fsync of a directory, which makes renames and creations inside it durable.
 absl::Status FsyncDir(const std::string& dir);
@@ -91,6 +85,6 @@ class AtomicDirectory {
   bool committed_ = false;
 };
 
-}  // namespace lemo::engine
+}  // namespace lemo
 
-#endif  // LEMO_WORKER_ENGINE_FORMATS_ATOMIC_FILE_H_
+#endif  // LEMO_COMMON_ATOMIC_FILE_H_

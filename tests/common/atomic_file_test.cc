@@ -1,16 +1,17 @@
-// Tests for worker/engine/formats/atomic_file.h. To add a case: work inside a
+// Tests for common/atomic_file.h. To add a case: work inside a
 // fresh TempDir() and check both the result and that no temp files are left
 // beside it.
-#include "worker/engine/formats/atomic_file.h"
+#include "common/atomic_file.h"
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "common/sha256.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/engine_test_util.h"
 
-namespace lemo::engine {
+namespace lemo {
 namespace {
 
 namespace fs = std::filesystem;
@@ -19,7 +20,7 @@ using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-std::string TempDir() { return testing::MakeTempDir("atomic"); }
+std::string TempDir() { return engine::testing::MakeTempDir("atomic"); }
 
 std::vector<std::string> Names(const std::string& dir) {
   std::vector<std::string> out;
@@ -116,4 +117,4 @@ TEST(AtomicDirectory, RefusesToReplaceAFile) {
 }
 
 }  // namespace
-}  // namespace lemo::engine
+}  // namespace lemo
