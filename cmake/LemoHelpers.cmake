@@ -1,8 +1,8 @@
 # lemo_add_test(NAME <name> SOURCES <files...> LIBS <targets...> [LABELS <labels...>]
-#               [TIMEOUT <seconds per test>])
+#               [TIMEOUT <seconds per test>] [PCH <headers...> | PCH_FROM <test target>])
 # One GoogleTest executable, registered with CTest test-by-test. Labels: unit, e2e, gpu, slow.
 function(lemo_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;PCH" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT;PCH_FROM" "SOURCES;LIBS;LABELS;PCH" ${ARGN})
   if(NOT T_LABELS)
     set(T_LABELS unit)
   endif()
@@ -11,6 +11,9 @@ function(lemo_add_test)
   target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
   if(T_PCH)
     target_precompile_headers(${T_NAME} PRIVATE ${T_PCH})
+  elseif(T_PCH_FROM)
+    # Test executables share one precompiled header (they compile with the same flags).
+    target_precompile_headers(${T_NAME} REUSE_FROM ${T_PCH_FROM})
   endif()
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 1500)

@@ -15,7 +15,7 @@
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
 #include "CLI/CLI.hpp"
-#include "worker/engine/allocator_config.h"
+#include "worker/engine/runtime/allocator_config.h"
 #include "worker/lemo_train/calibrate_command.h"
 #include "worker/lemo_train/command.h"
 #include "worker/lemo_train/eval_command.h"

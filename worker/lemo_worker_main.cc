@@ -21,7 +21,7 @@
 #include "absl/time/time.h"
 #include "common/atomic_file.h"
 #include "worker/agent/agent.h"
-#include "worker/engine/allocator_config.h"
+#include "worker/engine/runtime/allocator_config.h"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "proto/status/grpc_status.h"
 #include "worker/agent/task.h"
-#include "worker/engine/device_memory.h"
+#include "worker/engine/runtime/device_memory.h"
 
 namespace lemo::worker {
 namespace {

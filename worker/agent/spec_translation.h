@@ -21,7 +21,7 @@
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
 #include "worker/agent/worker_metrics.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/train/trainer.h"
 
 namespace lemo::worker {
 

@@ -10,7 +10,7 @@
 #include "common/status_macros.h"
 #include "worker/agent/checkpoint_transfer.h"
 #include "worker/agent/spec_translation.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/train/trainer.h"
 
 namespace lemo::worker {
 namespace fs = std::filesystem;

@@ -9,8 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "worker/engine/calibrate.h"
-#include "worker/engine/token_file.h"
+#include "worker/engine/data/token_file.h"
+#include "worker/engine/train/calibrate_job.h"
 #include "worker/lemo_train/device_flags.h"
 
 namespace lemo::worker::lemo_train {

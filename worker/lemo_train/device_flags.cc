@@ -1,7 +1,7 @@
 #include "worker/lemo_train/device_flags.h"
 
 #include "common/status_macros.h"
-#include "worker/engine/device_memory.h"
+#include "worker/engine/runtime/device_memory.h"
 
 namespace lemo::worker::lemo_train {
 

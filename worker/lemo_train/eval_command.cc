@@ -5,8 +5,8 @@
 #include <string>
 
 #include "nlohmann/json.hpp"
-#include "worker/engine/evaluate.h"
-#include "worker/engine/token_file.h"
+#include "worker/engine/data/token_file.h"
+#include "worker/engine/train/evaluate.h"
 #include "worker/lemo_train/device_flags.h"
 
 namespace lemo::worker::lemo_train {

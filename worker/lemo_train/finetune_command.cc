@@ -11,8 +11,8 @@
 #include "absl/strings/str_split.h"
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/token_file.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/data/token_file.h"
+#include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
 #include "worker/lemo_train/lemo_flags.h"
 

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "worker/engine/init_model.h"
+#include "worker/engine/model/init_model.h"
 #include "worker/lemo_train/device_flags.h"
 
 namespace lemo::worker::lemo_train {

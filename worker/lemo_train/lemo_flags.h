@@ -14,7 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "worker/engine/lemo_options.h"
+#include "worker/engine/lemo/lemo_options.h"
 
 namespace lemo::worker::lemo_train {
 

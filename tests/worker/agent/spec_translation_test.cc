@@ -15,10 +15,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
-#include "worker/engine/calibrate.h"
 #include "worker/engine/formats/model_config.h"
-#include "worker/engine/init_model.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/model/init_model.h"
+#include "worker/engine/train/calibrate_job.h"
+#include "worker/engine/train/trainer.h"
 
 namespace lemo::worker {
 namespace {

@@ -3,7 +3,7 @@
 //
 //   ModelConfig config = TinyConfig();
 //   auto weights = RandomWeights(config, /*seed=*/1);
-//   auto model = LlamaModel::Create(config, options, MapLoader(weights));
+//   auto model = TrainingModel::Create(config, options, MapLoader(weights));
 #ifndef LEMO_TESTS_WORKER_ENGINE_TINY_MODEL_H_
 #define LEMO_TESTS_WORKER_ENGINE_TINY_MODEL_H_
 
@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "worker/engine/formats/model_config.h"
-#include "worker/engine/llama_model.h"
+#include "worker/engine/train/training_model.h"
 
 namespace lemo::engine::testing {
 
@@ -85,7 +85,7 @@ inline WeightLoader MapLoader(const std::map<std::string, torch::Tensor>& w) {
 
 // Gives every adapter random values (B is zero after init, which would hide
 // bugs).
-inline void RandomizeLora(LlamaModel& model, uint64_t seed) {
+inline void RandomizeLora(TrainingModel& model, uint64_t seed) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(seed);
   for (auto& [name, t] : model.LoraParameters()) {
@@ -96,12 +96,12 @@ inline void RandomizeLora(LlamaModel& model, uint64_t seed) {
 
 // A model built from `w` with every adapter randomized (seed 5); a failed
 // build fails the test (ADD_FAILURE) and returns null.
-inline std::unique_ptr<LlamaModel> MakeRandomLoraModel(
-    const ModelConfig& config, const ModelOptions& options,
+inline std::unique_ptr<TrainingModel> MakeRandomLoraModel(
+    const ModelConfig& config, const TrainingModelOptions& options,
     const std::map<std::string, torch::Tensor>& w) {
-  auto model = LlamaModel::Create(config, options, MapLoader(w));
+  auto model = TrainingModel::Create(config, options, MapLoader(w));
   if (!model.ok()) {
-    ADD_FAILURE() << "LlamaModel::Create: " << model.status();
+    ADD_FAILURE() << "TrainingModel::Create: " << model.status();
     return nullptr;
   }
   RandomizeLora(**model, 5);

@@ -1,3 +1,7 @@
+// The formats/ wing owns the engine's torch-free file parsers (config.json
+// here, safetensors headers), built without LibTorch so CI fuzzes them under
+// AddressSanitizer.
+//
 // A Llama-family model's config.json (Llama-2, Llama-3/3.1, Mistral), as
 // Hugging Face writes it: both the transformers 4 layout (top-level
 // `rope_theta`, `rope_scaling`) and transformers 5's `rope_parameters`.

@@ -1,0 +1,217 @@
+// Tests for worker/engine/train/trainer.h on the tiny preset, on CPU in fp32.
+// To add a case: build TrainerOptions with TinyOptions(), change what the case
+// is about, and run it with RunTrainer(); the fixture gives a fresh model and
+// corpus in a temp dir.
+#include "worker/engine/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/testing/status_matchers.h"
+#include "worker/engine/model/init_model.h"
+#include "worker/engine/model/safetensors.h"
+
+namespace lemo::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("lemo_trainer_test_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig config, PresetConfig("tiny"));
+    ASSERT_THAT(WriteRandomModel(config, (root_ / "model").string(),
+                                 torch::kFloat32, /*seed=*/7),
+                IsOk());
+    // A small corpus of varied lines: enough tokens for many 64-token samples.
+    std::ofstream corpus(root_ / "corpus.jsonl");
+    for (int i = 0; i < 200; ++i) {
+      corpus << "{\"text\": \"Line " << i
+             << ": the quick brown fox jumps over the lazy dog " << i * 7
+             << " times.\"}\n";
+    }
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  TrainerOptions TinyOptions(const std::string& out) {
+    TrainerOptions o;
+    o.model_dir = (root_ / "model").string();
+    o.data.path = (root_ / "corpus.jsonl").string();
+    o.data.tokenizer = "byte";
+    o.data.seq_len = 64;
+    o.data.batch_size = 2;
+    o.data.seed = 3;
+    o.steps = 20;
+    o.optimizer.lr = 1e-2;
+    o.optimizer.warmup_steps = 3;
+    o.model.lora.rank = 4;
+    o.model.lora.alpha = 8;
+    o.model.lora.dropout = 0.1;  // exercises the RNG state on resume
+    o.out_dir = (root_ / out).string();
+    o.seed = 11;
+    return o;
+  }
+
+  fs::path root_;
+};
+
+struct RunResult {
+  absl::Status status;
+  std::vector<double> losses;
+  std::vector<std::pair<std::string, torch::Tensor>> lora;
+};
+
+RunResult RunTrainer(const TrainerOptions& options, int64_t stop_after = -1) {
+  RunResult result;
+  auto trainer = Trainer::Create(options);
+  if (!trainer.ok()) {
+    result.status = trainer.status();
+    return result;
+  }
+  std::atomic<bool> cancel{false};
+  TrainerCallbacks callbacks;
+  callbacks.cancel = &cancel;
+  callbacks.on_step = [&](const StepMetrics& m) {
+    result.losses.push_back(m.loss);
+    if (m.step == stop_after) cancel.store(true);
+  };
+  result.status = (*trainer)->Run(callbacks);
+  for (const auto& [name, t] : (*trainer)->model().LoraParameters()) {
+    result.lora.emplace_back(name, t.detach().clone());
+  }
+  return result;
+}
+
+TEST_F(TrainerTest, LossGoesDownAndCheckpointsAreWritten) {
+  TrainerOptions o = TinyOptions("run");
+  o.save_every = 10;
+  RunResult r = RunTrainer(o);
+  ASSERT_THAT(r.status, IsOk());
+  ASSERT_EQ(r.losses.size(), 20u);
+  EXPECT_LT(r.losses.back(), r.losses.front());
+  EXPECT_TRUE(
+      fs::exists(root_ / "run/checkpoint-000010/adapter_model.safetensors"));
+  EXPECT_TRUE(fs::exists(root_ / "run/checkpoint-000020/adapter_config.json"));
+}
+
+TEST_F(TrainerTest, ResumeIsBitExact) {
+  TrainerOptions straight = TinyOptions("straight");
+  RunResult a = RunTrainer(straight);
+  ASSERT_THAT(a.status, IsOk());
+
+  // The first half is interrupted after step 10, right after its checkpoint.
+  TrainerOptions first = TinyOptions("halves");
+  first.save_every = 10;
+  RunResult b1 = RunTrainer(first, /*stop_after=*/10);
+  ASSERT_THAT(b1.status,
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("step 11")));
+  ASSERT_EQ(b1.losses.size(), 10u);
+
+  TrainerOptions second = TinyOptions("halves");
+  second.resume_dir = (root_ / "halves/checkpoint-000010").string();
+  RunResult b2 = RunTrainer(second);
+  ASSERT_THAT(b2.status, IsOk());
+  ASSERT_EQ(b2.losses.size(), 10u);
+
+  std::vector<double> resumed = b1.losses;
+  resumed.insert(resumed.end(), b2.losses.begin(), b2.losses.end());
+  ASSERT_EQ(resumed.size(), a.losses.size());
+  for (size_t i = 0; i < resumed.size(); ++i) {
+    EXPECT_EQ(resumed[i], a.losses[i]) << "step " << i + 1;  // bit for bit
+  }
+  ASSERT_EQ(a.lora.size(), b2.lora.size());
+  for (size_t i = 0; i < a.lora.size(); ++i) {
+    EXPECT_EQ(a.lora[i].first, b2.lora[i].first);
+    EXPECT_TRUE(torch::equal(a.lora[i].second, b2.lora[i].second))
+        << a.lora[i].first;
+  }
+}
+
+TEST_F(TrainerTest, ResumeWithDifferentRankIsRejected) {
+  TrainerOptions first = TinyOptions("rank");
+  first.steps = 2;
+  ASSERT_THAT(RunTrainer(first).status, IsOk());
+  TrainerOptions second = TinyOptions("rank");
+  second.model.lora.rank = 8;
+  second.resume_dir = (root_ / "rank/checkpoint-000002").string();
+  EXPECT_THAT(RunTrainer(second).status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank")));
+}
+
+TEST_F(TrainerTest, InvalidOptionsNameTheField) {
+  TrainerOptions o = TinyOptions("bad");
+  o.steps = 0;
+  EXPECT_THAT(RunTrainer(o).status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("steps")));
+  o = TinyOptions("bad");
+  o.grad_accum = 0;
+  EXPECT_THAT(RunTrainer(o).status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("grad_accum")));
+  o = TinyOptions("bad");
+  o.model_dir = (root_ / "nope").string();
+  EXPECT_THAT(RunTrainer(o).status, ::testing::Not(IsOk()));
+}
+
+TEST_F(TrainerTest, GradAccumulationMatchesLargerBatch) {
+  // Two micro-batches of 1 accumulate to the same update as one batch of 2
+  // (same samples, same order), up to float summation order.
+  TrainerOptions big = TinyOptions("big");
+  big.steps = 3;
+  big.model.lora.dropout = 0;
+  RunResult a = RunTrainer(big);
+  TrainerOptions small = TinyOptions("small");
+  small.steps = 3;
+  small.model.lora.dropout = 0;
+  small.data.batch_size = 1;
+  small.grad_accum = 2;
+  RunResult b = RunTrainer(small);
+  ASSERT_THAT(a.status, IsOk());
+  ASSERT_THAT(b.status, IsOk());
+  for (size_t i = 0; i < a.losses.size(); ++i) {
+    EXPECT_NEAR(a.losses[i], b.losses[i], 1e-5) << "step " << i + 1;
+  }
+  for (size_t i = 0; i < a.lora.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a.lora[i].second, b.lora[i].second, 1e-4, 1e-6))
+        << a.lora[i].first;
+  }
+}
+
+TEST_F(TrainerTest, CheckpointLoadsInPeftWithSameLogits) {
+  TrainerOptions o = TinyOptions("peft");
+  o.steps = 5;
+  o.model.lora.dropout = 0;
+  auto trainer = Trainer::Create(o);
+  ASSERT_THAT(trainer, IsOk());
+  ASSERT_THAT((*trainer)->Run({}), IsOk());
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids = torch::randint(3, 259, {2, 48}, torch::kLong);
+  torch::Tensor logits = (*trainer)->model().Logits(ids).contiguous();
+  const fs::path expected = root_ / "expected.safetensors";
+  ASSERT_THAT(WriteSafetensors(expected.string(),
+                               {{"input_ids", ids}, {"logits", logits}}),
+              IsOk());
+  const char* python = std::getenv("LEMO_PYTHON");
+  const char* source = std::getenv("LEMO_SOURCE_DIR");
+  ASSERT_NE(python, nullptr);
+  ASSERT_NE(source, nullptr);
+  const std::string cmd = std::string(python) + " " + source +
+                          "/tests/worker/engine/peft_logits_check.py --model " +
+                          (root_ / "model").string() + " --adapter " +
+                          (root_ / "peft/checkpoint-000005").string() +
+                          " --expected " + expected.string();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+}  // namespace
+}  // namespace lemo::engine

@@ -1,0 +1,126 @@
+#include "worker/engine/data/tokenizer.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "worker/engine/data/sentencepiece_model.h"
+
+namespace lemo::engine {
+namespace {
+
+absl::StatusOr<std::string> ReadModelFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string what = absl::StrCat("cannot open tokenizer model ", path,
+                                          ": ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(what)
+                         : absl::InvalidArgumentError(what);
+  }
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (in.bad())
+    return absl::DataLossError(absl::StrCat("reading tokenizer model ", path));
+  return bytes.str();
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int32_t>> ByteTokenizer::Encode(
+    absl::string_view text) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size());
+  for (unsigned char b : text)
+    ids.push_back(static_cast<int32_t>(b) + kByteOffset);
+  return ids;
+}
+
+std::string ByteTokenizer::Decode(absl::Span<const int32_t> ids) const {
+  std::string out;
+  out.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id >= kByteOffset && id < kVocabSize)
+      out.push_back(static_cast<char>(id - kByteOffset));
+  }
+  return out;
+}
+
+SentencePieceTokenizer::SentencePieceTokenizer(
+    std::string path, std::unique_ptr<internal::SentencePieceModel> model)
+    : path_(std::move(path)), model_(std::move(model)) {}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+
+absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>>
+SentencePieceTokenizer::Load(const std::string& path) {
+  absl::StatusOr<std::string> bytes = ReadModelFile(path);
+  if (!bytes.ok()) return bytes.status();
+  if (bytes->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer model ", path, " is empty"));
+  }
+  // Loading from bytes we read ourselves keeps "missing" (NOT_FOUND) apart from
+  // "corrupt".
+  std::string error;
+  std::unique_ptr<internal::SentencePieceModel> model =
+      internal::SentencePieceModel::Load(*bytes, &error);
+  if (model == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer model ", path,
+                     " is not a valid SentencePiece model: ", error));
+  }
+  return std::unique_ptr<SentencePieceTokenizer>(
+      new SentencePieceTokenizer(path, std::move(model)));
+}
+
+absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
+    absl::string_view text) const {
+  std::vector<int> ids;
+  std::string error;
+  if (!model_->Encode(std::string_view(text.data(), text.size()), &ids,
+                      &error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("encoding with ", path_, ": ", error));
+  }
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+std::string SentencePieceTokenizer::Decode(
+    absl::Span<const int32_t> ids) const {
+  return model_->Decode(std::vector<int>(ids.begin(), ids.end()));
+}
+
+int64_t SentencePieceTokenizer::vocab_size() const {
+  return model_->vocab_size();
+}
+int32_t SentencePieceTokenizer::bos_id() const { return model_->bos_id(); }
+int32_t SentencePieceTokenizer::eos_id() const { return model_->eos_id(); }
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
+    const std::string& spec) {
+  if (spec.empty()) {
+    return absl::InvalidArgumentError(
+        "tokenizer spec is empty: use \"byte\" or the path of a "
+        "tokenizer.model");
+  }
+  if (spec == "byte") return std::make_unique<ByteTokenizer>();
+  const std::string path = IsDirectory(spec) ? spec + "/tokenizer.model" : spec;
+  absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> sp =
+      SentencePieceTokenizer::Load(path);
+  if (!sp.ok()) return sp.status();
+  return std::unique_ptr<Tokenizer>(std::move(*sp));
+}
+
+}  // namespace lemo::engine

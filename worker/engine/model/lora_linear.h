@@ -1,0 +1,83 @@
+// A frozen linear layer with an optional LoRA adapter, numerically PEFT's
+// lora.Linear: y = base(x) + lora_B(lora_A(dropout(x.to(fp32)))) * (alpha / r),
+// cast back to x's dtype.
+//
+//   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+//   LEMO_ASSIGN_OR_RETURN(LoraLinear q, LoraLinear::Create(w, /*bias=*/{},
+//   spec, gen, device)); torch::Tensor y = q.Forward(x, /*training=*/true);
+//
+// The adapter weights are fp32 whatever the base dtype (PEFT's
+// autocast_adapter_dtype). Without dropout the whole layer is one autograd node
+// that saves only x (in the base dtype, shared with any sibling projection
+// reading the same x) and the [N, r] LoRA hidden, where PEFT keeps an fp32 copy
+// of x per projection.
+#ifndef LEMO_WORKER_ENGINE_MODEL_LORA_LINEAR_H_
+#define LEMO_WORKER_ENGINE_MODEL_LORA_LINEAR_H_
+
+#include <ATen/core/Generator.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace lemo::engine {
+
+struct LoraSpec {
+  // Adapter rank r; 0 means a plain frozen linear layer with no adapter.
+  int64_t rank = 0;
+  // LoRA alpha; the adapter output is scaled by alpha / rank.
+  double alpha = 16;
+  // Dropout probability on the adapter input, in [0, 1).
+  double dropout = 0;
+};
+
+class LoraLinear {
+ public:
+  LoraLinear() = default;
+
+  // `weight` [out, in] and optional `bias` [out] are taken as they are
+  // (frozen). With spec.rank > 0, A [r, in] is kaiming-uniform(a = sqrt(5))
+  // drawn from `init` on the CPU (so the values do not depend on the device)
+  // and B [out, r] is zero, as PEFT initialises them. `name` prefixes error
+  // messages.
+  static absl::StatusOr<LoraLinear> Create(
+      absl::string_view name, torch::Tensor weight, torch::Tensor bias,
+      const LoraSpec& spec, at::Generator& init, torch::Device device);
+
+  // x [..., in] in the base dtype -> [..., out] in the base dtype. Dropout is
+  // applied only when `training`.
+  torch::Tensor Forward(const torch::Tensor& x, bool training) const;
+
+  bool has_lora() const { return lora_a_.defined(); }
+  const torch::Tensor& weight() const { return weight_; }
+  const torch::Tensor& bias() const { return bias_; }
+  // [r, in] fp32, requires grad. Undefined without an adapter.
+  const torch::Tensor& lora_a() const { return lora_a_; }
+  // [out, r] fp32, requires grad. Undefined without an adapter.
+  const torch::Tensor& lora_b() const { return lora_b_; }
+  double scaling() const { return scaling_; }
+  double dropout() const { return dropout_; }
+
+ private:
+  torch::Tensor weight_;
+  torch::Tensor bias_;
+  torch::Tensor lora_a_;
+  torch::Tensor lora_b_;
+  double scaling_ = 0;
+  double dropout_ = 0;
+};
+
+// The dropout-free LoRA linear as one autograd node (exposed for tests and for
+// callers that hold their own weights): returns base(x) + ((x.float() @ A^T) @
+// B^T) * scaling in x's dtype.
+torch::Tensor LoraLinearForward(const torch::Tensor& x,
+                                const torch::Tensor& weight,
+                                const torch::Tensor& bias,
+                                const torch::Tensor& lora_a,
+                                const torch::Tensor& lora_b, double scaling);
+
+}  // namespace lemo::engine
+
+#endif  // LEMO_WORKER_ENGINE_MODEL_LORA_LINEAR_H_

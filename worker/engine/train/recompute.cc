@@ -1,0 +1,175 @@
+#include "worker/engine/train/recompute.h"
+
+#include <ATen/Context.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "worker/engine/model/attention_stash.h"
+#include "worker/engine/model/recompute_context.h"
+
+namespace lemo::engine {
+namespace {
+
+using torch::autograd::variable_list;
+
+struct RngState {
+  torch::Tensor cpu;
+  std::optional<at::Generator> cuda_gen;
+  torch::Tensor cuda;
+};
+
+RngState CaptureRng(const torch::Device& device) {
+  RngState state;
+  {
+    at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.cpu = gen.get_state();
+  }
+  if (device.is_cuda()) {
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.cuda = gen.get_state();
+    state.cuda_gen = gen;
+  }
+  return state;
+}
+
+void RestoreRng(const RngState& state) {
+  {
+    at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.cpu);
+  }
+  if (state.cuda_gen.has_value()) {
+    at::Generator gen = *state.cuda_gen;
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.cuda);
+  }
+}
+
+// A hand-made autograd node rather than torch::autograd::Function: it must own
+// a std::function and free it (with the saved input) as soon as backward is
+// done, which release_variables() gives us.
+class CheckpointBackward : public torch::autograd::Node {
+ public:
+  CheckpointBackward(SegmentFn fn, torch::Tensor input,
+                     bool input_requires_grad,
+                     std::vector<torch::Tensor> params, RngState rng,
+                     std::unique_ptr<AttentionStash> stash)
+      : fn_(std::move(fn)),
+        input_(std::move(input)),
+        input_requires_grad_(input_requires_grad),
+        params_(std::move(params)),
+        rng_(std::move(rng)),
+        stash_(std::move(stash)) {}
+
+  std::string name() const override { return "lemo::CheckpointBackward"; }
+
+  variable_list apply(variable_list&& grads) override {
+    TORCH_CHECK(fn_ != nullptr,
+                "checkpointed segment: backward ran twice (retain_graph is "
+                "not supported)");
+    variable_list result(1 + params_.size());
+    if (!grads[0].defined()) return result;
+    const RngState outer = CaptureRng(input_.device());
+    RestoreRng(rng_);
+    std::vector<torch::Tensor> wrt;
+    std::vector<size_t> slot;
+    torch::Tensor x = input_.detach().requires_grad_(input_requires_grad_);
+    if (input_requires_grad_) {
+      wrt.push_back(x);
+      slot.push_back(0);
+    }
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (params_[i].requires_grad()) {
+        wrt.push_back(params_[i]);
+        slot.push_back(i + 1);
+      }
+    }
+    variable_list computed;
+    {
+      torch::AutoGradMode grad_mode(true);
+      torch::Tensor y;
+      RecomputeScope recompute;
+      if (stash_ != nullptr) {
+        AttentionStash::Scope replay(stash_.get(),
+                                     AttentionStash::Mode::kReplay);
+        y = fn_(x);
+        TORCH_CHECK(stash_->pending() == 0,
+                    "checkpointed segment: the recompute made fewer attention "
+                    "calls than the forward recorded");
+      } else {
+        y = fn_(x);
+      }
+      RestoreRng(outer);
+      if (!wrt.empty() && y.requires_grad()) {
+        computed = torch::autograd::grad({y}, wrt, {grads[0]},
+                                         /*retain_graph=*/false,
+                                         /*create_graph=*/false,
+                                         /*allow_unused=*/true);
+      }
+    }
+    for (size_t i = 0; i < computed.size(); ++i) result[slot[i]] = computed[i];
+    return result;
+  }
+
+  void release_variables() override {
+    fn_ = nullptr;
+    input_.reset();
+    params_.clear();
+    stash_.reset();
+  }
+
+ private:
+  SegmentFn fn_;
+  torch::Tensor input_;
+  bool input_requires_grad_;
+  std::vector<torch::Tensor> params_;
+  RngState rng_;
+  // The attention outputs recorded by the forward; null without
+  // stash_attention.
+  std::unique_ptr<AttentionStash> stash_;
+};
+
+}  // namespace
+
+torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
+                         const std::vector<torch::Tensor>& params,
+                         bool stash_attention) {
+  bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
+  if (torch::GradMode::is_enabled()) {
+    for (const torch::Tensor& p : params) needs_grad |= p.requires_grad();
+  }
+  if (!needs_grad) return fn(input);
+  RngState rng = CaptureRng(input.device());
+  std::unique_ptr<AttentionStash> stash;
+  if (stash_attention) stash = std::make_unique<AttentionStash>();
+  torch::Tensor output;
+  {
+    torch::NoGradGuard no_grad;
+    std::optional<AttentionStash::Scope> record;
+    if (stash) record.emplace(stash.get(), AttentionStash::Mode::kRecord);
+    output = fn(input);
+  }
+  auto node = std::shared_ptr<CheckpointBackward>(
+      new CheckpointBackward(std::move(fn), input.detach(),
+                             input.requires_grad(), params, std::move(rng),
+                             std::move(stash)),
+      torch::autograd::deleteNode);
+  torch::autograd::edge_list edges;
+  edges.push_back(torch::autograd::impl::gradient_edge(input));
+  for (const torch::Tensor& p : params) {
+    edges.push_back(torch::autograd::impl::gradient_edge(p));
+  }
+  node->set_next_edges(std::move(edges));
+  torch::autograd::set_history(output, node);
+  return output;
+}
+
+}  // namespace lemo::engine

@@ -1,0 +1,38 @@
+// Gradient checkpointing: run a segment (one decoder layer) without recording
+// its graph, keep only its input, and re-run it with grad when backward reaches
+// it.
+//
+//   torch::Tensor y = Checkpoint([&](const torch::Tensor& h) { return
+//   layer.Forward(h); },
+//                                x, layer.TrainableParameters());
+//
+// The CPU and (for a CUDA input) the CUDA generator states are captured before
+// the forward and restored around the re-run, so dropout draws the same masks;
+// the caller's RNG stream is left where it was. `fn` must be a pure function of
+// its input, the captured tensors and `params`. `params` are the leaf tensors
+// inside the segment that need gradients; they receive their gradients through
+// this node. Backward may run only once (no retain_graph).
+//
+// With stash_attention, the segment's attention calls
+// (ScaledDotProductAttention) keep their outputs from the forward and the
+// re-run replays them instead of running the attention forward again
+// (worker/engine/model/attention_stash.h): selective checkpointing. The re-run
+// happens inside a RecomputeScope (worker/engine/model/recompute_context.h).
+#ifndef LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_
+#define LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "worker/engine/model/decoder_layer.h"
+
+namespace lemo::engine {
+
+torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
+                         const std::vector<torch::Tensor>& params,
+                         bool stash_attention = false);
+
+}  // namespace lemo::engine
+
+#endif  // LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_

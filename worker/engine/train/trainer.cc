@@ -1,0 +1,260 @@
+#include "worker/engine/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "worker/engine/formats/model_config.h"
+#include "worker/engine/model/safetensors.h"
+#include "worker/engine/runtime/device_memory.h"
+#include "worker/engine/runtime/torch_status.h"
+#include "worker/engine/train/checkpoint.h"
+
+namespace lemo::engine {
+namespace {
+
+absl::Status ValidateOptions(const TrainerOptions& o) {
+  if (o.model_dir.empty()) return absl::InvalidArgumentError("model: required");
+  if (o.data.path.empty()) return absl::InvalidArgumentError("data: required");
+  if (o.out_dir.empty()) return absl::InvalidArgumentError("out: required");
+  if (o.steps <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("steps: must be > 0, got ", o.steps));
+  }
+  if (o.data.seq_len <= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seq_len: must be > 1, got ", o.data.seq_len));
+  }
+  if (o.data.batch_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size: must be > 0, got ", o.data.batch_size));
+  }
+  if (o.grad_accum <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grad_accum: must be > 0, got ", o.grad_accum));
+  }
+  if (o.save_every < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("save_every: must be >= 0, got ", o.save_every));
+  }
+  if (o.model.lora.rank <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lora_r: must be > 0, got ", o.model.lora.rank));
+  }
+  if (o.predictor_recall_every < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("predictor_recall_every: must be >= 0, got ",
+                     o.predictor_recall_every));
+  }
+  if (o.model.loss_segment_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loss_segment_tokens: must be >= 0, got ",
+                     o.model.loss_segment_tokens));
+  }
+  return absl::OkStatus();
+}
+
+// The CPU generator drives LoRA dropout on CPU; saving it makes a resumed run
+// bit-exact.
+std::string CpuRngState() {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  torch::Tensor state = generator.get_state();
+  return std::string(reinterpret_cast<const char*>(state.data_ptr<uint8_t>()),
+                     state.numel());
+}
+
+absl::Status SetCpuRngState(const std::string& bytes) {
+  if (bytes.empty()) return absl::OkStatus();
+  return CallTorch("restoring the RNG state", [&] {
+    torch::Tensor state =
+        torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+    std::memcpy(state.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    // The generator is shared with every CPU op; hold its lock as torch does.
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  });
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> ToCpu(
+    const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  out.reserve(named.size());
+  for (const auto& [name, t] : named) {
+    out.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
+    const TrainerOptions& options_in) {
+  TrainerOptions options = options_in;
+  LEMO_RETURN_IF_ERROR(ValidateOptions(options));
+  if (options.optimizer.total_steps <= 0) {
+    options.optimizer.total_steps = options.steps;
+  }
+  options.model.lora.seed = options.seed;
+
+  LEMO_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir),
+                        absl::StrCat("model ", options.model_dir));
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<ModelWeights> weights,
+                        ModelWeights::Open(options.model_dir),
+                        absl::StrCat("model ", options.model_dir));
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PackedDataset> data,
+                        PackedDataset::Create(options.data, config.vocab_size),
+                        absl::StrCat("data ", options.data.path));
+
+  torch::manual_seed(options.seed);
+  WeightLoader loader = [&weights](const std::string& name) {
+    return weights->Get(name);
+  };
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<TrainingModel> model,
+                        CallTorch("building the model", [&] {
+                          return TrainingModel::Create(config, options.model,
+                                                       loader);
+                        }));
+  LEMO_ASSIGN_OR_RETURN(
+      std::unique_ptr<AdapterOptimizer> optimizer,
+      AdapterOptimizer::Create(model->LoraParameters(), options.optimizer));
+
+  auto trainer = std::unique_ptr<Trainer>(
+      new Trainer(std::move(options), std::move(model), std::move(data),
+                  std::move(optimizer)));
+  if (!trainer->options_.resume_dir.empty()) {
+    LEMO_RETURN_IF_ERROR(
+        trainer->Resume(trainer->options_.resume_dir),
+        absl::StrCat("resuming from ", trainer->options_.resume_dir));
+  }
+  return trainer;
+}
+
+absl::Status Trainer::Resume(const std::string& dir) {
+  LEMO_ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, ReadCheckpoint(dir));
+  if (ckpt.adapter_config.r != options_.model.lora.rank) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("checkpoint has LoRA rank %d, the job asks for %d",
+                        ckpt.adapter_config.r, options_.model.lora.rank));
+  }
+  LEMO_RETURN_IF_ERROR(CallTorch("loading LoRA weights", [&] {
+    return model_->LoadLoraWeights(ckpt.lora);
+  }));
+  LEMO_RETURN_IF_ERROR(
+      optimizer_->ImportState(ckpt.resume.optimizer, ckpt.resume.step),
+      "optimizer state");
+  LEMO_RETURN_IF_ERROR(data_->Seek(ckpt.resume.data_cursor), "data cursor");
+  LEMO_RETURN_IF_ERROR(SetCpuRngState(ckpt.resume.rng_state));
+  step_ = ckpt.resume.step;
+  if (step_ > options_.steps) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "checkpoint is at step %d, past steps=%d", step_, options_.steps));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
+  const std::string dir = (std::filesystem::path(options_.out_dir) /
+                           absl::StrFormat("checkpoint-%06d", step_))
+                              .string();
+  AdapterConfig adapter;
+  adapter.r = options_.model.lora.rank;
+  adapter.alpha = options_.model.lora.alpha;
+  adapter.dropout = options_.model.lora.dropout;
+  adapter.target_modules = options_.model.lora.target_modules;
+  adapter.base_model_name_or_path = options_.model_dir;
+  ResumeState resume;
+  resume.step = step_;
+  LEMO_RETURN_IF_ERROR(CallTorch("collecting the optimizer state", [&] {
+    resume.optimizer = ToCpu(optimizer_->ExportState());
+  }));
+  resume.rng_state = CpuRngState();
+  resume.data_cursor = data_->Cursor();
+  resume.extra = {{"seed", options_.seed}, {"model_dir", options_.model_dir}};
+  std::vector<std::pair<std::string, torch::Tensor>> lora;
+  LEMO_RETURN_IF_ERROR(CallTorch("collecting LoRA weights", [&] {
+    lora = ToCpu(model_->LoraParameters());
+  }));
+  LEMO_RETURN_IF_ERROR(WriteCheckpoint(dir, adapter, lora, resume),
+                       absl::StrCat("writing checkpoint ", dir));
+  return dir;
+}
+
+absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
+    const std::atomic<bool>* cancel) {
+  const torch::Device device = options_.model.device;
+  ResetPeakMemory(device);
+  if (options_.model.lemo.mode == LemoMode::kPredictor) {
+    model_->SetMeasurePredictorRecall(
+        options_.predictor_recall_every > 0 &&
+        (step_ + 1) % options_.predictor_recall_every == 0);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
+    if (cancel != nullptr && cancel->load()) {
+      return absl::CancelledError(
+          absl::StrCat("cancelled before step ", step_ + 1));
+    }
+    LEMO_ASSIGN_OR_RETURN(torch::Tensor ids, data_->Next());
+    LEMO_ASSIGN_OR_RETURN(double loss, CallTorch("training step", [&] {
+                            torch::Tensor on_device = ids.to(device);
+                            torch::Tensor l =
+                                model_->Loss(on_device, on_device) /
+                                static_cast<double>(options_.grad_accum);
+                            l.backward();
+                            return l.item<double>();
+                          }));
+    loss_sum += loss;
+  }
+  LEMO_ASSIGN_OR_RETURN(double grad_norm, CallTorch("optimizer step", [&] {
+                          double norm = optimizer_->Step();
+                          optimizer_->ZeroGrad();
+                          return norm;
+                        }));
+  SynchronizeDevice(device);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  ++step_;
+
+  StepMetrics m;
+  m.step = step_;
+  m.total_steps = options_.steps;
+  m.loss = loss_sum;
+  m.lr = optimizer_->lr();
+  m.grad_norm = grad_norm;
+  m.step_time_seconds = seconds;
+  const double tokens = static_cast<double>(options_.grad_accum) *
+                        options_.data.batch_size * options_.data.seq_len;
+  m.tokens_per_second = seconds > 0 ? tokens / seconds : 0;
+  const PeakMemory peak = ReadPeakMemory(device);
+  m.peak_allocated_bytes = peak.allocated_bytes;
+  m.peak_reserved_bytes = peak.reserved_bytes;
+  m.lemo_layers = model_->lemo_stats();
+  return m;
+}
+
+absl::Status Trainer::Run(const TrainerCallbacks& callbacks) {
+  while (step_ < options_.steps) {
+    LEMO_ASSIGN_OR_RETURN(StepMetrics m, TrainOneStep(callbacks.cancel));
+    if (callbacks.on_step) callbacks.on_step(m);
+    const bool last = step_ == options_.steps;
+    const bool periodic =
+        options_.save_every > 0 && step_ % options_.save_every == 0;
+    if (last || periodic) {
+      LEMO_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint());
+      if (callbacks.on_checkpoint) callbacks.on_checkpoint(dir, step_);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lemo::engine

@@ -1,0 +1,126 @@
+// The train/ wing owns training: the loop below, the optimizer, the loss,
+// PEFT checkpoints with resume state, gradient checkpointing (recompute),
+// evaluation, calibration jobs and TrainingModel, which assembles the other
+// wings (model, LeMo, layer runner, loss) into what a step runs.
+//
+// The training loop: loads an HF model, wraps it with LoRA, and fine-tunes it
+// on packed samples, writing PEFT checkpoints with resume state. `lemo-train
+// finetune` and the worker agent both drive it; it knows nothing of the wire.
+//
+//   TrainerOptions options;
+//   options.model_dir = "/models/tiny";
+//   options.data.path = "corpus.jsonl";
+//   options.data.seq_len = 256;
+//   options.steps = 100;
+//   options.out_dir = "/tmp/run";
+//   LEMO_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options));
+//   LEMO_RETURN_IF_ERROR(trainer->Run(callbacks));
+#ifndef LEMO_WORKER_ENGINE_TRAIN_TRAINER_H_
+#define LEMO_WORKER_ENGINE_TRAIN_TRAINER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/data/dataset.h"
+#include "worker/engine/train/optimizer.h"
+#include "worker/engine/train/training_model.h"
+
+namespace lemo::engine {
+
+struct TrainerOptions {
+  // HF-format model directory (config.json + *.safetensors).
+  std::string model_dir;
+  // Data source, tokenizer, sequence length (tokens), batch size and shuffle
+  // seed.
+  DataOptions data;
+  // Device, base dtype, LoRA, gradient checkpointing, loss segmentation and
+  // LeMo.
+  TrainingModelOptions model;
+  // AdamW and its schedule; total_steps is set from `steps` when left at 0.
+  OptimizerOptions optimizer;
+  // Optimizer steps to reach (counting steps done before a resume).
+  int64_t steps = 0;
+  // Micro-batches whose gradients are summed into one optimizer step.
+  int64_t grad_accum = 1;
+  // Where checkpoint-<step>/ directories are written.
+  std::string out_dir;
+  // A checkpoint directory to resume from; empty starts fresh.
+  std::string resume_dir;
+  // Write a checkpoint every this many steps; 0 writes only the last.
+  int64_t save_every = 0;
+  // Seeds LoRA initialisation and dropout.
+  uint64_t seed = 0;
+  // LeMo predictor mode: measure each sparse layer's predictor recall against
+  // the oracle on every K-th step (model().lemo_stats() then holds it after
+  // that step); 0 = never, as it costs an oracle pass.
+  int64_t predictor_recall_every = 0;
+};
+
+// One optimizer step's numbers, as streamed to users.
+struct StepMetrics {
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;
+  double tokens_per_second = 0;
+  double step_time_seconds = 0;
+  // Device allocator peaks on CUDA; the process's peak RSS on CPU (then
+  // reserved == allocated).
+  int64_t peak_allocated_bytes = 0;
+  int64_t peak_reserved_bytes = 0;
+  // Per decoder layer, from the step's last micro-batch: kept tokens, saved
+  // bytes (when LemoOptions::measure_saved_bytes) and predictor recall (when a
+  // predictor ran).
+  std::vector<LemoLayerStats> lemo_layers;
+};
+
+struct TrainerCallbacks {
+  // After every optimizer step.
+  std::function<void(const StepMetrics&)> on_step;
+  // After a checkpoint directory is complete on disk.
+  std::function<void(const std::string& dir, int64_t step)> on_checkpoint;
+  // Polled between micro-batches; when it becomes true, Run returns CANCELLED.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainerOptions& options);
+
+  // Trains from the current step to options.steps.
+  absl::Status Run(const TrainerCallbacks& callbacks);
+
+  int64_t step() const { return step_; }
+  TrainingModel& model() { return *model_; }
+
+ private:
+  Trainer(TrainerOptions options, std::unique_ptr<TrainingModel> model,
+          std::unique_ptr<PackedDataset> data,
+          std::unique_ptr<AdapterOptimizer> optimizer)
+      : options_(std::move(options)),
+        model_(std::move(model)),
+        data_(std::move(data)),
+        optimizer_(std::move(optimizer)) {}
+
+  absl::Status Resume(const std::string& dir);
+  absl::StatusOr<std::string> SaveCheckpoint();
+  absl::StatusOr<StepMetrics> TrainOneStep(const std::atomic<bool>* cancel);
+
+  TrainerOptions options_;
+  std::unique_ptr<TrainingModel> model_;
+  std::unique_ptr<PackedDataset> data_;
+  std::unique_ptr<AdapterOptimizer> optimizer_;
+  int64_t step_ = 0;
+};
+
+}  // namespace lemo::engine
+
+#endif  // LEMO_WORKER_ENGINE_TRAIN_TRAINER_H_
