@@ -54,15 +54,6 @@ at::Tensor GatherBlocks(const at::Tensor& x, const at::Tensor& kept_blocks,
   return op.call(x, kept_blocks, block);
 }
 
-at::Tensor GatherBlocksRope(const at::Tensor& x, const at::Tensor& kept_blocks,
-                            const at::Tensor& cos, const at::Tensor& sin,
-                            int64_t block) {
-  static const auto op =
-      Op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                    const at::Tensor&, int64_t)>("lemo::gather_blocks_rope");
-  return op.call(x, kept_blocks, cos, sin, block);
-}
-
 at::Tensor ScatterAddBlocks(const at::Tensor& residual, const at::Tensor& y,
                             const at::Tensor& kept_blocks, int64_t block) {
   static const auto op =

@@ -61,13 +61,6 @@ at::Tensor KeptPositions(const at::Tensor& kept_blocks, int64_t n_tokens,
 at::Tensor GatherBlocks(const at::Tensor& x, const at::Tensor& kept_blocks,
                         int64_t block = kDefaultBlock);
 
-// lemo::gather_blocks_rope: gathers x [B, H, N, d] and applies RoPE (HF
-// rotate_half) at each kept token's original position, with cos/sin [B or 1, N,
-// d] for positions 0..N-1.
-at::Tensor GatherBlocksRope(const at::Tensor& x, const at::Tensor& kept_blocks,
-                            const at::Tensor& cos, const at::Tensor& sin,
-                            int64_t block = kDefaultBlock);
-
 // lemo::scatter_add_blocks: residual [B, N, D] (or [B, H, N, d]) with y [B, n,
 // D] added at the kept tokens; eliminated tokens pass through unchanged.
 at::Tensor ScatterAddBlocks(const at::Tensor& residual, const at::Tensor& y,

@@ -11,7 +11,7 @@
 // Counting (stated in the table's notes):
 //   - block scoring FLOPs: the causal half of QK^T, 2 * N * N * d * Hq / 2;
 //     bytes: q and k read once plus the nb^2 fp32 map;
-//   - gather / scatter / RoPE bytes: every element read once plus every
+//   - gather / scatter bytes: every element read once plus every
 //     element written once (the fewest any implementation must move).
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>
@@ -324,40 +324,6 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
       v.note.clear();
       rows.push_back(v);
     }
-  }
-  {
-    const torch::Tensor x = torch::randn({1, n, 32, 128}, bf16).transpose(1, 2);
-    const torch::Tensor cos = torch::randn({1, n, 128}, bf16);
-    const torch::Tensor sin = torch::randn({1, n, 128}, bf16);
-    Row r;
-    r.kernel = "gather_blocks_rope";
-    r.shape =
-        "q [1, 32, " + std::to_string(n) + ", 128] bf16 (transposed)" + keep;
-    std::vector<Row> fast;
-    for (int path : {1, 2}) {
-      SetKeptPath(path);
-      Row v = r;
-      v.kernel = "gather_blocks_rope LEMO_KEPT_PATH=" + std::to_string(path);
-      v.ms = MedianMs([&] { GatherBlocksRope(x, kept, cos, sin); }, 3, iters);
-      v.bytes = 2.0 * kn * 32 * 128 * 2 + 2.0 * kn * 128 * 2;
-      fast.push_back(v);
-    }
-    SetKeptPath(0);
-    r.ms = MedianMs([&] { GatherBlocksRope(x, kept, cos, sin); }, 3, iters);
-    r.bytes = 2.0 * kn * 32 * 128 * 2 + 2.0 * kn * 128 * 2;
-    r.ref_ms = MedianMs(
-        [&] {
-          const torch::Tensor xk = x.index_select(2, pos[0]);
-          const torch::Tensor c = cos.index_select(1, pos[0]).unsqueeze(1);
-          const torch::Tensor s = sin.index_select(1, pos[0]).unsqueeze(1);
-          const torch::Tensor rot =
-              torch::cat({-xk.narrow(-1, 64, 64), xk.narrow(-1, 0, 64)}, -1);
-          (void)(xk * c + rot * s);
-        },
-        3, iters);
-    r.note = "ref: index_select + HF apply_rotary_pos_emb";
-    rows.push_back(r);
-    for (const Row& v : fast) rows.push_back(v);
   }
   {
     const torch::Tensor res = torch::randn({1, n, 4096}, bf16);

@@ -1,5 +1,5 @@
-// Permutation-free block gather on the GPU (lemo::gather_blocks and the fused
-// gather + RoPE of lemo::gather_blocks_rope, LEMO.md section 4). Kept blocks
+// Permutation-free block gather on the GPU (lemo::gather_blocks, LEMO.md
+// section 4). Kept blocks
 // are contiguous 64-token runs in original order, so output token t of batch
 // row b reads input token kept[b][t / block] * block + t % block: a block copy,
 // 16 bytes per thread access when rows allow it. Torch-free;
@@ -8,16 +8,12 @@
 //   GatherBlocksParams g;  // src [B, H, N, W] strided, dst [B, H, n, W]
 //   g.src = x; g.dst = out; g.kept = kept; g.elem_bytes = 2; ...
 //   LaunchGatherBlocks(g, stream);
-//   GatherBlocksRopeParams r{g, DType::kBFloat16, cos, sin, 0, d};
-//   LaunchGatherBlocksRope(r, stream);  // out = rotate(x at original pos)
 #ifndef LEMO_KERNELS_CUDA_GATHER_BLOCKS_H_
 #define LEMO_KERNELS_CUDA_GATHER_BLOCKS_H_
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-
-#include "kernels/cuda/dtype.h"
 
 namespace lemo::kernels::cuda {
 
@@ -54,26 +50,8 @@ struct GatherBlocksParams {
   bool block_ctas = false;
 };
 
-struct GatherBlocksRopeParams {
-  // The gather; src/dst elements are `dtype`, width = head dim d (even).
-  GatherBlocksParams gather;
-  // Element type of x, the output and the tables.
-  DType dtype = DType::kBFloat16;
-  // cos / sin tables [B or 1, N, d] in `dtype`, d contiguous.
-  const void* cos = nullptr;
-  const void* sin = nullptr;
-  // Table strides over batch (0 when shared by the batch) and token, in
-  // elements.
-  int64_t table_stride_b = 0, table_stride_n = 0;
-};
-
 cudaError_t LaunchGatherBlocks(const GatherBlocksParams& p,
                                cudaStream_t stream);
-
-// out = x * cos + rotate_half(x) * sin at each kept token's original position,
-// rounded op by op to the dtype as ATen does (bit-equal to the reference).
-cudaError_t LaunchGatherBlocksRope(const GatherBlocksRopeParams& p,
-                                   cudaStream_t stream);
 
 }  // namespace lemo::kernels::cuda
 

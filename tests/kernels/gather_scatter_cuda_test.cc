@@ -1,4 +1,4 @@
-// GPU tests of lemo::gather_blocks, gather_blocks_rope and scatter_add_blocks:
+// GPU tests of lemo::gather_blocks and scatter_add_blocks:
 // the CUDA kernels against the CPU references on the same random inputs,
 // values and gradients (autograd redispatches to the CUDA kernels), on every
 // binding path (LEMO_KEPT_PATH 0, 1, 2). Skipped without a CUDA device. To add
@@ -35,15 +35,6 @@ const std::vector<Case> kCases = {
 
 const std::vector<torch::ScalarType> kGpuDtypes = {
     torch::kFloat32, torch::kBFloat16, torch::kFloat16};
-
-// HF-style tables for positions 0..n-1, [1, n, d] fp32.
-std::pair<torch::Tensor, torch::Tensor> CosSin(int64_t n, int64_t d) {
-  const torch::Tensor inv =
-      1.0 / torch::pow(10000.0, torch::arange(0, d, 2, torch::kFloat) / d);
-  const torch::Tensor ang = torch::outer(torch::arange(n, torch::kFloat), inv);
-  const torch::Tensor emb = torch::cat({ang, ang}, -1).unsqueeze(0);
-  return {emb.cos(), emb.sin()};
-}
 
 // Sets LEMO_KEPT_PATH (read by the bindings per call) for one scope.
 class ScopedKeptPath {
@@ -147,59 +138,6 @@ TEST(ScatterAddBlocksCuda, EqualsCpuValuesAndGradients) {
             {residual.cuda(), y.cuda(), kept.cuda()}, label);
       }
     }
-  }
-}
-
-TEST(GatherBlocksRopeCuda, EqualsCpuValuesAndGradients) {
-  LEMO_SKIP_WITHOUT_CUDA();
-  for (const char* path : kKeptPaths) {
-    const ScopedKeptPath scoped(path);
-    for (const Case& c : kCases) {
-      if (c.shape.size() != 4) continue;
-      for (torch::ScalarType dtype : kGpuDtypes) {
-        torch::manual_seed(c.k * 3 + c.shape[2]);
-        const torch::Tensor x = torch::randn(c.shape).to(dtype);
-        const torch::Tensor kept =
-            RandomKept(c.shape[0], Blocks(c), c.k, c.k + 2);
-        auto [cos, sin] = CosSin(c.shape[2], c.shape[3]);
-        const std::string label = Label(c, dtype) + " LEMO_KEPT_PATH=" + path;
-        // Each product and the sum rounded to the dtype, as ATen does op by
-        // op: equal within the dtype's tolerance (bit-equal in practice).
-        ExpectClose(GatherBlocksRope(x.cuda(), kept.cuda(), cos.cuda(),
-                                     sin.cuda(), c.block)
-                        .cpu(),
-                    GatherBlocksRope(x, kept, cos, sin, c.block), dtype, label);
-        const torch::Tensor cos_gpu = cos.cuda(), sin_gpu = sin.cuda();
-        ExpectGradsMatch(
-            [&](const std::vector<torch::Tensor>& in) {
-              return GatherBlocksRope(in[0], in[1], cos_gpu, sin_gpu, c.block);
-            },
-            [&](const std::vector<torch::Tensor>& in) {
-              return OnCpu(
-                  GatherBlocksRope(in[0].cpu(), in[1].cpu(), cos, sin, c.block),
-                  in[0]);
-            },
-            {x.cuda(), kept.cuda()}, label);
-      }
-    }
-  }
-}
-
-TEST(GatherBlocksRopeCuda, PerBatchTables) {
-  LEMO_SKIP_WITHOUT_CUDA();
-  torch::manual_seed(4);
-  const torch::Tensor x = torch::randn({2, 4, 192, 64}).to(torch::kBFloat16);
-  const torch::Tensor kept =
-      torch::tensor(std::vector<int64_t>{0, 2, 1, 2}).view({2, 2});
-  auto [cos, sin] = CosSin(192, 64);
-  const torch::Tensor cos2 = torch::cat({cos, cos * 0.5});
-  const torch::Tensor sin2 = torch::cat({sin, sin * 0.5});
-  for (const char* path : kKeptPaths) {
-    const ScopedKeptPath scoped(path);
-    ExpectClose(
-        GatherBlocksRope(x.cuda(), kept.cuda(), cos2.cuda(), sin2.cuda()).cpu(),
-        GatherBlocksRope(x, kept, cos2, sin2), torch::kBFloat16,
-        std::string("per-batch LEMO_KEPT_PATH=") + path);
   }
 }
 

@@ -1,7 +1,7 @@
-// Tests of lemo::kept_positions, gather_blocks, gather_blocks_rope and
-// scatter_add_blocks against naive per-row index_select / index_add references,
-// values and gradients. To add a case: append to kCases (ragged N and 4-D head
-// layouts welcome); see op_test_harness.h.
+// Tests of lemo::kept_positions, gather_blocks and scatter_add_blocks against
+// naive per-row index_select / index_add references, values and gradients. To
+// add a case: append to kCases (ragged N and 4-D head layouts welcome); see
+// op_test_harness.h.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -56,38 +56,6 @@ torch::Tensor NaiveScatterAdd(const torch::Tensor& residual,
         torch::zeros_like(residual[b]).index_add(tdim - 1, pos[b], y[b]));
   }
   return torch::stack(rows);
-}
-
-torch::Tensor RotateHalf(const torch::Tensor& x) {
-  const int64_t h = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
-}
-
-// HF apply_rotary_pos_emb on the gathered tokens with cos/sin rows at their
-// original positions.
-torch::Tensor NaiveGatherRope(const torch::Tensor& x, const torch::Tensor& kept,
-                              const torch::Tensor& cos,
-                              const torch::Tensor& sin, int64_t block) {
-  const torch::Tensor xk = NaiveGather(x, kept, block);
-  const torch::Tensor pos = NaivePositionsTensor(kept, x.size(2), block);
-  std::vector<torch::Tensor> c, s;
-  for (int64_t b = 0; b < x.size(0); ++b) {
-    const int64_t cb = cos.size(0) == 1 ? 0 : b;
-    c.push_back(cos[cb].index_select(0, pos[b]).to(x.scalar_type()));
-    s.push_back(sin[cb].index_select(0, pos[b]).to(x.scalar_type()));
-  }
-  const torch::Tensor ck = torch::stack(c).unsqueeze(1);
-  const torch::Tensor sk = torch::stack(s).unsqueeze(1);
-  return xk * ck + RotateHalf(xk) * sk;
-}
-
-// HF-style tables for positions 0..n-1, [1, n, d] fp32.
-std::pair<torch::Tensor, torch::Tensor> CosSin(int64_t n, int64_t d) {
-  const torch::Tensor inv =
-      1.0 / torch::pow(10000.0, torch::arange(0, d, 2, torch::kFloat) / d);
-  const torch::Tensor ang = torch::outer(torch::arange(n, torch::kFloat), inv);
-  const torch::Tensor emb = torch::cat({ang, ang}, -1).unsqueeze(0);
-  return {emb.cos(), emb.sin()};
 }
 
 using Case = testing::KeptCase;
@@ -190,55 +158,6 @@ TEST(ScatterAddBlocks, RejectsMismatchedShapes) {
       ScatterAddBlocks(torch::zeros({1, 128, 4}),
                        torch::zeros({1, 128, 4}, torch::kDouble), kept, 64),
       c10::Error);
-}
-
-TEST(GatherBlocksRope, MatchesNaiveValuesAndGradients) {
-  for (const Case& c : kCases) {
-    if (c.shape.size() != 4) continue;
-    for (torch::ScalarType dtype : testing::kDtypes) {
-      torch::manual_seed(c.k * 3 + c.shape[2]);
-      const torch::Tensor x = torch::randn(c.shape).to(dtype);
-      const torch::Tensor kept =
-          RandomKept(c.shape[0], Blocks(c), c.k, c.k + 2);
-      auto [cos, sin] = CosSin(c.shape[2], c.shape[3]);
-      ExpectGradsMatch(
-          [&](const std::vector<torch::Tensor>& in) {
-            return GatherBlocksRope(in[0], in[1], cos, sin, c.block);
-          },
-          [&](const std::vector<torch::Tensor>& in) {
-            return NaiveGatherRope(in[0], in[1], cos, sin, c.block);
-          },
-          {x, kept}, Label(c, dtype));
-    }
-  }
-}
-
-TEST(GatherBlocksRope, PerBatchTablesAndOriginalPositions) {
-  // Per-row tables, and a kept block rotated at its original position (not its
-  // compacted one).
-  torch::manual_seed(4);
-  const torch::Tensor x = torch::randn({2, 2, 192, 8}, torch::kDouble);
-  const torch::Tensor kept = Ids({0, 2, 0, 2}).view({2, 2});
-  auto [cos, sin] = CosSin(192, 8);
-  const torch::Tensor cos2 = torch::cat({cos, cos * 0.5}).to(torch::kDouble);
-  const torch::Tensor sin2 = torch::cat({sin, sin * 0.5}).to(torch::kDouble);
-  const torch::Tensor got = GatherBlocksRope(x, kept, cos2, sin2, 64);
-  ExpectClose(got, NaiveGatherRope(x, kept, cos2, sin2, 64), torch::kFloat64,
-              "per-batch");
-  // Token 64 of the output is original position 128.
-  const torch::Tensor t = x.narrow(2, 128, 1);
-  const torch::Tensor want = t * cos2[0][128] + RotateHalf(t) * sin2[0][128];
-  ExpectClose(got.narrow(0, 0, 1).narrow(2, 64, 1), want.narrow(0, 0, 1),
-              torch::kFloat64, "original position");
-}
-
-TEST(GatherBlocksRope, RejectsBadTables) {
-  const torch::Tensor x = torch::randn({1, 2, 128, 8});
-  const torch::Tensor kept = Ids({0, 1}).view({1, 2});
-  auto [cos, sin] = CosSin(100, 8);
-  EXPECT_THROW(GatherBlocksRope(x, kept, cos, sin, 64), c10::Error);
-  EXPECT_THROW(GatherBlocksRope(torch::randn({1, 128, 8}), kept, cos, sin, 64),
-               c10::Error);
 }
 
 TEST(GatherScatter, RoundTripRestoresKeptTokens) {

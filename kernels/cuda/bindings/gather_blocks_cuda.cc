@@ -1,7 +1,7 @@
-// CUDA kernels of lemo::gather_blocks and lemo::gather_blocks_rope: the same
-// checks as the references (kept_blocks validated by BlockTokenIndex), then
-// cuda::GatherBlocksParams on the current stream. Autograd is the ops'
-// Autograd kernels, which redispatch here below autograd.
+// CUDA kernel of lemo::gather_blocks: the same checks as the reference
+// (kept_blocks validated by BlockTokenIndex), then cuda::GatherBlocksParams on
+// the current stream. Autograd is the ops' Autograd kernels, which redispatch
+// here below autograd.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -12,7 +12,6 @@
 #include "kernels/cuda/bindings/kept_check_cuda.h"
 #include "kernels/cuda/gather_blocks.h"
 #include "kernels/ops/gather_blocks.h"
-#include "kernels/ops/gather_blocks_rope.h"
 #include "kernels/ops/kept_positions.h"
 
 namespace lemo::kernels {
@@ -77,62 +76,10 @@ at::Tensor GatherBlocksCuda(const at::Tensor& x_in, const at::Tensor& kept_in,
   return out;
 }
 
-at::Tensor GatherBlocksRopeCuda(const at::Tensor& x_in,
-                                const at::Tensor& kept_in,
-                                const at::Tensor& cos_in,
-                                const at::Tensor& sin_in, int64_t block) {
-  const char* what = "gather_blocks_rope";
-  TORCH_CHECK_VALUE(x_in.dim() == 4, what, ": x must be [B, H, N, d], got ",
-                    x_in.sizes());
-  const int64_t batch = x_in.size(0), n = x_in.size(2), d = x_in.size(3);
-  TORCH_CHECK_VALUE(d % 2 == 0, what, ": head dim must be even, got ", d);
-  for (const at::Tensor* t : {&cos_in, &sin_in}) {
-    TORCH_CHECK_VALUE(t->dim() == 3 &&
-                          (t->size(0) == 1 || t->size(0) == batch) &&
-                          t->size(1) == n && t->size(2) == d,
-                      what, ": cos/sin must be [1 or ", batch, ", ", n, ", ", d,
-                      "], got ", t->sizes());
-    TORCH_CHECK_VALUE(t->device() == x_in.device(), what, ": cos/sin on ",
-                      t->device(), " but x on ", x_in.device());
-  }
-  const int path = KeptPathFromEnv();
-  std::vector<int64_t> sizes;
-  if (path >= 1 && SupportedDType(x_in.scalar_type()) && KernelTakes(x_in)) {
-    sizes = GatheredSizes(x_in, KeptTokensCuda(x_in, kept_in, block, what));
-  } else {
-    const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
-    if (!SupportedDType(x_in.scalar_type()) || !KernelTakes(x_in)) {
-      return GatherBlocksRopeCpu(x_in, kept_in, cos_in, sin_in, block);
-    }
-    sizes = index.sizes().vec();
-  }
-  const c10::cuda::CUDAGuard guard(x_in.device());
-  const at::Tensor x = RowsContiguous(x_in);
-  const at::Tensor kept = kept_in.contiguous();
-  // The reference casts the tables to x's dtype first; so does this.
-  const at::Tensor cos = RowsContiguous(cos_in.to(x.scalar_type()));
-  const at::Tensor sin = RowsContiguous(sin_in.to(x.scalar_type()));
-  TORCH_CHECK_VALUE(cos.strides() == sin.strides(), what,
-                    ": cos and sin must share a layout, got strides ",
-                    cos.strides(), " and ", sin.strides());
-  at::Tensor out = at::empty(sizes, x.options());
-  cuda::GatherBlocksRopeParams p;
-  p.gather = Params(x, kept, out, block);
-  p.gather.block_ctas = path == 2;
-  p.dtype = ToDType(x.scalar_type());
-  p.cos = cos.data_ptr();
-  p.sin = sin.data_ptr();
-  p.table_stride_b = cos.size(0) == 1 ? 0 : cos.stride(0);
-  p.table_stride_n = cos.stride(1);
-  CheckLaunch(cuda::LaunchGatherBlocksRope(p, CurrentStream()), what, x);
-  return out;
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lemo, CUDA, m) {
   m.impl("gather_blocks", TORCH_FN(GatherBlocksCuda));
-  m.impl("gather_blocks_rope", TORCH_FN(GatherBlocksRopeCuda));
 }
 
 }  // namespace lemo::kernels
