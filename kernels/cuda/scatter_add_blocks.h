@@ -56,8 +56,9 @@ struct ScatterAddBlocksParams {
   int64_t y_stride_b = 0, y_stride_h = 0, y_stride_n = 0;
   // Launch shape: false = one thread per vector, each finding its block's
   // slot by a binary search; true = each CTA covers a run of rows of one
-  // block, finds the slot once and keeps 4 vectors in flight per thread
-  // (LEMO_KEPT_PATH=2).
+  // block, finds the slot once and keeps 4 vectors in flight per thread. The
+  // op uses false; true (KeptPath::kBlockCtas in tests and lemo-kernel-bench)
+  // was no faster end to end on the H100.
   bool block_ctas = false;
 };
 

@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -132,22 +131,12 @@ void ExpectVariantEqualsCpu(int32_t variant) {
   }
 }
 
-// The op with LEMO_BLOCK_SCORES_VARIANT=`variant` (read per call).
-void ExpectOpWithVariantEnvEqualsCpu(const char* variant) {
-  const Case c{1, 8, 2, 1000, 128};
-  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
-  setenv("LEMO_BLOCK_SCORES_VARIANT", variant, /*overwrite=*/1);
-  const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
-  unsetenv("LEMO_BLOCK_SCORES_VARIANT");
-  ExpectClose(
-      got, BlockScoresCpu(q, k, 64), torch::kBFloat16,
-      Label(c, torch::kBFloat16) + " LEMO_BLOCK_SCORES_VARIANT=" + variant);
-}
 #endif
 
 TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
-  // The op runs the default variant (wgmma on sm_90); this calls the launcher
-  // with the mma.sync one (lemo-kernel-bench times them side by side).
+  // The op runs the default variant (the cluster kernel on sm_90); this calls
+  // the launcher with the mma.sync one (lemo-kernel-bench times them side by
+  // side).
   LEMO_SKIP_WITHOUT_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresSquare);
@@ -162,7 +151,6 @@ TEST(BlockScoresCuda, WgmmaVariantEqualsCpu) {
   LEMO_SKIP_WITHOUT_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresWgmma);
-  ExpectOpWithVariantEnvEqualsCpu("3");
 #else
   GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
 #endif
@@ -170,34 +158,39 @@ TEST(BlockScoresCuda, WgmmaVariantEqualsCpu) {
 
 TEST(BlockScoresCuda, WgmmaClusterVariantEqualsCpu) {
   // The 2-CTA cluster kernel (TMA multicast, mbarriers, ping-pong), in both
-  // schedules: named
-  // Wgmma* so that it runs in the wgmma test's own process.
+  // schedules: named Wgmma* so that it runs in the wgmma test's own process.
   LEMO_SKIP_WITHOUT_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresCluster);
-  ExpectOpWithVariantEnvEqualsCpu("4");
   ExpectVariantEqualsCpu(cuda::kBlockScoresClusterRowOrder);
-  ExpectOpWithVariantEnvEqualsCpu("5");
 #else
   GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
-TEST(BlockScoresCuda, VariantFromTheEnvironmentEqualsCpu) {
-  // LEMO_BLOCK_SCORES_VARIANT (read by the binding per call) reaches the
-  // mma.sync kernel through the op (3, wgmma: WgmmaVariantEqualsCpu).
+TEST(BlockScoresCuda, LauncherRejectsUnknownVariants) {
+  // The variant is the launcher's argument only (the op always asks for
+  // kBlockScoresAuto): a retired one (2, the 256x128 mma.sync CTA) or an
+  // unknown one is an error, before anything is launched or written.
   LEMO_SKIP_WITHOUT_CUDA();
+#ifdef LEMO_WITH_CUDA
   const Case c{1, 8, 2, 1000, 128};
-  auto [q, k] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
-  const torch::Tensor want = BlockScoresCpu(q, k, 64);
-  // "2" (a retired variant) and anything unknown take the default.
-  for (const char* variant : {"1", "2"}) {
-    setenv("LEMO_BLOCK_SCORES_VARIANT", variant, /*overwrite=*/1);
-    const torch::Tensor got = BlockScores(q.cuda(), k.cuda(), 64).cpu();
-    unsetenv("LEMO_BLOCK_SCORES_VARIANT");
-    ExpectClose(got, want, torch::kBFloat16,
-                Label(c, torch::kBFloat16) + " variant " + variant);
+  auto [q_cpu, k_cpu] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
+  const torch::Tensor q = q_cpu.cuda(), k = k_cpu.cuda();
+  torch::Tensor out =
+      torch::full({1, 16, 16}, -1.0f, q.options().dtype(torch::kFloat));
+  for (int32_t variant : {2, 6, -1}) {
+    const cuda::BlockScoresParams p = BlockScoresParamsFor(q, k, out, variant);
+    EXPECT_EQ(
+        cuda::LaunchBlockScores(p, at::cuda::getCurrentCUDAStream().stream()),
+        cudaErrorInvalidValue)
+        << "variant " << variant;
   }
+  EXPECT_TRUE(torch::equal(out.cpu(), torch::full({1, 16, 16}, -1.0f)))
+      << "a rejected launch wrote the map";
+#else
+  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+#endif
 }
 
 TEST(BlockScoresCuda, OtherBlockSizesAndFp64UseTheReference) {

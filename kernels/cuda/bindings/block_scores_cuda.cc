@@ -1,6 +1,8 @@
 // CUDA kernel of lemo::block_scores: checks the inputs, fills
-// cuda::BlockScoresParams and launches on the current stream. Blocks other
-// than 64 and fp64 inputs take the device-generic ATen reference.
+// cuda::BlockScoresParams and launches the launcher's default variant
+// (kBlockScoresAuto: the cluster kernel on sm_90) on the current stream; the
+// other variants are reached by calling the launcher (tests, bench). Blocks
+// other than 64 and fp64 inputs take the device-generic ATen reference.
 #include "kernels/cuda/bindings/block_scores_cuda.h"
 
 #include <ATen/ATen.h>
@@ -8,7 +10,6 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <cstdlib>
 
 #include "kernels/cuda/bindings/binding_utils.h"
 #include "kernels/cuda/block_scores.h"
@@ -42,22 +43,6 @@ cuda::BlockScoresParams BlockScoresParamsFor(const at::Tensor& q,
 
 namespace {
 
-// LEMO_BLOCK_SCORES_VARIANT=1 (mma.sync, 128x128 CTAs), 3 (wgmma, 128x256) or
-// 4 (wgmma in 2-CTA clusters; 5: in row-pair order) picks a tensor-core kernel
-// without a rebuild, for timing end-to-end runs; unset or anything else: the
-// launcher's default.
-int32_t VariantFromEnv() {
-  const char* v = std::getenv("LEMO_BLOCK_SCORES_VARIANT");
-  if (v == nullptr) return cuda::kBlockScoresAuto;
-  const int parsed = std::atoi(v);
-  return parsed == cuda::kBlockScoresSquare ||
-                 parsed == cuda::kBlockScoresWgmma ||
-                 parsed == cuda::kBlockScoresCluster ||
-                 parsed == cuda::kBlockScoresClusterRowOrder
-             ? parsed
-             : cuda::kBlockScoresAuto;
-}
-
 at::Tensor BlockScoresCuda(const at::Tensor& q_in, const at::Tensor& k_in,
                            int64_t block) {
   CheckBlockScoresInputs(q_in, k_in, block);
@@ -76,7 +61,7 @@ at::Tensor BlockScoresCuda(const at::Tensor& q_in, const at::Tensor& k_in,
   const int64_t nb = (n + block - 1) / block;
   at::Tensor out = at::empty({batch, nb, nb}, q.options().dtype(at::kFloat));
   const cuda::BlockScoresParams p =
-      BlockScoresParamsFor(q, k, out, VariantFromEnv());
+      BlockScoresParamsFor(q, k, out, cuda::kBlockScoresAuto);
   CheckLaunch(cuda::LaunchBlockScores(p, CurrentStream()), "block_scores", q);
   return out;
 }

@@ -1,6 +1,7 @@
 // The CUDA block scoring kernel's params from tensors, shared by the op's
-// binding (block_scores_cuda.cc), its GPU tests and lemo-kernel-bench, which
-// launch the kernel variants directly. Only built with LEMO_ENABLE_CUDA.
+// binding (block_scores_cuda.cc, which always asks for kBlockScoresAuto), its
+// GPU tests and lemo-kernel-bench, which launch each variant directly. Only
+// built with LEMO_ENABLE_CUDA.
 //
 //   at::Tensor out = at::empty({B, nb, nb}, q.options().dtype(at::kFloat));
 //   cuda::BlockScoresParams p = BlockScoresParamsFor(q, k, out, variant);

@@ -1,7 +1,10 @@
 // CUDA kernel of lemo::gather_blocks: the same checks as the reference
-// (kept_blocks validated by BlockTokenIndex), then cuda::GatherBlocksParams on
-// the current stream. Autograd is the ops' Autograd kernels, which redispatch
-// here below autograd.
+// (kept_blocks validated by KeptTokensCuda, or BlockTokenIndex on
+// KeptPath::kReferenceChecks), then cuda::GatherBlocksParams on the current
+// stream. Autograd is the op's Autograd kernel, which redispatches here below
+// autograd.
+#include "kernels/cuda/bindings/gather_blocks_cuda.h"
+
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -15,12 +18,11 @@
 #include "kernels/ops/kept_positions.h"
 
 namespace lemo::kernels {
-namespace {
 
-// Params of a gather of `x` ([B, N, D] or [B, H, N, d], last dim contiguous)
-// into `out` ([B, (H,) n, W] contiguous).
-cuda::GatherBlocksParams Params(const at::Tensor& x, const at::Tensor& kept,
-                                const at::Tensor& out, int64_t block) {
+cuda::GatherBlocksParams GatherBlocksParamsFor(const at::Tensor& x,
+                                               const at::Tensor& kept,
+                                               const at::Tensor& out,
+                                               int64_t block) {
   const bool four = x.dim() == 4;
   cuda::GatherBlocksParams p;
   p.src = x.data_ptr();
@@ -40,13 +42,7 @@ cuda::GatherBlocksParams Params(const at::Tensor& x, const at::Tensor& kept,
   return p;
 }
 
-// The output sizes of gathering `x` (rank 3 or 4): x's, with `kept_tokens`
-// on the token dim.
-std::vector<int64_t> GatheredSizes(const at::Tensor& x, int64_t kept_tokens) {
-  std::vector<int64_t> sizes = x.sizes().vec();
-  sizes[x.dim() - 2] = kept_tokens;
-  return sizes;
-}
+namespace {
 
 // Whether the CUDA kernels take `x` (else the reference runs on the device).
 bool KernelTakes(const at::Tensor& x) {
@@ -54,13 +50,15 @@ bool KernelTakes(const at::Tensor& x) {
          x.size(0) <= 65535 && (x.dim() != 4 || x.size(1) <= 65535);
 }
 
+}  // namespace
+
 at::Tensor GatherBlocksCuda(const at::Tensor& x_in, const at::Tensor& kept_in,
-                            int64_t block) {
+                            int64_t block, KeptPath path) {
   const char* what = "gather_blocks";
-  const int path = KeptPathFromEnv();
   std::vector<int64_t> sizes;
-  if (path >= 1 && KernelTakes(x_in)) {
-    sizes = GatheredSizes(x_in, KeptTokensCuda(x_in, kept_in, block, what));
+  if (path != KeptPath::kReferenceChecks && KernelTakes(x_in)) {
+    sizes = x_in.sizes().vec();
+    sizes[x_in.dim() - 2] = KeptTokensCuda(x_in, kept_in, block, what);
   } else {
     const at::Tensor index = BlockTokenIndex(x_in, kept_in, block, what);
     if (!KernelTakes(x_in)) return GatherBlocksCpu(x_in, kept_in, block);
@@ -70,16 +68,23 @@ at::Tensor GatherBlocksCuda(const at::Tensor& x_in, const at::Tensor& kept_in,
   const at::Tensor x = RowsContiguous(x_in);
   const at::Tensor kept = kept_in.contiguous();
   at::Tensor out = at::empty(sizes, x.options());
-  cuda::GatherBlocksParams p = Params(x, kept, out, block);
-  p.block_ctas = path == 2;
+  cuda::GatherBlocksParams p = GatherBlocksParamsFor(x, kept, out, block);
+  p.block_ctas = path == KeptPath::kBlockCtas;
   CheckLaunch(cuda::LaunchGatherBlocks(p, CurrentStream()), what, x);
   return out;
+}
+
+namespace {
+
+at::Tensor GatherBlocksOp(const at::Tensor& x, const at::Tensor& kept_blocks,
+                          int64_t block) {
+  return GatherBlocksCuda(x, kept_blocks, block, kDefaultKeptPath);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lemo, CUDA, m) {
-  m.impl("gather_blocks", TORCH_FN(GatherBlocksCuda));
+  m.impl("gather_blocks", TORCH_FN(GatherBlocksOp));
 }
 
 }  // namespace lemo::kernels

@@ -2,20 +2,11 @@
 
 #include <c10/cuda/CUDAGuard.h>
 
-#include <cstdlib>
-
 #include "kernels/cuda/bindings/binding_utils.h"
 #include "kernels/cuda/kept_facts.h"
 #include "kernels/ops/kept_positions.h"
 
 namespace lemo::kernels {
-
-int KeptPathFromEnv() {
-  const char* v = std::getenv("LEMO_KEPT_PATH");
-  if (v == nullptr) return 1;
-  const int parsed = std::atoi(v);
-  return parsed == 0 || parsed == 2 ? parsed : 1;
-}
 
 int64_t KeptTokensCuda(const at::Tensor& full, const at::Tensor& kept_blocks,
                        int64_t block, const char* what) {

@@ -1,6 +1,8 @@
 // CUDA kernel of lemo::scatter_add_blocks: the reference's checks, then one
 // fused pass (residual copy + add at the kept tokens) through
 // cuda::ScatterAddBlocksParams on the current stream.
+#include "kernels/cuda/bindings/scatter_add_blocks_cuda.h"
+
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -14,13 +16,38 @@
 #include "kernels/ops/scatter_add_blocks.h"
 
 namespace lemo::kernels {
-namespace {
+
+cuda::ScatterAddBlocksParams ScatterAddBlocksParamsFor(
+    const at::Tensor& residual, const at::Tensor& y, const at::Tensor& kept,
+    const at::Tensor& out, int64_t block) {
+  const bool four = residual.dim() == 4;
+  cuda::ScatterAddBlocksParams p;
+  p.residual = residual.data_ptr();
+  p.y = y.data_ptr();
+  p.out = out.data_ptr();
+  p.kept = kept.data_ptr<int64_t>();
+  p.dtype = ToDType(residual.scalar_type());
+  p.batch = residual.size(0);
+  p.heads = four ? residual.size(1) : 1;
+  p.n_tokens = residual.size(-2);
+  p.kept_tokens = y.size(-2);
+  p.width = residual.size(-1);
+  p.kept_count = kept.size(1);
+  p.block = block;
+  p.res_stride_b = residual.stride(0);
+  p.res_stride_h = four ? residual.stride(1) : 0;
+  p.res_stride_n = residual.stride(-2);
+  p.y_stride_b = y.stride(0);
+  p.y_stride_h = four ? y.stride(1) : 0;
+  p.y_stride_n = y.stride(-2);
+  return p;
+}
 
 at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
                                 const at::Tensor& y_in,
-                                const at::Tensor& kept_in, int64_t block) {
+                                const at::Tensor& kept_in, int64_t block,
+                                KeptPath path) {
   const char* what = "scatter_add_blocks";
-  const int path = KeptPathFromEnv();
   const bool four = residual_in.dim() == 4;
   // The kernel takes it: supported dtype, non-empty, grid limits (rank is
   // checked next, by either path).
@@ -29,7 +56,8 @@ at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
                             residual_in.size(0) <= 65535 &&
                             (!four || residual_in.size(1) <= 65535);
   std::vector<int64_t> sizes;
-  if (path >= 1 && kernel_takes && residual_in.dim() <= 4) {
+  if (path != KeptPath::kReferenceChecks && kernel_takes &&
+      residual_in.dim() <= 4) {
     sizes = residual_in.sizes().vec();
     sizes[residual_in.dim() - 2] =
         KeptTokensCuda(residual_in, kept_in, block, what);
@@ -54,35 +82,26 @@ at::Tensor ScatterAddBlocksCuda(const at::Tensor& residual_in,
   const at::Tensor y = RowsContiguous(y_in);
   const at::Tensor kept = kept_in.contiguous();
   at::Tensor out = at::empty(residual.sizes(), residual.options());
-  cuda::ScatterAddBlocksParams p;
-  p.residual = residual.data_ptr();
-  p.y = y.data_ptr();
-  p.out = out.data_ptr();
-  p.kept = kept.data_ptr<int64_t>();
-  p.dtype = ToDType(residual.scalar_type());
-  p.batch = residual.size(0);
-  p.heads = four ? residual.size(1) : 1;
-  p.n_tokens = residual.size(-2);
-  p.kept_tokens = y.size(-2);
-  p.width = residual.size(-1);
-  p.kept_count = kept.size(1);
-  p.block = block;
-  p.res_stride_b = residual.stride(0);
-  p.res_stride_h = four ? residual.stride(1) : 0;
-  p.res_stride_n = residual.stride(-2);
-  p.y_stride_b = y.stride(0);
-  p.y_stride_h = four ? y.stride(1) : 0;
-  p.y_stride_n = y.stride(-2);
-  p.block_ctas = path == 2;
+  cuda::ScatterAddBlocksParams p =
+      ScatterAddBlocksParamsFor(residual, y, kept, out, block);
+  p.block_ctas = path == KeptPath::kBlockCtas;
   CheckLaunch(cuda::LaunchScatterAddBlocks(p, CurrentStream()),
               "scatter_add_blocks", residual);
   return out;
 }
 
+namespace {
+
+at::Tensor ScatterAddBlocksOp(const at::Tensor& residual, const at::Tensor& y,
+                              const at::Tensor& kept_blocks, int64_t block) {
+  return ScatterAddBlocksCuda(residual, y, kept_blocks, block,
+                              kDefaultKeptPath);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lemo, CUDA, m) {
-  m.impl("scatter_add_blocks", TORCH_FN(ScatterAddBlocksCuda));
+  m.impl("scatter_add_blocks", TORCH_FN(ScatterAddBlocksOp));
 }
 
 }  // namespace lemo::kernels
