@@ -28,13 +28,13 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/bindings/block_scores_cuda.h"
-#include "kernels/cuda/bindings/gather_blocks_cuda.h"
-#include "kernels/cuda/bindings/kept_check_cuda.h"
-#include "kernels/cuda/bindings/scatter_add_blocks_cuda.h"
-#include "kernels/cuda/block_scores.h"
-#include "kernels/cuda/gather_blocks.h"
-#include "kernels/cuda/scatter_add_blocks.h"
+#include "kernels/block_scores/block_scores_cuda.h"
+#include "kernels/gather_blocks/gather_blocks_cuda.h"
+#include "kernels/kept_positions/kept_check_cuda.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_cuda.h"
+#include "kernels/block_scores/block_scores_kernel.h"
+#include "kernels/gather_blocks/gather_blocks_kernel.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_kernel.h"
 #include "kernels/lemo_ops.h"
 
 namespace lemo::kernels {

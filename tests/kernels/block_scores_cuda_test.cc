@@ -10,14 +10,14 @@
 #include <vector>
 
 #include "kernels/lemo_ops.h"
-#include "kernels/ops/block_scores.h"
+#include "kernels/block_scores/block_scores.h"
 #include "tests/kernels/op_test_harness.h"
 
 #ifdef LEMO_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
-#include "kernels/cuda/bindings/block_scores_cuda.h"
-#include "kernels/cuda/block_scores.h"
+#include "kernels/block_scores/block_scores_cuda.h"
+#include "kernels/block_scores/block_scores_kernel.h"
 #endif
 
 namespace lemo::kernels {

@@ -1,7 +1,7 @@
 // Tests of lemo::block_scores and lemo::block_column_scores against the naive N
 // x N reference. To add a case: append to kCases (ragged N, GQA layouts
 // welcome); see op_test_harness.h.
-#include "kernels/ops/block_scores.h"
+#include "kernels/block_scores/block_scores.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -15,9 +15,9 @@
 #include "tests/kernels/op_test_harness.h"
 
 #ifdef LEMO_WITH_CUDA
-#include "kernels/cuda/bindings/gather_blocks_cuda.h"
-#include "kernels/cuda/bindings/kept_check_cuda.h"
-#include "kernels/cuda/bindings/scatter_add_blocks_cuda.h"
+#include "kernels/gather_blocks/gather_blocks_cuda.h"
+#include "kernels/kept_positions/kept_check_cuda.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_cuda.h"
 #endif
 
 namespace lemo::kernels {

@@ -1,7 +1,7 @@
 // Tests of lemo::select_blocks: a naive per-row selection on random scores, and
 // the rule's edge cases. To add a case: call SelectBlocks with options and
 // compare to NaiveSelect or to literal expected indices.
-#include "kernels/ops/select_blocks.h"
+#include "kernels/select_blocks/select_blocks.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
