@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/lemo_ops.h"
+#include "kernels/cross_entropy_chunk/cross_entropy_chunk.h"
 #include "tests/kernels/op_test_harness.h"
 
 namespace lemo::kernels {

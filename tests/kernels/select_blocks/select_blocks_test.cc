@@ -12,8 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/lemo_ops.h"
-
 namespace lemo::kernels {
 namespace {
 

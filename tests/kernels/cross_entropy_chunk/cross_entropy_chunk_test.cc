@@ -2,13 +2,14 @@
 // the naive -log_softmax[label] sum, values and gradients. To add a case:
 // append to kCases (ignored rows and odd vocab sizes welcome); see
 // op_test_harness.h.
+#include "kernels/cross_entropy_chunk/cross_entropy_chunk.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <string>
 #include <vector>
 
-#include "kernels/lemo_ops.h"
 #include "tests/kernels/op_test_harness.h"
 
 namespace lemo::kernels {

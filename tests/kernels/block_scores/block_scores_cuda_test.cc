@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/lemo_ops.h"
 #include "kernels/block_scores/block_scores.h"
+#include "kernels/select_blocks/select_blocks.h"
 #include "tests/kernels/op_test_harness.h"
 
 #ifdef LEMO_WITH_CUDA

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/allocation_tracker.h"
-#include "kernels/lemo_ops.h"
+#include "kernels/select_blocks/select_blocks.h"
 #include "tests/kernels/op_test_harness.h"
 
 namespace lemo::kernels {
