@@ -19,7 +19,7 @@ cmake -S . -B build-gpu -G Ninja -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
 start=$(date +%s)
 cmake --build build-gpu -j 16 --target lemo_kernels_cuda >"$OUT/build_cuda.log" 2>&1 ||
   { grep -m10 -B2 -A5 error "$OUT/build_cuda.log"; exit 1; }
-echo "nvcc build of kernels/cuda: $(( $(date +%s) - start )) s (16 jobs)"
+echo "nvcc build of lemo_kernels_cuda (kernels/*/*.cu): $(( $(date +%s) - start )) s (16 jobs)"
 PREP_TARGETS=
 [ "${LEMO_KERNEL_PREP_SUITE:-0}" = 1 ] && PREP_TARGETS=lemo-train
 # The engine test (many LibTorch translation units) is built last, so a short device call still

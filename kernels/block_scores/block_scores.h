@@ -1,8 +1,8 @@
 // lemo::block_scores and lemo::block_column_scores: LeMo's oracle block map
 // (LEMO.md section 1), and its C++ entries.
 //
-//   at::Tensor m = lemo::kernels::BlockScores(q, k);  // q [B,Hq,N,d], k
-//                                                      // [B,Hkv,N,d]
+//   // q [B, Hq, N, d], k [B, Hkv, N, d], pre-RoPE:
+//   at::Tensor m = lemo::kernels::BlockScores(q, k);      // [B, nb, nb] fp32
 //   at::Tensor s = lemo::kernels::BlockColumnScores(m);  // [B, nb]
 //
 // M[b, i, j] = max over the 64x64 tile (i, j) of A = sum_h ReLU(q_h k_h^T /

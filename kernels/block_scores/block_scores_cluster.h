@@ -1,7 +1,7 @@
 // The Hopper 2-CTA-cluster block-scoring kernel (BlockScoresVariant
 // kBlockScoresCluster): wgmma as in block_scores_wgmma.h, with Q and K loaded
 // by TMA, K multicast to both CTAs of a cluster, and ping-ponged warpgroups.
-// Its own translation unit because it needs sm_90a; block_scores.cu's
+// Its own translation unit because it needs sm_90a; block_scores_kernel.cu's
 // LaunchBlockScores dispatches to it.
 //
 //   BlockScoresParams p;  // bf16 or fp16, d = 64 or 128, 16-byte aligned

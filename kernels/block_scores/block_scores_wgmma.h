@@ -1,6 +1,6 @@
 // The Hopper warpgroup-MMA block-scoring kernel (BlockScoresVariant
 // kBlockScoresWgmma), in its own translation unit because it needs sm_90a
-// (wgmma); block_scores.cu's LaunchBlockScores dispatches to it.
+// (wgmma); block_scores_kernel.cu's LaunchBlockScores dispatches to it.
 //
 //   BlockScoresParams p;  // bf16 or fp16, d = 64 or 128, 16-byte aligned
 //   p.variant = kBlockScoresWgmma;

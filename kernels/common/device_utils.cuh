@@ -1,6 +1,12 @@
 // Device helpers shared by the LeMo CUDA kernels: element conversion, 16-byte
-// vectors, and the sm_80+ PTX wrappers (cp.async, ldmatrix, mma.sync) the
+// vectors, warp reductions, the block-CTA row split of the gather/scatter
+// kernels, and the sm_80+ PTX wrappers (cp.async, ldmatrix, mma.sync) the
 // tensor-core block scoring uses. Device-only; include from .cu files.
+//
+//   using V = Vec<__nv_bfloat16, 8>;  // one 16-byte access
+//   const V v = *reinterpret_cast<const V*>(row + j);
+//   float m = ToFloat(v.v[0]);
+//   m = WarpMax(m);
 #ifndef LEMO_KERNELS_COMMON_DEVICE_UTILS_CUH_
 #define LEMO_KERNELS_COMMON_DEVICE_UTILS_CUH_
 

@@ -1,8 +1,8 @@
 // Permutation-free block gather on the GPU (lemo::gather_blocks, LEMO.md
-// section 4). Kept blocks
-// are contiguous 64-token runs in original order, so output token t of batch
-// row b reads input token kept[b][t / block] * block + t % block: a block copy,
-// 16 bytes per thread access when rows allow it. Torch-free;
+// section 4). Kept blocks are contiguous 64-token runs in original order, so
+// output token t of batch row b reads input token kept[b][t / block] * block +
+// t % block: a block copy, 16 bytes per thread access when rows allow it.
+// Torch-free;
 // kernels/gather_blocks/gather_blocks_cuda.cc fills the params.
 //
 //   GatherBlocksParams g;  // src [B, H, N, W] strided, dst [B, H, n, W]

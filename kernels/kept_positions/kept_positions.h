@@ -1,7 +1,8 @@
-// lemo::kept_positions: the original token positions of kept blocks, its C++
-// entry, and the kept_blocks checks every gather/scatter op shares. Every
-// gather/scatter op indexes through it, and the engine uses it to compute RoPE
-// at the original positions.
+// lemo::kept_positions: the original token positions of kept blocks, and its
+// C++ entry. Every gather/scatter op checks and indexes through it (the
+// helpers below), and the engine uses it to compute RoPE at the original
+// positions. The GPU side of the checks (one kernel instead of ~9 ATen ops) is
+// kept_facts_kernel.h and kept_check_cuda.h, in this folder.
 //
 //   // kept [B,k] int64 -> [B,n] int64 original positions
 //   at::Tensor pos = lemo::kernels::KeptPositions(kept, n_tokens, 64);
