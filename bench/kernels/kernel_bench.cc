@@ -29,13 +29,13 @@
 #include <vector>
 
 #include "kernels/block_scores/block_scores_cuda.h"
-#include "kernels/gather_blocks/gather_blocks_cuda.h"
-#include "kernels/kept_positions/kept_check_cuda.h"
-#include "kernels/scatter_add_blocks/scatter_add_blocks_cuda.h"
 #include "kernels/block_scores/block_scores_kernel.h"
+#include "kernels/gather_blocks/gather_blocks_cuda.h"
 #include "kernels/gather_blocks/gather_blocks_kernel.h"
-#include "kernels/scatter_add_blocks/scatter_add_blocks_kernel.h"
+#include "kernels/kept_positions/kept_check_cuda.h"
 #include "kernels/lemo_ops.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_cuda.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_kernel.h"
 
 namespace lemo::kernels {
 namespace {
