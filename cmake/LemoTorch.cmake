@@ -30,7 +30,7 @@ if(LEMO_ENABLE_CUDA)
   list(APPEND CMAKE_PREFIX_PATH "${LEMO_TORCH_DIR}/share/cmake")
   # TorchConfig appends -gencode flags for every architecture it detects (eleven, sm_50 to sm_120a,
   # on a machine without a GPU) to CMAKE_CUDA_FLAGS, which would compile each kernel eleven times.
-  # Our kernels are for Hopper (kernels/cuda/CMakeLists.txt).
+  # Our kernels are for Hopper (lemo_kernels_cuda in kernels/CMakeLists.txt).
   set(TORCH_CUDA_ARCH_LIST "9.0a" CACHE STRING "Architectures TorchConfig adds to CMAKE_CUDA_FLAGS")
   find_package(Torch REQUIRED)
   add_library(lemo_torch INTERFACE)

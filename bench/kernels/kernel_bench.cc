@@ -11,7 +11,7 @@
 // Counting (stated in the table's notes):
 //   - block scoring FLOPs: the causal half of QK^T, 2 * N * N * d * Hq / 2;
 //     bytes: q and k read once plus the nb^2 fp32 map;
-//   - gather / scatter / RoPE bytes: every element read once plus every
+//   - gather / scatter bytes: every element read once plus every
 //     element written once (the fewest any implementation must move).
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>
@@ -28,11 +28,14 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/bindings/block_scores_cuda.h"
-#include "kernels/cuda/block_scores.h"
-#include "kernels/cuda/gather_blocks.h"
-#include "kernels/cuda/scatter_add_blocks.h"
+#include "kernels/block_scores/block_scores_cuda.h"
+#include "kernels/block_scores/block_scores_kernel.h"
+#include "kernels/gather_blocks/gather_blocks_cuda.h"
+#include "kernels/gather_blocks/gather_blocks_kernel.h"
+#include "kernels/kept_positions/kept_check_cuda.h"
 #include "kernels/lemo_ops.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_cuda.h"
+#include "kernels/scatter_add_blocks/scatter_add_blocks_kernel.h"
 
 namespace lemo::kernels {
 namespace {
@@ -220,66 +223,48 @@ torch::Tensor KeptBlocks(int64_t n, double ratio, int64_t seed) {
   return SelectBlocks(torch::rand({1, nb}, torch::kCUDA), select);
 }
 
-// LEMO_KEPT_PATH for the ops' bindings (read per call): 0 = reference checks
-// and flat kernels, 1 = checks by one kernel, 2 = 1 plus block-CTA kernels.
-void SetKeptPath(int path) {
-  setenv("LEMO_KEPT_PATH", std::to_string(path).c_str(), /*overwrite=*/1);
-}
-
-// The plain gather kernel alone (no checks, output preallocated), flat or
+// The launcher alone on `p` (no checks, output preallocated), flat or
 // block-CTA launch shape: separates kernel time from the op's fixed cost.
-double GatherKernelMs(const torch::Tensor& x, const torch::Tensor& kept,
-                      torch::Tensor& out, bool block_ctas, int iters) {
-  cuda::GatherBlocksParams p;
-  p.src = x.data_ptr();
-  p.dst = out.data_ptr();
-  p.kept = kept.data_ptr<int64_t>();
-  p.elem_bytes = static_cast<int32_t>(x.element_size());
-  p.batch = x.size(0);
-  p.heads = 1;
-  p.n_tokens = x.size(1);
-  p.out_tokens = out.size(1);
-  p.width = x.size(2);
-  p.kept_count = kept.size(1);
-  p.block = 64;
-  p.src_stride_b = x.stride(0);
-  p.src_stride_n = x.stride(1);
+template <typename Params>
+double LauncherMs(Params p, bool block_ctas,
+                  cudaError_t (*launch)(const Params&, cudaStream_t),
+                  const char* what, int iters) {
   p.block_ctas = block_ctas;
   cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
-  return MedianMs(
-      [&] { Check(cuda::LaunchGatherBlocks(p, stream), "LaunchGatherBlocks"); },
-      3, iters);
+  return MedianMs([&] { Check(launch(p, stream), what); }, 3, iters);
 }
 
-// The scatter-add kernel alone, as GatherKernelMs.
-double ScatterKernelMs(const torch::Tensor& res, const torch::Tensor& y,
-                       const torch::Tensor& kept, torch::Tensor& out,
-                       bool block_ctas, int iters) {
-  cuda::ScatterAddBlocksParams p;
-  p.residual = res.data_ptr();
-  p.y = y.data_ptr();
-  p.out = out.data_ptr();
-  p.kept = kept.data_ptr<int64_t>();
-  p.dtype = cuda::DType::kBFloat16;
-  p.batch = res.size(0);
-  p.heads = 1;
-  p.n_tokens = res.size(1);
-  p.kept_tokens = y.size(1);
-  p.width = res.size(2);
-  p.kept_count = kept.size(1);
-  p.block = 64;
-  p.res_stride_b = res.stride(0);
-  p.res_stride_n = res.stride(1);
-  p.y_stride_b = y.stride(0);
-  p.y_stride_n = y.stride(1);
-  p.block_ctas = block_ctas;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
-  return MedianMs(
-      [&] {
-        Check(cuda::LaunchScatterAddBlocks(p, stream),
-              "LaunchScatterAddBlocks");
-      },
-      3, iters);
+// The rows of one gather/scatter op: the op (kDefaultKeptPath), its binding
+// on the other kept paths, and its launcher alone in both launch shapes.
+// `row` holds the op's row (kernel name, shape, bytes, reference); `binding`
+// calls the binding on a path, `launcher` times the launcher.
+std::vector<Row> KeptPathRows(
+    Row row, const std::function<void()>& op,
+    const std::function<void(KeptPath)>& binding,
+    const std::function<double(bool block_ctas)>& launcher, int iters) {
+  std::vector<Row> rows;
+  const std::string name = row.kernel;
+  row.kernel = name + " (op)";
+  row.ms = MedianMs(op, 3, iters);
+  rows.push_back(row);
+  row.note.clear();
+  row.ref_ms = 0;
+  for (KeptPath path : {KeptPath::kReferenceChecks, KeptPath::kBlockCtas}) {
+    Row v = row;
+    v.kernel =
+        name + (path == KeptPath::kReferenceChecks ? ", reference checks"
+                                                   : ", block-CTA kernels");
+    v.ms = MedianMs([&] { binding(path); }, 3, iters);
+    rows.push_back(v);
+  }
+  for (bool block_ctas : {false, true}) {
+    Row v = row;
+    v.kernel =
+        name + (block_ctas ? " (kernel, block CTAs)" : " (kernel, flat)");
+    v.ms = launcher(block_ctas);
+    rows.push_back(v);
+  }
+  return rows;
 }
 
 std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
@@ -292,80 +277,38 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
   const int64_t kn = pos.size(1);
   const std::string keep = " keep 40% (" + std::to_string(kn) + " tokens)";
   const std::string path_note =
-      "; LEMO_KEPT_PATH=1: kept checks by one kernel, =2: also block-CTA "
-      "kernels; (kernel): the launcher alone, no checks or allocation";
+      "; (op): kept checks by one kernel, flat kernels; reference checks: "
+      "the ATen checks of the CPU reference; block-CTA kernels: checks by "
+      "one kernel, block-CTA launch; (kernel): the launcher alone, no checks "
+      "or allocation";
+  const std::string shape = "[1, " + std::to_string(n) + ", 4096] bf16" + keep;
   {
     const torch::Tensor x = torch::randn({1, n, 4096}, bf16);
-    const std::string shape =
-        "[1, " + std::to_string(n) + ", 4096] bf16" + keep;
     Row r;
     r.kernel = "gather_blocks";
     r.shape = shape;
-    r.ms = MedianMs([&] { GatherBlocks(x, kept); }, 3, iters);
     r.bytes = 2.0 * kn * 4096 * 2;
     r.ref_ms = MedianMs([&] { x.index_select(1, pos[0]); }, 3, iters);
     r.note = "ref: index_select" + path_note;
-    rows.push_back(r);
-    for (int path : {1, 2}) {
-      SetKeptPath(path);
-      Row v = r;
-      v.kernel = "gather_blocks LEMO_KEPT_PATH=" + std::to_string(path);
-      v.ms = MedianMs([&] { GatherBlocks(x, kept); }, 3, iters);
-      v.note.clear();
-      rows.push_back(v);
-    }
-    SetKeptPath(0);
     torch::Tensor out = torch::empty({1, kn, 4096}, bf16);
-    for (bool block_ctas : {false, true}) {
-      Row v = r;
-      v.kernel = block_ctas ? "gather_blocks (kernel, block CTAs)"
-                            : "gather_blocks (kernel, flat)";
-      v.ms = GatherKernelMs(x, kept, out, block_ctas, iters);
-      v.note.clear();
+    const cuda::GatherBlocksParams p = GatherBlocksParamsFor(x, kept, out, 64);
+    for (Row& v : KeptPathRows(
+             r, [&] { GatherBlocks(x, kept); },
+             [&](KeptPath path) { GatherBlocksCuda(x, kept, 64, path); },
+             [&](bool block_ctas) {
+               return LauncherMs(p, block_ctas, cuda::LaunchGatherBlocks,
+                                 "LaunchGatherBlocks", iters);
+             },
+             iters)) {
       rows.push_back(v);
     }
-  }
-  {
-    const torch::Tensor x = torch::randn({1, n, 32, 128}, bf16).transpose(1, 2);
-    const torch::Tensor cos = torch::randn({1, n, 128}, bf16);
-    const torch::Tensor sin = torch::randn({1, n, 128}, bf16);
-    Row r;
-    r.kernel = "gather_blocks_rope";
-    r.shape =
-        "q [1, 32, " + std::to_string(n) + ", 128] bf16 (transposed)" + keep;
-    std::vector<Row> fast;
-    for (int path : {1, 2}) {
-      SetKeptPath(path);
-      Row v = r;
-      v.kernel = "gather_blocks_rope LEMO_KEPT_PATH=" + std::to_string(path);
-      v.ms = MedianMs([&] { GatherBlocksRope(x, kept, cos, sin); }, 3, iters);
-      v.bytes = 2.0 * kn * 32 * 128 * 2 + 2.0 * kn * 128 * 2;
-      fast.push_back(v);
-    }
-    SetKeptPath(0);
-    r.ms = MedianMs([&] { GatherBlocksRope(x, kept, cos, sin); }, 3, iters);
-    r.bytes = 2.0 * kn * 32 * 128 * 2 + 2.0 * kn * 128 * 2;
-    r.ref_ms = MedianMs(
-        [&] {
-          const torch::Tensor xk = x.index_select(2, pos[0]);
-          const torch::Tensor c = cos.index_select(1, pos[0]).unsqueeze(1);
-          const torch::Tensor s = sin.index_select(1, pos[0]).unsqueeze(1);
-          const torch::Tensor rot =
-              torch::cat({-xk.narrow(-1, 64, 64), xk.narrow(-1, 0, 64)}, -1);
-          (void)(xk * c + rot * s);
-        },
-        3, iters);
-    r.note = "ref: index_select + HF apply_rotary_pos_emb";
-    rows.push_back(r);
-    for (const Row& v : fast) rows.push_back(v);
   }
   {
     const torch::Tensor res = torch::randn({1, n, 4096}, bf16);
     const torch::Tensor y = torch::randn({1, kn, 4096}, bf16);
     Row r;
     r.kernel = "scatter_add_blocks";
-    r.shape = "[1, " + std::to_string(n) + ", 4096] bf16" + keep;
-    r.ms = MedianMs([&] { ScatterAddBlocks(res, y, kept); }, 3, iters);
+    r.shape = shape;
     r.bytes = 2.0 * n * 4096 * 2 + 2.0 * kn * 4096;
     r.ref_ms = MedianMs(
         [&] {
@@ -375,23 +318,19 @@ std::vector<Row> BenchGatherScatter(int64_t n, bool quick) {
         },
         3, iters);
     r.note = "ref: zeros + index_copy_ + add";
-    rows.push_back(r);
-    for (int path : {1, 2}) {
-      SetKeptPath(path);
-      Row v = r;
-      v.kernel = "scatter_add_blocks LEMO_KEPT_PATH=" + std::to_string(path);
-      v.ms = MedianMs([&] { ScatterAddBlocks(res, y, kept); }, 3, iters);
-      v.note.clear();
-      rows.push_back(v);
-    }
-    SetKeptPath(0);
     torch::Tensor out = torch::empty_like(res);
-    for (bool block_ctas : {false, true}) {
-      Row v = r;
-      v.kernel = block_ctas ? "scatter_add_blocks (kernel, block CTAs)"
-                            : "scatter_add_blocks (kernel, flat)";
-      v.ms = ScatterKernelMs(res, y, kept, out, block_ctas, iters);
-      v.note.clear();
+    const cuda::ScatterAddBlocksParams p =
+        ScatterAddBlocksParamsFor(res, y, kept, out, 64);
+    for (Row& v : KeptPathRows(
+             r, [&] { ScatterAddBlocks(res, y, kept); },
+             [&](KeptPath path) {
+               ScatterAddBlocksCuda(res, y, kept, 64, path);
+             },
+             [&](bool block_ctas) {
+               return LauncherMs(p, block_ctas, cuda::LaunchScatterAddBlocks,
+                                 "LaunchScatterAddBlocks", iters);
+             },
+             iters)) {
       rows.push_back(v);
     }
   }

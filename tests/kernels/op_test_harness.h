@@ -1,20 +1,28 @@
 // Test harness for the LeMo ops in kernels/ (the habit of ggml's
-// test-backend-ops): every op is compared with a naive reference in plain
-// LibTorch on random inputs, over shapes with ragged tails (N not a multiple of
-// 64), several head counts and GQA layouts, in fp32 (tight) and bf16 (loose),
-// and its gradients with autograd through the naive reference.
+// test-backend-ops): every backend of an op is compared with a reference in
+// plain LibTorch on random inputs, over shapes with ragged tails (N not a
+// multiple of 64), several head counts and GQA layouts, in fp32 (tight) and
+// bf16 (loose), and its gradients with autograd through the reference.
 //
-// How to add an op:
-//   1. Write its naive reference in tests/kernels/<op>_test.cc: the obvious,
-//      memory-hungry LibTorch math, differentiable by autograd, calling no
-//      lemo:: op.
+// How to add an op `foo` (kernels/foo/, see kernels/CMakeLists.txt):
+//   1. tests/kernels/foo/foo_test.cc (CPU, label unit): write foo's naive
+//      reference there, the obvious, memory-hungry LibTorch math,
+//      differentiable by autograd, calling no lemo:: op.
 //   2. List cases (a vector of small structs) that cover ragged N, B > 1 and
 //      GQA (Hq=8, Hkv=2 ...).
-//   3. For each case and each dtype of kDtypes:
-//      ExpectClose(op(...), ref(...), dtype, label).
+//   3. For each case and each dtype of kDtypes (fp32, bf16):
+//      ExpectClose(Foo(...), NaiveFoo(...), dtype, label).
 //   4. Where a gradient flows: ExpectGradsMatch(op_fn, ref_fn, inputs, label)
 //      runs both on the same inputs and the same random upstream gradient and
 //      compares every input's gradient.
+//   5. tests/kernels/foo/foo_cuda_test.cc (label gpu, by its name): each test
+//      starts with LEMO_SKIP_WITHOUT_CUDA(), then compares Foo on CUDA copies
+//      of random inputs with FooCpu (the op's CPU reference) on the same
+//      inputs, over the same kinds of cases and fp32, bf16 and fp16. Variants
+//      the op does not take (tests and bench only) are reached by calling the
+//      launcher or binding with the variant, inside #ifdef LEMO_WITH_CUDA
+//      (with GTEST_SKIP() << "built without LEMO_ENABLE_CUDA" otherwise).
+// Both files are picked up by tests/kernels/CMakeLists.txt's globs.
 #ifndef LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 #define LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 
@@ -26,6 +34,10 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#ifdef LEMO_WITH_CUDA
+#include "kernels/kept_positions/kept_check_cuda.h"
+#endif
 
 // GPU tests (the *_cuda_test.cc files, label gpu) start with this: without a
 // CUDA device (CPU builds, CI) they skip with the reason.
@@ -165,6 +177,68 @@ inline std::vector<int64_t> NaivePositions(const torch::Tensor& kept_row,
   }
   return pos;
 }
+
+// NaivePositions of every row of `kept`, int64 [B, n].
+inline torch::Tensor NaivePositionsTensor(const torch::Tensor& kept, int64_t n,
+                                          int64_t block) {
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < kept.size(0); ++b) {
+    rows.push_back(torch::tensor(NaivePositions(kept[b], n, block)));
+  }
+  return torch::stack(rows);
+}
+
+// The naive gather: per row, index_select along the token dim (dim() - 2).
+inline torch::Tensor NaiveGather(const torch::Tensor& x,
+                                 const torch::Tensor& kept, int64_t block) {
+  const int64_t tdim = x.dim() - 2;
+  const torch::Tensor pos = NaivePositionsTensor(kept, x.size(tdim), block);
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    rows.push_back(x[b].index_select(tdim - 1, pos[b]));
+  }
+  return torch::stack(rows);
+}
+
+// The CPU gather/scatter cases: ragged N (100, 200, 130, 90, 47), 4-D head
+// layouts, and blocks other than 64.
+inline const std::vector<KeptCase> kKeptCases = {
+    {{1, 64, 8}, 1, 64},    {{2, 100, 8}, 2, 64},    {{2, 200, 16}, 3, 64},
+    {{3, 256, 4}, 2, 64},   {{2, 4, 130, 8}, 2, 64}, {{1, 8, 320, 16}, 3, 64},
+    {{2, 2, 90, 4}, 4, 16}, {{2, 3, 47, 6}, 3, 10},
+};
+
+// The GPU gather/scatter cases: ragged N (1000, 4097, 130), Llama widths (4096
+// hidden, d = 128), odd widths that defeat 16-byte vectors (6, 33), and blocks
+// other than 64.
+inline const std::vector<KeptCase> kGpuKeptCases = {
+    {{1, 1000, 4096}, 7, 64},   {{2, 4097, 256}, 30, 64},
+    {{2, 8, 1000, 128}, 6, 64}, {{1, 32, 4097, 64}, 20, 64},
+    {{2, 4, 130, 6}, 2, 64},    {{2, 300, 33}, 3, 64},
+    {{2, 2, 90, 8}, 4, 16},     {{1, 3, 47, 10}, 3, 10},
+};
+
+// The dtypes every CUDA kernel takes.
+inline const std::vector<torch::ScalarType> kGpuDtypes = {
+    torch::kFloat32, torch::kBFloat16, torch::kFloat16};
+
+// A CPU op's output moved to `like`'s device: differentiable, so a gradient
+// flows back to CUDA leaves through the CPU reference.
+inline torch::Tensor OnDeviceOf(const torch::Tensor& out,
+                                const torch::Tensor& like) {
+  return out.to(like.device());
+}
+
+#ifdef LEMO_WITH_CUDA
+// Every path of the CUDA gather/scatter bindings (the ops take
+// kDefaultKeptPath).
+inline const std::vector<KeptPath> kKeptPaths = {
+    KeptPath::kReferenceChecks, KeptPath::kKernelChecks, KeptPath::kBlockCtas};
+
+inline std::string PathLabel(KeptPath path) {
+  return " kept path " + std::to_string(static_cast<int>(path));
+}
+#endif
 
 }  // namespace lemo::kernels::testing
 
