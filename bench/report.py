@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 import sys
 
 import flops
@@ -44,16 +45,12 @@ def write_meta(path, command, device, config=None, matmul_rate=False):
     name = "cpu"
     if dev.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(dev)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit, tree, dirty = git_identity()
     meta = {"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "device": device, "device_name": name, "host": platform.node(),
             "torch": torch.__version__, "cuda": torch.version.cuda,
             "transformers": version("transformers"), "peft": version("peft"),
-            "git_commit": commit, "command": command}
+            "git_commit": commit, "git_tree": tree, "git_dirty": dirty, "command": command}
     if config:
         with open(config) as f:
             meta["config"] = json.load(f)
@@ -63,6 +60,29 @@ def write_meta(path, command, device, config=None, matmul_rate=False):
     with open(path, "w") as f:
         json.dump(meta, f, indent=1)
     return meta
+
+
+def git_identity():
+    """(HEAD commit, tree hash of the files as they are, whether they differ from HEAD).
+
+    The tree hash is computed from the working files through a scratch index, so it names the
+    code that ran even where .git is stale (the GPU machine gets the session's working tree with
+    the git metadata of an earlier commit): `git rev-parse COMMIT^{tree}` equals it for the
+    commit that holds exactly these files."""
+    def git(*args, env=None):
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
+                              env=env).stdout.strip() or None
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        with tempfile.TemporaryDirectory() as scratch:
+            env = dict(os.environ, GIT_INDEX_FILE=os.path.join(scratch, "index"))
+            git("read-tree", "HEAD", env=env)
+            git("add", "-A", ".", env=env)
+            tree = git("write-tree", env=env)
+        head_tree = git("rev-parse", "HEAD^{tree}")
+        return commit, tree, (tree != head_tree) if tree and head_tree else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None, None
 
 
 def load_results(path):
@@ -187,7 +207,8 @@ def render(results, meta, notes):
     if meta:
         out.append(f"- device: {meta.get('device_name')} ({meta.get('device')}), host {meta.get('host')}")
         out.append(f"- torch {meta.get('torch')} (CUDA {meta.get('cuda')}), transformers "
-                   f"{meta.get('transformers')}, peft {meta.get('peft')}; git {meta.get('git_commit')}")
+                   f"{meta.get('transformers')}, peft {meta.get('peft')}; git {meta.get('git_commit')}"
+                   f" (tree {meta.get('git_tree')}{', uncommitted changes' if meta.get('git_dirty') else ''})")
         out.append(f"- date: {meta.get('date_utc')}")
         out.append(f"- command: `{meta.get('command')}`")
         if meta.get("matmul_tflops"):
