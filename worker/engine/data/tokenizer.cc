@@ -10,20 +10,16 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/data/data_file.h"
 #include "worker/engine/data/sentencepiece_model.h"
 
 namespace lemo::engine {
 namespace {
 
 absl::StatusOr<std::string> ReadModelFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string what = absl::StrCat("cannot open tokenizer model ", path,
-                                          ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(what)
-                         : absl::InvalidArgumentError(what);
-  }
+  LEMO_ASSIGN_OR_RETURN(std::ifstream in, OpenDataFile(path),
+                        "tokenizer model");
   std::ostringstream bytes;
   bytes << in.rdbuf();
   if (in.bad())

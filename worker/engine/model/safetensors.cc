@@ -10,6 +10,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/runtime/torch_status.h"
@@ -37,12 +38,6 @@ constexpr DTypePair kPairs[] = {
     {DType::kI16, torch::kInt16},     {DType::kI8, torch::kInt8},
     {DType::kU8, torch::kUInt8},      {DType::kBool, torch::kBool},
 };
-
-absl::Status Errno(absl::string_view what, const std::string& path) {
-  const int err = errno;
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  return err == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
-}
 
 bool IsFile(const std::string& path) {
   struct stat st;
@@ -82,10 +77,10 @@ SafetensorsFile::SafetensorsFile(std::string path,
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("opening", path);
+  if (fd < 0) return ErrnoStatus("opening", path);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
-    absl::Status s = Errno("stat of", path);
+    absl::Status s = ErrnoStatus("stat of", path);
     ::close(fd);
     return s;
   }
@@ -102,7 +97,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
                     MAP_PRIVATE, fd, 0);
     }
     if (addr == MAP_FAILED) {
-      absl::Status s = Errno("mmap of", path);
+      absl::Status s = ErrnoStatus("mmap of", path);
       ::close(fd);
       return s;
     }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "common/errno_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -302,8 +303,7 @@ absl::Status WriteCheckpoint(const std::string& dir,
   LEMO_ASSIGN_OR_RETURN(auto staged, AtomicDirectory::Create(dir));
   const std::string root = staged->path();
   if (::mkdir((root + "/resume").c_str(), 0755) != 0) {
-    return absl::InternalError(
-        absl::StrCat("creating ", root, "/resume: ", std::strerror(errno)));
+    return ErrnoStatus("creating", root + "/resume");
   }
   LEMO_RETURN_IF_ERROR(WriteSafetensors(root + "/" + kAdapterWeights, peft_lora,
                                         {{"format", "pt"}}));
