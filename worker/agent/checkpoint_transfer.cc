@@ -7,13 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/channel.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "proto/status/grpc_status.h"
-#include "worker/agent/channel.h"
 
 namespace lemo::worker {
 namespace fs = std::filesystem;
+using client::AddBearerToken;
 
 struct CheckpointReceiver::OpenFile {
   std::string name;
