@@ -17,6 +17,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/file_tree.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo {
@@ -29,7 +30,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-using Tree = std::map<std::string, std::string>;
+using Tree = ::lemo::testing::FileTree;
+using ::lemo::testing::ReadTree;
+using ::lemo::testing::WriteTree;
 
 // Small chunks, so short test files still span several.
 constexpr int64_t kChunk = 4;
@@ -43,24 +46,6 @@ fs::path TempDir() {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
-}
-
-void WriteTree(const fs::path& dir, const Tree& tree) {
-  for (const auto& [name, bytes] : tree) {
-    fs::create_directories((dir / name).parent_path());
-    std::ofstream(dir / name, std::ios::binary) << bytes;
-  }
-}
-
-Tree ReadTree(const fs::path& dir) {
-  Tree tree;
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    tree[fs::relative(entry.path(), dir).generic_string()] =
-        std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  return tree;
 }
 
 std::vector<std::string> Names(const fs::path& dir) {
