@@ -131,7 +131,10 @@ absl::Status SendChunkedDirectory(const std::string& dir, int64_t chunk_bytes,
   std::error_code ec;
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end;
        it.increment(ec)) {
-    if (it->is_regular_file(ec)) {
+    // An entry whose type cannot be read (a dangling link) is not a regular
+    // file; it must not end the walk, so its error is not `ec`.
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec)) {
       ListedFile file;
       file.name = fs::relative(it->path(), dir, ec).generic_string();
       files.push_back(std::move(file));

@@ -127,6 +127,16 @@ TEST(SendChunkedDirectory, SortedFilesInBoundedChunksWithShaOnTheLast) {
   EXPECT_EQ(chunks[4].sha256, Sha256Hex(""));
 }
 
+TEST(SendChunkedDirectory, SkipsWhatIsNotARegularFile) {
+  const fs::path dir = TempDir();
+  WriteTree(dir, {{"a.json", "{}"}});
+  fs::create_directory(dir / "empty_dir");
+  fs::create_symlink(dir / "nowhere", dir / "dangling");
+  std::vector<Chunk> chunks = Send(dir);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].file_name, "a.json");
+}
+
 TEST(SendChunkedDirectory, EmptyOrMissingDirectoryIsNotFound) {
   const fs::path dir = TempDir();
   auto ignore = [](const FileChunk&) { return absl::OkStatus(); };
