@@ -1,23 +1,24 @@
 // Writes a downloaded checkpoint (a stream of CheckpointChunk) to a directory
-// atomically: files go to a hidden sibling directory, each is checked against
-// its sha256 and the listing's size, and the directory is renamed into place
-// only when every listed file arrived intact.
+// atomically: a thin adapter over lemo::ChunkedDirectoryReceiver, which stages
+// the files beside the destination, checks each against its sha256 and the
+// listing the first chunk carries, and renames the directory into place only
+// when every listed file arrived intact.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto writer,
 //   CheckpointWriter::Create("out/adapter")); for (const v1::CheckpointChunk&
-//   chunk : stream) LEMO_RETURN_IF_ERROR(writer->Add(chunk));
+//   chunk : stream)
+//     LEMO_RETURN_IF_ERROR(writer->Add(chunk));
 //   LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, writer->Commit());
 //
 // Destroying an uncommitted writer removes the partial files.
 #ifndef LEMO_CLIENT_CHECKPOINT_WRITER_H_
 #define LEMO_CLIENT_CHECKPOINT_WRITER_H_
 
-#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/sha256.h"
+#include "common/chunked_directory.h"
 #include "lemo/v1/job.pb.h"
 
 namespace lemo::client {
@@ -32,35 +33,22 @@ class CheckpointWriter {
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
   // Chunks come file by file, in offset order; a file ends with the chunk
-  // carrying its sha256.
+  // carrying its sha256. The first chunk carries the checkpoint's listing.
   absl::Status Add(const v1::CheckpointChunk& chunk);
   // Checks that every listed file arrived, then renames the directory into
-  // place.
+  // place; ALREADY_EXISTS if files appeared there meanwhile.
   absl::StatusOr<v1::CheckpointInfo> Commit();
 
  private:
-  CheckpointWriter(std::string dest_dir, std::string tmp_dir)
-      : dest_dir_(std::move(dest_dir)), tmp_dir_(std::move(tmp_dir)) {}
-  absl::Status OpenFile(const std::string& name);
-  absl::Status FinishFile(const std::string& sha256);
+  explicit CheckpointWriter(std::string dest_dir)
+      : dest_dir_(std::move(dest_dir)) {}
 
   std::string dest_dir_;
-  std::string tmp_dir_;
-  bool have_info_ = false;
-  bool committed_ = false;
+  // The listing of the first chunk.
   v1::CheckpointInfo info_;
-  // The file being written: name, descriptor, bytes so far, running hash.
-  std::string file_name_;
-  int fd_ = -1;
-  int64_t written_ = 0;
-  std::unique_ptr<Sha256> hash_;
-  // Finished files: name -> sha256.
-  std::map<std::string, std::string> done_;
+  // Created with the first chunk, which names the files to expect.
+  std::unique_ptr<ChunkedDirectoryReceiver> receiver_;
 };
-
-// True for a relative path with no empty, "." or ".." component (a name a
-// server may send).
-bool IsSafeRelativePath(const std::string& name);
 
 }  // namespace lemo::client
 

@@ -4,7 +4,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -31,23 +30,6 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 }
 
 }  // namespace
-
-bool IsLoopbackTarget(const std::string& server) {
-  absl::string_view s = server;
-  if (absl::StartsWith(s, "unix:") || absl::StartsWith(s, "unix-abstract:"))
-    return true;
-  absl::ConsumePrefix(&s, "dns:///");
-  absl::ConsumePrefix(&s, "ipv4:");
-  absl::ConsumePrefix(&s, "ipv6:");
-  std::string host;
-  if (absl::StartsWith(s, "[")) {
-    host = std::string(s.substr(1, s.find(']') - 1));
-  } else {
-    host = std::string(s.substr(0, s.rfind(':')));
-    if (s.find(':') == absl::string_view::npos) host = std::string(s);
-  }
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
-}
 
 absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags) {
   ClientOptions options;

@@ -57,10 +57,6 @@ struct ClientFlags {
 // when a token file is named but unreadable, or the result has no server.
 absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags);
 
-// True for "localhost", "127.x.x.x", "[::1]" and unix sockets (with or without
-// a port).
-bool IsLoopbackTarget(const std::string& server);
-
 }  // namespace lemo::client
 
 #endif  // LEMO_CLIENT_CLIENT_OPTIONS_H_

@@ -1,17 +1,14 @@
 #include "client/job_client.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/channel.h"
 #include "client/checkpoint_writer.h"
 #include "common/status_macros.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "proto/status/grpc_status.h"
 
@@ -22,45 +19,23 @@ namespace {
 // back is found quickly.
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
-    const ClientOptions& options) {
-  if (options.ca_file.empty() &&
-      (options.insecure || IsLoopbackTarget(options.server))) {
-    return grpc::InsecureChannelCredentials();
-  }
-  grpc::SslCredentialsOptions ssl;
-  if (!options.ca_file.empty()) {
-    std::ifstream in(options.ca_file);
-    if (!in)
-      return absl::NotFoundError(
-          absl::StrCat("cannot read CA file ", options.ca_file));
-    std::ostringstream pem;
-    pem << in.rdbuf();
-    ssl.pem_root_certs = pem.str();
-  }
-  return grpc::SslCredentials(ssl);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Create(
     const ClientOptions& options) {
-  if (options.server.empty())
-    return absl::InvalidArgumentError("no coordinator address given");
-  LEMO_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
-  grpc::ChannelArguments args;
-  // Checkpoint chunks are 1 MiB; leave room for the listing on the first one.
-  args.SetMaxReceiveMessageSize(16 << 20);
-  auto channel = grpc::CreateCustomChannel(options.server, credentials, args);
+  ChannelOptions channel_options;
+  channel_options.target = options.server;
+  channel_options.ca_file = options.ca_file;
+  channel_options.insecure = options.insecure;
+  channel_options.token = options.token;
+  LEMO_ASSIGN_OR_RETURN(auto channel,
+                        CreateCoordinatorChannel(channel_options));
   return std::unique_ptr<JobClient>(new JobClient(options, channel));
 }
 
 void JobClient::Prepare(grpc::ClientContext& context,
                         absl::Duration timeout) const {
-  if (!options_.token.empty()) {
-    context.AddMetadata("authorization",
-                        absl::StrCat("Bearer ", options_.token));
-  }
+  AddBearerToken(&context, options_.token);
   if (timeout > absl::ZeroDuration()) {
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   }

@@ -170,7 +170,13 @@ AtomicDirectory::~AtomicDirectory() {
   fs::remove_all(staging_, ec);
 }
 
-absl::Status AtomicDirectory::Commit() {
+absl::Status AtomicDirectory::Commit() { return CommitImpl(/*replace=*/true); }
+
+absl::Status AtomicDirectory::CommitWithoutReplacing() {
+  return CommitImpl(/*replace=*/false);
+}
+
+absl::Status AtomicDirectory::CommitImpl(bool replace) {
   if (committed_) {
     return absl::FailedPreconditionError(
         absl::StrCat(final_, ": already committed"));
@@ -178,9 +184,14 @@ absl::Status AtomicDirectory::Commit() {
   LEMO_RETURN_IF_ERROR(FsyncTree(staging_), "making staged files durable");
   const std::string parent = ParentOf(final_);
   std::error_code ec;
-  if (!fs::exists(final_, ec)) {
-    if (::rename(staging_.c_str(), final_.c_str()) != 0)
+  if (!replace || !fs::exists(final_, ec)) {
+    if (::rename(staging_.c_str(), final_.c_str()) != 0) {
+      if (!replace && (errno == ENOTEMPTY || errno == EEXIST)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(final_, " already exists and is not empty"));
+      }
       return ErrnoStatus("renaming into", final_);
+    }
     committed_ = true;
     return FsyncDir(parent);
   }

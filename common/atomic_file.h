@@ -76,10 +76,16 @@ class AtomicDirectory {
   const std::string& path() const { return staging_; }
   // fsyncs everything staged, swaps it into place and fsyncs the parent.
   absl::Status Commit();
+  // The same, but never replaces a directory that holds files: rename(2)
+  // replaces only an absent or empty `final_dir`, so a download cannot clobber
+  // what a user put there after Create(). ALREADY_EXISTS otherwise, with the
+  // staged files kept until this object is dropped.
+  absl::Status CommitWithoutReplacing();
 
  private:
   AtomicDirectory(std::string final_dir, std::string staging)
       : final_(std::move(final_dir)), staging_(std::move(staging)) {}
+  absl::Status CommitImpl(bool replace);
   std::string final_;
   std::string staging_;
   bool committed_ = false;

@@ -48,11 +48,11 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file,
                  "File holding the worker-role bearer token");
   app.add_option(
-      "--tls-ca", options.channel.tls_ca_file,
+      "--tls-ca", options.channel.ca_file,
       "PEM CA that signed the coordinator's certificate (turns TLS on)");
-  app.add_option("--tls-cert", options.channel.tls_cert_file,
+  app.add_option("--tls-cert", options.channel.cert_file,
                  "PEM client certificate for mTLS");
-  app.add_option("--tls-key", options.channel.tls_key_file,
+  app.add_option("--tls-key", options.channel.key_file,
                  "PEM private key of --tls-cert");
   app.add_flag("--insecure", options.channel.insecure,
                "Plaintext to a non-loopback coordinator");

@@ -1,9 +1,10 @@
 // Checkpoint files on the coordinator's disk:
-// <root>/<job_id>/<checkpoint_id>/<files>. An upload is written under a
-// temporary directory, every file fsync'd and checked against the sha256 the
-// worker sent, then renamed into place in one step, so a reader never sees half
-// a checkpoint and a crash leaves at worst an ignored temporary directory. The
-// list of checkpoints lives in the Store; this class only holds bytes.
+// <root>/<job_id>/<checkpoint_id>/<files>. An upload is staged beside its
+// final directory, every file checked against the sha256 the worker sent and
+// made durable, then swapped into place in one step
+// (lemo::ChunkedDirectoryReceiver), so a reader never sees half a checkpoint
+// and a crash leaves at worst an ignored "<checkpoint_id>.tmp-*" directory.
+// The list of checkpoints lives in the Store; this class only holds bytes.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto upload, checkpoints->BeginUpload(first_chunk));
 //   for (each chunk) LEMO_RETURN_IF_ERROR(upload->Add(chunk));
@@ -18,7 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/sha256.h"
+#include "common/chunked_directory.h"
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
 
@@ -41,7 +42,8 @@ class CheckpointStore {
     int64_t chunk_bytes = int64_t{1} << 20;
   };
 
-  // One UploadCheckpoint stream. Dropping it uncommitted deletes what was
+  // One UploadCheckpoint stream: a thin adapter over
+  // lemo::ChunkedDirectoryReceiver. Dropping it uncommitted deletes what was
   // written.
   class Upload {
    public:
@@ -51,26 +53,19 @@ class CheckpointStore {
     // with sha256 closes its file after checking the digest. One file is open
     // at a time.
     absl::Status Add(const v1::UploadCheckpointRequest& chunk);
-    // Every file closed and verified: moves the checkpoint into place.
+    // Every file closed and verified: moves the checkpoint into place,
+    // replacing an earlier upload of the same id (a restarted job reaching
+    // the same step: the new bytes win).
     absl::StatusOr<v1::CheckpointInfo> Commit();
 
    private:
     friend class CheckpointStore;
-    Upload(const CheckpointStore* store, v1::UploadCheckpointRequest header,
-           std::string tmp_dir, std::string final_dir);
-    absl::Status Open(const std::string& name);
-    absl::Status CloseFile(const std::string& sha256);
+    Upload(v1::UploadCheckpointRequest header,
+           std::unique_ptr<ChunkedDirectoryReceiver> receiver);
 
-    const CheckpointStore* store_;
+    // The first chunk without its file fields.
     v1::UploadCheckpointRequest header_;
-    std::string tmp_dir_;
-    std::string final_dir_;
-    v1::CheckpointInfo info_;
-    int fd_ = -1;
-    std::string open_name_;
-    int64_t open_size_ = 0;
-    std::unique_ptr<Sha256> hash_;
-    bool committed_ = false;
+    std::unique_ptr<ChunkedDirectoryReceiver> receiver_;
   };
 
   static absl::StatusOr<std::unique_ptr<CheckpointStore>> Create(

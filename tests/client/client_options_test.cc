@@ -72,18 +72,6 @@ TEST_F(ClientOptionsTest, HomeTokenFileIsTheLastResort) {
   EXPECT_EQ(options.token, "home-token");
 }
 
-TEST(IsLoopbackTarget, RecognisesLoopbackSpellings) {
-  for (const char* s :
-       {"localhost:50051", "127.0.0.1:1", "[::1]:80", "dns:///localhost:5",
-        "unix:/tmp/lemo.sock", "localhost"}) {
-    EXPECT_TRUE(IsLoopbackTarget(s)) << s;
-  }
-  for (const char* s :
-       {"coord.example:443", "10.0.0.1:50051", "[2001:db8::1]:1"}) {
-    EXPECT_FALSE(IsLoopbackTarget(s)) << s;
-  }
-}
-
 TEST(ExitCodes, MatchTheDocumentedTable) {
   EXPECT_EQ(ExitCodeFor(absl::OkStatus()), 0);
   EXPECT_EQ(ExitCodeFor(absl::InvalidArgumentError("spec.steps")), 2);

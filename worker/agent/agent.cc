@@ -59,6 +59,18 @@ v1::Device WireDevice(const torch::Device& device) {
 
 }  // namespace
 
+client::ChannelOptions WorkerChannelOptions() {
+  client::ChannelOptions options;
+  options.flag_names.target = "--coordinator";
+  options.flag_names.ca_file = "--tls-ca";
+  options.flag_names.cert_file = "--tls-cert";
+  options.flag_names.key_file = "--tls-key";
+  options.max_message_bytes = 8 << 20;
+  options.keepalive_time = absl::Seconds(20);
+  options.max_reconnect_backoff = absl::Seconds(1);
+  return options;
+}
+
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
     const AgentOptions& options_in) {
   AgentOptions options = options_in;
@@ -84,7 +96,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
     return absl::InvalidArgumentError("--heartbeat-interval: must be > 0");
   }
   LEMO_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                        CreateCoordinatorChannel(options.channel));
+                        client::CreateCoordinatorChannel(options.channel));
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<WorkerMetrics> metrics,
                         WorkerMetrics::Create(options.metrics_listen));
   v1::Device wire = WireDevice(device);
@@ -182,7 +194,7 @@ v1::WorkerMessage Agent::RegisterMessage() {
 
 absl::Status Agent::RunSession(bool* welcomed) {
   grpc::ClientContext ctx;
-  AddBearerToken(&ctx, options_.channel.token);
+  client::AddBearerToken(&ctx, options_.channel.token);
   // Wait for the channel to (re)connect instead of failing while it is in
   // TRANSIENT_FAILURE: the stream then opens as soon as a restarted
   // coordinator listens, before its --worker-timeout gives up on this worker.

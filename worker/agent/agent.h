@@ -28,8 +28,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
-#include "worker/agent/channel.h"
 #include "worker/agent/worker_metrics.h"
 
 namespace lemo::worker {
@@ -37,9 +37,16 @@ namespace lemo::worker {
 class Task;
 struct TaskEnvironment;
 
+// The worker's channel settings before its flags fill in the target, TLS files
+// and token: errors name lemo-worker's flags, a 20 s keepalive notices a dead
+// coordinator on the long Connect stream, reconnects back off to at most 1 s,
+// and messages are at most 8 MiB (a 1 MiB checkpoint chunk with room for its
+// envelope).
+client::ChannelOptions WorkerChannelOptions();
+
 struct AgentOptions {
   // Where the coordinator is and how to reach it.
-  ChannelOptions channel;
+  client::ChannelOptions channel = WorkerChannelOptions();
   // "cpu" or "cuda:N": the one device this worker trains on.
   std::string device = "cpu";
   // Stable id across restarts; empty means "<hostname>-<device>" (e.g.

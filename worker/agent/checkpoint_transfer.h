@@ -1,26 +1,28 @@
 // Moving checkpoint directories between a worker and the coordinator: chunked
 // uploads with a sha256 per file (WorkerService.UploadCheckpoint), and
 // downloads that verify every file's sha256 before the directory appears
-// (WorkerService.DownloadCheckpoint, to resume).
+// (WorkerService.DownloadCheckpoint, to resume). Thin adapters between the
+// wire messages and lemo::SendChunkedDirectory /
+// lemo::ChunkedDirectoryReceiver.
 //
 //   UploadTarget target{"job-1", /*epoch=*/2, /*step=*/40, "step-000040"};
-//   LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info,
-//                         UploadCheckpoint(*stub, token, "/work/ckpt-40",
-//                         target));
-//   LEMO_RETURN_IF_ERROR(DownloadCheckpoint(*stub, token, resume,
-//   "/work/resume-40"));
+//   LEMO_ASSIGN_OR_RETURN(
+//       v1::CheckpointInfo info,
+//       UploadCheckpoint(*stub, token, "/work/ckpt-40", target));
+//   LEMO_RETURN_IF_ERROR(DownloadCheckpoint(*stub, token, "job-1",
+//                                           "step-000040", info,
+//                                           "/work/resume-40"));
 #ifndef LEMO_WORKER_AGENT_CHECKPOINT_TRANSFER_H_
 #define LEMO_WORKER_AGENT_CHECKPOINT_TRANSFER_H_
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/atomic_file.h"
+#include "common/chunked_directory.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
 
 namespace lemo::worker {
@@ -69,17 +71,11 @@ class CheckpointReceiver {
   absl::Status Finish();
 
  private:
-  struct OpenFile;
-  CheckpointReceiver(std::unique_ptr<AtomicDirectory> staged,
-                     const v1::CheckpointInfo& expected);
-  absl::Status CloseFile(const std::string& sha256);
+  explicit CheckpointReceiver(
+      std::unique_ptr<ChunkedDirectoryReceiver> receiver)
+      : receiver_(std::move(receiver)) {}
 
-  std::unique_ptr<AtomicDirectory> staged_;
-  // Expected sha256 by file name; empty when the caller knew nothing to expect.
-  std::map<std::string, std::string> expected_;
-  // Files completed, with their verified sha256.
-  std::map<std::string, std::string> done_;
-  std::unique_ptr<OpenFile> open_;
+  std::unique_ptr<ChunkedDirectoryReceiver> receiver_;
 };
 
 // Downloads checkpoint `checkpoint_id` of `job_id` into `dest_dir` through a
@@ -90,10 +86,6 @@ absl::Status DownloadCheckpoint(v1::WorkerService::StubInterface& stub,
                                 const std::string& checkpoint_id,
                                 const v1::CheckpointInfo& expected,
                                 const std::string& dest_dir);
-
-// True for a relative path with no "..", "." or empty component and no
-// backslash or NUL.
-bool IsSafeRelativePath(const std::string& name);
 
 }  // namespace lemo::worker
 

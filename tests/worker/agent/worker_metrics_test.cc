@@ -1,59 +1,21 @@
-// Tests for worker/agent/channel.h and worker/agent/worker_metrics.h. To add a
-// case: a TEST that builds a channel or a WorkerMetrics and checks what it
-// accepts, refuses or serves.
+// Tests for worker/agent/worker_metrics.h (the channel's tests moved to
+// tests/client/channel_test.cc with the channel). To add a case: a TEST that
+// builds a WorkerMetrics and checks what it serves.
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
-#include "worker/agent/channel.h"
 #include "worker/agent/worker_metrics.h"
 
 namespace lemo::worker {
 namespace {
 
 using ::lemo::testing::HttpGet;
-using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-TEST(IsLoopbackTarget, KnowsLoopbackForms) {
-  EXPECT_TRUE(IsLoopbackTarget("127.0.0.1:7070"));
-  EXPECT_TRUE(IsLoopbackTarget("localhost:7070"));
-  EXPECT_TRUE(IsLoopbackTarget("[::1]:7070"));
-  EXPECT_TRUE(IsLoopbackTarget("ipv4:127.0.0.1:7070"));
-  EXPECT_FALSE(IsLoopbackTarget("10.0.0.3:7070"));
-  EXPECT_FALSE(IsLoopbackTarget("coordinator.lemo.svc:7070"));
-  EXPECT_FALSE(IsLoopbackTarget("localhost.evil.example:7070"));
-}
-
-TEST(CreateCoordinatorChannel, NamesTheBadFlag) {
-  ChannelOptions options;
-  EXPECT_THAT(
-      CreateCoordinatorChannel(options),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--coordinator")));
-  options.target = "10.0.0.3:7070";
-  options.tls_ca_file = "/nonexistent/ca.pem";
-  EXPECT_THAT(
-      CreateCoordinatorChannel(options),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
-  options.tls_ca_file.clear();
-  options.tls_cert_file = "/nonexistent/cert.pem";
-  EXPECT_THAT(
-      CreateCoordinatorChannel(options),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key")));
-}
-
-TEST(CreateCoordinatorChannel, PlaintextToLoopbackOrWhenInsecure) {
-  ChannelOptions options;
-  options.target = "127.0.0.1:1";
-  EXPECT_THAT(CreateCoordinatorChannel(options), IsOk());
-  options.target = "10.0.0.3:7070";
-  options.insecure = true;
-  EXPECT_THAT(CreateCoordinatorChannel(options), IsOk());
-}
 
 TEST(WorkerMetrics, ServesTheDesignNames) {
   LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create("127.0.0.1:0"));
