@@ -134,10 +134,25 @@ absl::StatusOr<std::unique_ptr<JobWatcher>> Coordinator::Watch(
   }
   Store* store = store_.get();
   std::string id = request.job_id();
+  // A watcher delivers only what GetJob already shows. Persist commits an
+  // event to the store before it updates the view GetJob reads, so a watcher
+  // reading the store in between could end on SUCCEEDED while GetJob still
+  // said RUNNING (the ServiceTest flake). Live events are published after the
+  // view, so they never need the cap.
   return std::make_unique<JobWatcher>(
       hub_.Subscribe(id),
-      [store, id](int64_t from, int limit) {
-        return store->ReadEvents(id, from, limit);
+      [this, store, id](int64_t from, int limit)
+          -> absl::StatusOr<std::vector<v1::JobEvent>> {
+        std::shared_ptr<const v1::Job> view = ViewJob(id);
+        const int64_t visible =
+            view == nullptr ? 0 : view->last_event_sequence();
+        if (from > visible) return std::vector<v1::JobEvent>();
+        LEMO_ASSIGN_OR_RETURN(std::vector<v1::JobEvent> events,
+                              store->ReadEvents(id, from, limit));
+        while (!events.empty() && events.back().sequence() > visible) {
+          events.pop_back();
+        }
+        return events;
       },
       next);
 }

@@ -100,6 +100,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &s->port_);
+  // gRPC binds with SO_REUSEPORT by default, so a second coordinator on the
+  // same port would silently share it (and a test's port could be taken over);
+  // a taken port must be an error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(s->jobs_.get());
@@ -118,6 +122,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     health.AddListeningPort(options.health_listen,
                             grpc::InsecureServerCredentials(),
                             &s->health_port_);
+    health.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     s->health_server_ = health.BuildAndStart();
     if (s->health_server_ == nullptr || s->health_port_ == 0) {
       return absl::UnavailableError(absl::StrCat(
