@@ -239,6 +239,36 @@ TEST_F(TrainerTest, DataParallelThreeRanksWithGradAccumMatchOneRank) {
   }
 }
 
+TEST_F(TrainerTest, DataParallelResumeRestoresEveryRanksCursor) {
+  // 2 ranks stop at step 2 (rank 0's checkpoint), 2 new ranks resume from it
+  // to step 4: the same losses and weights as one rank with batch 2 going
+  // straight to step 4.
+  TrainerOptions single = TinyOptions("single_resume");
+  single.steps = 4;
+  single.model.lora.dropout = 0;
+  RunResult a = RunTrainer(single);
+  ASSERT_THAT(a.status, IsOk());
+
+  TrainerOptions first = TinyOptions("dp_resume");
+  first.steps = 2;
+  first.optimizer.total_steps = 4;  // the schedule of the 4-step run
+  first.model.lora.dropout = 0;
+  first.data.batch_size = 1;
+  std::vector<RunResult> halves = RunDataParallel(first, 2);
+  ASSERT_THAT(halves[0].status, IsOk());
+  ASSERT_THAT(halves[1].status, IsOk());
+  TrainerOptions second = first;
+  second.steps = 4;
+  second.resume_dir = (root_ / "dp_resume/checkpoint-000002").string();
+  std::vector<RunResult> resumed = RunDataParallel(second, 2);
+  for (int r = 0; r < 2; ++r) {
+    RunResult joined = resumed[r];
+    joined.losses.insert(joined.losses.begin(), halves[r].losses.begin(),
+                         halves[r].losses.end());
+    ExpectSameTraining(a, joined, "resumed 2 ranks, rank " + std::to_string(r));
+  }
+}
+
 TEST_F(TrainerTest, DataParallelRejectsAMismatchedGroup) {
   comm::ProcessGroupOptions co;  // world size 1
   LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<comm::ProcessGroup> group,
