@@ -33,6 +33,7 @@ LEMO_APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev libyaml-cpp-dev
   nlohmann-json3-dev libsentencepiece-dev libssl-dev libcli11-dev
+  libgloo-dev  # headers only: c10d's ProcessGroupGloo.hpp includes them (worker/comm/)
 )
 # Test-only: tests/deploy runs a real Prometheus (and promtool) against the service;
 # scripts/check-deploy makes throwaway certificates with openssl.

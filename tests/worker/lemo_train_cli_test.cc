@@ -10,11 +10,13 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/worker/comm/free_port.h"
 
 namespace {
 
@@ -182,6 +184,65 @@ TEST_F(LemoTrainCliTest, FinetunesAndWritesMetrics) {
     ++lines;
   }
   EXPECT_EQ(lines, 2);
+}
+
+std::vector<double> Losses(const fs::path& metrics_jsonl) {
+  std::vector<double> losses;
+  std::ifstream in(metrics_jsonl);
+  std::string line;
+  while (std::getline(in, line)) {
+    losses.push_back(nlohmann::json::parse(line).at("loss").get<double>());
+  }
+  return losses;
+}
+
+TEST_F(LemoTrainCliTest, TwoProcessDataParallelMatchesOneProcessGlobalBatch) {
+  // Real processes joined through rank 0's TCPStore on loopback: 2 ranks with
+  // batch 1 train like 1 rank with batch 2 (dropout 0: masks draw per rank).
+  const std::string common = " --lora-dropout 0 --metrics-jsonl ";
+  const fs::path single = dir_ / "single.jsonl";
+  Result a = RunLemoTrain(Finetune((dir_ / "model").string(),
+                                   "--batch-size 2" + common + single.string(),
+                                   /*seq_len=*/8, /*steps=*/3));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const int port = ::lemo::testing::FreeLoopbackPort();
+  std::vector<Result> ranks(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      ranks[r] = RunLemoTrain(Finetune(
+          (dir_ / "model").string(),
+          "--batch-size 1 --world-size 2 --rank " + std::to_string(r) +
+              " --master-addr 127.0.0.1 --master-port " + std::to_string(port) +
+              " --comm-timeout 120" + common +
+              (dir_ / ("rank" + std::to_string(r) + ".jsonl")).string(),
+          /*seq_len=*/8, /*steps=*/3));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const std::vector<double> want = Losses(single);
+  ASSERT_EQ(want.size(), 3u);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(ranks[r].exit_code, 0) << ranks[r].output;
+    const std::vector<double> got =
+        Losses(dir_ / ("rank" + std::to_string(r) + ".jsonl"));
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], 1e-5) << "rank " << r << " step " << i + 1;
+    }
+  }
+}
+
+TEST_F(LemoTrainCliTest, DataParallelWithoutItsRankZeroFailsNamingTheStore) {
+  const int port = ::lemo::testing::FreeLoopbackPort();
+  Result r = RunLemoTrain(Finetune(
+      (dir_ / "model").string(),
+      "--world-size 2 --rank 1 --master-addr 127.0.0.1 --comm-timeout 2 "
+      "--master-port " +
+          std::to_string(port)));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 1000) << r.output;  // an error, not a crash
+  EXPECT_THAT(r.output, HasSubstr("127.0.0.1:" + std::to_string(port)));
 }
 
 // Predictor calibration on the tiny model: blocks of 64 tokens, so seq_len 256

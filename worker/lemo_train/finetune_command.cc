@@ -1,6 +1,7 @@
 #include "worker/lemo_train/finetune_command.h"
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -33,14 +34,19 @@ struct FinetuneFlags {
   std::string targets = "q_proj,k_proj,v_proj,o_proj";
   std::string metrics_jsonl;
   std::string data_format = "auto";
+  double comm_timeout_seconds = 300;
 };
 
 nlohmann::json MetricsJson(const lemo::engine::StepMetrics& m) {
   return {{"step", m.step},
           {"loss", m.loss},
+          {"rank_loss", m.rank_loss},
           {"lr", m.lr},
           {"grad_norm", m.grad_norm},
           {"tokens_per_second", m.tokens_per_second},
+          {"global_tokens_per_second", m.global_tokens_per_second},
+          {"rank", m.rank},
+          {"world_size", m.world_size},
           {"step_time_seconds", m.step_time_seconds},
           {"peak_allocated_bytes", m.peak_allocated_bytes},
           {"peak_reserved_bytes", m.peak_reserved_bytes}};
@@ -94,6 +100,8 @@ int RunFinetune(FinetuneFlags& flags) {
     }
   }
 
+  o.comm.timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(flags.comm_timeout_seconds * 1000));
   auto trainer = lemo::engine::Trainer::Create(o);
   if (!trainer.ok()) return Fail(trainer.status());
   std::signal(SIGINT, OnSignal);
@@ -186,6 +194,19 @@ Command AddFinetuneCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_option("--seed", o.seed)->capture_default_str();
   cmd->add_option("--data-seed", o.data.seed, "Shuffle seed")
+      ->capture_default_str();
+  cmd->add_option("--rank", o.rank, "Data-parallel rank of this process")
+      ->capture_default_str();
+  cmd->add_option("--world-size", o.world_size,
+                  "Data-parallel processes; --batch-size is per rank")
+      ->capture_default_str();
+  cmd->add_option("--master-addr", o.comm.store_host,
+                  "Host of rank 0, which hosts the c10d TCPStore")
+      ->capture_default_str();
+  cmd->add_option("--master-port", o.comm.store_port,
+                  "Port of rank 0's c10d TCPStore (world size > 1)");
+  cmd->add_option("--comm-timeout", ft->comm_timeout_seconds,
+                  "Seconds to wait for the rendezvous and each collective")
       ->capture_default_str();
   cmd->add_option("--metrics-jsonl", ft->metrics_jsonl,
                   "Write one JSON object per step here");

@@ -52,6 +52,22 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
         absl::StrCat("predictor_recall_every: must be >= 0, got ",
                      o.predictor_recall_every));
   }
+  if (o.world_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size: must be >= 1, got ", o.world_size));
+  }
+  if (o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank: must be in [0, ", o.world_size, "), got ", o.rank));
+  }
+  if (o.process_group != nullptr &&
+      (o.process_group->rank() != o.rank ||
+       o.process_group->world_size() != o.world_size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("process_group: is rank ", o.process_group->rank(), "/",
+                     o.process_group->world_size(), ", the trainer is rank ",
+                     o.rank, "/", o.world_size));
+  }
   if (o.model.loss_segment_tokens < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("loss_segment_tokens: must be >= 0, got ",
@@ -109,9 +125,23 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<ModelWeights> weights,
                         ModelWeights::Open(options.model_dir),
                         absl::StrCat("model ", options.model_dir));
+  // Every rank reads the global batch (world_size * batch_size samples, the
+  // same on every rank, so the cursor is too) and keeps its own slice of it.
+  DataOptions global_data = options.data;
+  global_data.batch_size = options.data.batch_size * options.world_size;
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PackedDataset> data,
-                        PackedDataset::Create(options.data, config.vocab_size),
+                        PackedDataset::Create(global_data, config.vocab_size),
                         absl::StrCat("data ", options.data.path));
+  std::unique_ptr<comm::ProcessGroup> owned_group;
+  if (options.world_size > 1 && options.process_group == nullptr) {
+    comm::ProcessGroupOptions co = options.comm;
+    co.rank = options.rank;
+    co.world_size = options.world_size;
+    co.device = options.model.device;
+    LEMO_ASSIGN_OR_RETURN(owned_group, comm::ProcessGroup::Create(co),
+                          "joining the data-parallel group");
+    options.process_group = owned_group.get();
+  }
 
   torch::manual_seed(options.seed);
   WeightLoader loader = [&weights](const std::string& name) {
@@ -128,7 +158,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
 
   auto trainer = std::unique_ptr<Trainer>(
       new Trainer(std::move(options), std::move(model), std::move(data),
-                  std::move(optimizer)));
+                  std::move(optimizer), std::move(owned_group)));
   if (!trainer->options_.resume_dir.empty()) {
     LEMO_RETURN_IF_ERROR(
         trainer->Resume(trainer->options_.resume_dir),
@@ -187,6 +217,43 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   return dir;
 }
 
+absl::StatusOr<torch::Tensor> Trainer::NextLocalBatch() {
+  LEMO_ASSIGN_OR_RETURN(torch::Tensor global, data_->Next());
+  if (options_.world_size == 1) return global;
+  // A contiguous slice: rank r's rows are the ones a single rank with the
+  // global batch would put at [r * b, (r + 1) * b), so W ranks see exactly its
+  // samples.
+  const int64_t b = options_.data.batch_size;
+  return global.narrow(0, options_.rank * b, b).contiguous();
+}
+
+absl::Status Trainer::AverageAcrossRanks(double& loss) {
+  comm::ProcessGroup* group = options_.process_group;
+  if (group == nullptr || options_.world_size == 1) return absl::OkStatus();
+  // Each rank's loss (and gradient) is the mean over its own tokens; every
+  // rank has the same token count (packed samples have no padding), so the
+  // global-batch mean is the mean of the ranks' means: sum, then divide by W.
+  std::vector<torch::Tensor> grads;
+  LEMO_RETURN_IF_ERROR(CallTorch("collecting LoRA gradients", [&] {
+    for (const auto& [name, p] : model_->LoraParameters()) {
+      // LoRA parameters all take part in every forward, so every rank has the
+      // same set of gradients (the optimizer skips undefined ones).
+      if (p.grad().defined()) grads.push_back(p.grad());
+    }
+  }));
+  LEMO_RETURN_IF_ERROR(group->AllReduceSum(grads), "all-reducing gradients");
+  std::vector<torch::Tensor> loss_tensor{
+      torch::full({1}, loss, torch::kFloat64)};
+  LEMO_RETURN_IF_ERROR(group->AllReduceSum(loss_tensor),
+                       "all-reducing the loss");
+  const double w = static_cast<double>(options_.world_size);
+  return CallTorch("averaging gradients", [&] {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& g : grads) g.div_(w);
+    loss = loss_tensor[0].item<double>() / w;
+  });
+}
+
 absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
     const std::atomic<bool>* cancel) {
   const torch::Device device = options_.model.device;
@@ -203,7 +270,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
       return absl::CancelledError(
           absl::StrCat("cancelled before step ", step_ + 1));
     }
-    LEMO_ASSIGN_OR_RETURN(torch::Tensor ids, data_->Next());
+    LEMO_ASSIGN_OR_RETURN(torch::Tensor ids, NextLocalBatch());
     LEMO_ASSIGN_OR_RETURN(double loss, CallTorch("training step", [&] {
                             torch::Tensor on_device = ids.to(device);
                             torch::Tensor l =
@@ -214,6 +281,9 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
                           }));
     loss_sum += loss;
   }
+  const double rank_loss = loss_sum;
+  LEMO_RETURN_IF_ERROR(AverageAcrossRanks(loss_sum),
+                       absl::StrCat("step ", step_ + 1));
   LEMO_ASSIGN_OR_RETURN(double grad_norm, CallTorch("optimizer step", [&] {
                           double norm = optimizer_->Step();
                           optimizer_->ZeroGrad();
@@ -229,12 +299,17 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
   m.step = step_;
   m.total_steps = options_.steps;
   m.loss = loss_sum;
+  m.rank_loss = rank_loss;
   m.lr = optimizer_->lr();
   m.grad_norm = grad_norm;
   m.step_time_seconds = seconds;
   const double tokens = static_cast<double>(options_.grad_accum) *
                         options_.data.batch_size * options_.data.seq_len;
   m.tokens_per_second = seconds > 0 ? tokens / seconds : 0;
+  m.global_tokens_per_second =
+      m.tokens_per_second * static_cast<double>(options_.world_size);
+  m.rank = options_.rank;
+  m.world_size = options_.world_size;
   const PeakMemory peak = ReadPeakMemory(device);
   m.peak_allocated_bytes = peak.allocated_bytes;
   m.peak_reserved_bytes = peak.reserved_bytes;
@@ -243,13 +318,28 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
 }
 
 absl::Status Trainer::Run(const TrainerCallbacks& callbacks) {
+  comm::ProcessGroup* group = options_.process_group;
+  if (group != nullptr && options_.world_size > 1 && !weights_synced_) {
+    // Rank 0's LoRA weights for everyone: the ranks then start from one model
+    // whatever their RNGs did (and a resumed run loaded the same checkpoint).
+    std::vector<torch::Tensor> weights;
+    LEMO_RETURN_IF_ERROR(CallTorch("collecting LoRA weights", [&] {
+      for (const auto& [name, p] : model_->LoraParameters()) {
+        weights.push_back(p.detach());
+      }
+    }));
+    LEMO_RETURN_IF_ERROR(group->Broadcast(weights, /*root=*/0),
+                         "broadcasting rank 0's LoRA weights");
+    weights_synced_ = true;
+  }
   while (step_ < options_.steps) {
     LEMO_ASSIGN_OR_RETURN(StepMetrics m, TrainOneStep(callbacks.cancel));
     if (callbacks.on_step) callbacks.on_step(m);
     const bool last = step_ == options_.steps;
     const bool periodic =
         options_.save_every > 0 && step_ % options_.save_every == 0;
-    if (last || periodic) {
+    // Every rank holds the same weights and cursor; rank 0 writes them.
+    if ((last || periodic) && options_.rank == 0) {
       LEMO_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint());
       if (callbacks.on_checkpoint) callbacks.on_checkpoint(dir, step_);
     }

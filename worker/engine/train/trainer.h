@@ -15,6 +15,14 @@
 //   options.out_dir = "/tmp/run";
 //   LEMO_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options));
 //   LEMO_RETURN_IF_ERROR(trainer->Run(callbacks));
+//
+// Data parallel: W processes, each with rank r and world_size W, train one
+// model together. Each step every rank takes its own slice of the global batch
+// (the W * batch_size samples one rank with batch W * batch_size would take),
+// all-reduces the LoRA gradients to their global-batch mean, and clips and
+// steps identically; rank 0 broadcasts the initial LoRA weights and alone
+// writes checkpoints. Pass a joined comm::ProcessGroup, or leave it null and
+// give `comm` so that Create joins one (world_size 1 needs neither).
 #ifndef LEMO_WORKER_ENGINE_TRAIN_TRAINER_H_
 #define LEMO_WORKER_ENGINE_TRAIN_TRAINER_H_
 
@@ -27,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "worker/comm/process_group.h"
 #include "worker/engine/data/dataset.h"
 #include "worker/engine/train/optimizer.h"
 #include "worker/engine/train/training_model.h"
@@ -60,16 +69,36 @@ struct TrainerOptions {
   // the oracle on every K-th step (model().lemo_stats() then holds it after
   // that step); 0 = never, as it costs an oracle pass.
   int64_t predictor_recall_every = 0;
+  // Data parallel: this process's rank in [0, world_size) and the number of
+  // processes training together. data.batch_size is per rank, so the global
+  // batch is world_size * data.batch_size samples per micro-batch.
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  // A joined group of world_size ranks (not owned; outlives the trainer).
+  // When null and world_size > 1, Create joins one with `comm` (its rank,
+  // world_size and device are taken from the fields above).
+  comm::ProcessGroup* process_group = nullptr;
+  // Rendezvous (rank 0's store host and port, timeout) for that group.
+  comm::ProcessGroupOptions comm;
 };
 
 // One optimizer step's numbers, as streamed to users.
 struct StepMetrics {
   int64_t step = 0;
   int64_t total_steps = 0;
+  // Mean over the global batch (all ranks' micro-batches).
   double loss = 0;
+  // Mean over this rank's micro-batches only (== loss when world_size is 1).
+  double rank_loss = 0;
   double lr = 0;
   double grad_norm = 0;
+  // This rank's tokens per second.
   double tokens_per_second = 0;
+  // All ranks' tokens per second (world_size * this rank's: the ranks step in
+  // lockstep through the gradient all-reduce).
+  double global_tokens_per_second = 0;
+  int64_t rank = 0;
+  int64_t world_size = 1;
   double step_time_seconds = 0;
   // Device allocator peaks on CUDA; the process's peak RSS on CPU (then
   // reserved == allocated).
@@ -104,11 +133,18 @@ class Trainer {
  private:
   Trainer(TrainerOptions options, std::unique_ptr<TrainingModel> model,
           std::unique_ptr<PackedDataset> data,
-          std::unique_ptr<AdapterOptimizer> optimizer)
+          std::unique_ptr<AdapterOptimizer> optimizer,
+          std::unique_ptr<comm::ProcessGroup> owned_group)
       : options_(std::move(options)),
         model_(std::move(model)),
         data_(std::move(data)),
-        optimizer_(std::move(optimizer)) {}
+        optimizer_(std::move(optimizer)),
+        owned_group_(std::move(owned_group)) {}
+
+  // This rank's [batch_size, seq_len] slice of the next global batch.
+  absl::StatusOr<torch::Tensor> NextLocalBatch();
+  // Sums the LoRA gradients and `loss` over ranks and divides by world_size.
+  absl::Status AverageAcrossRanks(double& loss);
 
   absl::Status Resume(const std::string& dir);
   absl::StatusOr<std::string> SaveCheckpoint();
@@ -118,6 +154,10 @@ class Trainer {
   std::unique_ptr<TrainingModel> model_;
   std::unique_ptr<PackedDataset> data_;
   std::unique_ptr<AdapterOptimizer> optimizer_;
+  // Set when Create joined the group itself; options_.process_group points at
+  // the group in use either way (null when world_size == 1).
+  std::unique_ptr<comm::ProcessGroup> owned_group_;
+  bool weights_synced_ = false;
   int64_t step_ = 0;
 };
 

@@ -6,11 +6,18 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "tests/testing/status_matchers.h"
+#include "tests/worker/comm/free_port.h"
+#include "worker/comm/process_group.h"
 #include "worker/engine/model/init_model.h"
 #include "worker/engine/model/safetensors.h"
 
@@ -69,6 +76,7 @@ class TrainerTest : public ::testing::Test {
 struct RunResult {
   absl::Status status;
   std::vector<double> losses;
+  std::vector<double> rank_losses;
   std::vector<std::pair<std::string, torch::Tensor>> lora;
 };
 
@@ -91,6 +99,189 @@ RunResult RunTrainer(const TrainerOptions& options, int64_t stop_after = -1) {
     result.lora.emplace_back(name, t.detach().clone());
   }
   return result;
+}
+
+// Trains `world` data-parallel ranks of `options`, one thread each, joined by a
+// real Gloo group over a TCPStore on 127.0.0.1; returns each rank's result.
+std::vector<RunResult> RunDataParallel(const TrainerOptions& options,
+                                       int64_t world) {
+  const int port = ::lemo::testing::FreeLoopbackPort();
+  std::vector<RunResult> results(world);
+  // torch::manual_seed (in Trainer::Create) is process-wide: creating the
+  // trainers one at a time keeps rank 0's LoRA init equal to a lone run's.
+  std::mutex create_mu;
+  std::vector<std::thread> threads;
+  for (int64_t r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      RunResult& result = results[r];
+      comm::ProcessGroupOptions co;
+      co.rank = r;
+      co.world_size = world;
+      co.store_host = "127.0.0.1";
+      co.store_port = port;
+      co.gloo_hostname = "127.0.0.1";
+      co.timeout = std::chrono::seconds(120);
+      auto group = comm::ProcessGroup::Create(co);
+      if (!group.ok()) {
+        result.status = group.status();
+        return;
+      }
+      TrainerOptions o = options;
+      o.rank = r;
+      o.world_size = world;
+      o.process_group = group->get();
+      absl::StatusOr<std::unique_ptr<Trainer>> trainer;
+      {
+        std::lock_guard<std::mutex> lock(create_mu);
+        trainer = Trainer::Create(o);
+      }
+      if (!trainer.ok()) {
+        result.status = trainer.status();
+        return;
+      }
+      TrainerCallbacks callbacks;
+      callbacks.on_step = [&](const StepMetrics& m) {
+        result.losses.push_back(m.loss);
+        result.rank_losses.push_back(m.rank_loss);
+        EXPECT_EQ(m.rank, r);
+        EXPECT_EQ(m.world_size, world);
+        EXPECT_DOUBLE_EQ(m.global_tokens_per_second,
+                         m.tokens_per_second * static_cast<double>(world));
+      };
+      result.status = (*trainer)->Run(callbacks);
+      for (const auto& [name, t] : (*trainer)->model().LoraParameters()) {
+        result.lora.emplace_back(name, t.detach().clone());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return results;
+}
+
+// Per-step losses and final LoRA weights of a data-parallel rank against a
+// lone run with the global batch. 1e-5: the same math in fp32, only the
+// gradient sums are ordered differently (per-rank partial sums).
+void ExpectSameTraining(const RunResult& single, const RunResult& rank,
+                        const std::string& label) {
+  ASSERT_THAT(rank.status, IsOk()) << label;
+  ASSERT_EQ(rank.losses.size(), single.losses.size()) << label;
+  double worst_loss = 0;
+  for (size_t i = 0; i < single.losses.size(); ++i) {
+    EXPECT_NEAR(rank.losses[i], single.losses[i], 1e-5)
+        << label << " step " << i + 1;
+    worst_loss =
+        std::max(worst_loss, std::abs(rank.losses[i] - single.losses[i]));
+  }
+  ASSERT_EQ(rank.lora.size(), single.lora.size()) << label;
+  double worst_weight = 0;
+  for (size_t i = 0; i < single.lora.size(); ++i) {
+    EXPECT_EQ(rank.lora[i].first, single.lora[i].first);
+    const double diff = (rank.lora[i].second - single.lora[i].second)
+                            .abs()
+                            .max()
+                            .item<double>();
+    EXPECT_LE(diff, 1e-5) << label << " " << single.lora[i].first;
+    worst_weight = std::max(worst_weight, diff);
+  }
+  std::cout << label << ": max |loss diff| " << worst_loss
+            << ", max |LoRA weight diff| " << worst_weight << "\n";
+}
+
+TEST_F(TrainerTest, DataParallelTwoRanksMatchOneRankWithTheGlobalBatch) {
+  TrainerOptions single = TinyOptions("single");
+  single.steps = 5;
+  // LoRA dropout draws per rank, so masks cannot match a lone run's.
+  single.model.lora.dropout = 0;
+  single.data.batch_size = 2;
+  RunResult a = RunTrainer(single);
+  ASSERT_THAT(a.status, IsOk());
+
+  TrainerOptions dp = TinyOptions("dp");
+  dp.steps = 5;
+  dp.model.lora.dropout = 0;
+  dp.data.batch_size = 1;
+  std::vector<RunResult> ranks = RunDataParallel(dp, 2);
+  // The ranks trained on different samples (their own losses differ) whose
+  // mean is the global batch's.
+  for (size_t i = 0; i < a.losses.size(); ++i) {
+    EXPECT_NE(ranks[0].rank_losses[i], ranks[1].rank_losses[i]);
+    EXPECT_NEAR((ranks[0].rank_losses[i] + ranks[1].rank_losses[i]) / 2,
+                a.losses[i], 1e-5);
+  }
+  for (int r = 0; r < 2; ++r) {
+    ExpectSameTraining(a, ranks[r],
+                       "2 ranks x batch 1, rank " + std::to_string(r));
+  }
+  // Only rank 0 writes; its checkpoint holds the shared weights.
+  EXPECT_TRUE(
+      fs::exists(root_ / "dp/checkpoint-000005/adapter_model.safetensors"));
+}
+
+TEST_F(TrainerTest, DataParallelThreeRanksWithGradAccumMatchOneRank) {
+  // 3 ranks x batch 1 x 2 micro-batches == 1 rank x batch 3 x 2 micro-batches.
+  TrainerOptions single = TinyOptions("single3");
+  single.steps = 3;
+  single.model.lora.dropout = 0;
+  single.data.batch_size = 3;
+  single.grad_accum = 2;
+  RunResult a = RunTrainer(single);
+  ASSERT_THAT(a.status, IsOk());
+
+  TrainerOptions dp = TinyOptions("dp3");
+  dp.steps = 3;
+  dp.model.lora.dropout = 0;
+  dp.data.batch_size = 1;
+  dp.grad_accum = 2;
+  std::vector<RunResult> ranks = RunDataParallel(dp, 3);
+  for (int r = 0; r < 3; ++r) {
+    ExpectSameTraining(
+        a, ranks[r], "3 ranks x batch 1 x accum 2, rank " + std::to_string(r));
+  }
+}
+
+TEST_F(TrainerTest, DataParallelResumeRestoresEveryRanksCursor) {
+  // 2 ranks stop at step 2 (rank 0's checkpoint), 2 new ranks resume from it
+  // to step 4: the same losses and weights as one rank with batch 2 going
+  // straight to step 4.
+  TrainerOptions single = TinyOptions("single_resume");
+  single.steps = 4;
+  single.model.lora.dropout = 0;
+  RunResult a = RunTrainer(single);
+  ASSERT_THAT(a.status, IsOk());
+
+  TrainerOptions first = TinyOptions("dp_resume");
+  first.steps = 2;
+  first.optimizer.total_steps = 4;  // the schedule of the 4-step run
+  first.model.lora.dropout = 0;
+  first.data.batch_size = 1;
+  std::vector<RunResult> halves = RunDataParallel(first, 2);
+  ASSERT_THAT(halves[0].status, IsOk());
+  ASSERT_THAT(halves[1].status, IsOk());
+  TrainerOptions second = first;
+  second.steps = 4;
+  second.resume_dir = (root_ / "dp_resume/checkpoint-000002").string();
+  std::vector<RunResult> resumed = RunDataParallel(second, 2);
+  for (int r = 0; r < 2; ++r) {
+    RunResult joined = resumed[r];
+    joined.losses.insert(joined.losses.begin(), halves[r].losses.begin(),
+                         halves[r].losses.end());
+    ExpectSameTraining(a, joined, "resumed 2 ranks, rank " + std::to_string(r));
+  }
+}
+
+TEST_F(TrainerTest, DataParallelRejectsAMismatchedGroup) {
+  comm::ProcessGroupOptions co;  // world size 1
+  LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<comm::ProcessGroup> group,
+                            comm::ProcessGroup::Create(co));
+  TrainerOptions o = TinyOptions("mismatch");
+  o.world_size = 2;
+  o.rank = 1;
+  o.process_group = group.get();
+  EXPECT_THAT(RunTrainer(o).status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("process_group")));
+  o.rank = 2;
+  EXPECT_THAT(RunTrainer(o).status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank")));
 }
 
 TEST_F(TrainerTest, LossGoesDownAndCheckpointsAreWritten) {

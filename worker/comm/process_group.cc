@@ -1,0 +1,218 @@
+#include "worker/comm/process_group.h"
+
+#include <torch/torch.h>
+
+// ProcessGroupGloo.hpp declares its class only under USE_C10D_GLOO, the macro
+// torch itself is built with. It is defined here rather than on the target so
+// that this library compiles with the engine's flags and reuses its PCH
+// (worker/engine/CMakeLists.txt); gloo's headers are Debian's libgloo-dev.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/runtime/torch_status.h"
+
+namespace lemo::comm {
+
+using ::lemo::engine::CallTorch;
+
+struct ProcessGroup::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+};
+
+namespace {
+
+absl::Status Validate(const ProcessGroupOptions& o) {
+  if (o.world_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size: must be >= 1, got ", o.world_size));
+  }
+  if (o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank: must be in [0, ", o.world_size, "), got ", o.rank));
+  }
+  if (o.timeout.count() <= 0) {
+    return absl::InvalidArgumentError("timeout: must be > 0");
+  }
+  if (o.bucket_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bucket_bytes: must be > 0, got ", o.bucket_bytes));
+  }
+  if (o.world_size == 1) return absl::OkStatus();
+  if (o.store_host.empty()) {
+    return absl::InvalidArgumentError(
+        "store_host: required when world_size > 1");
+  }
+  if (o.store_port < 1 || o.store_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "store_port: must be in [1, 65535] when world_size > 1, got ",
+        o.store_port));
+  }
+  if (o.device.is_cuda()) {
+#ifdef LEMO_WITH_CUDA
+    // ProcessGroupNCCL is in libtorch_cuda, but its header needs nccl.h,
+    // which the wheel does not ship; wiring it is the GPU half of the issue.
+    return absl::UnimplementedError(
+        "device cuda: the NCCL process group is not wired yet; use cpu (Gloo)");
+#else
+    return absl::FailedPreconditionError(
+        "device cuda: NCCL process groups need a build with "
+        "LEMO_ENABLE_CUDA=ON; this build has Gloo (cpu) only");
+#endif
+  }
+  if (!o.device.is_cpu()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device: ", o.device.str(), " has no process-group backend"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ProcessGroup::ProcessGroup(Options options)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
+
+absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(
+    const Options& options) {
+  LEMO_RETURN_IF_ERROR(Validate(options));
+  auto pg = std::unique_ptr<ProcessGroup>(new ProcessGroup(options));
+  if (options.world_size == 1) return pg;
+
+  const std::string address =
+      absl::StrCat(options.store_host, ":", options.store_port);
+  const std::string who =
+      absl::StrCat("rank ", options.rank, "/", options.world_size);
+  // TCPStore's timeout bounds the client's connect retries and the server's
+  // wait for every rank, so an absent peer or store is an error, not a hang.
+  LEMO_RETURN_IF_ERROR(CallTorch(
+      absl::StrCat(who, ": rendezvous at the c10d store ", address), [&] {
+        c10d::TCPStoreOptions so;
+        so.port = static_cast<uint16_t>(options.store_port);
+        so.isServer = options.rank == 0;
+        so.numWorkers = static_cast<int>(options.world_size);
+        so.waitWorkers = true;
+        so.timeout = options.timeout;
+        pg->impl_->store =
+            c10::make_intrusive<c10d::TCPStore>(options.store_host, so);
+      }));
+  LEMO_RETURN_IF_ERROR(CallTorch(
+      absl::StrCat(who, ": connecting the Gloo group through the store at ",
+                   address),
+      [&] {
+        auto go = c10d::ProcessGroupGloo::Options::create(options.timeout);
+        go->devices.push_back(
+            options.gloo_hostname.empty()
+                ? c10d::ProcessGroupGloo::createDefaultDevice()
+                : c10d::ProcessGroupGloo::createDeviceForHostname(
+                      options.gloo_hostname));
+        pg->impl_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
+            pg->impl_->store, static_cast<int>(options.rank),
+            static_cast<int>(options.world_size), go);
+      }));
+  return pg;
+}
+
+ProcessGroup::~ProcessGroup() {
+  if (impl_ == nullptr) return;
+  // The backend holds the store; drop it first, then the store (rank 0's
+  // server thread stops with it). Destructors must not throw out of here.
+  try {
+    if (impl_->backend) impl_->backend->shutdown();
+  } catch (...) {
+  }
+  impl_->backend.reset();
+  impl_->store.reset();
+}
+
+absl::Status ProcessGroup::AllReduceBucket(std::vector<torch::Tensor>& bucket) {
+  return CallTorch(absl::StrCat("rank ", options_.rank, ": all-reduce"), [&] {
+    torch::NoGradGuard no_grad;
+    // Gloo sums every tensor of the list together (one per local device),
+    // so a bucket always goes as a single tensor.
+    const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
+    std::vector<torch::Tensor> flat;
+    if (single) {
+      flat = {bucket[0]};
+    } else {
+      std::vector<torch::Tensor> pieces;
+      pieces.reserve(bucket.size());
+      for (const torch::Tensor& t : bucket) pieces.push_back(t.reshape(-1));
+      flat = {torch::cat(pieces)};
+    }
+    impl_->backend->allreduce(flat)->wait(options_.timeout);
+    if (single) return;
+    int64_t offset = 0;
+    for (torch::Tensor& t : bucket) {
+      const int64_t n = t.numel();
+      t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()));
+      offset += n;
+    }
+  });
+}
+
+absl::Status ProcessGroup::AllReduceSum(std::vector<torch::Tensor>& tensors) {
+  if (options_.world_size == 1) return absl::OkStatus();
+  // Consecutive tensors of one dtype share a bucket until it is full.
+  std::vector<torch::Tensor> bucket;
+  int64_t bucket_bytes = 0;
+  for (const torch::Tensor& t : tensors) {
+    if (!t.defined()) {
+      return absl::InvalidArgumentError("all-reduce: undefined tensor");
+    }
+    if (!t.device().is_cpu()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "all-reduce: tensor on ", t.device().str(), ", the group is Gloo"));
+    }
+    const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+    if (!bucket.empty() && (bucket[0].scalar_type() != t.scalar_type() ||
+                            bucket_bytes + bytes > options_.bucket_bytes)) {
+      LEMO_RETURN_IF_ERROR(AllReduceBucket(bucket));
+      bucket.clear();
+      bucket_bytes = 0;
+    }
+    bucket.push_back(t);
+    bucket_bytes += bytes;
+  }
+  if (!bucket.empty()) LEMO_RETURN_IF_ERROR(AllReduceBucket(bucket));
+  return absl::OkStatus();
+}
+
+absl::Status ProcessGroup::Broadcast(std::vector<torch::Tensor>& tensors,
+                                     int64_t root) {
+  if (root < 0 || root >= options_.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("broadcast: root must be in [0, ", options_.world_size,
+                     "), got ", root));
+  }
+  if (options_.world_size == 1) return absl::OkStatus();
+  return CallTorch(absl::StrCat("rank ", options_.rank, ": broadcast"), [&] {
+    torch::NoGradGuard no_grad;
+    c10d::BroadcastOptions bo;
+    bo.rootRank = root;
+    bo.timeout = options_.timeout;
+    // One tensor per call: Gloo takes a list only of one tensor per device.
+    for (torch::Tensor& t : tensors) {
+      std::vector<torch::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+      impl_->backend->broadcast(one, bo)->wait(options_.timeout);
+      if (!one[0].is_same(t)) t.copy_(one[0]);
+    }
+  });
+}
+
+absl::Status ProcessGroup::Barrier() {
+  if (options_.world_size == 1) return absl::OkStatus();
+  return CallTorch(absl::StrCat("rank ", options_.rank, ": barrier"), [&] {
+    c10d::BarrierOptions bo;
+    bo.timeout = options_.timeout;
+    impl_->backend->barrier(bo)->wait(options_.timeout);
+  });
+}
+
+}  // namespace lemo::comm
