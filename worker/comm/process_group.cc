@@ -27,17 +27,22 @@ struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Backend> backend;
 };
 
+absl::Status ValidateRank(int64_t rank, int64_t world_size) {
+  if (world_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size: must be >= 1, got ", world_size));
+  }
+  if (rank < 0 || rank >= world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank: must be in [0, ", world_size, "), got ", rank));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 absl::Status Validate(const ProcessGroupOptions& o) {
-  if (o.world_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("world_size: must be >= 1, got ", o.world_size));
-  }
-  if (o.rank < 0 || o.rank >= o.world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank: must be in [0, ", o.world_size, "), got ", o.rank));
-  }
+  LEMO_RETURN_IF_ERROR(ValidateRank(o.rank, o.world_size));
   if (o.timeout.count() <= 0) {
     return absl::InvalidArgumentError("timeout: must be > 0");
   }

@@ -55,6 +55,11 @@ struct ProcessGroupOptions {
   int64_t bucket_bytes = int64_t{25} << 20;
 };
 
+// INVALID_ARGUMENT unless world_size >= 1 and rank is in [0, world_size); the
+// one check of a rank assignment, for the group and for its users (the
+// trainer) alike.
+absl::Status ValidateRank(int64_t rank, int64_t world_size);
+
 class ProcessGroup {
  public:
   using Options = ProcessGroupOptions;

@@ -52,14 +52,7 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
         absl::StrCat("predictor_recall_every: must be >= 0, got ",
                      o.predictor_recall_every));
   }
-  if (o.world_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("world_size: must be >= 1, got ", o.world_size));
-  }
-  if (o.rank < 0 || o.rank >= o.world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank: must be in [0, ", o.world_size, "), got ", o.rank));
-  }
+  LEMO_RETURN_IF_ERROR(comm::ValidateRank(o.rank, o.world_size));
   if (o.process_group != nullptr &&
       (o.process_group->rank() != o.rank ||
        o.process_group->world_size() != o.world_size)) {
