@@ -173,5 +173,132 @@ class PeerTest(unittest.TestCase):
         self.assertGreater(rows[0]["step_s"], 0)
 
 
+class StrongPeerTest(unittest.TestCase):
+    """The strong peer's pieces on CPU: offloaded checkpointing is exact, auto, --liger's error."""
+
+    CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "tiny.json")
+
+    def setUp(self):
+        try:
+            import torch  # noqa: F401
+            import hf_peer  # noqa: F401
+        except ImportError as e:
+            self.skipTest(f"needs torch, transformers and peft: {e}")
+
+    def loss_and_grads(self, checkpointing, seq=48, steps=2):
+        """Losses of `steps` training steps and the LoRA grads of the last one (same seed, same ids)."""
+        import torch
+        import hf_peer
+        from offload_ckpt import OffloadCheckpointer
+
+        args = hf_peer.parse_args(["--preset-config", self.CONFIG, "--seq-lens", str(seq), "--device", "cpu",
+                                   "--dtype", "fp32", "--checkpointing", checkpointing])
+        config, _ = hf_peer.load_config(args)
+        model = hf_peer.build_model(config, args, torch.float32, torch.device("cpu"))
+        offloader = OffloadCheckpointer()
+        if checkpointing != "none":
+            hf_peer.set_checkpointing(model, checkpointing, offloader)
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        opt = torch.optim.AdamW(params.values(), lr=1e-2)
+        ids = torch.randint(3, config.vocab_size, (1, seq), generator=torch.Generator().manual_seed(7))
+        losses = []
+        for step in range(steps):
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            losses.append(loss.item())
+            if step < steps - 1:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        grads = {n: p.grad.clone() for n, p in params.items()}
+        return losses, grads, offloader, config
+
+    def test_offload_matches_gpu_checkpointing_and_none(self):
+        import torch
+
+        ref_losses, ref_grads, _, _ = self.loss_and_grads("none")
+        for mode in ("gpu", "offload"):
+            losses, grads, offloader, config = self.loss_and_grads(mode)
+            self.assertEqual(losses, ref_losses, mode)
+            self.assertEqual(grads.keys(), ref_grads.keys())
+            for name, g in grads.items():
+                self.assertTrue(torch.allclose(g, ref_grads[name], rtol=1e-5, atol=1e-7), f"{mode} {name}")
+                self.assertGreater(g.abs().sum().item(), 0, f"{mode} {name}: no gradient")
+        # offload held every layer's input (2 layers x 48 tokens x 64 floats) and freed them all
+        self.assertEqual(offloader.pinned_peak_bytes, 2 * 48 * 64 * 4)
+        self.assertEqual(offloader.live_bytes, 0)
+        self.assertIsNone(offloader.last)
+
+    def test_offload_equals_gpu_checkpointing_exactly(self):
+        import torch
+
+        gpu_losses, gpu_grads, _, _ = self.loss_and_grads("gpu")
+        off_losses, off_grads, _, _ = self.loss_and_grads("offload")
+        self.assertEqual(off_losses, gpu_losses)
+        for name, g in off_grads.items():
+            self.assertTrue(torch.equal(g, gpu_grads[name]), name)
+
+    def run_peer(self, *extra):
+        import hf_peer
+
+        out = os.path.join(tempfile.mkdtemp(), "peer.jsonl")
+        hf_peer.main(["--preset-config", self.CONFIG, "--seq-lens", "32", "--device", "cpu", "--dtype", "fp32",
+                      "--steps", "2", "--out", out, *extra])
+        with open(out) as f:
+            return [json.loads(ln) for ln in f]
+
+    def test_auto_picks_gpu_when_it_fits_and_offload_after_an_oom(self):
+        import torch
+        import hf_peer
+
+        [row] = self.run_peer("--checkpointing", "auto")
+        self.assertEqual((row["system"], row["mode"], row["status"]), ("peer", "ckpt", "ok"))
+        self.assertEqual((row["checkpointing"], row["checkpointing_requested"], row["liger"]), ("gpu", "auto", False))
+        self.assertEqual([t["checkpointing"] for t in row["auto_tried"]], ["gpu"])
+        self.assertEqual(len(row["step_times_s"]), 2)
+        self.assertGreater(row["peak_host_rss_bytes"], 0)
+        self.assertEqual(row["pinned_host_bytes"], 0)
+
+        real = hf_peer.run_seq
+
+        def run_seq(model, opt, seq, vocab, args, device):  # gpu checkpointing "runs out of memory"
+            funcs = {type(m._gradient_checkpointing_func).__name__ for m in model.modules()
+                     if getattr(m, "gradient_checkpointing", False)}
+            if funcs != {"OffloadCheckpointer"}:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")
+            return real(model, opt, seq, vocab, args, device)
+
+        hf_peer.run_seq = run_seq
+        try:
+            rows = self.run_peer("--checkpointing", "auto", "--seq-lens", "32,48", "--system", "peer-strong")
+        finally:
+            hf_peer.run_seq = real
+        self.assertEqual([(r["seq_len"], r["status"], r["checkpointing"]) for r in rows],
+                         [(32, "ok", "offload"), (48, "ok", "offload")])
+        self.assertEqual([t["status"] for t in rows[0]["auto_tried"]], ["oom", "ok"])
+        self.assertEqual([t["checkpointing"] for t in rows[1]["auto_tried"]], ["offload"])  # no gpu retry
+        self.assertEqual(rows[0]["system"], "peer-strong")
+        self.assertEqual(rows[0]["pinned_host_bytes"], 2 * 32 * 64 * 4)
+
+    def test_alias_and_no_checkpointing_rows(self):
+        import hf_peer
+
+        args = hf_peer.parse_args(["--preset-config", self.CONFIG, "--seq-lens", "8", "--gradient-checkpointing"])
+        self.assertEqual(args.checkpointing, "gpu")
+        [row] = self.run_peer()
+        self.assertEqual((row["mode"], row["checkpointing"], row["system"]), ("no-ckpt", "none", "peer"))
+
+    def test_liger_on_cpu_is_a_clear_error(self):
+        import contextlib
+        import io
+
+        import hf_peer
+
+        err = io.StringIO()
+        with self.assertRaises(SystemExit) as cm, contextlib.redirect_stderr(err):
+            hf_peer.main(["--preset-config", self.CONFIG, "--seq-lens", "32", "--device", "cpu", "--liger"])
+        self.assertEqual(cm.exception.code, 2)
+        self.assertIn("--liger needs CUDA", err.getvalue())
+
+
 if __name__ == "__main__":
     unittest.main()
