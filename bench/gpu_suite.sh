@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The one benchmark command for the GPU machine: builds with CUDA, runs `ctest -L gpu`, measures
 # the bf16 matmul rate, then fine-tunes the llama2-7b preset with lemo-train (dense, and with LeMo
-# token elimination) and with the HF transformers + PEFT peer (bench/hf_peer.py) at each seq_len,
-# with and without gradient checkpointing, and prints the table (bench/report.py) last. OOM, a
-# timeout or a failed build is a recorded result.
+# token elimination) and with the HF transformers + PEFT peers (bench/hf_peer.py: plain, and the
+# strong peer with Liger Kernel and GPU or offloaded checkpointing) at each seq_len, with and
+# without gradient checkpointing, and prints the table (bench/report.py) last. OOM, a timeout or a
+# failed build is a recorded result.
 #
-# Device run (repo root, carry .device):   bash bench/gpu_suite.sh
+# Device run (repo root, carry .device and .whl):   bash bench/gpu_suite.sh
 # CPU smoke (tiny preset, seq 128, no build, uses ./build/bin/lemo-train if it exists):
 #   LEMO_BENCH_DEVICE=cpu bash bench/gpu_suite.sh
 #
@@ -14,13 +15,18 @@
 # Knobs (env):
 #   LEMO_BENCH_SEQS="4096 ... 262144" (doubling; each system and mode stops at its first OOM)
 #   LEMO_BENCH_MODES="off on" (gradient checkpointing)
-#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse lemo-selective peer"  LEMO_BENCH_STEPS=3 (lemo steps; peer: 1 warm-up + STEPS-1)
+#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse lemo-selective peer peer-strong"  LEMO_BENCH_STEPS=3 (lemo
+#     steps; peers: 1 warm-up + STEPS-1)
 #     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS),
 #     lemo-selective (lemo-sparse + LEMO_BENCH_SELECTIVE_ARGS, default "--recompute-mlp
 #     --checkpoint-keep-attention": exact selective recompute, each flag used in its own mode),
 #     lemo-savers (lemo-sparse + LEMO_BENCH_SAVERS_ARGS, default "--mlp-prune-ratio 0.8
 #     --recompute-norm": LEMO.md section 3's other savers), lemo-2d (lemo-sparse + --lemo-2d:
-#     shifted group attention over the kept tokens, LEMO.md section 5), peer
+#     shifted group attention over the kept tokens, LEMO.md section 5), peer (HF + PEFT),
+#     peer-strong (HF + PEFT + Liger Kernel from the carried .whl/liger_kernel-*.whl; mode off: no
+#     checkpointing, mode on: --checkpointing auto, per seq GPU checkpointing if it fits, else
+#     offloaded checkpointing; GPU only; no wheel: a note, and its settings recorded as skipped)
+#   LEMO_BENCH_STRONG_ARGS="" (extra hf_peer.py flags for peer-strong, e.g. --auto-try-both)
 #   LEMO_BENCH_CALIBRATE=1 (GPU; 0 on the CPU): first run `lemo-train calibrate` on the benchmark
 #     model (LEMO_BENCH_CALIBRATE_ARGS, default a short fit); the LeMo systems then use those
 #     predictors ("LeMo (predictor)"); 0 or a failed calibration: the oracle
@@ -29,7 +35,7 @@
 #   LEMO_BENCH_TIMEOUT=300 (s per run)
 #   LEMO_BENCH_DEADLINE=0 (s after start: no run goes past it; 0 = none. On the 10-minute device
 #     calls use ~30 s under the call's limit, e.g. 570)
-#   LEMO_BENCH_PEER_ONEPROC=1 (one peer process per mode for all seqs, saves ~10 s of setup per seq;
+#   LEMO_BENCH_PEER_ONEPROC=1 (one process per peer and mode for all seqs, saves ~10 s of setup per seq;
 #                              0: a fresh process per setting)
 #   LEMO_BENCH_SKIP_AFTER_OOM=1 (a seq longer than one that ran out of memory, same system and
 #                                mode, is recorded as skipped instead of run)
@@ -77,7 +83,7 @@ done
 SORTED_SEQS=$(printf '%s\n' $SEQS | sort -n | tr '\n' ' ' | sed 's/ $//')  # ascending, for OOM skipping
 [ -n "$SORTED_SEQS" ] || { echo "gpu_suite: LEMO_BENCH_SEQS is empty" >&2; exit 2; }
 MODES=${LEMO_BENCH_MODES:-off on}
-DEFAULT_SYSTEMS="lemo lemo-sparse lemo-selective peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-1}
+DEFAULT_SYSTEMS="lemo lemo-sparse lemo-selective peer peer-strong" CALIBRATE=${LEMO_BENCH_CALIBRATE:-1}
 [ "$DEVICE_KIND" = cpu ] && DEFAULT_SYSTEMS="lemo peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}
 SYSTEMS=${LEMO_BENCH_SYSTEMS:-$DEFAULT_SYSTEMS}
 STEPS=${LEMO_BENCH_STEPS:-3}
@@ -115,7 +121,8 @@ CMD="PYTORCH_CUDA_ALLOC_CONF='${PYTORCH_CUDA_ALLOC_CONF:-}' LEMO_BENCH_DEVICE=$D
 CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
 CMD+=" LEMO_BENCH_LEMO_ARGS='$LEMO_ARGS'"
 CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=$CALIBRATE"
-CMD+=" LEMO_BENCH_SAVERS_ARGS='${LEMO_BENCH_SAVERS_ARGS:-}' bash bench/gpu_suite.sh"
+CMD+=" LEMO_BENCH_SAVERS_ARGS='${LEMO_BENCH_SAVERS_ARGS:-}' LEMO_BENCH_STRONG_ARGS='${LEMO_BENCH_STRONG_ARGS:-}'"
+CMD+=" bash bench/gpu_suite.sh"
 META_CONFIG=bench/configs/$PRESET.json
 [ -f "$META_CONFIG" ] || META_CONFIG=
 MATMUL=()
@@ -297,25 +304,62 @@ run_lemo() {  # system seq mode flag
   rm -rf "$WORK/ckpt-$name"
 }
 
-run_peer() {  # "seqs" mode flag: one process for all the seqs given
-  local seqs=$1 mode=$2 flag=$3 name t rc seq todo=()
-  for seq in $seqs; do oom_skip peer "$seq" "$mode" || todo+=("$seq"); done
+# The strong peer needs liger-kernel, which the GPU machine's image lacks: the wheel travels in the
+# ignored .whl/ folder (docs/benchmarks.md) and is installed into a private folder on PYTHONPATH.
+STRONG_SKIP=
+if [[ " $SYSTEMS " == *" peer-strong "* ]]; then
+  WHEEL=
+  for w in .whl/liger_kernel-*.whl; do [ -f "$w" ] && WHEEL=$w; done  # the last in glob order
+  if [ "$DEVICE_KIND" = cpu ]; then
+    STRONG_SKIP="Liger Kernel needs CUDA (CPU run)"
+  elif [ -z "$WHEEL" ]; then
+    STRONG_SKIP="no .whl/liger_kernel-*.whl in the repo root (download it and carry .whl: docs/benchmarks.md)"
+  elif "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/lemo-site "$WHEEL" \
+      >"$OUT/logs/liger-install.log" 2>&1; then
+    export PYTHONPATH=/tmp/lemo-site${PYTHONPATH:+:$PYTHONPATH}
+    note "peer-strong: installed $(basename "$WHEEL") into /tmp/lemo-site"
+  else
+    STRONG_SKIP="installing $WHEEL failed (logs/liger-install.log)"
+    FAILED=1
+  fi
+  [ -n "$STRONG_SKIP" ] && note "peer-strong SKIPPED: $STRONG_SKIP"
+fi
+STRONG_ARGS=${LEMO_BENCH_STRONG_ARGS:-}
+
+peer_flags() {  # system mode: hf_peer.py's flags
+  case "$1 $2" in
+    "peer no-ckpt") echo "" ;;
+    "peer ckpt") echo "--gradient-checkpointing" ;;
+    "peer-strong no-ckpt") echo "--liger $STRONG_ARGS" ;;
+    "peer-strong ckpt") echo "--liger --checkpointing auto $STRONG_ARGS" ;;
+  esac
+}
+
+run_peer() {  # system "seqs" mode: one process for all the seqs given
+  local sys=$1 seqs=$2 mode=$3 name t rc seq todo=() per=1
+  if [ "$sys" = peer-strong ] && [ -n "$STRONG_SKIP" ]; then
+    for seq in $seqs; do skip "$sys" "$seq" "$mode" "$STRONG_SKIP"; done; return
+  fi
+  for seq in $seqs; do oom_skip "$sys" "$seq" "$mode" || todo+=("$seq"); done
   [ "${#todo[@]}" = 0 ] && return
-  name=peer-$(IFS=_; echo "${todo[*]}")-$mode
-  t=$(budget "${#todo[@]}")
+  name=$sys-$(IFS=_; echo "${todo[*]}")-$mode
+  # auto checkpointing may run a seq twice (GPU checkpointing, then offloaded after an OOM)
+  [ "$sys $mode" = "peer-strong ckpt" ] && per=2
+  t=$(budget $((per * ${#todo[@]})))
   if [ "$t" = 0 ]; then
-    for seq in "${todo[@]}"; do skip peer "$seq" "$mode" "deadline reached"; done; return
+    for seq in "${todo[@]}"; do skip "$sys" "$seq" "$mode" "deadline reached"; done; return
   fi
   rm -f "$OUT/logs/$name.jsonl"
-  # shellcheck disable=SC2086
-  timeout -k 10 "$t" "$PY" bench/hf_peer.py "${PEER_SRC[@]}" --seq-lens "$(IFS=,; echo "${todo[*]}")" $flag \
+  # shellcheck disable=SC2046  # the flags are a word list
+  timeout -k 10 "$t" "$PY" bench/hf_peer.py "${PEER_SRC[@]}" --seq-lens "$(IFS=,; echo "${todo[*]}")" \
+    $(peer_flags "$sys" "$mode") --system "$sys" \
     --steps $((STEPS - 1)) --warmup 1 --device "${DEV%%:*}" --dtype "$DTYPE" --skip-after-oom \
     --out "$OUT/logs/$name.jsonl" >"$OUT/logs/$name.log" 2>&1
   rc=$?
   [ -f "$OUT/logs/$name.jsonl" ] && cat "$OUT/logs/$name.jsonl" >>"$RESULTS"
   for seq in "${todo[@]}"; do  # a seq the process never reached (timeout, crash) still gets a line
     grep -q "\"seq_len\": $seq," "$OUT/logs/$name.jsonl" 2>/dev/null ||
-      "$PY" bench/record_result.py --system peer --seq-len "$seq" --mode "$mode" --rc "$rc" \
+      "$PY" bench/record_result.py --system "$sys" --seq-len "$seq" --mode "$mode" --rc "$rc" \
         --log "$OUT/logs/$name.log" --error "hf_peer.py wrote no result" --out "$RESULTS" >/dev/null
   done
 }
@@ -333,8 +377,8 @@ for m in $MODES; do
 done
 for sys in $SYSTEMS; do
   case $sys in
-    lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d | peer) ;;
-    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-selective, lemo-savers, lemo-2d, peer): ignored" ;;
+    lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d | peer | peer-strong) ;;
+    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-selective, lemo-savers, lemo-2d, peer, peer-strong): ignored" ;;
   esac
 done
 for m in $MODES; do
@@ -343,18 +387,20 @@ for m in $MODES; do
     on) mode=ckpt flag=--gradient-checkpointing ;;
     *) continue ;;
   esac
-  if [[ " $SYSTEMS " == *" peer "* ]] && [ "$PEER_ONEPROC" = 1 ]; then
-    t0=$SECONDS
-    run_peer "$SORTED_SEQS" "$mode" "$flag"
-    for seq in $SORTED_SEQS; do track peer "$seq" "$mode" "$t0"; done
-    report
-  fi
+  for sys in peer peer-strong; do
+    if [[ " $SYSTEMS " == *" $sys "* ]] && [ "$PEER_ONEPROC" = 1 ]; then
+      t0=$SECONDS
+      run_peer "$sys" "$SORTED_SEQS" "$mode"
+      for seq in $SORTED_SEQS; do track "$sys" "$seq" "$mode" "$t0"; done
+      report
+    fi
+  done
   for seq in $SORTED_SEQS; do
     for sys in $SYSTEMS; do
       t0=$SECONDS
       case $sys in
         lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
-        peer) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$seq" "$mode" "$flag" ;;
+        peer | peer-strong) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$sys" "$seq" "$mode" ;;
         *) continue ;;
       esac
       track "$sys" "$seq" "$mode" "$t0"

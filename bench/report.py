@@ -7,12 +7,14 @@ Usage:
       [--config MODEL/config.json] [--matmul-rate]
 
 results.jsonl holds one object per (system, seq_len, mode), as bench/hf_peer.py and
-bench/record_result.py write them; a later line for the same key wins. Systems: peer, lemo (the
-dense engine) and lemo-sparse (LeMo token elimination). The table has a row per seq, mode and
-system: peak allocated and reserved GiB, best step time, tokens/s, achieved TFLOP/s and its
-share of the matmul rate measured in the same run, the ratios to the peer, and, for the dense
-engine, parity as issue 2 defines it (memory <= the peer's, step <= 1.05x). A failed run shows
-its status (OOM, timeout). Issue 5's targets are checked below the table.
+bench/record_result.py write them; a later line for the same key wins. Systems: peer (HF+PEFT),
+peer-strong (HF+PEFT+Liger Kernel, GPU or offloaded checkpointing), lemo (the dense engine) and
+the LeMo configurations. The table has a row per seq, mode and system: peak allocated and reserved
+GiB, best step time, tokens/s, achieved TFLOP/s and its share of the matmul rate measured in the
+same run, the ratios to the plain peer, the ratios to the strong peer (only where the results hold
+strong-peer rows, so older results files keep their shape), and, for the dense engine, parity as
+issue 2 defines it (memory <= the peer's, step <= 1.05x). A failed run shows its status (OOM,
+timeout). Issue 5's targets are checked below the table.
 """
 import argparse
 import datetime
@@ -124,12 +126,23 @@ def ratio(a, b):
     return "-"
 
 
-SYSTEMS = ("peer", "lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
-SYSTEM_NAMES = {"peer": "HF+PEFT", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo",
+SYSTEMS = ("peer", "peer-strong", "lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
+SYSTEM_NAMES = {"peer": "HF+PEFT", "peer-strong": "HF+PEFT+Liger", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo",
                 "lemo-selective": "lemo LeMo + selective recompute",
                 "lemo-savers": "lemo LeMo + MLP savers", "lemo-2d": "lemo LeMo + S2-Attn (2D)"}
 # The LeMo configurations; issue 5's targets are checked for each one that ran.
 LEMO_SYSTEMS = ("lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
+# Systems whose rows appear only when they ran (older results files keep their shape).
+OPTIONAL_SYSTEMS = LEMO_SYSTEMS + ("peer-strong",)
+CKPT_NAMES = {"gpu": "GPU ckpt", "offload": "offloaded ckpt"}
+
+
+def system_cell(system, r):
+    """The row's system name; the strong peer's says which checkpointing ran (auto picks per seq)."""
+    name = SYSTEM_NAMES[system]
+    if system == "peer-strong" and r is not None and r.get("checkpointing") in CKPT_NAMES:
+        name += f" ({CKPT_NAMES[r['checkpointing']]})"
+    return name
 
 
 def flops_cells(r, meta):
@@ -157,15 +170,17 @@ def parity(lemo, peer):
     return "yes" if fine else "no"
 
 
-def row_cells(r, peer, meta):
+def row_cells(r, peers, meta):
+    """The row's measurements, then allocated and step ratios against each of `peers` in turn."""
     if not ok(r):
         cells = [status_cell(r), "-", "-", "-", "-", "-"]
     else:
         cells = [gib(r.get("peak_allocated_bytes")), gib(r.get("peak_reserved_bytes")),
                  num(r.get("step_s"), ".2f"), num(r.get("tokens_per_s"), ",.0f")] + flops_cells(r, meta)
-    both = ok(r) and ok(peer) and r is not peer
-    for k in ("peak_allocated_bytes", "step_s"):
-        cells.append(ratio(r.get(k), peer.get(k)) if both else "-")
+    for peer in peers:
+        both = ok(r) and ok(peer) and r is not peer
+        for k in ("peak_allocated_bytes", "step_s"):
+            cells.append(ratio(r.get(k), peer.get(k)) if both else "-")
     return cells
 
 
@@ -179,24 +194,29 @@ def targets(results):
     def r(system, seq, mode):
         return results.get((system, seq, mode))
 
-    def check(label, system, seq, mode, key, bound):
-        mine, peer = r(system, seq, mode), r("peer", seq, mode)
+    def check(label, system, seq, mode, key, bound, peer_system="peer"):
+        mine, peer = r(system, seq, mode), r(peer_system, seq, mode)
         if not ok(mine):
             return f"- {label}: not measured (lemo {status_cell(mine)})"
         if not ok(peer):
-            return f"- {label}: peer {status_cell(peer)}; lemo ran ({num(mine.get(key), '.3g')})"
+            return f"- {label}: {peer_system} {status_cell(peer)}; lemo ran ({num(mine.get(key), '.3g')})"
         value = mine[key] / peer[key]
         return f"- {label}: {value:.2f}x, target <= {bound}x: {'met' if value <= bound else 'MISSED'}"
 
     out = []
     ran = [s for s in LEMO_SYSTEMS if any(k[0] == s for k in results)]
+    strong = any(k[0] == "peer-strong" for k in results)
+    peers = [("peer", "peer")] + ([("peer-strong", "strong peer")] if strong else [])
     for system in ran:
         name = SYSTEM_NAMES[system]
-        out += [check(f"{name}: 8K no-ckpt peak allocated / peer", system, 8192, "no-ckpt",
-                      "peak_allocated_bytes", 0.5),
-                check(f"{name}: 32K ckpt step / peer", system, 32768, "ckpt", "step_s", 0.75),
-                check(f"{name}: 64K ckpt step / peer", system, 65536, "ckpt", "step_s", 0.65)]
-    for system in ran + ["lemo", "peer"]:
+        for peer_system, label in peers:
+            out += [check(f"{name}: 8K no-ckpt peak allocated / {label}", system, 8192, "no-ckpt",
+                          "peak_allocated_bytes", 0.5, peer_system),
+                    check(f"{name}: 32K ckpt step / {label}", system, 32768, "ckpt", "step_s", 0.75,
+                          peer_system),
+                    check(f"{name}: 64K ckpt step / {label}", system, 65536, "ckpt", "step_s", 0.65,
+                          peer_system)]
+    for system in ran + ["lemo", "peer"] + (["peer-strong"] if strong else []):
         seq = longest_ok(results, system, "no-ckpt")
         out.append(f"- longest no-ckpt context, {SYSTEM_NAMES[system]}: {seq if seq else 'none'}")
     return out
@@ -219,34 +239,48 @@ def render(results, meta, notes):
         out.append(f"- peer: warm-up {peer_any['warmup']} step(s), then best of {peer_any['steps']}; "
                    f"{peer_any.get('dtype')}, attention {peer_any.get('attn_implementation')}, "
                    f"LoRA r={peer_any.get('lora_r')} alpha={peer_any.get('lora_alpha')}")
+    strong_any = next((r for r in results.values() if r.get("system") == "peer-strong" and r.get("steps")), None)
+    if strong_any:
+        out.append(f"- strong peer (HF+PEFT+Liger): Liger Kernel {strong_any.get('liger_kernel')} (RoPE, "
+                   "RMSNorm, SwiGLU, fused linear cross-entropy); ckpt mode: per seq GPU checkpointing "
+                   "if it fits, else offloaded checkpointing (layer inputs in pinned host memory); "
+                   f"same warm-up and timed steps as the peer; allocator {strong_any.get('alloc_conf')}")
     out.append("- lemo: best step after step 1 (warm-up); peak = max over all steps")
     for n in notes:
         out.append(f"- {n}")
     if meta and meta.get("device") == "cpu":
         out.append("- on CPU both memory columns hold the process's peak RSS (the peer's includes "
                    "Python, torch and transformers)")
-    out += ["", "GiB = 2^30 bytes. Ratios are against the peer in the same setting (below 1 is better). "
-            "TFLOP/s counts model FLOPs as bench/flops.py says (LeMo credited with the dense FLOPs).", ""]
+    strong = any(k[0] == "peer-strong" for k in results)
+    against = "the peer (HF+PEFT)" + (" and the strong peer (HF+PEFT+Liger)" if strong else "")
+    out += ["", f"GiB = 2^30 bytes. Ratios are against {against} in the same setting (below 1 is "
+            "better). TFLOP/s counts model FLOPs as bench/flops.py says (LeMo credited with the dense FLOPs).", ""]
     head = ["seq", "mode", "system", "alloc GiB", "resv GiB", "step s", "tok/s", "TFLOP/s",
-            "% matmul", "alloc / peer", "step / peer", "issue-2 parity"]
+            "% matmul", "alloc / peer", "step / peer"]
+    if strong:
+        head += ["alloc / strong", "step / strong"]
+    head.append("issue-2 parity")
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     settings = sorted({(k[1], k[2]) for k in results if k[1] is not None},
                       key=lambda s: (s[0], MODES.get(s[1], 9)))
     errors = []
     for seq, mode in settings:
-        peer = results.get(("peer", seq, mode))
+        peers = [results.get(("peer", seq, mode))]
+        if strong:
+            peers.append(results.get(("peer-strong", seq, mode)))
         for system in SYSTEMS:
             r = results.get((system, seq, mode))
-            if r is None and system in LEMO_SYSTEMS:
-                continue  # suites without LeMo runs keep their old shape
-            row = [str(seq), mode, SYSTEM_NAMES[system]] + row_cells(r, peer, meta)
+            if r is None and system in OPTIONAL_SYSTEMS:
+                continue  # suites without LeMo or strong-peer runs keep their old shape
+            row = [str(seq), mode, system_cell(system, r)] + row_cells(r, peers, meta)
+            peer = peers[0]
             row.append(parity(r, peer) if system == "lemo" else "")
             out.append("| " + " | ".join(row) + " |")
             if r is not None and not ok(r) and r.get("error"):
                 errors.append(f"- {system} {seq} {mode}: {r['status']}: {r['error']}")
     if any(k[0] in LEMO_SYSTEMS for k in results):
-        out += ["", "Issue 5 targets (LeMo runs against the peer, same run):"] + targets(results)
+        out += ["", "Issue 5 targets (LeMo runs against the peers, same run):"] + targets(results)
     if errors:
         out += ["", "Failures:"] + errors
     return "\n".join(out) + "\n"

@@ -93,6 +93,7 @@ class ReportTest(unittest.TestCase):
         self.assertTrue(self.row_of(table, 4096, "ckpt", "lemo dense").endswith("| no |"))
         self.assertNotIn("lemo LeMo", table)  # no LeMo runs: no rows, no targets
         self.assertNotIn("Issue 5 targets", table)
+        self.assertNotIn("strong", table)  # results without the strong peer keep the old columns
 
     def test_failed_runs_and_later_lines_win(self):
         table = self.render([
@@ -130,6 +131,29 @@ class ReportTest(unittest.TestCase):
         self.assertNotIn("S2-Attn", table)  # a configuration that did not run has no rows
         self.assertIn("longest no-ckpt context, lemo LeMo: 32768", table)
         self.assertIn("longest no-ckpt context, HF+PEFT: 8192", table)
+
+    def test_strong_peer_rows_and_ratios(self):
+        strong_ckpt = dict(self.run_row("peer-strong", 65536, "ckpt", 40, 42, 15.0), checkpointing="gpu",
+                           liger_kernel="0.8.5", steps=2, warmup=1)
+        table = self.render([
+            self.run_row("peer", 65536, "ckpt", 55, 57, 16.0),
+            strong_ckpt,
+            self.run_row("lemo-sparse", 65536, "ckpt", 30, 31, 9.0),
+            dict(self.run_row("peer-strong", 131072, "ckpt", 39, 41, 58.0), checkpointing="offload"),
+            {"system": "peer", "seq_len": 131072, "mode": "ckpt", "status": "oom", "error": "CUDA out of memory"},
+            self.run_row("lemo-sparse", 131072, "ckpt", 45, 46, 29.0),
+        ])
+        self.assertIn("| alloc / peer | step / peer | alloc / strong | step / strong | issue-2 parity |", table)
+        cells = self.row_of(table, 65536, "ckpt", "lemo LeMo").split(" | ")
+        self.assertEqual(cells[9:13], ["0.55", "0.56", "0.75", "0.60"])  # vs peer 55/16, vs strong 40/15
+        strong = self.row_of(table, 65536, "ckpt", "HF+PEFT+Liger (GPU ckpt)").split(" | ")
+        self.assertEqual(strong[9:13], ["0.73", "0.94", "-", "-"])
+        cells = self.row_of(table, 131072, "ckpt", "lemo LeMo").split(" | ")
+        self.assertEqual(cells[9:13], ["-", "-", "1.15", "0.50"])  # the plain peer ran out of memory
+        self.assertIn("| 131072 | ckpt | HF+PEFT+Liger (offloaded ckpt) | 39.0 |", table)
+        self.assertIn("lemo LeMo: 64K ckpt step / strong peer: 0.60x, target <= 0.65x: met", table)
+        self.assertIn("lemo LeMo: 64K ckpt step / peer: 0.56x, target <= 0.65x: met", table)
+        self.assertIn("strong peer (HF+PEFT+Liger): Liger Kernel 0.8.5", table)
 
     def test_step_flops_counts_projections_and_causal_attention(self):
         config = {"hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 4,
