@@ -151,33 +151,34 @@ class OffloadCheckpointer:
 
     # -- the checkpoint function ---------------------------------------------------------------
     def __call__(self, run_fn, hidden_states, *args):
-        if args:
-            raise TypeError("offloaded checkpointing expects the hidden state as the only positional "
-                            "argument (transformers passes the rest as keyword arguments)")
+        """run_fn(hidden_states, *args): transformers 5 passes the layer's other inputs as keyword
+        arguments bound into run_fn, older versions as positional ones; those must not need a
+        gradient (masks, position ids, RoPE cos/sin). They are kept by reference, not offloaded."""
         if not torch.is_grad_enabled():
-            return run_fn(hidden_states)
+            return run_fn(hidden_states, *args)
+        if any(torch.is_tensor(a) and a.requires_grad for a in args):
+            raise TypeError("offloaded checkpointing: only the hidden state may require grad")
         if not hidden_states.requires_grad:
             # The first layer's input (frozen embeddings) may not require grad; without it the
             # Function's backward would never run and the LoRA grads would be silently missing.
             # Nothing upstream needs a gradient then, so a detached leaf changes nothing else.
             hidden_states = hidden_states.detach().requires_grad_(True)
         box = {}
-        out = _OffloadedLayer.apply(self, run_fn, box, hidden_states)
+        out = _OffloadedLayer.apply(self, run_fn, box, hidden_states, *args)
         return (out,) + box["rest"] if "rest" in box else out
 
 
 class _OffloadedLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ckpt, run_fn, box, x):
-        ctx.ckpt, ctx.run_fn = ckpt, run_fn
+    def forward(ctx, ckpt, run_fn, box, x, *args):
+        ctx.ckpt, ctx.run_fn, ctx.args = ckpt, run_fn, args
         ctx.saved = ckpt.offload(x)
-        out = run_fn(x)  # Function.forward runs without autograd: no activations are kept
+        out = run_fn(x, *args)  # Function.forward runs without autograd: no activations are kept
         if isinstance(out, tuple):  # older transformers: (hidden_states, None, ...)
             if any(torch.is_tensor(o) for o in out[1:]):
                 raise TypeError("offloaded checkpointing supports layers returning one tensor")
             box["rest"] = out[1:]
             out = out[0]
-        ctx.tuple_out = "rest" in box
         return out
 
     @staticmethod
@@ -186,8 +187,8 @@ class _OffloadedLayer(torch.autograd.Function):
         ctx.saved = None
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            out = ctx.run_fn(x)
+            out = ctx.run_fn(x, *ctx.args)
         if isinstance(out, tuple):
             out = out[0]
         torch.autograd.backward(out, grad_out)
-        return None, None, None, x.grad
+        return (None, None, None, x.grad) + (None,) * len(ctx.args)

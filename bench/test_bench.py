@@ -261,6 +261,30 @@ class StrongPeerTest(unittest.TestCase):
         for name, g in off_grads.items():
             self.assertTrue(torch.equal(g, gpu_grads[name]), name)
 
+    def test_offload_function_positional_args_and_tuple_outputs(self):
+        """The older transformers calling convention: extra inputs positional, (hidden, None) out."""
+        import torch
+        from offload_ckpt import OffloadCheckpointer
+
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(8, 8) for _ in range(3)]
+        scale = torch.full((8,), 0.5)
+
+        def run(ckpt):
+            for p in (p for layer in layers for p in layer.parameters()):
+                p.grad = None
+            h = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+            for layer in layers:
+                fn = (lambda x, s, layer=layer: (torch.tanh(layer(x)) * s + x, None))
+                h = ckpt(fn, h, scale)[0] if ckpt else fn(h, scale)[0]
+            h.square().sum().backward()
+            return [p.grad.clone() for layer in layers for p in layer.parameters()]
+
+        ckpt = OffloadCheckpointer()
+        for got, want in zip(run(ckpt), run(None)):
+            self.assertTrue(torch.equal(got, want))
+        self.assertEqual((ckpt.pinned_peak_bytes, ckpt.live_bytes), (3 * 4 * 8 * 4, 0))
+
     def run_peer(self, *extra):
         import hf_peer
 
