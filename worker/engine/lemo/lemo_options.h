@@ -77,6 +77,12 @@ struct LemoOptions {
   // for gate/up's forward GEMMs run again. Ignored under gradient
   // checkpointing, which recomputes the whole layer anyway.
   bool recompute_mlp = false;
+  // Run the MLP sublayer (with its post-attention norm) over tiles of this
+  // many tokens, forward and backward, saving only its input
+  // (worker/engine/lemo/sparse_mlp.h): no [B, N, intermediate] tensor is ever
+  // alive. 0 = untiled. Exact for the values; implies recompute_mlp's
+  // recomputation; not with mlp_prune_ratio.
+  int64_t mlp_tile_tokens = 0;
   // Two-dimensional sparsity (LEMO.md section 5): in training forwards every
   // layer's attention is shifted group attention (S2-Attn, LongLoRA; groups of
   // 1/8 of the tokens, half of the heads shifted by half a group) over the

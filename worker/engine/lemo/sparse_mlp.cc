@@ -28,7 +28,16 @@ struct MlpParams {
   double prune_ratio = 0;
   // Save only the input and recompute gate/up in backward.
   bool recompute_gate_up = false;
+  // Tokens per tile, forward and backward; 0 = the whole sequence at once.
+  int64_t tile_tokens = 0;
 };
+
+// [t0, t0 + len) tiles over n tokens: one tile when tile_tokens is 0.
+template <typename F>
+void ForEachTile(int64_t n, int64_t tile_tokens, F&& body) {
+  const int64_t step = tile_tokens > 0 ? tile_tokens : std::max<int64_t>(n, 1);
+  for (int64_t t0 = 0; t0 < n; t0 += step) body(t0, std::min(step, n - t0));
+}
 
 // LoraLinearFunction's forward op for op (same values): base + adapter added in
 // fp32. `hidden` receives the [.., r] adapter hidden when there is an adapter.
@@ -88,11 +97,13 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     const torch::Tensor a_down = a_down_in.value_or(torch::Tensor());
     const torch::Tensor b_down = b_down_in.value_or(torch::Tensor());
     const bool norm = p.norm_weight.defined();
-    torch::Tensor rstd, xn = x;
-    if (norm) {
-      rstd = RmsNormRstd(x, p.eps);
-      xn = RmsNormApply(x, p.norm_weight, rstd);
+    torch::Tensor rstd;
+    if (norm) rstd = RmsNormRstd(x, p.eps);
+    if (p.tile_tokens > 0) {
+      return TiledForward(ctx, x, rstd, a_gate, b_gate, a_up, b_up, a_down,
+                          b_down, p);
     }
+    torch::Tensor xn = norm ? RmsNormApply(x, p.norm_weight, rstd) : x;
     torch::Tensor h_gate, h_up, h_down;
     torch::Tensor gate =
         Project(xn, p.w_gate, p.b_gate, a_gate, b_gate, p.s_gate, &h_gate);
@@ -105,9 +116,7 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
       const torch::Tensor act = torch::silu(gate) * up;
       if (a_down.defined())
         h_down = torch::linear(act.to(a_down.scalar_type()), a_down);
-      std::vector<int64_t> shape = act.sizes().vec();
-      shape.back() = p.w_down.size(0);
-      out = torch::zeros({}, act.options()).expand(shape);
+      out = SkippedOutput(act, p);
     } else {
       out = Project(torch::silu(gate) * up, p.w_down, p.b_down, a_down, b_down,
                     p.s_down, &h_down);
@@ -141,6 +150,80 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     ctx->saved_data["s_gate"] = p.s_gate;
     ctx->saved_data["s_up"] = p.s_up;
     ctx->saved_data["s_down"] = p.s_down;
+    ctx->saved_data["tile_tokens"] = p.tile_tokens;
+    return out;
+  }
+
+  // The down projection's output where a checkpoint's re-run skips it: zeros
+  // of its shape, never read.
+  static torch::Tensor SkippedOutput(const torch::Tensor& act,
+                                     const MlpParams& p) {
+    std::vector<int64_t> shape = act.sizes().vec();
+    shape.back() = p.w_down.size(0);
+    return torch::zeros({}, act.options()).expand(shape);
+  }
+
+  // The forward over token tiles: no full-length [B, N, intermediate] tensor
+  // is ever alive; only the input (and the adapters' [B, N, r] hiddens) are
+  // saved, and backward recomputes gate/up tile by tile. Row for row the same
+  // operations as the untiled forward.
+  static torch::Tensor TiledForward(
+      AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& rstd,
+      const torch::Tensor& a_gate, const torch::Tensor& b_gate,
+      const torch::Tensor& a_up, const torch::Tensor& b_up,
+      const torch::Tensor& a_down, const torch::Tensor& b_down,
+      const MlpParams& p) {
+    const bool norm = p.norm_weight.defined();
+    const bool skip_down = InCheckpointRecompute();
+    const int64_t n = x.size(1);
+    std::vector<int64_t> out_shape = x.sizes().vec();
+    out_shape.back() = p.w_down.size(0);
+    torch::Tensor out =
+        skip_down ? torch::Tensor() : torch::empty(out_shape, x.options());
+    // The adapters' hiddens, [B, N, r] fp32 each, filled tile by tile.
+    const auto hidden_like = [&](const torch::Tensor& a) {
+      if (!a.defined()) return torch::Tensor();
+      return torch::empty({x.size(0), n, a.size(0)},
+                          x.options().dtype(a.scalar_type()));
+    };
+    torch::Tensor h_gate = hidden_like(a_gate), h_up = hidden_like(a_up),
+                  h_down = hidden_like(a_down);
+    ForEachTile(n, p.tile_tokens, [&](int64_t t0, int64_t len) {
+      const torch::Tensor xs = x.narrow(1, t0, len);
+      const torch::Tensor xn =
+          norm ? RmsNormApply(xs, p.norm_weight, rstd.narrow(1, t0, len)) : xs;
+      torch::Tensor hg, hu, hd;
+      const torch::Tensor gate =
+          Project(xn, p.w_gate, p.b_gate, a_gate, b_gate, p.s_gate, &hg);
+      const torch::Tensor up =
+          Project(xn, p.w_up, p.b_up, a_up, b_up, p.s_up, &hu);
+      const torch::Tensor act = torch::silu(gate) * up;
+      if (skip_down) {
+        if (a_down.defined())
+          hd = torch::linear(act.to(a_down.scalar_type()), a_down);
+      } else {
+        out.narrow(1, t0, len)
+            .copy_(Project(act, p.w_down, p.b_down, a_down, b_down, p.s_down,
+                           &hd));
+      }
+      if (hg.defined()) h_gate.narrow(1, t0, len).copy_(hg);
+      if (hu.defined()) h_up.narrow(1, t0, len).copy_(hu);
+      if (hd.defined()) h_down.narrow(1, t0, len).copy_(hd);
+    });
+    if (skip_down) out = SkippedOutput(x.narrow(-1, 0, 1), p);
+    if (p.b_gate.defined()) ctx->saved_data["bias_gate"] = p.b_gate;
+    if (p.b_up.defined()) ctx->saved_data["bias_up"] = p.b_up;
+    ctx->save_for_backward({x, rstd, torch::Tensor(), torch::Tensor(),
+                            torch::Tensor(), h_gate, h_up, h_down, a_gate,
+                            b_gate, a_up, b_up, a_down, b_down});
+    if (norm) ctx->saved_data["norm_weight"] = p.norm_weight;
+    ctx->saved_data["w_gate"] = p.w_gate;
+    ctx->saved_data["w_up"] = p.w_up;
+    ctx->saved_data["w_down"] = p.w_down;
+    ctx->saved_data["s_gate"] = p.s_gate;
+    ctx->saved_data["s_up"] = p.s_up;
+    ctx->saved_data["s_down"] = p.s_down;
+    ctx->saved_data["tile_tokens"] = p.tile_tokens;
     return out;
   }
 
@@ -158,76 +241,92 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     const double s_gate = ctx->saved_data["s_gate"].toDouble();
     const double s_up = ctx->saved_data["s_up"].toDouble();
     const double s_down = ctx->saved_data["s_down"].toDouble();
+    const int64_t tile_tokens = ctx->saved_data["tile_tokens"].toInt();
     const bool norm = norm_weight.defined();
     const bool recompute = !gate.defined();
-    // The norm output, recomputed when the node saved h instead.
-    torch::Tensor xn = x;
-    if (norm && (recompute || a_gate.defined() || a_up.defined())) {
-      xn = RmsNormApply(x, norm_weight, rstd);
-    }
+    const bool lora_in = a_gate.defined() || a_up.defined();
     const torch::Tensor& grad_out = grads[0];
     const torch::ScalarType dtype = grad_out.scalar_type();
     const int64_t batch = grad_out.size(0);
-    std::vector<torch::Tensor> grad_xn_rows;
+    const int64_t n = grad_out.size(1);
+    const bool want_grad_x = ctx->needs_input_grad(0);
+    torch::Tensor grad_x;
+    if (want_grad_x) {
+      grad_x = torch::empty({batch, n, w_gate.size(1)}, grad_out.options());
+    }
     torch::Tensor g_ag, g_bg, g_au, g_bu, g_ad, g_bd;
     // One sample at a time: each keeps its own channels, so each sees its own
-    // column slice of the weights.
+    // column slice of the weights. Within a sample, one token tile at a time
+    // (all tokens at once unless tiled): every full-length intermediate is
+    // tile-sized.
     for (int64_t bi = 0; bi < batch; ++bi) {
       const torch::Tensor keep = idx.defined() ? idx[bi] : torch::Tensor();
-      const torch::Tensor g = grad_out[bi];  // [N, D]
-      torch::Tensor gk, uk;                  // [N, k]
-      if (recompute) {
-        // The forward's Project calls on this sample's rows: the same values.
-        torch::Tensor unused;
-        gk =
-            Channels(Project(xn[bi], w_gate, SavedOrUndefined(ctx, "bias_gate"),
-                             a_gate, b_gate, s_gate, &unused),
-                     1, keep);
-        uk = Channels(Project(xn[bi], w_up, SavedOrUndefined(ctx, "bias_up"),
-                              a_up, b_up, s_up, &unused),
-                      1, keep);
-      } else {
-        gk = gate[bi];
-        uk = up[bi];
-      }
-      torch::Tensor grad_act = g.matmul(Channels(w_down, 1, keep));
-      if (a_down.defined()) {
-        torch::Tensor gs = g.to(torch::kFloat) * s_down;
-        torch::Tensor gh = gs.matmul(b_down);  // [N, r]
-        AddChannels(&g_bd, b_down, 0, torch::Tensor(),
-                    gs.t().matmul(h_down[bi]));
-        grad_act.add_(gh.matmul(Channels(a_down, 1, keep)).to(dtype));
-        const torch::Tensor act = (torch::silu(gk) * uk).to(torch::kFloat);
-        AddChannels(&g_ad, a_down, 1, keep, gh.t().matmul(act));
-      }
-      // SwiGluFunction's backward.
-      torch::Tensor grad_up = grad_act * torch::silu(gk);
-      torch::Tensor grad_gate = torch::silu_backward(grad_act * uk, gk);
-      torch::Tensor grad_xn =
-          grad_gate.matmul(Channels(w_gate, 0, keep))
-              .add_(grad_up.matmul(Channels(w_up, 0, keep)));
-      // LoraLinearFunction's backward on the kept rows of lora_B.
-      const auto lora = [&](const torch::Tensor& grad, const torch::Tensor& a,
-                            const torch::Tensor& b, const torch::Tensor& hid,
-                            double scaling, torch::Tensor* ga,
-                            torch::Tensor* gb) {
-        torch::Tensor gl = grad.to(torch::kFloat) * scaling;  // [N, k]
-        torch::Tensor gh = gl.matmul(Channels(b, 0, keep));   // [N, r]
-        AddChannels(gb, b, 0, keep, gl.t().matmul(hid[bi]));
-        AddChannels(ga, a, 0, torch::Tensor(),
-                    gh.t().matmul(xn[bi].to(torch::kFloat)));
-        grad_xn.add_(gh.matmul(a).to(dtype));
-      };
-      if (a_gate.defined()) {
-        lora(grad_gate, a_gate, b_gate, h_gate, s_gate, &g_ag, &g_bg);
-      }
-      if (a_up.defined()) lora(grad_up, a_up, b_up, h_up, s_up, &g_au, &g_bu);
-      grad_xn_rows.push_back(grad_xn);
-    }
-    torch::Tensor grad_x;
-    if (ctx->needs_input_grad(0)) {
-      grad_x = torch::stack(grad_xn_rows);
-      if (norm) grad_x = RmsNormBackward(grad_x, x, norm_weight, rstd);
+      ForEachTile(n, tile_tokens, [&](int64_t t0, int64_t len) {
+        const auto rows = [&](const torch::Tensor& t) {
+          return t[bi].narrow(0, t0, len);
+        };
+        const torch::Tensor xs = x.defined() ? rows(x) : torch::Tensor();
+        const torch::Tensor rs = rstd.defined() ? rows(rstd) : torch::Tensor();
+        // The norm output, recomputed when the node saved h instead.
+        torch::Tensor xn = xs;
+        if (norm && (recompute || lora_in)) {
+          xn = RmsNormApply(xs, norm_weight, rs);
+        }
+        const torch::Tensor g = rows(grad_out);  // [n, D]
+        torch::Tensor gk, uk;                    // [n, k]
+        if (recompute) {
+          // The forward's Project calls on these rows: the same values.
+          torch::Tensor unused;
+          gk = Channels(Project(xn, w_gate, SavedOrUndefined(ctx, "bias_gate"),
+                                a_gate, b_gate, s_gate, &unused),
+                        1, keep);
+          uk = Channels(Project(xn, w_up, SavedOrUndefined(ctx, "bias_up"),
+                                a_up, b_up, s_up, &unused),
+                        1, keep);
+        } else {
+          gk = rows(gate);
+          uk = rows(up);
+        }
+        torch::Tensor grad_act = g.matmul(Channels(w_down, 1, keep));
+        if (a_down.defined()) {
+          torch::Tensor gs = g.to(torch::kFloat) * s_down;
+          torch::Tensor gh = gs.matmul(b_down);  // [n, r]
+          AddChannels(&g_bd, b_down, 0, torch::Tensor(),
+                      gs.t().matmul(rows(h_down)));
+          grad_act.add_(gh.matmul(Channels(a_down, 1, keep)).to(dtype));
+          const torch::Tensor act = (torch::silu(gk) * uk).to(torch::kFloat);
+          AddChannels(&g_ad, a_down, 1, keep, gh.t().matmul(act));
+        }
+        // SwiGluFunction's backward.
+        torch::Tensor grad_up = grad_act * torch::silu(gk);
+        torch::Tensor grad_gate = torch::silu_backward(grad_act * uk, gk);
+        grad_act = torch::Tensor();
+        torch::Tensor grad_xn =
+            grad_gate.matmul(Channels(w_gate, 0, keep))
+                .add_(grad_up.matmul(Channels(w_up, 0, keep)));
+        // LoraLinearFunction's backward on the kept rows of lora_B.
+        const auto lora = [&](const torch::Tensor& grad, const torch::Tensor& a,
+                              const torch::Tensor& b, const torch::Tensor& hid,
+                              double scaling, torch::Tensor* ga,
+                              torch::Tensor* gb) {
+          torch::Tensor gl = grad.to(torch::kFloat) * scaling;  // [n, k]
+          torch::Tensor gh = gl.matmul(Channels(b, 0, keep));   // [n, r]
+          AddChannels(gb, b, 0, keep, gl.t().matmul(rows(hid)));
+          AddChannels(ga, a, 0, torch::Tensor(),
+                      gh.t().matmul(xn.to(torch::kFloat)));
+          grad_xn.add_(gh.matmul(a).to(dtype));
+        };
+        if (a_gate.defined()) {
+          lora(grad_gate, a_gate, b_gate, h_gate, s_gate, &g_ag, &g_bg);
+        }
+        if (a_up.defined()) lora(grad_up, a_up, b_up, h_up, s_up, &g_au, &g_bu);
+        if (want_grad_x) {
+          grad_x[bi]
+              .narrow(0, t0, len)
+              .copy_(norm ? RmsNormBackward(grad_xn, xs, norm_weight, rs)
+                          : grad_xn);
+        }
+      });
     }
     return {grad_x, g_ag, g_bg, g_au, g_bu, g_ad, g_bd, torch::Tensor()};
   }
@@ -236,14 +335,16 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
 }  // namespace
 
 MlpSavers MlpSaversFrom(const LemoOptions& options) {
+  // Tiles save only the node's input: the norm and gate/up are recomputed.
+  const bool tiled = options.mlp_tile_tokens > 0;
   return MlpSavers{options.mlp_prune_ratio,
-                   options.recompute_norm || options.recompute_mlp,
-                   options.recompute_mlp};
+                   options.recompute_norm || options.recompute_mlp || tiled,
+                   options.recompute_mlp || tiled, options.mlp_tile_tokens};
 }
 
 bool MlpSaversActive(const MlpSavers& savers) {
   return savers.prune_ratio > 0 || savers.recompute_norm ||
-         savers.recompute_gate_up;
+         savers.recompute_gate_up || savers.tile_tokens > 0;
 }
 
 absl::Status ValidateMlpSavers(const LemoOptions& options,
@@ -252,6 +353,18 @@ absl::Status ValidateMlpSavers(const LemoOptions& options,
     return absl::InvalidArgumentError(
         absl::StrCat("lemo mlp_prune_ratio must be in [0, 1) (0 = off), got ",
                      options.mlp_prune_ratio));
+  }
+  if (options.mlp_tile_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mlp_tile_tokens must be >= 0 (0 = off), got ",
+                     options.mlp_tile_tokens));
+  }
+  if (options.mlp_tile_tokens > 0 && options.mlp_prune_ratio > 0) {
+    // The pruned channels are ranked over all tokens of a sample, which a
+    // tiled forward never holds at once.
+    return absl::InvalidArgumentError(
+        "mlp_tile_tokens does not combine with mlp_prune_ratio: set one of "
+        "them to 0");
   }
   if (!MlpSaversActive(MlpSaversFrom(options)) || lora.dropout == 0) {
     return absl::OkStatus();
@@ -307,6 +420,7 @@ torch::Tensor MlpSublayer(const DecoderLayer& layer, const torch::Tensor& h,
   p.s_down = down.scaling();
   p.prune_ratio = savers.prune_ratio;
   p.recompute_gate_up = savers.recompute_gate_up;
+  p.tile_tokens = savers.tile_tokens;
   torch::Tensor x = h;
   if (savers.recompute_norm) {
     p.norm_weight = layer.post_attention_norm_weight();

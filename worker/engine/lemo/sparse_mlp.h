@@ -9,7 +9,12 @@
 //   anyway) instead of being saved (exact);
 // - gate/up recomputation: gate/up (2 x intermediate values per token, the
 //   largest thing a layer saves) are recomputed in backward from the node's
-//   input instead of being saved (exact; costs gate/up's forward GEMMs again).
+//   input instead of being saved (exact; costs gate/up's forward GEMMs again);
+// - sequence tiling: the node runs over tiles of tokens, forward and
+//   backward, so a full-length [B, N, intermediate] tensor (3 x 8.6 GiB at
+//   384K tokens on Llama-2-7B) is never alive; only its input is saved.
+//   Row for row the same operations (the adapters' weight gradients are summed
+//   tile by tile, so MLP LoRA gradients may differ in the last bits).
 // The node never saves SwiGLU's output: down_proj's LoRA gradient recomputes
 // it from the saved gate/up. It must be the last op of a decoder layer: inside
 // a gradient checkpoint's re-run (InCheckpointRecompute) it skips down_proj's
@@ -47,6 +52,10 @@ struct MlpSavers {
   // Recompute gate/up in backward from the node's input instead of saving
   // them.
   bool recompute_gate_up = false;
+  // Tokens per tile: the node runs over the sequence in tiles, forward and
+  // backward, so no [B, N, intermediate] tensor is ever alive (needs
+  // recompute_norm and recompute_gate_up; no prune_ratio). 0 = untiled.
+  int64_t tile_tokens = 0;
 };
 
 // The savers LemoOptions asks for (recompute_mlp: gate/up and the norm).

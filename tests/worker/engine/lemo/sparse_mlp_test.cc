@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/testing/status_matchers.h"
+#include "tests/worker/engine/loss_and_grads.h"
 #include "tests/worker/engine/saved_bytes.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/model/lean_ops.h"
@@ -458,6 +459,106 @@ TEST(SparseMlp, ModelTrainsWithPrunedBackwardAndSavesLess) {
         << "layer " << i;
   }
 }
+
+}  // namespace
+}  // namespace lemo::engine
+
+namespace lemo::engine {
+namespace {
+
+// Sequence tiling (MlpSavers::tile_tokens): tiles of 5 and 7 leave ragged
+// tails on 24 tokens; 24 and 100 cover the sequence in one tile.
+TEST(MlpTiles, RowForRowTheUntiledNode) {
+  Fixture f = MakeFixture();
+  const DecoderLayer& layer = f.model->model().layers()[0];
+  const MlpSavers untiled{0, true, true, 0};
+  const auto want = RunMlp(
+      layer, f.h, [&] { return MlpSublayer(layer, f.h, untiled, true); },
+      f.out_weights);
+  for (int64_t tile : {5, 7, 24, 100}) {
+    SCOPED_TRACE(::testing::Message() << "tile " << tile);
+    const MlpSavers tiled{0, true, true, tile};
+    const auto got = RunMlp(
+        layer, f.h, [&] { return MlpSublayer(layer, f.h, tiled, true); },
+        f.out_weights);
+    // Row for row the same operations, but not the same bits: a GEMM's
+    // result for a row depends on how many rows it runs with (the CPU BLAS
+    // picks other kernels for other shapes), and the MLP adapters' weight
+    // gradients sum over tokens tile by tile. Within fp32 rounding.
+    ExpectClose(got, want, 1e-6);
+  }
+}
+
+TEST(MlpTiles, SavesOnlyTheInputAndTheAdapterHiddens) {
+  Fixture f = MakeFixture();
+  const DecoderLayer& layer = f.model->model().layers()[0];
+  const auto saved = [&](const MlpSavers& savers) {
+    return testing::SavedBytes(
+        [&] { return MlpSublayer(layer, f.h, savers, true); });
+  };
+  // Untiled without savers keeps norm output, gate, up and SwiGLU inputs.
+  EXPECT_LT(saved(MlpSavers{0, true, true, 8}), saved(MlpSavers{}));
+  EXPECT_EQ(saved(MlpSavers{0, true, true, 8}),
+            saved(MlpSavers{0, true, true, 0}));
+}
+
+TEST(MlpTiles, RefusesPruningAndNegativeTiles) {
+  LemoOptions lemo;
+  LoraOptions lora;
+  lemo.mlp_tile_tokens = 8;
+  lemo.mlp_prune_ratio = 0.5;
+  EXPECT_THAT(ValidateMlpSavers(lemo, lora),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("does not combine with mlp_prune_ratio")));
+  lemo.mlp_prune_ratio = 0;
+  lemo.mlp_tile_tokens = -1;
+  EXPECT_THAT(ValidateMlpSavers(lemo, lora),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("mlp_tile_tokens must be >= 0")));
+}
+
+struct TileCase {
+  torch::ScalarType dtype;
+  bool checkpointing;
+  LemoMode mode;
+};
+
+class MlpTilesModel : public ::testing::TestWithParam<TileCase> {};
+
+// The switch as users flip it: loss and every LoRA gradient as with the
+// untiled node (recompute_mlp), with the default q/k/v/o adapters, within
+// rounding (not bit for bit: see RowForRowTheUntiledNode).
+TEST_P(MlpTilesModel, LossAndLoraGradsEqualUntiled) {
+  const TileCase& c = GetParam();
+  const ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 41);
+  TrainingModelOptions off;
+  off.base_dtype = c.dtype;
+  off.gradient_checkpointing = c.checkpointing;
+  off.lemo.mode = c.mode;
+  off.lemo.block_tokens = 4;
+  off.lemo.recompute_mlp = true;
+  TrainingModelOptions on = off;
+  on.lemo.mlp_tile_tokens = 7;
+  auto a = testing::MakeRandomLoraModel(config, off, w);
+  auto b = testing::MakeRandomLoraModel(config, on, w);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  torch::manual_seed(42);
+  const torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 32});
+  // fp32: a few ulps from the GEMMs' row blocking; bf16: the activations'
+  // rounding to 8 bits turns those into differences of one bf16 ulp.
+  testing::ExpectClose(testing::RunLossAndGrads(*b, ids),
+                       testing::RunLossAndGrads(*a, ids),
+                       c.dtype == torch::kFloat32 ? 1e-5 : 2e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    DtypesModes, MlpTilesModel,
+    ::testing::Values(TileCase{torch::kFloat32, false, LemoMode::kDense},
+                      TileCase{torch::kBFloat16, false, LemoMode::kDense},
+                      TileCase{torch::kFloat32, true, LemoMode::kOracle},
+                      TileCase{torch::kBFloat16, true, LemoMode::kOracle}));
 
 }  // namespace
 }  // namespace lemo::engine
