@@ -12,6 +12,7 @@
 #ifdef LEMO_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -66,6 +67,25 @@ void SynchronizeDevice(const torch::Device& device) {
 #else
   (void)device;
 #endif
+}
+
+int64_t FreeDeviceMemoryBytes(const torch::Device& device) {
+#ifdef LEMO_WITH_CUDA
+  if (device.is_cuda()) {
+    size_t free = 0, total = 0;
+    c10::cuda::CUDAGuard guard(device.index());
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+    using c10::CachingAllocator::StatType;
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto aggregate = static_cast<size_t>(StatType::AGGREGATE);
+    const int64_t cached = stats.reserved_bytes[aggregate].current -
+                           stats.allocated_bytes[aggregate].current;
+    return static_cast<int64_t>(free) + cached;
+  }
+#endif
+  (void)device;
+  return -1;
 }
 
 absl::StatusOr<torch::Device> ParseDevice(const std::string& spec) {

@@ -38,6 +38,10 @@ void ResetPeakMemory(const torch::Device& device);
 PeakMemory ReadPeakMemory(const torch::Device& device);
 // Waits for queued device work, so host clocks measure it.
 void SynchronizeDevice(const torch::Device& device);
+// Bytes new tensors can still take on a CUDA device: the driver's free memory
+// plus what the caching allocator holds but no tensor uses. -1 on the CPU,
+// where no budget applies.
+int64_t FreeDeviceMemoryBytes(const torch::Device& device);
 
 // "cpu" or "cuda:N"; a CUDA device in a CPU-only build, or past the device
 // count, is an error.

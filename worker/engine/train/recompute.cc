@@ -59,11 +59,13 @@ void RestoreRng(const RngState& state) {
 class CheckpointBackward : public torch::autograd::Node {
  public:
   CheckpointBackward(SegmentFn fn, torch::Tensor input,
+                     std::shared_ptr<SavedInput> saved_input,
                      bool input_requires_grad,
                      std::vector<torch::Tensor> params, RngState rng,
                      std::unique_ptr<AttentionStash> stash)
       : fn_(std::move(fn)),
         input_(std::move(input)),
+        saved_input_(std::move(saved_input)),
         input_requires_grad_(input_requires_grad),
         params_(std::move(params)),
         rng_(std::move(rng)),
@@ -77,11 +79,18 @@ class CheckpointBackward : public torch::autograd::Node {
                 "not supported)");
     variable_list result(1 + params_.size());
     if (!grads[0].defined()) return result;
-    const RngState outer = CaptureRng(input_.device());
+    torch::Tensor input = input_;
+    if (saved_input_ != nullptr) {
+      input = saved_input_->Restore();
+      saved_input_.reset();
+    }
+    const RngState outer = CaptureRng(input.device());
     RestoreRng(rng_);
     std::vector<torch::Tensor> wrt;
     std::vector<size_t> slot;
-    torch::Tensor x = input_.detach().requires_grad_(input_requires_grad_);
+    torch::Tensor x = input.detach().requires_grad_(input_requires_grad_);
+    input = torch::Tensor();
+    input_.reset();
     if (input_requires_grad_) {
       wrt.push_back(x);
       slot.push_back(0);
@@ -122,13 +131,16 @@ class CheckpointBackward : public torch::autograd::Node {
   void release_variables() override {
     fn_ = nullptr;
     input_.reset();
+    saved_input_.reset();
     params_.clear();
     stash_.reset();
   }
 
  private:
   SegmentFn fn_;
+  // The input, unless saved_input_ holds it.
   torch::Tensor input_;
+  std::shared_ptr<SavedInput> saved_input_;
   bool input_requires_grad_;
   std::vector<torch::Tensor> params_;
   RngState rng_;
@@ -141,7 +153,7 @@ class CheckpointBackward : public torch::autograd::Node {
 
 torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
                          const std::vector<torch::Tensor>& params,
-                         bool stash_attention) {
+                         bool stash_attention, const SaveInputFn& save_input) {
   bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
   if (torch::GradMode::is_enabled()) {
     for (const torch::Tensor& p : params) needs_grad |= p.requires_grad();
@@ -157,10 +169,15 @@ torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
     if (stash) record.emplace(stash.get(), AttentionStash::Mode::kRecord);
     output = fn(input);
   }
+  // Handed over after the forward, so that an offload's copy starts once the
+  // forward's kernels are queued and overlaps the next layer.
+  std::shared_ptr<SavedInput> saved_input =
+      save_input ? save_input(input.detach()) : nullptr;
   auto node = std::shared_ptr<CheckpointBackward>(
-      new CheckpointBackward(std::move(fn), input.detach(),
-                             input.requires_grad(), params, std::move(rng),
-                             std::move(stash)),
+      new CheckpointBackward(std::move(fn),
+                             saved_input ? torch::Tensor() : input.detach(),
+                             std::move(saved_input), input.requires_grad(),
+                             params, std::move(rng), std::move(stash)),
       torch::autograd::deleteNode);
   torch::autograd::edge_list edges;
   edges.push_back(torch::autograd::impl::gradient_edge(input));

@@ -18,20 +18,39 @@
 // re-run replays them instead of running the attention forward again
 // (worker/engine/model/attention_stash.h): selective checkpointing. The re-run
 // happens inside a RecomputeScope (worker/engine/model/recompute_context.h).
+//
+// With save_input, the input is handed over once the forward has run, and
+// restored from there in backward (offload); the values are the same.
 #ifndef LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_
 #define LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_
 
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "worker/engine/model/decoder_layer.h"
 
 namespace lemo::engine {
 
+// Where a checkpoint keeps its input between the forward and the re-run: on
+// the device by default, or elsewhere (pinned host memory,
+// worker/engine/train/offload.h).
+class SavedInput {
+ public:
+  virtual ~SavedInput() = default;
+  // The input's values again, on its device. Called once, in backward.
+  virtual torch::Tensor Restore() = 0;
+};
+// Takes the input (detached) when the forward has run; null keeps it as is.
+using SaveInputFn =
+    std::function<std::shared_ptr<SavedInput>(const torch::Tensor& input)>;
+
 torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
                          const std::vector<torch::Tensor>& params,
-                         bool stash_attention = false);
+                         bool stash_attention = false,
+                         const SaveInputFn& save_input = nullptr);
 
 }  // namespace lemo::engine
 

@@ -264,15 +264,22 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
           absl::StrCat("cancelled before step ", step_ + 1));
     }
     LEMO_ASSIGN_OR_RETURN(torch::Tensor ids, NextLocalBatch());
-    LEMO_ASSIGN_OR_RETURN(double loss, CallTorch("training step", [&] {
-                            torch::Tensor on_device = ids.to(device);
-                            torch::Tensor l =
-                                model_->Loss(on_device, on_device) /
-                                static_cast<double>(options_.grad_accum);
-                            l.backward();
-                            return l.item<double>();
-                          }));
-    loss_sum += loss;
+    absl::StatusOr<double> loss = CallTorch("training step", [&] {
+      torch::Tensor on_device = ids.to(device);
+      torch::Tensor l = model_->Loss(on_device, on_device) /
+                        static_cast<double>(options_.grad_accum);
+      l.backward();
+      return l.item<double>();
+    });
+    if (absl::IsResourceExhausted(loss.status())) {
+      // What was where when the step ran out, so the user knows which knob
+      // (sequence length, offload budget) to turn.
+      return absl::Status(
+          loss.status().code(),
+          absl::StrCat(loss.status().message(), MemoryPlanNote()));
+    }
+    LEMO_RETURN_IF_ERROR(loss.status());
+    loss_sum += *loss;
   }
   const double rank_loss = loss_sum;
   LEMO_RETURN_IF_ERROR(AverageAcrossRanks(loss_sum),
@@ -306,8 +313,27 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
   const PeakMemory peak = ReadPeakMemory(device);
   m.peak_allocated_bytes = peak.allocated_bytes;
   m.peak_reserved_bytes = peak.reserved_bytes;
+  if (const OffloadPlan* plan = model_->offload_plan()) {
+    m.offload_host_bytes = plan->host_bytes;
+    m.offloaded_layers = plan->offloaded_layers();
+  }
   m.lemo_layers = model_->lemo_stats();
   return m;
+}
+
+std::string Trainer::MemoryPlanNote() const {
+  const OffloadPlan* plan = model_->offload_plan();
+  if (plan == nullptr) return "";
+  const auto gib = [](int64_t b) {
+    return absl::StrFormat("%.1f GiB", static_cast<double>(b) / (1 << 30));
+  };
+  return absl::StrCat(
+      " (offload plan: ", plan->offloaded_layers(), " of ",
+      plan->host_tokens.size(), " layers' checkpointed inputs on the host, ",
+      gib(plan->host_bytes), "; ", gib(plan->device_bytes),
+      " on the device, budget ",
+      plan->budget_bytes < 0 ? std::string("none") : gib(plan->budget_bytes),
+      ")");
 }
 
 absl::Status Trainer::Run(const TrainerCallbacks& callbacks) {

@@ -104,6 +104,11 @@ struct StepMetrics {
   // reserved == allocated).
   int64_t peak_allocated_bytes = 0;
   int64_t peak_reserved_bytes = 0;
+  // Offloaded checkpoints in the step's last micro-batch
+  // (worker/engine/train/offload.h): pinned host bytes and layers with any
+  // token on the host; 0 without offload.
+  int64_t offload_host_bytes = 0;
+  int64_t offloaded_layers = 0;
   // Per decoder layer, from the step's last micro-batch: kept tokens, saved
   // bytes (when LemoOptions::measure_saved_bytes) and predictor recall (when a
   // predictor ran).
@@ -131,6 +136,9 @@ class Trainer {
   TrainingModel& model() { return *model_; }
 
  private:
+  // Where the offload plan put the layer inputs, for out-of-memory errors;
+  // empty without offload.
+  std::string MemoryPlanNote() const;
   Trainer(TrainerOptions options, std::unique_ptr<TrainingModel> model,
           std::unique_ptr<PackedDataset> data,
           std::unique_ptr<AdapterOptimizer> optimizer,

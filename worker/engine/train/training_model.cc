@@ -13,6 +13,13 @@ namespace lemo::engine {
 absl::StatusOr<std::unique_ptr<TrainingModel>> TrainingModel::Create(
     const ModelConfig& config, const TrainingModelOptions& options,
     const WeightLoader& load) {
+  if (options.offload.policy != OffloadPolicy::kNone &&
+      !options.gradient_checkpointing) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "offload (policy ", OffloadPolicyName(options.offload.policy),
+        ") moves checkpointed layer inputs and needs "
+        "gradient_checkpointing"));
+  }
   if (options.loss_segment_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "loss_segment_tokens must be >= 0, got ", options.loss_segment_tokens));
@@ -33,8 +40,14 @@ absl::StatusOr<std::unique_ptr<TrainingModel>> TrainingModel::Create(
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model,
                         LlamaModel::Create(config, effective, load));
   if (lemo->changes_layers()) lemo->Install(*model);
+  std::unique_ptr<ActivationOffloader> offloader;
+  if (effective.offload.policy != OffloadPolicy::kNone) {
+    LEMO_ASSIGN_OR_RETURN(offloader, ActivationOffloader::Create(
+                                         effective.device, effective.offload));
+  }
   std::unique_ptr<TrainingModel> out(
       new TrainingModel(std::move(effective), std::move(model), lemo));
+  out->offloader_ = std::move(offloader);
   if (out->options_.gradient_checkpointing ||
       out->options_.lemo.measure_saved_bytes) {
     TrainingModel* self = out.get();
@@ -61,7 +74,10 @@ torch::Tensor TrainingModel::RunLayer(int64_t index, const DecoderLayer& layer,
   torch::Tensor y =
       options_.gradient_checkpointing
           ? Checkpoint(std::move(segment), x, layer.TrainableParameters(),
-                       options_.checkpoint_keep_attention)
+                       options_.checkpoint_keep_attention,
+                       offloader_ != nullptr && torch::GradMode::is_enabled()
+                           ? offloader_->SaverFor(index)
+                           : nullptr)
           : segment(x);
   if (tracker) {
     scope.reset();
@@ -71,10 +87,37 @@ torch::Tensor TrainingModel::RunLayer(int64_t index, const DecoderLayer& layer,
   return y;
 }
 
+std::vector<double> TrainingModel::KeptFractions() const {
+  std::vector<double> kept;
+  const std::vector<LemoLayerStats>& stats = lemo_->stats();
+  const bool sparse = options_.lemo.mode != LemoMode::kDense;
+  for (size_t i = 0; i < lemo_->keep_ratios().size(); ++i) {
+    if (i < stats.size() && stats[i].total_tokens > 0) {
+      kept.push_back(static_cast<double>(stats[i].kept_tokens) /
+                     static_cast<double>(stats[i].total_tokens));
+    } else {
+      kept.push_back(sparse ? lemo_->keep_ratios()[i] : 1.0);
+    }
+  }
+  return kept;
+}
+
 torch::Tensor TrainingModel::Hidden(const torch::Tensor& ids) {
+  const bool plan = offloader_ != nullptr && torch::GradMode::is_enabled() &&
+                    (ids.dim() == 1 || ids.dim() == 2);
+  if (plan) {
+    const int64_t batch = ids.dim() == 2 ? ids.size(0) : 1;
+    const absl::Status planned = offloader_->BeginForward(
+        {batch, ids.size(-1), model_->config().hidden_size},
+        options_.base_dtype, KeptFractions());
+    // Surfaces through CallTorch as RESOURCE_EXHAUSTED, with the sizes.
+    TORCH_CHECK_WITH(OutOfMemoryError, planned.ok(), planned.message());
+  }
   // LlamaModel::Hidden rejects other shapes with a clear message.
   if (ids.dim() == 1 || ids.dim() == 2) lemo_->BeginForward(ids.numel());
-  return model_->Hidden(ids);
+  torch::Tensor hidden = model_->Hidden(ids);
+  if (plan) offloader_->EndForward();
+  return hidden;
 }
 
 torch::Tensor TrainingModel::Logits(const torch::Tensor& ids) {

@@ -32,6 +32,7 @@
 #include "worker/engine/lemo/lemo_layers.h"
 #include "worker/engine/lemo/lemo_options.h"
 #include "worker/engine/model/llama_model.h"
+#include "worker/engine/train/offload.h"
 
 namespace lemo::engine {
 
@@ -55,6 +56,9 @@ struct TrainingModelOptions : ModelOptions {
   // LeMo token elimination and its savers (worker/engine/lemo/); mode dense
   // with no saver leaves every layer exactly as without it.
   LemoOptions lemo;
+  // With gradient_checkpointing: which layers' checkpointed inputs live in
+  // pinned host memory (worker/engine/train/offload.h). Exact.
+  OffloadOptions offload;
 };
 
 class TrainingModel {
@@ -103,6 +107,13 @@ class TrainingModel {
   // Predictor mode: the loaded predictors; nullptr otherwise.
   const PatternPredictors* predictors() const { return lemo_->predictors(); }
 
+  // The last training forward's offload plan; null without offload.
+  const OffloadPlan* offload_plan() const {
+    return offloader_ != nullptr ? &offloader_->plan() : nullptr;
+  }
+  // Null without offload.
+  const ActivationOffloader* offloader() const { return offloader_.get(); }
+
   // The options in effect (after the adjustments Create documents).
   const TrainingModelOptions& options() const { return options_; }
   const ModelConfig& config() const { return model_->config(); }
@@ -116,6 +127,10 @@ class TrainingModel {
         model_(std::move(model)),
         lemo_(std::move(lemo)) {}
 
+  // Each layer's share of tokens that reached attention in the last forward
+  // (the keep schedule before the first one): the offload plan's order.
+  std::vector<double> KeptFractions() const;
+
   // Runs layer `index` as the options ask: checkpointed or not, measuring
   // what it leaves allocated when lemo.measure_saved_bytes.
   torch::Tensor RunLayer(int64_t index, const DecoderLayer& layer,
@@ -126,6 +141,9 @@ class TrainingModel {
   // Always present, so the schedule and the stats can be read in every mode;
   // installed into the model only when it changes the layers.
   std::shared_ptr<LemoLayers> lemo_;
+  // Present when options_.offload.policy is not kNone. Autograd graphs of
+  // this model's forwards point into it: they must not outlive the model.
+  std::unique_ptr<ActivationOffloader> offloader_;
 };
 
 }  // namespace lemo::engine
