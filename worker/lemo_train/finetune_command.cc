@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
@@ -35,7 +36,67 @@ struct FinetuneFlags {
   std::string metrics_jsonl;
   std::string data_format = "auto";
   double comm_timeout_seconds = 300;
+  // auto | none | uniform | sparsity (auto: sparsity under gradient
+  // checkpointing, none otherwise).
+  std::string offload = "auto";
+  // Checkpointed-input bytes that may stay on the GPU, GiB; < 0 = what is
+  // free at the start of each forward minus one layer's working set.
+  double offload_budget_gib = -1;
 };
+
+// Sequences from this length on run the MLP in tiles by default: below it the
+// [N, intermediate] tensors fit, and tiling would only re-run gate/up once
+// more under checkpointing.
+constexpr int64_t kAutoTileFromTokens = 131072;
+constexpr int64_t kAutoTileTokens = 16384;
+
+// Resolves the memory switches' "auto" values, and says what was chosen (it
+// decides whether a long context fits, so it is printed, and the metrics
+// JSONL carries the offload it did).
+absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
+                              lemo::engine::TrainerOptions* o) {
+  auto& model = o->model;
+  if (flags.lemo.mlp_tile_tokens < 0 && model.lemo.mlp_prune_ratio == 0 &&
+      o->data.seq_len >= kAutoTileFromTokens) {
+    model.lemo.mlp_tile_tokens = kAutoTileTokens;
+  }
+  if (flags.offload == "auto") {
+    model.offload.policy = model.gradient_checkpointing
+                               ? lemo::engine::OffloadPolicy::kSparsity
+                               : lemo::engine::OffloadPolicy::kNone;
+  } else {
+    auto policy = lemo::engine::ParseOffloadPolicy(flags.offload);
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--offload: ", policy.status().message()));
+    }
+    model.offload.policy = *policy;
+    if (*policy != lemo::engine::OffloadPolicy::kNone &&
+        !model.gradient_checkpointing) {
+      return absl::InvalidArgumentError(
+          "--offload moves checkpointed layer inputs: add "
+          "--gradient-checkpointing");
+    }
+  }
+  model.offload.device_budget_bytes =
+      flags.offload_budget_gib < 0
+          ? -1
+          : static_cast<int64_t>(flags.offload_budget_gib * (1LL << 30));
+  std::fprintf(
+      stderr,
+      "memory: gradient checkpointing %s%s, offload %s (GPU budget %s), MLP "
+      "tiles %s\n",
+      model.gradient_checkpointing ? "on" : "off",
+      model.checkpoint_keep_attention ? " keeping attention" : "",
+      lemo::engine::OffloadPolicyName(model.offload.policy).c_str(),
+      flags.offload_budget_gib < 0
+          ? "auto"
+          : absl::StrCat(flags.offload_budget_gib, " GiB").c_str(),
+      model.lemo.mlp_tile_tokens > 0
+          ? absl::StrCat(model.lemo.mlp_tile_tokens, " tokens").c_str()
+          : "off");
+  return absl::OkStatus();
+}
 
 nlohmann::json MetricsJson(const lemo::engine::StepMetrics& m) {
   return {{"step", m.step},
@@ -49,7 +110,9 @@ nlohmann::json MetricsJson(const lemo::engine::StepMetrics& m) {
           {"world_size", m.world_size},
           {"step_time_seconds", m.step_time_seconds},
           {"peak_allocated_bytes", m.peak_allocated_bytes},
-          {"peak_reserved_bytes", m.peak_reserved_bytes}};
+          {"peak_reserved_bytes", m.peak_reserved_bytes},
+          {"offload_host_bytes", m.offload_host_bytes},
+          {"offloaded_layers", m.offloaded_layers}};
 }
 
 // Per-layer LeMo numbers, layer 0 first: kept_token_fraction always,
@@ -88,6 +151,9 @@ int RunFinetune(FinetuneFlags& flags) {
   if (absl::Status lemo = ApplyLemoFlags(flags.lemo, &o.model.lemo);
       !lemo.ok()) {
     return Fail(lemo);
+  }
+  if (absl::Status memory = ApplyMemoryFlags(flags, &o); !memory.ok()) {
+    return Fail(memory);
   }
 
   // Opened before the model loads so a bad path fails in seconds.
@@ -249,6 +315,19 @@ Command AddFinetuneCommand(CLI::App* app) {
                 "Recompute the MLP's gate/up and the post-attention norm in "
                 "backward instead of saving them (exact; ignored with "
                 "--gradient-checkpointing)");
+  cmd->add_option("--mlp-tile-tokens", lf.mlp_tile_tokens,
+                  "Run the MLP over tiles of this many tokens, forward and "
+                  "backward (exact; 0: off; default: 16384 from 128K-token "
+                  "sequences on)");
+  cmd->add_option("--offload", ft->offload,
+                  "With --gradient-checkpointing, checkpointed layer inputs "
+                  "that exceed the GPU budget go to pinned host memory: auto "
+                  "| none | uniform | sparsity (densest layers first)")
+      ->capture_default_str();
+  cmd->add_option("--offload-gpu-budget-gib", ft->offload_budget_gib,
+                  "GiB of checkpointed inputs kept on the GPU (< 0: what is "
+                  "free minus one layer's working set)")
+      ->capture_default_str();
   cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,
                 "Measure each layer's saved-for-backward bytes (metrics "
                 "JSONL saved_bytes)");

@@ -1,5 +1,7 @@
 #include "worker/lemo_train/lemo_flags.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -70,6 +72,12 @@ absl::Status ApplyLemoFlags(const LemoFlags& f,
   out->mlp_prune_ratio = f.mlp_prune_ratio;
   out->recompute_norm = f.recompute_norm;
   out->recompute_mlp = f.recompute_mlp;
+  if (f.mlp_tile_tokens > 0 && f.mlp_prune_ratio > 0) {
+    return absl::InvalidArgumentError(
+        "--mlp-tile-tokens does not combine with --mlp-prune-ratio (the "
+        "pruned channels are ranked over the whole sequence)");
+  }
+  out->mlp_tile_tokens = std::max<int64_t>(f.mlp_tile_tokens, 0);
   out->two_d_sparsity = f.two_d_sparsity;
   out->measure_saved_bytes = f.measure_saved_bytes;
   return absl::OkStatus();
