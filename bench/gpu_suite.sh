@@ -35,6 +35,8 @@
 #   LEMO_BENCH_TIMEOUT=300 (s per run)
 #   LEMO_BENCH_DEADLINE=0 (s after start: no run goes past it; 0 = none. On the 10-minute device
 #     calls use ~30 s under the call's limit, e.g. 570)
+#   LEMO_BENCH_PEER_WARMUP=1 (untimed peer steps; 0 with STEPS=1 times one first step, as lemo-train's
+#                             single step is: the long-context rows)
 #   LEMO_BENCH_PEER_ONEPROC=1 (one process per peer and mode for all seqs, saves ~10 s of setup per seq;
 #                              0: a fresh process per setting)
 #   LEMO_BENCH_SKIP_AFTER_OOM=1 (a seq longer than one that ran out of memory, same system and
@@ -93,6 +95,10 @@ TIMEOUT=${LEMO_BENCH_TIMEOUT:-300}
 LEMO_ARGS=${LEMO_BENCH_LEMO_ARGS---loss-segment-tokens 2048}
 [ "$DEVICE_KIND" = cpu ] && LEMO_ARGS=${LEMO_BENCH_LEMO_ARGS:-}
 PEER_ONEPROC=${LEMO_BENCH_PEER_ONEPROC:-1}
+# Untimed peer steps before its STEPS - PEER_WARMUP timed ones. 0 with STEPS=1 times the first
+# step, as a single lemo-train step is (the long-context rows, where a step takes minutes).
+PEER_WARMUP=${LEMO_BENCH_PEER_WARMUP:-1}
+[ "$PEER_WARMUP" -lt "$STEPS" ] || { echo "gpu_suite: LEMO_BENCH_PEER_WARMUP must be < LEMO_BENCH_STEPS" >&2; exit 2; }
 SKIP_AFTER_OOM=${LEMO_BENCH_SKIP_AFTER_OOM:-1}
 DEADLINE=${LEMO_BENCH_DEADLINE:-0}
 MODEL_DIR=${LEMO_BENCH_MODEL_DIR:-/tmp/lemo-bench/$PRESET}
@@ -118,7 +124,7 @@ budget() {
 }
 
 CMD="PYTORCH_CUDA_ALLOC_CONF='${PYTORCH_CUDA_ALLOC_CONF:-}' LEMO_BENCH_DEVICE=$DEVICE_KIND LEMO_BENCH_SEQS='$SEQS' LEMO_BENCH_MODES='$MODES' LEMO_BENCH_SYSTEMS='$SYSTEMS'"
-CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
+CMD+=" LEMO_BENCH_STEPS=$STEPS LEMO_BENCH_PEER_WARMUP=$PEER_WARMUP LEMO_BENCH_PEER_ONEPROC=$PEER_ONEPROC"
 CMD+=" LEMO_BENCH_LEMO_ARGS='$LEMO_ARGS'"
 CMD+=" LEMO_BENCH_SPARSE_ARGS='${LEMO_BENCH_SPARSE_ARGS:-}' LEMO_BENCH_CALIBRATE=$CALIBRATE"
 CMD+=" LEMO_BENCH_SAVERS_ARGS='${LEMO_BENCH_SAVERS_ARGS:-}' LEMO_BENCH_STRONG_ARGS='${LEMO_BENCH_STRONG_ARGS:-}'"
@@ -353,7 +359,7 @@ run_peer() {  # system "seqs" mode: one process for all the seqs given
   # shellcheck disable=SC2046  # the flags are a word list
   timeout -k 10 "$t" "$PY" bench/hf_peer.py "${PEER_SRC[@]}" --seq-lens "$(IFS=,; echo "${todo[*]}")" \
     $(peer_flags "$sys" "$mode") --system "$sys" \
-    --steps $((STEPS - 1)) --warmup 1 --device "${DEV%%:*}" --dtype "$DTYPE" --skip-after-oom \
+    --steps $((STEPS - PEER_WARMUP)) --warmup "$PEER_WARMUP" --device "${DEV%%:*}" --dtype "$DTYPE" --skip-after-oom \
     --out "$OUT/logs/$name.jsonl" >"$OUT/logs/$name.log" 2>&1
   rc=$?
   [ -f "$OUT/logs/$name.jsonl" ] && cat "$OUT/logs/$name.jsonl" >>"$RESULTS"

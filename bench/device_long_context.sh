@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The long-context rows of issue 15 on one GPU, in phases that each fit a 10-minute device call
+# (run them back to back on the same warm machine; the build and the model dir are reused):
+#   1  build, write the llama2-7b preset, LeMo (oracle, checkpointing, offload auto) at 256K,
+#      then bench/gpu_offload_check.sh (offload exact on the GPU)
+#   2  LeMo and the strong peer (HF+PEFT+Liger, auto checkpointing) at 256K
+#   3  LeMo at 384K
+# One step per row (a step takes minutes): the peer times its first step too
+# (LEMO_BENCH_PEER_WARMUP=0). Everything lands in $OUT/phase-N.tar.gz, with the table and the
+# raw results.jsonl beside it.
+#
+# Device run (repo root, carry .device and .whl):  bash bench/device_long_context.sh 1
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+PHASE=${1:?phase 1, 2 or 3}
+# worker/comm/ compiles c10d's ProcessGroupGloo.hpp, which includes gloo's headers: Debian's
+# libgloo-dev (headers only), carried in .device/debs like the other packages
+# (apt-get download libgloo-dev). Unpacked here too, since .device/env.sh skips a sysroot that
+# exists already.
+for deb in .device/debs/libgloo-dev_*.deb; do
+  [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot
+done
+FINAL_OUT=${OUT:-bench-out}
+export OUT=/tmp/lemo-phase-$PHASE
+rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL_OUT"
+export LEMO_BENCH_MODES=on LEMO_BENCH_STEPS=1 LEMO_BENCH_PEER_WARMUP=0 LEMO_BENCH_CTEST=0
+export LEMO_BENCH_KERNELS=0 LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_TIMEOUT=480
+rc=0
+case $PHASE in
+  1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=430 \
+       bash bench/gpu_suite.sh || rc=1
+     LEMO_CHECK_SEQ=16384 bash bench/gpu_offload_check.sh || rc=1 ;;
+  2) LEMO_BENCH_SYSTEMS="lemo-sparse peer-strong" LEMO_BENCH_SEQS=262144 LEMO_BENCH_PEER_ONEPROC=0 \
+       LEMO_BENCH_DEADLINE=570 bash bench/gpu_suite.sh || rc=1 ;;
+  3) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=393216 LEMO_BENCH_DEADLINE=570 \
+       bash bench/gpu_suite.sh || rc=1 ;;
+  *) echo "phase must be 1, 2 or 3" >&2; exit 2 ;;
+esac
+free -g >"$OUT/logs/free.txt" 2>&1
+tar -czf "$FINAL_OUT/phase-$PHASE.tar.gz" -C "$OUT" . 2>/dev/null
+for f in results.jsonl table.md notes.txt offload_check.md; do
+  [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL_OUT/phase-$PHASE-$f"
+done
+cat "$OUT/table.md" "$OUT/offload_check.md" 2>/dev/null | tail -n 40
+exit $rc
