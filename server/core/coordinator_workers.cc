@@ -159,8 +159,7 @@ absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
   int32_t rank = w->assignment->rank;
   v1::Job* found = FindJob(st.job_id());
   bool current = found != nullptr && found->epoch() == st.epoch();
-  if (current && rank >= 0 && rank < found->ranks_size() &&
-      HoldsWorkers(found->state())) {
+  if (current && rank >= 0 && rank < found->ranks_size()) {
     // The per-rank view (lemoctl get): committed with whatever follows.
     v1::Job job = *found;
     job.mutable_ranks(rank)->set_state(st.state());
@@ -219,6 +218,9 @@ absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
                absl::StrCat("rank ", rank, " stopped without being cancelled"),
                rank);
     }
+  } else if (current) {
+    // The job ended or is restarting; keep this rank's last word in its view.
+    s = Persist(*found, {});
   }
   ScheduleLocked();
   return s;
