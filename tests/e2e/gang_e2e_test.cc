@@ -183,7 +183,10 @@ std::string WorkerOfRank(client::JobClient& client, const std::string& job_id,
 }
 
 TEST_F(GangTest, KillingOneRanksWorkerRestartsTheWholeGangFromTheCheckpoint) {
-  constexpr int64_t kSteps = 16;
+  // Enough steps after the first checkpoint that the job is still training
+  // when the test breaks a rank, even on an idle machine (tiny steps take
+  // milliseconds).
+  constexpr int64_t kSteps = 40;
   std::map<std::string, Process*> workers;
   for (const char* id : {"w1", "w2", "w3"}) workers[id] = StartGangWorker(id);
   WaitForWorkers(3);
@@ -232,7 +235,7 @@ TEST_F(GangTest, KillingOneRanksWorkerRestartsTheWholeGangFromTheCheckpoint) {
 }
 
 TEST_F(GangTest, AFrozenRankRestartsTheGangAndIsFencedWhenItThaws) {
-  constexpr int64_t kSteps = 16;
+  constexpr int64_t kSteps = 40;
   std::map<std::string, Process*> workers;
   for (const char* id : {"w1", "w2", "w3"}) workers[id] = StartGangWorker(id);
   WaitForWorkers(3);
