@@ -197,15 +197,19 @@ void Coordinator::ScheduleLocked() {
     if (found->state_message() == why) continue;
     v1::Job job = *found;
     job.set_state_message(why);
-    std::vector<v1::JobEvent> events;
-    if (NeverFits(p, connected)) {
-      v1::JobEvent e;
-      e.mutable_log()->set_level(v1::LogLine::LEVEL_WARNING);
-      e.mutable_log()->set_rank(-1);
-      e.mutable_log()->set_text(why);
-      events.push_back(std::move(e));
+    if (!NeverFits(p, connected)) {
+      // Derived from the fleet and recomputed on every pass (also after a
+      // coordinator restart), so it is shown, not committed: a long queue
+      // would otherwise cost one fsync per waiting job whenever a worker
+      // frees up. The next committed change of the job stores it anyway.
+      SetJob(std::move(job));
+      continue;
     }
-    Persist(std::move(job), std::move(events)).IgnoreError();
+    v1::JobEvent e;
+    e.mutable_log()->set_level(v1::LogLine::LEVEL_WARNING);
+    e.mutable_log()->set_rank(-1);
+    e.mutable_log()->set_text(why);
+    Persist(std::move(job), {std::move(e)}).IgnoreError();
   }
 }
 
