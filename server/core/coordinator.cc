@@ -3,6 +3,7 @@
 // coordinator_workers.cc.
 #include "server/core/coordinator.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -197,7 +198,10 @@ void Coordinator::ScheduleLocked() {
     if (found->state_message() == why) continue;
     v1::Job job = *found;
     job.set_state_message(why);
-    if (!NeverFits(p, connected)) {
+    // With no worker connected at all (a coordinator that just started, its
+    // workers still registering) there is no fleet to judge the job by: shown
+    // only, no warning in the job's log.
+    if (!NeverFits(p, connected) || connected.empty()) {
       // Derived from the fleet and recomputed on every pass (also after a
       // coordinator restart), so it is shown, not committed: a long queue
       // would otherwise cost one fsync per waiting job whenever a worker
@@ -214,7 +218,19 @@ void Coordinator::ScheduleLocked() {
 }
 
 absl::Status Coordinator::Place(const std::string& job_id,
-                                const std::vector<std::string>& worker_ids) {
+                                std::vector<std::string> worker_ids) {
+  if (worker_ids.size() > 1) {
+    // Rank 0 hosts the group's store: a worker that advertises none (an
+    // older build) must not get it while another one can.
+    auto hosts_store =
+        [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          const WorkerRecord* w = registry_.Find(id);
+          return w != nullptr && !w->registration.rendezvous_address().empty();
+        };
+    auto first =
+        std::find_if(worker_ids.begin(), worker_ids.end(), hosts_store);
+    if (first != worker_ids.end()) std::iter_swap(worker_ids.begin(), first);
+  }
   v1::Job job = *FindJob(job_id);
   bool first_placement = job.state() == v1::QUEUED;
   job.set_epoch(job.epoch() + 1);

@@ -161,7 +161,7 @@ class Coordinator {
       ABSL_LOCKS_EXCLUDED(view_mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Place(const std::string& job_id,
-                     const std::vector<std::string>& worker_ids)
+                     std::vector<std::string> worker_ids)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends Cancel for (job, epoch) to every worker still holding it; returns how
   // many.

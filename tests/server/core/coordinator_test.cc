@@ -470,6 +470,23 @@ TEST_F(CoordinatorTest, TwoGangsOnThreeWorkersRunOneAfterTheOther) {
   EXPECT_EQ(State(second.id()), v1::SCHEDULED);
 }
 
+TEST_F(CoordinatorTest, RankZeroIsAWorkerThatHostsAStore) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  v1::Register old_build = MakeRegister("w0");
+  old_build.clear_rendezvous_address();
+  FakeWorker w0 = Connect("w0", old_build);
+  v1::Register reg = MakeRegister("w1");
+  reg.set_rendezvous_address("10.0.0.2:4000");
+  FakeWorker w1 = Connect("w1", reg);
+  Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  EXPECT_EQ(a1.rank(), 0);
+  EXPECT_EQ(a0.rank(), 1);
+  EXPECT_EQ(a0.rendezvous_address(), "10.0.0.2:4000");
+}
+
 TEST_F(CoordinatorTest, LostWorkerRestartsTheJobFromItsLatestCheckpoint) {
   Open(absl::Milliseconds(100));
   FakeWorker w0 = Connect("w0");
