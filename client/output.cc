@@ -31,6 +31,11 @@ std::string StateText(const v1::Job& job) {
   return state;
 }
 
+absl::string_view StateShort(v1::JobState state) {
+  return v1::JobState_IsValid(state) ? v1::JobState_Name(state)
+                                     : absl::string_view("?");
+}
+
 std::string Structured(const google::protobuf::Message& message,
                        OutputFormat format) {
   return format == OutputFormat::kJson ? MessageToJson(message)
@@ -117,7 +122,21 @@ std::string FormatJob(const v1::Job& job, OutputFormat format, absl::Time now) {
                     "failure: ", v1::FailureReason_Name(job.failure().reason()),
                     ": ", job.failure().message(), "\n");
   }
-  if (job.worker_ids_size() > 0) {
+  if (!job.state_message().empty()) {
+    absl::StrAppend(&out, "waiting: ", job.state_message(), "\n");
+  }
+  if (job.ranks_size() > 1) {
+    // Per-rank view of a multi-rank job; the row above is the global
+    // progress (rank 0's step: the ranks step together).
+    absl::StrAppend(&out, "epoch ", job.epoch(), " ranks:\n");
+    Table ranks({"RANK", "WORKER", "STATE", "STEP"});
+    for (const v1::RankStatus& r : job.ranks()) {
+      absl::string_view state = StateShort(r.state());
+      ranks.AddRow({absl::StrCat(r.rank()), r.worker_id(), std::string(state),
+                    absl::StrCat(r.step(), "/", job.spec().steps())});
+    }
+    absl::StrAppend(&out, ranks.Render());
+  } else if (job.worker_ids_size() > 0) {
     absl::StrAppend(&out, "workers: ", absl::StrJoin(job.worker_ids(), ", "),
                     "\n");
   }

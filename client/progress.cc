@@ -40,13 +40,17 @@ std::string FormatProgressLine(const ProgressInfo& info, int bar_width) {
   const int filled = static_cast<int>(std::floor(fraction * bar_width));
   std::string bar =
       std::string(filled, '#') + std::string(bar_width - filled, '-');
-  return absl::StrFormat(
+  std::string line = absl::StrFormat(
       "step %d/%d [%s] %3d%% | loss %.4f | %.0f tok/s | %.2f s/step | peak %s "
       "| "
       "ETA %s",
       info.step, info.total_steps, bar, static_cast<int>(fraction * 100),
       info.loss, info.tokens_per_second, info.step_time_seconds,
       FormatBytes(info.peak_memory_bytes), FormatDuration(info.eta_seconds));
+  if (!info.rank_steps.empty()) {
+    absl::StrAppend(&line, " | rank steps ", info.rank_steps);
+  }
+  return line;
 }
 
 ProgressPrinter::ProgressPrinter(std::FILE* out)

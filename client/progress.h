@@ -25,6 +25,9 @@ struct ProgressInfo {
   int64_t peak_memory_bytes = 0;
   // Seconds left at the current pace; negative when unknown.
   double eta_seconds = -1;
+  // Multi-rank jobs: each rank's newest step, rank 0 first (e.g. "12 12 11");
+  // empty for one rank.
+  std::string rank_steps;
 };
 
 // "1.5 GiB", "512 MiB", "12 KiB".

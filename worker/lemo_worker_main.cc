@@ -65,12 +65,27 @@ int main(int argc, char** argv) {
       "Scratch directory (default: $TMPDIR/lemo-worker-<worker id>)");
   app.add_option("--worker-id", options.worker_id,
                  "Stable worker id (default: <hostname>-<device>)");
+  app.add_option("--node", options.node,
+                 "Node label; a job's ranks go to as few nodes as fit "
+                 "(default: the host name)");
+  app.add_option("--rendezvous-host", options.rendezvous_host,
+                 "Address other workers reach this one on for collectives "
+                 "(default: the host name)");
+  app.add_option("--rendezvous-port", options.rendezvous_port,
+                 "Port of the c10d store this worker hosts (0: a free one)")
+      ->capture_default_str();
+  double collective_timeout_seconds = 60;
+  app.add_option("--collective-timeout", collective_timeout_seconds,
+                 "Seconds a multi-rank job waits for its rendezvous and each "
+                 "collective before the rank fails (NCCL_TIMEOUT)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
+  options.collective_timeout = absl::Seconds(collective_timeout_seconds);
   if (!token_file.empty()) {
     auto token = lemo::ReadFileToString(token_file);
     if (!token.ok()) {

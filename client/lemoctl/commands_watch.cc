@@ -1,7 +1,10 @@
 // watch and logs: both read the job's event stream (JobClient::Watch).
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/job_client.h"
 #include "client/lemoctl/commands.h"
 #include "client/lemoctl/exit_codes.h"
@@ -15,14 +18,22 @@ bool IsTerminal(v1::JobState state) {
          state == v1::CANCELLED;
 }
 
-// Turns rank 0's metric samples into progress lines; the ETA uses a moving
-// average of the step time so one slow step (a checkpoint upload) does not
-// swing it.
+// Turns rank 0's metric samples into progress lines (rank 0's step is the
+// job's: the ranks step together); the ETA uses a moving average of the step
+// time so one slow step (a checkpoint upload) does not swing it. Other ranks'
+// samples only update their step, shown after the global progress so a
+// lagging rank stands out.
 class ProgressTracker {
  public:
   explicit ProgressTracker(std::FILE* out) : printer_(out) {}
 
   void Metric(const v1::MetricSample& m) {
+    if (m.rank() >= 0 && m.rank() < kMaxRanksShown) {
+      if (static_cast<int>(rank_steps_.size()) <= m.rank()) {
+        rank_steps_.resize(m.rank() + 1, -1);
+      }
+      rank_steps_[m.rank()] = m.step();
+    }
     if (m.rank() != 0) return;
     // 0.2: about the last five steps dominate.
     avg_step_seconds_ = avg_step_seconds_ < 0 ? m.step_time_seconds()
@@ -40,14 +51,25 @@ class ProgressTracker {
                            ? std::max<int64_t>(0, m.total_steps() - m.step()) *
                                  avg_step_seconds_
                            : -1;
+    if (rank_steps_.size() > 1) {
+      std::vector<std::string> steps;
+      for (int64_t step : rank_steps_) {
+        steps.push_back(step < 0 ? "-" : absl::StrCat(step));
+      }
+      info.rank_steps = absl::StrJoin(steps, " ");
+    }
     printer_.Update(info);
   }
   // Ends the progress line so a message can follow on its own line.
   void Break() { printer_.Finish(); }
 
  private:
+  // More ranks than fit on a progress line are not listed.
+  static constexpr int kMaxRanksShown = 16;
   ProgressPrinter printer_;
   double avg_step_seconds_ = -1;
+  // Newest step per rank seen so far; -1 before its first sample.
+  std::vector<int64_t> rank_steps_;
 };
 
 int OutcomeExitCode(const Context& ctx, const std::string& job_id,

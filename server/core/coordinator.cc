@@ -3,6 +3,7 @@
 // coordinator_workers.cc.
 #include "server/core/coordinator.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -173,8 +174,9 @@ void Coordinator::ScheduleLocked() {
                                  r.min_device_memory_bytes()});
   }
   if (pending.empty()) return;
+  const std::vector<WorkerSlot> connected = registry_.ConnectedSlots();
   for (const Placement& p :
-       Schedule(pending, registry_.FreeSlots(), registry_.ConnectedSlots())) {
+       Schedule(pending, registry_.FreeSlots(), connected)) {
     absl::Status s = Place(p.job_id, p.worker_ids);
     if (!s.ok()) {
       // The job stays waiting; a store failure here is retried on the next
@@ -182,15 +184,66 @@ void Coordinator::ScheduleLocked() {
       continue;
     }
   }
+  // Jobs still waiting say why, once per change of reason: a job the fleet
+  // can never hold says so (with a warning in its log) instead of waiting
+  // silently, like a Kubernetes pod's "0/3 nodes are available" event.
+  const std::vector<WorkerSlot> free = registry_.FreeSlots();
+  for (const PendingJob& p : pending) {
+    v1::Job* found = FindJob(p.job_id);
+    if (found == nullptr ||
+        (found->state() != v1::QUEUED && found->state() != v1::RESTARTING)) {
+      continue;
+    }
+    std::string why = WaitReason(p, free, connected);
+    if (found->state_message() == why) continue;
+    v1::Job job = *found;
+    job.set_state_message(why);
+    // With no worker connected at all (a coordinator that just started, its
+    // workers still registering) there is no fleet to judge the job by: shown
+    // only, no warning in the job's log.
+    if (!NeverFits(p, connected) || connected.empty()) {
+      // Derived from the fleet and recomputed on every pass (also after a
+      // coordinator restart), so it is shown, not committed: a long queue
+      // would otherwise cost one fsync per waiting job whenever a worker
+      // frees up. The next committed change of the job stores it anyway.
+      SetJob(std::move(job));
+      continue;
+    }
+    v1::JobEvent e;
+    e.mutable_log()->set_level(v1::LogLine::LEVEL_WARNING);
+    e.mutable_log()->set_rank(-1);
+    e.mutable_log()->set_text(why);
+    Persist(std::move(job), {std::move(e)}).IgnoreError();
+  }
 }
 
 absl::Status Coordinator::Place(const std::string& job_id,
-                                const std::vector<std::string>& worker_ids) {
+                                std::vector<std::string> worker_ids) {
+  if (worker_ids.size() > 1) {
+    // Rank 0 hosts the group's store: a worker that advertises none (an
+    // older build) must not get it while another one can.
+    auto hosts_store =
+        [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          const WorkerRecord* w = registry_.Find(id);
+          return w != nullptr && !w->registration.rendezvous_address().empty();
+        };
+    auto first =
+        std::find_if(worker_ids.begin(), worker_ids.end(), hosts_store);
+    if (first != worker_ids.end()) std::iter_swap(worker_ids.begin(), first);
+  }
   v1::Job job = *FindJob(job_id);
   bool first_placement = job.state() == v1::QUEUED;
   job.set_epoch(job.epoch() + 1);
   job.clear_worker_ids();
-  for (const std::string& w : worker_ids) job.add_worker_ids(w);
+  job.clear_ranks();
+  job.clear_state_message();
+  for (const std::string& w : worker_ids) {
+    v1::RankStatus* r = job.add_ranks();
+    r->set_rank(job.worker_ids_size());
+    r->set_worker_id(w);
+    r->set_state(v1::SCHEDULED);
+    job.add_worker_ids(w);
+  }
   std::vector<v1::JobEvent> events;
   LEMO_RETURN_IF_ERROR(AddStateChange(
       &job, v1::SCHEDULED, "placed on " + absl::StrJoin(worker_ids, ", "),
@@ -203,6 +256,9 @@ absl::Status Coordinator::Place(const std::string& job_id,
     for (const v1::CheckpointInfo& c : all) {
       if (c.checkpoint_id() == job.latest_checkpoint_id()) resume = c;
     }
+  }
+  if (resume.has_value()) {
+    for (v1::RankStatus& r : *job.mutable_ranks()) r.set_step(resume->step());
   }
   LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
   if (first_placement && options_.on_queue_wait) {
@@ -289,29 +345,46 @@ void Coordinator::OnRankLost(const std::string& worker_id,
     MaybeFinishCancel(a.job_id).IgnoreError();
     return;
   }
-  std::string what =
-      absl::StrCat("worker ", worker_id, " (rank ", a.rank, ") lost");
-  if (found->restart_count() >= found->spec().max_restarts()) {
-    Fail(a.job_id, v1::RESTART_BUDGET_EXHAUSTED,
-         absl::StrCat(what, "; all ", found->spec().max_restarts(),
-                      " restarts used"),
-         a.rank)
-        .IgnoreError();
-    return;
-  }
   v1::Job job = *found;
-  job.set_restart_count(job.restart_count() + 1);
+  if (a.rank >= 0 && a.rank < job.ranks_size()) {
+    job.mutable_ranks(a.rank)->set_state(v1::FAILED);
+  }
   v1::Failure failure;
   failure.set_reason(v1::WORKER_LOST);
-  failure.set_message(what);
+  failure.set_message(
+      absl::StrCat("worker ", worker_id, " (rank ", a.rank, ") lost"));
   failure.set_rank(a.rank);
+  RestartGang(std::move(job), failure).IgnoreError();
+}
+
+absl::Status Coordinator::RestartGang(v1::Job job, const v1::Failure& failure) {
+  if (job.restart_count() >= job.spec().max_restarts()) {
+    // Fail() starts from the stored job; keep the rank states shown.
+    SetJob(job);
+    return Fail(job.id(), v1::RESTART_BUDGET_EXHAUSTED,
+                absl::StrCat(failure.message(), "; all ",
+                             job.spec().max_restarts(), " restarts used"),
+                failure.rank());
+  }
+  job.set_restart_count(job.restart_count() + 1);
+  const std::string what = failure.message();
   std::vector<v1::JobEvent> events;
-  if (!AddStateChange(&job, v1::RESTARTING, what, &failure, &events).ok())
-    return;
-  if (!Persist(job, std::move(events)).ok()) return;
-  // Survivors of the old epoch stop; they keep their workers until they report
-  // it.
+  LEMO_RETURN_IF_ERROR(
+      AddStateChange(&job, v1::RESTARTING, what, &failure, &events));
+  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  // Every other rank of the old epoch stops (a gang restarts whole, from the
+  // newest checkpoint, like torchrun's elastic agent); each keeps its worker
+  // until it reports, so the next placement never shares a device with it.
   CancelRanks(job, what + "; restarting");
+  return absl::OkStatus();
+}
+
+bool RestartsTheGang(v1::FailureReason reason) {
+  // The fleet's faults, not the job's: a lost worker or a collective that
+  // timed out or lost its peer. The rest (bad spec, model or data, out of
+  // memory, a bug) would fail the same way again, so the job fails at once
+  // (as a Kubernetes podFailurePolicy with FailJob for config errors).
+  return reason == v1::WORKER_LOST || reason == v1::NCCL_TIMEOUT;
 }
 
 Coordinator::Snapshot Coordinator::GetSnapshot() {

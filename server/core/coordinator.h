@@ -41,6 +41,10 @@
 
 namespace lemo::server {
 
+// True for the failure reasons that restart a job's gang (WORKER_LOST,
+// NCCL_TIMEOUT) rather than fail it.
+bool RestartsTheGang(v1::FailureReason reason);
+
 class Coordinator {
  public:
   struct Options {
@@ -157,7 +161,7 @@ class Coordinator {
       ABSL_LOCKS_EXCLUDED(view_mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Place(const std::string& job_id,
-                     const std::vector<std::string>& worker_ids)
+                     std::vector<std::string> worker_ids)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends Cancel for (job, epoch) to every worker still holding it; returns how
   // many.
@@ -165,9 +169,19 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnRankLost(const std::string& worker_id, const Assignment& assignment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A rank of `job`'s current epoch failed with a fault of the fleet: the
+  // whole gang goes RESTARTING (the other ranks are cancelled) and is placed
+  // again with a new epoch, resuming from the newest checkpoint; past
+  // spec.max_restarts the job FAILs with RESTART_BUDGET_EXHAUSTED.
+  absl::Status RestartGang(v1::Job job, const v1::Failure& failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status OnTaskStatus(const std::string& worker_id,
                             const v1::TaskStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends Cancel for a task of (job, epoch) a worker still runs though the
+  // job moved past it.
+  void FenceStaleTask(const std::string& worker_id, const std::string& job_id,
+                      int64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status OnMetric(const std::string& worker_id,
                         const v1::MetricReport& report)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -91,13 +91,26 @@ absl::Status Coordinator::OnWorkerMessage(const Session& session,
   }
 }
 
+void Coordinator::FenceStaleTask(const std::string& worker_id,
+                                 const std::string& job_id, int64_t epoch) {
+  // A task of an epoch the job has left is still training (a rank that was
+  // frozen past the timeouts and came back): its messages are dropped, and
+  // it is told to stop, so it frees its worker for the next placement.
+  registry_.Send(worker_id,
+                 CancelMessage(job_id, epoch, "stale epoch: fenced"));
+}
+
 absl::Status Coordinator::OnMetric(const std::string& worker_id,
                                    const v1::MetricReport& report) {
   v1::Job* found = FindJob(report.job_id());
   if (found == nullptr || found->epoch() != report.epoch() ||
       !registry_.IsCurrent(worker_id, report.job_id(), report.epoch())) {
+    FenceStaleTask(worker_id, report.job_id(), report.epoch());
     return absl::OkStatus();  // Fenced: an older epoch.
   }
+  // A rank still finishing a step of a gang that is restarting: its cancel
+  // is on the way, and the restart resumes from a checkpoint before it.
+  if (found->state() == v1::RESTARTING) return absl::OkStatus();
   v1::Job job = *found;
   v1::JobEvent e;
   *e.mutable_metric() = report.sample();
@@ -111,6 +124,9 @@ absl::Status Coordinator::OnMetric(const std::string& worker_id,
   if (rank == 0) {
     job.set_current_step(report.sample().step());
     *job.mutable_latest_metrics() = e.metric();
+  }
+  if (rank >= 0 && rank < job.ranks_size()) {
+    job.mutable_ranks(rank)->set_step(report.sample().step());
   }
   return Persist(std::move(job), {std::move(e)});
 }
@@ -134,19 +150,32 @@ absl::Status Coordinator::OnLog(const std::string& worker_id,
 absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
                                        const v1::TaskStatus& st) {
   if (!registry_.IsCurrent(worker_id, st.job_id(), st.epoch())) {
+    if (st.state() == v1::RUNNING) {
+      FenceStaleTask(worker_id, st.job_id(), st.epoch());
+    }
     return absl::OkStatus();  // Fenced: an older epoch.
   }
   WorkerRecord* w = registry_.Find(worker_id);
   int32_t rank = w->assignment->rank;
   v1::Job* found = FindJob(st.job_id());
   bool current = found != nullptr && found->epoch() == st.epoch();
+  if (current && rank >= 0 && rank < found->ranks_size()) {
+    // The per-rank view (lemoctl get): committed with whatever follows.
+    v1::Job job = *found;
+    job.mutable_ranks(rank)->set_state(st.state());
+    job.mutable_ranks(rank)->set_step(
+        std::max(job.ranks(rank).step(), st.step()));
+    SetJob(std::move(job));
+    found = FindJob(st.job_id());
+  }
   if (st.state() == v1::RUNNING) {
     w->assignment->running = true;
-    if (!current || found->state() != v1::SCHEDULED) return absl::OkStatus();
+    if (!current) return absl::OkStatus();
+    if (found->state() != v1::SCHEDULED) return Persist(*found, {});
     for (const std::string& id : found->worker_ids()) {
       const WorkerRecord* r = registry_.Find(id);
       if (r == nullptr || !r->assignment || !r->assignment->running)
-        return absl::OkStatus();
+        return Persist(*found, {});
     }
     v1::Job job = *found;
     std::vector<v1::JobEvent> events;
@@ -168,19 +197,30 @@ absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
       // Whatever a rank says while stopping, it stopped.
       s = MaybeFinishCancel(st.job_id());
     } else if (st.state() == v1::FAILED) {
-      v1::FailureReason reason =
-          st.failure().reason() == v1::FAILURE_REASON_UNSPECIFIED
-              ? v1::INTERNAL
-              : st.failure().reason();
-      s = Fail(st.job_id(), reason,
-               absl::StrCat("rank ", rank, " on worker ", worker_id, ": ",
-                            st.failure().message()),
-               rank);
+      v1::Failure failure;
+      failure.set_reason(st.failure().reason() == v1::FAILURE_REASON_UNSPECIFIED
+                             ? v1::INTERNAL
+                             : st.failure().reason());
+      failure.set_message(absl::StrCat("rank ", rank, " on worker ", worker_id,
+                                       ": ", st.failure().message()));
+      failure.set_rank(rank);
+      if (RestartsTheGang(failure.reason())) {
+        s = RestartGang(*found, failure);
+      } else {
+        s = Fail(st.job_id(), failure.reason(), failure.message(), rank);
+      }
+    } else if (st.state() == v1::SUCCEEDED) {
+      // A rank other than 0 finished: rank 0 (which writes the final
+      // checkpoint) decides; the per-rank view above keeps it.
+      s = Persist(*found, {});
     } else if (st.state() == v1::CANCELLED) {
       s = Fail(st.job_id(), v1::INTERNAL,
                absl::StrCat("rank ", rank, " stopped without being cancelled"),
                rank);
     }
+  } else if (current) {
+    // The job ended or is restarting; keep this rank's last word in its view.
+    s = Persist(*found, {});
   }
   ScheduleLocked();
   return s;

@@ -10,7 +10,14 @@
 // would fit on the connected workers once they are free blocks the jobs behind
 // it of the same device kind, so a big job is not starved by a stream of small
 // ones; a job that no connected set of workers can ever hold does not block
-// anyone.
+// anyone (WaitReason says so, for the job's state message).
+//
+// Ranks go to as few nodes (WorkerSlot::host) as possible: one node that can
+// hold the whole job if there is one (the fullest such node is kept for
+// bigger jobs, so the one with the fewest fitting free workers wins), else
+// the nodes with the most fitting free workers first. Collectives inside a
+// node are much faster than across nodes, as with torchrun's one-node
+// preference.
 //
 //   for (const Placement& p : Schedule(pending, free_workers,
 //   connected_workers)) ...
@@ -30,6 +37,8 @@ struct WorkerSlot {
   v1::DeviceKind kind = v1::CPU;
   // Total memory of the worker's device.
   int64_t memory_bytes = 0;
+  // The node it runs on (Register.host); ranks on one node talk fastest.
+  std::string host;
 };
 
 struct PendingJob {
@@ -52,6 +61,17 @@ struct Placement {
 std::vector<Placement> Schedule(
     std::vector<PendingJob> pending, std::vector<WorkerSlot> free_workers,
     const std::vector<WorkerSlot>& connected_workers);
+
+// Why `job` is not placed, for its state message: that no set of connected
+// workers can ever hold it ("needs 3 CPU workers; 2 of the 2 connected fit"),
+// or that it waits for enough of them to be free.
+std::string WaitReason(const PendingJob& job,
+                       const std::vector<WorkerSlot>& free_workers,
+                       const std::vector<WorkerSlot>& connected_workers);
+
+// True when no set of `connected_workers` can ever hold `job`.
+bool NeverFits(const PendingJob& job,
+               const std::vector<WorkerSlot>& connected_workers);
 
 }  // namespace lemo::server
 

@@ -8,7 +8,8 @@ namespace {
 
 WorkerSlot SlotOf(const std::string& id, const WorkerRecord& w) {
   const v1::Device& d = w.registration.devices(0);
-  return WorkerSlot{id, d.kind(), d.total_memory_bytes()};
+  return WorkerSlot{id, d.kind(), d.total_memory_bytes(),
+                    w.registration.host()};
 }
 
 bool Live(const WorkerRecord& w) {

@@ -3,6 +3,8 @@
 // compare messages.
 #include "client/output.h"
 
+#include "absl/strings/str_cat.h"
+
 #include "client/table.h"
 #include "client/yaml_json.h"
 #include "google/protobuf/util/json_util.h"
@@ -70,6 +72,31 @@ TEST(Output, GetTableShowsFailure) {
   job.mutable_failure()->set_message("no config.json in /m");
   EXPECT_THAT(FormatJob(job, OutputFormat::kTable, kNow),
               HasSubstr("failure: MODEL_LOAD: no config.json in /m\n"));
+}
+
+TEST(Output, GetTableShowsEachRankOfAMultiRankJob) {
+  v1::Job job;
+  job.set_id("job-1");
+  job.set_state(v1::RUNNING);
+  job.set_epoch(2);
+  job.mutable_spec()->set_steps(10);
+  for (int r = 0; r < 2; ++r) {
+    v1::RankStatus* rank = job.add_ranks();
+    rank->set_rank(r);
+    rank->set_worker_id(absl::StrCat("w", r + 1));
+    rank->set_state(v1::RUNNING);
+    rank->set_step(7 - r);
+    job.add_worker_ids(rank->worker_id());
+  }
+  const std::string out = FormatJob(job, OutputFormat::kTable, kNow);
+  EXPECT_THAT(out, HasSubstr("epoch 2 ranks:"));
+  EXPECT_THAT(out, HasSubstr("RANK  WORKER  STATE    STEP"));
+  EXPECT_THAT(out, HasSubstr("1     w2      RUNNING  6/10"));
+  job.clear_ranks();
+  job.set_state(v1::QUEUED);
+  job.set_state_message("waiting for 2 CPU workers to be free at once");
+  EXPECT_THAT(FormatJob(job, OutputFormat::kTable, kNow),
+              HasSubstr("waiting: waiting for 2 CPU workers"));
 }
 
 TEST(Output, JsonRoundTripsAndPrintsDefaults) {

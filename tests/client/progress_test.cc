@@ -9,6 +9,7 @@ namespace lemo::client {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(FormatBytes, PicksBinaryUnits) {
   EXPECT_EQ(FormatBytes(512), "512 B");
@@ -37,6 +38,9 @@ TEST(FormatProgressLine, ShowsStepBarLossRateMemoryEta) {
   EXPECT_THAT(line, HasSubstr("1234 tok/s"));
   EXPECT_THAT(line, HasSubstr("peak 1.0 GiB"));
   EXPECT_THAT(line, HasSubstr("ETA 1:15"));
+  EXPECT_THAT(line, Not(HasSubstr("rank steps")));
+  info.rank_steps = "5 5 4";
+  EXPECT_THAT(FormatProgressLine(info, 10), HasSubstr("| rank steps 5 5 4"));
 }
 
 }  // namespace

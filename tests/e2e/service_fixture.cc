@@ -113,7 +113,25 @@ std::string ServiceTest::PythonPath() {
   return python != nullptr && *python != '\0' ? python : "python3";
 }
 
-Process* ServiceTest::StartWorker(const std::string& worker_id) {
+void ServiceTest::WaitForWorkers(int n, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  int connected = 0;
+  while (absl::Now() < deadline) {
+    auto workers = client_->ListWorkers();
+    connected = 0;
+    if (workers.ok()) {
+      for (const v1::WorkerInfo& w : *workers) {
+        connected += w.state() == v1::WorkerInfo::CONNECTED ? 1 : 0;
+      }
+    }
+    if (connected >= n) return;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ADD_FAILURE() << "only " << connected << " of " << n << " workers connected";
+}
+
+Process* ServiceTest::StartWorker(const std::string& worker_id,
+                                  const std::vector<std::string>& extra_args) {
   const int metrics_port = PickFreePort();
   worker_metrics_ports_[worker_id] = metrics_port;
   std::vector<std::string> argv = {BinPath("lemo-worker"),
@@ -128,8 +146,11 @@ Process* ServiceTest::StartWorker(const std::string& worker_id) {
                                    "--metrics-listen",
                                    absl::StrCat("127.0.0.1:", metrics_port),
                                    "--heartbeat-interval",
-                                   "0.25"};
+                                   "0.25",
+                                   "--rendezvous-host",
+                                   "127.0.0.1"};
   argv.insert(argv.end(), worker_args_.begin(), worker_args_.end());
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return harness_->Start(worker_id, argv);
 }
 

@@ -45,7 +45,12 @@ class ServiceTest : public ::testing::Test {
   void EnableTlsAndTokens();
   // SIGKILLs the coordinator StartCoordinator started last.
   void KillCoordinator();
-  Process* StartWorker(const std::string& worker_id);
+  // Workers rendezvous on loopback; `extra_args` are more lemo-worker flags
+  // (e.g. {"--collective-timeout", "5"}).
+  Process* StartWorker(const std::string& worker_id,
+                       const std::vector<std::string>& extra_args = {});
+  // Waits until `n` workers are connected; fails the test after `timeout`.
+  void WaitForWorkers(int n, absl::Duration timeout = absl::Seconds(60));
   // "127.0.0.1:<port>" of the coordinator.
   std::string ServerAddress() const;
   // The tiny model directory.

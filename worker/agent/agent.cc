@@ -101,15 +101,31 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
                         WorkerMetrics::Create(options.metrics_listen));
   v1::Device wire = WireDevice(device);
   metrics->SetDeviceMemoryBytes(wire.total_memory_bytes());
+  if (options.collective_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--collective-timeout: must be > 0");
+  }
+  if (options.node.empty()) options.node = HostName();
+  if (options.rendezvous_host.empty()) options.rendezvous_host = HostName();
+  // Bound once, for the worker's life: the address Register advertises is
+  // never taken by someone else between two jobs, and each job's keys live
+  // under their own job/epoch prefix (comm::StoreServer).
+  comm::StoreServerOptions store_options;
+  store_options.port = options.rendezvous_port;
+  store_options.timeout =
+      absl::ToChronoMilliseconds(options.collective_timeout);
+  LEMO_ASSIGN_OR_RETURN(std::unique_ptr<comm::StoreServer> store,
+                        comm::StoreServer::Create(store_options),
+                        "--rendezvous-port");
   return std::unique_ptr<Agent>(
       new Agent(options, std::move(worker_id), device.str(), std::move(wire),
-                std::move(channel), std::move(metrics)));
+                std::move(channel), std::move(metrics), std::move(store)));
 }
 
 Agent::Agent(const AgentOptions& options, std::string worker_id,
              std::string device, v1::Device wire_device,
              std::shared_ptr<grpc::Channel> channel,
-             std::unique_ptr<WorkerMetrics> metrics)
+             std::unique_ptr<WorkerMetrics> metrics,
+             std::unique_ptr<comm::StoreServer> store)
     : options_(options),
       worker_id_(std::move(worker_id)),
       device_(std::move(device)),
@@ -117,7 +133,10 @@ Agent::Agent(const AgentOptions& options, std::string worker_id,
       channel_(std::move(channel)),
       stub_(v1::WorkerService::NewStub(channel_)),
       metrics_(std::move(metrics)),
-      heartbeat_interval_(options.heartbeat_interval) {}
+      heartbeat_interval_(options.heartbeat_interval),
+      store_(std::move(store)),
+      rendezvous_address_(
+          absl::StrCat(options.rendezvous_host, ":", store_->port())) {}
 
 Agent::~Agent() {
   Shutdown();
@@ -166,8 +185,9 @@ v1::WorkerMessage Agent::RegisterMessage() {
   v1::WorkerMessage msg;
   v1::Register* reg = msg.mutable_register_();
   reg->set_worker_id(worker_id_);
-  reg->set_host(HostName());
+  reg->set_host(options_.node);
   *reg->add_devices() = wire_device_;
+  reg->set_rendezvous_address(rendezvous_address_);
   reg->set_version(kVersion);
   v1::RunningTask running;
   if (task_ != nullptr && !task_->done()) {
@@ -319,6 +339,8 @@ TaskEnvironment Agent::MakeTaskEnvironment() {
   env.metrics = metrics_.get();
   env.send = [this](const v1::WorkerMessage& m) { Deliver(m); };
   env.transfer_retry_for = options_.transfer_retry_for;
+  env.rendezvous_host = options_.rendezvous_host;
+  env.collective_timeout = options_.collective_timeout;
   return env;
 }
 

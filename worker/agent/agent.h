@@ -31,6 +31,7 @@
 #include "client/channel.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
 #include "worker/agent/worker_metrics.h"
+#include "worker/comm/process_group.h"
 
 namespace lemo::worker {
 
@@ -66,6 +67,21 @@ struct AgentOptions {
   absl::Duration max_reconnect_backoff = absl::Seconds(1);
   // How long checkpoint transfers retry while the coordinator is unreachable.
   absl::Duration transfer_retry_for = absl::Minutes(2);
+  // Node label sent as Register.host: the scheduler keeps a job's ranks on as
+  // few nodes as it can. Empty means the host name.
+  std::string node;
+  // Host name or address the other workers of a job reach this one on, for
+  // the c10d store it hosts as rank 0 and for Gloo's connections. Empty means
+  // the host name.
+  std::string rendezvous_host;
+  // TCP port of the c10d store this worker hosts for its whole life (the jobs
+  // it is rank 0 of use it, each under its own job/epoch key prefix); 0 picks
+  // a free one.
+  int rendezvous_port = 0;
+  // Bound on a job's rendezvous and on each collective: a rank whose peer
+  // froze or vanished fails (NCCL_TIMEOUT) after this, so the coordinator
+  // restarts the gang instead of letting it hang.
+  absl::Duration collective_timeout = absl::Seconds(60);
 };
 
 class Agent {
@@ -86,11 +102,15 @@ class Agent {
   const std::string& worker_id() const { return worker_id_; }
   // Bound /metrics port; 0 when not serving.
   int metrics_port() const { return metrics_->port(); }
+  // "host:port" of the c10d store this worker hosts (Register's
+  // rendezvous_address).
+  const std::string& rendezvous_address() const { return rendezvous_address_; }
 
  private:
   Agent(const AgentOptions& options, std::string worker_id, std::string device,
         v1::Device wire_device, std::shared_ptr<grpc::Channel> channel,
-        std::unique_ptr<WorkerMetrics> metrics);
+        std::unique_ptr<WorkerMetrics> metrics,
+        std::unique_ptr<comm::StoreServer> store);
 
   // One Connect stream, from Register until it breaks or Shutdown().
   absl::Status RunSession(bool* welcomed);
@@ -136,6 +156,11 @@ class Agent {
   std::deque<v1::WorkerMessage> backlog_;
   // Highest epoch seen per job: older Assign / Cancel messages are stale.
   std::map<std::string, int64_t> epochs_;
+
+  // The c10d store the jobs this worker is rank 0 of rendezvous at, and
+  // "host:port" of it as Register advertises it.
+  std::unique_ptr<comm::StoreServer> store_;
+  std::string rendezvous_address_;
 
   // Only touched by the thread that reads the stream (and Run's exit).
   std::unique_ptr<Task> task_;

@@ -4,10 +4,12 @@
 #include <cmath>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "worker/comm/process_group.h"
 #include "worker/engine/formats/model_config.h"
 
 namespace lemo::worker {
@@ -140,11 +142,9 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const std::string& out_dir, const std::string& resume_dir,
     std::vector<std::string>* warnings) {
   const v1::JobSpec& spec = assign.spec();
-  if (assign.world_size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.resources.world_size: ", assign.world_size(),
-                     " ranks; this worker trains single-rank jobs only"));
-  }
+  LEMO_RETURN_IF_ERROR(
+      comm::ValidateRank(assign.rank(), std::max(assign.world_size(), 1)),
+      "assign");
   const v1::DeviceKind kind = spec.resources().device_kind();
   if (kind == v1::CUDA && !device.is_cuda()) {
     return absl::InvalidArgumentError(
@@ -156,6 +156,29 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   }
 
   engine::TrainerOptions o;
+  o.rank = assign.rank();
+  o.world_size = std::max(assign.world_size(), 1);
+  if (o.world_size > 1) {
+    // Rank 0's worker hosts the store for its whole life; this group's keys
+    // live under the job and epoch, so a restarted gang never reads the keys
+    // of the epoch it replaces.
+    const std::string& address = assign.rendezvous_address();
+    const size_t colon = address.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || colon == 0 ||
+        !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 1 ||
+        port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("assign.rendezvous_address: want HOST:PORT for ",
+                       o.world_size, " ranks, got \"", address, "\""));
+    }
+    o.comm.store_host = address.substr(0, colon);
+    o.comm.store_port = port;
+    o.comm.rank0_hosts_store = false;
+    o.comm.store_prefix =
+        absl::StrCat("lemo/", assign.job_id(), "/epoch-", assign.epoch(), "/");
+    o.comm.device = device;
+  }
   o.model_dir = spec.model().path();
   o.out_dir = out_dir;
   o.resume_dir = resume_dir;
@@ -226,6 +249,10 @@ v1::Failure FailureFromStatus(const absl::Status& status, int rank) {
              absl::StartsWith(msg, "writing checkpoint") ||
              absl::StartsWith(msg, "checkpoint ")) {
     reason = v1::CHECKPOINT;
+  } else if (absl::IsUnavailable(status)) {
+    // comm::ProcessGroup's word for a rendezvous or collective that timed out
+    // or lost a peer (Gloo on CPU, NCCL on GPUs): the gang must restart.
+    reason = v1::NCCL_TIMEOUT;
   } else if (absl::IsInvalidArgument(status)) {
     reason = v1::INVALID_SPEC;
   }

@@ -26,7 +26,12 @@
 namespace lemo::worker {
 
 // INVALID_ARGUMENT naming the spec field when this worker cannot run the spec
-// (several ranks, another device kind, more per-layer keep ratios than layers).
+// (another device kind, more per-layer keep ratios than layers) or the Assign
+// is malformed (rank outside world_size, no HOST:PORT rendezvous address for
+// several ranks). Several ranks join a Gloo/NCCL group at
+// Assign.rendezvous_address, a store rank 0's worker hosts for its lifetime,
+// under the key prefix "lemo/<job_id>/epoch-<epoch>/"; the caller sets the
+// collective timeout and Gloo's hostname.
 // LeMo ORACLE maps to the engine's token elimination, with the spec's keep
 // schedule (per_layer, else default_ratio) expanded over the model's layers
 // (read from its config.json) and the adaptive bounds turned into blocks.
@@ -42,7 +47,9 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
 // trainer reports with its "model ..." / "building the model" context ->
 // MODEL_LOAD, "data ..." -> DATA_LOAD, "resuming from ..." / "writing
 // checkpoint ..." -> CHECKPOINT; other INVALID_ARGUMENT -> INVALID_SPEC;
-// anything else INTERNAL. The message keeps the whole status text.
+// UNAVAILABLE (a rendezvous or collective that timed out or lost a peer) ->
+// NCCL_TIMEOUT; anything else INTERNAL. The message keeps the whole status
+// text.
 v1::Failure FailureFromStatus(const absl::Status& status, int rank);
 
 // Per-layer LeMo numbers included: kept_token_fraction always,

@@ -105,7 +105,9 @@ void Task::Main() {
   if (result.ok()) {
     status->set_state(v1::SUCCEEDED);
     Log(v1::LogLine::LEVEL_INFO, absl::StrCat("finished at step ", step()));
-  } else if (absl::IsCancelled(result) && cancel_.load()) {
+  } else if (cancel_.load()) {
+    // Cancelled, whether between steps or inside a collective that failed
+    // because the other ranks were cancelled too (a gang restart).
     status->set_state(v1::CANCELLED);
     Log(v1::LogLine::LEVEL_INFO, absl::StrCat("cancelled after step ", step()));
   } else {
@@ -159,6 +161,13 @@ absl::Status Task::Train(const std::string& dir) {
                                (fs::path(dir) / "out").string(), resume_dir,
                                &warnings));
   for (const std::string& w : warnings) Log(v1::LogLine::LEVEL_WARNING, w);
+  if (options.world_size > 1) {
+    options.comm.timeout = absl::ToChronoMilliseconds(env_.collective_timeout);
+    options.comm.gloo_hostname = env_.rendezvous_host;
+    Log(v1::LogLine::LEVEL_INFO,
+        absl::StrCat("rank ", options.rank, "/", options.world_size,
+                     ": joining the group at ", assign_.rendezvous_address()));
+  }
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<engine::Trainer> trainer,
                         engine::Trainer::Create(options));
   step_.store(trainer->step());

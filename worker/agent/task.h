@@ -48,6 +48,10 @@ struct TaskEnvironment {
   // How long checkpoint transfers keep retrying while the coordinator is
   // unreachable.
   absl::Duration transfer_retry_for = absl::Minutes(2);
+  // The address this worker's peers reach it on (Gloo binds to it).
+  std::string rendezvous_host;
+  // Bound on the rendezvous and on each collective of a multi-rank job.
+  absl::Duration collective_timeout = absl::Seconds(60);
 };
 
 class Task {

@@ -9,6 +9,7 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -27,6 +28,10 @@ struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Backend> backend;
 };
 
+struct StoreServer::Impl {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+};
+
 absl::Status ValidateRank(int64_t rank, int64_t world_size) {
   if (world_size < 1) {
     return absl::InvalidArgumentError(
@@ -38,6 +43,47 @@ absl::Status ValidateRank(int64_t rank, int64_t world_size) {
   }
   return absl::OkStatus();
 }
+
+namespace {
+
+// A failed rendezvous or collective leaves the group broken whatever torch
+// called it (Gloo's timeouts and closed peers are plain c10::Errors, hence
+// INTERNAL): UNAVAILABLE tells the caller that the peers, not this rank's
+// inputs, are the problem, so the service restarts the gang instead of
+// failing the job.
+absl::Status PeersUnavailable(absl::Status s) {
+  if (!absl::IsInternal(s)) return s;
+  return absl::UnavailableError(s.message());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Create(
+    const Options& options) {
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port: must be in [0, 65535], got ", options.port));
+  }
+  std::unique_ptr<StoreServer> server(new StoreServer());
+  server->impl_ = std::make_unique<Impl>();
+  absl::Status s = CallTorch(
+      absl::StrCat("starting the c10d store on port ", options.port), [&] {
+        c10d::TCPStoreOptions so;
+        so.port = static_cast<uint16_t>(options.port);
+        so.isServer = true;
+        // Serves any number of groups; none waits for a worker count.
+        so.numWorkers = std::nullopt;
+        so.waitWorkers = false;
+        so.timeout = options.timeout;
+        server->impl_->store =
+            c10::make_intrusive<c10d::TCPStore>("127.0.0.1", so);
+        server->port_ = server->impl_->store->getPort();
+      });
+  LEMO_RETURN_IF_ERROR(PeersUnavailable(std::move(s)));
+  return server;
+}
+
+StoreServer::~StoreServer() = default;
 
 namespace {
 
@@ -96,18 +142,28 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(
       absl::StrCat("rank ", options.rank, "/", options.world_size);
   // TCPStore's timeout bounds the client's connect retries and the server's
   // wait for every rank, so an absent peer or store is an error, not a hang.
-  LEMO_RETURN_IF_ERROR(CallTorch(
+  LEMO_RETURN_IF_ERROR(PeersUnavailable(CallTorch(
       absl::StrCat(who, ": rendezvous at the c10d store ", address), [&] {
         c10d::TCPStoreOptions so;
         so.port = static_cast<uint16_t>(options.store_port);
-        so.isServer = options.rank == 0;
-        so.numWorkers = static_cast<int>(options.world_size);
-        so.waitWorkers = true;
+        so.isServer = options.rank == 0 && options.rank0_hosts_store;
+        // A shared store serves other groups too: its clients count nobody.
+        if (options.rank0_hosts_store) {
+          so.numWorkers = static_cast<int>(options.world_size);
+          so.waitWorkers = true;
+        } else {
+          so.waitWorkers = false;
+        }
         so.timeout = options.timeout;
-        pg->impl_->store =
+        c10::intrusive_ptr<c10d::Store> store =
             c10::make_intrusive<c10d::TCPStore>(options.store_host, so);
-      }));
-  LEMO_RETURN_IF_ERROR(CallTorch(
+        if (!options.store_prefix.empty()) {
+          store = c10::make_intrusive<c10d::PrefixStore>(options.store_prefix,
+                                                         std::move(store));
+        }
+        pg->impl_->store = std::move(store);
+      })));
+  LEMO_RETURN_IF_ERROR(PeersUnavailable(CallTorch(
       absl::StrCat(who, ": connecting the Gloo group through the store at ",
                    address),
       [&] {
@@ -120,7 +176,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(
         pg->impl_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
             pg->impl_->store, static_cast<int>(options.rank),
             static_cast<int>(options.world_size), go);
-      }));
+      })));
   return pg;
 }
 
@@ -137,29 +193,30 @@ ProcessGroup::~ProcessGroup() {
 }
 
 absl::Status ProcessGroup::AllReduceBucket(std::vector<torch::Tensor>& bucket) {
-  return CallTorch(absl::StrCat("rank ", options_.rank, ": all-reduce"), [&] {
-    torch::NoGradGuard no_grad;
-    // Gloo sums every tensor of the list together (one per local device),
-    // so a bucket always goes as a single tensor.
-    const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
-    std::vector<torch::Tensor> flat;
-    if (single) {
-      flat = {bucket[0]};
-    } else {
-      std::vector<torch::Tensor> pieces;
-      pieces.reserve(bucket.size());
-      for (const torch::Tensor& t : bucket) pieces.push_back(t.reshape(-1));
-      flat = {torch::cat(pieces)};
-    }
-    impl_->backend->allreduce(flat)->wait(options_.timeout);
-    if (single) return;
-    int64_t offset = 0;
-    for (torch::Tensor& t : bucket) {
-      const int64_t n = t.numel();
-      t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()));
-      offset += n;
-    }
-  });
+  return PeersUnavailable(
+      CallTorch(absl::StrCat("rank ", options_.rank, ": all-reduce"), [&] {
+        torch::NoGradGuard no_grad;
+        // Gloo sums every tensor of the list together (one per local device),
+        // so a bucket always goes as a single tensor.
+        const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
+        std::vector<torch::Tensor> flat;
+        if (single) {
+          flat = {bucket[0]};
+        } else {
+          std::vector<torch::Tensor> pieces;
+          pieces.reserve(bucket.size());
+          for (const torch::Tensor& t : bucket) pieces.push_back(t.reshape(-1));
+          flat = {torch::cat(pieces)};
+        }
+        impl_->backend->allreduce(flat)->wait(options_.timeout);
+        if (single) return;
+        int64_t offset = 0;
+        for (torch::Tensor& t : bucket) {
+          const int64_t n = t.numel();
+          t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()));
+          offset += n;
+        }
+      }));
 }
 
 absl::Status ProcessGroup::AllReduceSum(std::vector<torch::Tensor>& tensors) {
@@ -197,27 +254,30 @@ absl::Status ProcessGroup::Broadcast(std::vector<torch::Tensor>& tensors,
                      "), got ", root));
   }
   if (options_.world_size == 1) return absl::OkStatus();
-  return CallTorch(absl::StrCat("rank ", options_.rank, ": broadcast"), [&] {
-    torch::NoGradGuard no_grad;
-    c10d::BroadcastOptions bo;
-    bo.rootRank = root;
-    bo.timeout = options_.timeout;
-    // One tensor per call: Gloo takes a list only of one tensor per device.
-    for (torch::Tensor& t : tensors) {
-      std::vector<torch::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-      impl_->backend->broadcast(one, bo)->wait(options_.timeout);
-      if (!one[0].is_same(t)) t.copy_(one[0]);
-    }
-  });
+  return PeersUnavailable(
+      CallTorch(absl::StrCat("rank ", options_.rank, ": broadcast"), [&] {
+        torch::NoGradGuard no_grad;
+        c10d::BroadcastOptions bo;
+        bo.rootRank = root;
+        bo.timeout = options_.timeout;
+        // One tensor per call: Gloo takes a list only of one tensor per device.
+        for (torch::Tensor& t : tensors) {
+          std::vector<torch::Tensor> one{t.is_contiguous() ? t
+                                                           : t.contiguous()};
+          impl_->backend->broadcast(one, bo)->wait(options_.timeout);
+          if (!one[0].is_same(t)) t.copy_(one[0]);
+        }
+      }));
 }
 
 absl::Status ProcessGroup::Barrier() {
   if (options_.world_size == 1) return absl::OkStatus();
-  return CallTorch(absl::StrCat("rank ", options_.rank, ": barrier"), [&] {
-    c10d::BarrierOptions bo;
-    bo.timeout = options_.timeout;
-    impl_->backend->barrier(bo)->wait(options_.timeout);
-  });
+  return PeersUnavailable(
+      CallTorch(absl::StrCat("rank ", options_.rank, ": barrier"), [&] {
+        c10d::BarrierOptions bo;
+        bo.timeout = options_.timeout;
+        impl_->backend->barrier(bo)->wait(options_.timeout);
+      }));
 }
 
 }  // namespace lemo::comm

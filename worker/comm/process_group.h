@@ -53,6 +53,51 @@ struct ProcessGroupOptions {
   // AllReduceSum flattens tensors into buckets of at most this many bytes (one
   // collective each), so many small LoRA gradients cost a few collectives.
   int64_t bucket_bytes = int64_t{25} << 20;
+  // False when a StoreServer already listens at store_host:store_port (the
+  // worker agent hosts one for its lifetime): then rank 0 only connects, like
+  // every other rank. True: rank 0 starts the store and stops it with the
+  // group.
+  bool rank0_hosts_store = true;
+  // Prefix of every key this group writes in the store (a c10d PrefixStore),
+  // e.g. "job-1/epoch-3/", so groups sharing one long-lived store never read
+  // each other's keys; empty uses the store's keys as they are.
+  std::string store_prefix;
+};
+
+struct StoreServerOptions {
+  // TCP port to listen on; 0 picks a free one (read it back with port()).
+  int port = 0;
+  // Bound on the store's own operations (its self-connection at start).
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+};
+
+// A c10d TCPStore server that outlives the groups using it: a worker agent
+// hosts one for its lifetime and advertises its address, and each group it is
+// rank 0 of uses it with rank0_hosts_store = false and its own store_prefix.
+// Binding once at start means the advertised port is never taken by someone
+// else between two jobs, and a new epoch never meets an old epoch's keys.
+//
+//   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<StoreServer> store,
+//                         StoreServer::Create({}));
+//   Register.rendezvous_address = host + ":" + store->port();
+class StoreServer {
+ public:
+  using Options = StoreServerOptions;
+  // UNAVAILABLE when the port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<StoreServer>> Create(
+      const Options& options);
+  ~StoreServer();
+  StoreServer(const StoreServer&) = delete;
+  StoreServer& operator=(const StoreServer&) = delete;
+
+  // The port it listens on.
+  int port() const { return port_; }
+
+ private:
+  StoreServer() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
 };
 
 // INVALID_ARGUMENT unless world_size >= 1 and rank is in [0, world_size); the
@@ -64,11 +109,14 @@ class ProcessGroup {
  public:
   using Options = ProcessGroupOptions;
 
-  // Joins the group: rank 0 starts the store, every rank connects to it, then
-  // the backend connects every pair of ranks. INVALID_ARGUMENT for bad
-  // options, FAILED_PRECONDITION for a backend this build lacks, and an error
-  // naming rank and store address ("host:port") when the rendezvous does not
-  // complete within the timeout.
+  // Joins the group: rank 0 starts the store (unless rank0_hosts_store is
+  // false), every rank connects to it, then the backend connects every pair of
+  // ranks. INVALID_ARGUMENT for bad options, FAILED_PRECONDITION for a backend
+  // this build lacks, and UNAVAILABLE naming rank and store address
+  // ("host:port") when the rendezvous does not complete within the timeout.
+  // The collectives below return UNAVAILABLE when a peer vanished or the
+  // collective timed out: the group is then broken, and only a new group (a
+  // restart of every rank) goes on.
   static absl::StatusOr<std::unique_ptr<ProcessGroup>> Create(
       const Options& options);
 

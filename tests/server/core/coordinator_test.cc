@@ -7,6 +7,8 @@
 
 #include <thread>
 
+#include "absl/strings/match.h"
+
 #include "tests/server/test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -291,6 +293,198 @@ TEST_F(CoordinatorTest, RankFailureFailsTheJobAndCancelsTheOthers) {
   EXPECT_EQ(failed.failure().reason(), v1::OUT_OF_MEMORY);
   EXPECT_EQ(failed.failure().rank(), 1);
   EXPECT_TRUE(w0.Next().has_cancel());
+}
+
+TEST_F(CoordinatorTest,
+       CollectiveTimeoutRestartsTheWholeGangFromTheCheckpoint) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  v1::Job job = Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  EXPECT_EQ(a0.rendezvous_address(), "127.0.0.1:29500");
+  EXPECT_EQ(a1.rendezvous_address(), a0.rendezvous_address());
+  LEMO_ASSERT_OK(w0.Status(a0, v1::RUNNING));
+  LEMO_ASSERT_OK(w1.Status(a1, v1::RUNNING));
+  LEMO_ASSERT_OK(Upload(a0, 4).status());
+  FakeWorker w2 = Connect("w2");
+  EXPECT_TRUE(w2.Idle());
+  // Rank 1's all-reduce timed out: the gang restarts whole, rank 0 is
+  // cancelled, and the new epoch goes to the two free workers.
+  LEMO_ASSERT_OK(w1.Status(a1, v1::FAILED, 5, v1::NCCL_TIMEOUT));
+  v1::CoordinatorMessage cancel = w0.Next();
+  ASSERT_TRUE(cancel.has_cancel());
+  EXPECT_EQ(cancel.cancel().epoch(), a0.epoch());
+  v1::Assign b0 = w1.ExpectAssign();
+  v1::Assign b1 = w2.ExpectAssign();
+  EXPECT_EQ(b0.epoch(), a0.epoch() + 1);
+  EXPECT_EQ(b0.rank(), 0);
+  EXPECT_EQ(b1.rank(), 1);
+  ASSERT_TRUE(b1.has_resume());
+  EXPECT_EQ(b1.resume().step(), 4);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.restart_count(), 1);
+  std::vector<v1::JobEvent> events = Events(job.id());
+  bool saw_reason = false;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_state_change() && e.state_change().to() == v1::RESTARTING) {
+      EXPECT_EQ(e.state_change().failure().reason(), v1::NCCL_TIMEOUT);
+      EXPECT_EQ(e.state_change().failure().rank(), 1);
+      saw_reason = true;
+    }
+  }
+  EXPECT_TRUE(saw_reason);
+  // The old rank 0 reports its cancel late: fenced, it changes nothing.
+  LEMO_ASSERT_OK(w0.Status(a0, v1::CANCELLED, 5));
+  EXPECT_EQ(State(job.id()), v1::SCHEDULED);
+  LEMO_ASSERT_OK(w1.Status(b0, v1::RUNNING));
+  LEMO_ASSERT_OK(w2.Status(b1, v1::RUNNING));
+  LEMO_ASSERT_OK(w2.Status(b1, v1::SUCCEEDED, 10));
+  EXPECT_EQ(State(job.id()), v1::RUNNING);  // Rank 0 decides.
+  LEMO_ASSERT_OK(w1.Status(b0, v1::SUCCEEDED, 10));
+  EXPECT_EQ(State(job.id()), v1::SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, AStaleRanksMessagesAreFencedAndItsTaskCancelled) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  FakeWorker w2 = Connect("w2");
+  v1::Job job = Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  LEMO_ASSERT_OK(w0.Status(a0, v1::RUNNING));
+  LEMO_ASSERT_OK(w1.Status(a1, v1::RUNNING));
+  LEMO_ASSERT_OK(w0.Status(a0, v1::FAILED, 3, v1::NCCL_TIMEOUT));
+  EXPECT_TRUE(w1.Next().has_cancel());
+  v1::Assign b0 = w0.ExpectAssign();
+  v1::Assign b1 = w2.ExpectAssign();
+  const size_t events_before = Events(job.id()).size();
+  // w1 was frozen and never saw the cancel: it goes on at epoch 1. Its
+  // metric adds nothing to the job and it is told again to stop.
+  LEMO_ASSERT_OK(w1.Metric(a1, 4, 1.0));
+  EXPECT_EQ(Events(job.id()).size(), events_before);
+  v1::CoordinatorMessage again = w1.Next();
+  ASSERT_TRUE(again.has_cancel());
+  EXPECT_EQ(again.cancel().epoch(), a1.epoch());
+  LEMO_ASSERT_OK(w0.Status(b0, v1::RUNNING));
+  LEMO_ASSERT_OK(w0.Metric(b0, 1, 2.0));
+  LEMO_ASSERT_OK(w2.Metric(b1, 1, 2.0));
+  EXPECT_EQ(coord_->GetJob(job.id())->current_step(), 1);
+}
+
+TEST_F(CoordinatorTest, GangRestartsCountAgainstTheBudget) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  spec.set_max_restarts(0);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  v1::Job job = Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  LEMO_ASSERT_OK(w1.Status(a1, v1::FAILED, 0, v1::NCCL_TIMEOUT));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.state(), v1::FAILED);
+  EXPECT_EQ(j.failure().reason(), v1::RESTART_BUDGET_EXHAUSTED);
+  EXPECT_THAT(j.failure().message(), HasSubstr("rank 1"));
+  EXPECT_TRUE(w0.Next().has_cancel());
+}
+
+TEST_F(CoordinatorTest, RanksShowWhereEachRunsAndHowFarItGot) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  v1::Job job = Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  ASSERT_EQ(j.ranks_size(), 2);
+  EXPECT_EQ(j.ranks(1).worker_id(), "w1");
+  EXPECT_EQ(j.ranks(1).state(), v1::SCHEDULED);
+  LEMO_ASSERT_OK(w0.Status(a0, v1::RUNNING));
+  LEMO_ASSERT_OK(w1.Status(a1, v1::RUNNING));
+  LEMO_ASSERT_OK(w0.Metric(a0, 3, 2.0));
+  LEMO_ASSERT_OK(w1.Metric(a1, 2, 2.0));
+  LEMO_ASSERT_OK_AND_ASSIGN(j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.ranks(0).state(), v1::RUNNING);
+  EXPECT_EQ(j.ranks(0).step(), 3);
+  EXPECT_EQ(j.ranks(1).step(), 2);
+  EXPECT_EQ(j.current_step(), 3);
+}
+
+TEST_F(CoordinatorTest, AJobTheFleetCanNeverHoldSaysSo) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(3);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  v1::Job job = Submit(spec);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.state(), v1::QUEUED);
+  EXPECT_THAT(j.state_message(),
+              HasSubstr("cannot run on the registered fleet: needs 3 CPU"));
+  bool warned = false;
+  for (const v1::JobEvent& e : Events(job.id())) {
+    if (e.has_log() && e.log().level() == v1::LogLine::LEVEL_WARNING) {
+      warned = absl::StrContains(e.log().text(), "needs 3 CPU workers");
+    }
+  }
+  EXPECT_TRUE(warned);
+  const size_t events = Events(job.id()).size();
+  coord_->Tick();  // The same reason is not repeated.
+  EXPECT_EQ(Events(job.id()).size(), events);
+  FakeWorker w2 = Connect("w2");
+  EXPECT_EQ(w2.ExpectAssign().rank(), 2);
+  LEMO_ASSERT_OK_AND_ASSIGN(j, coord_->GetJob(job.id()));
+  EXPECT_EQ(j.state(), v1::SCHEDULED);
+  EXPECT_EQ(j.state_message(), "");
+}
+
+TEST_F(CoordinatorTest, TwoGangsOnThreeWorkersRunOneAfterTheOther) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  FakeWorker w2 = Connect("w2");
+  v1::Job first = Submit(spec);
+  v1::Job second = Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  EXPECT_TRUE(w2.Idle());  // All or nothing: one free worker is not a gang.
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job waiting, coord_->GetJob(second.id()));
+  EXPECT_EQ(waiting.state(), v1::QUEUED);
+  EXPECT_THAT(waiting.state_message(), HasSubstr("1 of 3 are free now"));
+  LEMO_ASSERT_OK(w0.Status(a0, v1::RUNNING));
+  LEMO_ASSERT_OK(w1.Status(a1, v1::RUNNING));
+  LEMO_ASSERT_OK(w1.Status(a1, v1::SUCCEEDED, 4));
+  // One more free worker: the second gang is placed on it and the spare.
+  v1::Assign b0 = w1.ExpectAssign();
+  v1::Assign b1 = w2.ExpectAssign();
+  EXPECT_EQ(b0.job_id(), second.id());
+  EXPECT_EQ(b1.job_id(), second.id());
+  LEMO_ASSERT_OK(w0.Status(a0, v1::SUCCEEDED, 4));
+  EXPECT_EQ(State(first.id()), v1::SUCCEEDED);
+  EXPECT_EQ(State(second.id()), v1::SCHEDULED);
+}
+
+TEST_F(CoordinatorTest, RankZeroIsAWorkerThatHostsAStore) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_resources()->set_world_size(2);
+  v1::Register old_build = MakeRegister("w0");
+  old_build.clear_rendezvous_address();
+  FakeWorker w0 = Connect("w0", old_build);
+  v1::Register reg = MakeRegister("w1");
+  reg.set_rendezvous_address("10.0.0.2:4000");
+  FakeWorker w1 = Connect("w1", reg);
+  Submit(spec);
+  v1::Assign a0 = w0.ExpectAssign();
+  v1::Assign a1 = w1.ExpectAssign();
+  EXPECT_EQ(a1.rank(), 0);
+  EXPECT_EQ(a0.rank(), 1);
+  EXPECT_EQ(a0.rendezvous_address(), "10.0.0.2:4000");
 }
 
 TEST_F(CoordinatorTest, LostWorkerRestartsTheJobFromItsLatestCheckpoint) {

@@ -99,5 +99,48 @@ TEST(Scheduler, OtherDeviceKindsAreNotBlocked) {
   EXPECT_EQ(p[0].job_id, "cpu1");
 }
 
+// Workers "<host>-<i>" on the given hosts, `per_host` each.
+std::vector<WorkerSlot> OnHosts(const std::vector<std::string>& hosts,
+                                const std::vector<int>& per_host) {
+  std::vector<WorkerSlot> out;
+  for (size_t h = 0; h < hosts.size(); ++h) {
+    for (int i = 0; i < per_host[h]; ++i) {
+      out.push_back(
+          {hosts[h] + "-" + std::to_string(i), v1::CPU, 8 * kGiB, hosts[h]});
+    }
+  }
+  return out;
+}
+
+TEST(Scheduler, GangPrefersOneNodeKeepingTheFullestFree) {
+  // a has 3 free, b has 2: a 2-rank job fits on either and takes b, leaving
+  // a's three for a bigger job.
+  auto workers = OnHosts({"a", "b"}, {3, 2});
+  auto p = Schedule({Job("two", 1, 2)}, workers, workers);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_THAT(p[0].worker_ids, ElementsAre("b-0", "b-1"));
+}
+
+TEST(Scheduler, GangThatSpansNodesUsesTheFewest) {
+  // No node holds 4: the 3 of c and 1 of a (ties by name) rather than 2 + 2.
+  auto workers = OnHosts({"a", "b", "c"}, {2, 2, 3});
+  auto p = Schedule({Job("four", 1, 4)}, workers, workers);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_THAT(p[0].worker_ids, ElementsAre("c-0", "c-1", "c-2", "a-0"));
+}
+
+TEST(Scheduler, WaitReasonSaysWhenTheFleetCanNeverHoldTheJob) {
+  PendingJob three = Job("three", 1, 3);
+  EXPECT_TRUE(NeverFits(three, Cpus(2)));
+  EXPECT_EQ(WaitReason(three, Cpus(2), Cpus(2)),
+            "cannot run on the registered fleet: needs 3 CPU workers, and 2 "
+            "of the 2 connected workers fit; waiting for more to register");
+  PendingJob two = Job("two", 1, 2);
+  EXPECT_FALSE(NeverFits(two, Cpus(3)));
+  EXPECT_EQ(WaitReason(two, Cpus(1), Cpus(3)),
+            "waiting for 2 CPU workers to be free at once (1 of 3 are free "
+            "now)");
+}
+
 }  // namespace
 }  // namespace lemo::server

@@ -129,12 +129,34 @@ TEST(TrainerOptionsFromAssign, EveryFieldReachesTheEngine) {
   EXPECT_EQ(o.seed, 7u);
 }
 
+TEST(TrainerOptionsFromAssign, SeveralRanksJoinRankZerosStoreUnderTheirEpoch) {
+  v1::Assign assign = MinimalAssign();
+  assign.set_job_id("job-1");
+  assign.set_epoch(3);
+  assign.set_rank(1);
+  assign.set_world_size(2);
+  assign.set_rendezvous_address("10.0.0.7:29511");
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr));
+  EXPECT_EQ(o.rank, 1);
+  EXPECT_EQ(o.world_size, 2);
+  EXPECT_EQ(o.comm.store_host, "10.0.0.7");
+  EXPECT_EQ(o.comm.store_port, 29511);
+  EXPECT_FALSE(o.comm.rank0_hosts_store);
+  EXPECT_EQ(o.comm.store_prefix, "lemo/job-1/epoch-3/");
+}
+
 TEST(TrainerOptionsFromAssign, RefusesWhatThisWorkerCannotRun) {
   v1::Assign assign = MinimalAssign();
   assign.set_world_size(2);
   EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("spec.resources.world_size")));
+                       HasSubstr("assign.rendezvous_address")));
+  assign.set_rendezvous_address("10.0.0.7:29511");
+  assign.set_rank(2);
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank")));
   assign = MinimalAssign();
   assign.mutable_spec()->mutable_resources()->set_device_kind(v1::CUDA);
   EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
@@ -362,6 +384,8 @@ TEST(FailureFromStatus, TypesTheEngineErrors) {
       {absl::InvalidArgumentError("building the model: shape mismatch"),
        v1::MODEL_LOAD},
       {absl::NotFoundError("data /d.jsonl: no such file"), v1::DATA_LOAD},
+      {absl::UnavailableError("step 4: rank 1: all-reduce: Timed out"),
+       v1::NCCL_TIMEOUT},
       {absl::DataLossError("resuming from checkpoint step-000004: sha256"),
        v1::CHECKPOINT},
       {absl::UnavailableError("checkpoint step-000010: coordinator down"),

@@ -11,6 +11,7 @@
 #include <functional>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/comm/free_port.h"
 
@@ -154,6 +155,52 @@ TEST(ProcessGroup, RejectsBadOptions) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("LEMO_ENABLE_CUDA")));
 #endif
+}
+
+TEST(StoreServer, GroupsOfSeveralEpochsShareOneLongLivedStore) {
+  // The worker agent's set-up: rank 0's process hosts one store for its life,
+  // and each group (a job's epoch) joins it under its own prefix, rank 0 too
+  // only connecting. Two epochs run one after the other on the same store.
+  LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<StoreServer> store,
+                            StoreServer::Create({}));
+  ASSERT_GT(store->port(), 0);
+  for (int epoch = 1; epoch <= 2; ++epoch) {
+    std::vector<absl::Status> results(2);
+    std::vector<std::thread> threads;
+    for (int64_t r = 0; r < 2; ++r) {
+      threads.emplace_back([&, r] {
+        ProcessGroupOptions o = LoopbackOptions(r, 2, store->port());
+        o.rank0_hosts_store = false;
+        o.store_prefix = "lemo/job-1/epoch-" + std::to_string(epoch) + "/";
+        absl::StatusOr<std::unique_ptr<ProcessGroup>> pg =
+            ProcessGroup::Create(o);
+        if (!pg.ok()) {
+          results[r] = pg.status();
+          return;
+        }
+        std::vector<torch::Tensor> t{torch::full({2}, double(r + epoch))};
+        results[r] = (*pg)->AllReduceSum(t);
+        EXPECT_TRUE(torch::equal(t[0], torch::full({2}, 1.0 + 2 * epoch)));
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_THAT(results[0], IsOk()) << "epoch " << epoch;
+    EXPECT_THAT(results[1], IsOk()) << "epoch " << epoch;
+  }
+}
+
+TEST(ProcessGroup, AVanishedPeerIsUnavailableNotAHang) {
+  // Rank 1 never comes: rank 0's rendezvous fails within the timeout with
+  // UNAVAILABLE (the agent's NCCL_TIMEOUT), naming the store.
+  LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<StoreServer> store,
+                            StoreServer::Create({}));
+  ProcessGroupOptions o = LoopbackOptions(0, 2, store->port());
+  o.rank0_hosts_store = false;
+  o.store_prefix = "lemo/job-2/epoch-1/";
+  o.timeout = std::chrono::seconds(2);
+  EXPECT_THAT(ProcessGroup::Create(o),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("127.0.0.1:", store->port()))));
 }
 
 }  // namespace
