@@ -539,7 +539,12 @@ struct HfTokenizerState {
   absl::flat_hash_map<std::string, int32_t> vocab;
   // (left id << 32 | right id) -> (rank, merged id).
   absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges;
-  std::array<int32_t, 256> byte_unit_id;      // byte-level: vocab[byte]
+  // Ids of the one-unit tokens BPE starts from: by byte (byte-level, or an
+  // ASCII character) and by code point (other characters), so the start
+  // needs no string hashing; it dominates Llama-2's layout, whose "words" are
+  // whole paragraphs.
+  std::array<int32_t, 256> byte_unit_id;
+  absl::flat_hash_map<uint32_t, int32_t> char_unit_id;
   std::array<int32_t, 256> byte_fallback_id;  // <0xXX>, or -1
   bool byte_fallback = false;
   int32_t unk_id = -1;
@@ -611,11 +616,11 @@ void HfTokenizerState::MergeWord(absl::string_view w,
     const size_t len = byte_level ? 1 : Utf8Len(w[i]);
     const absl::string_view unit = w.substr(i, len);
     int32_t id = -1;
-    if (byte_level) {
+    if (len == 1) {
       id = byte_unit_id[static_cast<unsigned char>(w[i])];
     } else {
-      auto it = vocab.find(unit);
-      if (it != vocab.end()) id = it->second;
+      auto it = char_unit_id.find(DecodeAt(w, i));
+      if (it != char_unit_id.end()) id = it->second;
     }
     i += len;
     if (id >= 0) {
@@ -1294,6 +1299,16 @@ absl::Status ParseModel(const json& model, const std::string& path,
       }
     }
   } else {
+    for (const auto& [token, id] : vocab) {
+      if (token.empty() ||
+          static_cast<size_t>(Utf8Len(token[0])) != token.size())
+        continue;
+      if (token.size() == 1) {
+        st->byte_unit_id[static_cast<unsigned char>(token[0])] = id;
+      } else {
+        st->char_unit_id[DecodeAt(token, 0)] = id;
+      }
+    }
     st->vocab = std::move(vocab);
   }
   return absl::OkStatus();
