@@ -6,10 +6,12 @@
 //     pre-tokenizers, ByteLevel decoder;
 //   - Metaspace BPE with byte fallback (Llama-2, Mistral): Prepend/Replace
 //     normalizers or a Metaspace pre-tokenizer, <0xXX> byte tokens,
-//     Replace/ByteFallback/Fuse/Strip decoders.
-// Anything else in the file (a WordPiece or Unigram model, an NFKC normalizer,
-// a Whitespace pre-tokenizer...) is refused at load with INVALID_ARGUMENT
-// naming the field, rather than encoded differently from Python.
+//     Replace/ByteFallback/Fuse/Strip decoders;
+// plus the NFC/NFKC/NFD/NFKD normalizers (through ICU; Qwen2 uses NFC).
+// Anything else in the file (a WordPiece or Unigram model, a Lowercase
+// normalizer, a Whitespace pre-tokenizer...) is refused at load with
+// INVALID_ARGUMENT naming the field, rather than encoded differently from
+// Python. docs/architecture.md lists what is supported.
 //
 //   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> tok,
 //                         HfTokenizer::Load("/models/llama3/tokenizer.json"));
