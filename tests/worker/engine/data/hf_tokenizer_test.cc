@@ -286,6 +286,10 @@ TEST_F(HfTokenizerParityTest, ByteLevelWithLlama3RegexMatchesPython) {
   ExpectMatchesPython("bytelevel");
 }
 
+TEST_F(HfTokenizerParityTest, Qwen2StyleNfcAndSingleDigitsMatchesPython) {
+  ExpectMatchesPython("qwen2");
+}
+
 TEST_F(HfTokenizerParityTest, Gpt2ByteLevelWithStringMergesMatchesPython) {
   ExpectMatchesPython("gpt2");
 }

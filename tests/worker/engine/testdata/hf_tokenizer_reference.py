@@ -13,6 +13,8 @@ Writes:
   OUT_DIR/<kind>/tokenizer.json (+ tokenizer_config.json where the kind has one), for kinds
       bytelevel      Llama-3's layout: Split(Llama-3 regex, Isolated) + ByteLevel(use_regex
                      false), ignore_merges, ByteLevel decoder, merges as pairs
+      qwen2          Qwen2's layout: NFC normalizer, Qwen2's regex (single digits), else as
+                     bytelevel; tokenizer_config.json without a bos
       gpt2           GPT-2's layout: ByteLevel(use_regex true), merges as "a b" strings
       metaspace      Llama-2's layout: Prepend("▁") + Replace(" ", "▁") normalizers, no
                      pre-tokenizer, byte fallback (<0xXX>), Replace/ByteFallback/Fuse/Strip
@@ -32,12 +34,17 @@ import os
 import random
 import shutil
 import sys
+import unicodedata
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
 from tokenizers import pre_tokenizers, trainers
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen2's: single digits, and an NFC normalizer in front.
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 TRAIN_DOCS = 40  # about 600 KB of the corpus: enough for a few thousand merges in seconds
 SEED = 17
@@ -47,7 +54,7 @@ SEED = 17
 # PCRE2's does not), emoji sequences, the characters the byte-level and Metaspace tokenizers
 # use internally, and contractions in both cases.
 SCRIPTS = [
-    "naïve café", "Ærøskøbing", "Straße", "ĳ ŉ", "Ελληνικά κείμενα", "Русский текст",
+    "naïve café", "nai\u0308ve cafe\u0301", "A\u030angstro\u0308m", "Ærøskøbing", "Straße", "ĳ ŉ", "Ελληνικά κείμενα", "Русский текст",
     "日本語のテキスト", "中文文本", "한국어 텍스트", "العربية", "עברית", "हिन्दी",
     "ภาษาไทย", "ქართული", "Ⅻ ⅷ", "ﬁ ﬂ", "Ｆｕｌｌｗｉｄｔｈ", "ǅ", "ß",
 ]
@@ -95,11 +102,13 @@ def generate(rng, words, n):
     return cases
 
 
-def train_bytelevel(lines, use_llama3_split):
+def train_bytelevel(lines, use_llama3_split, pattern=LLAMA3_PATTERN, nfc=False):
     tok = Tokenizer(models.BPE(ignore_merges=use_llama3_split))
+    if nfc:
+        tok.normalizer = normalizers.NFC()
     if use_llama3_split:
         tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
         ])
     else:
@@ -205,6 +214,10 @@ def main():
     tokenizers = {}
     tok, config = train_bytelevel(train_lines, use_llama3_split=True)
     tokenizers["bytelevel"] = (save(tok, config, out_dir, "bytelevel"), config)
+    tok, config = train_bytelevel(train_lines, use_llama3_split=True, pattern=QWEN2_PATTERN,
+                                  nfc=True)
+    config = {"bos_token": None, "eos_token": "<|end_of_text|>"}  # Qwen2 has no bos
+    tokenizers["qwen2"] = (save(tok, config, out_dir, "qwen2"), config)
     tok, config = train_bytelevel(train_lines, use_llama3_split=False)
     tokenizers["gpt2"] = (save(tok, config, out_dir, "gpt2", strings_format=True), config)
     for layout in ("metaspace", "metaspace_pre"):
@@ -229,10 +242,11 @@ def main():
         # ones are skipped; lstrip/rstrip ones eat spaces) or the Metaspace replacement "▁"
         # (it decodes as a space), or starts with a space under prepend_scheme "first" (no "▁"
         # is prepended, yet the Strip decoder drops one space), or the tokenizer normalizes
-        # (the shipped NFKC one).
+        # (the shipped NFKC one; qwen2's NFC changes only text not already in NFC).
         contents = [t.content for t in tok.get_added_tokens_decoder().values()]
         lossless = not kind.startswith("extra")
         round_trip = [lossless and not any(c in t for c in contents)
+                      and not (kind == "qwen2" and unicodedata.normalize("NFC", t) != t)
                       and not (kind.startswith("metaspace") and "▁" in t)
                       and not (kind == "metaspace_pre" and t.startswith(" ")) for t in texts]
         broken = [t for t, d, r in zip(texts, decoded, round_trip) if r and d != t]
