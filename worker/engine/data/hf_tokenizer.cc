@@ -1418,7 +1418,11 @@ HfTokenizer::HfTokenizer(std::string path,
 
 HfTokenizer::~HfTokenizer() = default;
 
-absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(
+namespace {
+
+// HfTokenizer::Load's work; nlohmann's accessors throw on a field of the
+// wrong JSON type, which Load turns into INVALID_ARGUMENT.
+absl::StatusOr<std::unique_ptr<HfTokenizerState>> LoadState(
     const std::string& path) {
   using internal::json;
   LEMO_ASSIGN_OR_RETURN(json j, internal::ReadJson(path));
@@ -1475,7 +1479,24 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(
         if (t.content == name) st->bos = t.id;
     }
   }
-  return std::unique_ptr<HfTokenizer>(new HfTokenizer(path, std::move(st)));
+  return st;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(
+    const std::string& path) {
+  absl::StatusOr<std::unique_ptr<HfTokenizerState>> st;
+  try {
+    st = LoadState(path);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong type, e.g. "special": "yes": bad input, never a
+    // crash.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokenizer ", path, ": a field has the wrong type: ", e.what()));
+  }
+  if (!st.ok()) return st.status();
+  return std::unique_ptr<HfTokenizer>(new HfTokenizer(path, std::move(*st)));
 }
 
 absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(

@@ -117,6 +117,19 @@ TEST(HfTokenizer, UnsupportedPartsAreInvalidArgumentNamingTheField) {
   }
 }
 
+TEST(HfTokenizer, FieldOfTheWrongTypeIsInvalidArgument) {
+  std::string json = TinyTokenizerJson();
+  json.replace(json.find("\"special\": true"), 15, "\"special\": \"yes\"");
+  const std::string path = WriteTokenizer(json);
+  EXPECT_THAT(HfTokenizer::Load(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(path), HasSubstr("wrong type"))));
+  const std::string prefix = WriteTokenizer(TinyTokenizerJson(
+      "BPE", "null", R"({"type": "ByteLevel", "add_prefix_space": 1.5})"));
+  EXPECT_THAT(HfTokenizer::Load(prefix),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(prefix)));
+}
+
 TEST(HfTokenizer, BadRegexIsInvalidArgument) {
   const std::string path = WriteTokenizer(TinyTokenizerJson(
       "BPE", "null",
