@@ -7,6 +7,10 @@ find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(GTest CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+# tokenizer.json support (worker/engine/data/hf_tokenizer.cc): PCRE2 for the pre-tokenizer regexes
+# (Unicode properties, look-ahead, JIT), ICU for the NFC/NFKC normalizers.
+pkg_check_modules(PCRE2 IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(ICU_UC IMPORTED_TARGET icu-uc)
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG QUIET)
 find_package(SQLite3 REQUIRED)

@@ -34,6 +34,9 @@ LEMO_APT_PACKAGES=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev libyaml-cpp-dev
   nlohmann-json3-dev libsentencepiece-dev libssl-dev libcli11-dev
   libgloo-dev  # headers only: c10d's ProcessGroupGloo.hpp includes them (worker/comm/)
+  # tokenizer.json (worker/engine/data/hf_tokenizer.cc): PCRE2 runs the pre-tokenizer regexes
+  # (\p{L}, look-ahead, JIT); ICU gives the NFC/NFKC normalizers Qwen2-style files name.
+  libpcre2-dev libicu-dev
 )
 # Test-only: tests/deploy runs a real Prometheus (and promtool) against the service;
 # scripts/check-deploy makes throwaway certificates with openssl.

@@ -99,7 +99,8 @@ Command AddCalibrateCommand(CLI::App* app) {
   cmd->add_option("--data-format", cal->data_format, "auto | jsonl | u16 | u32")
       ->capture_default_str();
   cmd->add_option("--tokenizer", job.data.tokenizer,
-                  "byte, or a SentencePiece tokenizer.model")
+                  "byte, a tokenizer.json or tokenizer.model, or a directory "
+                  "holding one (e.g. the --model directory)")
       ->capture_default_str();
   cmd->add_option("--seq-len", job.data.seq_len, "Tokens per sample")
       ->capture_default_str();

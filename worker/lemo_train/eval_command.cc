@@ -60,7 +60,8 @@ Command AddEvalCommand(CLI::App* app) {
   cmd->add_option("--data-format", ev->data_format, "auto | jsonl | u16 | u32")
       ->capture_default_str();
   cmd->add_option("--tokenizer", eo.data.tokenizer,
-                  "byte, or a SentencePiece tokenizer.model")
+                  "byte, a tokenizer.json or tokenizer.model, or a directory "
+                  "holding one (e.g. the --model directory)")
       ->capture_default_str();
   cmd->add_option("--seq-len", eo.data.seq_len, "Tokens per sample")
       ->required();

@@ -219,7 +219,8 @@ Command AddFinetuneCommand(CLI::App* app) {
   cmd->add_option("--data-format", ft->data_format, "auto | jsonl | u16 | u32")
       ->capture_default_str();
   cmd->add_option("--tokenizer", o.data.tokenizer,
-                  "byte, or a SentencePiece tokenizer.model")
+                  "byte, a tokenizer.json or tokenizer.model, or a directory "
+                  "holding one (e.g. the --model directory)")
       ->capture_default_str();
   cmd->add_option("--seq-len", o.data.seq_len, "Tokens per sample")->required();
   cmd->add_option("--steps", o.steps, "Optimizer steps")->required();

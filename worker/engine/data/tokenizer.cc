@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/engine/data/data_file.h"
+#include "worker/engine/data/hf_tokenizer.h"
 #include "worker/engine/data/sentencepiece_model.h"
 
 namespace lemo::engine {
@@ -30,6 +31,16 @@ absl::StatusOr<std::string> ReadModelFile(const std::string& path) {
 bool IsDirectory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -108,11 +119,22 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& spec) {
   if (spec.empty()) {
     return absl::InvalidArgumentError(
-        "tokenizer spec is empty: use \"byte\" or the path of a "
-        "tokenizer.model");
+        "tokenizer spec is empty: use \"byte\", the path of a tokenizer.json "
+        "or tokenizer.model, or a model directory holding one");
   }
   if (spec == "byte") return std::make_unique<ByteTokenizer>();
-  const std::string path = IsDirectory(spec) ? spec + "/tokenizer.model" : spec;
+  std::string path = spec;
+  if (IsDirectory(spec)) {
+    // A HF model directory: tokenizer.json is what `transformers` loads
+    // first (its "fast" tokenizer), and the only file Llama-3/Qwen2 ship.
+    const std::string json = spec + "/tokenizer.json";
+    path = Exists(json) ? json : spec + "/tokenizer.model";
+  }
+  if (EndsWith(path, ".json")) {
+    LEMO_ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> hf,
+                          HfTokenizer::Load(path));
+    return std::unique_ptr<Tokenizer>(std::move(hf));
+  }
   absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> sp =
       SentencePieceTokenizer::Load(path);
   if (!sp.ok()) return sp.status();

@@ -1,6 +1,7 @@
 // Text -> token ids for training data: a byte-level tokenizer that needs no
-// files (tests, demos, the `tiny` preset) and SentencePiece models
-// (Llama/Mistral's tokenizer.model).
+// files (tests, demos, the `tiny` preset), SentencePiece models
+// (Llama/Mistral's tokenizer.model) and HF tokenizer.json files
+// (hf_tokenizer.h: Llama-3, Qwen2, GPT-2, Llama-2, Mistral).
 //
 //   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok,
 //   LoadTokenizer("byte")); LEMO_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
@@ -40,8 +41,7 @@ class Tokenizer {
   // Begin/end-of-sequence ids; -1 when the model defines none.
   virtual int32_t bos_id() const = 0;
   virtual int32_t eos_id() const = 0;
-  // "byte", or the path of the SentencePiece model: for logs and error
-  // messages.
+  // "byte", or the path of the model file: for logs and error messages.
   virtual std::string name() const = 0;
 };
 
@@ -90,8 +90,10 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::unique_ptr<internal::SentencePieceModel> model_;
 };
 
-// `spec` is "byte", a path to a SentencePiece model file, or a directory
-// holding one named tokenizer.model (a HF model directory).
+// `spec` is "byte", a path to a HF tokenizer.json (any file ending in .json),
+// a path to a SentencePiece model file, or a directory (a HF model directory)
+// holding tokenizer.json or tokenizer.model; tokenizer.json wins when both are
+// there, as in `transformers`.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& spec);
 

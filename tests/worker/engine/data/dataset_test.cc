@@ -81,6 +81,30 @@ TEST(PackedDataset, FramesEachDocumentWithBosAndEos) {
               ElementsAre(ElementsAre(1, 'a' + 3, 'b' + 3, 2, 1, 'c' + 3, 2)));
 }
 
+// A model directory as the tokenizer spec: its tokenizer.json encodes and its
+// tokenizer_config.json names the bos/eos that frame each document.
+TEST(PackedDataset, ModelDirectoryTokenizerJsonFramesWithItsBosAndEos) {
+  const std::string model_dir = MakeTempDir();
+  WriteFile(model_dir + "/tokenizer.json", R"({
+    "added_tokens": [
+      {"id": 3, "content": "<s>", "special": true, "normalized": false},
+      {"id": 4, "content": "</s>", "special": true, "normalized": false}],
+    "normalizer": null,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},
+    "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
+              "merges": [["a", "b"]]}})");
+  WriteFile(model_dir + "/tokenizer_config.json",
+            R"({"bos_token": "<s>", "eos_token": "</s>"})");
+  const std::string path = MakeTempDir() + "/d.jsonl";
+  WriteFile(path, "{\"text\": \"ab\"}\n{\"text\": \"ba\"}\n");
+  DataOptions o = Options(path, 7);
+  o.tokenizer = model_dir;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto data, PackedDataset::Create(o, 5));
+  EXPECT_EQ(data->num_tokens(), 7);
+  EXPECT_THAT(Draw(*data, 1), ElementsAre(ElementsAre(3, 2, 4, 3, 1, 0, 4)));
+}
+
 TEST(PackedDataset, CutsSamplesAndDropsTheRaggedTail) {
   const std::string path = MakeTempDir() + "/d.jsonl";
   WriteFile(path, "{\"text\": \"ab\"}\n{\"text\": \"c\"}\n");
