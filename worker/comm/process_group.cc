@@ -9,9 +9,19 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef LEMO_WITH_CUDA
+// Likewise USE_C10D_NCCL for ProcessGroupNCCL.hpp, whose nccl.h comes from the
+// pip package nvidia-nccl beside the wheel (worker/comm/CMakeLists.txt); the
+// class itself is in libtorch_cuda.
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <utility>
 
@@ -96,26 +106,23 @@ absl::Status Validate(const ProcessGroupOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("bucket_bytes: must be > 0, got ", o.bucket_bytes));
   }
-  if (o.world_size == 1) return absl::OkStatus();
-  if (o.store_host.empty()) {
+  if (o.world_size == 1 && !o.backend_for_one_rank) return absl::OkStatus();
+  if (o.world_size > 1 && o.store_host.empty()) {
     return absl::InvalidArgumentError(
         "store_host: required when world_size > 1");
   }
-  if (o.store_port < 1 || o.store_port > 65535) {
+  if (o.world_size > 1 && (o.store_port < 1 || o.store_port > 65535)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "store_port: must be in [1, 65535] when world_size > 1, got ",
         o.store_port));
   }
   if (o.device.is_cuda()) {
-#ifdef LEMO_WITH_CUDA
-    // ProcessGroupNCCL is in libtorch_cuda, but its header needs nccl.h,
-    // which the wheel does not ship; wiring it is the GPU half of the issue.
-    return absl::UnimplementedError(
-        "device cuda: the NCCL process group is not wired yet; use cpu (Gloo)");
-#else
+#ifndef LEMO_WITH_CUDA
     return absl::FailedPreconditionError(
         "device cuda: NCCL process groups need a build with "
         "LEMO_ENABLE_CUDA=ON; this build has Gloo (cpu) only");
+#else
+    return absl::OkStatus();
 #endif
   }
   if (!o.device.is_cpu()) {
@@ -134,7 +141,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(
     const Options& options) {
   LEMO_RETURN_IF_ERROR(Validate(options));
   auto pg = std::unique_ptr<ProcessGroup>(new ProcessGroup(options));
-  if (options.world_size == 1) return pg;
+  if (options.world_size == 1 && !options.backend_for_one_rank) return pg;
 
   const std::string address =
       absl::StrCat(options.store_host, ":", options.store_port);
@@ -142,27 +149,47 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(
       absl::StrCat("rank ", options.rank, "/", options.world_size);
   // TCPStore's timeout bounds the client's connect retries and the server's
   // wait for every rank, so an absent peer or store is an error, not a hang.
-  LEMO_RETURN_IF_ERROR(PeersUnavailable(CallTorch(
-      absl::StrCat(who, ": rendezvous at the c10d store ", address), [&] {
-        c10d::TCPStoreOptions so;
-        so.port = static_cast<uint16_t>(options.store_port);
-        so.isServer = options.rank == 0 && options.rank0_hosts_store;
-        // A shared store serves other groups too: its clients count nobody.
-        if (options.rank0_hosts_store) {
-          so.numWorkers = static_cast<int>(options.world_size);
-          so.waitWorkers = true;
-        } else {
-          so.waitWorkers = false;
-        }
-        so.timeout = options.timeout;
-        c10::intrusive_ptr<c10d::Store> store =
-            c10::make_intrusive<c10d::TCPStore>(options.store_host, so);
-        if (!options.store_prefix.empty()) {
-          store = c10::make_intrusive<c10d::PrefixStore>(options.store_prefix,
-                                                         std::move(store));
-        }
-        pg->impl_->store = std::move(store);
-      })));
+  if (options.world_size == 1) {
+    // Nobody to meet: an in-process store.
+    pg->impl_->store = c10::make_intrusive<c10d::HashStore>();
+  } else {
+    LEMO_RETURN_IF_ERROR(PeersUnavailable(CallTorch(
+        absl::StrCat(who, ": rendezvous at the c10d store ", address), [&] {
+          c10d::TCPStoreOptions so;
+          so.port = static_cast<uint16_t>(options.store_port);
+          so.isServer = options.rank == 0 && options.rank0_hosts_store;
+          // A shared store serves other groups too: its clients count nobody.
+          if (options.rank0_hosts_store) {
+            so.numWorkers = static_cast<int>(options.world_size);
+            so.waitWorkers = true;
+          } else {
+            so.waitWorkers = false;
+          }
+          so.timeout = options.timeout;
+          c10::intrusive_ptr<c10d::Store> store =
+              c10::make_intrusive<c10d::TCPStore>(options.store_host, so);
+          if (!options.store_prefix.empty()) {
+            store = c10::make_intrusive<c10d::PrefixStore>(options.store_prefix,
+                                                           std::move(store));
+          }
+          pg->impl_->store = std::move(store);
+        })));
+  }
+#ifdef LEMO_WITH_CUDA
+  if (options.device.is_cuda()) {
+    LEMO_RETURN_IF_ERROR(PeersUnavailable(CallTorch(
+        absl::StrCat(who, ": connecting the NCCL group on ",
+                     options.device.str(), " through the store at ", address),
+        [&] {
+          auto no = c10d::ProcessGroupNCCL::Options::create();
+          no->timeout = options.timeout;
+          pg->impl_->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+              pg->impl_->store, static_cast<int>(options.rank),
+              static_cast<int>(options.world_size), no);
+        })));
+    return pg;
+  }
+#endif
   LEMO_RETURN_IF_ERROR(PeersUnavailable(CallTorch(
       absl::StrCat(who, ": connecting the Gloo group through the store at ",
                    address),
@@ -178,6 +205,10 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(
             static_cast<int>(options.world_size), go);
       })));
   return pg;
+}
+
+std::string ProcessGroup::backend_name() const {
+  return impl_->backend != nullptr ? impl_->backend->getBackendName() : "none";
 }
 
 ProcessGroup::~ProcessGroup() {
@@ -198,7 +229,9 @@ absl::Status ProcessGroup::AllReduceBucket(std::vector<torch::Tensor>& bucket) {
         torch::NoGradGuard no_grad;
         // Gloo sums every tensor of the list together (one per local device),
         // so a bucket always goes as a single tensor.
-        const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
+        // NCCL reduces device memory only: host tensors (the loss) travel.
+        const bool single = bucket.size() == 1 && bucket[0].is_contiguous() &&
+                            bucket[0].device() == options_.device;
         std::vector<torch::Tensor> flat;
         if (single) {
           flat = {bucket[0]};
@@ -206,21 +239,21 @@ absl::Status ProcessGroup::AllReduceBucket(std::vector<torch::Tensor>& bucket) {
           std::vector<torch::Tensor> pieces;
           pieces.reserve(bucket.size());
           for (const torch::Tensor& t : bucket) pieces.push_back(t.reshape(-1));
-          flat = {torch::cat(pieces)};
+          flat = {torch::cat(pieces).to(options_.device)};
         }
         impl_->backend->allreduce(flat)->wait(options_.timeout);
         if (single) return;
         int64_t offset = 0;
         for (torch::Tensor& t : bucket) {
           const int64_t n = t.numel();
-          t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()));
+          t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()).to(t.device()));
           offset += n;
         }
       }));
 }
 
 absl::Status ProcessGroup::AllReduceSum(std::vector<torch::Tensor>& tensors) {
-  if (options_.world_size == 1) return absl::OkStatus();
+  if (impl_->backend == nullptr) return absl::OkStatus();
   // Consecutive tensors of one dtype share a bucket until it is full.
   std::vector<torch::Tensor> bucket;
   int64_t bucket_bytes = 0;
@@ -228,9 +261,10 @@ absl::Status ProcessGroup::AllReduceSum(std::vector<torch::Tensor>& tensors) {
     if (!t.defined()) {
       return absl::InvalidArgumentError("all-reduce: undefined tensor");
     }
-    if (!t.device().is_cpu()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "all-reduce: tensor on ", t.device().str(), ", the group is Gloo"));
+    if (!t.device().is_cpu() && t.device() != options_.device) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("all-reduce: tensor on ", t.device().str(),
+                       ", the group is on ", options_.device.str()));
     }
     const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
     if (!bucket.empty() && (bucket[0].scalar_type() != t.scalar_type() ||
@@ -253,7 +287,7 @@ absl::Status ProcessGroup::Broadcast(std::vector<torch::Tensor>& tensors,
         absl::StrCat("broadcast: root must be in [0, ", options_.world_size,
                      "), got ", root));
   }
-  if (options_.world_size == 1) return absl::OkStatus();
+  if (impl_->backend == nullptr) return absl::OkStatus();
   return PeersUnavailable(
       CallTorch(absl::StrCat("rank ", options_.rank, ": broadcast"), [&] {
         torch::NoGradGuard no_grad;
@@ -262,8 +296,8 @@ absl::Status ProcessGroup::Broadcast(std::vector<torch::Tensor>& tensors,
         bo.timeout = options_.timeout;
         // One tensor per call: Gloo takes a list only of one tensor per device.
         for (torch::Tensor& t : tensors) {
-          std::vector<torch::Tensor> one{t.is_contiguous() ? t
-                                                           : t.contiguous()};
+          std::vector<torch::Tensor> one{
+              (t.is_contiguous() ? t : t.contiguous()).to(options_.device)};
           impl_->backend->broadcast(one, bo)->wait(options_.timeout);
           if (!one[0].is_same(t)) t.copy_(one[0]);
         }
@@ -271,7 +305,7 @@ absl::Status ProcessGroup::Broadcast(std::vector<torch::Tensor>& tensors,
 }
 
 absl::Status ProcessGroup::Barrier() {
-  if (options_.world_size == 1) return absl::OkStatus();
+  if (impl_->backend == nullptr) return absl::OkStatus();
   return PeersUnavailable(
       CallTorch(absl::StrCat("rank ", options_.rank, ": barrier"), [&] {
         c10d::BarrierOptions bo;

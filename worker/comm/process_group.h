@@ -62,6 +62,10 @@ struct ProcessGroupOptions {
   // e.g. "job-1/epoch-3/", so groups sharing one long-lived store never read
   // each other's keys; empty uses the store's keys as they are.
   std::string store_prefix;
+  // Create the backend even for world_size 1 (over an in-process store), so
+  // that a one-rank run exercises the collectives it would use with more
+  // (NCCL on a GPU); its collectives then reduce over one rank.
+  bool backend_for_one_rank = false;
 };
 
 struct StoreServerOptions {
@@ -135,6 +139,8 @@ class ProcessGroup {
 
   int64_t rank() const { return options_.rank; }
   int64_t world_size() const { return options_.world_size; }
+  // "gloo", "nccl", or "none" (world_size 1 without backend_for_one_rank).
+  std::string backend_name() const;
   const Options& options() const { return options_; }
 
  private:

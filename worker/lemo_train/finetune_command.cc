@@ -272,6 +272,10 @@ Command AddFinetuneCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_option("--master-port", o.comm.store_port,
                   "Port of rank 0's c10d TCPStore (world size > 1)");
+  cmd->add_flag("--force-process-group", o.comm.backend_for_one_rank,
+                "Join a process group (NCCL on cuda, Gloo on cpu) even at "
+                "--world-size 1, so one rank runs the collectives a larger job "
+                "would");
   cmd->add_option("--comm-timeout", ft->comm_timeout_seconds,
                   "Seconds to wait for the rendezvous and each collective")
       ->capture_default_str();

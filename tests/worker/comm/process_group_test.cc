@@ -140,6 +140,27 @@ TEST(ProcessGroup, WorldSizeOneNeedsNoStore) {
   EXPECT_TRUE(torch::equal(t[0], torch::full({2}, 4.0)));
 }
 
+TEST(ProcessGroup, OneRankGroupOnRequestRunsItsCollectives) {
+  ProcessGroupOptions o;
+  o.backend_for_one_rank = true;
+  o.gloo_hostname = "127.0.0.1";
+  o.timeout = std::chrono::seconds(30);
+  auto group = ProcessGroup::Create(o);
+  ASSERT_THAT(group.status(), IsOk());
+  EXPECT_EQ((*group)->backend_name(), "gloo");
+  std::vector<torch::Tensor> t = {torch::arange(5, torch::kFloat32),
+                                  torch::full({1}, 2.5, torch::kFloat64)};
+  ASSERT_THAT((*group)->AllReduceSum(t), IsOk());
+  EXPECT_TRUE(torch::equal(t[0], torch::arange(5, torch::kFloat32)));
+  EXPECT_EQ(t[1].item<double>(), 2.5);
+  ASSERT_THAT((*group)->Broadcast(t, 0), IsOk());
+  EXPECT_THAT((*group)->Barrier(), IsOk());
+  // Without the request, one rank has no backend at all.
+  auto none = ProcessGroup::Create(ProcessGroupOptions{});
+  ASSERT_THAT(none.status(), IsOk());
+  EXPECT_EQ((*none)->backend_name(), "none");
+}
+
 TEST(ProcessGroup, RejectsBadOptions) {
   ProcessGroupOptions o = LoopbackOptions(2, 2, 29500);
   EXPECT_THAT(ProcessGroup::Create(o),

@@ -126,7 +126,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
                         PackedDataset::Create(global_data, config.vocab_size),
                         absl::StrCat("data ", options.data.path));
   std::unique_ptr<comm::ProcessGroup> owned_group;
-  if (options.world_size > 1 && options.process_group == nullptr) {
+  if ((options.world_size > 1 || options.comm.backend_for_one_rank) &&
+      options.process_group == nullptr) {
     comm::ProcessGroupOptions co = options.comm;
     co.rank = options.rank;
     co.world_size = options.world_size;
@@ -222,7 +223,8 @@ absl::StatusOr<torch::Tensor> Trainer::NextLocalBatch() {
 
 absl::Status Trainer::AverageAcrossRanks(double& loss) {
   comm::ProcessGroup* group = options_.process_group;
-  if (group == nullptr || options_.world_size == 1) return absl::OkStatus();
+  // A one-rank group (backend_for_one_rank) still runs its collectives.
+  if (group == nullptr) return absl::OkStatus();
   // Each rank's loss (and gradient) is the mean over its own tokens; every
   // rank has the same token count (packed samples have no padding), so the
   // global-batch mean is the mean of the ranks' means: sum, then divide by W.
@@ -338,7 +340,7 @@ std::string Trainer::MemoryPlanNote() const {
 
 absl::Status Trainer::Run(const TrainerCallbacks& callbacks) {
   comm::ProcessGroup* group = options_.process_group;
-  if (group != nullptr && options_.world_size > 1 && !weights_synced_) {
+  if (group != nullptr && !weights_synced_) {
     // Rank 0's LoRA weights for everyone: the ranks then start from one model
     // whatever their RNGs did (and a resumed run loaded the same checkpoint).
     std::vector<torch::Tensor> weights;
