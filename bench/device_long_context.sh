@@ -14,10 +14,11 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 PHASE=${1:?phase 1, 2 or 3}
 # worker/comm/ compiles c10d's ProcessGroupGloo.hpp, which includes gloo's headers: Debian's
-# libgloo-dev (headers only), carried in .device/debs like the other packages
-# (apt-get download libgloo-dev). Unpacked here too, since .device/env.sh skips a sysroot that
+# libgloo-dev (headers only), and the tokenizer's PCRE2 and ICU, carried in .device/debs like the
+# other packages (apt-get download libgloo-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0
+# libpcre2-32-0 libpcre2-posix3 libicu-dev libicu72 icu-devtools). Unpacked here too, since .device/env.sh skips a sysroot that
 # exists already.
-for deb in .device/debs/libgloo-dev_*.deb; do
+for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do
   [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot
 done
 FINAL_OUT=${OUT:-bench-out}
