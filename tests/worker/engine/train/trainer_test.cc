@@ -20,6 +20,7 @@
 #include "worker/comm/process_group.h"
 #include "worker/engine/model/init_model.h"
 #include "worker/engine/model/safetensors.h"
+#include "worker/engine/train/calibrate_job.h"
 
 namespace lemo::engine {
 namespace {
@@ -236,6 +237,53 @@ TEST_F(TrainerTest, DataParallelThreeRanksWithGradAccumMatchOneRank) {
   for (int r = 0; r < 3; ++r) {
     ExpectSameTraining(
         a, ranks[r], "3 ranks x batch 1 x accum 2, rank " + std::to_string(r));
+  }
+}
+
+// LeMo trains data-parallel too: each rank selects its own samples' blocks
+// (oracle scores or its predictors), and the gradients of the kept tokens
+// average to the global batch's.
+TEST_F(TrainerTest, DataParallelLemoMatchesOneRankInOracleAndPredictorModes) {
+  // Predictors for the tiny preset, calibrated once on the corpus.
+  CalibrateJobOptions cal;
+  cal.model_dir = (root_ / "model").string();
+  cal.data = TinyOptions("unused").data;
+  cal.data.batch_size = 1;
+  cal.out_dir = (root_ / "predictors").string();
+  cal.heldout_samples = 1;
+  cal.calibration.predictor.block_tokens = 16;
+  cal.calibration.predictor.hidden1 = 8;
+  cal.calibration.predictor.hidden2 = 8;
+  cal.calibration.predictor.out = 8;
+  cal.calibration.steps = 3;
+  cal.calibration.lr = 1e-3;
+  cal.calibration.keep_ratios = {0.5, 1.0};
+  ASSERT_THAT(RunCalibrateJob(cal).status(), IsOk());
+
+  for (const LemoMode mode : {LemoMode::kOracle, LemoMode::kPredictor}) {
+    const std::string name = LemoModeName(mode);
+    SCOPED_TRACE(name);
+    const auto lemo = [&](TrainerOptions o) {
+      o.steps = 4;
+      o.model.lora.dropout = 0;
+      o.model.lemo.mode = mode;
+      o.model.lemo.block_tokens = 16;
+      o.model.lemo.keep_ratios = {0.5, 1.0};
+      if (mode == LemoMode::kPredictor)
+        o.model.lemo.predictor_dir = cal.out_dir;
+      return o;
+    };
+    TrainerOptions single = lemo(TinyOptions("single-" + name));
+    single.data.batch_size = 2;
+    RunResult a = RunTrainer(single);
+    ASSERT_THAT(a.status, IsOk());
+    TrainerOptions dp = lemo(TinyOptions("dp-" + name));
+    dp.data.batch_size = 1;
+    std::vector<RunResult> ranks = RunDataParallel(dp, 2);
+    for (int r = 0; r < 2; ++r) {
+      ExpectSameTraining(
+          a, ranks[r], "LeMo " + name + ", 2 ranks, rank " + std::to_string(r));
+    }
   }
 }
 
