@@ -14,6 +14,7 @@
 #include "worker/engine/model/safetensors.h"
 #include "worker/engine/runtime/device_memory.h"
 #include "worker/engine/runtime/torch_status.h"
+#include "worker/engine/train/adapter_agreement.h"
 #include "worker/engine/train/checkpoint.h"
 
 namespace lemo::engine {
@@ -38,6 +39,10 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   if (o.grad_accum <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("grad_accum: must be > 0, got ", o.grad_accum));
+  }
+  if (o.verify_adapters_every < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "verify_adapters_every: must be >= 0, got ", o.verify_adapters_every));
   }
   if (o.save_every < 0) {
     return absl::InvalidArgumentError(
@@ -359,6 +364,14 @@ absl::Status Trainer::Run(const TrainerCallbacks& callbacks) {
     const bool last = step_ == options_.steps;
     const bool periodic =
         options_.save_every > 0 && step_ % options_.save_every == 0;
+    const bool verify = last || periodic ||
+                        (options_.verify_adapters_every > 0 &&
+                         step_ % options_.verify_adapters_every == 0);
+    // Before a checkpoint, so that none is written from diverged ranks.
+    if (group != nullptr && verify) {
+      LEMO_RETURN_IF_ERROR(
+          VerifyAdaptersAgree(*group, model_->LoraParameters(), step_));
+    }
     // Every rank holds the same weights and cursor; rank 0 writes them.
     if ((last || periodic) && options_.rank == 0) {
       LEMO_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint());

@@ -80,6 +80,11 @@ struct TrainerOptions {
   comm::ProcessGroup* process_group = nullptr;
   // Rendezvous (rank 0's store host and port, timeout) for that group.
   comm::ProcessGroupOptions comm;
+  // With a process group: check every this many steps (and at every
+  // checkpoint) that all ranks hold rank 0's adapter weights
+  // (worker/engine/train/adapter_agreement.h); a mismatch fails the run on
+  // every rank. 0 = only at checkpoints.
+  int64_t verify_adapters_every = 100;
 };
 
 // One optimizer step's numbers, as streamed to users.
