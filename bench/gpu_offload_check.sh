@@ -7,7 +7,7 @@
 #                             GPU runs may differ in the last bits; that spread is the yardstick
 #   uniform, budget 0         every input offloaded to pinned host memory
 #   sparsity, budget 2 GiB    the densest layers offloaded, the rest resident
-#   tiles 4096                the MLP in 4096-token tiles (rounding-level differences expected)
+#   tiles 4096                MLP, norms and LoRA steps in 4096-token tiles (rounding-level differences expected)
 # Offload must give the same per-step losses and adapter file (sha256) as none, bit for bit when
 # none and none-again agree, else within their spread (the CPU tests show it bit for bit); the
 # step times show what the copies cost. Prints a table and writes $OUT/offload_check.md; exits 1
@@ -37,11 +37,11 @@ run() {  # name flags...
     --metrics-jsonl "$OUT/logs/check-$name.jsonl" "$@" >"$OUT/logs/check-$name.log" 2>&1 ||
     echo "lemo-train $name failed: $(tail -n 3 "$OUT/logs/check-$name.log")" >&2
 }
-run none --offload none --mlp-tile-tokens 0
-run none-again --offload none --mlp-tile-tokens 0
-run uniform0 --offload uniform --offload-gpu-budget-gib 0 --mlp-tile-tokens 0
-run sparsity2 --offload sparsity --offload-gpu-budget-gib 2 --mlp-tile-tokens 0
-run tiles4096 --offload none --mlp-tile-tokens 4096
+run none --offload none --tile-tokens 0
+run none-again --offload none --tile-tokens 0
+run uniform0 --offload uniform --offload-gpu-budget-gib 0 --tile-tokens 0
+run sparsity2 --offload sparsity --offload-gpu-budget-gib 2 --tile-tokens 0
+run tiles4096 --offload none --tile-tokens 4096
 "$PY" - "$OUT" "$WORK" <<'PYEOF' | tee "$OUT/offload_check.md"
 import hashlib, json, os, sys
 out, work = sys.argv[1], sys.argv[2]

@@ -56,9 +56,15 @@ constexpr int64_t kAutoTileTokens = 16384;
 absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
                               lemo::engine::TrainerOptions* o) {
   auto& model = o->model;
-  if (flags.lemo.mlp_tile_tokens < 0 && model.lemo.mlp_prune_ratio == 0 &&
+  if (flags.lemo.mlp_tile_tokens < 0 &&
       o->data.seq_len >= kAutoTileFromTokens) {
-    model.lemo.mlp_tile_tokens = kAutoTileTokens;
+    // The pruned MLP ranks channels over the whole sequence: it stays untiled.
+    if (model.lemo.mlp_prune_ratio == 0) {
+      model.lemo.mlp_tile_tokens = kAutoTileTokens;
+    }
+    model.tile_tokens = kAutoTileTokens;
+  } else if (flags.lemo.mlp_tile_tokens > 0) {
+    model.tile_tokens = flags.lemo.mlp_tile_tokens;
   }
   if (flags.offload == "auto") {
     model.offload.policy = model.gradient_checkpointing
@@ -84,17 +90,17 @@ absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
           : static_cast<int64_t>(flags.offload_budget_gib * (1LL << 30));
   std::fprintf(
       stderr,
-      "memory: gradient checkpointing %s%s, offload %s (GPU budget %s), MLP "
-      "tiles %s\n",
+      "memory: gradient checkpointing %s%s, offload %s (GPU budget %s), "
+      "tiles %s (MLP %s)\n",
       model.gradient_checkpointing ? "on" : "off",
       model.checkpoint_keep_attention ? " keeping attention" : "",
       lemo::engine::OffloadPolicyName(model.offload.policy).c_str(),
       flags.offload_budget_gib < 0
           ? "auto"
           : absl::StrCat(flags.offload_budget_gib, " GiB").c_str(),
-      model.lemo.mlp_tile_tokens > 0
-          ? absl::StrCat(model.lemo.mlp_tile_tokens, " tokens").c_str()
-          : "off");
+      model.tile_tokens > 0 ? absl::StrCat(model.tile_tokens, " tokens").c_str()
+                            : "off",
+      model.lemo.mlp_tile_tokens > 0 ? "tiled" : "untiled");
   return absl::OkStatus();
 }
 
@@ -320,10 +326,11 @@ Command AddFinetuneCommand(CLI::App* app) {
                 "Recompute the MLP's gate/up and the post-attention norm in "
                 "backward instead of saving them (exact; ignored with "
                 "--gradient-checkpointing)");
-  cmd->add_option("--mlp-tile-tokens", lf.mlp_tile_tokens,
-                  "Run the MLP over tiles of this many tokens, forward and "
-                  "backward (exact; 0: off; default: 16384 from 128K-token "
-                  "sequences on)");
+  cmd->add_option("--tile-tokens", lf.mlp_tile_tokens,
+                  "Run the token-wise steps (MLP, RMSNorms, LoRA's fp32 steps) "
+                  "over tiles of this many tokens, forward and backward, so "
+                  "no full-length intermediate is alive (0: off; default: "
+                  "16384 from 128K-token sequences on)");
   cmd->add_option("--offload", ft->offload,
                   "With --gradient-checkpointing, checkpointed layer inputs "
                   "that exceed the GPU budget go to pinned host memory: auto "

@@ -74,8 +74,8 @@ absl::Status ApplyLemoFlags(const LemoFlags& f,
   out->recompute_mlp = f.recompute_mlp;
   if (f.mlp_tile_tokens > 0 && f.mlp_prune_ratio > 0) {
     return absl::InvalidArgumentError(
-        "--mlp-tile-tokens does not combine with --mlp-prune-ratio (the "
-        "pruned channels are ranked over the whole sequence)");
+        "--tile-tokens does not combine with --mlp-prune-ratio (the pruned "
+        "channels are ranked over the whole sequence)");
   }
   out->mlp_tile_tokens = std::max<int64_t>(f.mlp_tile_tokens, 0);
   out->two_d_sparsity = f.two_d_sparsity;

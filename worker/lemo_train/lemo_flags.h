@@ -40,8 +40,9 @@ struct LemoFlags {
   bool recompute_norm = false;
   // --recompute-mlp: recompute the MLP's gate/up (and the norm) in backward.
   bool recompute_mlp = false;
-  // --mlp-tile-tokens: run the MLP in tiles of this many tokens; 0 = off,
-  // < 0 = auto (set by the caller from the sequence length).
+  // --tile-tokens: run the MLP (and the caller's norms and LoRA steps) in
+  // tiles of this many tokens; 0 = off, < 0 = auto (set by the caller from
+  // the sequence length).
   int64_t mlp_tile_tokens = -1;
   // --lemo-2d: two-dimensional sparsity, shifted group attention in every
   // layer's training forward (LemoOptions::two_d_sparsity); any mode.

@@ -9,11 +9,11 @@
 namespace lemo::engine {
 
 torch::Tensor DecoderLayer::InputNorm(const torch::Tensor& x) const {
-  return RmsNorm(x, input_norm_, eps_);
+  return RmsNorm(x, input_norm_, eps_, tile_tokens_);
 }
 
 torch::Tensor DecoderLayer::PostAttentionNorm(const torch::Tensor& x) const {
-  return RmsNorm(x, post_attention_norm_, eps_);
+  return RmsNorm(x, post_attention_norm_, eps_, tile_tokens_);
 }
 
 torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,

@@ -84,6 +84,8 @@ class DecoderLayer {
   int64_t num_kv_heads_ = 0;
   int64_t head_dim_ = 0;
   double eps_ = 0;
+  // ModelOptions::tile_tokens, for the norms.
+  int64_t tile_tokens_ = 0;
   torch::Tensor input_norm_;
   torch::Tensor post_attention_norm_;
   // Indexed by ProjectionIndex.

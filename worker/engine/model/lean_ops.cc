@@ -1,16 +1,47 @@
 #include "worker/engine/model/lean_ops.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace lemo::engine {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Runs body(t0, len) over [0, n) in tiles of `tile` (one tile when tile is 0
+// or covers n).
+template <typename F>
+void ForTokenTiles(int64_t n, int64_t tile, F&& body) {
+  const int64_t step = tile > 0 && tile < n ? tile : std::max<int64_t>(n, 1);
+  for (int64_t t0 = 0; t0 < n; t0 += step) body(t0, std::min(step, n - t0));
+}
+
 struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, double eps) {
-    torch::Tensor rstd = RmsNormRstd(x, eps);
-    torch::Tensor out = RmsNormApply(x, weight, rstd);
+                               const torch::Tensor& weight, double eps,
+                               int64_t tile_tokens) {
+    ctx->saved_data["tile_tokens"] = tile_tokens;
+    const int64_t n = x.dim() >= 2 ? x.size(-2) : 0;
+    if (tile_tokens <= 0 || tile_tokens >= n) {
+      torch::Tensor rstd = RmsNormRstd(x, eps);
+      torch::Tensor out = RmsNormApply(x, weight, rstd);
+      ctx->save_for_backward({x, weight, rstd});
+      return out;
+    }
+    // Row by row the same operations, so the same bits; the fp32 copies of x
+    // are only tile-sized.
+    std::vector<int64_t> rstd_shape = x.sizes().vec();
+    rstd_shape.back() = 1;
+    torch::Tensor rstd =
+        torch::empty(rstd_shape, x.options().dtype(torch::kFloat));
+    torch::Tensor out = torch::empty_like(x);
+    ForTokenTiles(n, tile_tokens, [&](int64_t t0, int64_t len) {
+      const torch::Tensor xs = x.narrow(-2, t0, len);
+      const torch::Tensor r = RmsNormRstd(xs, eps);
+      rstd.narrow(-2, t0, len).copy_(r);
+      out.narrow(-2, t0, len).copy_(RmsNormApply(xs, weight, r));
+    });
     ctx->save_for_backward({x, weight, rstd});
     return out;
   }
@@ -20,11 +51,23 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     const torch::Tensor& x = saved[0];
     const torch::Tensor& weight = saved[1];
     const torch::Tensor& rstd = saved[2];
+    const int64_t tile_tokens = ctx->saved_data["tile_tokens"].toInt();
     torch::Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
-      grad_x = RmsNormBackward(grads[0], x, weight, rstd);
+      const int64_t n = x.dim() >= 2 ? x.size(-2) : 0;
+      if (tile_tokens <= 0 || tile_tokens >= n) {
+        grad_x = RmsNormBackward(grads[0], x, weight, rstd);
+      } else {
+        grad_x = torch::empty_like(x);
+        ForTokenTiles(n, tile_tokens, [&](int64_t t0, int64_t len) {
+          grad_x.narrow(-2, t0, len)
+              .copy_(RmsNormBackward(grads[0].narrow(-2, t0, len),
+                                     x.narrow(-2, t0, len), weight,
+                                     rstd.narrow(-2, t0, len)));
+        });
+      }
     }
-    return {grad_x, torch::Tensor(), torch::Tensor()};
+    return {grad_x, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -75,8 +118,8 @@ torch::Tensor RmsNormBackward(const torch::Tensor& grad, const torch::Tensor& x,
 }
 
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight,
-                      double eps) {
-  return RmsNormFunction::apply(x, weight, eps);
+                      double eps, int64_t tile_tokens) {
+  return RmsNormFunction::apply(x, weight, eps, tile_tokens);
 }
 
 torch::Tensor SwiGlu(const torch::Tensor& gate, const torch::Tensor& up) {

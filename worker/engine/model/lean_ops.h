@@ -15,9 +15,11 @@
 namespace lemo::engine {
 
 // HF LlamaRMSNorm: weight * (x.float() * rsqrt(mean(x.float()^2) +
-// eps)).to(x.dtype).
+// eps)).to(x.dtype). With tile_tokens > 0, forward and backward run over
+// tiles of that many tokens (dim -2), so the fp32 copies of x (twice its size
+// in bf16) are tile-sized; row for row the same operations, so the same bits.
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight,
-                      double eps);
+                      double eps, int64_t tile_tokens = 0);
 
 // silu(gate) * up.
 torch::Tensor SwiGlu(const torch::Tensor& gate, const torch::Tensor& up);

@@ -94,6 +94,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     }
     targeted[it - names.begin()] = true;
   }
+  if (options.tile_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tile_tokens must be >= 0 (0 = untiled), got ", options.tile_tokens));
+  }
   if (options.lora.rank <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("lora rank must be > 0, got ", options.lora.rank));
@@ -133,6 +137,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     layer.num_kv_heads_ = config.num_key_value_heads;
     layer.head_dim_ = hd;
     layer.eps_ = config.rms_norm_eps;
+    layer.tile_tokens_ = options.tile_tokens;
     const std::string prefix = absl::StrCat("model.layers.", i, ".");
     LEMO_ASSIGN_OR_RETURN(
         layer.input_norm_,
@@ -161,6 +166,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
         b = *bias;
       }
       LoraSpec spec;
+      spec.tile_rows = options.tile_tokens;
       if (targeted[p]) {
         spec.rank = options.lora.rank;
         spec.alpha = options.lora.alpha;
@@ -231,7 +237,7 @@ torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids,
     x = layer_runner_ ? layer_runner_(index, layer, std::move(segment), x)
                       : segment(x);
   }
-  return RmsNorm(x, norm_, config_.rms_norm_eps);
+  return RmsNorm(x, norm_, config_.rms_norm_eps, options_.tile_tokens);
 }
 
 torch::Tensor LlamaModel::Logits(const torch::Tensor& ids) {

@@ -65,6 +65,12 @@ struct ModelOptions {
   torch::ScalarType base_dtype = torch::kFloat32;
   // The adapters.
   LoraOptions lora;
+  // Tokens per tile of the token-wise steps that make full-length fp32
+  // copies: the RMSNorms (exact) and the LoRA adapters' fp32 steps (their
+  // weight gradients summed tile by tile); forward and backward. 0 = untiled.
+  // Long contexts need it: at 384K tokens each such copy of a Llama-2-7B
+  // hidden state is 6 GiB.
+  int64_t tile_tokens = 0;
 };
 
 // Returns the HF-named tensor (any dtype/device); the model converts and copies

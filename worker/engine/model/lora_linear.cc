@@ -1,8 +1,10 @@
 #include "worker/engine/model/lora_linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -13,25 +15,59 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Runs body(t0, len) over [0, rows) in tiles of `tile` rows (one tile when
+// tile is 0 or covers every row).
+template <typename F>
+void ForRowTiles(int64_t rows, int64_t tile, F&& body) {
+  const int64_t step =
+      tile > 0 && tile < rows ? tile : std::max<int64_t>(rows, 1);
+  for (int64_t t0 = 0; t0 < rows; t0 += step) {
+    body(t0, std::min(step, rows - t0));
+  }
+}
+
 // Forward runs the frozen base and the adapter in the order PEFT does and adds
 // the fp32 adapter output into the base result in place, so no [N, out] fp32
 // temporary is kept. Backward recomputes x.float() instead of saving it.
 struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
   // The bias goes last as an optional: needs_input_grad() counts only tensor
   // arguments, so the indices of x (0), weight (1), A (2) and B (3) do not move
-  // with it.
+  // with it. tile_rows > 0 runs the adapter's fp32 steps over tiles of rows
+  // (forward and backward), so no [rows, in] or [rows, out] fp32 tensor is
+  // ever whole.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight,
                                const torch::Tensor& lora_a,
                                const torch::Tensor& lora_b, double scaling,
+                               int64_t tile_rows,
                                const std::optional<torch::Tensor>& bias) {
     torch::Tensor result = torch::linear(x, weight, bias);
-    torch::Tensor hidden = torch::linear(x.to(lora_a.scalar_type()), lora_a);
-    // PEFT: result + lora_B(h) * scaling, in fp32, rounded once into the base
-    // dtype.
-    result.add_(torch::linear(hidden, lora_b).mul_(scaling));
+    const int64_t in = x.size(-1);
+    const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
+    torch::Tensor hidden;
+    if (tile_rows <= 0 || tile_rows >= rows) {
+      hidden = torch::linear(x.to(lora_a.scalar_type()), lora_a);
+      // PEFT: result + lora_B(h) * scaling, in fp32, rounded once into the
+      // base dtype.
+      result.add_(torch::linear(hidden, lora_b).mul_(scaling));
+    } else {
+      const torch::Tensor x2 = x.reshape({rows, in});
+      torch::Tensor r2 = result.view({rows, weight.size(0)});
+      hidden = torch::empty({rows, lora_a.size(0)},
+                            x.options().dtype(lora_a.scalar_type()));
+      ForRowTiles(rows, tile_rows, [&](int64_t t0, int64_t len) {
+        const torch::Tensor h = torch::linear(
+            x2.narrow(0, t0, len).to(lora_a.scalar_type()), lora_a);
+        hidden.narrow(0, t0, len).copy_(h);
+        r2.narrow(0, t0, len).add_(torch::linear(h, lora_b).mul_(scaling));
+      });
+      std::vector<int64_t> hidden_shape = x.sizes().vec();
+      hidden_shape.back() = lora_a.size(0);
+      hidden = hidden.view(hidden_shape);
+    }
     ctx->save_for_backward({x, weight, hidden, lora_a, lora_b});
     ctx->saved_data["scaling"] = scaling;
+    ctx->saved_data["tile_rows"] = tile_rows;
     return result;
   }
 
@@ -43,28 +79,46 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     const torch::Tensor& lora_a = saved[3];
     const torch::Tensor& lora_b = saved[4];
     const double scaling = ctx->saved_data["scaling"].toDouble();
+    const int64_t tile_rows = ctx->saved_data["tile_rows"].toInt();
     const int64_t in = x.size(-1);
     const int64_t out = weight.size(0);
     const int64_t rank = lora_a.size(0);
-    torch::Tensor grad = grads[0].reshape({-1, out});
-    torch::Tensor grad_lora = grad.to(lora_a.scalar_type()) * scaling;
-    torch::Tensor grad_hidden = grad_lora.mm(lora_b);
+    const torch::Tensor grad = grads[0].reshape({-1, out});
+    const int64_t rows = grad.size(0);
+    const torch::Tensor x2 = x.reshape({-1, in});
+    const torch::Tensor h2 = hidden.reshape({-1, rank});
     torch::Tensor grad_x, grad_a, grad_b;
-    if (ctx->needs_input_grad(3)) {
-      grad_b = grad_lora.t().mm(hidden.reshape({-1, rank}));
-    }
-    if (ctx->needs_input_grad(2)) {
-      grad_a = grad_hidden.t().mm(x.reshape({-1, in}).to(lora_a.scalar_type()));
-    }
-    if (ctx->needs_input_grad(0)) {
-      // Two gradients meet at x, as in autograd's graph for PEFT: the base path
-      // in the base dtype and the adapter path cast down from fp32.
-      grad_x = grad.mm(weight)
-                   .add_(grad_hidden.mm(lora_a).to(x.scalar_type()))
-                   .view(x.sizes());
-    }
-    return {grad_x, torch::Tensor(), grad_a,
-            grad_b, torch::Tensor(), torch::Tensor()};
+    const bool tiled = tile_rows > 0 && tile_rows < rows;
+    if (ctx->needs_input_grad(0) && tiled) grad_x = torch::empty_like(x2);
+    // Untiled: one tile of all rows, the same operations as before tiling.
+    ForRowTiles(rows, tile_rows, [&](int64_t t0, int64_t len) {
+      const torch::Tensor g = grad.narrow(0, t0, len);
+      torch::Tensor grad_lora = g.to(lora_a.scalar_type()) * scaling;
+      torch::Tensor grad_hidden = grad_lora.mm(lora_b);
+      if (ctx->needs_input_grad(3)) {
+        torch::Tensor part = grad_lora.t().mm(h2.narrow(0, t0, len));
+        grad_b = grad_b.defined() ? grad_b.add_(part) : part;
+      }
+      if (ctx->needs_input_grad(2)) {
+        torch::Tensor part =
+            grad_hidden.t().mm(x2.narrow(0, t0, len).to(lora_a.scalar_type()));
+        grad_a = grad_a.defined() ? grad_a.add_(part) : part;
+      }
+      if (ctx->needs_input_grad(0)) {
+        // Two gradients meet at x, as in autograd's graph for PEFT: the base
+        // path in the base dtype and the adapter path cast down from fp32.
+        torch::Tensor gx =
+            g.mm(weight).add_(grad_hidden.mm(lora_a).to(x.scalar_type()));
+        if (tiled) {
+          grad_x.narrow(0, t0, len).copy_(gx);
+        } else {
+          grad_x = std::move(gx);
+        }
+      }
+    });
+    if (grad_x.defined()) grad_x = grad_x.view(x.sizes());
+    return {grad_x,          torch::Tensor(), grad_a,         grad_b,
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -74,10 +128,12 @@ torch::Tensor LoraLinearForward(const torch::Tensor& x,
                                 const torch::Tensor& weight,
                                 const torch::Tensor& bias,
                                 const torch::Tensor& lora_a,
-                                const torch::Tensor& lora_b, double scaling) {
+                                const torch::Tensor& lora_b, double scaling,
+                                int64_t tile_rows) {
   std::optional<torch::Tensor> b;
   if (bias.defined()) b = bias;
-  return LoraLinearFunction::apply(x, weight, lora_a, lora_b, scaling, b);
+  return LoraLinearFunction::apply(x, weight, lora_a, lora_b, scaling,
+                                   tile_rows, b);
 }
 
 absl::StatusOr<LoraLinear> LoraLinear::Create(
@@ -121,6 +177,7 @@ absl::StatusOr<LoraLinear> LoraLinear::Create(
           .set_requires_grad(true);
   layer.scaling_ = spec.alpha / static_cast<double>(spec.rank);
   layer.dropout_ = spec.dropout;
+  layer.tile_rows_ = spec.tile_rows;
   return layer;
 }
 
@@ -135,7 +192,8 @@ torch::Tensor LoraLinear::Forward(const torch::Tensor& x, bool training) const {
         torch::linear(torch::linear(dropped, lora_a_), lora_b_) * scaling_;
     return (result + lora).to(result.scalar_type());
   }
-  return LoraLinearForward(x, weight_, bias_, lora_a_, lora_b_, scaling_);
+  return LoraLinearForward(x, weight_, bias_, lora_a_, lora_b_, scaling_,
+                           tile_rows_);
 }
 
 }  // namespace lemo::engine

@@ -31,6 +31,10 @@ struct LoraSpec {
   double alpha = 16;
   // Dropout probability on the adapter input, in [0, 1).
   double dropout = 0;
+  // Rows per tile of the adapter's fp32 steps (x.float(), B's output, their
+  // gradients), forward and backward; 0 = untiled. Row-wise the same math,
+  // but the adapter's weight gradients are summed tile by tile.
+  int64_t tile_rows = 0;
 };
 
 class LoraLinear {
@@ -67,6 +71,7 @@ class LoraLinear {
   torch::Tensor lora_b_;
   double scaling_ = 0;
   double dropout_ = 0;
+  int64_t tile_rows_ = 0;
 };
 
 // The dropout-free LoRA linear as one autograd node (exposed for tests and for
@@ -76,7 +81,8 @@ torch::Tensor LoraLinearForward(const torch::Tensor& x,
                                 const torch::Tensor& weight,
                                 const torch::Tensor& bias,
                                 const torch::Tensor& lora_a,
-                                const torch::Tensor& lora_b, double scaling);
+                                const torch::Tensor& lora_b, double scaling,
+                                int64_t tile_rows = 0);
 
 }  // namespace lemo::engine
 
