@@ -143,7 +143,14 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     ctx->save_for_backward({keep_x ? x : torch::Tensor(), rstd, gate, up, idx,
                             h_gate, h_up, h_down, a_gate, b_gate, a_up, b_up,
                             a_down, b_down});
-    if (norm) ctx->saved_data["norm_weight"] = p.norm_weight;
+    SaveFrozen(ctx, p);
+    return out;
+  }
+
+  // The frozen side backward reads: weights, scalings, the norm weight when
+  // the node normalises, and the tile size.
+  static void SaveFrozen(AutogradContext* ctx, const MlpParams& p) {
+    if (p.norm_weight.defined()) ctx->saved_data["norm_weight"] = p.norm_weight;
     ctx->saved_data["w_gate"] = p.w_gate;
     ctx->saved_data["w_up"] = p.w_up;
     ctx->saved_data["w_down"] = p.w_down;
@@ -151,7 +158,6 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     ctx->saved_data["s_up"] = p.s_up;
     ctx->saved_data["s_down"] = p.s_down;
     ctx->saved_data["tile_tokens"] = p.tile_tokens;
-    return out;
   }
 
   // The down projection's output where a checkpoint's re-run skips it: zeros
@@ -216,14 +222,7 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
     ctx->save_for_backward({x, rstd, torch::Tensor(), torch::Tensor(),
                             torch::Tensor(), h_gate, h_up, h_down, a_gate,
                             b_gate, a_up, b_up, a_down, b_down});
-    if (norm) ctx->saved_data["norm_weight"] = p.norm_weight;
-    ctx->saved_data["w_gate"] = p.w_gate;
-    ctx->saved_data["w_up"] = p.w_up;
-    ctx->saved_data["w_down"] = p.w_down;
-    ctx->saved_data["s_gate"] = p.s_gate;
-    ctx->saved_data["s_up"] = p.s_up;
-    ctx->saved_data["s_down"] = p.s_down;
-    ctx->saved_data["tile_tokens"] = p.tile_tokens;
+    SaveFrozen(ctx, p);
     return out;
   }
 
