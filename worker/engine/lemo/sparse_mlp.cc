@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "worker/engine/model/lean_ops.h"
 #include "worker/engine/model/recompute_context.h"
+#include "worker/engine/model/token_tiles.h"
 
 namespace lemo::engine {
 namespace {
@@ -31,13 +32,6 @@ struct MlpParams {
   // Tokens per tile, forward and backward; 0 = the whole sequence at once.
   int64_t tile_tokens = 0;
 };
-
-// [t0, t0 + len) tiles over n tokens: one tile when tile_tokens is 0.
-template <typename F>
-void ForEachTile(int64_t n, int64_t tile_tokens, F&& body) {
-  const int64_t step = tile_tokens > 0 ? tile_tokens : std::max<int64_t>(n, 1);
-  for (int64_t t0 = 0; t0 < n; t0 += step) body(t0, std::min(step, n - t0));
-}
 
 // LoraLinearFunction's forward op for op (same values): base + adapter added in
 // fp32. `hidden` receives the [.., r] adapter hidden when there is an adapter.

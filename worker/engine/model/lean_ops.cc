@@ -1,21 +1,14 @@
 #include "worker/engine/model/lean_ops.h"
 
-#include <algorithm>
 #include <vector>
+
+#include "worker/engine/model/token_tiles.h"
 
 namespace lemo::engine {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Runs body(t0, len) over [0, n) in tiles of `tile` (one tile when tile is 0
-// or covers n).
-template <typename F>
-void ForTokenTiles(int64_t n, int64_t tile, F&& body) {
-  const int64_t step = tile > 0 && tile < n ? tile : std::max<int64_t>(n, 1);
-  for (int64_t t0 = 0; t0 < n; t0 += step) body(t0, std::min(step, n - t0));
-}
 
 struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
@@ -36,7 +29,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     torch::Tensor rstd =
         torch::empty(rstd_shape, x.options().dtype(torch::kFloat));
     torch::Tensor out = torch::empty_like(x);
-    ForTokenTiles(n, tile_tokens, [&](int64_t t0, int64_t len) {
+    ForEachTile(n, tile_tokens, [&](int64_t t0, int64_t len) {
       const torch::Tensor xs = x.narrow(-2, t0, len);
       const torch::Tensor r = RmsNormRstd(xs, eps);
       rstd.narrow(-2, t0, len).copy_(r);
@@ -59,7 +52,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
         grad_x = RmsNormBackward(grads[0], x, weight, rstd);
       } else {
         grad_x = torch::empty_like(x);
-        ForTokenTiles(n, tile_tokens, [&](int64_t t0, int64_t len) {
+        ForEachTile(n, tile_tokens, [&](int64_t t0, int64_t len) {
           grad_x.narrow(-2, t0, len)
               .copy_(RmsNormBackward(grads[0].narrow(-2, t0, len),
                                      x.narrow(-2, t0, len), weight,

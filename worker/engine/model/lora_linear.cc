@@ -8,23 +8,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "worker/engine/model/token_tiles.h"
 
 namespace lemo::engine {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Runs body(t0, len) over [0, rows) in tiles of `tile` rows (one tile when
-// tile is 0 or covers every row).
-template <typename F>
-void ForRowTiles(int64_t rows, int64_t tile, F&& body) {
-  const int64_t step =
-      tile > 0 && tile < rows ? tile : std::max<int64_t>(rows, 1);
-  for (int64_t t0 = 0; t0 < rows; t0 += step) {
-    body(t0, std::min(step, rows - t0));
-  }
-}
 
 // Forward runs the frozen base and the adapter in the order PEFT does and adds
 // the fp32 adapter output into the base result in place, so no [N, out] fp32
@@ -55,7 +45,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
       torch::Tensor r2 = result.view({rows, weight.size(0)});
       hidden = torch::empty({rows, lora_a.size(0)},
                             x.options().dtype(lora_a.scalar_type()));
-      ForRowTiles(rows, tile_rows, [&](int64_t t0, int64_t len) {
+      ForEachTile(rows, tile_rows, [&](int64_t t0, int64_t len) {
         const torch::Tensor h = torch::linear(
             x2.narrow(0, t0, len).to(lora_a.scalar_type()), lora_a);
         hidden.narrow(0, t0, len).copy_(h);
@@ -91,7 +81,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     const bool tiled = tile_rows > 0 && tile_rows < rows;
     if (ctx->needs_input_grad(0) && tiled) grad_x = torch::empty_like(x2);
     // Untiled: one tile of all rows, the same operations as before tiling.
-    ForRowTiles(rows, tile_rows, [&](int64_t t0, int64_t len) {
+    ForEachTile(rows, tile_rows, [&](int64_t t0, int64_t len) {
       const torch::Tensor g = grad.narrow(0, t0, len);
       torch::Tensor grad_lora = g.to(lora_a.scalar_type()) * scaling;
       torch::Tensor grad_hidden = grad_lora.mm(lora_b);
