@@ -9,10 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 #ifdef LEMO_WITH_CUDA
@@ -212,15 +210,6 @@ int64_t TransferStream::pinned_bytes() const {
   if (impl_->side.has_value()) return impl_->pool->pinned_bytes();
 #endif
   return 0;
-}
-
-bool TransferStream::Done(const Transfer& t) {
-#ifdef LEMO_WITH_CUDA
-  if (t.event != nullptr) {
-    return static_cast<at::cuda::CUDAEvent*>(t.event.get())->query();
-  }
-#endif
-  return true;
 }
 
 int64_t AvailableHostMemoryBytes() {

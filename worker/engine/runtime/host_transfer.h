@@ -24,7 +24,7 @@
 namespace lemo::engine {
 
 // A copy in flight: `tensor` holds the destination, whose contents are valid
-// once the copy's event has completed (Wait or Done).
+// once the copy's event has completed (Wait, or Synchronize on the host).
 struct Transfer {
   torch::Tensor tensor;
   // The side stream's event after the copy; null when the copy was
@@ -51,8 +51,6 @@ class TransferStream {
   // Makes the current stream wait for `t` (no host sync) and returns its
   // tensor.
   torch::Tensor Wait(const Transfer& t);
-  // Whether `t` has completed (never blocks).
-  static bool Done(const Transfer& t);
   // Blocks the calling thread until `t` has completed (the device keeps
   // running its queued work).
   static void Synchronize(const Transfer& t);

@@ -62,6 +62,14 @@ int64_t OffloadPlan::offloaded_layers() const {
                        [](int64_t t) { return t > 0; });
 }
 
+std::string OffloadPlan::Describe() const {
+  return absl::StrCat(
+      offloaded_layers(), " of ", host_tokens.size(),
+      " layers' checkpointed inputs on the host, ", GiB(host_bytes), "; ",
+      GiB(device_bytes), " on the device, budget ",
+      budget_bytes < 0 ? std::string("none") : GiB(budget_bytes));
+}
+
 OffloadPlan PlanOffload(OffloadPolicy policy, int64_t tokens,
                         int64_t bytes_per_token,
                         const std::vector<double>& kept_fraction,

@@ -91,6 +91,9 @@ struct OffloadPlan {
   int64_t budget_bytes = -1;
   // Layers with any token on the host.
   int64_t offloaded_layers() const;
+  // "K of L layers' checkpointed inputs on the host, X GiB; Y GiB on the
+  // device, budget Z GiB" (or "budget none"), for messages.
+  std::string Describe() const;
 };
 
 // The plan for `policy` over layers whose inputs are `tokens` tokens of

@@ -331,16 +331,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
 std::string Trainer::MemoryPlanNote() const {
   const OffloadPlan* plan = model_->offload_plan();
   if (plan == nullptr) return "";
-  const auto gib = [](int64_t b) {
-    return absl::StrFormat("%.1f GiB", static_cast<double>(b) / (1 << 30));
-  };
-  return absl::StrCat(
-      " (offload plan: ", plan->offloaded_layers(), " of ",
-      plan->host_tokens.size(), " layers' checkpointed inputs on the host, ",
-      gib(plan->host_bytes), "; ", gib(plan->device_bytes),
-      " on the device, budget ",
-      plan->budget_bytes < 0 ? std::string("none") : gib(plan->budget_bytes),
-      ")");
+  return absl::StrCat(" (offload plan: ", plan->Describe(), ")");
 }
 
 absl::Status Trainer::Run(const TrainerCallbacks& callbacks) {
