@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The long-context rows of issue 15 on one GPU, in phases that each fit a 10-minute device call
 # (run them back to back on the same warm machine; the build and the model dir are reused):
-#   1  build, write the llama2-7b preset, LeMo (oracle, checkpointing, offload auto) at 256K,
-#      then bench/gpu_offload_check.sh (offload exact on the GPU)
-#   2  LeMo and the strong peer (HF+PEFT+Liger, auto checkpointing) at 256K
-#   3  LeMo at 384K
+#   1  build, write the llama2-7b preset, LeMo (oracle, checkpointing, offload auto) at 256K
+#   2  LeMo at 384K
+#   3  the strong peer (HF+PEFT+Liger, auto checkpointing) at 256K
+#   4  bench/gpu_offload_check.sh (offload exact on the GPU, at 16K)
 # One step per row (a step takes minutes): the peer times its first step too
-# (LEMO_BENCH_PEER_WARMUP=0). Everything lands in $OUT/phase-N.tar.gz, with the table and the
-# raw results.jsonl beside it.
+# (LEMO_BENCH_PEER_WARMUP=0). Each LeMo row's metrics (logs/*.metrics.jsonl) carry every layer's
+# measured backward working set (backward_peak_bytes); working-sets.txt sums them up. Everything
+# lands in $OUT/phase-N.tar.gz, with the table and the raw results.jsonl beside it.
 #
 # Device run (repo root, carry .device and .whl):  bash bench/device_long_context.sh 1
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-PHASE=${1:?phase 1, 2 or 3}
+PHASE=${1:?phase 1, 2, 3 or 4}
 # worker/comm/ compiles c10d's ProcessGroupGloo.hpp, which includes gloo's headers: Debian's
 # libgloo-dev (headers only), and the tokenizer's PCRE2 and ICU, carried in .device/debs like the
 # other packages (apt-get download libgloo-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0
@@ -28,19 +29,33 @@ export LEMO_BENCH_MODES=on LEMO_BENCH_STEPS=1 LEMO_BENCH_PEER_WARMUP=0 LEMO_BENC
 export LEMO_BENCH_KERNELS=0 LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_TIMEOUT=480
 rc=0
 case $PHASE in
-  1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=430 \
-       bash bench/gpu_suite.sh || rc=1
-     LEMO_CHECK_SEQ=16384 bash bench/gpu_offload_check.sh || rc=1 ;;
-  2) LEMO_BENCH_SYSTEMS="lemo-sparse peer-strong" LEMO_BENCH_SEQS=262144 LEMO_BENCH_PEER_ONEPROC=0 \
-       LEMO_BENCH_DEADLINE=570 bash bench/gpu_suite.sh || rc=1 ;;
-  3) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=393216 LEMO_BENCH_DEADLINE=570 \
+  1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=570 \
        bash bench/gpu_suite.sh || rc=1 ;;
-  *) echo "phase must be 1, 2 or 3" >&2; exit 2 ;;
+  2) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=393216 LEMO_BENCH_DEADLINE=570 \
+       bash bench/gpu_suite.sh || rc=1 ;;
+  3) LEMO_BENCH_SYSTEMS=peer-strong LEMO_BENCH_SEQS=262144 LEMO_BENCH_PEER_ONEPROC=0 \
+       LEMO_BENCH_DEADLINE=570 bash bench/gpu_suite.sh || rc=1 ;;
+  4) LEMO_CHECK_SEQ=16384 bash bench/gpu_offload_check.sh || rc=1 ;;
+  *) echo "phase must be 1, 2, 3 or 4" >&2; exit 2 ;;
 esac
+# Each layer's backward working set (the offload plan's reserve), from the metrics.
+python3 - "$OUT"/logs/*.metrics.jsonl >"$OUT/working-sets.txt" 2>&1 <<'PY' || true
+import json, sys
+for path in sys.argv[1:]:
+    for line in open(path):
+        m = json.loads(line)
+        peaks = m.get("backward_peak_bytes")
+        if not peaks:
+            continue
+        gib = [round(p / 2**30, 2) for p in peaks]
+        print(f"{path.split('/')[-1]} step {m.get('step')}: max {max(gib)} GiB "
+              f"(layer {gib.index(max(gib))}); per layer {gib}")
+PY
 free -g >"$OUT/logs/free.txt" 2>&1
 tar -czf "$FINAL_OUT/phase-$PHASE.tar.gz" -C "$OUT" . 2>/dev/null
-for f in results.jsonl table.md notes.txt offload_check.md; do
+for f in results.jsonl table.md notes.txt offload_check.md working-sets.txt; do
   [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL_OUT/phase-$PHASE-$f"
 done
-cat "$OUT/table.md" "$OUT/offload_check.md" 2>/dev/null | tail -n 40
+cat "$OUT/table.md" "$OUT/offload_check.md" 2>/dev/null | tail -n 30
+cat "$OUT/working-sets.txt" 2>/dev/null
 exit $rc

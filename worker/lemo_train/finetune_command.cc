@@ -122,12 +122,15 @@ nlohmann::json MetricsJson(const lemo::engine::StepMetrics& m) {
 }
 
 // Per-layer LeMo numbers, layer 0 first: kept_token_fraction always,
-// saved_bytes when measured, predictor_recall when a predictor ran.
+// saved_bytes when measured, predictor_recall when a predictor ran,
+// backward_peak_bytes under gradient checkpointing.
 void AddLemoMetrics(const lemo::engine::StepMetrics& m, nlohmann::json* out) {
   nlohmann::json kept = nlohmann::json::array();
   nlohmann::json saved = nlohmann::json::array();
   nlohmann::json recall = nlohmann::json::array();
+  nlohmann::json backward_peak = nlohmann::json::array();
   bool any_saved = false;
+  bool any_backward_peak = false;
   bool any_recall = false;
   for (const lemo::engine::LemoLayerStats& s : m.lemo_layers) {
     kept.push_back(s.total_tokens > 0 ? static_cast<double>(s.kept_tokens) /
@@ -135,12 +138,15 @@ void AddLemoMetrics(const lemo::engine::StepMetrics& m, nlohmann::json* out) {
                                       : 1.0);
     saved.push_back(s.saved_bytes);
     recall.push_back(s.predictor_recall);
+    backward_peak.push_back(s.backward_peak_bytes);
+    any_backward_peak = any_backward_peak || s.backward_peak_bytes >= 0;
     any_saved = any_saved || s.saved_bytes >= 0;
     any_recall = any_recall || s.predictor_recall >= 0;
   }
   (*out)["kept_token_fraction"] = kept;
   if (any_saved) (*out)["saved_bytes"] = saved;
   if (any_recall) (*out)["predictor_recall"] = recall;
+  if (any_backward_peak) (*out)["backward_peak_bytes"] = backward_peak;
 }
 
 int RunFinetune(FinetuneFlags& flags) {

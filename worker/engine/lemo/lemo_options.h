@@ -104,6 +104,12 @@ struct LemoLayerStats {
   // backward), its output excluded; -1 unless measure_saved_bytes. Under
   // gradient checkpointing this is what the checkpoint keeps (its input).
   int64_t saved_bytes = -1;
+  // Under gradient checkpointing: the most bytes the layer's re-run and
+  // backward had allocated at once above what was live when its backward
+  // began (its working set: the restored input, the re-run's saved tensors,
+  // the gradients, flash attention's workspace and the prefetch of the next
+  // offloaded input), from the last backward; -1 when not measured.
+  int64_t backward_peak_bytes = -1;
   // Predictor mode with measure_predictor_recall: |predicted kept ∩ oracle
   // kept| / |oracle kept| of the last forward, averaged over the batch; -1
   // when not measured (or a dense layer).

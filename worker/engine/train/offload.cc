@@ -63,11 +63,16 @@ int64_t OffloadPlan::offloaded_layers() const {
 }
 
 std::string OffloadPlan::Describe() const {
-  return absl::StrCat(
+  std::string out = absl::StrCat(
       offloaded_layers(), " of ", host_tokens.size(),
       " layers' checkpointed inputs on the host, ", GiB(host_bytes), "; ",
       GiB(device_bytes), " on the device, budget ",
       budget_bytes < 0 ? std::string("none") : GiB(budget_bytes));
+  if (reserve_bytes > 0) {
+    absl::StrAppend(&out, " (", GiB(reserve_bytes), " reserved for a layer's ",
+                    reserve_measured ? "measured" : "estimated", " backward)");
+  }
+  return out;
 }
 
 OffloadPlan PlanOffload(OffloadPolicy policy, int64_t tokens,
@@ -190,7 +195,8 @@ ActivationOffloader::Create(torch::Device device,
 
 absl::Status ActivationOffloader::BeginForward(
     torch::IntArrayRef shape, torch::ScalarType dtype,
-    const std::vector<double>& kept_fraction) {
+    const std::vector<double>& kept_fraction,
+    int64_t measured_working_set_bytes) {
   saved_.assign(kept_fraction.size(), {});
   if (shape.size() != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -201,16 +207,24 @@ absl::Status ActivationOffloader::BeginForward(
       shape[0] * shape[2] * static_cast<int64_t>(c10::elementSize(dtype));
   const int64_t layer_bytes = tokens * bytes_per_token;
   int64_t budget = options_.device_budget_bytes;
+  int64_t reserve = 0;
+  const bool measured = measured_working_set_bytes >= 0;
   if (budget < 0) {
     const int64_t free = FreeDeviceMemoryBytes(device_);
     if (free >= 0) {
-      budget = std::max<int64_t>(
-          0, free - static_cast<int64_t>(options_.working_set_inputs *
-                                         static_cast<double>(layer_bytes)));
+      reserve = measured
+                    ? measured_working_set_bytes +
+                          static_cast<int64_t>(kMeasuredMarginInputs *
+                                               static_cast<double>(layer_bytes))
+                    : static_cast<int64_t>(options_.working_set_inputs *
+                                           static_cast<double>(layer_bytes));
+      budget = std::max<int64_t>(0, free - reserve);
     }
   }
   plan_ = PlanOffload(options_.policy, tokens, bytes_per_token, kept_fraction,
                       budget);
+  plan_.reserve_bytes = reserve;
+  plan_.reserve_measured = measured && reserve > 0;
   if (plan_.host_bytes > 0) {
     const int64_t available = AvailableHostMemoryBytes();
     if (available >= 0 &&

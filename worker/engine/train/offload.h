@@ -89,10 +89,14 @@ struct OffloadPlan {
   int64_t device_bytes = 0;
   // The budget the plan was made for (< 0: none).
   int64_t budget_bytes = -1;
+  // What the automatic budget held back for one layer's backward (0 with a
+  // fixed budget), and whether that came from the last step's measurement.
+  int64_t reserve_bytes = 0;
+  bool reserve_measured = false;
   // Layers with any token on the host.
   int64_t offloaded_layers() const;
   // "K of L layers' checkpointed inputs on the host, X GiB; Y GiB on the
-  // device, budget Z GiB" (or "budget none"), for messages.
+  // device, budget Z GiB" (or "budget none") and the reserve, for messages.
   std::string Describe() const;
 };
 
@@ -114,8 +118,13 @@ class ActivationOffloader {
   // Plans this forward: layer inputs of `shape` ([B, N, D]) in `dtype`, one
   // kept fraction per layer. Fails with RESOURCE_EXHAUSTED, naming the
   // sizes, when the plan needs more pinned host memory than the host has.
+  // measured_working_set_bytes: the largest layer backward working set of
+  // the previous step at this shape (LemoLayerStats::backward_peak_bytes), or
+  // -1; when known, the automatic budget reserves it plus
+  // kMeasuredMarginInputs layer inputs instead of working_set_inputs.
   absl::Status BeginForward(torch::IntArrayRef shape, torch::ScalarType dtype,
-                            const std::vector<double>& kept_fraction);
+                            const std::vector<double>& kept_fraction,
+                            int64_t measured_working_set_bytes = -1);
   // How layer `index`'s checkpoint keeps its input under the plan; null
   // (keep it on the device) when the layer offloads nothing.
   SaveInputFn SaverFor(int64_t index);
@@ -147,6 +156,10 @@ class ActivationOffloader {
   // input at once (at 256K tokens on an H100 that ran out of memory).
   void Throttle(Transfer copy);
   static constexpr size_t kMaxCopiesInFlight = 2;
+  // On top of a measured working set: the gradient arriving at the top layer
+  // and the loss's (bf16 and fp32), and the next step's kept fractions, which
+  // move with the input.
+  static constexpr double kMeasuredMarginInputs = 4;
 
   torch::Device device_;
   OffloadOptions options_;

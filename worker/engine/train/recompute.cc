@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "kernels/allocation_tracker.h"
 #include "worker/engine/model/attention_stash.h"
 #include "worker/engine/model/recompute_context.h"
 
@@ -62,14 +63,16 @@ class CheckpointBackward : public torch::autograd::Node {
                      std::shared_ptr<SavedInput> saved_input,
                      bool input_requires_grad,
                      std::vector<torch::Tensor> params, RngState rng,
-                     std::unique_ptr<AttentionStash> stash)
+                     std::unique_ptr<AttentionStash> stash,
+                     std::function<void(int64_t)> on_backward_peak)
       : fn_(std::move(fn)),
         input_(std::move(input)),
         saved_input_(std::move(saved_input)),
         input_requires_grad_(input_requires_grad),
         params_(std::move(params)),
         rng_(std::move(rng)),
-        stash_(std::move(stash)) {}
+        stash_(std::move(stash)),
+        on_backward_peak_(std::move(on_backward_peak)) {}
 
   std::string name() const override { return "lemo::CheckpointBackward"; }
 
@@ -79,6 +82,14 @@ class CheckpointBackward : public torch::autograd::Node {
                 "not supported)");
     variable_list result(1 + params_.size());
     if (!grads[0].defined()) return result;
+    // Installed on this (the backward's) thread; the restore's allocation
+    // and the prefetch it starts count too.
+    std::shared_ptr<kernels::AllocationTracker> tracker;
+    std::optional<kernels::AllocationTracker::Scope> tracking;
+    if (on_backward_peak_) {
+      tracker = std::make_shared<kernels::AllocationTracker>();
+      tracking.emplace(tracker);
+    }
     torch::Tensor input = input_;
     if (saved_input_ != nullptr) {
       input = saved_input_->Restore();
@@ -125,6 +136,10 @@ class CheckpointBackward : public torch::autograd::Node {
       }
     }
     for (size_t i = 0; i < computed.size(); ++i) result[slot[i]] = computed[i];
+    if (tracker) {
+      tracking.reset();
+      on_backward_peak_(tracker->peak_bytes());
+    }
     return result;
   }
 
@@ -134,6 +149,7 @@ class CheckpointBackward : public torch::autograd::Node {
     saved_input_.reset();
     params_.clear();
     stash_.reset();
+    on_backward_peak_ = nullptr;
   }
 
  private:
@@ -147,13 +163,14 @@ class CheckpointBackward : public torch::autograd::Node {
   // The attention outputs recorded by the forward; null without
   // stash_attention.
   std::unique_ptr<AttentionStash> stash_;
+  std::function<void(int64_t)> on_backward_peak_;
 };
 
 }  // namespace
 
 torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
                          const std::vector<torch::Tensor>& params,
-                         bool stash_attention, const SaveInputFn& save_input) {
+                         bool stash_attention, CheckpointHooks hooks) {
   bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
   if (torch::GradMode::is_enabled()) {
     for (const torch::Tensor& p : params) needs_grad |= p.requires_grad();
@@ -172,12 +189,12 @@ torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
   // Handed over after the forward, so that an offload's copy starts once the
   // forward's kernels are queued and overlaps the next layer.
   std::shared_ptr<SavedInput> saved_input =
-      save_input ? save_input(input.detach()) : nullptr;
+      hooks.save_input ? hooks.save_input(input.detach()) : nullptr;
   auto node = std::shared_ptr<CheckpointBackward>(
-      new CheckpointBackward(std::move(fn),
-                             saved_input ? torch::Tensor() : input.detach(),
-                             std::move(saved_input), input.requires_grad(),
-                             params, std::move(rng), std::move(stash)),
+      new CheckpointBackward(
+          std::move(fn), saved_input ? torch::Tensor() : input.detach(),
+          std::move(saved_input), input.requires_grad(), params, std::move(rng),
+          std::move(stash), std::move(hooks.on_backward_peak)),
       torch::autograd::deleteNode);
   torch::autograd::edge_list edges;
   edges.push_back(torch::autograd::impl::gradient_edge(input));

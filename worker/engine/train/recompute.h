@@ -19,8 +19,11 @@
 // (worker/engine/model/attention_stash.h): selective checkpointing. The re-run
 // happens inside a RecomputeScope (worker/engine/model/recompute_context.h).
 //
-// With save_input, the input is handed over once the forward has run, and
-// restored from there in backward (offload); the values are the same.
+// With hooks.save_input, the input is handed over once the forward has run,
+// and restored from there in backward (offload); the values are the same.
+// hooks.on_backward_peak receives the segment's backward working set, measured
+// by tracking the allocator (kernels/allocation_tracker.h) on the thread that
+// runs the backward.
 #ifndef LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_
 #define LEMO_WORKER_ENGINE_TRAIN_RECOMPUTE_H_
 
@@ -47,10 +50,19 @@ class SavedInput {
 using SaveInputFn =
     std::function<std::shared_ptr<SavedInput>(const torch::Tensor& input)>;
 
+struct CheckpointHooks {
+  // Takes the input after the forward; null keeps it on its device.
+  SaveInputFn save_input;
+  // Called once backward is done with the most bytes the re-run and backward
+  // had allocated at once above what was live when the backward began; null:
+  // not measured.
+  std::function<void(int64_t peak_bytes)> on_backward_peak;
+};
+
 torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
                          const std::vector<torch::Tensor>& params,
                          bool stash_attention = false,
-                         const SaveInputFn& save_input = nullptr);
+                         CheckpointHooks hooks = {});
 
 }  // namespace lemo::engine
 

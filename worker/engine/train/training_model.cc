@@ -1,5 +1,6 @@
 #include "worker/engine/train/training_model.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -71,14 +72,24 @@ torch::Tensor TrainingModel::RunLayer(int64_t index, const DecoderLayer& layer,
     tracker = std::make_shared<kernels::AllocationTracker>();
     scope.emplace(tracker);
   }
-  torch::Tensor y =
-      options_.gradient_checkpointing
-          ? Checkpoint(std::move(segment), x, layer.TrainableParameters(),
-                       options_.checkpoint_keep_attention,
-                       offloader_ != nullptr && torch::GradMode::is_enabled()
-                           ? offloader_->SaverFor(index)
-                           : nullptr)
-          : segment(x);
+  torch::Tensor y;
+  if (options_.gradient_checkpointing) {
+    CheckpointHooks hooks;
+    if (offloader_ != nullptr && torch::GradMode::is_enabled()) {
+      hooks.save_input = offloader_->SaverFor(index);
+    }
+    // The stats outlive the backward: lemo_ is held by this model.
+    hooks.on_backward_peak = [stats = &lemo_->mutable_stats(),
+                              index](int64_t peak) {
+      if (index < static_cast<int64_t>(stats->size())) {
+        (*stats)[index].backward_peak_bytes = peak;
+      }
+    };
+    y = Checkpoint(std::move(segment), x, layer.TrainableParameters(),
+                   options_.checkpoint_keep_attention, std::move(hooks));
+  } else {
+    y = segment(x);
+  }
   if (tracker) {
     scope.reset();
     lemo_->mutable_stats()[index].saved_bytes =
@@ -102,6 +113,16 @@ std::vector<double> TrainingModel::KeptFractions() const {
   return kept;
 }
 
+int64_t TrainingModel::LastBackwardPeak(int64_t tokens) const {
+  int64_t peak = -1;
+  for (const LemoLayerStats& s : lemo_->stats()) {
+    // Stats of another shape (or before any backward) say nothing here.
+    if (s.total_tokens != tokens) return -1;
+    peak = std::max(peak, s.backward_peak_bytes);
+  }
+  return peak;
+}
+
 torch::Tensor TrainingModel::Hidden(const torch::Tensor& ids) {
   const bool plan = offloader_ != nullptr && torch::GradMode::is_enabled() &&
                     (ids.dim() == 1 || ids.dim() == 2);
@@ -109,7 +130,7 @@ torch::Tensor TrainingModel::Hidden(const torch::Tensor& ids) {
     const int64_t batch = ids.dim() == 2 ? ids.size(0) : 1;
     const absl::Status planned = offloader_->BeginForward(
         {batch, ids.size(-1), model_->config().hidden_size},
-        options_.base_dtype, KeptFractions());
+        options_.base_dtype, KeptFractions(), LastBackwardPeak(ids.numel()));
     // Surfaces through CallTorch as RESOURCE_EXHAUSTED, with the sizes.
     TORCH_CHECK_WITH(OutOfMemoryError, planned.ok(), planned.message());
   }

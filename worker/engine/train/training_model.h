@@ -130,6 +130,9 @@ class TrainingModel {
   // Each layer's share of tokens that reached attention in the last forward
   // (the keep schedule before the first one): the offload plan's order.
   std::vector<double> KeptFractions() const;
+  // The largest layer backward working set of the last step if it had
+  // `tokens` tokens (the whole batch), else -1.
+  int64_t LastBackwardPeak(int64_t tokens) const;
 
   // Runs layer `index` as the options ask: checkpointed or not, measuring
   // what it leaves allocated when lemo.measure_saved_bytes.

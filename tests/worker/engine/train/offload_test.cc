@@ -158,6 +158,39 @@ TEST(Offload, OrdersLayersByTheMeasuredKeptFraction) {
   EXPECT_THAT(model->offload_plan()->host_tokens, ElementsAre(32, 0));
 }
 
+TEST(Offload, MeasuresEachLayersBackwardWorkingSet) {
+  // What the automatic budget reserves from the second step on: the largest
+  // layer's re-run + backward, which holds at least its restored input and,
+  // for the dense layer, more than the sparse one's.
+  const ModelConfig config = testing::TinyConfig();
+  TrainingModelOptions options;
+  options.gradient_checkpointing = true;
+  options.lemo.mode = LemoMode::kOracle;
+  options.lemo.block_tokens = 4;
+  options.lemo.keep_ratios = {1.0, 0.25};
+  options.offload.policy = OffloadPolicy::kUniform;
+  options.offload.device_budget_bytes = 0;
+  auto model = testing::MakeRandomLoraModel(config, options,
+                                            testing::RandomWeights(config, 37));
+  ASSERT_NE(model, nullptr);
+  torch::manual_seed(38);
+  const torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 32});
+  testing::RunLossAndGrads(*model, ids);
+  const int64_t input_bytes = 2 * 32 * config.hidden_size * 4;
+  const std::vector<LemoLayerStats>& stats = model->lemo_stats();
+  ASSERT_EQ(stats.size(), 2u);
+  EXPECT_GE(stats[0].backward_peak_bytes, input_bytes);
+  EXPECT_GE(stats[1].backward_peak_bytes, input_bytes);
+  EXPECT_GT(stats[0].backward_peak_bytes, stats[1].backward_peak_bytes);
+  // Without checkpointing there is no per-layer backward to measure.
+  options.gradient_checkpointing = false;
+  options.offload.policy = OffloadPolicy::kNone;
+  auto plain = testing::MakeRandomLoraModel(config, options,
+                                            testing::RandomWeights(config, 37));
+  testing::RunLossAndGrads(*plain, ids);
+  EXPECT_EQ(plain->lemo_stats()[0].backward_peak_bytes, -1);
+}
+
 TEST(Offload, NeedsGradientCheckpointing) {
   const ModelConfig config = testing::TinyConfig();
   TrainingModelOptions options;
