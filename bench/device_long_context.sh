@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long-context rows of issue 15 on one GPU, in phases that each fit a 10-minute device call
 # (run them back to back on the same warm machine; the build and the model dir are reused):
-#   1  build, write the llama2-7b preset, LeMo (oracle, checkpointing, offload auto) at 256K
+#   1  build, write the llama2-7b preset, LeMo (oracle, checkpointing, offload auto) at 256K,
+#      then bench/gpu_working_set.sh at 64K (one layer's backward, attention whole and in groups)
 #   2  LeMo at 384K
 #   3  the strong peer (HF+PEFT+Liger, auto checkpointing) at 256K
 #   4  bench/gpu_offload_check.sh (offload exact on the GPU, at 16K)
@@ -29,8 +30,9 @@ export LEMO_BENCH_MODES=on LEMO_BENCH_STEPS=1 LEMO_BENCH_PEER_WARMUP=0 LEMO_BENC
 export LEMO_BENCH_KERNELS=0 LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_TIMEOUT=480
 rc=0
 case $PHASE in
-  1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=570 \
-       bash bench/gpu_suite.sh || rc=1 ;;
+  1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=400 \
+       bash bench/gpu_suite.sh || rc=1
+     LEMO_WS_SEQ=65536 bash bench/gpu_working_set.sh || rc=1 ;;
   2) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=393216 LEMO_BENCH_DEADLINE=570 \
        bash bench/gpu_suite.sh || rc=1 ;;
   3) LEMO_BENCH_SYSTEMS=peer-strong LEMO_BENCH_SEQS=262144 LEMO_BENCH_PEER_ONEPROC=0 \
@@ -53,9 +55,9 @@ for path in sys.argv[1:]:
 PY
 free -g >"$OUT/logs/free.txt" 2>&1
 tar -czf "$FINAL_OUT/phase-$PHASE.tar.gz" -C "$OUT" . 2>/dev/null
-for f in results.jsonl table.md notes.txt offload_check.md working-sets.txt; do
+for f in results.jsonl table.md notes.txt offload_check.md working-sets.txt working_set.md; do
   [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL_OUT/phase-$PHASE-$f"
 done
-cat "$OUT/table.md" "$OUT/offload_check.md" 2>/dev/null | tail -n 30
+cat "$OUT/table.md" "$OUT/offload_check.md" "$OUT/working_set.md" 2>/dev/null | tail -n 30
 cat "$OUT/working-sets.txt" 2>/dev/null
 exit $rc

@@ -1,5 +1,6 @@
 #include "worker/lemo_train/finetune_command.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -14,6 +15,7 @@
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/data/token_file.h"
+#include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
 #include "worker/lemo_train/lemo_flags.h"
@@ -42,6 +44,9 @@ struct FinetuneFlags {
   // Checkpointed-input bytes that may stay on the GPU, GiB; < 0 = what is
   // free at the start of each forward minus one layer's working set.
   double offload_budget_gib = -1;
+  // --attention-head-groups; -1: auto (kAutoHeadGroups from
+  // kAutoHeadGroupsFromTokens under checkpointing, where it applies).
+  int64_t attention_head_groups = -1;
 };
 
 // Sequences from this length on run the MLP in tiles by default: below it the
@@ -49,6 +54,12 @@ struct FinetuneFlags {
 // more under checkpointing.
 constexpr int64_t kAutoTileFromTokens = 131072;
 constexpr int64_t kAutoTileTokens = 16384;
+// From 256K tokens a Llama-2-7B layer's attention backward (q/k/v, output,
+// their gradients and flash attention's fp32 dq accumulator, all heads at
+// once) no longer fits an H100 beside the weights: run it in head groups.
+// Below that it would only cost one more attention forward per layer.
+constexpr int64_t kAutoHeadGroupsFromTokens = 262144;
+constexpr int64_t kAutoHeadGroups = 4;
 
 // Resolves the memory switches' "auto" values, and says what was chosen (it
 // decides whether a long context fits, so it is printed, and the metrics
@@ -65,6 +76,20 @@ absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
     model.tile_tokens = kAutoTileTokens;
   } else if (flags.lemo.mlp_tile_tokens > 0) {
     model.tile_tokens = flags.lemo.mlp_tile_tokens;
+  }
+  if (flags.attention_head_groups >= 0) {
+    model.attention_head_groups = flags.attention_head_groups;
+  } else if (o->data.seq_len >= kAutoHeadGroupsFromTokens &&
+             model.gradient_checkpointing && !model.checkpoint_keep_attention &&
+             model.lora.dropout == 0) {
+    // Only where the heads split evenly (the config is read again, and
+    // checked, when the model loads).
+    absl::StatusOr<lemo::engine::ModelConfig> config =
+        lemo::engine::LoadModelConfig(o->model_dir);
+    if (config.ok() && config->num_attention_heads % kAutoHeadGroups == 0 &&
+        config->num_key_value_heads % kAutoHeadGroups == 0) {
+      model.attention_head_groups = kAutoHeadGroups;
+    }
   }
   if (flags.offload == "auto") {
     model.offload.policy = model.gradient_checkpointing
@@ -91,7 +116,7 @@ absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
   std::fprintf(
       stderr,
       "memory: gradient checkpointing %s%s, offload %s (GPU budget %s), "
-      "tiles %s (MLP %s)\n",
+      "tiles %s (MLP %s), attention head groups %lld\n",
       model.gradient_checkpointing ? "on" : "off",
       model.checkpoint_keep_attention ? " keeping attention" : "",
       lemo::engine::OffloadPolicyName(model.offload.policy).c_str(),
@@ -100,7 +125,9 @@ absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
           : absl::StrCat(flags.offload_budget_gib, " GiB").c_str(),
       model.tile_tokens > 0 ? absl::StrCat(model.tile_tokens, " tokens").c_str()
                             : "off",
-      model.lemo.mlp_tile_tokens > 0 ? "tiled" : "untiled");
+      model.lemo.mlp_tile_tokens > 0 ? "tiled" : "untiled",
+      static_cast<long long>(
+          std::max<int64_t>(model.attention_head_groups, 1)));
   return absl::OkStatus();
 }
 
@@ -342,6 +369,13 @@ Command AddFinetuneCommand(CLI::App* app) {
                   "that exceed the GPU budget go to pinned host memory: auto "
                   "| none | uniform | sparsity (densest layers first)")
       ->capture_default_str();
+  cmd->add_option("--attention-head-groups", ft->attention_head_groups,
+                  "Run each layer's attention in this many groups of heads, "
+                  "each re-run on its own in backward, so that backward holds "
+                  "one group's activations and gradients at a time (equal up "
+                  "to rounding; one more attention forward per layer; 0 or 1: "
+                  "off; default: 4 from 256K tokens under "
+                  "--gradient-checkpointing)");
   cmd->add_option("--offload-gpu-budget-gib", ft->offload_budget_gib,
                   "GiB of checkpointed inputs kept on the GPU (< 0: what is "
                   "free minus one layer's working set)")

@@ -20,6 +20,30 @@ torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
                                       const torch::Tensor& cos,
                                       const torch::Tensor& sin, bool training,
                                       AttentionCoreFn core) const {
+  if (head_groups_ <= 1 || core != nullptr || subsegment_runner_ == nullptr ||
+      !torch::GradMode::is_enabled()) {
+    return AttentionHeads(xn, cos, sin, training, core, /*group=*/-1);
+  }
+  // Each group keeps only xn for backward and re-runs in it, so backward
+  // holds one group's q/k/v, output and their gradients (flash attention's
+  // fp32 dq accumulator included) instead of every head's at once.
+  const std::vector<torch::Tensor> params = AttentionParameters();
+  torch::Tensor out;
+  for (int64_t g = 0; g < head_groups_; ++g) {
+    SegmentFn heads = [this, cos, sin, training, g](const torch::Tensor& in) {
+      return AttentionHeads(in, cos, sin, training, nullptr, g);
+    };
+    torch::Tensor part = (*subsegment_runner_)(std::move(heads), xn, params);
+    out = out.defined() ? out + part : part;
+  }
+  return out;
+}
+
+torch::Tensor DecoderLayer::AttentionHeads(const torch::Tensor& xn,
+                                           const torch::Tensor& cos,
+                                           const torch::Tensor& sin,
+                                           bool training, AttentionCoreFn core,
+                                           int64_t group) const {
   const int64_t batch = xn.size(0);
   const int64_t len = xn.size(1);
   // [B, n, H*d] -> [B, H, n, d] views, as HF's .view(hidden_shape).transpose(1,
@@ -27,11 +51,23 @@ torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
   const auto heads = [&](const torch::Tensor& t) {
     return t.view({batch, len, -1, head_dim_}).transpose(1, 2);
   };
+  // Group g has q heads [g*H/G, (g+1)*H/G) and, as GQA pairs them, kv heads
+  // [g*Hkv/G, (g+1)*Hkv/G).
+  const int64_t groups = group < 0 ? 1 : head_groups_;
+  const int64_t q_heads = num_heads_ / groups;
+  const int64_t kv_heads = num_kv_heads_ / groups;
+  const int64_t first_q = group < 0 ? 0 : group * q_heads;
+  const int64_t first_kv = group < 0 ? 0 : group * kv_heads;
+  const auto project = [&](int p, int64_t first, int64_t count) {
+    return group < 0 ? proj_[p].Forward(xn, training)
+                     : proj_[p].ForwardOutputSlice(xn, first * head_dim_,
+                                                   count * head_dim_);
+  };
   torch::Tensor q =
-      ApplyRotary(heads(proj_[kQProj].Forward(xn, training)), cos, sin);
+      ApplyRotary(heads(project(kQProj, first_q, q_heads)), cos, sin);
   torch::Tensor k =
-      ApplyRotary(heads(proj_[kKProj].Forward(xn, training)), cos, sin);
-  torch::Tensor v = heads(proj_[kVProj].Forward(xn, training));
+      ApplyRotary(heads(project(kKProj, first_kv, kv_heads)), cos, sin);
+  torch::Tensor v = heads(project(kVProj, first_kv, kv_heads));
   const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
   // Same call as HF's sdpa path: K/V stay unexpanded (enable_gqa) so backward
   // keeps only num_kv_heads of them; causal without a mask so flash attention
@@ -46,7 +82,20 @@ torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
   // output.
   torch::Tensor merged =
       attn.transpose(1, 2).contiguous().view({batch, len, -1});
-  return proj_[kOProj].Forward(merged, training);
+  if (group < 0) return proj_[kOProj].Forward(merged, training);
+  return proj_[kOProj].ForwardInputSlice(merged, first_q * head_dim_,
+                                         q_heads * head_dim_,
+                                         /*with_bias=*/group == 0);
+}
+
+std::vector<torch::Tensor> DecoderLayer::AttentionParameters() const {
+  std::vector<torch::Tensor> params;
+  for (int p : {kQProj, kKProj, kVProj, kOProj}) {
+    if (!proj_[p].has_lora()) continue;
+    params.push_back(proj_[p].lora_a());
+    params.push_back(proj_[p].lora_b());
+  }
+  return params;
 }
 
 torch::Tensor DecoderLayer::Mlp(const torch::Tensor& xn, bool training) const {

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "worker/engine/model/lora_linear.h"
@@ -29,6 +30,18 @@ namespace lemo::engine {
 using AttentionCoreFn = torch::Tensor (*)(const torch::Tensor& q,
                                           const torch::Tensor& k,
                                           const torch::Tensor& v, double scale);
+
+// One layer's computation as a function of its input alone (positions, mode
+// and layer bound in).
+using SegmentFn = std::function<torch::Tensor(const torch::Tensor&)>;
+
+// Runs `segment` on `input` without keeping its intermediate tensors for
+// backward (a nested gradient checkpoint: train/ installs one) and returns
+// what segment(input) returns. `params` are the leaf tensors the segment
+// reads that need gradients.
+using SubsegmentRunner =
+    std::function<torch::Tensor(SegmentFn segment, const torch::Tensor& input,
+                                const std::vector<torch::Tensor>& params)>;
 
 // Indices of a layer's projections, in LlamaModel::ProjectionNames() order.
 enum ProjectionIndex : int {
@@ -53,7 +66,10 @@ class DecoderLayer {
 
   // The attention sublayer on already-normalised xn [B, n, D]; cos/sin [B, n,
   // head_dim] for the tokens' (possibly non-contiguous) positions; causal over
-  // the n tokens in order, or `core` over them.
+  // the n tokens in order, or `core` over them. With head groups
+  // (ModelOptions::attention_head_groups) and grad enabled, each group of
+  // heads runs through the subsegment runner and o_proj's output is summed
+  // group by group (equal up to rounding).
   torch::Tensor Attention(const torch::Tensor& xn, const torch::Tensor& cos,
                           const torch::Tensor& sin, bool training,
                           AttentionCoreFn core = nullptr) const;
@@ -84,8 +100,20 @@ class DecoderLayer {
   int64_t num_kv_heads_ = 0;
   int64_t head_dim_ = 0;
   double eps_ = 0;
+  // The attention heads of `group` (of head_groups_), or all of them when
+  // group < 0 (the only form that takes `core` and LoRA dropout).
+  torch::Tensor AttentionHeads(const torch::Tensor& xn,
+                               const torch::Tensor& cos,
+                               const torch::Tensor& sin, bool training,
+                               AttentionCoreFn core, int64_t group) const;
+  std::vector<torch::Tensor> AttentionParameters() const;
+
   // ModelOptions::tile_tokens, for the norms.
   int64_t tile_tokens_ = 0;
+  // ModelOptions::attention_head_groups, and the runner each group goes
+  // through (shared by the model's layers; null: groups off).
+  int64_t head_groups_ = 0;
+  std::shared_ptr<const SubsegmentRunner> subsegment_runner_;
   torch::Tensor input_norm_;
   torch::Tensor post_attention_norm_;
   // Indexed by ProjectionIndex.
@@ -99,10 +127,6 @@ class DecoderLayer {
 using LayerForwardFn = std::function<torch::Tensor(
     int64_t index, const DecoderLayer& layer, const torch::Tensor& x,
     const torch::Tensor& cos, const torch::Tensor& sin, bool training)>;
-
-// One layer's computation as a function of its input alone (positions, mode
-// and layer bound in).
-using SegmentFn = std::function<torch::Tensor(const torch::Tensor&)>;
 
 // Runs layer `index`'s `segment` on its input x: directly, or as a gradient
 // checkpoint, or with its saved input offloaded (what train/ installs). It

@@ -98,6 +98,20 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "tile_tokens must be >= 0 (0 = untiled), got ", options.tile_tokens));
   }
+  const int64_t groups = options.attention_head_groups;
+  if (groups < 0 ||
+      (groups > 1 && (config.num_attention_heads % groups != 0 ||
+                      config.num_key_value_heads % groups != 0))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention_head_groups must be >= 0 and divide the ",
+        config.num_attention_heads, " attention heads and ",
+        config.num_key_value_heads, " key/value heads, got ", groups));
+  }
+  if (groups > 1 && options.lora.dropout > 0) {
+    return absl::InvalidArgumentError(
+        "attention_head_groups needs LoRA dropout 0 (one dropout mask per "
+        "projection, as PEFT draws it, cannot be split by heads)");
+  }
   if (options.lora.rank <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("lora rank must be > 0, got ", options.lora.rank));
@@ -138,6 +152,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     layer.head_dim_ = hd;
     layer.eps_ = config.rms_norm_eps;
     layer.tile_tokens_ = options.tile_tokens;
+    layer.head_groups_ = options.attention_head_groups;
     const std::string prefix = absl::StrCat("model.layers.", i, ".");
     LEMO_ASSIGN_OR_RETURN(
         layer.input_norm_,
@@ -180,6 +195,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     }
   }
   return model;
+}
+
+void LlamaModel::SetSubsegmentRunner(SubsegmentRunner runner) {
+  auto shared =
+      runner != nullptr
+          ? std::make_shared<const SubsegmentRunner>(std::move(runner))
+          : nullptr;
+  for (DecoderLayer& layer : layers_) layer.subsegment_runner_ = shared;
 }
 
 torch::Tensor LlamaModel::Hidden(const torch::Tensor& ids) {

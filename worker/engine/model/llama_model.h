@@ -71,6 +71,14 @@ struct ModelOptions {
   // Long contexts need it: at 384K tokens each such copy of a Llama-2-7B
   // hidden state is 6 GiB.
   int64_t tile_tokens = 0;
+  // Runs each layer's attention sublayer as this many groups of heads, each
+  // re-run in backward on its own (SetSubsegmentRunner), so that backward
+  // holds one group's q/k/v, attention output and gradients at a time: at
+  // 384K tokens a Llama-2-7B layer's full set of them is more than an H100
+  // has beside the weights. Costs one more attention forward per layer; o_proj
+  // is summed group by group (equal up to rounding, not bit-identical). The
+  // heads and kv heads must divide evenly; needs LoRA dropout 0. 0 or 1 = off.
+  int64_t attention_head_groups = 0;
 };
 
 // Returns the HF-named tensor (any dtype/device); the model converts and copies
@@ -113,6 +121,9 @@ class LlamaModel {
   // Runs every layer's forward through `runner` (checkpointing, offload,
   // memory accounting); nullptr runs each layer directly.
   void SetLayerRunner(LayerRunner runner) { layer_runner_ = std::move(runner); }
+  // What runs each attention head group when attention_head_groups > 1 (a
+  // nested checkpoint, from train/); until set, attention runs whole.
+  void SetSubsegmentRunner(SubsegmentRunner runner);
 
   // Dropout is active only in training mode (the default).
   void SetTraining(bool training) { training_ = training; }

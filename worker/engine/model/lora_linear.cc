@@ -186,4 +186,27 @@ torch::Tensor LoraLinear::Forward(const torch::Tensor& x, bool training) const {
                            tile_rows_);
 }
 
+// The slices run without dropout: a mask per slice would not be PEFT's one
+// mask per projection (DecoderLayer refuses head groups with dropout).
+torch::Tensor LoraLinear::ForwardOutputSlice(const torch::Tensor& x,
+                                             int64_t start,
+                                             int64_t length) const {
+  const torch::Tensor w = weight_.narrow(0, start, length);
+  const torch::Tensor b =
+      bias_.defined() ? bias_.narrow(0, start, length) : torch::Tensor();
+  if (!has_lora()) return torch::linear(x, w, b);
+  return LoraLinearForward(x, w, b, lora_a_, lora_b_.narrow(0, start, length),
+                           scaling_, tile_rows_);
+}
+
+torch::Tensor LoraLinear::ForwardInputSlice(const torch::Tensor& x,
+                                            int64_t start, int64_t length,
+                                            bool with_bias) const {
+  const torch::Tensor w = weight_.narrow(1, start, length);
+  const torch::Tensor b = with_bias ? bias_ : torch::Tensor();
+  if (!has_lora()) return torch::linear(x, w, b);
+  return LoraLinearForward(x, w, b, lora_a_.narrow(1, start, length), lora_b_,
+                           scaling_, tile_rows_);
+}
+
 }  // namespace lemo::engine

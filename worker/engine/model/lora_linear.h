@@ -53,6 +53,17 @@ class LoraLinear {
   // x [..., in] in the base dtype -> [..., out] in the base dtype. Dropout is
   // applied only when `training`.
   torch::Tensor Forward(const torch::Tensor& x, bool training) const;
+  // The part of Forward for output features [start, start + length): x
+  // [..., in] -> [..., length], with those rows of the weight, the bias and
+  // B (A whole).
+  torch::Tensor ForwardOutputSlice(const torch::Tensor& x, int64_t start,
+                                   int64_t length) const;
+  // The part of Forward that input features [start, start + length)
+  // contribute: x [..., length] -> [..., out], with those columns of the
+  // weight and A (B whole), and the bias only when with_bias. Summed over a
+  // partition of the inputs this is Forward up to rounding (bias once).
+  torch::Tensor ForwardInputSlice(const torch::Tensor& x, int64_t start,
+                                  int64_t length, bool with_bias) const;
 
   bool has_lora() const { return lora_a_.defined(); }
   const torch::Tensor& weight() const { return weight_; }

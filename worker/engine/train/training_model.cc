@@ -25,6 +25,12 @@ absl::StatusOr<std::unique_ptr<TrainingModel>> TrainingModel::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "loss_segment_tokens must be >= 0, got ", options.loss_segment_tokens));
   }
+  if (options.attention_head_groups > 1 && options.checkpoint_keep_attention) {
+    return absl::InvalidArgumentError(
+        "attention_head_groups does not combine with "
+        "checkpoint_keep_attention: one keeps attention's outputs to skip its "
+        "re-run, the other re-runs it group by group to hold less; pick one");
+  }
   TrainingModelOptions effective = options;
   // Under checkpointing the whole layer is recomputed anyway, so recomputing
   // gate/up again in the MLP's backward would only cost time.
@@ -41,6 +47,10 @@ absl::StatusOr<std::unique_ptr<TrainingModel>> TrainingModel::Create(
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model,
                         LlamaModel::Create(config, effective, load));
   if (lemo->changes_layers()) lemo->Install(*model);
+  model->SetSubsegmentRunner([](SegmentFn segment, const torch::Tensor& input,
+                                const std::vector<torch::Tensor>& params) {
+    return Checkpoint(std::move(segment), input, params);
+  });
   std::unique_ptr<ActivationOffloader> offloader;
   if (effective.offload.policy != OffloadPolicy::kNone) {
     LEMO_ASSIGN_OR_RETURN(offloader, ActivationOffloader::Create(

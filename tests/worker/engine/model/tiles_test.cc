@@ -3,9 +3,13 @@
 // equals the untiled one to rounding (a GEMM's rows depend on how many rows it
 // runs with, and adapter gradients are summed tile by tile); a model with tiles
 // trains as one without. Tiles of 5 and 7 leave ragged tails on 24 and 32
-// tokens. To add a case: run the op or model both ways and compare.
+// tokens. Attention head groups (ModelOptions::attention_head_groups) equal
+// whole attention to rounding, dense and LeMo, with and without
+// checkpointing, through the runner train/ installs. To add a case: run the op
+// or model both ways and compare.
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
 #include "tests/testing/status_matchers.h"
@@ -13,6 +17,7 @@
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/model/lean_ops.h"
 #include "worker/engine/model/lora_linear.h"
+#include "worker/engine/train/recompute.h"
 
 namespace lemo::engine {
 namespace {
@@ -96,6 +101,77 @@ TEST(TiledModel, TrainsAsUntiledAndRejectsNegativeTiles) {
       TrainingModel::Create(config, bad, testing::MapLoader(w)).status(),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("tile_tokens must be >= 0")));
+}
+
+TEST(AttentionHeadGroups, TrainAsWholeAttentionThroughTheRunner) {
+  // The tiny model: 4 heads over 2 kv heads (GQA), so 2 groups of 2 + 1.
+  const ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 53);
+  for (const torch::ScalarType dtype : {torch::kFloat32, torch::kBFloat16}) {
+    for (const LemoMode mode : {LemoMode::kDense, LemoMode::kOracle}) {
+      for (const bool checkpointing : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << c10::toString(dtype) << " mode "
+                     << static_cast<int>(mode) << " checkpointing "
+                     << checkpointing);
+        TrainingModelOptions off;
+        off.base_dtype = dtype;
+        off.gradient_checkpointing = checkpointing;
+        off.lemo.mode = mode;
+        off.lemo.block_tokens = 4;
+        TrainingModelOptions on = off;
+        on.attention_head_groups = 2;
+        auto a = testing::MakeRandomLoraModel(config, off, w);
+        auto b = testing::MakeRandomLoraModel(config, on, w);
+        ASSERT_NE(a, nullptr);
+        ASSERT_NE(b, nullptr);
+        // Count the groups that went through the runner (a checkpoint, as
+        // TrainingModel installs).
+        auto groups_run = std::make_shared<int>(0);
+        b->model().SetSubsegmentRunner(
+            [groups_run](SegmentFn segment, const torch::Tensor& input,
+                         const std::vector<torch::Tensor>& params) {
+              ++*groups_run;
+              return Checkpoint(std::move(segment), input, params);
+            });
+        torch::manual_seed(54);
+        const torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 32});
+        // bf16: each group's o_proj output is rounded to bf16 before the
+        // groups are summed, one rounding more than the whole projection.
+        testing::ExpectClose(testing::RunLossAndGrads(*b, ids),
+                             testing::RunLossAndGrads(*a, ids),
+                             dtype == torch::kFloat32 ? 1e-5 : 3e-2);
+        // 2 layers x 2 groups, once: in the forward without checkpointing,
+        // in the re-run with it (the no-grad forward runs attention whole).
+        EXPECT_EQ(*groups_run, 4);
+      }
+    }
+  }
+}
+
+TEST(AttentionHeadGroups, RefusesWhatCannotSplit) {
+  const ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 55);
+  const auto create = [&](const TrainingModelOptions& o) {
+    return TrainingModel::Create(config, o, testing::MapLoader(w)).status();
+  };
+  TrainingModelOptions uneven;
+  uneven.attention_head_groups = 4;  // 4 heads, but 2 kv heads
+  EXPECT_THAT(create(uneven),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("divide the 4 attention heads and 2")));
+  TrainingModelOptions dropout;
+  dropout.attention_head_groups = 2;
+  dropout.lora.dropout = 0.1;
+  EXPECT_THAT(create(dropout), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("needs LoRA dropout 0")));
+  TrainingModelOptions keep;
+  keep.attention_head_groups = 2;
+  keep.gradient_checkpointing = true;
+  keep.checkpoint_keep_attention = true;
+  EXPECT_THAT(create(keep), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("does not combine with "
+                                               "checkpoint_keep_attention")));
 }
 
 }  // namespace
