@@ -6,6 +6,8 @@
 #   2  LeMo at 384K
 #   3  the strong peer (HF+PEFT+Liger, auto checkpointing) at 256K
 #   4  bench/gpu_offload_check.sh (offload exact on the GPU, at 16K)
+#   0  build, write the preset, a 4K LeMo row, then bench/gpu_working_set.sh at 64K (where a
+#      step's memory goes: per layer after its forward, the forward's peak, the backward's)
 # One step per row (a step takes minutes): the peer times its first step too
 # (LEMO_BENCH_PEER_WARMUP=0). Each LeMo row's metrics (logs/*.metrics.jsonl) carry every layer's
 # measured backward working set (backward_peak_bytes); working-sets.txt sums them up. Everything
@@ -31,6 +33,9 @@ export LEMO_BENCH_KERNELS=0 LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_TIMEOUT=480
 rc=0
 case $PHASE in
   1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=400 \
+       bash bench/gpu_suite.sh || rc=1
+     LEMO_WS_SEQ=65536 bash bench/gpu_working_set.sh || rc=1 ;;
+  0) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=4096 LEMO_BENCH_DEADLINE=300 \
        bash bench/gpu_suite.sh || rc=1
      LEMO_WS_SEQ=65536 bash bench/gpu_working_set.sh || rc=1 ;;
   2) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=393216 LEMO_BENCH_DEADLINE=570 \

@@ -55,5 +55,18 @@ for g in groups:
     print(f"| {g} | {gib(max(peaks))} | {ins(max(peaks))} | {ins(max(dense)) if dense else '-'} | "
           f"{ins(max(sparse)) if sparse else '-'} | {m.get('step_time_seconds', 0):.2f} | "
           f"{gib(m.get('peak_allocated_bytes', 0))} |")
+print()
+print("Where the step's memory goes (GiB allocated; weights are what is live before layer 0):")
+for g in groups:
+    path = os.path.join(out, "logs", f"ws-{seq}-groups{g}.jsonl")
+    rows = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+    if not rows or "allocated_after_forward_bytes" not in rows[-1]:
+        continue
+    m = rows[-1]
+    after = [b / 2**30 for b in m["allocated_after_forward_bytes"]]
+    print(f"- groups {g}: after each layer's forward {[round(a, 2) for a in after]}; "
+          f"forward+loss peak {m['forward_peak_allocated_bytes'] / 2**30:.2f}, live after "
+          f"forward {m['after_forward_allocated_bytes'] / 2**30:.2f}, step peak "
+          f"{m['peak_allocated_bytes'] / 2**30:.2f}, host {m.get('offload_host_bytes', 0) / 2**30:.2f}")
 PYEOF
 exit $rc

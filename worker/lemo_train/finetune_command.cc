@@ -145,7 +145,9 @@ nlohmann::json MetricsJson(const lemo::engine::StepMetrics& m) {
           {"peak_allocated_bytes", m.peak_allocated_bytes},
           {"peak_reserved_bytes", m.peak_reserved_bytes},
           {"offload_host_bytes", m.offload_host_bytes},
-          {"offloaded_layers", m.offloaded_layers}};
+          {"offloaded_layers", m.offloaded_layers},
+          {"forward_peak_allocated_bytes", m.forward_peak_allocated_bytes},
+          {"after_forward_allocated_bytes", m.after_forward_allocated_bytes}};
 }
 
 // Per-layer LeMo numbers, layer 0 first: kept_token_fraction always,
@@ -158,6 +160,8 @@ void AddLemoMetrics(const lemo::engine::StepMetrics& m, nlohmann::json* out) {
   nlohmann::json backward_peak = nlohmann::json::array();
   bool any_saved = false;
   bool any_backward_peak = false;
+  nlohmann::json after_forward = nlohmann::json::array();
+  bool any_after_forward = false;
   bool any_recall = false;
   for (const lemo::engine::LemoLayerStats& s : m.lemo_layers) {
     kept.push_back(s.total_tokens > 0 ? static_cast<double>(s.kept_tokens) /
@@ -166,6 +170,9 @@ void AddLemoMetrics(const lemo::engine::StepMetrics& m, nlohmann::json* out) {
     saved.push_back(s.saved_bytes);
     recall.push_back(s.predictor_recall);
     backward_peak.push_back(s.backward_peak_bytes);
+    after_forward.push_back(s.allocated_after_forward_bytes);
+    any_after_forward =
+        any_after_forward || s.allocated_after_forward_bytes >= 0;
     any_backward_peak = any_backward_peak || s.backward_peak_bytes >= 0;
     any_saved = any_saved || s.saved_bytes >= 0;
     any_recall = any_recall || s.predictor_recall >= 0;
@@ -174,6 +181,9 @@ void AddLemoMetrics(const lemo::engine::StepMetrics& m, nlohmann::json* out) {
   if (any_saved) (*out)["saved_bytes"] = saved;
   if (any_recall) (*out)["predictor_recall"] = recall;
   if (any_backward_peak) (*out)["backward_peak_bytes"] = backward_peak;
+  if (any_after_forward) {
+    (*out)["allocated_after_forward_bytes"] = after_forward;
+  }
 }
 
 int RunFinetune(FinetuneFlags& flags) {

@@ -110,6 +110,10 @@ struct LemoLayerStats {
   // the gradients, flash attention's workspace and the prefetch of the next
   // offloaded input), from the last backward; -1 when not measured.
   int64_t backward_peak_bytes = -1;
+  // CUDA: the device's live bytes when the layer's forward returned (what
+  // the step holds at that point: weights, the checkpoints kept so far, the
+  // activations); -1 elsewhere.
+  int64_t allocated_after_forward_bytes = -1;
   // Predictor mode with measure_predictor_recall: |predicted kept ∩ oracle
   // kept| / |oracle kept| of the last forward, averaged over the batch; -1
   // when not measured (or a dense layer).

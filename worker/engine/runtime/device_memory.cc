@@ -88,6 +88,20 @@ int64_t FreeDeviceMemoryBytes(const torch::Device& device) {
   return -1;
 }
 
+int64_t AllocatedDeviceMemoryBytes(const torch::Device& device) {
+#ifdef LEMO_WITH_CUDA
+  if (device.is_cuda()) {
+    using c10::CachingAllocator::StatType;
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)]
+        .current;
+  }
+#endif
+  (void)device;
+  return -1;
+}
+
 absl::StatusOr<torch::Device> ParseDevice(const std::string& spec) {
   if (spec == "cpu") return torch::Device(torch::kCPU);
   std::vector<std::string> parts = absl::StrSplit(spec, ':');

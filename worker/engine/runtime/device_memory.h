@@ -42,6 +42,9 @@ void SynchronizeDevice(const torch::Device& device);
 // plus what the caching allocator holds but no tensor uses. -1 on the CPU,
 // where no budget applies.
 int64_t FreeDeviceMemoryBytes(const torch::Device& device);
+// Bytes of live tensors on a CUDA device right now (the caching allocator's
+// count, no sync); -1 on the CPU.
+int64_t AllocatedDeviceMemoryBytes(const torch::Device& device);
 
 // "cpu" or "cuda:N"; a CUDA device in a CPU-only build, or past the device
 // count, is an error.

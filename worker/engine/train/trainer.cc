@@ -265,6 +265,8 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
   }
   const auto start = std::chrono::steady_clock::now();
   double loss_sum = 0;
+  int64_t forward_peak = -1;
+  int64_t after_forward = -1;
   for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
     if (cancel != nullptr && cancel->load()) {
       return absl::CancelledError(
@@ -275,6 +277,10 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
       torch::Tensor on_device = ids.to(device);
       torch::Tensor l = model_->Loss(on_device, on_device) /
                         static_cast<double>(options_.grad_accum);
+      if (device.is_cuda()) {
+        forward_peak = ReadPeakMemory(device).allocated_bytes;
+        after_forward = AllocatedDeviceMemoryBytes(device);
+      }
       l.backward();
       return l.item<double>();
     });
@@ -319,6 +325,8 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
   m.world_size = options_.world_size;
   const PeakMemory peak = ReadPeakMemory(device);
   m.peak_allocated_bytes = peak.allocated_bytes;
+  m.forward_peak_allocated_bytes = forward_peak;
+  m.after_forward_allocated_bytes = after_forward;
   m.peak_reserved_bytes = peak.reserved_bytes;
   if (const OffloadPlan* plan = model_->offload_plan()) {
     m.offload_host_bytes = plan->host_bytes;

@@ -108,6 +108,11 @@ struct StepMetrics {
   // Device allocator peaks on CUDA; the process's peak RSS on CPU (then
   // reserved == allocated).
   int64_t peak_allocated_bytes = 0;
+  // CUDA: the peak and the live bytes once the forward and the loss had run
+  // (before backward), for the last micro-batch; -1 elsewhere. Where the peak
+  // falls tells which part of the step sets it.
+  int64_t forward_peak_allocated_bytes = -1;
+  int64_t after_forward_allocated_bytes = -1;
   int64_t peak_reserved_bytes = 0;
   // Offloaded checkpoints in the step's last micro-batch
   // (worker/engine/train/offload.h): pinned host bytes and layers with any

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/allocation_tracker.h"
+#include "worker/engine/runtime/device_memory.h"
 #include "worker/engine/train/loss.h"
 #include "worker/engine/train/recompute.h"
 
@@ -99,6 +100,10 @@ torch::Tensor TrainingModel::RunLayer(int64_t index, const DecoderLayer& layer,
                    options_.checkpoint_keep_attention, std::move(hooks));
   } else {
     y = segment(x);
+  }
+  if (index < static_cast<int64_t>(lemo_->stats().size())) {
+    lemo_->mutable_stats()[index].allocated_after_forward_bytes =
+        AllocatedDeviceMemoryBytes(options_.device);
   }
   if (tracker) {
     scope.reset();
