@@ -3,6 +3,7 @@
 
 Usage:
   python3 bench/report.py OUT/results.jsonl [--meta OUT/meta.json] [--notes OUT/notes.txt] [--out OUT/table.md]
+  python3 bench/report.py --results bench/results/RUN [--table-only]   (a committed run's folder)
   python3 bench/report.py --write-meta OUT/meta.json --command "bash bench/gpu_suite.sh" [--device cuda:0] \
       [--config MODEL/config.json] [--matmul-rate]
 
@@ -222,6 +223,38 @@ def targets(results):
     return out
 
 
+def table_lines(results, meta):
+    """The table's lines (header, separator, a row per seq, mode and system) and the failures'
+    messages."""
+    strong = any(k[0] == "peer-strong" for k in results)
+    out = []
+    head = ["seq", "mode", "system", "alloc GiB", "resv GiB", "step s", "tok/s", "TFLOP/s",
+            "% matmul", "alloc / peer", "step / peer"]
+    if strong:
+        head += ["alloc / strong", "step / strong"]
+    head.append("issue-2 parity")
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    settings = sorted({(k[1], k[2]) for k in results if k[1] is not None},
+                      key=lambda s: (s[0], MODES.get(s[1], 9)))
+    errors = []
+    for seq, mode in settings:
+        peers = [results.get(("peer", seq, mode))]
+        if strong:
+            peers.append(results.get(("peer-strong", seq, mode)))
+        for system in SYSTEMS:
+            r = results.get((system, seq, mode))
+            if r is None and system in OPTIONAL_SYSTEMS:
+                continue  # suites without LeMo or strong-peer runs keep their old shape
+            row = [str(seq), mode, system_cell(system, r)] + row_cells(r, peers, meta)
+            peer = peers[0]
+            row.append(parity(r, peer) if system == "lemo" else "")
+            out.append("| " + " | ".join(row) + " |")
+            if r is not None and not ok(r) and r.get("error"):
+                errors.append(f"- {system} {seq} {mode}: {r['status']}: {r['error']}")
+    return out, errors
+
+
 def render(results, meta, notes):
     out = ["# lemo-train vs HF transformers + PEFT", ""]
     if meta:
@@ -255,30 +288,8 @@ def render(results, meta, notes):
     against = "the peer (HF+PEFT)" + (" and the strong peer (HF+PEFT+Liger)" if strong else "")
     out += ["", f"GiB = 2^30 bytes. Ratios are against {against} in the same setting (below 1 is "
             "better). TFLOP/s counts model FLOPs as bench/flops.py says (LeMo credited with the dense FLOPs).", ""]
-    head = ["seq", "mode", "system", "alloc GiB", "resv GiB", "step s", "tok/s", "TFLOP/s",
-            "% matmul", "alloc / peer", "step / peer"]
-    if strong:
-        head += ["alloc / strong", "step / strong"]
-    head.append("issue-2 parity")
-    out.append("| " + " | ".join(head) + " |")
-    out.append("|" + "---|" * len(head))
-    settings = sorted({(k[1], k[2]) for k in results if k[1] is not None},
-                      key=lambda s: (s[0], MODES.get(s[1], 9)))
-    errors = []
-    for seq, mode in settings:
-        peers = [results.get(("peer", seq, mode))]
-        if strong:
-            peers.append(results.get(("peer-strong", seq, mode)))
-        for system in SYSTEMS:
-            r = results.get((system, seq, mode))
-            if r is None and system in OPTIONAL_SYSTEMS:
-                continue  # suites without LeMo or strong-peer runs keep their old shape
-            row = [str(seq), mode, system_cell(system, r)] + row_cells(r, peers, meta)
-            peer = peers[0]
-            row.append(parity(r, peer) if system == "lemo" else "")
-            out.append("| " + " | ".join(row) + " |")
-            if r is not None and not ok(r) and r.get("error"):
-                errors.append(f"- {system} {seq} {mode}: {r['status']}: {r['error']}")
+    table, errors = table_lines(results, meta)
+    out += table
     if any(k[0] in LEMO_SYSTEMS for k in results):
         out += ["", "Issue 5 targets (LeMo runs against the peers, same run):"] + targets(results)
     if errors:
@@ -289,6 +300,10 @@ def render(results, meta, notes):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="?", help="results.jsonl")
+    p.add_argument("--results", dest="results_dir", metavar="DIR",
+                   help="a run's folder (bench/results/RUN): its results.jsonl, meta.json and notes.txt")
+    p.add_argument("--table-only", action="store_true",
+                   help="print only the table (for the docs' generated regions, scripts/check-tables)")
     p.add_argument("--meta", help="meta.json written by --write-meta")
     p.add_argument("--notes", help="text file; each line goes into the header")
     p.add_argument("--out", help="write the table here too")
@@ -303,8 +318,16 @@ def main(argv=None):
         print(json.dumps(write_meta(args.write_meta, args.command, args.device, args.config,
                                     args.matmul_rate)))
         return 0
+    if args.results_dir:
+        if args.results:
+            p.error("give results.jsonl or --results DIR, not both")
+        args.results = os.path.join(args.results_dir, "results.jsonl")
+        args.meta = args.meta or os.path.join(args.results_dir, "meta.json")
+        args.notes = args.notes or os.path.join(args.results_dir, "notes.txt")
+        if not os.path.exists(args.results):
+            p.error(f"no {args.results}")
     if not args.results:
-        p.error("give results.jsonl (or --write-meta)")
+        p.error("give results.jsonl, --results DIR or --write-meta")
     results = load_results(args.results) if os.path.exists(args.results) else {}
     meta = None
     if args.meta and os.path.exists(args.meta):
@@ -314,7 +337,10 @@ def main(argv=None):
     if args.notes and os.path.exists(args.notes):
         with open(args.notes) as f:
             notes = [ln.strip() for ln in f if ln.strip()]
-    table = render(results, meta, notes)
+    if args.table_only:
+        table = "\n".join(table_lines(results, meta)[0]) + "\n"
+    else:
+        table = render(results, meta, notes)
     if args.out:
         with open(args.out, "w") as f:
             f.write(table)

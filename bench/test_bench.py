@@ -348,5 +348,52 @@ class StrongPeerTest(unittest.TestCase):
         self.assertIn("--liger needs CUDA", err.getvalue())
 
 
+class CheckTablesTest(unittest.TestCase):
+    """scripts/check-tables: a generated region is rebuilt from the raw file; a stale one fails with
+    a diff, and --write fixes it."""
+
+    def setUp(self):
+        import contextlib
+        import importlib.machinery
+        import importlib.util
+        import io
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "check-tables")
+        loader = importlib.machinery.SourceFileLoader("check_tables", path)
+        spec = importlib.util.spec_from_loader("check_tables", loader)
+        self.tool = importlib.util.module_from_spec(spec)
+        loader.exec_module(self.tool)
+        self.tmp = tempfile.mkdtemp()
+        self.quiet = lambda: contextlib.redirect_stdout(io.StringIO())
+        self.quiet_err = lambda: contextlib.redirect_stderr(io.StringIO())
+
+    def doc(self, body):
+        path = os.path.join(self.tmp, "doc.md")
+        with open(path, "w") as f:
+            f.write(body)
+        return path
+
+    def test_stale_region_fails_and_write_rebuilds_it(self):
+        results = os.path.join(self.tmp, "results.jsonl")
+        with open(results, "w") as f:
+            for system, mbs in (("python-tokenizers", 2.0), ("lemo", 10.0)):
+                f.write(json.dumps({"tokenizer": "t", "system": system, "mb_per_s": mbs}) + "\n")
+        marker = f"<!-- generated: bench/tokenizer/compare.py --report {results} -->\n"
+        path = self.doc("# Doc\n\n" + marker + "| old | table |\n<!-- end generated -->\ntail\n")
+        with self.quiet(), self.quiet_err():
+            self.assertEqual(self.tool.main([path]), 1)
+            self.assertEqual(self.tool.main(["--write", path]), 0)
+            self.assertEqual(self.tool.main([path]), 0)
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(marker + "| tokenizer | Python MB/s | lemo MB/s | lemo / Python |\n", text)
+        self.assertIn("| t | 2 | 10 | 5x |\n<!-- end generated -->\ntail\n", text)
+
+    def test_only_bench_scripts_run_and_regions_must_end(self):
+        with self.quiet_err():
+            self.assertEqual(self.tool.main([self.doc("<!-- generated: rm -rf x -->\n<!-- end generated -->\n")]), 1)
+            self.assertEqual(self.tool.main([self.doc("<!-- generated: bench/report.py --results x -->\n")]), 1)
+
+
 if __name__ == "__main__":
     unittest.main()
