@@ -15,8 +15,9 @@
 # Knobs (env):
 #   LEMO_BENCH_SEQS="4096 ... 262144" (doubling; each system and mode stops at its first OOM)
 #   LEMO_BENCH_MODES="off on" (gradient checkpointing)
-#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse lemo-selective peer peer-strong"  LEMO_BENCH_STEPS=3 (lemo
-#     steps; peers: 1 warm-up + STEPS-1)
+#   LEMO_BENCH_SYSTEMS="lemo lemo-sparse lemo-selective peer peer-strong"  LEMO_BENCH_STEPS=6 (lemo
+#     steps: 1 warm-up + 5 timed; peers: PEER_WARMUP + the rest timed. Every timed step is kept in
+#     results.jsonl; the table shows their median and min-max)
 #     systems: lemo (dense engine), lemo-sparse (LeMo, flags from LEMO_BENCH_SPARSE_ARGS),
 #     lemo-selective (lemo-sparse + LEMO_BENCH_SELECTIVE_ARGS, default "--recompute-mlp
 #     --checkpoint-keep-attention": exact selective recompute, each flag used in its own mode),
@@ -88,7 +89,8 @@ MODES=${LEMO_BENCH_MODES:-off on}
 DEFAULT_SYSTEMS="lemo lemo-sparse lemo-selective peer peer-strong" CALIBRATE=${LEMO_BENCH_CALIBRATE:-1}
 [ "$DEVICE_KIND" = cpu ] && DEFAULT_SYSTEMS="lemo peer" CALIBRATE=${LEMO_BENCH_CALIBRATE:-0}
 SYSTEMS=${LEMO_BENCH_SYSTEMS:-$DEFAULT_SYSTEMS}
-STEPS=${LEMO_BENCH_STEPS:-3}
+# 1 warm-up + 5 timed steps: a median and a spread, not the best of 2.
+STEPS=${LEMO_BENCH_STEPS:-6}
 TIMEOUT=${LEMO_BENCH_TIMEOUT:-300}
 # Every lemo-train run's extra flags. GPU default: the loss in 2048-token segments (LEMO.md
 # section 3; exact, it only never holds all N x vocab logits at once).
@@ -375,7 +377,7 @@ track() {  # system seq mode t0: log the newest result of that run and remember 
   line=$(grep "\"system\": \"$1\"" "$RESULTS" | grep "\"seq_len\": $2," | grep "\"mode\": \"$3\"" | tail -n 1)
   status=$(sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' <<<"$line")
   [ "$status" = oom ] && [ -z "${OOM_AT["$1 $3"]:-}" ] && OOM_AT["$1 $3"]=$2
-  say "$1 seq $2 $3: ${status:-no result}$(sed -n 's/.*"step_s": \([0-9.]*\).*/, step \1 s/p' <<<"$line") ($((SECONDS - $4)) s)"
+  say "$1 seq $2 $3: ${status:-no result}$(sed -n 's/.*"step_median_s": \([0-9.]*\).*/, median step \1 s/p' <<<"$line") ($((SECONDS - $4)) s)"
 }
 
 for m in $MODES; do
