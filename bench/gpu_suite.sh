@@ -30,7 +30,9 @@
 #   LEMO_BENCH_STRONG_ARGS="" (extra hf_peer.py flags for peer-strong, e.g. --auto-try-both)
 #   LEMO_BENCH_CALIBRATE=1 (GPU; 0 on the CPU): first run `lemo-train calibrate` on the benchmark
 #     model (LEMO_BENCH_CALIBRATE_ARGS, default a short fit); the LeMo systems then use those
-#     predictors ("LeMo (predictor)"); 0 or a failed calibration: the oracle
+#     predictors ("LeMo (predictor)"); 0: the oracle ("LeMo (oracle)"); a failed calibration: the
+#     oracle, each LeMo row saying so in results.jsonl (lemo_mode oracle, calibration failed) and
+#     the table, and the suite exits 1
 #   LEMO_BENCH_SPARSE_ARGS (every LeMo system's finetune flags; default: predictor or oracle mode,
 #     as above)
 #   LEMO_BENCH_TIMEOUT=300 (s per run)
@@ -253,6 +255,9 @@ report
 
 # --- LeMo predictors (optional) ---------------------------------------------------------------
 SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode oracle"}
+# Every LeMo row records this (record_result.py --calibration), and the table names the mode each
+# row ran in: a failed calibration is never a row labelled predictor.
+CALIBRATION=not-run
 if [ "$CALIBRATE" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(sparse|selective|savers|2d)" " ]]; then
   t0=$SECONDS
   PRED_DIR=$WORK/predictors-$PRESET
@@ -265,8 +270,10 @@ if [ "$CALIBRATE" = 1 ] && [ "$HAVE_LEMO" = 1 ] && [[ " $SYSTEMS " =~ " lemo-"(s
       $CAL_ARGS >"$OUT/logs/calibrate.log" 2>&1; then
     note "calibrate ($CAL_ARGS): ok in $((SECONDS - t0)) s"
     SPARSE_ARGS=${LEMO_BENCH_SPARSE_ARGS:-"--lemo-mode predictor --lemo-predictors $PRED_DIR"}
+    CALIBRATION=ok
   else
-    note "calibrate FAILED after $((SECONDS - t0)) s (logs/calibrate.log): lemo-sparse runs use the oracle"
+    note "calibrate FAILED after $((SECONDS - t0)) s (logs/calibrate.log): the LeMo rows run the oracle and say so (mode oracle, calibration failed); the suite exits 1"
+    CALIBRATION=failed
     FAILED=1
   fi
 fi
@@ -307,8 +314,13 @@ run_lemo() {  # system seq mode flag
     --lr 2e-4 --lora-r 8 --lora-alpha 16 --metrics-jsonl "$OUT/logs/$name.metrics.jsonl" \
     $flag $LEMO_ARGS $extra >"$OUT/logs/$name.log" 2>&1
   rc=$?
+  local lemo_mode=() last= w
+  if [ "$sys" != lemo ]; then  # the mode the flags give (the last --lemo-mode among them)
+    for w in $extra; do [ "$last" = --lemo-mode ] && lemo_mode=(--lemo-mode "$w" --calibration "$CALIBRATION"); last=$w; done
+  fi
   "$PY" bench/record_result.py --system "$sys" --seq-len "$seq" --mode "$mode" --rc "$rc" \
-    --metrics "$OUT/logs/$name.metrics.jsonl" --log "$OUT/logs/$name.log" --out "$RESULTS" >/dev/null
+    --metrics "$OUT/logs/$name.metrics.jsonl" --log "$OUT/logs/$name.log" "${lemo_mode[@]}" \
+    --out "$RESULTS" >/dev/null
   rm -rf "$WORK/ckpt-$name"
 }
 

@@ -176,10 +176,17 @@ CKPT_NAMES = {"gpu": "GPU ckpt", "offload": "offloaded ckpt"}
 
 
 def system_cell(system, r):
-    """The row's system name; the strong peer's says which checkpointing ran (auto picks per seq)."""
+    """The row's system name; the strong peer's says which checkpointing ran (auto picks per seq),
+    a LeMo row which mode it ran in (predictor, oracle) where the results say, and that it ran the
+    oracle because calibrating the predictors failed."""
     name = SYSTEM_NAMES[system]
     if system == "peer-strong" and r is not None and r.get("checkpointing") in CKPT_NAMES:
         name += f" ({CKPT_NAMES[r['checkpointing']]})"
+    if system in LEMO_SYSTEMS and r is not None and r.get("lemo_mode"):
+        if r.get("calibration") == "failed":
+            name += f" ({r['lemo_mode']}: predictor calibration FAILED)"
+        else:
+            name += f" ({r['lemo_mode']})"
     return name
 
 
@@ -247,7 +254,13 @@ def targets(results):
     strong = any(k[0] == "peer-strong" for k in results)
     peers = [("peer", "peer")] + ([("peer-strong", "strong peer")] if strong else [])
     for system in ran:
+        rows = [r for k, r in results.items() if k[0] == system]
+        modes = sorted({r["lemo_mode"] for r in rows if r.get("lemo_mode")})
         name = SYSTEM_NAMES[system]
+        if any(r.get("calibration") == "failed" for r in rows):
+            name += f" ({'/'.join(modes)}: predictor calibration FAILED)"
+        elif modes:
+            name += f" ({'/'.join(modes)})"
         for peer_system, label in peers:
             out += [check(f"{name}: 8K no-ckpt peak allocated / {label}", system, 8192, "no-ckpt",
                           "peak_allocated_bytes", 0.5, peer_system),

@@ -112,6 +112,27 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(self.row_of(table, 8192, "ckpt", "lemo dense").split(" | ")[5:7], ["2.00", "(n=1)"])
         self.assertIn("step s: the median of the timed steps", table)
 
+    def test_lemo_rows_name_their_mode_and_a_failed_calibration(self):
+        predictor = dict(self.run_row("lemo-sparse", 8192, "no-ckpt", 30, 31, 0.7), lemo_mode="predictor",
+                         calibration="ok")
+        oracle = dict(self.run_row("lemo-selective", 8192, "no-ckpt", 25, 26, 0.8), lemo_mode="oracle",
+                      calibration="failed")
+        table = self.render([self.run_row("peer", 8192, "no-ckpt", 60, 62, 0.8), predictor, oracle])
+        self.assertIn("| 8192 | no-ckpt | lemo LeMo (predictor) |", table)
+        self.assertIn("| 8192 | no-ckpt | lemo LeMo + selective recompute (oracle: predictor calibration FAILED) |",
+                      table)
+        self.assertIn("- lemo LeMo (predictor): 8K no-ckpt peak allocated / peer: 0.50x", table)
+        self.assertIn("- lemo LeMo + selective recompute (oracle: predictor calibration FAILED): 8K", table)
+        self.assertNotIn("selective recompute (predictor)", table)
+
+    def test_record_keeps_the_lemo_mode_and_calibration(self):
+        out = os.path.join(tempfile.mkdtemp(), "results.jsonl")
+        record_result.main(["--system", "lemo-sparse", "--seq-len", "8", "--mode", "ckpt", "--status", "skipped",
+                            "--lemo-mode", "oracle", "--calibration", "failed", "--out", out])
+        with open(out) as f:
+            r = json.loads(f.read())
+        self.assertEqual((r["lemo_mode"], r["calibration"]), ("oracle", "failed"))
+
     def test_committed_results_still_render(self):
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
         for results in glob.glob(os.path.join(root, "*", "*", "results.jsonl")):
