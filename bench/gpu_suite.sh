@@ -185,7 +185,7 @@ if [ "$CTEST" = 1 ] && [ "$BUILD_OK" = 1 ] && [ -d build-gpu ]; then
   if cmake --build build-gpu -j "$(nproc)" --target $targets >"$OUT/logs/build-all.log" 2>&1; then
     export LEMO_PYTHON=$PY LEMO_SOURCE_DIR=$ROOT LEMO_BIN_DIR=$ROOT/build-gpu/bin
     n=$(ctest --test-dir build-gpu -N -L gpu 2>/dev/null | sed -n 's/^Total Tests: //p')
-    timeout 600 ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 \
+    timeout 300 ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 120 \
       >"$OUT/logs/ctest-gpu.log" 2>&1
     rc=$?
     summary=$(grep -E 'tests passed|tests failed' "$OUT/logs/ctest-gpu.log" | tail -n 1)
