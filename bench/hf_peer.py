@@ -3,7 +3,7 @@
 
 Usage:
   python3 bench/hf_peer.py --model-dir /tmp/llama2-7b --seq-lens 4096,8192 [--gradient-checkpointing] \
-      [--steps 2] [--warmup 1] [--device cuda] [--dtype bf16] --out results.jsonl
+      [--steps 5] [--warmup 1] [--device cuda] [--dtype bf16] --out results.jsonl
   python3 bench/hf_peer.py --model-dir /tmp/llama2-7b --seq-lens 65536,131072 --liger --checkpointing auto ...
   python3 bench/hf_peer.py --preset-config bench/configs/tiny.json --seq-lens 128 --device cpu --dtype fp32
 
@@ -58,7 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--liger", action="store_true",
                    help="apply Liger Kernel (RoPE, RMSNorm, SwiGLU, fused linear cross-entropy); needs CUDA")
     p.add_argument("--system", help="the rows' system name (default: peer-strong with --liger, else peer)")
-    p.add_argument("--steps", type=int, default=2, help="timed steps; the best is reported")
+    p.add_argument("--steps", type=int, default=5,
+                   help="timed steps: each one's time is kept (step_times_s), with the median and the best")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")

@@ -9,14 +9,21 @@ Usage:
   python3 bench/record_result.py --system peer --seq-len 4096 --mode ckpt --rc 124 --log peer.log --out results.jsonl
   python3 bench/record_result.py --system lemo ... --status skipped --error "lemo-train not built" --out results.jsonl
 
+LeMo rows carry the mode they ran in (--lemo-mode) and, where the suite calibrated predictors, how
+that went (--calibration): a row whose calibration failed says so and that it ran the oracle.
+
 Status: rc 124 -> "timeout"; 137 -> "killed"; non-zero rc with "out of memory" in the log -> "oom"; other
-non-zero rc -> "error" (last log line kept); rc 0 -> "ok". Step time is the best step after the
-warm-up steps; peak memory the maximum over all steps (the peer resets its peak before warm-up).
+non-zero rc -> "error" (last log line kept); rc 0 -> "ok". Every step after the warm-up steps is
+kept raw (step_times_s), with their median (step_median_s; bench/report.py reports the median and
+the min-max) and, as before, the best (step_s, with tokens_per_s at it); peak memory is the maximum
+over all steps (the peer resets its peak before warm-up), and each step's own peaks are kept too
+(peak_allocated_bytes_steps, peak_reserved_bytes_steps).
 """
 import argparse
 import json
 import os
 import re
+import statistics
 import sys
 
 OOM_PATTERNS = re.compile(r"out of memory|out_of_memory|outofmemory|cublas_status_alloc_failed", re.I)
@@ -58,10 +65,16 @@ def make_record(args):
     rows = read_metrics(args.metrics)
     text = log_text(args.log)
     rec = {"system": args.system, "seq_len": args.seq_len, "mode": args.mode, "status": "ok",
-           "step_s": None, "step_times_s": None, "tokens_per_s": None,
+           "step_s": None, "step_times_s": None, "step_median_s": None, "tokens_per_s": None,
            "peak_allocated_bytes": max_of(rows, "peak_allocated_bytes"),
            "peak_reserved_bytes": max_of(rows, "peak_reserved_bytes"),
+           "peak_allocated_bytes_steps": [r.get("peak_allocated_bytes") for r in rows] or None,
+           "peak_reserved_bytes_steps": [r.get("peak_reserved_bytes") for r in rows] or None,
            "loss": None, "error": None, "steps_logged": len(rows), "rc": args.rc}
+    if args.lemo_mode:
+        rec["lemo_mode"] = args.lemo_mode
+    if args.calibration:
+        rec["calibration"] = args.calibration
     if args.status:
         rec.update(status=args.status, error=args.error)
         return rec
@@ -84,6 +97,7 @@ def make_record(args):
         return rec
     best = min(times)
     rec.update(step_s=round(best, 4), step_times_s=[round(t, 4) for t in times],
+               step_median_s=round(statistics.median(times), 4),
                tokens_per_s=round(args.seq_len * args.batch / best, 1), loss=timed[-1].get("loss"))
     return rec
 
@@ -100,6 +114,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--status", help="force a status (e.g. skipped) without looking at the run")
     p.add_argument("--error", help="message to record with --status or a failure")
+    p.add_argument("--lemo-mode", help="the LeMo mode the run was given (--lemo-mode of lemo-train): "
+                   "predictor, oracle, ...; bench/report.py names it in the row")
+    p.add_argument("--calibration", choices=["ok", "failed", "not-run"],
+                   help="how the suite's predictor calibration went (failed: the run used the oracle)")
     p.add_argument("--out", required=True, help="results.jsonl to append to")
     args = p.parse_args(argv)
     rec = make_record(args)

@@ -5,6 +5,7 @@ Run: python3 -m unittest discover -s bench -p 'test_*.py'   (the venv python for
 Add a case: a test_* method that writes inputs under self.tmp and checks the parsed result.
 The end-to-end check is the CPU smoke run: LEMO_BENCH_DEVICE=cpu bash bench/gpu_suite.sh
 """
+import glob
 import json
 import os
 import sys
@@ -43,6 +44,8 @@ class RecordResultTest(unittest.TestCase):
         r = self.record("--seq-len", "100", "--mode", "ckpt", "--metrics", m)
         self.assertEqual(r["status"], "ok")
         self.assertEqual(r["step_s"], 1.0)  # step 1 (0.5 s) is the warm-up
+        self.assertEqual((r["step_times_s"], r["step_median_s"]), ([2.0, 1.0], 1.5))
+        self.assertEqual(r["peak_allocated_bytes_steps"], [9, 5, 7])
         self.assertEqual(r["tokens_per_s"], 100.0)
         self.assertEqual((r["peak_allocated_bytes"], r["peak_reserved_bytes"]), (9, 10))
         self.assertEqual(r["loss"], 1)
@@ -87,13 +90,55 @@ class ReportTest(unittest.TestCase):
             self.run_row("lemo", 4096, "ckpt", 14, 17, 0.45),  # reserved above the peer's
         ])
         cells = self.row_of(table, 4096, "no-ckpt", "lemo dense").split(" | ")
-        self.assertEqual(cells[3:7], ["30.0", "32.0", "0.41", "9,990"])
-        self.assertEqual(cells[9:11], ["0.75", "1.02"])
+        self.assertEqual(cells[3:8], ["30.0", "32.0", "0.41", "n ?", "9,990"])  # step_s only: n unknown
+        self.assertEqual(cells[10:12], ["0.75", "1.02"])
         self.assertTrue(self.row_of(table, 4096, "no-ckpt", "lemo dense").endswith("| yes |"))
         self.assertTrue(self.row_of(table, 4096, "ckpt", "lemo dense").endswith("| no |"))
         self.assertNotIn("lemo LeMo", table)  # no LeMo runs: no rows, no targets
         self.assertNotIn("Issue 5 targets", table)
         self.assertNotIn("strong", table)  # results without the strong peer keep the old columns
+
+    def test_median_and_spread_of_the_raw_steps(self):
+        peer = dict(self.run_row("peer", 4096, "ckpt", 15, 16, 0.40), step_times_s=[0.40, 0.60, 0.50, 0.55, 0.45])
+        lemo = dict(self.run_row("lemo", 4096, "ckpt", 14, 15, 0.30), step_times_s=[0.30, 0.50, 0.40, 0.90])
+        one = dict(self.run_row("lemo", 8192, "ckpt", 20, 21, 2.0), step_times_s=[2.0])
+        table = self.render([peer, lemo, one])
+        cells = self.row_of(table, 4096, "ckpt", "HF+PEFT").split(" | ")
+        self.assertEqual(cells[5:8], ["0.50", "0.40-0.60 (n=5)", "8,192"])  # not the best step (0.40)
+        cells = self.row_of(table, 4096, "ckpt", "lemo dense").split(" | ")
+        # median of 4 steps: 0.45; tokens/s and the step ratio use it (0.45 / 0.50)
+        self.assertEqual(cells[5:8], ["0.45", "0.30-0.90 (n=4)", "9,102"])
+        self.assertEqual(cells[10:12], ["0.93", "0.90"])
+        self.assertEqual(self.row_of(table, 8192, "ckpt", "lemo dense").split(" | ")[5:7], ["2.00", "(n=1)"])
+        self.assertIn("step s: the median of the timed steps", table)
+
+    def test_lemo_rows_name_their_mode_and_a_failed_calibration(self):
+        predictor = dict(self.run_row("lemo-sparse", 8192, "no-ckpt", 30, 31, 0.7), lemo_mode="predictor",
+                         calibration="ok")
+        oracle = dict(self.run_row("lemo-selective", 8192, "no-ckpt", 25, 26, 0.8), lemo_mode="oracle",
+                      calibration="failed")
+        table = self.render([self.run_row("peer", 8192, "no-ckpt", 60, 62, 0.8), predictor, oracle])
+        self.assertIn("| 8192 | no-ckpt | lemo LeMo (predictor) |", table)
+        self.assertIn("| 8192 | no-ckpt | lemo LeMo + selective recompute (oracle: predictor calibration FAILED) |",
+                      table)
+        self.assertIn("- lemo LeMo (predictor): 8K no-ckpt peak allocated / peer: 0.50x", table)
+        self.assertIn("- lemo LeMo + selective recompute (oracle: predictor calibration FAILED): 8K", table)
+        self.assertNotIn("selective recompute (predictor)", table)
+
+    def test_record_keeps_the_lemo_mode_and_calibration(self):
+        out = os.path.join(tempfile.mkdtemp(), "results.jsonl")
+        record_result.main(["--system", "lemo-sparse", "--seq-len", "8", "--mode", "ckpt", "--status", "skipped",
+                            "--lemo-mode", "oracle", "--calibration", "failed", "--out", out])
+        with open(out) as f:
+            r = json.loads(f.read())
+        self.assertEqual((r["lemo_mode"], r["calibration"]), ("oracle", "failed"))
+
+    def test_committed_results_still_render(self):
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+        for results in glob.glob(os.path.join(root, "*", "*", "results.jsonl")):
+            with self.subTest(results=os.path.relpath(results, root)):
+                table = report.render(report.load_results(results), None, [])
+                self.assertIn("| seq | mode | system |", table)
 
     def test_failed_runs_and_later_lines_win(self):
         table = self.render([
@@ -122,7 +167,7 @@ class ReportTest(unittest.TestCase):
         ], meta)
         cells = self.row_of(table, 8192, "no-ckpt", "lemo LeMo").split(" | ")
         tflops = flops.step_flops(config, 8192) / 0.5 / 1e12
-        self.assertEqual(cells[7:9], [f"{tflops:.0f}", f"{100 * tflops / 2e-6:.0f}%"])
+        self.assertEqual(cells[8:10], [f"{tflops:.0f}", f"{100 * tflops / 2e-6:.0f}%"])
         self.assertIn("lemo LeMo: 8K no-ckpt peak allocated / peer: 0.45x, target <= 0.5x: met", table)
         self.assertIn("lemo LeMo: 32K ckpt step / peer: 0.80x, target <= 0.75x: MISSED", table)
         self.assertIn("lemo LeMo: 64K ckpt step / peer: not measured (lemo not run)", table)
@@ -145,11 +190,11 @@ class ReportTest(unittest.TestCase):
         ])
         self.assertIn("| alloc / peer | step / peer | alloc / strong | step / strong | issue-2 parity |", table)
         cells = self.row_of(table, 65536, "ckpt", "lemo LeMo").split(" | ")
-        self.assertEqual(cells[9:13], ["0.55", "0.56", "0.75", "0.60"])  # vs peer 55/16, vs strong 40/15
+        self.assertEqual(cells[10:14], ["0.55", "0.56", "0.75", "0.60"])  # vs peer 55/16, vs strong 40/15
         strong = self.row_of(table, 65536, "ckpt", "HF+PEFT+Liger (GPU ckpt)").split(" | ")
-        self.assertEqual(strong[9:13], ["0.73", "0.94", "-", "-"])
+        self.assertEqual(strong[10:14], ["0.73", "0.94", "-", "-"])
         cells = self.row_of(table, 131072, "ckpt", "lemo LeMo").split(" | ")
-        self.assertEqual(cells[9:13], ["-", "-", "1.15", "0.50"])  # the plain peer ran out of memory
+        self.assertEqual(cells[10:14], ["-", "-", "1.15", "0.50"])  # the plain peer ran out of memory
         self.assertIn("| 131072 | ckpt | HF+PEFT+Liger (offloaded ckpt) | 39.0 |", table)
         self.assertIn("lemo LeMo: 64K ckpt step / strong peer: 0.60x, target <= 0.65x: met", table)
         self.assertIn("lemo LeMo: 64K ckpt step / peer: 0.56x, target <= 0.65x: met", table)
@@ -346,6 +391,53 @@ class StrongPeerTest(unittest.TestCase):
             hf_peer.main(["--preset-config", self.CONFIG, "--seq-lens", "32", "--device", "cpu", "--liger"])
         self.assertEqual(cm.exception.code, 2)
         self.assertIn("--liger needs CUDA", err.getvalue())
+
+
+class CheckTablesTest(unittest.TestCase):
+    """scripts/check-tables: a generated region is rebuilt from the raw file; a stale one fails with
+    a diff, and --write fixes it."""
+
+    def setUp(self):
+        import contextlib
+        import importlib.machinery
+        import importlib.util
+        import io
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "check-tables")
+        loader = importlib.machinery.SourceFileLoader("check_tables", path)
+        spec = importlib.util.spec_from_loader("check_tables", loader)
+        self.tool = importlib.util.module_from_spec(spec)
+        loader.exec_module(self.tool)
+        self.tmp = tempfile.mkdtemp()
+        self.quiet = lambda: contextlib.redirect_stdout(io.StringIO())
+        self.quiet_err = lambda: contextlib.redirect_stderr(io.StringIO())
+
+    def doc(self, body):
+        path = os.path.join(self.tmp, "doc.md")
+        with open(path, "w") as f:
+            f.write(body)
+        return path
+
+    def test_stale_region_fails_and_write_rebuilds_it(self):
+        results = os.path.join(self.tmp, "results.jsonl")
+        with open(results, "w") as f:
+            for system, mbs in (("python-tokenizers", 2.0), ("lemo", 10.0)):
+                f.write(json.dumps({"tokenizer": "t", "system": system, "mb_per_s": mbs}) + "\n")
+        marker = f"<!-- generated: bench/tokenizer/compare.py --report {results} -->\n"
+        path = self.doc("# Doc\n\n" + marker + "| old | table |\n<!-- end generated -->\ntail\n")
+        with self.quiet(), self.quiet_err():
+            self.assertEqual(self.tool.main([path]), 1)
+            self.assertEqual(self.tool.main(["--write", path]), 0)
+            self.assertEqual(self.tool.main([path]), 0)
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(marker + "| tokenizer | Python MB/s | lemo MB/s | lemo / Python |\n", text)
+        self.assertIn("| t | 2 | 10 | 5x |\n<!-- end generated -->\ntail\n", text)
+
+    def test_only_bench_scripts_run_and_regions_must_end(self):
+        with self.quiet_err():
+            self.assertEqual(self.tool.main([self.doc("<!-- generated: rm -rf x -->\n<!-- end generated -->\n")]), 1)
+            self.assertEqual(self.tool.main([self.doc("<!-- generated: bench/report.py --results x -->\n")]), 1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ each, on the same corpus and the same files, with a check that both give the sam
 
     python3 bench/tokenizer/compare.py --bin build/bin/lemo-tokenizer-bench \
         [--corpus bench/data/corpus.jsonl] [--repeats 5] [--out results.jsonl] [TOKENIZER_JSON...]
+    python3 bench/tokenizer/compare.py --report results.jsonl   (the docs' Markdown table)
 
 Without TOKENIZER_JSON it benchmarks the layouts hf_tokenizer_test.cc checks: a Llama-3-style
 byte-level BPE and a Llama-2-style Metaspace BPE with byte fallback, both trained on the corpus
@@ -66,14 +67,48 @@ def default_tokenizers(corpus, work):
     return out
 
 
+# The names the docs' table gives the default tokenizers (others keep their folder's name).
+DISPLAY_NAMES = {
+    "llama3-style-bytelevel": "Llama-3-style byte-level BPE",
+    "llama2-style-metaspace": "Llama-2-style Metaspace BPE, byte fallback",
+    "anthropic-0.30.0": "anthropic==0.30.0 tokenizer.json (NFKC, 65k)",
+}
+
+
+def markdown_table(results_path):
+    """The docs' table of a committed results file: MB/s of each system (3 significant digits,
+    best of the passes) and the ratio; a later line for the same tokenizer and system wins."""
+    rows = {}
+    with open(results_path) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                rows[(r["tokenizer"], r["system"])] = r
+    out = ["| tokenizer | Python MB/s | lemo MB/s | lemo / Python |", "|---|---|---|---|"]
+    for name in dict.fromkeys(k[0] for k in rows):
+        py, lemo = rows.get((name, "python-tokenizers")), rows.get((name, "lemo"))
+        cells = [DISPLAY_NAMES.get(name, name)]
+        cells += [f"{r['mb_per_s']:.3g}" if r else "-" for r in (py, lemo)]
+        cells.append(f"{lemo['mb_per_s'] / py['mb_per_s']:.2g}x" if py and lemo else "-")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bin", required=True, help="lemo-tokenizer-bench")
+    ap.add_argument("--bin", help="lemo-tokenizer-bench (required unless --report)")
+    ap.add_argument("--report", metavar="RESULTS",
+                    help="print the Markdown table of a results.jsonl and exit (scripts/check-tables)")
     ap.add_argument("--corpus", default=os.path.join(ROOT, "bench", "data", "corpus.jsonl"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", help="append one JSON line per system and tokenizer")
     ap.add_argument("tokenizer_json", nargs="*")
     args = ap.parse_args()
+    if args.report:
+        sys.stdout.write(markdown_table(args.report))
+        return
+    if not args.bin:
+        ap.error("--bin is required")
 
     import tokenizers
     with open(args.corpus, encoding="utf-8") as f:

@@ -16,12 +16,13 @@
 //      runs both on the same inputs and the same random upstream gradient and
 //      compares every input's gradient.
 //   5. tests/kernels/foo/foo_cuda_test.cc (label gpu, by its name): each test
-//      starts with LEMO_SKIP_WITHOUT_CUDA(), then compares Foo on CUDA copies
+//      starts with LEMO_REQUIRE_CUDA() (tests/testing/require_cuda.h:
+//      it fails without a CUDA device), then compares Foo on CUDA copies
 //      of random inputs with FooCpu (the op's CPU reference) on the same
 //      inputs, over the same kinds of cases and fp32, bf16 and fp16. Variants
 //      the op does not take (tests and bench only) are reached by calling the
 //      launcher or binding with the variant, inside #ifdef LEMO_WITH_CUDA
-//      (with GTEST_SKIP() << "built without LEMO_ENABLE_CUDA" otherwise).
+//      (with GTEST_FAIL() << "built without LEMO_ENABLE_CUDA" otherwise).
 // Both files are picked up by tests/kernels/CMakeLists.txt's globs.
 #ifndef LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
 #define LEMO_TESTS_KERNELS_OP_TEST_HARNESS_H_
@@ -35,16 +36,11 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/require_cuda.h"
+
 #ifdef LEMO_WITH_CUDA
 #include "kernels/kept_positions/kept_check_cuda.h"
 #endif
-
-// GPU tests (the *_cuda_test.cc files, label gpu) start with this: without a
-// CUDA device (CPU builds, CI) they skip with the reason.
-#define LEMO_SKIP_WITHOUT_CUDA()                                        \
-  do {                                                                  \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"; \
-  } while (0)
 
 namespace lemo::kernels::testing {
 

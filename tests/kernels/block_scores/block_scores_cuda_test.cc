@@ -1,6 +1,6 @@
 // GPU tests of lemo::block_scores: the CUDA kernel (tensor cores for bf16/fp16
 // with d 64 or 128, CUDA cores otherwise) against the CPU reference on the same
-// random inputs. Skipped without a CUDA device. To add a case: append to
+// random inputs. Fails without a CUDA device. To add a case: append to
 // kCases (ragged N and GQA welcome); see op_test_harness.h.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -60,7 +60,7 @@ std::pair<torch::Tensor, torch::Tensor> RandomQk(const Case& c,
 }
 
 TEST(BlockScoresCuda, EqualsCpuReference) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   for (const Case& c : kCases) {
     for (torch::ScalarType dtype :
          {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
@@ -137,34 +137,34 @@ TEST(BlockScoresCuda, EveryTensorCoreVariantEqualsCpu) {
   // The op runs the default variant (the cluster kernel on sm_90); this calls
   // the launcher with the mma.sync one (lemo-kernel-bench times them side by
   // side).
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresSquare);
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
 TEST(BlockScoresCuda, WgmmaVariantEqualsCpu) {
   // The sm_90a wgmma kernel, in its own test so that bench/gpu_kernels.sh can
   // run it in its own process: a fault there must not poison the others.
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresWgmma);
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
 TEST(BlockScoresCuda, WgmmaClusterVariantEqualsCpu) {
   // The 2-CTA cluster kernel (TMA multicast, mbarriers, ping-pong), in both
   // schedules: named Wgmma* so that it runs in the wgmma test's own process.
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   ExpectVariantEqualsCpu(cuda::kBlockScoresCluster);
   ExpectVariantEqualsCpu(cuda::kBlockScoresClusterRowOrder);
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
@@ -172,7 +172,7 @@ TEST(BlockScoresCuda, LauncherRejectsUnknownVariants) {
   // The variant is the launcher's argument only (the op always asks for
   // kBlockScoresAuto): a retired one (2, the 256x128 mma.sync CTA) or an
   // unknown one is an error, before anything is launched or written.
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   const Case c{1, 8, 2, 1000, 128};
   auto [q_cpu, k_cpu] = RandomQk(c, torch::kBFloat16, /*engine_layout=*/true);
@@ -189,12 +189,12 @@ TEST(BlockScoresCuda, LauncherRejectsUnknownVariants) {
   EXPECT_TRUE(torch::equal(out.cpu(), torch::full({1, 16, 16}, -1.0f)))
       << "a rejected launch wrote the map";
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
 TEST(BlockScoresCuda, OtherBlockSizesAndFp64UseTheReference) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   torch::manual_seed(2);
   const torch::Tensor q = torch::randn({1, 4, 150, 16}, torch::kDouble);
   const torch::Tensor k = torch::randn({1, 2, 150, 16}, torch::kDouble);
@@ -206,7 +206,7 @@ TEST(BlockScoresCuda, OtherBlockSizesAndFp64UseTheReference) {
 }
 
 TEST(BlockScoresCuda, RejectsBadInputsLikeTheCpu) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   const torch::Tensor q = torch::randn({1, 6, 64, 64}, torch::kCUDA);
   EXPECT_THROW(BlockScores(q, torch::randn({1, 4, 64, 64}, torch::kCUDA)),
                c10::Error);
@@ -221,7 +221,7 @@ TEST(BlockScoresCuda, RejectsBadInputsLikeTheCpu) {
 TEST(BlockScoresCuda, LongSequenceSelectsLikeTheCpu) {
   // One long bf16 case (N = 8191, Llama-2 heads) through the whole oracle
   // selection: the kept blocks must match the CPU's.
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   const Case c{1, 32, 32, 8191, 128};
   auto [q, k] = RandomQk(c, torch::kBFloat16, true);
   const torch::Tensor want = BlockScoresCpu(q, k, 64);

@@ -1,6 +1,6 @@
 // GPU tests of lemo::cross_entropy_chunk and its in-place backward: the fused
 // CUDA kernels against the CPU reference on the same random logits (LM-head
-// sizes included). Skipped without a CUDA device. To add a case: append to
+// sizes included). Fails without a CUDA device. To add a case: append to
 // kCases.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -33,7 +33,7 @@ std::string Label(const Case& c, torch::ScalarType dtype) {
 }
 
 TEST(CrossEntropyChunkCuda, EqualsCpuForwardAndBackward) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   for (const Case& c : kCases) {
     for (torch::ScalarType dtype :
          {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
@@ -61,7 +61,7 @@ TEST(CrossEntropyChunkCuda, EqualsCpuForwardAndBackward) {
 }
 
 TEST(CrossEntropyChunkCuda, AutogradReachesTheKernel) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   torch::manual_seed(5);
   const torch::Tensor logits = torch::randn({32, 5000}).to(torch::kBFloat16);
   const torch::Tensor labels = torch::randint(0, 5000, {32}, torch::kLong);
@@ -74,7 +74,7 @@ TEST(CrossEntropyChunkCuda, AutogradReachesTheKernel) {
 }
 
 TEST(CrossEntropyChunkCuda, RejectsOutOfRangeLabels) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
   const torch::Tensor logits = torch::randn({4, 10}, torch::kCUDA);
   EXPECT_THROW(CrossEntropyChunk(logits, torch::tensor({0, 1, 10, 2}).cuda()),
                c10::Error);

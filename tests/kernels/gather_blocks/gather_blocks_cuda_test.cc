@@ -2,7 +2,7 @@
 // on the same random inputs. Values on every kept path of the binding
 // (KeptPath: reference checks, checks by one kernel, block-CTA kernel), called
 // directly; values and gradients through the op (the default path; autograd
-// redispatches to the CUDA kernels). Skipped without a CUDA device. To add a
+// redispatches to the CUDA kernels). Fails without a CUDA device. To add a
 // case: append to testing::kGpuKeptCases; see op_test_harness.h.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -35,7 +35,7 @@ using testing::PathLabel;
 using Case = testing::KeptCase;
 
 TEST(GatherBlocksCuda, EqualsCpuValuesAndGradients) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   for (const Case& c : kGpuKeptCases) {
     for (torch::ScalarType dtype : kGpuDtypes) {
@@ -65,14 +65,14 @@ TEST(GatherBlocksCuda, EqualsCpuValuesAndGradients) {
     }
   }
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
 TEST(GatherBlocksCuda, StridedInputsLikeTheEngine) {
   // The engine gathers cos/sin tables expanded over the batch (stride 0) and
   // q/k views transposed from [B, N, H, d].
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   torch::manual_seed(3);
   const torch::Tensor table = torch::randn({1, 1000, 128}).cuda();
@@ -91,12 +91,12 @@ TEST(GatherBlocksCuda, StridedInputsLikeTheEngine) {
         << "transposed q" << PathLabel(path);
   }
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
 TEST(GatherBlocksCuda, RejectsBadIndicesLikeTheCpu) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   const torch::Tensor x = torch::randn({1, 200, 8}, torch::kCUDA);
   auto kept = [](std::vector<int64_t> v) {
@@ -114,7 +114,7 @@ TEST(GatherBlocksCuda, RejectsBadIndicesLikeTheCpu) {
   // And through the op.
   EXPECT_THROW(GatherBlocks(x, kept({0, 4})), c10::Error);
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 

@@ -2,7 +2,7 @@
 // reference on the same random inputs. Values on every kept path of the
 // binding (KeptPath: reference checks, checks by one kernel, block-CTA
 // kernel), called directly; values and gradients through the op (the default
-// path; autograd redispatches to the CUDA kernels). Skipped without a CUDA
+// path; autograd redispatches to the CUDA kernels). Fails without a CUDA
 // device. To add a case: append to testing::kGpuKeptCases; see
 // op_test_harness.h.
 #include <gtest/gtest.h>
@@ -37,7 +37,7 @@ using testing::PathLabel;
 using Case = testing::KeptCase;
 
 TEST(ScatterAddBlocksCuda, EqualsCpuValuesAndGradients) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   for (const Case& c : kGpuKeptCases) {
     for (torch::ScalarType dtype : kGpuDtypes) {
@@ -76,12 +76,12 @@ TEST(ScatterAddBlocksCuda, EqualsCpuValuesAndGradients) {
     }
   }
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 
 TEST(ScatterAddBlocksCuda, RejectsBadIndicesLikeTheCpu) {
-  LEMO_SKIP_WITHOUT_CUDA();
+  LEMO_REQUIRE_CUDA();
 #ifdef LEMO_WITH_CUDA
   const torch::Tensor x = torch::randn({1, 200, 8}, torch::kCUDA);
   const torch::Tensor y = torch::zeros({1, 64, 8}, torch::kCUDA);
@@ -100,7 +100,7 @@ TEST(ScatterAddBlocksCuda, RejectsBadIndicesLikeTheCpu) {
   // And through the op.
   EXPECT_THROW(ScatterAddBlocks(x, y, kept({0, 1})), c10::Error);
 #else
-  GTEST_SKIP() << "built without LEMO_ENABLE_CUDA";
+  GTEST_FAIL() << "built without LEMO_ENABLE_CUDA";
 #endif
 }
 

@@ -15,7 +15,9 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/testing/status_matchers.h"
@@ -293,6 +295,91 @@ TEST(PredictorMode, FinetuneKeepsTheScheduledFractionAndLearns) {
     EXPECT_EQ(stats[1].predictor_recall, -1);
   }
   EXPECT_LT(losses.back(), losses.front());
+}
+
+// Predictor mode selects with the loaded predictors, not the oracle: on the
+// same model and tokens, a predictor whose layer-0 blocks differ from the
+// oracle's gives another loss and a recall below 1, and one whose blocks agree
+// gives the oracle-mode loss bit for bit (the selection is the only
+// difference). A predictor mode that quietly ran the oracle would fail the
+// first half.
+TEST(PredictorMode, SelectsWithThePredictorsNotTheOracle) {
+  SingleThread single_thread;
+  const ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 4);
+  TrainingModelOptions oracle_options;
+  oracle_options.lemo.mode = LemoMode::kOracle;
+  oracle_options.lemo.block_tokens = 16;
+  oracle_options.lemo.keep_ratios = {0.5, 1.0};
+  auto oracle = MakeModel(config, w, oracle_options);
+  ASSERT_NE(oracle, nullptr);
+  // 6 blocks of 16 tokens; layer 0 keeps 3: the first, the last and one of
+  // the 4 between, so random predictors both agree and disagree with the
+  // oracle within a few seeds.
+  torch::manual_seed(1);
+  const torch::Tensor ids = torch::randint(0, config.vocab_size, {1, 96});
+  const DecoderLayer& layer0 = oracle->model().layers()[0];
+  const torch::Tensor xn =
+      layer0.InputNorm(torch::embedding(oracle->model().embed_tokens(), ids));
+  const kernels::SelectOptions select =
+      LayerSelectOptions(oracle_options.lemo, 0.5);
+  const torch::Tensor oracle_kept = OracleKeptBlocks(layer0, xn, select, 16);
+  ASSERT_EQ(oracle_kept.size(1), 3);
+
+  PatternPredictorOptions shape;
+  shape.block_tokens = 16;
+  shape.head_dim = config.head_dim;
+  shape.hidden1 = 8;
+  shape.hidden2 = 8;
+  shape.out = 8;
+  std::optional<PatternPredictor> agrees, differs;
+  for (uint64_t seed = 0; seed < 200 && !(agrees && differs); ++seed) {
+    LEMO_ASSERT_OK_AND_ASSIGN(PatternPredictor p,
+                              PatternPredictor::Create(shape, seed));
+    (torch::equal(p.KeptBlocks(xn, select), oracle_kept) ? agrees : differs) =
+        p;
+  }
+  ASSERT_TRUE(agrees && differs) << "no seed below 200 gave both";
+
+  // The predictor-mode model with `layer0` as layer 0's predictor: its loss
+  // on ids and layer 0's recall against the oracle.
+  const auto run =
+      [&](const PatternPredictor& layer0_predictor,
+          const std::string& tag) -> std::pair<torch::Tensor, double> {
+    PredictorSetInfo info;
+    info.block_tokens = 16;
+    info.num_layers = config.num_hidden_layers;
+    info.hidden_size = config.hidden_size;
+    info.num_heads = config.num_attention_heads;
+    info.head_dim = config.head_dim;
+    const std::string dir = testing::MakeTempDir(tag) + "/predictors";
+    EXPECT_THAT(
+        PatternPredictors(info, {layer0_predictor, std::nullopt}).Save(dir),
+        IsOk());
+    TrainingModelOptions options = oracle_options;
+    options.lemo.mode = LemoMode::kPredictor;
+    options.lemo.predictor_dir = dir;
+    options.lemo.measure_predictor_recall = true;
+    auto model = MakeModel(config, w, options);
+    if (model == nullptr) return {torch::Tensor(), -1};
+    torch::NoGradGuard no_grad;
+    torch::Tensor loss = model->Loss(ids, ids);
+    return {loss, model->lemo_stats()[0].predictor_recall};
+  };
+  torch::Tensor oracle_loss;
+  {
+    torch::NoGradGuard no_grad;
+    oracle_loss = oracle->Loss(ids, ids);
+  }
+  const auto [differs_loss, differs_recall] = run(*differs, "pred_differs");
+  const auto [agrees_loss, agrees_recall] = run(*agrees, "pred_agrees");
+  ASSERT_TRUE(differs_loss.defined() && agrees_loss.defined());
+  EXPECT_FALSE(torch::equal(differs_loss, oracle_loss))
+      << "predictor mode gave the oracle's loss with other blocks";
+  EXPECT_LT(differs_recall, 1.0);
+  EXPECT_TRUE(torch::equal(agrees_loss, oracle_loss))
+      << agrees_loss.item<double>() << " vs " << oracle_loss.item<double>();
+  EXPECT_EQ(agrees_recall, 1.0);
 }
 
 TEST(PredictorMode, ModelRejectsMissingOrMismatchedPredictors) {

@@ -1,9 +1,10 @@
 // GPU test of the LeMo sparse layer: one oracle-sparse decoder layer on CUDA
 // (the CUDA block scoring, gather and fused scatter kernels) equals the same
 // layer on the CPU (the reference ops), same weights and inputs, fp32: kept
-// blocks, output, and the gradients of the input and of every adapter. Skipped
-// without a CUDA device. To add a case: change the config or N below and
-// compare the two devices the same way.
+// blocks, output, and the gradients of the input and of every adapter.
+// To add a case: change the config or N below and
+// compare the two devices the same way. Fails without a CUDA device (label
+// gpu).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/testing/require_cuda.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/lemo/lemo_attention.h"
@@ -65,7 +67,7 @@ LayerRun RunLayer(const ModelConfig& config,
 }
 
 TEST(LemoAttentionCuda, OracleSparseLayerEqualsCpu) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  LEMO_REQUIRE_CUDA();
   ModelConfig config = testing::TinyConfig();
   config.num_hidden_layers = 1;
   config.hidden_size = 128;

@@ -5,7 +5,8 @@
 // checkpointed models that keep attention train exactly like the unchecked
 // ones, dense and LeMo. To add a case: record under
 // AttentionStash::Mode::kRecord, replay under kReplay, and compare with
-// at::scaled_dot_product_attention.
+// at::scaled_dot_product_attention. The CUDA case is in
+// attention_stash_cuda_test.cc (label gpu).
 #include "worker/engine/model/attention_stash.h"
 
 #include <gmock/gmock.h>
@@ -20,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/worker/engine/model/attention_test_util.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/train/recompute.h"
 #include "worker/engine/train/training_model.h"
@@ -29,50 +31,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Qkv {
-  torch::Tensor q, k, v;
-};
-
-// [B, H, n, d] inputs that require grad.
-Qkv RandomQkv(int64_t batch, int64_t heads, int64_t len, int64_t dim,
-              uint64_t seed) {
-  torch::manual_seed(seed);
-  const auto make = [&] {
-    return torch::randn({batch, heads, len, dim}).requires_grad_(true);
-  };
-  Qkv t;
-  t.q = make();
-  t.k = make();
-  t.v = make();
-  return t;
-}
-
-torch::Tensor Reference(const Qkv& t, bool causal, double scale) {
-  return at::scaled_dot_product_attention(
-      t.q, t.k, t.v, std::nullopt, 0.0, causal, scale,
-      /*enable_gqa=*/t.q.size(1) != t.k.size(1));
-}
-
-std::vector<torch::Tensor> Grads(const torch::Tensor& out, const Qkv& t,
-                                 const torch::Tensor& weights) {
-  return torch::autograd::grad({(out * weights).sum()}, {t.q, t.k, t.v});
-}
-
-// The q/k/v gradients of sum(got * w) and sum(want * w), for random w, agree
-// to `rel` of the largest one.
-void ExpectSameGrads(const torch::Tensor& got, const torch::Tensor& want,
-                     const Qkv& t, double rel) {
-  const torch::Tensor w = torch::randn_like(want);
-  const auto got_grads = Grads(got, t, w);
-  const auto want_grads = Grads(want, t, w);
-  for (size_t i = 0; i < 3; ++i) {
-    const double diff =
-        (got_grads[i] - want_grads[i]).abs().max().item<double>();
-    const double scale = want_grads[i].abs().max().item<double>();
-    EXPECT_LE(diff, rel * std::max(1.0, scale)) << "grad of "
-                                                << "qkv"[i];
-  }
-}
+using ::lemo::engine::testing::ExpectSameGrads;
+using ::lemo::engine::testing::Qkv;
+using ::lemo::engine::testing::RandomQkv;
+using ::lemo::engine::testing::Reference;
 
 TEST(AttentionStash, OutsideAScopeIsPlainSdpa) {
   const Qkv t = RandomQkv(2, 3, 37, 16, 1);
@@ -200,39 +162,6 @@ TEST(AttentionStash, CheckpointThatKeepsAttentionHasTheSameGradients) {
       EXPECT_TRUE(torch::allclose(got[i], plain[i], 1e-5, 1e-6))
           << "stash " << stash << " grad " << i;
     }
-  }
-}
-
-TEST(AttentionStashCuda, ReplayMatchesFlashAttentionInBf16) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  for (const auto& [len, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{
-           {100, 4}, {1024, 4}, {300, 2}}) {
-    SCOPED_TRACE(::testing::Message()
-                 << "n " << len << " kv heads " << kv_heads);
-    torch::manual_seed(10);
-    const auto opts =
-        torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
-    Qkv t;
-    t.q = torch::randn({1, 4, len, 128}, opts).requires_grad_(true);
-    t.k = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
-    t.v = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
-    const double scale = 1 / std::sqrt(128.0);
-    AttentionStash stash;
-    {
-      torch::NoGradGuard no_grad;
-      AttentionStash::Scope record(&stash, AttentionStash::Mode::kRecord);
-      ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    }
-    AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
-    const torch::Tensor got =
-        ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    // MHA runs on flash; GQA on the memory-efficient kernel over repeated
-    // K/V (sdpa's choice on the H100), recorded all the same.
-    ASSERT_EQ(stash.skipped_forwards(), 1)
-        << "bf16 causal attention on CUDA ran on no fused kernel";
-    const torch::Tensor want = Reference(t, true, scale);
-    EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
-    ExpectSameGrads(got, want, t, 2e-2);
   }
 }
 
