@@ -216,14 +216,15 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   return dir;
 }
 
-absl::StatusOr<torch::Tensor> Trainer::NextLocalBatch() {
-  LEMO_ASSIGN_OR_RETURN(torch::Tensor global, data_->Next());
+absl::StatusOr<DataBatch> Trainer::NextLocalBatch() {
+  LEMO_ASSIGN_OR_RETURN(DataBatch global, data_->NextBatch());
   if (options_.world_size == 1) return global;
   // A contiguous slice: rank r's rows are the ones a single rank with the
   // global batch would put at [r * b, (r + 1) * b), so W ranks see exactly its
   // samples.
   const int64_t b = options_.data.batch_size;
-  return global.narrow(0, options_.rank * b, b).contiguous();
+  return DataBatch{global.ids.narrow(0, options_.rank * b, b).contiguous(),
+                   global.labels.narrow(0, options_.rank * b, b).contiguous()};
 }
 
 absl::Status Trainer::AverageAcrossRanks(double& loss) {
@@ -270,10 +271,15 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
       return absl::CancelledError(
           absl::StrCat("cancelled before step ", step_ + 1));
     }
-    LEMO_ASSIGN_OR_RETURN(torch::Tensor ids, NextLocalBatch());
+    LEMO_ASSIGN_OR_RETURN(DataBatch batch, NextLocalBatch());
     absl::StatusOr<double> loss = CallTorch("training step", [&] {
-      torch::Tensor on_device = ids.to(device);
-      torch::Tensor l = model_->Loss(on_device, on_device) /
+      torch::Tensor on_device = batch.ids.to(device);
+      // Example formats: -100 where the loss mask is 0. Each micro-batch's
+      // loss is the mean over its own trained tokens, and micro-batches (and
+      // ranks) weigh equally.
+      torch::Tensor labels =
+          data_->masked() ? batch.labels.to(device) : on_device;
+      torch::Tensor l = model_->Loss(on_device, labels) /
                         static_cast<double>(options_.grad_accum);
       l.backward();
       return l.item<double>();
