@@ -16,10 +16,14 @@
 // cannot render: unknown role, roles out of order) is an error naming the file
 // and line, or with BadSamplePolicy::kSkip a counted skip (ExampleStats).
 //
-//   ExampleOptions o{.path = "sft.jsonl", .format = DataFormat::kChat,
-//                    .tokenizer = "/models/qwen2", .max_tokens = 4096};
-//   LEMO_ASSIGN_OR_RETURN(ExampleStats stats, ForEachExample(o, vocab,
-//       [&](MaskedTokens ex) { ...; return absl::OkStatus(); }));
+//   ExampleOptions o;
+//   o.path = "sft.jsonl";
+//   o.format = DataFormat::kChat;
+//   o.tokenizer = "/models/qwen2";  // its chat template picks the renderer
+//   o.max_tokens = 4096;
+//   LEMO_ASSIGN_OR_RETURN(ExampleStats stats, ForEachExample(o, vocab_size,
+//       [&](MaskedTokens ex) { examples.push_back(std::move(ex));
+//                              return absl::OkStatus(); }));
 #ifndef LEMO_WORKER_ENGINE_DATA_EXAMPLES_H_
 #define LEMO_WORKER_ENGINE_DATA_EXAMPLES_H_
 

@@ -231,9 +231,11 @@ absl::Status Trainer::AverageAcrossRanks(double& loss) {
   comm::ProcessGroup* group = options_.process_group;
   // A one-rank group (backend_for_one_rank) still runs its collectives.
   if (group == nullptr) return absl::OkStatus();
-  // Each rank's loss (and gradient) is the mean over its own tokens; every
-  // rank has the same token count (packed samples have no padding), so the
-  // global-batch mean is the mean of the ranks' means: sum, then divide by W.
+  // Each rank's loss (and gradient) is the mean over its own tokens; with
+  // text data every rank has the same token count (packed samples have no
+  // padding), so the global-batch mean is the mean of the ranks' means: sum,
+  // then divide by W. With masked examples the counts differ and ranks still
+  // weigh equally (docs/data.md).
   std::vector<torch::Tensor> grads;
   LEMO_RETURN_IF_ERROR(CallTorch("collecting LoRA gradients", [&] {
     for (const auto& [name, p] : model_->LoraParameters()) {
