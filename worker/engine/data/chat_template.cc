@@ -215,6 +215,15 @@ absl::string_view ChatTemplateFamilyName(ChatTemplateFamily family) {
 absl::StatusOr<ChatTemplate> DetectChatTemplate(absl::string_view jinja) {
   ChatTemplate t;
   if (absl::StrContains(jinja, "<|start_header_id|>")) {
+    // Llama 3.1 and later always write a system header with a knowledge and
+    // a current date; rendering it as 3.0 would silently train on another
+    // layout than the one inference uses.
+    if (absl::StrContains(jinja, "Cutting Knowledge Date")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the chat template is Llama 3.1 or later, whose dated system "
+          "header LeMo does not render; set data.chat_template (lemo-train "
+          "--chat-template) to llama3 to train on the Llama-3.0 layout"));
+    }
     t.family = ChatTemplateFamily::kLlama3;
   } else if (absl::StrContains(jinja, "<|im_start|>")) {
     t.family = ChatTemplateFamily::kChatMl;

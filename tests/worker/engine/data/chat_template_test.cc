@@ -28,7 +28,7 @@ using ::lemo::engine::testing::MakeTempDir;
 using ::lemo::engine::testing::ReadFile;
 using ::lemo::engine::testing::WriteFile;
 using ::lemo::testing::StatusIs;
-using ::testing::ElementsAre;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string SourceDir() {
@@ -88,6 +88,13 @@ TEST(ChatTemplate, UnknownTemplateIsAnErrorNamingTheOverride) {
                          HasSubstr("data.chat_template")))
         << jinja;
   }
+  // Llama 3.1's dated system header is not rendered: the override says to
+  // use the 3.0 layout.
+  EXPECT_THAT(
+      DetectChatTemplate("<|start_header_id|>system<|end_header_id|>"
+                         "\n\nCutting Knowledge Date: December 2023"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("Llama 3.1"), HasSubstr("data.chat_template"))));
   // A tokenizer directory without any template.
   const std::string dir = MakeTempDir();
   WriteFile(dir + "/tokenizer_config.json", R"({"bos_token": "<s>"})");
