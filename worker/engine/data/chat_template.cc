@@ -226,6 +226,14 @@ absl::StatusOr<ChatTemplate> DetectChatTemplate(absl::string_view jinja) {
     }
     t.family = ChatTemplateFamily::kLlama3;
   } else if (absl::StrContains(jinja, "<|im_start|>")) {
+    // Qwen3-style templates rewrite assistant turns around <think> blocks,
+    // which plain ChatML does not reproduce.
+    if (absl::StrContains(jinja, "<think>")) {
+      return absl::InvalidArgumentError(
+          "the chat template is ChatML with <think> reasoning blocks (Qwen3 "
+          "style), which LeMo does not render; set data.chat_template "
+          "(lemo-train --chat-template) to chatml to train on plain ChatML");
+    }
     t.family = ChatTemplateFamily::kChatMl;
     t.default_system = ChatMlDefaultSystem(jinja);
   } else if (absl::StrContains(jinja, "[INST]") &&

@@ -95,6 +95,10 @@ TEST(ChatTemplate, UnknownTemplateIsAnErrorNamingTheOverride) {
                          "\n\nCutting Knowledge Date: December 2023"),
       StatusIs(absl::StatusCode::kInvalidArgument,
                AllOf(HasSubstr("Llama 3.1"), HasSubstr("data.chat_template"))));
+  EXPECT_THAT(
+      DetectChatTemplate("<|im_start|>assistant\n<think>\n\n</think>"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("<think>"), HasSubstr("data.chat_template"))));
   // A tokenizer directory without any template.
   const std::string dir = MakeTempDir();
   WriteFile(dir + "/tokenizer_config.json", R"({"bos_token": "<s>"})");
