@@ -239,7 +239,17 @@ absl::StatusOr<ChatTemplate> DetectChatTemplate(absl::string_view jinja) {
   } else if (absl::StrContains(jinja, "[INST]") &&
              !absl::StrContains(jinja, "<<SYS>>")) {
     // <<SYS>> is Llama-2's layout, which renders the system prompt
-    // differently.
+    // differently. Mistral's own templates differ in spaces (v0.1 writes
+    // '[INST] ' without the leading space) and in where the system prompt
+    // goes (v0.3: the last user message), so only v0.2's is taken as is.
+    if (!absl::StrContains(jinja, "' [INST] '") ||
+        absl::StrContains(jinja, "[AVAILABLE_TOOLS]")) {
+      return absl::InvalidArgumentError(
+          "the chat template is a Mistral layout other than "
+          "Mistral-7B-Instruct-v0.2's, which LeMo does not render; set "
+          "data.chat_template (lemo-train --chat-template) to mistral to "
+          "train on the v0.2 layout");
+    }
     t.family = ChatTemplateFamily::kMistral;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -99,6 +99,17 @@ TEST(ChatTemplate, UnknownTemplateIsAnErrorNamingTheOverride) {
       DetectChatTemplate("<|im_start|>assistant\n<think>\n\n</think>"),
       StatusIs(absl::StatusCode::kInvalidArgument,
                AllOf(HasSubstr("<think>"), HasSubstr("data.chat_template"))));
+  // Mistral v0.1 (no space before [INST]) and v0.3 (tools, system prompt on
+  // the last user message) lay out differently from v0.2.
+  for (const char* jinja :
+       {"{{ bos_token }}{{ '[INST] ' + message['content'] + ' [/INST]' }}",
+        "{{ '[AVAILABLE_TOOLS] ' }}{{ ' [INST] ' + content + ' [/INST]' }}"}) {
+    EXPECT_THAT(
+        DetectChatTemplate(jinja),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 AllOf(HasSubstr("v0.2"), HasSubstr("data.chat_template"))))
+        << jinja;
+  }
   // A tokenizer directory without any template.
   const std::string dir = MakeTempDir();
   WriteFile(dir + "/tokenizer_config.json", R"({"bos_token": "<s>"})");
