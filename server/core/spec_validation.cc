@@ -107,10 +107,33 @@ absl::Status ValidateModelAndData(const v1::JobSpec& s) {
   if (!v1::DataFormat_IsValid(s.data().format()) ||
       s.data().format() == v1::DATA_FORMAT_UNSPECIFIED) {
     return Bad("data.format",
-               "must be JSONL, U16 or U32 (cannot guess it from the path)");
+               "must be JSONL, U16, U32, INSTRUCTION, CHAT or TOKENS_JSONL "
+               "(cannot guess it from the path)");
   }
-  if (s.data().format() == v1::JSONL) {
+  const v1::DataFormat format = s.data().format();
+  if (format == v1::JSONL || format == v1::INSTRUCTION || format == v1::CHAT) {
     LEMO_RETURN_IF_ERROR(Path("data.tokenizer", s.data().tokenizer()));
+  }
+  const std::string& chat_template = s.data().chat_template();
+  if (!chat_template.empty() && chat_template != "llama3" &&
+      chat_template != "chatml" && chat_template != "mistral") {
+    return Bad("data.chat_template",
+               absl::StrCat("unknown template \"", chat_template,
+                            "\" (llama3, chatml or mistral)"));
+  }
+  if (!chat_template.empty() && format != v1::CHAT) {
+    return Bad("data.chat_template", "is only used with format CHAT");
+  }
+  if (format == v1::CHAT && chat_template.empty() &&
+      s.data().tokenizer() == "byte") {
+    return Bad("data.chat_template",
+               "is required with the byte tokenizer, which has no chat "
+               "template to detect");
+  }
+  const std::string& on_bad = s.data().on_bad_sample();
+  if (!on_bad.empty() && on_bad != "error" && on_bad != "skip") {
+    return Bad("data.on_bad_sample",
+               absl::StrCat("unknown policy \"", on_bad, "\" (error or skip)"));
   }
   return absl::OkStatus();
 }

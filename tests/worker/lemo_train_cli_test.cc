@@ -186,6 +186,29 @@ TEST_F(LemoTrainCliTest, FinetunesAndWritesMetrics) {
   EXPECT_EQ(lines, 2);
 }
 
+TEST_F(LemoTrainCliTest, ChatDataTrainsAndReportsSkippedExamples) {
+  const fs::path data = dir_ / "chat.jsonl";
+  std::ofstream(data) << R"({"messages": [{"role": "user", "content": "hi"}, )"
+                         R"({"role": "assistant", "content": "hello"}]})"
+                      << "\n"
+                      << R"({"messages": [{"role": "tool", "content": "{}"}]})"
+                      << "\n";
+  const std::string args =
+      "finetune --model " + (dir_ / "model").string() + " --data " +
+      data.string() + " --seq-len 96 --steps 1 --out " +
+      (dir_ / "out-chat").string() + " --chat-template chatml";
+  // The default policy fails on the unknown role, naming file and line.
+  Result r = RunLemoTrain(args);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("chat.jsonl:2"));
+  EXPECT_THAT(r.output, HasSubstr("unknown role \"tool\""));
+  r = RunLemoTrain(args + " --on-bad-sample skip");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("kept 1 examples, skipped 1"));
+  EXPECT_THAT(r.output, HasSubstr("skipped " + data.string() + ":2:"));
+  EXPECT_THAT(r.output, HasSubstr("step 1/1"));
+}
+
 std::vector<double> Losses(const fs::path& metrics_jsonl) {
   std::vector<double> losses;
   std::ifstream in(metrics_jsonl);

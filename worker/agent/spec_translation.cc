@@ -55,6 +55,12 @@ absl::StatusOr<engine::DataFormat> Format(v1::DataFormat format) {
       return engine::DataFormat::kU16;
     case v1::U32:
       return engine::DataFormat::kU32;
+    case v1::INSTRUCTION:
+      return engine::DataFormat::kInstruction;
+    case v1::CHAT:
+      return engine::DataFormat::kChat;
+    case v1::TOKENS_JSONL:
+      return engine::DataFormat::kTokensJsonl;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("spec.data.format: unknown value ", format));
@@ -192,6 +198,14 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   if (!format.ok()) return format.status();
   o.data.format = *format;
   o.data.tokenizer = OrDefault<std::string>(spec.data().tokenizer(), "byte");
+  o.data.chat_template = spec.data().chat_template();
+  auto on_bad_sample =
+      engine::ParseBadSamplePolicy(spec.data().on_bad_sample());
+  if (!on_bad_sample.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.data.on_bad_sample: ", on_bad_sample.status().message()));
+  }
+  o.data.on_bad_sample = *on_bad_sample;
   o.data.seq_len = spec.seq_len();
   o.data.batch_size = OrDefault(spec.batch_size(), 1);
   o.data.seed = spec.seed();

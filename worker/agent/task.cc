@@ -171,6 +171,18 @@ absl::Status Task::Train(const std::string& dir) {
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<engine::Trainer> trainer,
                         engine::Trainer::Create(options));
   step_.store(trainer->step());
+  // Skipped examples (data.on_bad_sample: skip) reach the user in the job's
+  // log.
+  if (const engine::ExampleStats& data = trainer->data_stats();
+      data.examples > 0 || data.skipped() > 0) {
+    Log(data.skipped() > 0 ? v1::LogLine::LEVEL_WARNING
+                           : v1::LogLine::LEVEL_INFO,
+        absl::StrCat("data ", options.data.path, ": ",
+                     data.Summary(options.data.seq_len)));
+    for (const std::string& skip : data.first_skips) {
+      Log(v1::LogLine::LEVEL_WARNING, absl::StrCat("skipped ", skip));
+    }
+  }
   if (cancel_.load()) return absl::CancelledError("cancelled before training");
   SendStatus(v1::RUNNING);
   Log(v1::LogLine::LEVEL_INFO,

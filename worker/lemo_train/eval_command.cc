@@ -57,8 +57,12 @@ Command AddEvalCommand(CLI::App* app) {
   cmd->add_option("--data", eo.data.path,
                   "Held-out JSONL or token file (one the fine-tune never saw)")
       ->required();
-  cmd->add_option("--data-format", ev->data_format, "auto | jsonl | u16 | u32")
+  cmd->add_option(
+         "--data-format", ev->data_format,
+         "auto | jsonl | u16 | u32 | instruction | chat | tokens_jsonl")
       ->capture_default_str();
+  cmd->add_option("--chat-template", eo.data.chat_template,
+                  "Chat data: llama3 | chatml | mistral (default: detected)");
   cmd->add_option("--tokenizer", eo.data.tokenizer,
                   "byte, a tokenizer.json or tokenizer.model, or a directory "
                   "holding one (e.g. the --model directory)")

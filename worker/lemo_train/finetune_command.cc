@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
+#include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/trainer.h"
@@ -37,6 +38,7 @@ struct FinetuneFlags {
   std::string targets = "q_proj,k_proj,v_proj,o_proj";
   std::string metrics_jsonl;
   std::string data_format = "auto";
+  std::string on_bad_sample = "error";
   double comm_timeout_seconds = 300;
   // auto | none | uniform | sparsity (auto: sparsity under gradient
   // checkpointing, none otherwise).
@@ -195,6 +197,9 @@ int RunFinetune(FinetuneFlags& flags) {
   auto format = lemo::engine::ParseDataFormat(flags.data_format);
   if (!format.ok()) return Fail(format.status());
   o.data.format = *format;
+  auto on_bad = lemo::engine::ParseBadSamplePolicy(flags.on_bad_sample);
+  if (!on_bad.ok()) return Fail(on_bad.status());
+  o.data.on_bad_sample = *on_bad;
   o.model.lora.target_modules =
       absl::StrSplit(flags.targets, ',', absl::SkipEmpty());
   if (absl::Status lemo = ApplyLemoFlags(flags.lemo, &o.model.lemo);
@@ -219,6 +224,14 @@ int RunFinetune(FinetuneFlags& flags) {
       static_cast<int64_t>(flags.comm_timeout_seconds * 1000));
   auto trainer = lemo::engine::Trainer::Create(o);
   if (!trainer.ok()) return Fail(trainer.status());
+  if (const auto& data = (*trainer)->data_stats();
+      data.examples > 0 || data.skipped() > 0) {
+    std::fprintf(stderr, "data %s: %s\n", o.data.path.c_str(),
+                 data.Summary(o.data.seq_len).c_str());
+    for (const std::string& skip : data.first_skips) {
+      std::fprintf(stderr, "skipped %s\n", skip.c_str());
+    }
+  }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 
@@ -263,9 +276,20 @@ Command AddFinetuneCommand(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand("finetune", "Fine-tune LoRA adapters");
   cmd->add_option("--model", o.model_dir, "HF model directory")->required();
   cmd->add_option("--data", o.data.path,
-                  "JSONL with a \"text\" field, or a .u16/.u32 token file")
+                  "JSONL (text, instruction, chat or tokens_jsonl examples; "
+                  "docs/data.md), or a .u16/.u32 token file")
       ->required();
-  cmd->add_option("--data-format", ft->data_format, "auto | jsonl | u16 | u32")
+  cmd->add_option(
+         "--data-format", ft->data_format,
+         "auto | jsonl | u16 | u32 | instruction | chat | tokens_jsonl "
+         "(auto reads a .jsonl file's first line)")
+      ->capture_default_str();
+  cmd->add_option("--chat-template", o.data.chat_template,
+                  "Chat data: llama3 | chatml | mistral (default: detected "
+                  "from the tokenizer's chat template)");
+  cmd->add_option("--on-bad-sample", ft->on_bad_sample,
+                  "Example formats: error | skip, for an example with no "
+                  "trained token, longer than --seq-len, or an unknown role")
       ->capture_default_str();
   cmd->add_option("--tokenizer", o.data.tokenizer,
                   "byte, a tokenizer.json or tokenizer.model, or a directory "

@@ -64,6 +64,31 @@ const Case kCases[] = {
        s->mutable_data()->set_tokenizer(std::string(5000, 't'));
      },
      "spec.data.tokenizer:"},
+    {"ChatNeedsTokenizer",
+     [](v1::JobSpec* s) {
+       s->mutable_data()->set_format(v1::CHAT);
+       s->mutable_data()->clear_tokenizer();
+     },
+     "spec.data.tokenizer: is required"},
+    {"ChatTemplateUnknown",
+     [](v1::JobSpec* s) {
+       s->mutable_data()->set_format(v1::CHAT);
+       s->mutable_data()->set_tokenizer("/models/qwen2");
+       s->mutable_data()->set_chat_template("vicuna");
+     },
+     "spec.data.chat_template: unknown template \"vicuna\""},
+    {"ChatTemplateWithoutChat",
+     [](v1::JobSpec* s) { s->mutable_data()->set_chat_template("chatml"); },
+     "spec.data.chat_template: is only used with format CHAT"},
+    {"ChatTemplateNeededWithByteTokenizer",
+     [](v1::JobSpec* s) {
+       s->mutable_data()->set_format(v1::CHAT);
+       s->mutable_data()->set_tokenizer("byte");
+     },
+     "spec.data.chat_template: is required with the byte tokenizer"},
+    {"OnBadSample",
+     [](v1::JobSpec* s) { s->mutable_data()->set_on_bad_sample("drop"); },
+     "spec.data.on_bad_sample: unknown policy \"drop\""},
     {"LoraRank", [](v1::JobSpec* s) { s->mutable_lora()->set_r(-4); },
      "spec.lora.r:"},
     {"LoraAlpha", [](v1::JobSpec* s) { s->mutable_lora()->set_alpha(-1); },

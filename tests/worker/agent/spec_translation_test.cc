@@ -75,6 +75,35 @@ TEST(TrainerOptionsFromAssign, ZerosBecomeTheSpecDefaults) {
   EXPECT_THAT(warnings, IsEmpty());
 }
 
+TEST(TrainerOptionsFromAssign, ChatDataFieldsReachTheEngine) {
+  v1::Assign assign = MinimalAssign();
+  v1::DataSpec* data = assign.mutable_spec()->mutable_data();
+  data->set_format(v1::CHAT);
+  data->set_tokenizer("/models/qwen2");
+  data->set_chat_template("chatml");
+  data->set_on_bad_sample("skip");
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/w/out", "", nullptr));
+  EXPECT_EQ(o.data.format, engine::DataFormat::kChat);
+  EXPECT_EQ(o.data.chat_template, "chatml");
+  EXPECT_EQ(o.data.on_bad_sample, engine::BadSamplePolicy::kSkip);
+  for (auto [format, want] :
+       {std::pair{v1::INSTRUCTION, engine::DataFormat::kInstruction},
+        std::pair{v1::TOKENS_JSONL, engine::DataFormat::kTokensJsonl}}) {
+    data->set_format(format);
+    LEMO_ASSERT_OK_AND_ASSIGN(
+        o,
+        TrainerOptionsFromAssign(assign, torch::kCPU, "/w/out", "", nullptr));
+    EXPECT_EQ(o.data.format, want);
+  }
+  data->set_on_bad_sample("drop");
+  EXPECT_THAT(
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/w/out", "", nullptr),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("spec.data.on_bad_sample")));
+}
+
 TEST(TrainerOptionsFromAssign, EveryFieldReachesTheEngine) {
   v1::Assign assign = MinimalAssign();
   v1::JobSpec* spec = assign.mutable_spec();

@@ -14,6 +14,10 @@
 namespace lemo::engine {
 namespace {
 
+// The label the loss ignores: train/loss.h's kIgnoreIndex, as HF's -100 (data/
+// sits below train/, so it cannot include it).
+constexpr int64_t kIgnoreLabel = -100;
+
 // splitmix64's finalizer: spreads (seed, epoch) over all 64 bits, so nearby
 // seeds and epochs start mt19937_64 in unrelated states.
 uint64_t Mix(uint64_t x) {
@@ -115,8 +119,10 @@ std::vector<int64_t> PackedDataset::EpochOrder(uint64_t seed, int64_t epoch,
 }
 
 PackedDataset::PackedDataset(std::vector<int32_t> tokens,
+                             std::vector<uint8_t> trained,
                              const DataOptions& options)
     : tokens_(std::move(tokens)),
+      trained_(std::move(trained)),
       seq_len_(options.seq_len),
       batch_size_(options.batch_size),
       seed_(options.seed),
@@ -128,6 +134,32 @@ absl::StatusOr<std::unique_ptr<PackedDataset>> PackedDataset::Create(
   LEMO_RETURN_IF_ERROR(CheckOptions(options, vocab_size));
   LEMO_ASSIGN_OR_RETURN(DataFormat format,
                         ResolveDataFormat(options.path, options.format));
+  if (format == DataFormat::kJsonl && options.format == DataFormat::kAuto) {
+    LEMO_ASSIGN_OR_RETURN(format, SniffJsonlFormat(options.path));
+  }
+  if (IsExampleFormat(format)) {
+    ExampleOptions eo;
+    eo.path = options.path;
+    eo.format = format;
+    eo.tokenizer = options.tokenizer;
+    eo.chat_template = options.chat_template;
+    eo.max_tokens = options.seq_len;
+    eo.on_bad_sample = options.on_bad_sample;
+    std::vector<MaskedTokens> examples;
+    LEMO_ASSIGN_OR_RETURN(ExampleStats stats,
+                          ForEachExample(eo, vocab_size, [&](MaskedTokens ex) {
+                            examples.push_back(std::move(ex));
+                            return absl::OkStatus();
+                          }));
+    int32_t pad_id = 0;
+    if (format != DataFormat::kTokensJsonl) {
+      LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                            LoadTokenizer(options.tokenizer));
+      pad_id = std::max(tokenizer->eos_id(), 0);
+    }
+    return FromExamples(std::move(examples), pad_id, options, vocab_size,
+                        std::move(stats));
+  }
   std::vector<int32_t> tokens;
   if (format == DataFormat::kJsonl) {
     LEMO_ASSIGN_OR_RETURN(tokens, TokenizeJsonl(options, vocab_size));
@@ -155,27 +187,108 @@ absl::StatusOr<std::unique_ptr<PackedDataset>> PackedDataset::FromTokens(
         " tokens, fewer than one sample of seq_len ", options.seq_len));
   }
   return std::unique_ptr<PackedDataset>(
-      new PackedDataset(std::move(tokens), options));
+      new PackedDataset(std::move(tokens), {}, options));
 }
 
-absl::StatusOr<torch::Tensor> PackedDataset::Next() {
+absl::StatusOr<std::unique_ptr<PackedDataset>> PackedDataset::FromExamples(
+    std::vector<MaskedTokens> examples, int32_t pad_id,
+    const DataOptions& options, int64_t vocab_size, ExampleStats stats) {
+  LEMO_RETURN_IF_ERROR(CheckOptions(options, vocab_size));
+  if (pad_id < 0 || pad_id >= vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("padding id ", pad_id, " is outside the vocabulary"));
+  }
+  const size_t seq_len = static_cast<size_t>(options.seq_len);
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> trained;
+  // The sample being filled is [start, tokens.size()).
+  size_t start = 0;
+  bool any_trained = false;  // in the sample being filled
+  auto close_sample = [&] {
+    if (any_trained) {
+      tokens.resize(start + seq_len, pad_id);
+      trained.resize(start + seq_len, 0);
+    } else {
+      // Nothing to learn in it (its examples' only trained tokens were
+      // their first): the loss would be NaN, so it is dropped.
+      tokens.resize(start);
+      trained.resize(start);
+    }
+    start = tokens.size();
+    any_trained = false;
+  };
+  for (size_t e = 0; e < examples.size(); ++e) {
+    const MaskedTokens& ex = examples[e];
+    if (ex.ids.size() != ex.loss_mask.size() || ex.ids.empty() ||
+        ex.ids.size() > seq_len) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("data ", options.path, ": example ", e, " has ",
+                       ex.ids.size(), " ids and ", ex.loss_mask.size(),
+                       " mask entries (1 to seq_len ", seq_len, " of each)"));
+    }
+    if (tokens.size() - start + ex.ids.size() > seq_len) close_sample();
+    for (size_t i = 0; i < ex.ids.size(); ++i) {
+      if (ex.ids[i] < 0 || ex.ids[i] >= vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "data ", options.path, ": example ", e, " token ", i, " has id ",
+            ex.ids[i], ", outside the vocabulary [0, ", vocab_size, ")"));
+      }
+      tokens.push_back(ex.ids[i]);
+      // The packing rule: the first token of an example has no loss.
+      trained.push_back(i == 0 ? 0 : ex.loss_mask[i]);
+      any_trained = any_trained || trained.back() != 0;
+    }
+  }
+  if (tokens.size() > start) close_sample();
+  if (tokens.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data ", options.path, " has no example to train on",
+        stats.skipped() > 0
+            ? absl::StrCat(" (", stats.Summary(options.seq_len), ")")
+            : ""));
+  }
+  auto data = std::unique_ptr<PackedDataset>(
+      new PackedDataset(std::move(tokens), std::move(trained), options));
+  data->stats_ = std::move(stats);
+  return data;
+}
+
+void PackedDataset::Fill(int64_t sample, int64_t* ids, int64_t* labels) const {
+  const int64_t begin = sample * seq_len_;
+  for (int64_t t = 0; t < seq_len_; ++t) {
+    const int32_t id = tokens_[begin + t];
+    if (ids != nullptr) ids[t] = id;
+    if (labels != nullptr) {
+      labels[t] =
+          trained_.empty() || trained_[begin + t] != 0 ? id : kIgnoreLabel;
+    }
+  }
+}
+
+absl::StatusOr<DataBatch> PackedDataset::NextBatch() {
   return CallTorch("building a data batch", [&] {
-    torch::Tensor batch = torch::empty({batch_size_, seq_len_}, torch::kLong);
-    int64_t* dst = batch.data_ptr<int64_t>();
+    DataBatch batch{torch::empty({batch_size_, seq_len_}, torch::kLong),
+                    torch::empty({batch_size_, seq_len_}, torch::kLong)};
+    int64_t* ids = batch.ids.data_ptr<int64_t>();
+    int64_t* labels = batch.labels.data_ptr<int64_t>();
     for (int64_t b = 0; b < batch_size_; ++b) {
       if (index_ == num_samples_) {
         ++epoch_;
         index_ = 0;
         order_ = EpochOrder(seed_, epoch_, num_samples_);
       }
-      const int32_t* src = tokens_.data() + order_[index_++] * seq_len_;
-      std::copy(src, src + seq_len_, dst + b * seq_len_);
+      Fill(order_[index_++], ids + b * seq_len_, labels + b * seq_len_);
     }
     return batch;
   });
 }
 
-absl::StatusOr<torch::Tensor> PackedDataset::Samples(int64_t first,
+absl::StatusOr<torch::Tensor> PackedDataset::Next() {
+  LEMO_ASSIGN_OR_RETURN(DataBatch batch, NextBatch());
+  return batch.ids;
+}
+
+absl::StatusOr<DataBatch> PackedDataset::SampleBatch(int64_t first,
                                                      int64_t count) const {
   if (first < 0 || count < 0 || first + count > num_samples_) {
     return absl::OutOfRangeError(absl::StrCat(
@@ -183,11 +296,20 @@ absl::StatusOr<torch::Tensor> PackedDataset::Samples(int64_t first,
         num_samples_, " samples of ", seq_len_, " tokens"));
   }
   return CallTorch("building a data batch", [&] {
-    torch::Tensor batch = torch::empty({count, seq_len_}, torch::kLong);
-    const int32_t* src = tokens_.data() + first * seq_len_;
-    std::copy(src, src + count * seq_len_, batch.data_ptr<int64_t>());
+    DataBatch batch{torch::empty({count, seq_len_}, torch::kLong),
+                    torch::empty({count, seq_len_}, torch::kLong)};
+    for (int64_t i = 0; i < count; ++i) {
+      Fill(first + i, batch.ids.data_ptr<int64_t>() + i * seq_len_,
+           batch.labels.data_ptr<int64_t>() + i * seq_len_);
+    }
     return batch;
   });
+}
+
+absl::StatusOr<torch::Tensor> PackedDataset::Samples(int64_t first,
+                                                     int64_t count) const {
+  LEMO_ASSIGN_OR_RETURN(DataBatch batch, SampleBatch(first, count));
+  return batch.ids;
 }
 
 nlohmann::json PackedDataset::Cursor() const {

@@ -8,6 +8,14 @@
 // in a seeded shuffled order that changes each epoch; the cursor makes a
 // resumed run see exactly the batches it would have seen.
 //
+// Example formats (instruction, chat, tokens_jsonl: examples.h) carry a loss
+// mask. Their examples are packed whole, in file order, into samples of
+// seq_len tokens: an example that does not fit the rest of a sample starts the
+// next one, and the rest is padding (eos, or id 0) without loss. No example is
+// cut, and the first token of each example has no loss, so nothing is learnt
+// from one example's end to the next one's start. Examples in one sample still
+// attend to the ones before them (no per-example attention mask).
+//
 //   DataOptions opts;
 //   opts.path = "bench/data/corpus.jsonl";
 //   opts.seq_len = 2048;
@@ -30,6 +38,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
 
 namespace lemo::engine {
@@ -40,8 +49,15 @@ struct DataOptions {
   std::string path;
   // kAuto takes the format from the extension of `path`.
   DataFormat format = DataFormat::kAuto;
-  // LoadTokenizer spec ("byte" or a tokenizer.model path); used for JSONL only.
+  // LoadTokenizer spec ("byte" or a tokenizer.model path); used for JSONL,
+  // instruction and chat.
   std::string tokenizer = "byte";
+  // Chat: "llama3", "chatml" or "mistral"; empty detects it from the
+  // tokenizer's chat template.
+  std::string chat_template;
+  // Example formats: what an example without trained tokens, longer than
+  // seq_len, or with an unknown role does.
+  BadSamplePolicy on_bad_sample = BadSamplePolicy::kError;
   // Tokens per sample (the model's sequence length).
   int64_t seq_len = 0;
   // Samples per batch.
@@ -49,6 +65,13 @@ struct DataOptions {
   // Seeds the per-epoch sample order; the same seed gives the same batches on
   // every platform.
   uint64_t seed = 0;
+};
+
+// Inputs and labels of a batch, both [batch, seq_len] int64: labels are the
+// inputs, with kIgnoreIndex (-100) where the loss mask is 0 (the model shifts).
+struct DataBatch {
+  torch::Tensor ids;
+  torch::Tensor labels;
 };
 
 class PackedDataset {
@@ -62,16 +85,25 @@ class PackedDataset {
   static absl::StatusOr<std::unique_ptr<PackedDataset>> FromTokens(
       std::vector<int32_t> tokens, const DataOptions& options,
       int64_t vocab_size);
+  // Packs masked examples as Create does for the example formats; `pad_id` is
+  // the padding token. `stats` is reported by example_stats().
+  static absl::StatusOr<std::unique_ptr<PackedDataset>> FromExamples(
+      std::vector<MaskedTokens> examples, int32_t pad_id,
+      const DataOptions& options, int64_t vocab_size, ExampleStats stats = {});
 
   // The next [batch_size, seq_len] int64 CPU batch. Input ids and labels alike
   // (the model shifts). Runs on across epochs for ever; a batch may span the
   // end of an epoch.
   absl::StatusOr<torch::Tensor> Next();
+  // Next() with its labels (advances the same cursor).
+  absl::StatusOr<DataBatch> NextBatch();
 
   // Samples [first, first + count) in stream order (no shuffle), as a
   // [count, seq_len] int64 CPU tensor: a deterministic held-out range for
   // evaluation. OUT_OF_RANGE past num_samples().
   absl::StatusOr<torch::Tensor> Samples(int64_t first, int64_t count) const;
+  // Samples() with its labels.
+  absl::StatusOr<DataBatch> SampleBatch(int64_t first, int64_t count) const;
 
   // {"epoch", "index" (next position in the epoch's order), "seed",
   // "num_samples", "seq_len"}.
@@ -87,6 +119,10 @@ class PackedDataset {
   int64_t seq_len() const { return seq_len_; }
   int64_t batch_size() const { return batch_size_; }
   int64_t epoch() const { return epoch_; }
+  // True when some token has no loss (example formats).
+  bool masked() const { return !trained_.empty(); }
+  // Example formats: examples kept and skipped; zeros otherwise.
+  const ExampleStats& example_stats() const { return stats_; }
 
   // The order in which epoch `epoch` visits samples 0..num_samples-1: a
   // Fisher-Yates shuffle driven by std::mt19937_64, whose output the C++
@@ -95,9 +131,13 @@ class PackedDataset {
                                          int64_t num_samples);
 
  private:
-  PackedDataset(std::vector<int32_t> tokens, const DataOptions& options);
+  PackedDataset(std::vector<int32_t> tokens, std::vector<uint8_t> trained,
+                const DataOptions& options);
+  void Fill(int64_t sample, int64_t* ids, int64_t* labels) const;
 
   std::vector<int32_t> tokens_;
+  std::vector<uint8_t> trained_;  // per token, 1 = loss; empty = all
+  ExampleStats stats_;
   int64_t seq_len_;
   int64_t batch_size_;
   uint64_t seed_;

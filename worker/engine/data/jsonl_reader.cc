@@ -39,8 +39,20 @@ absl::StatusOr<int64_t> ForEachJsonlText(
     }
     const auto text = doc.find("text");
     if (text == doc.end()) {
+      // An example file read as text (the job spec guesses JSONL from the
+      // .jsonl extension): say which format it looks like.
+      std::string hint;
+      if (doc.contains("messages")) {
+        hint = " (it has \"messages\": set data.format to CHAT)";
+      } else if (doc.contains("prompt") && doc.contains("completion")) {
+        hint =
+            " (it has \"prompt\" and \"completion\": set data.format to "
+            "INSTRUCTION)";
+      } else if (doc.contains("input_ids")) {
+        hint = " (it has \"input_ids\": set data.format to TOKENS_JSONL)";
+      }
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": no \"text\" field"));
+          absl::StrCat(where, ": no \"text\" field", hint));
     }
     if (!text->is_string()) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -34,8 +34,13 @@ absl::StatusOr<DataFormat> ParseDataFormat(absl::string_view name) {
   if (lower == "jsonl") return DataFormat::kJsonl;
   if (lower == "u16") return DataFormat::kU16;
   if (lower == "u32") return DataFormat::kU32;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown data format \"", name, "\": use auto, jsonl, u16 or u32"));
+  if (lower == "instruction") return DataFormat::kInstruction;
+  if (lower == "chat") return DataFormat::kChat;
+  if (lower == "tokens_jsonl") return DataFormat::kTokensJsonl;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown data format \"", name,
+                   "\": use auto, jsonl, u16, u32, instruction, chat or "
+                   "tokens_jsonl"));
 }
 
 absl::string_view DataFormatName(DataFormat format) {
@@ -48,8 +53,19 @@ absl::string_view DataFormatName(DataFormat format) {
       return "u16";
     case DataFormat::kU32:
       return "u32";
+    case DataFormat::kInstruction:
+      return "instruction";
+    case DataFormat::kChat:
+      return "chat";
+    case DataFormat::kTokensJsonl:
+      return "tokens_jsonl";
   }
   return "?";
+}
+
+bool IsExampleFormat(DataFormat format) {
+  return format == DataFormat::kInstruction || format == DataFormat::kChat ||
+         format == DataFormat::kTokensJsonl;
 }
 
 absl::StatusOr<DataFormat> ResolveDataFormat(const std::string& path,

@@ -27,9 +27,18 @@ enum class DataFormat {
   kJsonl,  // one JSON object per line with a "text" string field
   kU16,    // flat little-endian uint16 token ids
   kU32,    // flat little-endian uint32 token ids
+  // Example formats (examples.h): JSONL, one training example per line, with
+  // a loss mask; packed whole into samples.
+  kInstruction,  // "prompt" and "completion" strings; loss on the completion
+  kChat,         // "messages": [{"role", "content"}]; loss on assistant replies
+  kTokensJsonl,  // "input_ids" and "labels" (-100 = ignored) or "loss_mask"
 };
 
-// "auto", "jsonl", "u16", "u32" (as in the CLI and job spec).
+// True for kInstruction, kChat and kTokensJsonl.
+bool IsExampleFormat(DataFormat format);
+
+// "auto", "jsonl", "u16", "u32", "instruction", "chat", "tokens_jsonl" (as in
+// the CLI and job spec).
 absl::StatusOr<DataFormat> ParseDataFormat(absl::string_view name);
 absl::string_view DataFormatName(DataFormat format);
 

@@ -37,34 +37,55 @@ absl::StatusOr<EvalResult> EvaluateModel(TrainingModel& model,
   const bool was_training = model.training();
   model.SetTraining(false);
   double loss_sum = 0;  // sum over samples of each sample's mean token loss
+  int64_t tokens = 0;   // masked data: tokens the loss counted
   absl::Status status;
   for (int64_t first = 0; first < samples && status.ok(); first += per_batch) {
     const int64_t count = std::min(per_batch, samples - first);
-    absl::StatusOr<torch::Tensor> ids =
-        data.Samples(skip_samples + first, count);
-    if (!ids.ok()) {
-      status = ids.status();
+    absl::StatusOr<DataBatch> batch =
+        data.SampleBatch(skip_samples + first, count);
+    if (!batch.ok()) {
+      status = batch.status();
       break;
     }
+    int64_t counted = 0;
     absl::StatusOr<double> loss = CallTorch("evaluating", [&] {
       torch::NoGradGuard no_grad;
-      const torch::Tensor on_device = ids->to(model.options().device);
-      return model.Loss(on_device, on_device).item<double>();
+      const torch::Device device = model.options().device;
+      // Position t predicts labels[t + 1].
+      counted = batch->labels.narrow(1, 1, data.seq_len() - 1)
+                    .ne(-100)
+                    .sum()
+                    .item<int64_t>();
+      return model
+          .Loss(batch->ids.to(device), data.masked() ? batch->labels.to(device)
+                                                     : batch->ids.to(device))
+          .item<double>();
     });
     if (!loss.ok()) {
       status = loss.status();
       break;
     }
-    // Every sample predicts seq_len - 1 tokens, so weighting batch means by
-    // their sample count gives the token mean.
-    loss_sum += *loss * static_cast<double>(count);
+    if (data.masked()) {
+      // Batch means over different token counts: weight by the counts.
+      loss_sum += *loss * static_cast<double>(counted);
+      tokens += counted;
+    } else {
+      // Every sample predicts seq_len - 1 tokens, so weighting batch means by
+      // their sample count gives the token mean.
+      loss_sum += *loss * static_cast<double>(count);
+    }
   }
   model.SetTraining(was_training);
   LEMO_RETURN_IF_ERROR(status);
   EvalResult r;
   r.samples = samples;
-  r.tokens = samples * (data.seq_len() - 1);
-  r.loss = loss_sum / static_cast<double>(samples);
+  if (data.masked()) {
+    r.tokens = tokens;
+    r.loss = loss_sum / static_cast<double>(std::max<int64_t>(tokens, 1));
+  } else {
+    r.tokens = samples * (data.seq_len() - 1);
+    r.loss = loss_sum / static_cast<double>(samples);
+  }
   r.perplexity = std::exp(r.loss);
   return r;
 }

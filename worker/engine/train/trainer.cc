@@ -216,23 +216,26 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   return dir;
 }
 
-absl::StatusOr<torch::Tensor> Trainer::NextLocalBatch() {
-  LEMO_ASSIGN_OR_RETURN(torch::Tensor global, data_->Next());
+absl::StatusOr<DataBatch> Trainer::NextLocalBatch() {
+  LEMO_ASSIGN_OR_RETURN(DataBatch global, data_->NextBatch());
   if (options_.world_size == 1) return global;
   // A contiguous slice: rank r's rows are the ones a single rank with the
   // global batch would put at [r * b, (r + 1) * b), so W ranks see exactly its
   // samples.
   const int64_t b = options_.data.batch_size;
-  return global.narrow(0, options_.rank * b, b).contiguous();
+  return DataBatch{global.ids.narrow(0, options_.rank * b, b).contiguous(),
+                   global.labels.narrow(0, options_.rank * b, b).contiguous()};
 }
 
 absl::Status Trainer::AverageAcrossRanks(double& loss) {
   comm::ProcessGroup* group = options_.process_group;
   // A one-rank group (backend_for_one_rank) still runs its collectives.
   if (group == nullptr) return absl::OkStatus();
-  // Each rank's loss (and gradient) is the mean over its own tokens; every
-  // rank has the same token count (packed samples have no padding), so the
-  // global-batch mean is the mean of the ranks' means: sum, then divide by W.
+  // Each rank's loss (and gradient) is the mean over its own tokens; with
+  // text data every rank has the same token count (packed samples have no
+  // padding), so the global-batch mean is the mean of the ranks' means: sum,
+  // then divide by W. With masked examples the counts differ and ranks still
+  // weigh equally (docs/data.md).
   std::vector<torch::Tensor> grads;
   LEMO_RETURN_IF_ERROR(CallTorch("collecting LoRA gradients", [&] {
     for (const auto& [name, p] : model_->LoraParameters()) {
@@ -272,10 +275,15 @@ absl::StatusOr<StepMetrics> Trainer::TrainOneStep(
       return absl::CancelledError(
           absl::StrCat("cancelled before step ", step_ + 1));
     }
-    LEMO_ASSIGN_OR_RETURN(torch::Tensor ids, NextLocalBatch());
+    LEMO_ASSIGN_OR_RETURN(DataBatch batch, NextLocalBatch());
     absl::StatusOr<double> loss = CallTorch("training step", [&] {
-      torch::Tensor on_device = ids.to(device);
-      torch::Tensor l = model_->Loss(on_device, on_device) /
+      torch::Tensor on_device = batch.ids.to(device);
+      // Example formats: -100 where the loss mask is 0. Each micro-batch's
+      // loss is the mean over its own trained tokens, and micro-batches (and
+      // ranks) weigh equally.
+      torch::Tensor labels =
+          data_->masked() ? batch.labels.to(device) : on_device;
+      torch::Tensor l = model_->Loss(on_device, labels) /
                         static_cast<double>(options_.grad_accum);
       if (device.is_cuda()) {
         forward_peak = ReadPeakMemory(device).allocated_bytes;

@@ -143,6 +143,9 @@ class Trainer {
   absl::Status Run(const TrainerCallbacks& callbacks);
 
   int64_t step() const { return step_; }
+  // Example formats: examples kept and skipped (BadSamplePolicy::kSkip), for
+  // the caller to report.
+  const ExampleStats& data_stats() const { return data_->example_stats(); }
   TrainingModel& model() { return *model_; }
 
  private:
@@ -160,7 +163,7 @@ class Trainer {
         owned_group_(std::move(owned_group)) {}
 
   // This rank's [batch_size, seq_len] slice of the next global batch.
-  absl::StatusOr<torch::Tensor> NextLocalBatch();
+  absl::StatusOr<DataBatch> NextLocalBatch();
   // Sums the LoRA gradients and `loss` over ranks and divides by world_size.
   absl::Status AverageAcrossRanks(double& loss);
 

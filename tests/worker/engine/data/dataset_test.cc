@@ -376,5 +376,97 @@ TEST(PackedDataset, LoadsTheBenchCorpus) {
   for (int64_t id : batches[0]) ASSERT_TRUE(id >= 0 && id < kByteVocab);
 }
 
+// ---- Example formats: whole examples packed, labels from the loss mask. ----
+
+std::vector<int64_t> Row(const torch::Tensor& t, int64_t row) {
+  torch::Tensor r = t[row].contiguous();
+  return std::vector<int64_t>(r.data_ptr<int64_t>(),
+                              r.data_ptr<int64_t>() + r.numel());
+}
+
+TEST(PackedDataset, PacksWholeExamplesAndMasksEachFirstToken) {
+  // seq_len 6: the first two examples fill sample 0; the third does not fit
+  // after them and starts sample 1, which the fourth fills; the fifth goes
+  // to sample 2, padded.
+  std::vector<MaskedTokens> examples = {
+      {{10, 11, 12}, {1, 1, 1}},
+      {{20, 21, 22}, {0, 1, 1}},
+      {{30, 31, 32, 33}, {0, 0, 1, 1}},
+      {{40, 41}, {1, 1}},
+      {{50, 51}, {1, 1}},
+  };
+  LEMO_ASSERT_OK_AND_ASSIGN(auto data,
+                            PackedDataset::FromExamples(examples, /*pad_id=*/2,
+                                                        Options("ex", 6), 100));
+  EXPECT_TRUE(data->masked());
+  ASSERT_EQ(data->num_samples(), 3);
+  LEMO_ASSERT_OK_AND_ASSIGN(DataBatch b, data->SampleBatch(0, 3));
+  EXPECT_THAT(Row(b.ids, 0), ElementsAre(10, 11, 12, 20, 21, 22));
+  // The first token of each example never has a loss: it would be predicted
+  // from the previous example's end.
+  EXPECT_THAT(Row(b.labels, 0), ElementsAre(-100, 11, 12, -100, 21, 22));
+  EXPECT_THAT(Row(b.ids, 1), ElementsAre(30, 31, 32, 33, 40, 41));
+  EXPECT_THAT(Row(b.labels, 1), ElementsAre(-100, -100, 32, 33, -100, 41));
+  EXPECT_THAT(Row(b.ids, 2), ElementsAre(50, 51, 2, 2, 2, 2));
+  EXPECT_THAT(Row(b.labels, 2), ElementsAre(-100, 51, -100, -100, -100, -100));
+  // Next() hands out the same rows, ids and labels together.
+  LEMO_ASSERT_OK_AND_ASSIGN(DataBatch next, data->NextBatch());
+  const int64_t first = next.ids[0][0].item<int64_t>();
+  const int64_t sample = first == 10 ? 0 : first == 30 ? 1 : 2;
+  EXPECT_EQ(Row(next.labels, 0), Row(b.labels, sample));
+}
+
+TEST(PackedDataset, SampleWithoutTrainedTokensIsDropped) {
+  // Its only trained token is an example's first, which the packing rule
+  // masks: the sample would give a NaN loss.
+  std::vector<MaskedTokens> examples = {{{5, 6, 7}, {1, 0, 0}},
+                                        {{8, 9}, {0, 1}}};
+  LEMO_ASSERT_OK_AND_ASSIGN(auto data, PackedDataset::FromExamples(
+                                           examples, 0, Options("ex", 3), 100));
+  ASSERT_EQ(data->num_samples(), 1);
+  LEMO_ASSERT_OK_AND_ASSIGN(DataBatch b, data->SampleBatch(0, 1));
+  EXPECT_THAT(Row(b.ids, 0), ElementsAre(8, 9, 0));
+}
+
+TEST(PackedDataset, TextDataLabelsEveryToken) {
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto data, PackedDataset::FromTokens(Iota(8), Options("t", 4), 8));
+  EXPECT_FALSE(data->masked());
+  LEMO_ASSERT_OK_AND_ASSIGN(DataBatch b, data->SampleBatch(1, 1));
+  EXPECT_THAT(Row(b.labels, 0), ElementsAre(4, 5, 6, 7));
+}
+
+TEST(PackedDataset, CreateReadsChatExamplesWithTheirMask) {
+  const std::string path = MakeTempDir() + "/chat.jsonl";
+  WriteFile(
+      path,
+      R"({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ok"}]})"
+      "\n");
+  DataOptions o = Options(path, 64);
+  o.chat_template = "chatml";  // kAuto: the format comes from the first line
+  LEMO_ASSERT_OK_AND_ASSIGN(auto data, PackedDataset::Create(o, kByteVocab));
+  EXPECT_TRUE(data->masked());
+  EXPECT_EQ(data->example_stats().examples, 1);
+  LEMO_ASSERT_OK_AND_ASSIGN(DataBatch b, data->SampleBatch(0, 1));
+  std::string trained;
+  for (int64_t t = 0; t < 64; ++t) {
+    const int64_t label = b.labels[0][t].item<int64_t>();
+    if (label != -100) trained += static_cast<char>(label - 3);
+  }
+  EXPECT_EQ(trained, "ok<|im_end|>");
+}
+
+TEST(PackedDataset, EverySampleSkippedIsAnError) {
+  const std::string path = MakeTempDir() + "/tokens.jsonl";
+  WriteFile(path, R"({"input_ids": [5, 6], "loss_mask": [1, 0]})"
+                  "\n");
+  DataOptions o = Options(path, 8);
+  o.on_bad_sample = BadSamplePolicy::kSkip;
+  EXPECT_THAT(PackedDataset::Create(o, kByteVocab),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("no example to train on"),
+                             HasSubstr("1 without trained tokens"))));
+}
+
 }  // namespace
 }  // namespace lemo::engine

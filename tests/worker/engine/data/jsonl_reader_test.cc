@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/data_test_util.h"
 
@@ -68,6 +69,20 @@ TEST(ForEachJsonlText, MissingTextNamesFileAndLine) {
       Texts("{\"text\": \"ok\"}\n{\"body\": \"x\"}\n", &path),
       StatusIs(absl::StatusCode::kInvalidArgument,
                AllOf(HasSubstr(path + ":2"), HasSubstr("no \"text\""))));
+}
+
+TEST(ForEachJsonlText, ExampleFileReadAsTextNamesItsFormat) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"messages": []})", "set data.format to CHAT"},
+      {R"({"prompt": "a", "completion": "b"})",
+       "set data.format to INSTRUCTION"},
+      {R"({"input_ids": [1]})", "set data.format to TOKENS_JSONL"},
+  };
+  for (const auto& [line, want] : cases) {
+    EXPECT_THAT(Texts(absl::StrCat(line, "\n")),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(want)))
+        << line;
+  }
 }
 
 TEST(ForEachJsonlText, NonStringTextNamesItsType) {

@@ -119,6 +119,59 @@ TEST(Evaluate, CheckpointLossEqualsTheModelsLossWithItsAdapters) {
   EXPECT_GT(std::abs(base.loss - r.loss), 1e-3);
 }
 
+TEST(Evaluate, MaskedDataCountsOnlyTrainedTokens) {
+  EvalSetup s = MakeSetup();
+  const std::string path = testing::MakeTempDir("eval") + "/sft.jsonl";
+  std::ofstream out(path);
+  for (int i = 0; i < 5; ++i) {
+    out << "{\"prompt\": \"question " << i
+        << ": what jumps?\", \"completion\": \"the fox" << std::string(i, '!')
+        << "\"}\n";
+  }
+  out.close();
+  EvalOptions options;
+  options.model_dir = s.model_dir;
+  options.adapter_dir = s.adapter_dir;
+  options.data.path = path;  // kAuto: instruction, from the first line
+  options.data.seq_len = 48;
+  options.data.batch_size = 2;
+  LEMO_ASSERT_OK_AND_ASSIGN(EvalResult r, Evaluate(options));
+
+  // Reference: the token-weighted mean of the model's loss on each sample's
+  // labels, which are -100 on the prompts and the padding.
+  LEMO_ASSERT_OK_AND_ASSIGN(LoadedCheckpoint ckpt,
+                            ReadCheckpoint(s.adapter_dir));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto weights, ModelWeights::Open(s.model_dir));
+  TrainingModelOptions model_options;
+  model_options.lora.rank = 4;
+  model_options.lora.alpha = 8;
+  model_options.lora.target_modules = {"q_proj", "v_proj", "down_proj"};
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto model,
+      TrainingModel::Create(s.config, model_options, [&](const std::string& n) {
+        return weights->Get(n);
+      }));
+  ASSERT_THAT(model->LoadLoraWeights(ckpt.lora), IsOk());
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto dataset, PackedDataset::Create(options.data, s.config.vocab_size));
+  ASSERT_TRUE(dataset->masked());
+  EXPECT_EQ(r.samples, dataset->num_samples());
+  double sum = 0;
+  int64_t tokens = 0;
+  for (int64_t i = 0; i < dataset->num_samples(); ++i) {
+    LEMO_ASSERT_OK_AND_ASSIGN(DataBatch b, dataset->SampleBatch(i, 1));
+    const int64_t n = b.labels.narrow(1, 1, 47).ne(-100).sum().item<int64_t>();
+    torch::NoGradGuard no_grad;
+    sum += model->Loss(b.ids, b.labels).item<double>() * n;
+    tokens += n;
+  }
+  // Completions ("the fox" + i "!" + eos), less nothing: their first token
+  // follows the prompt, not another example.
+  EXPECT_EQ(tokens, 5 * 8 + (0 + 1 + 2 + 3 + 4));
+  EXPECT_EQ(r.tokens, tokens);
+  EXPECT_NEAR(r.loss, sum / tokens, 1e-5);
+}
+
 TEST(Evaluate, AllSamplesByDefaultAndRangeChecked) {
   EvalSetup s = MakeSetup();
   EvalOptions options;
