@@ -190,11 +190,16 @@ torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
   // forward's kernels are queued and overlaps the next layer.
   std::shared_ptr<SavedInput> saved_input =
       hooks.save_input ? hooks.save_input(input.detach()) : nullptr;
+  // Decided before the call: its arguments are evaluated in no fixed order,
+  // and moving saved_input first made this test see null and keep the whole
+  // input on the device beside its offloaded copy.
+  torch::Tensor kept_input =
+      saved_input != nullptr ? torch::Tensor() : input.detach();
   auto node = std::shared_ptr<CheckpointBackward>(
-      new CheckpointBackward(
-          std::move(fn), saved_input ? torch::Tensor() : input.detach(),
-          std::move(saved_input), input.requires_grad(), params, std::move(rng),
-          std::move(stash), std::move(hooks.on_backward_peak)),
+      new CheckpointBackward(std::move(fn), std::move(kept_input),
+                             std::move(saved_input), input.requires_grad(),
+                             params, std::move(rng), std::move(stash),
+                             std::move(hooks.on_backward_peak)),
       torch::autograd::deleteNode);
   torch::autograd::edge_list edges;
   edges.push_back(torch::autograd::impl::gradient_edge(input));

@@ -12,8 +12,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
+#include "kernels/allocation_tracker.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/loss_and_grads.h"
 #include "tests/worker/engine/tiny_model.h"
@@ -189,6 +191,44 @@ TEST(Offload, MeasuresEachLayersBackwardWorkingSet) {
                                             testing::RandomWeights(config, 37));
   testing::RunLossAndGrads(*plain, ids);
   EXPECT_EQ(plain->lemo_stats()[0].backward_peak_bytes, -1);
+}
+
+TEST(Offload, OffloadedInputsHoldNoSecondCopyAfterTheForward) {
+  // On the CPU an offloaded input's "host copy" replaces it one for one, so
+  // what the forward leaves allocated (tracked) is the same with and without
+  // offload, plus the input prefetched for backward; an input kept alive
+  // beside its copy adds a layer input per layer (the checkpoint once did:
+  // on the GPU, offload then freed nothing).
+  const ModelConfig config = testing::TinyConfig();
+  const auto w = testing::RandomWeights(config, 39);
+  torch::manual_seed(40);
+  const torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 32});
+  const auto live_after_forward = [&](OffloadPolicy policy) {
+    TrainingModelOptions options;
+    options.gradient_checkpointing = true;
+    options.lemo.mode = LemoMode::kOracle;
+    options.lemo.block_tokens = 4;
+    options.offload.policy = policy;
+    options.offload.device_budget_bytes = 0;
+    auto model = testing::MakeRandomLoraModel(config, options, w);
+    EXPECT_NE(model, nullptr);
+    torch::set_num_threads(1);
+    auto tracker = std::make_shared<kernels::AllocationTracker>();
+    torch::Tensor loss;
+    {
+      kernels::AllocationTracker::Scope scope(tracker);
+      loss = model->Loss(ids, ids);
+    }
+    const int64_t live = tracker->live_bytes();
+    loss.backward();
+    return live;
+  };
+  const int64_t none = live_after_forward(OffloadPolicy::kNone);
+  const int64_t offloaded = live_after_forward(OffloadPolicy::kUniform);
+  const int64_t input_bytes = 2 * 32 * config.hidden_size * 4;
+  EXPECT_GT(none, config.num_hidden_layers * input_bytes);
+  EXPECT_LE(offloaded, none + input_bytes + input_bytes / 2)
+      << "offloaded inputs still hold memory beside their copies";
 }
 
 TEST(Offload, NeedsGradientCheckpointing) {
