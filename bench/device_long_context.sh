@@ -6,6 +6,7 @@
 #   2  LeMo at 384K
 #   3  the strong peer (HF+PEFT+Liger, auto checkpointing) at 256K
 #   4  bench/gpu_offload_check.sh (offload exact on the GPU, at 16K)
+#   5  build, write the preset, LeMo at 256K and 384K (80 GB GPU) or 384K and 512K (H200)
 #   0  build, write the preset, a 4K LeMo row, then bench/gpu_working_set.sh at 64K (where a
 #      step's memory goes: per layer after its forward, the forward's peak, the backward's)
 # One step per row (a step takes minutes): the peer times its first step too
@@ -16,7 +17,7 @@
 # Device run (repo root, carry .device and .whl):  bash bench/device_long_context.sh 1
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-PHASE=${1:?phase 1, 2, 3 or 4}
+PHASE=${1:?phase 0-5}
 # worker/comm/ compiles c10d's ProcessGroupGloo.hpp, which includes gloo's headers: Debian's
 # libgloo-dev (headers only), and the tokenizer's PCRE2 and ICU, carried in .device/debs like the
 # other packages (apt-get download libgloo-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0
@@ -35,6 +36,13 @@ case $PHASE in
   1) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=262144 LEMO_BENCH_DEADLINE=400 \
        bash bench/gpu_suite.sh || rc=1
      LEMO_WS_SEQ=65536 bash bench/gpu_working_set.sh || rc=1 ;;
+  5) # The longest contexts the GPU should take: 256K and 384K on an 80 GB card, 384K and 512K
+     # on a larger one (H200).
+     seqs="262144 393216"
+     mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n1)
+     [ "${mem:-0}" -gt 100000 ] && seqs="393216 524288"
+     LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS="$seqs" LEMO_BENCH_DEADLINE=570 \
+       bash bench/gpu_suite.sh || rc=1 ;;
   0) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=4096 LEMO_BENCH_DEADLINE=300 \
        bash bench/gpu_suite.sh || rc=1
      LEMO_WS_SEQ=65536 bash bench/gpu_working_set.sh || rc=1 ;;
@@ -43,7 +51,7 @@ case $PHASE in
   3) LEMO_BENCH_SYSTEMS=peer-strong LEMO_BENCH_SEQS=262144 LEMO_BENCH_PEER_ONEPROC=0 \
        LEMO_BENCH_DEADLINE=570 bash bench/gpu_suite.sh || rc=1 ;;
   4) LEMO_CHECK_SEQ=16384 bash bench/gpu_offload_check.sh || rc=1 ;;
-  *) echo "phase must be 1, 2, 3 or 4" >&2; exit 2 ;;
+  *) echo "phase must be 0-5" >&2; exit 2 ;;
 esac
 # Each layer's backward working set (the offload plan's reserve), from the metrics.
 python3 - "$OUT"/logs/*.metrics.jsonl >"$OUT/working-sets.txt" 2>&1 <<'PY' || true

@@ -61,17 +61,14 @@ struct OffloadOptions {
   // backward). On the CPU < 0 means no limit (nothing is offloaded).
   int64_t device_budget_bytes = -1;
   // The automatic budget's reserve for one layer's recompute + backward, in
-  // layer inputs ([B, N, D] each). A dense Llama layer's re-run saves its
-  // input, the norm output, q, k, v, the attention output and the residual
-  // (7); its backward adds the incoming gradient, the residual's, o_proj's
-  // input gradient, dq/dk/dv and flash attention's fp32 dq accumulator (8)
-  // while the next offloaded input is prefetched (1), and the RMSNorm and
-  // LoRA steps make fp32 copies of full-length activations (2 inputs each).
-  // Measured on an H100 at 256K tokens (Llama-2-7B, LeMo oracle, MLP tiles):
-  // a reserve of 20 ran out of memory with 38 GiB of working set (19 inputs)
-  // live and 2 GiB more asked for. 24 is that plus a margin; the fp32 copies
-  // are what to tile next (docs/benchmarks.md, "Long context").
-  double working_set_inputs = 24;
+  // layer inputs ([B, N, D] each), until the first backward has measured it
+  // (LemoLayerStats::backward_peak_bytes; then that plus a margin). Measured
+  // on an H100 at 64K tokens (Llama-2-7B, LeMo oracle, token tiles of 16384,
+  // every input offloaded): 14 inputs for a dense layer with attention whole,
+  // 9.9 in 4 head groups; 16 leaves room for the gradient arriving at the top
+  // layer. (Earlier guesses of 20-24 were inflated by a bug that kept every
+  // offloaded input on the device too.)
+  double working_set_inputs = 16;
   // Fail before the step (not by the out-of-memory killer) when the plan
   // needs more pinned host memory than this fraction of the host's available
   // memory.
