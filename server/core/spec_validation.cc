@@ -97,12 +97,51 @@ absl::Status ValidateTop(const v1::JobSpec& s) {
   return absl::OkStatus();
 }
 
+// The long-context switches (the worker resolves their automatic values,
+// worker/engine/train/memory_switches.h).
+absl::Status ValidateMemorySwitches(const v1::JobSpec& s) {
+  const v1::ModelSpec& m = s.model();
+  const std::string& offload = m.offload();
+  if (!offload.empty() && offload != "auto" && offload != "none" &&
+      offload != "uniform" && offload != "sparsity") {
+    return Bad("model.offload",
+               absl::StrCat("must be auto, none, uniform or sparsity, got \"",
+                            offload, "\""));
+  }
+  if ((offload == "uniform" || offload == "sparsity") &&
+      !m.gradient_checkpointing()) {
+    return Bad("model.offload",
+               "moves checkpointed layer inputs: set "
+               "model.gradientCheckpointing");
+  }
+  if (m.has_offload_gpu_budget_gib()) {
+    LEMO_RETURN_IF_ERROR(NonNegative("model.offload_gpu_budget_gib",
+                                     m.offload_gpu_budget_gib()));
+  }
+  if (m.has_tile_tokens()) {
+    LEMO_RETURN_IF_ERROR(NonNegative("model.tile_tokens", m.tile_tokens()));
+  }
+  if (m.has_attention_head_groups()) {
+    LEMO_RETURN_IF_ERROR(
+        NonNegative("model.attention_head_groups", m.attention_head_groups()));
+    if (m.attention_head_groups() > 1 && m.checkpoint_keep_attention()) {
+      return Bad("model.attention_head_groups",
+                 "does not combine with model.checkpoint_keep_attention");
+    }
+    if (m.attention_head_groups() > 1 && s.lora().dropout() > 0) {
+      return Bad("model.attention_head_groups", "needs lora.dropout 0");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateModelAndData(const v1::JobSpec& s) {
   LEMO_RETURN_IF_ERROR(Path("model.path", s.model().path()));
   if (!v1::DType_IsValid(s.model().dtype()) ||
       s.model().dtype() == v1::DTYPE_UNSPECIFIED) {
     return Bad("model.dtype", "unknown value");
   }
+  LEMO_RETURN_IF_ERROR(ValidateMemorySwitches(s));
   LEMO_RETURN_IF_ERROR(Path("data.path", s.data().path()));
   if (!v1::DataFormat_IsValid(s.data().format()) ||
       s.data().format() == v1::DATA_FORMAT_UNSPECIFIED) {

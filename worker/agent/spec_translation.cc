@@ -11,6 +11,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "worker/comm/process_group.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/train/memory_switches.h"
 
 namespace lemo::worker {
 namespace {
@@ -64,18 +65,6 @@ absl::StatusOr<engine::DataFormat> Format(v1::DataFormat format) {
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("spec.data.format: unknown value ", format));
-  }
-}
-
-// LeMo settings that change training but have no engine implementation yet.
-void CollectUnsupportedLemo(const v1::LemoSpec& lemo,
-                            std::vector<std::string>* warnings) {
-  std::vector<std::string> ignored;
-  if (lemo.offload()) ignored.push_back("spec.lemo.offload");
-  if (!ignored.empty() && warnings != nullptr) {
-    warnings->push_back(absl::StrCat("this worker's engine does not implement ",
-                                     absl::StrJoin(ignored, ", "),
-                                     "; trained without"));
   }
 }
 
@@ -146,7 +135,7 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
-    std::vector<std::string>* warnings) {
+    std::vector<std::string>* notes) {
   const v1::JobSpec& spec = assign.spec();
   LEMO_RETURN_IF_ERROR(
       comm::ValidateRank(assign.rank(), std::max(assign.world_size(), 1)),
@@ -242,7 +231,38 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   // A trainer option (it picks the steps), though the spec keeps it with the
   // other LeMo settings; the trainer ignores it outside PREDICTOR mode.
   o.predictor_recall_every = spec.lemo().predictor_recall_every();
-  CollectUnsupportedLemo(spec.lemo(), warnings);
+  // After the LoRA and LeMo settings, which the automatic choices read.
+  engine::MemorySwitches memory;
+  memory.offload = spec.model().offload();
+  // The deprecated spec.lemo.offload asked for offload before it existed;
+  // it means "sparsity" where offload can run (under checkpointing).
+  if (memory.offload.empty() && spec.lemo().offload()) {
+    if (spec.model().gradient_checkpointing()) {
+      memory.offload = "sparsity";
+    } else if (notes != nullptr) {
+      notes->push_back(
+          "spec.lemo.offload is deprecated (use spec.model.offload) and "
+          "offloads checkpointed inputs, but gradient checkpointing is off: "
+          "ignored");
+    }
+  }
+  if (memory.offload.empty()) memory.offload = "auto";
+  if (spec.model().has_offload_gpu_budget_gib()) {
+    memory.offload_gpu_budget_gib = spec.model().offload_gpu_budget_gib();
+  }
+  if (spec.model().has_tile_tokens()) {
+    memory.tile_tokens = spec.model().tile_tokens();
+  }
+  if (spec.model().has_attention_head_groups()) {
+    memory.attention_head_groups = spec.model().attention_head_groups();
+  }
+  absl::StatusOr<std::string> chose = engine::ApplyMemorySwitches(
+      memory, o.data.seq_len, o.model_dir, &o.model);
+  if (!chose.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.model.", chose.status().message()));
+  }
+  if (notes != nullptr) notes->push_back(absl::StrCat("memory: ", *chose));
   return o;
 }
 

@@ -35,13 +35,14 @@ namespace lemo::worker {
 // LeMo ORACLE maps to the engine's token elimination, with the spec's keep
 // schedule (per_layer, else default_ratio) expanded over the model's layers
 // (read from its config.json) and the adaptive bounds turned into blocks.
-// Settings the engine does not implement yet (PREDICTOR, MLP sparsity,
-// offload, 2D) are appended to `warnings` and trained without, so the user sees
-// it in the job's log. Zeros mean the spec's documented defaults.
+// The memory switches (spec.model.offload, tile_tokens, ...) resolve as
+// lemo-train's do (worker/engine/train/memory_switches.h); what they chose is
+// appended to `notes` (may be null) for the job's log. Zeros mean the spec's
+// documented defaults.
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
-    std::vector<std::string>* warnings);
+    std::vector<std::string>* notes);
 
 // What went wrong, typed: RESOURCE_EXHAUSTED -> OUT_OF_MEMORY; errors the
 // trainer reports with its "model ..." / "building the model" context ->

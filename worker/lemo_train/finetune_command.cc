@@ -16,7 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
-#include "worker/engine/formats/model_config.h"
+#include "worker/engine/train/memory_switches.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
 #include "worker/lemo_train/lemo_flags.h"
@@ -51,85 +51,24 @@ struct FinetuneFlags {
   int64_t attention_head_groups = -1;
 };
 
-// Sequences from this length on run the MLP in tiles by default: below it the
-// [N, intermediate] tensors fit, and tiling would only re-run gate/up once
-// more under checkpointing.
-constexpr int64_t kAutoTileFromTokens = 131072;
-constexpr int64_t kAutoTileTokens = 16384;
-// From 256K tokens a Llama-2-7B layer's attention backward (q/k/v, output,
-// their gradients and flash attention's fp32 dq accumulator, all heads at
-// once) no longer fits an H100 beside the weights: run it in head groups.
-// Below that it would only cost one more attention forward per layer.
-constexpr int64_t kAutoHeadGroupsFromTokens = 262144;
-constexpr int64_t kAutoHeadGroups = 4;
-
-// Resolves the memory switches' "auto" values, and says what was chosen (it
-// decides whether a long context fits, so it is printed, and the metrics
-// JSONL carries the offload it did).
+// Resolves the memory switches' "auto" values (the same rules as a job's,
+// worker/engine/train/memory_switches.h), and says what was chosen: it decides
+// whether a long context fits, so it is printed, and the metrics JSONL carries
+// the offload it did.
 absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
                               lemo::engine::TrainerOptions* o) {
-  auto& model = o->model;
-  if (flags.lemo.mlp_tile_tokens < 0 &&
-      o->data.seq_len >= kAutoTileFromTokens) {
-    // The pruned MLP ranks channels over the whole sequence: it stays untiled.
-    if (model.lemo.mlp_prune_ratio == 0) {
-      model.lemo.mlp_tile_tokens = kAutoTileTokens;
-    }
-    model.tile_tokens = kAutoTileTokens;
-  } else if (flags.lemo.mlp_tile_tokens > 0) {
-    model.tile_tokens = flags.lemo.mlp_tile_tokens;
+  lemo::engine::MemorySwitches asked;
+  asked.offload = flags.offload;
+  asked.offload_gpu_budget_gib = flags.offload_budget_gib;
+  asked.tile_tokens = flags.lemo.mlp_tile_tokens;
+  asked.attention_head_groups = flags.attention_head_groups;
+  absl::StatusOr<std::string> chose = lemo::engine::ApplyMemorySwitches(
+      asked, o->data.seq_len, o->model_dir, &o->model);
+  if (!chose.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", chose.status().message()));
   }
-  if (flags.attention_head_groups >= 0) {
-    model.attention_head_groups = flags.attention_head_groups;
-  } else if (o->data.seq_len >= kAutoHeadGroupsFromTokens &&
-             model.gradient_checkpointing && !model.checkpoint_keep_attention &&
-             model.lora.dropout == 0) {
-    // Only where the heads split evenly (the config is read again, and
-    // checked, when the model loads).
-    absl::StatusOr<lemo::engine::ModelConfig> config =
-        lemo::engine::LoadModelConfig(o->model_dir);
-    if (config.ok() && config->num_attention_heads % kAutoHeadGroups == 0 &&
-        config->num_key_value_heads % kAutoHeadGroups == 0) {
-      model.attention_head_groups = kAutoHeadGroups;
-    }
-  }
-  if (flags.offload == "auto") {
-    model.offload.policy = model.gradient_checkpointing
-                               ? lemo::engine::OffloadPolicy::kSparsity
-                               : lemo::engine::OffloadPolicy::kNone;
-  } else {
-    auto policy = lemo::engine::ParseOffloadPolicy(flags.offload);
-    if (!policy.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--offload: ", policy.status().message()));
-    }
-    model.offload.policy = *policy;
-    if (*policy != lemo::engine::OffloadPolicy::kNone &&
-        !model.gradient_checkpointing) {
-      return absl::InvalidArgumentError(
-          "--offload moves checkpointed layer inputs: add "
-          "--gradient-checkpointing");
-    }
-  }
-  model.offload.device_budget_bytes =
-      flags.offload_budget_gib < 0
-          ? -1
-          : static_cast<int64_t>(flags.offload_budget_gib * (1LL << 30));
-  std::fprintf(
-      stderr,
-      "memory: gradient checkpointing %s%s, offload %s (GPU budget %s), "
-      "tiles %s (MLP %s), attention head groups %lld\n",
-      model.gradient_checkpointing ? "on" : "off",
-      model.checkpoint_keep_attention ? " keeping attention" : "",
-      lemo::engine::OffloadPolicyName(model.offload.policy).c_str(),
-      flags.offload_budget_gib < 0
-          ? "auto"
-          : absl::StrCat(flags.offload_budget_gib, " GiB").c_str(),
-      model.tile_tokens > 0 ? absl::StrCat(model.tile_tokens, " tokens").c_str()
-                            : "off",
-      model.lemo.mlp_tile_tokens > 0 ? "tiled" : "untiled",
-      static_cast<long long>(
-          std::max<int64_t>(model.attention_head_groups, 1)));
+  std::fprintf(stderr, "memory: %s\n", chose->c_str());
   return absl::OkStatus();
 }
 

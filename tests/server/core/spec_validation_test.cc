@@ -180,6 +180,35 @@ const Case kCases[] = {
      "gate_proj"},
     {"Offload", [](v1::JobSpec* s) { s->mutable_lemo()->set_offload(true); },
      "spec.lemo.offload: needs resources.device_kind CUDA"},
+    {"ModelOffloadPolicy",
+     [](v1::JobSpec* s) { s->mutable_model()->set_offload("disk"); },
+     "spec.model.offload: must be auto, none, uniform or sparsity, got "
+     "\"disk\""},
+    {"ModelOffloadWithoutCheckpointing",
+     [](v1::JobSpec* s) { s->mutable_model()->set_offload("uniform"); },
+     "spec.model.offload: moves checkpointed layer inputs"},
+    {"ModelOffloadBudget",
+     [](v1::JobSpec* s) { s->mutable_model()->set_offload_gpu_budget_gib(-1); },
+     "spec.model.offload_gpu_budget_gib: must be >= 0"},
+    {"ModelTileTokens",
+     [](v1::JobSpec* s) { s->mutable_model()->set_tile_tokens(-5); },
+     "spec.model.tile_tokens: must be >= 0"},
+    {"ModelHeadGroupsNegative",
+     [](v1::JobSpec* s) { s->mutable_model()->set_attention_head_groups(-1); },
+     "spec.model.attention_head_groups: must be >= 0"},
+    {"ModelHeadGroupsWithKeepAttention",
+     [](v1::JobSpec* s) {
+       s->mutable_model()->set_gradient_checkpointing(true);
+       s->mutable_model()->set_checkpoint_keep_attention(true);
+       s->mutable_model()->set_attention_head_groups(4);
+     },
+     "spec.model.attention_head_groups: does not combine"},
+    {"ModelHeadGroupsWithDropout",
+     [](v1::JobSpec* s) {
+       s->mutable_lora()->set_dropout(0.1);
+       s->mutable_model()->set_attention_head_groups(4);
+     },
+     "spec.model.attention_head_groups: needs lora.dropout 0"},
     {"Lr", [](v1::JobSpec* s) { s->mutable_optimizer()->set_lr(-1e-3); },
      "spec.optimizer.lr:"},
     {"WeightDecay",

@@ -18,6 +18,7 @@
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/model/init_model.h"
 #include "worker/engine/train/calibrate_job.h"
+#include "worker/engine/train/memory_switches.h"
 #include "worker/engine/train/trainer.h"
 
 namespace lemo::worker {
@@ -27,8 +28,6 @@ using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-using ::testing::Not;
 
 v1::Assign MinimalAssign() {
   v1::Assign assign;
@@ -72,7 +71,8 @@ TEST(TrainerOptionsFromAssign, ZerosBecomeTheSpecDefaults) {
   EXPECT_DOUBLE_EQ(o.optimizer.max_grad_norm, 1.0);
   EXPECT_EQ(o.optimizer.total_steps, 10);
   EXPECT_FALSE(o.model.lemo.two_d_sparsity);
-  EXPECT_THAT(warnings, IsEmpty());
+  EXPECT_THAT(warnings,
+              ElementsAre(HasSubstr("memory: gradient checkpointing")));
 }
 
 TEST(TrainerOptionsFromAssign, ChatDataFieldsReachTheEngine) {
@@ -231,7 +231,8 @@ TEST(TrainerOptionsFromAssign, OracleGetsTheSpecScheduleOverEveryLayer) {
   // 1024 tokens = 16 blocks of 64.
   EXPECT_EQ(o.model.lemo.min_keep_blocks, 4);
   EXPECT_EQ(o.model.lemo.max_keep_blocks, 8);
-  EXPECT_THAT(warnings, IsEmpty());
+  EXPECT_THAT(warnings,
+              ElementsAre(HasSubstr("memory: gradient checkpointing")));
 
   lemo->mutable_keep_ratio()->clear_per_layer();
   for (int64_t i = 0; i <= layers; ++i) {
@@ -240,6 +241,54 @@ TEST(TrainerOptionsFromAssign, OracleGetsTheSpecScheduleOverEveryLayer) {
   EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("spec.lemo.keep_ratio.per_layer")));
+}
+
+TEST(TrainerOptionsFromAssign, MemorySwitchesResolveLikeLemoTrain) {
+  v1::Assign assign = MinimalAssign();  // its model path does not exist
+  v1::ModelSpec* model = assign.mutable_spec()->mutable_model();
+  model->set_gradient_checkpointing(true);
+  std::vector<std::string> notes;
+  // Automatic at 64 tokens: offload planned (sparsity), nothing tiled.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &notes));
+  EXPECT_EQ(o.model.offload.policy, engine::OffloadPolicy::kSparsity);
+  EXPECT_EQ(o.model.offload.device_budget_bytes, -1);
+  EXPECT_EQ(o.model.tile_tokens, 0);
+  EXPECT_EQ(o.model.attention_head_groups, 0);
+  EXPECT_THAT(notes, ElementsAre(HasSubstr("offload sparsity (GPU budget "
+                                           "auto), tiles off")));
+  // Automatic at 256K: tiles (head groups need the model's config, which
+  // this path does not have).
+  assign.mutable_spec()->set_seq_len(262144);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      o, TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr));
+  EXPECT_EQ(o.model.tile_tokens, engine::kAutoTileTokens);
+  EXPECT_EQ(o.model.lemo.mlp_tile_tokens, engine::kAutoTileTokens);
+  // Asked for by name.
+  model->set_offload("uniform");
+  model->set_offload_gpu_budget_gib(2);
+  model->set_tile_tokens(0);
+  model->set_attention_head_groups(2);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      o, TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr));
+  EXPECT_EQ(o.model.offload.policy, engine::OffloadPolicy::kUniform);
+  EXPECT_EQ(o.model.offload.device_budget_bytes, int64_t{2} << 30);
+  EXPECT_EQ(o.model.tile_tokens, 0);
+  EXPECT_EQ(o.model.lemo.mlp_tile_tokens, 0);
+  EXPECT_EQ(o.model.attention_head_groups, 2);
+  // Offload needs checkpointing; unknown policies are named.
+  model->set_gradient_checkpointing(false);
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.model.offload uniform moves "
+                                 "checkpointed layer inputs")));
+  model->set_gradient_checkpointing(true);
+  model->set_offload("disk");
+  EXPECT_THAT(TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.model.offload: offload policy must be "
+                                 "none, uniform, sparsity or auto")));
 }
 
 TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
@@ -262,9 +311,11 @@ TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   EXPECT_TRUE(o.model.lemo.recompute_mlp);
   EXPECT_TRUE(o.model.checkpoint_keep_attention);
   EXPECT_TRUE(o.model.lemo.measure_saved_bytes);
-  ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload"));
-  EXPECT_THAT(warnings[0], Not(HasSubstr("mlp_sparsity")));
+  // The deprecated lemo.offload without checkpointing: ignored, saying so.
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[0], HasSubstr("spec.lemo.offload is deprecated"));
+  EXPECT_THAT(warnings[1], HasSubstr("memory: gradient checkpointing off "
+                                     "keeping attention, offload none"));
 
   lemo->mutable_mlp_sparsity()->set_prune_ratio(0.5);
   LEMO_ASSERT_OK_AND_ASSIGN(
@@ -290,7 +341,8 @@ TEST(TrainerOptionsFromAssign, TwoDSparsityReachesTheEngineInEveryMode) {
         engine::TrainerOptions o,
         TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
     EXPECT_TRUE(o.model.lemo.two_d_sparsity) << v1::LemoMode_Name(mode);
-    EXPECT_THAT(warnings, IsEmpty());
+    EXPECT_THAT(warnings,
+                ElementsAre(HasSubstr("memory: gradient checkpointing")));
   }
 }
 
@@ -313,7 +365,8 @@ TEST(TrainerOptionsFromAssign, PredictorGetsItsDirectoryAndTheSchedule) {
   EXPECT_EQ(o.model.lemo.predictor_dir, "/predictors/tiny");
   EXPECT_EQ(o.model.lemo.keep_ratios, std::vector<double>(layers, 0.5));
   EXPECT_EQ(o.predictor_recall_every, 0);  // unset: never measured
-  EXPECT_THAT(warnings, IsEmpty());
+  EXPECT_THAT(warnings,
+              ElementsAre(HasSubstr("memory: gradient checkpointing")));
 }
 
 TEST(TrainerOptionsFromAssign, PredictorRecallEveryReachesTheTrainer) {

@@ -1,0 +1,83 @@
+#include "worker/engine/train/memory_switches.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "worker/engine/formats/model_config.h"
+
+namespace lemo::engine {
+namespace {
+
+bool HeadsSplit(const std::string& model_dir, int64_t groups) {
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(model_dir);
+  return config.ok() && config->num_attention_heads % groups == 0 &&
+         config->num_key_value_heads % groups == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
+                                                int64_t seq_len,
+                                                const std::string& model_dir,
+                                                TrainingModelOptions* model) {
+  if (asked.tile_tokens >= 0) {
+    model->tile_tokens = asked.tile_tokens;
+    // The pruned MLP ranks channels over the whole sequence: it stays
+    // untiled (LemoOptions refuses the pair when asked for by name).
+    if (model->lemo.mlp_prune_ratio == 0 || asked.tile_tokens == 0) {
+      model->lemo.mlp_tile_tokens = asked.tile_tokens;
+    }
+  } else if (seq_len >= kAutoTileFromTokens) {
+    model->tile_tokens = kAutoTileTokens;
+    if (model->lemo.mlp_prune_ratio == 0) {
+      model->lemo.mlp_tile_tokens = kAutoTileTokens;
+    }
+  }
+
+  if (asked.attention_head_groups >= 0) {
+    model->attention_head_groups = asked.attention_head_groups;
+  } else if (seq_len >= kAutoHeadGroupsFromTokens &&
+             model->gradient_checkpointing &&
+             !model->checkpoint_keep_attention && model->lora.dropout == 0 &&
+             HeadsSplit(model_dir, kAutoHeadGroups)) {
+    model->attention_head_groups = kAutoHeadGroups;
+  }
+
+  if (asked.offload == "auto" || asked.offload.empty()) {
+    model->offload.policy = model->gradient_checkpointing
+                                ? OffloadPolicy::kSparsity
+                                : OffloadPolicy::kNone;
+  } else {
+    absl::StatusOr<OffloadPolicy> policy = ParseOffloadPolicy(asked.offload);
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("offload: ", policy.status().message()));
+    }
+    if (*policy != OffloadPolicy::kNone && !model->gradient_checkpointing) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "offload ", asked.offload,
+          " moves checkpointed layer inputs: turn on gradient checkpointing"));
+    }
+    model->offload.policy = *policy;
+  }
+  model->offload.device_budget_bytes =
+      asked.offload_gpu_budget_gib < 0
+          ? -1
+          : static_cast<int64_t>(asked.offload_gpu_budget_gib * (1LL << 30));
+
+  return absl::StrCat(
+      "gradient checkpointing ", model->gradient_checkpointing ? "on" : "off",
+      model->checkpoint_keep_attention ? " keeping attention" : "",
+      ", offload ", OffloadPolicyName(model->offload.policy), " (GPU budget ",
+      asked.offload_gpu_budget_gib < 0
+          ? std::string("auto")
+          : absl::StrCat(asked.offload_gpu_budget_gib, " GiB"),
+      "), tiles ",
+      model->tile_tokens > 0 ? absl::StrCat(model->tile_tokens, " tokens")
+                             : std::string("off"),
+      " (MLP ", model->lemo.mlp_tile_tokens > 0 ? "tiled" : "untiled",
+      "), attention head groups ",
+      std::max<int64_t>(model->attention_head_groups, 1));
+}
+
+}  // namespace lemo::engine
