@@ -37,11 +37,19 @@ namespace lemo::worker {
 // (read from its config.json) and the adaptive bounds turned into blocks.
 // Settings the engine does not implement yet (PREDICTOR, MLP sparsity,
 // offload, 2D) are appended to `warnings` and trained without, so the user sees
-// it in the job's log. Zeros mean the spec's documented defaults.
+// it in the job's log. Zeros mean the spec's documented defaults; an unset
+// keep schedule is the paper's default (engine::DefaultKeepSchedule, as in
+// lemo-train). A JSONL corpus is tokenized with spec.data.tokenizer, else the
+// model directory's own tokenizer ("byte" for init-model's random weights);
+// INVALID_ARGUMENT naming spec.data.tokenizer when there is none, it cannot
+// be loaded, or its ids do not fit the model's vocab_size. `notes` (may be
+// null) gets what the job will run with for the log: the tokenizer and the
+// LeMo mode with its keep schedule.
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
-    std::vector<std::string>* warnings);
+    std::vector<std::string>* warnings,
+    std::vector<std::string>* notes = nullptr);
 
 // What went wrong, typed: RESOURCE_EXHAUSTED -> OUT_OF_MEMORY; errors the
 // trainer reports with its "model ..." / "building the model" context ->

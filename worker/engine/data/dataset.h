@@ -40,8 +40,12 @@ struct DataOptions {
   std::string path;
   // kAuto takes the format from the extension of `path`.
   DataFormat format = DataFormat::kAuto;
-  // LoadTokenizer spec ("byte" or a tokenizer.model path); used for JSONL only.
-  std::string tokenizer = "byte";
+  // LoadTokenizer spec ("byte", a tokenizer.json or tokenizer.model path, or a
+  // directory holding one); used for JSONL only. Empty means the model's own:
+  // the trainer, evaluation and calibration fill it in with
+  // ResolveTokenizerSpec (tokenizer.h) before building the dataset, which
+  // itself has no model directory and refuses an empty one.
+  std::string tokenizer;
   // Tokens per sample (the model's sequence length).
   int64_t seq_len = 0;
   // Samples per batch.
