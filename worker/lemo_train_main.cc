@@ -16,6 +16,7 @@
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
 #include "CLI/CLI.hpp"
+#include "common/build_info.h"
 #include "worker/engine/runtime/allocator_config.h"
 #include "worker/lemo_train/calibrate_command.h"
 #include "worker/lemo_train/command.h"
@@ -30,6 +31,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "lemo-train: fine-tune HF Llama-family models with LoRA (and LeMo)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", lemo::VersionLine("lemo-train"),
+                       "Print the version and git commit, then exit");
   // Registration order is the order --help lists the subcommands in.
   const lt::Command commands[] = {
       lt::AddInitModelCommand(&app), lt::AddFinetuneCommand(&app),
