@@ -23,8 +23,11 @@ RUN apt-get update -qq \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# .git stays out of the build context: --version and lemo_build_info report this commit
+# (--build-arg LEMO_GIT_REVISION=$(git rev-parse --short=12 HEAD)), else "unknown".
+ARG LEMO_GIT_REVISION=""
 ENV LEMO_BOOTSTRAP_VENV=0 LEMO_BOOTSTRAP_TEST_TOOLS=0 LEMO_JOBS=4 \
-    LEMO_CMAKE_FLAGS="-DLEMO_BUILD_WORKER=OFF -DCMAKE_BUILD_TYPE=Release"
+    LEMO_CMAKE_FLAGS="-DLEMO_BUILD_WORKER=OFF -DCMAKE_BUILD_TYPE=Release -DLEMO_GIT_REVISION=${LEMO_GIT_REVISION}"
 RUN scripts/bootstrap \
     && rm -rf /var/lib/apt/lists/* \
     && scripts/build --target lemo-coordinator lemoctl \
@@ -65,9 +68,10 @@ WORKDIR /src
 COPY . .
 # Hopper (DESIGN.md "Build"); add architectures with --build-arg TORCH_CUDA_ARCH_LIST="8.0;9.0a".
 ARG TORCH_CUDA_ARCH_LIST=9.0a
+ARG LEMO_GIT_REVISION=""
 ENV TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST} LEMO_BOOTSTRAP_TEST_TOOLS=0 LEMO_JOBS=4 \
     LEMO_VENV=/opt/venv LEMO_CACHE=/tmp/lemo-cache \
-    LEMO_CMAKE_FLAGS="-DLEMO_ENABLE_CUDA=ON -DCMAKE_BUILD_TYPE=Release"
+    LEMO_CMAKE_FLAGS="-DLEMO_ENABLE_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DLEMO_GIT_REVISION=${LEMO_GIT_REVISION}"
 # cuDNN and the CUDA math libraries are dlopen()ed by the wheel's libraries: copy their whole
 # directories, not just what ldd sees.
 RUN scripts/bootstrap \

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
+#include "common/build_info.h"
 #include "common/status_macros.h"
 #include "server/core/coordinator.h"
 #include "server/metrics/metrics.h"
@@ -135,6 +136,10 @@ int main(int argc, char** argv) {
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "server/main.cc");
+  };
+  // absl's built-in --version prints this and exits 0.
+  usage.version_string = [] {
+    return lemo::VersionLine("lemo-coordinator") + "\n";
   };
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(

@@ -11,16 +11,19 @@
 //       --out /tmp/tiny/predictors   # LeMo pattern predictors
 //   lemo-train eval --model /tmp/tiny --adapter /tmp/run/checkpoint-000050 \
 //       --data heldout.jsonl --seq-len 256   # prints {"loss", "perplexity",..}
+//   lemo-train tokenize --tokenizer byte --input hi.txt -o json  # [75,108]
 //
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
 #include "CLI/CLI.hpp"
+#include "common/build_info.h"
 #include "worker/engine/runtime/allocator_config.h"
 #include "worker/lemo_train/calibrate_command.h"
 #include "worker/lemo_train/command.h"
 #include "worker/lemo_train/eval_command.h"
 #include "worker/lemo_train/finetune_command.h"
 #include "worker/lemo_train/init_model_command.h"
+#include "worker/lemo_train/tokenize_command.h"
 
 int main(int argc, char** argv) {
   lemo::engine::PreferExpandableCudaSegments();
@@ -28,12 +31,13 @@ int main(int argc, char** argv) {
   CLI::App app{
       "lemo-train: fine-tune HF Llama-family models with LoRA (and LeMo)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", lemo::VersionLine("lemo-train"),
+                       "Print the version and git commit, then exit");
   // Registration order is the order --help lists the subcommands in.
   const lt::Command commands[] = {
-      lt::AddInitModelCommand(&app),
-      lt::AddFinetuneCommand(&app),
-      lt::AddEvalCommand(&app),
-      lt::AddCalibrateCommand(&app),
+      lt::AddInitModelCommand(&app), lt::AddFinetuneCommand(&app),
+      lt::AddEvalCommand(&app),      lt::AddCalibrateCommand(&app),
+      lt::AddTokenizeCommand(&app),
   };
   try {
     app.parse(argc, argv);

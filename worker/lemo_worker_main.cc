@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "common/atomic_file.h"
+#include "common/build_info.h"
 #include "worker/agent/agent.h"
 #include "worker/engine/runtime/allocator_config.h"
 
@@ -35,6 +36,8 @@ int Fail(const absl::Status& status) {
 int main(int argc, char** argv) {
   lemo::engine::PreferExpandableCudaSegments();
   CLI::App app{"lemo-worker: trains the coordinator's jobs on one device"};
+  app.set_version_flag("--version", lemo::VersionLine("lemo-worker"),
+                       "Print the version and git commit, then exit");
   lemo::worker::AgentOptions options;
   std::string token_file;
   double heartbeat_seconds = 5;

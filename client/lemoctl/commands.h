@@ -58,6 +58,12 @@ int RunCheckpointsPull(const Context& ctx, const std::string& job_id,
 int RunWorkersList(const Context& ctx);
 // Prints SERVING and exits 0, or prints why not and exits non-zero.
 int RunHealth(const Context& ctx, const std::string& service);
+// The client's version and git commit (common/build_info.h), as text ("Client
+// Version: lemoctl 0.1.0 (commit ...)") or, with -o json|yaml, a
+// {clientVersion: {version, revision}} document. Reaches no server: the
+// coordinator has no RPC that carries its version.
+std::string VersionText(OutputFormat format);
+int RunVersion(const Context& ctx);
 
 // Prints "lemoctl: <message>" to ctx.err and returns ExitCodeFor(status).
 int Fail(const Context& ctx, const absl::Status& status);

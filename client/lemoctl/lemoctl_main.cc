@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "client/lemoctl/commands.h"
 #include "client/lemoctl/exit_codes.h"
+#include "common/build_info.h"
 
 namespace {
 
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
       "coordinator",
       "lemoctl"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", lemo::VersionLine("lemoctl"),
+                       "Print the version and git commit, then exit");
   app.fallthrough();  // Global flags may follow the verb: `lemoctl get JOB
                       // --server h:p`.
   GlobalFlags g;
@@ -143,6 +146,11 @@ int main(int argc, char** argv) {
   health->add_option("--service", health_service,
                      "Service to ask about (default: the whole server)");
 
+  auto* version = app.add_subcommand(
+      "version",
+      "Print lemoctl's version and git commit (the coordinator reports none)");
+  AddOutputFlag(version, g);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -152,6 +160,11 @@ int main(int argc, char** argv) {
 
   g.client.deadline = absl::Seconds(g.timeout_seconds);
   Context ctx;
+  if (*version) {
+    // Needs no server, so no client options (a missing token file is fine).
+    ctx.format = *lemo::client::ParseOutputFormat(g.output);
+    return lemo::client::RunVersion(ctx);
+  }
   auto options = lemo::client::ResolveClientOptions(g.client);
   if (!options.ok()) return lemo::client::Fail(ctx, options.status());
   ctx.options = *options;

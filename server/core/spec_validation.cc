@@ -149,8 +149,15 @@ absl::Status ValidateModelAndData(const v1::JobSpec& s) {
                "must be JSONL, U16, U32, INSTRUCTION, CHAT or TOKENS_JSONL "
                "(cannot guess it from the path)");
   }
+  // An empty tokenizer means the model's own (tokenizer.json, else
+  // tokenizer.model in model.path). The coordinator never reads model
+  // directories (they are paths on the workers), so whether one is there, and
+  // whether its ids fit the model's vocabulary, is checked by the worker before
+  // training starts.
   const v1::DataFormat format = s.data().format();
-  if (format == v1::JSONL || format == v1::INSTRUCTION || format == v1::CHAT) {
+  if ((format == v1::JSONL || format == v1::INSTRUCTION ||
+       format == v1::CHAT) &&
+      !s.data().tokenizer().empty()) {
     LEMO_RETURN_IF_ERROR(Path("data.tokenizer", s.data().tokenizer()));
   }
   const std::string& chat_template = s.data().chat_template();
@@ -208,9 +215,13 @@ absl::Status ValidateLemo(const v1::JobSpec& s) {
         InRange(absl::StrCat("lemo.keep_ratio.per_layer[", i, "]"),
                 l.keep_ratio().per_layer(i), 0, true, 1, false));
   }
-  LEMO_RETURN_IF_ERROR(InRange("lemo.keep_ratio.default_ratio",
-                               l.keep_ratio().default_ratio(), 0, true, 1,
-                               false));
+  // 0 is "unset": the worker runs the paper's default schedule when per_layer
+  // is empty too, and dense layers past per_layer otherwise.
+  if (l.keep_ratio().default_ratio() != 0) {
+    LEMO_RETURN_IF_ERROR(InRange("lemo.keep_ratio.default_ratio",
+                                 l.keep_ratio().default_ratio(), 0, true, 1,
+                                 false));
+  }
   const v1::AdaptiveKeep& a = l.adaptive();
   LEMO_RETURN_IF_ERROR(
       InRange("lemo.adaptive.tau", a.tau(), 0, true, 1, false));
@@ -304,9 +315,8 @@ void ApplySpecDefaults(v1::JobSpec* s) {
   if (data->format() == v1::DATA_FORMAT_UNSPECIFIED) {
     data->set_format(GuessFormat(data->path()));
   }
-  if (data->format() == v1::JSONL && data->tokenizer().empty()) {
-    data->set_tokenizer("byte");
-  }
+  // data.tokenizer stays empty ("the model's own"): only a worker can look in
+  // the model directory.
   v1::LoraSpec* lora = s->mutable_lora();
   if (lora->r() == 0) lora->set_r(8);
   if (lora->alpha() == 0) lora->set_alpha(16);
@@ -317,8 +327,10 @@ void ApplySpecDefaults(v1::JobSpec* s) {
   }
   v1::LemoSpec* lemo = s->mutable_lemo();
   if (lemo->mode() == v1::LEMO_MODE_UNSPECIFIED) lemo->set_mode(v1::DENSE);
-  v1::KeepRatioSchedule* keep = lemo->mutable_keep_ratio();
-  if (keep->default_ratio() == 0) keep->set_default_ratio(1.0);
+  // keep_ratio stays as given: unset means the paper's default schedule
+  // (engine::DefaultKeepSchedule, the same as lemo-train's), which needs the
+  // model's layer count, so the worker expands it.
+  lemo->mutable_keep_ratio();
   v1::AdaptiveKeep* adaptive = lemo->mutable_adaptive();
   if (adaptive->tau() == 0) adaptive->set_tau(0.9);
   if (adaptive->min_keep() == 0) adaptive->set_min_keep(0.1);

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/build_info.h"
 #include "prometheus/collectable.h"
 #include "prometheus/text_serializer.h"
 #include "server/core/job_state.h"
@@ -145,6 +146,13 @@ CoordinatorMetrics::CoordinatorMetrics(SnapshotFn snapshot)
                     .Name("lemo_rpc_requests_total")
                     .Help("Finished RPCs by method and status code.")
                     .Register(*registry_);
+  // The usual build-info idiom: a constant 1 whose labels say what runs.
+  prometheus::BuildGauge()
+      .Name("lemo_build_info")
+      .Help("Version and git commit of this binary (the value is always 1)")
+      .Register(*registry_)
+      .Add({{"version", BuildVersion()}, {"revision", BuildRevision()}})
+      .Set(1);
   rpc_seconds_ =
       &prometheus::BuildHistogram()
            .Name("lemo_rpc_duration_seconds")

@@ -7,13 +7,19 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "client/lemoctl/commands.h"
 #include "client/lemoctl/exit_codes.h"
+#include "common/build_info.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::client {
 namespace {
 
 using ::lemo::testing::StatusIs;
+using ::testing::HasSubstr;
 
 class ClientOptionsTest : public ::testing::Test {
  protected:
@@ -70,6 +76,17 @@ TEST_F(ClientOptionsTest, HomeTokenFileIsTheLastResort) {
   std::ofstream(home_ + "/.config/lemo/token") << "home-token\n";
   LEMO_ASSERT_OK_AND_ASSIGN(ClientOptions options, ResolveClientOptions({}));
   EXPECT_EQ(options.token, "home-token");
+}
+
+TEST(Version, TextJsonAndYamlNameVersionAndRevision) {
+  EXPECT_EQ(VersionText(OutputFormat::kTable),
+            absl::StrCat("Client Version: lemoctl ", BuildVersion(),
+                         " (commit ", BuildRevision(), ")\n"));
+  EXPECT_EQ(VersionText(OutputFormat::kJson),
+            absl::StrCat(R"({"clientVersion": {"version": ")", BuildVersion(),
+                         R"(", "revision": ")", BuildRevision(), "\"}}\n"));
+  EXPECT_THAT(VersionText(OutputFormat::kYaml),
+              HasSubstr(absl::StrCat("  version: \"", BuildVersion(), "\"")));
 }
 
 TEST(ExitCodes, MatchTheDocumentedTable) {

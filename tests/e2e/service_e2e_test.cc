@@ -154,6 +154,25 @@ TEST_F(ServiceTest, LemoOracleJobReportsKeptTokens) {
   }
 }
 
+// A job that sets no keep schedule runs the paper's default (as lemo-train
+// does), and its log says so, and which tokenizer ran; the tiny model's 2
+// layers are both dense under it.
+TEST_F(ServiceTest, LemoJobLogsTheScheduleAndTokenizerThatRan) {
+  StartWorker("w1");
+  v1::JobSpec spec = Spec(2, 0);
+  spec.set_seq_len(256);
+  spec.mutable_lemo()->set_mode(v1::ORACLE);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(spec));
+  std::vector<v1::JobEvent> events = WatchToEnd(job.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  const std::vector<std::string> logs = LogTexts(events);
+  EXPECT_THAT(logs, Contains(HasSubstr("lemo: ORACLE with the paper's default "
+                                       "schedule (lemo.keep_ratio unset): "
+                                       "layers 0-1 keep 1")));
+  EXPECT_THAT(logs, Contains(HasSubstr("data: tokenizer byte")));
+}
+
 TEST_F(ServiceTest, EngineErrorsFailTheJobWithATypedReason) {
   StartWorker("w1");
   v1::JobSpec spec = Spec(4, 0);

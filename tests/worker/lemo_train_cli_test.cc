@@ -86,11 +86,56 @@ fs::path LemoTrainCliTest::dir_;
 
 TEST_F(LemoTrainCliTest, HelpOnEverySubcommand) {
   for (const char* sub :
-       {"", "init-model ", "finetune ", "eval ", "calibrate "}) {
+       {"", "init-model ", "finetune ", "eval ", "calibrate ", "tokenize "}) {
     Result r = RunLemoTrain(std::string(sub) + "--help");
     EXPECT_EQ(r.exit_code, 0) << sub;
     EXPECT_THAT(r.output, HasSubstr("Usage")) << sub;
   }
+}
+
+TEST_F(LemoTrainCliTest, TokenizePrintsTheIdsAsTextOrJson) {
+  const std::string input = (dir_ / "hi.txt").string();
+  std::ofstream(input) << "Hi";
+  // The byte tokenizer: byte b is id b + 3 ('H' 72, 'i' 105).
+  Result r = RunLemoTrain("tokenize --tokenizer byte --input " + input);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("75 108\n"));
+  r = RunLemoTrain("tokenize --tokenizer byte --input " + input + " -o json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("[75,108]\n"));
+  // A model's own tokenizer: init-model's random weights get the byte one.
+  r = RunLemoTrain("tokenize --model " + (dir_ / "model").string() +
+                   " --input " + input + " -o json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("[75,108]\n"));
+  r = RunLemoTrain("tokenize --input " + input);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--tokenizer"));
+  r = RunLemoTrain("tokenize --tokenizer byte --input " + input + " -o yaml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("text or json"));
+}
+
+// A model that is not init-model's (no "lemo_random_init") and ships no
+// tokenizer: text data needs one named, and the error says how.
+TEST_F(LemoTrainCliTest, ModelWithoutTokenizerNeedsOneNamed) {
+  const fs::path model = CopyModel("no-tokenizer");
+  nlohmann::json config;
+  std::ifstream(model / "config.json") >> config;
+  config.erase("lemo_random_init");
+  std::ofstream(model / "config.json") << config.dump(2);
+  Result r = RunLemoTrain(Finetune(model.string()));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(model.string()));
+  EXPECT_THAT(r.output, HasSubstr("no tokenizer.json or tokenizer.model"));
+  EXPECT_THAT(r.output, HasSubstr("--tokenizer"));
+  r = RunLemoTrain("tokenize --model " + model.string() + " --input " +
+                   (dir_ / "data.jsonl").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no tokenizer.json or tokenizer.model"));
+  // "byte" by name still trains.
+  r = RunLemoTrain(Finetune(model.string(), "--tokenizer byte"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST_F(LemoTrainCliTest, UsageErrorsExitTwo) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "common/build_info.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "proto/status/grpc_status.h"
@@ -19,7 +20,6 @@
 namespace lemo::worker {
 namespace {
 
-constexpr char kVersion[] = "lemo-worker 0.1.0";
 // Job-scoped messages kept while the coordinator is unreachable: a few minutes
 // of steps.
 constexpr size_t kMaxBacklog = 20000;
@@ -188,7 +188,7 @@ v1::WorkerMessage Agent::RegisterMessage() {
   reg->set_host(options_.node);
   *reg->add_devices() = wire_device_;
   reg->set_rendezvous_address(rendezvous_address_);
-  reg->set_version(kVersion);
+  reg->set_version(VersionLine("lemo-worker"));
   v1::RunningTask running;
   if (task_ != nullptr && !task_->done()) {
     running.set_job_id(task_->job_id());

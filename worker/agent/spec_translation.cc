@@ -10,8 +10,10 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "worker/comm/process_group.h"
+#include "worker/engine/data/tokenizer.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/memory_switches.h"
+#include "worker/engine/train/model_tokenizer.h"
 
 namespace lemo::worker {
 namespace {
@@ -69,11 +71,15 @@ absl::StatusOr<engine::DataFormat> Format(v1::DataFormat format) {
 }
 
 // spec.lemo -> engine::LemoOptions. The keep schedule follows the spec: a
-// per_layer entry, else default_ratio (1.0 = dense when unset), so the model's
-// layer count is read from its config.json only when a schedule is needed.
+// per_layer entry, else default_ratio (1.0 = dense when only per_layer is
+// set); with neither, the paper's default schedule that lemo-train runs too
+// (engine::DefaultKeepSchedule). The model's layer count is read from its
+// config.json only when a schedule is needed. `notes` gets the mode and the
+// schedule that will run, for the job's log.
 absl::Status TranslateLemo(const v1::JobSpec& spec,
                            const std::string& model_dir,
-                           engine::LemoOptions* out) {
+                           engine::LemoOptions* out,
+                           std::vector<std::string>* notes) {
   const v1::LemoSpec& lemo = spec.lemo();
   // The MLP and norm savers and 2D sparsity apply in every mode, dense
   // included.
@@ -97,10 +103,14 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
     out->mode = engine::LemoMode::kPredictor;
     out->predictor_dir = lemo.predictor_path();
   } else {
+    if (notes != nullptr) {
+      notes->push_back(
+          "lemo: DENSE, no token elimination (set lemo.mode "
+          "ORACLE or PREDICTOR for LeMo)");
+    }
     return absl::OkStatus();  // dense attention
   }
   const v1::KeepRatioSchedule& keep = lemo.keep_ratio();
-  const double fallback = keep.default_ratio() > 0 ? keep.default_ratio() : 1.0;
   LEMO_ASSIGN_OR_RETURN(engine::ModelConfig config,
                         engine::LoadModelConfig(model_dir),
                         absl::StrCat("model ", model_dir));
@@ -109,8 +119,24 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
         "spec.lemo.keep_ratio.per_layer: ", keep.per_layer_size(),
         " ratios for a model of ", config.num_hidden_layers, " layers"));
   }
-  out->keep_ratios.assign(keep.per_layer().begin(), keep.per_layer().end());
-  out->keep_ratios.resize(config.num_hidden_layers, fallback);
+  std::string source;
+  if (keep.per_layer_size() == 0 && keep.default_ratio() == 0) {
+    out->keep_ratios = engine::DefaultKeepSchedule(config.num_hidden_layers);
+    source = "the paper's default schedule (lemo.keep_ratio unset)";
+  } else {
+    const double fallback =
+        keep.default_ratio() > 0 ? keep.default_ratio() : 1.0;
+    out->keep_ratios.assign(keep.per_layer().begin(), keep.per_layer().end());
+    out->keep_ratios.resize(config.num_hidden_layers, fallback);
+    source = "the spec's lemo.keep_ratio";
+  }
+  if (notes != nullptr) {
+    notes->push_back(absl::StrCat(
+        "lemo: ", lemo.mode() == v1::ORACLE ? "ORACLE" : "PREDICTOR", " with ",
+        source, ": ", engine::DescribeKeepSchedule(out->keep_ratios),
+        lemo.adaptive().enabled() ? " (adaptive keep decides the sparse layers)"
+                                  : ""));
+  }
   const v1::AdaptiveKeep& adaptive = lemo.adaptive();
   if (adaptive.enabled()) {
     out->adaptive_tau = adaptive.tau() > 0 ? adaptive.tau() : 0.9;
@@ -130,12 +156,54 @@ absl::Status TranslateLemo(const v1::JobSpec& spec,
   return absl::OkStatus();
 }
 
+// The tokenizer of a text corpus: spec.data.tokenizer, else the model's own
+// (engine::ResolveDataTokenizer, as lemo-train chooses it), loaded here so a
+// tokenizer that is missing or does not fit the model's vocabulary fails the
+// job as INVALID_SPEC before any weights load. The coordinator cannot check
+// this: it never reads model directories.
+absl::Status ResolveTokenizer(const std::string& model_dir,
+                              engine::DataOptions* data,
+                              std::vector<std::string>* notes) {
+  absl::StatusOr<engine::DataFormat> format =
+      engine::ResolveDataFormat(data->path, data->format);
+  if (!format.ok() || *format == engine::DataFormat::kU16 ||
+      *format == engine::DataFormat::kU32) {
+    return absl::OkStatus();  // no text; the trainer reports a bad format
+  }
+  LEMO_ASSIGN_OR_RETURN(engine::ModelConfig config,
+                        engine::LoadModelConfig(model_dir),
+                        absl::StrCat("model ", model_dir));
+  const bool named = !data->tokenizer.empty();
+  LEMO_RETURN_IF_ERROR(engine::ResolveDataTokenizer(model_dir, config, data,
+                                                    "spec.data.tokenizer"));
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      engine::LoadTokenizer(data->tokenizer);
+  if (!tokenizer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.data.tokenizer: ", data->tokenizer, ": ",
+                     tokenizer.status().message()));
+  }
+  LEMO_RETURN_IF_ERROR(
+      engine::CheckTokenizerFitsVocab(**tokenizer, config.vocab_size),
+      absl::StrCat("spec.data.tokenizer: model ", model_dir));
+  if (notes != nullptr) {
+    notes->push_back(absl::StrCat(
+        "data: tokenizer ", (*tokenizer)->name(), " (",
+        named ? "spec.data.tokenizer"
+        : config.random_init
+            ? "default for a random-weight model directory, which has none"
+            : "the model's own",
+        ", ", (*tokenizer)->vocab_size(), " ids)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
-    std::vector<std::string>* notes) {
+    std::vector<std::string>* warnings, std::vector<std::string>* notes) {
   const v1::JobSpec& spec = assign.spec();
   LEMO_RETURN_IF_ERROR(
       comm::ValidateRank(assign.rank(), std::max(assign.world_size(), 1)),
@@ -186,7 +254,7 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   auto format = Format(spec.data().format());
   if (!format.ok()) return format.status();
   o.data.format = *format;
-  o.data.tokenizer = OrDefault<std::string>(spec.data().tokenizer(), "byte");
+  o.data.tokenizer = spec.data().tokenizer();
   o.data.chat_template = spec.data().chat_template();
   auto on_bad_sample =
       engine::ParseBadSamplePolicy(spec.data().on_bad_sample());
@@ -227,7 +295,8 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   if (opt.has_max_grad_norm()) o.optimizer.max_grad_norm = opt.max_grad_norm();
   o.optimizer.total_steps = spec.steps();
 
-  LEMO_RETURN_IF_ERROR(TranslateLemo(spec, o.model_dir, &o.model.lemo));
+  LEMO_RETURN_IF_ERROR(ResolveTokenizer(o.model_dir, &o.data, notes));
+  LEMO_RETURN_IF_ERROR(TranslateLemo(spec, o.model_dir, &o.model.lemo, notes));
   // A trainer option (it picks the steps), though the spec keeps it with the
   // other LeMo settings; the trainer ignores it outside PREDICTOR mode.
   o.predictor_recall_every = spec.lemo().predictor_recall_every();
@@ -263,6 +332,16 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
         absl::StrCat("spec.model.", chose.status().message()));
   }
   if (notes != nullptr) notes->push_back(absl::StrCat("memory: ", *chose));
+  // A model directory that cannot be read is the trainer's to report (as
+  // MODEL_LOAD); this only adds the warning the coordinator could not give.
+  if (absl::StatusOr<engine::ModelConfig> config =
+          engine::LoadModelConfig(o.model_dir);
+      config.ok() && warnings != nullptr) {
+    std::string context = engine::ContextLengthWarning(*config, o.data.seq_len);
+    if (!context.empty()) {
+      warnings->push_back(absl::StrCat("spec.seq_len: ", context));
+    }
+  }
   return o;
 }
 

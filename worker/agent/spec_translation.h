@@ -35,14 +35,22 @@ namespace lemo::worker {
 // LeMo ORACLE maps to the engine's token elimination, with the spec's keep
 // schedule (per_layer, else default_ratio) expanded over the model's layers
 // (read from its config.json) and the adaptive bounds turned into blocks.
-// The memory switches (spec.model.offload, tile_tokens, ...) resolve as
-// lemo-train's do (worker/engine/train/memory_switches.h); what they chose is
-// appended to `notes` (may be null) for the job's log. Zeros mean the spec's
-// documented defaults.
+// Settings a worker warns about (a sequence past the model's context) are
+// appended to `warnings`. Zeros mean the spec's documented defaults; an unset
+// keep schedule is the paper's default (engine::DefaultKeepSchedule, as in
+// lemo-train). A JSONL corpus is tokenized with spec.data.tokenizer, else the
+// model directory's own tokenizer ("byte" for init-model's random weights);
+// INVALID_ARGUMENT naming spec.data.tokenizer when there is none, it cannot
+// be loaded, or its ids do not fit the model's vocab_size. The memory switches
+// (spec.model.offload, tile_tokens, ...) resolve as lemo-train's do
+// (worker/engine/train/memory_switches.h). `notes` (may be null) gets what
+// the job will run with, for the log: the tokenizer, the LeMo mode with its
+// keep schedule, and the memory switches.
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
-    std::vector<std::string>* notes);
+    std::vector<std::string>* warnings,
+    std::vector<std::string>* notes = nullptr);
 
 // What went wrong, typed: RESOURCE_EXHAUSTED -> OUT_OF_MEMORY; errors the
 // trainer reports with its "model ..." / "building the model" context ->

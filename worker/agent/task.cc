@@ -154,13 +154,14 @@ absl::Status Task::Train(const std::string& dir) {
   }
   if (cancel_.load()) return absl::CancelledError("cancelled before training");
 
-  std::vector<std::string> notes;
+  std::vector<std::string> warnings, notes;
   LEMO_ASSIGN_OR_RETURN(
       engine::TrainerOptions options,
       TrainerOptionsFromAssign(assign_, env_.device,
                                (fs::path(dir) / "out").string(), resume_dir,
-                               &notes));
-  for (const std::string& note : notes) Log(v1::LogLine::LEVEL_INFO, note);
+                               &warnings, &notes));
+  for (const std::string& n : notes) Log(v1::LogLine::LEVEL_INFO, n);
+  for (const std::string& w : warnings) Log(v1::LogLine::LEVEL_WARNING, w);
   if (options.world_size > 1) {
     options.comm.timeout = absl::ToChronoMilliseconds(env_.collective_timeout);
     options.comm.gloo_hostname = env_.rendezvous_host;

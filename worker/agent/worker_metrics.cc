@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "common/build_info.h"
 #include "prometheus/text_serializer.h"
 
 namespace lemo::worker {
@@ -61,6 +62,14 @@ WorkerMetrics::WorkerMetrics()
                           "Bytes a decoder layer saved for backward in the "
                           "latest step (when measured)")
                       .Register(r);
+  // The usual build-info idiom: a constant 1 whose labels say what runs, so a
+  // query can join it to the other series or count versions across a fleet.
+  prometheus::BuildGauge()
+      .Name("lemo_build_info")
+      .Help("Version and git commit of this binary (the value is always 1)")
+      .Register(r)
+      .Add({{"version", BuildVersion()}, {"revision", BuildRevision()}})
+      .Set(1);
   predictor_recall_ =
       &prometheus::BuildGauge()
            .Name("lemo_worker_predictor_recall")

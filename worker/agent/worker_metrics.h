@@ -10,6 +10,8 @@
 //   lemo_worker_checkpoint_uploads_total  counter    by result="ok"|"error"
 //   lemo_worker_connected                 gauge      1 while Connect is up
 //   lemo_worker_task_running              gauge      1 while a task trains
+//   lemo_build_info                       gauge      1, labels version,
+//   revision
 // Per decoder layer of the job training now (labels job_id, layer; an earlier
 // job's series are dropped when a new one reports):
 // - lemo_worker_kept_token_fraction (gauge): tokens its attention kept;

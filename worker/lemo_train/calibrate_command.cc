@@ -85,7 +85,6 @@ int RunCalibrate(CalibrateFlags& flags) {
 Command AddCalibrateCommand(CLI::App* app) {
   auto cal = std::make_shared<CalibrateFlags>();
   auto& job = cal->job;
-  job.data.tokenizer = "byte";
   job.data.seq_len = 4096;
   CLI::App* cmd = app->add_subcommand(
       "calibrate",
@@ -100,8 +99,8 @@ Command AddCalibrateCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", job.data.tokenizer,
                   "byte, a tokenizer.json or tokenizer.model, or a directory "
-                  "holding one (e.g. the --model directory)")
-      ->capture_default_str();
+                  "holding one. Default: the --model directory's own (a "
+                  "random-weight init-model directory: byte)");
   cmd->add_option("--seq-len", job.data.seq_len, "Tokens per sample")
       ->capture_default_str();
   cmd->add_option("--batch-size", job.data.batch_size)->capture_default_str();

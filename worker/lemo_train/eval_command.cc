@@ -46,7 +46,6 @@ int RunEval(EvalFlags& flags) {
 Command AddEvalCommand(CLI::App* app) {
   auto ev = std::make_shared<EvalFlags>();
   auto& eo = ev->options;
-  eo.data.tokenizer = "byte";
   CLI::App* cmd = app->add_subcommand(
       "eval",
       "Held-out mean loss and perplexity of a model (+ adapter) under dense "
@@ -65,8 +64,8 @@ Command AddEvalCommand(CLI::App* app) {
                   "Chat data: llama3 | chatml | mistral (default: detected)");
   cmd->add_option("--tokenizer", eo.data.tokenizer,
                   "byte, a tokenizer.json or tokenizer.model, or a directory "
-                  "holding one (e.g. the --model directory)")
-      ->capture_default_str();
+                  "holding one. Default: the --model directory's own (a "
+                  "random-weight init-model directory: byte)");
   cmd->add_option("--seq-len", eo.data.seq_len, "Tokens per sample")
       ->required();
   cmd->add_option("--batch-size", eo.data.batch_size)->capture_default_str();

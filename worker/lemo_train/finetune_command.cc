@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
+#include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/memory_switches.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
@@ -161,6 +162,13 @@ int RunFinetune(FinetuneFlags& flags) {
 
   o.comm.timeout = std::chrono::milliseconds(
       static_cast<int64_t>(flags.comm_timeout_seconds * 1000));
+  if (auto config = lemo::engine::LoadModelConfig(o.model_dir); config.ok()) {
+    std::string context =
+        lemo::engine::ContextLengthWarning(*config, o.data.seq_len);
+    if (!context.empty()) {
+      std::fprintf(stderr, "warning: --seq-len: %s\n", context.c_str());
+    }
+  }
   auto trainer = lemo::engine::Trainer::Create(o);
   if (!trainer.ok()) return Fail(trainer.status());
   if (const auto& data = (*trainer)->data_stats();
@@ -211,7 +219,6 @@ int RunFinetune(FinetuneFlags& flags) {
 Command AddFinetuneCommand(CLI::App* app) {
   auto ft = std::make_shared<FinetuneFlags>();
   auto& o = ft->options;
-  o.data.tokenizer = "byte";
   CLI::App* cmd = app->add_subcommand("finetune", "Fine-tune LoRA adapters");
   cmd->add_option("--model", o.model_dir, "HF model directory")->required();
   cmd->add_option("--data", o.data.path,
@@ -232,8 +239,8 @@ Command AddFinetuneCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", o.data.tokenizer,
                   "byte, a tokenizer.json or tokenizer.model, or a directory "
-                  "holding one (e.g. the --model directory)")
-      ->capture_default_str();
+                  "holding one. Default: the --model directory's own (a "
+                  "random-weight init-model directory: byte)");
   cmd->add_option("--seq-len", o.data.seq_len, "Tokens per sample")->required();
   cmd->add_option("--steps", o.steps, "Optimizer steps")->required();
   cmd->add_option("--out", o.out_dir, "Checkpoint directory")->required();

@@ -272,13 +272,16 @@ TEST(SpecValidation, ValidSpecPassesAndGetsEveryDefault) {
   LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s,
                             NormalizeJobSpec(testing::ValidSpec()));
   EXPECT_EQ(s.data().format(), v1::JSONL);
-  EXPECT_EQ(s.data().tokenizer(), "byte");
+  // The model's own tokenizer, which only a worker can find.
+  EXPECT_EQ(s.data().tokenizer(), "");
   EXPECT_EQ(s.model().dtype(), v1::FP32);
   EXPECT_EQ(s.lora().r(), 8);
   EXPECT_EQ(s.lora().alpha(), 16);
   EXPECT_EQ(s.lora().target_modules_size(), 4);
   EXPECT_EQ(s.lemo().mode(), v1::DENSE);
-  EXPECT_EQ(s.lemo().keep_ratio().default_ratio(), 1.0);
+  // Unset: the worker expands the paper's default schedule.
+  EXPECT_EQ(s.lemo().keep_ratio().default_ratio(), 0);
+  EXPECT_EQ(s.lemo().keep_ratio().per_layer_size(), 0);
   EXPECT_EQ(s.lemo().loss_segment_tokens(), 2048);
   EXPECT_EQ(s.optimizer().lr(), 2e-4);
   EXPECT_EQ(s.optimizer().beta2(), 0.999);
@@ -288,6 +291,24 @@ TEST(SpecValidation, ValidSpecPassesAndGetsEveryDefault) {
   EXPECT_EQ(s.max_restarts(), 3);
   EXPECT_EQ(s.resources().world_size(), 1);
   EXPECT_EQ(s.resources().device_kind(), v1::CPU);
+}
+
+TEST(SpecValidation, TokenizerIsKeptAsNamed) {
+  v1::JobSpec spec = testing::ValidSpec();
+  spec.mutable_data()->set_tokenizer("byte");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.data().tokenizer(), "byte");
+}
+
+TEST(SpecValidation, OracleWithoutScheduleIsAcceptedAndLeftUnset) {
+  v1::JobSpec spec = testing::ValidSpec();
+  spec.mutable_lemo()->set_mode(v1::ORACLE);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.lemo().keep_ratio().default_ratio(), 0);
+  spec.mutable_lemo()->mutable_keep_ratio()->set_default_ratio(-0.5);
+  EXPECT_THAT(NormalizeJobSpec(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.lemo.keep_ratio.default_ratio:")));
 }
 
 TEST(SpecValidation, ExplicitZerosOfOptionalFieldsAreKept) {

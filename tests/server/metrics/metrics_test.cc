@@ -3,7 +3,9 @@
 // a fixed Snapshot and checks Scrape() or an HTTP GET.
 #include "server/metrics/metrics.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/build_info.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 
@@ -34,6 +36,14 @@ Coordinator::Snapshot Fixed() {
   s.active_job_restarts["job-abc"] = 1;
   s.active_job_checkpoint_time["job-abc"] = absl::FromUnixSeconds(1700000000);
   return s;
+}
+
+TEST(CoordinatorMetrics, BuildInfoNamesVersionAndRevision) {
+  CoordinatorMetrics metrics([] { return Fixed(); });
+  EXPECT_THAT(
+      metrics.Scrape(),
+      HasSubstr(absl::StrCat("lemo_build_info{revision=\"", BuildRevision(),
+                             "\",version=\"", BuildVersion(), "\"} 1")));
 }
 
 TEST(CoordinatorMetrics, PerLayerLemoSeriesFromTheNewestSample) {

@@ -3,6 +3,8 @@
 // builds a WorkerMetrics and checks what it serves.
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "common/build_info.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/http_get.h"
@@ -61,6 +63,14 @@ TEST(WorkerMetrics, PerLayerLemoSeriesOfTheCurrentJob) {
   EXPECT_THAT(text, HasSubstr("lemo_worker_predictor_recall{job_id=\"job-b\","
                               "layer=\"0\"} 0.9375"));
   EXPECT_THAT(text, Not(HasSubstr("lemo_worker_saved_activation_bytes{")));
+}
+
+TEST(WorkerMetrics, BuildInfoNamesVersionAndRevision) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create(""));
+  EXPECT_THAT(
+      metrics->Scrape(),
+      HasSubstr(absl::StrCat("lemo_build_info{revision=\"", BuildRevision(),
+                             "\",version=\"", BuildVersion(), "\"} 1")));
 }
 
 TEST(WorkerMetrics, UnservedWhenNoAddress) {

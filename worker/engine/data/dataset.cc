@@ -60,11 +60,7 @@ absl::StatusOr<std::vector<int32_t>> TokenizeJsonl(const DataOptions& options,
                                                    int64_t vocab_size) {
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
                         LoadTokenizer(options.tokenizer), "loading tokenizer");
-  if (tokenizer->vocab_size() > vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer ", tokenizer->name(), " has ", tokenizer->vocab_size(),
-        " ids but the model's vocabulary has only ", vocab_size));
-  }
+  LEMO_RETURN_IF_ERROR(CheckTokenizerFitsVocab(*tokenizer, vocab_size));
   const int32_t bos = tokenizer->bos_id();
   const int32_t eos = tokenizer->eos_id();
   std::vector<int32_t> tokens;

@@ -49,9 +49,12 @@ struct DataOptions {
   std::string path;
   // kAuto takes the format from the extension of `path`.
   DataFormat format = DataFormat::kAuto;
-  // LoadTokenizer spec ("byte" or a tokenizer.model path); used for JSONL,
-  // instruction and chat.
-  std::string tokenizer = "byte";
+  // LoadTokenizer spec ("byte", a tokenizer.json or tokenizer.model path, or a
+  // directory holding one); used for JSONL, instruction and chat. Empty means
+  // the model's own: the trainer, evaluation and calibration fill it in with
+  // ResolveTokenizerSpec (tokenizer.h) before building the dataset, which
+  // itself has no model directory and refuses an empty one.
+  std::string tokenizer;
   // Chat: "llama3", "chatml" or "mistral"; empty detects it from the
   // tokenizer's chat template.
   std::string chat_template;

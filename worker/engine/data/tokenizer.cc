@@ -141,4 +141,44 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
   return std::unique_ptr<Tokenizer>(std::move(*sp));
 }
 
+absl::StatusOr<std::string> ResolveTokenizerSpec(const std::string& spec,
+                                                 const std::string& model_dir,
+                                                 bool random_init,
+                                                 absl::string_view setting) {
+  if (!spec.empty()) return spec;
+  // The order `transformers` loads them in (the "fast" tokenizer first).
+  for (const char* file : {"tokenizer.json", "tokenizer.model"}) {
+    const std::string path = model_dir + "/" + file;
+    if (Exists(path)) return path;
+  }
+  if (random_init) return std::string("byte");
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the model directory ", model_dir,
+      " has no tokenizer.json or tokenizer.model to tokenize the text data "
+      "with: set ",
+      setting,
+      " to a tokenizer file or a directory holding one, or to \"byte\" for "
+      "the byte tokenizer"));
+}
+
+absl::Status CheckTokenizerFitsVocab(const Tokenizer& tokenizer,
+                                     int64_t vocab_size) {
+  if (tokenizer.vocab_size() > vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokenizer ", tokenizer.name(), " has ", tokenizer.vocab_size(),
+        " ids but the model's vocabulary has only ", vocab_size,
+        " (a tokenizer of another model?)"));
+  }
+  const std::pair<const char*, int32_t> special[] = {
+      {"bos", tokenizer.bos_id()}, {"eos", tokenizer.eos_id()}};
+  for (const auto& [what, id] : special) {
+    if (id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tokenizer ", tokenizer.name(), "'s ", what, " id ", id,
+          " is outside the model's vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace lemo::engine

@@ -1,5 +1,5 @@
 // Text -> token ids for training data: a byte-level tokenizer that needs no
-// files (tests, demos, the `tiny` preset), SentencePiece models
+// files (tests, demos, the random-weight presets), SentencePiece models
 // (Llama/Mistral's tokenizer.model) and HF tokenizer.json files
 // (hf_tokenizer.h: Llama-3, Qwen2, GPT-2, Llama-2, Mistral).
 //
@@ -96,6 +96,25 @@ class SentencePieceTokenizer final : public Tokenizer {
 // there, as in `transformers`.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& spec);
+
+// The LoadTokenizer spec a model's text data is tokenized with: `spec` itself
+// when set. Unset (""), the model's own: `model_dir`/tokenizer.json, else
+// `model_dir`/tokenizer.model. A directory of random weights (`random_init`:
+// `lemo-train init-model`'s presets) ships neither and gets "byte"; "byte"
+// is otherwise used only when named. INVALID_ARGUMENT naming `model_dir` and
+// `setting` (the option to set, e.g. "--tokenizer" or "spec.data.tokenizer")
+// when the model has no tokenizer. Call it only for data that needs
+// tokenizing.
+absl::StatusOr<std::string> ResolveTokenizerSpec(const std::string& spec,
+                                                 const std::string& model_dir,
+                                                 bool random_init,
+                                                 absl::string_view setting);
+
+// INVALID_ARGUMENT saying why when `tokenizer` can produce ids a model with
+// `vocab_size` embeddings has no row for: a larger vocabulary, or a bos/eos id
+// outside it. (Tokenizer has no pad id: packing never pads.)
+absl::Status CheckTokenizerFitsVocab(const Tokenizer& tokenizer,
+                                     int64_t vocab_size);
 
 }  // namespace lemo::engine
 

@@ -1,5 +1,6 @@
 #include "worker/engine/formats/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -224,6 +225,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   LEMO_RETURN_IF_ERROR(top.Bool("tie_word_embeddings", &c.tie_word_embeddings));
   LEMO_RETURN_IF_ERROR(top.Bool("attention_bias", &c.attention_bias));
   LEMO_RETURN_IF_ERROR(top.Bool("mlp_bias", &c.mlp_bias));
+  LEMO_RETURN_IF_ERROR(top.Bool("lemo_random_init", &c.random_init));
   LEMO_RETURN_IF_ERROR(top.Int("sliding_window", &c.sliding_window, false, 0));
   // transformers 5 renamed torch_dtype to dtype.
   LEMO_RETURN_IF_ERROR(top.String("torch_dtype", &c.torch_dtype));
@@ -231,6 +233,28 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   LEMO_RETURN_IF_ERROR(ParseTokenIds(top, root, &c));
   LEMO_RETURN_IF_ERROR(ParseRope(root, source, &c));
   return c;
+}
+
+std::string ContextLengthWarning(const ModelConfig& config, int64_t seq_len) {
+  const RopeScaling& s = config.rope_scaling;
+  if (s.type == RopeScaling::Type::kDynamic) return "";
+  const double limit =
+      static_cast<double>(config.max_position_embeddings) *
+      (s.type == RopeScaling::Type::kLinear ? std::max(s.factor, 1.0) : 1.0);
+  if (static_cast<double>(seq_len) <= limit) return "";
+  return absl::StrCat(
+      "sequence length ", seq_len, " exceeds the model's context of ",
+      static_cast<int64_t>(limit),
+      " tokens (config.json max_position_embeddings",
+      s.type == RopeScaling::Type::kLinear ? " x its linear rope_scaling factor"
+                                           : "",
+      "): positions past it are extrapolated with unscaled RoPE. To extend the "
+      "context, give the model directory's config.json a rope_scaling (e.g. "
+      "{\"rope_type\": \"linear\", \"factor\": ",
+      static_cast<int64_t>(
+          std::ceil(static_cast<double>(seq_len) /
+                    static_cast<double>(config.max_position_embeddings))),
+      "}, position interpolation as in LongLoRA)");
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
@@ -275,6 +299,7 @@ std::string ModelConfigToJson(const ModelConfig& c) {
     j["sliding_window"] =
         c.sliding_window > 0 ? Json(c.sliding_window) : Json(nullptr);
   if (!c.torch_dtype.empty()) j["torch_dtype"] = c.torch_dtype;
+  if (c.random_init) j["lemo_random_init"] = true;
 
   // transformers 5 reads rope_parameters (or rope_scaling when present); 4.x
   // reads rope_theta and rope_scaling. Writing all three keeps both happy with

@@ -62,9 +62,20 @@ struct ModelConfig {
   int64_t sliding_window =
       0;  // Mistral v0.1's window in tokens; 0 = none (full attention)
   double initializer_range = 0.02;  // stddev used by WriteRandomModel
+  // Random weights from `lemo-train init-model` (config.json key
+  // "lemo_random_init"): such a directory ships no tokenizer, and text data
+  // defaults to the byte tokenizer (ResolveTokenizerSpec).
+  bool random_init = false;
   std::string
       torch_dtype;  // "bfloat16", "float32", ... as stored; may be empty
 };
+
+// Empty when `seq_len` tokens fit the context `config` declares:
+// max_position_embeddings, times the factor of linear RoPE scaling (position
+// interpolation); dynamic NTK scaling adapts to any length. Otherwise a
+// sentence saying so and what to do, for a warning: training past that length
+// extrapolates RoPE, which nothing else would tell the user.
+std::string ContextLengthWarning(const ModelConfig& config, int64_t seq_len);
 
 // `source` names the file or origin in error messages.
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,

@@ -39,6 +39,23 @@ std::vector<double> DefaultKeepSchedule(int64_t num_layers) {
   return ratios;
 }
 
+std::string DescribeKeepSchedule(const std::vector<double>& keep_ratios) {
+  std::string out = "layers ";
+  for (size_t first = 0; first < keep_ratios.size();) {
+    size_t last = first;
+    while (last + 1 < keep_ratios.size() &&
+           keep_ratios[last + 1] == keep_ratios[first]) {
+      ++last;
+    }
+    if (first > 0) out += ", ";
+    absl::StrAppend(&out, first);
+    if (last > first) absl::StrAppend(&out, "-", last);
+    absl::StrAppend(&out, " keep ", keep_ratios[first]);
+    first = last + 1;
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<double>> ResolveKeepSchedule(
     const LemoOptions& options, int64_t num_layers) {
   if (options.block_tokens <= 0) {

@@ -125,6 +125,10 @@ struct LemoLayerStats {
 // layer dense, the rest 0.4.
 std::vector<double> DefaultKeepSchedule(int64_t num_layers);
 
+// A schedule in runs, for logs and job events: "layers 0-14 keep 1, 15-30
+// keep 0.4, 31 keep 1".
+std::string DescribeKeepSchedule(const std::vector<double>& keep_ratios);
+
 // Validates `options` for a model of `num_layers` layers and returns one keep
 // ratio per layer.
 absl::StatusOr<std::vector<double>> ResolveKeepSchedule(

@@ -117,7 +117,9 @@ absl::StatusOr<ModelConfig> PresetConfig(absl::string_view preset) {
         absl::StrCat("unknown model preset '", preset,
                      "' (known: ", absl::StrJoin(PresetNames(), ", "), ")"));
   }
-  return it->second;
+  ModelConfig config = it->second;
+  config.random_init = true;  // random weights for tests and benchmarks
+  return config;
 }
 
 std::vector<std::string> PresetNames() {
@@ -181,6 +183,8 @@ absl::Status WriteRandomModel(const ModelConfig& config, const std::string& dir,
   }
   ModelConfig written = config;
   written.torch_dtype = DTypeString(options.dtype);
+  // No tokenizer is written: text data defaults to "byte" for this directory.
+  written.random_init = true;
   // Re-parse our own output so an inconsistent config fails here, not later
   // in a loader.
   const std::string config_json = ModelConfigToJson(written);

@@ -10,6 +10,7 @@
 #include "worker/engine/model/llama_model.h"
 #include "worker/engine/model/safetensors.h"
 #include "worker/engine/runtime/torch_status.h"
+#include "worker/engine/train/model_tokenizer.h"
 
 namespace lemo::engine {
 
@@ -33,6 +34,8 @@ absl::StatusOr<CalibrationReport> RunCalibrateJob(
                         ModelWeights::Open(job.model_dir),
                         absl::StrCat("model ", job.model_dir));
   DataOptions data = job.data;
+  LEMO_RETURN_IF_ERROR(ResolveDataTokenizer(job.model_dir, config, &data),
+                       absl::StrCat("data ", data.path));
   const int64_t batch = data.batch_size;
   data.batch_size = 1;
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PackedDataset> dataset,

@@ -10,6 +10,7 @@
 #include "worker/engine/model/safetensors.h"
 #include "worker/engine/runtime/torch_status.h"
 #include "worker/engine/train/checkpoint.h"
+#include "worker/engine/train/model_tokenizer.h"
 
 namespace lemo::engine {
 
@@ -122,8 +123,12 @@ absl::StatusOr<EvalResult> Evaluate(const EvalOptions& options) {
                   [&] { return model->LoadLoraWeights(adapter.lora); }),
         absl::StrCat("adapter ", options.adapter_dir));
   }
+  DataOptions data_options = options.data;
+  LEMO_RETURN_IF_ERROR(
+      ResolveDataTokenizer(options.model_dir, config, &data_options),
+      absl::StrCat("data ", options.data.path));
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PackedDataset> data,
-                        PackedDataset::Create(options.data, config.vocab_size),
+                        PackedDataset::Create(data_options, config.vocab_size),
                         absl::StrCat("data ", options.data.path));
   return EvaluateModel(*model, *data, options.skip_samples, options.batches);
 }

@@ -16,6 +16,7 @@
 #include "worker/engine/runtime/torch_status.h"
 #include "worker/engine/train/adapter_agreement.h"
 #include "worker/engine/train/checkpoint.h"
+#include "worker/engine/train/model_tokenizer.h"
 
 namespace lemo::engine {
 namespace {
@@ -127,6 +128,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
   // same on every rank, so the cursor is too) and keeps its own slice of it.
   DataOptions global_data = options.data;
   global_data.batch_size = options.data.batch_size * options.world_size;
+  LEMO_RETURN_IF_ERROR(
+      ResolveDataTokenizer(options.model_dir, config, &global_data),
+      absl::StrCat("data ", options.data.path));
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<PackedDataset> data,
                         PackedDataset::Create(global_data, config.vocab_size),
                         absl::StrCat("data ", options.data.path));

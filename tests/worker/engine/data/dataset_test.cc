@@ -30,6 +30,7 @@ DataOptions Options(const std::string& path, int64_t seq_len,
                     int64_t batch_size = 1, uint64_t seed = 0) {
   DataOptions o;
   o.path = path;
+  o.tokenizer = "byte";  // no model here to take the tokenizer from
   o.seq_len = seq_len;
   o.batch_size = batch_size;
   o.seed = seed;

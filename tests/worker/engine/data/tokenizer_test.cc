@@ -18,6 +18,7 @@ namespace {
 using ::lemo::engine::testing::MakeTempDir;
 using ::lemo::engine::testing::ReadFile;
 using ::lemo::engine::testing::WriteFile;
+using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -85,6 +86,81 @@ TEST(LoadTokenizer, DirectoryWithoutModelIsNotFound) {
   EXPECT_THAT(LoadTokenizer(dir),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr(dir + "/tokenizer.model")));
+}
+
+// A model directory's own tokenizer is the default: tokenizer.json first (as
+// in transformers), else tokenizer.model; "byte" only when named, or for a
+// random-weight directory, which has neither.
+TEST(ResolveTokenizerSpec, PrefersTheModelsTokenizerJson) {
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/tokenizer.json", "{}");
+  WriteFile(dir + "/tokenizer.model", "");
+  LEMO_ASSERT_OK_AND_ASSIGN(std::string spec,
+                            ResolveTokenizerSpec("", dir, false, "--tok"));
+  EXPECT_EQ(spec, dir + "/tokenizer.json");
+}
+
+TEST(ResolveTokenizerSpec, FallsBackToTokenizerModel) {
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/tokenizer.model", "");
+  LEMO_ASSERT_OK_AND_ASSIGN(std::string spec,
+                            ResolveTokenizerSpec("", dir, true, "--tok"));
+  EXPECT_EQ(spec, dir + "/tokenizer.model");
+}
+
+TEST(ResolveTokenizerSpec, NoTokenizerIsAnErrorNamingDirAndSetting) {
+  const std::string dir = MakeTempDir();
+  EXPECT_THAT(ResolveTokenizerSpec("", dir, false, "--tok"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(dir), HasSubstr("set --tok"),
+                             HasSubstr("\"byte\""))));
+  // Random weights ship no tokenizer: the byte tokenizer is theirs.
+  LEMO_ASSERT_OK_AND_ASSIGN(std::string spec,
+                            ResolveTokenizerSpec("", dir, true, "--tok"));
+  EXPECT_EQ(spec, "byte");
+}
+
+TEST(ResolveTokenizerSpec, NamedSpecWins) {
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/tokenizer.json", "{}");
+  LEMO_ASSERT_OK_AND_ASSIGN(std::string spec,
+                            ResolveTokenizerSpec("byte", dir, false, "--tok"));
+  EXPECT_EQ(spec, "byte");
+}
+
+// A tokenizer with chosen sizes, to put bos/eos where a real file would not.
+class FakeTokenizer final : public Tokenizer {
+ public:
+  FakeTokenizer(int64_t vocab, int32_t bos, int32_t eos)
+      : vocab_(vocab), bos_(bos), eos_(eos) {}
+  absl::StatusOr<std::vector<int32_t>> Encode(
+      absl::string_view) const override {
+    return std::vector<int32_t>{};
+  }
+  std::string Decode(absl::Span<const int32_t>) const override { return ""; }
+  int64_t vocab_size() const override { return vocab_; }
+  int32_t bos_id() const override { return bos_; }
+  int32_t eos_id() const override { return eos_; }
+  std::string name() const override { return "fake"; }
+
+ private:
+  int64_t vocab_;
+  int32_t bos_, eos_;
+};
+
+TEST(CheckTokenizerFitsVocab, RefusesALargerVocabularyOrSpecialIds) {
+  EXPECT_THAT(CheckTokenizerFitsVocab(ByteTokenizer(), 259), IsOk());
+  EXPECT_THAT(CheckTokenizerFitsVocab(ByteTokenizer(), 100),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("259 ids"), HasSubstr("only 100"))));
+  EXPECT_THAT(CheckTokenizerFitsVocab(FakeTokenizer(10, 500, 2), 10),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("bos id 500"), HasSubstr("[0, 10)"))));
+  EXPECT_THAT(
+      CheckTokenizerFitsVocab(FakeTokenizer(10, 1, 10), 10),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("eos id 10")));
+  // -1: the model defines none.
+  EXPECT_THAT(CheckTokenizerFitsVocab(FakeTokenizer(10, -1, -1), 10), IsOk());
 }
 
 // Strings that stress normalization, whitespace, unknown characters and byte

@@ -194,8 +194,11 @@ TEST(ModelConfigToJson, RoundTripsEveryField) {
   c.mlp_bias = true;
   c.tie_word_embeddings = true;
   c.head_dim = 64;
+  EXPECT_FALSE(c.random_init);  // a real model's config.json
+  c.random_init = true;
   LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig back,
                             ParseModelConfig(ModelConfigToJson(c), "again"));
+  EXPECT_TRUE(back.random_init);
   EXPECT_EQ(back.vocab_size, c.vocab_size);
   EXPECT_EQ(back.head_dim, 64);
   EXPECT_EQ(back.num_key_value_heads, c.num_key_value_heads);
@@ -208,6 +211,23 @@ TEST(ModelConfigToJson, RoundTripsEveryField) {
   EXPECT_TRUE(back.tie_word_embeddings);
   EXPECT_EQ(back.eos_token_ids, c.eos_token_ids);
   EXPECT_EQ(back.torch_dtype, "bfloat16");
+}
+
+TEST(ContextLengthWarning, OnlyPastTheDeclaredContext) {
+  ModelConfig c;
+  c.max_position_embeddings = 4096;
+  EXPECT_EQ(ContextLengthWarning(c, 4096), "");
+  EXPECT_THAT(
+      ContextLengthWarning(c, 32768),
+      AllOf(HasSubstr("32768"), HasSubstr("4096"), HasSubstr("\"factor\": 8")));
+  // Linear scaling (position interpolation) extends it by its factor.
+  c.rope_scaling.type = RopeScaling::Type::kLinear;
+  c.rope_scaling.factor = 8;
+  EXPECT_EQ(ContextLengthWarning(c, 32768), "");
+  EXPECT_THAT(ContextLengthWarning(c, 65536), HasSubstr("32768 tokens"));
+  // Dynamic NTK scaling adapts to any length.
+  c.rope_scaling.type = RopeScaling::Type::kDynamic;
+  EXPECT_EQ(ContextLengthWarning(c, 1 << 20), "");
 }
 
 TEST(LoadModelConfig, MissingFileIsNotFound) {

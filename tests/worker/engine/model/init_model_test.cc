@@ -61,6 +61,18 @@ TEST(PresetConfig, FullSizePresetsHaveThePublishedParameterCounts) {
   }
 }
 
+// Random weights ship no tokenizer: the directory says so in config.json, so
+// text data defaults to the byte tokenizer (ResolveTokenizerSpec).
+TEST(WriteRandomModel, MarksTheDirectoryAsRandomWeights) {
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, PresetConfig("tiny"));
+  EXPECT_TRUE(c.random_init);
+  c.random_init = false;  // a caller's own config is marked too
+  const std::string dir = MakeTempDir("init-marker") + "/m";
+  ASSERT_THAT(WriteRandomModel(c, dir, torch::kFloat32, 1), IsOk());
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig back, LoadModelConfig(dir));
+  EXPECT_TRUE(back.random_init);
+}
+
 TEST(WriteRandomModel, DeterministicNormsOnesAndInitializerStd) {
   LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, PresetConfig("tiny"));
   const std::string a = MakeTempDir("init") + "/m", b = a + "2", d = a + "3";

@@ -103,6 +103,9 @@ TEST(Evaluate, CheckpointLossEqualsTheModelsLossWithItsAdapters) {
   ASSERT_THAT(model->LoadLoraWeights(ckpt.lora), IsOk());
   DataOptions data = options.data;
   data.batch_size = 1;
+  // Evaluate's default for this random-weight model; the dataset alone has no
+  // model to take it from.
+  data.tokenizer = "byte";
   LEMO_ASSERT_OK_AND_ASSIGN(auto dataset,
                             PackedDataset::Create(data, s.config.vocab_size));
   double sum = 0;
@@ -178,8 +181,10 @@ TEST(Evaluate, AllSamplesByDefaultAndRangeChecked) {
   options.model_dir = s.model_dir;
   options.data.path = s.data_path;
   options.data.seq_len = 32;
+  DataOptions byte_data = options.data;
+  byte_data.tokenizer = "byte";  // what Evaluate picks for this model
   LEMO_ASSERT_OK_AND_ASSIGN(auto dataset,
-                            PackedDataset::Create(options.data, 320));
+                            PackedDataset::Create(byte_data, 320));
   LEMO_ASSERT_OK_AND_ASSIGN(EvalResult all, Evaluate(options));
   EXPECT_EQ(all.samples, dataset->num_samples());
   options.skip_samples = dataset->num_samples();
