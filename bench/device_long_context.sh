@@ -41,6 +41,7 @@ case $PHASE in
      seqs="262144 393216"
      mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n1)
      [ "${mem:-0}" -gt 100000 ] && seqs="393216 524288"
+     seqs=${LEMO_PHASE_SEQS:-$seqs}
      LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS="$seqs" LEMO_BENCH_DEADLINE=${LEMO_PHASE_DEADLINE:-570} \
        bash bench/gpu_suite.sh || rc=1 ;;
   0) LEMO_BENCH_SYSTEMS=lemo-sparse LEMO_BENCH_SEQS=4096 LEMO_BENCH_DEADLINE=300 \
