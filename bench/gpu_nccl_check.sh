@@ -19,8 +19,7 @@ cmake -S . -B build-gpu -G Ninja -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
 echo "nccl.h: $(grep LEMO_NCCL_INCLUDE_DIR build-gpu/CMakeCache.txt | head -n 1)"
 T=build-gpu/bin/lemo-train
 $T init-model --preset tiny --out "$WORK/tiny" >"$OUT/init.log" 2>&1 || { echo "init-model failed"; exit 1; }
-python3 -c "import array, random; r = random.Random(0)
-array.array('H', (r.randrange(3, 250) for _ in range(20000))).tofile(open('$WORK/d.u16', 'wb'))"
+python3 bench/random_tokens.py "$WORK/d.u16" 20000 --vocab 250 --seed 0
 rc=0
 for mode in nccl none; do
   flag=; [ $mode = nccl ] && flag=--force-process-group

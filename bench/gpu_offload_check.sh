@@ -23,10 +23,7 @@ WORK=/tmp/lemo-offload-check
 PY=${LEMO_PYTHON:-python3}
 mkdir -p "$OUT/logs" "$WORK"
 DATA=$WORK/tokens-$SEQ.u16
-"$PY" -c "import array, random, sys
-r = random.Random(1)
-array.array('H', (r.randrange(3, 32000) for _ in range(int(sys.argv[1]) * 3))).tofile(open(sys.argv[2], 'wb'))" \
-  "$SEQ" "$DATA" || exit 2
+"$PY" bench/random_tokens.py "$DATA" $((SEQ * 3)) || exit 2
 
 run() {  # name flags...
   local name=$1; shift

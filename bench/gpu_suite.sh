@@ -244,12 +244,9 @@ PEER_SRC=(--preset-config "$CONFIG")
 MAX_SEQ=${SORTED_SEQS##* }
 DATA=$WORK/tokens-$PRESET-$MAX_SEQ.u16
 # Random uint16 token ids in [3, vocab): enough for every step at the largest seq_len, twice over.
-"$PY" -c "import array, json, random, sys
-v = min(json.load(open(sys.argv[1]))['vocab_size'], 65536)
-n = int(sys.argv[2]) * (int(sys.argv[3]) + 1) * 2
-r = random.Random(0)
-array.array('H', (r.randrange(3, v) for _ in range(n))).tofile(open(sys.argv[4], 'wb'))" \
-  "$CONFIG" "$MAX_SEQ" "$STEPS" "$DATA" || { note "could not write $DATA"; HAVE_LEMO=0; FAILED=1; }
+VOCAB=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$CONFIG")
+"$PY" bench/random_tokens.py "$DATA" $((MAX_SEQ * (STEPS + 1) * 2)) --vocab "${VOCAB:-32000}" --seed 0 ||
+  { note "could not write $DATA"; HAVE_LEMO=0; FAILED=1; }
 report
 
 # --- LeMo predictors (optional) ---------------------------------------------------------------

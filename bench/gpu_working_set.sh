@@ -19,10 +19,7 @@ WORK=/tmp/lemo-working-set
 PY=${LEMO_PYTHON:-python3}
 mkdir -p "$OUT/logs" "$WORK"
 DATA=$WORK/tokens-$SEQ.u16
-"$PY" -c "import array, random, sys
-r = random.Random(1)
-array.array('H', (r.randrange(3, 32000) for _ in range(int(sys.argv[1]) * 3))).tofile(open(sys.argv[2], 'wb'))" \
-  "$SEQ" "$DATA" || exit 2
+"$PY" bench/random_tokens.py "$DATA" $((SEQ * 3)) || exit 2
 rc=0
 for g in $GROUPS_LIST; do
   name=ws-$SEQ-groups$g
