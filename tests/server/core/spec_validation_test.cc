@@ -64,12 +64,6 @@ const Case kCases[] = {
        s->mutable_data()->set_tokenizer(std::string(5000, 't'));
      },
      "spec.data.tokenizer:"},
-    {"ChatNeedsTokenizer",
-     [](v1::JobSpec* s) {
-       s->mutable_data()->set_format(v1::CHAT);
-       s->mutable_data()->clear_tokenizer();
-     },
-     "spec.data.tokenizer: is required"},
     {"ChatTemplateUnknown",
      [](v1::JobSpec* s) {
        s->mutable_data()->set_format(v1::CHAT);

@@ -135,7 +135,8 @@ TEST(Evaluate, MaskedDataCountsOnlyTrainedTokens) {
   EvalOptions options;
   options.model_dir = s.model_dir;
   options.adapter_dir = s.adapter_dir;
-  options.data.path = path;  // kAuto: instruction, from the first line
+  options.data.path = path;         // kAuto: instruction, from the first line
+  options.data.tokenizer = "byte";  // the tiny test model has no tokenizer
   options.data.seq_len = 48;
   options.data.batch_size = 2;
   LEMO_ASSERT_OK_AND_ASSIGN(EvalResult r, Evaluate(options));
