@@ -24,6 +24,7 @@
 namespace lemo::engine {
 namespace {
 
+using ::lemo::engine::testing::CachedPythonReference;
 using ::lemo::engine::testing::MakeTempDir;
 using ::lemo::engine::testing::ReadFile;
 using ::lemo::engine::testing::WriteFile;
@@ -200,24 +201,14 @@ class ChatTemplateParityTest : public ::testing::Test {
          {"llama3.jinja", "qwen2.jinja", "chatml.jinja", "mistral.jinja"}) {
       inputs += ReadFile(templates + "/" + name);
     }
-    // Kept in a directory named after its inputs and made once, as in
-    // hf_tokenizer_test.cc.
-    dir_ = new std::string(
-        ::testing::TempDir() + "lemo_chat_template_reference_" +
-        absl::StrCat(absl::Hex(std::hash<std::string>()(inputs))));
-    if (!std::filesystem::exists(*dir_ + "/expected.json")) {
-      const std::string tmp = MakeTempDir();
-      const std::string cmd = absl::StrCat(
-          "'", python, "' '", script, "' '", corpus, "' '", conversations,
-          "' '", templates, "' '", tmp, "' > '", tmp, "/python.log' 2>&1");
-      if (std::system(cmd.c_str()) != 0) {
-        setup_error_ =
-            "python reference failed: " + ReadFile(tmp + "/python.log");
-        return;
-      }
-      std::error_code ignored;  // another process published it first
-      std::filesystem::rename(tmp, *dir_, ignored);
-    }
+    dir_ = new std::string(CachedPythonReference(
+        "lemo_chat_template_reference", inputs,
+        [&](const std::string& out) {
+          return absl::StrCat("'", python, "' '", script, "' '", corpus, "' '",
+                              conversations, "' '", templates, "' '", out, "'");
+        },
+        &setup_error_));
+    if (!setup_error_.empty()) return;
     expected_ = new nlohmann::json(
         nlohmann::json::parse(ReadFile(*dir_ + "/expected.json")));
     conversations_ =

@@ -26,6 +26,7 @@
 namespace lemo::engine {
 namespace {
 
+using ::lemo::engine::testing::CachedPythonReference;
 using ::lemo::engine::testing::MakeTempDir;
 using ::lemo::engine::testing::ReadFile;
 using ::lemo::engine::testing::WriteFile;
@@ -205,26 +206,15 @@ class HfTokenizerParityTest : public ::testing::Test {
     const std::string corpus = src + "/bench/data/corpus.jsonl";
     const std::string shipped =
         testdata + "/shipped/anthropic_claude_v1_tokenizer.json.gz";
-    // CTest runs each test in its own process; Python takes tens of seconds,
-    // so its output is kept in a directory named after its inputs and made
-    // once (a rename publishes it whole, so concurrent runs never see half).
-    const std::string key = absl::StrCat(absl::Hex(std::hash<std::string>()(
-        ReadFile(script) + ReadFile(corpus) + ReadFile(shipped) + python)));
-    dir_ = new std::string(::testing::TempDir() +
-                           "lemo_hf_tokenizer_reference_" + key);
-    if (!std::filesystem::exists(*dir_ + "/expected.json")) {
-      const std::string tmp = MakeTempDir();
-      const std::string cmd = std::string("'") + python + "' '" + script +
-                              "' '" + corpus + "' '" + tmp + "' 10000 '" +
-                              shipped + "' > '" + tmp + "/python.log' 2>&1";
-      if (std::system(cmd.c_str()) != 0) {
-        setup_error_ =
-            "python reference failed: " + ReadFile(tmp + "/python.log");
-        return;
-      }
-      std::error_code ignored;  // another process published it first
-      std::filesystem::rename(tmp, *dir_, ignored);
-    }
+    dir_ = new std::string(CachedPythonReference(
+        "lemo_hf_tokenizer_reference",
+        ReadFile(script) + ReadFile(corpus) + ReadFile(shipped) + python,
+        [&](const std::string& out) {
+          return std::string("'") + python + "' '" + script + "' '" + corpus +
+                 "' '" + out + "' 10000 '" + shipped + "'";
+        },
+        &setup_error_));
+    if (!setup_error_.empty()) return;
     cases_ = new nlohmann::json(
         nlohmann::json::parse(ReadFile(*dir_ + "/cases.json")));
     expected_ = new nlohmann::json(
