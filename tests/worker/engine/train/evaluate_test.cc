@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "common/status_macros.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/engine_test_util.h"
 #include "tests/worker/engine/tiny_model.h"
@@ -72,6 +73,25 @@ EvalSetup MakeSetup() {
   return s;
 }
 
+// The reference the tests score Evaluate against: the setup's model with the
+// checkpoint's adapters loaded, built directly.
+absl::StatusOr<std::unique_ptr<TrainingModel>> ModelWithCheckpointAdapters(
+    const EvalSetup& s) {
+  LEMO_ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, ReadCheckpoint(s.adapter_dir));
+  LEMO_ASSIGN_OR_RETURN(auto weights, ModelWeights::Open(s.model_dir));
+  TrainingModelOptions model_options;
+  model_options.lora.rank = 4;
+  model_options.lora.alpha = 8;
+  model_options.lora.target_modules = {"q_proj", "v_proj", "down_proj"};
+  LEMO_ASSIGN_OR_RETURN(
+      std::unique_ptr<TrainingModel> model,
+      TrainingModel::Create(s.config, model_options, [&](const std::string& n) {
+        return weights->Get(n);
+      }));
+  LEMO_RETURN_IF_ERROR(model->LoadLoraWeights(ckpt.lora));
+  return model;
+}
+
 TEST(Evaluate, CheckpointLossEqualsTheModelsLossWithItsAdapters) {
   EvalSetup s = MakeSetup();
   EvalOptions options;
@@ -88,19 +108,8 @@ TEST(Evaluate, CheckpointLossEqualsTheModelsLossWithItsAdapters) {
   EXPECT_NEAR(r.perplexity, std::exp(r.loss), 1e-9 * r.perplexity);
 
   // Reference: the model with the checkpoint's adapters, one sample at a time.
-  LEMO_ASSERT_OK_AND_ASSIGN(LoadedCheckpoint ckpt,
-                            ReadCheckpoint(s.adapter_dir));
-  LEMO_ASSERT_OK_AND_ASSIGN(auto weights, ModelWeights::Open(s.model_dir));
-  TrainingModelOptions model_options;
-  model_options.lora.rank = 4;
-  model_options.lora.alpha = 8;
-  model_options.lora.target_modules = {"q_proj", "v_proj", "down_proj"};
-  LEMO_ASSERT_OK_AND_ASSIGN(
-      auto model,
-      TrainingModel::Create(s.config, model_options, [&](const std::string& n) {
-        return weights->Get(n);
-      }));
-  ASSERT_THAT(model->LoadLoraWeights(ckpt.lora), IsOk());
+  LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<TrainingModel> model,
+                            ModelWithCheckpointAdapters(s));
   DataOptions data = options.data;
   data.batch_size = 1;
   // Evaluate's default for this random-weight model; the dataset alone has no
@@ -135,27 +144,18 @@ TEST(Evaluate, MaskedDataCountsOnlyTrainedTokens) {
   EvalOptions options;
   options.model_dir = s.model_dir;
   options.adapter_dir = s.adapter_dir;
-  options.data.path = path;         // kAuto: instruction, from the first line
-  options.data.tokenizer = "byte";  // the tiny test model has no tokenizer
+  options.data.path = path;  // kAuto: instruction, from the first line
+  // Evaluate would default to it for this random-weight model; the
+  // reference dataset below has no model to take it from.
+  options.data.tokenizer = "byte";
   options.data.seq_len = 48;
   options.data.batch_size = 2;
   LEMO_ASSERT_OK_AND_ASSIGN(EvalResult r, Evaluate(options));
 
   // Reference: the token-weighted mean of the model's loss on each sample's
   // labels, which are -100 on the prompts and the padding.
-  LEMO_ASSERT_OK_AND_ASSIGN(LoadedCheckpoint ckpt,
-                            ReadCheckpoint(s.adapter_dir));
-  LEMO_ASSERT_OK_AND_ASSIGN(auto weights, ModelWeights::Open(s.model_dir));
-  TrainingModelOptions model_options;
-  model_options.lora.rank = 4;
-  model_options.lora.alpha = 8;
-  model_options.lora.target_modules = {"q_proj", "v_proj", "down_proj"};
-  LEMO_ASSERT_OK_AND_ASSIGN(
-      auto model,
-      TrainingModel::Create(s.config, model_options, [&](const std::string& n) {
-        return weights->Get(n);
-      }));
-  ASSERT_THAT(model->LoadLoraWeights(ckpt.lora), IsOk());
+  LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<TrainingModel> model,
+                            ModelWithCheckpointAdapters(s));
   LEMO_ASSERT_OK_AND_ASSIGN(
       auto dataset, PackedDataset::Create(options.data, s.config.vocab_size));
   ASSERT_TRUE(dataset->masked());
