@@ -223,21 +223,25 @@ def host_available_bytes():
 
 
 def offload_host_shortfall(model, seq, device):
-    """Offloaded checkpointing pins every decoder layer's input (layers x seq x hidden x dtype
-    bytes). Where that is more than 90% of the host's available memory (the bound lemo-train's
-    offload plan uses too), the peer does not try: at 384K on a 128 GiB host it was killed by the
-    kernel's out-of-memory killer, which takes the whole benchmark with it. Returns the reason, or
-    None when it fits."""
+    """Offloaded checkpointing pins every decoder layer's input (seq x hidden x dtype bytes each),
+    through torch's caching host allocator, which rounds every request up to a power of two: at
+    384K tokens of a 7B model each 3 GiB input pins 4 GiB, 128 GiB in all. Where that is more than
+    90% of the host's available memory (the bound lemo-train's offload plan uses too), the peer
+    does not try: at 384K on a 128 GiB host it was killed by the kernel's out-of-memory killer,
+    which can take the whole benchmark with it. Returns the reason, or None when it fits."""
     if device.type != "cuda":
         return None
     cfg = model.base_model.model.config
     elem = torch.finfo(model.base_model.model.dtype).bits // 8
-    need = cfg.num_hidden_layers * seq * cfg.hidden_size * elem
+    per_layer = seq * cfg.hidden_size * elem
+    pinned = 1 << (per_layer - 1).bit_length()  # the caching host allocator's block size
+    need = cfg.num_hidden_layers * pinned
     avail = host_available_bytes()
     if avail is None or need <= 0.9 * avail:
         return None
-    return (f"host: offloading all {cfg.num_hidden_layers} layer inputs needs {need / 2**30:.1f} GiB "
-            f"of pinned memory, more than 90% of the {avail / 2**30:.1f} GiB available")
+    return (f"host: offloading all {cfg.num_hidden_layers} layer inputs pins {need / 2**30:.1f} GiB "
+            f"({per_layer / 2**30:.2f} GiB each, rounded up to {pinned / 2**30:.2f} GiB by torch's "
+            f"caching host allocator), more than 90% of the {avail / 2**30:.1f} GiB available")
 
 
 def host_memory():

@@ -316,7 +316,8 @@ class StrongPeerTest(unittest.TestCase):
                                    "--dtype", "fp32"])
         model = hf_peer.build_model(config, args, torch.float32, torch.device("cpu"))
         cuda = torch.device("cuda")  # only its type is read: the check needs no GPU
-        need = config.num_hidden_layers * 1000 * config.hidden_size * 4
+        # 1000 x 64 floats = 256000 bytes per layer input, pinned as 262144 (a power of two)
+        need = config.num_hidden_layers * 262144
         real = hf_peer.host_available_bytes
         try:
             hf_peer.host_available_bytes = lambda: int(need / 0.9) + 1
@@ -326,6 +327,7 @@ class StrongPeerTest(unittest.TestCase):
         finally:
             hf_peer.host_available_bytes = real
         self.assertIn(f"all {config.num_hidden_layers} layer inputs", reason)
+        self.assertIn("rounded up", reason)
         self.assertIn("more than 90%", reason)
         self.assertIsNone(hf_peer.offload_host_shortfall(model, 1000, torch.device("cpu")))
 
