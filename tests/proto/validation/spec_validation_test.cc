@@ -1,17 +1,17 @@
 // Spec validation: one case per validated field, each breaking only that field
 // of a valid spec and expecting INVALID_ARGUMENT that names it. To add a case:
 // a row in kCases below.
-#include "server/core/spec_validation.h"
+#include "proto/validation/spec_validation.h"
 
 #include <functional>
 
-#include "tests/server/test_util.h"
+#include "tests/testing/job_specs.h"
 #include "tests/testing/status_matchers.h"
 
-namespace lemo::server {
+namespace lemo::proto {
 namespace {
 
-using ::lemo::server::testing::ValidSpec;
+using ::lemo::testing::ValidSpec;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
@@ -337,4 +337,4 @@ TEST(SpecValidation, CudaDefaultsToBf16AndAllowsOffload) {
 }
 
 }  // namespace
-}  // namespace lemo::server
+}  // namespace lemo::proto

@@ -1,4 +1,4 @@
-#include "server/core/spec_validation.h"
+#include "proto/validation/spec_validation.h"
 
 #include <set>
 #include <string>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace lemo::server {
+namespace lemo::proto {
 namespace {
 
 // Bounds that keep a typo from asking for absurd resources; raise them with the
@@ -367,4 +367,4 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec) {
   return out;
 }
 
-}  // namespace lemo::server
+}  // namespace lemo::proto
