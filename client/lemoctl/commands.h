@@ -74,7 +74,10 @@ int RunVersion(const Context& ctx);
 
 // `config` verbs, on the file at config_path (empty = the default:
 // $LEMOCONFIG, else ~/.config/lemo/config.yaml). They reach no server.
-int RunConfigGetContexts(const Context& ctx, const std::string& config_path);
+// `names_only` (-o name) prints one context name a line, for scripts and
+// shell completion.
+int RunConfigGetContexts(const Context& ctx, const std::string& config_path,
+                         bool names_only = false);
 int RunConfigCurrentContext(const Context& ctx, const std::string& config_path);
 int RunConfigUseContext(const Context& ctx, const std::string& config_path,
                         const std::string& name);

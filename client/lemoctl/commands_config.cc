@@ -25,9 +25,16 @@ std::string TlsName(const NamedContext& c) {
 
 }  // namespace
 
-int RunConfigGetContexts(const Context& ctx, const std::string& config_path) {
+int RunConfigGetContexts(const Context& ctx, const std::string& config_path,
+                         bool names_only) {
   auto config = LoadClientConfig(ConfigPath(config_path));
   if (!config.ok()) return Fail(ctx, config.status());
+  if (names_only) {
+    for (const NamedContext& c : config->contexts) {
+      std::fprintf(ctx.out, "%s\n", c.name.c_str());
+    }
+    return kExitOk;
+  }
   if (ctx.format == OutputFormat::kTable) {
     Table t({"CURRENT", "NAME", "SERVER", "TLS", "CA-FILE", "TOKEN-FILE"});
     for (const NamedContext& c : config->contexts) {

@@ -87,6 +87,14 @@ std::string BashScript(const std::string& prog, const CLI::App& app,
     absl::StrAppend(&s, "    ", absl::StrJoin(quoted, "|"), ") return 0 ;;\n");
   }
   absl::StrAppend(&s, "  esac\n  return 1\n}\n\n");
+  // The program being completed lists the values (${COMP_WORDS[0]}: the same
+  // binary, whether from PATH or a build directory).
+  absl::StrAppend(&s, fn, "_positional_words() {\n  case \"$1\" in\n");
+  for (const auto& [path, args] : hints.positional_commands) {
+    absl::StrAppend(&s, "    ", Quote(path), ") \"${COMP_WORDS[0]}\" ", args,
+                    " 2>/dev/null ;;\n");
+  }
+  absl::StrAppend(&s, "  esac\n}\n\n");
 
   // The options that take a value, so the walk over the words skips it and
   // the value is completed as the option says.
@@ -123,6 +131,12 @@ std::string BashScript(const std::string& prog, const CLI::App& app,
                     " -- \"$cur\") ); return 0 ;;\n");
     handled.insert(names.begin(), names.end());
   }
+  for (const auto& [name, args] : hints.option_commands) {
+    absl::StrAppend(&s, "    ", name,
+                    ") COMPREPLY=( $(compgen -W \"$(\"${COMP_WORDS[0]}\" ",
+                    args, " 2>/dev/null)\" -- \"$cur\") ); return 0 ;;\n");
+    handled.insert(name);
+  }
   if (!hints.file_options.empty()) {
     absl::StrAppend(&s, "    ", absl::StrJoin(hints.file_options, "|"),
                     ") compopt -o filenames 2>/dev/null; "
@@ -145,8 +159,10 @@ std::string BashScript(const std::string& prog, const CLI::App& app,
       "  if [[ -n \"$subs\" ]]; then\n",
       "    COMPREPLY=( $(compgen -W \"$subs\" -- \"$cur\") )\n", "  elif ", fn,
       "_file_args \"$path\"; then\n", "    compopt -o filenames 2>/dev/null\n",
-      "    COMPREPLY=( $(compgen -f -- \"$cur\") )\n", "  fi\n", "  return 0\n",
-      "}\n\n", "complete -F _", prog, " ", prog, "\n");
+      "    COMPREPLY=( $(compgen -f -- \"$cur\") )\n", "  else\n",
+      "    COMPREPLY=( $(compgen -W \"$(", fn,
+      "_positional_words \"$path\")\" -- \"$cur\") )\n", "  fi\n",
+      "  return 0\n", "}\n\n", "complete -F _", prog, " ", prog, "\n");
   return s;
 }
 

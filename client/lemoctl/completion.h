@@ -29,6 +29,12 @@ struct CompletionHints {
   // Command paths ("submit", "checkpoints pull") whose positional arguments
   // are file paths.
   std::set<std::string> file_positionals;
+  // Options whose values are listed, one a line, by running the program
+  // itself with these arguments ("--context" -> "config get-contexts -o
+  // name"): the values live in a file the script cannot know.
+  std::map<std::string, std::string> option_commands;
+  // The same for the positional arguments of a command path.
+  std::map<std::string, std::string> positional_commands;
 };
 
 // A completion script for `shell` ("bash" or "zsh"; zsh loads the bash

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "client/lemoctl/commands.h"
 #include "client/lemoctl/completion.h"
 #include "client/lemoctl/exit_codes.h"
@@ -172,7 +173,12 @@ int main(int argc, char** argv) {
   config->require_subcommand(1);
   auto* get_contexts =
       config->add_subcommand("get-contexts", "List the contexts");
-  AddOutputFlag(get_contexts, g);
+  // Also -o name, as kubectl's: one name a line (shell completion uses it).
+  get_contexts
+      ->add_option("-o,--output", g.output,
+                   "Output format: table, json, yaml or name")
+      ->check(CLI::IsMember({"table", "json", "yaml", "yml", "name"},
+                            CLI::ignore_case));
   auto* current_context = config->add_subcommand(
       "current-context", "Print the context used without --context");
   std::string context_name;
@@ -237,6 +243,11 @@ int main(int argc, char** argv) {
     hints.option_values["--tls"] = {"true", "false", "auto"};
     hints.file_options = {"--token-file", "--ca-file", "--out"};
     hints.file_positionals = {"submit", "validate"};
+    hints.option_commands["--context"] = "config get-contexts -o name";
+    hints.positional_commands["config use-context"] =
+        "config get-contexts -o name";
+    hints.positional_commands["config set-context"] =
+        "config get-contexts -o name";
     auto script = lemo::client::CompletionScript(app, shell, hints);
     if (!script.ok()) return lemo::client::Fail(ctx, script.status());
     std::fputs(script->c_str(), ctx.out);
@@ -245,9 +256,12 @@ int main(int argc, char** argv) {
   if (*config) {
     // The config verbs edit or read the file; they reach no server, and a
     // --context given with them is not used.
-    ctx.format = *lemo::client::ParseOutputFormat(g.output);
+    const bool names_only = absl::AsciiStrToLower(g.output) == "name";
+    if (!names_only) ctx.format = *lemo::client::ParseOutputFormat(g.output);
     const std::string& path = g.client.config_path;
-    if (*get_contexts) return lemo::client::RunConfigGetContexts(ctx, path);
+    if (*get_contexts) {
+      return lemo::client::RunConfigGetContexts(ctx, path, names_only);
+    }
     if (*current_context) {
       return lemo::client::RunConfigCurrentContext(ctx, path);
     }

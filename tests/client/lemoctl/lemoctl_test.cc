@@ -261,6 +261,17 @@ TEST_F(LemoctlTest, BashCompletionCompletesVerbsFlagsAndValues) {
                                 "/specs && complete_words lemoctl submit j"))
                 .output,
             "job.yaml\n");
+  // Context names come from the config file, through lemoctl itself.
+  ASSERT_EQ(Lemoctl("config set-context prod --server p:1").exit_code, 0);
+  ASSERT_EQ(Lemoctl("config set-context dev --server d:1").exit_code, 0);
+  EXPECT_EQ(
+      InBash(absl::StrCat("complete_words ", LemoctlPath(), " --context p"))
+          .output,
+      "prod\n");
+  EXPECT_EQ(InBash(absl::StrCat("complete_words ", LemoctlPath(),
+                                " config use-context ''"))
+                .output,
+            "prod dev\n");
   // A free value (a host) offers nothing rather than verbs.
   EXPECT_EQ(InBash("complete_words lemoctl --server ''").output, "\n");
 }
@@ -306,6 +317,7 @@ TEST_F(LemoctlTest, ConfigContextsAreSetUsedAndListed) {
                                  HasSubstr("dev:2")));
   EXPECT_THAT(Lemoctl("config get-contexts -o json").output,
               HasSubstr(R"("currentContext": "prod")"));
+  EXPECT_EQ(Lemoctl("config get-contexts -o name").output, "prod\ndev\n");
   // The current context is used: its unreachable server fails as one.
   ProcessResult used = Lemoctl("--timeout 1 list");
   EXPECT_EQ(used.exit_code, 3) << used.output;
