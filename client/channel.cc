@@ -36,7 +36,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
   const bool has_tls_files =
       !options.ca_file.empty() || !options.cert_file.empty();
   if (!has_tls_files &&
-      (options.insecure || IsLoopbackTarget(options.target))) {
+      (options.insecure ||
+       (!options.require_tls && IsLoopbackTarget(options.target)))) {
     return grpc::InsecureChannelCredentials();
   }
   grpc::SslCredentialsOptions ssl;

@@ -55,6 +55,9 @@ struct ChannelOptions {
   // only for loopback targets without TLS files, matching the coordinator,
   // which serves plaintext only on loopback or with --insecure.
   bool insecure = false;
+  // TLS even to a loopback target (with the system roots unless ca_file);
+  // wins over the loopback rule, not over `insecure`.
+  bool require_tls = false;
   // Bearer token sent as "authorization: Bearer <token>" by AddBearerToken;
   // empty sends none. Never logged.
   std::string token;

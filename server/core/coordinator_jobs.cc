@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "proto/validation/spec_validation.h"
 #include "server/core/coordinator.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
-#include "server/core/spec_validation.h"
 
 namespace lemo::server {
 namespace {
@@ -39,7 +39,7 @@ bool Matches(const v1::Job& job, const v1::ListJobsRequest& r) {
 }  // namespace
 
 absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
-  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, NormalizeJobSpec(spec));
+  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
   absl::MutexLock lock(&mu_);
   absl::BitGen gen;
   std::string id;

@@ -464,6 +464,33 @@ TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
   EXPECT_THAT(get.output, HasSubstr("2/2"));
 }
 
+TEST_F(JobClientTest, LemoctlReachesTheServerOfItsContext) {
+  std::ofstream(dir_ / "client.token") << kClientToken << "\n";
+  fs::create_directories(dir_ / ".config/lemo");
+  std::ofstream(dir_ / ".config/lemo/config.yaml")
+      << "current-context: local\ncontexts:\n"
+      << "- {name: local, server: \"" << address_
+      << "\", token_file: " << (dir_ / "client.token").string() << "}\n"
+      << "- {name: tls, server: \"" << address_
+      << "\", token_file: " << (dir_ / "client.token").string()
+      << ", tls: true}\n";
+  // The current context's server and token file, with no flag.
+  ProcessResult list = Lemoctl("list --timeout 10");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  // tls: true refuses this plaintext loopback server...
+  ProcessResult tls = Lemoctl("--context tls list --timeout 2");
+  EXPECT_EQ(tls.exit_code, 3) << tls.output;
+  // ...unless --insecure, a flag, overrides the context.
+  ProcessResult insecure =
+      Lemoctl("--context tls --insecure list --timeout 10");
+  EXPECT_EQ(insecure.exit_code, 0) << insecure.output;
+  // The environment beats the context: a wrong token is refused.
+  setenv("LEMO_TOKEN", "wrong-token", 1);
+  ProcessResult env = Lemoctl("list --timeout 10");
+  unsetenv("LEMO_TOKEN");
+  EXPECT_EQ(env.exit_code, 5) << env.output;
+}
+
 TEST_F(JobClientTest, LemoctlExitCodes) {
   const std::string spec_path = (dir_ / "job.yaml").string();
   std::ofstream(spec_path)

@@ -5,6 +5,7 @@
 #include "server/core/coordinator.h"
 #include "common/sha256.h"
 
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -277,6 +278,24 @@ TEST_F(CoordinatorTest, InvalidSpecIsRejected) {
   EXPECT_THAT(coord_->Submit(spec),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("spec.seq_len: must be > 0")));
+}
+
+TEST_F(CoordinatorTest, UnsupportedModelArchitectureIsRejectedAtSubmit) {
+  // A model directory the coordinator can read: its config.json decides.
+  const std::string model = MakeTempDir("gpt2-model");
+  std::ofstream(model + "/config.json") << R"({"model_type": "gpt2"})";
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_model()->set_path(model);
+  EXPECT_THAT(coord_->Submit(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "spec.model.path: config.json model_type \"gpt2\" is "
+                       "not supported; supported: llama, mistral, qwen2, "
+                       "qwen3"));
+  std::ofstream(model + "/config.json") << R"({"model_type": "qwen2"})";
+  EXPECT_THAT(coord_->Submit(spec), IsOk());
+  // One only workers mount is accepted, as before (the worker checks it).
+  spec.mutable_model()->set_path(model + "/not-here");
+  EXPECT_THAT(coord_->Submit(spec), IsOk());
 }
 
 TEST_F(CoordinatorTest, RankFailureFailsTheJobAndCancelsTheOthers) {
