@@ -8,16 +8,17 @@
 namespace lemo::server {
 
 grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,
-                    Role role, absl::string_view method,
-                    const std::function<absl::Status()>& body) {
+                    Api api, absl::string_view method,
+                    const std::function<absl::Status(const Principal&)>& body) {
   absl::Time start = absl::Now();
   std::string authorization;
   auto it = context->client_metadata().find("authorization");
   if (it != context->client_metadata().end()) {
     authorization.assign(it->second.data(), it->second.size());
   }
-  absl::Status status = deps.auth->Check(authorization, role);
-  if (status.ok()) status = body();
+  absl::StatusOr<Principal> caller =
+      deps.auth->Authenticate(authorization, api);
+  absl::Status status = caller.ok() ? body(*caller) : caller.status();
   if (deps.observer) {
     deps.observer(method, status.code(),
                   absl::ToDoubleSeconds(absl::Now() - start));

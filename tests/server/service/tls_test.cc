@@ -1,7 +1,8 @@
 // TLS on the coordinator's port: a client trusting the certificate gets
-// through, a plaintext client does not. Certificates come from the openssl CLI
-// (skipped when it is missing). To add a case: a TEST that starts a GrpcServer
-// with other tls_* options and dials it.
+// through, a plaintext client does not; TLS alone does not stand in for
+// authentication on a non-loopback address. Certificates come from the openssl
+// CLI (skipped when it is missing). To add a case: a TEST that starts a
+// GrpcServer with other tls_* options and dials it.
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -41,6 +42,12 @@ TEST(Tls, TrustedClientConnectsAndPlaintextClientDoesNot) {
   so.listen = "0.0.0.0:0";  // Not loopback: allowed because TLS is on.
   so.tls_cert_file = dir + "/cert.pem";
   so.tls_key_file = dir + "/key.pem";
+  // ...and only with authentication: TLS without tokens is refused.
+  EXPECT_THAT(GrpcServer::Create(so, coord.get()),
+              ::lemo::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        ::testing::HasSubstr("--token-file")));
+  std::ofstream(dir + "/tokens") << "tls-client-token-1 alice client\n";
+  so.token_file = dir + "/tokens";
   LEMO_ASSERT_OK_AND_ASSIGN(auto server, GrpcServer::Create(so, coord.get()));
   std::string target = absl::StrCat("localhost:", server->port());
 
@@ -49,6 +56,7 @@ TEST(Tls, TrustedClientConnectsAndPlaintextClientDoesNot) {
   auto stub = v1::JobService::NewStub(
       grpc::CreateChannel(target, grpc::SslCredentials(ssl)));
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer tls-client-token-1");
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::ListJobsResponse list;
   grpc::Status s = stub->ListJobs(&ctx, v1::ListJobsRequest(), &list);
@@ -57,6 +65,7 @@ TEST(Tls, TrustedClientConnectsAndPlaintextClientDoesNot) {
   auto plain = v1::JobService::NewStub(
       grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx2;
+  ctx2.AddMetadata("authorization", "Bearer tls-client-token-1");
   ctx2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   EXPECT_EQ(plain->ListJobs(&ctx2, v1::ListJobsRequest(), &list).error_code(),
             grpc::StatusCode::UNAVAILABLE);
