@@ -8,7 +8,7 @@
 //
 // Precedence: flag, then environment (LEMO_SERVER, LEMO_TOKEN, LEMO_TOKEN_FILE,
 // LEMO_CA_FILE), then ~/.config/lemo/token for the token, then the defaults
-// below.
+// below. The token itself never comes from argv (docs/security.md).
 #ifndef LEMO_CLIENT_CLIENT_OPTIONS_H_
 #define LEMO_CLIENT_CLIENT_OPTIONS_H_
 
@@ -45,6 +45,7 @@ struct ClientOptions {
 // What the user gave on the command line; empty strings mean "not given".
 struct ClientFlags {
   std::string server;
+  // The removed --token flag: any value is an error (tokens never in argv).
   std::string token;
   std::string token_file;
   std::string ca_file;
@@ -54,7 +55,8 @@ struct ClientFlags {
 };
 
 // Fills ClientOptions from flags, then the environment, then defaults. Fails
-// when a token file is named but unreadable, or the result has no server.
+// when a token is given on the command line (flags.token), a token file is
+// named but unreadable, or the result has no server.
 absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags);
 
 }  // namespace lemo::client

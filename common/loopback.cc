@@ -14,9 +14,7 @@
 namespace lemo {
 namespace {
 
-bool IsLoopbackV4(const in_addr& a) {
-  return (ntohl(a.s_addr) >> 24) == 127;
-}
+bool IsLoopbackV4(const in_addr& a) { return (ntohl(a.s_addr) >> 24) == 127; }
 
 bool IsLoopbackV6(const in6_addr& a) {
   if (IN6_IS_ADDR_LOOPBACK(&a)) return true;

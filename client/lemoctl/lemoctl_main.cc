@@ -46,8 +46,10 @@ int main(int argc, char** argv) {
   app.add_option(
       "--server", g.client.server,
       "Coordinator host:port (default $LEMO_SERVER, else localhost:50051)");
+  // Kept only to refuse it with an explanation (ResolveClientOptions).
   app.add_option("--token", g.client.token,
-                 "Bearer token (default $LEMO_TOKEN)");
+                 "Removed: a token on the command line leaks through ps and "
+                 "shell history; use --token-file or $LEMO_TOKEN");
   app.add_option("--token-file", g.client.token_file,
                  "File holding the bearer token (default $LEMO_TOKEN_FILE, "
                  "~/.config/lemo/token)");

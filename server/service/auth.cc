@@ -165,12 +165,33 @@ absl::StatusOr<Authenticator> Authenticator::FromFiles(const Files& files) {
 }
 
 absl::StatusOr<Principal> Authenticator::Authenticate(
-    absl::string_view authorization, Api api) const {
+    absl::string_view authorization, Api api,
+    absl::string_view certificate_identity) const {
   if (open()) {
     return Principal::Anonymous(api == Api::kWorkers ? Role::kWorker
                                                      : Role::kClient);
   }
   absl::string_view token = authorization;
+  if (authorization.empty() && options_.certificate_workers &&
+      !certificate_identity.empty()) {
+    // The certificate chains to the operator's CA (gRPC verified it), and its
+    // identity is the worker id: a worker principal bound to it.
+    if (api != Api::kWorkers) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "a client certificate (\"", absl::CHexEscape(certificate_identity),
+          "\") authenticates only workers; JobService needs a bearer token"));
+    }
+    if (!ValidName(certificate_identity)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "client certificate identity \"",
+          absl::CHexEscape(certificate_identity),
+          "\" is not a valid worker id (letters, digits and - _ . @ :)"));
+    }
+    Principal p;
+    p.name = std::string(certificate_identity);
+    p.role = Role::kWorker;
+    return p;
+  }
   if (!absl::ConsumePrefix(&token, "Bearer ")) {
     return absl::UnauthenticatedError(
         "missing \"authorization: Bearer <token>\" metadata");

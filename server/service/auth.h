@@ -48,8 +48,14 @@ class Authenticator {
   };
 
   struct Options {
-    // Every accepted token; empty = authentication off (anonymous callers).
+    // Every accepted token; empty = authentication off (anonymous callers),
+    // unless certificate_workers.
     std::vector<Credential> credentials;
+    // mTLS: a WorkerService call without a bearer token but with a verified
+    // client certificate acts as the worker principal its identity (the
+    // subject alternative name, else the common name) names. Only where the
+    // server verifies client certificates against a CA (--tls-ca).
+    bool certificate_workers = false;
   };
 
   // Where FromFiles reads tokens; empty paths are skipped.
@@ -70,16 +76,23 @@ class Authenticator {
   // error too (a typo must not switch authentication off).
   static absl::StatusOr<Authenticator> FromFiles(const Files& files);
 
-  // True when no token is configured: every call is anonymous.
-  bool open() const { return options_.credentials.empty(); }
+  // True when nothing authenticates callers: every call is anonymous.
+  bool open() const {
+    return options_.credentials.empty() && !options_.certificate_workers;
+  }
+  // Turns Options::certificate_workers on.
+  void EnableCertificateWorkers() { options_.certificate_workers = true; }
   // What an operator should hear about at startup (legacy token formats).
   const std::vector<std::string>& warnings() const { return warnings_; }
 
   // `authorization` is the "authorization" metadata value ("Bearer <token>"),
-  // empty if absent. UNAUTHENTICATED when no known token came; PERMISSION_
-  // DENIED when the token's principal may not call `api`.
-  absl::StatusOr<Principal> Authenticate(absl::string_view authorization,
-                                         Api api) const;
+  // empty if absent; `certificate_identity` the verified client
+  // certificate's identity, empty without one. A token, when sent, decides.
+  // UNAUTHENTICATED when no known token came (and no usable certificate);
+  // PERMISSION_DENIED when the principal may not call `api`.
+  absl::StatusOr<Principal> Authenticate(
+      absl::string_view authorization, Api api,
+      absl::string_view certificate_identity = "") const;
 
  private:
   Options options_;

@@ -110,6 +110,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
       Authenticator::FromFiles({options.token_file, options.client_token_file,
                                 options.worker_token_file}));
   std::unique_ptr<GrpcServer> s(new GrpcServer());
+  // With a CA, client certificates are verified, so their identity may name
+  // a worker (mTLS).
+  if (!options.tls_ca_file.empty()) auth.EnableCertificateWorkers();
   if (auth.open()) {
     if (!loopback && !options.insecure) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -166,8 +169,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
                             grpc::InsecureServerCredentials(),
                             &s->health_port_);
     health.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    // Reflection would list the main port's API to an unauthenticated probe.
-    health.SetOption(std::make_unique<WithoutReflection>());
+    // Reflection stays on here: it can only list this port's own services
+    // (health), and gRPC serves the default health service only next to at
+    // least one other synchronous service.
     s->health_server_ = health.BuildAndStart();
     if (s->health_server_ == nullptr || s->health_port_ == 0) {
       return absl::UnavailableError(absl::StrCat(

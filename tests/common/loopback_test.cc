@@ -8,8 +8,8 @@ namespace lemo {
 namespace {
 
 TEST(Loopback, IpLiterals) {
-  for (const char* h : {"127.0.0.1", "127.1.2.3", "::1", "[::1]",
-                        "::ffff:127.0.0.1"}) {
+  for (const char* h :
+       {"127.0.0.1", "127.1.2.3", "::1", "[::1]", "::ffff:127.0.0.1"}) {
     EXPECT_TRUE(IsLoopbackIpLiteral(h)) << h;
     EXPECT_TRUE(ResolvesOnlyToLoopback(h)) << h;
   }

@@ -48,9 +48,9 @@ const char* const kAllTokens[] = {kAliceToken, kBobToken, kRootToken,
 
 // Calls that answer another tenant with its own (possibly empty) data: the
 // response must still not hold the victim's job.
-const std::set<std::string> kOwnDataOnly = {
-    "lemo.v1.JobService.SubmitJob", "lemo.v1.JobService.ListJobs",
-    "lemo.v1.JobService.ListWorkers"};
+const std::set<std::string> kOwnDataOnly = {"lemo.v1.JobService.SubmitJob",
+                                            "lemo.v1.JobService.ListJobs",
+                                            "lemo.v1.JobService.ListWorkers"};
 
 struct Outcome {
   grpc::Status status;
@@ -72,8 +72,8 @@ std::vector<const google::protobuf::ServiceDescriptor*> AllServices() {
   std::vector<const google::protobuf::ServiceDescriptor*> out;
   for (const google::protobuf::FileDescriptor* f :
        {v1::SubmitJobRequest::descriptor()->file(),
-        v1::WorkerMessage::descriptor()->file(),
-        v1::Job::descriptor()->file(), v1::JobSpec::descriptor()->file()}) {
+        v1::WorkerMessage::descriptor()->file(), v1::Job::descriptor()->file(),
+        v1::JobSpec::descriptor()->file()}) {
     for (int i = 0; i < f->service_count(); ++i) out.push_back(f->service(i));
   }
   return out;
@@ -83,13 +83,12 @@ class AuthzTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("authz");
-    std::ofstream(dir_ + "/principals")
-        << "# token principal role\n"
-        << kAliceToken << " alice client\n"
-        << kBobToken << " bob client\n"
-        << kRootToken << " root admin\n"
-        << kW1Token << " w1 worker\n"
-        << kW2Token << " w2 worker\n";
+    std::ofstream(dir_ + "/principals") << "# token principal role\n"
+                                        << kAliceToken << " alice client\n"
+                                        << kBobToken << " bob client\n"
+                                        << kRootToken << " root admin\n"
+                                        << kW1Token << " w1 worker\n"
+                                        << kW2Token << " w2 worker\n";
     Coordinator::Options co;
     co.data_dir = dir_ + "/data";
     co.tick_interval = absl::Milliseconds(20);
@@ -137,7 +136,7 @@ class AuthzTest : public ::testing::Test {
   void TearDown() override {
     if (w2_) {
       w2_ctx_.TryCancel();
-      w2_->Finish().IgnoreError();
+      (void)w2_->Finish();
     }
     if (server_) server_->Shutdown();
   }
@@ -193,9 +192,10 @@ class AuthzTest : public ::testing::Test {
     }
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(10));
-    grpc::internal::RpcMethod method(
-        path.c_str(), grpc::internal::RpcMethod::BIDI_STREAMING);
-    std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>
+    grpc::internal::RpcMethod method(path.c_str(),
+                                     grpc::internal::RpcMethod::BIDI_STREAMING);
+    std::unique_ptr<
+        grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>
         stream(grpc::internal::ClientReaderWriterFactory<
                grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel_.get(),
                                                            method, &ctx));
@@ -263,7 +263,8 @@ TEST_F(AuthzTest, EveryRpcRefusesWhoeverMayNotMakeIt) {
       if (jobs) {
         callers.push_back({"a worker (wrong role)", kW1Token,
                            grpc::StatusCode::PERMISSION_DENIED});
-        callers.push_back({"another tenant (alice)", kAliceToken, other_tenant});
+        callers.push_back(
+            {"another tenant (alice)", kAliceToken, other_tenant});
       } else {
         callers.push_back({"a client (wrong role)", kAliceToken,
                            grpc::StatusCode::PERMISSION_DENIED});
@@ -308,8 +309,8 @@ TEST_F(AuthzTest, TheOwnerAndAnAdminGetThrough) {
   for (const char* token : {kBobToken, kRootToken}) {
     for (const char* method :
          {"GetJob", "WatchJob", "ListCheckpoints", "DownloadCheckpoint"}) {
-      SCOPED_TRACE(absl::StrCat(method, token == kBobToken ? " as bob"
-                                                            : " as root"));
+      SCOPED_TRACE(
+          absl::StrCat(method, token == kBobToken ? " as bob" : " as root"));
       const google::protobuf::MethodDescriptor* m =
           v1::SubmitJobRequest::descriptor()
               ->file()
