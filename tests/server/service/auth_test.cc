@@ -118,6 +118,37 @@ TEST(Authenticator, LegacyFilesStillWork) {
               AllOf(HasSubstr("ANY worker_id"), Not(HasSubstr("wtok"))));
 }
 
+// mTLS: a verified certificate's identity names a worker, and only a worker.
+TEST(Authenticator, CertificateIdentifiesWorkersOnly) {
+  Authenticator::Options o;
+  o.credentials.push_back(
+      {"w1-secret-0000001", Principal{"w1", Role::kWorker}});
+  o.certificate_workers = true;
+  Authenticator a(o);
+  LEMO_ASSERT_OK_AND_ASSIGN(Principal p,
+                            a.Authenticate("", Api::kWorkers, "w7"));
+  EXPECT_EQ(p.name, "w7");
+  EXPECT_EQ(p.role, Role::kWorker);
+  EXPECT_FALSE(p.any_worker_id);
+  // A bearer token, when sent, decides.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      p, a.Authenticate("Bearer w1-secret-0000001", Api::kWorkers, "w7"));
+  EXPECT_EQ(p.name, "w1");
+  EXPECT_THAT(a.Authenticate("", Api::kJobs, "w7"),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("needs a bearer token")));
+  EXPECT_THAT(a.Authenticate("", Api::kWorkers, "CN with spaces"),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("not a valid worker id")));
+  EXPECT_THAT(a.Authenticate("", Api::kWorkers, ""),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("")));
+  // Without a CA nothing verifies certificates: the identity is ignored.
+  Authenticator no_ca(
+      {{{"w1-secret-0000001", Principal{"w1", Role::kWorker}}}});
+  EXPECT_THAT(no_ca.Authenticate("", Api::kWorkers, "w7"),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("")));
+}
+
 TEST(Authenticator, BadFilesAreRejectedNamingTheLineNotTheToken) {
   auto bad = [](const std::string& text) {
     return Authenticator::FromFiles({Write("bad", text), "", ""}).status();
