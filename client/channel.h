@@ -76,8 +76,10 @@ struct ChannelOptions {
   ChannelFlagNames flag_names;
 };
 
-// True for "localhost", "127.x.x.x", "[::1]" and unix sockets (with or without
-// a port, a "dns:///", "ipv4:" or "ipv6:" scheme).
+// True for unix sockets and for hosts that resolve only to loopback addresses
+// ("localhost", "127.x.x.x", "[::1]"; with or without a port, a "dns:///",
+// "ipv4:" or "ipv6:" scheme). Decided by the resolved address, never by the
+// spelling: "127.evil.example" is not loopback.
 bool IsLoopbackTarget(absl::string_view target);
 
 // INVALID_ARGUMENT naming the flag when the target is empty, only one of

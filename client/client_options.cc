@@ -78,8 +78,14 @@ absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags) {
   if (flags.deadline > absl::ZeroDuration()) options.deadline = flags.deadline;
 
   if (!flags.token.empty()) {
-    options.token = flags.token;
-  } else if (!flags.token_file.empty()) {
+    // Never echo the value: it is the secret.
+    return absl::InvalidArgumentError(
+        "--token: a token on the command line is visible to every user of "
+        "this machine (ps, /proc) and stays in shell history; give it in a "
+        "file (--token-file FILE, $LEMO_TOKEN_FILE or ~/.config/lemo/token) "
+        "or in $LEMO_TOKEN");
+  }
+  if (!flags.token_file.empty()) {
     auto token = ReadToken(flags.token_file);
     if (!token.ok()) return token.status();
     options.token = *token;

@@ -9,7 +9,8 @@
 // Precedence: flag, then environment (LEMO_SERVER, LEMO_TOKEN, LEMO_TOKEN_FILE,
 // LEMO_CA_FILE), then the context of the config file (client_config.h: the
 // --context one, else its current-context), then ~/.config/lemo/token for the
-// token, then the defaults below.
+// token, then the defaults below. The token itself never comes from argv
+// (docs/security.md).
 #ifndef LEMO_CLIENT_CLIENT_OPTIONS_H_
 #define LEMO_CLIENT_CLIENT_OPTIONS_H_
 
@@ -48,6 +49,7 @@ struct ClientOptions {
 // What the user gave on the command line; empty strings mean "not given".
 struct ClientFlags {
   std::string server;
+  // The removed --token flag: any value is an error (tokens never in argv).
   std::string token;
   std::string token_file;
   std::string ca_file;
@@ -62,8 +64,9 @@ struct ClientFlags {
 };
 
 // Fills ClientOptions from flags, then the environment, then the config file's
-// context, then defaults. Fails when a token file is named but unreadable, the
-// config file is bad, or --context (or current-context) names no context.
+// context, then defaults. Fails when a token is given on the command line
+// (flags.token), a token file is named but unreadable, the config file is
+// bad, or --context (or current-context) names no context.
 absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags);
 
 }  // namespace lemo::client

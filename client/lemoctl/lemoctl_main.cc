@@ -51,8 +51,10 @@ int main(int argc, char** argv) {
       "--server", g.client.server,
       "Coordinator host:port (default $LEMO_SERVER, else the context's, else "
       "localhost:50051)");
+  // Kept only to refuse it with an explanation (ResolveClientOptions).
   app.add_option("--token", g.client.token,
-                 "Bearer token (default $LEMO_TOKEN)");
+                 "Removed: a token on the command line leaks through ps and "
+                 "shell history; use --token-file or $LEMO_TOKEN");
   app.add_option("--token-file", g.client.token_file,
                  "File holding the bearer token (default $LEMO_TOKEN_FILE, "
                  "else the context's, else ~/.config/lemo/token)");

@@ -61,12 +61,25 @@ TEST_F(ClientOptionsTest, FlagsBeatEnvironmentBeatsDefaults) {
   EXPECT_EQ(env.token, "env-token");
   ClientFlags flags;
   flags.server = "flag-host:2";
-  flags.token = "flag-token";
   flags.deadline = absl::Seconds(3);
   LEMO_ASSERT_OK_AND_ASSIGN(ClientOptions flagged, ResolveClientOptions(flags));
   EXPECT_EQ(flagged.server, "flag-host:2");
-  EXPECT_EQ(flagged.token, "flag-token");
+  EXPECT_EQ(flagged.token, "env-token");
   EXPECT_EQ(flagged.deadline, absl::Seconds(3));
+}
+
+// Tokens never come from argv: the removed --token flag is an error that
+// says where to put the token instead, and does not repeat it.
+TEST_F(ClientOptionsTest, TokenOnTheCommandLineIsRefused) {
+  ClientFlags flags;
+  flags.token = "argv-secret";
+  EXPECT_THAT(ResolveClientOptions(flags),
+              ::lemo::testing::StatusIs(
+                  absl::StatusCode::kInvalidArgument,
+                  ::testing::AllOf(
+                      ::testing::HasSubstr("--token-file"),
+                      ::testing::HasSubstr("$LEMO_TOKEN"),
+                      ::testing::Not(::testing::HasSubstr("argv-secret")))));
 }
 
 TEST_F(ClientOptionsTest, TokenFileIsTrimmedAndMissingOneFails) {
