@@ -147,7 +147,8 @@ contexts:
   // ...and flags beat both, --insecure the context's tls.
   flags = {};
   flags.server = "flag-host:3";
-  flags.token = "flag-token";
+  flags.token_file = home_ + "/flag.token";  // A token never comes from argv.
+  std::ofstream(flags.token_file) << "flag-token\n";
   flags.ca_file = "/flag/ca.pem";
   flags.insecure = true;
   LEMO_ASSERT_OK_AND_ASSIGN(ClientOptions flagged, ResolveClientOptions(flags));
