@@ -12,6 +12,8 @@
 //   lemo-train eval --model /tmp/tiny --adapter /tmp/run/checkpoint-000050 \
 //       --data heldout.jsonl --seq-len 256   # prints {"loss", "perplexity",..}
 //   lemo-train tokenize --tokenizer byte --input hi.txt -o json  # [75,108]
+//   lemo-train export --merge --model /tmp/tiny \
+//       --adapter /tmp/run/checkpoint-000050 --out /tmp/tiny-merged
 //
 // Exit codes: 0 success, 1 the job failed (bad data, out of memory, ...), 2
 // usage error, 130 cancelled by SIGINT/SIGTERM.
@@ -21,6 +23,7 @@
 #include "worker/lemo_train/calibrate_command.h"
 #include "worker/lemo_train/command.h"
 #include "worker/lemo_train/eval_command.h"
+#include "worker/lemo_train/export_command.h"
 #include "worker/lemo_train/finetune_command.h"
 #include "worker/lemo_train/init_model_command.h"
 #include "worker/lemo_train/tokenize_command.h"
@@ -37,7 +40,7 @@ int main(int argc, char** argv) {
   const lt::Command commands[] = {
       lt::AddInitModelCommand(&app), lt::AddFinetuneCommand(&app),
       lt::AddEvalCommand(&app),      lt::AddCalibrateCommand(&app),
-      lt::AddTokenizeCommand(&app),
+      lt::AddTokenizeCommand(&app),  lt::AddExportCommand(&app),
   };
   try {
     app.parse(argc, argv);

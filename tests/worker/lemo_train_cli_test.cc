@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -450,6 +451,78 @@ TEST_F(LemoTrainCliTest, SelectiveCheckpointingTrainsLikePlainCheckpointing) {
     EXPECT_NEAR(losses[1][i], losses[0][i], 1e-4 * std::abs(losses[0][i]))
         << "step " << i;
   }
+}
+
+// --lora-targets all-linear adapts every decoder projection, and the
+// checkpoint's adapter_config.json names them (PEFT loads the list; eval,
+// reading it back, rebuilds the same adapters). A name beside it is an error.
+TEST_F(LemoTrainCliTest, AllLinearTargetsEveryDecoderProjection) {
+  const fs::path out = dir_ / "all_linear_run";
+  Result r = RunLemoTrain(
+      "finetune --model " + (dir_ / "model").string() + " --data " +
+      (dir_ / "data.jsonl").string() +
+      " --seq-len 8 --steps 1 --lora-targets all-linear --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream config(out / "checkpoint-000001" / "adapter_config.json");
+  const nlohmann::json adapter = nlohmann::json::parse(config);
+  EXPECT_EQ(adapter["target_modules"],
+            nlohmann::json({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                            "up_proj", "down_proj"}));
+  Result eval =
+      RunLemoTrain("eval --model " + (dir_ / "model").string() + " --data " +
+                   (dir_ / "data.jsonl").string() + " --seq-len 8 --adapter " +
+                   (out / "checkpoint-000001").string());
+  EXPECT_EQ(eval.exit_code, 0) << eval.output;
+  Result bad = RunLemoTrain(
+      Finetune((dir_ / "model").string(), "--lora-targets all-linear,q_proj"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.output, HasSubstr("\"all-linear\" must be the only entry"));
+}
+
+// export --merge writes a full model directory (sharded, with its index and
+// the base's config.json) that transformers loads alone to the logits PEFT
+// gives for base + adapter.
+TEST_F(LemoTrainCliTest, ExportMergeMatchesPeftBasePlusAdapter) {
+  const char* python = std::getenv("LEMO_PYTHON");
+  const char* source = std::getenv("LEMO_SOURCE_DIR");
+  if (python == nullptr || source == nullptr) GTEST_SKIP() << "run via ctest";
+  const fs::path run = dir_ / "merge_run";
+  Result r = RunLemoTrain(
+      "finetune --model " + (dir_ / "model").string() + " --data " +
+      (dir_ / "data.jsonl").string() +
+      " --seq-len 8 --steps 2 --lr 0.05 --lora-targets all-linear --out " +
+      run.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path adapter = run / "checkpoint-000002";
+  const fs::path merged = dir_ / "merged";
+  r = RunLemoTrain("export --merge --model " + (dir_ / "model").string() +
+                   " --adapter " + adapter.string() + " --out " +
+                   merged.string() + " --max-shard-bytes 65536");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(merged / "config.json"));
+  std::ifstream index_file(merged / "model.safetensors.index.json");
+  ASSERT_TRUE(index_file.good());
+  const nlohmann::json index = nlohmann::json::parse(index_file);
+  std::set<std::string> shards;
+  for (const auto& [name, file] : index["weight_map"].items()) {
+    shards.insert(file.get<std::string>());
+  }
+  EXPECT_GT(shards.size(), 1u) << index.dump();
+  for (const std::string& shard : shards) {
+    EXPECT_TRUE(fs::exists(merged / shard)) << shard;
+  }
+  const std::string check = std::string(python) + " " + source +
+                            "/tests/worker/merged_model_check.py --merged " +
+                            merged.string() + " --model " +
+                            (dir_ / "model").string() + " --adapter " +
+                            adapter.string() + " 2>&1";
+  EXPECT_EQ(std::system(check.c_str()), 0) << check;
+  // Without --merge there is nothing to export.
+  r = RunLemoTrain("export --model " + (dir_ / "model").string() +
+                   " --adapter " + adapter.string() + " --out " +
+                   (dir_ / "x").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("pass --merge"));
 }
 
 TEST_F(LemoTrainCliTest, EvalPrintsHeldOutLossOfACheckpoint) {

@@ -262,7 +262,9 @@ Command AddFinetuneCommand(CLI::App* app) {
   cmd->add_option("--lora-alpha", o.model.lora.alpha)->capture_default_str();
   cmd->add_option("--lora-dropout", o.model.lora.dropout)
       ->capture_default_str();
-  cmd->add_option("--lora-targets", ft->targets, "Comma-separated module names")
+  cmd->add_option("--lora-targets", ft->targets,
+                  "Comma-separated module names (q_proj ... down_proj), or "
+                  "all-linear: every linear of the decoder layers")
       ->capture_default_str();
   cmd->add_flag("--gradient-checkpointing", o.model.gradient_checkpointing,
                 "Recompute each decoder layer in backward");

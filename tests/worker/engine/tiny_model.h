@@ -69,6 +69,10 @@ inline std::map<std::string, torch::Tensor> RandomWeights(const ModelConfig& c,
             0.1 * torch::randn({w[name].size(0)});
       }
     }
+    if (c.qk_norm) {  // Qwen3's per-head q/k norms
+      w[p + "self_attn.q_norm.weight"] = norm(c.head_dim);
+      w[p + "self_attn.k_norm.weight"] = norm(c.head_dim);
+    }
   }
   return w;
 }

@@ -91,6 +91,33 @@ class FieldReader {
   std::string prefix_;
 };
 
+// YaRN as transformers' _compute_yarn_parameters reads it: the pretraining
+// context defaults to max_position_embeddings, a missing factor to
+// max_position_embeddings / original_max_position_embeddings, and
+// beta_fast/beta_slow of 0 or null to 32/1.
+absl::Status ParseYarn(const FieldReader& r, ModelConfig* config) {
+  RopeScaling& s = config->rope_scaling;
+  s.original_max_position_embeddings = config->max_position_embeddings;
+  LEMO_RETURN_IF_ERROR(r.Int("original_max_position_embeddings",
+                             &s.original_max_position_embeddings, false, 1));
+  s.factor = static_cast<double>(config->max_position_embeddings) /
+             static_cast<double>(s.original_max_position_embeddings);
+  LEMO_RETURN_IF_ERROR(r.Double("factor", &s.factor, false, true));
+  if (s.factor < 1.0) return r.Error("factor", "must be >= 1");
+  LEMO_RETURN_IF_ERROR(r.Double("beta_fast", &s.beta_fast, false, false));
+  LEMO_RETURN_IF_ERROR(r.Double("beta_slow", &s.beta_slow, false, false));
+  if (s.beta_fast == 0) s.beta_fast = 32.0;
+  if (s.beta_slow == 0) s.beta_slow = 1.0;
+  if (!(s.beta_fast > 0)) return r.Error("beta_fast", "must be > 0");
+  if (!(s.beta_slow > 0)) return r.Error("beta_slow", "must be > 0");
+  LEMO_RETURN_IF_ERROR(r.Double("mscale", &s.mscale, false, false));
+  LEMO_RETURN_IF_ERROR(
+      r.Double("mscale_all_dim", &s.mscale_all_dim, false, false));
+  LEMO_RETURN_IF_ERROR(
+      r.Double("attention_factor", &s.attention_factor, false, true));
+  return r.Bool("truncate", &s.truncate);
+}
+
 absl::Status ParseRope(const Json& root, absl::string_view source,
                        ModelConfig* config) {
   FieldReader top(root, source, "");
@@ -120,10 +147,13 @@ absl::Status ParseRope(const Json& root, absl::string_view source,
     s.type = RopeScaling::Type::kDynamic;
   } else if (type == "llama3") {
     s.type = RopeScaling::Type::kLlama3;
+  } else if (type == "yarn") {
+    s.type = RopeScaling::Type::kYarn;
   } else {
     return r.Error(r.Has("rope_type") ? "rope_type" : "type",
-                   "must be one of default, linear, dynamic, llama3");
+                   "must be one of default, linear, dynamic, llama3, yarn");
   }
+  if (s.type == RopeScaling::Type::kYarn) return ParseYarn(r, config);
   LEMO_RETURN_IF_ERROR(r.Double("factor", &s.factor, true, true));
   if (s.factor < 1.0) return r.Error("factor", "must be >= 1");
   if (s.type != RopeScaling::Type::kLlama3) return absl::OkStatus();
@@ -183,9 +213,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   FieldReader top(root, source, "");
   ModelConfig c;
   LEMO_RETURN_IF_ERROR(top.String("model_type", &c.model_type));
-  if (c.model_type != "llama" && c.model_type != "mistral") {
-    return top.Error("model_type", "must be \"llama\" or \"mistral\"");
+  if (c.model_type != "llama" && c.model_type != "mistral" &&
+      c.model_type != "qwen2" && c.model_type != "qwen3") {
+    return top.Error("model_type",
+                     "must be \"llama\", \"mistral\", \"qwen2\" or \"qwen3\"");
   }
+  const bool qwen = c.model_type == "qwen2" || c.model_type == "qwen3";
   std::string act = "silu";
   LEMO_RETURN_IF_ERROR(top.String("hidden_act", &act));
   if (act != "silu")
@@ -207,6 +240,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   }
   if (top.Has("head_dim")) {
     LEMO_RETURN_IF_ERROR(top.Int("head_dim", &c.head_dim, true, 1));
+  } else if (c.model_type == "qwen3") {
+    c.head_dim = 128;  // Qwen3Config's default, not hidden / heads
   } else if (c.hidden_size % c.num_attention_heads != 0) {
     return top.Error("hidden_size",
                      "must be a multiple of num_attention_heads when head_dim "
@@ -223,10 +258,32 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   LEMO_RETURN_IF_ERROR(
       top.Double("initializer_range", &c.initializer_range, false, true));
   LEMO_RETURN_IF_ERROR(top.Bool("tie_word_embeddings", &c.tie_word_embeddings));
-  LEMO_RETURN_IF_ERROR(top.Bool("attention_bias", &c.attention_bias));
-  LEMO_RETURN_IF_ERROR(top.Bool("mlp_bias", &c.mlp_bias));
+  if (c.model_type == "qwen2") {
+    // Qwen2's q/k/v projections always have biases and o_proj never has one
+    // (LlamaModel reads a missing o_proj bias as none); its MLP has none
+    // whatever the config says, as transformers' Qwen2MLP.
+    c.attention_bias = true;
+  } else {
+    LEMO_RETURN_IF_ERROR(top.Bool("attention_bias", &c.attention_bias));
+  }
+  if (!qwen) LEMO_RETURN_IF_ERROR(top.Bool("mlp_bias", &c.mlp_bias));
+  c.qk_norm = c.model_type == "qwen3";
   LEMO_RETURN_IF_ERROR(top.Bool("lemo_random_init", &c.random_init));
-  LEMO_RETURN_IF_ERROR(top.Int("sliding_window", &c.sliding_window, false, 0));
+  if (qwen) {
+    // Qwen's sliding_window is only a value: transformers applies it (to the
+    // layers from max_window_layers on) only when use_sliding_window is
+    // true, which the engine's full causal attention cannot follow.
+    bool use_sliding_window = false;
+    LEMO_RETURN_IF_ERROR(top.Bool("use_sliding_window", &use_sliding_window));
+    if (use_sliding_window) {
+      return top.Error("use_sliding_window",
+                       "must be false: the engine runs full causal attention "
+                       "and has no sliding window attention");
+    }
+  } else {
+    LEMO_RETURN_IF_ERROR(
+        top.Int("sliding_window", &c.sliding_window, false, 0));
+  }
   // transformers 5 renamed torch_dtype to dtype.
   LEMO_RETURN_IF_ERROR(top.String("torch_dtype", &c.torch_dtype));
   LEMO_RETURN_IF_ERROR(top.String("dtype", &c.torch_dtype));
@@ -238,16 +295,25 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
 std::string ContextLengthWarning(const ModelConfig& config, int64_t seq_len) {
   const RopeScaling& s = config.rope_scaling;
   if (s.type == RopeScaling::Type::kDynamic) return "";
-  const double limit =
+  double limit =
       static_cast<double>(config.max_position_embeddings) *
       (s.type == RopeScaling::Type::kLinear ? std::max(s.factor, 1.0) : 1.0);
+  if (s.type == RopeScaling::Type::kYarn) {
+    // YaRN configs may keep the pretraining max_position_embeddings and scale
+    // by factor (Qwen2.5's long-context recipe) or raise it themselves.
+    limit = std::max(
+        limit,
+        static_cast<double>(s.original_max_position_embeddings) * s.factor);
+  }
   if (static_cast<double>(seq_len) <= limit) return "";
   return absl::StrCat(
       "sequence length ", seq_len, " exceeds the model's context of ",
       static_cast<int64_t>(limit),
       " tokens (config.json max_position_embeddings",
       s.type == RopeScaling::Type::kLinear ? " x its linear rope_scaling factor"
-                                           : "",
+      : s.type == RopeScaling::Type::kYarn
+          ? ", or yarn's original_max_position_embeddings x factor"
+          : "",
       "): positions past it are extrapolated with unscaled RoPE. To extend the "
       "context, give the model directory's config.json a rope_scaling (e.g. "
       "{\"rope_type\": \"linear\", \"factor\": ",
@@ -265,8 +331,13 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
 
 std::string ModelConfigToJson(const ModelConfig& c) {
   const bool mistral = c.model_type == "mistral";
+  const bool qwen = c.model_type == "qwen2" || c.model_type == "qwen3";
+  const char* architecture = mistral                   ? "MistralForCausalLM"
+                             : c.model_type == "qwen2" ? "Qwen2ForCausalLM"
+                             : c.model_type == "qwen3" ? "Qwen3ForCausalLM"
+                                                       : "LlamaForCausalLM";
   Json j = {
-      {"architectures", {mistral ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+      {"architectures", {architecture}},
       {"model_type", c.model_type},
       {"vocab_size", c.vocab_size},
       {"hidden_size", c.hidden_size},
@@ -298,6 +369,11 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   if (mistral)
     j["sliding_window"] =
         c.sliding_window > 0 ? Json(c.sliding_window) : Json(nullptr);
+  if (qwen) {
+    j["use_sliding_window"] = false;
+    j.erase("mlp_bias");
+    if (c.model_type == "qwen2") j.erase("attention_bias");
+  }
   if (!c.torch_dtype.empty()) j["torch_dtype"] = c.torch_dtype;
   if (c.random_init) j["lemo_random_init"] = true;
 
@@ -322,6 +398,19 @@ std::string ModelConfigToJson(const ModelConfig& c) {
                  {"high_freq_factor", s.high_freq_factor},
                  {"original_max_position_embeddings",
                   s.original_max_position_embeddings}};
+      break;
+    case RopeScaling::Type::kYarn:
+      scaling = {{"rope_type", "yarn"},
+                 {"factor", s.factor},
+                 {"original_max_position_embeddings",
+                  s.original_max_position_embeddings},
+                 {"beta_fast", s.beta_fast},
+                 {"beta_slow", s.beta_slow},
+                 {"truncate", s.truncate}};
+      if (s.mscale != 0) scaling["mscale"] = s.mscale;
+      if (s.mscale_all_dim != 0) scaling["mscale_all_dim"] = s.mscale_all_dim;
+      if (s.attention_factor != 0)
+        scaling["attention_factor"] = s.attention_factor;
       break;
   }
   j["rope_theta"] = c.rope_theta;

@@ -2,11 +2,11 @@
 // here, safetensors headers), built without LibTorch so CI fuzzes them under
 // AddressSanitizer.
 //
-// A Llama-family model's config.json (Llama-2, Llama-3/3.1, Mistral), as
-// Hugging Face writes it: both the transformers 4 layout (top-level
+// A Llama-family model's config.json (Llama-2, Llama-3/3.1, Mistral, Qwen2/2.5,
+// Qwen3), as Hugging Face writes it: both the transformers 4 layout (top-level
 // `rope_theta`, `rope_scaling`) and transformers 5's `rope_parameters`.
-// Anything the engine cannot run (another activation, YaRN, per-layer RoPE) is
-// refused with an error naming the field.
+// Anything the engine cannot run (another model_type or activation, sliding
+// window attention, per-layer RoPE) is refused with an error naming the field.
 //
 //   LEMO_ASSIGN_OR_RETURN(ModelConfig config,
 //                         LoadModelConfig("/models/llama3-8b"));
@@ -28,35 +28,49 @@ namespace lemo::engine {
 struct RopeScaling {
   // kNone = plain RoPE ("default"); the others follow transformers'
   // ROPE_INIT_FUNCTIONS.
-  enum class Type { kNone, kLinear, kDynamic, kLlama3 };
+  enum class Type { kNone, kLinear, kDynamic, kLlama3, kYarn };
   Type type = Type::kNone;
-  double factor = 1.0;  // context extension factor (linear, dynamic, llama3)
+  double factor = 1.0;  // context extension factor (all but kNone)
   double low_freq_factor =
       1.0;  // llama3 only: wavelengths above orig/low are divided by factor
   double high_freq_factor =
       4.0;  // llama3 only: wavelengths below orig/high are kept
   int64_t original_max_position_embeddings =
-      0;  // llama3 only: pretraining context, tokens
+      0;  // llama3 and yarn: pretraining context, tokens
+  // YaRN only (transformers' _compute_yarn_parameters; 0 = absent, as HF's
+  // `or` defaults treat it):
+  double beta_fast = 32.0;    // rotations where extrapolation ends
+  double beta_slow = 1.0;     // rotations where interpolation begins
+  double mscale = 0;          // with mscale_all_dim: attention factor numerator
+  double mscale_all_dim = 0;  // with mscale: attention factor denominator
+  double attention_factor = 0;  // cos/sin scale; 0 = derived from factor
+  bool truncate = true;  // round the correction range to whole dimensions
 };
 
 struct ModelConfig {
-  std::string model_type = "llama";  // "llama" or "mistral" (same math here)
+  // "llama", "mistral" (same math here), "qwen2" (q/k/v biases, no o_proj
+  // bias) or "qwen3" (per-head q/k RMSNorm; attention_bias on all four).
+  std::string model_type = "llama";
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;  // < num_attention_heads means GQA
-  int64_t head_dim = 0;  // defaults to hidden_size / num_attention_heads
+  int64_t head_dim =
+      0;  // defaults to hidden_size / num_attention_heads (Qwen3: 128)
   int64_t max_position_embeddings = 2048;  // tokens
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;  // RoPE base
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;  // lm_head shares model.embed_tokens.weight
-  bool attention_bias = false;       // q/k/v/o projections have biases
+  bool attention_bias = false;       // q/k/v/o have biases (qwen2: q/k/v only)
   bool mlp_bias = false;             // gate/up/down projections have biases
-  int64_t bos_token_id = 1;          // -1 when the config has null
-  int64_t eos_token_id = 2;          // the first of eos_token_ids; -1 when null
+  // Qwen3: q_norm/k_norm RMSNorm weights [head_dim] per layer, applied to each
+  // q/k head after its projection and before RoPE.
+  bool qk_norm = false;
+  int64_t bos_token_id = 1;  // -1 when the config has null
+  int64_t eos_token_id = 2;  // the first of eos_token_ids; -1 when null
   std::vector<int64_t> eos_token_ids = {2};  // Llama 3.1 lists several
   int64_t pad_token_id = -1;                 // -1 when absent or null
   int64_t sliding_window =

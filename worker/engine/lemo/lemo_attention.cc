@@ -20,13 +20,18 @@ torch::Tensor OracleBlockMap(const DecoderLayer& layer, const torch::Tensor& xn,
   torch::NoGradGuard no_grad;
   const int64_t batch = xn.size(0);
   const int64_t len = xn.size(1);
-  const auto heads = [&](const LoraLinear& proj) {
-    return torch::linear(xn, proj.weight(), proj.bias())
-        .view({batch, len, -1, layer.head_dim()})
-        .transpose(1, 2);
+  // The frozen projections (adapters left out), then the layer's own per-head
+  // q/k norm (Qwen3; the identity otherwise): the scores rank blocks by the
+  // pre-RoPE q.k the layer's attention rotates, not by raw projections whose
+  // scale the norm would change head by head.
+  const auto heads = [&](const LoraLinear& proj, bool query) {
+    torch::Tensor h = torch::linear(xn, proj.weight(), proj.bias())
+                          .view({batch, len, -1, layer.head_dim()});
+    h = query ? layer.QueryNorm(h) : layer.KeyNorm(h);
+    return h.transpose(1, 2);
   };
-  const torch::Tensor q = heads(layer.projection(0));
-  const torch::Tensor k = heads(layer.projection(1));
+  const torch::Tensor q = heads(layer.projection(kQProj), /*query=*/true);
+  const torch::Tensor k = heads(layer.projection(kKProj), /*query=*/false);
   return kernels::BlockScores(q, k, block);
 }
 

@@ -32,7 +32,8 @@ kernels::SelectOptions LayerSelectOptions(const LemoOptions& options,
                                           double keep_ratio);
 
 // The oracle block map [B, nb, nb] fp32 of normalised xn [B, N, D]: block
-// scores of the base (frozen, adapter-free) q/k projections before RoPE, under
+// scores of the base (frozen, adapter-free) q/k projections before RoPE, after
+// the layer's per-head q/k norm where the model has one (Qwen3), under
 // no-grad. Pattern predictors are calibrated against it.
 torch::Tensor OracleBlockMap(const DecoderLayer& layer, const torch::Tensor& xn,
                              int64_t block);

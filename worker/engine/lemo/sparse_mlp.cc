@@ -363,7 +363,8 @@ absl::Status ValidateMlpSavers(const LemoOptions& options,
     return absl::OkStatus();
   }
   for (const std::string& m : lora.target_modules) {
-    if (m == "gate_proj" || m == "up_proj" || m == "down_proj") {
+    if (m == "gate_proj" || m == "up_proj" || m == "down_proj" ||
+        m == "all-linear") {
       return absl::InvalidArgumentError(absl::StrCat(
           "lemo mlp_prune_ratio / recompute_norm / recompute_mlp do not "
           "support LoRA dropout on ",

@@ -16,6 +16,15 @@ torch::Tensor DecoderLayer::PostAttentionNorm(const torch::Tensor& x) const {
   return RmsNorm(x, post_attention_norm_, eps_, tile_tokens_);
 }
 
+torch::Tensor DecoderLayer::QueryNorm(const torch::Tensor& q) const {
+  // Untiled: the tiles of RmsNorm run over dim -2, the heads here.
+  return q_norm_.defined() ? RmsNorm(q, q_norm_, eps_) : q;
+}
+
+torch::Tensor DecoderLayer::KeyNorm(const torch::Tensor& k) const {
+  return k_norm_.defined() ? RmsNorm(k, k_norm_, eps_) : k;
+}
+
 torch::Tensor DecoderLayer::Attention(const torch::Tensor& xn,
                                       const torch::Tensor& cos,
                                       const torch::Tensor& sin, bool training,
@@ -47,10 +56,15 @@ torch::Tensor DecoderLayer::AttentionHeads(const torch::Tensor& xn,
   const int64_t batch = xn.size(0);
   const int64_t len = xn.size(1);
   // [B, n, H*d] -> [B, H, n, d] views, as HF's .view(hidden_shape).transpose(1,
-  // 2).
-  const auto heads = [&](const torch::Tensor& t) {
-    return t.view({batch, len, -1, head_dim_}).transpose(1, 2);
-  };
+  // 2), with Qwen3's per-head norm (`norm`) on the [B, n, H, d] view between
+  // the two, as Qwen3Attention applies q_norm/k_norm.
+  const auto heads =
+      [&](const torch::Tensor& t,
+          torch::Tensor (DecoderLayer::*norm)(const torch::Tensor&) const) {
+        torch::Tensor h = t.view({batch, len, -1, head_dim_});
+        if (norm != nullptr) h = (this->*norm)(h);
+        return h.transpose(1, 2);
+      };
   // Group g has q heads [g*H/G, (g+1)*H/G) and, as GQA pairs them, kv heads
   // [g*Hkv/G, (g+1)*Hkv/G).
   const int64_t groups = group < 0 ? 1 : head_groups_;
@@ -63,11 +77,13 @@ torch::Tensor DecoderLayer::AttentionHeads(const torch::Tensor& xn,
                      : proj_[p].ForwardOutputSlice(xn, first * head_dim_,
                                                    count * head_dim_);
   };
-  torch::Tensor q =
-      ApplyRotary(heads(project(kQProj, first_q, q_heads)), cos, sin);
-  torch::Tensor k =
-      ApplyRotary(heads(project(kKProj, first_kv, kv_heads)), cos, sin);
-  torch::Tensor v = heads(project(kVProj, first_kv, kv_heads));
+  torch::Tensor q = ApplyRotary(
+      heads(project(kQProj, first_q, q_heads), &DecoderLayer::QueryNorm), cos,
+      sin);
+  torch::Tensor k = ApplyRotary(
+      heads(project(kKProj, first_kv, kv_heads), &DecoderLayer::KeyNorm), cos,
+      sin);
+  torch::Tensor v = heads(project(kVProj, first_kv, kv_heads), nullptr);
   const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
   // Same call as HF's sdpa path: K/V stay unexpanded (enable_gqa) so backward
   // keeps only num_kv_heads of them; causal without a mask so flash attention

@@ -1,4 +1,5 @@
-// One Llama-family decoder layer (HF LlamaDecoderLayer + PEFT LoRA) and the
+// One Llama-family decoder layer (HF LlamaDecoderLayer, Qwen2/Qwen3 alike, +
+// PEFT LoRA) and the
 // function types through which code above the model changes how layers run,
 // without the model knowing it: LeMo's token elimination installs a
 // LayerForwardFn (worker/engine/lemo/lemo_layers.h), gradient checkpointing
@@ -77,6 +78,11 @@ class DecoderLayer {
   torch::Tensor Mlp(const torch::Tensor& xn, bool training) const;
   torch::Tensor InputNorm(const torch::Tensor& x) const;
   torch::Tensor PostAttentionNorm(const torch::Tensor& x) const;
+  // Qwen3's per-head RMSNorm on projected q (k) heads [..., head_dim], before
+  // RoPE; the identity for models without one (ModelConfig::qk_norm). Every
+  // attention path calls these, and LeMo's oracle scores its blocks with them.
+  torch::Tensor QueryNorm(const torch::Tensor& q) const;
+  torch::Tensor KeyNorm(const torch::Tensor& k) const;
 
   // The projection at `index` (a ProjectionIndex); LeMo scores blocks with the
   // frozen q/k weights.
@@ -116,6 +122,9 @@ class DecoderLayer {
   std::shared_ptr<const SubsegmentRunner> subsegment_runner_;
   torch::Tensor input_norm_;
   torch::Tensor post_attention_norm_;
+  // Qwen3's q_norm / k_norm weights [head_dim]; undefined without qk_norm.
+  torch::Tensor q_norm_;
+  torch::Tensor k_norm_;
   // Indexed by ProjectionIndex.
   std::vector<LoraLinear> proj_;
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -146,9 +147,15 @@ std::vector<TensorEntry> LlamaTensorEntries(const ModelConfig& c, DType dtype) {
         {"o_proj", {c.hidden_size, q}}};
     for (const auto& [proj, shape] : attn) {
       add(absl::StrCat(p, "self_attn.", proj, ".weight"), shape);
-      if (c.attention_bias) {
+      // Qwen2's o_proj has no bias beside its q/k/v ones.
+      if (c.attention_bias &&
+          !(c.model_type == "qwen2" && std::string(proj) == "o_proj")) {
         add(absl::StrCat(p, "self_attn.", proj, ".bias"), {shape[0]});
       }
+    }
+    if (c.qk_norm) {  // Qwen3's per-head q/k norms (ones, as norms are)
+      add(p + "self_attn.q_norm.weight", {c.head_dim});
+      add(p + "self_attn.k_norm.weight", {c.head_dim});
     }
     add(p + "post_attention_layernorm.weight", {c.hidden_size});
     const std::pair<const char*, std::vector<int64_t>> mlp[] = {

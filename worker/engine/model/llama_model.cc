@@ -79,20 +79,45 @@ const std::vector<std::string>& LlamaModel::ProjectionNames() {
   return *names;
 }
 
+absl::StatusOr<std::vector<std::string>> LlamaModel::ResolveTargetModules(
+    const std::vector<std::string>& target_modules) {
+  const auto& names = ProjectionNames();
+  std::vector<bool> targeted(kNumProjections, false);
+  for (const std::string& t : target_modules) {
+    if (t == "all-linear") {
+      // PEFT reads "all-linear" only as the whole target_modules value.
+      if (target_modules.size() != 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "lora target_modules: \"all-linear\" must be the only entry, got [",
+            absl::StrJoin(target_modules, ", "), "]"));
+      }
+      return names;
+    }
+    auto it = std::find(names.begin(), names.end(), t);
+    if (it == names.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "lora target_modules: unknown module \"", t, "\" (known: ",
+          absl::StrJoin(names, ", "), ", or \"all-linear\" alone)"));
+    }
+    targeted[it - names.begin()] = true;
+  }
+  std::vector<std::string> out;
+  for (int p = 0; p < kNumProjections; ++p) {
+    if (targeted[p]) out.push_back(names[p]);
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     const ModelConfig& config, const ModelOptions& options,
     const WeightLoader& load) {
   LEMO_RETURN_IF_ERROR(ValidateConfig(config));
+  LEMO_ASSIGN_OR_RETURN(const std::vector<std::string> targets,
+                        ResolveTargetModules(options.lora.target_modules));
   std::vector<bool> targeted(kNumProjections, false);
-  for (const std::string& t : options.lora.target_modules) {
+  for (const std::string& t : targets) {
     const auto& names = ProjectionNames();
-    auto it = std::find(names.begin(), names.end(), t);
-    if (it == names.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("lora target_modules: unknown module \"", t,
-                       "\" (known: ", absl::StrJoin(names, ", "), ")"));
-    }
-    targeted[it - names.begin()] = true;
+    targeted[std::find(names.begin(), names.end(), t) - names.begin()] = true;
   }
   if (options.tile_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -161,14 +186,26 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
         layer.post_attention_norm_,
         LoadWeight(load, prefix + "post_attention_layernorm.weight", {d},
                    options));
+    if (config.qk_norm) {
+      LEMO_ASSIGN_OR_RETURN(
+          layer.q_norm_,
+          LoadWeight(load, prefix + "self_attn.q_norm.weight", {hd}, options));
+      LEMO_ASSIGN_OR_RETURN(
+          layer.k_norm_,
+          LoadWeight(load, prefix + "self_attn.k_norm.weight", {hd}, options));
+    }
     for (int p = 0; p < kNumProjections; ++p) {
       const std::string path = ProjectionPath(i, p);
       const auto [out, in] = shapes[p];
       LEMO_ASSIGN_OR_RETURN(torch::Tensor w, LoadWeight(load, path + ".weight",
                                                         {out, in}, options));
       torch::Tensor b;
+      // Qwen2's o_proj has no bias even though q/k/v have theirs
+      // (transformers ignores one a checkpoint might carry).
       const bool has_bias =
-          p < kGateProj ? config.attention_bias : config.mlp_bias;
+          p < kGateProj ? config.attention_bias &&
+                              !(p == kOProj && config.model_type == "qwen2")
+                        : config.mlp_bias;
       if (has_bias) {
         absl::StatusOr<torch::Tensor> bias =
             LoadWeight(load, path + ".bias", {out}, options);

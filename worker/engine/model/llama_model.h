@@ -1,8 +1,8 @@
-// A Llama-family decoder (Llama 2/3, Mistral, Qwen2-style attention bias) in
-// LibTorch with LoRA adapters, numerically HF transformers 5.17
-// LlamaForCausalLM + PEFT LoRA. The base weights are frozen in
-// ModelOptions::base_dtype on ModelOptions::device; the adapters are fp32 and
-// are the only tensors that require grad.
+// A Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3) in LibTorch
+// with LoRA adapters, numerically HF transformers 5.17 LlamaForCausalLM (and
+// Qwen2ForCausalLM, Qwen3ForCausalLM) + PEFT LoRA. The base weights are frozen
+// in ModelOptions::base_dtype on ModelOptions::device; the adapters are fp32
+// and are the only tensors that require grad.
 //
 // The model/ wing owns this model and its parts (config, weights, RoPE, LoRA,
 // decoder layer) and knows nothing of LeMo, checkpointing or losses: code
@@ -49,7 +49,8 @@ struct LoraOptions {
   // training.
   double dropout = 0;
   // Projections that get adapters: any of q_proj, k_proj, v_proj, o_proj,
-  // gate_proj, up_proj, down_proj.
+  // gate_proj, up_proj, down_proj, or "all-linear" alone (PEFT's meaning:
+  // every linear of the decoder layers, not lm_head).
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj",
                                              "o_proj"};
   // Seed of the CPU generator that draws every lora_A (layer by layer, in the
@@ -90,6 +91,12 @@ class LlamaModel {
  public:
   // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
   static const std::vector<std::string>& ProjectionNames();
+  // LoraOptions::target_modules as concrete projection names, in
+  // ProjectionNames() order, each once: "all-linear" becomes all of them.
+  // An unknown name, or "all-linear" beside other names, is an error naming
+  // it.
+  static absl::StatusOr<std::vector<std::string>> ResolveTargetModules(
+      const std::vector<std::string>& target_modules);
 
   // Loads every base weight through `load` (HF key names, e.g.
   // model.layers.0.self_attn. q_proj.weight), checks shapes against `config`,

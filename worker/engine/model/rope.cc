@@ -1,7 +1,10 @@
 #include "worker/engine/model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -46,6 +49,58 @@ torch::Tensor Llama3(torch::Tensor inv_freq, const RopeScaling& s) {
   return torch::where(is_medium, smoothed, inv_freq_llama);
 }
 
+// transformers' get_mscale inside _compute_yarn_parameters.
+double YarnMscale(double scale, double mscale) {
+  if (scale <= 1) return 1.0;
+  return 0.1 * mscale * std::log(scale) + 1.0;
+}
+
+// find_correction_dim: the dimension whose wavelength makes `rotations` turns
+// over the pretraining context.
+double YarnCorrectionDim(double rotations, int64_t dim, double base,
+                         int64_t max_position) {
+  return (static_cast<double>(dim) *
+          std::log(static_cast<double>(max_position) /
+                   (rotations * 2 * M_PI))) /
+         (2 * std::log(base));
+}
+
+// transformers' _compute_yarn_parameters: frequencies interpolated by factor
+// below the correction range, extrapolated (kept) above it, blended linearly
+// in between; returns the inverse frequencies and the cos/sin scale.
+std::pair<torch::Tensor, double> Yarn(int64_t dim, double base,
+                                      const RopeScaling& s) {
+  const double factor = s.factor;
+  double attention_factor = s.attention_factor;
+  if (attention_factor == 0) {
+    attention_factor = s.mscale != 0 && s.mscale_all_dim != 0
+                           ? YarnMscale(factor, s.mscale) /
+                                 YarnMscale(factor, s.mscale_all_dim)
+                           : YarnMscale(factor, 1);
+  }
+  double low = YarnCorrectionDim(s.beta_fast, dim, base,
+                                 s.original_max_position_embeddings);
+  double high = YarnCorrectionDim(s.beta_slow, dim, base,
+                                  s.original_max_position_embeddings);
+  if (s.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;  // HF: prevent singularity
+  torch::Tensor pos_freqs = torch::pow(base, Exponents(dim));
+  torch::Tensor extrapolation = pos_freqs.reciprocal();
+  torch::Tensor interpolation = (pos_freqs * factor).reciprocal();
+  torch::Tensor ramp = torch::clamp(
+      (torch::arange(dim / 2, torch::kFloat) - low) / (high - low), 0, 1);
+  torch::Tensor extrapolation_factor = torch::rsub(ramp, 1);
+  torch::Tensor inv_freq =
+      interpolation * torch::rsub(extrapolation_factor, 1) +
+      extrapolation * extrapolation_factor;
+  return {inv_freq, attention_factor};
+}
+
 }  // namespace
 
 absl::StatusOr<RotaryEmbedding> RotaryEmbedding::Create(
@@ -77,18 +132,30 @@ absl::StatusOr<RotaryEmbedding> RotaryEmbedding::Create(
         "rope_scaling dynamic: need head_dim > 2 and max_position_embeddings > "
         "0");
   }
+  if (s.type == Type::kYarn &&
+      (s.original_max_position_embeddings <= 0 || !(s.beta_fast > 0) ||
+       !(s.beta_slow > 0) || s.attention_factor < 0)) {
+    return absl::InvalidArgumentError(
+        "rope_scaling yarn: need original_max_position_embeddings > 0, "
+        "beta_fast > 0, beta_slow > 0 and attention_factor >= 0");
+  }
   torch::NoGradGuard no_grad;
   torch::Tensor inv_freq;
+  double attention_scaling = 1.0;
   if (s.type == Type::kNone) {
     // HF's default type builds the arange directly in float; same values.
     inv_freq = FromBase(torch::pow(
         config.rope_theta, torch::arange(0, dim, 2, torch::kFloat) / dim));
+  } else if (s.type == Type::kYarn) {
+    std::tie(inv_freq, attention_scaling) = Yarn(dim, config.rope_theta, s);
   } else {
     inv_freq = FromBase(torch::pow(config.rope_theta, Exponents(dim)));
     if (s.type == Type::kLinear) inv_freq = inv_freq / s.factor;
     if (s.type == Type::kLlama3) inv_freq = Llama3(inv_freq, s);
   }
-  return RotaryEmbedding(config, inv_freq.contiguous());
+  RotaryEmbedding rope(config, inv_freq.contiguous());
+  rope.attention_scaling_ = attention_scaling;
+  return rope;
 }
 
 RotaryEmbedding RotaryEmbedding::To(torch::Device device) const {

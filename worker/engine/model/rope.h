@@ -1,7 +1,7 @@
 // Rotary position embeddings, computed exactly as transformers 5.17 does for
 // Llama (modeling_rope_utils.py + LlamaRotaryEmbedding): default, linear,
-// dynamic-NTK and llama3 rope types, rotate_half convention, fp32 angles cast
-// to the activation dtype.
+// dynamic-NTK, llama3 and yarn rope types, rotate_half convention, fp32 angles
+// cast to the activation dtype.
 //
 //   LEMO_ASSIGN_OR_RETURN(RotaryEmbedding rope,
 //   RotaryEmbedding::Create(config)); auto [cos, sin] =
@@ -41,7 +41,8 @@ class RotaryEmbedding {
   // per call.
   RotaryEmbedding To(torch::Device device) const;
 
-  // HF's post-processing factor on cos/sin (1 for the supported types).
+  // HF's post-processing factor on cos/sin: YaRN's attention factor, 1 for
+  // the other types.
   double attention_scaling() const { return attention_scaling_; }
 
  private:

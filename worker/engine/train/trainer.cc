@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/model/llama_model.h"
 #include "worker/engine/model/safetensors.h"
 #include "worker/engine/runtime/device_memory.h"
 #include "worker/engine/runtime/torch_status.h"
@@ -201,7 +202,11 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   adapter.r = options_.model.lora.rank;
   adapter.alpha = options_.model.lora.alpha;
   adapter.dropout = options_.model.lora.dropout;
-  adapter.target_modules = options_.model.lora.target_modules;
+  // Concrete module names ("all-linear" resolved): PEFT loads both, and
+  // checkpoint readers then need no knowledge of the alias.
+  LEMO_ASSIGN_OR_RETURN(
+      adapter.target_modules,
+      LlamaModel::ResolveTargetModules(options_.model.lora.target_modules));
   adapter.base_model_name_or_path = options_.model_dir;
   ResumeState resume;
   resume.step = step_;

@@ -60,6 +60,31 @@ constexpr char kTransformers5[] = R"({
                       "rope_type": "llama3"},
   "tie_word_embeddings": true, "vocab_size": 320})";
 
+// Qwen/Qwen2.5-7B-Instruct's config.json: no attention_bias field (q/k/v
+// biases are implied), a sliding_window value that use_sliding_window turns
+// off.
+constexpr char kQwen25[] = R"({
+  "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02,
+  "intermediate_size": 18944, "max_position_embeddings": 32768, "max_window_layers": 28,
+  "model_type": "qwen2", "num_attention_heads": 28, "num_hidden_layers": 28,
+  "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+  "sliding_window": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "transformers_version": "4.43.1", "use_cache": true, "use_sliding_window": false,
+  "vocab_size": 152064})";
+
+// Qwen/Qwen3-8B's config.json: head_dim 128 given explicitly (hidden / heads
+// is also 128 here; Qwen3-0.6B has 1024 / 16 = 64 but head_dim 128).
+constexpr char kQwen3[] = R"({
+  "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 12288,
+  "max_position_embeddings": 40960, "max_window_layers": 36, "model_type": "qwen3",
+  "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.51.0",
+  "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})";
+
 constexpr char kMinimal[] =
     R"({"vocab_size": 320, "hidden_size": 64, "intermediate_size": 172,
         "num_hidden_layers": 2, "num_attention_heads": 4)";
@@ -133,6 +158,96 @@ TEST(ParseModelConfig, LegacyLinearAndDynamicScaling) {
   EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);
 }
 
+TEST(ParseModelConfig, Qwen25HasQkvBiasAndNoSlidingWindow) {
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseModelConfig(kQwen25, "qwen"));
+  EXPECT_EQ(c.model_type, "qwen2");
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.mlp_bias);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_key_value_heads, 4);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.eos_token_id, 151645);
+}
+
+TEST(ParseModelConfig, Qwen3HasQkNormAndItsOwnHeadDim) {
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseModelConfig(kQwen3, "qwen3"));
+  EXPECT_EQ(c.model_type, "qwen3");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kNone);
+  // head_dim differs from hidden / heads when given; Qwen3Config defaults it
+  // to 128 when absent, not to hidden / heads.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      c, ParseModelConfig(std::string(kMinimal) +
+                              R"(, "model_type": "qwen3", "head_dim": 24})",
+                          "explicit"));
+  EXPECT_EQ(c.head_dim, 24);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      c, ParseModelConfig(std::string(kMinimal) + R"(, "model_type": "qwen3"})",
+                          "absent"));
+  EXPECT_EQ(c.head_dim, 128);
+}
+
+TEST(ParseModelConfig, QwenSlidingWindowAttentionIsRefused) {
+  EXPECT_THAT(ParseError(R"(, "model_type": "qwen2", "use_sliding_window": true,
+                    "sliding_window": 4096)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("'use_sliding_window'"),
+                             HasSubstr("must be false"))));
+  EXPECT_THAT(ParseError(R"(, "model_type": "qwen3", "use_sliding_window": 1)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'use_sliding_window'")));
+}
+
+TEST(ParseModelConfig, Yarn) {
+  // Qwen2.5's long-context recipe: factor 4 over a 32768-token original.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      ModelConfig c, ParseModelConfig(std::string(kMinimal) +
+                                          R"(, "max_position_embeddings": 32768,
+          "rope_scaling": {"type": "yarn", "factor": 4.0,
+                           "original_max_position_embeddings": 32768}})",
+                                      "yarn"));
+  const RopeScaling& s = c.rope_scaling;
+  EXPECT_EQ(s.type, RopeScaling::Type::kYarn);
+  EXPECT_DOUBLE_EQ(s.factor, 4.0);
+  EXPECT_EQ(s.original_max_position_embeddings, 32768);
+  EXPECT_DOUBLE_EQ(s.beta_fast, 32.0);
+  EXPECT_DOUBLE_EQ(s.beta_slow, 1.0);
+  EXPECT_DOUBLE_EQ(s.attention_factor, 0.0);  // derived from factor
+  EXPECT_TRUE(s.truncate);
+  // Every field given; a missing factor is max_position / original, as HF.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      c, ParseModelConfig(
+             std::string(kMinimal) + R"(, "max_position_embeddings": 8192,
+          "rope_parameters": {"rope_type": "yarn", "original_max_position_embeddings": 2048,
+                              "beta_fast": 16, "beta_slow": 2, "mscale": 0.707,
+                              "mscale_all_dim": 0.5, "attention_factor": 1.25,
+                              "truncate": false}})",
+             "yarn2"));
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.beta_fast, 16.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.beta_slow, 2.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale, 0.707);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale_all_dim, 0.5);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.attention_factor, 1.25);
+  EXPECT_FALSE(c.rope_scaling.truncate);
+  EXPECT_THAT(
+      ParseError(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 0.5})"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("'rope_scaling.factor'")));
+  EXPECT_THAT(ParseError(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 2,
+                                               "beta_fast": -1})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'rope_scaling.beta_fast'")));
+  EXPECT_THAT(ParseError(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 2,
+                                               "truncate": "no"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'rope_scaling.truncate'")));
+}
+
 TEST(ParseModelConfig, DefaultsFollowTransformers) {
   LEMO_ASSERT_OK_AND_ASSIGN(
       ModelConfig c, ParseModelConfig(std::string(kMinimal) + "}", "min"));
@@ -165,13 +280,15 @@ TEST(ParseModelConfig, ErrorsNameTheField) {
   EXPECT_THAT(ParseError(R"(, "max_position_embeddings": -5)"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("'max_position_embeddings'")));
+  EXPECT_THAT(ParseError(R"(, "model_type": "gemma")"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("'model_type'"), HasSubstr("\"qwen3\""),
+                             HasSubstr("\"llama\""))));
   EXPECT_THAT(
-      ParseError(R"(, "model_type": "qwen2")"),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'model_type'")));
-  EXPECT_THAT(
-      ParseError(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4})"),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("'rope_scaling.rope_type'")));
+      ParseError(R"(, "rope_scaling": {"rope_type": "longrope", "factor": 4})"),
+      StatusIs(
+          absl::StatusCode::kInvalidArgument,
+          AllOf(HasSubstr("'rope_scaling.rope_type'"), HasSubstr("yarn"))));
   EXPECT_THAT(ParseError(R"(, "rope_parameters": {"rope_type": "linear"})"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("'rope_parameters.factor'"),
@@ -213,6 +330,47 @@ TEST(ModelConfigToJson, RoundTripsEveryField) {
   EXPECT_EQ(back.torch_dtype, "bfloat16");
 }
 
+TEST(ModelConfigToJson, RoundTripsQwenAndYarn) {
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseModelConfig(kQwen3, "qwen3"));
+  c.head_dim = 96;
+  c.attention_bias = true;
+  RopeScaling& s = c.rope_scaling;
+  s.type = RopeScaling::Type::kYarn;
+  s.factor = 4;
+  s.original_max_position_embeddings = 8192;
+  s.beta_fast = 16;
+  s.mscale = 0.5;
+  s.mscale_all_dim = 0.25;
+  s.attention_factor = 1.5;
+  s.truncate = false;
+  const std::string json = ModelConfigToJson(c);
+  EXPECT_THAT(json, AllOf(HasSubstr("Qwen3ForCausalLM"),
+                          HasSubstr("\"use_sliding_window\": false")));
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig back, ParseModelConfig(json, "again"));
+  EXPECT_EQ(back.model_type, "qwen3");
+  EXPECT_TRUE(back.qk_norm);
+  EXPECT_TRUE(back.attention_bias);
+  EXPECT_EQ(back.head_dim, 96);
+  EXPECT_EQ(back.rope_scaling.type, RopeScaling::Type::kYarn);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.factor, 4);
+  EXPECT_EQ(back.rope_scaling.original_max_position_embeddings, 8192);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.beta_fast, 16);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.beta_slow, 1);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.mscale, 0.5);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.mscale_all_dim, 0.25);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.attention_factor, 1.5);
+  EXPECT_FALSE(back.rope_scaling.truncate);
+
+  LEMO_ASSERT_OK_AND_ASSIGN(c, ParseModelConfig(kQwen25, "qwen2"));
+  const std::string qwen2 = ModelConfigToJson(c);
+  EXPECT_THAT(qwen2, HasSubstr("Qwen2ForCausalLM"));
+  // Qwen2Config has no attention_bias: the biases come with the type.
+  EXPECT_THAT(qwen2, ::testing::Not(HasSubstr("attention_bias")));
+  LEMO_ASSERT_OK_AND_ASSIGN(back, ParseModelConfig(qwen2, "again"));
+  EXPECT_EQ(back.model_type, "qwen2");
+  EXPECT_TRUE(back.attention_bias);
+}
+
 TEST(ContextLengthWarning, OnlyPastTheDeclaredContext) {
   ModelConfig c;
   c.max_position_embeddings = 4096;
@@ -228,6 +386,12 @@ TEST(ContextLengthWarning, OnlyPastTheDeclaredContext) {
   // Dynamic NTK scaling adapts to any length.
   c.rope_scaling.type = RopeScaling::Type::kDynamic;
   EXPECT_EQ(ContextLengthWarning(c, 1 << 20), "");
+  // YaRN covers original_max_position_embeddings x factor.
+  c.rope_scaling.type = RopeScaling::Type::kYarn;
+  c.rope_scaling.factor = 4;
+  c.rope_scaling.original_max_position_embeddings = 4096;
+  EXPECT_EQ(ContextLengthWarning(c, 16384), "");
+  EXPECT_THAT(ContextLengthWarning(c, 16385), HasSubstr("16384 tokens"));
 }
 
 TEST(LoadModelConfig, MissingFileIsNotFound) {

@@ -97,11 +97,28 @@ TEST(LemoMode, Parses) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sparse")));
 }
 
-TEST(LemoModel, KeepingEveryBlockEqualsDense) {
+// TinyConfig as Qwen3: per-head q/k norms and a head_dim (12) other than
+// hidden / heads (8).
+ModelConfig TinyQwen3Config() {
+  ModelConfig c = testing::TinyConfig();
+  c.model_type = "qwen3";
+  c.qk_norm = true;
+  c.head_dim = 12;
+  return c;
+}
+
+class LemoModelArch : public ::testing::TestWithParam<bool> {
+ protected:
+  ModelConfig Config() const {
+    return GetParam() ? TinyQwen3Config() : testing::TinyConfig();
+  }
+};
+
+TEST_P(LemoModelArch, KeepingEveryBlockEqualsDense) {
   // Oracle mode on every layer, with min_keep_blocks forcing all blocks:
   // scoring, selection, gather, RoPE at original positions and scatter all run,
   // and must change nothing.
-  ModelConfig config = testing::TinyConfig();
+  ModelConfig config = Config();
   config.num_hidden_layers = 3;
   config.max_position_embeddings = 256;
   const auto w = testing::RandomWeights(config, 1);
@@ -128,6 +145,32 @@ TEST(LemoModel, KeepingEveryBlockEqualsDense) {
   for (const LemoLayerStats& s : lemo->lemo_stats()) {
     EXPECT_EQ(s.kept_tokens, s.total_tokens);
   }
+}
+
+// The oracle scores blocks with the q/k the layer's attention rotates: the
+// frozen projections, then (Qwen3) the per-head norm, written out here.
+TEST_P(LemoModelArch, OracleScoresTheLayersPreRopeQueriesAndKeys) {
+  const ModelConfig config = Config();
+  const auto w = testing::RandomWeights(config, 4);
+  auto model = testing::MakeRandomLoraModel(config, TrainingModelOptions(), w);
+  const DecoderLayer& layer = model->model().layers()[0];
+  torch::manual_seed(5);
+  const torch::Tensor xn = torch::randn({2, 96, config.hidden_size});
+  const auto heads = [&](const char* proj, const char* norm) {
+    const std::string p = "model.layers.0.self_attn.";
+    torch::Tensor h = torch::linear(xn, w.at(p + proj + ".weight"))
+                          .view({2, 96, -1, config.head_dim});
+    if (config.qk_norm) {
+      h = h * torch::rsqrt(h.pow(2).mean(-1, true) + config.rms_norm_eps) *
+          w.at(p + norm + ".weight");
+    }
+    return h.transpose(1, 2);
+  };
+  const torch::Tensor want = kernels::BlockScores(
+      heads("q_proj", "q_norm"), heads("k_proj", "k_norm"), 32);
+  const torch::Tensor got = OracleBlockMap(layer, xn, 32);
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6))
+      << (got - want).abs().max().item<double>();
 }
 
 TEST(LemoModel, ScheduleKeepsTheRatioPerLayer) {
@@ -233,20 +276,28 @@ torch::Tensor RotateHalfRef(const torch::Tensor& x) {
 // with RoPE at the real positions, softmax attention where a query sees only
 // kept keys at or before it, and the output added only at kept rows. Written
 // with explicit matmul/softmax, no LeMo op.
+// With q_norm/k_norm defined (Qwen3), each q/k head is RMS-normalised with
+// them before RoPE.
 torch::Tensor MaskedDenseReference(
     const DecoderLayer& layer, const torch::Tensor& x, const torch::Tensor& cos,
-    const torch::Tensor& sin, const torch::Tensor& token_kept /*[B, N] bool*/) {
+    const torch::Tensor& sin, const torch::Tensor& token_kept /*[B, N] bool*/,
+    const torch::Tensor& q_norm = {}, const torch::Tensor& k_norm = {}) {
   const int64_t b = x.size(0), n = x.size(1), hd = layer.head_dim();
   const torch::Tensor xn = layer.InputNorm(x);
-  const auto heads = [&](const torch::Tensor& t) {
-    return t.view({b, n, -1, hd}).transpose(1, 2);
+  const auto heads = [&](const torch::Tensor& t,
+                         const torch::Tensor& norm = {}) {
+    torch::Tensor h = t.view({b, n, -1, hd});
+    if (norm.defined()) {
+      h = h * torch::rsqrt(h.pow(2).mean(-1, true) + layer.eps()) * norm;
+    }
+    return h.transpose(1, 2);
   };
   const auto rope = [&](const torch::Tensor& t) {
     return t * cos.unsqueeze(1) + RotateHalfRef(t) * sin.unsqueeze(1);
   };
   const int64_t group = layer.num_heads() / layer.num_kv_heads();
-  torch::Tensor q = rope(heads(layer.projection(0).Forward(xn, false)));
-  torch::Tensor k = rope(heads(layer.projection(1).Forward(xn, false)))
+  torch::Tensor q = rope(heads(layer.projection(0).Forward(xn, false), q_norm));
+  torch::Tensor k = rope(heads(layer.projection(1).Forward(xn, false), k_norm))
                         .repeat_interleave(group, 1);
   torch::Tensor v =
       heads(layer.projection(2).Forward(xn, false)).repeat_interleave(group, 1);
@@ -262,8 +313,8 @@ torch::Tensor MaskedDenseReference(
   return x + out * token_kept.unsqueeze(2).to(out.scalar_type());
 }
 
-TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
-  ModelConfig config = testing::TinyConfig();
+TEST_P(LemoModelArch, SparseGradientsEqualMaskedDenseReference) {
+  ModelConfig config = Config();
   config.num_hidden_layers = 1;
   config.max_position_embeddings = 256;
   const auto w = testing::RandomWeights(config, 6);
@@ -293,7 +344,14 @@ TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
         sparse ? SparseAttentionResidual(layer, x, layer.InputNorm(x), cos, sin,
                                          kept, 64,
                                          /*training=*/false)
-               : MaskedDenseReference(layer, x, cos, sin, token_kept);
+               : MaskedDenseReference(
+                     layer, x, cos, sin, token_kept,
+                     config.qk_norm ? w.at("model.layers.0.self_attn.q_norm."
+                                           "weight")
+                                    : torch::Tensor(),
+                     config.qk_norm ? w.at("model.layers.0.self_attn.k_norm."
+                                           "weight")
+                                    : torch::Tensor());
     (out * upstream).sum().backward();
     std::vector<torch::Tensor> grads = {out.detach(), x.grad().clone()};
     for (const torch::Tensor& p : layer.TrainableParameters())
@@ -317,6 +375,11 @@ TEST(LemoAttention, SparseGradientsEqualMaskedDenseReference) {
         << " " << i << ": max diff " << diff << ", scale " << scale;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Archs, LemoModelArch, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Qwen3" : "Llama";
+                         });
 
 using testing::SavedBytes;
 

@@ -37,8 +37,9 @@ constexpr double kLogitsRelTol = 1e-4;
 constexpr double kLossTol = 1e-5;
 constexpr double kGradRelTol = 1e-4;
 
-const char* const kVariants[] = {"llama2_mha", "llama3_gqa", "tied_bias_linear",
-                                 "dynamic_mlp_bias"};
+const char* const kVariants[] = {
+    "llama2_mha", "llama3_gqa", "tied_bias_linear", "dynamic_mlp_bias",
+    "qwen2_gqa",  "qwen3_gqa",  "qwen3_yarn_bias"};
 
 double MaxRelError(const torch::Tensor& got, const torch::Tensor& want) {
   return ((got.to(torch::kDouble) - want.to(torch::kDouble)).abs().max() /
@@ -114,6 +115,10 @@ class HfParityTest : public ::testing::TestWithParam<const char*> {
     std::ifstream lora_file(dir + "/lora.json");
     const nlohmann::json lora = nlohmann::json::parse(lora_file);
     TrainingModelOptions options = base_options;
+    // Head groups must divide the kv heads; a variant with fewer kv heads
+    // than asked runs as many groups as it has.
+    if (options.attention_head_groups > config.num_key_value_heads)
+      options.attention_head_groups = config.num_key_value_heads;
     options.lora.rank = lora["r"].get<int64_t>();
     options.lora.alpha = lora["alpha"].get<double>();
     options.lora.target_modules =
@@ -179,6 +184,15 @@ TEST_P(HfParityTest, MatchesWithCheckpointingAndSegmentedLoss) {
   TrainingModelOptions options;
   options.gradient_checkpointing = true;
   options.loss_segment_tokens = 16;
+  CheckAgainstHf(options);
+}
+
+// Attention run as two head groups, each re-run on its own in backward
+// (Qwen3's q/k norm and GQA included), under checkpointed layers.
+TEST_P(HfParityTest, MatchesWithAttentionHeadGroups) {
+  TrainingModelOptions options;
+  options.gradient_checkpointing = true;
+  options.attention_head_groups = 2;
   CheckAgainstHf(options);
 }
 

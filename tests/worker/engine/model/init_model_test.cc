@@ -20,6 +20,7 @@ using ::lemo::engine::testing::MakeTempDir;
 using ::lemo::engine::testing::RunPython;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 int64_t NumParameters(const ModelConfig& c) {
@@ -217,6 +218,37 @@ TEST(WriteRandomModel, TransformersLoadsMistral) {
   ASSERT_THAT(WriteRandomModel(c, dir, torch::kFloat32, 4), IsOk());
   auto meta = ExpectHfLoadsSame(dir, /*tied=*/false);
   EXPECT_EQ(meta["class"], "MistralForCausalLM");
+}
+
+// Qwen2 (q/k/v biases, no o_proj bias, tied) and Qwen3 (q/k norms, its own
+// head_dim, YaRN): from_pretrained must find exactly the weights we write.
+TEST(WriteRandomModel, TransformersLoadsQwen2AndQwen3) {
+  LEMO_SKIP_WITHOUT_PYTHON();
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, PresetConfig("tiny"));
+  ModelConfig qwen2 = c;
+  qwen2.model_type = "qwen2";
+  qwen2.attention_bias = true;
+  qwen2.tie_word_embeddings = true;
+  const std::string dir2 = MakeTempDir("hf") + "/qwen2";
+  ASSERT_THAT(WriteRandomModel(qwen2, dir2, torch::kFloat32, 5), IsOk());
+  auto meta = ExpectHfLoadsSame(dir2, /*tied=*/true);
+  EXPECT_EQ(meta["class"], "Qwen2ForCausalLM");
+
+  ModelConfig qwen3 = c;
+  qwen3.model_type = "qwen3";
+  qwen3.qk_norm = true;
+  qwen3.head_dim = 24;
+  qwen3.rope_scaling.type = RopeScaling::Type::kYarn;
+  qwen3.rope_scaling.factor = 4;
+  qwen3.rope_scaling.original_max_position_embeddings = 1024;
+  const std::string dir3 = MakeTempDir("hf") + "/qwen3";
+  ASSERT_THAT(WriteRandomModel(qwen3, dir3, torch::kFloat32, 6), IsOk());
+  meta = ExpectHfLoadsSame(dir3, /*tied=*/false);
+  EXPECT_EQ(meta["class"], "Qwen3ForCausalLM");
+  EXPECT_EQ(meta["head_dim"], "24");
+  EXPECT_THAT(meta["rope_parameters"],
+              AllOf(HasSubstr(R"("rope_type": "yarn")"),
+                    HasSubstr(R"("factor": 4.0)")));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/tiny_model.h"
@@ -23,6 +24,7 @@ using ::lemo::engine::testing::RandomWeights;
 using ::lemo::engine::testing::TinyConfig;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 struct LossRun {
@@ -250,6 +252,90 @@ TEST(LlamaModel, CreateRejectsBadWeightsAndOptions) {
       TrainingModel::Create(bad_heads, TrainingModelOptions(), MapLoader(w)),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("num_key_value_heads")));
+}
+
+TEST(LlamaModel, AllLinearTargetsEveryDecoderProjection) {
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<std::string> all,
+                            LlamaModel::ResolveTargetModules({"all-linear"}));
+  EXPECT_EQ(all, LlamaModel::ProjectionNames());
+  // Concrete names come back in ProjectionNames() order, each once.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      std::vector<std::string> some,
+      LlamaModel::ResolveTargetModules({"down_proj", "q_proj", "q_proj"}));
+  EXPECT_EQ(some, (std::vector<std::string>{"q_proj", "down_proj"}));
+  EXPECT_THAT(LlamaModel::ResolveTargetModules({"all-linear", "q_proj"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"all-linear\" must be the only entry")));
+  EXPECT_THAT(
+      LlamaModel::ResolveTargetModules({"lm_head"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("\"lm_head\""), HasSubstr("all-linear"))));
+
+  ModelConfig config = TinyConfig();
+  auto w = RandomWeights(config, 5);
+  TrainingModelOptions options;
+  options.lora.target_modules = {"all-linear"};
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto model, TrainingModel::Create(config, options, MapLoader(w)));
+  // 7 projections x 2 layers x (A, B); lm_head has none.
+  const auto params = model->LoraParameters();
+  ASSERT_EQ(params.size(), 28u);
+  for (const auto& [name, p] : params) {
+    EXPECT_THAT(name, ::testing::Not(HasSubstr("lm_head"))) << name;
+  }
+  EXPECT_EQ(params.back().first,
+            "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight");
+}
+
+// Qwen3's q/k norms are weights of their own: missing or misshapen ones are
+// errors naming them; Qwen2 reads no o_proj bias even when one is present.
+TEST(LlamaModel, QwenAttentionWeights) {
+  ModelConfig qwen3 = TinyConfig();
+  qwen3.model_type = "qwen3";
+  qwen3.qk_norm = true;
+  qwen3.head_dim = 12;
+  auto w = RandomWeights(qwen3, 8);
+  ASSERT_EQ(w.at("model.layers.0.self_attn.q_norm.weight").size(0), 12);
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto model,
+      TrainingModel::Create(qwen3, TrainingModelOptions(), MapLoader(w)));
+  EXPECT_TRUE(model->model().layers()[0].projection(kQProj).weight().sizes() ==
+              torch::IntArrayRef({48, 32}));
+  auto no_norm = w;
+  no_norm.erase("model.layers.1.self_attn.k_norm.weight");
+  EXPECT_THAT(
+      TrainingModel::Create(qwen3, TrainingModelOptions(), MapLoader(no_norm)),
+      StatusIs(absl::StatusCode::kNotFound,
+               HasSubstr("layers.1.self_attn.k_norm.weight")));
+  auto bad_norm = w;
+  bad_norm["model.layers.0.self_attn.q_norm.weight"] = torch::ones({8});
+  EXPECT_THAT(
+      TrainingModel::Create(qwen3, TrainingModelOptions(), MapLoader(bad_norm)),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("self_attn.q_norm.weight")));
+  // The norm changes the output: the same weights without it differ.
+  ModelConfig plain = qwen3;
+  plain.model_type = "llama";
+  plain.qk_norm = false;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto without,
+      TrainingModel::Create(plain, TrainingModelOptions(), MapLoader(w)));
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor ids = Ids(qwen3, 1, 6);
+    EXPECT_FALSE(torch::allclose(model->Logits(ids), without->Logits(ids)));
+  }
+
+  ModelConfig qwen2 = TinyConfig();
+  qwen2.model_type = "qwen2";
+  qwen2.attention_bias = true;
+  auto wb = RandomWeights(qwen2, 9);
+  ASSERT_TRUE(wb.count("model.layers.0.self_attn.o_proj.bias"));
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      auto q2,
+      TrainingModel::Create(qwen2, TrainingModelOptions(), MapLoader(wb)));
+  EXPECT_TRUE(q2->model().layers()[0].projection(kQProj).bias().defined());
+  EXPECT_FALSE(q2->model().layers()[0].projection(kOProj).bias().defined());
 }
 
 TEST(LlamaModel, BaseIsFrozenAndInBaseDtype) {

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <vector>
 
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/engine/tiny_model.h"
@@ -79,6 +80,79 @@ TEST(RotaryEmbedding, Llama3KeepsHighAndScalesLowFrequencies) {
   EXPECT_GT(smoothed, 0);
 }
 
+// The expected values are what transformers 5.17 returns for these configs:
+//   inv, factor = ROPE_INIT_FUNCTIONS["yarn"](Qwen3Config(hidden_size=64,
+//       num_attention_heads=4, head_dim=16, max_position_embeddings=512,
+//       rope_parameters=dict(rope_type="yarn", ...)), "cpu")
+// printed as %.9g (float32 round-trips) and repr(factor).
+TEST(RotaryEmbedding, YarnMatchesTransformers) {
+  struct Case {
+    const char* name;
+    double theta, factor, beta_fast, beta_slow, mscale, mscale_all_dim;
+    bool truncate;
+    double attention_factor;
+    std::vector<double> inv_freq;
+  };
+  const std::vector<Case> cases = {
+      // mscale / mscale_all_dim give the attention factor; no truncation.
+      {"mscale_untruncated",
+       10000.0,
+       8.0,
+       16.0,
+       2.0,
+       0.707,
+       0.5,
+       false,
+       1.0389905150739585,
+       {1, 0.120533988, 0.0125000002, 0.00395284733, 0.00124999997,
+        0.000395284733, 0.000125000006, 3.95284733e-05}},
+      // Defaults: beta 32/1, truncated range, attention factor 0.1 ln 4 + 1.
+      {"defaults",
+       500000.0,
+       4.0,
+       0,
+       0,
+       0,
+       0,
+       true,
+       1.138629436111989,
+       {1, 0.121201724, 0.00940150768, 0.00182316627, 0.000353553361,
+        6.85620471e-05, 1.32957393e-05, 2.57834631e-06}},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    ModelConfig c = RopeConfig(Type::kYarn);
+    c.max_position_embeddings = 512;
+    c.rope_theta = k.theta;
+    RopeScaling& s = c.rope_scaling;
+    s.factor = k.factor;
+    s.original_max_position_embeddings = 64;
+    if (k.beta_fast > 0) s.beta_fast = k.beta_fast;
+    if (k.beta_slow > 0) s.beta_slow = k.beta_slow;
+    s.mscale = k.mscale;
+    s.mscale_all_dim = k.mscale_all_dim;
+    s.truncate = k.truncate;
+    LEMO_ASSERT_OK_AND_ASSIGN(RotaryEmbedding rope, RotaryEmbedding::Create(c));
+    EXPECT_DOUBLE_EQ(rope.attention_scaling(), k.attention_factor);
+    torch::Tensor inv = rope.InverseFrequencies(1000);  // static: any length
+    ASSERT_EQ(inv.size(0), 8);
+    for (int64_t i = 0; i < 8; ++i) {
+      EXPECT_EQ(inv[i].item<float>(), static_cast<float>(k.inv_freq[i])) << i;
+    }
+    // cos/sin carry the attention factor: at position 0, cos = factor.
+    auto [cos, sin] = rope.CosSin(torch::arange(3), torch::kFloat);
+    EXPECT_FLOAT_EQ(cos[0][0][0].item<float>(),
+                    static_cast<float>(k.attention_factor));
+    EXPECT_FLOAT_EQ(sin[0][0][0].item<float>(), 0.0f);
+  }
+  // An explicit attention_factor wins over the derived one.
+  ModelConfig explicit_factor = RopeConfig(Type::kYarn);
+  explicit_factor.rope_scaling.attention_factor = 1.25;
+  LEMO_ASSERT_OK_AND_ASSIGN(RotaryEmbedding rope,
+                            RotaryEmbedding::Create(explicit_factor));
+  EXPECT_DOUBLE_EQ(rope.attention_scaling(), 1.25);
+}
+
 TEST(RotaryEmbedding, DynamicChangesOnlyPastMaxPositions) {
   ModelConfig c = RopeConfig(Type::kDynamic);
   c.rope_scaling.factor = 2.0;
@@ -135,6 +209,11 @@ TEST(RotaryEmbedding, RejectsBadConfigs) {
   EXPECT_THAT(
       RotaryEmbedding::Create(bad),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("llama3")));
+  ModelConfig yarn = RopeConfig(Type::kYarn);
+  yarn.rope_scaling.original_max_position_embeddings = 0;
+  EXPECT_THAT(RotaryEmbedding::Create(yarn),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("original_max_position_embeddings")));
   ModelConfig zero = RopeConfig(Type::kLinear);
   zero.rope_scaling.factor = 0;
   EXPECT_THAT(

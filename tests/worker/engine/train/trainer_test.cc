@@ -13,12 +13,16 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <string>
 #include <thread>
 
+#include "common/atomic_file.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
 #include "tests/worker/comm/free_port.h"
 #include "worker/comm/process_group.h"
 #include "worker/engine/model/init_model.h"
+#include "worker/engine/model/llama_model.h"
 #include "worker/engine/model/safetensors.h"
 #include "worker/engine/train/calibrate_job.h"
 
@@ -69,6 +73,28 @@ class TrainerTest : public ::testing::Test {
     o.out_dir = (root_ / out).string();
     o.seed = 11;
     return o;
+  }
+
+  // Writes `trainer`'s logits on fixed ids and checks that PEFT, loading the
+  // adapter at root_/`checkpoint` onto root_/model, gives the same.
+  void ExpectPeftLogits(Trainer& trainer, const std::string& checkpoint) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor ids = torch::randint(3, 259, {2, 48}, torch::kLong);
+    torch::Tensor logits = trainer.model().Logits(ids).contiguous();
+    const fs::path expected = root_ / "expected.safetensors";
+    ASSERT_THAT(WriteSafetensors(expected.string(),
+                                 {{"input_ids", ids}, {"logits", logits}}),
+                IsOk());
+    const char* python = std::getenv("LEMO_PYTHON");
+    const char* source = std::getenv("LEMO_SOURCE_DIR");
+    ASSERT_NE(python, nullptr);
+    ASSERT_NE(source, nullptr);
+    const std::string cmd =
+        std::string(python) + " " + source +
+        "/tests/worker/engine/peft_logits_check.py --model " +
+        (root_ / "model").string() + " --adapter " +
+        (root_ / checkpoint).string() + " --expected " + expected.string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
 
   fs::path root_;
@@ -433,23 +459,30 @@ TEST_F(TrainerTest, CheckpointLoadsInPeftWithSameLogits) {
   auto trainer = Trainer::Create(o);
   ASSERT_THAT(trainer, IsOk());
   ASSERT_THAT((*trainer)->Run({}), IsOk());
-  torch::NoGradGuard no_grad;
-  torch::Tensor ids = torch::randint(3, 259, {2, 48}, torch::kLong);
-  torch::Tensor logits = (*trainer)->model().Logits(ids).contiguous();
-  const fs::path expected = root_ / "expected.safetensors";
-  ASSERT_THAT(WriteSafetensors(expected.string(),
-                               {{"input_ids", ids}, {"logits", logits}}),
-              IsOk());
-  const char* python = std::getenv("LEMO_PYTHON");
-  const char* source = std::getenv("LEMO_SOURCE_DIR");
-  ASSERT_NE(python, nullptr);
-  ASSERT_NE(source, nullptr);
-  const std::string cmd = std::string(python) + " " + source +
-                          "/tests/worker/engine/peft_logits_check.py --model " +
-                          (root_ / "model").string() + " --adapter " +
-                          (root_ / "peft/checkpoint-000005").string() +
-                          " --expected " + expected.string();
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  ExpectPeftLogits(**trainer, "peft/checkpoint-000005");
+}
+
+// "all-linear" adapts every decoder projection; the adapter_config.json
+// lists them by name, which PEFT loads (it reads "all-linear" only as a bare
+// string) to the same logits.
+TEST_F(TrainerTest, AllLinearCheckpointListsTheModulesAndLoadsInPeft) {
+  TrainerOptions o = TinyOptions("all-linear");
+  o.steps = 2;
+  o.model.lora.dropout = 0;
+  o.model.lora.target_modules = {"all-linear"};
+  auto trainer = Trainer::Create(o);
+  ASSERT_THAT(trainer, IsOk());
+  ASSERT_THAT((*trainer)->Run({}), IsOk());
+  EXPECT_EQ((*trainer)->model().LoraParameters().size(),
+            2u * 7u * 2u);  // (A, B) x 7 projections x 2 layers
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      std::string config,
+      ReadFileToString(
+          (root_ / "all-linear/checkpoint-000002/adapter_config.json")
+              .string()));
+  EXPECT_EQ(nlohmann::json::parse(config)["target_modules"],
+            nlohmann::json(LlamaModel::ProjectionNames()));
+  ExpectPeftLogits(**trainer, "all-linear/checkpoint-000002");
 }
 
 }  // namespace
