@@ -6,9 +6,7 @@
 #include "client/job_client.h"
 
 #include <stdlib.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +22,7 @@
 #include "lemo/v1/worker_service.grpc.pb.h"
 #include "server/core/coordinator.h"
 #include "server/service/server.h"
+#include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::client {
@@ -64,25 +63,8 @@ std::string Safetensors(int64_t n) {
   return out;
 }
 
-struct ProcessResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-// Runs a shell command (stdout and stderr together).
-ProcessResult RunCommand(const std::string& command) {
-  const std::string cmd = command + " 2>&1";
-  ProcessResult result;
-  std::FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0)
-    result.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using ::lemo::testing::ProcessResult;
+using ::lemo::testing::RunCommand;
 
 ProcessResult Lemoctl(const std::string& args) {
   return RunCommand(absl::StrCat(LEMO_TEST_BIN_DIR, "/lemoctl ", args));

@@ -64,8 +64,8 @@ absl::StatusOr<std::map<std::string, LoraPair>> PairsByWeight(
   }
   for (const auto& [weight, pair] : pairs) {
     if (!pair.a.defined() || !pair.b.defined()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "adapter has only one of lora_A/lora_B for ", weight));
+      return absl::InvalidArgumentError(
+          absl::StrCat("adapter has only one of lora_A/lora_B for ", weight));
     }
   }
   return pairs;
@@ -79,8 +79,8 @@ absl::Status ExportMerged(const ExportFlags& f) {
         "PEFT adapter directory)");
   }
   if (f.max_shard_bytes <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max-shard-bytes must be > 0, got ", f.max_shard_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-shard-bytes must be > 0, got ", f.max_shard_bytes));
   }
   // Refuses model types the engine cannot train, naming the field.
   LEMO_RETURN_IF_ERROR(lemo::engine::LoadModelConfig(f.model_dir).status());
@@ -88,8 +88,8 @@ absl::Status ExportMerged(const ExportFlags& f) {
                         lemo::engine::ModelWeights::Open(f.model_dir));
   LEMO_ASSIGN_OR_RETURN(lemo::engine::LoadedCheckpoint adapter,
                         lemo::engine::ReadPeftAdapter(f.adapter_dir));
-  const double scale =
-      adapter.adapter_config.alpha / static_cast<double>(adapter.adapter_config.r);
+  const double scale = adapter.adapter_config.alpha /
+                       static_cast<double>(adapter.adapter_config.r);
   LEMO_ASSIGN_OR_RETURN(auto pairs, PairsByWeight(adapter.lora));
   for (const auto& [name, pair] : pairs) {
     LEMO_ASSIGN_OR_RETURN(torch::Tensor w, weights->Get(name),
@@ -128,10 +128,9 @@ absl::Status ExportMerged(const ExportFlags& f) {
     char file[64];
     std::snprintf(file, sizeof(file), "model-%05zu-of-%05zu.safetensors", s + 1,
                   shards.size());
-    LEMO_ASSIGN_OR_RETURN(auto writer,
-                          lemo::engine::SafetensorsWriter::Create(
-                              staged->path() + "/" + file, shards[s],
-                              {{"format", "pt"}}));
+    LEMO_ASSIGN_OR_RETURN(auto writer, lemo::engine::SafetensorsWriter::Create(
+                                           staged->path() + "/" + file,
+                                           shards[s], {{"format", "pt"}}));
     for (const lemo::engine::TensorEntry& e : writer->layout()) {
       LEMO_ASSIGN_OR_RETURN(torch::Tensor w, weights->Get(e.name));
       auto it = pairs.find(e.name);
@@ -170,8 +169,8 @@ absl::Status ExportMerged(const ExportFlags& f) {
     }
     fs::copy_file(entry.path(), fs::path(staged->path()) / name, ec);
     if (ec) {
-      return absl::InternalError(absl::StrCat(
-          "copying ", entry.path().string(), ": ", ec.message()));
+      return absl::InternalError(
+          absl::StrCat("copying ", entry.path().string(), ": ", ec.message()));
     }
   }
   if (ec) {

@@ -3,9 +3,7 @@
 // HOME. To add a case: a row in kBadSpecs (a spec and the field its error
 // must name), or a TEST that runs Lemoctl("...") and checks exit code and
 // output.
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/run_command.h"
 
 namespace lemo::client {
 namespace {
@@ -28,26 +27,8 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-struct ProcessResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-// Runs a shell command (stdout and stderr together).
-ProcessResult RunCommand(const std::string& command) {
-  const std::string cmd = command + " 2>&1";
-  ProcessResult result;
-  std::FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) {
-    result.output.append(buf.data(), n);
-  }
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using ::lemo::testing::ProcessResult;
+using ::lemo::testing::RunCommand;
 
 std::string LemoctlPath() {
   return absl::StrCat(LEMO_TEST_BIN_DIR, "/lemoctl");

@@ -127,6 +127,16 @@ TEST(Store, UsesWalAndTheCurrentSchema) {
   sqlite3_close(db);
 }
 
+// The tables of schema version 1 (version 2 added an index, 3 the owner).
+constexpr char kVersion1Tables[] =
+    "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT "
+    "NULL UNIQUE, state INTEGER NOT NULL, job BLOB NOT NULL);"
+    "CREATE TABLE events (job_id TEXT NOT NULL, sequence INTEGER NOT NULL, "
+    "event BLOB NOT NULL, PRIMARY KEY (job_id, sequence)) WITHOUT ROWID;"
+    "CREATE TABLE checkpoints (job_id TEXT NOT NULL, checkpoint_id TEXT NOT "
+    "NULL, step INTEGER NOT NULL, info BLOB NOT NULL, PRIMARY KEY (job_id, "
+    "checkpoint_id)) WITHOUT ROWID;";
+
 TEST(Store, MigratesAnOlderDatabase) {
   std::string dir = MakeTempDir("store");
   sqlite3* db = nullptr;
@@ -134,15 +144,7 @@ TEST(Store, MigratesAnOlderDatabase) {
   // A version-1 database: the tables, no index.
   ASSERT_EQ(
       sqlite3_exec(
-          db,
-          "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
-          "NOT NULL UNIQUE, state INTEGER NOT NULL, job BLOB NOT NULL);"
-          "CREATE TABLE events (job_id TEXT NOT NULL, sequence INTEGER NOT "
-          "NULL, event BLOB NOT NULL, PRIMARY KEY (job_id, sequence)) WITHOUT "
-          "ROWID; CREATE TABLE checkpoints (job_id TEXT NOT NULL, "
-          "checkpoint_id TEXT NOT NULL, step INTEGER NOT NULL, info BLOB NOT "
-          "NULL, PRIMARY KEY (job_id, checkpoint_id)) WITHOUT ROWID;"
-          "PRAGMA user_version=1;",
+          db, absl::StrCat(kVersion1Tables, "PRAGMA user_version=1;").c_str(),
           nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(db);
@@ -160,17 +162,12 @@ TEST(Store, JobsFromBeforeOwnersLoadWithoutOwner) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir + "/coordinator.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(
-      sqlite3_exec(
-          db,
-          "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
-          "NOT NULL UNIQUE, state INTEGER NOT NULL, job BLOB NOT NULL);"
-          "CREATE TABLE events (job_id TEXT NOT NULL, sequence INTEGER NOT "
-          "NULL, event BLOB NOT NULL, PRIMARY KEY (job_id, sequence)) WITHOUT "
-          "ROWID; CREATE TABLE checkpoints (job_id TEXT NOT NULL, "
-          "checkpoint_id TEXT NOT NULL, step INTEGER NOT NULL, info BLOB NOT "
-          "NULL, PRIMARY KEY (job_id, checkpoint_id)) WITHOUT ROWID;"
-          "CREATE INDEX jobs_by_state ON jobs (state); PRAGMA user_version=2;",
-          nullptr, nullptr, nullptr),
+      sqlite3_exec(db,
+                   absl::StrCat(kVersion1Tables,
+                                "CREATE INDEX jobs_by_state ON jobs (state); "
+                                "PRAGMA user_version=2;")
+                       .c_str(),
+                   nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(
