@@ -64,8 +64,12 @@ absl::Status CheckUtf8(absl::string_view text, absl::string_view source) {
       len = 3, min = 0x800, code = lead & 0x0F;
     } else if (lead >= 0xC2 && lead <= 0xDF) {
       len = 2, min = 0x80, code = lead & 0x1F;
-    } else if (lead >= 0x80) {
-      len = 0;  // a continuation byte without a lead, 0xC0/0xC1 or 0xF5..
+    } else if (lead >= 0x80 || lead == 0) {
+      // A continuation byte without a lead, 0xC0/0xC1 or 0xF5..; or NUL,
+      // which no spec holds but UTF-16/32 text does (yaml-cpp would decode
+      // that, and turn code points past U+10FFFF into bytes that are not
+      // UTF-8).
+      len = 0;
     }
     bool ok = len != 0 && i + len <= text.size();
     for (size_t k = 1; ok && k < len; ++k) {
@@ -146,8 +150,8 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text,
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": ", checked.status().message()));
   }
-  // The text is UTF-8 (CheckUtf8), but a YAML escape can still make a string
-  // that is not: "\uD800" decodes to a lone surrogate.
+  // The text is UTF-8 (CheckUtf8) and yaml-cpp refuses escapes of surrogates;
+  // should a string still not be UTF-8, this is an error, not a throw.
   std::string json_text;
   try {
     json_text = checked->dump();

@@ -173,9 +173,19 @@ TEST(SpecLoader, TextThatIsNotUtf8IsRefusedWithItsPosition) {
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")))
         << bad;
   }
-  // A YAML escape can still make a lone surrogate out of UTF-8 text.
-  EXPECT_THAT(Yaml("displayName: \"\\uD800\"\n"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  // UTF-32 (found by the fuzzer too: yaml-cpp decoded it into bytes that are
+  // not UTF-8).
+  EXPECT_THAT(Yaml(std::string("\x09\0\0\0\x0e\x0e\x0e\x0e", 8)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("job.yaml:1:2"), HasSubstr("0x00"))));
+  // An escape for a lone surrogate is refused too (by yaml-cpp), in a string
+  // field or in one whose error would show the value.
+  EXPECT_THAT(
+      Yaml("displayName: \"\\uD800\"\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.yaml:1:")));
+  EXPECT_THAT(
+      Yaml("steps: \"\\uD800\"\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.yaml:1:")));
   // Real UTF-8 (2, 3 and 4 bytes) is fine.
   auto spec =
       Yaml("displayName: \"caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\"\n");
