@@ -37,13 +37,11 @@ LEMO_APT_PACKAGES=(
   # tokenizer.json (worker/engine/data/hf_tokenizer.cc): PCRE2 runs the pre-tokenizer regexes
   # (\p{L}, look-ahead, JIT); ICU gives the NFC/NFKC normalizers Qwen2-style files name.
   libpcre2-dev libicu-dev
-  # scripts/fuzz: libFuzzer (libclang_rt.fuzzer) comes with clang; GCC has no coverage-guided
-  # fuzzer.
-  clang
 )
 # Test-only: tests/deploy runs a real Prometheus (and promtool) against the service;
-# scripts/check-deploy makes throwaway certificates with openssl.
+# scripts/check-deploy makes throwaway certificates with openssl; scripts/fuzz needs clang
+# (libFuzzer, libclang_rt.fuzzer, comes with it; GCC has no coverage-guided fuzzer).
 # Image builds skip these (LEMO_BOOTSTRAP_TEST_TOOLS=0).
-LEMO_TEST_APT_PACKAGES=(prometheus openssl)
+LEMO_TEST_APT_PACKAGES=(prometheus openssl clang)
 
 lemo_log() { printf '\033[1m[lemo]\033[0m %s\n' "$*" >&2; }
