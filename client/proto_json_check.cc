@@ -29,7 +29,11 @@ struct Checker {
   }
 
   static std::string Show(const nlohmann::json& j) {
-    std::string s = j.dump();
+    // Replaces bytes that are not UTF-8 instead of throwing (yaml-cpp decoded
+    // UTF-32 input into such bytes; see the fuzz corpus): this only shows the
+    // value in an error.
+    std::string s =
+        j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return s.size() > 40 ? s.substr(0, 37) + "..." : s;
   }
 

@@ -39,8 +39,9 @@ LEMO_APT_PACKAGES=(
   libpcre2-dev libicu-dev
 )
 # Test-only: tests/deploy runs a real Prometheus (and promtool) against the service;
-# scripts/check-deploy makes throwaway certificates with openssl.
+# scripts/check-deploy makes throwaway certificates with openssl; scripts/fuzz needs clang
+# (libFuzzer, libclang_rt.fuzzer, comes with it; GCC has no coverage-guided fuzzer).
 # Image builds skip these (LEMO_BOOTSTRAP_TEST_TOOLS=0).
-LEMO_TEST_APT_PACKAGES=(prometheus openssl)
+LEMO_TEST_APT_PACKAGES=(prometheus openssl clang)
 
 lemo_log() { printf '\033[1m[lemo]\033[0m %s\n' "$*" >&2; }

@@ -153,6 +153,46 @@ TEST(SpecLoader, SyntaxErrorsNameTheFile) {
                                              HasSubstr("duplicate key")));
 }
 
+// Found by tests/fuzz/job_spec_fuzzer.cc (its corpus keeps the input): a byte
+// that is not UTF-8 made nlohmann::json::dump throw out of ParseJobSpec.
+TEST(SpecLoader, TextThatIsNotUtf8IsRefusedWithItsPosition) {
+  EXPECT_THAT(Yaml("steps: 3\ndisplayName: caf\xe9\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("job.yaml:2:17"), HasSubstr("0xE9"),
+                             HasSubstr("not UTF-8"))));
+  EXPECT_THAT(
+      ParseJobSpec("{\"displayName\": \"\x96\"}", SpecFormat::kJson,
+                   "job.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.json:1:18")));
+  // Overlong "/", a UTF-16 surrogate, a code point past U+10FFFF, a cut
+  // sequence.
+  for (const char* bad :
+       {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+    EXPECT_THAT(
+        Yaml(std::string("displayName: ") + bad + "\n"),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")))
+        << bad;
+  }
+  // UTF-32 (found by the fuzzer too: yaml-cpp decoded it into bytes that are
+  // not UTF-8).
+  EXPECT_THAT(Yaml(std::string("\x09\0\0\0\x0e\x0e\x0e\x0e", 8)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("job.yaml:1:2"), HasSubstr("0x00"))));
+  // An escape for a lone surrogate is refused too (by yaml-cpp), in a string
+  // field or in one whose error would show the value.
+  EXPECT_THAT(
+      Yaml("displayName: \"\\uD800\"\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.yaml:1:")));
+  EXPECT_THAT(
+      Yaml("steps: \"\\uD800\"\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.yaml:1:")));
+  // Real UTF-8 (2, 3 and 4 bytes) is fine.
+  auto spec =
+      Yaml("displayName: \"caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\"\n");
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->display_name(), "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80");
+}
+
 TEST(SpecLoader, MissingFileIsNotFoundAndNamesIt) {
   EXPECT_THAT(LoadJobSpec("/nonexistent/job.yaml"),
               StatusIs(absl::StatusCode::kNotFound,

@@ -276,7 +276,7 @@ absl::StatusOr<ChatTemplate> LoadChatTemplate(
     LEMO_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(config_path));
     try {
       config = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       return absl::InvalidArgumentError(
           absl::StrCat(config_path, ": malformed JSON: ", e.what()));
     }

@@ -275,7 +275,7 @@ absl::StatusOr<ExampleStats> ForEachExample(
     json doc;
     try {
       doc = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": malformed JSON: ", e.what()));
     }

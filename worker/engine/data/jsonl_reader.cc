@@ -29,7 +29,7 @@ absl::StatusOr<int64_t> ForEachJsonlText(
     nlohmann::json doc;
     try {
       doc = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": malformed JSON: ", e.what()));
     }

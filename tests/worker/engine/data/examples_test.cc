@@ -136,6 +136,9 @@ TEST(Examples, MalformedTokensAreErrorsWhateverThePolicy) {
       {R"({"input_ids": [5, 6], "loss_mask": [0, 2]})", "not 0 or 1"},
       {R"({"input_ids": [5, 259], "loss_mask": [0, 1]})", "outside"},
       {R"({"input_ids": [5, "6"], "loss_mask": [0, 1]})", "not an integer"},
+      // A number past a double's range: nlohmann's out_of_range, which once
+      // escaped the reader (found by tests/fuzz/jsonl_reader_fuzzer.cc).
+      {R"({"input_ids": [5, 6e999], "loss_mask": [0, 1]})", "malformed JSON"},
   };
   for (const auto& [line, want] : cases) {
     ExampleOptions o =

@@ -63,6 +63,18 @@ TEST(ForEachJsonlText, MalformedJsonNamesFileAndLine) {
                AllOf(HasSubstr(path + ":3"), HasSubstr("malformed JSON"))));
 }
 
+// Found by tests/fuzz/jsonl_reader_fuzzer.cc: nlohmann reports a number too
+// large for a double as out_of_range, not parse_error, and the reader let it
+// escape (terminating the worker).
+TEST(ForEachJsonlText, NumberTooLargeIsMalformedJsonNotACrash) {
+  std::string path;
+  EXPECT_THAT(
+      Texts("{\"text\": \"ok\"}\n{\"text\": \"x\", \"n\": 6e944444}\n", &path),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr(path + ":2"), HasSubstr("malformed JSON"),
+                     HasSubstr("number overflow"))));
+}
+
 TEST(ForEachJsonlText, MissingTextNamesFileAndLine) {
   std::string path;
   EXPECT_THAT(
