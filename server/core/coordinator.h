@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/wire_limits.h"
 #include "lemo/v1/job_service.pb.h"
 #include "lemo/v1/worker_service.pb.h"
 #include "server/core/checkpoint_store.h"
@@ -63,6 +64,11 @@ class Coordinator {
     // Called with the seconds from submit to first placement (a histogram in
     // server/metrics).
     std::function<void(double)> on_queue_wait;
+    // Largest submitted spec, in serialized bytes (--max-spec-bytes). A spec
+    // travels to workers inside an Assign, which a worker refuses above
+    // kWorkerMaxMessageBytes (common/wire_limits.h): a larger one would be
+    // placed, dropped by the worker's channel and placed again for ever.
+    int64_t max_spec_bytes = kDefaultMaxSpecBytes;
   };
 
   // A worker's Connect stream as the core sees it.

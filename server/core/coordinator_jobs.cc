@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "server/core/coordinator.h"
+#include "server/core/fleet_paths.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
 #include "server/core/spec_validation.h"
@@ -39,8 +40,16 @@ bool Matches(const v1::Job& job, const v1::ListJobsRequest& r) {
 }  // namespace
 
 absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
+  const size_t spec_bytes = spec.ByteSizeLong();
+  if (static_cast<int64_t>(spec_bytes) > options_.max_spec_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec: ", spec_bytes, " bytes, more than the coordinator's limit of ",
+        options_.max_spec_bytes, " (--max-spec-bytes)"));
+  }
   LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, NormalizeJobSpec(spec));
   absl::MutexLock lock(&mu_);
+  LEMO_RETURN_IF_ERROR(
+      CheckSpecPathsAgainstFleet(normalized, registry_.Registrations()));
   absl::BitGen gen;
   std::string id;
   do {
