@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/safe_path.h"
 #include "common/status_macros.h"
 
@@ -33,6 +34,14 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": must be 1-64 of [A-Za-z0-9._-], not starting with '.'"));
   }
+  // Staging names are deleted or renamed when the store starts
+  // (RecoverStagingNames): a checkpoint must never be stored under one.
+  if (IsStagingName(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     ": must not end in .tmp-<n>-<n> or .old-<n>-<n> (staging "
+                     "names)"));
+  }
   return absl::OkStatus();
 }
 
@@ -44,7 +53,24 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Create(
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint dir ", options.root, ": ", ec.message()));
   }
-  return std::unique_ptr<CheckpointStore>(new CheckpointStore(options));
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore(options));
+  // Nothing writes yet, so every staging name is what a crash left: an
+  // unfinished upload (deleted) or the only valid copy of a checkpoint whose
+  // re-upload was cut between its two renames (restored).
+  for (const fs::directory_entry& job :
+       fs::directory_iterator(options.root, ec)) {
+    if (!job.is_directory(ec)) continue;
+    LEMO_ASSIGN_OR_RETURN(StagingRecovery r,
+                          RecoverStagingNames(job.path().string()),
+                          "recovering checkpoint uploads");
+    store->recovered_.restored += r.restored;
+    store->recovered_.removed += r.removed;
+  }
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint dir ", options.root, ": ", ec.message()));
+  }
+  return store;
 }
 
 std::string CheckpointStore::Dir(const std::string& job_id,

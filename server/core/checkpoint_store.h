@@ -3,7 +3,9 @@
 // final directory, every file checked against the sha256 the worker sent and
 // made durable, then swapped into place in one step
 // (lemo::ChunkedDirectoryReceiver), so a reader never sees half a checkpoint
-// and a crash leaves at worst an ignored "<checkpoint_id>.tmp-*" directory.
+// and a crash leaves at worst staging directories, which Create() repairs
+// (RecoverStagingNames: orphaned uploads deleted, an old copy moved aside by
+// a cut-short replace restored), so the store always holds a valid copy.
 // The list of checkpoints lives in the Store; this class only holds bytes.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto upload, checkpoints->BeginUpload(first_chunk));
@@ -19,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/atomic_file.h"
 #include "common/chunked_directory.h"
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
@@ -68,6 +71,8 @@ class CheckpointStore {
     std::unique_ptr<ChunkedDirectoryReceiver> receiver_;
   };
 
+  // Creates the root, and repairs what a crash left in it: call it before
+  // any upload starts (the coordinator's start).
   static absl::StatusOr<std::unique_ptr<CheckpointStore>> Create(
       const Options& options);
 
@@ -85,6 +90,8 @@ class CheckpointStore {
   absl::Status Remove(const std::string& job_id,
                       const std::string& checkpoint_id) const;
   const Options& options() const { return options_; }
+  // What Create() repaired, for the start-up log.
+  const StagingRecovery& recovered() const { return recovered_; }
 
  private:
   explicit CheckpointStore(const Options& options) : options_(options) {}
@@ -92,6 +99,7 @@ class CheckpointStore {
                   const std::string& checkpoint_id) const;
 
   Options options_;
+  StagingRecovery recovered_;
 };
 
 }  // namespace lemo::server
