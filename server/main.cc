@@ -51,6 +51,9 @@ ABSL_FLAG(std::string, health_listen, "",
 ABSL_FLAG(int64_t, max_spec_bytes, lemo::kDefaultMaxSpecBytes,
           "largest job spec SubmitJob accepts, in serialized bytes; at most "
           "7 MiB, so its Assign fits a worker's 8 MiB message limit");
+ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
+          "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
+          "of --data-dir's disk at start if less");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC on a non-loopback address");
 
@@ -72,6 +75,7 @@ absl::Status Run() {
   co.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   co.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   co.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
+  co.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
   GrpcServer::Options so;
   // A spec rides in an Assign to a worker that refuses messages above
   // kWorkerMaxMessageBytes, and arrives in a SubmitJob this server refuses
@@ -90,6 +94,13 @@ absl::Status Run() {
   };
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
                         Coordinator::Create(co));
+  const CheckpointStore& checkpoints = coordinator->checkpoint_store();
+  std::fprintf(
+      stderr,
+      "lemo-coordinator: checkpoint uploads up to %lld bytes; at "
+      "start restored %d and removed %d staged checkpoint entries\n",
+      static_cast<long long>(checkpoints.options().max_checkpoint_bytes),
+      checkpoints.recovered().restored, checkpoints.recovered().removed);
   metrics = std::make_unique<CoordinatorMetrics>(
       [c = coordinator.get()] { return c->GetSnapshot(); });
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {

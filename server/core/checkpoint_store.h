@@ -32,13 +32,22 @@ namespace lemo::server {
 // with '.'.
 absl::Status ValidateId(absl::string_view field, absl::string_view id);
 
+// Bytes an unprivileged writer may still use on the filesystem of `dir`.
+absl::StatusOr<int64_t> FreeBytes(const std::string& dir);
+
 class CheckpointStore {
  public:
   struct Options {
     // Directory holding one subdirectory per job (created if missing).
     std::string root;
-    // Largest accepted checkpoint, all files together, in bytes.
-    int64_t max_checkpoint_bytes = int64_t{64} << 30;
+    // Largest accepted checkpoint, all files together, in bytes. 0: 64 GiB,
+    // or less when the root's filesystem has less free (less
+    // min_free_bytes) at Create(), so the default never promises room the
+    // disk does not have (--max-checkpoint-bytes).
+    int64_t max_checkpoint_bytes = 0;
+    // Free bytes an upload must leave on the root's filesystem: the
+    // coordinator's SQLite store shares the disk and must still commit.
+    int64_t min_free_bytes = int64_t{256} << 20;
     // Most files in one checkpoint.
     int max_files = 64;
     // Largest data field of one chunk, in bytes (uploads and downloads).
@@ -77,7 +86,10 @@ class CheckpointStore {
       const Options& options);
 
   // Starts an upload from its first chunk (which the caller then passes to Add
-  // as well).
+  // as well). RESOURCE_EXHAUSTED, naming the sizes, when the declared
+  // total_bytes is above max_checkpoint_bytes or would leave less than
+  // min_free_bytes free on the disk (also when nothing is declared and the
+  // disk is already that full); a declared total also bounds the upload.
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(
       const v1::UploadCheckpointRequest& first) const;
   // Streams every file of a stored checkpoint as chunks, re-hashing as it

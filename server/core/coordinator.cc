@@ -27,9 +27,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options));
   LEMO_ASSIGN_OR_RETURN(c->store_, Store::Create({options.data_dir}));
-  LEMO_ASSIGN_OR_RETURN(
-      c->checkpoints_,
-      CheckpointStore::Create({options.data_dir + "/checkpoints"}));
+  CheckpointStore::Options checkpoints;
+  checkpoints.root = options.data_dir + "/checkpoints";
+  checkpoints.max_checkpoint_bytes = options.max_checkpoint_bytes;
+  LEMO_ASSIGN_OR_RETURN(c->checkpoints_, CheckpointStore::Create(checkpoints));
   LEMO_RETURN_IF_ERROR(c->Recover(), "recovering from " + options.data_dir);
   if (options.tick_interval > absl::ZeroDuration()) {
     c->loop_ = std::thread([p = c.get()] { p->Loop(); });

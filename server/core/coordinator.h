@@ -69,6 +69,9 @@ class Coordinator {
     // kWorkerMaxMessageBytes (common/wire_limits.h): a larger one would be
     // placed, dropped by the worker's channel and placed again for ever.
     int64_t max_spec_bytes = kDefaultMaxSpecBytes;
+    // Largest checkpoint upload, in bytes; 0 picks 64 GiB or the checkpoint
+    // disk's free space, whichever is less (CheckpointStore::Options).
+    int64_t max_checkpoint_bytes = 0;
   };
 
   // A worker's Connect stream as the core sees it.
@@ -142,6 +145,8 @@ class Coordinator {
   void Tick();
   Snapshot GetSnapshot();
   const Options& options() const { return options_; }
+  // The checkpoint store: its resolved limits and what it repaired at start.
+  const CheckpointStore& checkpoint_store() const { return *checkpoints_; }
 
  private:
   explicit Coordinator(const Options& options);

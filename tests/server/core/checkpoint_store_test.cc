@@ -7,7 +7,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "tests/server/test_util.h"
 #include "tests/testing/file_tree.h"
 #include "tests/testing/status_matchers.h"
@@ -19,6 +21,7 @@ using ::lemo::server::testing::MakeTempDir;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 v1::UploadCheckpointRequest Chunk(const std::string& file, int64_t offset,
                                   const std::string& data,
@@ -253,6 +256,62 @@ TEST_F(CheckpointStoreTest, StagingNamesAreRefusedAsCheckpointIds) {
   }
   c.set_checkpoint_id("step-20.tmp-x");  // not a staging name
   EXPECT_THAT(store_->BeginUpload(c), IsOk());
+}
+
+// Sizes come from the worker's first message (total_bytes), so a store that
+// cannot hold the checkpoint says so before any byte is written.
+TEST_F(CheckpointStoreTest, DeclaredTotalAboveTheLimitIsResourceExhausted) {
+  CheckpointStore::Options o;
+  o.root = MakeTempDir("ckpt-limit");
+  o.max_checkpoint_bytes = 100;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, CheckpointStore::Create(o));
+  v1::UploadCheckpointRequest first = Chunk("", 0, "");
+  first.set_total_bytes(101);
+  EXPECT_THAT(store->BeginUpload(first),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("checkpoint step-20: 101 bytes, more than "
+                                 "the store's limit of 100 bytes "
+                                 "(--max-checkpoint-bytes)")));
+  first.set_total_bytes(-1);
+  EXPECT_THAT(
+      store->BeginUpload(first),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("total_bytes")));
+}
+
+// The real disk: declare a gigabyte more than it has free.
+TEST_F(CheckpointStoreTest, DeclaredTotalPastTheFreeDiskIsResourceExhausted) {
+  CheckpointStore::Options o;
+  o.root = MakeTempDir("ckpt-disk");
+  o.max_checkpoint_bytes = std::numeric_limits<int64_t>::max() / 2;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, CheckpointStore::Create(o));
+  LEMO_ASSERT_OK_AND_ASSIGN(int64_t free, FreeBytes(o.root));
+  v1::UploadCheckpointRequest first = Chunk("", 0, "");
+  first.set_total_bytes(free + (int64_t{1} << 30));
+  EXPECT_THAT(store->BeginUpload(first),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr(absl::StrCat(free + (int64_t{1} << 30),
+                                              " bytes do not fit: "))));
+  EXPECT_FALSE(std::filesystem::exists(o.root + "/job-1"));
+}
+
+TEST_F(CheckpointStoreTest, AnUploadIsHeldToItsDeclaredTotal) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, [&] {
+    v1::UploadCheckpointRequest first = Chunk("", 0, "");
+    first.set_total_bytes(4);
+    return store_->BeginUpload(first);
+  }());
+  LEMO_EXPECT_OK(upload->Add(Chunk("a", 0, "abcd")));
+  EXPECT_THAT(upload->Add(Chunk("a", 4, "efgh", Sha256Hex("abcdefgh"))),
+              Not(IsOk()));
+}
+
+// The automatic limit never promises more than the disk has.
+TEST_F(CheckpointStoreTest, AutomaticLimitIsAtMostTheFreeSpace) {
+  EXPECT_GT(store_->options().max_checkpoint_bytes, 0);
+  EXPECT_LE(store_->options().max_checkpoint_bytes, int64_t{64} << 30);
+  LEMO_ASSERT_OK_AND_ASSIGN(int64_t free, FreeBytes(root_));
+  // The disk may have gained a little since Create().
+  EXPECT_LE(store_->options().max_checkpoint_bytes, free + (int64_t{64} << 20));
 }
 
 }  // namespace
