@@ -46,10 +46,10 @@ bool Opens(const v1::Register& worker, const Field& f) {
 std::string Offered(const std::vector<v1::Register>& fleet, Roots roots) {
   std::set<std::string> all;
   for (const v1::Register& w : fleet) {
-    if (roots != Roots::kData) all.insert(w.model_roots().begin(),
-                                          w.model_roots().end());
-    if (roots != Roots::kModel) all.insert(w.data_roots().begin(),
-                                           w.data_roots().end());
+    if (roots != Roots::kData)
+      all.insert(w.model_roots().begin(), w.model_roots().end());
+    if (roots != Roots::kModel)
+      all.insert(w.data_roots().begin(), w.data_roots().end());
   }
   if (all.empty()) return "none";
   return absl::StrJoin(all, ", ");

@@ -37,12 +37,9 @@ TEST_F(ServiceTest, HostileSpecPathsFailAndTheWorkerKeepsServing) {
   fs::create_symlink("/etc/passwd", data + "/escape.jsonl");
   fs::create_symlink("/dev/zero", data + "/zero.u16");
   ASSERT_EQ(::mkfifo((data + "/fifo.jsonl").c_str(), 0600), 0);
-  {
-    std::ofstream big(data + "/big.u16");
-  }
+  { std::ofstream big(data + "/big.u16"); }
   // Sparse: past the worker's 1 GiB cap below without a byte on disk.
-  ASSERT_EQ(::truncate((data + "/big.u16").c_str(), (int64_t{1} << 30) + 2),
-            0);
+  ASSERT_EQ(::truncate((data + "/big.u16").c_str(), (int64_t{1} << 30) + 2), 0);
   Process* worker = StartWorker(
       "w1", {"--model-root", ModelDir(), "--data-root",
              absl::StrCat(SourcePath("bench/data"), ",", data),
@@ -81,9 +78,9 @@ TEST_F(ServiceTest, HostileSpecPathsFailAndTheWorkerKeepsServing) {
     SCOPED_TRACE(c.name);
     v1::JobSpec spec = Spec(2, 0);
     c.breaks(&spec);
-    EXPECT_THAT(client().Submit(spec),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr(c.message)));
+    EXPECT_THAT(
+        client().Submit(spec),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)));
   }
 
   struct WorkerCase {
@@ -100,9 +97,8 @@ TEST_F(ServiceTest, HostileSpecPathsFailAndTheWorkerKeepsServing) {
     SCOPED_TRACE(c.file);
     v1::JobSpec spec = Spec(2, 0);
     spec.mutable_data()->set_path(absl::StrCat(data, "/", c.file));
-    spec.mutable_data()->set_format(absl::EndsWith(c.file, ".u16")
-                                        ? v1::U16
-                                        : v1::JSONL);
+    spec.mutable_data()->set_format(absl::EndsWith(c.file, ".u16") ? v1::U16
+                                                                   : v1::JSONL);
     LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(spec));
     WatchToEnd(job.id());
     LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
@@ -124,6 +120,18 @@ TEST_F(ServiceTest, HostileSpecPathsFailAndTheWorkerKeepsServing) {
   LEMO_ASSERT_OK_AND_ASSIGN(ok, client().Get(ok.id()));
   EXPECT_EQ(ok.state(), v1::SUCCEEDED) << ok.failure().message();
   EXPECT_TRUE(worker->Running());
+}
+
+// A root that does not exist is a usage error: the worker never starts
+// believing it is confined when it is not.
+TEST_F(ServiceTest, AWorkerWithAMissingRootDoesNotStart) {
+  const int code = harness().RunToCompletion(
+      "bad-root",
+      {BinPath("lemo-worker"), "--coordinator", ServerAddress(), "--device",
+       "cpu", "--work-dir", dir() + "/bad-root", "--model-root",
+       dir() + "/no-such-root"},
+      absl::Seconds(60));
+  EXPECT_EQ(code, 2);
 }
 
 }  // namespace

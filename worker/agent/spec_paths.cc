@@ -87,10 +87,9 @@ absl::Status SpecPathPolicy::Check(const v1::JobSpec& spec) const {
   }
   if (spec.lemo().mode() == v1::PREDICTOR ||
       !spec.lemo().predictor_path().empty()) {
-    LEMO_RETURN_IF_ERROR(Confine("spec.lemo.predictor_path",
-                                 spec.lemo().predictor_path(), either,
-                                 "--model-root or --data-root",
-                                 PathKind::kDirectory));
+    LEMO_RETURN_IF_ERROR(
+        Confine("spec.lemo.predictor_path", spec.lemo().predictor_path(),
+                either, "--model-root or --data-root", PathKind::kDirectory));
   }
   return absl::OkStatus();
 }

@@ -128,9 +128,9 @@ TEST_F(SpecPathsTest, RefusesAFifoAndAnOversizedDataFile) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   v1::JobSpec spec = Spec();
   spec.mutable_data()->set_path(fifo);
-  EXPECT_THAT(Confined().Check(spec),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("is a FIFO")));
+  EXPECT_THAT(
+      Confined().Check(spec),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is a FIFO")));
   const std::string big = DataRoot() + "/big.u16";
   { std::ofstream out(big); }
   ASSERT_EQ(::truncate(big.c_str(), int64_t{2} << 30), 0);  // sparse
@@ -155,12 +155,12 @@ TEST_F(SpecPathsTest, AWorkerWithOnlyModelRootsOpensNoData) {
 }
 
 TEST_F(SpecPathsTest, BadRootsNameTheirFlag) {
-  EXPECT_THAT(SpecPathPolicy::Create({"/no/such/dir"}, {}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--model-root")));
-  EXPECT_THAT(SpecPathPolicy::Create({}, {DataRoot() + "/corpus.jsonl"}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--data-root")));
+  EXPECT_THAT(
+      SpecPathPolicy::Create({"/no/such/dir"}, {}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--model-root")));
+  EXPECT_THAT(
+      SpecPathPolicy::Create({}, {DataRoot() + "/corpus.jsonl"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--data-root")));
   SpecPathLimits limits;
   limits.max_file_bytes = 0;
   EXPECT_THAT(SpecPathPolicy::Create({}, {}, limits),
