@@ -3,8 +3,10 @@
 // from the registered roots (a path outside them, "..", an oversized spec), or
 // on the worker before anything is opened (a symlink out of a root, a FIFO,
 // /dev/zero, a file past the size cap); in every case the worker lives on and
-// runs the next valid job. To add a case: a spec field pointing at the new
-// escape, in the submit-time list or the worker-time list below.
+// runs the next valid job. A worker with a missing root and a coordinator
+// whose spec limit exceeds what a worker can receive refuse to start. To add
+// a case: a spec field pointing at the new escape, in the submit-time list or
+// the worker-time list below.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -132,6 +134,17 @@ TEST_F(ServiceTest, AWorkerWithAMissingRootDoesNotStart) {
        dir() + "/no-such-root"},
       absl::Seconds(60));
   EXPECT_EQ(code, 2);
+}
+
+// --max-spec-bytes may not promise specs that a worker's 8 MiB channel would
+// refuse inside an Assign.
+TEST_F(ServiceTest, ACoordinatorRefusesASpecLimitWorkersCannotReceive) {
+  const int code = harness().RunToCompletion(
+      "spec-limit",
+      {BinPath("lemo-coordinator"), "--listen=127.0.0.1:0", "--metrics-listen=",
+       "--data-dir=" + dir() + "/spec-limit", "--max-spec-bytes=8388608"},
+      absl::Seconds(60));
+  EXPECT_EQ(code, 1);
 }
 
 }  // namespace
