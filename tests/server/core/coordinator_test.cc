@@ -321,6 +321,23 @@ TEST_F(CoordinatorTest, SpecPathsOutsideEveryWorkersRootsAreRefused) {
   EXPECT_THAT(coord_->Submit(hostile), IsOk());
 }
 
+// In a fleet with different roots, a job goes to a worker that can open its
+// paths, even when another one sorts first.
+TEST_F(CoordinatorTest, JobsArePlacedOnlyOnWorkersWhoseRootsHoldThem) {
+  v1::Register wrong = MakeRegister("a-wrong");
+  wrong.add_model_roots("/other-models");
+  wrong.add_data_roots("/other-data");
+  v1::Register right = MakeRegister("b-right");
+  right.add_model_roots("/models");
+  right.add_data_roots("/data");
+  FakeWorker a = Connect("a-wrong", wrong);
+  FakeWorker b = Connect("b-right", right);
+  v1::Job job = Submit();
+  coord_->Tick();
+  EXPECT_EQ(b.ExpectAssign().job_id(), job.id());
+  EXPECT_TRUE(a.Idle());
+}
+
 TEST_F(CoordinatorTest, RankFailureFailsTheJobAndCancelsTheOthers) {
   v1::JobSpec spec = ValidSpec();
   spec.mutable_resources()->set_world_size(2);
