@@ -54,7 +54,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 ENTRYPOINT ["lemo-coordinator"]
 CMD ["--listen=0.0.0.0:50051", "--health-listen=0.0.0.0:50052", "--metrics-listen=0.0.0.0:9090", \
      "--data-dir=/var/lib/lemo", "--tls-cert=/etc/lemo/tls/tls.crt", "--tls-key=/etc/lemo/tls/tls.key", \
-     "--client-token-file=/etc/lemo/tokens/client-tokens", \
+     "--token-file=/etc/lemo/tokens/tokens", \
      "--worker-token-file=/etc/lemo/tokens/worker-tokens"]
 
 # --- worker: CUDA kernels (sm_90a), LibTorch and NCCL from the pinned torch wheel ------------

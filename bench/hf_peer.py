@@ -210,6 +210,40 @@ def run_seq(model, opt, seq, vocab, args, device):
     return times, loss
 
 
+def host_available_bytes():
+    """MemAvailable from /proc/meminfo (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def offload_host_shortfall(model, seq, device):
+    """Offloaded checkpointing pins every decoder layer's input (seq x hidden x dtype bytes each),
+    through torch's caching host allocator, which rounds every request up to a power of two: at
+    384K tokens of a 7B model each 3 GiB input pins 4 GiB, 128 GiB in all. Where that is more than
+    90% of the host's available memory (the bound lemo-train's offload plan uses too), the peer
+    does not try: at 384K on a 128 GiB host it was killed by the kernel's out-of-memory killer,
+    which can take the whole benchmark with it. Returns the reason, or None when it fits."""
+    if device.type != "cuda":
+        return None
+    cfg = model.base_model.model.config
+    elem = torch.finfo(model.base_model.model.dtype).bits // 8
+    per_layer = seq * cfg.hidden_size * elem
+    pinned = 1 << (per_layer - 1).bit_length()  # the caching host allocator's block size
+    need = cfg.num_hidden_layers * pinned
+    avail = host_available_bytes()
+    if avail is None or need <= 0.9 * avail:
+        return None
+    return (f"host: offloading all {cfg.num_hidden_layers} layer inputs pins {need / 2**30:.1f} GiB "
+            f"({per_layer / 2**30:.2f} GiB each, rounded up to {pinned / 2**30:.2f} GiB by torch's "
+            f"caching host allocator), more than 90% of the {avail / 2**30:.1f} GiB available")
+
+
 def host_memory():
     """The process's peak RSS so far (ru_maxrss, never goes down) and torch's pinned host allocator
     byte counters (CUDA builds; empty elsewhere)."""
@@ -235,14 +269,18 @@ def attempt(model, opt, seq, vocab, args, device, setting, offloader):
            "step_median_s": None, "tokens_per_s": None, "peak_allocated_bytes": None,
            "peak_reserved_bytes": None, "loss": None, "error": None}
     failure = None
-    try:
-        times, loss = run_seq(model, opt, seq, vocab, args, device)
-        best = min(times)
-        rec.update(step_s=round(best, 4), step_times_s=[round(t, 4) for t in times],
-                   step_median_s=round(statistics.median(times), 4),
-                   tokens_per_s=round(seq / best, 1), loss=loss)
-    except Exception as e:  # noqa: BLE001 - every failure becomes a recorded result
-        failure = ("oom" if is_oom(e) else "error", f"{type(e).__name__}: {str(e)[:300]}")
+    shortfall = offload_host_shortfall(model, seq, device) if setting == "offload" else None
+    if shortfall:
+        failure = ("oom", shortfall)
+    else:
+        try:
+            times, loss = run_seq(model, opt, seq, vocab, args, device)
+            best = min(times)
+            rec.update(step_s=round(best, 4), step_times_s=[round(t, 4) for t in times],
+                       step_median_s=round(statistics.median(times), 4),
+                       tokens_per_s=round(seq / best, 1), loss=loss)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a recorded result
+            failure = ("oom" if is_oom(e) else "error", f"{type(e).__name__}: {str(e)[:300]}")
     # Outside the except block the traceback (and the activations its frames hold) is gone.
     if failure:
         rec.update(status=failure[0], error=failure[1])

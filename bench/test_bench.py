@@ -306,6 +306,31 @@ class StrongPeerTest(unittest.TestCase):
         for name, g in off_grads.items():
             self.assertTrue(torch.equal(g, gpu_grads[name]), name)
 
+    def test_offload_refused_when_host_memory_cannot_hold_every_layer_input(self):
+        """At 384K the peer's pinned inputs outgrow the host: it must say so, not get OOM-killed."""
+        import torch
+        import hf_peer
+
+        _, _, _, config = self.loss_and_grads("none", steps=1)
+        args = hf_peer.parse_args(["--preset-config", self.CONFIG, "--seq-lens", "48", "--device", "cpu",
+                                   "--dtype", "fp32"])
+        model = hf_peer.build_model(config, args, torch.float32, torch.device("cpu"))
+        cuda = torch.device("cuda")  # only its type is read: the check needs no GPU
+        # 1000 x 64 floats = 256000 bytes per layer input, pinned as 262144 (a power of two)
+        need = config.num_hidden_layers * 262144
+        real = hf_peer.host_available_bytes
+        try:
+            hf_peer.host_available_bytes = lambda: int(need / 0.9) + 1
+            self.assertIsNone(hf_peer.offload_host_shortfall(model, 1000, cuda))
+            hf_peer.host_available_bytes = lambda: need
+            reason = hf_peer.offload_host_shortfall(model, 1000, cuda)
+        finally:
+            hf_peer.host_available_bytes = real
+        self.assertIn(f"all {config.num_hidden_layers} layer inputs", reason)
+        self.assertIn("rounded up", reason)
+        self.assertIn("more than 90%", reason)
+        self.assertIsNone(hf_peer.offload_host_shortfall(model, 1000, torch.device("cpu")))
+
     def test_offload_function_positional_args_and_tuple_outputs(self):
         """The older transformers calling convention: extra inputs positional, (hidden, None) out."""
         import torch

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/atomic_file.h"
+#include "common/loopback.h"
 #include "common/status_macros.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -36,7 +37,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
   const bool has_tls_files =
       !options.ca_file.empty() || !options.cert_file.empty();
   if (!has_tls_files &&
-      (options.insecure || IsLoopbackTarget(options.target))) {
+      (options.insecure ||
+       (!options.require_tls && IsLoopbackTarget(options.target)))) {
     return grpc::InsecureChannelCredentials();
   }
   grpc::SslCredentialsOptions ssl;
@@ -69,7 +71,9 @@ bool IsLoopbackTarget(absl::string_view target) {
   } else if (target.find(':') != absl::string_view::npos) {
     host = target.substr(0, target.rfind(':'));
   }
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+  // By the resolved address: "127.evil.example" is a DNS name like any other,
+  // and plaintext to it would hand the bearer token to whoever it points at.
+  return ResolvesOnlyToLoopback(host);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateCoordinatorChannel(

@@ -55,6 +55,9 @@ struct ChannelOptions {
   // only for loopback targets without TLS files, matching the coordinator,
   // which serves plaintext only on loopback or with --insecure.
   bool insecure = false;
+  // TLS even to a loopback target (with the system roots unless ca_file);
+  // wins over the loopback rule, not over `insecure`.
+  bool require_tls = false;
   // Bearer token sent as "authorization: Bearer <token>" by AddBearerToken;
   // empty sends none. Never logged.
   std::string token;
@@ -73,8 +76,10 @@ struct ChannelOptions {
   ChannelFlagNames flag_names;
 };
 
-// True for "localhost", "127.x.x.x", "[::1]" and unix sockets (with or without
-// a port, a "dns:///", "ipv4:" or "ipv6:" scheme).
+// True for unix sockets and for hosts that resolve only to loopback addresses
+// ("localhost", "127.x.x.x", "[::1]"; with or without a port, a "dns:///",
+// "ipv4:" or "ipv6:" scheme). Decided by the resolved address, never by the
+// spelling: "127.evil.example" is not loopback.
 bool IsLoopbackTarget(absl::string_view target);
 
 // INVALID_ARGUMENT naming the flag when the target is empty, only one of

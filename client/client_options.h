@@ -7,8 +7,10 @@
 //   LEMO_ASSIGN_OR_RETURN(auto client, JobClient::Create(options));
 //
 // Precedence: flag, then environment (LEMO_SERVER, LEMO_TOKEN, LEMO_TOKEN_FILE,
-// LEMO_CA_FILE), then ~/.config/lemo/token for the token, then the defaults
-// below.
+// LEMO_CA_FILE), then the context of the config file (client_config.h: the
+// --context one, else its current-context), then ~/.config/lemo/token for the
+// token, then the defaults below. The token itself never comes from argv
+// (docs/security.md).
 #ifndef LEMO_CLIENT_CLIENT_OPTIONS_H_
 #define LEMO_CLIENT_CLIENT_OPTIONS_H_
 
@@ -32,9 +34,11 @@ struct ClientOptions {
   // system roots.
   std::string ca_file;
   // Plaintext even to a non-loopback address. Loopback addresses are plaintext
-  // unless ca_file is set, matching the coordinator, which serves plaintext
-  // only on loopback or --insecure.
+  // unless ca_file is set (or require_tls), matching the coordinator, which
+  // serves plaintext only on loopback or --insecure.
   bool insecure = false;
+  // TLS even to a loopback address (a context's `tls: true`).
+  bool require_tls = false;
   // Upper bound on one unary call, retries of UNAVAILABLE included.
   absl::Duration deadline = absl::Seconds(30);
   // First pause between retries of an UNAVAILABLE unary call; doubles up to 2
@@ -45,16 +49,24 @@ struct ClientOptions {
 // What the user gave on the command line; empty strings mean "not given".
 struct ClientFlags {
   std::string server;
+  // The removed --token flag: any value is an error (tokens never in argv).
   std::string token;
   std::string token_file;
   std::string ca_file;
   bool insecure = false;
   // Zero = the default deadline.
   absl::Duration deadline = absl::ZeroDuration();
+  // --context: the config file's context to use; empty = its current-context.
+  std::string context;
+  // The config file; empty = DefaultClientConfigPath() ($LEMOCONFIG, else
+  // ~/.config/lemo/config.yaml).
+  std::string config_path;
 };
 
-// Fills ClientOptions from flags, then the environment, then defaults. Fails
-// when a token file is named but unreadable, or the result has no server.
+// Fills ClientOptions from flags, then the environment, then the config file's
+// context, then defaults. Fails when a token is given on the command line
+// (flags.token), a token file is named but unreadable, the config file is
+// bad, or --context (or current-context) names no context.
 absl::StatusOr<ClientOptions> ResolveClientOptions(const ClientFlags& flags);
 
 }  // namespace lemo::client

@@ -27,6 +27,7 @@ absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Create(
   channel_options.target = options.server;
   channel_options.ca_file = options.ca_file;
   channel_options.insecure = options.insecure;
+  channel_options.require_tls = options.require_tls;
   channel_options.token = options.token;
   LEMO_ASSIGN_OR_RETURN(auto channel,
                         CreateCoordinatorChannel(channel_options));

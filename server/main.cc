@@ -36,10 +36,16 @@ ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(10),
           "a worker silent this long is lost and its job restarts");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
           "heartbeat period for workers");
+ABSL_FLAG(std::string, token_file, "",
+          "principals: one \"<token> <principal-name> <role>\" per line, role "
+          "client, worker (name = its worker id) or admin; required unless "
+          "--listen is loopback or --insecure (docs/security.md)");
 ABSL_FLAG(std::string, client_token_file, "",
-          "bearer tokens for JobService, one per line");
+          "legacy: client bearer tokens, one per line (each its own client "
+          "principal); prefer --token-file");
 ABSL_FLAG(std::string, worker_token_file, "",
-          "bearer tokens for WorkerService, one per line");
+          "legacy: worker bearer tokens, one per line (each may register as "
+          "any worker id); prefer --token-file");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain; with --tls-key enables TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key");
@@ -55,7 +61,8 @@ ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
           "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
           "of --data-dir's disk at start if less");
 ABSL_FLAG(bool, insecure, false,
-          "allow plaintext gRPC on a non-loopback address");
+          "allow plaintext gRPC, and serving without --token-file, on a "
+          "non-loopback address (never in production)");
 
 namespace lemo::server {
 namespace {
@@ -111,6 +118,7 @@ absl::Status Run() {
   so.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   so.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
   so.insecure = absl::GetFlag(FLAGS_insecure);
+  so.token_file = absl::GetFlag(FLAGS_token_file);
   so.client_token_file = absl::GetFlag(FLAGS_client_token_file);
   so.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
   so.health_listen = absl::GetFlag(FLAGS_health_listen);
@@ -120,6 +128,9 @@ absl::Status Run() {
           so, coordinator.get(),
           [m = metrics.get()](absl::string_view method, absl::StatusCode code,
                               double s) { m->ObserveRpc(method, code, s); }));
+  for (const std::string& warning : server->warnings()) {
+    std::fprintf(stderr, "lemo-coordinator: WARNING: %s\n", warning.c_str());
+  }
   // One parseable line, so scripts and tests started with port 0 learn the real
   // ports.
   std::printf(

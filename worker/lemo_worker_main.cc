@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,7 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", options.metrics_listen,
                  "HOST:PORT for Prometheus /metrics (empty: off)");
   app.add_option("--token-file", token_file,
-                 "File holding the worker-role bearer token");
+                 "File holding this worker's bearer token (default "
+                 "$LEMO_WORKER_TOKEN_FILE, else the token in "
+                 "$LEMO_WORKER_TOKEN); its principal name must be --worker-id");
   app.add_option(
       "--tls-ca", options.channel.ca_file,
       "PEM CA that signed the coordinator's certificate (turns TLS on)");
@@ -115,6 +118,11 @@ int main(int argc, char** argv) {
   }
   options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
   options.collective_timeout = absl::Seconds(collective_timeout_seconds);
+  // The token comes from a file or the environment, never from argv, where
+  // every user of the machine could read it.
+  const char* env_file = std::getenv("LEMO_WORKER_TOKEN_FILE");
+  const char* env_token = std::getenv("LEMO_WORKER_TOKEN");
+  if (token_file.empty() && env_file != nullptr) token_file = env_file;
   if (!token_file.empty()) {
     auto token = lemo::ReadFileToString(token_file);
     if (!token.ok()) {
@@ -122,6 +130,8 @@ int main(int argc, char** argv) {
           "--token-file: " + std::string(token.status().message())));
     }
     options.channel.token = std::string(absl::StripAsciiWhitespace(*token));
+  } else if (env_token != nullptr) {
+    options.channel.token = std::string(absl::StripAsciiWhitespace(env_token));
   }
 
   // Signals go to one thread that asks the agent to stop; every other thread

@@ -40,6 +40,13 @@ struct ListFlags {
 // `quiet` prints only the job id: `job=$(lemoctl submit -q spec.yaml)`.
 int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch,
               bool quiet);
+// A dry run of submit that contacts no server: loads each file as submit
+// does, then applies the coordinator's defaults and checks
+// (proto/validation/spec_validation.h). Prints "OK FILE: summary" per file, or
+// with -o json|yaml the normalized spec the coordinator would store; on a bad
+// spec, "lemoctl: FILE: <the coordinator's message>". Exit code: 0, or the
+// code of the last failure (2 for a bad or missing spec).
+int RunValidate(const Context& ctx, const std::vector<std::string>& paths);
 int RunGet(const Context& ctx, const std::string& job_id);
 int RunList(const Context& ctx, const ListFlags& flags);
 int RunCancel(const Context& ctx, const std::string& job_id,
@@ -64,6 +71,29 @@ int RunHealth(const Context& ctx, const std::string& service);
 // coordinator has no RPC that carries its version.
 std::string VersionText(OutputFormat format);
 int RunVersion(const Context& ctx);
+
+// `config` verbs, on the file at config_path (empty = the default:
+// $LEMOCONFIG, else ~/.config/lemo/config.yaml). They reach no server.
+// `names_only` (-o name) prints one context name a line, for scripts and
+// shell completion.
+int RunConfigGetContexts(const Context& ctx, const std::string& config_path,
+                         bool names_only = false);
+int RunConfigCurrentContext(const Context& ctx, const std::string& config_path);
+int RunConfigUseContext(const Context& ctx, const std::string& config_path,
+                        const std::string& name);
+struct SetContextFlags {
+  // --server; empty = keep.
+  std::string server;
+  // --ca-file; empty = keep.
+  std::string ca_file;
+  // --token-file; empty = keep. The token itself is never stored.
+  std::string token_file;
+  // --tls true|false|auto; empty = keep.
+  std::string tls;
+};
+// Creates the context or changes the given fields of it.
+int RunConfigSetContext(const Context& ctx, const std::string& config_path,
+                        const std::string& name, const SetContextFlags& flags);
 
 // Prints "lemoctl: <message>" to ctx.err and returns ExitCodeFor(status).
 int Fail(const Context& ctx, const absl::Status& status);

@@ -4,11 +4,15 @@
 //   lemoctl submit deploy/examples/demo-job.yaml --watch
 //   lemoctl list --state running -o yaml
 //   lemoctl checkpoints pull job-7f3a2c91d0e4 --out ./adapter
+//   lemoctl validate deploy/examples/*.yaml
+//   lemoctl --context prod list
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "client/lemoctl/commands.h"
+#include "client/lemoctl/completion.h"
 #include "client/lemoctl/exit_codes.h"
 #include "common/build_info.h"
 
@@ -45,17 +49,24 @@ int main(int argc, char** argv) {
   GlobalFlags g;
   app.add_option(
       "--server", g.client.server,
-      "Coordinator host:port (default $LEMO_SERVER, else localhost:50051)");
+      "Coordinator host:port (default $LEMO_SERVER, else the context's, else "
+      "localhost:50051)");
+  // Kept only to refuse it with an explanation (ResolveClientOptions).
   app.add_option("--token", g.client.token,
-                 "Bearer token (default $LEMO_TOKEN)");
+                 "Removed: a token on the command line leaks through ps and "
+                 "shell history; use --token-file or $LEMO_TOKEN");
   app.add_option("--token-file", g.client.token_file,
                  "File holding the bearer token (default $LEMO_TOKEN_FILE, "
-                 "~/.config/lemo/token)");
+                 "else the context's, else ~/.config/lemo/token)");
   app.add_option(
       "--ca-file", g.client.ca_file,
-      "PEM CA certificate of the coordinator's TLS (default $LEMO_CA_FILE)");
+      "PEM CA certificate of the coordinator's TLS (default $LEMO_CA_FILE, "
+      "else the context's)");
   app.add_flag("--insecure", g.client.insecure,
                "Plaintext even to a non-loopback coordinator");
+  app.add_option("--context", g.client.context,
+                 "Context of the config file to use ($LEMOCONFIG, else "
+                 "~/.config/lemo/config.yaml; default: its current-context)");
   app.add_option("--timeout", g.timeout_seconds,
                  "Seconds a request may take, retries of an unreachable server "
                  "included")
@@ -76,6 +87,17 @@ int main(int argc, char** argv) {
                    "Then watch it; exit code is the job's outcome");
   submit->add_flag("--quiet,-q", quiet, "Print only the job id (for scripts)");
   AddOutputFlag(submit, g);
+
+  std::vector<std::string> validate_paths;
+  auto* validate = app.add_subcommand(
+      "validate",
+      "Check job specs as the coordinator would at submit, without a server "
+      "(defaults, every field, the model's config.json when readable here)");
+  validate
+      ->add_option("spec", validate_paths,
+                   "Job spec files (.yaml, .yml or .json; - for stdin)")
+      ->required();
+  AddOutputFlag(validate, g);
 
   auto* get = app.add_subcommand("get", "Show one job");
   get->add_option("job", job_id, "Job id")->required();
@@ -146,6 +168,53 @@ int main(int argc, char** argv) {
   health->add_option("--service", health_service,
                      "Service to ask about (default: the whole server)");
 
+  auto* config = app.add_subcommand(
+      "config",
+      "Contexts: named coordinators with their CA and token files, like "
+      "kubeconfig");
+  config->require_subcommand(1);
+  auto* get_contexts =
+      config->add_subcommand("get-contexts", "List the contexts");
+  // Also -o name, as kubectl's: one name a line (shell completion uses it).
+  get_contexts
+      ->add_option("-o,--output", g.output,
+                   "Output format: table, json, yaml or name")
+      ->check(CLI::IsMember({"table", "json", "yaml", "yml", "name"},
+                            CLI::ignore_case));
+  auto* current_context = config->add_subcommand(
+      "current-context", "Print the context used without --context");
+  std::string context_name;
+  auto* use_context = config->add_subcommand(
+      "use-context", "Make a context the one used without --context");
+  use_context->add_option("name", context_name, "Context name")->required();
+  lemo::client::SetContextFlags set_flags;
+  auto* set_context = config->add_subcommand(
+      "set-context", "Create a context, or change the given fields of one");
+  set_context->add_option("name", context_name, "Context name")->required();
+  set_context->add_option("--server", set_flags.server,
+                          "Coordinator host:port");
+  set_context->add_option("--ca-file", set_flags.ca_file,
+                          "PEM CA of the coordinator's certificate");
+  set_context->add_option(
+      "--token-file", set_flags.token_file,
+      "File holding the bearer token (the token is never stored)");
+  set_context
+      ->add_option("--tls", set_flags.tls,
+                   "true: TLS even to loopback; false: plaintext (as "
+                   "--insecure); auto: TLS except to loopback")
+      ->check(CLI::IsMember({"true", "false", "auto"}));
+  // set-context's --server/--ca-file/--token-file are the context's, not the
+  // global flags of this call.
+  set_context->fallthrough(false);
+
+  std::string shell;
+  auto* completion = app.add_subcommand(
+      "completion",
+      "Print a shell completion script: source <(lemoctl completion bash)");
+  completion->add_option("shell", shell, "bash or zsh")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh"}));
+
   auto* version = app.add_subcommand(
       "version",
       "Print lemoctl's version and git commit (the coordinator reports none)");
@@ -164,6 +233,53 @@ int main(int argc, char** argv) {
     // Needs no server, so no client options (a missing token file is fine).
     ctx.format = *lemo::client::ParseOutputFormat(g.output);
     return lemo::client::RunVersion(ctx);
+  }
+  if (*completion) {
+    lemo::client::CompletionHints hints;
+    const std::vector<std::string> formats = {"table", "json", "yaml"};
+    hints.option_values["-o"] = formats;
+    hints.option_values["--output"] = formats;
+    hints.option_values["--state"] = {"queued",     "scheduled",  "running",
+                                      "restarting", "cancelling", "succeeded",
+                                      "failed",     "cancelled"};
+    hints.option_values["--tls"] = {"true", "false", "auto"};
+    hints.file_options = {"--token-file", "--ca-file", "--out"};
+    hints.file_positionals = {"submit", "validate"};
+    hints.option_commands["--context"] = "config get-contexts -o name";
+    hints.positional_commands["config use-context"] =
+        "config get-contexts -o name";
+    hints.positional_commands["config set-context"] =
+        "config get-contexts -o name";
+    auto script = lemo::client::CompletionScript(app, shell, hints);
+    if (!script.ok()) return lemo::client::Fail(ctx, script.status());
+    std::fputs(script->c_str(), ctx.out);
+    return lemo::client::kExitOk;
+  }
+  if (*config) {
+    // The config verbs edit or read the file; they reach no server, and a
+    // --context given with them is not used.
+    const bool names_only = absl::AsciiStrToLower(g.output) == "name";
+    if (!names_only) ctx.format = *lemo::client::ParseOutputFormat(g.output);
+    const std::string& path = g.client.config_path;
+    if (*get_contexts) {
+      return lemo::client::RunConfigGetContexts(ctx, path, names_only);
+    }
+    if (*current_context) {
+      return lemo::client::RunConfigCurrentContext(ctx, path);
+    }
+    if (*use_context) {
+      return lemo::client::RunConfigUseContext(ctx, path, context_name);
+    }
+    if (*set_context) {
+      return lemo::client::RunConfigSetContext(ctx, path, context_name,
+                                               set_flags);
+    }
+    return lemo::client::kExitUsage;
+  }
+  if (*validate) {
+    // A dry run: reaches no server, so needs no client options either.
+    ctx.format = *lemo::client::ParseOutputFormat(g.output);
+    return lemo::client::RunValidate(ctx, validate_paths);
   }
   auto options = lemo::client::ResolveClientOptions(g.client);
   if (!options.ok()) return lemo::client::Fail(ctx, options.status());

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Writes the files the overlays turn into Secrets, into deploy/k8s/secrets/ (or $1), unless they
 # exist: a CA and the coordinator's TLS certificate (for lemo-coordinator, its namespace forms and
-# localhost), a client token and a worker token. Keep the directory out of git (.gitignore does).
+# localhost), the coordinator's principals file and a worker token. Keep the directory out of git
+# (.gitignore does).
 #
 #   deploy/k8s/make-secrets.sh                       # then: kubectl apply -k deploy/k8s/overlays/dev-single-gpu
 #   export LEMO_TOKEN_FILE=deploy/k8s/secrets/client-token LEMO_CA_FILE=deploy/k8s/secrets/ca.crt
 #
-# Bring your own: put tls.crt, tls.key, ca.crt (PEM), client-tokens / worker-tokens (one token per
-# line; several allow rotation) and worker-token (one of worker-tokens) there instead.
+# Bring your own: put tls.crt, tls.key, ca.crt (PEM) there, and
+#   tokens         the coordinator's principals, one "<token> <principal-name> <role>" per line
+#                  (role client, worker or admin; docs/security.md). Each client principal is a
+#                  tenant that sees only its own jobs; add a line per team, several lines for one
+#                  name allow rotation.
+#   worker-tokens  bare worker tokens, one per line (the legacy format: every worker shares one
+#                  identity, which the coordinator warns about; see docs/security.md), and
+#   worker-token   one of worker-tokens, mounted into every worker pod.
+# This script writes a client principal "default" (client-token) and an admin (admin-token).
 set -euo pipefail
 dir=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/secrets}
 namespace=${LEMO_NAMESPACE:-lemo}
@@ -29,7 +37,13 @@ if [ ! -f tls.crt ]; then
 fi
 token() { openssl rand -hex 32; }
 [ -f client-token ] || token >client-token
-[ -f client-tokens ] || cp client-token client-tokens
+[ -f admin-token ] || token >admin-token
+[ -f tokens ] || {
+  echo "# <token> <principal-name> <role>: docs/security.md"
+  echo "$(cat client-token) default client"
+  echo "$(cat admin-token) admin admin"
+} >tokens
 [ -f worker-token ] || token >worker-token
 [ -f worker-tokens ] || cp worker-token worker-tokens
-echo "secrets in $dir (client token: $dir/client-token, CA: $dir/ca.crt)" >&2
+echo "secrets in $dir (client token: $dir/client-token, admin token: $dir/admin-token," \
+  "CA: $dir/ca.crt)" >&2

@@ -10,9 +10,9 @@
 // come back within the worker timeout is lost and its job restarts.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto coord, Coordinator::Create({.data_dir = dir}));
-//   LEMO_ASSIGN_OR_RETURN(v1::Job job, coord->Submit(spec));
-//   LEMO_ASSIGN_OR_RETURN(auto session, coord->Connect(register_msg));   // a
-//   worker LEMO_RETURN_IF_ERROR(coord->OnWorkerMessage(session, message));
+//   LEMO_ASSIGN_OR_RETURN(v1::Job job, coord->Submit(caller, spec));
+//   LEMO_ASSIGN_OR_RETURN(auto session, coord->Connect(caller, register_msg));
+//   // a worker LEMO_RETURN_IF_ERROR(coord->OnWorkerMessage(session, message));
 #ifndef LEMO_SERVER_CORE_COORDINATOR_H_
 #define LEMO_SERVER_CORE_COORDINATOR_H_
 
@@ -37,6 +37,7 @@
 #include "lemo/v1/worker_service.pb.h"
 #include "server/core/checkpoint_store.h"
 #include "server/core/event_hub.h"
+#include "server/core/principal.h"
 #include "server/core/store.h"
 #include "server/core/worker_registry.h"
 
@@ -103,38 +104,56 @@ class Coordinator {
   ~Coordinator();
 
   // --- JobService ---
-  absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec);
-  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  // Every query acts as `caller` (principal.h): a client sees and changes only
+  // the jobs it owns, an admin all; another's job is NOT_FOUND, exactly as a
+  // job that does not exist, so its existence does not leak either.
+  // The job's owner is the caller.
+  absl::StatusOr<v1::Job> Submit(const Principal& caller,
+                                 const v1::JobSpec& spec);
+  absl::StatusOr<v1::Job> GetJob(const Principal& caller,
+                                 const std::string& job_id);
+  // Only the caller's jobs (all for an admin); page tokens stay valid.
   absl::StatusOr<v1::ListJobsResponse> ListJobs(
-      const v1::ListJobsRequest& request);
-  absl::StatusOr<v1::Job> Cancel(const std::string& job_id,
+      const Principal& caller, const v1::ListJobsRequest& request);
+  absl::StatusOr<v1::Job> Cancel(const Principal& caller,
+                                 const std::string& job_id,
                                  const std::string& reason);
   absl::StatusOr<std::unique_ptr<JobWatcher>> Watch(
-      const v1::WatchJobRequest& request);
+      const Principal& caller, const v1::WatchJobRequest& request);
   // True once the job is terminal and a watcher at `next_sequence` has seen
-  // every event.
+  // every event. Asked only after Watch checked the caller.
   bool WatchDone(const std::string& job_id, int64_t next_sequence);
   absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpoints(
-      const std::string& job_id);
-  // Empty checkpoint_id = the newest. `sink` returns false to stop.
+      const Principal& caller, const std::string& job_id);
+  // Empty checkpoint_id = the newest. `sink` returns false to stop. A worker
+  // caller may download only checkpoints of a job it is assigned to (the
+  // checkpoint it resumes from).
   absl::Status DownloadCheckpoint(
-      const std::string& job_id, const std::string& checkpoint_id,
+      const Principal& caller, const std::string& job_id,
+      const std::string& checkpoint_id,
       const std::function<bool(const v1::CheckpointChunk&)>& sink);
-  std::vector<v1::WorkerInfo> ListWorkers();
+  // Every worker; for a client, the job fields of workers that run another
+  // tenant's job are cleared.
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(
+      const Principal& caller);
 
   // --- WorkerService ---
   // Registers the worker, queues Welcome, adopts or fences the task it says it
-  // still runs.
-  absl::StatusOr<Session> Connect(const v1::Register& registration);
+  // still runs. A bound worker principal may register only as the worker_id
+  // it is named after (PERMISSION_DENIED otherwise), so it cannot take over
+  // another worker's session; its later messages are the session's.
+  absl::StatusOr<Session> Connect(const Principal& caller,
+                                  const v1::Register& registration);
   // Heartbeats, metrics, task status, logs. An error means the stream should
   // end (stale session, lost worker, protocol violation); fenced messages of
   // old epochs are dropped silently with OK.
   absl::Status OnWorkerMessage(const Session& session,
                                const v1::WorkerMessage& message);
   void Disconnect(const Session& session);
-  // Checks the upload's job and epoch, then opens it.
+  // Checks the upload's job and epoch (and, for a bound worker principal,
+  // that the caller holds a rank of that epoch), then opens it.
   absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> BeginUpload(
-      const v1::UploadCheckpointRequest& first);
+      const Principal& caller, const v1::UploadCheckpointRequest& first);
   // Moves the upload into place, records it (event + job) and applies
   // keep_last.
   absl::StatusOr<v1::CheckpointInfo> CommitUpload(

@@ -8,11 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "proto/validation/spec_validation.h"
 #include "server/core/coordinator.h"
 #include "server/core/fleet_paths.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
-#include "server/core/spec_validation.h"
 
 namespace lemo::server {
 namespace {
@@ -39,14 +39,17 @@ bool Matches(const v1::Job& job, const v1::ListJobsRequest& r) {
 
 }  // namespace
 
-absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
+absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
+                                            const v1::JobSpec& spec) {
+  LEMO_RETURN_IF_ERROR(
+      RequireRole(caller, Role::kClient, /*admin_too=*/true, "submit jobs"));
   const size_t spec_bytes = spec.ByteSizeLong();
   if (static_cast<int64_t>(spec_bytes) > options_.max_spec_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "spec: ", spec_bytes, " bytes, more than the coordinator's limit of ",
         options_.max_spec_bytes, " (--max-spec-bytes)"));
   }
-  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, NormalizeJobSpec(spec));
+  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
   absl::MutexLock lock(&mu_);
   LEMO_RETURN_IF_ERROR(
       CheckSpecPathsAgainstFleet(normalized, registry_.Registrations()));
@@ -57,6 +60,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
   } while (jobs_.contains(id));
   v1::Job job;
   job.set_id(id);
+  job.set_owner(caller.name);
   *job.mutable_spec() = std::move(normalized);
   *job.mutable_create_time() = ToProtoTime(absl::Now());
   std::vector<v1::JobEvent> events;
@@ -69,14 +73,17 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec) {
   return *FindJob(id);
 }
 
-absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& job_id) {
+absl::StatusOr<v1::Job> Coordinator::GetJob(const Principal& caller,
+                                            const std::string& job_id) {
   std::shared_ptr<const v1::Job> job = ViewJob(job_id);
-  if (job == nullptr) return JobNotFound(job_id);
+  if (job == nullptr || !MayAccessJob(caller, *job)) return JobNotFound(job_id);
   return *job;
 }
 
 absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
-    const v1::ListJobsRequest& request) {
+    const Principal& caller, const v1::ListJobsRequest& request) {
+  LEMO_RETURN_IF_ERROR(
+      RequireRole(caller, Role::kClient, /*admin_too=*/true, "list jobs"));
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError("page_size: must be >= 0");
   }
@@ -97,17 +104,24 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
   v1::ListJobsResponse out;
   for (; next >= 0 && out.jobs_size() < page_size; --next) {
     const v1::Job& job = jobs_[order_[next]];
-    if (Matches(job, request)) *out.add_jobs() = job;
+    if (MayAccessJob(caller, job) && Matches(job, request)) {
+      *out.add_jobs() = job;
+    }
   }
   if (next >= 0) out.set_next_page_token(absl::StrCat(next));
   return out;
 }
 
-absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id,
+absl::StatusOr<v1::Job> Coordinator::Cancel(const Principal& caller,
+                                            const std::string& job_id,
                                             const std::string& reason) {
+  LEMO_RETURN_IF_ERROR(
+      RequireRole(caller, Role::kClient, /*admin_too=*/true, "cancel jobs"));
   absl::MutexLock lock(&mu_);
   v1::Job* found = FindJob(job_id);
-  if (found == nullptr) return JobNotFound(job_id);
+  if (found == nullptr || !MayAccessJob(caller, *found)) {
+    return JobNotFound(job_id);
+  }
   if (IsTerminal(found->state())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job_id, " is already ", StateName(found->state())));
@@ -128,13 +142,17 @@ absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id,
 }
 
 absl::StatusOr<std::unique_ptr<JobWatcher>> Coordinator::Watch(
-    const v1::WatchJobRequest& request) {
+    const Principal& caller, const v1::WatchJobRequest& request) {
+  LEMO_RETURN_IF_ERROR(
+      RequireRole(caller, Role::kClient, /*admin_too=*/true, "watch jobs"));
   if (request.from_sequence() < 0) {
     return absl::InvalidArgumentError("from_sequence: must be >= 0");
   }
   absl::MutexLock lock(&mu_);
   v1::Job* job = FindJob(request.job_id());
-  if (job == nullptr) return JobNotFound(request.job_id());
+  if (job == nullptr || !MayAccessJob(caller, *job)) {
+    return JobNotFound(request.job_id());
+  }
   int64_t next = 1;
   if (request.from_sequence() > 0) {
     next = request.from_sequence();
@@ -174,19 +192,23 @@ bool Coordinator::WatchDone(const std::string& job_id, int64_t next_sequence) {
 }
 
 absl::StatusOr<std::vector<v1::CheckpointInfo>> Coordinator::ListCheckpoints(
-    const std::string& job_id) {
+    const Principal& caller, const std::string& job_id) {
   {
     absl::MutexLock lock(&mu_);
-    if (FindJob(job_id) == nullptr) return JobNotFound(job_id);
+    const v1::Job* job = FindJob(job_id);
+    if (job == nullptr || !MayAccessJob(caller, *job)) {
+      return JobNotFound(job_id);
+    }
   }
   return store_->ListCheckpoints(job_id);
 }
 
 absl::Status Coordinator::DownloadCheckpoint(
-    const std::string& job_id, const std::string& checkpoint_id,
+    const Principal& caller, const std::string& job_id,
+    const std::string& checkpoint_id,
     const std::function<bool(const v1::CheckpointChunk&)>& sink) {
   LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
-                        ListCheckpoints(job_id));
+                        ListCheckpoints(caller, job_id));
   if (all.empty()) {
     return absl::NotFoundError(
         absl::StrCat("job ", job_id, " has no checkpoint"));
@@ -203,9 +225,24 @@ absl::Status Coordinator::DownloadCheckpoint(
   return checkpoints_->Download(*info, sink);
 }
 
-std::vector<v1::WorkerInfo> Coordinator::ListWorkers() {
+absl::StatusOr<std::vector<v1::WorkerInfo>> Coordinator::ListWorkers(
+    const Principal& caller) {
+  LEMO_RETURN_IF_ERROR(
+      RequireRole(caller, Role::kClient, /*admin_too=*/true, "list workers"));
   absl::MutexLock lock(&mu_);
-  return registry_.List();
+  std::vector<v1::WorkerInfo> workers = registry_.List();
+  // The fleet is shared, but which job a worker runs is its owner's business:
+  // another tenant's job id must not leak through the worker list.
+  for (v1::WorkerInfo& w : workers) {
+    if (w.job_id().empty()) continue;
+    const v1::Job* job = FindJob(w.job_id());
+    if (job == nullptr || !MayAccessJob(caller, *job)) {
+      w.clear_job_id();
+      w.clear_rank();
+      w.clear_epoch();
+    }
+  }
+  return workers;
 }
 
 }  // namespace lemo::server

@@ -27,7 +27,17 @@ v1::CoordinatorMessage CancelMessage(const std::string& job_id, int64_t epoch,
 }  // namespace
 
 absl::StatusOr<Coordinator::Session> Coordinator::Connect(
-    const v1::Register& reg) {
+    const Principal& caller, const v1::Register& reg) {
+  LEMO_RETURN_IF_ERROR(RequireRole(caller, Role::kWorker, /*admin_too=*/false,
+                                   "connect as a worker"));
+  if (!caller.any_worker_id && reg.worker_id() != caller.name) {
+    // Otherwise one worker's token could replace another's session and be
+    // sent its assignments.
+    return absl::PermissionDeniedError(
+        absl::StrCat("register.worker_id: worker principal \"", caller.name,
+                     "\" may register only as worker_id \"", caller.name,
+                     "\", not \"", reg.worker_id(), "\""));
+  }
   absl::MutexLock lock(&mu_);
   std::optional<Assignment> held;
   if (const WorkerRecord* old = registry_.Find(reg.worker_id()))
@@ -241,11 +251,14 @@ absl::Status Coordinator::Succeed(const std::string& job_id, int64_t step) {
 }
 
 absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>>
-Coordinator::BeginUpload(const v1::UploadCheckpointRequest& first) {
+Coordinator::BeginUpload(const Principal& caller,
+                         const v1::UploadCheckpointRequest& first) {
+  LEMO_RETURN_IF_ERROR(RequireRole(caller, Role::kWorker, /*admin_too=*/false,
+                                   "upload checkpoints"));
   {
     absl::MutexLock lock(&mu_);
     v1::Job* job = FindJob(first.job_id());
-    if (job == nullptr) {
+    if (job == nullptr || !MayAccessJob(caller, *job)) {
       return absl::NotFoundError(
           absl::StrCat("job ", first.job_id(), " not found"));
     }
@@ -253,6 +266,12 @@ Coordinator::BeginUpload(const v1::UploadCheckpointRequest& first) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", first.job_id(), " epoch ", first.epoch(), " is not current (",
           StateName(job->state()), ", epoch ", job->epoch(), ")"));
+    }
+    if (!caller.any_worker_id &&
+        !registry_.IsCurrent(caller.name, first.job_id(), first.epoch())) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("worker ", caller.name, " holds no rank of job ",
+                       first.job_id(), " epoch ", first.epoch()));
     }
   }
   return checkpoints_->BeginUpload(first);

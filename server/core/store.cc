@@ -26,6 +26,9 @@ const char* const kMigrations[] = {
     " PRIMARY KEY (job_id, checkpoint_id)) WITHOUT ROWID;",
     // 1 -> 2: ListJobs filters by state.
     "CREATE INDEX jobs_by_state ON jobs (state);",
+    // 2 -> 3: each job's owner principal (DESIGN.md "Security"). Rows from
+    // before get '' (admin-only), so nothing old leaks to a client.
+    "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               Store::kSchemaVersion);
@@ -171,13 +174,14 @@ absl::StatusOr<int> Store::SchemaVersion() {
 
 absl::Status Store::Apply(const Mutation& m) {
   if (m.job.has_value()) {
-    Stmt st(
-        db_,
-        "INSERT INTO jobs (id, state, job) VALUES (?1, ?2, ?3) ON CONFLICT(id)"
-        " DO UPDATE SET state = excluded.state, job = excluded.job;");
+    Stmt st(db_,
+            "INSERT INTO jobs (id, state, job, owner) VALUES (?1, ?2, ?3, ?4)"
+            " ON CONFLICT(id) DO UPDATE SET state = excluded.state,"
+            " job = excluded.job, owner = excluded.owner;");
     st.Text(1, m.job->id());
     st.Int(2, m.job->state());
     st.Blob(3, m.job->SerializeAsString());
+    st.Text(4, m.job->owner());
     LEMO_RETURN_IF_ERROR(RunOnce(st), "writing job " + m.job->id());
   }
   for (const v1::JobEvent& e : m.events) {
@@ -225,7 +229,7 @@ absl::Status Store::Commit(const Mutation& m) {
 
 absl::StatusOr<std::vector<v1::Job>> Store::LoadJobs() {
   absl::MutexLock lock(&mu_);
-  Stmt st(db_, "SELECT job FROM jobs ORDER BY seq;");
+  Stmt st(db_, "SELECT job, owner FROM jobs ORDER BY seq;");
   LEMO_RETURN_IF_ERROR(st.status());
   std::vector<v1::Job> jobs;
   while (true) {
@@ -233,6 +237,9 @@ absl::StatusOr<std::vector<v1::Job>> Store::LoadJobs() {
     if (!row) break;
     LEMO_ASSIGN_OR_RETURN(v1::Job job,
                           ParseRow<v1::Job>(st.ColumnBlob(0), "job"));
+    // The column is the owner of record: rows written before it existed have
+    // '' there whatever their blob says.
+    job.set_owner(st.ColumnBlob(1));
     jobs.push_back(std::move(job));
   }
   return jobs;
@@ -240,13 +247,16 @@ absl::StatusOr<std::vector<v1::Job>> Store::LoadJobs() {
 
 absl::StatusOr<v1::Job> Store::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
-  Stmt st(db_, "SELECT job FROM jobs WHERE id = ?1;");
+  Stmt st(db_, "SELECT job, owner FROM jobs WHERE id = ?1;");
   LEMO_RETURN_IF_ERROR(st.status());
   st.Text(1, job_id);
   LEMO_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row)
     return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-  return ParseRow<v1::Job>(st.ColumnBlob(0), "job");
+  LEMO_ASSIGN_OR_RETURN(v1::Job job,
+                        ParseRow<v1::Job>(st.ColumnBlob(0), "job"));
+  job.set_owner(st.ColumnBlob(1));
+  return job;
 }
 
 absl::StatusOr<std::vector<v1::JobEvent>> Store::ReadEvents(

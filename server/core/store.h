@@ -48,7 +48,7 @@ class Store {
 
   // The schema version this build writes; Create migrates older databases up to
   // it.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   static absl::StatusOr<std::unique_ptr<Store>> Create(const Options& options);
   ~Store();

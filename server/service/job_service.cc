@@ -35,10 +35,11 @@ bool Wanted(const v1::WatchJobRequest& r, const v1::JobEvent& e) {
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::Job* response) {
-  return RunRpc(deps_, context, Role::kClient, "SubmitJob",
-                [&]() -> absl::Status {
+  return RunRpc(deps_, context, Api::kJobs, "SubmitJob",
+                [&](const Principal& caller) -> absl::Status {
                   LEMO_ASSIGN_OR_RETURN(
-                      *response, deps_.coordinator->Submit(request->spec()));
+                      *response,
+                      deps_.coordinator->Submit(caller, request->spec()));
                   return absl::OkStatus();
                 });
 }
@@ -46,42 +47,47 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
                                     const v1::GetJobRequest* request,
                                     v1::Job* response) {
-  return RunRpc(deps_, context, Role::kClient, "GetJob", [&]() -> absl::Status {
-    LEMO_ASSIGN_OR_RETURN(*response,
-                          deps_.coordinator->GetJob(request->job_id()));
-    return absl::OkStatus();
-  });
+  return RunRpc(deps_, context, Api::kJobs, "GetJob",
+                [&](const Principal& caller) -> absl::Status {
+                  LEMO_ASSIGN_OR_RETURN(
+                      *response,
+                      deps_.coordinator->GetJob(caller, request->job_id()));
+                  return absl::OkStatus();
+                });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  return RunRpc(
-      deps_, context, Role::kClient, "ListJobs", [&]() -> absl::Status {
-        LEMO_ASSIGN_OR_RETURN(*response, deps_.coordinator->ListJobs(*request));
-        return absl::OkStatus();
-      });
+  return RunRpc(deps_, context, Api::kJobs, "ListJobs",
+                [&](const Principal& caller) -> absl::Status {
+                  LEMO_ASSIGN_OR_RETURN(
+                      *response, deps_.coordinator->ListJobs(caller, *request));
+                  return absl::OkStatus();
+                });
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request,
                                        v1::Job* response) {
-  return RunRpc(
-      deps_, context, Role::kClient, "CancelJob", [&]() -> absl::Status {
-        LEMO_ASSIGN_OR_RETURN(
-            *response,
-            deps_.coordinator->Cancel(request->job_id(), request->reason()));
-        return absl::OkStatus();
-      });
+  return RunRpc(deps_, context, Api::kJobs, "CancelJob",
+                [&](const Principal& caller) -> absl::Status {
+                  LEMO_ASSIGN_OR_RETURN(
+                      *response,
+                      deps_.coordinator->Cancel(caller, request->job_id(),
+                                                request->reason()));
+                  return absl::OkStatus();
+                });
 }
 
 grpc::Status JobServiceImpl::WatchJob(
     grpc::ServerContext* context, const v1::WatchJobRequest* request,
     grpc::ServerWriter<v1::JobEvent>* writer) {
   return RunRpc(
-      deps_, context, Role::kClient, "WatchJob", [&]() -> absl::Status {
+      deps_, context, Api::kJobs, "WatchJob",
+      [&](const Principal& caller) -> absl::Status {
         LEMO_ASSIGN_OR_RETURN(std::unique_ptr<JobWatcher> watcher,
-                              deps_.coordinator->Watch(*request));
+                              deps_.coordinator->Watch(caller, *request));
         while (!context->IsCancelled()) {
           LEMO_ASSIGN_OR_RETURN(std::optional<v1::JobEvent> e,
                                 watcher->Next(kWatchPoll));
@@ -106,11 +112,11 @@ grpc::Status JobServiceImpl::WatchJob(
 grpc::Status JobServiceImpl::ListCheckpoints(
     grpc::ServerContext* context, const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
-  return RunRpc(deps_, context, Role::kClient, "ListCheckpoints",
-                [&]() -> absl::Status {
-                  LEMO_ASSIGN_OR_RETURN(
-                      std::vector<v1::CheckpointInfo> all,
-                      deps_.coordinator->ListCheckpoints(request->job_id()));
+  return RunRpc(deps_, context, Api::kJobs, "ListCheckpoints",
+                [&](const Principal& caller) -> absl::Status {
+                  LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
+                                        deps_.coordinator->ListCheckpoints(
+                                            caller, request->job_id()));
                   for (v1::CheckpointInfo& c : all)
                     *response->add_checkpoints() = std::move(c);
                   return absl::OkStatus();
@@ -120,10 +126,10 @@ grpc::Status JobServiceImpl::ListCheckpoints(
 grpc::Status JobServiceImpl::DownloadCheckpoint(
     grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::CheckpointChunk>* writer) {
-  return RunRpc(deps_, context, Role::kClient, "DownloadCheckpoint",
-                [&]() -> absl::Status {
+  return RunRpc(deps_, context, Api::kJobs, "DownloadCheckpoint",
+                [&](const Principal& caller) -> absl::Status {
                   return deps_.coordinator->DownloadCheckpoint(
-                      request->job_id(), request->checkpoint_id(),
+                      caller, request->job_id(), request->checkpoint_id(),
                       [&](const v1::CheckpointChunk& chunk) {
                         return writer->Write(chunk);
                       });
@@ -133,9 +139,11 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
                                          const v1::ListWorkersRequest* request,
                                          v1::ListWorkersResponse* response) {
-  return RunRpc(deps_, context, Role::kClient, "ListWorkers",
-                [&]() -> absl::Status {
-                  for (v1::WorkerInfo& w : deps_.coordinator->ListWorkers()) {
+  return RunRpc(deps_, context, Api::kJobs, "ListWorkers",
+                [&](const Principal& caller) -> absl::Status {
+                  LEMO_ASSIGN_OR_RETURN(std::vector<v1::WorkerInfo> workers,
+                                        deps_.coordinator->ListWorkers(caller));
+                  for (v1::WorkerInfo& w : workers) {
                     *response->add_workers() = std::move(w);
                   }
                   return absl::OkStatus();

@@ -1,12 +1,16 @@
-// What every gRPC handler does around its body: check the caller's role, time
-// the call, report it to the metrics observer and convert absl::Status to
-// grpc::Status. Handlers stay three lines: parse, call core, return.
+// What every gRPC handler does around its body: authenticate the caller for
+// the service, time the call, report it to the metrics observer and convert
+// absl::Status to grpc::Status. The body gets the caller's Principal and
+// passes it to the core, which decides what that principal may see. Handlers
+// stay three lines: parse, call core, return.
 //
 //   grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
 //                       v1::Job* job) override {
-//     return RunRpc(deps_, ctx, Role::kClient, "GetJob", [&]() -> absl::Status
-//     {
-//       LEMO_ASSIGN_OR_RETURN(*job, deps_.coordinator->GetJob(req->job_id()));
+//     return RunRpc(deps_, ctx, Api::kJobs, "GetJob",
+//                   [&](const Principal& caller) -> absl::Status {
+//       LEMO_ASSIGN_OR_RETURN(*job,
+//                             deps_.coordinator->GetJob(caller,
+//                             req->job_id()));
 //       return absl::OkStatus();
 //     });
 //   }
@@ -37,8 +41,8 @@ struct ServiceDeps {
 };
 
 grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,
-                    Role role, absl::string_view method,
-                    const std::function<absl::Status()>& body);
+                    Api api, absl::string_view method,
+                    const std::function<absl::Status(const Principal&)>& body);
 
 }  // namespace lemo::server
 

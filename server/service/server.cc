@@ -1,5 +1,6 @@
 #include "server/service/server.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/loopback.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -26,15 +28,30 @@ absl::StatusOr<std::string> ReadPem(const std::string& path,
   return ss.str();
 }
 
+// Takes gRPC's reflection plugin (registered process-wide) off one server.
+class WithoutReflection : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*
+                         plugins) override {
+    plugins->erase(
+        std::remove_if(plugins->begin(), plugins->end(),
+                       [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                         return p->name() == "proto_server_reflection";
+                       }),
+        plugins->end());
+  }
+};
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
-    const GrpcServer::Options& o, const std::string& host) {
+    const GrpcServer::Options& o, bool loopback) {
   bool tls = !o.tls_cert_file.empty() || !o.tls_key_file.empty();
   if (!tls) {
-    if (!IsLoopbackHost(host) && !o.insecure) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--listen ", o.listen,
-                       ": plaintext is only allowed on loopback; give "
-                       "--tls-cert/--tls-key or --insecure"));
+    if (!loopback && !o.insecure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--listen ", o.listen,
+          ": plaintext is only allowed on an address that resolves only to "
+          "loopback; give --tls-cert/--tls-key or --insecure"));
     }
     return grpc::InsecureServerCredentials();
   }
@@ -62,8 +79,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
 }  // namespace
 
 bool IsLoopbackHost(absl::string_view host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" ||
-         absl::StartsWith(host, "127.");
+  return ResolvesOnlyToLoopback(host);
 }
 
 absl::StatusOr<std::pair<std::string, int>> ParseHostPort(
@@ -87,11 +103,38 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     const Options& options, Coordinator* coordinator, RpcObserver observer) {
   LEMO_ASSIGN_OR_RETURN(auto host_port,
                         ParseHostPort(options.listen, "--listen"));
-  LEMO_ASSIGN_OR_RETURN(auto creds, Credentials(options, host_port.first));
-  LEMO_ASSIGN_OR_RETURN(Authenticator auth,
-                        Authenticator::FromFiles(options.client_token_file,
-                                                 options.worker_token_file));
+  const bool loopback = IsLoopbackHost(host_port.first);
+  LEMO_ASSIGN_OR_RETURN(auto creds, Credentials(options, loopback));
+  LEMO_ASSIGN_OR_RETURN(
+      Authenticator auth,
+      Authenticator::FromFiles({options.token_file, options.client_token_file,
+                                options.worker_token_file}));
   std::unique_ptr<GrpcServer> s(new GrpcServer());
+  // With a CA, client certificates are verified, so their identity may name
+  // a worker (mTLS).
+  if (!options.tls_ca_file.empty()) auth.EnableCertificateWorkers();
+  if (auth.open()) {
+    if (!loopback && !options.insecure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--listen ", options.listen,
+          ": authentication is required on an address that does not resolve "
+          "only to loopback; give --token-file (or --insecure to serve "
+          "every caller as admin)"));
+    }
+    if (!loopback) {
+      s->warnings_.push_back(absl::StrCat(
+          "--insecure: NO AUTHENTICATION on ", options.listen,
+          ": anyone who reaches this port can read, cancel and download "
+          "every job and act as any worker"));
+    }
+  }
+  if (!loopback && options.insecure && options.tls_cert_file.empty() &&
+      options.tls_key_file.empty()) {
+    s->warnings_.push_back(
+        absl::StrCat("--insecure: PLAINTEXT on ", options.listen,
+                     ": tokens and checkpoints cross the network unencrypted"));
+  }
+  for (const std::string& w : auth.warnings()) s->warnings_.push_back(w);
   s->auth_ = std::make_unique<Authenticator>(std::move(auth));
   ServiceDeps deps{coordinator, s->auth_.get(), std::move(observer)};
   s->jobs_ = std::make_unique<JobServiceImpl>(deps);
@@ -106,6 +149,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  if (!s->auth_->open()) {
+    builder.SetOption(std::make_unique<WithoutReflection>());
+  }
   builder.RegisterService(s->jobs_.get());
   builder.RegisterService(s->workers_.get());
   s->server_ = builder.BuildAndStart();
@@ -123,6 +169,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
                             grpc::InsecureServerCredentials(),
                             &s->health_port_);
     health.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    // Reflection stays on here: it can only list this port's own services
+    // (health), and gRPC serves the default health service only next to at
+    // least one other synchronous service.
     s->health_server_ = health.BuildAndStart();
     if (s->health_server_ == nullptr || s->health_port_ == 0) {
       return absl::UnavailableError(absl::StrCat(

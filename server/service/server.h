@@ -1,8 +1,12 @@
-// The coordinator's gRPC server: JobService, WorkerService,
-// grpc.health.v1.Health and server reflection on one port, with TLS when
-// certificate files are given. Plaintext is refused unless the address is
-// loopback or `insecure` is set. Optionally a second plaintext port serves
-// only the health service, for probes that cannot do TLS.
+// The coordinator's gRPC server: JobService, WorkerService and
+// grpc.health.v1.Health on one port, with TLS when certificate files are
+// given. Plaintext, and serving without authentication (no token file), are
+// refused unless the listen address resolves only to loopback or `insecure`
+// is set. Server reflection is served only without authentication: gRPC's
+// reflection service cannot be put behind the token check, and with tokens it
+// would describe the API to anyone. Health stays open. Optionally a second
+// plaintext port serves only the health service, for probes that cannot do
+// TLS.
 //
 //   LEMO_ASSIGN_OR_RETURN(auto server, GrpcServer::Create(options,
 //   coordinator.get(), observer)); std::cout << "listening on port " <<
@@ -12,6 +16,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -21,7 +26,9 @@
 
 namespace lemo::server {
 
-// True for localhost, 127.0.0.0/8 and ::1 ("host" without the port).
+// True when "host" (without the port) resolves only to loopback addresses
+// (127.0.0.0/8, ::1): decided by the address, not the spelling, so
+// "127.evil.example" is not loopback.
 bool IsLoopbackHost(absl::string_view host);
 
 // Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT naming `flag` otherwise.
@@ -38,9 +45,12 @@ class GrpcServer {
     std::string tls_cert_file;
     std::string tls_key_file;
     std::string tls_ca_file;
-    // Allow plaintext on a non-loopback address.
+    // Allow plaintext, and serving without any token, on a non-loopback
+    // address (warnings() says so loudly).
     bool insecure = false;
-    // Token files (see Authenticator::FromFiles); empty = that role is open.
+    // Principals: "<token> <principal-name> <role>" lines (Authenticator).
+    std::string token_file;
+    // Legacy token lists (bare tokens allowed, see Authenticator::Files).
     std::string client_token_file;
     std::string worker_token_file;
     // Largest message accepted or sent, in bytes (checkpoint chunks are 1 MiB).
@@ -59,6 +69,9 @@ class GrpcServer {
   int port() const { return port_; }
   // The bound health-only port, 0 without Options::health_listen.
   int health_port() const { return health_port_; }
+  // What the operator must hear at startup (no authentication, legacy token
+  // files); never holds a token.
+  const std::vector<std::string>& warnings() const { return warnings_; }
   // Stops accepting calls and cancels the open ones (watches and worker streams
   // end).
   void Shutdown();
@@ -72,6 +85,7 @@ class GrpcServer {
   std::unique_ptr<grpc::Server> health_server_;
   int port_ = 0;
   int health_port_ = 0;
+  std::vector<std::string> warnings_;
   bool shut_down_ = false;
 };
 

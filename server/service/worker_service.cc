@@ -11,7 +11,8 @@ grpc::Status WorkerServiceImpl::Connect(
     grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>*
         stream) {
   return RunRpc(
-      deps_, context, Role::kWorker, "Connect", [&]() -> absl::Status {
+      deps_, context, Api::kWorkers, "Connect",
+      [&](const Principal& caller) -> absl::Status {
         v1::WorkerMessage message;
         if (!stream->Read(&message))
           return absl::CancelledError("stream closed before register");
@@ -19,8 +20,9 @@ grpc::Status WorkerServiceImpl::Connect(
           return absl::InvalidArgumentError(
               "the first message must be register");
         }
-        LEMO_ASSIGN_OR_RETURN(Coordinator::Session session,
-                              deps_.coordinator->Connect(message.register_()));
+        LEMO_ASSIGN_OR_RETURN(
+            Coordinator::Session session,
+            deps_.coordinator->Connect(caller, message.register_()));
         std::thread writer([&stream, outbox = session.outbox] {
           while (std::optional<v1::CoordinatorMessage> m = outbox->Pop()) {
             if (!stream->Write(*m)) break;
@@ -44,23 +46,25 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(
     grpc::ServerContext* context,
     grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
     v1::CheckpointInfo* response) {
-  return RunRpc(
-      deps_, context, Role::kWorker, "UploadCheckpoint", [&]() -> absl::Status {
-        v1::UploadCheckpointRequest chunk;
-        if (!reader->Read(&chunk))
-          return absl::InvalidArgumentError("empty upload");
-        LEMO_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStore::Upload> upload,
-                              deps_.coordinator->BeginUpload(chunk));
-        do {
-          LEMO_RETURN_IF_ERROR(upload->Add(chunk));
-        } while (reader->Read(&chunk));
-        // A stream cut between two files must not commit half a checkpoint.
-        if (context->IsCancelled())
-          return absl::CancelledError("upload cancelled");
-        LEMO_ASSIGN_OR_RETURN(*response,
-                              deps_.coordinator->CommitUpload(*upload));
-        return absl::OkStatus();
-      });
+  return RunRpc(deps_, context, Api::kWorkers, "UploadCheckpoint",
+                [&](const Principal& caller) -> absl::Status {
+                  v1::UploadCheckpointRequest chunk;
+                  if (!reader->Read(&chunk))
+                    return absl::InvalidArgumentError("empty upload");
+                  LEMO_ASSIGN_OR_RETURN(
+                      std::unique_ptr<CheckpointStore::Upload> upload,
+                      deps_.coordinator->BeginUpload(caller, chunk));
+                  do {
+                    LEMO_RETURN_IF_ERROR(upload->Add(chunk));
+                  } while (reader->Read(&chunk));
+                  // A stream cut between two files must not commit half a
+                  // checkpoint.
+                  if (context->IsCancelled())
+                    return absl::CancelledError("upload cancelled");
+                  LEMO_ASSIGN_OR_RETURN(
+                      *response, deps_.coordinator->CommitUpload(*upload));
+                  return absl::OkStatus();
+                });
 }
 
 grpc::Status WorkerServiceImpl::DownloadCheckpoint(
@@ -68,10 +72,10 @@ grpc::Status WorkerServiceImpl::DownloadCheckpoint(
     const v1::WorkerDownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::CheckpointChunk>* writer) {
   return RunRpc(
-      deps_, context, Role::kWorker, "WorkerDownloadCheckpoint",
-      [&]() -> absl::Status {
+      deps_, context, Api::kWorkers, "WorkerDownloadCheckpoint",
+      [&](const Principal& caller) -> absl::Status {
         return deps_.coordinator->DownloadCheckpoint(
-            request->job_id(), request->checkpoint_id(),
+            caller, request->job_id(), request->checkpoint_id(),
             [&](const v1::CheckpointChunk& c) { return writer->Write(c); });
       });
 }

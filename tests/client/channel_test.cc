@@ -27,7 +27,8 @@ TEST(IsLoopbackTarget, RecognisesLoopbackSpellings) {
   for (const char* s :
        {"coord.example:443", "10.0.0.1:50051", "[2001:db8::1]:1",
         "10.0.0.3:7070", "coordinator.lemo.svc:7070",
-        "localhost.evil.example:7070"}) {
+        "localhost.evil.example:7070", "127.evil.example:7070",
+        "dns:///127.0.0.1.evil.example:1"}) {
     EXPECT_FALSE(IsLoopbackTarget(s)) << s;
   }
 }

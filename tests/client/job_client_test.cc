@@ -34,6 +34,7 @@ using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::_;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kClientToken[] = "client-secret";
 constexpr char kWorkerToken[] = "worker-secret";
@@ -104,6 +105,9 @@ class JobClientTest : public ::testing::Test {
       unsetenv(name);
     }
     std::ofstream(dir_ / "client.tokens") << kClientToken << "\n";
+    // What lemoctl and python_client.py read: tokens never go on argv.
+    std::ofstream(dir_ / "client.token") << kClientToken << "\n";
+    std::ofstream(dir_ / "worker.token") << kWorkerToken << "\n";
     std::ofstream(dir_ / "worker.tokens") << kWorkerToken << "\n";
     server::Coordinator::Options co;
     co.data_dir = (dir_ / "data").string();
@@ -131,8 +135,8 @@ class JobClientTest : public ::testing::Test {
 
   // lemoctl flags that reach this server with the client token.
   std::string Flags() const {
-    return absl::StrCat("--server ", address_, " --token ", kClientToken,
-                        " --timeout 10");
+    return absl::StrCat("--server ", address_, " --token-file ",
+                        (dir_ / "client.token").string(), " --timeout 10");
   }
 
   fs::path dir_;
@@ -464,6 +468,33 @@ TEST_F(JobClientTest, WatchAndPullAJobRunByAWorker) {
   EXPECT_THAT(get.output, HasSubstr("2/2"));
 }
 
+TEST_F(JobClientTest, LemoctlReachesTheServerOfItsContext) {
+  std::ofstream(dir_ / "client.token") << kClientToken << "\n";
+  fs::create_directories(dir_ / ".config/lemo");
+  std::ofstream(dir_ / ".config/lemo/config.yaml")
+      << "current-context: local\ncontexts:\n"
+      << "- {name: local, server: \"" << address_
+      << "\", token_file: " << (dir_ / "client.token").string() << "}\n"
+      << "- {name: tls, server: \"" << address_
+      << "\", token_file: " << (dir_ / "client.token").string()
+      << ", tls: true}\n";
+  // The current context's server and token file, with no flag.
+  ProcessResult list = Lemoctl("list --timeout 10");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  // tls: true refuses this plaintext loopback server...
+  ProcessResult tls = Lemoctl("--context tls list --timeout 2");
+  EXPECT_EQ(tls.exit_code, 3) << tls.output;
+  // ...unless --insecure, a flag, overrides the context.
+  ProcessResult insecure =
+      Lemoctl("--context tls --insecure list --timeout 10");
+  EXPECT_EQ(insecure.exit_code, 0) << insecure.output;
+  // The environment beats the context: a wrong token is refused.
+  setenv("LEMO_TOKEN", "wrong-token", 1);
+  ProcessResult env = Lemoctl("list --timeout 10");
+  unsetenv("LEMO_TOKEN");
+  EXPECT_EQ(env.exit_code, 5) << env.output;
+}
+
 TEST_F(JobClientTest, LemoctlExitCodes) {
   const std::string spec_path = (dir_ / "job.yaml").string();
   std::ofstream(spec_path)
@@ -503,9 +534,16 @@ TEST_F(JobClientTest, LemoctlExitCodes) {
 
   ProcessResult no_token = Lemoctl(absl::StrCat("list --server ", address_));
   EXPECT_EQ(no_token.exit_code, 5) << no_token.output;
-  ProcessResult wrong_role = Lemoctl(
-      absl::StrCat("list --server ", address_, " --token ", kWorkerToken));
+  ProcessResult wrong_role =
+      Lemoctl(absl::StrCat("list --server ", address_, " --token-file ",
+                           (dir_ / "worker.token").string()));
   EXPECT_EQ(wrong_role.exit_code, 5) << wrong_role.output;
+  // A token on argv is refused as a usage error, without echoing it.
+  ProcessResult on_argv = Lemoctl(
+      absl::StrCat("list --server ", address_, " --token ", kClientToken));
+  EXPECT_EQ(on_argv.exit_code, 2) << on_argv.output;
+  EXPECT_THAT(on_argv.output, HasSubstr("--token-file"));
+  EXPECT_THAT(on_argv.output, Not(HasSubstr(kClientToken)));
 }
 
 // Interop: tests/e2e/python_client.py, generated from the .proto files at run
@@ -516,11 +554,11 @@ TEST_F(JobClientTest, PythonClientSubmitsAndWatches) {
       << R"({"model": {"path": "/m"}, "data": {"path": "/d.jsonl"}, "seqLen": 8, "steps": 3})";
   ProcessResult python;
   std::thread runner([&] {
-    python =
-        RunCommand(absl::StrCat(LEMO_TEST_PYTHON, " ", LEMO_TEST_SOURCE_DIR,
-                                "/tests/e2e/python_client.py --server ",
-                                address_, " --token ", kClientToken, " --spec ",
-                                (dir_ / "job.json").string(), " --timeout 60"));
+    python = RunCommand(absl::StrCat(
+        LEMO_TEST_PYTHON, " ", LEMO_TEST_SOURCE_DIR,
+        "/tests/e2e/python_client.py --server ", address_, " --token-file ",
+        (dir_ / "client.token").string(), " --spec ",
+        (dir_ / "job.json").string(), " --timeout 60"));
   });
   SimulatedWorker worker(address_);
   const absl::Status ran = worker.RunOneJob({{"adapter_config.json", "{}"}});

@@ -6,13 +6,16 @@ the outcome. The e2e tests run it against a live coordinator; it also shows how 
 user talks to the service.
 
 Usage:
-  python_client.py --server HOST:PORT --spec FILE.yaml|json [--token T] [--timeout S]
+  python_client.py --server HOST:PORT --spec FILE.yaml|json [--token-file F] [--timeout S]
   python_client.py --server HOST:PORT --job JOB_ID        # watch a job already submitted
 
 Output: one line per state change, checkpoint and log line on stdout, then a last line
   RESULT {"jobId": ..., "state": "SUCCEEDED", "steps": [1, 2, ...], "checkpoints": [...],
           "failure": {...}}
 with the rank-0 metric steps seen, in order (so a test can check one sample per step).
+
+The bearer token comes from --token-file, $LEMO_TOKEN_FILE or $LEMO_TOKEN, never from argv
+(where every user of the machine could read it); --token is refused.
 
 Exit codes (as lemoctl's): 0 SUCCEEDED, 1 FAILED or CANCELLED, 2 usage or invalid spec,
 3 coordinator unreachable or --timeout passed, 4 job not found, 5 auth failure, 6 other.
@@ -76,7 +79,8 @@ def run(args):
     else:
         channel = grpc.insecure_channel(args.server)
     stub = job_service_pb2_grpc.JobServiceStub(channel)
-    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
+    token = read_token(args)
+    metadata = [("authorization", f"Bearer {token}")] if token else []
 
     if args.spec:
         try:
@@ -123,6 +127,13 @@ def run(args):
     return EXIT_OK if state == job_pb2.SUCCEEDED else EXIT_JOB_FAILED
 
 
+def read_token(args):
+    path = args.token_file or os.environ.get("LEMO_TOKEN_FILE", "")
+    if path:
+        return pathlib.Path(path).read_text().strip()
+    return os.environ.get("LEMO_TOKEN", "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default=os.environ.get("LEMO_SERVER", "localhost:50051"),
@@ -130,8 +141,10 @@ def main():
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--spec", help="job spec to submit (.yaml, .yml or .json)")
     source.add_argument("--job", help="watch this job instead of submitting one")
-    parser.add_argument("--token", default=os.environ.get("LEMO_TOKEN", ""),
-                        help="bearer token of the client role (default $LEMO_TOKEN)")
+    parser.add_argument("--token-file", default="",
+                        help="file holding the client's bearer token "
+                             "(default $LEMO_TOKEN_FILE, else $LEMO_TOKEN)")
+    parser.add_argument("--token", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ca-file", default="", help="PEM CA of the coordinator's TLS")
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds to wait for the job to finish (default 600)")
@@ -141,6 +154,10 @@ def main():
         args = parser.parse_args()
     except SystemExit as e:
         return EXIT_OK if e.code == 0 else EXIT_USAGE
+    if args.token is not None:
+        print("python_client: --token: a token on the command line is visible to every user "
+              "(ps, /proc); use --token-file, $LEMO_TOKEN_FILE or $LEMO_TOKEN", file=sys.stderr)
+        return EXIT_USAGE
 
     import grpc
     with tempfile.TemporaryDirectory() as out:

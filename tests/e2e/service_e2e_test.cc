@@ -33,6 +33,7 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 std::vector<int64_t> Range(int64_t first, int64_t last) {
   std::vector<int64_t> r(std::max<int64_t>(0, last - first + 1));
@@ -365,9 +366,29 @@ TEST_F(ServiceTest, TlsAndBearerTokens) {
     absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_THAT(intruder->Log(), HasSubstr("UNAUTHENTICATED"));
+  // A worker with a valid token cannot act for another worker: w1's token
+  // registering as w2 is refused.
+  Process* impostor = harness().Start(
+      "impostor",
+      {BinPath("lemo-worker"), "--coordinator", ServerAddress(), "--worker-id",
+       "w2", "--work-dir", dir() + "/impostor", "--tls-ca", dir() + "/tls.pem",
+       "--token-file", dir() + "/worker-w1.token"});
+  const absl::Time impostor_deadline = absl::Now() + absl::Seconds(30);
+  while (!absl::StrContains(impostor->Log(), "PERMISSION_DENIED") &&
+         absl::Now() < impostor_deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_THAT(impostor->Log(), HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(impostor->Log(), Not(HasSubstr("worker-secret")));
   LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> workers,
                             client().ListWorkers());
-  for (const v1::WorkerInfo& w : workers) EXPECT_NE(w.worker_id(), "intruder");
+  for (const v1::WorkerInfo& w : workers) {
+    EXPECT_NE(w.worker_id(), "intruder");
+    EXPECT_NE(w.worker_id(), "w2");
+  }
+  // The job is the e2e client's own: it lists it, owner and all.
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  EXPECT_EQ(job.owner(), "e2e-client");
 }
 
 TEST_F(ServiceTest, PythonClientSubmitsAndWatches) {

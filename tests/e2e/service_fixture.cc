@@ -87,14 +87,23 @@ void ServiceTest::EnableTlsAndTokens() {
        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
       absl::Seconds(60));
   ASSERT_EQ(code, 0) << "openssl could not make a certificate";
-  std::ofstream(dir_ + "/client.token") << "client-secret\n";
-  std::ofstream(dir_ + "/worker.token") << "worker-secret\n";
+  // One principal per line; each worker is its own principal, named by its
+  // worker id, so it can register only as itself.
+  std::ofstream principals(dir_ + "/principals");
+  principals << "client-secret-e2e e2e-client client\n";
+  for (const char* id : {"w0", "w1", "w2", "w3"}) {
+    const std::string token = absl::StrCat("worker-secret-", id);
+    principals << token << " " << id << " worker\n";
+    std::ofstream(absl::StrCat(dir_, "/worker-", id, ".token"))
+        << token << "\n";
+  }
+  principals.close();
   coordinator_args_ = {"--tls-cert=" + cert, "--tls-key=" + key,
-                       "--client-token-file=" + dir_ + "/client.token",
-                       "--worker-token-file=" + dir_ + "/worker.token"};
-  worker_args_ = {"--tls-ca", cert, "--token-file", dir_ + "/worker.token"};
+                       "--token-file=" + dir_ + "/principals"};
+  worker_args_ = {"--tls-ca", cert};
+  tokens_ = true;
   client_options_.ca_file = cert;
-  client_options_.token = "client-secret";
+  client_options_.token = "client-secret-e2e";
   KillCoordinator();
   ASSERT_NE(StartCoordinator(), nullptr);
 }
@@ -150,6 +159,10 @@ Process* ServiceTest::StartWorker(const std::string& worker_id,
                                    "--rendezvous-host",
                                    "127.0.0.1"};
   argv.insert(argv.end(), worker_args_.begin(), worker_args_.end());
+  if (tokens_) {
+    argv.push_back("--token-file");
+    argv.push_back(absl::StrCat(dir_, "/worker-", worker_id, ".token"));
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return harness_->Start(worker_id, argv);
 }

@@ -40,8 +40,9 @@ class ServiceTest : public ::testing::Test {
   // the client.
   Process* StartCoordinator();
   // Restarts the coordinator with TLS (a fresh self-signed certificate for
-  // 127.0.0.1) and bearer tokens; later workers and the client use them. The
-  // worker token is written to <dir>/worker.token.
+  // 127.0.0.1) and a principals file (<dir>/principals): the client is
+  // principal "e2e-client", and workers w0..w3 each have their own token,
+  // written to <dir>/worker-<id>.token, which StartWorker passes.
   void EnableTlsAndTokens();
   // SIGKILLs the coordinator StartCoordinator started last.
   void KillCoordinator();
@@ -89,6 +90,7 @@ class ServiceTest : public ::testing::Test {
   std::vector<std::string> coordinator_args_;
   std::vector<std::string> worker_args_;
   client::ClientOptions client_options_;
+  bool tokens_ = false;
   std::unique_ptr<ProcessHarness> harness_;
   std::unique_ptr<client::JobClient> client_;
   std::map<std::string, int> worker_metrics_ports_;

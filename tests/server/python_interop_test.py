@@ -27,12 +27,13 @@ def generate(proto_dir, out):
     sys.path.insert(0, out)
 
 
-def start(binary, data_dir, tokens_dir):
+def start(binary, data_dir, token_file=None):
+    # token_file: the principals ("<token> <name> <role>" lines); None = no authentication
+    # (allowed on loopback).
+    auth = ["--token-file", token_file] if token_file else []
     proc = subprocess.Popen(
         [binary, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-         "--data-dir", data_dir, "--worker-timeout", "5s",
-         "--client-token-file", os.path.join(tokens_dir, "client"),
-         "--worker-token-file", os.path.join(tokens_dir, "worker")],
+         "--data-dir", data_dir, "--worker-timeout", "5s", *auth],
         stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     m = re.search(r"listening on port (\d+), metrics port (\d+)", line)
@@ -122,13 +123,21 @@ def run_job(grpc, pb, port):
     return job.id, len(events)
 
 
-def check_reflection(grpc, port):
-    # ServerReflectionRequest{list_services: ""} is field 7 with an empty string.
+def check_reflection(grpc, port, served):
+    # ServerReflectionRequest{list_services: ""} is field 7 with an empty string. Reflection is
+    # served only without authentication (docs/security.md).
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     call = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                                  request_serializer=lambda b: b,
                                  response_deserializer=lambda b: b)
-    reply = next(call(iter([b"\x3a\x00"]), timeout=10))
+    md = [("authorization", f"Bearer {CLIENT_TOKEN}")]
+    try:
+        reply = next(call(iter([b"\x3a\x00"]), metadata=md, timeout=10))
+    except grpc.RpcError as e:
+        assert not served and e.code() == grpc.StatusCode.UNIMPLEMENTED, (e.code(), e.details())
+        channel.close()
+        return
+    assert served, "reflection answered on a coordinator with tokens"
     for name in (b"lemo.v1.JobService", b"lemo.v1.WorkerService", b"grpc.health.v1.Health"):
         assert name in reply, reply
     channel.close()
@@ -143,16 +152,15 @@ def main(proto_dir, binary):
         from lemo.v1 import worker_service_pb2, worker_service_pb2_grpc
         pb = (job_pb2, job_service_pb2, job_service_pb2_grpc, job_spec_pb2,
               worker_service_pb2, worker_service_pb2_grpc)
-        with open(os.path.join(tmp, "client"), "w") as f:
-            f.write(CLIENT_TOKEN + "\n")
-        with open(os.path.join(tmp, "worker"), "w") as f:
-            f.write(WORKER_TOKEN + "\n")
+        token_file = os.path.join(tmp, "principals")
+        with open(token_file, "w") as f:
+            f.write(f"{CLIENT_TOKEN} interop client\n{WORKER_TOKEN} py-worker worker\n")
         data_dir = os.path.join(tmp, "data")
 
-        proc, port, metrics_port = start(binary, data_dir, tmp)
+        proc, port, metrics_port = start(binary, data_dir, token_file)
         try:
             job_id, n_events = run_job(grpc, pb, port)
-            check_reflection(grpc, port)
+            check_reflection(grpc, port, served=False)
             text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
             for needle in ('lemo_jobs{state="succeeded"} 1', "lemo_workers_connected",
                            'lemo_rpc_requests_total{code="OK",method="SubmitJob"} 1',
@@ -162,7 +170,7 @@ def main(proto_dir, binary):
             stop(proc)
 
         # A restarted coordinator has the job and every event.
-        proc, port, _ = start(binary, data_dir, tmp)
+        proc, port, _ = start(binary, data_dir, token_file)
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
             jobs = job_service_pb2_grpc.JobServiceStub(channel)
@@ -172,7 +180,15 @@ def main(proto_dir, binary):
             replay = list(jobs.WatchJob(job_service_pb2.WatchJobRequest(job_id=job_id),
                                         metadata=md, timeout=10))
             assert len(replay) == n_events, (len(replay), n_events)
+            assert job.owner == "interop", job.owner
             channel.close()
+        finally:
+            stop(proc)
+
+        # Without tokens (loopback only) reflection describes the API.
+        proc, port, _ = start(binary, data_dir)
+        try:
+            check_reflection(grpc, port, served=True)
         finally:
             stop(proc)
     print("python interop ok")

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lemo/v1/worker_service.pb.h"
+#include "tests/testing/job_specs.h"
 
 namespace lemo::server::testing {
 
@@ -26,17 +27,9 @@ inline std::string MakeTempDir(const std::string& name) {
   return dir;
 }
 
-// The smallest spec that passes validation (paths need not exist: workers check
-// them).
-inline v1::JobSpec ValidSpec() {
-  v1::JobSpec spec;
-  spec.set_display_name("test");
-  spec.mutable_model()->set_path("/models/tiny");
-  spec.mutable_data()->set_path("/data/corpus.jsonl");
-  spec.set_seq_len(128);
-  spec.set_steps(10);
-  return spec;
-}
+// The smallest spec that passes validation (shared with the tests below proto/
+// and client/).
+using ::lemo::testing::ValidSpec;
 
 inline v1::Register MakeRegister(const std::string& id,
                                  v1::DeviceKind kind = v1::CPU,

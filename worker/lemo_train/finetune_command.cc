@@ -47,8 +47,7 @@ struct FinetuneFlags {
   // Checkpointed-input bytes that may stay on the GPU, GiB; < 0 = what is
   // free at the start of each forward minus one layer's working set.
   double offload_budget_gib = -1;
-  // --attention-head-groups; -1: auto (kAutoHeadGroups from
-  // kAutoHeadGroupsFromTokens under checkpointing, where it applies).
+  // --attention-head-groups; -1: auto (engine::AutoHeadGroups).
   int64_t attention_head_groups = -1;
 };
 
@@ -354,8 +353,10 @@ Command AddFinetuneCommand(CLI::App* app) {
                   "each re-run on its own in backward, so that backward holds "
                   "one group's activations and gradients at a time (equal up "
                   "to rounding; one more attention forward per layer; 0 or 1: "
-                  "off; default: 4 from 256K tokens under "
-                  "--gradient-checkpointing)");
+                  "off; default under --gradient-checkpointing: 4 where one "
+                  "layer's whole-attention backward would take more than 40% "
+                  "of the device, e.g. from 384K tokens of a 7B model on an "
+                  "80 GB GPU)");
   cmd->add_option("--offload-gpu-budget-gib", ft->offload_budget_gib,
                   "GiB of checkpointed inputs kept on the GPU (< 0: what is "
                   "free minus one layer's working set)")

@@ -21,6 +21,9 @@ using ::lemo::server::testing::MakeTempDir;
 using ::lemo::server::testing::ValidSpec;
 using ::lemo::testing::IsOk;
 
+// Job queries as an admin (sees every job).
+const Principal kAdmin{"admin", Role::kAdmin};
+
 // Holds SQLite's write lock on the coordinator's database until destroyed.
 class WriteLock {
  public:
@@ -45,7 +48,7 @@ TEST(CoordinatorStall, GetJobAnswersWhileACommitIsStuck) {
   o.tick_interval = absl::ZeroDuration();
   LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Coordinator> coord,
                             Coordinator::Create(o));
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job first, coord->Submit(ValidSpec()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job first, coord->Submit(kAdmin, ValidSpec()));
 
   std::atomic<bool> second_done{false};
   absl::StatusOr<v1::Job> second;
@@ -55,13 +58,13 @@ TEST(CoordinatorStall, GetJobAnswersWhileACommitIsStuck) {
     // This Submit holds the coordinator's lock while its commit waits for the
     // write lock (the store's busy timeout is 5 s).
     writer = std::thread([&] {
-      second = coord->Submit(ValidSpec());
+      second = coord->Submit(kAdmin, ValidSpec());
       second_done = true;
     });
     // Let the writer reach the commit; were it late, the reads below would
     // pass without proving anything, never fail wrongly.
     absl::SleepFor(absl::Milliseconds(300));
-    absl::StatusOr<v1::Job> got = coord->GetJob(first.id());
+    absl::StatusOr<v1::Job> got = coord->GetJob(kAdmin, first.id());
     EXPECT_THAT(got.status(), IsOk());
     if (got.ok()) EXPECT_EQ(got->state(), v1::QUEUED);
     EXPECT_FALSE(coord->WatchDone(first.id(), 1));
@@ -70,7 +73,7 @@ TEST(CoordinatorStall, GetJobAnswersWhileACommitIsStuck) {
   }
   writer.join();
   ASSERT_THAT(second.status(), IsOk());
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job again, coord->GetJob(second->id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job again, coord->GetJob(kAdmin, second->id()));
   EXPECT_EQ(again.state(), v1::QUEUED);
 }
 
@@ -81,14 +84,15 @@ TEST(CoordinatorStall, WorkerWaitingBehindACommitIsNotLost) {
   o.worker_timeout = absl::Milliseconds(500);
   LEMO_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Coordinator> coord,
                             Coordinator::Create(o));
-  LEMO_ASSERT_OK_AND_ASSIGN(Coordinator::Session session,
-                            coord->Connect(MakeRegister("w0")));
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      Coordinator::Session session,
+      coord->Connect(Principal{"w0", Role::kWorker}, MakeRegister("w0")));
   absl::Status submitted, heartbeat;
   std::thread writer, worker, ticker;
   {
     WriteLock lock(o.data_dir);
-    writer =
-        std::thread([&] { submitted = coord->Submit(ValidSpec()).status(); });
+    writer = std::thread(
+        [&] { submitted = coord->Submit(kAdmin, ValidSpec()).status(); });
     absl::SleepFor(absl::Milliseconds(100));
     // The expiry tick queues for the lock the stuck Submit holds, then the
     // worker's heartbeat arrives and queues behind it, longer than the worker
@@ -110,7 +114,7 @@ TEST(CoordinatorStall, WorkerWaitingBehindACommitIsNotLost) {
   // The worker spoke within the timeout (its message was waiting), so it
   // stays connected whichever of the two got the lock first.
   EXPECT_THAT(heartbeat, IsOk());
-  std::vector<v1::WorkerInfo> workers = coord->ListWorkers();
+  std::vector<v1::WorkerInfo> workers = coord->ListWorkers(kAdmin).value();
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0].state(), v1::WorkerInfo::CONNECTED);
 }

@@ -5,6 +5,7 @@
 #include "server/core/coordinator.h"
 #include "common/sha256.h"
 
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -21,6 +22,11 @@ using ::lemo::server::testing::ValidSpec;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
+
+// Job queries as an admin (sees every job); the tenant tests use clients.
+const Principal kAdmin{"admin", Role::kAdmin};
+// A worker principal not bound to one worker id (legacy shared token).
+const Principal kAnyWorker{"any-worker", Role::kWorker, true};
 
 // A worker as the core sees it: a session plus the messages queued for it.
 struct FakeWorker {
@@ -85,24 +91,24 @@ class CoordinatorTest : public ::testing::Test {
   }
   FakeWorker Connect(const std::string& id, v1::Register reg = v1::Register()) {
     if (reg.worker_id().empty()) reg = MakeRegister(id);
-    auto s = coord_->Connect(reg);
+    auto s = coord_->Connect(Principal{reg.worker_id(), Role::kWorker}, reg);
     EXPECT_TRUE(s.ok()) << s.status();
     FakeWorker w{coord_.get(), s.value_or(Coordinator::Session())};
     EXPECT_TRUE(w.Next().has_welcome());
     return w;
   }
   v1::Job Submit(v1::JobSpec spec = ValidSpec()) {
-    auto job = coord_->Submit(spec);
+    auto job = coord_->Submit(kAdmin, spec);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.value_or(v1::Job());
   }
   v1::JobState State(const std::string& id) {
-    return coord_->GetJob(id)->state();
+    return coord_->GetJob(kAdmin, id)->state();
   }
   std::vector<v1::JobEvent> Events(const std::string& id) {
     v1::WatchJobRequest r;
     r.set_job_id(id);
-    auto w = coord_->Watch(r);
+    auto w = coord_->Watch(kAdmin, r);
     std::vector<v1::JobEvent> out;
     while (true) {
       auto e = (*w)->Next(absl::Milliseconds(10));
@@ -119,7 +125,9 @@ class CoordinatorTest : public ::testing::Test {
     return out;
   }
   // Uploads a one-file checkpoint for `a` at `step`.
-  absl::StatusOr<v1::CheckpointInfo> Upload(const v1::Assign& a, int64_t step) {
+  absl::StatusOr<v1::CheckpointInfo> Upload(
+      const v1::Assign& a, int64_t step,
+      const Principal& uploader = kAnyWorker) {
     v1::UploadCheckpointRequest c;
     c.set_job_id(a.job_id());
     c.set_epoch(a.epoch());
@@ -128,7 +136,7 @@ class CoordinatorTest : public ::testing::Test {
     c.set_file_name("adapter_model.safetensors");
     c.set_data(absl::StrCat("weights@", step));
     c.set_sha256(Sha256Hex(c.data()));
-    auto up = coord_->BeginUpload(c);
+    auto up = coord_->BeginUpload(uploader, c);
     if (!up.ok()) return up.status();
     absl::Status s = (*up)->Add(c);
     if (!s.ok()) return s;
@@ -156,7 +164,7 @@ TEST_F(CoordinatorTest, JobRunsToSuccessOnOneWorker) {
   for (int step = 1; step <= 3; ++step)
     LEMO_ASSERT_OK(w.Metric(a, step, 3.0 / step));
   LEMO_ASSERT_OK(w.Status(a, v1::SUCCEEDED, 3));
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job done, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job done, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(done.state(), v1::SUCCEEDED);
   EXPECT_EQ(done.current_step(), 3);
   EXPECT_EQ(done.latest_metrics().loss(), 1.0);
@@ -168,7 +176,8 @@ TEST_F(CoordinatorTest, JobRunsToSuccessOnOneWorker) {
                                        v1::SUCCEEDED}));
   EXPECT_EQ(Events(job.id()).size(), 7u);  // 4 state changes + 3 metrics.
   EXPECT_EQ(queue_waits_.size(), 1u);
-  EXPECT_TRUE(coord_->ListWorkers()[0].job_id().empty());  // Freed.
+  EXPECT_TRUE(
+      coord_->ListWorkers(kAdmin).value()[0].job_id().empty());  // Freed.
 }
 
 TEST_F(CoordinatorTest, SnapshotShowsActiveJobsRestartsAndCheckpointTime) {
@@ -229,7 +238,7 @@ TEST_F(CoordinatorTest, GangWaitsForEnoughWorkers) {
 
 TEST_F(CoordinatorTest, CancelQueuedJobIsImmediate) {
   v1::Job job = Submit();
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job c, coord_->Cancel(job.id(), ""));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job c, coord_->Cancel(kAdmin, job.id(), ""));
   EXPECT_EQ(c.state(), v1::CANCELLED);
 }
 
@@ -239,42 +248,42 @@ TEST_F(CoordinatorTest, CancelRunningJobReachesTheWorker) {
   v1::Assign a = w.ExpectAssign();
   LEMO_ASSERT_OK(w.Status(a, v1::RUNNING));
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job c,
-                            coord_->Cancel(job.id(), "user said so"));
+                            coord_->Cancel(kAdmin, job.id(), "user said so"));
   EXPECT_EQ(c.state(), v1::CANCELLING);
   v1::CoordinatorMessage m = w.Next();
   ASSERT_TRUE(m.has_cancel());
   EXPECT_EQ(m.cancel().epoch(), a.epoch());
-  LEMO_ASSERT_OK(
-      coord_->Cancel(job.id(), "again").status());  // No-op while CANCELLING.
+  LEMO_ASSERT_OK(coord_->Cancel(kAdmin, job.id(), "again")
+                     .status());  // No-op while CANCELLING.
   LEMO_ASSERT_OK(w.Status(a, v1::CANCELLED, 2));
   EXPECT_EQ(State(job.id()), v1::CANCELLED);
 }
 
 TEST_F(CoordinatorTest, CancelFinishedJobIsFailedPrecondition) {
   v1::Job job = Submit();
-  LEMO_ASSERT_OK(coord_->Cancel(job.id(), "").status());
-  EXPECT_THAT(coord_->Cancel(job.id(), ""),
+  LEMO_ASSERT_OK(coord_->Cancel(kAdmin, job.id(), "").status());
+  EXPECT_THAT(coord_->Cancel(kAdmin, job.id(), ""),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("already CANCELLED")));
 }
 
 TEST_F(CoordinatorTest, UnknownJobIsNotFound) {
-  EXPECT_THAT(coord_->GetJob("job-nope"),
+  EXPECT_THAT(coord_->GetJob(kAdmin, "job-nope"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-nope")));
-  EXPECT_THAT(coord_->Cancel("job-nope", ""),
+  EXPECT_THAT(coord_->Cancel(kAdmin, "job-nope", ""),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
   v1::WatchJobRequest r;
   r.set_job_id("job-nope");
-  EXPECT_THAT(coord_->Watch(r),
+  EXPECT_THAT(coord_->Watch(kAdmin, r),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
-  EXPECT_THAT(coord_->ListCheckpoints("job-nope"),
+  EXPECT_THAT(coord_->ListCheckpoints(kAdmin, "job-nope"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
 }
 
 TEST_F(CoordinatorTest, InvalidSpecIsRejected) {
   v1::JobSpec spec = ValidSpec();
   spec.set_seq_len(0);
-  EXPECT_THAT(coord_->Submit(spec),
+  EXPECT_THAT(coord_->Submit(kAdmin, spec),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("spec.seq_len: must be > 0")));
 }
@@ -289,36 +298,36 @@ TEST_F(CoordinatorTest, SpecAboveMaxSpecBytesIsRefusedAtSubmit) {
     spec.mutable_lemo()->mutable_keep_ratio()->add_per_layer(0.5);
   }
   ASSERT_GT(spec.ByteSizeLong(), size_t{8} << 20);
-  EXPECT_THAT(coord_->Submit(spec),
+  EXPECT_THAT(coord_->Submit(kAdmin, spec),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("more than the coordinator's limit of "
                                  "4194304 (--max-spec-bytes)")));
-  EXPECT_TRUE(coord_->ListJobs(v1::ListJobsRequest())->jobs().empty());
+  EXPECT_TRUE(coord_->ListJobs(kAdmin, v1::ListJobsRequest())->jobs().empty());
 }
 
 TEST_F(CoordinatorTest, SpecPathsOutsideEveryWorkersRootsAreRefused) {
   // Before any worker registered, nothing is known: the worker checks.
   v1::JobSpec hostile = ValidSpec();
   hostile.mutable_data()->set_path("/etc/shadow.jsonl");
-  EXPECT_THAT(coord_->Submit(hostile), IsOk());
+  EXPECT_THAT(coord_->Submit(kAdmin, hostile), IsOk());
   v1::Register reg = MakeRegister("w1");
   reg.add_model_roots("/models");
   reg.add_data_roots("/data");
   FakeWorker w1 = Connect("w1", reg);
-  EXPECT_THAT(coord_->Submit(hostile),
+  EXPECT_THAT(coord_->Submit(kAdmin, hostile),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("spec.data.path: \"/etc/shadow.jsonl\" is "
                                  "under no data root of the registered "
                                  "workers (/data)")));
   v1::JobSpec model = ValidSpec();
   model.mutable_model()->set_path("/models2/tiny");
-  EXPECT_THAT(coord_->Submit(model),
+  EXPECT_THAT(coord_->Submit(kAdmin, model),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("spec.model.path")));
-  EXPECT_THAT(coord_->Submit(ValidSpec()), IsOk());
+  EXPECT_THAT(coord_->Submit(kAdmin, ValidSpec()), IsOk());
   // An unconfined worker joins: it opens any path, so the spec may go there.
   Connect("w2");
-  EXPECT_THAT(coord_->Submit(hostile), IsOk());
+  EXPECT_THAT(coord_->Submit(kAdmin, hostile), IsOk());
 }
 
 // In a fleet with different roots, a job goes to a worker that can open its
@@ -338,6 +347,24 @@ TEST_F(CoordinatorTest, JobsArePlacedOnlyOnWorkersWhoseRootsHoldThem) {
   EXPECT_TRUE(a.Idle());
 }
 
+TEST_F(CoordinatorTest, UnsupportedModelArchitectureIsRejectedAtSubmit) {
+  // A model directory the coordinator can read: its config.json decides.
+  const std::string model = MakeTempDir("gpt2-model");
+  std::ofstream(model + "/config.json") << R"({"model_type": "gpt2"})";
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_model()->set_path(model);
+  EXPECT_THAT(coord_->Submit(kAdmin, spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "spec.model.path: config.json model_type \"gpt2\" is "
+                       "not supported; supported: llama, mistral, qwen2, "
+                       "qwen3"));
+  std::ofstream(model + "/config.json") << R"({"model_type": "qwen2"})";
+  EXPECT_THAT(coord_->Submit(kAdmin, spec), IsOk());
+  // One only workers mount is accepted, as before (the worker checks it).
+  spec.mutable_model()->set_path(model + "/not-here");
+  EXPECT_THAT(coord_->Submit(kAdmin, spec), IsOk());
+}
+
 TEST_F(CoordinatorTest, RankFailureFailsTheJobAndCancelsTheOthers) {
   v1::JobSpec spec = ValidSpec();
   spec.mutable_resources()->set_world_size(2);
@@ -347,7 +374,7 @@ TEST_F(CoordinatorTest, RankFailureFailsTheJobAndCancelsTheOthers) {
   v1::Assign a0 = w0.ExpectAssign();
   v1::Assign a1 = w1.ExpectAssign();
   LEMO_ASSERT_OK(w1.Status(a1, v1::FAILED, 0, v1::OUT_OF_MEMORY));
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job failed, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job failed, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(failed.state(), v1::FAILED);
   EXPECT_EQ(failed.failure().reason(), v1::OUT_OF_MEMORY);
   EXPECT_EQ(failed.failure().rank(), 1);
@@ -383,7 +410,7 @@ TEST_F(CoordinatorTest,
   EXPECT_EQ(b1.rank(), 1);
   ASSERT_TRUE(b1.has_resume());
   EXPECT_EQ(b1.resume().step(), 4);
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.restart_count(), 1);
   std::vector<v1::JobEvent> events = Events(job.id());
   bool saw_reason = false;
@@ -432,7 +459,7 @@ TEST_F(CoordinatorTest, AStaleRanksMessagesAreFencedAndItsTaskCancelled) {
   LEMO_ASSERT_OK(w0.Status(b0, v1::RUNNING));
   LEMO_ASSERT_OK(w0.Metric(b0, 1, 2.0));
   LEMO_ASSERT_OK(w2.Metric(b1, 1, 2.0));
-  EXPECT_EQ(coord_->GetJob(job.id())->current_step(), 1);
+  EXPECT_EQ(coord_->GetJob(kAdmin, job.id())->current_step(), 1);
 }
 
 TEST_F(CoordinatorTest, GangRestartsCountAgainstTheBudget) {
@@ -445,7 +472,7 @@ TEST_F(CoordinatorTest, GangRestartsCountAgainstTheBudget) {
   v1::Assign a0 = w0.ExpectAssign();
   v1::Assign a1 = w1.ExpectAssign();
   LEMO_ASSERT_OK(w1.Status(a1, v1::FAILED, 0, v1::NCCL_TIMEOUT));
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.state(), v1::FAILED);
   EXPECT_EQ(j.failure().reason(), v1::RESTART_BUDGET_EXHAUSTED);
   EXPECT_THAT(j.failure().message(), HasSubstr("rank 1"));
@@ -460,7 +487,7 @@ TEST_F(CoordinatorTest, RanksShowWhereEachRunsAndHowFarItGot) {
   v1::Job job = Submit(spec);
   v1::Assign a0 = w0.ExpectAssign();
   v1::Assign a1 = w1.ExpectAssign();
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   ASSERT_EQ(j.ranks_size(), 2);
   EXPECT_EQ(j.ranks(1).worker_id(), "w1");
   EXPECT_EQ(j.ranks(1).state(), v1::SCHEDULED);
@@ -468,7 +495,7 @@ TEST_F(CoordinatorTest, RanksShowWhereEachRunsAndHowFarItGot) {
   LEMO_ASSERT_OK(w1.Status(a1, v1::RUNNING));
   LEMO_ASSERT_OK(w0.Metric(a0, 3, 2.0));
   LEMO_ASSERT_OK(w1.Metric(a1, 2, 2.0));
-  LEMO_ASSERT_OK_AND_ASSIGN(j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.ranks(0).state(), v1::RUNNING);
   EXPECT_EQ(j.ranks(0).step(), 3);
   EXPECT_EQ(j.ranks(1).step(), 2);
@@ -481,7 +508,7 @@ TEST_F(CoordinatorTest, AJobTheFleetCanNeverHoldSaysSo) {
   FakeWorker w0 = Connect("w0");
   FakeWorker w1 = Connect("w1");
   v1::Job job = Submit(spec);
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.state(), v1::QUEUED);
   EXPECT_THAT(j.state_message(),
               HasSubstr("cannot run on the registered fleet: needs 3 CPU"));
@@ -497,7 +524,7 @@ TEST_F(CoordinatorTest, AJobTheFleetCanNeverHoldSaysSo) {
   EXPECT_EQ(Events(job.id()).size(), events);
   FakeWorker w2 = Connect("w2");
   EXPECT_EQ(w2.ExpectAssign().rank(), 2);
-  LEMO_ASSERT_OK_AND_ASSIGN(j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.state(), v1::SCHEDULED);
   EXPECT_EQ(j.state_message(), "");
 }
@@ -513,7 +540,8 @@ TEST_F(CoordinatorTest, TwoGangsOnThreeWorkersRunOneAfterTheOther) {
   v1::Assign a0 = w0.ExpectAssign();
   v1::Assign a1 = w1.ExpectAssign();
   EXPECT_TRUE(w2.Idle());  // All or nothing: one free worker is not a gang.
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job waiting, coord_->GetJob(second.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job waiting,
+                            coord_->GetJob(kAdmin, second.id()));
   EXPECT_EQ(waiting.state(), v1::QUEUED);
   EXPECT_THAT(waiting.state_message(), HasSubstr("1 of 3 are free now"));
   LEMO_ASSERT_OK(w0.Status(a0, v1::RUNNING));
@@ -562,7 +590,7 @@ TEST_F(CoordinatorTest, LostWorkerRestartsTheJobFromItsLatestCheckpoint) {
   ASSERT_TRUE(b.has_resume());
   EXPECT_EQ(b.resume().checkpoint_id(), "step-4");
   EXPECT_EQ(b.resume().step(), 4);
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.restart_count(), 1);
   EXPECT_EQ(States(job.id()),
             (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING,
@@ -594,7 +622,7 @@ TEST_F(CoordinatorTest, RestartBudgetExhaustedFailsTheJob) {
   w0.ExpectAssign();
   absl::SleepFor(absl::Milliseconds(80));
   coord_->Tick();
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.state(), v1::FAILED);
   EXPECT_EQ(j.failure().reason(), v1::RESTART_BUDGET_EXHAUSTED);
 }
@@ -609,7 +637,7 @@ TEST_F(CoordinatorTest,
   v1::Job queued = Submit();
   size_t events_before = Events(job.id()).size();
   Open();  // The coordinator restarts on the same data dir.
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
   EXPECT_EQ(j.state(), v1::RUNNING);
   EXPECT_EQ(j.current_step(), 1);
   EXPECT_EQ(Events(job.id()).size(), events_before);
@@ -639,7 +667,7 @@ TEST_F(CoordinatorTest,
   v1::Assign b = other.ExpectAssign();
   EXPECT_EQ(b.job_id(), job.id());
   EXPECT_EQ(b.epoch(), a.epoch() + 1);
-  EXPECT_EQ(coord_->GetJob(job.id())->restart_count(), 1);
+  EXPECT_EQ(coord_->GetJob(kAdmin, job.id())->restart_count(), 1);
 }
 
 TEST_F(CoordinatorTest, WorkerThatRestartedWithoutItsTaskLosesTheRank) {
@@ -668,7 +696,8 @@ TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
   r.set_page_size(2);
   std::vector<std::string> names;
   while (true) {
-    LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page, coord_->ListJobs(r));
+    LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page,
+                              coord_->ListJobs(kAdmin, r));
     for (const auto& j : page.jobs()) names.push_back(j.spec().display_name());
     if (page.next_page_token().empty()) break;
     r.set_page_token(page.next_page_token());
@@ -678,15 +707,17 @@ TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
   v1::ListJobsRequest f;
   (*f.mutable_labels())["team"] = "odd";
   f.add_states(v1::QUEUED);
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse odd, coord_->ListJobs(f));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse odd,
+                            coord_->ListJobs(kAdmin, f));
   EXPECT_EQ(odd.jobs_size(), 2);
   f.set_display_name_contains("run-3");
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse one, coord_->ListJobs(f));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse one,
+                            coord_->ListJobs(kAdmin, f));
   EXPECT_EQ(one.jobs_size(), 1);
   v1::ListJobsRequest bad;
   bad.set_page_token("garbage");
   EXPECT_THAT(
-      coord_->ListJobs(bad),
+      coord_->ListJobs(kAdmin, bad),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
@@ -697,21 +728,22 @@ TEST_F(CoordinatorTest, CheckpointsAreListedKeptAndDownloadable) {
   v1::Job job = Submit(spec);
   v1::Assign a = w.ExpectAssign();
   for (int step : {2, 4, 6}) LEMO_ASSERT_OK(Upload(a, step).status());
-  LEMO_ASSERT_OK_AND_ASSIGN(auto list, coord_->ListCheckpoints(job.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto list,
+                            coord_->ListCheckpoints(kAdmin, job.id()));
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].checkpoint_id(), "step-4");
-  EXPECT_EQ(coord_->GetJob(job.id())->latest_checkpoint_id(), "step-6");
+  EXPECT_EQ(coord_->GetJob(kAdmin, job.id())->latest_checkpoint_id(), "step-6");
   std::string data;
-  LEMO_ASSERT_OK(coord_->DownloadCheckpoint(job.id(), "",
+  LEMO_ASSERT_OK(coord_->DownloadCheckpoint(kAdmin, job.id(), "",
                                             [&](const v1::CheckpointChunk& c) {
                                               data += c.data();
                                               return true;
                                             }));
   EXPECT_EQ(data, "weights@6");
-  EXPECT_THAT(
-      coord_->DownloadCheckpoint(
-          job.id(), "step-2", [](const v1::CheckpointChunk&) { return true; }),
-      StatusIs(absl::StatusCode::kNotFound, HasSubstr("step-2")));
+  EXPECT_THAT(coord_->DownloadCheckpoint(
+                  kAdmin, job.id(), "step-2",
+                  [](const v1::CheckpointChunk&) { return true; }),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("step-2")));
 }
 
 TEST_F(CoordinatorTest, WatchWithoutHistoryStartsLive) {
@@ -721,12 +753,150 @@ TEST_F(CoordinatorTest, WatchWithoutHistoryStartsLive) {
   v1::WatchJobRequest r;
   r.set_job_id(job.id());
   r.set_history(v1::WatchJobRequest::NONE);
-  LEMO_ASSERT_OK_AND_ASSIGN(auto watcher, coord_->Watch(r));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto watcher, coord_->Watch(kAdmin, r));
   LEMO_ASSERT_OK(w.Metric(a, 1, 2.5));
   LEMO_ASSERT_OK_AND_ASSIGN(auto e, watcher->Next(absl::Seconds(1)));
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->metric().loss(), 2.5);
   EXPECT_FALSE(coord_->WatchDone(job.id(), watcher->next_sequence()));
+}
+
+// --- Tenants: a client sees and acts on its own jobs only. ---
+
+const Principal kAlice{"alice", Role::kClient};
+const Principal kBob{"bob", Role::kClient};
+
+TEST_F(CoordinatorTest, AClientSeesOnlyItsOwnJobs) {
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job mine, coord_->Submit(kAlice, ValidSpec()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job theirs, coord_->Submit(kBob, ValidSpec()));
+  EXPECT_EQ(mine.owner(), "alice");
+  EXPECT_EQ(theirs.owner(), "bob");
+
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse list,
+                            coord_->ListJobs(kAlice, {}));
+  ASSERT_EQ(list.jobs_size(), 1);
+  EXPECT_EQ(list.jobs(0).id(), mine.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(list, coord_->ListJobs(kAdmin, {}));
+  EXPECT_EQ(list.jobs_size(), 2);
+
+  // Another tenant's job reads exactly like one that does not exist.
+  EXPECT_THAT(coord_->GetJob(kAlice, theirs.id()),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(coord_->Cancel(kAlice, theirs.id(), ""),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  v1::WatchJobRequest watch;
+  watch.set_job_id(theirs.id());
+  EXPECT_THAT(coord_->Watch(kAlice, watch),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(coord_->ListCheckpoints(kAlice, theirs.id()),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(coord_->DownloadCheckpoint(
+                  kAlice, theirs.id(), "",
+                  [](const v1::CheckpointChunk&) { return true; }),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_EQ(State(theirs.id()), v1::QUEUED);  // The cancel did nothing.
+
+  // The owner and an admin act on it.
+  EXPECT_THAT(coord_->GetJob(kBob, theirs.id()), IsOk());
+  EXPECT_THAT(coord_->GetJob(kAdmin, theirs.id()), IsOk());
+  EXPECT_THAT(coord_->Cancel(kAdmin, theirs.id(), "admin"), IsOk());
+}
+
+TEST_F(CoordinatorTest, JobsWithoutOwnerAreAdminOnly) {
+  // Submitted by the anonymous principal of an unauthenticated coordinator.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      v1::Job job,
+      coord_->Submit(Principal::Anonymous(Role::kClient), ValidSpec()));
+  EXPECT_EQ(job.owner(), "");
+  EXPECT_THAT(coord_->GetJob(kAlice, job.id()),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  // A client principal with an empty name must not match it either.
+  EXPECT_THAT(coord_->GetJob(Principal{"", Role::kClient}, job.id()),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(coord_->GetJob(kAdmin, job.id()), IsOk());
+}
+
+TEST_F(CoordinatorTest, OwnersSurviveARestart) {
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, coord_->Submit(kAlice, ValidSpec()));
+  coord_.reset();
+  Coordinator::Options o;
+  o.data_dir = dir_;
+  o.tick_interval = absl::ZeroDuration();
+  LEMO_ASSERT_OK_AND_ASSIGN(coord_, Coordinator::Create(o));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job again, coord_->GetJob(kAlice, job.id()));
+  EXPECT_EQ(again.owner(), "alice");
+  EXPECT_THAT(coord_->GetJob(kBob, job.id()),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST_F(CoordinatorTest, WorkersCannotUseJobQueriesNorClientsWorkerCalls) {
+  const Principal w0{"w0", Role::kWorker};
+  EXPECT_THAT(coord_->Submit(w0, ValidSpec()),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_THAT(coord_->ListJobs(w0, {}),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_THAT(coord_->ListWorkers(w0),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_THAT(coord_->Connect(kAlice, MakeRegister("alice")),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_THAT(coord_->Connect(kAdmin, MakeRegister("w0")),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+}
+
+TEST_F(CoordinatorTest, AWorkerRegistersOnlyAsItself) {
+  FakeWorker w0 = Connect("w0");
+  // w1's principal may not take over w0's session.
+  EXPECT_THAT(
+      coord_->Connect(Principal{"w1", Role::kWorker}, MakeRegister("w0")),
+      StatusIs(absl::StatusCode::kPermissionDenied,
+               HasSubstr("may register only as worker_id \"w1\"")));
+  v1::Job job = Submit();
+  v1::Assign a = w0.ExpectAssign();  // w0's session is still the live one.
+  EXPECT_EQ(a.job_id(), job.id());
+  // A legacy, unbound worker principal may register as anyone (flagged at
+  // startup); that is what the old shared worker token allowed.
+  EXPECT_THAT(coord_->Connect(kAnyWorker, MakeRegister("w9")), IsOk());
+}
+
+TEST_F(CoordinatorTest, AWorkerUploadsAndDownloadsOnlyForItsOwnAssignment) {
+  FakeWorker w0 = Connect("w0");
+  FakeWorker w1 = Connect("w1");
+  v1::Job job = Submit();
+  // The job goes to one of the two; the other is the outsider.
+  v1::CoordinatorMessage m;
+  std::string holder;
+  for (FakeWorker* w : {&w0, &w1}) {
+    if (auto got = w->session.outbox->Pop(absl::Seconds(1))) {
+      m = *got;
+      holder = w->session.worker_id;
+    }
+  }
+  ASSERT_TRUE(m.has_assign()) << m.DebugString();
+  const v1::Assign& a = m.assign();
+  const std::string outsider = holder == "w0" ? "w1" : "w0";
+  EXPECT_THAT(Upload(a, 1, Principal{outsider, Role::kWorker}),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  LEMO_ASSERT_OK(Upload(a, 1, Principal{holder, Role::kWorker}).status());
+  auto sink = [](const v1::CheckpointChunk&) { return true; };
+  EXPECT_THAT(coord_->DownloadCheckpoint(Principal{outsider, Role::kWorker},
+                                         job.id(), "", sink),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(coord_->DownloadCheckpoint(Principal{holder, Role::kWorker},
+                                         job.id(), "", sink),
+              IsOk());
+}
+
+TEST_F(CoordinatorTest, ListWorkersHidesOtherTenantsJobs) {
+  FakeWorker w = Connect("w0");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, coord_->Submit(kBob, ValidSpec()));
+  w.ExpectAssign();
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::WorkerInfo> seen,
+                            coord_->ListWorkers(kAlice));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].worker_id(), "w0");
+  EXPECT_EQ(seen[0].job_id(), "");
+  LEMO_ASSERT_OK_AND_ASSIGN(seen, coord_->ListWorkers(kBob));
+  EXPECT_EQ(seen[0].job_id(), job.id());
 }
 
 }  // namespace

@@ -147,7 +147,59 @@ TEST(Store, MigratesAnOlderDatabase) {
       SQLITE_OK);
   sqlite3_close(db);
   LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({dir}));
-  EXPECT_EQ(store->SchemaVersion().value_or(-1), 2);
+  EXPECT_EQ(store->SchemaVersion().value_or(-1), Store::kSchemaVersion);
+}
+
+// A job written before owners were recorded (schema v2) stays readable and
+// has owner '' (admin-only) after the migration, even if its blob claimed one.
+TEST(Store, JobsFromBeforeOwnersLoadWithoutOwner) {
+  std::string dir = MakeTempDir("store");
+  v1::Job old = MakeJob("job-old", v1::SUCCEEDED);
+  old.set_owner("mallory");
+  const std::string blob = old.SerializeAsString();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/coordinator.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(
+          db,
+          "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
+          "NOT NULL UNIQUE, state INTEGER NOT NULL, job BLOB NOT NULL);"
+          "CREATE TABLE events (job_id TEXT NOT NULL, sequence INTEGER NOT "
+          "NULL, event BLOB NOT NULL, PRIMARY KEY (job_id, sequence)) WITHOUT "
+          "ROWID; CREATE TABLE checkpoints (job_id TEXT NOT NULL, "
+          "checkpoint_id TEXT NOT NULL, step INTEGER NOT NULL, info BLOB NOT "
+          "NULL, PRIMARY KEY (job_id, checkpoint_id)) WITHOUT ROWID;"
+          "CREATE INDEX jobs_by_state ON jobs (state); PRAGMA user_version=2;",
+          nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(
+                db, "INSERT INTO jobs (id, state, job) VALUES (?1, ?2, ?3);",
+                -1, &st, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(st, 1, "job-old", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 2, v1::SUCCEEDED);
+  sqlite3_bind_blob(st, 3, blob.data(), static_cast<int>(blob.size()),
+                    SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({dir}));
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, store->LoadJobs());
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id(), "job-old");
+  EXPECT_EQ(jobs[0].owner(), "");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job got, store->GetJob("job-old"));
+  EXPECT_EQ(got.owner(), "");
+
+  // A new job keeps the owner it was committed with.
+  Store::Mutation m;
+  m.job = MakeJob("job-new", v1::QUEUED);
+  m.job->set_owner("alice");
+  LEMO_ASSERT_OK(store->Commit(m));
+  LEMO_ASSERT_OK_AND_ASSIGN(got, store->GetJob("job-new"));
+  EXPECT_EQ(got.owner(), "alice");
 }
 
 TEST(Store, RefusesANewerSchema) {

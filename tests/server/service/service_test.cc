@@ -422,7 +422,10 @@ TEST_F(ServiceTest, HealthServiceReportsServing) {
 TEST(GrpcServer, PlaintextOnlyOnLoopbackUnlessInsecure) {
   EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
   EXPECT_TRUE(IsLoopbackHost("::1"));
+  EXPECT_TRUE(IsLoopbackHost("localhost"));
   EXPECT_FALSE(IsLoopbackHost("0.0.0.0"));
+  // Decided by the resolved address, not by the spelling.
+  EXPECT_FALSE(IsLoopbackHost("127.evil.example"));
   Coordinator::Options co;
   co.data_dir = MakeTempDir("plain");
   co.tick_interval = absl::ZeroDuration();
@@ -437,6 +440,11 @@ TEST(GrpcServer, PlaintextOnlyOnLoopbackUnlessInsecure) {
   auto server = GrpcServer::Create(so, coord->get());
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_GT((*server)->port(), 0);
+  // Without tokens that is no authentication at all: said loudly.
+  ASSERT_EQ((*server)->warnings().size(), 2u);
+  EXPECT_THAT((*server)->warnings()[0], HasSubstr("NO AUTHENTICATION"));
+  EXPECT_THAT((*server)->warnings()[1], HasSubstr("PLAINTEXT"));
+  (*server)->Shutdown();
   so.listen = "nonsense";
   EXPECT_THAT(GrpcServer::Create(so, coord->get()),
               ::lemo::testing::StatusIs(absl::StatusCode::kInvalidArgument,

@@ -108,7 +108,8 @@ struct LemoLayerStats {
   // backward had allocated at once above what was live when its backward
   // began (its working set: the restored input, the re-run's saved tensors,
   // the gradients, flash attention's workspace and the prefetch of the next
-  // offloaded input), from the last backward; -1 when not measured.
+  // offloaded input), from the last backward; -1 when not measured (only
+  // with offload or measure_saved_bytes).
   int64_t backward_peak_bytes = -1;
   // CUDA: the device's live bytes when the layer's forward returned (what
   // the step holds at that point: weights, the checkpoints kept so far, the

@@ -88,6 +88,19 @@ int64_t FreeDeviceMemoryBytes(const torch::Device& device) {
   return -1;
 }
 
+int64_t TotalDeviceMemoryBytes(const torch::Device& device) {
+#ifdef LEMO_WITH_CUDA
+  if (device.is_cuda()) {
+    size_t free = 0, total = 0;
+    c10::cuda::CUDAGuard guard(device.index());
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+    return static_cast<int64_t>(total);
+  }
+#endif
+  (void)device;
+  return -1;
+}
+
 int64_t AllocatedDeviceMemoryBytes(const torch::Device& device) {
 #ifdef LEMO_WITH_CUDA
   if (device.is_cuda()) {

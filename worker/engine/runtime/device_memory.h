@@ -42,6 +42,8 @@ void SynchronizeDevice(const torch::Device& device);
 // plus what the caching allocator holds but no tensor uses. -1 on the CPU,
 // where no budget applies.
 int64_t FreeDeviceMemoryBytes(const torch::Device& device);
+// A CUDA device's total memory (the driver's count); -1 on the CPU.
+int64_t TotalDeviceMemoryBytes(const torch::Device& device);
 // Bytes of live tensors on a CUDA device right now (the caching allocator's
 // count, no sync); -1 on the CPU.
 int64_t AllocatedDeviceMemoryBytes(const torch::Device& device);

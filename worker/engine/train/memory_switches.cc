@@ -4,17 +4,27 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/runtime/device_memory.h"
 
 namespace lemo::engine {
-namespace {
-
-bool HeadsSplit(const std::string& model_dir, int64_t groups) {
-  absl::StatusOr<ModelConfig> config = LoadModelConfig(model_dir);
-  return config.ok() && config->num_attention_heads % groups == 0 &&
-         config->num_key_value_heads % groups == 0;
+int64_t AutoHeadGroups(int64_t seq_len, const ModelConfig& config,
+                       const TrainingModelOptions& model,
+                       int64_t device_memory_bytes) {
+  if (!model.gradient_checkpointing || model.checkpoint_keep_attention ||
+      model.lora.dropout != 0 || device_memory_bytes <= 0 ||
+      config.num_attention_heads % kAutoHeadGroups != 0 ||
+      config.num_key_value_heads % kAutoHeadGroups != 0) {
+    return 0;
+  }
+  const double input_bytes =
+      static_cast<double>(seq_len) * static_cast<double>(config.hidden_size) *
+      static_cast<double>(c10::elementSize(model.base_dtype));
+  const double whole = kWholeAttentionWorkingSetInputs * input_bytes;
+  return whole > kAutoHeadGroupsDeviceShare *
+                     static_cast<double>(device_memory_bytes)
+             ? kAutoHeadGroups
+             : 0;
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
                                                 int64_t seq_len,
@@ -36,11 +46,12 @@ absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
 
   if (asked.attention_head_groups >= 0) {
     model->attention_head_groups = asked.attention_head_groups;
-  } else if (seq_len >= kAutoHeadGroupsFromTokens &&
-             model->gradient_checkpointing &&
-             !model->checkpoint_keep_attention && model->lora.dropout == 0 &&
-             HeadsSplit(model_dir, kAutoHeadGroups)) {
-    model->attention_head_groups = kAutoHeadGroups;
+  } else if (model->gradient_checkpointing) {
+    absl::StatusOr<ModelConfig> config = LoadModelConfig(model_dir);
+    if (config.ok()) {
+      model->attention_head_groups = AutoHeadGroups(
+          seq_len, *config, *model, TotalDeviceMemoryBytes(model->device));
+    }
   }
 
   if (asked.offload == "auto" || asked.offload.empty()) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/training_model.h"
 
 namespace lemo::engine {
@@ -30,8 +31,8 @@ struct MemorySwitches {
   // steps); < 0: automatic (kAutoTileTokens from kAutoTileFromTokens); 0: off.
   int64_t tile_tokens = -1;
   // Groups of heads each layer's attention runs in; < 0: automatic
-  // (kAutoHeadGroups from kAutoHeadGroupsFromTokens under checkpointing,
-  // where the heads split and LoRA has no dropout); 0 or 1: off.
+  // (AutoHeadGroups: kAutoHeadGroups where a whole attention's backward
+  // would crowd the device); 0 or 1: off.
   int64_t attention_head_groups = -1;
 };
 
@@ -39,18 +40,38 @@ struct MemorySwitches {
 // re-run gate/up once more under checkpointing.
 inline constexpr int64_t kAutoTileFromTokens = 131072;
 inline constexpr int64_t kAutoTileTokens = 16384;
-// From 256K tokens a Llama-2-7B layer's attention backward (all heads' q/k/v,
-// output, gradients and flash attention's fp32 dq accumulator) crowds out the
-// checkpoints an H100 could keep; below that head groups only cost one more
-// attention forward per layer (+27% step time at 64K).
-inline constexpr int64_t kAutoHeadGroupsFromTokens = 262144;
+// Head groups are automatic where one layer's whole-attention backward would
+// take more than this share of the device: what is left must hold the
+// weights and the checkpoints kept on the GPU. Measured on an H100 80GB with
+// Llama-2-7B (bench/results/2026-12-06-h100-384k/): at 256K the whole-
+// attention working set is 28 GiB (35%) and the step fits at 76.9 GiB, 25%
+// faster than in 4 groups; at 384K it would be 42 GiB (53%), and 4 groups
+// (9.3 inputs, 27.8 GiB) are what lets the step fit. Below the share, groups
+// only cost one more attention forward per layer.
+inline constexpr double kAutoHeadGroupsDeviceShare = 0.4;
+// A layer's backward working set with attention whole, in layer inputs
+// (N x hidden x dtype bytes): its q/k/v, output, their gradients and flash
+// attention's fp32 dq accumulator; 14 measured at 64K and at 256K
+// (backward_peak_bytes), with 4 groups 9.3 to 9.9.
+inline constexpr double kWholeAttentionWorkingSetInputs = 14;
 inline constexpr int64_t kAutoHeadGroups = 4;
+
+// The automatic head-group count: kAutoHeadGroups where gradient
+// checkpointing is on, the heads split, LoRA has no dropout, and one layer's
+// whole-attention backward (kWholeAttentionWorkingSetInputs inputs of
+// seq_len x hidden) would take more than kAutoHeadGroupsDeviceShare of the
+// device's `device_memory_bytes` (< 0: unknown, e.g. the CPU: no groups);
+// else 0 (off).
+int64_t AutoHeadGroups(int64_t seq_len, const ModelConfig& config,
+                       const TrainingModelOptions& model,
+                       int64_t device_memory_bytes);
 
 // Writes the switches into `model` (its gradient_checkpointing,
 // checkpoint_keep_attention, lemo and lora settings already set) for
 // sequences of `seq_len` tokens; the model's config.json in `model_dir` says
-// whether its heads split (unreadable: no automatic head groups; the load
-// reports the error). Returns what was chosen, in one line, for the user.
+// whether its heads split and how big a layer input is (unreadable: no
+// automatic head groups; the load reports the error), and the model's device
+// how much memory there is. Returns what was chosen, in one line, for the user.
 // Errors name the switch: an unknown offload policy, offload without
 // checkpointing. (Group counts that do not split the heads fail when the
 // model is created, naming the counts.)

@@ -89,13 +89,19 @@ torch::Tensor TrainingModel::RunLayer(int64_t index, const DecoderLayer& layer,
     if (offloader_ != nullptr && torch::GradMode::is_enabled()) {
       hooks.save_input = offloader_->SaverFor(index);
     }
-    // The stats outlive the backward: lemo_ is held by this model.
-    hooks.on_backward_peak = [stats = &lemo_->mutable_stats(),
-                              index](int64_t peak) {
-      if (index < static_cast<int64_t>(stats->size())) {
-        (*stats)[index].backward_peak_bytes = peak;
-      }
-    };
+    // Measured only where something reads it (the offload plan's reserve, or
+    // a measuring run): while its tracker is installed it stands in for
+    // torch's profiler memory hook, so a user profiling memory would lose
+    // the backward's events. The stats outlive the backward: lemo_ is held by
+    // this model.
+    if (offloader_ != nullptr || options_.lemo.measure_saved_bytes) {
+      hooks.on_backward_peak = [stats = &lemo_->mutable_stats(),
+                                index](int64_t peak) {
+        if (index < static_cast<int64_t>(stats->size())) {
+          (*stats)[index].backward_peak_bytes = peak;
+        }
+      };
+    }
     y = Checkpoint(std::move(segment), x, layer.TrainableParameters(),
                    options_.checkpoint_keep_attention, std::move(hooks));
   } else {

@@ -184,9 +184,21 @@ TEST(Offload, MeasuresEachLayersBackwardWorkingSet) {
   EXPECT_GE(stats[0].backward_peak_bytes, input_bytes);
   EXPECT_GE(stats[1].backward_peak_bytes, input_bytes);
   EXPECT_GT(stats[0].backward_peak_bytes, stats[1].backward_peak_bytes);
-  // Without checkpointing there is no per-layer backward to measure.
-  options.gradient_checkpointing = false;
+  // Checkpointing without offload measures nothing (no plan reads it, and
+  // the tracker would stand in for torch's profiler memory hook), unless a
+  // measuring run asks; without checkpointing there is no per-layer backward.
   options.offload.policy = OffloadPolicy::kNone;
+  auto unplanned = testing::MakeRandomLoraModel(
+      config, options, testing::RandomWeights(config, 37));
+  testing::RunLossAndGrads(*unplanned, ids);
+  EXPECT_EQ(unplanned->lemo_stats()[0].backward_peak_bytes, -1);
+  options.lemo.measure_saved_bytes = true;
+  auto measuring = testing::MakeRandomLoraModel(
+      config, options, testing::RandomWeights(config, 37));
+  testing::RunLossAndGrads(*measuring, ids);
+  EXPECT_GE(measuring->lemo_stats()[0].backward_peak_bytes, input_bytes);
+  options.lemo.measure_saved_bytes = false;
+  options.gradient_checkpointing = false;
   auto plain = testing::MakeRandomLoraModel(config, options,
                                             testing::RandomWeights(config, 37));
   testing::RunLossAndGrads(*plain, ids);

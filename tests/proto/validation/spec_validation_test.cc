@@ -1,20 +1,29 @@
 // Spec validation: one case per validated field, each breaking only that field
 // of a valid spec and expecting INVALID_ARGUMENT that names it. To add a case:
-// a row in kCases below.
-#include "server/core/spec_validation.h"
+// a row in kCases below. The model architecture check (config.json) has its
+// own tests at the end: to add one, write a model directory with ModelDir and
+// normalize a spec that points at it.
+#include "proto/validation/spec_validation.h"
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
-#include "tests/server/test_util.h"
+#include "absl/strings/str_join.h"
+#include "tests/testing/job_specs.h"
 #include "tests/testing/status_matchers.h"
 
-namespace lemo::server {
+namespace lemo::proto {
 namespace {
 
-using ::lemo::server::testing::ValidSpec;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
+using ::lemo::testing::ValidSpec;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Case {
   const char* name;
@@ -350,5 +359,127 @@ TEST(SpecValidation, CudaDefaultsToBf16AndAllowsOffload) {
   EXPECT_THAT(ValidateJobSpec(s), IsOk());
 }
 
+// A fresh model directory holding `config` as config.json (nothing when
+// `config` is empty).
+std::string ModelDir(const std::string& name, const std::string& config) {
+  const std::string dir = ::testing::TempDir() + "/spec-validation-" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  if (!config.empty()) std::ofstream(dir + "/config.json") << config;
+  return dir;
+}
+
+v1::JobSpec SpecWithModel(const std::string& dir) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_model()->set_path(dir);
+  return spec;
+}
+
+TEST(ModelConfigCheck, SupportedArchitecturesAreAccepted) {
+  for (const std::string& type : SupportedModelTypes()) {
+    const std::string dir = ModelDir(
+        type, R"({"model_type": ")" + type + R"(", "hidden_size": 8})");
+    LEMO_ASSERT_OK_AND_ASSIGN(ModelConfigCheck check,
+                              CheckModelConfig(SpecWithModel(dir)));
+    EXPECT_TRUE(check.read);
+    EXPECT_EQ(check.model_type, type);
+    EXPECT_THAT(NormalizeJobSpec(SpecWithModel(dir)), IsOk());
+  }
+  EXPECT_EQ(absl::StrJoin(SupportedModelTypes(), ","),
+            "llama,mistral,qwen2,qwen3");
+}
+
+TEST(ModelConfigCheck, UnsupportedArchitectureIsRefusedNamingTheField) {
+  const std::string dir = ModelDir("gpt2", R"({"model_type": "gpt2"})");
+  EXPECT_THAT(
+      NormalizeJobSpec(SpecWithModel(dir)),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "spec.model.path: config.json model_type \"gpt2\" is not "
+               "supported; supported: llama, mistral, qwen2, qwen3"));
+  // Off, no file is read.
+  SpecCheckOptions off;
+  off.check_model_config = false;
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(dir), off), IsOk());
+}
+
+TEST(ModelConfigCheck, UnreadableConfigIsLeftToTheWorker) {
+  // No such directory (a path only workers mount), and a directory without
+  // config.json.
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      ModelConfigCheck check,
+      CheckModelConfig(SpecWithModel("/nonexistent/lemo/model")));
+  EXPECT_FALSE(check.read);
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(ModelDir("empty", ""))), IsOk());
+  // model.path naming a file, not a directory.
+  const std::string dir = ModelDir("file", R"({"model_type": "gpt2"})");
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(dir + "/config.json")), IsOk());
+}
+
+TEST(ModelConfigCheck, SymlinkedConfigIsFollowed) {
+  // Hugging Face caches link config.json to a blob.
+  const std::string blob = ModelDir("blob", R"({"model_type": "gpt2"})");
+  const std::string dir = ModelDir("linked", "");
+  std::filesystem::create_symlink(blob + "/config.json", dir + "/config.json");
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(dir)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("model_type \"gpt2\" is not supported")));
+}
+
+TEST(ModelConfigCheck, OnlySmallRegularFilesAreRead) {
+  const std::string as_dir = ModelDir("config-dir", "");
+  std::filesystem::create_directories(as_dir + "/config.json");
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(as_dir)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "spec.model.path: config.json is not a regular file"));
+  // A FIFO is refused without waiting for a writer.
+  const std::string fifo = ModelDir("fifo", "");
+  ASSERT_EQ(::mkfifo((fifo + "/config.json").c_str(), 0600), 0);
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(fifo)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a regular file")));
+  const std::string big =
+      ModelDir("big", R"({"model_type": "llama", "pad": ")" +
+                          std::string(300, 'x') + R"("})");
+  SpecCheckOptions small;
+  small.max_model_config_bytes = 256;
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(big), small),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "spec.model.path: config.json is larger than 256 "
+                       "bytes"));
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(big)), IsOk());
+}
+
+TEST(ModelConfigCheck, BadFilesAreRefusedWithoutQuotingThem) {
+  const std::string not_json = ModelDir("not-json", "SECRET-abc123 {");
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(not_json)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("spec.model.path: config.json is not "
+                                       "a JSON object"),
+                             Not(HasSubstr("SECRET")))));
+  const std::string array = ModelDir("array", R"(["SECRET"])");
+  EXPECT_THAT(
+      NormalizeJobSpec(SpecWithModel(array)),
+      StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("SECRET"))));
+  const std::string no_type =
+      ModelDir("no-type", R"({"architectures": ["SECRET"]})");
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(no_type)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("spec.model.path: config.json has no "
+                                       "model_type"),
+                             Not(HasSubstr("SECRET")))));
+  const std::string number = ModelDir("number", R"({"model_type": 7})");
+  EXPECT_THAT(NormalizeJobSpec(SpecWithModel(number)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("has no model_type string")));
+  // An odd model_type is quoted printable and cut short.
+  const std::string odd = ModelDir(
+      "odd", R"({"model_type": "a\nb)" + std::string(200, 'c') + R"("})");
+  auto status = NormalizeJobSpec(SpecWithModel(odd)).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("model_type \"a?bccc")));
+  EXPECT_THAT(status.message(), Not(HasSubstr("\n")));
+  EXPECT_LT(status.message().size(), 200u);
+}
+
 }  // namespace
-}  // namespace lemo::server
+}  // namespace lemo::proto

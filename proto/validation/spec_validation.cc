@@ -1,14 +1,22 @@
-#include "server/core/spec_validation.h"
+#include "proto/validation/spec_validation.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <set>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/safe_path.h"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
 
-namespace lemo::server {
+namespace lemo::proto {
 namespace {
 
 // Bounds that keep a typo from asking for absurd resources; raise them with the
@@ -303,7 +311,108 @@ absl::Status ValidateResources(const v1::JobSpec& s) {
   return NonNegative("checkpoint.keep_last", s.checkpoint().keep_last());
 }
 
+// A model_type value as it may appear in an error: printable ASCII, at most 64
+// characters (the value is quoted so the user sees what the file says, and
+// nothing else of the file is).
+std::string Printable(const std::string& value) {
+  constexpr size_t kMax = 64;
+  std::string out;
+  for (char c : value.substr(0, kMax)) {
+    out += absl::ascii_isprint(static_cast<unsigned char>(c)) && c != '"' ? c
+                                                                          : '?';
+  }
+  if (value.size() > kMax) out += "...";
+  return out;
+}
+
+// Reads `path` when it is a regular file of at most max_bytes. NOT_FOUND when
+// it cannot be opened or read here (the caller accepts that); INVALID_ARGUMENT
+// naming spec.model.path when it is anything but a small regular file.
+absl::StatusOr<std::string> ReadBoundedRegularFile(const std::string& path,
+                                                   int64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; the fstat below
+  // refuses it anyway. Symlinks are followed (HF caches link to blobs).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Bad("model.path", "config.json is not a regular file");
+  }
+  if (st.st_size > max_bytes) {
+    ::close(fd);
+    return Bad("model.path", absl::StrCat("config.json is larger than ",
+                                          max_bytes, " bytes"));
+  }
+  std::string text;
+  char buf[1 << 14];
+  // Reads at most max_bytes + 1 whatever st_size said (the file may grow).
+  while (static_cast<int64_t>(text.size()) <= max_bytes) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return absl::NotFoundError(absl::StrCat("cannot read ", path));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (static_cast<int64_t>(text.size()) > max_bytes) {
+    return Bad("model.path", absl::StrCat("config.json is larger than ",
+                                          max_bytes, " bytes"));
+  }
+  return text;
+}
+
 }  // namespace
+
+const std::vector<std::string>& SupportedModelTypes() {
+  static const auto* types =
+      new std::vector<std::string>{"llama", "mistral", "qwen2", "qwen3"};
+  return *types;
+}
+
+absl::StatusOr<ModelConfigCheck> CheckModelConfig(
+    const v1::JobSpec& spec, const SpecCheckOptions& options) {
+  ModelConfigCheck check;
+  const std::string& dir = spec.model().path();
+  if (dir.empty() || dir.size() > kMaxPath ||
+      dir.find('\0') != std::string::npos) {
+    return check;  // ValidateJobSpec names these.
+  }
+  absl::StatusOr<std::string> text = ReadBoundedRegularFile(
+      absl::StrCat(dir, "/config.json"), options.max_model_config_bytes);
+  if (absl::IsNotFound(text.status())) return check;  // The worker's to check.
+  LEMO_RETURN_IF_ERROR(text.status());
+  // No exceptions and no parser message: both would quote the file.
+  nlohmann::json root = nlohmann::json::parse(*text, nullptr,
+                                              /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return Bad("model.path", "config.json is not a JSON object");
+  }
+  const std::string supported = absl::StrJoin(SupportedModelTypes(), ", ");
+  auto it = root.find("model_type");
+  if (it == root.end() || !it->is_string()) {
+    return Bad("model.path",
+               absl::StrCat("config.json has no model_type string; supported: ",
+                            supported));
+  }
+  check.model_type = it->get<std::string>();
+  bool known = false;
+  for (const std::string& t : SupportedModelTypes())
+    known |= t == check.model_type;
+  if (!known) {
+    return Bad(
+        "model.path",
+        absl::StrCat("config.json model_type \"", Printable(check.model_type),
+                     "\" is not supported; supported: ", supported));
+  }
+  check.read = true;
+  return check;
+}
 
 void ApplySpecDefaults(v1::JobSpec* s) {
   if (s->resources().world_size() == 0)
@@ -364,11 +473,15 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   return ValidateResources(spec);
 }
 
-absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec) {
+absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec,
+                                             const SpecCheckOptions& options) {
   v1::JobSpec out = spec;
   ApplySpecDefaults(&out);
   LEMO_RETURN_IF_ERROR(ValidateJobSpec(out));
+  if (options.check_model_config) {
+    LEMO_RETURN_IF_ERROR(CheckModelConfig(out, options).status());
+  }
   return out;
 }
 
-}  // namespace lemo::server
+}  // namespace lemo::proto
