@@ -49,10 +49,15 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
         "spec: ", spec_bytes, " bytes, more than the coordinator's limit of ",
         options_.max_spec_bytes, " (--max-spec-bytes)"));
   }
+  {
+    // Before normalizing, which reads model.path's config.json when the
+    // coordinator can: a path under no worker's roots is never opened here.
+    absl::MutexLock lock(&mu_);
+    LEMO_RETURN_IF_ERROR(
+        CheckSpecPathsAgainstFleet(spec, registry_.Registrations()));
+  }
   LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
   absl::MutexLock lock(&mu_);
-  LEMO_RETURN_IF_ERROR(
-      CheckSpecPathsAgainstFleet(normalized, registry_.Registrations()));
   absl::BitGen gen;
   std::string id;
   do {

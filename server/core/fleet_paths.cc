@@ -69,7 +69,10 @@ absl::Status CheckSpecPathsAgainstFleet(
   auto add = [&](const char* name, const std::string& path, Roots roots) {
     // Relative paths resolve on the worker (its working directory); only it
     // can confine them.
-    if (absl::StartsWith(path, "/")) fields.push_back({name, &path, roots});
+    // Paths with ".." are refused by spec validation, with its own message.
+    if (absl::StartsWith(path, "/") && !HasDotDotComponent(path)) {
+      fields.push_back({name, &path, roots});
+    }
   };
   add("spec.model.path", spec.model().path(), Roots::kModel);
   add("spec.data.path", spec.data().path(), Roots::kData);

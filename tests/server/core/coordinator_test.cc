@@ -325,6 +325,14 @@ TEST_F(CoordinatorTest, SpecPathsOutsideEveryWorkersRootsAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("spec.model.path")));
   EXPECT_THAT(coord_->Submit(kAdmin, ValidSpec()), IsOk());
+  // A model outside the roots is refused before the coordinator reads its
+  // config.json (which would say gpt2 is unsupported).
+  const std::string outside = MakeTempDir("outside-model");
+  std::ofstream(outside + "/config.json") << R"({"model_type": "gpt2"})";
+  model.mutable_model()->set_path(outside);
+  EXPECT_THAT(coord_->Submit(kAdmin, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is under no model root")));
   // An unconfined worker joins: it opens any path, so the spec may go there.
   Connect("w2");
   EXPECT_THAT(coord_->Submit(kAdmin, hostile), IsOk());
