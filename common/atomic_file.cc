@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -21,13 +23,42 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr absl::string_view kTempInfix = ".tmp-";
+constexpr absl::string_view kBackupInfix = ".old-";
+
 // Unique within the process (counter) and across processes (pid), so concurrent
-// writers of the same path never share a temp name.
-std::string TempSibling(const std::string& path) {
+// writers of the same path never share a temp name. `infix` is kTempInfix for
+// new contents, kBackupInfix for an old directory moved aside.
+std::string TempSibling(const std::string& path,
+                        absl::string_view infix = kTempInfix) {
   static std::atomic<uint64_t> counter{0};
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return absl::StrCat(p, ".tmp-", getpid(), "-", counter.fetch_add(1));
+  return absl::StrCat(p, infix, getpid(), "-", counter.fetch_add(1));
+}
+
+bool AllDigits(absl::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// For "<final><infix><pid>-<n>": <final> and the infix; nullopt otherwise.
+std::optional<std::pair<std::string, absl::string_view>> SplitStagingName(
+    absl::string_view name) {
+  for (absl::string_view infix : {kTempInfix, kBackupInfix}) {
+    const size_t at = name.rfind(infix);
+    if (at == absl::string_view::npos || at == 0) continue;
+    absl::string_view tail = name.substr(at + infix.size());
+    const size_t dash = tail.find('-');
+    if (dash == absl::string_view::npos) continue;
+    if (AllDigits(tail.substr(0, dash)) && AllDigits(tail.substr(dash + 1))) {
+      return std::make_pair(std::string(name.substr(0, at)), infix);
+    }
+  }
+  return std::nullopt;
 }
 
 std::string ParentOf(const std::string& path) {
@@ -205,7 +236,9 @@ absl::Status AtomicDirectory::CommitImpl(bool replace) {
     // Filesystems without RENAME_EXCHANGE: two renames, with a short window
     // where final_ is absent (readers then see NOT_FOUND, never a partial
     // directory).
-    old = TempSibling(final_);
+    // The old copy is moved aside under a backup name, so a crash before the
+    // second rename leaves it where RecoverStagingNames puts it back.
+    old = TempSibling(final_, kBackupInfix);
     if (::rename(final_.c_str(), old.c_str()) != 0)
       return ErrnoStatus("moving aside", final_);
     if (::rename(staging_.c_str(), final_.c_str()) != 0)
@@ -218,6 +251,59 @@ absl::Status AtomicDirectory::CommitImpl(bool replace) {
     return absl::InternalError(
         absl::StrCat("removing old ", old, ": ", ec.message()));
   return absl::OkStatus();
+}
+
+bool IsStagingName(absl::string_view name) {
+  return SplitStagingName(name).has_value();
+}
+
+absl::StatusOr<StagingRecovery> RecoverStagingNames(const std::string& dir) {
+  StagingRecovery done;
+  std::error_code ec;
+  std::vector<std::pair<std::string, std::pair<std::string, bool>>> staged;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    auto split = SplitStagingName(name);
+    if (!split) continue;
+    staged.push_back({name, {split->first, split->second == kBackupInfix}});
+  }
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("listing ", dir, ": ", ec.message()));
+  }
+  // Backups first, so a restored copy is never mistaken for a finished
+  // replace by the loop that deletes.
+  for (const auto& [name, target] : staged) {
+    const auto& [final_name, backup] = target;
+    if (!backup) continue;
+    const std::string from = absl::StrCat(dir, "/", name);
+    const std::string to = absl::StrCat(dir, "/", final_name);
+    if (!fs::exists(to, ec)) {
+      if (::rename(from.c_str(), to.c_str()) != 0) {
+        return ErrnoStatus("restoring", to);
+      }
+      ++done.restored;
+      continue;
+    }
+    fs::remove_all(from, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("removing ", from, ": ", ec.message()));
+    }
+    ++done.removed;
+  }
+  for (const auto& [name, target] : staged) {
+    if (target.second) continue;
+    const std::string path = absl::StrCat(dir, "/", name);
+    fs::remove_all(path, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("removing ", path, ": ", ec.message()));
+    }
+    ++done.removed;
+  }
+  if (done.restored + done.removed > 0) LEMO_RETURN_IF_ERROR(FsyncDir(dir));
+  return done;
 }
 
 }  // namespace lemo

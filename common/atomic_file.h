@@ -91,6 +91,29 @@ class AtomicDirectory {
   bool committed_ = false;
 };
 
+// Staging names: AtomicFileWriter and AtomicDirectory build new contents as
+// "<final>.tmp-<pid>-<n>", and a directory replaced on a filesystem without
+// RENAME_EXCHANGE is moved aside as "<final>.old-<pid>-<n>" before the new
+// one is renamed in. True for a name of either form; a store must never give
+// such a name to something it keeps (RecoverStagingNames would act on it).
+bool IsStagingName(absl::string_view name);
+
+// What RecoverStagingNames did.
+struct StagingRecovery {
+  // ".old-" directories renamed back to their final name.
+  int restored = 0;
+  // Staging entries deleted.
+  int removed = 0;
+};
+
+// Repairs what a crash left in `dir` (not recursive). Call it only while no
+// writer works there, e.g. when a store starts. A "<x>.old-*" whose <x> is
+// missing is the last valid copy of <x> (the crash hit between moving it
+// aside and renaming the new one in): it is renamed back to <x>. Every other
+// ".old-*" (the replace finished) and every ".tmp-*" (an unfinished write, or
+// an old copy whose deletion was cut short) is deleted.
+absl::StatusOr<StagingRecovery> RecoverStagingNames(const std::string& dir);
+
 }  // namespace lemo
 
 #endif  // LEMO_COMMON_ATOMIC_FILE_H_

@@ -17,9 +17,11 @@
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/build_info.h"
 #include "common/status_macros.h"
+#include "common/wire_limits.h"
 #include "server/core/coordinator.h"
 #include "server/metrics/metrics.h"
 #include "server/service/server.h"
@@ -52,6 +54,12 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, health_listen, "",
           "plaintext HOST:PORT serving only grpc.health.v1, for probes that "
           "cannot do TLS (Kubernetes gRPC probes); empty disables it");
+ABSL_FLAG(int64_t, max_spec_bytes, lemo::kDefaultMaxSpecBytes,
+          "largest job spec SubmitJob accepts, in serialized bytes; at most "
+          "7 MiB, so its Assign fits a worker's 8 MiB message limit");
+ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
+          "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
+          "of --data-dir's disk at start if less");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC, and serving without --token-file, on a "
           "non-loopback address (never in production)");
@@ -73,17 +81,38 @@ absl::Status Run() {
   co.data_dir = absl::GetFlag(FLAGS_data_dir);
   co.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   co.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  co.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
+  co.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
+  GrpcServer::Options so;
+  // A spec rides in an Assign to a worker that refuses messages above
+  // kWorkerMaxMessageBytes, and arrives in a SubmitJob this server refuses
+  // above its own message limit: the spec limit must fit both.
+  const int64_t spec_ceiling =
+      std::min<int64_t>(kWorkerMaxMessageBytes - kAssignEnvelopeBytes,
+                        so.max_message_bytes - kAssignEnvelopeBytes);
+  if (co.max_spec_bytes <= 0 || co.max_spec_bytes > spec_ceiling) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-spec-bytes: must be in [1, ", spec_ceiling, "], got ",
+        co.max_spec_bytes, " (an Assign carrying the spec must fit a worker's ",
+        kWorkerMaxMessageBytes, "-byte message limit)"));
+  }
   co.on_queue_wait = [&metrics](double s) {
     if (metrics) metrics->ObserveQueueWait(s);
   };
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
                         Coordinator::Create(co));
+  const CheckpointStore& checkpoints = coordinator->checkpoint_store();
+  std::fprintf(
+      stderr,
+      "lemo-coordinator: checkpoint uploads up to %lld bytes; at "
+      "start restored %d and removed %d staged checkpoint entries\n",
+      static_cast<long long>(checkpoints.options().max_checkpoint_bytes),
+      checkpoints.recovered().restored, checkpoints.recovered().removed);
   metrics = std::make_unique<CoordinatorMetrics>(
       [c = coordinator.get()] { return c->GetSnapshot(); });
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
     LEMO_RETURN_IF_ERROR(metrics->Serve(absl::GetFlag(FLAGS_metrics_listen)));
   }
-  GrpcServer::Options so;
   so.listen = absl::GetFlag(FLAGS_listen);
   so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   so.tls_key_file = absl::GetFlag(FLAGS_tls_key);

@@ -4,7 +4,7 @@
 //
 //   lemo-worker --coordinator 127.0.0.1:7070 --device cpu --metrics-listen
 //   127.0.0.1:9400 lemo-worker --coordinator lemo:7070 --device cuda:0 --tls-ca
-//   ca.pem --token-file token
+//   ca.pem --token-file token --model-root /models --data-root /data
 //
 // Exit codes: 0 after SIGTERM/SIGINT (the running job is stopped within one
 // step and left to the coordinator to reschedule), 1 a runtime error, 2 a usage
@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
@@ -85,10 +86,35 @@ int main(int argc, char** argv) {
                  "Seconds a multi-rank job waits for its rendezvous and each "
                  "collective before the rank fails (NCCL_TIMEOUT)")
       ->capture_default_str();
+  std::vector<std::string> model_roots, data_roots;
+  lemo::worker::SpecPathLimits path_limits;
+  app.add_option("--model-root", model_roots,
+                 "Read-only directory a job's model (and tokenizer, predictor) "
+                 "may be under; repeat it or give a comma list")
+      ->delimiter(',');
+  app.add_option("--data-root", data_roots,
+                 "Read-only directory a job's data (and tokenizer, predictor) "
+                 "may be under; repeat it or give a comma list")
+      ->delimiter(',');
+  app.add_option("--max-data-file-bytes", path_limits.max_file_bytes,
+                 "Largest data or weight file a job may name")
+      ->capture_default_str();
+  app.add_option("--max-metadata-file-bytes", path_limits.max_metadata_bytes,
+                 "Largest config or tokenizer file (.json, .model, .txt)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  auto paths = lemo::worker::SpecPathPolicy::Create(model_roots, data_roots,
+                                                    path_limits);
+  if (!paths.ok()) return Fail(paths.status());
+  options.paths = *std::move(paths);
+  if (!options.paths.confined()) {
+    std::fprintf(stderr,
+                 "lemo-worker: no --model-root or --data-root: a job may "
+                 "name any path this user can read (docs/security.md)\n");
   }
   options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
   options.collective_timeout = absl::Seconds(collective_timeout_seconds);

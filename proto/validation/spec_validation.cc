@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/safe_path.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -67,6 +68,9 @@ absl::Status Path(absl::string_view field, const std::string& path) {
   if (path.empty()) return Bad(field, "is required");
   if (path.size() > kMaxPath) return Bad(field, "is longer than 4096 bytes");
   if (path.find('\0') != std::string::npos) return Bad(field, "contains NUL");
+  // Refused outright: a lexical root check of "/models/../etc" would pass,
+  // and nothing legitimate needs one (docs/security.md).
+  if (HasDotDotComponent(path)) return Bad(field, "has a \"..\" component");
   return absl::OkStatus();
 }
 

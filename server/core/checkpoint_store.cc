@@ -1,10 +1,15 @@
 #include "server/core/checkpoint_store.h"
 
+#include <sys/statvfs.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/errno_status.h"
 #include "common/safe_path.h"
 #include "common/status_macros.h"
 
@@ -23,7 +28,19 @@ absl::Status SameHeader(const v1::UploadCheckpointRequest& a,
   return absl::OkStatus();
 }
 
+// The automatic --max-checkpoint-bytes when the disk has room: far above a
+// LoRA adapter with its optimizer state, even for 70B models.
+constexpr int64_t kDefaultMaxCheckpointBytes = int64_t{64} << 30;
+
 }  // namespace
+
+absl::StatusOr<int64_t> FreeBytes(const std::string& dir) {
+  struct statvfs st;
+  if (::statvfs(dir.c_str(), &st) != 0) {
+    return ErrnoStatus("checking free space of", dir);
+  }
+  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+}
 
 absl::Status ValidateId(absl::string_view field, absl::string_view id) {
   // One path component of the safe-path alphabet, short enough for a table,
@@ -33,18 +50,53 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": must be 1-64 of [A-Za-z0-9._-], not starting with '.'"));
   }
+  // Staging names are deleted or renamed when the store starts
+  // (RecoverStagingNames): a checkpoint must never be stored under one.
+  if (IsStagingName(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     ": must not end in .tmp-<n>-<n> or .old-<n>-<n> (staging "
+                     "names)"));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Create(
-    const Options& options) {
+    const Options& options_in) {
+  Options options = options_in;
   std::error_code ec;
   fs::create_directories(options.root, ec);
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint dir ", options.root, ": ", ec.message()));
   }
-  return std::unique_ptr<CheckpointStore>(new CheckpointStore(options));
+  if (options.max_checkpoint_bytes < 0 || options.min_free_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "--max-checkpoint-bytes: must be >= 0 (0: automatic)");
+  }
+  if (options.max_checkpoint_bytes == 0) {
+    LEMO_ASSIGN_OR_RETURN(int64_t free, FreeBytes(options.root));
+    options.max_checkpoint_bytes = std::max<int64_t>(
+        1, std::min(kDefaultMaxCheckpointBytes, free - options.min_free_bytes));
+  }
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore(options));
+  // Nothing writes yet, so every staging name is what a crash left: an
+  // unfinished upload (deleted) or the only valid copy of a checkpoint whose
+  // re-upload was cut between its two renames (restored).
+  for (const fs::directory_entry& job :
+       fs::directory_iterator(options.root, ec)) {
+    if (!job.is_directory(ec)) continue;
+    LEMO_ASSIGN_OR_RETURN(StagingRecovery r,
+                          RecoverStagingNames(job.path().string()),
+                          "recovering checkpoint uploads");
+    store->recovered_.restored += r.restored;
+    store->recovered_.removed += r.removed;
+  }
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint dir ", options.root, ": ", ec.message()));
+  }
+  return store;
 }
 
 std::string CheckpointStore::Dir(const std::string& job_id,
@@ -57,10 +109,30 @@ CheckpointStore::BeginUpload(const v1::UploadCheckpointRequest& first) const {
   LEMO_RETURN_IF_ERROR(ValidateId("job_id", first.job_id()));
   LEMO_RETURN_IF_ERROR(ValidateId("checkpoint_id", first.checkpoint_id()));
   if (first.step() < 0) return absl::InvalidArgumentError("step: must be >= 0");
+  const int64_t declared = first.total_bytes();
+  if (declared < 0) {
+    return absl::InvalidArgumentError("total_bytes: must be >= 0");
+  }
+  const std::string what = absl::StrCat("checkpoint ", first.checkpoint_id());
+  if (declared > options_.max_checkpoint_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, ": ", declared, " bytes, more than the store's limit of ",
+        options_.max_checkpoint_bytes, " bytes (--max-checkpoint-bytes)"));
+  }
+  // Checked before a byte is written: a full disk would otherwise fail the
+  // upload half way, or worse, the store's next SQLite commit.
+  LEMO_ASSIGN_OR_RETURN(int64_t free, FreeBytes(options_.root));
+  if (declared + options_.min_free_bytes > free) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, ": ", declared, " bytes do not fit: ", free,
+                     " bytes free on the checkpoint store's disk, which keeps ",
+                     options_.min_free_bytes, " free"));
+  }
   ChunkedDirectoryReceiver::Options options;
   options.dest_dir = Dir(first.job_id(), first.checkpoint_id());
   options.max_chunk_bytes = options_.chunk_bytes;
-  options.max_total_bytes = options_.max_checkpoint_bytes;
+  options.max_total_bytes =
+      declared > 0 ? declared : options_.max_checkpoint_bytes;
   options.max_files = options_.max_files;
   // A broken upload is the calling worker's bad request, not lost data.
   options.bad_stream_code = absl::StatusCode::kInvalidArgument;

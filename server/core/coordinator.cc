@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "server/core/fleet_paths.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
 #include "server/core/scheduler.h"
@@ -27,9 +28,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options));
   LEMO_ASSIGN_OR_RETURN(c->store_, Store::Create({options.data_dir}));
-  LEMO_ASSIGN_OR_RETURN(
-      c->checkpoints_,
-      CheckpointStore::Create({options.data_dir + "/checkpoints"}));
+  CheckpointStore::Options checkpoints;
+  checkpoints.root = options.data_dir + "/checkpoints";
+  checkpoints.max_checkpoint_bytes = options.max_checkpoint_bytes;
+  LEMO_ASSIGN_OR_RETURN(c->checkpoints_, CheckpointStore::Create(checkpoints));
   LEMO_RETURN_IF_ERROR(c->Recover(), "recovering from " + options.data_dir);
   if (options.tick_interval > absl::ZeroDuration()) {
     c->loop_ = std::thread([p = c.get()] { p->Loop(); });
@@ -166,12 +168,21 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
 
 void Coordinator::ScheduleLocked() {
   std::vector<PendingJob> pending;
+  std::vector<v1::Register> fleet;
   for (const auto& [id, job] : jobs_) {
     if (job.state() != v1::QUEUED && job.state() != v1::RESTARTING) continue;
     const v1::ResourceSpec& r = job.spec().resources();
     pending.push_back(PendingJob{id, job.spec().priority(), position_[id],
                                  r.device_kind(), r.world_size(),
                                  r.min_device_memory_bytes()});
+    // A rank never goes to a worker whose roots would make it refuse the job
+    // (in a fleet with different roots per worker, another one may hold it).
+    if (fleet.empty()) fleet = registry_.Registrations();
+    for (const v1::Register& w : fleet) {
+      if (!CheckSpecPathsAgainstFleet(job.spec(), {w}).ok()) {
+        pending.back().excluded_workers.insert(w.worker_id());
+      }
+    }
   }
   if (pending.empty()) return;
   const std::vector<WorkerSlot> connected = registry_.ConnectedSlots();

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/wire_limits.h"
 #include "lemo/v1/job_service.pb.h"
 #include "lemo/v1/worker_service.pb.h"
 #include "server/core/checkpoint_store.h"
@@ -64,6 +65,14 @@ class Coordinator {
     // Called with the seconds from submit to first placement (a histogram in
     // server/metrics).
     std::function<void(double)> on_queue_wait;
+    // Largest submitted spec, in serialized bytes (--max-spec-bytes). A spec
+    // travels to workers inside an Assign, which a worker refuses above
+    // kWorkerMaxMessageBytes (common/wire_limits.h): a larger one would be
+    // placed, dropped by the worker's channel and placed again for ever.
+    int64_t max_spec_bytes = kDefaultMaxSpecBytes;
+    // Largest checkpoint upload, in bytes; 0 picks 64 GiB or the checkpoint
+    // disk's free space, whichever is less (CheckpointStore::Options).
+    int64_t max_checkpoint_bytes = 0;
   };
 
   // A worker's Connect stream as the core sees it.
@@ -155,6 +164,8 @@ class Coordinator {
   void Tick();
   Snapshot GetSnapshot();
   const Options& options() const { return options_; }
+  // The checkpoint store: its resolved limits and what it repaired at start.
+  const CheckpointStore& checkpoint_store() const { return *checkpoints_; }
 
  private:
   explicit Coordinator(const Options& options);

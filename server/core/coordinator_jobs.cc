@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "proto/validation/spec_validation.h"
 #include "server/core/coordinator.h"
+#include "server/core/fleet_paths.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
 
@@ -42,6 +43,19 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
                                             const v1::JobSpec& spec) {
   LEMO_RETURN_IF_ERROR(
       RequireRole(caller, Role::kClient, /*admin_too=*/true, "submit jobs"));
+  const size_t spec_bytes = spec.ByteSizeLong();
+  if (static_cast<int64_t>(spec_bytes) > options_.max_spec_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec: ", spec_bytes, " bytes, more than the coordinator's limit of ",
+        options_.max_spec_bytes, " (--max-spec-bytes)"));
+  }
+  {
+    // Before normalizing, which reads model.path's config.json when the
+    // coordinator can: a path under no worker's roots is never opened here.
+    absl::MutexLock lock(&mu_);
+    LEMO_RETURN_IF_ERROR(
+        CheckSpecPathsAgainstFleet(spec, registry_.Registrations()));
+  }
   LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
   absl::MutexLock lock(&mu_);
   absl::BitGen gen;

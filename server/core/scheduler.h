@@ -25,6 +25,7 @@
 #define LEMO_SERVER_CORE_SCHEDULER_H_
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct PendingJob {
   v1::DeviceKind kind = v1::CPU;
   int32_t world_size = 1;
   int64_t min_memory_bytes = 0;
+  // Workers that must not get a rank: their roots do not hold the job's
+  // paths (fleet_paths.h), so they would refuse it.
+  std::set<std::string> excluded_workers;
 };
 
 struct Placement {

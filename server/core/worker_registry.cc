@@ -1,6 +1,8 @@
 #include "server/core/worker_registry.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/safe_path.h"
+#include "common/status_macros.h"
 #include "server/core/proto_time.h"
 
 namespace lemo::server {
@@ -19,6 +21,33 @@ bool Live(const WorkerRecord& w) {
 
 }  // namespace
 
+namespace {
+
+// A worker's roots decide which specs the coordinator accepts (fleet_paths.h):
+// absolute, without "..", and few and short enough to keep in memory.
+absl::Status ValidateRoots(
+    absl::string_view field,
+    const google::protobuf::RepeatedPtrField<std::string>& roots) {
+  constexpr int kMaxRoots = 64;
+  constexpr size_t kMaxRootBytes = 4096;
+  if (roots.size() > kMaxRoots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": more than ", kMaxRoots, " roots"));
+  }
+  for (const std::string& root : roots) {
+    if (root.empty() || root.size() > kMaxRootBytes || root[0] != '/' ||
+        root.find('\0') != std::string::npos || HasDotDotComponent(root)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field,
+          ": each root must be an absolute path of at most 4096 bytes "
+          "without \"..\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<uint64_t> WorkerRegistry::Register(const v1::Register& reg,
                                                   absl::Time now) {
   if (reg.worker_id().empty() || reg.worker_id().size() > 128) {
@@ -32,6 +61,9 @@ absl::StatusOr<uint64_t> WorkerRegistry::Register(const v1::Register& reg,
   if (d.kind() != v1::CPU && d.kind() != v1::CUDA) {
     return absl::InvalidArgumentError("register.devices[0].kind: CPU or CUDA");
   }
+  LEMO_RETURN_IF_ERROR(
+      ValidateRoots("register.model_roots", reg.model_roots()));
+  LEMO_RETURN_IF_ERROR(ValidateRoots("register.data_roots", reg.data_roots()));
   WorkerRecord& w = workers_[reg.worker_id()];
   if (w.outbox) w.outbox->Close();
   w.registration = reg;
@@ -162,6 +194,15 @@ int WorkerRegistry::ConnectedCount() const {
   int n = 0;
   for (const auto& [id, w] : workers_) n += Live(w) ? 1 : 0;
   return n;
+}
+
+std::vector<v1::Register> WorkerRegistry::Registrations() const {
+  std::vector<v1::Register> out;
+  for (const auto& [id, w] : workers_) {
+    // A placeholder has no devices: Register refuses a worker without one.
+    if (w.registration.devices_size() > 0) out.push_back(w.registration);
+  }
+  return out;
 }
 
 std::vector<v1::WorkerInfo> WorkerRegistry::List() const {

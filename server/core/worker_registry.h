@@ -105,6 +105,10 @@ class WorkerRegistry {
   std::vector<WorkerSlot> ConnectedSlots() const;
   int ConnectedCount() const;
   std::vector<v1::WorkerInfo> List() const;
+  // The last Register of every worker that ever registered, lost ones
+  // included (they may come back), placeholders from ExpectWorker excluded:
+  // the fleet whose roots a submitted spec is checked against.
+  std::vector<v1::Register> Registrations() const;
 
  private:
   absl::Duration timeout_;

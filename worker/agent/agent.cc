@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/build_info.h"
 #include "common/status_macros.h"
+#include "common/wire_limits.h"
 #include "google/protobuf/util/time_util.h"
 #include "proto/status/grpc_status.h"
 #include "worker/agent/task.h"
@@ -65,7 +66,7 @@ client::ChannelOptions WorkerChannelOptions() {
   options.flag_names.ca_file = "--tls-ca";
   options.flag_names.cert_file = "--tls-cert";
   options.flag_names.key_file = "--tls-key";
-  options.max_message_bytes = 8 << 20;
+  options.max_message_bytes = kWorkerMaxMessageBytes;
   options.keepalive_time = absl::Seconds(20);
   options.max_reconnect_backoff = absl::Seconds(1);
   return options;
@@ -189,6 +190,7 @@ v1::WorkerMessage Agent::RegisterMessage() {
   *reg->add_devices() = wire_device_;
   reg->set_rendezvous_address(rendezvous_address_);
   reg->set_version(VersionLine("lemo-worker"));
+  options_.paths.FillRegister(reg);
   v1::RunningTask running;
   if (task_ != nullptr && !task_->done()) {
     running.set_job_id(task_->job_id());
@@ -341,6 +343,7 @@ TaskEnvironment Agent::MakeTaskEnvironment() {
   env.transfer_retry_for = options_.transfer_retry_for;
   env.rendezvous_host = options_.rendezvous_host;
   env.collective_timeout = options_.collective_timeout;
+  env.paths = options_.paths;
   return env;
 }
 

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "client/channel.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
+#include "worker/agent/spec_paths.h"
 #include "worker/agent/worker_metrics.h"
 #include "worker/comm/process_group.h"
 
@@ -42,7 +43,7 @@ struct TaskEnvironment;
 // and token: errors name lemo-worker's flags, a 20 s keepalive notices a dead
 // coordinator on the long Connect stream, reconnects back off to at most 1 s,
 // and messages are at most 8 MiB (a 1 MiB checkpoint chunk with room for its
-// envelope).
+// envelope; common/wire_limits.h).
 client::ChannelOptions WorkerChannelOptions();
 
 struct AgentOptions {
@@ -82,6 +83,11 @@ struct AgentOptions {
   // froze or vanished fails (NCCL_TIMEOUT) after this, so the coordinator
   // restarts the gang instead of letting it hang.
   absl::Duration collective_timeout = absl::Seconds(60);
+  // The read-only roots a job's model, data, tokenizer and predictor paths
+  // must resolve under, and the file size caps (--model-root, --data-root,
+  // --max-data-file-bytes, --max-metadata-file-bytes); reported at Register.
+  // Default: unconfined (see SpecPathPolicy::Create).
+  SpecPathPolicy paths;
 };
 
 class Agent {

@@ -1,5 +1,6 @@
 #include "worker/agent/checkpoint_transfer.h"
 
+#include <filesystem>
 #include <string>
 #include <utility>
 
@@ -21,13 +22,23 @@ absl::Status ForEachUploadMessage(
   msg.set_epoch(target.epoch);
   msg.set_step(target.step);
   msg.set_checkpoint_id(target.checkpoint_id);
+  // Declared up front so a coordinator short of disk says so before any byte
+  // travels; the engine never changes a checkpoint directory once written.
+  int64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (e.is_regular_file(ec)) total += static_cast<int64_t>(e.file_size(ec));
+  }
+  if (!ec) msg.set_total_bytes(total);
   return SendChunkedDirectory(dir, kCheckpointChunkBytes,
                               [&](const FileChunk& chunk) {
                                 msg.set_file_name(std::string(chunk.file_name));
                                 msg.set_offset(chunk.offset);
                                 msg.set_data(std::string(chunk.data));
                                 msg.set_sha256(std::string(chunk.sha256));
-                                return emit(msg);
+                                absl::Status s = emit(msg);
+                                msg.clear_total_bytes();  // first message only
+                                return s;
                               });
 }
 

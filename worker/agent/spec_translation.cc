@@ -351,12 +351,20 @@ v1::Failure FailureFromStatus(const absl::Status& status, int rank) {
   failure.set_message(std::string(status.message()));
   const absl::string_view msg = status.message();
   v1::FailureReason reason = v1::INTERNAL;
-  if (absl::IsResourceExhausted(status)) {
+  if (absl::IsResourceExhausted(status) &&
+      absl::StartsWith(msg, "checkpoint ")) {
+    // The coordinator has no room for the upload: not this worker's memory.
+    reason = v1::CHECKPOINT;
+  } else if (absl::IsResourceExhausted(status)) {
     reason = v1::OUT_OF_MEMORY;
   } else if (absl::StartsWith(msg, "model ") ||
-             absl::StartsWith(msg, "building the model")) {
+             absl::StartsWith(msg, "building the model") ||
+             (absl::IsNotFound(status) &&
+              absl::StartsWith(msg, "spec.model.path:"))) {
     reason = v1::MODEL_LOAD;
-  } else if (absl::StartsWith(msg, "data ")) {
+  } else if (absl::StartsWith(msg, "data ") ||
+             (absl::IsNotFound(status) &&
+              absl::StartsWith(msg, "spec.data.path:"))) {
     reason = v1::DATA_LOAD;
   } else if (absl::StartsWith(msg, "resuming from") ||
              absl::StartsWith(msg, "writing checkpoint") ||
@@ -366,7 +374,10 @@ v1::Failure FailureFromStatus(const absl::Status& status, int rank) {
     // comm::ProcessGroup's word for a rendezvous or collective that timed out
     // or lost a peer (Gloo on CPU, NCCL on GPUs): the gang must restart.
     reason = v1::NCCL_TIMEOUT;
-  } else if (absl::IsInvalidArgument(status)) {
+  } else if (absl::IsInvalidArgument(status) ||
+             (absl::IsNotFound(status) && absl::StartsWith(msg, "spec."))) {
+    // NOT_FOUND "spec.<field>: ...": a tokenizer or predictor path that does
+    // not exist (SpecPathPolicy).
     reason = v1::INVALID_SPEC;
   }
   failure.set_reason(reason);

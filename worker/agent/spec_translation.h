@@ -52,10 +52,13 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     std::vector<std::string>* warnings,
     std::vector<std::string>* notes = nullptr);
 
-// What went wrong, typed: RESOURCE_EXHAUSTED -> OUT_OF_MEMORY; errors the
-// trainer reports with its "model ..." / "building the model" context ->
-// MODEL_LOAD, "data ..." -> DATA_LOAD, "resuming from ..." / "writing
-// checkpoint ..." -> CHECKPOINT; other INVALID_ARGUMENT -> INVALID_SPEC;
+// What went wrong, typed: RESOURCE_EXHAUSTED -> OUT_OF_MEMORY, except for a
+// "checkpoint ..." upload the coordinator has no room for -> CHECKPOINT; errors
+// the trainer reports with its "model ..." / "building the model" context, and
+// a NOT_FOUND spec.model.path (SpecPathPolicy) -> MODEL_LOAD; "data ..." and a
+// NOT_FOUND spec.data.path -> DATA_LOAD; "resuming from ..." / "writing
+// checkpoint ..." -> CHECKPOINT; other INVALID_ARGUMENT, or NOT_FOUND of
+// another "spec." field -> INVALID_SPEC;
 // UNAVAILABLE (a rendezvous or collective that timed out or lost a peer) ->
 // NCCL_TIMEOUT; anything else INTERNAL. The message keeps the whole status
 // text.

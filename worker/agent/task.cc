@@ -134,6 +134,10 @@ absl::Status Task::DownloadResume(const std::string& dest) {
 }
 
 absl::Status Task::Train(const std::string& dir) {
+  // Before the engine (or a resume download) touches anything: a spec that
+  // names /etc/shadow, a FIFO or a huge file fails here as INVALID_SPEC, and
+  // the worker goes on serving.
+  LEMO_RETURN_IF_ERROR(env_.paths.Check(assign_.spec()));
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::create_directories(dir, ec);

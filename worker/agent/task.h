@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "lemo/v1/worker_service.grpc.pb.h"
+#include "worker/agent/spec_paths.h"
 #include "worker/agent/worker_metrics.h"
 
 namespace lemo::worker {
@@ -52,6 +53,8 @@ struct TaskEnvironment {
   std::string rendezvous_host;
   // Bound on the rendezvous and on each collective of a multi-rank job.
   absl::Duration collective_timeout = absl::Seconds(60);
+  // Where the spec's paths may lead; checked before anything is opened.
+  SpecPathPolicy paths;
 };
 
 class Task {

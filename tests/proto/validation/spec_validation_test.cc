@@ -58,6 +58,9 @@ const Case kCases[] = {
      "spec.priority:"},
     {"ModelPath", [](v1::JobSpec* s) { s->mutable_model()->clear_path(); },
      "spec.model.path: is required"},
+    {"ModelPathDotDot",
+     [](v1::JobSpec* s) { s->mutable_model()->set_path("/models/../etc"); },
+     "spec.model.path: has a \"..\" component"},
     {"ModelDtype",
      [](v1::JobSpec* s) {
        s->mutable_model()->set_dtype(static_cast<v1::DType>(77));
@@ -65,6 +68,11 @@ const Case kCases[] = {
      "spec.model.dtype:"},
     {"DataPath", [](v1::JobSpec* s) { s->mutable_data()->clear_path(); },
      "spec.data.path: is required"},
+    {"DataPathDotDot",
+     [](v1::JobSpec* s) {
+       s->mutable_data()->set_path("../../etc/shadow.jsonl");
+     },
+     "spec.data.path: has a \"..\" component"},
     {"DataFormat",
      [](v1::JobSpec* s) { s->mutable_data()->set_path("/data/corpus.bin"); },
      "spec.data.format:"},
@@ -136,6 +144,12 @@ const Case kCases[] = {
     {"PredictorPath",
      [](v1::JobSpec* s) { s->mutable_lemo()->set_mode(v1::PREDICTOR); },
      "spec.lemo.predictor_path: is required"},
+    {"PredictorPathDotDot",
+     [](v1::JobSpec* s) {
+       s->mutable_lemo()->set_mode(v1::PREDICTOR);
+       s->mutable_lemo()->set_predictor_path("/data/p/../../root");
+     },
+     "spec.lemo.predictor_path: has a \"..\" component"},
     {"PredictorRecallEveryNegative",
      [](v1::JobSpec* s) {
        s->mutable_lemo()->set_mode(v1::PREDICTOR);

@@ -1,13 +1,17 @@
 // Checkpoint store: chunked sha256-verified uploads, atomic commit, streamed
-// download. To add a case: a TEST that feeds chunks to an Upload and checks the
-// outcome on disk.
+// download, and repair of what a crash left. To add a case: a TEST that feeds
+// chunks to an Upload and checks the outcome on disk; for a crash, build the
+// on-disk state the crash would leave (Reopen() is a coordinator restart).
 #include "server/core/checkpoint_store.h"
 #include "common/sha256.h"
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "tests/server/test_util.h"
+#include "tests/testing/file_tree.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::server {
@@ -17,6 +21,7 @@ using ::lemo::server::testing::MakeTempDir;
 using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 v1::UploadCheckpointRequest Chunk(const std::string& file, int64_t offset,
                                   const std::string& data,
@@ -58,6 +63,17 @@ class CheckpointStoreTest : public ::testing::Test {
       }
     }
     return (*upload)->Commit();
+  }
+
+  // A coordinator restart: a new store over the same root.
+  void Reopen() {
+    store_.reset();
+    CheckpointStore::Options o;
+    o.root = root_;
+    o.chunk_bytes = 4;
+    auto s = CheckpointStore::Create(o);
+    ASSERT_THAT(s, IsOk());
+    store_ = std::move(*s);
   }
 
   std::string root_;
@@ -164,6 +180,138 @@ TEST_F(CheckpointStoreTest, RemoveDeletesTheDirectory) {
   LEMO_ASSERT_OK(UploadAll({{"a", "abc"}}).status());
   LEMO_ASSERT_OK(store_->Remove("job-1", "step-20"));
   EXPECT_FALSE(std::filesystem::exists(root_ + "/job-1/step-20"));
+}
+
+TEST_F(CheckpointStoreTest, ReuploadReplacesTheBytesAndLeavesNoStaging) {
+  LEMO_ASSERT_OK(UploadAll({{"a", "old bytes"}}).status());
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::CheckpointInfo info,
+                            UploadAll({{"a", "new bytes!"}}));
+  EXPECT_EQ(::lemo::testing::ReadTree(root_ + "/job-1/step-20"),
+            (::lemo::testing::FileTree{{"a", "new bytes!"}}));
+  int entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(root_ + "/job-1")) {
+    ++entries;
+    EXPECT_EQ(e.path().filename(), "step-20");
+  }
+  EXPECT_EQ(entries, 1);
+}
+
+// A crash during a re-upload on a filesystem without RENAME_EXCHANGE, after
+// the old copy was moved aside and before the new one was renamed in: the
+// store restarts with the old copy back in place, the staged one gone.
+TEST_F(CheckpointStoreTest, RestartRestoresTheOldCopyOfACutShortReplace) {
+  const std::string job = root_ + "/job-1";
+  ::lemo::testing::WriteTree(job + "/step-20.old-4242-3", {{"a", "old bytes"}});
+  ::lemo::testing::WriteTree(job + "/step-20.tmp-4242-2",
+                             {{"a", "new bytes!"}});
+  Reopen();
+  EXPECT_EQ(::lemo::testing::ReadTree(job + "/step-20"),
+            (::lemo::testing::FileTree{{"a", "old bytes"}}));
+  EXPECT_FALSE(std::filesystem::exists(job + "/step-20.old-4242-3"));
+  EXPECT_FALSE(std::filesystem::exists(job + "/step-20.tmp-4242-2"));
+  EXPECT_EQ(store_->recovered().restored, 1);
+  EXPECT_EQ(store_->recovered().removed, 1);
+}
+
+// The crash came after the new copy was renamed in: the backup is the stale
+// one and goes; the new copy stays.
+TEST_F(CheckpointStoreTest, RestartDropsTheBackupOfAFinishedReplace) {
+  const std::string job = root_ + "/job-1";
+  ::lemo::testing::WriteTree(job + "/step-20", {{"a", "new bytes!"}});
+  ::lemo::testing::WriteTree(job + "/step-20.old-4242-3", {{"a", "old bytes"}});
+  Reopen();
+  EXPECT_EQ(::lemo::testing::ReadTree(job + "/step-20"),
+            (::lemo::testing::FileTree{{"a", "new bytes!"}}));
+  EXPECT_FALSE(std::filesystem::exists(job + "/step-20.old-4242-3"));
+}
+
+// Uploads cut off mid-stream (a staged directory and a half-written file)
+// are deleted at start; finished checkpoints are untouched.
+TEST_F(CheckpointStoreTest, RestartDeletesOrphanedUploads) {
+  LEMO_ASSERT_OK(UploadAll({{"a", "kept"}}).status());
+  const std::string job = root_ + "/job-1";
+  ::lemo::testing::WriteTree(job + "/step-40.tmp-17-0", {{"a", "half"}});
+  ::lemo::testing::WriteTree(root_ + "/job-2/step-5.tmp-17-1/resume",
+                             {{"x", "y"}});
+  std::ofstream(job + "/notes.tmp-17-2") << "partial";
+  Reopen();
+  EXPECT_FALSE(std::filesystem::exists(job + "/step-40.tmp-17-0"));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/job-2/step-5.tmp-17-1"));
+  EXPECT_FALSE(std::filesystem::exists(job + "/notes.tmp-17-2"));
+  EXPECT_EQ(store_->recovered().removed, 3);
+  EXPECT_EQ(::lemo::testing::ReadTree(job + "/step-20"),
+            (::lemo::testing::FileTree{{"a", "kept"}}));
+}
+
+// A checkpoint named like a staging directory would be deleted (or worse,
+// renamed over another) at the next start, so it is refused at upload.
+TEST_F(CheckpointStoreTest, StagingNamesAreRefusedAsCheckpointIds) {
+  v1::UploadCheckpointRequest c = Chunk("", 0, "");
+  for (const char* id : {"step-20.tmp-1-2", "step-20.old-1-2"}) {
+    c.set_checkpoint_id(id);
+    EXPECT_THAT(store_->BeginUpload(c),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("checkpoint_id: must not end in .tmp-")))
+        << id;
+  }
+  c.set_checkpoint_id("step-20.tmp-x");  // not a staging name
+  EXPECT_THAT(store_->BeginUpload(c), IsOk());
+}
+
+// Sizes come from the worker's first message (total_bytes), so a store that
+// cannot hold the checkpoint says so before any byte is written.
+TEST_F(CheckpointStoreTest, DeclaredTotalAboveTheLimitIsResourceExhausted) {
+  CheckpointStore::Options o;
+  o.root = MakeTempDir("ckpt-limit");
+  o.max_checkpoint_bytes = 100;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, CheckpointStore::Create(o));
+  v1::UploadCheckpointRequest first = Chunk("", 0, "");
+  first.set_total_bytes(101);
+  EXPECT_THAT(store->BeginUpload(first),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("checkpoint step-20: 101 bytes, more than "
+                                 "the store's limit of 100 bytes "
+                                 "(--max-checkpoint-bytes)")));
+  first.set_total_bytes(-1);
+  EXPECT_THAT(
+      store->BeginUpload(first),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("total_bytes")));
+}
+
+// The real disk: declare a gigabyte more than it has free.
+TEST_F(CheckpointStoreTest, DeclaredTotalPastTheFreeDiskIsResourceExhausted) {
+  CheckpointStore::Options o;
+  o.root = MakeTempDir("ckpt-disk");
+  o.max_checkpoint_bytes = std::numeric_limits<int64_t>::max() / 2;
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, CheckpointStore::Create(o));
+  LEMO_ASSERT_OK_AND_ASSIGN(int64_t free, FreeBytes(o.root));
+  v1::UploadCheckpointRequest first = Chunk("", 0, "");
+  first.set_total_bytes(free + (int64_t{1} << 30));
+  EXPECT_THAT(store->BeginUpload(first),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr(absl::StrCat(free + (int64_t{1} << 30),
+                                              " bytes do not fit: "))));
+  EXPECT_FALSE(std::filesystem::exists(o.root + "/job-1"));
+}
+
+TEST_F(CheckpointStoreTest, AnUploadIsHeldToItsDeclaredTotal) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, [&] {
+    v1::UploadCheckpointRequest first = Chunk("", 0, "");
+    first.set_total_bytes(4);
+    return store_->BeginUpload(first);
+  }());
+  LEMO_EXPECT_OK(upload->Add(Chunk("a", 0, "abcd")));
+  EXPECT_THAT(upload->Add(Chunk("a", 4, "efgh", Sha256Hex("abcdefgh"))),
+              Not(IsOk()));
+}
+
+// The automatic limit never promises more than the disk has.
+TEST_F(CheckpointStoreTest, AutomaticLimitIsAtMostTheFreeSpace) {
+  EXPECT_GT(store_->options().max_checkpoint_bytes, 0);
+  EXPECT_LE(store_->options().max_checkpoint_bytes, int64_t{64} << 30);
+  LEMO_ASSERT_OK_AND_ASSIGN(int64_t free, FreeBytes(root_));
+  // The disk may have gained a little since Create().
+  EXPECT_LE(store_->options().max_checkpoint_bytes, free + (int64_t{64} << 20));
 }
 
 }  // namespace

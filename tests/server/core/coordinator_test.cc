@@ -288,6 +288,73 @@ TEST_F(CoordinatorTest, InvalidSpecIsRejected) {
                        HasSubstr("spec.seq_len: must be > 0")));
 }
 
+// A spec between the worker's 8 MiB message limit and the server's 16 MiB
+// one would be accepted, then dropped by every worker it was assigned to.
+TEST_F(CoordinatorTest, SpecAboveMaxSpecBytesIsRefusedAtSubmit) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_lemo()->set_mode(v1::ORACLE);
+  // 1.2 M doubles: about 9.6 MiB serialized.
+  for (int i = 0; i < 1200000; ++i) {
+    spec.mutable_lemo()->mutable_keep_ratio()->add_per_layer(0.5);
+  }
+  ASSERT_GT(spec.ByteSizeLong(), size_t{8} << 20);
+  EXPECT_THAT(coord_->Submit(kAdmin, spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("more than the coordinator's limit of "
+                                 "4194304 (--max-spec-bytes)")));
+  EXPECT_TRUE(coord_->ListJobs(kAdmin, v1::ListJobsRequest())->jobs().empty());
+}
+
+TEST_F(CoordinatorTest, SpecPathsOutsideEveryWorkersRootsAreRefused) {
+  // Before any worker registered, nothing is known: the worker checks.
+  v1::JobSpec hostile = ValidSpec();
+  hostile.mutable_data()->set_path("/etc/shadow.jsonl");
+  EXPECT_THAT(coord_->Submit(kAdmin, hostile), IsOk());
+  v1::Register reg = MakeRegister("w1");
+  reg.add_model_roots("/models");
+  reg.add_data_roots("/data");
+  FakeWorker w1 = Connect("w1", reg);
+  EXPECT_THAT(coord_->Submit(kAdmin, hostile),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.data.path: \"/etc/shadow.jsonl\" is "
+                                 "under no data root of the registered "
+                                 "workers (/data)")));
+  v1::JobSpec model = ValidSpec();
+  model.mutable_model()->set_path("/models2/tiny");
+  EXPECT_THAT(coord_->Submit(kAdmin, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.model.path")));
+  EXPECT_THAT(coord_->Submit(kAdmin, ValidSpec()), IsOk());
+  // A model outside the roots is refused before the coordinator reads its
+  // config.json (which would say gpt2 is unsupported).
+  const std::string outside = MakeTempDir("outside-model");
+  std::ofstream(outside + "/config.json") << R"({"model_type": "gpt2"})";
+  model.mutable_model()->set_path(outside);
+  EXPECT_THAT(coord_->Submit(kAdmin, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is under no model root")));
+  // An unconfined worker joins: it opens any path, so the spec may go there.
+  Connect("w2");
+  EXPECT_THAT(coord_->Submit(kAdmin, hostile), IsOk());
+}
+
+// In a fleet with different roots, a job goes to a worker that can open its
+// paths, even when another one sorts first.
+TEST_F(CoordinatorTest, JobsArePlacedOnlyOnWorkersWhoseRootsHoldThem) {
+  v1::Register wrong = MakeRegister("a-wrong");
+  wrong.add_model_roots("/other-models");
+  wrong.add_data_roots("/other-data");
+  v1::Register right = MakeRegister("b-right");
+  right.add_model_roots("/models");
+  right.add_data_roots("/data");
+  FakeWorker a = Connect("a-wrong", wrong);
+  FakeWorker b = Connect("b-right", right);
+  v1::Job job = Submit();
+  coord_->Tick();
+  EXPECT_EQ(b.ExpectAssign().job_id(), job.id());
+  EXPECT_TRUE(a.Idle());
+}
+
 TEST_F(CoordinatorTest, UnsupportedModelArchitectureIsRejectedAtSubmit) {
   // A model directory the coordinator can read: its config.json decides.
   const std::string model = MakeTempDir("gpt2-model");

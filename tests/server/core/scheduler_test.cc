@@ -33,6 +33,21 @@ TEST(Scheduler, FifoWithinAPriority) {
   EXPECT_EQ(p[0].job_id, "a");
 }
 
+// A worker whose roots do not hold the job's paths would refuse it.
+TEST(Scheduler, ExcludedWorkersGetNoRank) {
+  PendingJob job = Job("a", 1);
+  job.excluded_workers = {"w0"};
+  auto p = Schedule({job}, Cpus(2), Cpus(2));
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_THAT(p[0].worker_ids, ElementsAre("w1"));
+  job.excluded_workers = {"w0", "w1"};
+  EXPECT_THAT(Schedule({job}, Cpus(2), Cpus(2)), IsEmpty());
+  EXPECT_THAT(WaitReason(job, Cpus(2), Cpus(2)),
+              ::testing::HasSubstr("needs 1 CPU worker whose roots hold its "
+                                   "paths, and 0 of the 2 connected workers "
+                                   "fit"));
+}
+
 TEST(Scheduler, HigherPriorityFirst) {
   auto p = Schedule({Job("old", 1), Job("urgent", 2, 1, 10)}, Cpus(1), Cpus(1));
   ASSERT_EQ(p.size(), 1u);

@@ -27,6 +27,37 @@ TEST(WorkerRegistry, RegisterRejectsMissingIdOrDevice) {
                                              HasSubstr("register.devices")));
 }
 
+// The roots decide which specs are accepted at submit, so a relative root or
+// one with ".." (which a lexical check would misjudge) is refused.
+TEST(WorkerRegistry, RegisterRejectsBadRootsAndKeepsGoodOnes) {
+  WorkerRegistry reg(absl::Seconds(10));
+  for (const char* bad : {"models", "/models/../etc", ""}) {
+    v1::Register r = MakeRegister("w");
+    r.add_model_roots(bad);
+    EXPECT_THAT(reg.Register(r, kT0),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("register.model_roots: each root must be "
+                                   "an absolute path")))
+        << bad;
+  }
+  v1::Register r = MakeRegister("w");
+  for (int i = 0; i < 65; ++i) r.add_data_roots("/data");
+  EXPECT_THAT(reg.Register(r, kT0),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("register.data_roots: more than 64")));
+  EXPECT_TRUE(reg.Registrations().empty());
+  r = MakeRegister("w");
+  r.add_model_roots("/models");
+  r.add_data_roots("/data");
+  EXPECT_THAT(reg.Register(r, kT0), IsOk());
+  ASSERT_EQ(reg.Registrations().size(), 1u);
+  EXPECT_EQ(reg.Registrations()[0].model_roots(0), "/models");
+  // A placeholder for a worker expected back after a restart is no
+  // registration: it reported no roots and must not count as unconfined.
+  reg.ExpectWorker("w2", Assignment{"job-1", 1, 0, false}, kT0);
+  EXPECT_EQ(reg.Registrations().size(), 1u);
+}
+
 TEST(WorkerRegistry, HeartbeatsKeepAWorkerAliveAndSilenceLosesIt) {
   WorkerRegistry reg(absl::Seconds(10));
   LEMO_ASSERT_OK_AND_ASSIGN(uint64_t s, reg.Register(MakeRegister("w"), kT0));

@@ -105,6 +105,25 @@ TEST(CheckpointTransfer, UploadMessagesRebuildTheDirectory) {
   EXPECT_EQ(ReadTree(dir / "dest"), SampleTree());
 }
 
+// The coordinator checks its free disk against this before a byte is stored.
+TEST(CheckpointTransfer, FirstUploadMessageDeclaresTheTotalBytes) {
+  fs::path dir = TempDir("ckpt-total");
+  WriteTree(dir / "src", SampleTree());
+  int64_t expected = 0;
+  for (const auto& [name, bytes] : SampleTree()) expected += bytes.size();
+  std::vector<int64_t> totals;
+  UploadTarget target{"job-1", 3, 4, "step-000004"};
+  ASSERT_THAT(ForEachUploadMessage((dir / "src").string(), target,
+                                   [&](const v1::UploadCheckpointRequest& m) {
+                                     totals.push_back(m.total_bytes());
+                                     return absl::OkStatus();
+                                   }),
+              IsOk());
+  ASSERT_EQ(totals.size(), 6u);
+  EXPECT_EQ(totals[0], expected);
+  for (size_t i = 1; i < totals.size(); ++i) EXPECT_EQ(totals[i], 0) << i;
+}
+
 TEST(CheckpointTransfer, CorruptByteIsDataLossAndLeavesNothing) {
   fs::path dir = TempDir("ckpt-corrupt");
   WriteTree(dir / "src", SampleTree());

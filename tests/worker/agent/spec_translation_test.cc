@@ -640,6 +640,22 @@ TEST(FailureFromStatus, TypesTheEngineErrors) {
       {absl::InvalidArgumentError("seq_len: must be > 1, got 1"),
        v1::INVALID_SPEC},
       {absl::InternalError("something odd"), v1::INTERNAL},
+      // The coordinator's disk is full: no reason to blame device memory.
+      {absl::ResourceExhaustedError(
+           "checkpoint step-000010: checkpoint of 900 bytes does not fit"),
+       v1::CHECKPOINT},
+      // The worker's path check (SpecPathPolicy): a missing model or data
+      // path is still a load failure; a confinement refusal is the spec's.
+      {absl::NotFoundError("spec.model.path: \"/m\" cannot be resolved"),
+       v1::MODEL_LOAD},
+      {absl::NotFoundError("spec.data.path: \"/d\" cannot be resolved"),
+       v1::DATA_LOAD},
+      {absl::NotFoundError("spec.data.tokenizer: \"/t\" cannot be resolved"),
+       v1::INVALID_SPEC},
+      {absl::InvalidArgumentError(
+           "spec.data.path: \"/etc/shadow\" resolves outside the worker's "
+           "roots (/data)"),
+       v1::INVALID_SPEC},
   };
   for (const Case& c : cases) {
     v1::Failure f = FailureFromStatus(c.status, 0);

@@ -24,6 +24,8 @@ for ((i = 0; i < gpus; i++)); do
     --metrics-listen="0.0.0.0:$((9400 + i))" \
     --tls-ca=/etc/lemo/tls/ca.crt \
     --token-file=/etc/lemo/token/token \
+    --model-root=/models \
+    --data-root=/models \
     --work-dir="/work/gpu$i" &
   pids+=("$!")
 done
