@@ -58,10 +58,23 @@ int RunWatch(const Context& ctx, const std::string& job_id);
 // Log lines stored so far; with `follow`, then live ones until the job ends.
 int RunLogs(const Context& ctx, const std::string& job_id, bool follow);
 int RunCheckpointsList(const Context& ctx, const std::string& job_id);
+struct MergeFlags {
+  // --merge: write a full HF model with the adapter merged into --out
+  // instead of the adapter (through `lemo-train export --merge`).
+  bool merge = false;
+  // --base-model: the HF model directory the job trained on, as this machine
+  // sees it. Required with --merge.
+  std::string base_model;
+  // --lemo-train: the lemo-train binary; empty = $LEMO_TRAIN, else the one
+  // beside lemoctl, else PATH.
+  std::string lemo_train;
+};
+
 // Empty checkpoint_id = the newest.
 int RunCheckpointsPull(const Context& ctx, const std::string& job_id,
                        const std::string& checkpoint_id,
-                       const std::string& out_dir);
+                       const std::string& out_dir,
+                       const MergeFlags& merge = {});
 int RunWorkersList(const Context& ctx);
 // Prints SERVING and exits 0, or prints why not and exits non-zero.
 int RunHealth(const Context& ctx, const std::string& service);

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
 
   std::string job_id, spec_path, checkpoint_id, out_dir, reason;
+  lemo::client::MergeFlags merge;
   bool watch = false, follow = false, quiet = false;
   lemo::client::ListFlags list_flags;
 
@@ -151,6 +152,16 @@ int main(int argc, char** argv) {
       ->add_option("--out", out_dir,
                    "Directory to create (must not exist, or be empty)")
       ->required();
+  ckpt_pull->add_flag("--merge", merge.merge,
+                      "Write a full HF model with the adapter merged (sharded "
+                      "safetensors in the model's dtype) instead of the "
+                      "adapter, through lemo-train export --merge");
+  ckpt_pull->add_option("--base-model", merge.base_model,
+                        "With --merge: the HF model directory the job trained "
+                        "on, as this machine sees it");
+  ckpt_pull->add_option("--lemo-train", merge.lemo_train,
+                        "With --merge: the lemo-train binary (default "
+                        "$LEMO_TRAIN, else the one beside lemoctl, else PATH)");
   AddOutputFlag(ckpt_pull, g);
 
   auto* workers =
@@ -294,8 +305,8 @@ int main(int argc, char** argv) {
   if (*cancel) return lemo::client::RunCancel(ctx, job_id, reason);
   if (*ckpt_list) return lemo::client::RunCheckpointsList(ctx, job_id);
   if (*ckpt_pull)
-    return lemo::client::RunCheckpointsPull(ctx, job_id, checkpoint_id,
-                                            out_dir);
+    return lemo::client::RunCheckpointsPull(ctx, job_id, checkpoint_id, out_dir,
+                                            merge);
   if (*workers_list) return lemo::client::RunWorkersList(ctx);
   if (*health) return lemo::client::RunHealth(ctx, health_service);
   return lemo::client::kExitUsage;

@@ -147,6 +147,53 @@ absl::Status ValidateMemorySwitches(const v1::JobSpec& s) {
   return absl::OkStatus();
 }
 
+// model.rope_scaling, as transformers reads config.json's (the engine parses
+// it with the same code as the file: formats/model_config.h), so a bad one is
+// refused at submit rather than on a worker.
+absl::Status ValidateRopeScaling(const v1::ModelSpec& m) {
+  if (!m.has_rope_scaling()) return absl::OkStatus();
+  const v1::RopeScaling& r = m.rope_scaling();
+  const std::string& type = r.rope_type();
+  if (type != "default" && type != "linear" && type != "dynamic" &&
+      type != "yarn" && type != "llama3") {
+    return Bad("model.rope_scaling.rope_type",
+               absl::StrCat("must be linear, dynamic, yarn, llama3 or default, "
+                            "got \"",
+                            type, "\""));
+  }
+  if (type == "default") return absl::OkStatus();
+  if (type != "yarn" && !r.has_factor()) {
+    return Bad("model.rope_scaling.factor",
+               absl::StrCat("is required for ", type));
+  }
+  if (r.has_factor() && !(r.factor() >= 1)) {
+    return Bad("model.rope_scaling.factor",
+               absl::StrCat("must be >= 1, got ", r.factor()));
+  }
+  if (r.has_original_max_position_embeddings()) {
+    LEMO_RETURN_IF_ERROR(
+        Positive("model.rope_scaling.original_max_position_embeddings",
+                 r.original_max_position_embeddings()));
+  }
+  if (type == "llama3") {
+    if (!r.has_low_freq_factor() || !r.has_high_freq_factor()) {
+      return Bad("model.rope_scaling",
+                 "llama3 needs low_freq_factor and high_freq_factor");
+    }
+    if (!(r.high_freq_factor() > r.low_freq_factor())) {
+      return Bad("model.rope_scaling.high_freq_factor",
+                 "must be greater than low_freq_factor");
+    }
+  }
+  if (r.has_beta_fast() && !(r.beta_fast() > 0)) {
+    return Bad("model.rope_scaling.beta_fast", "must be > 0");
+  }
+  if (r.has_beta_slow() && !(r.beta_slow() > 0)) {
+    return Bad("model.rope_scaling.beta_slow", "must be > 0");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateModelAndData(const v1::JobSpec& s) {
   LEMO_RETURN_IF_ERROR(Path("model.path", s.model().path()));
   if (!v1::DType_IsValid(s.model().dtype()) ||
@@ -154,6 +201,7 @@ absl::Status ValidateModelAndData(const v1::JobSpec& s) {
     return Bad("model.dtype", "unknown value");
   }
   LEMO_RETURN_IF_ERROR(ValidateMemorySwitches(s));
+  LEMO_RETURN_IF_ERROR(ValidateRopeScaling(s.model()));
   LEMO_RETURN_IF_ERROR(Path("data.path", s.data().path()));
   if (!v1::DataFormat_IsValid(s.data().format()) ||
       s.data().format() == v1::DATA_FORMAT_UNSPECIFIED) {

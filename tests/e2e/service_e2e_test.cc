@@ -22,11 +22,13 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/service_fixture.h"
 #include "tests/testing/http_get.h"
+#include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::e2e {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -59,6 +61,44 @@ int64_t StepInLog(const std::vector<std::string>& lines,
     }
   }
   return -1;
+}
+
+TEST_F(ServiceTest, LemoctlPullsAMergedModel) {
+  // lemoctl checkpoints pull --merge: the adapter the real worker trained,
+  // merged onto the base model by the real lemo-train into a full HF model
+  // (that its logits equal base + adapter in PEFT is lemo_train_cli_test's).
+  StartWorker("w1");
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job, client().Submit(Spec(2, 2)));
+  WatchToEnd(job.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(job, client().Get(job.id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.failure().message();
+  const std::string pull =
+      absl::StrCat(BinPath("lemoctl"), " --server ", ServerAddress(),
+                   " checkpoints pull ", job.id(), " --out ");
+  const std::string merged = dir() + "/merged";
+  testing::ProcessResult ok = testing::RunCommand(
+      absl::StrCat(pull, merged, " --merge --base-model ", ModelDir(),
+                   " --lemo-train ", BinPath("lemo-train")));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("as a merged model"));
+  for (const char* name : {"config.json", "model.safetensors.index.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(merged + "/" + name)) << name;
+  }
+  EXPECT_FALSE(std::filesystem::exists(merged + ".adapter"))
+      << "the pulled adapter is removed once merged";
+  // Bad input: each a clear error, and no half-written output.
+  testing::ProcessResult no_base =
+      testing::RunCommand(absl::StrCat(pull, dir(), "/m2 --merge"));
+  EXPECT_EQ(no_base.exit_code, 2) << no_base.output;
+  EXPECT_THAT(no_base.output, HasSubstr("--merge needs --base-model DIR"));
+  testing::ProcessResult no_binary = testing::RunCommand(
+      absl::StrCat(pull, dir(), "/m3 --merge --base-model ", ModelDir(),
+                   " --lemo-train ", dir(), "/no-such-lemo-train"));
+  EXPECT_NE(no_binary.exit_code, 0);
+  EXPECT_THAT(no_binary.output, AllOf(HasSubstr("could not be started"),
+                                      HasSubstr("the adapter is kept in "),
+                                      HasSubstr("/m3.adapter")));
+  EXPECT_FALSE(std::filesystem::exists(dir() + "/m3"));
 }
 
 TEST_F(ServiceTest, SuccessStreamsEveryStepAndPullsAVerifiedCheckpoint) {

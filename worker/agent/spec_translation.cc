@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "nlohmann/json.hpp"
 #include "worker/comm/process_group.h"
 #include "worker/engine/data/tokenizer.h"
 #include "worker/engine/formats/model_config.h"
@@ -17,6 +18,23 @@
 
 namespace lemo::worker {
 namespace {
+
+// spec.model.rope_scaling as the JSON object config.json would hold, with
+// only the fields the spec sets, so the engine reads it with the file's rules
+// and defaults (formats/model_config.h OverrideRopeScaling).
+std::string RopeScalingJson(const v1::RopeScaling& r) {
+  nlohmann::json j = {{"rope_type", r.rope_type()}};
+  if (r.has_factor()) j["factor"] = r.factor();
+  if (r.has_original_max_position_embeddings()) {
+    j["original_max_position_embeddings"] =
+        r.original_max_position_embeddings();
+  }
+  if (r.has_low_freq_factor()) j["low_freq_factor"] = r.low_freq_factor();
+  if (r.has_high_freq_factor()) j["high_freq_factor"] = r.high_freq_factor();
+  if (r.has_beta_fast()) j["beta_fast"] = r.beta_fast();
+  if (r.has_beta_slow()) j["beta_slow"] = r.beta_slow();
+  return j.dump();
+}
 
 // JobSpec defaults (job_spec.proto), applied when a field arrives as zero.
 constexpr double kDefaultLr = 2e-4;
@@ -325,6 +343,9 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   if (spec.model().has_attention_head_groups()) {
     memory.attention_head_groups = spec.model().attention_head_groups();
   }
+  if (spec.model().has_rope_scaling()) {
+    o.rope_scaling_json = RopeScalingJson(spec.model().rope_scaling());
+  }
   absl::StatusOr<std::string> chose = engine::ApplyMemorySwitches(
       memory, o.data.seq_len, o.model_dir, &o.model);
   if (!chose.ok()) {
@@ -336,7 +357,11 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   // MODEL_LOAD); this only adds the warning the coordinator could not give.
   if (absl::StatusOr<engine::ModelConfig> config =
           engine::LoadModelConfig(o.model_dir);
-      config.ok() && warnings != nullptr) {
+      config.ok() && warnings != nullptr &&
+      (o.rope_scaling_json.empty() ||
+       engine::OverrideRopeScaling(o.rope_scaling_json,
+                                   "spec.model.rope_scaling", &*config)
+           .ok())) {
     std::string context = engine::ContextLengthWarning(*config, o.data.seq_len);
     if (!context.empty()) {
       warnings->push_back(absl::StrCat("spec.seq_len: ", context));

@@ -161,7 +161,11 @@ int RunFinetune(FinetuneFlags& flags) {
 
   o.comm.timeout = std::chrono::milliseconds(
       static_cast<int64_t>(flags.comm_timeout_seconds * 1000));
-  if (auto config = lemo::engine::LoadModelConfig(o.model_dir); config.ok()) {
+  if (auto config = lemo::engine::LoadModelConfig(o.model_dir);
+      config.ok() && (o.rope_scaling_json.empty() ||
+                      lemo::engine::OverrideRopeScaling(
+                          o.rope_scaling_json, "--rope-scaling", &*config)
+                          .ok())) {
     std::string context =
         lemo::engine::ContextLengthWarning(*config, o.data.seq_len);
     if (!context.empty()) {
@@ -220,6 +224,11 @@ Command AddFinetuneCommand(CLI::App* app) {
   auto& o = ft->options;
   CLI::App* cmd = app->add_subcommand("finetune", "Fine-tune LoRA adapters");
   cmd->add_option("--model", o.model_dir, "HF model directory")->required();
+  cmd->add_option("--rope-scaling", o.rope_scaling_json,
+                  "JSON object replacing config.json's rope_scaling, read the "
+                  "same way, e.g. '{\"rope_type\": \"yarn\", \"factor\": "
+                  "4}' (types linear, dynamic, yarn, llama3); default: the "
+                  "file's");
   cmd->add_option("--data", o.data.path,
                   "JSONL (text, instruction, chat or tokens_jsonl examples; "
                   "docs/data.md), or a .u16/.u32 token file")

@@ -268,6 +268,40 @@ const Case kCases[] = {
     {"CheckpointKeepLast",
      [](v1::JobSpec* s) { s->mutable_checkpoint()->set_keep_last(-1); },
      "spec.checkpoint.keep_last:"},
+    {"RopeScalingType",
+     [](v1::JobSpec* s) {
+       s->mutable_model()->mutable_rope_scaling()->set_rope_type("ntk");
+     },
+     "spec.model.rope_scaling.rope_type: must be linear, dynamic, yarn, "
+     "llama3 or default, got \"ntk\""},
+    {"RopeScalingFactorMissing",
+     [](v1::JobSpec* s) {
+       s->mutable_model()->mutable_rope_scaling()->set_rope_type("linear");
+     },
+     "spec.model.rope_scaling.factor: is required for linear"},
+    {"RopeScalingFactorBelowOne",
+     [](v1::JobSpec* s) {
+       v1::RopeScaling* r = s->mutable_model()->mutable_rope_scaling();
+       r->set_rope_type("yarn");
+       r->set_factor(0.5);
+     },
+     "spec.model.rope_scaling.factor: must be >= 1"},
+    {"RopeScalingLlama3Frequencies",
+     [](v1::JobSpec* s) {
+       v1::RopeScaling* r = s->mutable_model()->mutable_rope_scaling();
+       r->set_rope_type("llama3");
+       r->set_factor(8);
+       r->set_low_freq_factor(4);
+       r->set_high_freq_factor(1);
+     },
+     "spec.model.rope_scaling.high_freq_factor: must be greater"},
+    {"RopeScalingOriginalContext",
+     [](v1::JobSpec* s) {
+       v1::RopeScaling* r = s->mutable_model()->mutable_rope_scaling();
+       r->set_rope_type("yarn");
+       r->set_original_max_position_embeddings(0);
+     },
+     "spec.model.rope_scaling.original_max_position_embeddings:"},
 };
 
 class SpecField : public ::testing::TestWithParam<Case> {};
@@ -308,6 +342,15 @@ TEST(SpecValidation, ValidSpecPassesAndGetsEveryDefault) {
   EXPECT_EQ(s.max_restarts(), 3);
   EXPECT_EQ(s.resources().world_size(), 1);
   EXPECT_EQ(s.resources().device_kind(), v1::CPU);
+}
+
+TEST(SpecValidation, RopeScalingIsKeptAsGiven) {
+  v1::JobSpec spec = testing::ValidSpec();
+  v1::RopeScaling* r = spec.mutable_model()->mutable_rope_scaling();
+  r->set_rope_type("yarn");  // factor may be left to the model's config
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.model().rope_scaling().rope_type(), "yarn");
+  EXPECT_FALSE(s.model().rope_scaling().has_factor());
 }
 
 TEST(SpecValidation, TokenizerIsKeptAsNamed) {

@@ -408,6 +408,42 @@ TEST(TrainerOptionsFromAssign, ChatDataFieldsReachTheEngine) {
                HasSubstr("spec.data.on_bad_sample")));
 }
 
+TEST(TrainerOptionsFromAssign,
+     RopeScalingReachesTheTrainerAndSilencesTheWarning) {
+  int64_t layers = 0;
+  v1::Assign assign = MinimalAssign();
+  assign.mutable_spec()->mutable_model()->set_path(TinyConfigDir(&layers));
+  assign.mutable_spec()->mutable_data()->set_tokenizer("byte");
+  LEMO_ASSERT_OK_AND_ASSIGN(engine::ModelConfig tiny,
+                            engine::PresetConfig("tiny"));
+  // Four times the model's context: RoPE would be extrapolated.
+  assign.mutable_spec()->set_seq_len(4 * tiny.max_position_embeddings);
+  std::vector<std::string> warnings;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions plain,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
+  EXPECT_EQ(plain.rope_scaling_json, "");
+  EXPECT_THAT(warnings, Contains(HasSubstr("spec.seq_len: sequence length")));
+  // Linear x4 covers it; only the fields the spec sets are passed on, so the
+  // engine applies config.json's own defaults to the rest.
+  v1::RopeScaling* rope =
+      assign.mutable_spec()->mutable_model()->mutable_rope_scaling();
+  rope->set_rope_type("linear");
+  rope->set_factor(4);
+  warnings.clear();
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions scaled,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", &warnings));
+  EXPECT_EQ(scaled.rope_scaling_json, R"({"factor":4.0,"rope_type":"linear"})");
+  EXPECT_THAT(warnings, IsEmpty());
+  engine::ModelConfig applied = tiny;
+  ASSERT_THAT(
+      engine::OverrideRopeScaling(scaled.rope_scaling_json, "test", &applied),
+      IsOk());
+  EXPECT_EQ(applied.rope_scaling.type, engine::RopeScaling::Type::kLinear);
+  EXPECT_EQ(applied.rope_scaling.factor, 4);
+}
+
 TEST(TrainerOptionsFromAssign, MemorySwitchesResolveLikeLemoTrain) {
   v1::Assign assign = MinimalAssign();
   int64_t layers = 0;

@@ -315,12 +315,29 @@ std::string ContextLengthWarning(const ModelConfig& config, int64_t seq_len) {
           ? ", or yarn's original_max_position_embeddings x factor"
           : "",
       "): positions past it are extrapolated with unscaled RoPE. To extend the "
-      "context, give the model directory's config.json a rope_scaling (e.g. "
+      "context, set a rope_scaling (lemo-train --rope-scaling, a job's "
+      "spec.model.ropeScaling, or the model directory's config.json), e.g. "
       "{\"rope_type\": \"linear\", \"factor\": ",
       static_cast<int64_t>(
           std::ceil(static_cast<double>(seq_len) /
                     static_cast<double>(config.max_position_embeddings))),
-      "}, position interpolation as in LongLoRA)");
+      "} (position interpolation, as in LongLoRA)");
+}
+
+absl::Status OverrideRopeScaling(absl::string_view rope_scaling_json,
+                                 absl::string_view source,
+                                 ModelConfig* config) {
+  Json rope = Json::parse(rope_scaling_json.begin(), rope_scaling_json.end(),
+                          nullptr, /*allow_exceptions=*/false);
+  if (rope.is_discarded() || !rope.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rope_scaling must be a JSON object"));
+  }
+  // ParseRope reads rope_theta beside rope_scaling: keep the model's.
+  Json root = {{"rope_theta", config->rope_theta},
+               {"rope_scaling", std::move(rope)}};
+  config->rope_scaling = RopeScaling();
+  return ParseRope(root, source, config);
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {

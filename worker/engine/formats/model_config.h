@@ -97,6 +97,14 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
 // Reads `model_dir`/config.json.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
 
+// Replaces `config`'s RoPE scaling with `rope_scaling_json`, a JSON object
+// read exactly as config.json's `rope_scaling` is ({"rope_type": "yarn",
+// "factor": 4, ...}; the same defaults, e.g. llama3's and yarn's pretraining
+// context from max_position_embeddings). For a job that extends a model's
+// context without editing its config.json. Errors name `source` and the key.
+absl::Status OverrideRopeScaling(absl::string_view rope_scaling_json,
+                                 absl::string_view source, ModelConfig* config);
+
 // HF config.json text that transformers 4 and 5 both load as LlamaForCausalLM
 // (or MistralForCausalLM): writes `rope_theta`/`rope_scaling` and
 // `rope_parameters` together.

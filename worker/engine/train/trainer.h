@@ -45,6 +45,9 @@ namespace lemo::engine {
 struct TrainerOptions {
   // HF-format model directory (config.json + *.safetensors).
   std::string model_dir;
+  // A JSON object that replaces config.json's `rope_scaling` (read the same
+  // way: formats/model_config.h OverrideRopeScaling); empty: the file's.
+  std::string rope_scaling_json;
   // Data source, tokenizer, sequence length (tokens), batch size and shuffle
   // seed.
   DataOptions data;

@@ -400,5 +400,51 @@ TEST(LoadModelConfig, MissingFileIsNotFound) {
                        HasSubstr("/nonexistent/model/config.json")));
 }
 
+TEST(OverrideRopeScaling, ReplacesTheFilesScalingReadTheSameWay) {
+  // What lemo-train --rope-scaling and a job's spec.model.ropeScaling give:
+  // Llama-2 (4K, no scaling) extended by YaRN, whose pretraining context
+  // defaults to the file's max_position_embeddings as transformers does.
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseModelConfig(kLlama2, "llama2"));
+  ASSERT_THAT(OverrideRopeScaling(R"({"rope_type": "yarn", "factor": 8})",
+                                  "--rope-scaling", &c),
+              ::lemo::testing::IsOk());
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kYarn);
+  EXPECT_EQ(c.rope_scaling.factor, 8);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 4096);
+  EXPECT_EQ(c.rope_theta, 10000.0);  // the model's base is kept
+  EXPECT_EQ(ContextLengthWarning(c, 32768), "");
+  // It replaces, not merges: Llama-3.1's llama3 scaling becomes linear.
+  LEMO_ASSERT_OK_AND_ASSIGN(c, ParseModelConfig(kLlama31, "llama3.1"));
+  ASSERT_THAT(OverrideRopeScaling(R"({"rope_type": "linear", "factor": 2})",
+                                  "--rope-scaling", &c),
+              ::lemo::testing::IsOk());
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kLinear);
+  EXPECT_EQ(c.rope_scaling.factor, 2);
+  // "default" turns scaling off.
+  ASSERT_THAT(OverrideRopeScaling(R"({"rope_type": "default"})", "x", &c),
+              ::lemo::testing::IsOk());
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kNone);
+}
+
+TEST(OverrideRopeScaling, BadOverridesNameTheSourceAndKey) {
+  LEMO_ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseModelConfig(kLlama2, "llama2"));
+  EXPECT_THAT(OverrideRopeScaling("[1]", "--rope-scaling", &c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "--rope-scaling: rope_scaling must be a JSON object"));
+  EXPECT_THAT(
+      OverrideRopeScaling(R"({"rope_type": "ntk"})", "--rope-scaling", &c),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("--rope-scaling"),
+                     HasSubstr("rope_scaling.rope_type"))));
+  EXPECT_THAT(OverrideRopeScaling(R"({"rope_type": "linear", "factor": 0.5})",
+                                  "--rope-scaling", &c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rope_scaling.factor")));
+  EXPECT_THAT(
+      OverrideRopeScaling(R"({"rope_type": "linear"})", "--rope-scaling", &c),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("rope_scaling.factor")));
+}
+
 }  // namespace
 }  // namespace lemo::engine
