@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, health_listen, "",
 ABSL_FLAG(int64_t, max_spec_bytes, lemo::kDefaultMaxSpecBytes,
           "largest job spec SubmitJob accepts, in serialized bytes; at most "
           "7 MiB, so its Assign fits a worker's 8 MiB message limit");
+ABSL_FLAG(int32_t, max_watchers_per_job, 100,
+          "live WatchJob streams one job may have (more get "
+          "RESOURCE_EXHAUSTED); 0: no limit");
 ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
           "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
           "of --data-dir's disk at start if less");
@@ -83,6 +86,12 @@ absl::Status Run() {
   co.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   co.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
   co.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
+  co.max_watchers_per_job = absl::GetFlag(FLAGS_max_watchers_per_job);
+  if (co.max_watchers_per_job < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-watchers-per-job: must be >= 0 (0: no limit), got ",
+                     co.max_watchers_per_job));
+  }
   GrpcServer::Options so;
   // A spec rides in an Assign to a worker that refuses messages above
   // kWorkerMaxMessageBytes, and arrives in a SubmitJob this server refuses

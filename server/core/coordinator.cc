@@ -18,7 +18,8 @@ namespace lemo::server {
 
 Coordinator::Coordinator(const Options& options)
     : options_(options),
-      hub_(EventHub::Options{options.watcher_buffer_events}),
+      hub_(EventHub::Options{options.watcher_buffer_events,
+                             options.max_watchers_per_job}),
       registry_(options.worker_timeout) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(

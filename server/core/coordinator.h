@@ -62,6 +62,9 @@ class Coordinator {
     // Live events buffered per watcher before it falls back to reading the
     // store.
     size_t watcher_buffer_events = 1024;
+    // Live WatchJob streams one job may have (--max-watchers-per-job); 0 = no
+    // limit. More is RESOURCE_EXHAUSTED.
+    int max_watchers_per_job = 100;
     // Called with the seconds from submit to first placement (a histogram in
     // server/metrics).
     std::function<void(double)> on_queue_wait;

@@ -171,8 +171,10 @@ absl::StatusOr<std::unique_ptr<JobWatcher>> Coordinator::Watch(
   // reading the store in between could end on SUCCEEDED while GetJob still
   // said RUNNING (the ServiceTest flake). Live events are published after the
   // view, so they never need the cap.
+  LEMO_ASSIGN_OR_RETURN(std::shared_ptr<Subscription> subscription,
+                        hub_.Subscribe(id));
   return std::make_unique<JobWatcher>(
-      hub_.Subscribe(id),
+      std::move(subscription),
       [this, store, id](int64_t from, int limit)
           -> absl::StatusOr<std::vector<v1::JobEvent>> {
         std::shared_ptr<const v1::Job> view = ViewJob(id);

@@ -1,7 +1,9 @@
 #include "server/core/event_hub.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
 namespace lemo::server {
@@ -38,14 +40,29 @@ void Subscription::Close() {
   closed_ = true;
 }
 
-std::shared_ptr<Subscription> EventHub::Subscribe(const std::string& job_id) {
+absl::StatusOr<std::shared_ptr<Subscription>> EventHub::Subscribe(
+    const std::string& job_id) {
   auto sub = std::make_shared<Subscription>(options_.watcher_buffer_events);
   absl::MutexLock lock(&mu_);
   if (shutdown_) {
     sub->Close();
-  } else {
-    subs_[job_id].push_back(sub);
+    return sub;
   }
+  std::vector<std::weak_ptr<Subscription>>& list = subs_[job_id];
+  // Watchers that ended are pruned here too, so the count is of live ones.
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [](const std::weak_ptr<Subscription>& w) {
+                              return w.expired();
+                            }),
+             list.end());
+  if (options_.max_watchers_per_job > 0 &&
+      static_cast<int>(list.size()) >= options_.max_watchers_per_job) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("job ", job_id, " has ", list.size(),
+                     " watchers already, the most the coordinator allows "
+                     "(--max-watchers-per-job)"));
+  }
+  list.push_back(sub);
   return sub;
 }
 

@@ -54,11 +54,16 @@ class EventHub {
     // Live events buffered per watcher before it is switched to catching up
     // from the store.
     size_t watcher_buffer_events = 1024;
+    // Live watchers one job may have; 0 = no limit. Each holds a stream and a
+    // buffer, so an unbounded number lets one client exhaust the server.
+    int max_watchers_per_job = 0;
   };
   explicit EventHub(const Options& options) : options_(options) {}
 
   // The subscription ends (is closed) when its last owner drops it.
-  std::shared_ptr<Subscription> Subscribe(const std::string& job_id);
+  // RESOURCE_EXHAUSTED when the job has max_watchers_per_job live ones.
+  absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
+      const std::string& job_id);
   // Never blocks on a watcher: each buffer is touched under its own short lock.
   void Publish(const v1::JobEvent& event);
   // Wakes and closes every subscription (coordinator shutdown).

@@ -12,6 +12,9 @@
 namespace lemo::server {
 namespace {
 
+using ::lemo::testing::IsOk;
+using ::lemo::testing::StatusIs;
+
 // The store's events table in memory: append, then publish, as the coordinator
 // does.
 class FakeLog {
@@ -71,7 +74,7 @@ TEST(EventHub, LateWatcherGetsHistoryThenLive) {
   EventHub hub({});
   FakeLog log(&hub);
   log.Append(5);
-  JobWatcher w(hub.Subscribe("job"), log.Reader(), 1);
+  JobWatcher w(*hub.Subscribe("job"), log.Reader(), 1);
   EXPECT_EQ(Drain(w, 5), Range(1, 5));
   log.Append(3);
   EXPECT_EQ(Drain(w, 3), Range(6, 8));
@@ -81,14 +84,14 @@ TEST(EventHub, FromSequenceSkipsOlderEvents) {
   EventHub hub({});
   FakeLog log(&hub);
   log.Append(10);
-  JobWatcher w(hub.Subscribe("job"), log.Reader(), 8);
+  JobWatcher w(*hub.Subscribe("job"), log.Reader(), 8);
   EXPECT_EQ(Drain(w, 3), Range(8, 10));
 }
 
 TEST(EventHub, NextTimesOutWhenNothingHappens) {
   EventHub hub({});
   FakeLog log(&hub);
-  JobWatcher w(hub.Subscribe("job"), log.Reader(), 1);
+  JobWatcher w(*hub.Subscribe("job"), log.Reader(), 1);
   LEMO_ASSERT_OK_AND_ASSIGN(auto e, w.Next(absl::Milliseconds(20)));
   EXPECT_FALSE(e.has_value());
 }
@@ -99,7 +102,7 @@ TEST(EventHub, ManyWatchersEachSeeEverythingInOrder) {
   std::vector<std::unique_ptr<JobWatcher>> watchers;
   for (int i = 0; i < 8; ++i) {
     watchers.push_back(
-        std::make_unique<JobWatcher>(hub.Subscribe("job"), log.Reader(), 1));
+        std::make_unique<JobWatcher>(*hub.Subscribe("job"), log.Reader(), 1));
   }
   EXPECT_EQ(hub.WatcherCount("job"), 8);
   std::thread producer([&] { log.Append(200); });
@@ -110,8 +113,8 @@ TEST(EventHub, ManyWatchersEachSeeEverythingInOrder) {
 TEST(EventHub, SlowWatcherLagsButLosesNothingAndBlocksNobody) {
   EventHub hub(EventHub::Options{/*watcher_buffer_events=*/4});
   FakeLog log(&hub);
-  JobWatcher slow(hub.Subscribe("job"), log.Reader(), 1);
-  JobWatcher fast(hub.Subscribe("job"), log.Reader(), 1);
+  JobWatcher slow(*hub.Subscribe("job"), log.Reader(), 1);
+  JobWatcher fast(*hub.Subscribe("job"), log.Reader(), 1);
   // 100 events with nobody reading: the publisher must not block on the 4-event
   // buffers.
   log.Append(100);
@@ -124,9 +127,29 @@ TEST(EventHub, SlowWatcherLagsButLosesNothingAndBlocksNobody) {
 TEST(EventHub, DroppedWatchersAreForgotten) {
   EventHub hub({});
   FakeLog log(&hub);
-  { JobWatcher w(hub.Subscribe("job"), log.Reader(), 1); }
+  { JobWatcher w(*hub.Subscribe("job"), log.Reader(), 1); }
   log.Append(1);
   EXPECT_EQ(hub.WatcherCount("job"), 0);
+}
+
+TEST(EventHub, WatchersPerJobAreCapped) {
+  // One client must not exhaust the server with streams on one job; other
+  // jobs keep their own allowance, and an ended watcher frees its place.
+  EventHub::Options options;
+  options.max_watchers_per_job = 2;
+  EventHub hub(options);
+  LEMO_ASSERT_OK_AND_ASSIGN(std::shared_ptr<Subscription> first,
+                            hub.Subscribe("job"));
+  LEMO_ASSERT_OK_AND_ASSIGN(std::shared_ptr<Subscription> second,
+                            hub.Subscribe("job"));
+  EXPECT_THAT(hub.Subscribe("job"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "job job has 2 watchers already, the most the "
+                       "coordinator allows (--max-watchers-per-job)"));
+  EXPECT_THAT(hub.Subscribe("other-job"), IsOk());
+  first.reset();
+  EXPECT_THAT(hub.Subscribe("job"), IsOk());
+  EXPECT_EQ(hub.WatcherCount("job"), 1);  // the last one was dropped at once
 }
 
 }  // namespace
