@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, health_listen, "",
 ABSL_FLAG(int64_t, max_spec_bytes, lemo::kDefaultMaxSpecBytes,
           "largest job spec SubmitJob accepts, in serialized bytes; at most "
           "7 MiB, so its Assign fits a worker's 8 MiB message limit");
+ABSL_FLAG(absl::Duration, register_timeout, absl::Seconds(10),
+          "time a new worker stream has to send its register message before "
+          "it is ended with DEADLINE_EXCEEDED");
 ABSL_FLAG(int32_t, max_watchers_per_job, 100,
           "live WatchJob streams one job may have (more get "
           "RESOURCE_EXHAUSTED); 0: no limit");
@@ -131,6 +134,12 @@ absl::Status Run() {
   so.client_token_file = absl::GetFlag(FLAGS_client_token_file);
   so.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
   so.health_listen = absl::GetFlag(FLAGS_health_listen);
+  so.register_timeout = absl::GetFlag(FLAGS_register_timeout);
+  if (so.register_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--register-timeout: must be > 0, got ",
+                     absl::FormatDuration(so.register_timeout)));
+  }
   LEMO_ASSIGN_OR_RETURN(
       std::unique_ptr<GrpcServer> server,
       GrpcServer::Create(

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "server/core/coordinator.h"
 #include "server/service/auth.h"
@@ -38,6 +39,8 @@ struct ServiceDeps {
   const Authenticator* auth = nullptr;
   // May be empty.
   RpcObserver observer;
+  // GrpcServer::Options::register_timeout.
+  absl::Duration register_timeout = absl::Seconds(10);
 };
 
 grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,

@@ -136,7 +136,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   }
   for (const std::string& w : auth.warnings()) s->warnings_.push_back(w);
   s->auth_ = std::make_unique<Authenticator>(std::move(auth));
-  ServiceDeps deps{coordinator, s->auth_.get(), std::move(observer)};
+  ServiceDeps deps{coordinator, s->auth_.get(), std::move(observer),
+                   options.register_timeout};
   s->jobs_ = std::make_unique<JobServiceImpl>(deps);
   s->workers_ = std::make_unique<WorkerServiceImpl>(deps);
   grpc::EnableDefaultHealthCheckService(true);

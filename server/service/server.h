@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/service/job_service.h"
 #include "server/service/worker_service.h"
@@ -59,6 +60,10 @@ class GrpcServer {
     // grpc.health.v1 (same status as the main port), for probes that cannot
     // speak TLS, such as Kubernetes' native gRPC probes. Empty = none.
     std::string health_listen;
+    // Time a new WorkerService.Connect stream has to send its register
+    // message; a stream that stays silent longer is ended with
+    // DEADLINE_EXCEEDED, so idle connections cannot hold threads for ever.
+    absl::Duration register_timeout = absl::Seconds(10);
   };
 
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(

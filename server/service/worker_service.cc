@@ -1,7 +1,11 @@
 #include "server/service/worker_service.h"
 
+#include <atomic>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 
 namespace lemo::server {
@@ -14,8 +18,27 @@ grpc::Status WorkerServiceImpl::Connect(
       deps_, context, Api::kWorkers, "Connect",
       [&](const Principal& caller) -> absl::Status {
         v1::WorkerMessage message;
-        if (!stream->Read(&message))
-          return absl::CancelledError("stream closed before register");
+        // A peer that connects and stays silent would hold this thread for
+        // ever: cancel the call once the register deadline passes.
+        absl::Notification first_read;
+        std::atomic<bool> timed_out{false};
+        std::thread watchdog([&] {
+          if (!first_read.WaitForNotificationWithTimeout(
+                  deps_.register_timeout)) {
+            timed_out = true;
+            context->TryCancel();
+          }
+        });
+        const bool got = stream->Read(&message);
+        first_read.Notify();
+        watchdog.join();
+        if (timed_out) {
+          return absl::DeadlineExceededError(
+              absl::StrCat("no register message within ",
+                           absl::FormatDuration(deps_.register_timeout),
+                           " of connecting (--register-timeout)"));
+        }
+        if (!got) return absl::CancelledError("stream closed before register");
         if (!message.has_register_()) {
           return absl::InvalidArgumentError(
               "the first message must be register");

@@ -2,11 +2,16 @@
 // stubs: job RPCs and their error codes, auth, a fake worker on a real Connect
 // stream, watchers, checkpoints, health. To add a case: a TEST_F that calls
 // jobs_ / workers_ stubs (Ctx() adds the client token).
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <future>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/sha256.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -156,6 +161,62 @@ TEST_F(ServiceTest, AuthFailures) {
   v1::CoordinatorMessage reply;
   EXPECT_FALSE(stream->Read(&reply));
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(ServiceTest, ASilentWorkerStreamIsEndedAtTheRegisterDeadline) {
+  // A second server with a short deadline: a peer that connects with a valid
+  // worker token and never registers must not hold a thread for ever.
+  GrpcServer::Options so;
+  so.listen = "127.0.0.1:0";
+  so.client_token_file = dir_ + "/client.tokens";
+  so.worker_token_file = dir_ + "/worker.tokens";
+  so.register_timeout = absl::Milliseconds(300);
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, absl::StatusCode>> ended;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<GrpcServer> server,
+      GrpcServer::Create(
+          so, coord_.get(),
+          [&](absl::string_view method, absl::StatusCode code, double) {
+            absl::MutexLock lock(&mu);
+            ended.emplace_back(std::string(method), code);
+          }));
+  auto stub = v1::WorkerService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server->port()),
+                          grpc::InsecureChannelCredentials()));
+  auto ctx = Ctx(kWorkerToken);
+  const absl::Time start = absl::Now();
+  auto stream = stub->Connect(ctx.get());
+  v1::CoordinatorMessage reply;
+  EXPECT_FALSE(stream->Read(&reply));
+  // The server ends the call by cancelling it (the only way to release a
+  // blocked read), so the client sees CANCELLED; the server's own record of
+  // the call says why.
+  const grpc::Status status = stream->Finish();
+  EXPECT_FALSE(status.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  const auto recorded = std::make_pair(std::string("Connect"),
+                                       absl::StatusCode::kDeadlineExceeded);
+  // The handler may return a moment after the client saw the end.
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    {
+      absl::MutexLock lock(&mu);
+      seen = std::find(ended.begin(), ended.end(), recorded) != ended.end();
+    }
+    if (!seen) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(seen) << "Connect did not end with DEADLINE_EXCEEDED";
+  // A worker that registers in time is unaffected.
+  auto ok_ctx = Ctx(kWorkerToken);
+  auto ok_stream = stub->Connect(ok_ctx.get());
+  v1::WorkerMessage reg;
+  *reg.mutable_register_() = MakeRegister("w-in-time");
+  ASSERT_TRUE(ok_stream->Write(reg));
+  ASSERT_TRUE(ok_stream->Read(&reply));
+  EXPECT_TRUE(reply.has_welcome());
+  ok_ctx->TryCancel();
+  server->Shutdown();
 }
 
 // A worker on a real Connect stream, as lemo-worker will be.
