@@ -60,6 +60,10 @@ ABSL_FLAG(int64_t, max_spec_bytes, lemo::kDefaultMaxSpecBytes,
 ABSL_FLAG(absl::Duration, register_timeout, absl::Seconds(10),
           "time a new worker stream has to send its register message before "
           "it is ended with DEADLINE_EXCEEDED");
+ABSL_FLAG(int32_t, max_checkpoints_per_job, 20,
+          "checkpoints kept per job: a spec's checkpoint.keepLast above it is "
+          "refused, and keepLast 0 (all) keeps this many, the newest; 0: no "
+          "limit");
 ABSL_FLAG(int32_t, max_watchers_per_job, 100,
           "live WatchJob streams one job may have (more get "
           "RESOURCE_EXHAUSTED); 0: no limit");
@@ -90,6 +94,12 @@ absl::Status Run() {
   co.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
   co.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
   co.max_watchers_per_job = absl::GetFlag(FLAGS_max_watchers_per_job);
+  co.max_checkpoints_per_job = absl::GetFlag(FLAGS_max_checkpoints_per_job);
+  if (co.max_checkpoints_per_job < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-checkpoints-per-job: must be >= 0 (0: no limit), got ",
+        co.max_checkpoints_per_job));
+  }
   if (co.max_watchers_per_job < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max-watchers-per-job: must be >= 0 (0: no limit), got ",

@@ -73,6 +73,11 @@ class Coordinator {
     // kWorkerMaxMessageBytes (common/wire_limits.h): a larger one would be
     // placed, dropped by the worker's channel and placed again for ever.
     int64_t max_spec_bytes = kDefaultMaxSpecBytes;
+    // Checkpoints the store keeps per job (--max-checkpoints-per-job); 0 = no
+    // limit. A spec asking for more (checkpoint.keep_last) is refused at
+    // submit; one asking for all (keep_last 0) keeps this many, the newest,
+    // and its stored spec says so.
+    int max_checkpoints_per_job = 20;
     // Largest checkpoint upload, in bytes; 0 picks 64 GiB or the checkpoint
     // disk's free space, whichever is less (CheckpointStore::Options).
     int64_t max_checkpoint_bytes = 0;

@@ -57,6 +57,18 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
         CheckSpecPathsAgainstFleet(spec, registry_.Registrations()));
   }
   LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
+  if (const int cap = options_.max_checkpoints_per_job; cap > 0) {
+    v1::CheckpointPolicy* policy = normalized.mutable_checkpoint();
+    if (policy->keep_last() > cap) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.checkpoint.keep_last: ", policy->keep_last(),
+                       ", more than the coordinator keeps per job (", cap,
+                       ", --max-checkpoints-per-job)"));
+    }
+    // "Keep all" is bounded too: every checkpoint is a full adapter plus
+    // optimizer state on the coordinator's disk.
+    if (policy->keep_last() == 0) policy->set_keep_last(cap);
+  }
   absl::MutexLock lock(&mu_);
   absl::BitGen gen;
   std::string id;

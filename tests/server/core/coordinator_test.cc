@@ -288,6 +288,23 @@ TEST_F(CoordinatorTest, InvalidSpecIsRejected) {
                        HasSubstr("spec.seq_len: must be > 0")));
 }
 
+TEST_F(CoordinatorTest, CheckpointsKeptPerJobAreBounded) {
+  // The default coordinator keeps at most 20 per job: "keep all" becomes 20
+  // (visible in the stored spec), more than 20 is refused naming the flag,
+  // and fewer is kept as asked.
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_checkpoint()->set_keep_last(0);
+  EXPECT_EQ(Submit(spec).spec().checkpoint().keep_last(), 20);
+  spec.mutable_checkpoint()->set_keep_last(21);
+  EXPECT_THAT(coord_->Submit(kAdmin, spec),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "spec.checkpoint.keep_last: 21, more than the "
+                       "coordinator keeps per job (20, "
+                       "--max-checkpoints-per-job)"));
+  spec.mutable_checkpoint()->set_keep_last(3);
+  EXPECT_EQ(Submit(spec).spec().checkpoint().keep_last(), 3);
+}
+
 // A spec between the worker's 8 MiB message limit and the server's 16 MiB
 // one would be accepted, then dropped by every worker it was assigned to.
 TEST_F(CoordinatorTest, SpecAboveMaxSpecBytesIsRefusedAtSubmit) {
