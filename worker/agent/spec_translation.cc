@@ -356,12 +356,8 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   // A model directory that cannot be read is the trainer's to report (as
   // MODEL_LOAD); this only adds the warning the coordinator could not give.
   if (absl::StatusOr<engine::ModelConfig> config =
-          engine::LoadModelConfig(o.model_dir);
-      config.ok() && warnings != nullptr &&
-      (o.rope_scaling_json.empty() ||
-       engine::OverrideRopeScaling(o.rope_scaling_json,
-                                   "spec.model.rope_scaling", &*config)
-           .ok())) {
+          engine::LoadModelConfig(o.model_dir, o.rope_scaling_json);
+      config.ok() && warnings != nullptr) {
     std::string context = engine::ContextLengthWarning(*config, o.data.seq_len);
     if (!context.empty()) {
       warnings->push_back(absl::StrCat("spec.seq_len: ", context));

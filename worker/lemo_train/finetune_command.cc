@@ -161,11 +161,9 @@ int RunFinetune(FinetuneFlags& flags) {
 
   o.comm.timeout = std::chrono::milliseconds(
       static_cast<int64_t>(flags.comm_timeout_seconds * 1000));
-  if (auto config = lemo::engine::LoadModelConfig(o.model_dir);
-      config.ok() && (o.rope_scaling_json.empty() ||
-                      lemo::engine::OverrideRopeScaling(
-                          o.rope_scaling_json, "--rope-scaling", &*config)
-                          .ok())) {
+  if (auto config =
+          lemo::engine::LoadModelConfig(o.model_dir, o.rope_scaling_json);
+      config.ok()) {
     std::string context =
         lemo::engine::ContextLengthWarning(*config, o.data.seq_len);
     if (!context.empty()) {

@@ -346,6 +346,16 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   return ParseModelConfig(text, path);
 }
 
+absl::StatusOr<ModelConfig> LoadModelConfig(
+    const std::string& model_dir, absl::string_view rope_scaling_json) {
+  LEMO_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
+  if (!rope_scaling_json.empty()) {
+    LEMO_RETURN_IF_ERROR(OverrideRopeScaling(rope_scaling_json,
+                                             "rope scaling override", &config));
+  }
+  return config;
+}
+
 std::string ModelConfigToJson(const ModelConfig& c) {
   const bool mistral = c.model_type == "mistral";
   const bool qwen = c.model_type == "qwen2" || c.model_type == "qwen3";

@@ -104,6 +104,11 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
 // context without editing its config.json. Errors name `source` and the key.
 absl::Status OverrideRopeScaling(absl::string_view rope_scaling_json,
                                  absl::string_view source, ModelConfig* config);
+// `model_dir`/config.json with `rope_scaling_json`, when not empty, in place of
+// its rope_scaling: the config a run with that override trains (the trainer
+// builds from it; lemo-train and the agent warn from it).
+absl::StatusOr<ModelConfig> LoadModelConfig(
+    const std::string& model_dir, absl::string_view rope_scaling_json);
 
 // HF config.json text that transformers 4 and 5 both load as LlamaForCausalLM
 // (or MistralForCausalLM): writes `rope_theta`/`rope_scaling` and

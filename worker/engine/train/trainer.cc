@@ -120,12 +120,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
   }
   options.model.lora.seed = options.seed;
 
-  LEMO_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir),
-                        absl::StrCat("model ", options.model_dir));
-  if (!options.rope_scaling_json.empty()) {
-    LEMO_RETURN_IF_ERROR(OverrideRopeScaling(options.rope_scaling_json,
-                                             "rope scaling override", &config));
-  }
+  LEMO_ASSIGN_OR_RETURN(
+      ModelConfig config,
+      LoadModelConfig(options.model_dir, options.rope_scaling_json),
+      absl::StrCat("model ", options.model_dir));
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<ModelWeights> weights,
                         ModelWeights::Open(options.model_dir),
                         absl::StrCat("model ", options.model_dir));
