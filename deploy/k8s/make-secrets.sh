@@ -44,6 +44,10 @@ token() { openssl rand -hex 32; }
   echo "$(cat admin-token) admin admin"
 } >tokens
 [ -f worker-token ] || token >worker-token
+# The CA as a TLS Secret for cert-manager's CA Issuer (overlays/worker-certificates only).
+mkdir -p worker-ca
+[ -f worker-ca/tls.crt ] || cp ca.crt worker-ca/tls.crt
+if [ ! -f worker-ca/tls.key ] && [ -f ca.key ]; then cp ca.key worker-ca/tls.key; fi
 [ -f worker-tokens ] || cp worker-token worker-tokens
 echo "secrets in $dir (client token: $dir/client-token, admin token: $dir/admin-token," \
   "CA: $dir/ca.crt)" >&2
