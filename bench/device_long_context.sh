@@ -11,7 +11,7 @@
 #      step's memory goes: per layer after its forward, the forward's peak, the backward's)
 #   6  build the CUDA tests and run `ctest -L gpu` (with a 4K LeMo row, which the suite needs)
 # Environment: LEMO_PHASE_SEQS (phases 3 and 5: the lengths), LEMO_PHASE_DEADLINE (phase 5),
-# LEMO_PHASE_TIMEOUT (one row's limit, default 480 s),
+# LEMO_PHASE_TIMEOUT (one row's limit, default 480 s), LEMO_PHASE_STEPS (steps per row, default 1),
 # LEMO_PHASE_SPARSE_ARGS (the LeMo rows' flags, e.g. "--lemo-mode oracle --attention-head-groups
 # 1"), LEMO_PHASE_TAG (names the outputs phase-N-TAG.*, so two runs of one phase in one call keep
 # both).
@@ -36,7 +36,7 @@ FINAL_OUT=${OUT:-bench-out}
 NAME=phase-$PHASE${LEMO_PHASE_TAG:+-$LEMO_PHASE_TAG}
 export OUT=/tmp/lemo-$NAME
 rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL_OUT"
-export LEMO_BENCH_MODES=on LEMO_BENCH_STEPS=1 LEMO_BENCH_PEER_WARMUP=0 LEMO_BENCH_CTEST=0
+export LEMO_BENCH_MODES=on LEMO_BENCH_STEPS=${LEMO_PHASE_STEPS:-1} LEMO_BENCH_PEER_WARMUP=0 LEMO_BENCH_CTEST=0
 # LEMO_PHASE_TIMEOUT (s per row, default 480): a 512K step on an H200 takes about 500 s.
 export LEMO_BENCH_KERNELS=0 LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_TIMEOUT=${LEMO_PHASE_TIMEOUT:-480}
 [ -n "${LEMO_PHASE_SPARSE_ARGS:-}" ] && export LEMO_BENCH_SPARSE_ARGS=$LEMO_PHASE_SPARSE_ARGS
