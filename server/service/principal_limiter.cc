@@ -80,7 +80,8 @@ std::string PrincipalLimiter::PeerHost(absl::string_view peer) {
   }
   if (absl::ConsumePrefix(&rest, "ipv4:")) {
     size_t colon = rest.rfind(':');
-    if (colon != absl::string_view::npos) return std::string(rest.substr(0, colon));
+    if (colon != absl::string_view::npos)
+      return std::string(rest.substr(0, colon));
     return std::string(rest);
   }
   return std::string(peer);
@@ -115,17 +116,16 @@ absl::StatusOr<PrincipalLimiter::Slot> PrincipalLimiter::Acquire(
   }
   const absl::string_view flag =
       kind == Kind::kStream ? kStreamsFlag : kUnaryFlag;
-  const std::string what = kind == Kind::kStream
-                               ? "streaming RPCs open"
-                               : "unary RPCs in flight";
+  const std::string what =
+      kind == Kind::kStream ? "streaming RPCs open" : "unary RPCs in flight";
   const std::string limit_text =
       admin ? absl::StrCat(kAdminMultiple, " x ", flag, "=", flag_value,
                            " for an admin")
             : absl::StrCat(flag, "=", flag_value);
-  return absl::ResourceExhaustedError(absl::StrCat(
-      Describe(caller, PeerHost(peer)), " already has ", limit, " ", what,
-      ", the most one principal may have at once (", limit_text,
-      "); wait for one to end or raise ", flag));
+  return absl::ResourceExhaustedError(
+      absl::StrCat(Describe(caller, PeerHost(peer)), " already has ", limit,
+                   " ", what, ", the most one principal may have at once (",
+                   limit_text, "); wait for one to end or raise ", flag));
 }
 
 int PrincipalLimiter::InUse(const Principal& caller, absl::string_view peer,

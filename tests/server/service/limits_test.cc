@@ -4,12 +4,19 @@
 // and the flag (never its token), another principal is unaffected, an admin
 // gets the multiple, and a place frees when its call ends however it ends
 // (client cancel, client deadline, the server ending a silent worker stream,
-// a unary call completing), after which it can be taken again. The counting
+// a broken TCP connection, a unary call completing), after which it can be
+// taken again. The counting
 // itself is unit-tested in principal_limiter_test.cc.
 //
 // To add a case: a TEST_F that opens calls with Ctx(token) on jobs_ /
 // workers_, waits with WaitInUse() until the server holds them, then checks
 // the next call's status. Unary calls can be held in flight with HoldUnary().
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <fstream>
 #include <future>
@@ -58,16 +65,113 @@ Principal Named(const std::string& name, Role role) {
   return p;
 }
 
+// A TCP forwarder from a local port to the server's, so a test can break the
+// connection under a live call: gRPC has no call that drops a channel's
+// transport, and a client cancel sends a RST_STREAM instead.
+class Forwarder {
+ public:
+  explicit Forwarder(int target_port) : target_port_(target_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(listen_fd_, 8) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) !=
+            0) {
+      ADD_FAILURE() << "forwarder cannot listen";
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Forwarder() { Cut(); }
+  int port() const { return port_; }
+  // Closes every connection and the listening socket: the server sees the
+  // client's connection end without any goodbye.
+  void Cut() {
+    cut_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  int Connect() const {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(target_port_));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  // One thread: accepts, and copies bytes between each pair of sockets.
+  void Run() {
+    std::vector<std::pair<int, int>> pairs;  // (from client, to server)
+    while (!cut_) {
+      std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}};
+      for (const auto& [a, b] : pairs) {
+        fds.push_back({a, POLLIN, 0});
+        fds.push_back({b, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        int client = accept(listen_fd_, nullptr, nullptr);
+        int server = client >= 0 ? Connect() : -1;
+        if (server >= 0) {
+          pairs.emplace_back(client, server);
+        } else if (client >= 0) {
+          close(client);
+        }
+        continue;  // the pollfd list no longer matches `pairs`
+      }
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        for (int side = 0; side < 2; ++side) {
+          const pollfd& p = fds[1 + 2 * i + side];
+          if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          const int to = side == 0 ? pairs[i].second : pairs[i].first;
+          char buf[16384];
+          const ssize_t n = read(p.fd, buf, sizeof(buf));
+          if (n <= 0) {
+            shutdown(to, SHUT_WR);
+            continue;
+          }
+          for (ssize_t done = 0; done < n;) {
+            const ssize_t w = write(to, buf + done, n - done);
+            if (w <= 0) break;
+            done += w;
+          }
+        }
+      }
+    }
+    for (const auto& [a, b] : pairs) {
+      shutdown(a, SHUT_RDWR);
+      shutdown(b, SHUT_RDWR);
+      close(a);
+      close(b);
+    }
+    close(listen_fd_);
+  }
+
+  const int target_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> cut_{false};
+  std::thread thread_;
+};
+
 class LimitsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("limits");
-    std::ofstream(dir_ + "/tokens")
-        << kAliceToken << " alice client\n"
-        << kBobToken << " bob client\n"
-        << kRootToken << " root admin\n"
-        << kW1Token << " w1 worker\n"
-        << kW2Token << " w2 worker\n";
+    std::ofstream(dir_ + "/tokens") << kAliceToken << " alice client\n"
+                                    << kBobToken << " bob client\n"
+                                    << kRootToken << " root admin\n"
+                                    << kW1Token << " w1 worker\n"
+                                    << kW2Token << " w2 worker\n";
     Coordinator::Options co;
     co.data_dir = dir_ + "/data";
     co.tick_interval = absl::Milliseconds(20);
@@ -83,12 +187,10 @@ class LimitsTest : public ::testing::Test {
     // short enough to watch the server end them.
     so.register_timeout = absl::Seconds(3);
     LEMO_ASSERT_OK_AND_ASSIGN(
-        server_,
-        GrpcServer::Create(so, coord_.get(),
-                           [this](absl::string_view method,
-                                  absl::StatusCode code, double) {
-                             MaybeHold(method, code);
-                           }));
+        server_, GrpcServer::Create(
+                     so, coord_.get(),
+                     [this](absl::string_view method, absl::StatusCode code,
+                            double) { MaybeHold(method, code); }));
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                    grpc::InsecureChannelCredentials());
     jobs_ = v1::JobService::NewStub(channel_);
@@ -184,7 +286,8 @@ class LimitsTest : public ::testing::Test {
 TEST_F(LimitsTest, OneStreamTooManyIsRefusedNamingTheFlagAndFreesOnCancel) {
   const std::string job = Submit(kAliceToken);
   std::vector<Watch> open;
-  for (int i = 0; i < kMaxStreams; ++i) open.push_back(StartWatch(kAliceToken, job));
+  for (int i = 0; i < kMaxStreams; ++i)
+    open.push_back(StartWatch(kAliceToken, job));
   ASSERT_TRUE(WaitInUse(alice_, Kind::kStream, kMaxStreams));
 
   Watch extra = StartWatch(kAliceToken, job);
@@ -236,6 +339,36 @@ TEST_F(LimitsTest, AStreamPastItsDeadlineFreesItsPlace) {
   EXPECT_TRUE(WaitInUse(alice_, Kind::kStream, 0));
 }
 
+TEST_F(LimitsTest, ABrokenConnectionFreesItsPlace) {
+  const std::string job = Submit(kAliceToken);
+  Forwarder forwarder(server_->port());
+  ASSERT_GT(forwarder.port(), 0);
+  auto stub = v1::JobService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", forwarder.port()),
+                          grpc::InsecureChannelCredentials()));
+  std::vector<Watch> open;
+  for (int i = 0; i < kMaxStreams; ++i) {
+    Watch w;
+    w.ctx = Ctx(kAliceToken);
+    v1::WatchJobRequest req;
+    req.set_job_id(job);
+    req.set_history(v1::WatchJobRequest::NONE);
+    w.reader = stub->WatchJob(w.ctx.get(), req);
+    open.push_back(std::move(w));
+  }
+  ASSERT_TRUE(WaitInUse(alice_, Kind::kStream, kMaxStreams));
+  forwarder.Cut();
+  for (Watch& w : open) EXPECT_FALSE(Ended(w).ok());
+  ASSERT_TRUE(WaitInUse(alice_, Kind::kStream, 0));
+  // The places are usable again, over a direct connection.
+  std::vector<Watch> again;
+  for (int i = 0; i < kMaxStreams; ++i)
+    again.push_back(StartWatch(kAliceToken, job));
+  EXPECT_TRUE(WaitInUse(alice_, Kind::kStream, kMaxStreams));
+  for (Watch& w : again) w.ctx->TryCancel();
+  EXPECT_TRUE(WaitInUse(alice_, Kind::kStream, 0));
+}
+
 TEST_F(LimitsTest, AnAdminIsLimitedAtTheMultiple) {
   const std::string job = Submit(kAliceToken);
   const int limit = kMaxStreams * PrincipalLimiter::kAdminMultiple;
@@ -254,7 +387,8 @@ TEST_F(LimitsTest, AnAdminIsLimitedAtTheMultiple) {
   EXPECT_TRUE(WaitInUse(root_, Kind::kStream, 0));
 }
 
-TEST_F(LimitsTest, WorkerStreamsAreCountedPerWorkerAndFreedWhenTheServerEndsThem) {
+TEST_F(LimitsTest,
+       WorkerStreamsAreCountedPerWorkerAndFreedWhenTheServerEndsThem) {
   // Silent Connect streams: each holds a place until the register deadline
   // (3 s here) makes the server end it.
   std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
@@ -360,19 +494,19 @@ TEST(GrpcServerLimits, LimitsBelowOneAreRefusedNamingTheFlag) {
     GrpcServer::Options so;
     so.listen = "127.0.0.1:0";
     so.max_streams_per_principal = bad;
-    EXPECT_THAT(GrpcServer::Create(so, coord.get()).status(),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         AllOf(HasSubstr("--max-streams-per-principal"),
-                               HasSubstr(absl::StrCat("must be >= 1, got ",
-                                                      bad)))));
+    EXPECT_THAT(
+        GrpcServer::Create(so, coord.get()).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 AllOf(HasSubstr("--max-streams-per-principal"),
+                       HasSubstr(absl::StrCat("must be >= 1, got ", bad)))));
     so = GrpcServer::Options();
     so.listen = "127.0.0.1:0";
     so.max_inflight_rpcs_per_principal = bad;
-    EXPECT_THAT(GrpcServer::Create(so, coord.get()).status(),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         AllOf(HasSubstr("--max-inflight-rpcs-per-principal"),
-                               HasSubstr(absl::StrCat("must be >= 1, got ",
-                                                      bad)))));
+    EXPECT_THAT(
+        GrpcServer::Create(so, coord.get()).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 AllOf(HasSubstr("--max-inflight-rpcs-per-principal"),
+                       HasSubstr(absl::StrCat("must be >= 1, got ", bad)))));
   }
 }
 

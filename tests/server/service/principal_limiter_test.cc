@@ -89,12 +89,11 @@ TEST(PrincipalLimiter, OneMoreStreamIsRefusedNamingPrincipalCountAndFlag) {
     held.push_back(std::move(s));
   }
   EXPECT_EQ(limiter->InUse(alice, kPeerA, Kind::kStream), 2);
-  EXPECT_THAT(
-      limiter->Acquire(alice, kPeerA, Kind::kStream).status(),
-      StatusIs(absl::StatusCode::kResourceExhausted,
-               AllOf(HasSubstr("client principal \"alice\""),
-                     HasSubstr("already has 2 streaming RPCs open"),
-                     HasSubstr("--max-streams-per-principal=2"))));
+  EXPECT_THAT(limiter->Acquire(alice, kPeerA, Kind::kStream).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("client principal \"alice\""),
+                             HasSubstr("already has 2 streaming RPCs open"),
+                             HasSubstr("--max-streams-per-principal=2"))));
   // A refusal takes nothing.
   EXPECT_EQ(limiter->InUse(alice, kPeerA, Kind::kStream), 2);
   // A named principal is one budget from any host.
@@ -125,18 +124,16 @@ TEST(PrincipalLimiter, AnotherPrincipalIsUnaffected) {
   LEMO_ASSERT_OK_AND_ASSIGN(
       PrincipalLimiter::Slot a,
       limiter->Acquire(Named("alice"), kPeerA, Kind::kStream));
-  EXPECT_THAT(
-      limiter->Acquire(Named("alice"), kPeerA, Kind::kStream).status(),
-      StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
+  EXPECT_THAT(limiter->Acquire(Named("alice"), kPeerA, Kind::kStream).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
   EXPECT_THAT(limiter->Acquire(Named("bob"), kPeerA, Kind::kStream).status(),
               IsOk());
   // Same name, other role: another principal (auth refuses such a token file,
   // but the budget must not depend on that).
-  EXPECT_THAT(limiter
-                  ->Acquire(Named("alice", Role::kWorker), kPeerA,
-                            Kind::kStream)
-                  .status(),
-              IsOk());
+  EXPECT_THAT(
+      limiter->Acquire(Named("alice", Role::kWorker), kPeerA, Kind::kStream)
+          .status(),
+      IsOk());
 }
 
 TEST(PrincipalLimiter, WorkersWithTheirOwnTokensEachHaveABudget) {
@@ -178,16 +175,14 @@ TEST(PrincipalLimiter, AnAdminGetsTheMultiple) {
 
 TEST(PrincipalLimiter, ASharedPrincipalIsCountedPerHost) {
   auto limiter = Make(1, 1);
-  for (const Principal& p :
-       {Shared(), Principal::Anonymous(Role::kWorker),
-        Principal::Anonymous(Role::kClient)}) {
+  for (const Principal& p : {Shared(), Principal::Anonymous(Role::kWorker),
+                             Principal::Anonymous(Role::kClient)}) {
     SCOPED_TRACE(PrincipalLimiter::Key(p, kPeerA));
     LEMO_ASSERT_OK_AND_ASSIGN(PrincipalLimiter::Slot a,
                               limiter->Acquire(p, kPeerA, Kind::kStream));
     // Another port of the same host is the same budget...
-    const int per_host = p.role == Role::kAdmin
-                             ? PrincipalLimiter::kAdminMultiple
-                             : 1;
+    const int per_host =
+        p.role == Role::kAdmin ? PrincipalLimiter::kAdminMultiple : 1;
     std::vector<PrincipalLimiter::Slot> more;
     for (int i = 1; i < per_host; ++i) {
       LEMO_ASSERT_OK_AND_ASSIGN(PrincipalLimiter::Slot s,
@@ -200,10 +195,9 @@ TEST(PrincipalLimiter, ASharedPrincipalIsCountedPerHost) {
     // ...another host is not.
     EXPECT_THAT(limiter->Acquire(p, kPeerB, Kind::kStream).status(), IsOk());
   }
-  EXPECT_THAT(
-      limiter->Acquire(Principal::Anonymous(Role::kWorker), kPeerA,
-                       Kind::kStream),
-      IsOk());  // every slot above went out of scope
+  EXPECT_THAT(limiter->Acquire(Principal::Anonymous(Role::kWorker), kPeerA,
+                               Kind::kStream),
+              IsOk());  // every slot above went out of scope
 }
 
 TEST(PrincipalLimiter, RefusalsNameASharedPrincipalAndItsHost) {
@@ -220,8 +214,8 @@ TEST(PrincipalLimiter, RefusalsNameASharedPrincipalAndItsHost) {
       limiter->Acquire(Principal::Anonymous(Role::kWorker), "ipv6:[::1]:7",
                        Kind::kStream));
   EXPECT_THAT(limiter
-                  ->Acquire(Principal::Anonymous(Role::kWorker),
-                            "ipv6:[::1]:8", Kind::kStream)
+                  ->Acquire(Principal::Anonymous(Role::kWorker), "ipv6:[::1]:8",
+                            Kind::kStream)
                   .status(),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("anonymous worker principal from ::1")));
