@@ -67,6 +67,13 @@ ABSL_FLAG(int32_t, max_checkpoints_per_job, 20,
 ABSL_FLAG(int32_t, max_watchers_per_job, 100,
           "live WatchJob streams one job may have (more get "
           "RESOURCE_EXHAUSTED); 0: no limit");
+ABSL_FLAG(int32_t, max_streams_per_principal, 64,
+          "streaming RPCs (WatchJob, worker streams, checkpoint downloads and "
+          "uploads) one principal may have open at once (more get "
+          "RESOURCE_EXHAUSTED); admins 4x; must be >= 1");
+ABSL_FLAG(int32_t, max_inflight_rpcs_per_principal, 256,
+          "unary RPCs one principal may have in flight at once (more get "
+          "RESOURCE_EXHAUSTED); admins 4x; must be >= 1");
 ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
           "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
           "of --data-dir's disk at start if less");
@@ -150,6 +157,10 @@ absl::Status Run() {
         absl::StrCat("--register-timeout: must be > 0, got ",
                      absl::FormatDuration(so.register_timeout)));
   }
+  // GrpcServer::Create refuses values below 1, naming the flag.
+  so.max_streams_per_principal = absl::GetFlag(FLAGS_max_streams_per_principal);
+  so.max_inflight_rpcs_per_principal =
+      absl::GetFlag(FLAGS_max_inflight_rpcs_per_principal);
   LEMO_ASSIGN_OR_RETURN(
       std::unique_ptr<GrpcServer> server,
       GrpcServer::Create(

@@ -83,7 +83,7 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::WatchJob(
     grpc::ServerContext* context, const v1::WatchJobRequest* request,
     grpc::ServerWriter<v1::JobEvent>* writer) {
-  return RunRpc(
+  return RunStreamRpc(
       deps_, context, Api::kJobs, "WatchJob",
       [&](const Principal& caller) -> absl::Status {
         LEMO_ASSIGN_OR_RETURN(std::unique_ptr<JobWatcher> watcher,
@@ -126,14 +126,14 @@ grpc::Status JobServiceImpl::ListCheckpoints(
 grpc::Status JobServiceImpl::DownloadCheckpoint(
     grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::CheckpointChunk>* writer) {
-  return RunRpc(deps_, context, Api::kJobs, "DownloadCheckpoint",
-                [&](const Principal& caller) -> absl::Status {
-                  return deps_.coordinator->DownloadCheckpoint(
-                      caller, request->job_id(), request->checkpoint_id(),
-                      [&](const v1::CheckpointChunk& chunk) {
-                        return writer->Write(chunk);
+  return RunStreamRpc(deps_, context, Api::kJobs, "DownloadCheckpoint",
+                      [&](const Principal& caller) -> absl::Status {
+                        return deps_.coordinator->DownloadCheckpoint(
+                            caller, request->job_id(), request->checkpoint_id(),
+                            [&](const v1::CheckpointChunk& chunk) {
+                              return writer->Write(chunk);
+                            });
                       });
-                });
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,

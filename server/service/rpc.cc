@@ -8,10 +8,11 @@
 #include "proto/status/grpc_status.h"
 
 namespace lemo::server {
+namespace {
 
-grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,
-                    Api api, absl::string_view method,
-                    const std::function<absl::Status(const Principal&)>& body) {
+grpc::Status Run(const ServiceDeps& deps, grpc::ServerContext* context, Api api,
+                 absl::string_view method, PrincipalLimiter::Kind kind,
+                 const std::function<absl::Status(const Principal&)>& body) {
   absl::Time start = absl::Now();
   std::string authorization;
   auto it = context->client_metadata().find("authorization");
@@ -31,12 +32,40 @@ grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,
   }
   absl::StatusOr<Principal> caller =
       deps.auth->Authenticate(authorization, api, certificate_identity);
-  absl::Status status = caller.ok() ? body(*caller) : caller.status();
+  absl::Status status = caller.status();
+  // Held until this function returns, whichever way the call ended: a
+  // cancelled, expired or broken call makes the body return too.
+  PrincipalLimiter::Slot slot;
+  if (status.ok() && deps.limiter != nullptr) {
+    absl::StatusOr<PrincipalLimiter::Slot> acquired =
+        deps.limiter->Acquire(*caller, context->peer(), kind);
+    if (acquired.ok()) {
+      slot = std::move(*acquired);
+    } else {
+      status = acquired.status();
+    }
+  }
+  if (status.ok()) status = body(*caller);
   if (deps.observer) {
     deps.observer(method, status.code(),
                   absl::ToDoubleSeconds(absl::Now() - start));
   }
   return ToGrpcStatus(status);
+}
+
+}  // namespace
+
+grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,
+                    Api api, absl::string_view method,
+                    const std::function<absl::Status(const Principal&)>& body) {
+  return Run(deps, context, api, method, PrincipalLimiter::Kind::kUnary, body);
+}
+
+grpc::Status RunStreamRpc(
+    const ServiceDeps& deps, grpc::ServerContext* context, Api api,
+    absl::string_view method,
+    const std::function<absl::Status(const Principal&)>& body) {
+  return Run(deps, context, api, method, PrincipalLimiter::Kind::kStream, body);
 }
 
 }  // namespace lemo::server

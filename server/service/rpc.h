@@ -1,8 +1,9 @@
 // What every gRPC handler does around its body: authenticate the caller for
-// the service, time the call, report it to the metrics observer and convert
-// absl::Status to grpc::Status. The body gets the caller's Principal and
-// passes it to the core, which decides what that principal may see. Handlers
-// stay three lines: parse, call core, return.
+// the service, hold one of the caller's per-principal places (unary or
+// stream, PrincipalLimiter) until the body returns, time the call, report it
+// to the metrics observer and convert absl::Status to grpc::Status. The body
+// gets the caller's Principal and passes it to the core, which decides what
+// that principal may see. Handlers stay three lines: parse, call core, return.
 //
 //   grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
 //                       v1::Job* job) override {
@@ -25,6 +26,7 @@
 #include "grpcpp/server_context.h"
 #include "server/core/coordinator.h"
 #include "server/service/auth.h"
+#include "server/service/principal_limiter.h"
 
 namespace lemo::server {
 
@@ -41,11 +43,22 @@ struct ServiceDeps {
   RpcObserver observer;
   // GrpcServer::Options::register_timeout.
   absl::Duration register_timeout = absl::Seconds(10);
+  // Per-principal budgets of open calls; null only where nothing limits
+  // (GrpcServer always sets one).
+  PrincipalLimiter* limiter = nullptr;
 };
 
+// A unary RPC: counted against --max-inflight-rpcs-per-principal.
 grpc::Status RunRpc(const ServiceDeps& deps, grpc::ServerContext* context,
                     Api api, absl::string_view method,
                     const std::function<absl::Status(const Principal&)>& body);
+
+// A server-, client- or bidi-streaming RPC: counted against
+// --max-streams-per-principal for as long as `body` runs.
+grpc::Status RunStreamRpc(
+    const ServiceDeps& deps, grpc::ServerContext* context, Api api,
+    absl::string_view method,
+    const std::function<absl::Status(const Principal&)>& body);
 
 }  // namespace lemo::server
 

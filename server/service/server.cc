@@ -136,8 +136,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   }
   for (const std::string& w : auth.warnings()) s->warnings_.push_back(w);
   s->auth_ = std::make_unique<Authenticator>(std::move(auth));
+  PrincipalLimiter::Options limits;
+  limits.max_streams = options.max_streams_per_principal;
+  limits.max_inflight_rpcs = options.max_inflight_rpcs_per_principal;
+  LEMO_ASSIGN_OR_RETURN(s->limiter_, PrincipalLimiter::Create(limits));
   ServiceDeps deps{coordinator, s->auth_.get(), std::move(observer),
-                   options.register_timeout};
+                   options.register_timeout, s->limiter_.get()};
   s->jobs_ = std::make_unique<JobServiceImpl>(deps);
   s->workers_ = std::make_unique<WorkerServiceImpl>(deps);
   grpc::EnableDefaultHealthCheckService(true);

@@ -4,7 +4,9 @@
 // refused unless the listen address resolves only to loopback or `insecure`
 // is set. Server reflection is served only without authentication: gRPC's
 // reflection service cannot be put behind the token check, and with tokens it
-// would describe the API to anyone. Health stays open. Optionally a second
+// would describe the API to anyone. Health stays open, and outside the
+// per-principal call limits (PrincipalLimiter: it has no principal, and
+// probes must not be refused because a client is busy). Optionally a second
 // plaintext port serves only the health service, for probes that cannot do
 // TLS.
 //
@@ -23,6 +25,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/service/job_service.h"
+#include "server/service/principal_limiter.h"
 #include "server/service/worker_service.h"
 
 namespace lemo::server {
@@ -64,6 +67,15 @@ class GrpcServer {
     // message; a stream that stays silent longer is ended with
     // DEADLINE_EXCEEDED, so idle connections cannot hold threads for ever.
     absl::Duration register_timeout = absl::Seconds(10);
+    // Streaming RPCs (WatchJob, Connect, checkpoint downloads and uploads)
+    // one principal may have open at once; one more gets RESOURCE_EXHAUSTED
+    // naming --max-streams-per-principal. An admin gets
+    // PrincipalLimiter::kAdminMultiple times it. Must be >= 1.
+    int max_streams_per_principal = 64;
+    // Unary RPCs one principal may have in flight at once
+    // (--max-inflight-rpcs-per-principal), admins the same multiple. Must be
+    // >= 1. Health checks count against neither.
+    int max_inflight_rpcs_per_principal = 256;
   };
 
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(
@@ -80,10 +92,15 @@ class GrpcServer {
   // Stops accepting calls and cancels the open ones (watches and worker streams
   // end).
   void Shutdown();
+  // The per-principal budgets, to read how many places a caller holds.
+  const PrincipalLimiter& limiter() const { return *limiter_; }
 
  private:
   GrpcServer() = default;
   std::unique_ptr<Authenticator> auth_;
+  // Declared before the services and servers: handlers hold its slots until
+  // they return, so it must be destroyed after them.
+  std::unique_ptr<PrincipalLimiter> limiter_;
   std::unique_ptr<JobServiceImpl> jobs_;
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<grpc::Server> server_;

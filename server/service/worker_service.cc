@@ -14,7 +14,7 @@ grpc::Status WorkerServiceImpl::Connect(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>*
         stream) {
-  return RunRpc(
+  return RunStreamRpc(
       deps_, context, Api::kWorkers, "Connect",
       [&](const Principal& caller) -> absl::Status {
         v1::WorkerMessage message;
@@ -69,32 +69,32 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(
     grpc::ServerContext* context,
     grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
     v1::CheckpointInfo* response) {
-  return RunRpc(deps_, context, Api::kWorkers, "UploadCheckpoint",
-                [&](const Principal& caller) -> absl::Status {
-                  v1::UploadCheckpointRequest chunk;
-                  if (!reader->Read(&chunk))
-                    return absl::InvalidArgumentError("empty upload");
-                  LEMO_ASSIGN_OR_RETURN(
-                      std::unique_ptr<CheckpointStore::Upload> upload,
-                      deps_.coordinator->BeginUpload(caller, chunk));
-                  do {
-                    LEMO_RETURN_IF_ERROR(upload->Add(chunk));
-                  } while (reader->Read(&chunk));
-                  // A stream cut between two files must not commit half a
-                  // checkpoint.
-                  if (context->IsCancelled())
-                    return absl::CancelledError("upload cancelled");
-                  LEMO_ASSIGN_OR_RETURN(
-                      *response, deps_.coordinator->CommitUpload(*upload));
-                  return absl::OkStatus();
-                });
+  return RunStreamRpc(
+      deps_, context, Api::kWorkers, "UploadCheckpoint",
+      [&](const Principal& caller) -> absl::Status {
+        v1::UploadCheckpointRequest chunk;
+        if (!reader->Read(&chunk))
+          return absl::InvalidArgumentError("empty upload");
+        LEMO_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStore::Upload> upload,
+                              deps_.coordinator->BeginUpload(caller, chunk));
+        do {
+          LEMO_RETURN_IF_ERROR(upload->Add(chunk));
+        } while (reader->Read(&chunk));
+        // A stream cut between two files must not commit half a
+        // checkpoint.
+        if (context->IsCancelled())
+          return absl::CancelledError("upload cancelled");
+        LEMO_ASSIGN_OR_RETURN(*response,
+                              deps_.coordinator->CommitUpload(*upload));
+        return absl::OkStatus();
+      });
 }
 
 grpc::Status WorkerServiceImpl::DownloadCheckpoint(
     grpc::ServerContext* context,
     const v1::WorkerDownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::CheckpointChunk>* writer) {
-  return RunRpc(
+  return RunStreamRpc(
       deps_, context, Api::kWorkers, "WorkerDownloadCheckpoint",
       [&](const Principal& caller) -> absl::Status {
         return deps_.coordinator->DownloadCheckpoint(
