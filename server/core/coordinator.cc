@@ -14,18 +14,41 @@
 #include "server/core/proto_time.h"
 
 namespace lemo::server {
+namespace {
+
+// Pruned job ids remembered even under a small --retain-finished-jobs.
+constexpr int kMinRememberedPruned = 1000;
+
+}  // namespace
 
 Coordinator::Coordinator(const Options& options)
     : options_(options),
       hub_(EventHub::Options{options.watcher_buffer_events,
                              options.max_watchers_per_job}),
       sessions_(WorkerSessions::Options{options.worker_timeout,
-                                        options.heartbeat_interval}) {}
+                                        options.heartbeat_interval}),
+      // As many pruned ids as retained jobs, at least 1000 (a few dozen KB):
+      // asking for a recently pruned job says why it is gone, and memory
+      // stays bounded.
+      jobs_(static_cast<size_t>(
+          std::max(options.retain_finished_jobs, kMinRememberedPruned))) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     const Options& options) {
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir: required");
+  }
+  if (options.retain_finished_jobs < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retain_finished_jobs: must be >= 1 (--retain-finished-jobs), got ",
+        options.retain_finished_jobs,
+        "; 0 would delete every job the moment it ends"));
+  }
+  if (options.max_events_per_job < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_events_per_job: must be >= 0 (0: no limit; "
+                     "--max-events-per-job), got ",
+                     options.max_events_per_job));
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options));
   LEMO_ASSIGN_OR_RETURN(c->store_, Store::Create({options.data_dir}));
@@ -68,7 +91,44 @@ absl::Status Coordinator::Recover() {
     }
     LEMO_RETURN_IF_ERROR(jobs_.Add(std::move(job)));
   }
+  // A lower --retain-finished-jobs than the last run, or a crash between a
+  // job's end and its pruning: the store is brought within the bound now.
+  return PruneFinished();
+}
+
+absl::Status Coordinator::PruneFinished(const std::string& keep) {
+  for (const std::string& id : jobs_.FinishedBeyond(
+           static_cast<size_t>(options_.retain_finished_jobs))) {
+    if (id == keep) continue;
+    // Files first: a crash after it leaves a row that the next start prunes
+    // again, never files no row points to.
+    LEMO_RETURN_IF_ERROR(checkpoints_->RemoveJob(id),
+                         absl::StrCat("pruning job ", id));
+    Store::Mutation m;
+    m.remove_jobs.push_back(id);
+    LEMO_RETURN_IF_ERROR(store_->Commit(m), absl::StrCat("pruning job ", id));
+    jobs_.Remove(id);
+  }
   return absl::OkStatus();
+}
+
+absl::Status Coordinator::JobNotFound(const Principal& caller,
+                                      const std::string& job_id) {
+  if (std::optional<std::string> owner = jobs_.PrunedOwner(job_id)) {
+    v1::Job pruned;
+    pruned.set_id(job_id);
+    pruned.set_owner(*owner);
+    // Only its owner (or an admin) learns it existed.
+    if (caller.role != Role::kWorker && MayAccessJob(caller, pruned)) {
+      return absl::NotFoundError(
+          absl::StrCat("job ", job_id,
+                       " not found: it finished and was pruned (the "
+                       "coordinator keeps the newest ",
+                       options_.retain_finished_jobs,
+                       " finished jobs, --retain-finished-jobs)"));
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
 }
 
 void Coordinator::Loop() {
@@ -106,7 +166,7 @@ absl::StatusOr<const v1::Job*> Coordinator::FindFor(const Principal& caller,
                                                     const std::string& job_id) {
   const v1::Job* job = jobs_.Find(job_id);
   if (job == nullptr || !MayAccessJob(caller, *job)) {
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    return JobNotFound(caller, job_id);
   }
   return job;
 }
@@ -130,6 +190,20 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
     job.set_last_event_sequence(e.sequence());
   }
   *job.mutable_update_time() = now;
+  bool ended = false;
+  bool droppable = false;
+  for (const v1::JobEvent& e : events) {
+    ended |= e.has_state_change() && IsTerminal(e.state_change().to());
+    droppable |= e.has_metric() || e.has_log();
+  }
+  // Past the bound, each new metric or log event drops the old ones that
+  // fell out of the newest max_events_per_job sequence numbers (in the same
+  // transaction), so a 1M-step job's event log stays bounded.
+  const int64_t max_events = options_.max_events_per_job;
+  if (droppable && max_events > 0 && job.last_event_sequence() > max_events) {
+    extra.trim_events.emplace(job.id(), job.last_event_sequence() - max_events);
+  }
+  const std::string id = job.id();
   extra.job = job;
   extra.events = events;
   LEMO_RETURN_IF_ERROR(store_->Commit(extra),
@@ -142,6 +216,10 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
     LEMO_RETURN_IF_ERROR(jobs_.Add(std::move(job)));
   }
   for (const v1::JobEvent& e : events) hub_.Publish(e);
+  // The job that just ended is never pruned here: its caller still reads it.
+  // The state change is committed whatever pruning does: a failed prune is
+  // retried at the next job end and at start.
+  if (ended) PruneFinished(/*keep=*/id).IgnoreError();
   return absl::OkStatus();
 }
 

@@ -89,6 +89,15 @@ class Coordinator {
     // Largest checkpoint upload, in bytes; 0 picks 64 GiB or the checkpoint
     // disk's free space, whichever is less (CheckpointStore::Options).
     int64_t max_checkpoint_bytes = 0;
+    // Finished (SUCCEEDED, FAILED, CANCELLED) jobs kept
+    // (--retain-finished-jobs); must be >= 1. Beyond it the oldest by end
+    // time are pruned with their events and checkpoints, from memory and the
+    // data dir, on every job end and at start.
+    int retain_finished_jobs = 10000;
+    // Stored events per job (--max-events-per-job); 0 = no limit. Beyond it
+    // the oldest metric and log events are dropped; state changes and
+    // checkpoint events never are.
+    int64_t max_events_per_job = 100000;
   };
 
   // A worker's Connect stream as the core sees it.
@@ -200,6 +209,15 @@ class Coordinator {
   // The committed job, or null; never waits for mu_ (the table's view).
   std::shared_ptr<const v1::Job> ViewJob(const std::string& job_id)
       ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // NOT_FOUND for a job the caller cannot see; it says the job was pruned
+  // (--retain-finished-jobs) when the table remembers that and the caller
+  // owned it.
+  absl::Status JobNotFound(const Principal& caller, const std::string& job_id)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Prunes the oldest finished jobs beyond options_.retain_finished_jobs,
+  // never `keep` (the job the caller just ended and still reads).
+  absl::Status PruneFinished(const std::string& keep = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job when the caller may see it, else NOT_FOUND.
   absl::StatusOr<const v1::Job*> FindFor(const Principal& caller,
                                          const std::string& job_id)

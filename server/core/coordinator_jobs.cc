@@ -66,7 +66,7 @@ absl::StatusOr<v1::Job> Coordinator::GetJob(const Principal& caller,
                                             const std::string& job_id) {
   std::shared_ptr<const v1::Job> job = ViewJob(job_id);
   if (job == nullptr || !MayAccessJob(caller, *job)) {
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    return JobNotFound(caller, job_id);
   }
   return *job;
 }

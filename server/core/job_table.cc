@@ -16,9 +16,8 @@ constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 500;
 
 bool Matches(const v1::Job& job, const ListJobsQuery& q) {
-  if (!q.states.empty() &&
-      std::find(q.states.begin(), q.states.end(), job.state()) ==
-          q.states.end()) {
+  if (!q.states.empty() && std::find(q.states.begin(), q.states.end(),
+                                     job.state()) == q.states.end()) {
     return false;
   }
   for (const auto& [key, value] : q.labels) {
@@ -76,9 +75,6 @@ absl::Status JobTable::Add(v1::Job job) {
   const int64_t position = next_position_++;
   position_[job.id()] = position;
   order_[position] = job.id();
-  // A reused id (never, with random ids; possible with a restored store)
-  // is no longer "pruned".
-  pruned_owner_.erase(job.id());
   Index(job);
   Publish(job);
   std::string id = job.id();
@@ -101,12 +97,16 @@ absl::Status JobTable::Set(v1::Job job) {
 void JobTable::Remove(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
-  if (remember_pruned_ > 0) {
-    pruned_owner_[job_id] = it->second.owner();
-    pruned_order_.push_back(job_id);
-    while (pruned_order_.size() > remember_pruned_) {
-      pruned_owner_.erase(pruned_order_.front());
-      pruned_order_.pop_front();
+  {
+    absl::MutexLock lock(&view_mu_);
+    view_.erase(job_id);
+    if (remember_pruned_ > 0) {
+      pruned_owner_[job_id] = it->second.owner();
+      pruned_order_.push_back(job_id);
+      while (pruned_order_.size() > remember_pruned_) {
+        pruned_owner_.erase(pruned_order_.front());
+        pruned_order_.pop_front();
+      }
     }
   }
   if (auto f = finished_key_.find(job_id); f != finished_key_.end()) {
@@ -116,8 +116,6 @@ void JobTable::Remove(const std::string& job_id) {
   order_.erase(position_[job_id]);
   position_.erase(job_id);
   jobs_.erase(it);
-  absl::MutexLock lock(&view_mu_);
-  view_.erase(job_id);
 }
 
 void JobTable::Index(const v1::Job& job) {
@@ -136,6 +134,9 @@ void JobTable::Publish(const v1::Job& job) {
   auto view = std::make_shared<const v1::Job>(job);
   absl::MutexLock lock(&view_mu_);
   view_[job.id()] = std::move(view);
+  // A known id is no longer "pruned" (ids are random; a restored store could
+  // bring one back).
+  pruned_owner_.erase(job.id());
 }
 
 const v1::Job* JobTable::Find(const std::string& job_id) const {
@@ -160,6 +161,7 @@ std::shared_ptr<const v1::Job> JobTable::View(const std::string& job_id) const {
 
 std::optional<std::string> JobTable::PrunedOwner(
     const std::string& job_id) const {
+  absl::ReaderMutexLock lock(&view_mu_);
   auto it = pruned_owner_.find(job_id);
   if (it == pruned_owner_.end()) return std::nullopt;
   return it->second;

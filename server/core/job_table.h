@@ -75,8 +75,10 @@ class JobTable {
   // The committed job for readers on other threads, or null.
   std::shared_ptr<const v1::Job> View(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(view_mu_);
-  // The owner of a pruned job still remembered, or nullopt.
-  std::optional<std::string> PrunedOwner(const std::string& job_id) const;
+  // The owner of a pruned job still remembered, or nullopt. Safe from any
+  // thread, like View.
+  std::optional<std::string> PrunedOwner(const std::string& job_id) const
+      ABSL_LOCKS_EXCLUDED(view_mu_);
 
   // Every job (unordered).
   const absl::flat_hash_map<std::string, v1::Job>& jobs() const {
@@ -111,13 +113,15 @@ class JobTable {
   int64_t next_position_ = 0;
   std::map<FinishedKey, std::string> finished_;
   absl::flat_hash_map<std::string, FinishedKey> finished_key_;
-  // Pruned ids, oldest first, and their owners (bounded by remember_pruned_).
-  std::deque<std::string> pruned_order_;
-  absl::flat_hash_map<std::string, std::string> pruned_owner_;
   // The committed jobs again, for View: written after jobs_, under view_mu_
   // (taken after the coordinator's lock, never before it).
   mutable absl::Mutex view_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const v1::Job>> view_
+      ABSL_GUARDED_BY(view_mu_);
+  // Pruned ids, oldest first, and their owners (bounded by remember_pruned_);
+  // read by GetJob without the coordinator's lock, hence view_mu_.
+  std::deque<std::string> pruned_order_ ABSL_GUARDED_BY(view_mu_);
+  absl::flat_hash_map<std::string, std::string> pruned_owner_
       ABSL_GUARDED_BY(view_mu_);
 };
 
