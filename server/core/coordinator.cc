@@ -107,6 +107,7 @@ absl::Status Coordinator::PruneFinished(const std::string& keep) {
     Store::Mutation m;
     m.remove_jobs.push_back(id);
     LEMO_RETURN_IF_ERROR(store_->Commit(m), absl::StrCat("pruning job ", id));
+    ++pruned_by_state_[jobs_.Find(id)->state()];
     jobs_.Remove(id);
   }
   return absl::OkStatus();
@@ -396,6 +397,9 @@ Coordinator::Snapshot Coordinator::GetSnapshot() {
         s.active_job_checkpoint_time[id] = FromProtoTime(c.create_time());
       }
     }
+  }
+  for (const auto& [state, count] : pruned_by_state_) {
+    s.jobs_by_state[state] += count;
   }
   s.connected_workers = sessions_.registry().ConnectedCount();
   return s;

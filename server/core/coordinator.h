@@ -113,6 +113,10 @@ class Coordinator {
 
   // What /metrics shows, read in one lock.
   struct Snapshot {
+    // Jobs per state. Terminal states also count the jobs pruned since this
+    // process started (--retain-finished-jobs), so the count of FAILED jobs
+    // still rises with every failure once old ones are pruned (the
+    // delta(lemo_jobs{state="failed"}) alert).
     std::map<v1::JobState, int> jobs_by_state;
     int connected_workers = 0;
     // Non-terminal jobs with a metric sample: id -> newest rank-0 sample.
@@ -262,6 +266,8 @@ class Coordinator {
   // disk readers queued behind it for seconds (bench/control_plane.sh;
   // docs/benchmarks.md).
   JobTable jobs_ ABSL_GUARDED_BY(mu_);
+  // Jobs pruned since start, by their (terminal) state, for Snapshot.
+  std::map<v1::JobState, int> pruned_by_state_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;
 };
