@@ -1,6 +1,7 @@
 // Coordinator: construction, recovery, persistence, the scheduling pass and
 // what a lost or failed rank does to its job. The client API is in
-// coordinator_jobs.cc, the worker API in coordinator_workers.cc.
+// coordinator_jobs.cc, the worker API in coordinator_workers.cc, retention in
+// coordinator_retention.cc.
 #include "server/core/coordinator.h"
 
 #include <algorithm>
@@ -94,42 +95,6 @@ absl::Status Coordinator::Recover() {
   // A lower --retain-finished-jobs than the last run, or a crash between a
   // job's end and its pruning: the store is brought within the bound now.
   return PruneFinished();
-}
-
-absl::Status Coordinator::PruneFinished(const std::string& keep) {
-  for (const std::string& id : jobs_.FinishedBeyond(
-           static_cast<size_t>(options_.retain_finished_jobs))) {
-    if (id == keep) continue;
-    // Files first: a crash after it leaves a row that the next start prunes
-    // again, never files no row points to.
-    LEMO_RETURN_IF_ERROR(checkpoints_->RemoveJob(id),
-                         absl::StrCat("pruning job ", id));
-    Store::Mutation m;
-    m.remove_jobs.push_back(id);
-    LEMO_RETURN_IF_ERROR(store_->Commit(m), absl::StrCat("pruning job ", id));
-    ++pruned_by_state_[jobs_.Find(id)->state()];
-    jobs_.Remove(id);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Coordinator::JobNotFound(const Principal& caller,
-                                      const std::string& job_id) {
-  if (std::optional<std::string> owner = jobs_.PrunedOwner(job_id)) {
-    v1::Job pruned;
-    pruned.set_id(job_id);
-    pruned.set_owner(*owner);
-    // Only its owner (or an admin) learns it existed.
-    if (caller.role != Role::kWorker && MayAccessJob(caller, pruned)) {
-      return absl::NotFoundError(
-          absl::StrCat("job ", job_id,
-                       " not found: it finished and was pruned (the "
-                       "coordinator keeps the newest ",
-                       options_.retain_finished_jobs,
-                       " finished jobs, --retain-finished-jobs)"));
-    }
-  }
-  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
 }
 
 void Coordinator::Loop() {
