@@ -74,6 +74,15 @@ ABSL_FLAG(int32_t, max_streams_per_principal, 64,
 ABSL_FLAG(int32_t, max_inflight_rpcs_per_principal, 256,
           "unary RPCs one principal may have in flight at once (more get "
           "RESOURCE_EXHAUSTED); admins 4x; must be >= 1");
+ABSL_FLAG(int32_t, retain_finished_jobs, 10000,
+          "finished (succeeded, failed, cancelled) jobs kept; beyond it the "
+          "oldest by end time are pruned with their events and checkpoints, "
+          "from memory and --data-dir, at each job end and at start; "
+          "must be >= 1");
+ABSL_FLAG(int64_t, max_events_per_job, 100000,
+          "stored events per job; beyond it the oldest metric and log events "
+          "are dropped as new ones arrive (state changes and checkpoint events "
+          "never are), so a long job's history stays bounded; 0: no limit");
 ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
           "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
           "of --data-dir's disk at start if less");
@@ -106,6 +115,18 @@ absl::Status Run() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--max-checkpoints-per-job: must be >= 0 (0: no limit), got ",
         co.max_checkpoints_per_job));
+  }
+  co.retain_finished_jobs = absl::GetFlag(FLAGS_retain_finished_jobs);
+  if (co.retain_finished_jobs < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--retain-finished-jobs: must be >= 1, got ", co.retain_finished_jobs,
+        " (0 would delete every job the moment it ends)"));
+  }
+  co.max_events_per_job = absl::GetFlag(FLAGS_max_events_per_job);
+  if (co.max_events_per_job < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-events-per-job: must be >= 0 (0: no limit), got ",
+                     co.max_events_per_job));
   }
   if (co.max_watchers_per_job < 0) {
     return absl::InvalidArgumentError(

@@ -214,4 +214,15 @@ absl::Status CheckpointStore::Remove(const std::string& job_id,
   return absl::OkStatus();
 }
 
+absl::Status CheckpointStore::RemoveJob(const std::string& job_id) const {
+  LEMO_RETURN_IF_ERROR(ValidateId("job_id", job_id));
+  std::error_code ec;
+  fs::remove_all(fs::path(options_.root) / job_id, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("removing checkpoints of job ",
+                                            job_id, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace lemo::server

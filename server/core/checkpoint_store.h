@@ -101,6 +101,8 @@ class CheckpointStore {
       const std::function<bool(const v1::CheckpointChunk&)>& sink) const;
   absl::Status Remove(const std::string& job_id,
                       const std::string& checkpoint_id) const;
+  // Every stored checkpoint of a job, with its directory (a pruned job).
+  absl::Status RemoveJob(const std::string& job_id) const;
   const Options& options() const { return options_; }
   // What Create() repaired, for the start-up log.
   const StagingRecovery& recovered() const { return recovered_; }

@@ -1,6 +1,7 @@
-// Coordinator: construction, recovery, persistence, scheduling and worker loss.
-// The client API is in coordinator_jobs.cc, the worker API in
-// coordinator_workers.cc.
+// Coordinator: construction, recovery, persistence, the scheduling pass and
+// what a lost or failed rank does to its job. The client API is in
+// coordinator_jobs.cc, the worker API in coordinator_workers.cc, retention in
+// coordinator_retention.cc.
 #include "server/core/coordinator.h"
 
 #include <algorithm>
@@ -9,23 +10,46 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "server/core/fleet_paths.h"
 #include "server/core/job_state.h"
+#include "server/core/placement.h"
 #include "server/core/proto_time.h"
-#include "server/core/scheduler.h"
 
 namespace lemo::server {
+namespace {
+
+// Pruned job ids remembered even under a small --retain-finished-jobs.
+constexpr int kMinRememberedPruned = 1000;
+
+}  // namespace
 
 Coordinator::Coordinator(const Options& options)
     : options_(options),
       hub_(EventHub::Options{options.watcher_buffer_events,
                              options.max_watchers_per_job}),
-      registry_(options.worker_timeout) {}
+      sessions_(WorkerSessions::Options{options.worker_timeout,
+                                        options.heartbeat_interval}),
+      // As many pruned ids as retained jobs, at least 1000 (a few dozen KB):
+      // asking for a recently pruned job says why it is gone, and memory
+      // stays bounded.
+      jobs_(static_cast<size_t>(
+          std::max(options.retain_finished_jobs, kMinRememberedPruned))) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     const Options& options) {
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir: required");
+  }
+  if (options.retain_finished_jobs < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retain_finished_jobs: must be >= 1 (--retain-finished-jobs), got ",
+        options.retain_finished_jobs,
+        "; 0 would delete every job the moment it ends"));
+  }
+  if (options.max_events_per_job < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_events_per_job: must be >= 0 (0: no limit; "
+                     "--max-events-per-job), got ",
+                     options.max_events_per_job));
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options));
   LEMO_ASSIGN_OR_RETURN(c->store_, Store::Create({options.data_dir}));
@@ -48,10 +72,7 @@ Coordinator::~Coordinator() {
   if (loop_.joinable()) loop_.join();
   hub_.Shutdown();
   absl::MutexLock lock(&mu_);
-  for (const v1::WorkerInfo& w : registry_.List()) {
-    WorkerRecord* r = registry_.Find(w.worker_id());
-    if (r != nullptr && r->outbox) r->outbox->Close();
-  }
+  sessions_.CloseAll();
 }
 
 absl::Status Coordinator::Recover() {
@@ -63,17 +84,17 @@ absl::Status Coordinator::Recover() {
     // re-register.
     if (HoldsWorkers(job.state())) {
       for (int rank = 0; rank < job.worker_ids_size(); ++rank) {
-        registry_.ExpectWorker(
+        sessions_.registry().ExpectWorker(
             job.worker_ids(rank),
             Assignment{job.id(), job.epoch(), rank, job.state() == v1::RUNNING},
             now);
       }
     }
-    position_[job.id()] = static_cast<int64_t>(order_.size());
-    order_.push_back(job.id());
-    SetJob(std::move(job));
+    LEMO_RETURN_IF_ERROR(jobs_.Add(std::move(job)));
   }
-  return absl::OkStatus();
+  // A lower --retain-finished-jobs than the last run, or a crash between a
+  // job's end and its pruning: the store is brought within the bound now.
+  return PruneFinished();
 }
 
 void Coordinator::Loop() {
@@ -93,7 +114,8 @@ void Coordinator::Loop() {
 
 void Coordinator::Tick() {
   absl::MutexLock lock(&mu_);
-  for (const WorkerRecord& lost : registry_.ExpireLost(absl::Now())) {
+  for (const WorkerRecord& lost :
+       sessions_.registry().ExpireLost(absl::Now())) {
     if (lost.assignment.has_value()) {
       OnRankLost(lost.registration.worker_id(), *lost.assignment);
     }
@@ -101,51 +123,27 @@ void Coordinator::Tick() {
   ScheduleLocked();
 }
 
-v1::Job* Coordinator::FindJob(const std::string& job_id) {
-  auto it = jobs_.find(job_id);
-  return it == jobs_.end() ? nullptr : &it->second;
-}
-
-void Coordinator::SetJob(v1::Job job) {
-  auto view = std::make_shared<const v1::Job>(job);
-  std::string id = job.id();
-  jobs_[id] = std::move(job);
-  absl::MutexLock lock(&view_mu_);
-  view_[id] = std::move(view);
-}
-
 std::shared_ptr<const v1::Job> Coordinator::ViewJob(const std::string& job_id) {
-  absl::ReaderMutexLock lock(&view_mu_);
-  auto it = view_.find(job_id);
-  return it == view_.end() ? nullptr : it->second;
+  // JobTable::View takes only the table's view lock, never mu_.
+  return jobs_.View(job_id);
 }
 
-absl::Status Coordinator::AddStateChange(v1::Job* job, v1::JobState to,
-                                         const std::string& message,
-                                         const v1::Failure* failure,
-                                         std::vector<v1::JobEvent>* events) {
-  if (job->state() != v1::JOB_STATE_UNSPECIFIED) {
-    LEMO_RETURN_IF_ERROR(CheckTransition(job->state(), to),
-                         absl::StrCat("job ", job->id()));
+absl::StatusOr<const v1::Job*> Coordinator::FindFor(const Principal& caller,
+                                                    const std::string& job_id) {
+  const v1::Job* job = jobs_.Find(job_id);
+  if (job == nullptr || !MayAccessJob(caller, *job)) {
+    return JobNotFound(caller, job_id);
   }
-  v1::JobEvent e;
-  v1::StateChange* sc = e.mutable_state_change();
-  sc->set_from(job->state());
-  sc->set_to(to);
-  sc->set_message(message);
-  if (failure != nullptr) *sc->mutable_failure() = *failure;
-  job->set_state(to);
-  if (to == v1::FAILED && failure != nullptr)
-    *job->mutable_failure() = *failure;
-  if (to == v1::RUNNING && !job->has_start_time()) {
-    *job->mutable_start_time() = ToProtoTime(absl::Now());
-  }
-  if (IsTerminal(to)) *job->mutable_end_time() = ToProtoTime(absl::Now());
-  if (IsTerminal(to) || to == v1::RESTARTING) job->clear_worker_ids();
-  sc->set_restart_count(job->restart_count());
-  sc->set_epoch(job->epoch());
-  events->push_back(std::move(e));
-  return absl::OkStatus();
+  return job;
+}
+
+absl::Status Coordinator::Move(v1::Job job, v1::JobState to,
+                               const std::string& message,
+                               const v1::Failure* failure) {
+  std::vector<v1::JobEvent> events;
+  LEMO_RETURN_IF_ERROR(
+      JobTable::Transition(&job, to, message, failure, &events));
+  return Persist(std::move(job), std::move(events));
 }
 
 absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
@@ -158,93 +156,76 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
     job.set_last_event_sequence(e.sequence());
   }
   *job.mutable_update_time() = now;
+  bool ended = false;
+  bool droppable = false;
+  for (const v1::JobEvent& e : events) {
+    ended |= e.has_state_change() && IsTerminal(e.state_change().to());
+    droppable |= e.has_metric() || e.has_log();
+  }
+  // Past the bound, each new metric or log event drops the old ones that
+  // fell out of the newest max_events_per_job sequence numbers (in the same
+  // transaction), so a 1M-step job's event log stays bounded.
+  const int64_t max_events = options_.max_events_per_job;
+  if (droppable && max_events > 0 && job.last_event_sequence() > max_events) {
+    extra.trim_events.emplace(job.id(), job.last_event_sequence() - max_events);
+  }
+  const std::string id = job.id();
   extra.job = job;
   extra.events = events;
   LEMO_RETURN_IF_ERROR(store_->Commit(extra),
                        absl::StrCat("storing job ", job.id()));
-  SetJob(std::move(job));
+  // A new job (Submit) joins the table, last in FIFO order, only once
+  // committed.
+  if (jobs_.Contains(job.id())) {
+    jobs_.Set(std::move(job)).IgnoreError();
+  } else {
+    LEMO_RETURN_IF_ERROR(jobs_.Add(std::move(job)));
+  }
   for (const v1::JobEvent& e : events) hub_.Publish(e);
+  // The job that just ended is never pruned here: its caller still reads it.
+  // The state change is committed whatever pruning does: a failed prune is
+  // retried at the next job end and at start.
+  if (ended) PruneFinished(/*keep=*/id).IgnoreError();
   return absl::OkStatus();
 }
 
 void Coordinator::ScheduleLocked() {
-  std::vector<PendingJob> pending;
-  std::vector<v1::Register> fleet;
-  for (const auto& [id, job] : jobs_) {
-    if (job.state() != v1::QUEUED && job.state() != v1::RESTARTING) continue;
-    const v1::ResourceSpec& r = job.spec().resources();
-    pending.push_back(PendingJob{id, job.spec().priority(), position_[id],
-                                 r.device_kind(), r.world_size(),
-                                 r.min_device_memory_bytes()});
-    // A rank never goes to a worker whose roots would make it refuse the job
-    // (in a fleet with different roots per worker, another one may hold it).
-    if (fleet.empty()) fleet = registry_.Registrations();
-    for (const v1::Register& w : fleet) {
-      if (!CheckSpecPathsAgainstFleet(job.spec(), {w}).ok()) {
-        pending.back().excluded_workers.insert(w.worker_id());
-      }
-    }
-  }
-  if (pending.empty()) return;
-  const std::vector<WorkerSlot> connected = registry_.ConnectedSlots();
-  for (const Placement& p :
-       Schedule(pending, registry_.FreeSlots(), connected)) {
-    absl::Status s = Place(p.job_id, p.worker_ids);
-    if (!s.ok()) {
-      // The job stays waiting; a store failure here is retried on the next
-      // tick.
-      continue;
-    }
+  PlacementPlan plan = PlanPlacements(jobs_, sessions_.registry());
+  if (plan.pending.empty()) return;
+  for (const Placement& p : plan.placements) {
+    // On failure the job stays waiting; a store failure here is retried on
+    // the next tick.
+    Place(p).IgnoreError();
   }
   // Jobs still waiting say why, once per change of reason: a job the fleet
   // can never hold says so (with a warning in its log) instead of waiting
   // silently, like a Kubernetes pod's "0/3 nodes are available" event.
-  const std::vector<WorkerSlot> free = registry_.FreeSlots();
-  for (const PendingJob& p : pending) {
-    v1::Job* found = FindJob(p.job_id);
-    if (found == nullptr ||
-        (found->state() != v1::QUEUED && found->state() != v1::RESTARTING)) {
-      continue;
-    }
-    std::string why = WaitReason(p, free, connected);
-    if (found->state_message() == why) continue;
+  for (const WaitNote& note :
+       WaitNotes(plan.pending, jobs_, sessions_.registry())) {
+    const v1::Job* found = jobs_.Find(note.job_id);
+    if (found->state_message() == note.reason) continue;
     v1::Job job = *found;
-    job.set_state_message(why);
-    // With no worker connected at all (a coordinator that just started, its
-    // workers still registering) there is no fleet to judge the job by: shown
-    // only, no warning in the job's log.
-    if (!NeverFits(p, connected) || connected.empty()) {
+    job.set_state_message(note.reason);
+    if (!note.never_fits) {
       // Derived from the fleet and recomputed on every pass (also after a
       // coordinator restart), so it is shown, not committed: a long queue
       // would otherwise cost one fsync per waiting job whenever a worker
       // frees up. The next committed change of the job stores it anyway.
-      SetJob(std::move(job));
+      jobs_.Set(std::move(job)).IgnoreError();
       continue;
     }
     v1::JobEvent e;
     e.mutable_log()->set_level(v1::LogLine::LEVEL_WARNING);
     e.mutable_log()->set_rank(-1);
-    e.mutable_log()->set_text(why);
+    e.mutable_log()->set_text(note.reason);
     Persist(std::move(job), {std::move(e)}).IgnoreError();
   }
 }
 
-absl::Status Coordinator::Place(const std::string& job_id,
-                                std::vector<std::string> worker_ids) {
-  if (worker_ids.size() > 1) {
-    // Rank 0 hosts the group's store: a worker that advertises none (an
-    // older build) must not get it while another one can.
-    auto hosts_store =
-        [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          const WorkerRecord* w = registry_.Find(id);
-          return w != nullptr && !w->registration.rendezvous_address().empty();
-        };
-    auto first =
-        std::find_if(worker_ids.begin(), worker_ids.end(), hosts_store);
-    if (first != worker_ids.end()) std::iter_swap(worker_ids.begin(), first);
-  }
-  v1::Job job = *FindJob(job_id);
-  bool first_placement = job.state() == v1::QUEUED;
+absl::Status Coordinator::Place(const Placement& placement) {
+  const std::vector<std::string>& worker_ids = placement.worker_ids;
+  v1::Job job = *jobs_.Find(placement.job_id);
+  const bool first_placement = job.state() == v1::QUEUED;
   job.set_epoch(job.epoch() + 1);
   job.clear_worker_ids();
   job.clear_ranks();
@@ -257,14 +238,14 @@ absl::Status Coordinator::Place(const std::string& job_id,
     job.add_worker_ids(w);
   }
   std::vector<v1::JobEvent> events;
-  LEMO_RETURN_IF_ERROR(AddStateChange(
+  LEMO_RETURN_IF_ERROR(JobTable::Transition(
       &job, v1::SCHEDULED, "placed on " + absl::StrJoin(worker_ids, ", "),
       nullptr, &events));
   // Resume from the newest checkpoint, if any: ranks restart at its step + 1.
   std::optional<v1::CheckpointInfo> resume;
   if (!job.latest_checkpoint_id().empty()) {
     LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
-                          store_->ListCheckpoints(job_id));
+                          store_->ListCheckpoints(job.id()));
     for (const v1::CheckpointInfo& c : all) {
       if (c.checkpoint_id() == job.latest_checkpoint_id()) resume = c;
     }
@@ -277,78 +258,41 @@ absl::Status Coordinator::Place(const std::string& job_id,
     options_.on_queue_wait(
         absl::ToDoubleSeconds(absl::Now() - FromProtoTime(job.create_time())));
   }
-  std::string rendezvous =
-      registry_.Find(worker_ids[0])->registration.rendezvous_address();
-  for (int rank = 0; rank < static_cast<int>(worker_ids.size()); ++rank) {
-    Assignment a{job_id, job.epoch(), rank, false};
-    if (!registry_.Assign(worker_ids[rank], a).ok()) continue;
-    v1::CoordinatorMessage msg;
-    v1::Assign* assign = msg.mutable_assign();
-    assign->set_job_id(job_id);
-    assign->set_epoch(job.epoch());
-    *assign->mutable_spec() = job.spec();
-    assign->set_rank(rank);
-    assign->set_world_size(static_cast<int32_t>(worker_ids.size()));
-    assign->set_rendezvous_address(rendezvous);
-    if (resume.has_value()) {
-      v1::ResumeFrom* r = assign->mutable_resume();
-      r->set_checkpoint_id(resume->checkpoint_id());
-      r->set_step(resume->step());
-      *r->mutable_checkpoint() = *resume;
-    }
-    registry_.Send(worker_ids[rank], std::move(msg));
+  const std::string rendezvous = sessions_.RendezvousOf(worker_ids[0]);
+  const int world = static_cast<int>(worker_ids.size());
+  for (int rank = 0; rank < world; ++rank) {
+    sessions_.Assign(worker_ids[rank],
+                     Assignment{job.id(), job.epoch(), rank, false},
+                     MakeAssign(job, rank, world, rendezvous, resume));
   }
   return absl::OkStatus();
 }
 
-int Coordinator::CancelRanks(const v1::Job& job, const std::string& reason) {
-  int sent = 0;
-  for (const v1::WorkerInfo& w : registry_.List()) {
-    if (!registry_.IsCurrent(w.worker_id(), job.id(), job.epoch())) continue;
-    v1::CoordinatorMessage msg;
-    msg.mutable_cancel()->set_job_id(job.id());
-    msg.mutable_cancel()->set_epoch(job.epoch());
-    msg.mutable_cancel()->set_reason(reason);
-    registry_.Send(w.worker_id(), std::move(msg));
-    ++sent;
-  }
-  return sent;
-}
-
 absl::Status Coordinator::MaybeFinishCancel(const std::string& job_id) {
-  v1::Job* job = FindJob(job_id);
+  const v1::Job* job = jobs_.Find(job_id);
   if (job == nullptr || job->state() != v1::CANCELLING) return absl::OkStatus();
-  for (const v1::WorkerInfo& w : registry_.List()) {
-    if (registry_.IsCurrent(w.worker_id(), job_id, job->epoch())) {
-      return absl::OkStatus();
-    }
-  }
-  v1::Job next = *job;
-  std::vector<v1::JobEvent> events;
-  LEMO_RETURN_IF_ERROR(AddStateChange(&next, v1::CANCELLED,
-                                      "every rank stopped", nullptr, &events));
-  return Persist(next, std::move(events));
+  if (sessions_.AnyHolds(job_id, job->epoch())) return absl::OkStatus();
+  return Move(*job, v1::CANCELLED, "every rank stopped");
 }
 
 absl::Status Coordinator::Fail(const std::string& job_id,
                                v1::FailureReason reason,
                                const std::string& message, int32_t rank) {
-  v1::Job job = *FindJob(job_id);
+  const v1::Job& job = *jobs_.Find(job_id);
+  // The epoch whose ranks must stop: Move does not change it.
+  const int64_t epoch = job.epoch();
   v1::Failure failure;
   failure.set_reason(reason);
   failure.set_message(message);
   failure.set_rank(rank);
-  std::vector<v1::JobEvent> events;
-  LEMO_RETURN_IF_ERROR(
-      AddStateChange(&job, v1::FAILED, message, &failure, &events));
-  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
-  CancelRanks(job, "job failed: " + message);
+  LEMO_RETURN_IF_ERROR(Move(job, v1::FAILED, message, &failure));
+  sessions_.CancelTask(job_id, epoch, "job failed: " + message);
   return absl::OkStatus();
 }
 
 void Coordinator::OnRankLost(const std::string& worker_id,
                              const Assignment& a) {
-  v1::Job* found = FindJob(a.job_id);
+  const v1::Job* found = jobs_.Find(a.job_id);
   if (found == nullptr || found->epoch() != a.epoch ||
       !HoldsWorkers(found->state())) {
     return;  // A rank of an older epoch: the job already moved on.
@@ -372,7 +316,7 @@ void Coordinator::OnRankLost(const std::string& worker_id,
 absl::Status Coordinator::RestartGang(v1::Job job, const v1::Failure& failure) {
   if (job.restart_count() >= job.spec().max_restarts()) {
     // Fail() starts from the stored job; keep the rank states shown.
-    SetJob(job);
+    jobs_.Set(job).IgnoreError();
     return Fail(job.id(), v1::RESTART_BUDGET_EXHAUSTED,
                 absl::StrCat(failure.message(), "; all ",
                              job.spec().max_restarts(), " restarts used"),
@@ -380,14 +324,13 @@ absl::Status Coordinator::RestartGang(v1::Job job, const v1::Failure& failure) {
   }
   job.set_restart_count(job.restart_count() + 1);
   const std::string what = failure.message();
-  std::vector<v1::JobEvent> events;
-  LEMO_RETURN_IF_ERROR(
-      AddStateChange(&job, v1::RESTARTING, what, &failure, &events));
-  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  const std::string id = job.id();
+  const int64_t epoch = job.epoch();
+  LEMO_RETURN_IF_ERROR(Move(std::move(job), v1::RESTARTING, what, &failure));
   // Every other rank of the old epoch stops (a gang restarts whole, from the
   // newest checkpoint, like torchrun's elastic agent); each keeps its worker
   // until it reports, so the next placement never shares a device with it.
-  CancelRanks(job, what + "; restarting");
+  sessions_.CancelTask(id, epoch, what + "; restarting");
   return absl::OkStatus();
 }
 
@@ -402,7 +345,7 @@ bool RestartsTheGang(v1::FailureReason reason) {
 Coordinator::Snapshot Coordinator::GetSnapshot() {
   absl::MutexLock lock(&mu_);
   Snapshot s;
-  for (const auto& [id, job] : jobs_) {
+  for (const auto& [id, job] : jobs_.jobs()) {
     ++s.jobs_by_state[job.state()];
     if (IsTerminal(job.state())) continue;
     s.active_job_restarts[id] = job.restart_count();
@@ -420,7 +363,10 @@ Coordinator::Snapshot Coordinator::GetSnapshot() {
       }
     }
   }
-  s.connected_workers = registry_.ConnectedCount();
+  for (const auto& [state, count] : pruned_by_state_) {
+    s.jobs_by_state[state] += count;
+  }
+  s.connected_workers = sessions_.registry().ConnectedCount();
   return s;
 }
 

@@ -1,7 +1,13 @@
-// The coordinator's brain, free of gRPC: jobs and their state machine, the
-// worker registry, gang scheduling, restarts after a worker loss, event fan-out
-// and checkpoints. The gRPC adapters in server/service/ only parse requests,
-// call these methods and convert the status.
+// The coordinator's brain, free of gRPC: a thin facade that wires its units
+// together and owns the lock and the order of effects. The units: the job
+// table and state machine (job_table.h), placement (placement.h over the
+// policy in scheduler.h), worker sessions and fencing (worker_sessions.h over
+// worker_registry.h), the SQLite store (store.h), event fan-out
+// (event_hub.h) and checkpoint bytes (checkpoint_store.h). What it does
+// itself: restarts after a worker loss and the order commit -> memory ->
+// publish -> send. The gRPC adapters in server/service/ only convert
+// requests into the core's types (job_queries.h), call these methods and
+// convert the status.
 //
 // Every state change is one Store transaction, committed before anything is
 // published or sent to a worker, so a coordinator killed at any moment restarts
@@ -27,7 +33,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -37,9 +42,12 @@
 #include "lemo/v1/worker_service.pb.h"
 #include "server/core/checkpoint_store.h"
 #include "server/core/event_hub.h"
+#include "server/core/job_queries.h"
+#include "server/core/job_table.h"
 #include "server/core/principal.h"
+#include "server/core/scheduler.h"
 #include "server/core/store.h"
-#include "server/core/worker_registry.h"
+#include "server/core/worker_sessions.h"
 
 namespace lemo::server {
 
@@ -81,6 +89,15 @@ class Coordinator {
     // Largest checkpoint upload, in bytes; 0 picks 64 GiB or the checkpoint
     // disk's free space, whichever is less (CheckpointStore::Options).
     int64_t max_checkpoint_bytes = 0;
+    // Finished (SUCCEEDED, FAILED, CANCELLED) jobs kept
+    // (--retain-finished-jobs); must be >= 1. Beyond it the oldest by end
+    // time are pruned with their events and checkpoints, from memory and the
+    // data dir, on every job end and at start.
+    int retain_finished_jobs = 10000;
+    // Stored events per job (--max-events-per-job); 0 = no limit. Beyond it
+    // the oldest metric and log events are dropped; state changes and
+    // checkpoint events never are.
+    int64_t max_events_per_job = 100000;
   };
 
   // A worker's Connect stream as the core sees it.
@@ -96,6 +113,10 @@ class Coordinator {
 
   // What /metrics shows, read in one lock.
   struct Snapshot {
+    // Jobs per state. Terminal states also count the jobs pruned since this
+    // process started (--retain-finished-jobs), so the count of FAILED jobs
+    // still rises with every failure once old ones are pruned (the
+    // delta(lemo_jobs{state="failed"}) alert).
     std::map<v1::JobState, int> jobs_by_state;
     int connected_workers = 0;
     // Non-terminal jobs with a metric sample: id -> newest rank-0 sample.
@@ -121,13 +142,13 @@ class Coordinator {
   absl::StatusOr<v1::Job> GetJob(const Principal& caller,
                                  const std::string& job_id);
   // Only the caller's jobs (all for an admin); page tokens stay valid.
-  absl::StatusOr<v1::ListJobsResponse> ListJobs(
-      const Principal& caller, const v1::ListJobsRequest& request);
+  absl::StatusOr<ListJobsPage> ListJobs(const Principal& caller,
+                                        const ListJobsQuery& query);
   absl::StatusOr<v1::Job> Cancel(const Principal& caller,
                                  const std::string& job_id,
                                  const std::string& reason);
-  absl::StatusOr<std::unique_ptr<JobWatcher>> Watch(
-      const Principal& caller, const v1::WatchJobRequest& request);
+  absl::StatusOr<std::unique_ptr<JobWatcher>> Watch(const Principal& caller,
+                                                    const WatchQuery& query);
   // True once the job is terminal and a watcher at `next_sequence` has seen
   // every event. Asked only after Watch checked the caller.
   bool WatchDone(const std::string& job_id, int64_t next_sequence);
@@ -146,10 +167,9 @@ class Coordinator {
       const Principal& caller);
 
   // --- WorkerService ---
-  // Registers the worker, queues Welcome, adopts or fences the task it says it
-  // still runs. A bound worker principal may register only as the worker_id
-  // it is named after (PERMISSION_DENIED otherwise), so it cannot take over
-  // another worker's session; its later messages are the session's.
+  // Opens the worker's session (WorkerSessions::Open: a bound worker
+  // principal registers only as its own worker_id; Welcome; the task it still
+  // runs adopted or fenced); a rank it held and no longer runs is lost.
   absl::StatusOr<Session> Connect(const Principal& caller,
                                   const v1::Register& registration);
   // Heartbeats, metrics, task status, logs. An error means the stream should
@@ -159,7 +179,8 @@ class Coordinator {
                                const v1::WorkerMessage& message);
   void Disconnect(const Session& session);
   // Checks the upload's job and epoch (and, for a bound worker principal,
-  // that the caller holds a rank of that epoch), then opens it.
+  // that the caller holds a rank of that epoch), then opens it. The first
+  // chunk is the upload's header (CheckpointStore's unit), not a query.
   absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> BeginUpload(
       const Principal& caller, const v1::UploadCheckpointRequest& first);
   // Moves the upload into place, records it (event + job) and applies
@@ -180,30 +201,33 @@ class Coordinator {
   absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
   void Loop();
 
-  // Appends a state change to `events` and updates the job's state fields.
-  absl::Status AddStateChange(v1::Job* job, v1::JobState to,
-                              const std::string& message,
-                              const v1::Failure* failure,
-                              std::vector<v1::JobEvent>* events);
   // Numbers and stamps the events, commits job + events (+ extra) in one
-  // transaction, then updates memory and publishes.
+  // transaction, then updates the job table and publishes.
   absl::Status Persist(v1::Job job, std::vector<v1::JobEvent> events,
                        Store::Mutation extra = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Job* FindJob(const std::string& job_id)
+  // Moves `job` to `to` (JobTable::Transition) and persists it.
+  absl::Status Move(v1::Job job, v1::JobState to, const std::string& message,
+                    const v1::Failure* failure = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stores `job` in jobs_ and publishes it to view_.
-  void SetJob(v1::Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The committed job from view_, or null; never waits for mu_.
+  // The committed job, or null; never waits for mu_ (the table's view).
   std::shared_ptr<const v1::Job> ViewJob(const std::string& job_id)
-      ABSL_LOCKS_EXCLUDED(view_mu_);
-  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Place(const std::string& job_id,
-                     std::vector<std::string> worker_ids)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // NOT_FOUND for a job the caller cannot see; it says the job was pruned
+  // (--retain-finished-jobs) when the table remembers that and the caller
+  // owned it.
+  absl::Status JobNotFound(const Principal& caller, const std::string& job_id)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Prunes the oldest finished jobs beyond options_.retain_finished_jobs,
+  // never `keep` (the job the caller just ended and still reads).
+  absl::Status PruneFinished(const std::string& keep = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends Cancel for (job, epoch) to every worker still holding it; returns how
-  // many.
-  int CancelRanks(const v1::Job& job, const std::string& reason)
+  // The job when the caller may see it, else NOT_FOUND.
+  absl::StatusOr<const v1::Job*> FindFor(const Principal& caller,
+                                         const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Place(const Placement& placement)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnRankLost(const std::string& worker_id, const Assignment& assignment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -216,10 +240,6 @@ class Coordinator {
   absl::Status OnTaskStatus(const std::string& worker_id,
                             const v1::TaskStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends Cancel for a task of (job, epoch) a worker still runs though the
-  // job moved past it.
-  void FenceStaleTask(const std::string& worker_id, const std::string& job_id,
-                      int64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status OnMetric(const std::string& worker_id,
                         const v1::MetricReport& report)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -240,19 +260,14 @@ class Coordinator {
   EventHub hub_;
 
   absl::Mutex mu_;
-  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
-  // Job ids in submission order; the index is the job's FIFO position and page
-  // token.
-  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, int64_t> position_ ABSL_GUARDED_BY(mu_);
-  // The committed jobs again, for GetJob and WatchDone: mu_ is held across
-  // the store's fsync, and on a busy disk readers queued behind it for
-  // seconds (bench/control_plane.sh; docs/benchmarks.md). Written under mu_
-  // then view_mu_ (that order), right after each commit.
-  absl::Mutex view_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  absl::flat_hash_map<std::string, std::shared_ptr<const v1::Job>> view_
-      ABSL_GUARDED_BY(view_mu_);
+  WorkerSessions sessions_ ABSL_GUARDED_BY(mu_);
+  // Written under mu_; its View() is read without it (JobTable's own lock,
+  // taken after mu_): mu_ is held across the store's fsync, and on a busy
+  // disk readers queued behind it for seconds (bench/control_plane.sh;
+  // docs/benchmarks.md).
+  JobTable jobs_ ABSL_GUARDED_BY(mu_);
+  // Jobs pruned since start, by their (terminal) state, for Snapshot.
+  std::map<v1::JobState, int> pruned_by_state_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;
 };

@@ -1,10 +1,6 @@
 // Coordinator: the JobService side (submit, get, list, cancel, watch,
 // checkpoints, workers).
-#include <algorithm>
-
 #include "absl/random/random.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -15,29 +11,6 @@
 #include "server/core/proto_time.h"
 
 namespace lemo::server {
-namespace {
-
-constexpr int kDefaultPageSize = 50;
-constexpr int kMaxPageSize = 500;
-
-absl::Status JobNotFound(const std::string& job_id) {
-  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-}
-
-bool Matches(const v1::Job& job, const v1::ListJobsRequest& r) {
-  if (r.states_size() > 0 && std::find(r.states().begin(), r.states().end(),
-                                       job.state()) == r.states().end()) {
-    return false;
-  }
-  for (const auto& [key, value] : r.labels()) {
-    auto it = job.spec().labels().find(key);
-    if (it == job.spec().labels().end() || it->second != value) return false;
-  }
-  return absl::StrContains(job.spec().display_name(),
-                           r.display_name_contains());
-}
-
-}  // namespace
 
 absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
                                             const v1::JobSpec& spec) {
@@ -54,7 +27,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
     // coordinator can: a path under no worker's roots is never opened here.
     absl::MutexLock lock(&mu_);
     LEMO_RETURN_IF_ERROR(
-        CheckSpecPathsAgainstFleet(spec, registry_.Registrations()));
+        CheckSpecPathsAgainstFleet(spec, sessions_.registry().Registrations()));
   }
   LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
   if (const int cap = options_.max_checkpoints_per_job; cap > 0) {
@@ -74,7 +47,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
   std::string id;
   do {
     id = absl::StrFormat("job-%012x", absl::Uniform<uint64_t>(gen) >> 16);
-  } while (jobs_.contains(id));
+  } while (jobs_.Contains(id));
   v1::Job job;
   job.set_id(id);
   job.set_owner(caller.name);
@@ -82,51 +55,30 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
   *job.mutable_create_time() = ToProtoTime(absl::Now());
   std::vector<v1::JobEvent> events;
   LEMO_RETURN_IF_ERROR(
-      AddStateChange(&job, v1::QUEUED, "submitted", nullptr, &events));
+      JobTable::Transition(&job, v1::QUEUED, "submitted", nullptr, &events));
+  // Persist adds it to the table, last in FIFO order, once committed.
   LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
-  position_[id] = static_cast<int64_t>(order_.size());
-  order_.push_back(id);
   ScheduleLocked();
-  return *FindJob(id);
+  return *jobs_.Find(id);
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const Principal& caller,
                                             const std::string& job_id) {
   std::shared_ptr<const v1::Job> job = ViewJob(job_id);
-  if (job == nullptr || !MayAccessJob(caller, *job)) return JobNotFound(job_id);
+  if (job == nullptr || !MayAccessJob(caller, *job)) {
+    return JobNotFound(caller, job_id);
+  }
   return *job;
 }
 
-absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
-    const Principal& caller, const v1::ListJobsRequest& request) {
+absl::StatusOr<ListJobsPage> Coordinator::ListJobs(const Principal& caller,
+                                                   const ListJobsQuery& query) {
   LEMO_RETURN_IF_ERROR(
       RequireRole(caller, Role::kClient, /*admin_too=*/true, "list jobs"));
-  if (request.page_size() < 0) {
-    return absl::InvalidArgumentError("page_size: must be >= 0");
-  }
-  int page_size = request.page_size() == 0
-                      ? kDefaultPageSize
-                      : std::min(request.page_size(), kMaxPageSize);
   absl::MutexLock lock(&mu_);
-  // The token is the submission index of the next (older) job to look at:
-  // newest first, and stable while new jobs arrive.
-  int64_t next = static_cast<int64_t>(order_.size()) - 1;
-  if (!request.page_token().empty()) {
-    if (!absl::SimpleAtoi(request.page_token(), &next) || next < 0 ||
-        next >= static_cast<int64_t>(order_.size())) {
-      return absl::InvalidArgumentError(
-          "page_token: not a token ListJobs returned");
-    }
-  }
-  v1::ListJobsResponse out;
-  for (; next >= 0 && out.jobs_size() < page_size; --next) {
-    const v1::Job& job = jobs_[order_[next]];
-    if (MayAccessJob(caller, job) && Matches(job, request)) {
-      *out.add_jobs() = job;
-    }
-  }
-  if (next >= 0) out.set_next_page_token(absl::StrCat(next));
-  return out;
+  return jobs_.List(query, [&caller](const v1::Job& job) {
+    return MayAccessJob(caller, job);
+  });
 }
 
 absl::StatusOr<v1::Job> Coordinator::Cancel(const Principal& caller,
@@ -135,49 +87,40 @@ absl::StatusOr<v1::Job> Coordinator::Cancel(const Principal& caller,
   LEMO_RETURN_IF_ERROR(
       RequireRole(caller, Role::kClient, /*admin_too=*/true, "cancel jobs"));
   absl::MutexLock lock(&mu_);
-  v1::Job* found = FindJob(job_id);
-  if (found == nullptr || !MayAccessJob(caller, *found)) {
-    return JobNotFound(job_id);
-  }
+  LEMO_ASSIGN_OR_RETURN(const v1::Job* found, FindFor(caller, job_id));
   if (IsTerminal(found->state())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job_id, " is already ", StateName(found->state())));
   }
   if (found->state() == v1::CANCELLING) return *found;
   std::string message = reason.empty() ? "cancelled by client" : reason;
-  v1::Job job = *found;
-  std::vector<v1::JobEvent> events;
-  bool has_ranks = HoldsWorkers(job.state());
+  const bool has_ranks = HoldsWorkers(found->state());
+  const int64_t epoch = found->epoch();
   LEMO_RETURN_IF_ERROR(
-      AddStateChange(&job, has_ranks ? v1::CANCELLING : v1::CANCELLED, message,
-                     nullptr, &events));
-  LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
-  if (has_ranks && CancelRanks(job, message) == 0) {
+      Move(*found, has_ranks ? v1::CANCELLING : v1::CANCELLED, message));
+  if (has_ranks && sessions_.CancelTask(job_id, epoch, message) == 0) {
     LEMO_RETURN_IF_ERROR(MaybeFinishCancel(job_id));
   }
-  return *FindJob(job_id);
+  return *jobs_.Find(job_id);
 }
 
 absl::StatusOr<std::unique_ptr<JobWatcher>> Coordinator::Watch(
-    const Principal& caller, const v1::WatchJobRequest& request) {
+    const Principal& caller, const WatchQuery& query) {
   LEMO_RETURN_IF_ERROR(
       RequireRole(caller, Role::kClient, /*admin_too=*/true, "watch jobs"));
-  if (request.from_sequence() < 0) {
+  if (query.from_sequence < 0) {
     return absl::InvalidArgumentError("from_sequence: must be >= 0");
   }
   absl::MutexLock lock(&mu_);
-  v1::Job* job = FindJob(request.job_id());
-  if (job == nullptr || !MayAccessJob(caller, *job)) {
-    return JobNotFound(request.job_id());
-  }
+  LEMO_ASSIGN_OR_RETURN(const v1::Job* job, FindFor(caller, query.job_id));
   int64_t next = 1;
-  if (request.from_sequence() > 0) {
-    next = request.from_sequence();
-  } else if (request.history() == v1::WatchJobRequest::NONE) {
+  if (query.from_sequence > 0) {
+    next = query.from_sequence;
+  } else if (query.only_new_events) {
     next = job->last_event_sequence() + 1;
   }
   Store* store = store_.get();
-  std::string id = request.job_id();
+  std::string id = query.job_id;
   // A watcher delivers only what GetJob already shows. Persist commits an
   // event to the store before it updates the view GetJob reads, so a watcher
   // reading the store in between could end on SUCCEEDED while GetJob still
@@ -214,10 +157,7 @@ absl::StatusOr<std::vector<v1::CheckpointInfo>> Coordinator::ListCheckpoints(
     const Principal& caller, const std::string& job_id) {
   {
     absl::MutexLock lock(&mu_);
-    const v1::Job* job = FindJob(job_id);
-    if (job == nullptr || !MayAccessJob(caller, *job)) {
-      return JobNotFound(job_id);
-    }
+    LEMO_RETURN_IF_ERROR(FindFor(caller, job_id).status());
   }
   return store_->ListCheckpoints(job_id);
 }
@@ -249,12 +189,12 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> Coordinator::ListWorkers(
   LEMO_RETURN_IF_ERROR(
       RequireRole(caller, Role::kClient, /*admin_too=*/true, "list workers"));
   absl::MutexLock lock(&mu_);
-  std::vector<v1::WorkerInfo> workers = registry_.List();
+  std::vector<v1::WorkerInfo> workers = sessions_.registry().List();
   // The fleet is shared, but which job a worker runs is its owner's business:
   // another tenant's job id must not leak through the worker list.
   for (v1::WorkerInfo& w : workers) {
     if (w.job_id().empty()) continue;
-    const v1::Job* job = FindJob(w.job_id());
+    const v1::Job* job = jobs_.Find(w.job_id());
     if (job == nullptr || !MayAccessJob(caller, *job)) {
       w.clear_job_id();
       w.clear_rank();

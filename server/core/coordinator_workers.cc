@@ -15,60 +15,22 @@ namespace {
 // the store.
 constexpr size_t kMaxLogLine = 4096;
 
-v1::CoordinatorMessage CancelMessage(const std::string& job_id, int64_t epoch,
-                                     const std::string& reason) {
-  v1::CoordinatorMessage msg;
-  msg.mutable_cancel()->set_job_id(job_id);
-  msg.mutable_cancel()->set_epoch(epoch);
-  msg.mutable_cancel()->set_reason(reason);
-  return msg;
-}
-
 }  // namespace
 
 absl::StatusOr<Coordinator::Session> Coordinator::Connect(
     const Principal& caller, const v1::Register& reg) {
-  LEMO_RETURN_IF_ERROR(RequireRole(caller, Role::kWorker, /*admin_too=*/false,
-                                   "connect as a worker"));
-  if (!caller.any_worker_id && reg.worker_id() != caller.name) {
-    // Otherwise one worker's token could replace another's session and be
-    // sent its assignments.
-    return absl::PermissionDeniedError(
-        absl::StrCat("register.worker_id: worker principal \"", caller.name,
-                     "\" may register only as worker_id \"", caller.name,
-                     "\", not \"", reg.worker_id(), "\""));
-  }
   absl::MutexLock lock(&mu_);
-  std::optional<Assignment> held;
-  if (const WorkerRecord* old = registry_.Find(reg.worker_id()))
-    held = old->assignment;
-  LEMO_ASSIGN_OR_RETURN(uint64_t session, registry_.Register(reg, absl::Now()));
-  WorkerRecord* w = registry_.Find(reg.worker_id());
-  v1::CoordinatorMessage welcome;
-  welcome.mutable_welcome()->set_worker_id(reg.worker_id());
-  *welcome.mutable_welcome()->mutable_heartbeat_interval() =
-      ToProtoDuration(options_.heartbeat_interval);
-  w->outbox->Push(std::move(welcome));
-  const v1::RunningTask& task = reg.running_task();
-  bool adopted = held.has_value() && reg.has_running_task() &&
-                 held->job_id == task.job_id() && held->epoch == task.epoch();
-  if (reg.has_running_task() && !adopted) {
-    // A task from an assignment the coordinator has moved past: fence it off.
-    w->outbox->Push(
-        CancelMessage(task.job_id(), task.epoch(), "stale assignment"));
-  }
-  if (held.has_value() && !adopted) {
-    // The worker no longer runs what it held (it restarted): that rank is lost.
-    w->assignment.reset();
-    OnRankLost(reg.worker_id(), *held);
-  }
+  LEMO_ASSIGN_OR_RETURN(WorkerSessions::Opened opened,
+                        sessions_.Open(caller, reg, absl::Now()));
+  if (opened.lost.has_value()) OnRankLost(reg.worker_id(), *opened.lost);
   ScheduleLocked();
-  return Session{reg.worker_id(), session, w->outbox, w->waiting};
+  return Session{reg.worker_id(), opened.session, opened.outbox,
+                 opened.waiting};
 }
 
 void Coordinator::Disconnect(const Session& session) {
   absl::MutexLock lock(&mu_);
-  registry_.Disconnect(session.worker_id, session.id);
+  sessions_.Disconnect(session.worker_id, session.id);
 }
 
 absl::Status Coordinator::OnWorkerMessage(const Session& session,
@@ -78,15 +40,12 @@ absl::Status Coordinator::OnWorkerMessage(const Session& session,
   if (session.waiting) session.waiting->fetch_add(1);
   absl::MutexLock lock(&mu_);
   absl::Status touched =
-      registry_.Touch(session.worker_id, session.id, absl::Now());
+      sessions_.Touch(session.worker_id, session.id, absl::Now());
   if (session.waiting) session.waiting->fetch_sub(1);
   LEMO_RETURN_IF_ERROR(touched);
   switch (message.kind_case()) {
     case v1::WorkerMessage::kHeartbeat:
-      if (message.heartbeat().devices_size() > 0) {
-        *registry_.Find(session.worker_id)->registration.mutable_devices() =
-            message.heartbeat().devices();
-      }
+      sessions_.Heartbeat(session.worker_id, message.heartbeat());
       return absl::OkStatus();
     case v1::WorkerMessage::kMetrics:
       return OnMetric(session.worker_id, message.metrics());
@@ -101,21 +60,13 @@ absl::Status Coordinator::OnWorkerMessage(const Session& session,
   }
 }
 
-void Coordinator::FenceStaleTask(const std::string& worker_id,
-                                 const std::string& job_id, int64_t epoch) {
-  // A task of an epoch the job has left is still training (a rank that was
-  // frozen past the timeouts and came back): its messages are dropped, and
-  // it is told to stop, so it frees its worker for the next placement.
-  registry_.Send(worker_id,
-                 CancelMessage(job_id, epoch, "stale epoch: fenced"));
-}
-
 absl::Status Coordinator::OnMetric(const std::string& worker_id,
                                    const v1::MetricReport& report) {
-  v1::Job* found = FindJob(report.job_id());
-  if (found == nullptr || found->epoch() != report.epoch() ||
-      !registry_.IsCurrent(worker_id, report.job_id(), report.epoch())) {
-    FenceStaleTask(worker_id, report.job_id(), report.epoch());
+  const v1::Job* found = jobs_.Find(report.job_id());
+  const std::optional<int32_t> rank =
+      sessions_.RankFor(worker_id, report.job_id(), report.epoch());
+  if (found == nullptr || found->epoch() != report.epoch() || !rank) {
+    sessions_.Fence(worker_id, report.job_id(), report.epoch());
     return absl::OkStatus();  // Fenced: an older epoch.
   }
   // A rank still finishing a step of a gang that is restarting: its cancel
@@ -124,34 +75,32 @@ absl::Status Coordinator::OnMetric(const std::string& worker_id,
   v1::Job job = *found;
   v1::JobEvent e;
   *e.mutable_metric() = report.sample();
-  int32_t rank = registry_.Find(worker_id)->assignment->rank;
   v1::MetricSample* sample = e.mutable_metric();
-  sample->set_rank(rank);
+  sample->set_rank(*rank);
   // Watchers draw progress and ETA from every sample; fill what a terse worker
   // left out.
   if (sample->total_steps() == 0) sample->set_total_steps(job.spec().steps());
   if (!sample->has_time()) *sample->mutable_time() = ToProtoTime(absl::Now());
-  if (rank == 0) {
+  if (*rank == 0) {
     job.set_current_step(report.sample().step());
     *job.mutable_latest_metrics() = e.metric();
   }
-  if (rank >= 0 && rank < job.ranks_size()) {
-    job.mutable_ranks(rank)->set_step(report.sample().step());
+  if (*rank >= 0 && *rank < job.ranks_size()) {
+    job.mutable_ranks(*rank)->set_step(report.sample().step());
   }
   return Persist(std::move(job), {std::move(e)});
 }
 
 absl::Status Coordinator::OnLog(const std::string& worker_id,
                                 const v1::WorkerLog& log) {
-  v1::Job* found = FindJob(log.job_id());
-  if (found == nullptr ||
-      !registry_.IsCurrent(worker_id, log.job_id(), log.epoch())) {
-    return absl::OkStatus();
-  }
+  const v1::Job* found = jobs_.Find(log.job_id());
+  const std::optional<int32_t> rank =
+      sessions_.RankFor(worker_id, log.job_id(), log.epoch());
+  if (found == nullptr || !rank) return absl::OkStatus();
   v1::JobEvent e;
   *e.mutable_log() = log.line();
   e.mutable_log()->set_worker_id(worker_id);
-  e.mutable_log()->set_rank(registry_.Find(worker_id)->assignment->rank);
+  e.mutable_log()->set_rank(*rank);
   if (e.log().text().size() > kMaxLogLine)
     e.mutable_log()->mutable_text()->resize(kMaxLogLine);
   return Persist(*found, {std::move(e)});
@@ -159,15 +108,16 @@ absl::Status Coordinator::OnLog(const std::string& worker_id,
 
 absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
                                        const v1::TaskStatus& st) {
-  if (!registry_.IsCurrent(worker_id, st.job_id(), st.epoch())) {
+  const std::optional<int32_t> held =
+      sessions_.RankFor(worker_id, st.job_id(), st.epoch());
+  if (!held) {
     if (st.state() == v1::RUNNING) {
-      FenceStaleTask(worker_id, st.job_id(), st.epoch());
+      sessions_.Fence(worker_id, st.job_id(), st.epoch());
     }
     return absl::OkStatus();  // Fenced: an older epoch.
   }
-  WorkerRecord* w = registry_.Find(worker_id);
-  int32_t rank = w->assignment->rank;
-  v1::Job* found = FindJob(st.job_id());
+  const int32_t rank = *held;
+  const v1::Job* found = jobs_.Find(st.job_id());
   bool current = found != nullptr && found->epoch() == st.epoch();
   if (current && rank >= 0 && rank < found->ranks_size()) {
     // The per-rank view (lemoctl get): committed with whatever follows.
@@ -175,30 +125,25 @@ absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
     job.mutable_ranks(rank)->set_state(st.state());
     job.mutable_ranks(rank)->set_step(
         std::max(job.ranks(rank).step(), st.step()));
-    SetJob(std::move(job));
-    found = FindJob(st.job_id());
+    jobs_.Set(std::move(job)).IgnoreError();
+    found = jobs_.Find(st.job_id());
   }
   if (st.state() == v1::RUNNING) {
-    w->assignment->running = true;
+    sessions_.MarkRunning(worker_id);
     if (!current) return absl::OkStatus();
-    if (found->state() != v1::SCHEDULED) return Persist(*found, {});
-    for (const std::string& id : found->worker_ids()) {
-      const WorkerRecord* r = registry_.Find(id);
-      if (r == nullptr || !r->assignment || !r->assignment->running)
-        return Persist(*found, {});
+    if (found->state() != v1::SCHEDULED ||
+        !sessions_.AllRunning(
+            {found->worker_ids().begin(), found->worker_ids().end()})) {
+      return Persist(*found, {});
     }
-    v1::Job job = *found;
-    std::vector<v1::JobEvent> events;
-    LEMO_RETURN_IF_ERROR(AddStateChange(&job, v1::RUNNING, "every rank started",
-                                        nullptr, &events));
-    return Persist(std::move(job), std::move(events));
+    return Move(*found, v1::RUNNING, "every rank started");
   }
   if (!IsTerminal(st.state())) {
     return absl::InvalidArgumentError(
         "task_status.state: RUNNING, SUCCEEDED, FAILED or CANCELLED");
   }
   // The worker is done with this rank either way.
-  registry_.Release(worker_id, st.job_id(), st.epoch());
+  sessions_.Release(worker_id, st.job_id(), st.epoch());
   absl::Status s = absl::OkStatus();
   if (current && HoldsWorkers(found->state())) {
     if (st.state() == v1::SUCCEEDED && rank == 0) {
@@ -238,15 +183,15 @@ absl::Status Coordinator::OnTaskStatus(const std::string& worker_id,
 
 absl::Status Coordinator::Succeed(const std::string& job_id, int64_t step) {
   // Rank 0 owns the final checkpoint, so its success is the job's.
-  v1::Job job = *FindJob(job_id);
+  v1::Job job = *jobs_.Find(job_id);
   job.set_current_step(std::max(job.current_step(), step));
   std::vector<v1::JobEvent> events;
   if (job.state() == v1::SCHEDULED) {
-    LEMO_RETURN_IF_ERROR(AddStateChange(&job, v1::RUNNING, "every rank started",
-                                        nullptr, &events));
+    LEMO_RETURN_IF_ERROR(JobTable::Transition(
+        &job, v1::RUNNING, "every rank started", nullptr, &events));
   }
   LEMO_RETURN_IF_ERROR(
-      AddStateChange(&job, v1::SUCCEEDED, "finished", nullptr, &events));
+      JobTable::Transition(&job, v1::SUCCEEDED, "finished", nullptr, &events));
   return Persist(std::move(job), std::move(events));
 }
 
@@ -257,18 +202,14 @@ Coordinator::BeginUpload(const Principal& caller,
                                    "upload checkpoints"));
   {
     absl::MutexLock lock(&mu_);
-    v1::Job* job = FindJob(first.job_id());
-    if (job == nullptr || !MayAccessJob(caller, *job)) {
-      return absl::NotFoundError(
-          absl::StrCat("job ", first.job_id(), " not found"));
-    }
+    LEMO_ASSIGN_OR_RETURN(const v1::Job* job, FindFor(caller, first.job_id()));
     if (job->epoch() != first.epoch() || IsTerminal(job->state())) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", first.job_id(), " epoch ", first.epoch(), " is not current (",
           StateName(job->state()), ", epoch ", job->epoch(), ")"));
     }
     if (!caller.any_worker_id &&
-        !registry_.IsCurrent(caller.name, first.job_id(), first.epoch())) {
+        !sessions_.RankFor(caller.name, first.job_id(), first.epoch())) {
       return absl::PermissionDeniedError(
           absl::StrCat("worker ", caller.name, " holds no rank of job ",
                        first.job_id(), " epoch ", first.epoch()));
@@ -283,7 +224,7 @@ absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitUpload(
   // Committing under the lock: an epoch change cannot slip between the check
   // and the rename.
   LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, upload.Commit());
-  v1::Job* found = FindJob(info.job_id());
+  const v1::Job* found = jobs_.Find(info.job_id());
   if (found == nullptr || found->epoch() != info.epoch()) {
     checkpoints_->Remove(info.job_id(), info.checkpoint_id()).IgnoreError();
     return absl::FailedPreconditionError("checkpoint of a stale epoch");

@@ -110,8 +110,12 @@ std::optional<v1::JobEvent> JobWatcher::TakePending() {
   while (!pending_.empty()) {
     v1::JobEvent e = std::move(pending_.front());
     pending_.pop_front();
-    if (e.sequence() == next_) {
-      ++next_;
+    // pending_ holds only store reads, which answer from next_ in order: an
+    // event past next_ means the ones between were dropped (the bound on
+    // events per job), so they are skipped, or the watcher would wait for
+    // them for ever.
+    if (e.sequence() >= next_) {
+      next_ = e.sequence() + 1;
       return e;
     }
   }

@@ -29,6 +29,10 @@ const char* const kMigrations[] = {
     // 2 -> 3: each job's owner principal (DESIGN.md "Security"). Rows from
     // before get '' (admin-only), so nothing old leaks to a client.
     "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
+    // 3 -> 4: each event's kind (JobEvent's oneof field number), so the
+    // oldest metric and log events can be dropped without parsing blobs.
+    // Rows from before get 0 (unknown) and are never dropped.
+    "ALTER TABLE events ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               Store::kSchemaVersion);
@@ -185,12 +189,13 @@ absl::Status Store::Apply(const Mutation& m) {
     LEMO_RETURN_IF_ERROR(RunOnce(st), "writing job " + m.job->id());
   }
   for (const v1::JobEvent& e : m.events) {
-    Stmt st(
-        db_,
-        "INSERT INTO events (job_id, sequence, event) VALUES (?1, ?2, ?3);");
+    Stmt st(db_,
+            "INSERT INTO events (job_id, sequence, event, kind)"
+            " VALUES (?1, ?2, ?3, ?4);");
     st.Text(1, e.job_id());
     st.Int(2, e.sequence());
     st.Blob(3, e.SerializeAsString());
+    st.Int(4, static_cast<int64_t>(e.kind_case()));
     LEMO_RETURN_IF_ERROR(
         RunOnce(st),
         absl::StrCat("appending event ", e.sequence(), " of ", e.job_id()));
@@ -214,6 +219,28 @@ absl::Status Store::Apply(const Mutation& m) {
     st.Text(1, job_id);
     st.Text(2, checkpoint_id);
     LEMO_RETURN_IF_ERROR(RunOnce(st), "removing checkpoint " + checkpoint_id);
+  }
+  for (const std::string& job_id : m.remove_jobs) {
+    for (const char* sql : {"DELETE FROM events WHERE job_id = ?1;",
+                            "DELETE FROM checkpoints WHERE job_id = ?1;",
+                            "DELETE FROM jobs WHERE id = ?1;"}) {
+      Stmt st(db_, sql);
+      st.Text(1, job_id);
+      LEMO_RETURN_IF_ERROR(RunOnce(st), "removing job " + job_id);
+    }
+  }
+  if (m.trim_events.has_value()) {
+    // The primary key (job_id, sequence) bounds the scan to the job's oldest
+    // rows; what is left below the cut is only kept kinds.
+    Stmt st(db_,
+            "DELETE FROM events WHERE job_id = ?1 AND sequence <= ?2"
+            " AND kind IN (?3, ?4);");
+    st.Text(1, m.trim_events->first);
+    st.Int(2, m.trim_events->second);
+    st.Int(3, v1::JobEvent::kMetric);
+    st.Int(4, v1::JobEvent::kLog);
+    LEMO_RETURN_IF_ERROR(RunOnce(st),
+                         "dropping old events of " + m.trim_events->first);
   }
   return absl::OkStatus();
 }

@@ -44,11 +44,18 @@ class Store {
     std::vector<v1::CheckpointInfo> add_checkpoints;
     // (job_id, checkpoint_id) rows to delete.
     std::vector<std::pair<std::string, std::string>> remove_checkpoints;
+    // Jobs deleted whole: their row, every event and every checkpoint row
+    // (retention of finished jobs, --retain-finished-jobs).
+    std::vector<std::string> remove_jobs;
+    // When set: deletes the job's metric and log events with sequence <=
+    // trim_events->second (the bound on events per job). State changes and
+    // checkpoint events are never deleted.
+    std::optional<std::pair<std::string, int64_t>> trim_events;
   };
 
   // The schema version this build writes; Create migrates older databases up to
   // it.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   static absl::StatusOr<std::unique_ptr<Store>> Create(const Options& options);
   ~Store();
@@ -61,7 +68,7 @@ class Store {
   absl::StatusOr<std::vector<v1::Job>> LoadJobs();
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   // Events of a job with from_sequence <= sequence, oldest first, at most
-  // `limit`.
+  // `limit`. Sequence numbers have gaps where trim_events dropped events.
   absl::StatusOr<std::vector<v1::JobEvent>> ReadEvents(
       const std::string& job_id, int64_t from_sequence, int limit);
   // Oldest (lowest step) first.

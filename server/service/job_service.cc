@@ -30,6 +30,24 @@ bool Wanted(const v1::WatchJobRequest& r, const v1::JobEvent& e) {
                                         TypeOf(e)) != r.types().end();
 }
 
+ListJobsQuery ToQuery(const v1::ListJobsRequest& r) {
+  ListJobsQuery q;
+  for (int state : r.states()) q.states.push_back(v1::JobState(state));
+  for (const auto& [key, value] : r.labels()) q.labels[key] = value;
+  q.display_name_contains = r.display_name_contains();
+  q.page_size = r.page_size();
+  q.page_token = r.page_token();
+  return q;
+}
+
+WatchQuery ToQuery(const v1::WatchJobRequest& r) {
+  WatchQuery q;
+  q.job_id = r.job_id();
+  q.from_sequence = r.from_sequence();
+  q.only_new_events = r.history() == v1::WatchJobRequest::NONE;
+  return q;
+}
+
 }  // namespace
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
@@ -62,7 +80,12 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
   return RunRpc(deps_, context, Api::kJobs, "ListJobs",
                 [&](const Principal& caller) -> absl::Status {
                   LEMO_ASSIGN_OR_RETURN(
-                      *response, deps_.coordinator->ListJobs(caller, *request));
+                      ListJobsPage page,
+                      deps_.coordinator->ListJobs(caller, ToQuery(*request)));
+                  for (v1::Job& job : page.jobs) {
+                    *response->add_jobs() = std::move(job);
+                  }
+                  response->set_next_page_token(page.next_page_token);
                   return absl::OkStatus();
                 });
 }
@@ -86,8 +109,9 @@ grpc::Status JobServiceImpl::WatchJob(
   return RunStreamRpc(
       deps_, context, Api::kJobs, "WatchJob",
       [&](const Principal& caller) -> absl::Status {
-        LEMO_ASSIGN_OR_RETURN(std::unique_ptr<JobWatcher> watcher,
-                              deps_.coordinator->Watch(caller, *request));
+        LEMO_ASSIGN_OR_RETURN(
+            std::unique_ptr<JobWatcher> watcher,
+            deps_.coordinator->Watch(caller, ToQuery(*request)));
         while (!context->IsCancelled()) {
           LEMO_ASSIGN_OR_RETURN(std::optional<v1::JobEvent> e,
                                 watcher->Next(kWatchPoll));

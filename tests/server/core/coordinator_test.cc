@@ -106,8 +106,8 @@ class CoordinatorTest : public ::testing::Test {
     return coord_->GetJob(kAdmin, id)->state();
   }
   std::vector<v1::JobEvent> Events(const std::string& id) {
-    v1::WatchJobRequest r;
-    r.set_job_id(id);
+    WatchQuery r;
+    r.job_id = id;
     auto w = coord_->Watch(kAdmin, r);
     std::vector<v1::JobEvent> out;
     while (true) {
@@ -272,8 +272,8 @@ TEST_F(CoordinatorTest, UnknownJobIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-nope")));
   EXPECT_THAT(coord_->Cancel(kAdmin, "job-nope", ""),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
-  v1::WatchJobRequest r;
-  r.set_job_id("job-nope");
+  WatchQuery r;
+  r.job_id = "job-nope";
   EXPECT_THAT(coord_->Watch(kAdmin, r),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("")));
   EXPECT_THAT(coord_->ListCheckpoints(kAdmin, "job-nope"),
@@ -319,7 +319,7 @@ TEST_F(CoordinatorTest, SpecAboveMaxSpecBytesIsRefusedAtSubmit) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("more than the coordinator's limit of "
                                  "4194304 (--max-spec-bytes)")));
-  EXPECT_TRUE(coord_->ListJobs(kAdmin, v1::ListJobsRequest())->jobs().empty());
+  EXPECT_TRUE(coord_->ListJobs(kAdmin, ListJobsQuery())->jobs.empty());
 }
 
 TEST_F(CoordinatorTest, SpecPathsOutsideEveryWorkersRootsAreRefused) {
@@ -717,30 +717,27 @@ TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
     (*spec.mutable_labels())["team"] = i % 2 ? "odd" : "even";
     Submit(spec);
   }
-  v1::ListJobsRequest r;
-  r.set_page_size(2);
+  ListJobsQuery r;
+  r.page_size = 2;
   std::vector<std::string> names;
   while (true) {
-    LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page,
-                              coord_->ListJobs(kAdmin, r));
-    for (const auto& j : page.jobs()) names.push_back(j.spec().display_name());
-    if (page.next_page_token().empty()) break;
-    r.set_page_token(page.next_page_token());
+    LEMO_ASSERT_OK_AND_ASSIGN(ListJobsPage page, coord_->ListJobs(kAdmin, r));
+    for (const auto& j : page.jobs) names.push_back(j.spec().display_name());
+    if (page.next_page_token.empty()) break;
+    r.page_token = page.next_page_token;
   }
   EXPECT_EQ(names, (std::vector<std::string>{"run-4", "run-3", "run-2", "run-1",
                                              "run-0"}));
-  v1::ListJobsRequest f;
-  (*f.mutable_labels())["team"] = "odd";
-  f.add_states(v1::QUEUED);
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse odd,
-                            coord_->ListJobs(kAdmin, f));
-  EXPECT_EQ(odd.jobs_size(), 2);
-  f.set_display_name_contains("run-3");
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse one,
-                            coord_->ListJobs(kAdmin, f));
-  EXPECT_EQ(one.jobs_size(), 1);
-  v1::ListJobsRequest bad;
-  bad.set_page_token("garbage");
+  ListJobsQuery f;
+  f.labels["team"] = "odd";
+  f.states.push_back(v1::QUEUED);
+  LEMO_ASSERT_OK_AND_ASSIGN(ListJobsPage odd, coord_->ListJobs(kAdmin, f));
+  EXPECT_EQ(odd.jobs.size(), 2u);
+  f.display_name_contains = "run-3";
+  LEMO_ASSERT_OK_AND_ASSIGN(ListJobsPage one, coord_->ListJobs(kAdmin, f));
+  EXPECT_EQ(one.jobs.size(), 1u);
+  ListJobsQuery bad;
+  bad.page_token = "garbage";
   EXPECT_THAT(
       coord_->ListJobs(kAdmin, bad),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
@@ -775,9 +772,9 @@ TEST_F(CoordinatorTest, WatchWithoutHistoryStartsLive) {
   FakeWorker w = Connect("w0");
   v1::Job job = Submit();
   v1::Assign a = w.ExpectAssign();
-  v1::WatchJobRequest r;
-  r.set_job_id(job.id());
-  r.set_history(v1::WatchJobRequest::NONE);
+  WatchQuery r;
+  r.job_id = job.id();
+  r.only_new_events = true;
   LEMO_ASSERT_OK_AND_ASSIGN(auto watcher, coord_->Watch(kAdmin, r));
   LEMO_ASSERT_OK(w.Metric(a, 1, 2.5));
   LEMO_ASSERT_OK_AND_ASSIGN(auto e, watcher->Next(absl::Seconds(1)));
@@ -797,20 +794,19 @@ TEST_F(CoordinatorTest, AClientSeesOnlyItsOwnJobs) {
   EXPECT_EQ(mine.owner(), "alice");
   EXPECT_EQ(theirs.owner(), "bob");
 
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse list,
-                            coord_->ListJobs(kAlice, {}));
-  ASSERT_EQ(list.jobs_size(), 1);
-  EXPECT_EQ(list.jobs(0).id(), mine.id());
+  LEMO_ASSERT_OK_AND_ASSIGN(ListJobsPage list, coord_->ListJobs(kAlice, {}));
+  ASSERT_EQ(list.jobs.size(), 1u);
+  EXPECT_EQ(list.jobs[0].id(), mine.id());
   LEMO_ASSERT_OK_AND_ASSIGN(list, coord_->ListJobs(kAdmin, {}));
-  EXPECT_EQ(list.jobs_size(), 2);
+  EXPECT_EQ(list.jobs.size(), 2u);
 
   // Another tenant's job reads exactly like one that does not exist.
   EXPECT_THAT(coord_->GetJob(kAlice, theirs.id()),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   EXPECT_THAT(coord_->Cancel(kAlice, theirs.id(), ""),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
-  v1::WatchJobRequest watch;
-  watch.set_job_id(theirs.id());
+  WatchQuery watch;
+  watch.job_id = theirs.id();
   EXPECT_THAT(coord_->Watch(kAlice, watch),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   EXPECT_THAT(coord_->ListCheckpoints(kAlice, theirs.id()),

@@ -212,5 +212,50 @@ TEST(Store, RefusesANewerSchema) {
       StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("v99")));
 }
 
+// Retention deletes a job whole; the event bound drops only metric and log
+// events at or below the cut, never state changes or checkpoints.
+TEST(Store, RemoveJobsAndTrimEvents) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto store, Store::Create({MakeTempDir("store")}));
+  for (const char* id : {"job-a", "job-b"}) {
+    Store::Mutation m;
+    m.job = MakeJob(id, v1::RUNNING);
+    m.events = {MakeEvent(id, 1), MakeEvent(id, 2), MakeEvent(id, 3),
+                MakeEvent(id, 4)};
+    m.events[1].mutable_state_change()->set_to(v1::RUNNING);
+    m.events[2].mutable_checkpoint()->set_checkpoint_id("c1");
+    v1::CheckpointInfo c;
+    c.set_job_id(id);
+    c.set_checkpoint_id("c1");
+    m.add_checkpoints.push_back(c);
+    LEMO_ASSERT_OK(store->Commit(m));
+  }
+  Store::Mutation trim;
+  trim.trim_events.emplace("job-a", 3);
+  LEMO_ASSERT_OK(store->Commit(trim));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto events, store->ReadEvents("job-a", 1, 10));
+  std::vector<int64_t> left;
+  for (const v1::JobEvent& e : events) left.push_back(e.sequence());
+  // 1 (a metric) went; 2 (a state change) and 3 (a checkpoint) stay; 4 is
+  // past the cut.
+  EXPECT_EQ(left, (std::vector<int64_t>{2, 3, 4}));
+  LEMO_ASSERT_OK_AND_ASSIGN(events, store->ReadEvents("job-b", 1, 10));
+  EXPECT_EQ(events.size(), 4u);  // Another job's events are untouched.
+
+  Store::Mutation remove;
+  remove.remove_jobs.push_back("job-a");
+  LEMO_ASSERT_OK(store->Commit(remove));
+  EXPECT_THAT(store->GetJob("job-a"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-a")));
+  LEMO_ASSERT_OK_AND_ASSIGN(events, store->ReadEvents("job-a", 1, 10));
+  EXPECT_TRUE(events.empty());
+  LEMO_ASSERT_OK_AND_ASSIGN(auto checkpoints, store->ListCheckpoints("job-a"));
+  EXPECT_TRUE(checkpoints.empty());
+  LEMO_ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, store->LoadJobs());
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id(), "job-b");
+  LEMO_ASSERT_OK_AND_ASSIGN(checkpoints, store->ListCheckpoints("job-b"));
+  EXPECT_EQ(checkpoints.size(), 1u);
+}
+
 }  // namespace
 }  // namespace lemo::server
