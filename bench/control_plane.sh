@@ -241,7 +241,8 @@ if os.path.exists(cache):
         if line.startswith("CMAKE_BUILD_TYPE:"):
             # Empty means the project's default (CMakeLists.txt): RelWithDebInfo.
             build_type = line.split("=", 1)[1].strip() or "RelWithDebInfo"
-knobs = {k: v for k, v in sorted(os.environ.items()) if k.startswith("LEMO_CP_")}
+knobs = {k: v for k, v in sorted(os.environ.items())
+         if k.startswith("LEMO_CP_") or k in ("LEMO_BIN_DIR", "OUT")}
 meta = {
     "git_commit": run("git", "rev-parse", "HEAD"),
     "git_dirty": bool(run("git", "status", "--porcelain", "--untracked-files=no")),
