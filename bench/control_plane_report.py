@@ -145,6 +145,29 @@ def retention_table(runs):
     return "\n".join(rows) + "\n"
 
 
+def curve_table(runs):
+    """RSS as the finished jobs pile up: the sample nearest each tenth of a retention run's jobs."""
+    rows = []
+    for run in runs:
+        r = run["result"]
+        samples = sorted(r["rss_samples"] + r["rss_at"], key=lambda x: x["finished"])
+        if not samples:
+            continue
+        cols = []
+        for k in range(1, 11):
+            want = r["jobs"] * k // 10
+            near = min(samples, key=lambda x: abs(x["finished"] - want))
+            cols.append((near["finished"], near["t_s"], near["rss_mib"]))
+        if not rows:
+            rows = ["| finished jobs | " + " | ".join(f"{f:,}" for f, _, _ in cols) + " |",
+                    "|---" * (len(cols) + 1) + "|"]
+        rows.append(f"| coord RSS MiB (--retain-finished-jobs {retain_flag(run) or 'absent'}) | "
+                    + " | ".join(f"{m:.0f}" for _, _, m in cols) + " |")
+        rows.append("| seconds since the phase began | "
+                    + " | ".join(f"{t:.0f}" for _, t, _ in cols) + " |")
+    return "\n".join(rows) + "\n" if rows else ""
+
+
 def table(runs):
     head = ("| workers | watchers | TLS, tokens | submits/s (achieved) | Submit p50 / p99 / max ms "
             "| Get p50 / p99 / max ms | errors | coord CPU % idle → load "
@@ -176,8 +199,9 @@ def main():
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--require-tls", action="store_true",
                     help="with --check: every run must have had TLS and tokens on")
-    ap.add_argument("--phase", choices=("load", "retention"),
-                    help="print only this phase's table")
+    ap.add_argument("--phase", choices=("load", "retention", "retention-curve"),
+                    help="print only this phase's table (retention-curve: RSS at each tenth of "
+                         "the retention run's jobs, printed only when named)")
     a = ap.parse_args()
     runs = load(a.results)
     bad = {i: problems(run) for i, run in enumerate(runs)}
@@ -194,6 +218,8 @@ def main():
         these = [run for run in good if phase(run) == name]
         if these and a.phase in (None, name):
             parts.append(make(these))
+    if a.phase == "retention-curve":
+        parts = [curve_table([run for run in good if phase(run) == "retention"])]
     text = "\n".join(parts) if parts else "(no runs)\n"
     if a.out:
         with open(a.out, "w") as f:

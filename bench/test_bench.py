@@ -502,6 +502,15 @@ class ControlPlaneReportTest(unittest.TestCase):
         self.assertTrue(any("finished 99999 of 100000" in x for x in p), p)
         self.assertTrue(any("errors 2" in x for x in p), p)
 
+    def test_curve_picks_the_sample_nearest_each_tenth(self):
+        run = self.retention(100, 150, jobs=1000)
+        run["result"]["rss_samples"] = [{"finished": f, "t_s": f / 100, "rss_mib": 20 + f / 10}
+                                        for f in range(0, 1001, 50)]
+        text = control_plane_report.curve_table([run])
+        self.assertIn("| finished jobs | 100 | 200 |", text)
+        self.assertIn("| coord RSS MiB (--retain-finished-jobs 1000) | 30 |", text)
+        self.assertTrue(text.rstrip().endswith("| 10 |"), text)
+
     def test_table_names_the_missing_flag(self):
         text = control_plane_report.retention_table([self.retention(100, 150, retain=None)])
         self.assertIn("not in this build (keeps every job)", text)

@@ -87,7 +87,8 @@ RetentionStats RunRetention(const RetentionOptions& options,
       v1::Job job;
       {
         grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.call_deadline));
+        ctx.set_deadline(
+            absl::ToChronoTime(absl::Now() + options.call_deadline));
         AddToken(&ctx, options.token);
         v1::SubmitJobRequest request;
         *request.mutable_spec() = options.spec;
@@ -147,7 +148,8 @@ RetentionStats RunRetention(const RetentionOptions& options,
     }
   }
   joiner.join();
-  samples.push_back(Sample(options.coordinator_pid, t0, shared.finished.load()));
+  samples.push_back(
+      Sample(options.coordinator_pid, t0, shared.finished.load()));
 
   RetentionStats stats;
   stats.finished = shared.finished.load();
