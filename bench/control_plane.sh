@@ -21,7 +21,7 @@
 #   LEMO_CP_TLS [1] (0: plaintext and no tokens, as issue 3's runs)
 #   LEMO_CP_RETENTION_JOBS [100000] (0 skips the retention phase)  LEMO_CP_RETAIN [1000]
 #     (--retain-finished-jobs, passed only when `lemo-coordinator --help` lists the flag)
-#   LEMO_CP_RETENTION_DATA_ROOT [/dev/shm when writable, else LEMO_CP_DATA_ROOT]: the phase
+#   LEMO_CP_RETENTION_DATA_ROOT [/dev/shm when writable with 1 GiB free, else LEMO_CP_DATA_ROOT]: the phase
 #     measures memory, not the disk; 200,000 fsyncs on a shared disk take many minutes
 #   LEMO_CP_ARGS [] (more lemo-cp-bench flags for the load runs, e.g. --gets_per_submit=4)
 #   LEMO_CP_CHECK [0] (1: fail unless every run is clean; see bench/control_plane_report.py)
@@ -40,7 +40,10 @@ WATCHERS=${LEMO_CP_WATCHERS:-200}
 TLS=${LEMO_CP_TLS:-1}
 RETENTION_JOBS=${LEMO_CP_RETENTION_JOBS:-100000}
 RETAIN=${LEMO_CP_RETAIN:-1000}
-if [ -z "${LEMO_CP_RETENTION_DATA_ROOT:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+# The phase's database is about 1.2 KiB per job (120 MB for 100,000): /dev/shm only when it has
+# 1 GiB free (containers often give it 64 MB).
+if [ -z "${LEMO_CP_RETENTION_DATA_ROOT:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
+  [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -ge $((1 << 20)) ] 2>/dev/null; then
   LEMO_CP_RETENTION_DATA_ROOT=/dev/shm
 fi
 RETENTION_DATA_ROOT=${LEMO_CP_RETENTION_DATA_ROOT:-${LEMO_CP_DATA_ROOT:-/tmp}}
