@@ -189,7 +189,9 @@ if [ "$RETENTION_JOBS" -gt 0 ]; then
   # The flag is being added to the coordinator; a build without it still runs the phase (and
   # the report says the coordinator kept every job).
   retain_flags=()
-  if "$BIN/lemo-coordinator" --help 2>&1 | grep -q -- '--retain[-_]finished[-_]jobs'; then
+  # --help exits non-zero (absl's way), so under pipefail a pipe into grep would always fail.
+  coordinator_help=$("$BIN/lemo-coordinator" --help 2>&1 || true)
+  if grep -q -- '--retain[-_]finished[-_]jobs' <<<"$coordinator_help"; then
     retain_flags=(--retain-finished-jobs="$RETAIN")
   else
     echo "control_plane.sh: lemo-coordinator has no --retain-finished-jobs; retention phase without it" >&2
