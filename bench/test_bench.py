@@ -13,6 +13,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import control_plane_report  # noqa: E402
 import flops  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
@@ -136,6 +137,8 @@ class ReportTest(unittest.TestCase):
     def test_committed_results_still_render(self):
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
         for results in glob.glob(os.path.join(root, "*", "*", "results.jsonl")):
+            if "control-plane" in results:
+                continue  # bench/control_plane_report.py's format: ControlPlaneReportTest.
             with self.subTest(results=os.path.relpath(results, root)):
                 table = report.render(report.load_results(results), None, [])
                 self.assertIn("| seq | mode | system |", table)
@@ -463,6 +466,73 @@ class CheckTablesTest(unittest.TestCase):
         with self.quiet_err():
             self.assertEqual(self.tool.main([self.doc("<!-- generated: rm -rf x -->\n<!-- end generated -->\n")]), 1)
             self.assertEqual(self.tool.main([self.doc("<!-- generated: bench/report.py --results x -->\n")]), 1)
+
+
+class ControlPlaneReportTest(unittest.TestCase):
+    """bench/control_plane_report.py: the retention verdict (RSS from half of the jobs to all of
+    them) and which runs --check fails."""
+
+    def retention(self, rss_half, rss_full, retain=1000, jobs=100000, finished=None, errors=0):
+        flags = ["--tls-cert=$SECRETS/tls.pem"]
+        if retain is not None:
+            flags.append(f"--retain-finished-jobs={retain}")
+        return {"phase": "retention", "coordinator_flags": flags, "result": {
+            "tls": True, "tokens": True, "jobs": jobs,
+            "finished": jobs if finished is None else finished,
+            "wall_s": 100, "jobs_per_s": 1000, "errors": errors, "errors_by_kind": {},
+            "coordinator": {"rss_mib_start": 20, "rss_mib_peak": rss_full, "cpu_pct": 90},
+            "rss_at": [{"finished": jobs // 10, "rss_mib": 30},
+                       {"finished": jobs // 2, "rss_mib": rss_half},
+                       {"finished": jobs, "rss_mib": rss_full}],
+            "rss_samples": []}}
+
+    def test_bounded_within_the_slack_and_not_beyond(self):
+        self.assertEqual(control_plane_report.bounded(self.retention(100, 105)["result"]), (True, 5))
+        self.assertEqual(control_plane_report.bounded(self.retention(200, 219)["result"]), (True, 19))
+        self.assertEqual(control_plane_report.bounded(self.retention(100, 150)["result"]), (False, 50))
+
+    def test_check_fails_growth_only_when_the_coordinator_had_the_flag(self):
+        grows = control_plane_report.problems(self.retention(100, 150))
+        self.assertTrue(any("not bounded" in p for p in grows), grows)
+        # Without --retain-finished-jobs the growth is reported, not failed: the build lacks it.
+        self.assertEqual(control_plane_report.problems(self.retention(100, 150, retain=None)), [])
+        # Too few jobs to see a plateau: not judged.
+        self.assertEqual(control_plane_report.problems(self.retention(100, 150, jobs=5000)), [])
+
+    def test_unfinished_jobs_and_errors_fail(self):
+        p = control_plane_report.problems(self.retention(100, 100, finished=99999, errors=2))
+        self.assertTrue(any("finished 99999 of 100000" in x for x in p), p)
+        self.assertTrue(any("errors 2" in x for x in p), p)
+
+    def test_curve_picks_the_sample_nearest_each_tenth(self):
+        run = self.retention(100, 150, jobs=1000)
+        run["result"]["rss_samples"] = [{"finished": f, "t_s": f / 100, "rss_mib": 20 + f / 10}
+                                        for f in range(0, 1001, 50)]
+        text = control_plane_report.curve_table([run])
+        self.assertIn("| finished jobs | 100 | 200 |", text)
+        self.assertIn("| coord RSS MiB (--retain-finished-jobs 1000) | 30 |", text)
+        self.assertTrue(text.rstrip().endswith("| 10 |"), text)
+
+    def test_committed_results_still_render_and_pass_the_check(self):
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+        found = glob.glob(os.path.join(root, "*control-plane*", "**", "results.jsonl"), recursive=True)
+        self.assertTrue(found)
+        for results in found:
+            with self.subTest(results=os.path.relpath(results, root)):
+                runs = control_plane_report.load(results)
+                self.assertTrue(runs)
+                for run in runs:
+                    problems = control_plane_report.problems(run)
+                    # The committed retention run predates the coordinator's flag: its only
+                    # verdict is the reported growth, never an error.
+                    self.assertEqual(problems, [], run.get("phase"))
+                loads = [r for r in runs if control_plane_report.phase(r) == "load"]
+                self.assertIn("| workers | watchers |", control_plane_report.table(loads))
+
+    def test_table_names_the_missing_flag(self):
+        text = control_plane_report.retention_table([self.retention(100, 150, retain=None)])
+        self.assertIn("not in this build (keeps every job)", text)
+        self.assertIn("| +50.0 MiB | no |", text)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,16 @@
 // submits jobs at --submit_rate for --duration with GetJob calls in between;
 // then prints one JSON line: Submit/Get latency percentiles, errors, and the
 // coordinator's CPU and RSS read from /proc/<--coordinator_pid>.
+// --mode=retention instead drives --retention_jobs jobs to a finished state
+// (submit, then cancel) and reports the coordinator's RSS as they pile up.
+// With --tls_ca every channel is TLS; with --token_file every call presents
+// the token of its principal (each simulated worker its own).
 // bench/control_plane.sh starts the coordinator and runs this.
 //
 //   lemo-cp-bench --target=127.0.0.1:50051 --coordinator_pid=1234
-//     --workers=1000 --watchers=100 --submit_rate=20 --duration=60s
+//     --workers=1000 --watchers=200 --submit_rate=50 --duration=60s
+//     --tls_ca=ca.pem --token_file=principals
+//   lemo-cp-bench --mode=retention --retention_jobs=100000 ...
 //
 // Exit codes: 0 a result was printed (errors are in it), 1 the run could not
 // be made (coordinator unhealthy, bad flags).
@@ -25,10 +31,12 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/control_plane/channels.h"
 #include "bench/control_plane/job_load.h"
 #include "bench/control_plane/proc_stats.h"
+#include "bench/control_plane/retention.h"
 #include "bench/control_plane/watch_pool.h"
 #include "bench/control_plane/worker_fleet.h"
 #include "common/status_macros.h"
@@ -36,6 +44,24 @@
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "coordinator HOST:PORT (loopback only)");
+ABSL_FLAG(std::string, mode, "load",
+          "load: workers, watchers, Submit/Get; retention: submit and cancel "
+          "--retention_jobs jobs, sampling the coordinator's RSS");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA of the coordinator's certificate: every channel is TLS "
+          "(empty: plaintext)");
+ABSL_FLAG(std::string, token_file, "",
+          "the coordinator's --token-file: clients present its first client "
+          "token, worker sim-N the token named sim-N (empty: no tokens)");
+ABSL_FLAG(int64_t, retention_jobs, 100000,
+          "--mode=retention: jobs to finish (RSS is read at 10%, 50% and "
+          "100% of them)");
+ABSL_FLAG(int, retention_concurrency, 8,
+          "--mode=retention: submit-then-cancel loops at once (1-256)");
+ABSL_FLAG(absl::Duration, retention_sample_every, absl::Seconds(2),
+          "--mode=retention: period of the coordinator's RSS samples");
+ABSL_FLAG(absl::Duration, retention_time_limit, absl::Minutes(20),
+          "--mode=retention: stop starting jobs after this long");
 ABSL_FLAG(int, coordinator_pid, 0,
           "pid of the coordinator, for CPU and RSS from /proc (0: not "
           "measured)");
@@ -156,11 +182,106 @@ absl::Status CheckFlags() {
   return absl::OkStatus();
 }
 
-absl::Status Run() {
+// What both modes connect with.
+struct Security {
+  // PEM of --tls_ca; empty: plaintext.
+  std::string ca_pem;
+  // From --token_file; empty tokens: none sent.
+  BenchTokens tokens;
+};
+
+absl::StatusOr<Security> LoadSecurity() {
+  Security s;
+  if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
+    LEMO_ASSIGN_OR_RETURN(s.ca_pem, ReadCaPem(absl::GetFlag(FLAGS_tls_ca)));
+  }
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    LEMO_ASSIGN_OR_RETURN(s.tokens,
+                          LoadBenchTokens(absl::GetFlag(FLAGS_token_file)));
+  }
+  return s;
+}
+
+nlohmann::json SampleJson(const RssSample& s) {
+  return {
+      {"t_s", s.t_s}, {"finished", s.finished}, {"rss_mib", MiB(s.rss_bytes)}};
+}
+
+absl::Status RunRetentionMode(const Security& security) {
+  const std::string target = absl::GetFlag(FLAGS_target);
+  const pid_t pid = absl::GetFlag(FLAGS_coordinator_pid);
+  std::shared_ptr<grpc::Channel> control =
+      OwnConnection(target, security.ca_pem);
+  LEMO_RETURN_IF_ERROR(
+      WaitServing(control, absl::GetFlag(FLAGS_health_timeout)));
+  RetentionOptions ro;
+  ro.jobs = absl::GetFlag(FLAGS_retention_jobs);
+  ro.concurrency = absl::GetFlag(FLAGS_retention_concurrency);
+  ro.sample_every = absl::GetFlag(FLAGS_retention_sample_every);
+  ro.time_limit = absl::GetFlag(FLAGS_retention_time_limit);
+  ro.coordinator_pid = pid;
+  ro.token = security.tokens.client;
+  ro.spec = BenchJobSpec(absl::GetFlag(FLAGS_job_steps));
+  ro.milestones = {std::max<int64_t>(1, ro.jobs / 10),
+                   std::max<int64_t>(1, ro.jobs / 2), ro.jobs};
+  LEMO_RETURN_IF_ERROR(CheckRetentionOptions(ro));
+  const ProcSample before = Sample(pid);
+  PeakSampler peak(pid);
+  const ProcSample cpu_start = Sample(pid);
+  RetentionStats st = RunRetention(ro, control);
+  const ProcSample cpu_end = Sample(pid);
+  peak.Stop();
+  // The 250 ms sampler misses a phase shorter than its period.
+  int64_t peak_rss = peak.peak_rss();
+  nlohmann::json samples = nlohmann::json::array();
+  for (const RssSample& x : st.samples) {
+    samples.push_back(SampleJson(x));
+    peak_rss = std::max(peak_rss, x.rss_bytes);
+  }
+  nlohmann::json milestones = nlohmann::json::array();
+  for (const RssSample& x : st.at_milestones) {
+    milestones.push_back(SampleJson(x));
+    peak_rss = std::max(peak_rss, x.rss_bytes);
+  }
+  const int64_t errors = st.submit_errors + st.cancel_errors +
+                         st.not_cancelled + (st.timed_out ? 1 : 0);
+  nlohmann::json out = {
+      {"mode", "retention"},
+      {"tls", !security.ca_pem.empty()},
+      {"tokens", !security.tokens.client.empty()},
+      {"jobs", ro.jobs},
+      {"concurrency", ro.concurrency},
+      {"finished", st.finished},
+      {"wall_s", st.wall_seconds},
+      {"jobs_per_s", st.wall_seconds > 0
+                         ? static_cast<double>(st.finished) / st.wall_seconds
+                         : 0},
+      {"errors", errors},
+      {"errors_by_kind",
+       {{"submit", st.submit_errors},
+        {"cancel", st.cancel_errors},
+        {"not_cancelled", st.not_cancelled},
+        {"timed_out", st.timed_out ? 1 : 0}}},
+      {"coordinator",
+       {{"pid", pid},
+        {"cpu_pct", CpuPercent(cpu_start, cpu_end, st.wall_seconds)},
+        {"rss_mib_start", MiB(before.rss_bytes)},
+        {"rss_mib_peak", MiB(peak_rss)},
+        {"rss_mib_end", MiB(Sample(pid).rss_bytes)},
+        {"threads_peak", peak.peak_threads()}}},
+      {"rss_at", milestones},
+      {"rss_samples", samples},
+  };
+  std::cout << out.dump() << std::endl;
+  return absl::OkStatus();
+}
+
+absl::Status RunLoadMode(const Security& security) {
   LEMO_RETURN_IF_ERROR(CheckFlags());
   const std::string target = absl::GetFlag(FLAGS_target);
   const pid_t pid = absl::GetFlag(FLAGS_coordinator_pid);
-  std::shared_ptr<grpc::Channel> control = OwnConnection(target);
+  std::shared_ptr<grpc::Channel> control =
+      OwnConnection(target, security.ca_pem);
   LEMO_RETURN_IF_ERROR(
       WaitServing(control, absl::GetFlag(FLAGS_health_timeout)));
   const ProcSample before = Sample(pid);
@@ -168,6 +289,8 @@ absl::Status Run() {
 
   FleetOptions fo;
   fo.target = target;
+  fo.ca_pem = security.ca_pem;
+  fo.worker_tokens = security.tokens.worker_by_id;
   fo.workers = absl::GetFlag(FLAGS_workers);
   fo.step_time = absl::GetFlag(FLAGS_step_time);
   fo.load_time = absl::GetFlag(FLAGS_load_time);
@@ -184,12 +307,14 @@ absl::Status Run() {
   const double idle_s = absl::ToDoubleSeconds(absl::Now() - idle_t0);
   const ProcSample idle_end = Sample(pid);
 
-  WatchPool watchers({target, absl::GetFlag(FLAGS_watchers)});
+  WatchPool watchers({target, absl::GetFlag(FLAGS_watchers), security.ca_pem,
+                      security.tokens.client});
   LoadOptions lo;
   lo.submit_rate = absl::GetFlag(FLAGS_submit_rate);
   lo.gets_per_submit = absl::GetFlag(FLAGS_gets_per_submit);
   lo.duration = absl::GetFlag(FLAGS_duration);
   lo.spec = BenchJobSpec(absl::GetFlag(FLAGS_job_steps));
+  lo.token = security.tokens.client;
   JobLoad load(lo, control);
   const ProcSample self_start = Sample(getpid());
   const ProcSample load_start = Sample(pid);
@@ -212,6 +337,9 @@ absl::Status Run() {
   const int64_t errors = stats.submit_errors + stats.get_errors +
                          fs.stream_errors + ws.errors + unwelcomed;
   nlohmann::json out = {
+      {"mode", "load"},
+      {"tls", !security.ca_pem.empty()},
+      {"tokens", !security.tokens.client.empty()},
       {"workers", fo.workers},
       {"welcomed", welcomed},
       {"register_s", register_s},
@@ -252,10 +380,21 @@ absl::Status Run() {
       {"watch",
        {{"opened", ws.opened},
         {"finished", ws.finished},
-        {"events", ws.events}}},
+        {"events", ws.events},
+        {"peak_open", ws.peak_open}}},
   };
   std::cout << out.dump() << std::endl;
   return absl::OkStatus();
+}
+
+absl::Status Run() {
+  LEMO_RETURN_IF_ERROR(CheckLoopback(absl::GetFlag(FLAGS_target)));
+  LEMO_ASSIGN_OR_RETURN(Security security, LoadSecurity());
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode == "load") return RunLoadMode(security);
+  if (mode == "retention") return RunRetentionMode(security);
+  return absl::InvalidArgumentError(
+      absl::StrCat("--mode: load or retention, got '", mode, "'"));
 }
 
 }  // namespace

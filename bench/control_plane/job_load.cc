@@ -7,6 +7,7 @@
 #include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/control_plane/channels.h"
 #include "grpcpp/client_context.h"
 
 namespace lemo::bench {
@@ -92,6 +93,7 @@ LoadStats JobLoad::Run(
       auto* call = new Call<v1::SubmitJobRequest, v1::Job>();
       *call->request.mutable_spec() = options_.spec;
       call->ctx.set_deadline(deadline);
+      AddToken(&call->ctx, options_.token);
       call->start = absl::Now();
       stub_->async()->SubmitJob(
           &call->ctx, &call->request, &call->response,
@@ -113,6 +115,7 @@ LoadStats JobLoad::Run(
       auto* call = new Call<v1::GetJobRequest, v1::Job>();
       call->request.set_job_id(get_id);
       call->ctx.set_deadline(deadline);
+      AddToken(&call->ctx, options_.token);
       call->start = absl::Now();
       stub_->async()->GetJob(
           &call->ctx, &call->request, &call->response,

@@ -35,6 +35,8 @@ struct LoadOptions {
   int max_in_flight = 256;
   // What every submitted job asks for.
   v1::JobSpec spec;
+  // Bearer token of the client principal; empty sends none.
+  std::string token;
 };
 
 struct LoadStats {

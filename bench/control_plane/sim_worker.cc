@@ -7,6 +7,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/control_plane/channels.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace lemo::bench {
@@ -22,9 +23,10 @@ constexpr int kLayers = 2;
 
 SimWorker::SimWorker(WorkerFleet::Shared* shared,
                      std::shared_ptr<grpc::Channel> channel,
-                     std::string worker_id)
+                     std::string worker_id, std::string token)
     : shared_(shared),
       worker_id_(std::move(worker_id)),
+      token_(std::move(token)),
       stub_(v1::WorkerService::NewStub(channel)) {}
 
 v1::Device SimWorker::WireDevice() const {
@@ -41,6 +43,7 @@ void SimWorker::Start() {
   // Like worker/agent: wait for the channel instead of failing while the
   // coordinator's accept queue is full of 1000 connects.
   ctx_.set_wait_for_ready(true);
+  AddToken(&ctx_, token_);
   stub_->async()->Connect(&ctx_, this);
   {
     absl::MutexLock lock(&mu_);

@@ -23,8 +23,9 @@ namespace lemo::bench {
 class SimWorker : public grpc::ClientBidiReactor<v1::WorkerMessage,
                                                  v1::CoordinatorMessage> {
  public:
+  // `token`: the bearer token sent on the stream; empty sends none.
   SimWorker(WorkerFleet::Shared* shared, std::shared_ptr<grpc::Channel> channel,
-            std::string worker_id);
+            std::string worker_id, std::string token);
 
   // Opens the stream and sends Register.
   void Start();
@@ -71,6 +72,7 @@ class SimWorker : public grpc::ClientBidiReactor<v1::WorkerMessage,
 
   WorkerFleet::Shared* const shared_;
   const std::string worker_id_;
+  const std::string token_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   grpc::ClientContext ctx_;
   // Read buffer; only touched by the read reactions.

@@ -1,5 +1,6 @@
 #include "bench/control_plane/watch_pool.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "bench/control_plane/channels.h"
@@ -11,8 +12,10 @@ namespace lemo::bench {
 // One WatchJob call; reports its end to the pool, which owns it.
 class WatchCall : public grpc::ClientReadReactor<v1::JobEvent> {
  public:
-  WatchCall(WatchPool* pool, int slot, std::string job_id)
+  WatchCall(WatchPool* pool, int slot, std::string job_id,
+            const std::string& token)
       : pool_(pool), slot_(slot), job_id_(std::move(job_id)) {
+    AddToken(&ctx_, token);
     request_.set_job_id(job_id_);
     request_.set_history(v1::WatchJobRequest::ALL);
   }
@@ -43,11 +46,12 @@ class WatchCall : public grpc::ClientReadReactor<v1::JobEvent> {
   v1::JobEvent event_;
 };
 
-WatchPool::WatchPool(const WatchPoolOptions& options) {
+WatchPool::WatchPool(const WatchPoolOptions& options)
+    : token_(options.token), max_per_job_(std::max(options.max_per_job, 1)) {
   absl::MutexLock lock(&mu_);
   slots_.resize(static_cast<size_t>(std::max(options.watchers, 0)));
   for (Slot& s : slots_) {
-    s.channel = OwnConnection(options.target);
+    s.channel = OwnConnection(options.target, options.ca_pem);
     s.stub = v1::JobService::NewStub(s.channel);
   }
 }
@@ -59,12 +63,19 @@ void WatchPool::Open(int slot, const std::string& job_id) {
   v1::JobService::Stub* stub;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    calls_.push_back(std::make_unique<WatchCall>(this, slot, job_id));
+    // Checked here, under the lock that also counts the call: two submits
+    // may pick the same idle slot, and several ended watchers the same job.
+    auto watching = per_job_.find(job_id);
+    if (stopping_ || slots_[slot].call != nullptr ||
+        (watching != per_job_.end() && watching->second >= max_per_job_)) {
+      return;
+    }
+    ++per_job_[job_id];
+    calls_.push_back(std::make_unique<WatchCall>(this, slot, job_id, token_));
     call = calls_.back().get();
     slots_[slot].call = call;
     stub = slots_[slot].stub.get();
-    ++open_;
+    peak_open_ = std::max(peak_open_, ++open_);
     ++opened_;
   }
   call->Start(stub);
@@ -88,6 +99,7 @@ void WatchPool::OnCallDone(int slot, const std::string& job_id, bool ok,
   {
     absl::MutexLock lock(&mu_);
     slots_[slot].call = nullptr;
+    if (--per_job_[job_id] <= 0) per_job_.erase(job_id);
     --open_;
     if (ok) {
       ++finished_;
@@ -129,6 +141,7 @@ WatchStats WatchPool::stats() {
   s.finished = finished_;
   s.events = events_.load();
   s.errors = errors_;
+  s.peak_open = peak_open_;
   return s;
 }
 

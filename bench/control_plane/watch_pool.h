@@ -2,7 +2,10 @@
 // each on its own connection (as N lemoctl watch processes), draining every
 // event. The first N submitted jobs get one watcher each; when a watched job
 // ends, its watcher moves to the newest submitted job, so the N streams stay
-// open and spread over the recent jobs.
+// open and spread over the recent jobs. At most max_per_job of them watch one
+// job: once submits stop, the newest job would otherwise collect all N and
+// pass the coordinator's --max-watchers-per-job (100 by default), which
+// refuses the rest with RESOURCE_EXHAUSTED.
 //
 //   WatchPool pool({.target = "127.0.0.1:50051", .watchers = 100});
 //   pool.OnSubmitted(job.id());   // for every submitted job
@@ -18,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/channel.h"
 #include "lemo/v1/job_service.grpc.pb.h"
@@ -29,6 +33,14 @@ struct WatchPoolOptions {
   std::string target;
   // Concurrent WatchJob streams.
   int watchers = 100;
+  // PEM of the CA that signed the coordinator's certificate; empty:
+  // plaintext.
+  std::string ca_pem;
+  // Bearer token of the client that submitted the jobs; empty sends none.
+  std::string token;
+  // Streams of this pool on one job at most; a watcher that finds the newest
+  // job full waits for the next submit.
+  int max_per_job = 4;
 };
 
 struct WatchStats {
@@ -39,6 +51,8 @@ struct WatchStats {
   int64_t events = 0;
   // Calls that failed before Stop.
   int64_t errors = 0;
+  // Most calls open at once.
+  int peak_open = 0;
 };
 
 class WatchCall;
@@ -60,9 +74,12 @@ class WatchPool {
                   const std::string& error);
 
  private:
-  // Starts a call on `slot`; mu_ must not be held.
+  // Starts a call on `slot` unless the slot is busy, the job has
+  // max_per_job watchers or the pool is stopping; mu_ must not be held.
   void Open(int slot, const std::string& job_id);
 
+  const std::string token_;
+  const int max_per_job_;
   struct Slot {
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<v1::JobService::Stub> stub;
@@ -76,7 +93,10 @@ class WatchPool {
   // without racing its end.
   std::vector<std::unique_ptr<WatchCall>> calls_ ABSL_GUARDED_BY(mu_);
   std::string newest_job_ ABSL_GUARDED_BY(mu_);
+  // Open calls per job.
+  absl::flat_hash_map<std::string, int> per_job_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  int peak_open_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t opened_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t finished_ ABSL_GUARDED_BY(mu_) = 0;

@@ -17,11 +17,27 @@ absl::StatusOr<std::unique_ptr<WorkerFleet>> WorkerFleet::Create(
     return absl::InvalidArgumentError(
         "--step_time must be > 0 and --load_time >= 0");
   }
+  // Every token is checked before any worker exists: a fleet is only torn
+  // down after Start.
+  auto id = [&options](int i) {
+    return absl::StrCat(options.id_prefix, "-", i);
+  };
+  if (!options.worker_tokens.empty()) {
+    for (int i = 0; i < options.workers; ++i) {
+      if (!options.worker_tokens.contains(id(i))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--token_file: no worker token for ", id(i), " (one \"<token> ",
+            id(i), " worker\" line per simulated worker)"));
+      }
+    }
+  }
   std::unique_ptr<WorkerFleet> fleet(new WorkerFleet(options));
   for (int i = 0; i < options.workers; ++i) {
+    std::string token;
+    if (!options.worker_tokens.empty()) token = options.worker_tokens.at(id(i));
     fleet->workers_.push_back(std::make_unique<SimWorker>(
-        fleet->shared_.get(), OwnConnection(options.target),
-        absl::StrCat(options.id_prefix, "-", i)));
+        fleet->shared_.get(), OwnConnection(options.target, options.ca_pem),
+        id(i), std::move(token)));
   }
   return fleet;
 }

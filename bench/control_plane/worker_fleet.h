@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -41,6 +42,13 @@ struct FleetOptions {
   int workers = 100;
   // Worker ids are "<id_prefix>-<index>".
   std::string id_prefix = "sim";
+  // PEM of the CA that signed the coordinator's certificate; empty:
+  // plaintext.
+  std::string ca_pem;
+  // Bearer token per worker id; empty: no tokens. Otherwise every worker
+  // needs its own, as a coordinator with per-worker principals lets a token
+  // register only as the worker id it names.
+  absl::flat_hash_map<std::string, std::string> worker_tokens;
   // Time from Assign to TaskStatus RUNNING (model load and rendezvous).
   absl::Duration load_time = absl::Milliseconds(100);
   // Time between two MetricReports of a task (one training step).

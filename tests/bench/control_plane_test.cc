@@ -1,9 +1,13 @@
 // The load generator's own pieces (bench/control_plane/): percentiles, /proc
-// sampling, the loopback guard and the timer. The wire behaviour is covered by
-// the cp_bench_smoke ctest against a real coordinator. To add a case: a TEST
-// that calls the unit directly.
+// sampling, the loopback guard, the timer, the token file and CA it reads for
+// TLS + tokens, and the retention phase's option checks. The wire behaviour
+// (TLS, every principal's token) is covered by the cp_bench_smoke ctests
+// against a real coordinator. To add a case: a TEST that calls the unit
+// directly; files go under ::testing::TempDir().
 #include <unistd.h>
 
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -11,7 +15,9 @@
 #include "bench/control_plane/channels.h"
 #include "bench/control_plane/job_load.h"
 #include "bench/control_plane/proc_stats.h"
+#include "bench/control_plane/retention.h"
 #include "bench/control_plane/ticker.h"
+#include "bench/control_plane/worker_fleet.h"
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::bench {
@@ -80,6 +86,93 @@ TEST(Ticker, RunsCallbacksInTimeOrder) {
   auto three = [&order] { return order.size() == 3; };
   ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&three), absl::Seconds(10)));
   EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+}
+
+// Writes `text` to a fresh file under the test's temp dir; returns its path.
+std::string WriteFile(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(LoadBenchTokens, ReadsTheClientAndEveryWorkerToken) {
+  const std::string path =
+      WriteFile("principals",
+                "# comment\n\nc1 bench client\nc2 other client\n"
+                "w0 sim-0 worker\n  w1\tsim-1   worker  \n");
+  LEMO_ASSERT_OK_AND_ASSIGN(BenchTokens t, LoadBenchTokens(path));
+  EXPECT_EQ(t.client, "c1");  // The first client token.
+  EXPECT_EQ(t.worker_by_id.size(), 2u);
+  EXPECT_EQ(t.worker_by_id.at("sim-0"), "w0");
+  EXPECT_EQ(t.worker_by_id.at("sim-1"), "w1");
+}
+
+TEST(LoadBenchTokens, AnAdminTokenServesAsTheClient) {
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      BenchTokens t, LoadBenchTokens(WriteFile("admin", "a1 root admin\n")));
+  EXPECT_EQ(t.client, "a1");
+}
+
+TEST(LoadBenchTokens, BadFilesNameTheLineButNeverTheToken) {
+  EXPECT_THAT(LoadBenchTokens(::testing::TempDir() + "/no-such-file"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--token_file: cannot read")));
+  absl::Status two =
+      LoadBenchTokens(WriteFile("two-fields", "c1 bench client\nsecret7 x\n"))
+          .status();
+  EXPECT_THAT(two, StatusIs(absl::StatusCode::kInvalidArgument,
+                            HasSubstr("two-fields:2: want")));
+  EXPECT_THAT(two.message(), ::testing::Not(HasSubstr("secret7")));
+  EXPECT_THAT(
+      LoadBenchTokens(WriteFile("role", "c1 bench client\nt n superuser\n")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("role:2: unknown role 'superuser'")));
+  EXPECT_THAT(LoadBenchTokens(WriteFile("workers-only", "w0 sim-0 worker\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no client or admin token")));
+}
+
+TEST(ReadCaPem, ReadsACertificateAndRefusesAnythingElse) {
+  const std::string pem =
+      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  LEMO_ASSERT_OK_AND_ASSIGN(std::string text,
+                            ReadCaPem(WriteFile("ca.pem", pem)));
+  EXPECT_EQ(text, pem);
+  EXPECT_THAT(ReadCaPem(::testing::TempDir() + "/no-such.pem"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--tls_ca: cannot read")));
+  EXPECT_THAT(ReadCaPem(WriteFile("key.pem", "-----BEGIN PRIVATE KEY-----\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("holds no PEM certificate")));
+}
+
+TEST(WorkerFleet, EveryWorkerNeedsItsOwnTokenWhenTokensAreOn) {
+  FleetOptions o;
+  o.target = "127.0.0.1:1";
+  o.workers = 2;
+  o.worker_tokens = {{"sim-0", "t0"}};
+  EXPECT_THAT(WorkerFleet::Create(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no worker token for sim-1")));
+}
+
+TEST(CheckRetentionOptions, NamesTheBadFlag) {
+  RetentionOptions o;
+  EXPECT_THAT(CheckRetentionOptions(o), IsOk());
+  o.jobs = 0;
+  EXPECT_THAT(CheckRetentionOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--retention_jobs")));
+  o.jobs = 10;
+  o.concurrency = 0;
+  EXPECT_THAT(CheckRetentionOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--retention_concurrency")));
+  o.concurrency = 1;
+  o.sample_every = absl::ZeroDuration();
+  EXPECT_THAT(CheckRetentionOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--retention_sample_every")));
 }
 
 }  // namespace
