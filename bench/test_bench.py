@@ -14,6 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import control_plane_report  # noqa: E402
+import flag_rows  # noqa: E402
 import flops  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
@@ -210,6 +211,46 @@ class ReportTest(unittest.TestCase):
         linear_fwd = 2 * 100 * (proj + 8 * 10)
         attn_fwd = 2 * 100 * 100 * 2 * 4
         self.assertEqual(flops.step_flops(config, 100), 2 * linear_fwd + 3 * attn_fwd)
+
+
+class FlagRowsTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+
+    def folder(self, name, flags, rows, metrics=None):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path)
+        with open(os.path.join(path, "notes.txt"), "w") as f:
+            f.write(f"build: ok\nLeMo flags: {flags}\n")
+        with open(os.path.join(path, "results.jsonl"), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        if metrics:
+            with open(os.path.join(path, "lemo-sparse-65536-ckpt.metrics.jsonl"), "w") as f:
+                for m in metrics:
+                    f.write(json.dumps(m) + "\n")
+        return path
+
+    def test_each_folder_is_a_row_with_its_flags_and_the_last_steps_offload(self):
+        row = {"system": "lemo-sparse", "seq_len": 65536, "mode": "ckpt", "status": "ok",
+               "step_times_s": [12.9, 12.8, 12.85], "peak_allocated_bytes": 30 * GIB}
+        a = self.folder("sparsity", "--offload sparsity", [row],
+                        [{"step": 1, "offloaded_layers": 20, "offload_host_bytes": 10 * GIB},
+                         {"step": 2, "offloaded_layers": 24, "offload_host_bytes": 12 * GIB}])
+        b = self.folder("oom", "--offload uniform", [dict(row, status="oom", step_times_s=[])])
+        lines = flag_rows.rows(a) + flag_rows.rows(b)
+        self.assertEqual(lines[0], "| sparsity | 64K | --offload sparsity | ok | 12.85 | "
+                                   "12.80-12.90 (n=3) | 30.0 | 24 | 12.0 |")
+        self.assertEqual(lines[1], "| oom | 64K | --offload uniform | OOM | - | - | - | - | - |")
+
+    def test_committed_h200_rows_still_render(self):
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                            "2026-12-06-h200-512k", "lemo-512k-budget-40gib")
+        if not os.path.isdir(root):
+            self.skipTest("no committed H200 run")
+        (line,) = flag_rows.rows(root)
+        self.assertIn("| 512K |", line)
+        self.assertIn("| ok | 500.58 |", line)
 
 
 class PeerTest(unittest.TestCase):

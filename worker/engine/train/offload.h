@@ -65,10 +65,13 @@ struct OffloadOptions {
   // (LemoLayerStats::backward_peak_bytes; then that plus a margin). Measured
   // on an H100 at 64K tokens (Llama-2-7B, LeMo oracle, token tiles of 16384,
   // every input offloaded): 14 inputs for a dense layer with attention whole,
-  // 9.9 in 4 head groups; 16 leaves room for the gradient arriving at the top
-  // layer. (Earlier guesses of 20-24 were inflated by a bug that kept every
-  // offloaded input on the device too.)
-  double working_set_inputs = 16;
+  // 9.9 in 4 head groups (and 14.04 at 512K on an H200). 18 is what a
+  // measured step reserves (14 + kMeasuredMarginInputs): the margin holds the
+  // gradient arriving at the top layer and the residual stream's growth
+  // during the forward. 16 ran a 512K step on an H200 out of memory
+  // (bench/results/2026-12-06-h200-512k/). (Earlier guesses of 20-24 were
+  // inflated by a bug that kept every offloaded input on the device too.)
+  double working_set_inputs = 18;
   // Fail before the step (not by the out-of-memory killer) when the plan
   // needs more pinned host memory than this fraction of the host's available
   // memory.
