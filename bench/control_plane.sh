@@ -97,6 +97,9 @@ if [ "$TLS" = 1 ]; then
   {
     echo "# <token> <principal-name> <role>: the bench's client, then one per simulated worker"
     echo "client-$salt cp-bench client"
+    # The watchers: an operator's dashboards. 200 streams of one client would pass its
+    # --max-streams-per-principal (64); an admin has 4x and reads every tenant's jobs.
+    echo "admin-$salt cp-dashboards admin"
     for ((i = 0; i < max_workers; i++)); do echo "worker-$salt-$i sim-$i worker"; done
   } >"$secrets/principals"
   chmod 600 "$secrets/principals" "$secrets/tls.key"

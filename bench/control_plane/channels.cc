@@ -77,8 +77,10 @@ absl::StatusOr<BenchTokens> LoadBenchTokens(const std::string& path) {
                        ": want \"<token> <principal-name> <role>\", got ",
                        f.size(), " fields"));
     }
-    if (f[2] == "client" || f[2] == "admin") {
+    if (f[2] == "client") {
       if (tokens.client.empty()) tokens.client = std::string(f[0]);
+    } else if (f[2] == "admin") {
+      if (tokens.admin.empty()) tokens.admin = std::string(f[0]);
     } else if (f[2] == "worker") {
       tokens.worker_by_id[f[1]] = std::string(f[0]);
     } else {
@@ -87,6 +89,7 @@ absl::StatusOr<BenchTokens> LoadBenchTokens(const std::string& path) {
                        "' (client, worker or admin)"));
     }
   }
+  if (tokens.client.empty()) tokens.client = tokens.admin;
   if (tokens.client.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--token_file: ", path,

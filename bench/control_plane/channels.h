@@ -40,9 +40,14 @@ absl::StatusOr<std::string> ReadCaPem(const std::string& path);
 
 // Who the benchmark acts as when the coordinator requires tokens.
 struct BenchTokens {
-  // Token of the first client (or admin) principal: every Submit, Get and
-  // WatchJob call presents it, so the watchers may read the submitted jobs.
+  // Token of the first client principal (else the first admin's): every
+  // Submit and Get presents it.
   std::string client;
+  // Token of the first admin principal, if any: the watchers present it (an
+  // operator's dashboards), since 200 WatchJob streams of one client exceed
+  // the coordinator's --max-streams-per-principal (64; an admin has 4x), and
+  // an admin may read every tenant's jobs. Empty: the watchers use `client`.
+  std::string admin;
   // Worker tokens by principal name, which is the worker id the coordinator
   // lets that token register as.
   absl::flat_hash_map<std::string, std::string> worker_by_id;

@@ -52,7 +52,8 @@ ABSL_FLAG(std::string, tls_ca, "",
           "(empty: plaintext)");
 ABSL_FLAG(std::string, token_file, "",
           "the coordinator's --token-file: clients present its first client "
-          "token, worker sim-N the token named sim-N (empty: no tokens)");
+          "token, the watchers its first admin token (if any), worker sim-N "
+          "the token named sim-N (empty: no tokens)");
 ABSL_FLAG(int64_t, retention_jobs, 100000,
           "--mode=retention: jobs to finish (RSS is read at 10%, 50% and "
           "100% of them)");
@@ -308,7 +309,8 @@ absl::Status RunLoadMode(const Security& security) {
   const ProcSample idle_end = Sample(pid);
 
   WatchPool watchers({target, absl::GetFlag(FLAGS_watchers), security.ca_pem,
-                      security.tokens.client});
+                      security.tokens.admin.empty() ? security.tokens.client
+                                                    : security.tokens.admin});
   LoadOptions lo;
   lo.submit_rate = absl::GetFlag(FLAGS_submit_rate);
   lo.gets_per_submit = absl::GetFlag(FLAGS_gets_per_submit);

@@ -111,6 +111,15 @@ TEST(LoadBenchTokens, AnAdminTokenServesAsTheClient) {
   LEMO_ASSERT_OK_AND_ASSIGN(
       BenchTokens t, LoadBenchTokens(WriteFile("admin", "a1 root admin\n")));
   EXPECT_EQ(t.client, "a1");
+  EXPECT_EQ(t.admin, "a1");
+}
+
+TEST(LoadBenchTokens, TheWatchersAdminTokenIsKeptApartFromTheClients) {
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      BenchTokens t,
+      LoadBenchTokens(WriteFile("both", "a1 ops admin\nc1 bench client\n")));
+  EXPECT_EQ(t.client, "c1");
+  EXPECT_EQ(t.admin, "a1");
 }
 
 TEST(LoadBenchTokens, BadFilesNameTheLineButNeverTheToken) {
