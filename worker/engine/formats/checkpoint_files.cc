@@ -7,6 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "worker/engine/formats/json_depth.h"
 
 namespace lemo::engine {
 namespace {
@@ -79,6 +81,8 @@ absl::StatusOr<AdapterConfig> ParseAdapterConfig(absl::string_view json_text,
                                                  absl::string_view source) {
   Json j = Json::parse(json_text.begin(), json_text.end(), nullptr, false);
   if (!j.is_object()) return Invalid(source, "not a JSON object");
+  // Below, fields are copied: a deep one would overflow the stack.
+  LEMO_RETURN_IF_ERROR(CheckJsonDepth(j, kMaxJsonDepth, source));
   auto field = [&](const char* key, absl::string_view what) {
     return Invalid(source, absl::StrCat("field '", key, "' ", what));
   };
@@ -154,6 +158,9 @@ absl::StatusOr<TrainerState> ParseTrainerState(absl::string_view text,
                                                absl::string_view source) {
   Json j = Json::parse(text.begin(), text.end(), nullptr, false);
   if (!j.is_object()) return Invalid(source, "not a JSON object");
+  // data_cursor and extra are copied here and by the trainer, and printed in
+  // errors: a deep one would overflow the stack.
+  LEMO_RETURN_IF_ERROR(CheckJsonDepth(j, kMaxJsonDepth, source));
   if (!j.contains("format_version") ||
       j["format_version"] != kTrainerStateVersion) {
     return Invalid(source, absl::StrCat("field 'format_version' must be ",

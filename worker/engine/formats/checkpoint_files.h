@@ -47,14 +47,16 @@ std::string AdapterConfigToJson(const AdapterConfig& adapter);
 
 // INVALID_ARGUMENT naming `source` and the field for anything but a plain LoRA
 // config with a positive integer r, a positive lora_alpha, a dropout in
-// [0, 1) and a non-empty list of target module names.
+// [0, 1) and a non-empty list of target module names; naming `source` for a
+// file nested deeper than kMaxJsonDepth (json_depth.h).
 absl::StatusOr<AdapterConfig> ParseAdapterConfig(absl::string_view json_text,
                                                  absl::string_view source);
 
 std::string TrainerStateToJson(const TrainerState& state);
 
 // INVALID_ARGUMENT naming `source` and the field: not a JSON object, another
-// format_version, a missing or negative step, rng_state not base64.
+// format_version, a missing or negative step, rng_state not base64; naming
+// `source` for a file nested deeper than kMaxJsonDepth (json_depth.h).
 absl::StatusOr<TrainerState> ParseTrainerState(absl::string_view text,
                                                absl::string_view source);
 

@@ -75,6 +75,19 @@ TEST(TrainerState, BadFilesNameTheFileAndField) {
   }
 }
 
+// A deep data_cursor used to overflow the stack when the parser copied it
+// (tests/fuzz/checkpoint_files/crash-deep-data-cursor).
+TEST(TrainerState, RefusesDeepNesting) {
+  const int depth = 100000;
+  const std::string text =
+      R"({"format_version": 1, "step": 1, "rng_state": "", "data_cursor": )" +
+      std::string(depth, '[') + std::string(depth, ']') + "}";
+  EXPECT_THAT(ParseTrainerState(text, "ckpt/resume/trainer_state.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("ckpt/resume/trainer_state.json"),
+                             HasSubstr("nests deeper than"))));
+}
+
 TEST(AdapterConfig, RoundTrips) {
   AdapterConfig a;
   a.r = 16;
@@ -116,6 +129,17 @@ TEST(AdapterConfig, BadFieldsAreNamed) {
                                HasSubstr(c.field))))
         << c.text;
   }
+}
+
+TEST(AdapterConfig, RefusesDeepNesting) {
+  const int depth = 100000;
+  const std::string text = R"({"r": 8, "lora_alpha": 16, "target_modules": )" +
+                           std::string(depth, '[') + std::string(depth, ']') +
+                           "}";
+  EXPECT_THAT(ParseAdapterConfig(text, "ckpt/adapter_config.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("ckpt/adapter_config.json"),
+                             HasSubstr("nests deeper than"))));
 }
 
 TEST(Sha256Sums, ParsesSha256sumOutput) {
