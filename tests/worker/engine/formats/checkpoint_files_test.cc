@@ -76,7 +76,7 @@ TEST(TrainerState, BadFilesNameTheFileAndField) {
 }
 
 // A deep data_cursor used to overflow the stack when the parser copied it
-// (tests/fuzz/checkpoint_files/crash-deep-data-cursor).
+// (tests/fuzz/checkpoint_files/deep-*-65 keep the check covered there).
 TEST(TrainerState, RefusesDeepNesting) {
   const int depth = 100000;
   const std::string text =
