@@ -299,10 +299,15 @@ absl::StatusOr<ChatTemplate> LoadChatTemplate(
         jinja = it->get<std::string>();
       } else if (it->is_array()) {
         // Several named templates: transformers uses "default".
+        // Typed lookups only: json::value() throws on a "name" that is not
+        // a string, and nothing here catches.
         for (const auto& named : *it) {
-          if (named.is_object() && named.value("name", "") == "default" &&
-              named.contains("template") && named["template"].is_string()) {
-            jinja = named["template"].get<std::string>();
+          if (!named.is_object()) continue;
+          const auto name = named.find("name");
+          const auto text = named.find("template");
+          if (name != named.end() && *name == "default" &&
+              text != named.end() && text->is_string()) {
+            jinja = text->get<std::string>();
           }
         }
       }

@@ -45,8 +45,12 @@ absl::StatusOr<std::vector<int64_t>> IntArray(const json& doc,
   for (size_t i = 0; i < it->size(); ++i) {
     const json& v = (*it)[i];
     if (!v.is_number_integer()) {
+      // A scalar is quoted; an array or object is named by its type, since
+      // printing one recurses per level (a line nested 100,000 deep would
+      // overflow the stack) and could be any size.
       return absl::InvalidArgumentError(absl::StrCat(
-          "\"", name, "\"[", i, "] is ", v.dump(), ", not an integer"));
+          "\"", name, "\"[", i, "] is ",
+          v.is_primitive() ? v.dump() : v.type_name(), ", not an integer"));
     }
     out.push_back(v.get<int64_t>());
   }

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "worker/engine/data/data_file.h"
+#include "worker/engine/formats/json_depth.h"
 
 namespace lemo::engine {
 namespace internal {
@@ -1359,6 +1360,10 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer ", path, " is not a JSON object"));
   }
+  // The parsers below copy fields (json::value): a deep one would overflow
+  // the stack.
+  LEMO_RETURN_IF_ERROR(
+      CheckJsonDepth(j, kMaxJsonDepth, absl::StrCat("tokenizer ", path)));
   return j;
 }
 

@@ -3,6 +3,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <exception>
 #include <utility>
 
 namespace lemo::engine::internal {
@@ -16,8 +17,16 @@ SentencePieceModel::~SentencePieceModel() = default;
 std::unique_ptr<SentencePieceModel> SentencePieceModel::Load(
     std::string_view serialized, std::string* error) {
   auto processor = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const sentencepiece::util::Status st =
-      processor->LoadFromSerializedProto(serialized);
+  sentencepiece::util::Status st;
+  // libsentencepiece reports most bad models in its Status, but its trie
+  // builder (Darts) throws on some pieces, e.g. one with a NUL byte; uncaught,
+  // that would end the worker.
+  try {
+    st = processor->LoadFromSerializedProto(serialized);
+  } catch (const std::exception& e) {
+    *error = std::string("the model's pieces cannot be indexed: ") + e.what();
+    return nullptr;
+  }
   if (!st.ok()) {
     *error = st.ToString();
     return nullptr;

@@ -3,16 +3,14 @@
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
+#include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/errno_status.h"
 #include "common/sha256.h"
@@ -21,17 +19,11 @@
 namespace lemo::engine {
 namespace {
 
-using Json = nlohmann::json;
-
 constexpr char kAdapterWeights[] = "adapter_model.safetensors";
 constexpr char kAdapterConfig[] = "adapter_config.json";
 constexpr char kOptimizer[] = "resume/optimizer.safetensors";
 constexpr char kTrainerState[] = "resume/trainer_state.json";
 constexpr char kSums[] = "SHA256SUMS";
-constexpr int kTrainerStateVersion = 1;
-
-// The PEFT version whose adapter_config.json layout we reproduce.
-constexpr char kPeftVersion[] = "0.21.2";
 
 absl::Status Invalid(absl::string_view where, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
@@ -89,56 +81,6 @@ absl::StatusOr<NamedTensors> NormalizeLora(const NamedTensors& lora,
   return out;
 }
 
-std::string TrainerStateJson(const ResumeState& s) {
-  Json j = {{"format_version", kTrainerStateVersion},
-            {"step", s.step},
-            {"rng_state", absl::Base64Escape(s.rng_state)},
-            {"data_cursor", s.data_cursor},
-            {"extra", s.extra}};
-  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-}
-
-absl::Status ParseTrainerState(absl::string_view text, const std::string& path,
-                               ResumeState* s) {
-  Json j = Json::parse(text.begin(), text.end(), nullptr, false);
-  if (!j.is_object()) return Invalid(path, "not a JSON object");
-  if (!j.contains("format_version") ||
-      j["format_version"] != kTrainerStateVersion) {
-    return Invalid(path, absl::StrCat("field 'format_version' must be ",
-                                      kTrainerStateVersion));
-  }
-  if (!j.contains("step") || !j["step"].is_number_integer() ||
-      j["step"].get<int64_t>() < 0) {
-    return Invalid(path, "field 'step' must be a non-negative integer");
-  }
-  s->step = j["step"].get<int64_t>();
-  if (!j.contains("rng_state") || !j["rng_state"].is_string() ||
-      !absl::Base64Unescape(j["rng_state"].get<std::string>(), &s->rng_state)) {
-    return Invalid(path, "field 'rng_state' must be a base64 string");
-  }
-  s->data_cursor = j.contains("data_cursor") ? j["data_cursor"] : Json();
-  s->extra = j.contains("extra") ? j["extra"] : Json();
-  return absl::OkStatus();
-}
-
-// Parses `sha256sum` output: "<64 hex>  <path>" (or " *<path>") per line.
-absl::StatusOr<std::map<std::string, std::string>> ParseSums(
-    absl::string_view text, const std::string& path) {
-  std::map<std::string, std::string> sums;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    if (line.size() < 67 || line[64] != ' ' ||
-        (line[65] != ' ' && line[65] != '*')) {
-      return Invalid(path, absl::StrCat("malformed line '", line, "'"));
-    }
-    const std::string file(line.substr(66));
-    if (absl::StartsWith(file, "/") || absl::StrContains(file, "..")) {
-      return Invalid(path, absl::StrCat("path '", file, "' leaves the dir"));
-    }
-    sums[file] = std::string(line.substr(0, 64));
-  }
-  return sums;
-}
-
 absl::Status VerifySums(const std::string& dir) {
   const std::string sums_path = dir + "/" + kSums;
   auto text = ReadFileToString(sums_path);
@@ -148,7 +90,7 @@ absl::Status VerifySums(const std::string& dir) {
                      " (incomplete or not written by lemo)"));
   }
   LEMO_RETURN_IF_ERROR(text.status());
-  LEMO_ASSIGN_OR_RETURN(auto sums, ParseSums(*text, sums_path));
+  LEMO_ASSIGN_OR_RETURN(auto sums, ParseSha256Sums(*text, sums_path));
   for (const char* required :
        {kAdapterWeights, kAdapterConfig, kOptimizer, kTrainerState}) {
     if (!sums.count(required)) {
@@ -175,123 +117,6 @@ absl::Status VerifySums(const std::string& dir) {
 
 }  // namespace
 
-std::string AdapterConfigToJson(const AdapterConfig& a) {
-  // PEFT writes lora_alpha as an int when it is one.
-  Json alpha = a.alpha == std::floor(a.alpha) && std::fabs(a.alpha) < 1e15
-                   ? Json(static_cast<int64_t>(a.alpha))
-                   : Json(a.alpha);
-  Json j = {
-      {"alora_invocation_tokens", nullptr},
-      {"alpha_pattern", Json::object()},
-      {"arrow_config", nullptr},
-      {"auto_mapping", nullptr},
-      {"base_model_name_or_path", a.base_model_name_or_path},
-      {"bias", "none"},
-      {"corda_config", nullptr},
-      {"ensure_weight_tying", false},
-      {"eva_config", nullptr},
-      {"exclude_modules", nullptr},
-      {"fan_in_fan_out", false},
-      {"inference_mode", true},
-      {"init_lora_weights", true},
-      {"kasa_config", nullptr},
-      {"layer_replication", nullptr},
-      {"layers_pattern", nullptr},
-      {"layers_to_transform", nullptr},
-      {"loftq_config", Json::object()},
-      {"lora_alpha", alpha},
-      {"lora_bias", false},
-      {"lora_dropout", a.dropout},
-      {"lora_ga_config", nullptr},
-      {"megatron_config", nullptr},
-      {"megatron_core", "megatron.core"},
-      {"modules_to_save", nullptr},
-      {"monteclora_config", nullptr},
-      {"peft_type", "LORA"},
-      {"peft_version", kPeftVersion},
-      {"qalora_group_size", 16},
-      {"r", a.r},
-      {"rank_pattern", Json::object()},
-      {"revision", nullptr},
-      {"target_modules", a.target_modules},
-      {"target_parameters", nullptr},
-      {"task_type", "CAUSAL_LM"},
-      {"trainable_token_indices", nullptr},
-      {"use_bdlora", nullptr},
-      {"use_dora", false},
-      {"use_qalora", false},
-      {"use_rslora", false},
-      {"velora_config", nullptr},
-  };
-  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-}
-
-absl::StatusOr<AdapterConfig> ParseAdapterConfig(absl::string_view json_text,
-                                                 absl::string_view source) {
-  Json j = Json::parse(json_text.begin(), json_text.end(), nullptr, false);
-  if (!j.is_object()) return Invalid(source, "not a JSON object");
-  auto field = [&](const char* key, absl::string_view what) {
-    return Invalid(source, absl::StrCat("field '", key, "' ", what));
-  };
-  // json::value() throws on a type mismatch, so read through these.
-  auto str = [&](const char* key, const char* def) -> std::string {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return def;
-    return it->is_string() ? it->get<std::string>()
-                           : std::string("<non-string>");
-  };
-  auto flag = [&](const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && !it->is_null() && *it != Json(false);
-  };
-  AdapterConfig a;
-  if (str("peft_type", "LORA") != "LORA") {
-    return field("peft_type", "must be \"LORA\"");
-  }
-  if (!j.contains("r") || !j["r"].is_number_integer() || j["r"] < 1) {
-    return field("r", "must be a positive integer");
-  }
-  a.r = j["r"].get<int64_t>();
-  if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number() ||
-      !(j["lora_alpha"].get<double>() > 0)) {
-    return field("lora_alpha", "must be a positive number");
-  }
-  a.alpha = j["lora_alpha"].get<double>();
-  const Json dropout =
-      j.contains("lora_dropout") ? j["lora_dropout"] : Json(0.0);
-  if (!dropout.is_number() || dropout.get<double>() < 0 ||
-      dropout.get<double>() >= 1) {
-    return field("lora_dropout", "must be a number in [0, 1)");
-  }
-  a.dropout = dropout.get<double>();
-  const Json targets =
-      j.contains("target_modules") ? j["target_modules"] : Json();
-  if (!targets.is_array() || targets.empty()) {
-    return field("target_modules",
-                 "must be a non-empty list of module names (regex strings "
-                 "are not supported)");
-  }
-  a.target_modules.clear();
-  for (const Json& t : targets) {
-    if (!t.is_string()) return field("target_modules", "must hold strings");
-    a.target_modules.push_back(t.get<std::string>());
-  }
-  a.base_model_name_or_path = str("base_model_name_or_path", "");
-  // Variants whose math differs from plain LoRA with (alpha / r) scaling.
-  if (flag("use_dora")) return field("use_dora", "is unsupported");
-  if (flag("use_rslora")) return field("use_rslora", "is unsupported");
-  if (str("bias", "none") != "none") return field("bias", "must be \"none\"");
-  if (flag("fan_in_fan_out")) {
-    return field("fan_in_fan_out", "must be false");
-  }
-  for (const char* key : {"rank_pattern", "alpha_pattern"}) {
-    if (j.contains(key) && !j[key].is_null() && !j[key].empty()) {
-      return field(key, "is unsupported (must be empty)");
-    }
-  }
-  return a;
-}
-
 absl::Status WriteCheckpoint(const std::string& dir,
                              const AdapterConfig& adapter,
                              const NamedTensors& lora,
@@ -312,8 +137,13 @@ absl::Status WriteCheckpoint(const std::string& dir,
   LEMO_RETURN_IF_ERROR(WriteSafetensors(
       root + "/" + kOptimizer, resume.optimizer,
       {{"format", "pt"}, {"step", std::to_string(resume.step)}}));
+  TrainerState state;
+  state.step = resume.step;
+  state.rng_state = resume.rng_state;
+  state.data_cursor = resume.data_cursor;
+  state.extra = resume.extra;
   LEMO_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + kTrainerState,
-                                           TrainerStateJson(resume)));
+                                           TrainerStateToJson(state)));
   std::string sums;
   for (const char* file :
        {kAdapterConfig, kAdapterWeights, kOptimizer, kTrainerState}) {
@@ -344,7 +174,12 @@ absl::StatusOr<LoadedCheckpoint> ReadCheckpoint(const std::string& dir) {
                         ReadSafetensors(dir + "/" + kOptimizer));
   const std::string state_path = dir + "/" + kTrainerState;
   LEMO_ASSIGN_OR_RETURN(std::string state, ReadFileToString(state_path));
-  LEMO_RETURN_IF_ERROR(ParseTrainerState(state, state_path, &ckpt.resume));
+  LEMO_ASSIGN_OR_RETURN(TrainerState parsed,
+                        ParseTrainerState(state, state_path));
+  ckpt.resume.step = parsed.step;
+  ckpt.resume.rng_state = std::move(parsed.rng_state);
+  ckpt.resume.data_cursor = std::move(parsed.data_cursor);
+  ckpt.resume.extra = std::move(parsed.extra);
   return ckpt;
 }
 

@@ -7,7 +7,9 @@
 //   dir/resume/trainer_state.json       step, RNG state, data cursor, extra
 //   dir/SHA256SUMS                      `sha256sum -c` format, checked on read
 // The whole directory is replaced atomically, so a crash mid-save leaves the
-// previous checkpoint intact.
+// previous checkpoint intact. The text files' parsers (AdapterConfig,
+// ParseAdapterConfig, the trainer state, SHA256SUMS) are torch-free, in
+// worker/engine/formats/checkpoint_files.h, where they are fuzzed.
 //
 //   LEMO_RETURN_IF_ERROR(WriteCheckpoint(dir, adapter, model.LoraParameters(),
 //                                        resume));
@@ -26,18 +28,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "worker/engine/formats/checkpoint_files.h"
 #include "worker/engine/model/safetensors.h"
 
 namespace lemo::engine {
-
-struct AdapterConfig {
-  int64_t r = 8;       // LoRA rank
-  double alpha = 16;   // scaling numerator: the update is (alpha / r) * B A
-  double dropout = 0;  // probability on the LoRA input, training only
-  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj",
-                                             "o_proj"};
-  std::string base_model_name_or_path;  // the base model dir, as given
-};
 
 struct ResumeState {
   int64_t step = 0;            // optimizer steps taken
@@ -69,10 +63,6 @@ absl::StatusOr<LoadedCheckpoint> ReadCheckpoint(const std::string& dir);
 // Reads only the PEFT part (no checksums, no resume/): for adapters that
 // Python's PEFT saved.
 absl::StatusOr<LoadedCheckpoint> ReadPeftAdapter(const std::string& dir);
-
-std::string AdapterConfigToJson(const AdapterConfig& adapter);
-absl::StatusOr<AdapterConfig> ParseAdapterConfig(absl::string_view json_text,
-                                                 absl::string_view source);
 
 }  // namespace lemo::engine
 

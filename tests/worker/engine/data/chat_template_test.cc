@@ -137,6 +137,26 @@ TEST(ChatTemplate, OverrideWinsAndKeepsTheConfigsSpecialTokens) {
   EXPECT_EQ(j.family, ChatTemplateFamily::kLlama3);
 }
 
+// A list of named templates whose "name" is not a string used to throw out
+// of LoadChatTemplate (json::value); it is skipped like any other name
+// (tests/fuzz/chat_template/crash-named-template-name-not-string).
+TEST(ChatTemplate, NamedTemplatesWithOddNamesAreSkipped) {
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/tokenizer_config.json",
+            R"({"chat_template": [{"name": 1, "template": "x"},
+                                  {"name": null}, 7, {"template": "y"},
+                                  {"name": "default", "template": 3},
+                                  {"name": "default",
+                                   "template": "<|im_start|>"}]})");
+  LEMO_ASSERT_OK_AND_ASSIGN(ChatTemplate t, LoadChatTemplate(dir, ""));
+  EXPECT_EQ(t.family, ChatTemplateFamily::kChatMl);
+  WriteFile(dir + "/tokenizer_config.json",
+            R"({"chat_template": [{"name": ["default"], "template": "x"}]})");
+  EXPECT_THAT(LoadChatTemplate(dir, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("has no chat template")));
+}
+
 TEST(ChatTemplate, UnknownRoleIsAnError) {
   for (auto family : {ChatTemplateFamily::kLlama3, ChatTemplateFamily::kChatMl,
                       ChatTemplateFamily::kMistral}) {

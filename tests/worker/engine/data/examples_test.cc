@@ -151,6 +151,22 @@ TEST(Examples, MalformedTokensAreErrorsWhateverThePolicy) {
   }
 }
 
+// An id that is a deeply nested array used to be printed whole into the
+// error, and printing recursed per level until the stack overflowed.
+TEST(Examples, DeeplyNestedIdIsNamedByItsType) {
+  const int depth = 200000;
+  const std::string line =
+      absl::StrCat(R"({"input_ids": [5, )", std::string(depth, '['),
+                   std::string(depth, ']'), R"(], "loss_mask": [0, 1]})");
+  EXPECT_THAT(
+      Read(Options(WriteLines(absl::StrCat(line, "\n")),
+                   DataFormat::kTokensJsonl))
+          .stats,
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("data.jsonl:1"),
+                     HasSubstr("\"input_ids\"[1] is array, not an integer"))));
+}
+
 // One line of each bad kind, between good ones.
 std::string BadLines() {
   return absl::StrCat(

@@ -161,6 +161,28 @@ TEST(HfTokenizer, CorruptFileIsInvalidArgumentNamingThePath) {
                        AllOf(HasSubstr(no_model), HasSubstr("model"))));
 }
 
+// The loader copies fields (json::value), and a copy recurses per level: a
+// file nested 100,000 deep overflowed the stack (25,000 did in the fuzz
+// build; tests/fuzz/hf_tokenizer/deep-model-65.json keeps the check covered).
+TEST(HfTokenizer, DeepNestingIsInvalidArgumentNamingThePath) {
+  const int depth = 100000;
+  const std::string path =
+      WriteTokenizer(R"({"model": )" + std::string(depth, '[') +
+                     std::string(depth, ']') + "}");
+  EXPECT_THAT(HfTokenizer::Load(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(path), HasSubstr("nests deeper"))));
+  // tokenizer_config.json beside it is read the same way.
+  const std::string ok = WriteTokenizer(TinyTokenizerJson());
+  WriteFile(ok.substr(0, ok.rfind('/')) + "/tokenizer_config.json",
+            R"({"bos_token": )" + std::string(depth, '[') +
+                std::string(depth, ']') + "}");
+  EXPECT_THAT(HfTokenizer::Load(ok),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("tokenizer_config.json"),
+                             HasSubstr("nests deeper"))));
+}
+
 TEST(HfTokenizer, MissingFileIsNotFoundNamingThePath) {
   EXPECT_THAT(LoadTokenizer("/nonexistent/dir/tokenizer.json"),
               StatusIs(absl::StatusCode::kNotFound,

@@ -58,6 +58,23 @@ TEST(LoadTokenizer, EmptySpecIsInvalid) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("byte")));
 }
 
+// A model whose piece holds a NUL byte makes libsentencepiece's trie builder
+// throw, which used to end the process
+// (tests/fuzz/sentencepiece_model/crash-darts-nul-piece, found by the fuzzer).
+TEST(LoadTokenizer, ModelThatThrowsInsideSentencePieceIsInvalidArgument) {
+  const std::string path = MakeTempDir() + "/tokenizer.model";
+  WriteFile(path,
+            std::string("\x0a\x0e\x0a\x05<uno>\x15\x00\x00\x00\x00\x18\x02"
+                        "\x0a\x0c\x0a\x03<s>\x15\x00\x00\x00\x00\x18\x03"
+                        "\x0a\x10\x0a\x09\x00\x18\x02\x0a\x0c\x0a\x03<\xce]"
+                        "\xc0i\x12\x00",
+                        48));
+  EXPECT_THAT(LoadTokenizer(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(path),
+                             HasSubstr("not a valid SentencePiece model"))));
+}
+
 TEST(LoadTokenizer, MissingModelIsNotFoundAndNamesThePath) {
   EXPECT_THAT(LoadTokenizer("/nonexistent/dir/tokenizer.model"),
               StatusIs(absl::StatusCode::kNotFound,
