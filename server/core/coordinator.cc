@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/fault_point.h"
 #include "common/status_macros.h"
 #include "server/core/fleet_paths.h"
 #include "server/core/job_state.h"
@@ -15,6 +16,22 @@
 #include "server/core/scheduler.h"
 
 namespace lemo::server {
+namespace {
+
+// Test-only crash points (common/fault_point.h) on both sides of a job's store
+// commit: "<when><NEW STATE>" for a state change, "<when>checkpoint" for a
+// recorded checkpoint, e.g. "job.persisted.RUNNING".
+void JobFaultPoints(absl::string_view when,
+                    const std::vector<v1::JobEvent>& events) {
+  for (const v1::JobEvent& e : events) {
+    if (e.has_state_change()) {
+      FaultPoint(when, v1::JobState_Name(e.state_change().to()));
+    }
+    if (e.has_checkpoint()) FaultPoint(when, "checkpoint");
+  }
+}
+
+}  // namespace
 
 Coordinator::Coordinator(const Options& options)
     : options_(options),
@@ -160,8 +177,10 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
   *job.mutable_update_time() = now;
   extra.job = job;
   extra.events = events;
+  JobFaultPoints("job.before_persist.", events);
   LEMO_RETURN_IF_ERROR(store_->Commit(extra),
                        absl::StrCat("storing job ", job.id()));
+  JobFaultPoints("job.persisted.", events);
   SetJob(std::move(job));
   for (const v1::JobEvent& e : events) hub_.Publish(e);
   return absl::OkStatus();
