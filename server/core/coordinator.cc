@@ -16,6 +16,7 @@
 #include "server/core/scheduler.h"
 
 namespace lemo::server {
+
 namespace {
 
 // Test-only crash points (common/fault_point.h) on both sides of a job's store
@@ -29,6 +30,27 @@ void JobFaultPoints(absl::string_view when,
     }
     if (e.has_checkpoint()) FaultPoint(when, "checkpoint");
   }
+}
+
+// The Assign of `rank` of `job` at its current epoch.
+v1::CoordinatorMessage AssignMessage(
+    const v1::Job& job, int rank, const std::string& rendezvous,
+    const std::optional<v1::CheckpointInfo>& resume) {
+  v1::CoordinatorMessage msg;
+  v1::Assign* assign = msg.mutable_assign();
+  assign->set_job_id(job.id());
+  assign->set_epoch(job.epoch());
+  *assign->mutable_spec() = job.spec();
+  assign->set_rank(rank);
+  assign->set_world_size(static_cast<int32_t>(job.worker_ids_size()));
+  assign->set_rendezvous_address(rendezvous);
+  if (resume.has_value()) {
+    v1::ResumeFrom* r = assign->mutable_resume();
+    r->set_checkpoint_id(resume->checkpoint_id());
+    r->set_step(resume->step());
+    *r->mutable_checkpoint() = *resume;
+  }
+  return msg;
 }
 
 }  // namespace
@@ -82,7 +104,8 @@ absl::Status Coordinator::Recover() {
       for (int rank = 0; rank < job.worker_ids_size(); ++rank) {
         registry_.ExpectWorker(
             job.worker_ids(rank),
-            Assignment{job.id(), job.epoch(), rank, job.state() == v1::RUNNING},
+            Assignment{job.id(), job.epoch(), rank, job.state() == v1::RUNNING,
+                       /*recovered=*/true},
             now);
       }
     }
@@ -301,23 +324,43 @@ absl::Status Coordinator::Place(const std::string& job_id,
   for (int rank = 0; rank < static_cast<int>(worker_ids.size()); ++rank) {
     Assignment a{job_id, job.epoch(), rank, false};
     if (!registry_.Assign(worker_ids[rank], a).ok()) continue;
-    v1::CoordinatorMessage msg;
-    v1::Assign* assign = msg.mutable_assign();
-    assign->set_job_id(job_id);
-    assign->set_epoch(job.epoch());
-    *assign->mutable_spec() = job.spec();
-    assign->set_rank(rank);
-    assign->set_world_size(static_cast<int32_t>(worker_ids.size()));
-    assign->set_rendezvous_address(rendezvous);
-    if (resume.has_value()) {
-      v1::ResumeFrom* r = assign->mutable_resume();
-      r->set_checkpoint_id(resume->checkpoint_id());
-      r->set_step(resume->step());
-      *r->mutable_checkpoint() = *resume;
-    }
-    registry_.Send(worker_ids[rank], std::move(msg));
+    registry_.Send(worker_ids[rank],
+                   AssignMessage(job, rank, rendezvous, resume));
   }
   return absl::OkStatus();
+}
+
+bool Coordinator::ResendRecoveredAssign(const std::string& worker_id,
+                                        const Assignment& held) {
+  const v1::Job* job = FindJob(held.job_id);
+  if (!held.recovered || held.running || job == nullptr ||
+      job->state() != v1::SCHEDULED || job->epoch() != held.epoch) {
+    return false;
+  }
+  // A gang's rank needs rank 0's rendezvous address, known only once rank 0
+  // registered with this coordinator.
+  const WorkerRecord* first =
+      job->worker_ids_size() > 0 ? registry_.Find(job->worker_ids(0)) : nullptr;
+  const std::string rendezvous =
+      first != nullptr ? first->registration.rendezvous_address() : "";
+  if (job->worker_ids_size() > 1 && rendezvous.empty()) return false;
+  std::optional<v1::CheckpointInfo> resume;
+  if (!job->latest_checkpoint_id().empty()) {
+    absl::StatusOr<std::vector<v1::CheckpointInfo>> all =
+        store_->ListCheckpoints(job->id());
+    if (!all.ok()) return false;
+    for (const v1::CheckpointInfo& c : *all) {
+      if (c.checkpoint_id() == job->latest_checkpoint_id()) resume = c;
+    }
+  }
+  WorkerRecord* w = registry_.Find(worker_id);
+  if (w == nullptr) return false;
+  // The worker keeps the rank it held; from now on it is one this process
+  // sent.
+  w->assignment = held;
+  w->assignment->recovered = false;
+  return registry_.Send(worker_id,
+                        AssignMessage(*job, held.rank, rendezvous, resume));
 }
 
 int Coordinator::CancelRanks(const v1::Job& job, const std::string& reason) {

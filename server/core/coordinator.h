@@ -207,6 +207,14 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnRankLost(const std::string& worker_id, const Assignment& assignment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker registered without the task of a placement this coordinator
+  // only recovered from the store, of a job still SCHEDULED: the previous
+  // coordinator died before sending the Assign, so it is sent now (the
+  // coordinator's crash is no rank loss and costs no restart). False when
+  // that does not apply.
+  bool ResendRecoveredAssign(const std::string& worker_id,
+                             const Assignment& held)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A rank of `job`'s current epoch failed with a fault of the fleet: the
   // whole gang goes RESTARTING (the other ranks are cancelled) and is placed
   // again with a new epoch, resuming from the newest checkpoint; past

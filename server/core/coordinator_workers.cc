@@ -57,6 +57,10 @@ absl::StatusOr<Coordinator::Session> Coordinator::Connect(
     w->outbox->Push(
         CancelMessage(task.job_id(), task.epoch(), "stale assignment"));
   }
+  if (held.has_value() && !adopted && !reg.has_running_task() &&
+      ResendRecoveredAssign(reg.worker_id(), *held)) {
+    adopted = true;
+  }
   if (held.has_value() && !adopted) {
     // The worker no longer runs what it held (it restarted): that rank is lost.
     w->assignment.reset();
