@@ -70,6 +70,10 @@ ABSL_FLAG(int32_t, max_watchers_per_job, 100,
 ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
           "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
           "of --data-dir's disk at start if less");
+ABSL_FLAG(int64_t, min_free_bytes, int64_t{256} << 20,
+          "free bytes kept on --data-dir's disk for the SQLite store: "
+          "uploads that would leave less, and SubmitJob while less is free, "
+          "are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC, and serving without --token-file, on a "
           "non-loopback address (never in production)");
@@ -93,6 +97,7 @@ absl::Status Run() {
   co.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   co.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
   co.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
+  co.min_free_bytes = absl::GetFlag(FLAGS_min_free_bytes);
   co.max_watchers_per_job = absl::GetFlag(FLAGS_max_watchers_per_job);
   co.max_checkpoints_per_job = absl::GetFlag(FLAGS_max_checkpoints_per_job);
   if (co.max_checkpoints_per_job < 0) {

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   CheckpointStore::Options checkpoints;
   checkpoints.root = options.data_dir + "/checkpoints";
   checkpoints.max_checkpoint_bytes = options.max_checkpoint_bytes;
+  checkpoints.min_free_bytes = options.min_free_bytes;
   LEMO_ASSIGN_OR_RETURN(c->checkpoints_, CheckpointStore::Create(checkpoints));
   LEMO_RETURN_IF_ERROR(c->Recover(), "recovering from " + options.data_dir);
   if (options.tick_interval > absl::ZeroDuration()) {

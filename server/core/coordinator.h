@@ -81,6 +81,9 @@ class Coordinator {
     // Largest checkpoint upload, in bytes; 0 picks 64 GiB or the checkpoint
     // disk's free space, whichever is less (CheckpointStore::Options).
     int64_t max_checkpoint_bytes = 0;
+    // Free bytes an upload must leave on the data dir's disk, for the SQLite
+    // store's commits (CheckpointStore::Options::min_free_bytes).
+    int64_t min_free_bytes = int64_t{256} << 20;
   };
 
   // A worker's Connect stream as the core sees it.
