@@ -74,6 +74,13 @@ ABSL_FLAG(int64_t, min_free_bytes, int64_t{256} << 20,
           "free bytes kept on --data-dir's disk for the SQLite store: "
           "uploads that would leave less, and SubmitJob while less is free, "
           "are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
+          "HTTP/2 keepalive ping period on every connection; with "
+          "--keepalive-timeout it ends the streams of a peer that stopped "
+          "reading (a half-open connection)");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
+          "how long a keepalive ping may go unanswered before the connection "
+          "is closed");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC, and serving without --token-file, on a "
           "non-loopback address (never in production)");
@@ -141,6 +148,8 @@ absl::Status Run() {
     LEMO_RETURN_IF_ERROR(metrics->Serve(absl::GetFlag(FLAGS_metrics_listen)));
   }
   so.listen = absl::GetFlag(FLAGS_listen);
+  so.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  so.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
   so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   so.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   so.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);

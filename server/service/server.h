@@ -64,6 +64,14 @@ class GrpcServer {
     // message; a stream that stays silent longer is ended with
     // DEADLINE_EXCEEDED, so idle connections cannot hold threads for ever.
     absl::Duration register_timeout = absl::Seconds(10);
+    // HTTP/2 keepalive: every connection is pinged after this long without
+    // a ping, and closed when the ack does not come within
+    // keepalive_timeout. A worker whose connection went half-open (a peer or
+    // middlebox that stops reading without closing) then has its Connect
+    // stream ended instead of holding a handler thread and a blocked writer
+    // for ever (--keepalive-time, --keepalive-timeout; both > 0).
+    absl::Duration keepalive_time = absl::Seconds(30);
+    absl::Duration keepalive_timeout = absl::Seconds(10);
   };
 
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(
