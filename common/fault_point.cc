@@ -78,7 +78,11 @@ void Hit(absl::string_view prefix, absl::string_view suffix) {
     std::fprintf(stderr, "fault point %s: SIGSTOP (LEMO_FAULT_STOP_AT)\n",
                  name.c_str());
     std::fflush(stderr);
-    ::kill(::getpid(), SIGSTOP);
+    // raise(), not kill(getpid()): a process-directed signal may be taken by
+    // another thread, and this one runs on (it was seen to finish the very
+    // upload it should have frozen in) until the group stop reaches it. Sent
+    // to this thread, it stops before raise() returns.
+    ::raise(SIGSTOP);
   }
 }
 
