@@ -105,12 +105,13 @@ class FaultTest : public ServiceTest {
       std::vector<std::string> f = absl::StrSplit(line, ' ');
       if (f[0] == "job" && f.size() == 3) jobs.push_back(f[1] + " " + f[2]);
       if (f[0] == "events" && f.size() == 5) {
-        EXPECT_EQ(f[2], f[4]) << "events of " << f[1] << " have a gap: " << line;
+        EXPECT_EQ(f[2], f[4])
+            << "events of " << f[1] << " have a gap: " << line;
         EXPECT_TRUE(f[2] == "0" || f[3] == "1") << line;
       }
       if (f[0] == "checkpoint" && f.size() == 5) {
-        EXPECT_EQ(f[4], "yes") << "a stored checkpoint without its files: "
-                               << line;
+        EXPECT_EQ(f[4], "yes")
+            << "a stored checkpoint without its files: " << line;
       }
     }
     return jobs;
@@ -211,10 +212,9 @@ TEST_F(FaultTest, WorkerKilledDuringAnUploadLeavesThePreviousCheckpoint) {
   }
   EXPECT_THAT(CheckpointDirs(job.id()), ElementsAreArray({first_id}));
   // lemoctl pulls the same (the newest complete one).
-  testing::ProcessResult pull = testing::RunCommand(
-      absl::StrCat(BinPath("lemoctl"), " --server ", ServerAddress(),
-                   " checkpoints pull ", job.id(), " --out ", dir(),
-                   "/lemoctl-pull 2>&1"));
+  testing::ProcessResult pull = testing::RunCommand(absl::StrCat(
+      BinPath("lemoctl"), " --server ", ServerAddress(), " checkpoints pull ",
+      job.id(), " --out ", dir(), "/lemoctl-pull 2>&1"));
   EXPECT_EQ(pull.exit_code, 0) << pull.output;
   EXPECT_THAT(pull.output, HasSubstr(first_id));
 
@@ -341,8 +341,8 @@ TEST_F(FaultTest, CoordinatorKilledAtEveryTransitionAndCommit) {
   // Samples in flight to a dying coordinator may be lost, never repeated.
   const std::vector<int64_t> steps = MetricSteps(events);
   std::vector<v1::JobEvent> before(
-      events.begin(), events.begin() + std::max(0, FindState(events,
-                                                             v1::RESTARTING)));
+      events.begin(),
+      events.begin() + std::max(0, FindState(events, v1::RESTARTING)));
   const std::vector<int64_t> first_run = MetricSteps(before);
   EXPECT_TRUE(std::is_sorted(first_run.begin(), first_run.end()));
   EXPECT_EQ(std::adjacent_find(first_run.begin(), first_run.end()),
@@ -439,7 +439,8 @@ TEST_F(FaultTest, FullDiskGivesClearErrorsAndLosesNothing) {
   // The next checkpoint upload is refused before a byte is written.
   ASSERT_TRUE(WaitForLog(w1, "do not fit", absl::Seconds(60)))
       << "no upload was refused for the full disk";
-  EXPECT_THAT(w1->Log(), HasSubstr("bytes free on the checkpoint store's disk"));
+  EXPECT_THAT(w1->Log(),
+              HasSubstr("bytes free on the checkpoint store's disk"));
   // Hold the job still while the disk is full and the coordinator restarts.
   w1->Signal(SIGSTOP);
   ASSERT_TRUE(crashing_->Running()) << "the coordinator died of ENOSPC";
@@ -549,9 +550,9 @@ TEST_F(FaultTest, AStaleWorkersUploadIsRefused) {
     }
   }
   const std::vector<std::string> ids = PullAll(job.id());
-  EXPECT_THAT(ids, ElementsAreArray({"step-000005", "step-000010",
-                                     "step-000015", "step-000020",
-                                     "step-000025", "step-000030"}));
+  EXPECT_THAT(ids,
+              ElementsAreArray({"step-000005", "step-000010", "step-000015",
+                                "step-000020", "step-000025", "step-000030"}));
   EXPECT_THAT(CheckpointDirs(job.id()),
               ElementsAreArray(std::set<std::string>(ids.begin(), ids.end())));
   CheckStore();
@@ -601,8 +602,8 @@ class StallingProxy {
       addr.sin_port = htons(static_cast<uint16_t>(target_port_));
       addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
       Keep(server);
-      if (::connect(server, reinterpret_cast<sockaddr*>(&addr),
-                    sizeof(addr)) != 0) {
+      if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+          0) {
         continue;
       }
       pumps_.emplace_back([this, client, server] { Pump(client, server); });
@@ -679,16 +680,14 @@ TEST_F(FaultTest, AHalfOpenConnectionIsDetectedAndTheJobMoves) {
   const int metrics_port = PickFreePort();
   // Keepalive 1 s + 1 s against a heartbeat timeout of 8 s: the stream must
   // end from the keepalive, well before the worker is declared lost.
-  SetExtraCoordinatorArgs({"--keepalive-time=1s", "--keepalive-timeout=1s",
-                           "--worker-timeout=8s",
-                           absl::StrCat("--metrics-listen=127.0.0.1:",
-                                        metrics_port)});
+  SetExtraCoordinatorArgs(
+      {"--keepalive-time=1s", "--keepalive-timeout=1s", "--worker-timeout=8s",
+       absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port)});
   KillCoordinator();
   ASSERT_NE(StartCoordinator(), nullptr);
   int crashing_port = 0;
   ASSERT_TRUE(absl::SimpleAtoi(
-      ServerAddress().substr(ServerAddress().rfind(':') + 1),
-      &crashing_port));
+      ServerAddress().substr(ServerAddress().rfind(':') + 1), &crashing_port));
   StallingProxy proxy(crashing_port);
   const std::string via = absl::StrCat("127.0.0.1:", proxy.port());
   Process* w1 = StartWorker(
