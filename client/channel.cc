@@ -91,6 +91,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateCoordinatorChannel(
     args.SetInt(
         GRPC_ARG_KEEPALIVE_TIME_MS,
         static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+    if (options.keepalive_timeout > absl::ZeroDuration()) {
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                  static_cast<int>(
+                      absl::ToInt64Milliseconds(options.keepalive_timeout)));
+    }
+    // A stream that only receives (a worker between heartbeats, a Watch)
+    // must stay checked: no cap on pings between data frames.
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
   if (options.max_reconnect_backoff > absl::ZeroDuration()) {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kMinReconnectBackoffMs);

@@ -67,6 +67,9 @@ struct ChannelOptions {
   // HTTP/2 keepalive ping period on an idle connection, so a dead peer or a
   // NAT that dropped the connection is noticed; zero sends no pings.
   absl::Duration keepalive_time = absl::ZeroDuration();
+  // How long a keepalive ping may go unanswered before the connection is
+  // closed (and the calls on it fail UNAVAILABLE); zero keeps gRPC's 20 s.
+  absl::Duration keepalive_timeout = absl::ZeroDuration();
   // Cap on gRPC's reconnect backoff (from 100 ms up); zero keeps gRPC's own
   // (up to 120 s). A worker sets about 1 s, so that after a coordinator
   // restart its channel does not sit in TRANSIENT_FAILURE while its own

@@ -86,6 +86,17 @@ ABSL_FLAG(int64_t, max_events_per_job, 100000,
 ABSL_FLAG(int64_t, max_checkpoint_bytes, 0,
           "largest checkpoint upload in bytes; 0: 64 GiB, or the free space "
           "of --data-dir's disk at start if less");
+ABSL_FLAG(int64_t, min_free_bytes, int64_t{256} << 20,
+          "free bytes kept on --data-dir's disk for the SQLite store: "
+          "uploads that would leave less, and SubmitJob while less is free, "
+          "are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
+          "HTTP/2 keepalive ping period on every connection; with "
+          "--keepalive-timeout it ends the streams of a peer that stopped "
+          "reading (a half-open connection)");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
+          "how long a keepalive ping may go unanswered before the connection "
+          "is closed");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC, and serving without --token-file, on a "
           "non-loopback address (never in production)");
@@ -109,6 +120,7 @@ absl::Status Run() {
   co.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   co.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
   co.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
+  co.min_free_bytes = absl::GetFlag(FLAGS_min_free_bytes);
   co.max_watchers_per_job = absl::GetFlag(FLAGS_max_watchers_per_job);
   co.max_checkpoints_per_job = absl::GetFlag(FLAGS_max_checkpoints_per_job);
   if (co.max_checkpoints_per_job < 0) {
@@ -164,6 +176,8 @@ absl::Status Run() {
     LEMO_RETURN_IF_ERROR(metrics->Serve(absl::GetFlag(FLAGS_metrics_listen)));
   }
   so.listen = absl::GetFlag(FLAGS_listen);
+  so.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  so.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
   so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   so.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   so.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);

@@ -63,6 +63,18 @@ int main(int argc, char** argv) {
                  "PEM private key of --tls-cert");
   app.add_flag("--insecure", options.channel.insecure,
                "Plaintext to a non-loopback coordinator");
+  double keepalive_seconds =
+      absl::ToDoubleSeconds(options.channel.keepalive_time);
+  double keepalive_timeout_seconds = 20;
+  app.add_option("--keepalive-time", keepalive_seconds,
+                 "Seconds between HTTP/2 keepalive pings to the coordinator "
+                 "(>= 1): with --keepalive-timeout they notice a connection "
+                 "that went half-open, and the worker reconnects")
+      ->capture_default_str();
+  app.add_option("--keepalive-timeout", keepalive_timeout_seconds,
+                 "Seconds a keepalive ping may go unanswered before the "
+                 "connection is dropped (> 0)")
+      ->capture_default_str();
   app.add_option(
          "--heartbeat-interval", heartbeat_seconds,
          "Seconds between heartbeats until the coordinator names an interval")
@@ -117,6 +129,15 @@ int main(int argc, char** argv) {
                  "name any path this user can read (docs/security.md)\n");
   }
   options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
+  if (keepalive_seconds < 1 || keepalive_timeout_seconds <= 0) {
+    std::fprintf(stderr,
+                 "lemo-worker: --keepalive-time must be >= 1 and "
+                 "--keepalive-timeout > 0 (seconds), got %g and %g\n",
+                 keepalive_seconds, keepalive_timeout_seconds);
+    return 2;
+  }
+  options.channel.keepalive_time = absl::Seconds(keepalive_seconds);
+  options.channel.keepalive_timeout = absl::Seconds(keepalive_timeout_seconds);
   options.collective_timeout = absl::Seconds(collective_timeout_seconds);
   // The token comes from a file or the environment, never from argv, where
   // every user of the machine could read it.

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/errno_status.h"
+#include "common/fault_point.h"
 #include "common/safe_path.h"
 #include "common/status_macros.h"
 
@@ -161,7 +162,9 @@ absl::Status CheckpointStore::Upload::Add(
 }
 
 absl::StatusOr<v1::CheckpointInfo> CheckpointStore::Upload::Commit() {
+  FaultPoint("checkpoint.commit.before_rename");  // test-only crash hook
   LEMO_RETURN_IF_ERROR(receiver_->Commit());
+  FaultPoint("checkpoint.commit.after_rename");  // test-only crash hook
   v1::CheckpointInfo info;
   info.set_job_id(header_.job_id());
   info.set_checkpoint_id(header_.checkpoint_id());

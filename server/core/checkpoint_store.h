@@ -69,6 +69,8 @@ class CheckpointStore {
     // replacing an earlier upload of the same id (a restarted job reaching
     // the same step: the new bytes win).
     absl::StatusOr<v1::CheckpointInfo> Commit();
+    // The first chunk without its file fields: job, epoch, step, id.
+    const v1::UploadCheckpointRequest& header() const { return header_; }
 
    private:
     friend class CheckpointStore;

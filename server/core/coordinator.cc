@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/fault_point.h"
 #include "common/status_macros.h"
 #include "server/core/job_state.h"
 #include "server/core/placement.h"
@@ -19,6 +20,23 @@ namespace {
 
 // Pruned job ids remembered even under a small --retain-finished-jobs.
 constexpr int kMinRememberedPruned = 1000;
+
+}  // namespace
+
+namespace {
+
+// Test-only crash points (common/fault_point.h) on both sides of a job's store
+// commit: "<when><NEW STATE>" for a state change, "<when>checkpoint" for a
+// recorded checkpoint, e.g. "job.persisted.RUNNING".
+void JobFaultPoints(absl::string_view when,
+                    const std::vector<v1::JobEvent>& events) {
+  for (const v1::JobEvent& e : events) {
+    if (e.has_state_change()) {
+      FaultPoint(when, v1::JobState_Name(e.state_change().to()));
+    }
+    if (e.has_checkpoint()) FaultPoint(when, "checkpoint");
+  }
+}
 
 }  // namespace
 
@@ -56,6 +74,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   CheckpointStore::Options checkpoints;
   checkpoints.root = options.data_dir + "/checkpoints";
   checkpoints.max_checkpoint_bytes = options.max_checkpoint_bytes;
+  checkpoints.min_free_bytes = options.min_free_bytes;
   LEMO_ASSIGN_OR_RETURN(c->checkpoints_, CheckpointStore::Create(checkpoints));
   LEMO_RETURN_IF_ERROR(c->Recover(), "recovering from " + options.data_dir);
   if (options.tick_interval > absl::ZeroDuration()) {
@@ -86,7 +105,8 @@ absl::Status Coordinator::Recover() {
       for (int rank = 0; rank < job.worker_ids_size(); ++rank) {
         sessions_.registry().ExpectWorker(
             job.worker_ids(rank),
-            Assignment{job.id(), job.epoch(), rank, job.state() == v1::RUNNING},
+            Assignment{job.id(), job.epoch(), rank, job.state() == v1::RUNNING,
+                       /*recovered=*/true},
             now);
       }
     }
@@ -172,8 +192,10 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
   const std::string id = job.id();
   extra.job = job;
   extra.events = events;
+  JobFaultPoints("job.before_persist.", events);
   LEMO_RETURN_IF_ERROR(store_->Commit(extra),
                        absl::StrCat("storing job ", job.id()));
+  JobFaultPoints("job.persisted.", events);
   // A new job (Submit) joins the table, last in FIFO order, only once
   // committed.
   if (jobs_.Contains(job.id())) {
@@ -266,6 +288,35 @@ absl::Status Coordinator::Place(const Placement& placement) {
                      MakeAssign(job, rank, world, rendezvous, resume));
   }
   return absl::OkStatus();
+}
+
+bool Coordinator::ResendRecoveredAssign(const std::string& worker_id,
+                                        const Assignment& held) {
+  const v1::Job* job = jobs_.Find(held.job_id);
+  if (!held.recovered || held.running || job == nullptr ||
+      job->state() != v1::SCHEDULED || job->epoch() != held.epoch) {
+    return false;
+  }
+  // A gang's rank needs rank 0's rendezvous address, known only once rank 0
+  // registered with this coordinator.
+  const std::string rendezvous =
+      job->worker_ids_size() > 0 ? sessions_.RendezvousOf(job->worker_ids(0))
+                                 : "";
+  if (job->worker_ids_size() > 1 && rendezvous.empty()) return false;
+  std::optional<v1::CheckpointInfo> resume;
+  if (!job->latest_checkpoint_id().empty()) {
+    absl::StatusOr<std::vector<v1::CheckpointInfo>> all =
+        store_->ListCheckpoints(job->id());
+    if (!all.ok()) return false;
+    for (const v1::CheckpointInfo& c : *all) {
+      if (c.checkpoint_id() == job->latest_checkpoint_id()) resume = c;
+    }
+  }
+  // The worker keeps the rank it held; from now on it is one this process
+  // sent.
+  return sessions_.Assign(
+      worker_id, Assignment{held.job_id, held.epoch, held.rank, false, false},
+      MakeAssign(*job, held.rank, job->worker_ids_size(), rendezvous, resume));
 }
 
 absl::Status Coordinator::MaybeFinishCancel(const std::string& job_id) {

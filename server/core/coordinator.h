@@ -98,6 +98,9 @@ class Coordinator {
     // the oldest metric and log events are dropped; state changes and
     // checkpoint events never are.
     int64_t max_events_per_job = 100000;
+    // Free bytes an upload must leave on the data dir's disk, for the SQLite
+    // store's commits (CheckpointStore::Options::min_free_bytes).
+    int64_t min_free_bytes = int64_t{256} << 20;
   };
 
   // A worker's Connect stream as the core sees it.
@@ -230,6 +233,14 @@ class Coordinator {
   absl::Status Place(const Placement& placement)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnRankLost(const std::string& worker_id, const Assignment& assignment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker registered without the task of a placement this coordinator
+  // only recovered from the store, of a job still SCHEDULED: the previous
+  // coordinator died before sending the Assign, so it is sent now (the
+  // coordinator's crash is no rank loss and costs no restart). False when
+  // that does not apply.
+  bool ResendRecoveredAssign(const std::string& worker_id,
+                             const Assignment& held)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A rank of `job`'s current epoch failed with a fault of the fleet: the
   // whole gang goes RESTARTING (the other ranks are cancelled) and is placed

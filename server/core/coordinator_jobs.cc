@@ -42,6 +42,17 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
     // optimizer state on the coordinator's disk.
     if (policy->keep_last() == 0) policy->set_keep_last(cap);
   }
+  // New work is refused while the data dir's disk is below the reserve the
+  // running jobs' events and checkpoints need: a clear error now, rather than
+  // a job stored on the last bytes that then cannot record its progress.
+  LEMO_ASSIGN_OR_RETURN(int64_t free, FreeBytes(options_.data_dir));
+  if (free < options_.min_free_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the coordinator's disk is full: ", free, " bytes free on --data-dir ",
+        options_.data_dir, ", below the ", options_.min_free_bytes,
+        " it keeps (--min-free-bytes); no job is accepted until space is "
+        "freed"));
+  }
   absl::MutexLock lock(&mu_);
   absl::BitGen gen;
   std::string id;

@@ -22,7 +22,14 @@ absl::StatusOr<Coordinator::Session> Coordinator::Connect(
   absl::MutexLock lock(&mu_);
   LEMO_ASSIGN_OR_RETURN(WorkerSessions::Opened opened,
                         sessions_.Open(caller, reg, absl::Now()));
-  if (opened.lost.has_value()) OnRankLost(reg.worker_id(), *opened.lost);
+  if (opened.lost.has_value()) {
+    // A worker that runs nothing may never have received an Assign that the
+    // previous coordinator stored before it died: sent again, same epoch,
+    // no restart spent. Otherwise the worker restarted and the rank is lost.
+    const bool resent = !reg.has_running_task() &&
+                        ResendRecoveredAssign(reg.worker_id(), *opened.lost);
+    if (!resent) OnRankLost(reg.worker_id(), *opened.lost);
+  }
   ScheduleLocked();
   return Session{reg.worker_id(), opened.session, opened.outbox,
                  opened.waiting};
@@ -221,14 +228,20 @@ Coordinator::BeginUpload(const Principal& caller,
 absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitUpload(
     CheckpointStore::Upload& upload) {
   absl::MutexLock lock(&mu_);
-  // Committing under the lock: an epoch change cannot slip between the check
-  // and the rename.
-  LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, upload.Commit());
-  const v1::Job* found = jobs_.Find(info.job_id());
-  if (found == nullptr || found->epoch() != info.epoch()) {
-    checkpoints_->Remove(info.job_id(), info.checkpoint_id()).IgnoreError();
-    return absl::FailedPreconditionError("checkpoint of a stale epoch");
+  // Checked before the rename, and under the lock so that an epoch change
+  // cannot slip between the check and the rename: a stale rank's commit
+  // would otherwise replace, then delete, the directory of the same
+  // checkpoint id that the current epoch already stored (its record kept,
+  // its bytes gone). Dropping the upload deletes only its staging copy.
+  const v1::UploadCheckpointRequest& header = upload.header();
+  const v1::Job* found = jobs_.Find(header.job_id());
+  if (found == nullptr || found->epoch() != header.epoch() ||
+      IsTerminal(found->state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", header.checkpoint_id(), " of job ", header.job_id(),
+        " epoch ", header.epoch(), ": a stale epoch (the job moved on)"));
   }
+  LEMO_ASSIGN_OR_RETURN(v1::CheckpointInfo info, upload.Commit());
   *info.mutable_create_time() = ToProtoTime(absl::Now());
   LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
                         store_->ListCheckpoints(info.job_id()));

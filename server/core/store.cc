@@ -37,9 +37,22 @@ const char* const kMigrations[] = {
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               Store::kSchemaVersion);
 
+// SQLITE_FULL (the disk is full; SQLite rolled the statement back) is
+// RESOURCE_EXHAUSTED naming the disk: the operator's to fix, and the same
+// commit succeeds once space returns. Anything else is INTERNAL.
+absl::Status SqlStatus(int code, absl::string_view message) {
+  if ((code & 0xff) == SQLITE_FULL) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(message,
+                     " (the disk of the coordinator's --data-dir is full; "
+                     "nothing was stored)"));
+  }
+  return absl::InternalError(message);
+}
+
 absl::Status SqlError(sqlite3* db, absl::string_view what) {
-  return absl::InternalError(
-      absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
+  return SqlStatus(sqlite3_extended_errcode(db),
+                   absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
 }
 
 // A prepared statement that finalizes itself.
@@ -136,9 +149,9 @@ Store::~Store() {
 
 absl::Status Store::Exec(const std::string& sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s =
-        absl::InternalError(absl::StrCat("sqlite: ", err ? err : "?"));
+  const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    absl::Status s = SqlStatus(rc, absl::StrCat("sqlite: ", err ? err : "?"));
     sqlite3_free(err);
     return s;
   }

@@ -43,6 +43,10 @@ struct Assignment {
   int32_t rank = 0;
   // The worker reported RUNNING for this (job, epoch).
   bool running = false;
+  // Rebuilt from the store when the coordinator started, not sent by this
+  // process: a worker may never have received it (the previous coordinator
+  // died between storing the placement and sending the Assign).
+  bool recovered = false;
 };
 
 struct WorkerRecord {

@@ -18,6 +18,11 @@
 namespace lemo::server {
 namespace {
 
+// The shortest client keepalive period accepted without data: below
+// lemo-worker's --keepalive-time minimum (1 s), so no worker setting is
+// punished.
+constexpr int kMinClientPingIntervalMs = 500;
+
 absl::StatusOr<std::string> ReadPem(const std::string& path,
                                     absl::string_view flag) {
   std::ifstream in(path);
@@ -109,6 +114,13 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
       Authenticator auth,
       Authenticator::FromFiles({options.token_file, options.client_token_file,
                                 options.worker_token_file}));
+  if (options.keepalive_time <= absl::ZeroDuration() ||
+      options.keepalive_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--keepalive-time and --keepalive-timeout: must be > 0, got ",
+        absl::FormatDuration(options.keepalive_time), " and ",
+        absl::FormatDuration(options.keepalive_timeout)));
+  }
   std::unique_ptr<GrpcServer> s(new GrpcServer());
   // With a CA, client certificates are verified, so their identity may name
   // a worker (mTLS).
@@ -154,6 +166,25 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // Keepalive from the server side: a peer that stops reading (half-open)
+  // never closes the connection and answers no ping, so only a ping with a
+  // deadline notices it. Pings go out on connections without calls too, and
+  // without a cap on pings between data frames (a quiet Watch stream must
+  // stay checked).
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Clients ping too (lemo-worker every 20 s by default): accept pings that
+  // far apart without data, where gRPC's default (5 min) would answer a
+  // worker's keepalive with GOAWAY too_many_pings on a quiet connection.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      kMinClientPingIntervalMs);
   if (!s->auth_->open()) {
     builder.SetOption(std::make_unique<WithoutReflection>());
   }

@@ -76,6 +76,14 @@ class GrpcServer {
     // (--max-inflight-rpcs-per-principal), admins the same multiple. Must be
     // >= 1. Health checks count against neither.
     int max_inflight_rpcs_per_principal = 256;
+    // HTTP/2 keepalive: every connection is pinged after this long without
+    // a ping, and closed when the ack does not come within
+    // keepalive_timeout. A worker whose connection went half-open (a peer or
+    // middlebox that stops reading without closing) then has its Connect
+    // stream ended instead of holding a handler thread and a blocked writer
+    // for ever (--keepalive-time, --keepalive-timeout; both > 0).
+    absl::Duration keepalive_time = absl::Seconds(30);
+    absl::Duration keepalive_timeout = absl::Seconds(10);
   };
 
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(

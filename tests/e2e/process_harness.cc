@@ -131,7 +131,8 @@ ProcessHarness::~ProcessHarness() {
 }
 
 Process* ProcessHarness::Start(const std::string& name,
-                               const std::vector<std::string>& argv) {
+                               const std::vector<std::string>& argv,
+                               const std::vector<std::string>& env) {
   const std::string log_path = absl::StrCat(log_dir_, "/", name, ".log");
   {
     std::ofstream(log_path, std::ios::app)
@@ -141,6 +142,25 @@ Process* ProcessHarness::Start(const std::string& name,
   for (const std::string& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The child's environment, built before fork (the child only execs).
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string var(*e);
+    const std::string key = var.substr(0, var.find('='));
+    bool replaced = false;
+    for (const std::string& add : env) {
+      replaced = replaced || add.substr(0, add.find('=')) == key;
+    }
+    if (!replaced) env_strings.push_back(var);
+  }
+  env_strings.insert(env_strings.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  if (!env.empty()) {
+    std::ofstream(log_path, std::ios::app)
+        << "$ env: " << absl::StrJoin(env, " ") << "\n";
+  }
   const pid_t pid = fork();
   if (pid < 0) {
     std::perror("fork");
@@ -155,7 +175,7 @@ Process* ProcessHarness::Start(const std::string& name,
     // The child gets its own process group, so a signal to the test does not
     // reach it.
     setpgid(0, 0);
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     std::fprintf(stderr, "exec %s failed\n", args[0]);
     _exit(127);
   }

@@ -68,8 +68,11 @@ class ProcessHarness {
   ~ProcessHarness();
 
   // Starts argv (argv[0] a path) with stdout and stderr appended to
-  // <log_dir>/<name>.log. Aborts the test binary only if fork itself fails.
-  Process* Start(const std::string& name, const std::vector<std::string>& argv);
+  // <log_dir>/<name>.log, in this process's environment plus `env`
+  // ("NAME=value" each, replacing a variable of that name). Aborts the test
+  // binary only if fork itself fails.
+  Process* Start(const std::string& name, const std::vector<std::string>& argv,
+                 const std::vector<std::string>& env = {});
   // Runs argv to completion (at most `timeout`) and returns its exit code (-1
   // on timeout).
   int RunToCompletion(const std::string& name,

@@ -54,13 +54,15 @@ void ServiceTest::TearDown() {
   harness_.reset();
 }
 
-Process* ServiceTest::StartCoordinator() {
+Process* ServiceTest::StartCoordinator(const std::vector<std::string>& env) {
   std::vector<std::string> argv = {
       BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
       "--metrics-listen=",         absl::StrCat("--data-dir=", dir_, "/data"),
       "--worker-timeout=5s",       "--heartbeat-interval=250ms"};
   argv.insert(argv.end(), coordinator_args_.begin(), coordinator_args_.end());
-  Process* p = harness_->Start("coordinator", argv);
+  argv.insert(argv.end(), extra_coordinator_args_.begin(),
+              extra_coordinator_args_.end());
+  Process* p = harness_->Start("coordinator", argv, env);
   coordinator_ = p;
   if (!WaitForPort(port_, absl::Seconds(30))) {
     ADD_FAILURE() << "the coordinator did not listen on port " << port_;
@@ -140,31 +142,34 @@ void ServiceTest::WaitForWorkers(int n, absl::Duration timeout) {
 }
 
 Process* ServiceTest::StartWorker(const std::string& worker_id,
-                                  const std::vector<std::string>& extra_args) {
+                                  const std::vector<std::string>& extra_args,
+                                  const std::vector<std::string>& env,
+                                  const std::string& coordinator) {
   const int metrics_port = PickFreePort();
   worker_metrics_ports_[worker_id] = metrics_port;
-  std::vector<std::string> argv = {BinPath("lemo-worker"),
-                                   "--coordinator",
-                                   absl::StrCat("127.0.0.1:", port_),
-                                   "--device",
-                                   "cpu",
-                                   "--worker-id",
-                                   worker_id,
-                                   "--work-dir",
-                                   absl::StrCat(dir_, "/", worker_id),
-                                   "--metrics-listen",
-                                   absl::StrCat("127.0.0.1:", metrics_port),
-                                   "--heartbeat-interval",
-                                   "0.25",
-                                   "--rendezvous-host",
-                                   "127.0.0.1"};
+  std::vector<std::string> argv = {
+      BinPath("lemo-worker"),
+      "--coordinator",
+      coordinator.empty() ? absl::StrCat("127.0.0.1:", port_) : coordinator,
+      "--device",
+      "cpu",
+      "--worker-id",
+      worker_id,
+      "--work-dir",
+      absl::StrCat(dir_, "/", worker_id),
+      "--metrics-listen",
+      absl::StrCat("127.0.0.1:", metrics_port),
+      "--heartbeat-interval",
+      "0.25",
+      "--rendezvous-host",
+      "127.0.0.1"};
   argv.insert(argv.end(), worker_args_.begin(), worker_args_.end());
   if (tokens_) {
     argv.push_back("--token-file");
     argv.push_back(absl::StrCat(dir_, "/worker-", worker_id, ".token"));
   }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  return harness_->Start(worker_id, argv);
+  return harness_->Start(worker_id, argv, env);
 }
 
 int ServiceTest::WorkerMetricsPort(const std::string& worker_id) const {

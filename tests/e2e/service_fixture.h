@@ -37,8 +37,13 @@ class ServiceTest : public ::testing::Test {
   void TearDown() override;
 
   // (Re)starts the coordinator on this test's port and data dir and connects
-  // the client.
-  Process* StartCoordinator();
+  // the client; `env` as in ProcessHarness::Start (e.g. a fault point).
+  Process* StartCoordinator(const std::vector<std::string>& env = {});
+  // More lemo-coordinator flags for every later StartCoordinator (a flag
+  // given twice: the later value wins).
+  void SetExtraCoordinatorArgs(std::vector<std::string> args) {
+    extra_coordinator_args_ = std::move(args);
+  }
   // Restarts the coordinator with TLS (a fresh self-signed certificate for
   // 127.0.0.1) and a principals file (<dir>/principals): the client is
   // principal "e2e-client", and workers w0..w3 each have their own token,
@@ -48,8 +53,12 @@ class ServiceTest : public ::testing::Test {
   void KillCoordinator();
   // Workers rendezvous on loopback; `extra_args` are more lemo-worker flags
   // (e.g. {"--collective-timeout", "5"}).
+  // `env` as in ProcessHarness::Start; a non-empty `coordinator` replaces the
+  // coordinator's address (e.g. a proxy in front of it).
   Process* StartWorker(const std::string& worker_id,
-                       const std::vector<std::string>& extra_args = {});
+                       const std::vector<std::string>& extra_args = {},
+                       const std::vector<std::string>& env = {},
+                       const std::string& coordinator = "");
   // Waits until `n` workers are connected; fails the test after `timeout`.
   void WaitForWorkers(int n, absl::Duration timeout = absl::Seconds(60));
   // "127.0.0.1:<port>" of the coordinator.
@@ -88,6 +97,7 @@ class ServiceTest : public ::testing::Test {
   Process* coordinator_ = nullptr;
   // Set by EnableTlsAndTokens.
   std::vector<std::string> coordinator_args_;
+  std::vector<std::string> extra_coordinator_args_;
   std::vector<std::string> worker_args_;
   client::ClientOptions client_options_;
   bool tokens_ = false;

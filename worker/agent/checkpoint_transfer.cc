@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/channel.h"
+#include "common/fault_point.h"
 #include "common/status_macros.h"
 #include "proto/status/grpc_status.h"
 
@@ -50,12 +51,16 @@ absl::StatusOr<v1::CheckpointInfo> UploadCheckpoint(
   v1::CheckpointInfo info;
   std::unique_ptr<grpc::ClientWriterInterface<v1::UploadCheckpointRequest>>
       writer = stub.UploadCheckpoint(&ctx, &info);
+  bool first = true;
   absl::Status emitted = ForEachUploadMessage(
       dir, target, [&](const v1::UploadCheckpointRequest& msg) {
         if (!writer->Write(msg)) {
           return absl::UnavailableError(
               "upload stream closed by the coordinator");
         }
+        // Test-only crash hook: the coordinator holds part of the upload.
+        if (first) FaultPoint("worker.upload.after_first_chunk");
+        first = false;
         return absl::OkStatus();
       });
   if (!emitted.ok()) {
@@ -64,6 +69,7 @@ absl::StatusOr<v1::CheckpointInfo> UploadCheckpoint(
     writer->Finish();
     return emitted;
   }
+  FaultPoint("worker.upload.before_finish");  // test-only crash hook
   writer->WritesDone();
   LEMO_RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()),
                        absl::StrCat("uploading ", target.checkpoint_id));

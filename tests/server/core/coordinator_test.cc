@@ -695,6 +695,39 @@ TEST_F(CoordinatorTest,
   EXPECT_EQ(coord_->GetJob(kAdmin, job.id())->restart_count(), 1);
 }
 
+TEST_F(CoordinatorTest,
+       APlacementTheCrashedCoordinatorNeverSentIsSentAgainWithoutARestart) {
+  FakeWorker w = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w.ExpectAssign();
+  // The coordinator died after storing SCHEDULED, before the Assign left: the
+  // worker comes back to the new one without the task. It gets the same
+  // placement again, and the coordinator's crash costs no restart.
+  Open();
+  ASSERT_EQ(State(job.id()), v1::SCHEDULED);
+  FakeWorker back = Connect("w0");
+  v1::Assign again = back.ExpectAssign();
+  EXPECT_EQ(again.job_id(), job.id());
+  EXPECT_EQ(again.epoch(), a.epoch());
+  EXPECT_EQ(again.rank(), a.rank());
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job j, coord_->GetJob(kAdmin, job.id()));
+  EXPECT_EQ(j.restart_count(), 0);
+  EXPECT_EQ(j.epoch(), a.epoch());
+  LEMO_ASSERT_OK(back.Status(again, v1::RUNNING));
+  LEMO_ASSERT_OK(back.Status(again, v1::SUCCEEDED, 2));
+  EXPECT_EQ(State(job.id()), v1::SUCCEEDED);
+  // Once running, a worker that comes back without its task did lose it.
+  v1::Job second = Submit();
+  v1::Assign b = back.ExpectAssign();
+  LEMO_ASSERT_OK(back.Status(b, v1::RUNNING));
+  Open();
+  FakeWorker restarted = Connect("w0");
+  v1::Assign c = restarted.ExpectAssign();
+  EXPECT_EQ(c.job_id(), second.id());
+  EXPECT_EQ(c.epoch(), b.epoch() + 1);
+  EXPECT_EQ(coord_->GetJob(kAdmin, second.id())->restart_count(), 1);
+}
+
 TEST_F(CoordinatorTest, WorkerThatRestartedWithoutItsTaskLosesTheRank) {
   FakeWorker w = Connect("w0");
   v1::Job job = Submit();

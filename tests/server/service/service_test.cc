@@ -480,6 +480,28 @@ TEST_F(ServiceTest, HealthServiceReportsServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
 }
 
+TEST(GrpcServer, KeepaliveMustBePositive) {
+  Coordinator::Options co;
+  co.data_dir = MakeTempDir("keepalive");
+  co.tick_interval = absl::ZeroDuration();
+  auto coord = Coordinator::Create(co);
+  ASSERT_TRUE(coord.ok());
+  GrpcServer::Options so;
+  so.listen = "127.0.0.1:0";
+  so.keepalive_time = absl::ZeroDuration();
+  EXPECT_THAT(GrpcServer::Create(so, coord->get()),
+              ::lemo::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("--keepalive-time")));
+  so.keepalive_time = absl::Seconds(1);
+  so.keepalive_timeout = absl::Seconds(-1);
+  EXPECT_THAT(GrpcServer::Create(so, coord->get()),
+              ::lemo::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("--keepalive-timeout")));
+  so.keepalive_timeout = absl::Seconds(1);
+  auto server = GrpcServer::Create(so, coord->get());
+  EXPECT_TRUE(server.ok()) << server.status();
+}
+
 TEST(GrpcServer, PlaintextOnlyOnLoopbackUnlessInsecure) {
   EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
   EXPECT_TRUE(IsLoopbackHost("::1"));
