@@ -243,6 +243,105 @@ TEST_F(CheckpointStoreTest, RestartDeletesOrphanedUploads) {
             (::lemo::testing::FileTree{{"a", "kept"}}));
 }
 
+// Every instant of a commit, as the crash there leaves the disk: the store
+// restarts (Reopen) holding a complete copy, old or new, under the
+// checkpoint's own name, verified against its sha256 by a download, and no
+// staging name. The steps (common/atomic_file.cc, AtomicDirectory::Commit):
+// the upload writes <id>.tmp-<pid>-<n> and fsyncs it; then either one
+// renameat2(RENAME_EXCHANGE) (the old copy now under the .tmp- name, then
+// deleted), or, on filesystems without it, rename <id> -> <id>.old-<pid>-<n>,
+// rename .tmp -> <id>, delete the .old. A first upload has no old copy: a
+// crash before its rename leaves no checkpoint, which was never acknowledged
+// nor recorded. Recovery itself is cut short too (its restore done, its
+// deletes not), and a second restart must change nothing.
+TEST_F(CheckpointStoreTest, ACrashAtAnyStepOfACommitLeavesAValidCopy) {
+  using ::lemo::testing::FileTree;
+  using ::lemo::testing::WriteTree;
+  const FileTree old_copy = {{"adapter.bin", "old weights"},
+                             {"resume/state.json", "{\"step\": 20}"}};
+  const FileTree new_copy = {{"adapter.bin", "new weights, longer"},
+                             {"resume/state.json", "{\"step\": 20, \"n\": 2}"}};
+  // A copy cut short: one file missing, another truncated.
+  const FileTree new_partial = {{"adapter.bin", "new wei"}};
+  const FileTree old_partial = {{"resume/state.json", "{\"st"}};
+  const std::string job = root_ + "/job-1";
+  const std::string id = job + "/step-20";
+  const std::string tmp = id + ".tmp-4242-7";
+  const std::string old = id + ".old-4242-8";
+  enum Survivor { kNone, kOld, kNew };
+  struct Case {
+    const char* when;
+    std::vector<std::pair<std::string, FileTree>> dirs;
+    Survivor survivor;
+  };
+  const std::vector<Case> cases = {
+      {"first upload, staging half written", {{tmp, new_partial}}, kNone},
+      {"first upload, staging complete, not renamed", {{tmp, new_copy}}, kNone},
+      {"first upload, renamed in", {{id, new_copy}}, kNew},
+      {"replace, staging half written",
+       {{id, old_copy}, {tmp, new_partial}},
+       kOld},
+      {"replace, staging complete, not swapped",
+       {{id, old_copy}, {tmp, new_copy}},
+       kOld},
+      {"exchange done, old copy not yet deleted",
+       {{id, new_copy}, {tmp, old_copy}},
+       kNew},
+      {"exchange done, old copy half deleted",
+       {{id, new_copy}, {tmp, old_partial}},
+       kNew},
+      {"no exchange: old moved aside, new not renamed in",
+       {{old, old_copy}, {tmp, new_copy}},
+       kOld},
+      {"no exchange: new renamed in, old not yet deleted",
+       {{id, new_copy}, {old, old_copy}},
+       kNew},
+      {"no exchange: new renamed in, old half deleted",
+       {{id, new_copy}, {old, old_partial}},
+       kNew},
+      {"recovery cut short: old restored, staging not deleted",
+       {{id, old_copy}, {tmp, new_copy}},
+       kOld},
+      {"replace finished", {{id, new_copy}}, kNew},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.when);
+    std::filesystem::remove_all(job);
+    std::filesystem::create_directories(job);
+    for (const auto& [dir, tree] : c.dirs) WriteTree(dir, tree);
+    for (int restart = 0; restart < 2; ++restart) {
+      SCOPED_TRACE(absl::StrCat("restart ", restart + 1));
+      Reopen();
+      std::vector<std::string> names;
+      for (const auto& e : std::filesystem::directory_iterator(job)) {
+        names.push_back(e.path().filename().string());
+      }
+      if (c.survivor == kNone) {
+        EXPECT_TRUE(names.empty()) << names.size() << " entries left";
+        continue;
+      }
+      EXPECT_EQ(names, std::vector<std::string>{"step-20"});
+      const FileTree& want = c.survivor == kOld ? old_copy : new_copy;
+      ASSERT_TRUE(std::filesystem::is_directory(id));
+      EXPECT_EQ(::lemo::testing::ReadTree(id), want);
+      // What the store's record of that copy lists: the download re-hashes
+      // every file against it.
+      v1::CheckpointInfo info;
+      info.set_job_id("job-1");
+      info.set_checkpoint_id("step-20");
+      for (const auto& [name, bytes] : want) {
+        v1::CheckpointFile* f = info.add_files();
+        f->set_name(name);
+        f->set_size_bytes(static_cast<int64_t>(bytes.size()));
+        f->set_sha256(Sha256Hex(bytes));
+      }
+      EXPECT_THAT(store_->Download(
+                      info, [](const v1::CheckpointChunk&) { return true; }),
+                  IsOk());
+    }
+  }
+}
+
 // A checkpoint named like a staging directory would be deleted (or worse,
 // renamed over another) at the next start, so it is refused at upload.
 TEST_F(CheckpointStoreTest, StagingNamesAreRefusedAsCheckpointIds) {
