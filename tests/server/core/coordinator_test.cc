@@ -801,6 +801,46 @@ TEST_F(CoordinatorTest, CheckpointsAreListedKeptAndDownloadable) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("step-2")));
 }
 
+// An upload whose epoch ended while it streamed is refused at commit without
+// touching the stored copy of its id: committing it first and deleting it
+// afterwards removed the directory an earlier, recorded upload of the same id
+// lives in, leaving a record with no bytes.
+TEST_F(CoordinatorTest, AStaleUploadLeavesTheRecordedCopyOfItsIdInPlace) {
+  Open(absl::Milliseconds(100));
+  FakeWorker w0 = Connect("w0");
+  v1::Job job = Submit();
+  v1::Assign a = w0.ExpectAssign();
+  LEMO_ASSERT_OK(w0.Status(a, v1::RUNNING));
+  LEMO_ASSERT_OK(Upload(a, 4).status());  // step-4 holds "weights@4".
+  // A second upload of step-4 in epoch 1 (a retry), still streaming when the
+  // worker is declared lost and the job moves to epoch 2.
+  v1::UploadCheckpointRequest c;
+  c.set_job_id(a.job_id());
+  c.set_epoch(a.epoch());
+  c.set_step(4);
+  c.set_checkpoint_id("step-4");
+  c.set_file_name("adapter_model.safetensors");
+  c.set_data("other bytes");
+  c.set_sha256(Sha256Hex(c.data()));
+  LEMO_ASSERT_OK_AND_ASSIGN(auto upload, coord_->BeginUpload(kAnyWorker, c));
+  LEMO_ASSERT_OK(upload->Add(c));
+  FakeWorker w1 = Connect("w1");
+  absl::SleepFor(absl::Milliseconds(150));
+  LEMO_ASSERT_OK(w1.Heartbeat());
+  coord_->Tick();  // w0 is silent past the timeout: lost, epoch 2.
+  ASSERT_EQ(w1.ExpectAssign().epoch(), 2);
+  EXPECT_THAT(coord_->CommitUpload(*upload),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("stale epoch")));
+  std::string data;
+  LEMO_ASSERT_OK(coord_->DownloadCheckpoint(kAdmin, job.id(), "step-4",
+                                            [&](const v1::CheckpointChunk& c) {
+                                              data += c.data();
+                                              return true;
+                                            }));
+  EXPECT_EQ(data, "weights@4");
+}
+
 TEST_F(CoordinatorTest, WatchWithoutHistoryStartsLive) {
   FakeWorker w = Connect("w0");
   v1::Job job = Submit();
