@@ -163,6 +163,31 @@ TEST_F(ServiceTest, AuthFailures) {
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// A coordinator restarted on a port another process took meanwhile must fail
+// to start, not share the port (gRPC's default SO_REUSEPORT would let it,
+// and clients would reach either at random): the e2e fixture's restarts rely
+// on this to fail clearly.
+TEST_F(ServiceTest, APortAlreadyInUseIsAnErrorNotAShare) {
+  const std::string taken = absl::StrCat("127.0.0.1:", server_->port());
+  GrpcServer::Options so;
+  so.listen = taken;
+  so.client_token_file = dir_ + "/client.tokens";
+  so.worker_token_file = dir_ + "/worker.tokens";
+  EXPECT_THAT(
+      GrpcServer::Create(so, coord_.get(), nullptr),
+      ::lemo::testing::StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("cannot listen on " + taken)));
+  so.listen = "127.0.0.1:0";
+  so.health_listen = taken;
+  EXPECT_THAT(GrpcServer::Create(so, coord_.get(), nullptr),
+              ::lemo::testing::StatusIs(
+                  absl::StatusCode::kUnavailable,
+                  HasSubstr("cannot listen on --health-listen " + taken)));
+  // The first server still answers.
+  v1::ListJobsResponse list;
+  EXPECT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
+}
+
 TEST_F(ServiceTest, ASilentWorkerStreamIsEndedAtTheRegisterDeadline) {
   // A second server with a short deadline: a peer that connects with a valid
   // worker token and never registers must not hold a thread for ever.
