@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/atomic_file.h"
 #include "common/build_info.h"
 #include "common/status_macros.h"
 #include "common/wire_limits.h"
@@ -97,6 +98,10 @@ ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
           "how long a keepalive ping may go unanswered before the connection "
           "is closed");
+ABSL_FLAG(std::string, port_file, "",
+          "once every listener is up, atomically write the bound ports here "
+          "as JSON {\"grpc\": P, \"metrics\": P, \"health\": P} (0: that "
+          "listener is off): how a launcher that passed port 0 learns them");
 ABSL_FLAG(bool, insecure, false,
           "allow plaintext gRPC, and serving without --token-file, on a "
           "non-loopback address (never in production)");
@@ -214,6 +219,18 @@ absl::Status Run() {
   if (server->health_port() != 0) {
     std::fprintf(stderr, "lemo-coordinator: health-only port %d\n",
                  server->health_port());
+  }
+  // Written last and atomically: a launcher that polls for the file reads it
+  // only once every port in it accepts connections, never half of it.
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    LEMO_RETURN_IF_ERROR(
+        WriteFileAtomically(
+            path, absl::StrCat("{\"grpc\": ", server->port(),
+                               ", \"metrics\": ", metrics->port(),
+                               ", \"health\": ", server->health_port(), "}\n")),
+        "--port-file");
+    std::fprintf(stderr, "lemo-coordinator: ports written to %s\n",
+                 path.c_str());
   }
   int sig = 0;
   sigwait(&stop, &sig);
