@@ -20,6 +20,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/atomic_file.h"
 #include "common/build_info.h"
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--metrics-listen", options.metrics_listen,
                  "HOST:PORT for Prometheus /metrics (empty: off)");
+  std::string port_file;
+  app.add_option("--port-file", port_file,
+                 "Once /metrics listens, atomically write {\"metrics\": PORT} "
+                 "here (0: off): how a launcher that passed port 0 learns it");
   app.add_option("--token-file", token_file,
                  "File holding this worker's bearer token (default "
                  "$LEMO_WORKER_TOKEN_FILE, else the token in "
@@ -168,6 +173,15 @@ int main(int argc, char** argv) {
   if ((*agent)->metrics_port() > 0) {
     std::fprintf(stderr, "lemo-worker: /metrics on port %d\n",
                  (*agent)->metrics_port());
+  }
+  if (!port_file.empty()) {
+    absl::Status written = lemo::WriteFileAtomically(
+        port_file,
+        absl::StrCat("{\"metrics\": ", (*agent)->metrics_port(), "}\n"));
+    if (!written.ok()) {
+      return Fail(absl::InvalidArgumentError("--port-file: " +
+                                             std::string(written.message())));
+    }
   }
   std::thread stopper([&signals, a = agent->get()] {
     int sig = 0;
