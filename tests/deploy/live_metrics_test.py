@@ -42,6 +42,8 @@ RATE_WINDOW = "1m"
 
 
 def free_port():
+    # Only for Prometheus, which cannot report a port it chose: LeMo's own servers bind port 0
+    # and report theirs.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -211,11 +213,20 @@ def start_service(procs, source, bins, work):
     m = re.search(r"listening on port (\d+), metrics port (\d+)", line)
     assert m, f"unexpected first coordinator line: {line!r}"
     grpc_port, coord_metrics = int(m.group(1)), int(m.group(2))
-    worker_metrics = free_port()
-    procs.start("worker", [
+    # Port 0 and the port file the worker writes once listening: a port picked here and passed
+    # on could be taken by another process in between.
+    ports = os.path.join(work, "worker.ports.json")
+    worker = procs.start("worker", [
         os.path.join(bins, "lemo-worker"), "--coordinator", f"127.0.0.1:{grpc_port}",
-        "--device", "cpu", "--metrics-listen", f"127.0.0.1:{worker_metrics}",
+        "--device", "cpu", "--metrics-listen", "127.0.0.1:0", "--port-file", ports,
         "--work-dir", os.path.join(work, "worker"), "--worker-id", "live-w0"])
+    deadline = time.time() + 60
+    while not os.path.exists(ports):
+        assert worker.poll() is None, f"lemo-worker exited ({worker.returncode}) before {ports}"
+        assert time.time() < deadline, f"lemo-worker wrote no {ports} within 60 s"
+        time.sleep(0.05)
+    with open(ports) as f:
+        worker_metrics = json.load(f)["metrics"]
     return grpc_port, coord_metrics, worker_metrics
 
 

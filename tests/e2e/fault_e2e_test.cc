@@ -677,14 +677,15 @@ int64_t FinishedConnects(int metrics_port) {
 // before the heartbeat timeout would have, the worker's own keepalive notices
 // too, and the job moves to another worker and finishes.
 TEST_F(FaultTest, AHalfOpenConnectionIsDetectedAndTheJobMoves) {
-  const int metrics_port = PickFreePort();
   // Keepalive 1 s + 1 s against a heartbeat timeout of 8 s: the stream must
   // end from the keepalive, well before the worker is declared lost.
-  SetExtraCoordinatorArgs(
-      {"--keepalive-time=1s", "--keepalive-timeout=1s", "--worker-timeout=8s",
-       absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port)});
+  SetExtraCoordinatorArgs({"--keepalive-time=1s", "--keepalive-timeout=1s",
+                           "--worker-timeout=8s",
+                           "--metrics-listen=127.0.0.1:0"});
   KillCoordinator();
   ASSERT_NE(StartCoordinator(), nullptr);
+  const int metrics_port = CoordinatorMetricsPort();
+  ASSERT_NE(metrics_port, 0);
   int crashing_port = 0;
   ASSERT_TRUE(absl::SimpleAtoi(
       ServerAddress().substr(ServerAddress().rfind(':') + 1), &crashing_port));

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -20,16 +22,14 @@
 namespace lemo::e2e {
 namespace {
 
-int LoopbackSocket(int port, bool connect_it) {
+// A socket connected to 127.0.0.1:port, or -1.
+int ConnectLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const int rc =
-      connect_it ? connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-                 : bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  if (rc != 0) {
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
     return -1;
   }
@@ -43,20 +43,10 @@ std::string EnvOr(const char* name, const std::string& fallback) {
 
 }  // namespace
 
-int PickFreePort() {
-  int fd = LoopbackSocket(0, /*connect_it=*/false);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 bool WaitForPort(int port, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
-    int fd = LoopbackSocket(port, /*connect_it=*/true);
+    int fd = ConnectLoopback(port);
     if (fd >= 0) {
       close(fd);
       return true;
@@ -181,6 +171,43 @@ Process* ProcessHarness::Start(const std::string& name,
   }
   processes_.push_back(std::make_unique<Process>(name, pid, log_path));
   return processes_.back().get();
+}
+
+absl::StatusOr<int> WaitForPortFile(Process& process, const std::string& path,
+                                    const std::string& key,
+                                    absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    std::ifstream in(path);
+    if (in) {
+      const std::string text(std::istreambuf_iterator<char>(in), {});
+      const std::string quoted = absl::StrCat("\"", key, "\":");
+      const size_t at = text.find(quoted);
+      int port = 0;
+      if (at == std::string::npos ||
+          !absl::SimpleAtoi(
+              absl::StripAsciiWhitespace(absl::string_view(text).substr(
+                  at + quoted.size(),
+                  text.find_first_of(",}", at) - at - quoted.size())),
+              &port)) {
+        return absl::DataLossError(
+            absl::StrCat(path, ": no port \"", key, "\" in: ", text));
+      }
+      return port;
+    }
+    if (!process.Running()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(process.name(), " exited (code ",
+                       process.Wait(absl::ZeroDuration()).value_or(-1),
+                       ") before writing ", path));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(process.name(), " wrote no ", path, " within ",
+                       absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
 }
 
 int ProcessHarness::RunToCompletion(const std::string& name,

@@ -1,17 +1,20 @@
 // Real processes for end-to-end tests: fork/exec a binary with its output in a
-// log file, wait for its port, signal or SIGKILL it, and print every log when a
-// test fails.
+// log file, learn the ports it bound, signal or SIGKILL it, and print every
+// log when a test fails.
 //
 //   ProcessHarness harness(::testing::TempDir() + "/e2e");
-//   int port = PickFreePort();
+//   const std::string ports = harness_dir + "/coordinator.ports.json";
 //   Process* c = harness.Start("coordinator", {BinPath("lemo-coordinator"),
-//   "--listen",
-//                                              absl::StrCat("127.0.0.1:",
-//                                              port), ...});
-//   ASSERT_TRUE(WaitForPort(port, absl::Seconds(20)));
+//       "--listen=127.0.0.1:0", "--port-file=" + ports, ...});
+//   absl::StatusOr<int> port =
+//       WaitForPortFile(*c, ports, "grpc", absl::Seconds(30));
 //   c->Kill();                       // SIGKILL
 //   // ~ProcessHarness: kills what is left; PrintLogs() in TearDown when the
-//   test failed.
+//   // test failed.
+//
+// Servers bind port 0 and report the port they got (--port-file): a port
+// picked by the test and handed over later could be taken by any other
+// process in between, and the test would then talk to a stranger.
 #ifndef LEMO_TESTS_E2E_PROCESS_HARNESS_H_
 #define LEMO_TESTS_E2E_PROCESS_HARNESS_H_
 
@@ -22,12 +25,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace lemo::e2e {
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int PickFreePort();
 // True once something accepts connections on 127.0.0.1:port.
 bool WaitForPort(int port, absl::Duration timeout);
 // $LEMO_BIN_DIR/name (the build's bin/ folder).
@@ -60,6 +62,17 @@ class Process {
   std::string log_path_;
   std::optional<int> exit_code_;
 };
+
+// The port under `key` in the JSON object a server wrote with --port-file
+// (lemo-coordinator: "grpc", "metrics", "health"; lemo-worker: "metrics"),
+// waiting up to `timeout` for the file to appear. The servers write it
+// atomically once listening, so a file that exists is complete. FAILED_
+// PRECONDITION, with the exit code, if `process` exits first (e.g. it could
+// not bind the port it was given); DEADLINE_EXCEEDED on timeout; DATA_LOSS if
+// the file has no such key.
+absl::StatusOr<int> WaitForPortFile(Process& process, const std::string& path,
+                                    const std::string& key,
+                                    absl::Duration timeout);
 
 class ProcessHarness {
  public:

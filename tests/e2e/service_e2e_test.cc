@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -349,7 +350,31 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job snapshot, client().Get(job.id()));
 
   KillCoordinator();
-  ASSERT_NE(StartCoordinator(), nullptr);
+  // What a coordinator killed in the middle of receiving an upload leaves:
+  // its staging directory, one file complete and one half written. The
+  // restart must delete it, and say so.
+  const std::string orphan = absl::StrCat(dir(), "/data/checkpoints/", job.id(),
+                                          "/step-000099.tmp-99999-0");
+  std::filesystem::create_directories(orphan + "/resume");
+  std::ofstream(orphan + "/adapter_config.json") << "{}";
+  std::ofstream(orphan + "/resume/optimizer.pt") << "half";
+  Process* restarted = StartCoordinator();
+  ASSERT_NE(restarted, nullptr);
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  {
+    // The log holds both starts; the restart's line is the last one.
+    const std::string log = restarted->Log();
+    const size_t at = log.rfind("at start restored");
+    ASSERT_NE(at, std::string::npos) << "no start-up recovery line";
+    int restored = -1;
+    int removed = -1;
+    ASSERT_EQ(
+        std::sscanf(log.c_str() + at, "at start restored %d and removed %d",
+                    &restored, &removed),
+        2);
+    // At least the planted one: the kill may have cut a real upload too.
+    EXPECT_GE(removed, 1);
+  }
 
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job recovered, client().Get(job.id()));
   EXPECT_EQ(recovered.id(), snapshot.id());
@@ -383,6 +408,27 @@ TEST_F(ServiceTest, CoordinatorLossKeepsJobsAndEventsAndTheJobFinishes) {
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0].worker_id(), "w1");
   EXPECT_EQ(workers[0].state(), v1::WorkerInfo::CONNECTED);
+}
+
+// The fixture's coordinator bound port 0 and reported its ports in the file;
+// a port file that cannot be written stops a start, naming the flag, instead
+// of leaving a launcher polling for it.
+TEST_F(ServiceTest, PortFileReportsTheBoundPortsOrFailsTheStart) {
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      std::string ports, ReadFileToString(dir() + "/coordinator-1.ports.json"));
+  EXPECT_EQ(ports, absl::StrCat("{\"grpc\": ", port(),
+                                ", \"metrics\": 0, \"health\": 0}\n"));
+  const int code = harness().RunToCompletion(
+      "unwritable-port-file",
+      {BinPath("lemo-coordinator"), "--listen=127.0.0.1:0",
+       "--metrics-listen=", "--data-dir=" + dir() + "/other-data",
+       "--port-file=" + dir() + "/no-such-dir/ports.json"},
+      absl::Seconds(30));
+  EXPECT_EQ(code, 1);
+  std::ifstream log(dir() + "/logs/unwritable-port-file.log");
+  const std::string text(std::istreambuf_iterator<char>(log), {});
+  EXPECT_THAT(text, HasSubstr("--port-file"));
+  EXPECT_THAT(text, HasSubstr("no-such-dir"));
 }
 
 TEST_F(ServiceTest, TlsAndBearerTokens) {

@@ -44,7 +44,7 @@ void ServiceTest::SetUp() {
   std::filesystem::remove_all(dir_);
   std::filesystem::create_directories(dir_);
   harness_ = std::make_unique<ProcessHarness>(dir_ + "/logs");
-  port_ = PickFreePort();
+  port_ = 0;  // The first start binds port 0 and reports the port it got.
   ASSERT_NE(StartCoordinator(), nullptr);
 }
 
@@ -55,19 +55,46 @@ void ServiceTest::TearDown() {
 }
 
 Process* ServiceTest::StartCoordinator(const std::vector<std::string>& env) {
-  std::vector<std::string> argv = {
-      BinPath("lemo-coordinator"), absl::StrCat("--listen=127.0.0.1:", port_),
-      "--metrics-listen=",         absl::StrCat("--data-dir=", dir_, "/data"),
-      "--worker-timeout=5s",       "--heartbeat-interval=250ms"};
+  // The first start binds port 0, so no other process can hold the port
+  // between choosing and binding it. A restart must come back on the same port
+  // (workers and the client were given it), so it binds the port learned the
+  // first time: the one moment another process could take it is while the
+  // coordinator is down, and then the restart fails saying so below.
+  const bool restart = port_ != 0;
+  const std::string port_file =
+      absl::StrCat(dir_, "/coordinator-", ++coordinator_starts_, ".ports.json");
+  std::vector<std::string> argv = {BinPath("lemo-coordinator"),
+                                   absl::StrCat("--listen=127.0.0.1:", port_),
+                                   "--metrics-listen=",
+                                   absl::StrCat("--port-file=", port_file),
+                                   absl::StrCat("--data-dir=", dir_, "/data"),
+                                   "--worker-timeout=5s",
+                                   "--heartbeat-interval=250ms"};
   argv.insert(argv.end(), coordinator_args_.begin(), coordinator_args_.end());
   argv.insert(argv.end(), extra_coordinator_args_.begin(),
               extra_coordinator_args_.end());
   Process* p = harness_->Start("coordinator", argv, env);
   coordinator_ = p;
-  if (!WaitForPort(port_, absl::Seconds(30))) {
-    ADD_FAILURE() << "the coordinator did not listen on port " << port_;
+  coordinator_port_file_ = port_file;
+  absl::StatusOr<int> bound =
+      WaitForPortFile(*p, port_file, "grpc", absl::Seconds(30));
+  if (!bound.ok()) {
+    ADD_FAILURE() << "the coordinator did not start listening: "
+                  << bound.status()
+                  << (restart ? absl::StrCat(
+                                    "; it was restarted on port ", port_,
+                                    ", the port of its first start: if the "
+                                    "log says the address is in use, another "
+                                    "process took the port while it was down")
+                              : "");
     return nullptr;
   }
+  if (restart && *bound != port_) {
+    ADD_FAILURE() << "the restarted coordinator listens on port " << *bound
+                  << ", not on " << port_ << " as asked";
+    return nullptr;
+  }
+  port_ = *bound;
   client::ClientOptions options = client_options_;
   options.server = absl::StrCat("127.0.0.1:", port_);
   auto c = client::JobClient::Create(options);
@@ -145,8 +172,10 @@ Process* ServiceTest::StartWorker(const std::string& worker_id,
                                   const std::vector<std::string>& extra_args,
                                   const std::vector<std::string>& env,
                                   const std::string& coordinator) {
-  const int metrics_port = PickFreePort();
-  worker_metrics_ports_[worker_id] = metrics_port;
+  // Port 0 and a port file for the same reason as the coordinator's; each
+  // start writes a new file, so WorkerMetricsPort never reads a stale one.
+  const std::string port_file =
+      absl::StrCat(dir_, "/", worker_id, "-", ++worker_starts_, ".ports.json");
   std::vector<std::string> argv = {
       BinPath("lemo-worker"),
       "--coordinator",
@@ -158,7 +187,9 @@ Process* ServiceTest::StartWorker(const std::string& worker_id,
       "--work-dir",
       absl::StrCat(dir_, "/", worker_id),
       "--metrics-listen",
-      absl::StrCat("127.0.0.1:", metrics_port),
+      "127.0.0.1:0",
+      "--port-file",
+      port_file,
       "--heartbeat-interval",
       "0.25",
       "--rendezvous-host",
@@ -169,12 +200,38 @@ Process* ServiceTest::StartWorker(const std::string& worker_id,
     argv.push_back(absl::StrCat(dir_, "/worker-", worker_id, ".token"));
   }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  return harness_->Start(worker_id, argv, env);
+  Process* p = harness_->Start(worker_id, argv, env);
+  workers_[worker_id] = {p, port_file};
+  return p;
+}
+
+int ServiceTest::CoordinatorMetricsPort() const {
+  if (coordinator_ == nullptr) {
+    ADD_FAILURE() << "no coordinator is running";
+    return 0;
+  }
+  absl::StatusOr<int> port = WaitForPortFile(
+      *coordinator_, coordinator_port_file_, "metrics", absl::Seconds(30));
+  if (!port.ok()) {
+    ADD_FAILURE() << "coordinator: " << port.status();
+    return 0;
+  }
+  return *port;
 }
 
 int ServiceTest::WorkerMetricsPort(const std::string& worker_id) const {
-  auto it = worker_metrics_ports_.find(worker_id);
-  return it == worker_metrics_ports_.end() ? 0 : it->second;
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    ADD_FAILURE() << "no worker " << worker_id << " was started";
+    return 0;
+  }
+  absl::StatusOr<int> port = WaitForPortFile(
+      *it->second.process, it->second.port_file, "metrics", absl::Seconds(60));
+  if (!port.ok()) {
+    ADD_FAILURE() << "worker " << worker_id << ": " << port.status();
+    return 0;
+  }
+  return *port;
 }
 
 v1::JobSpec ServiceTest::Spec(int64_t steps, int64_t every) const {

@@ -1,5 +1,6 @@
 // A live LeMo service on loopback for end-to-end tests: one lemo-coordinator
-// (its own data dir and free port), lemo-workers on demand, a lemo_client
+// (its own data dir; it binds port 0 and reports the port, which restarts
+// reuse), lemo-workers on demand, a lemo_client
 // JobClient, and the tiny model that `lemo-train init-model --preset tiny`
 // writes once per test binary. Logs of every process are printed when a test
 // fails.
@@ -36,8 +37,11 @@ class ServiceTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
-  // (Re)starts the coordinator on this test's port and data dir and connects
-  // the client; `env` as in ProcessHarness::Start (e.g. a fault point).
+  // (Re)starts the coordinator on this test's data dir and connects the
+  // client; `env` as in ProcessHarness::Start (e.g. a fault point). The first
+  // start binds port 0 and learns the port from --port-file; a restart binds
+  // that same port again and fails the test, naming the port, if another
+  // process took it meanwhile.
   Process* StartCoordinator(const std::vector<std::string>& env = {});
   // More lemo-coordinator flags for every later StartCoordinator (a flag
   // given twice: the later value wins).
@@ -70,8 +74,15 @@ class ServiceTest : public ::testing::Test {
   client::JobClient& client() { return *client_; }
   ProcessHarness& harness() { return *harness_; }
   const std::string& dir() const { return dir_; }
-  // The /metrics port of a worker started by StartWorker.
+  // The /metrics port of a worker started by StartWorker (its last start),
+  // read from the port file it writes once listening (waits up to 60 s).
   int WorkerMetricsPort(const std::string& worker_id) const;
+  // The coordinator's gRPC port (0 before its first start).
+  int port() const { return port_; }
+  // The /metrics port of the coordinator's last start, from its port file (0
+  // when off; the fixture starts it off, --metrics-listen=127.0.0.1:0 in
+  // SetExtraCoordinatorArgs turns it on).
+  int CoordinatorMetricsPort() const;
 
   // A job on the tiny model and the bundled corpus: seq_len 64, checkpoints
   // every `every`.
@@ -94,6 +105,11 @@ class ServiceTest : public ::testing::Test {
   static std::string root_;
   std::string dir_;
   int port_ = 0;
+  // Starts so far, numbering the port files (a fresh file each start).
+  int coordinator_starts_ = 0;
+  // The port file of the last coordinator start.
+  std::string coordinator_port_file_;
+  int worker_starts_ = 0;
   Process* coordinator_ = nullptr;
   // Set by EnableTlsAndTokens.
   std::vector<std::string> coordinator_args_;
@@ -103,7 +119,12 @@ class ServiceTest : public ::testing::Test {
   bool tokens_ = false;
   std::unique_ptr<ProcessHarness> harness_;
   std::unique_ptr<client::JobClient> client_;
-  std::map<std::string, int> worker_metrics_ports_;
+  // A worker's last start and the port file it writes.
+  struct StartedWorker {
+    Process* process = nullptr;
+    std::string port_file;
+  };
+  std::map<std::string, StartedWorker> workers_;
 };
 
 // Helpers over event lists.
