@@ -429,6 +429,17 @@ TEST_F(ServiceTest, PortFileReportsTheBoundPortsOrFailsTheStart) {
   const std::string text(std::istreambuf_iterator<char>(log), {});
   EXPECT_THAT(text, HasSubstr("--port-file"));
   EXPECT_THAT(text, HasSubstr("no-such-dir"));
+  // The worker's: a usage error (2) naming the flag.
+  const int worker_code = harness().RunToCompletion(
+      "worker-unwritable-port-file",
+      {BinPath("lemo-worker"), "--coordinator", ServerAddress(), "--device",
+       "cpu", "--work-dir", dir() + "/bad-port-file", "--metrics-listen",
+       "127.0.0.1:0", "--port-file", dir() + "/no-such-dir/worker.json"},
+      absl::Seconds(60));
+  EXPECT_EQ(worker_code, 2);
+  std::ifstream worker_log(dir() + "/logs/worker-unwritable-port-file.log");
+  EXPECT_THAT(std::string(std::istreambuf_iterator<char>(worker_log), {}),
+              HasSubstr("--port-file: "));
 }
 
 TEST_F(ServiceTest, TlsAndBearerTokens) {
