@@ -33,6 +33,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/sha256.h"
@@ -246,7 +247,11 @@ TEST_F(FaultTest, WorkerKilledDuringAnUploadLeavesThePreviousCheckpoint) {
 // restart the store is consistent and the job goes on; only the one real
 // worker loss counts as a restart, and the steps after it are exact.
 TEST_F(FaultTest, CoordinatorKilledAtEveryTransitionAndCommit) {
-  constexpr int64_t kSteps = 40;
+  // Enough steps that the job is still running when the chain of crashes
+  // below is over and its worker is killed: with 40 the worker, training on
+  // through the restarts, sometimes finished first (the job SUCCEEDED before
+  // the worker loss the test needs).
+  constexpr int64_t kSteps = 200;
   // --worker-timeout is the fixture's 5 s: each restart below is well inside
   // it, so the worker is adopted, never replaced, by the new coordinator.
   KillCoordinator();
@@ -356,7 +361,7 @@ TEST_F(FaultTest, CoordinatorKilledAtEveryTransitionAndCommit) {
   EXPECT_THAT(CheckpointDirs(job.id()),
               ElementsAreArray(std::set<std::string>(ids.begin(), ids.end())));
   ASSERT_FALSE(ids.empty());
-  EXPECT_EQ(ids.back(), "step-000040");
+  EXPECT_EQ(ids.back(), absl::StrFormat("step-%06d", kSteps));
 }
 
 // A tmpfs mounted for one test, unmounted (lazily, so open files do not stop
