@@ -264,14 +264,8 @@ absl::Status Coordinator::Place(const Placement& placement) {
       &job, v1::SCHEDULED, "placed on " + absl::StrJoin(worker_ids, ", "),
       nullptr, &events));
   // Resume from the newest checkpoint, if any: ranks restart at its step + 1.
-  std::optional<v1::CheckpointInfo> resume;
-  if (!job.latest_checkpoint_id().empty()) {
-    LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
-                          store_->ListCheckpoints(job.id()));
-    for (const v1::CheckpointInfo& c : all) {
-      if (c.checkpoint_id() == job.latest_checkpoint_id()) resume = c;
-    }
-  }
+  LEMO_ASSIGN_OR_RETURN(std::optional<v1::CheckpointInfo> resume,
+                        LatestCheckpoint(job));
   if (resume.has_value()) {
     for (v1::RankStatus& r : *job.mutable_ranks()) r.set_step(resume->step());
   }
@@ -303,20 +297,26 @@ bool Coordinator::ResendRecoveredAssign(const std::string& worker_id,
       job->worker_ids_size() > 0 ? sessions_.RendezvousOf(job->worker_ids(0))
                                  : "";
   if (job->worker_ids_size() > 1 && rendezvous.empty()) return false;
-  std::optional<v1::CheckpointInfo> resume;
-  if (!job->latest_checkpoint_id().empty()) {
-    absl::StatusOr<std::vector<v1::CheckpointInfo>> all =
-        store_->ListCheckpoints(job->id());
-    if (!all.ok()) return false;
-    for (const v1::CheckpointInfo& c : *all) {
-      if (c.checkpoint_id() == job->latest_checkpoint_id()) resume = c;
-    }
-  }
+  absl::StatusOr<std::optional<v1::CheckpointInfo>> resume =
+      LatestCheckpoint(*job);
+  if (!resume.ok()) return false;
   // The worker keeps the rank it held; from now on it is one this process
   // sent.
   return sessions_.Assign(
       worker_id, Assignment{held.job_id, held.epoch, held.rank, false, false},
-      MakeAssign(*job, held.rank, job->worker_ids_size(), rendezvous, resume));
+      MakeAssign(*job, held.rank, job->worker_ids_size(), rendezvous, *resume));
+}
+
+absl::StatusOr<std::optional<v1::CheckpointInfo>> Coordinator::LatestCheckpoint(
+    const v1::Job& job) {
+  std::optional<v1::CheckpointInfo> latest;
+  if (job.latest_checkpoint_id().empty()) return latest;
+  LEMO_ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> all,
+                        store_->ListCheckpoints(job.id()));
+  for (const v1::CheckpointInfo& c : all) {
+    if (c.checkpoint_id() == job.latest_checkpoint_id()) latest = c;
+  }
+  return latest;
 }
 
 absl::Status Coordinator::MaybeFinishCancel(const std::string& job_id) {
@@ -402,16 +402,14 @@ Coordinator::Snapshot Coordinator::GetSnapshot() {
     s.active_job_restarts[id] = job.restart_count();
     if (job.has_latest_metrics())
       s.active_job_metrics[id] = job.latest_metrics();
-    if (job.latest_checkpoint_id().empty()) continue;
-    // One indexed SQLite read per active job and scrape (a few per minute):
-    // cheaper than keeping a second copy of the checkpoint times in memory.
-    absl::StatusOr<std::vector<v1::CheckpointInfo>> all =
-        store_->ListCheckpoints(id);
-    if (!all.ok()) continue;
-    for (const v1::CheckpointInfo& c : *all) {
-      if (c.checkpoint_id() == job.latest_checkpoint_id()) {
-        s.active_job_checkpoint_time[id] = FromProtoTime(c.create_time());
-      }
+    // One indexed SQLite read per active job with a checkpoint and scrape (a
+    // few per minute): cheaper than keeping a second copy of the checkpoint
+    // times in memory.
+    absl::StatusOr<std::optional<v1::CheckpointInfo>> latest =
+        LatestCheckpoint(job);
+    if (latest.ok() && latest->has_value()) {
+      s.active_job_checkpoint_time[id] =
+          FromProtoTime((*latest)->create_time());
     }
   }
   for (const auto& [state, count] : pruned_by_state_) {

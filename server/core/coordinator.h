@@ -242,6 +242,10 @@ class Coordinator {
   bool ResendRecoveredAssign(const std::string& worker_id,
                              const Assignment& held)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stored record of job.latest_checkpoint_id(); nullopt when the job has
+  // none (or its record is gone).
+  absl::StatusOr<std::optional<v1::CheckpointInfo>> LatestCheckpoint(
+      const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A rank of `job`'s current epoch failed with a fault of the fleet: the
   // whole gang goes RESTARTING (the other ranks are cancelled) and is placed
   // again with a new epoch, resuming from the newest checkpoint; past
