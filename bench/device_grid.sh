@@ -21,7 +21,7 @@ for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do
 done
 FINAL_OUT=${OUT:-bench-out}
 mkdir -p "$FINAL_OUT"
-export LEMO_BENCH_SYSTEMS="lemo lemo-sparse" LEMO_BENCH_CTEST=0 LEMO_BENCH_KERNELS=0
+export LEMO_BENCH_SYSTEMS=${LEMO_GRID_SYSTEMS:-lemo lemo-sparse} LEMO_BENCH_CTEST=0 LEMO_BENCH_KERNELS=0
 export LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_STEPS=7 LEMO_BENCH_WARMUP=2 LEMO_BENCH_TIMEOUT=300
 START=$SECONDS
 rc=0
