@@ -72,6 +72,18 @@ def ratio_cell(a, b, fmt=".2f"):
     return format(a / b, fmt) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
 
 
+BRIEF_HEADER = ("| seq | checkpointing | flags | dense GiB | LeMo GiB | memory ratio | dense step s "
+                "| LeMo step s | step ratio (worst) |")
+
+
+def brief(line):
+    """The README's columns of a full row: no switches, spreads or folders."""
+    c = [x.strip() for x in line.strip().strip("|").split(" | ")]
+    flags = c[2].replace("--loss-segment-tokens 2048", "").strip() or "-"
+    mode = {"ckpt": "yes", "no-ckpt": "no"}.get(c[1], c[1])
+    return f"| {c[0]} | {mode} | {flags} | {c[4]} | {c[5]} | {c[6]} | {c[7]} | {c[9]} | {c[11]} ({c[12]}) |"
+
+
 def rows(pairs):
     out = []
     for (seq_len, mode, flags), slot in sorted(pairs.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
@@ -107,13 +119,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", help="gpu_suite run folders (results.jsonl, meta.json)")
+    p.add_argument("--brief", action="store_true",
+                   help="the README's columns: no memory switches, spreads or folders, and the "
+                        "suite's default --loss-segment-tokens 2048 left out of the flags")
     args = p.parse_args(argv)
     for folder in args.folders:
         for name in ("results.jsonl", "meta.json"):
             if not os.path.exists(os.path.join(folder, name)):
                 p.error(f"no {folder}/{name}")
-    lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
-    lines += rows(collect(args.folders))
+    header = BRIEF_HEADER if args.brief else HEADER
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    body = rows(collect(args.folders))
+    lines += [brief(line) for line in body] if args.brief else body
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -288,6 +288,8 @@ class ShareRowsTest(unittest.TestCase):
         self.assertEqual(line, "| 64K | ckpt | --loss-segment-tokens 2048 | offload none | 40.0 | "
                                "36.0 | 0.90 | 10.20 | 10.00-10.40 (n=3) | 8.00 | "
                                "7.90-8.20 (n=3) | 0.78 | 0.82 | dense, lemo |")
+        self.assertEqual(share_rows.brief(line),
+                         "| 64K | yes | - | 40.0 | 36.0 | 0.90 | 10.20 | 8.00 | 0.78 (0.82) |")
 
     def test_different_flags_are_different_rows(self):
         a = self.folder("plain", "--loss-segment-tokens 2048", [self.row("lemo", [1.0], 30)])
