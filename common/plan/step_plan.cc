@@ -586,16 +586,20 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
     plan.verdict = absl::StrCat(
         "fits: ", absl::StrFormat("%.1f", plan.peak_gpu_bytes / kGiB), " of ",
         Gib(device.memory_bytes), " on ", device.name);
-  } else if (gpu_short > 0) {
-    plan.verdict =
-        absl::StrCat("does not fit: needs ", Gib(plan.peak_gpu_bytes), " of ",
-                     Gib(device.memory_bytes), " on ", device.name, ", ",
-                     Gib(gpu_short), " short");
   } else {
-    plan.verdict =
-        absl::StrCat("does not fit: needs ", Gib(plan.pinned_host_bytes),
-                     " of pinned host memory, ", Gib(host_budget), " allowed (",
-                     Gib(host_short), " short)");
+    // Both shortfalls when both: the user has to fix each.
+    std::vector<std::string> why;
+    if (gpu_short > 0) {
+      why.push_back(absl::StrCat("needs ", Gib(plan.peak_gpu_bytes), " of ",
+                                 Gib(device.memory_bytes), " on ", device.name,
+                                 ", ", Gib(gpu_short), " short"));
+    }
+    if (host_short > 0) {
+      why.push_back(absl::StrCat("needs ", Gib(plan.pinned_host_bytes),
+                                 " of pinned host memory, ", Gib(host_budget),
+                                 " allowed (", Gib(host_short), " short)"));
+    }
+    plan.verdict = absl::StrCat("does not fit: ", absl::StrJoin(why, "; "));
   }
   return plan;
 }
