@@ -1,8 +1,9 @@
 // Tests for common/plan/device_table.h: the built-in table, the parser of a
 // user's table (every wrong entry named by index, name and key) and the
 // device a worker's registration maps to. To add a case: add a
-// {table text, expected words} row to ParseDeviceTable.BadTablesNameTheEntryAndKey,
-// or a registration to DeviceFromRegistration's tests.
+// {table text, expected words} row to
+// ParseDeviceTable.BadTablesNameTheEntryAndKey, or a registration to
+// DeviceFromRegistration's tests.
 #include "common/plan/device_table.h"
 
 #include <limits>
@@ -28,8 +29,8 @@ TEST(BuiltinDevices, HoldTheMeasuredGpus) {
   ASSERT_GE(devices->size(), 2u);
   absl::StatusOr<DeviceDescription> h100 = FindDevice("h100-80gb");
   ASSERT_THAT(h100.status(), IsOk());
-  // torch's total_memory of an H100 80GB HBM3, and the suite's measured GEMM rate
-  // (bench/results/2026-12-06-h100-384k/grid/meta.json).
+  // torch's total_memory of an H100 80GB HBM3, and the suite's measured GEMM
+  // rate (bench/results/2026-12-06-h100-384k/grid/meta.json).
   EXPECT_EQ(h100->memory_bytes, 85028569088);
   EXPECT_DOUBLE_EQ(h100->matmul_flops_per_s, 793.3e12);
   EXPECT_EQ(h100->host_memory_bytes, int64_t{128} << 30);
@@ -61,7 +62,8 @@ TEST(ParseDeviceTable, ReadsAUsersTable) {
   ASSERT_EQ(t->size(), 1u);
   EXPECT_EQ((*t)[0].name, "l40s");
   EXPECT_EQ((*t)[0].memory_bytes, 47698477056);
-  EXPECT_EQ((*t)[0].attention_flops_per_s, 0);  // absent: the planner uses the matmul rate
+  EXPECT_EQ((*t)[0].attention_flops_per_s,
+            0);  // absent: the planner uses the matmul rate
 }
 
 TEST(ParseDeviceTable, BadTablesNameTheEntryAndKey) {
@@ -73,12 +75,14 @@ TEST(ParseDeviceTable, BadTablesNameTheEntryAndKey) {
       {R"({"devices": {}})", {"\"devices\" array"}},
       {R"({"devices": []})", {"empty"}},
       {R"({"devices": [3]})", {"devices[0]", "object"}},
-      {R"({"devices": [{"memory_bytes": 1, )" + ok_rest + "}]}", {"devices[0]", "\"name\""}},
+      {R"({"devices": [{"memory_bytes": 1, )" + ok_rest + "}]}",
+       {"devices[0]", "\"name\""}},
       {R"({"devices": [{"name": "", "memory_bytes": 1, )" + ok_rest + "}]}",
        {"devices[0]", "\"name\"", "empty"}},
       {R"({"devices": [{"name": "x", )" + ok_rest + "}]}",
        {"devices[0] (x)", "\"memory_bytes\"", "missing"}},
-      {R"({"devices": [{"name": "x", "memory_bytes": "80GB", )" + ok_rest + "}]}",
+      {R"({"devices": [{"name": "x", "memory_bytes": "80GB", )" + ok_rest +
+           "}]}",
        {"devices[0] (x)", "\"memory_bytes\"", "number"}},
       {R"({"devices": [{"name": "x", "memory_bytes": -1, )" + ok_rest + "}]}",
        {"devices[0] (x)", "\"memory_bytes\"", "> 0"}},
@@ -88,7 +92,8 @@ TEST(ParseDeviceTable, BadTablesNameTheEntryAndKey) {
       {R"({"devices": [{"name": "x", "memory_bytes": 1, "attention_flops_per_s": -5, )" +
            ok_rest + "}]}",
        {"\"attention_flops_per_s\"", ">= 0"}},
-      {R"({"devices": [{"name": "x", "memory_bytes": 1, "measured": 7, )" + ok_rest + "}]}",
+      {R"({"devices": [{"name": "x", "memory_bytes": 1, "measured": 7, )" +
+           ok_rest + "}]}",
        {"\"measured\"", "string"}},
       {R"({"devices": [{"name": "x", "memory_bytes": 1e30, )" + ok_rest + "}]}",
        {"\"memory_bytes\""}},
@@ -100,7 +105,8 @@ TEST(ParseDeviceTable, BadTablesNameTheEntryAndKey) {
     SCOPED_TRACE(text);
     absl::Status st = ParseDeviceTable(text).status();
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-    for (const std::string& w : words) EXPECT_THAT(std::string(st.message()), HasSubstr(w));
+    for (const std::string& w : words)
+      EXPECT_THAT(std::string(st.message()), HasSubstr(w));
   }
 }
 
@@ -109,18 +115,21 @@ TEST(DeviceFromRegistration, KnownNamesGetTheTableEntry) {
   EXPECT_EQ(by_name.name, "h100-80gb");
   EXPECT_EQ(by_name.memory_bytes, 85028569088);
   // What torch calls the card (a worker registers that), in any case.
-  const DeviceDescription by_description =
-      DeviceFromRegistration("nvidia h100 80gb hbm3", 85028569088, int64_t{64} << 30);
+  const DeviceDescription by_description = DeviceFromRegistration(
+      "nvidia h100 80gb hbm3", 85028569088, int64_t{64} << 30);
   EXPECT_EQ(by_description.name, "h100-80gb");
-  EXPECT_EQ(by_description.host_memory_bytes, int64_t{64} << 30);  // the worker's own host
+  EXPECT_EQ(by_description.host_memory_bytes,
+            int64_t{64} << 30);  // the worker's own host
 }
 
 TEST(DeviceFromRegistration, UnknownNamesTakeTheNearestRates) {
-  const DeviceDescription big = DeviceFromRegistration("NVIDIA B200", int64_t{180} << 30, 0);
+  const DeviceDescription big =
+      DeviceFromRegistration("NVIDIA B200", int64_t{180} << 30, 0);
   EXPECT_EQ(big.name, "NVIDIA B200");
   EXPECT_EQ(big.memory_bytes, int64_t{180} << 30);
   EXPECT_THAT(big.measured, HasSubstr("h200-141gb"));
-  const DeviceDescription small = DeviceFromRegistration("NVIDIA A10", int64_t{24} << 30, 0);
+  const DeviceDescription small =
+      DeviceFromRegistration("NVIDIA A10", int64_t{24} << 30, 0);
   EXPECT_THAT(small.measured, HasSubstr("h100-80gb"));
   EXPECT_GT(small.matmul_flops_per_s, 0);
   // Nonsense registrations still give a usable description.

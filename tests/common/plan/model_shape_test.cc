@@ -1,6 +1,7 @@
 // Tests for common/plan/model_shape.h: sizes from a HF config.json and the
 // presets. To add a case: a config text and the shape it must give, or a
-// {config text, key named} row to ModelShapeFromConfigJson.BadConfigsNameTheKey.
+// {config text, key named} row to
+// ModelShapeFromConfigJson.BadConfigsNameTheKey.
 #include "common/plan/model_shape.h"
 
 #include <string>
@@ -18,8 +19,10 @@ using ::lemo::testing::IsOk;
 using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 
-// The llama2-7b config.json the benchmark suite ran (bench/results/*/meta.json).
-constexpr char kLlama2[] = R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+// The llama2-7b config.json the benchmark suite ran
+// (bench/results/*/meta.json).
+constexpr char kLlama2[] =
+    R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
   "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
   "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
   "head_dim": 128, "max_position_embeddings": 4096, "hidden_act": "silu",
@@ -34,11 +37,13 @@ TEST(ModelShapeFromConfigJson, ReadsTheBenchmarkConfigAsThePreset) {
   EXPECT_EQ(parsed->num_layers, 32);
   EXPECT_EQ(parsed->weight_bytes, 2);
   EXPECT_EQ(FrozenParameterCount(*parsed), FrozenParameterCount(*preset));
-  EXPECT_EQ(FrozenParameterCount(*parsed), 6738415616);  // Llama-2-7B's parameter count
+  EXPECT_EQ(FrozenParameterCount(*parsed),
+            6738415616);  // Llama-2-7B's parameter count
 }
 
 TEST(ModelShapeFromConfigJson, DefaultsAsTransformers) {
-  // No num_key_value_heads: multi-head; no head_dim: hidden / heads; fp32 weights: 4 bytes.
+  // No num_key_value_heads: multi-head; no head_dim: hidden / heads; fp32
+  // weights: 4 bytes.
   absl::StatusOr<ModelShape> s = ModelShapeFromConfigJson(
       R"({"vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
           "num_hidden_layers": 2, "num_attention_heads": 4, "torch_dtype": "float32",
@@ -48,7 +53,8 @@ TEST(ModelShapeFromConfigJson, DefaultsAsTransformers) {
   EXPECT_EQ(s->head_dim, 16);
   EXPECT_EQ(s->weight_bytes, 4);
   EXPECT_TRUE(s->tie_word_embeddings);
-  // Qwen3: head_dim 128 unless given, per-head q/k norms; transformers 5's "dtype".
+  // Qwen3: head_dim 128 unless given, per-head q/k norms; transformers 5's
+  // "dtype".
   absl::StatusOr<ModelShape> q = ModelShapeFromConfigJson(
       R"({"model_type": "qwen3", "vocab_size": 100, "hidden_size": 64,
           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -72,7 +78,8 @@ TEST(ModelShapeFromConfigJson, BadConfigsNameTheKey) {
       {"[1]", "not a JSON object"},
       {R"({"hidden_size": 64})", "vocab_size"},
       {R"({"vocab_size": 10, "hidden_size": "64"})", "hidden_size"},
-      {R"({"vocab_size": 10, "hidden_size": 64, "intermediate_size": 0})", "intermediate_size"},
+      {R"({"vocab_size": 10, "hidden_size": 64, "intermediate_size": 0})",
+       "intermediate_size"},
       {R"({"vocab_size": 10, "hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1,
            "num_attention_heads": 5})",
        "head_dim"},
@@ -96,8 +103,8 @@ TEST(ModelShapeFromConfigJson, BadConfigsNameTheKey) {
 TEST(ModelShapeForPreset, KnowsTheInitModelPresets) {
   // worker/engine/model/init_model.cc Presets().
   const std::vector<std::string> names = PresetNames();
-  EXPECT_EQ(names, (std::vector<std::string>{"llama2-7b", "llama3-8b", "mistral-7b", "small",
-                                             "tiny"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"llama2-7b", "llama3-8b",
+                                             "mistral-7b", "small", "tiny"}));
   absl::StatusOr<ModelShape> l3 = ModelShapeForPreset("llama3-8b");
   ASSERT_THAT(l3.status(), IsOk());
   EXPECT_EQ(l3->vocab_size, 128256);

@@ -48,20 +48,23 @@ int64_t ItemBytes(const StepPlan& plan, const std::string& name) {
   return -1;
 }
 
-StepPlan Plan(const ModelShape& m, const StepSettings& s, const DeviceDescription& d = H100()) {
+StepPlan Plan(const ModelShape& m, const StepSettings& s,
+              const DeviceDescription& d = H100()) {
   absl::StatusOr<StepPlan> plan = PlanStep(m, s, d);
   EXPECT_THAT(plan.status(), IsOk());
   return plan.value_or(StepPlan{});
 }
 
 TEST(StepPlan, TinyPresetWeightsByteForByte) {
-  // tiny: vocab 320, hidden 64, intermediate 172, 2 layers, 4 heads of 16, 2 kv heads.
+  // tiny: vocab 320, hidden 64, intermediate 172, 2 layers, 4 heads of 16, 2 kv
+  // heads.
   const int64_t embed = 320 * 64;
-  const int64_t layer = 2 * 64                  // input + post-attention RMSNorm
+  const int64_t layer = 2 * 64  // input + post-attention RMSNorm
                         + 64 * 64 + 2 * 32 * 64  // q, k, v
                         + 64 * 64                // o
                         + 3 * 172 * 64;          // gate, up, down
-  const int64_t params = embed + 2 * layer + 64 + embed;  // + final norm + lm_head
+  const int64_t params =
+      embed + 2 * layer + 64 + embed;  // + final norm + lm_head
   EXPECT_EQ(params, 131904);
   EXPECT_EQ(FrozenParameterCount(Preset("tiny")), params);
   StepSettings s;
@@ -88,11 +91,13 @@ TEST(StepPlan, CheckpointsAreLayersTimesTokensTimesHiddenTimesBytes) {
   s.seq_len = 65536;
   s.gradient_checkpointing = true;
   const StepPlan plan = Plan(Preset("llama2-7b"), s);
-  EXPECT_EQ(ItemBytes(plan, "checkpoints (GPU)"), int64_t{32} * 65536 * 4096 * 2);
+  EXPECT_EQ(ItemBytes(plan, "checkpoints (GPU)"),
+            int64_t{32} * 65536 * 4096 * 2);
   EXPECT_EQ(ItemBytes(plan, "checkpoints (host)"), -1);
   EXPECT_EQ(plan.pinned_host_bytes, 0);
   EXPECT_EQ(plan.offloaded_layers, 0);
-  EXPECT_EQ(ItemBytes(plan, "activations"), -1);  // nothing else is kept per layer
+  EXPECT_EQ(ItemBytes(plan, "activations"),
+            -1);  // nothing else is kept per layer
 }
 
 TEST(StepPlan, OffloadMovesBytesFromGpuToHost) {
@@ -102,7 +107,8 @@ TEST(StepPlan, OffloadMovesBytesFromGpuToHost) {
   s.gradient_checkpointing = true;
   const StepPlan all_gpu = Plan(m, s);
   const int64_t total = ItemBytes(all_gpu, "checkpoints (GPU)");
-  for (OffloadPolicy policy : {OffloadPolicy::kUniform, OffloadPolicy::kSparsity}) {
+  for (OffloadPolicy policy :
+       {OffloadPolicy::kUniform, OffloadPolicy::kSparsity}) {
     SCOPED_TRACE(OffloadPolicyName(policy));
     s.offload = policy;
     s.offload_gpu_budget_gib = 4;
@@ -112,14 +118,18 @@ TEST(StepPlan, OffloadMovesBytesFromGpuToHost) {
     const int64_t host = ItemBytes(off, "checkpoints (host)");
     EXPECT_EQ(gpu + host, total);
     EXPECT_LE(gpu, 4 * kGiBytes);
-    EXPECT_GT(gpu, 4 * kGiBytes - int64_t{32} * 4096 * 2);  // whole tokens per layer
+    EXPECT_GT(gpu,
+              4 * kGiBytes - int64_t{32} * 4096 * 2);  // whole tokens per layer
     EXPECT_EQ(off.pinned_host_bytes, host);
     EXPECT_GT(off.offloaded_layers, 0);
-    EXPECT_LT(off.peak_gpu_bytes, Plan(m, [&] {
-                StepSettings dense_layers = s;
-                dense_layers.offload = OffloadPolicy::kNone;
-                return dense_layers;
-              }()).peak_gpu_bytes);
+    EXPECT_LT(off.peak_gpu_bytes, Plan(m,
+                                       [&] {
+                                         StepSettings dense_layers = s;
+                                         dense_layers.offload =
+                                             OffloadPolicy::kNone;
+                                         return dense_layers;
+                                       }())
+                                      .peak_gpu_bytes);
   }
   // Sparsity offloads the densest layers whole first: 24 of 32 at this budget
   // (12 GiB of 0.5 GiB inputs over the 4 GiB budget), as the engine's run
@@ -142,8 +152,9 @@ TEST(StepPlan, AutomaticBudgetReservesTheWorkingSet) {
   s.keep_fractions = DefaultKeepFractions(m.num_layers);
   const StepPlan plan = Plan(m, s);
   const int64_t input = int64_t{393216} * 4096 * 2;
-  EXPECT_LE(ItemBytes(plan, "checkpoints (GPU)"),
-            H100().memory_bytes - ItemBytes(plan, "frozen weights") - 18 * input);
+  EXPECT_LE(
+      ItemBytes(plan, "checkpoints (GPU)"),
+      H100().memory_bytes - ItemBytes(plan, "frozen weights") - 18 * input);
   EXPECT_GT(plan.pinned_host_bytes, 20 * input);
 }
 
@@ -171,7 +182,8 @@ TEST(StepPlan, RecomputingTheMlpSavesGateAndUp) {
   s.seq_len = 8192;
   const int64_t full = ItemBytes(Plan(m, s), "activations");
   s.recompute_mlp = true;
-  EXPECT_EQ(full - ItemBytes(Plan(m, s), "activations"), int64_t{32} * 8192 * 2 * 11008 * 2);
+  EXPECT_EQ(full - ItemBytes(Plan(m, s), "activations"),
+            int64_t{32} * 8192 * 2 * 11008 * 2);
 }
 
 TEST(StepPlan, HeadGroupsShrinkTheWorkingSet) {
@@ -184,9 +196,12 @@ TEST(StepPlan, HeadGroupsShrinkTheWorkingSet) {
   s.attention_head_groups = 4;
   const StepPlan grouped = Plan(m, s);
   const double input = 262144.0 * 4096 * 2;
-  // The measured working sets (memory_switches.h): 14 inputs whole, ~9.3 in 4 groups.
-  EXPECT_NEAR(ItemBytes(whole, "layer backward working set") / input, 14.04, 0.05);
-  EXPECT_NEAR(ItemBytes(grouped, "layer backward working set") / input, 9.26, 0.05);
+  // The measured working sets (memory_switches.h): 14 inputs whole, ~9.3 in 4
+  // groups.
+  EXPECT_NEAR(ItemBytes(whole, "layer backward working set") / input, 14.04,
+              0.05);
+  EXPECT_NEAR(ItemBytes(grouped, "layer backward working set") / input, 9.26,
+              0.05);
   // One more attention forward per layer costs time.
   EXPECT_GT(grouped.step_seconds, whole.step_seconds);
 }
@@ -213,7 +228,8 @@ TEST(StepPlan, OracleScoringCostsTime) {
   const StepPlan oracle = Plan(m, s);
   EXPECT_GT(oracle.step_seconds, predictor.step_seconds);
   bool named = false;
-  for (const auto& [name, seconds] : oracle.time_items) named |= name == "LeMo oracle scoring";
+  for (const auto& [name, seconds] : oracle.time_items)
+    named |= name == "LeMo oracle scoring";
   EXPECT_TRUE(named);
 }
 
@@ -226,7 +242,8 @@ TEST(StepPlan, PeakIsTheSumOfTheGpuItems) {
   s.offload_gpu_budget_gib = 8;
   const StepPlan plan = Plan(m, s);
   int64_t gpu = 0, host = 0;
-  for (const PlanItem& item : plan.items) (item.where == "gpu" ? gpu : host) += item.bytes;
+  for (const PlanItem& item : plan.items)
+    (item.where == "gpu" ? gpu : host) += item.bytes;
   EXPECT_EQ(plan.peak_gpu_bytes, gpu);
   EXPECT_EQ(plan.pinned_host_bytes, host);
   double seconds = 0;
@@ -245,7 +262,8 @@ TEST(StepPlan, VerdictSaysByHowMuch) {
   s.seq_len = 131072;  // no checkpointing: every layer's activations
   const StepPlan too_big = Plan(m, s);
   EXPECT_FALSE(too_big.fits);
-  EXPECT_EQ(too_big.shortfall_bytes, too_big.peak_gpu_bytes - H100().memory_bytes);
+  EXPECT_EQ(too_big.shortfall_bytes,
+            too_big.peak_gpu_bytes - H100().memory_bytes);
   EXPECT_THAT(too_big.verdict, HasSubstr("does not fit"));
   EXPECT_THAT(too_big.verdict, HasSubstr("h100-80gb"));
   EXPECT_THAT(too_big.verdict, HasSubstr("short"));
@@ -284,7 +302,8 @@ TEST(DefaultKeepFractions, MatchesTheEngineSchedule) {
   // dense layers, the last layer dense, 0.4 between.
   const std::vector<double> k32 = DefaultKeepFractions(32);
   ASSERT_EQ(k32.size(), 32u);
-  for (int i = 0; i < 32; ++i) EXPECT_EQ(k32[i], i < 15 || i == 31 ? 1.0 : 0.4) << i;
+  for (int i = 0; i < 32; ++i)
+    EXPECT_EQ(k32[i], i < 15 || i == 31 ? 1.0 : 0.4) << i;
   EXPECT_EQ(DefaultKeepFractions(2), (std::vector<double>{1.0, 1.0}));
   EXPECT_EQ(DefaultKeepFractions(4), (std::vector<double>{1.0, 1.0, 0.4, 1.0}));
   EXPECT_TRUE(DefaultKeepFractions(0).empty());
@@ -303,14 +322,23 @@ TEST(StepPlan, BadSettingsNameTheField) {
       {"seq_len 0", [](StepSettings* s) { s->seq_len = 0; }, "seq_len"},
       {"seq_len negative", [](StepSettings* s) { s->seq_len = -5; }, "seq_len"},
       {"seq_len huge",
-       [](StepSettings* s) { s->seq_len = std::numeric_limits<int64_t>::max(); }, "seq_len"},
+       [](StepSettings* s) {
+         s->seq_len = std::numeric_limits<int64_t>::max();
+       },
+       "seq_len"},
       {"batch 0", [](StepSettings* s) { s->batch = 0; }, "batch"},
       {"batch huge", [](StepSettings* s) { s->batch = 5000; }, "batch"},
-      {"activation bytes 3", [](StepSettings* s) { s->activation_bytes = 3; }, "activation_bytes"},
+      {"activation bytes 3", [](StepSettings* s) { s->activation_bytes = 3; },
+       "activation_bytes"},
       {"lora rank 0", [](StepSettings* s) { s->lora_rank = 0; }, "lora_rank"},
-      {"no targets", [](StepSettings* s) { s->lora_targets.clear(); }, "lora_targets"},
-      {"unknown target", [](StepSettings* s) { s->lora_targets = {"qkv"}; }, "lora_targets"},
-      {"duplicate target", [](StepSettings* s) { s->lora_targets = {"q_proj", "q_proj"}; },
+      {"no targets", [](StepSettings* s) { s->lora_targets.clear(); },
+       "lora_targets"},
+      {"unknown target", [](StepSettings* s) { s->lora_targets = {"qkv"}; },
+       "lora_targets"},
+      {"duplicate target",
+       [](StepSettings* s) {
+         s->lora_targets = {"q_proj", "q_proj"};
+       },
        "lora_targets"},
       {"offload without checkpointing",
        [](StepSettings* s) {
@@ -318,24 +346,41 @@ TEST(StepPlan, BadSettingsNameTheField) {
          s->offload = OffloadPolicy::kUniform;
        },
        "gradient_checkpointing"},
-      {"negative budget", [](StepSettings* s) { s->offload_gpu_budget_gib = -2; },
+      {"negative budget",
+       [](StepSettings* s) { s->offload_gpu_budget_gib = -2; },
        "offload_gpu_budget_gib"},
-      {"NaN budget", [nan](StepSettings* s) { s->offload_gpu_budget_gib = nan; },
+      {"NaN budget",
+       [nan](StepSettings* s) { s->offload_gpu_budget_gib = nan; },
        "offload_gpu_budget_gib"},
-      {"negative tiles", [](StepSettings* s) { s->tile_tokens = -1; }, "tile_tokens"},
-      {"negative head groups", [](StepSettings* s) { s->attention_head_groups = -1; },
+      {"negative tiles", [](StepSettings* s) { s->tile_tokens = -1; },
+       "tile_tokens"},
+      {"negative head groups",
+       [](StepSettings* s) { s->attention_head_groups = -1; },
        "attention_head_groups"},
       {"head groups that do not split the heads",
-       [](StepSettings* s) { s->attention_head_groups = 3; }, "attention_head_groups"},
-      {"negative loss segment", [](StepSettings* s) { s->loss_segment_tokens = -1; },
+       [](StepSettings* s) { s->attention_head_groups = 3; },
+       "attention_head_groups"},
+      {"head groups with kept attention",
+       [](StepSettings* s) {
+         s->attention_head_groups = 4;
+         s->checkpoint_keep_attention = true;
+       },
+       "checkpoint_keep_attention"},
+      {"negative loss segment",
+       [](StepSettings* s) { s->loss_segment_tokens = -1; },
        "loss_segment_tokens"},
       {"keep fractions of the wrong length",
-       [](StepSettings* s) { s->keep_fractions = {1.0, 0.4}; }, "keep_fractions"},
+       [](StepSettings* s) {
+         s->keep_fractions = {1.0, 0.4};
+       },
+       "keep_fractions"},
       {"keep fraction 0", [](StepSettings* s) { s->keep_fractions[3] = 0; },
        "keep_fractions[3]"},
-      {"keep fraction above 1", [](StepSettings* s) { s->keep_fractions[5] = 1.5; },
+      {"keep fraction above 1",
+       [](StepSettings* s) { s->keep_fractions[5] = 1.5; },
        "keep_fractions[5]"},
-      {"keep fraction NaN", [nan](StepSettings* s) { s->keep_fractions[0] = nan; },
+      {"keep fraction NaN",
+       [nan](StepSettings* s) { s->keep_fractions[0] = nan; },
        "keep_fractions[0]"},
       {"oracle without LeMo",
        [](StepSettings* s) {
@@ -343,9 +388,10 @@ TEST(StepPlan, BadSettingsNameTheField) {
          s->lemo_oracle = true;
        },
        "lemo_oracle"},
-      {"prune ratio 1", [](StepSettings* s) { s->mlp_prune_ratio = 1; }, "mlp_prune_ratio"},
-      {"prune ratio negative", [](StepSettings* s) { s->mlp_prune_ratio = -0.1; },
+      {"prune ratio 1", [](StepSettings* s) { s->mlp_prune_ratio = 1; },
        "mlp_prune_ratio"},
+      {"prune ratio negative",
+       [](StepSettings* s) { s->mlp_prune_ratio = -0.1; }, "mlp_prune_ratio"},
   };
   const ModelShape m = Preset("llama2-7b");
   for (const BadCase& c : cases) {
@@ -355,23 +401,27 @@ TEST(StepPlan, BadSettingsNameTheField) {
     s.gradient_checkpointing = true;
     s.keep_fractions = DefaultKeepFractions(m.num_layers);
     c.mutate(&s);
-    EXPECT_THAT(PlanStep(m, s, H100()).status(),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
+    EXPECT_THAT(
+        PlanStep(m, s, H100()).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
   }
 }
 
 TEST(StepPlan, BadModelsNameTheField) {
-  const std::vector<std::pair<std::function<void(ModelShape*)>, const char*>> cases = {
-      {[](ModelShape* m) { m->hidden_size = 0; }, "hidden_size"},
-      {[](ModelShape* m) { m->intermediate_size = -1; }, "intermediate_size"},
-      {[](ModelShape* m) { m->num_layers = 0; }, "num_layers"},
-      {[](ModelShape* m) { m->num_heads = 0; }, "num_heads"},
-      {[](ModelShape* m) { m->num_kv_heads = 3; }, "num_kv_heads"},
-      {[](ModelShape* m) { m->head_dim = 0; }, "head_dim"},
-      {[](ModelShape* m) { m->vocab_size = 0; }, "vocab_size"},
-      {[](ModelShape* m) { m->vocab_size = int64_t{1} << 40; }, "vocab_size"},
-      {[](ModelShape* m) { m->weight_bytes = 3; }, "weight_bytes"},
-  };
+  const std::vector<std::pair<std::function<void(ModelShape*)>, const char*>>
+      cases = {
+          {[](ModelShape* m) { m->hidden_size = 0; }, "hidden_size"},
+          {[](ModelShape* m) { m->intermediate_size = -1; },
+           "intermediate_size"},
+          {[](ModelShape* m) { m->num_layers = 0; }, "num_layers"},
+          {[](ModelShape* m) { m->num_heads = 0; }, "num_heads"},
+          {[](ModelShape* m) { m->num_kv_heads = 3; }, "num_kv_heads"},
+          {[](ModelShape* m) { m->head_dim = 0; }, "head_dim"},
+          {[](ModelShape* m) { m->vocab_size = 0; }, "vocab_size"},
+          {[](ModelShape* m) { m->vocab_size = int64_t{1} << 40; },
+           "vocab_size"},
+          {[](ModelShape* m) { m->weight_bytes = 3; }, "weight_bytes"},
+      };
   for (const auto& [mutate, field] : cases) {
     SCOPED_TRACE(field);
     ModelShape m = Preset("tiny");
@@ -385,13 +435,19 @@ TEST(StepPlan, BadModelsNameTheField) {
 
 TEST(StepPlan, BadDevicesNameTheField) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const std::vector<std::pair<std::function<void(DeviceDescription*)>, const char*>> cases = {
-      {[](DeviceDescription* d) { d->memory_bytes = 0; }, "memory_bytes"},
-      {[](DeviceDescription* d) { d->host_memory_bytes = -1; }, "host_memory_bytes"},
-      {[](DeviceDescription* d) { d->matmul_flops_per_s = 0; }, "matmul_flops_per_s"},
-      {[nan](DeviceDescription* d) { d->attention_flops_per_s = nan; }, "attention_flops_per_s"},
-      {[](DeviceDescription* d) { d->host_copy_bytes_per_s = -1; }, "host_copy_bytes_per_s"},
-  };
+  const std::vector<
+      std::pair<std::function<void(DeviceDescription*)>, const char*>>
+      cases = {
+          {[](DeviceDescription* d) { d->memory_bytes = 0; }, "memory_bytes"},
+          {[](DeviceDescription* d) { d->host_memory_bytes = -1; },
+           "host_memory_bytes"},
+          {[](DeviceDescription* d) { d->matmul_flops_per_s = 0; },
+           "matmul_flops_per_s"},
+          {[nan](DeviceDescription* d) { d->attention_flops_per_s = nan; },
+           "attention_flops_per_s"},
+          {[](DeviceDescription* d) { d->host_copy_bytes_per_s = -1; },
+           "host_copy_bytes_per_s"},
+      };
   for (const auto& [mutate, field] : cases) {
     SCOPED_TRACE(field);
     DeviceDescription d = H100();
@@ -404,13 +460,16 @@ TEST(StepPlan, BadDevicesNameTheField) {
 }
 
 TEST(OffloadPolicy, ParsesTheEngineNames) {
-  for (OffloadPolicy p : {OffloadPolicy::kNone, OffloadPolicy::kUniform, OffloadPolicy::kSparsity}) {
-    absl::StatusOr<OffloadPolicy> back = ParseOffloadPolicy(OffloadPolicyName(p));
+  for (OffloadPolicy p : {OffloadPolicy::kNone, OffloadPolicy::kUniform,
+                          OffloadPolicy::kSparsity}) {
+    absl::StatusOr<OffloadPolicy> back =
+        ParseOffloadPolicy(OffloadPolicyName(p));
     ASSERT_THAT(back.status(), IsOk());
     EXPECT_EQ(*back, p);
   }
-  EXPECT_THAT(ParseOffloadPolicy("auto").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("offload")));
+  EXPECT_THAT(
+      ParseOffloadPolicy("auto").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("offload")));
 }
 
 }  // namespace
