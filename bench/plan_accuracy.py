@@ -384,7 +384,10 @@ def main(argv=None):
                 f.write(fresh)
             print(f"wrote {os.path.relpath(PLAN, ROOT)} ({fresh.count(chr(10))} rows)")
             return 0
-        old = open(PLAN).read() if os.path.exists(PLAN) else ""
+        old = ""
+        if os.path.exists(PLAN):
+            with open(PLAN) as f:
+                old = f.read()
         if old != fresh:
             import difflib
             sys.stdout.writelines(difflib.unified_diff(

@@ -194,6 +194,25 @@ absl::Status ValidateStepSettings(const ModelShape& model,
         absl::StrCat("batch must be >= 1 with batch x seq_len <= ", kMaxTokens,
                      ", got ", s.batch));
   }
+  // Every byte count of the plan in double first: the largest (all layers'
+  // inputs, one layer's intermediates, the logits, the adapters) must stay
+  // far inside int64, whatever the inputs.
+  {
+    const double tokens =
+        static_cast<double>(s.batch) * static_cast<double>(s.seq_len);
+    const double widest = static_cast<double>(std::max(
+        {model.hidden_size, model.intermediate_size, model.vocab_size}));
+    const double per_layer_tokens =
+        tokens * widest * 64;  // every per-token term, with margin
+    if (per_layer_tokens * static_cast<double>(model.num_layers) > 1e18) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("seq_len x batch (", tokens,
+                       " tokens) is too large to plan for this model: ",
+                       "num_layers x tokens x the widest of hidden_size, "
+                       "intermediate_size and vocab_size ",
+                       "exceeds what the planner counts in int64"));
+    }
+  }
   if (s.activation_bytes != 2 && s.activation_bytes != 4) {
     return absl::InvalidArgumentError(
         absl::StrCat("activation_bytes must be 2 (bf16/fp16) or 4 (fp32), got ",

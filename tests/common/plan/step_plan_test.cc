@@ -459,6 +459,137 @@ TEST(StepPlan, BadDevicesNameTheField) {
   }
 }
 
+TEST(StepPlan, NeverCrashesOnExtremeValues) {
+  // Every integer and floating-point field at the edges of its type: an OK
+  // plan or INVALID_ARGUMENT, never a crash or (under UBSan) an overflow.
+  const std::vector<int64_t> ints = {0,
+                                     1,
+                                     -1,
+                                     3,
+                                     int64_t{1} << 20,
+                                     int64_t{1} << 40,
+                                     std::numeric_limits<int64_t>::max(),
+                                     std::numeric_limits<int64_t>::min()};
+  const std::vector<double> reals = {0,
+                                     -1,
+                                     0.5,
+                                     1e300,
+                                     -1e300,
+                                     std::numeric_limits<double>::quiet_NaN(),
+                                     std::numeric_limits<double>::infinity()};
+  const std::vector<std::function<void(ModelShape*, StepSettings*,
+                                       DeviceDescription*, int64_t)>>
+      int_fields = {
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->hidden_size = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->intermediate_size = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->num_layers = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->num_heads = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->num_kv_heads = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->head_dim = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->vocab_size = v;
+          },
+          [](ModelShape* m, StepSettings*, DeviceDescription*, int64_t v) {
+            m->weight_bytes = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->seq_len = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->batch = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->activation_bytes = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->lora_rank = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->tile_tokens = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->attention_head_groups = v;
+          },
+          [](ModelShape*, StepSettings* s, DeviceDescription*, int64_t v) {
+            s->loss_segment_tokens = v;
+          },
+          [](ModelShape*, StepSettings*, DeviceDescription* d, int64_t v) {
+            d->memory_bytes = v;
+          },
+          [](ModelShape*, StepSettings*, DeviceDescription* d, int64_t v) {
+            d->host_memory_bytes = v;
+          },
+      };
+  const std::vector<
+      std::function<void(StepSettings*, DeviceDescription*, double)>>
+      real_fields = {
+          [](StepSettings* s, DeviceDescription*, double v) {
+            s->offload_gpu_budget_gib = v;
+          },
+          [](StepSettings* s, DeviceDescription*, double v) {
+            s->mlp_prune_ratio = v;
+          },
+          [](StepSettings* s, DeviceDescription*, double v) {
+            s->keep_fractions[7] = v;
+          },
+          [](StepSettings*, DeviceDescription* d, double v) {
+            d->matmul_flops_per_s = v;
+          },
+          [](StepSettings*, DeviceDescription* d, double v) {
+            d->attention_flops_per_s = v;
+          },
+          [](StepSettings*, DeviceDescription* d, double v) {
+            d->host_copy_bytes_per_s = v;
+          },
+      };
+  auto base = [](ModelShape* m, StepSettings* s, DeviceDescription* d) {
+    *m = Preset("llama2-7b");
+    *s = StepSettings{};
+    s->seq_len = 65536;
+    s->gradient_checkpointing = true;
+    s->offload = OffloadPolicy::kSparsity;
+    s->keep_fractions = DefaultKeepFractions(32);
+    *d = H100();
+  };
+  auto ok_or_invalid = [](const absl::Status& st) {
+    return st.ok() || st.code() == absl::StatusCode::kInvalidArgument;
+  };
+  for (size_t f = 0; f < int_fields.size(); ++f) {
+    for (int64_t v : ints) {
+      ModelShape m;
+      StepSettings s;
+      DeviceDescription d;
+      base(&m, &s, &d);
+      int_fields[f](&m, &s, &d, v);
+      EXPECT_TRUE(ok_or_invalid(PlanStep(m, s, d).status()))
+          << "field " << f << " = " << v;
+    }
+  }
+  for (size_t f = 0; f < real_fields.size(); ++f) {
+    for (double v : reals) {
+      ModelShape m;
+      StepSettings s;
+      DeviceDescription d;
+      base(&m, &s, &d);
+      real_fields[f](&s, &d, v);
+      EXPECT_TRUE(ok_or_invalid(PlanStep(m, s, d).status()))
+          << "field " << f << " = " << v;
+    }
+  }
+}
+
 TEST(OffloadPolicy, ParsesTheEngineNames) {
   for (OffloadPolicy p : {OffloadPolicy::kNone, OffloadPolicy::kUniform,
                           OffloadPolicy::kSparsity}) {
