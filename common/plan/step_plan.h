@@ -92,6 +92,16 @@ struct PlanItem {
   std::string detail;  // how it was computed, one line ("32 layers x 1.0 GiB")
 };
 
+// The breakdown's item names, stable for renderers and tests (docs/lemo.md
+// "How to read a plan" says what each holds): "frozen weights", "adapters",
+// "adapter gradients", "optimizer state"; without checkpointing
+// "activations" and "layer backward"; with it "checkpoints (GPU)",
+// "checkpoints (host)" (only when something is offloaded), "kept attention
+// outputs" (checkpoint_keep_attention), "layer backward working set",
+// "backward in flight"; then "loss", "RoPE tables", "workspace". The time
+// items: "projections and MLP", "attention forward (with re-runs)",
+// "attention backward", "per-step overhead", "LeMo oracle scoring" (oracle
+// mode), "exposed offload copies" (when something is offloaded).
 struct StepPlan {
   std::vector<PlanItem> items;  // the breakdown, in the order a user reads it
   int64_t peak_gpu_bytes = 0;   // predicted peak allocated
