@@ -20,6 +20,9 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // The automatic offload budget's reserve, in layer inputs (N x hidden x
 // activation bytes): worker/engine/train/offload.h working_set_inputs.
 constexpr double kAutoBudgetReserveInputs = 18;
+// After the first backward the reserve is the measured working set plus this
+// many inputs (offload.h kMeasuredMarginInputs).
+constexpr double kMeasuredMarginInputs = 4;
 // What cudaMemGetInfo does not report free beside torch's allocations (the
 // CUDA context, cuBLAS handles): the automatic budget starts from the rest.
 constexpr int64_t kCudaContextBytes = int64_t{512} << 20;
@@ -414,7 +417,9 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
 
   double activations = 0, kept_attention = 0, working_set = 0, top_backward = 0;
   int64_t checkpoints_gpu = 0, checkpoints_host = 0;
-  int64_t densest = 0;  // the layer with the largest working set
+  std::vector<int64_t> host_tokens(L, 0);  // per layer, tokens offloaded
+  int64_t pinned_first_step = 0;  // more pinned on the first step than after
+  int64_t densest = 0;            // the layer with the largest working set
   for (int64_t i = 1; i < L; ++i) {
     if (keep[i] > keep[densest]) densest = i;
   }
@@ -434,38 +439,62 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
     // planned share of them to pinned host memory.
     const int64_t layer_input = N * m.hidden_size * s.activation_bytes;
     const int64_t total = L * layer_input;
+    const int64_t bpt = m.hidden_size * s.activation_bytes;
+    // PlanOffload (worker/engine/train/offload.cc), token for token: which
+    // tokens of each layer's input go to the host under `budget`.
+    auto split = [&](int64_t budget) {
+      std::vector<int64_t> host_tokens(L, 0);
+      int64_t excess = budget < 0 ? 0 : std::max<int64_t>(0, total - budget);
+      if (excess > 0 && s.offload == OffloadPolicy::kUniform) {
+        const int64_t per_layer =
+            std::min(N, ((excess + L - 1) / L + bpt - 1) / bpt);
+        host_tokens.assign(L, per_layer);
+      } else if (excess > 0) {
+        std::vector<int64_t> order(L);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+          return keep[x] > keep[y];
+        });
+        for (int64_t layer : order) {
+          if (excess <= 0) break;
+          const int64_t t = std::min(N, (excess + bpt - 1) / bpt);
+          host_tokens[layer] = t;
+          excess -= t * bpt;
+        }
+      }
+      return host_tokens;
+    };
+    auto host_bytes = [&](const std::vector<int64_t>& host_tokens) {
+      int64_t bytes = 0;
+      for (int64_t t : host_tokens) bytes += t * bpt;
+      return bytes;
+    };
     int64_t budget = -1;
+    int64_t first_step_host =
+        0;  // automatic budget: the first step's pinned bytes
     if (s.offload != OffloadPolicy::kNone) {
       if (s.offload_gpu_budget_gib >= 0) {
         budget = static_cast<int64_t>(s.offload_gpu_budget_gib * kGiB);
       } else {
-        // offload.cc: what is free at the forward's start minus the reserve.
+        // offload.cc: what is free at the forward's start minus a reserve
+        // for one layer's backward: working_set_inputs (18) layer inputs on
+        // the first step, then the measured working set plus
+        // kMeasuredMarginInputs (4). The later steps are the steady state a
+        // job lives in (and in head groups, where the working set is under
+        // 14 inputs, they keep more on the GPU and peak higher); the first
+        // step pins the most host memory.
         const int64_t free =
             device.memory_bytes - kCudaContextBytes - persistent;
-        budget = std::max<int64_t>(
-            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input));
+        const double later_reserve =
+            working_set_per_token(keep[densest]) * Nd * ab +
+            kMeasuredMarginInputs * input;
+        budget =
+            std::max<int64_t>(0, free - static_cast<int64_t>(later_reserve));
+        first_step_host = host_bytes(split(std::max<int64_t>(
+            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input))));
       }
     }
-    // PlanOffload (worker/engine/train/offload.cc), token for token.
-    std::vector<int64_t> host_tokens(L, 0);
-    int64_t excess = budget < 0 ? 0 : std::max<int64_t>(0, total - budget);
-    const int64_t bpt = m.hidden_size * s.activation_bytes;
-    if (excess > 0 && s.offload == OffloadPolicy::kUniform) {
-      const int64_t per_layer =
-          std::min(N, ((excess + L - 1) / L + bpt - 1) / bpt);
-      host_tokens.assign(L, per_layer);
-    } else if (excess > 0) {
-      std::vector<int64_t> order(L);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t a, int64_t b) { return keep[a] > keep[b]; });
-      for (int64_t layer : order) {
-        if (excess <= 0) break;
-        const int64_t t = std::min(N, (excess + bpt - 1) / bpt);
-        host_tokens[layer] = t;
-        excess -= t * bpt;
-      }
-    }
+    host_tokens = split(budget);
     for (int64_t t : host_tokens) {
       checkpoints_host += t * bpt;
       checkpoints_gpu += (N - t) * bpt;
@@ -476,11 +505,19 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
             L, " layer inputs of ", Gib(layer_input), ", ",
             Gib(checkpoints_gpu), " of them on the GPU",
             budget >= 0 ? absl::StrCat(" (budget ", Gib(budget), ")") : ""));
+    pinned_first_step =
+        std::max<int64_t>(0, first_step_host - checkpoints_host);
     if (checkpoints_host > 0) {
       add("checkpoints (host)", "host", static_cast<double>(checkpoints_host),
-          absl::StrCat(plan.offloaded_layers,
-                       " layers' inputs (part) in pinned host memory, ",
-                       OffloadPolicyName(s.offload), " policy"));
+          absl::StrCat(
+              plan.offloaded_layers,
+              " layers' inputs (part) in pinned host memory, ",
+              OffloadPolicyName(s.offload), " policy",
+              pinned_first_step > 0
+                  ? absl::StrCat("; the first step pins ",
+                                 Gib(checkpoints_host + pinned_first_step),
+                                 " (reserve 18 inputs until measured)")
+                  : ""));
     }
     if (s.checkpoint_keep_attention) {
       for (int64_t i = 0; i < L; ++i) kept_attention += keep[i] * Nd * Q * ab;
@@ -516,7 +553,8 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
                     ? " and the next input prefetched"
                     : ""));
   }
-  plan.pinned_host_bytes = checkpoints_host;
+  // The most any step pins: what the host must hold.
+  plan.pinned_host_bytes = checkpoints_host + pinned_first_step;
 
   // Loss: in segments, the chunk's logits and, in backward, the gradient of
   // the final hidden states (loss.cc); one chunk: the full logits in fp32 too.

@@ -158,6 +158,29 @@ TEST(StepPlan, AutomaticBudgetReservesTheWorkingSet) {
   EXPECT_GT(plan.pinned_host_bytes, 20 * input);
 }
 
+TEST(StepPlan, AutomaticBudgetAfterTheFirstStepReservesTheMeasuredWorkingSet) {
+  // In 4 head groups a layer's working set is ~9.3 inputs: from the second
+  // step on the engine reserves that + 4, not 18, so more stays on the GPU
+  // (the steady peak is higher) while the first step pins the most host
+  // memory, which is what the host must hold.
+  const ModelShape m = Preset("llama2-7b");
+  StepSettings s;
+  s.seq_len = 393216;
+  s.gradient_checkpointing = true;
+  s.offload = OffloadPolicy::kSparsity;
+  s.attention_head_groups = 4;
+  s.keep_fractions = DefaultKeepFractions(m.num_layers);
+  const StepPlan plan = Plan(m, s);
+  const int64_t input = int64_t{393216} * 4096 * 2;
+  const int64_t gpu = ItemBytes(plan, "checkpoints (GPU)");
+  const int64_t host = ItemBytes(plan, "checkpoints (host)");
+  EXPECT_EQ(gpu + host, 32 * input);
+  EXPECT_GT(gpu, H100().memory_bytes - ItemBytes(plan, "frozen weights") -
+                     18 * input);
+  EXPECT_GT(plan.pinned_host_bytes, host);  // the first step's
+  EXPECT_LE(plan.pinned_host_bytes, 32 * input);
+}
+
 TEST(StepPlan, KeepFractionsShrinkActivations) {
   const ModelShape m = Preset("llama2-7b");
   StepSettings s;
