@@ -3,8 +3,10 @@
 S2-Attn fine-tunes fail under full attention in docs/accuracy.md? (issue 14)
 
 Usage (the venv python: torch + transformers; LEMO_TRAIN = a lemo-train binary):
-  python3 bench/accuracy/s2_check.py check   [--lemo-train PATH]   # equivalence, ~20 s
-  python3 bench/accuracy/s2_check.py ablation [--lemo-train PATH] [--work DIR] [--steps 60]
+  python3 bench/accuracy/s2_check.py check [--lemo-train PATH] [--work DIR]   # equivalence, ~20 s
+  python3 bench/accuracy/s2_check.py eval (--model DIR [--adapter DIR] | --case NAME=DIR[,ADAPTER] ...) \
+      --data heldout.jsonl --seq-len 8192 [--tokenizer byte|tokenizer.model] [--windows 8] [--device cuda] \
+      [--json OUT]
 
 `check`: one random-weight Llama (GQA, 4 heads over 2 KV heads) and one window of text. The loss of
 lemo-train's first fine-tune step (taken before any update, so the base model's loss) with
@@ -20,12 +22,12 @@ written from LongLoRA's rule, in fp32:
 and without --lemo-2d it must equal full causal attention. Prints the four losses and exits 1 when
 lemo-train differs from the no-wrap reference (or dense from full attention) by more than 1e-4.
 
-`ablation`: the cause of the S2-Attn result, at CPU scale. Pretrains a 4-layer byte model at 128
-tokens (pretrain.py), then fine-tunes LoRA with lemo-train at 8x that (1,024 tokens, a context
-extension, as the GPU study's 1K -> 8K) and, as a control, at the pretraining length (128 tokens):
-dense and --lemo-2d, same data, steps and seed; also both under linear position interpolation at
-1,024. Evaluates every adapter with full attention (lemo-train eval) and, through the HF
-reference, the base model under S2-Attn. Writes DIR/ablation.json and prints a table.
+`eval`: held-out loss of a model (+ adapter) at --seq-len under full causal attention and under
+S2-Attn (the no-wrap reference), on the first --windows windows of --data (packed as lemo-train
+packs text: <s> doc </s>, concatenated, cut into windows). The study (study.py) runs it on the base
+model and on the dense + S2-Attn adapter: a model fine-tuned under S2-Attn and scored under S2-Attn
+against full attention separates "S2-Attn trains badly" from "what S2-Attn trains does not carry
+over to full attention".
 """
 import argparse
 import json
@@ -40,23 +42,22 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def group_of(t, g, shifted):
-    if not shifted:
-        return t // g
-    return -1 if t < g // 2 else (t - g // 2) // g
+_MASKS = {}
 
 
 def mask_no_wrap(heads, n):
     """[heads, n, n] bool: query r of head h may attend key c (the rule above, no wrap)."""
-    g = max(1, -(-n // 8))
-    first = heads - heads // 2
-    idx = torch.arange(n)
-    causal = idx[None, :] <= idx[:, None]
-    masks = []
-    for h in range(heads):
-        grp = torch.tensor([group_of(t, g, h >= first) for t in range(n)])
-        masks.append(causal & (grp[:, None] == grp[None, :]))
-    return torch.stack(masks)
+    if ("no-wrap", heads, n) not in _MASKS:
+        g = max(1, -(-n // 8))
+        s = g // 2
+        first = heads - heads // 2
+        idx = torch.arange(n)
+        causal = idx[None, :] <= idx[:, None]
+        plain = idx // g
+        shifted = torch.where(idx < s, torch.full_like(idx, -1), (idx - s) // g)
+        masks = [causal & (grp[:, None] == grp[None, :]) for grp in [plain] * first + [shifted] * (heads - first)]
+        _MASKS[("no-wrap", heads, n)] = torch.stack(masks)
+    return _MASKS[("no-wrap", heads, n)]
 
 
 def mask_roll(heads, n):
@@ -66,16 +67,12 @@ def mask_roll(heads, n):
     first = heads - heads // 2
     idx = torch.arange(n)
     causal = idx[None, :] <= idx[:, None]
-    masks = []
-    for h in range(heads):
-        if h < first:
-            grp = idx // g
-            masks.append(causal & (grp[:, None] == grp[None, :]))
-            continue
-        # Position p of the rolled sequence holds token (p + s) mod n; groups and causality are over p.
-        rolled = (idx - s) % n  # the rolled position of token t
-        grp = rolled // g
-        masks.append((rolled[None, :] <= rolled[:, None]) & (grp[:, None] == grp[None, :]))
+    plain = idx // g
+    masks = [causal & (plain[:, None] == plain[None, :])] * first
+    # Position p of the rolled sequence holds token (p + s) mod n; groups and causality are over p.
+    rolled = (idx - s) % n  # the rolled position of token t
+    grp = rolled // g
+    masks += [(rolled[None, :] <= rolled[:, None]) & (grp[:, None] == grp[None, :])] * (heads - first)
     return torch.stack(masks)
 
 
@@ -88,14 +85,13 @@ def install_reference(kind):
         rep = h // key.shape[1]
         k = key.repeat_interleave(rep, 1)
         v = value.repeat_interleave(rep, 1)
-        if kind == "full":
-            allowed = torch.tril(torch.ones(n, n, dtype=torch.bool))[None]
-        elif kind == "no-wrap":
-            allowed = mask_no_wrap(h, n)
-        else:
-            allowed = mask_roll(h, n)
+        key_ = (kind, h, n, str(query.device))
+        if key_ not in _MASKS:  # one mask per shape and device, built once (every layer uses it)
+            _MASKS[key_] = (torch.tril(torch.ones(n, n, dtype=torch.bool))[None] if kind == "full" else
+                            mask_no_wrap(h, n) if kind == "no-wrap" else mask_roll(h, n)).to(query.device)
+        allowed = _MASKS[key_]
         scores = torch.matmul(query, k.transpose(-1, -2)) * (scaling or 1 / math.sqrt(d))
-        scores = scores.masked_fill(~allowed[None].to(scores.device), float("-inf"))
+        scores = scores.masked_fill(~allowed[None], float("-inf"))
         out = torch.matmul(torch.softmax(scores.float(), -1).to(v.dtype), v)
         return out.transpose(1, 2).contiguous(), None
 
@@ -104,18 +100,27 @@ def install_reference(kind):
     return name
 
 
-def hf_loss(model_dir, ids, kind, adapter=None):
+def load_model(model_dir, adapter=None, device="cpu"):
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=dtype)
     if adapter:
         from peft import PeftModel
         model = PeftModel.from_pretrained(model, adapter)
+    return model.to(device).eval()
+
+
+def hf_loss(model_dir, ids, kind, adapter=None, device="cpu", model=None):
+    """Mean loss of the windows `ids` (a list of token lists) under attention `kind`."""
+    model = model or load_model(model_dir, adapter, device)
     model.set_attn_implementation(install_reference(kind))
-    model.eval()
+    losses = []
     with torch.no_grad():
-        x = torch.tensor([ids])
-        return float(model(input_ids=x, labels=x).loss)
+        for win in ids:
+            x = torch.tensor([win], device=device)
+            losses.append(float(model(input_ids=x, labels=x).loss))
+    return sum(losses) / len(losses)
 
 
 def train_loss(lemo_train, model_dir, data, seq, work, extra):
@@ -160,9 +165,9 @@ def check(args):
     got = {
         "lemo-train dense": train_loss(args.lemo_train, model_dir, data, seq, work, []),
         "lemo-train --lemo-2d": train_loss(args.lemo_train, model_dir, data, seq, work, ["--lemo-2d"]),
-        "HF full causal": hf_loss(model_dir, ids, "full"),
-        "HF reference no-wrap": hf_loss(model_dir, ids, "no-wrap"),
-        "HF reference roll (wrap)": hf_loss(model_dir, ids, "roll"),
+        "HF full causal": hf_loss(model_dir, [ids], "full"),
+        "HF reference no-wrap": hf_loss(model_dir, [ids], "no-wrap"),
+        "HF reference roll (wrap)": hf_loss(model_dir, [ids], "roll"),
     }
     for k, v in got.items():
         print(f"{k:28s} {v:.6f}")
@@ -173,94 +178,52 @@ def check(args):
     return 0 if ok else 1
 
 
-def run(cmd, log):
-    with open(log, "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=f)
+def evaluate(args):
+    """Every --case NAME=MODEL_DIR[,ADAPTER] (or --model/--adapter as one case "model") scored under
+    full attention and S2-Attn on the same windows, in one process (one torch import)."""
+    import pretrain as pt
 
-
-def ablation(args):
-    w = args.work
-    os.makedirs(w, exist_ok=True)
-    log = os.path.join(w, "ablation.log")
-    pre = os.path.join(w, "pre")
-    if not os.path.exists(os.path.join(pre, "pretrain.json")):
-        run([sys.executable, os.path.join(HERE, "pretrain.py"), "--out", pre, "--device", "cpu", "--layers", "4",
-             "--hidden", "128", "--heads", "4", "--kv-heads", "2", "--seq-len", "128", "--batch", "16",
-             "--minutes", str(args.pretrain_minutes), "--eval-every", "50", "--val-tokens", "16384",
-             "--eval-tokens", "65536", "--max-positions", "2048", "--corpus", args.corpus], log)
-    pretrain = json.load(open(os.path.join(pre, "pretrain.json")))
-    model = os.path.join(pre, "model")
-    pi = os.path.join(w, "model-pi")
-    if not os.path.exists(os.path.join(pi, "config.json")):
-        os.makedirs(pi, exist_ok=True)
-        cfg = json.load(open(os.path.join(model, "config.json")))
-        cfg["rope_scaling"] = {"rope_type": "linear", "factor": 8.0}
-        for name in os.listdir(model):
-            if name != "config.json":
-                os.symlink(os.path.join(model, name), os.path.join(pi, name))
-        json.dump(cfg, open(os.path.join(pi, "config.json"), "w"))
-    common = ["--tokenizer", "byte", "--device", "cpu", "--dtype", "fp32"]
-
-    def evaluate(model_dir, seq, adapter=None):
-        cmd = [args.lemo_train, "eval", "--model", model_dir, "--data", os.path.join(pre, "heldout.jsonl"),
-               "--seq-len", str(seq), "--batches", str(args.eval_batches), *common]
-        if adapter:
-            cmd += ["--adapter", adapter]
-        r = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        return json.loads(r.stdout)["loss"]
-
-    def finetune(name, model_dir, seq, extra):
-        out = os.path.join(w, f"ft-{name}")
-        metrics = os.path.join(w, f"m-{name}.jsonl")
-        if os.path.exists(metrics):
-            os.remove(metrics)
-        run([args.lemo_train, "finetune", "--model", model_dir, "--data", os.path.join(pre, "finetune.jsonl"),
-             "--out", out, "--seq-len", str(seq), "--steps", str(args.steps), "--lr", "1e-3", "--warmup-steps",
-             "5", "--seed", "0", "--metrics-jsonl", metrics, *common, *extra], log)
-        ckpt = sorted(p for p in os.listdir(out) if p.startswith("checkpoint-"))[-1]
-        rows = [json.loads(ln) for ln in open(metrics)]
-        return os.path.join(out, ckpt), sum(r["loss"] for r in rows[-5:]) / min(5, len(rows))
-
-    rows = []
-    ids = None
-    for seq, model_dir, tag in ((1024, model, "extension 128 -> 1024"), (128, model, "no extension (128)"),
-                                (1024, pi, "extension with position interpolation x8")):
-        base = evaluate(model_dir, seq)
-        if ids is None:  # the base model under S2-Attn vs full attention, HF reference, first windows
-            import pretrain as pt  # noqa: E402  (bench/accuracy on sys.path)
-            held = [json.loads(ln) for ln in open(os.path.join(pre, "heldout.jsonl"))]
-            stream = pt.encode(held)
-            wins = [stream[i * seq:(i + 1) * seq].tolist() for i in range(args.eval_batches)]
-            ids = {
-                kind: sum(hf_loss(model_dir, win, kind) for win in wins) / len(wins)
-                for kind in ("full", "no-wrap")
-            }
-        for mode, extra in (("dense", []), ("S2-Attn", ["--lemo-2d"])):
-            adapter, train = finetune(f"{seq}-{mode}-{os.path.basename(model_dir)}", model_dir, seq, extra)
-            rows.append({"setting": tag, "seq": seq, "fine-tune": mode, "base_full_attention": base,
-                         "heldout_full_attention": evaluate(model_dir, seq, adapter), "train_loss_last5": train})
-            print(json.dumps(rows[-1]), flush=True)
-    result = {"pretrain": {k: pretrain[k] for k in ("steps", "seconds", "params", "seq_len", "heldout_loss",
-                                                    "unigram_loss")},
-              "base_at_1024_hf": {"full attention": ids["full"], "S2-Attn no-wrap": ids["no-wrap"]},
-              "steps": args.steps, "rows": rows}
-    json.dump(result, open(os.path.join(w, "ablation.json"), "w"), indent=1)
-    print(json.dumps(result["base_at_1024_hf"]))
+    cases = [c.split("=", 1) for c in args.case] or [["model", f"{args.model},{args.adapter}"]]
+    with open(args.data) as f:
+        docs = [json.loads(ln) for ln in f if ln.strip()]
+    stream = pt.encode(docs, pt.make_encoder("" if args.tokenizer == "byte" else args.tokenizer))
+    windows = [stream[i * args.seq_len:(i + 1) * args.seq_len].tolist()
+               for i in range(min(args.windows, len(stream) // args.seq_len))]
+    if not windows:
+        sys.exit(f"s2_check: {args.data} has fewer than {args.seq_len} tokens")
+    results = []
+    for name, spec in cases:
+        model_dir, _, adapter = spec.partition(",")
+        model = load_model(model_dir, adapter or None, args.device)
+        results.append({"case": name, "model_dir": model_dir, "adapter": adapter or None, "seq_len": args.seq_len,
+                        "windows": len(windows),
+                        "loss_full_attention": hf_loss(None, windows, "full", device=args.device, model=model),
+                        "loss_s2_attention": hf_loss(None, windows, "no-wrap", device=args.device, model=model)})
+        print(json.dumps(results[-1]), flush=True)
+        del model
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f)
     return 0
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", choices=["check", "ablation"])
+    p.add_argument("cmd", choices=["check", "eval"])
     p.add_argument("--lemo-train", default=os.environ.get("LEMO_TRAIN", "build/bin/lemo-train"))
     p.add_argument("--work", default="/tmp/lemo-s2")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--eval-batches", type=int, default=8)
-    p.add_argument("--pretrain-minutes", type=float, default=3.0)
-    p.add_argument("--corpus", default=os.path.join(HERE, "..", "data", "corpus.jsonl"))
+    p.add_argument("--case", action="append", default=[], help="eval: NAME=MODEL_DIR[,ADAPTER], repeatable")
+    p.add_argument("--model", help="eval: HF model directory")
+    p.add_argument("--adapter", default="", help="eval: PEFT adapter directory")
+    p.add_argument("--data", help="eval: held-out JSONL (text)")
+    p.add_argument("--seq-len", type=int, default=8192)
+    p.add_argument("--tokenizer", default="byte", help="eval: byte, or a SentencePiece tokenizer.model")
+    p.add_argument("--windows", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", default="")
     args = p.parse_args(argv)
     sys.path.insert(0, HERE)
-    return check(args) if args.cmd == "check" else ablation(args)
+    return check(args) if args.cmd == "check" else evaluate(args)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ if SMOKE:
     SEQS = {"8k": 256, "16k": 512}
 else:
     BIG = dict(layers=16, hidden=768, heads=12, kv_heads=4, spm=8000, seq=2048, batch=16,
-               minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048)
+               minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20)
     SMALL = dict(layers=8, hidden=512, heads=8, kv_heads=4, spm=0, seq=1024, batch=32, minutes=3.0,
                  intermediate=0)
     SEQS = {"8k": 8192, "16k": 16384}
@@ -83,6 +83,25 @@ def pred_flags(model):
             "--predictor-recall-every", "50"]
 
 
+def finetune_data(model):
+    """The long-context fine-tunes' (and calibration's) text. The byte model: the fine-tune book
+    (Emma), as study v1. The large model: every book but the held-out one (the pretraining books,
+    seen only at 2,048 tokens, and Emma), because Emma alone is ~0.22M subword tokens: 27 windows of
+    8K, so 200 steps would be 7 epochs of it (11 at 16K); all five books are ~0.82M tokens, 2
+    epochs at 8K, 3 at 16K."""
+    d = mdir(model)
+    if model != "big":
+        return os.path.join(d, "finetune.jsonl")
+    path = os.path.join(d, "finetune-all.jsonl")
+    if not os.path.exists(path):
+        with open(path + ".tmp", "w") as out:
+            for name in ("train.jsonl", "finetune.jsonl"):
+                with open(os.path.join(d, name)) as f:
+                    out.write(f.read())
+        os.replace(path + ".tmp", path)
+    return path
+
+
 def pretrain_seq(model):
     return (BIG if model == "big" else SMALL)["seq"]
 
@@ -106,6 +125,8 @@ def model_path(model, config, seq):
         os.makedirs(dst, exist_ok=True)
         cfg = json.load(open(os.path.join(src, "config.json")))
         cfg["rope_scaling"] = {"rope_type": "linear", "factor": seq / pretrain_seq(model)}
+        if "rope_parameters" in cfg:  # transformers 5 writes both; keep them in agreement
+            cfg["rope_parameters"] = dict(cfg["rope_parameters"], **cfg["rope_scaling"])
         for name in os.listdir(src):
             if name != "config.json" and not os.path.exists(os.path.join(dst, name)):
                 os.symlink(os.path.join(src, name), os.path.join(dst, name))
@@ -124,7 +145,10 @@ CONFIGS = {
     # -pi: the model directory adds linear position interpolation (model_path).
     "dense-pi": (lambda m, s: ["--lemo-mode", "dense"], "dense LoRA, position interpolation"),
     "dense-2d-pi": (lambda m, s: ["--lemo-mode", "dense", "--lemo-2d"], "dense + S2-Attn, position interpolation"),
-    "lemo-2d-pi": (lambda m, s: pred_flags(m) + ["--lemo-2d"], "LeMo + S2-Attn, position interpolation"),
+    # Oracle selection: the predictors were calibrated without interpolation (v1: predictors and
+    # oracle within 0.1 point of each other).
+    "lemo-2d-pi": (lambda m, s: ["--lemo-mode", "oracle", "--lemo-2d"],
+                   "LeMo (oracle selection) + S2-Attn, position interpolation"),
 }
 
 
@@ -208,6 +232,10 @@ def pretrain_job(model):
             cmd += ["--intermediate", str(spec["intermediate"])]
         if spec["spm"]:
             cmd += ["--spm-vocab", str(spec["spm"])]
+        if spec.get("eval_every"):
+            # The four books are ~0.7M subword tokens: 20 steps of 16 x 2048 are ~0.9 epochs, so
+            # early stopping looks about once per epoch (the default 100 would be ~4.7 epochs).
+            cmd += ["--eval-every", str(spec["eval_every"])]
         if SMOKE:
             cmd += ["--eval-every", "10", "--val-tokens", "2048", "--eval-tokens", "2048"]
         cmd += ENV.get(f"ACC_PRETRAIN_ARGS_{model.upper()}", "").split()
@@ -224,7 +252,7 @@ def pretrain_job(model):
 def calibrate_job(model):
     def fn(left):
         return run([TRAIN, "calibrate", "--model", os.path.join(mdir(model), "model"),
-                    "--data", os.path.join(mdir(model), "finetune.jsonl"),
+                    "--data", finetune_data(model),
                     "--out", os.path.join(mdir(model), "predictors"), *common(model), "--seq-len", str(SEQS["8k"]),
                     "--steps", str(CAL_STEPS), "--prune-every", str(max(1, CAL_STEPS // 3)),
                     "--report-json", os.path.join(W, "results", f"calibrate-{model}.json")],
@@ -292,7 +320,7 @@ def finetune_job(model, seq_key, config, seed, passkey=False):
         shutil.rmtree(out, ignore_errors=True)
         flags = flags_fn(model, seq)
         metrics = os.path.join(OUT, "logs", f"{name}.metrics.jsonl")
-        data = os.path.join(d, f"passkey-train-{seq_key}.jsonl" if passkey else "finetune.jsonl")
+        data = os.path.join(d, f"passkey-train-{seq_key}.jsonl") if passkey else finetune_data(model)
         t0 = time.time()
         model_dir = model_path(model, config, seq)
         if not run([TRAIN, "finetune", "--model", model_dir, "--data", data, "--out", out,
@@ -325,8 +353,7 @@ def finetune_job(model, seq_key, config, seed, passkey=False):
                        "loss": json.load(open(path))["loss"]}
                 row.update(extra)
                 append_result(row)
-        shutil.rmtree(out, ignore_errors=True)  # adapters are not results; keep /tmp small
-        return ok
+        return ok  # the adapter stays in /tmp (a few MB) for s2_eval_job
 
     def estimate():
         per_step = timing().get(f"{model}-{seq_key}")
@@ -334,11 +361,50 @@ def finetune_job(model, seq_key, config, seed, passkey=False):
             return 90 if seq_key == "8k" else 150
         return per_step * steps * (1.3 if "mlp" in config or "2d" in config else 1.0) + 30
 
-    needs = (f"pretrain-{model}",) + ((f"calibrate-{model}",) if "lemo" in config else ()) + (
+    needs = (f"pretrain-{model}",) + ((f"calibrate-{model}",) if "--lemo-predictors" in " ".join(
+        flags_fn(model, seq)) else ()) + (
         (f"passkey-data-{model}-{seq_key}",) if passkey else ())
     job = Job(name, 0, fn, needs)
     job.estimate_fn = estimate
     return job
+
+
+def s2_eval_job(model, seq_key):
+    """Base model, dense LoRA and dense + S2-Attn adapters (and S2-Attn under interpolation) scored
+    under full attention and under S2-Attn (s2_check.py eval, HF reference masks): whether the
+    S2-Attn fine-tune learned (low loss under S2-Attn) but does not carry over to full attention."""
+    seq = SEQS[seq_key]
+    cases = [("base", "", "base"), ("dense", f"ft-{model}-{seq_key}-dense-s{SEEDS[0]}", "dense"),
+             ("dense-2d", f"ft-{model}-{seq_key}-dense-2d-s{SEEDS[0]}", "dense-2d"),
+             ("dense-pi", f"ft-{model}-{seq_key}-dense-pi-s{SEEDS[0]}", "dense-pi"),
+             ("dense-2d-pi", f"ft-{model}-{seq_key}-dense-2d-pi-s{SEEDS[0]}", "dense-2d-pi")]
+
+    def fn(left):
+        d = mdir(model)
+        tok = os.path.join(d, "tokenizer.model") if (BIG if model == "big" else SMALL)["spm"] else "byte"
+        specs = []
+        for name, job, config in cases:
+            adapter = ""
+            if job:
+                out = os.path.join(d, job)
+                ckpts = sorted(p for p in os.listdir(out) if p.startswith("checkpoint-")) if os.path.isdir(out) else []
+                if not ckpts:
+                    say(f"s2-eval: no adapter from {job}; skipped")
+                    continue
+                adapter = os.path.join(out, ckpts[-1])
+            specs += ["--case", f"{name}={model_path(model, config, seq)}" + (f",{adapter}" if adapter else "")]
+        path = os.path.join(W, "results", f"s2eval-{model}-{seq_key}.json")
+        if not run([PY, os.path.join(HERE, "s2_check.py"), "eval", *specs, "--data", os.path.join(d, "heldout.jsonl"),
+                    "--seq-len", str(seq), "--tokenizer", tok, "--windows", "2" if SMOKE else "6",
+                    "--device", PYDEV, "--json", path], f"s2eval-{model}-{seq_key}.log", left):
+            return False
+        for r in json.load(open(path)):
+            row = {"model": model, "seq": seq, "config": r.pop("case"), "seed": SEEDS[0], "kind": "s2eval"}
+            row.update(r)
+            append_result(row)
+        return True
+    needs = tuple(c[1] for c in cases if c[1])
+    return Job(f"s2-eval-{model}-{seq_key}", 90, fn, needs=needs)
 
 
 def jobs():
@@ -352,6 +418,7 @@ def jobs():
     j += [passkey_data_job("big", "8k")]
     j += [finetune_job("big", "8k", c, SEEDS[0], passkey=True) for c in ("dense", "lemo")]
     j += [finetune_job("big", "8k", c, SEEDS[0]) for c in ("dense-2d", "dense-pi", "dense-2d-pi", "lemo-2d-pi")]
+    j += [s2_eval_job("big", "8k")]
     j += [passkey_data_job("big", "16k")]
     j += [finetune_job("big", "16k", c, SEEDS[0], passkey=True) for c in ("dense", "lemo")]
     j += [pretrain_job("small"), calibrate_job("small"), base_eval_job("small", "8k")]

@@ -169,6 +169,15 @@ def v2(out, rows):
         if lemo:
             paired = [100 * (r["loss"] / dense[r["seed"]] - 1) for r in lemo if r["seed"] in dense]
             lines.append(f"- LeMo vs dense: {verdict(paired, spread)}")
+    s2 = [r for r in rows if r.get("kind") == "s2eval"]
+    if s2:
+        lines += ["", "## 2D sparsity: the same adapters under full attention and under S2-Attn (HF reference)", "",
+                  "| model | tokens | fine-tune | windows | loss, full attention | loss, S2-Attn | full - S2 |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in s2:
+            lines.append(f"| {r['model']} | {r['seq']:,} | {r['config']} | {r['windows']} | "
+                         f"{r['loss_full_attention']:.4f} | {r['loss_s2_attention']:.4f} | "
+                         f"{r['loss_full_attention'] - r['loss_s2_attention']:+.4f} |")
     passkey = [r for r in rows if r.get("kind") == "passkey"]
     if passkey:
         lines += ["", "## Passkey retrieval (HF transformers + PEFT loading our adapters, teacher-forced)", "",
