@@ -227,7 +227,7 @@ def pretrain_job(model):
                "--layers", str(spec["layers"]), "--hidden", str(spec["hidden"]), "--heads", str(spec["heads"]),
                "--kv-heads", str(spec["kv_heads"]), "--seq-len", str(spec["seq"]), "--batch", str(spec["batch"]),
                "--minutes", str(spec["minutes"]), "--max-positions", str(max(SEQS.values())),
-               "--call-minutes", str(max(0.05, (left - 60) / 60)), "--save-seconds", "60"]
+               "--call-minutes", str(max(0.05, (left - 100) / 60)), "--save-seconds", "60"]
         if spec["intermediate"]:
             cmd += ["--intermediate", str(spec["intermediate"])]
         if spec["spm"]:
@@ -245,7 +245,10 @@ def pretrain_job(model):
             return True
         return False  # paused: the next call resumes it
 
-    # A pretraining job runs whenever 2 minutes are left: it pauses itself before the call ends.
+    # A pretraining job runs whenever 2 minutes are left: it trains for what is left minus 100 s
+    # (Python, torch and the tokenizer's training or encoding before, the state save after) and
+    # pauses itself before the call ends; a kill at the deadline would lose at most a minute (the
+    # state is saved every minute).
     return Job(f"pretrain-{model}", 120, fn)
 
 
@@ -424,7 +427,15 @@ def jobs():
     j += [pretrain_job("small"), calibrate_job("small"), base_eval_job("small", "8k")]
     for seed in SEEDS:
         j += [finetune_job("small", "8k", "dense", seed), finetune_job("small", "8k", "lemo", seed)]
-    return [x for x in j if x.name not in set(ENV.get("ACC_SKIP", "").split(","))]
+    skip = set(ENV.get("ACC_SKIP", "").split(","))
+    only = [p for p in ENV.get("ACC_ONLY", "").split(",") if p]
+    # ACC_ONLY=big-8k,...: the jobs whose names contain one of these (base evaluations and passkey
+    # data included), and the named models' pretraining and calibration.
+    prereq = ("pretrain-", "calibrate-")
+    models = {p.split("-")[0] for p in only}
+    return [x for x in j if x.name not in skip and (
+        not only or any(p in x.name for p in only) or
+        x.name.startswith(prereq) and any(x.name in (f"pretrain-{m}", f"calibrate-{m}") for m in models))]
 
 
 def estimate(job):

@@ -8,38 +8,45 @@
 # eval-*.json, passkey-*.json, summary.md, status.json, logs/). `python3 bench/accuracy/study.py
 # --list` shows what is done and pending. A cold machine (/tmp wiped) starts over from job 1.
 #
-# The plan, call by call (minutes are estimates for an H100 until the first calls measure them;
-# status.json's "timing" has the measured seconds per fine-tune step):
+# The plan. Minutes are estimates until the first calls measure them (status.json's "timing": the
+# measured seconds per fine-tune step, which the queue then uses to decide what fits): a 113M-model
+# fine-tune of 200 steps at 8K ~1-1.5 min with its evaluation, 150 steps at 16K ~2-3 min.
 #   call 1 (~9.5 min): build lemo-train (~2-3), train the SentencePiece tokenizer (8,000 pieces, on
-#     the four pretraining books, ~0.5), pretrain the large model (16 layers, hidden 768, 12 heads,
-#     4 KV heads, MLP 2048: 114M parameters; seq 2048, batch 16) until the call's end, saving its
+#     the four pretraining books, <1), pretrain the large model (16 layers, hidden 768, 12 heads,
+#     4 KV heads, MLP 2048: 113M parameters; seq 2048, batch 16) until the call ends, saving its
 #     state to /tmp every minute.
-#   call 2 (~9.5 min): resume the pretraining to its 12-minute budget (ACC_BIG_MINUTES) or early
-#     stop (likely sooner: the four books are ~0.7M subword tokens, which a 114M model memorises in
-#     a few epochs), calibrate the predictors (200 steps at 8K), evaluate the base model at 8K and
-#     16K, then the first dense/LeMo pairs at 8K.
-#   call 3 (~9.5 min): the rest of dense x3 seeds and LeMo x3 seeds at 8K (200 steps each), then
-#     at 16K (150 steps each: 2.5M tokens per run, against 1.6M for 200 steps at 8K).
-#   call 4 (~9.5 min): the rest of 16K; MLP channel sparsity (dense and LeMo); passkey retrieval
-#     at 8K (dense and LeMo fine-tunes on retrieval examples, scored in HF + PEFT).
-#   call 5 (~9.5 min): 2D sparsity at 8K (dense + S2-Attn; dense with position interpolation,
-#     with and without S2-Attn; LeMo + S2-Attn with interpolation); passkey at 16K; the 8-layer
-#     byte model (pretrain ~1, calibrate, dense x3 and LeMo x3 at 8K).
-# That is ~47 minutes of calls: more than one 30-minute device session. The queue is in priority
-# order (the dense-vs-LeMo claim with seeds at 8K and 16K first), so a session that stops after
-# call 3 still has the core table; ACC_SKIP=job,job drops jobs (names: study.py --list).
+#   call 2 (~9.5 min): resume pretraining to its 12-minute budget (ACC_BIG_MINUTES) or early stop
+#     (likely sooner: the four books are 0.60M subword tokens, which a 113M model memorises in a
+#     few epochs), calibrate the predictors (200 steps at 8K), base evaluations, then dense/LeMo
+#     pairs at 8K (200 steps each) ...
+#   calls 3-6: the queue in order: the 8K pairs (seeds 0, 1, 2), the 16K pairs (150 steps: 2.5M
+#     tokens per run, against 1.6M for 200 steps at 8K), MLP channel sparsity, passkey at 8K,
+#     S2-Attn with and without position interpolation and the S2-Attn evaluation table, passkey
+#     at 16K, the 8-layer byte model (pretrain ~1, calibrate, dense x3 and LeMo x3 at 8K).
+# The whole queue is ~50-65 minutes of calls: more than one 30-minute device session, and /tmp
+# does not outlive a session. So split it into sessions, each pretraining its own base model
+# (GPU pretraining is not bit-reproducible: compare runs only within a session, which the tables
+# do), with ACC_ONLY (job-name parts; the named models' pretraining and calibration come along):
+#   session 1: ACC_ONLY=big-8k bash bench/accuracy/study.sh          (~3 calls: 8K seeds, savers,
+#              passkey at 8K, S2-Attn)
+#   session 2: ACC_ONLY=big-16k,small-8k bash bench/accuracy/study.sh (~3 calls: 16K seeds, passkey
+#              at 16K, the 8-layer model)
+# Within a session the queue is in priority order (the dense-vs-LeMo seeds first), so a session
+# cut short still has its core table. ACC_SKIP=job,job drops jobs (names: study.py --list).
 #
 # Knobs (env): ACC_CALL_SECONDS=540  ACC_WORK=/tmp/lemo-acc2  OUT=./acc-out  ACC_BUILD=1
 #   ACC_SEEDS=0,1,2  ACC_STEPS_8K=200  ACC_STEPS_16K=150  ACC_CAL_STEPS=200  ACC_LR=1e-3
 #   ACC_BIG_MINUTES=12 (pretraining budget, over calls)  ACC_PASSKEY_SAMPLES=250 (training examples)
 #   ACC_PASSKEY_TEST=100  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
 #   ACC_EVAL_ARGS (extra lemo-train eval flags)  ACC_PRETRAIN_ARGS_BIG / _SMALL (extra pretrain.py
-#   flags)  ACC_SKIP (comma-separated job names)  LEMO_TRAIN (the binary; default build-gpu/bin)
+#   flags)  ACC_ONLY (job-name parts to run)  ACC_SKIP (job names to drop)  LEMO_TRAIN (the binary;
+#   default build-gpu/bin)
 # CPU smoke (tiny sizes: 4-layer models, seq 128 pretraining, "8K" = 256 and "16K" = 512 tokens,
-# 3 steps, 1 seed ... every job of the queue, in about a minute and a half on 2 cores):
+# 3 steps, 1 seed; every job of the queue: 5-8 minutes on this 2-core machine under load, ~2.5 min
+# of CPU, so not a ctest):
 #   ACC_SMOKE=1 ACC_BUILD=0 LEMO_TRAIN=build/bin/lemo-train ACC_DEVICE=cpu ACC_DTYPE=fp32
 #   ACC_PY_DEVICE=cpu ACC_SEEDS=0 ACC_WORK=/tmp/acc-smoke OUT=/tmp/acc-smoke-out PATH=$LEMO_VENV/bin:$PATH
-#   bash bench/accuracy/study.sh        (bench/accuracy/test_study.py runs it and checks the rows)
+#   bash bench/accuracy/study.sh
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 OUT=${OUT:-$PWD/acc-out}

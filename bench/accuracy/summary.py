@@ -102,7 +102,8 @@ def verdict(paired_gaps, spread):
     else:
         head = f"not within 2% ({mean:+.2f}% on average over {n} seeds)"
     if spread is not None and abs(mean) < spread:
-        head += f"; the mean gap is smaller than the dense-vs-dense spread ({spread:.2f}%), so it is not resolved"
+        head += (f"; the mean gap is smaller than the dense-vs-dense spread ({spread:.2f}%): LeMo's cost is not "
+                 f"resolved from seed noise")
     return head
 
 
