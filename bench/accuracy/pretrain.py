@@ -151,6 +151,7 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear LR warmup")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--intermediate", type=int, default=0, help="MLP width (0: 8/3 hidden, a multiple of 8)")
     p.add_argument("--layers", type=int, default=8)
@@ -190,7 +191,7 @@ def main(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     gen = torch.Generator().manual_seed(args.seed)
     budget = args.minutes * 60
-    warmup, step, elapsed, log = 100, 0, 0.0, []
+    warmup, step, elapsed, log = args.warmup_steps, 0, 0.0, []
     # Early stopping: a model this size memorises the few MB of text within a few epochs, and its
     # loss on unseen books then climbs; keep the weights that did best on unseen text.
     best, best_state, since_best = float("inf"), None, 0

@@ -234,8 +234,9 @@ def pretrain_job(model):
             cmd += ["--spm-vocab", str(spec["spm"])]
         if spec.get("eval_every"):
             # The four books are ~0.7M subword tokens: 20 steps of 16 x 2048 are ~0.9 epochs, so
-            # early stopping looks about once per epoch (the default 100 would be ~4.7 epochs).
-            cmd += ["--eval-every", str(spec["eval_every"])]
+            # early stopping looks about once per epoch (the default 100 would be ~4.7 epochs), and
+            # the warmup is as long (the default 100 steps would end after early stopping).
+            cmd += ["--eval-every", str(spec["eval_every"]), "--warmup-steps", str(spec["eval_every"])]
         if SMOKE:
             cmd += ["--eval-every", "10", "--val-tokens", "2048", "--eval-tokens", "2048"]
         cmd += ENV.get(f"ACC_PRETRAIN_ARGS_{model.upper()}", "").split()
@@ -283,8 +284,8 @@ def passkey_data_job(model, seq_key):
     def fn(left):
         d, seq = mdir(model), SEQS[seq_key]
         tok = os.path.join(d, "tokenizer.model") if (BIG if model == "big" else SMALL)["spm"] else "byte"
-        # Keys at least half a pretraining window back at training; the test set reports far keys
-        # (beyond the pretraining length) separately.
+        # Keys at uniform depths, training and test; the test set reports far keys (beyond the
+        # pretraining length) separately.
         base = [PY, os.path.join(HERE, "passkey.py"), "make", "--seq-len", str(seq), "--tokenizer", tok]
         return (run(base + ["--filler", os.path.join(d, "finetune.jsonl"), "--out",
                             os.path.join(d, f"passkey-train-{seq_key}.jsonl"), "--samples", str(PASSKEY_TRAIN),
