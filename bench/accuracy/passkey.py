@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
-"""Passkey retrieval for the accuracy study (docs/accuracy.md): can the small model find a 5-digit
-key hidden anywhere in an 8K-token window of filler text, and does LeMo's token elimination during
-fine-tuning cost that ability?
+"""Passkey retrieval for the accuracy study (docs/accuracy.md): can the model find a 5-digit key
+planted far back in a long window of filler text, and does LeMo's token elimination during
+fine-tuning cost that ability? Scored in HF transformers, with our adapter loaded by
+peft.PeftModel.from_pretrained exactly as lemo-train wrote it.
 
 Usage:
   python3 bench/accuracy/passkey.py make --filler finetune.jsonl --out passkey-train.jsonl \
-      --samples 800 --seq-len 8192 --seed 0
+      --samples 800 --seq-len 8192 --seed 0 [--tokenizer byte|tokenizer.model] [--min-distance 0]
   python3 bench/accuracy/passkey.py eval --model DIR [--adapter DIR] --data passkey-test.jsonl \
-      [--device cuda] [--json OUT]
+      [--device cuda] [--json OUT] [--far 2048]
 
-`make` writes JSONL documents ({"text": ...}) of exactly seq_len - 2 ASCII characters, so that
-lemo-train's byte tokenizer (one token per byte, framed as <s> doc </s>) packs each one into
-exactly one training window. Each document is filler taken from a random place in the --filler
-book, with the needle "The pass key is NNNNN. Remember it. NNNNN is the pass key." at a uniformly
-random depth, and ends with the question "What is the pass key? The pass key is NNNNN".
+`make` writes lemo-train TOKENS_JSONL examples ({"input_ids": [...], "loss_mask": [...],
+"distance": D}), each exactly --seq-len tokens, so that each one is one training window:
+  <s> filler ... needle ... filler ... question answer
+- filler: a random slice of the --filler book (ASCII, newlines as spaces);
+- needle: " The pass key is NNNNN. Remember it. NNNNN is the pass key. " at a random depth that
+  leaves at least --min-distance tokens between the needle's end and the answer;
+- question + answer: " What is the pass key? The pass key is NNNNN"; the loss mask is 1 on the
+  answer's tokens only (5 with the byte tokenizer or a SentencePiece model with split digits), so a
+  fine-tune on these examples is trained on retrieval alone, not on the filler.
+Token ids: the byte tokenizer's (<s> = 1, byte b -> b + 3) or the SentencePiece model's, the same
+ids lemo-train reads.
 
-`eval` loads the HF model (and the PEFT adapter lemo-train wrote, as it is) and scores the last
-five characters of every document teacher-forced: the fraction of digits whose argmax is right,
-the fraction of keys with all five right, and the mean loss on the digits. Chance is 10% per digit
-(2.30 nats).
+`eval` loads the HF model (and the PEFT adapter, checking that every adapter tensor in the file was
+loaded and that the adapter is not a no-op), scores the answer tokens teacher-forced: the fraction
+of answer tokens whose argmax is right, the fraction of keys with all of them right, and the mean
+loss on them; overall and for keys farther back than --far tokens (the pretraining context: a key
+beyond it needs the context extension the fine-tune taught). Chance is about 10% per digit.
 """
 import argparse
 import json
@@ -44,24 +52,75 @@ def ascii_filler(path):
     return filler
 
 
+class ByteTokens:
+    def encode(self, text):
+        return [b + 3 for b in text.encode("utf-8")]
+
+    def decode(self, ids):
+        return bytes(i - 3 for i in ids if 3 <= i < 259).decode("utf-8", "replace")
+
+
+def load_tokenizer(spec):
+    if spec == "byte":
+        return ByteTokens()
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spec)
+    return sp
+
+
 def make(args):
     rng = random.Random(args.seed)
-    filler = ascii_filler(args.filler)
-    length = args.seq_len - 2  # <s> and </s> take the other two tokens of the window
+    tok = load_tokenizer(args.tokenizer)
+    filler = tok.encode(ascii_filler(args.filler))
     with open(args.out, "w") as out:
         for _ in range(args.samples):
             key = f"{rng.randrange(10000, 100000)}"
-            tail = QUESTION + key
-            body = length - len(tail) - len(needle(key))
+            tail = tok.encode(QUESTION + key)
+            answer = next((k for k in range(1, len(tail)) if tok.decode(tail[-k:]).strip() == key), 0)
+            if not answer:
+                sys.exit(f"passkey: the answer {key} is not a token suffix of the question")
+            pin = tok.encode(needle(key))
+            body = args.seq_len - 1 - len(tail) - len(pin)  # <s> takes the first token
             if body < 1 or body > len(filler):
                 sys.exit(f"passkey: --seq-len {args.seq_len} leaves no room for filler from {args.filler}")
+            if args.min_distance > body:
+                sys.exit(f"passkey: --min-distance {args.min_distance} exceeds the filler ({body} tokens)")
             start = rng.randrange(0, len(filler) - body + 1)
             text = filler[start:start + body]
-            depth = rng.randrange(0, body + 1)
-            doc = text[:depth] + needle(key) + text[depth:] + tail
-            assert len(doc) == length
-            out.write(json.dumps({"text": doc}) + "\n")
-    print(f"passkey: wrote {args.samples} documents of {length} characters to {args.out}")
+            depth = rng.randrange(0, body - args.min_distance + 1)
+            ids = [1] + text[:depth] + pin + text[depth:] + tail
+            assert len(ids) == args.seq_len
+            mask = [0] * (len(ids) - answer) + [1] * answer
+            distance = len(ids) - answer - (1 + depth + len(pin))  # tokens between needle and answer
+            out.write(json.dumps({"input_ids": ids, "loss_mask": mask, "distance": distance}) + "\n")
+    print(f"passkey: wrote {args.samples} examples of {args.seq_len} tokens to {args.out}")
+
+
+def load_adapter(model, adapter):
+    """PeftModel of `model` with `adapter`; exits when the file's tensors did not all load."""
+    import os
+
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    model = PeftModel.from_pretrained(model, adapter)
+    saved = load_file(os.path.join(adapter, "adapter_model.safetensors"))
+    params = dict(model.named_parameters())
+    loaded = 0
+    for name, tensor in saved.items():
+        # PEFT stores "base_model.model.X.lora_A.weight"; in the module it is "....lora_A.default.weight".
+        live = name.replace(".lora_A.weight", ".lora_A.default.weight").replace(
+            ".lora_B.weight", ".lora_B.default.weight")
+        if live not in params:
+            sys.exit(f"passkey: adapter tensor {name} of {adapter} has no parameter in the PEFT model")
+        if not torch.equal(params[live].detach().cpu().to(tensor.dtype), tensor):
+            sys.exit(f"passkey: adapter tensor {name} of {adapter} was not loaded")
+        loaded += 1
+    if not any(n.endswith("lora_B.weight") and t.abs().sum() > 0 for n, t in saved.items()):
+        sys.exit(f"passkey: every lora_B of {adapter} is zero: the adapter is a no-op")
+    return model, loaded
 
 
 def evaluate(args):
@@ -69,29 +128,39 @@ def evaluate(args):
     from transformers import LlamaForCausalLM
 
     device = torch.device(args.device)
-    model = LlamaForCausalLM.from_pretrained(args.model, torch_dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = LlamaForCausalLM.from_pretrained(args.model, dtype=dtype)
+    loaded = 0
     if args.adapter:
-        from peft import PeftModel
-        model = PeftModel.from_pretrained(model, args.adapter)
+        model, loaded = load_adapter(model, args.adapter)
     model.to(device).eval()
-    digits_right = keys_right = n = 0
-    loss_sum = 0.0
     with open(args.data) as f:
-        docs = [json.loads(line)["text"] for line in f if line.strip()][:args.samples]
+        docs = [json.loads(line) for line in f if line.strip()][:args.samples]
+    if not docs:
+        sys.exit(f"passkey: {args.data} has no examples")
+    buckets = {"all": [0, 0, 0, 0.0, 0], "far": [0, 0, 0, 0.0, 0]}  # right, total, keys right, loss, keys
     with torch.no_grad():
-        for text in docs:
-            ids = torch.tensor([[1] + [b + 3 for b in text.encode("ascii")]], device=device)
-            logits = model(input_ids=ids).logits[0, -6:-1].float()  # the positions predicting the 5 digits
-            target = ids[0, -5:]
-            right = (logits.argmax(-1) == target)
-            digits_right += int(right.sum())
-            keys_right += int(bool(right.all()))
-            loss_sum += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-            n += 1
-    if n == 0:
-        sys.exit(f"passkey: {args.data} has no documents")
-    result = {"samples": n, "digit_accuracy": digits_right / (5 * n), "key_accuracy": keys_right / n,
-              "digit_loss": loss_sum / (5 * n), "adapter": args.adapter or None}
+        for doc in docs:
+            ids = torch.tensor([doc["input_ids"]], device=device)
+            answer = sum(doc["loss_mask"])
+            logits = model(input_ids=ids).logits[0, -answer - 1:-1].float()  # positions predicting the answer
+            target = ids[0, -answer:]
+            right = logits.argmax(-1) == target
+            loss = float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+            for name in ("all", "far") if doc["distance"] > args.far else ("all",):
+                b = buckets[name]
+                b[0] += int(right.sum())
+                b[1] += answer
+                b[2] += int(bool(right.all()))
+                b[3] += loss
+                b[4] += 1
+    result = {"samples": len(docs), "adapter": args.adapter or None, "adapter_tensors": loaded, "far": args.far}
+    for name, (right, total, keys, loss, n) in buckets.items():
+        prefix = "" if name == "all" else "far_"
+        result[prefix + "keys"] = n
+        result[prefix + "digit_accuracy"] = right / total if total else None
+        result[prefix + "key_accuracy"] = keys / n if n else None
+        result[prefix + "digit_loss"] = loss / total if total else None
     print(json.dumps(result))
     if args.json:
         with open(args.json, "w") as f:
@@ -101,12 +170,14 @@ def evaluate(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    m = sub.add_parser("make", help="write passkey documents")
+    m = sub.add_parser("make", help="write passkey examples (TOKENS_JSONL)")
     m.add_argument("--filler", required=True, help="JSONL book with a text field")
     m.add_argument("--out", required=True)
     m.add_argument("--samples", type=int, default=800)
     m.add_argument("--seq-len", type=int, default=8192)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--tokenizer", default="byte", help="byte, or a SentencePiece tokenizer.model")
+    m.add_argument("--min-distance", type=int, default=0, help="fewest tokens between needle and answer")
     e = sub.add_parser("eval", help="score passkey retrieval")
     e.add_argument("--model", required=True)
     e.add_argument("--adapter", default="")
@@ -114,6 +185,7 @@ def main(argv=None):
     e.add_argument("--samples", type=int, default=200)
     e.add_argument("--device", default="cuda")
     e.add_argument("--json", default="")
+    e.add_argument("--far", type=int, default=1024, help="keys farther back than this count as far")
     args = p.parse_args(argv)
     return make(args) if args.cmd == "make" else evaluate(args)
 

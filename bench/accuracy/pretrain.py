@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Step 1 of the accuracy study (docs/accuracy.md): train a small Llama from scratch on real text.
 
-Usage (GPU machine; the image's python has torch + transformers):
+Usage (GPU machine; the image's python has torch + transformers + sentencepiece):
   python3 bench/accuracy/pretrain.py --corpus bench/data/corpus.jsonl --out /tmp/acc \
       [--minutes 3] [--seq-len 1024] [--batch 32] [--device cuda]
+  # study v2's larger model: a SentencePiece tokenizer trained on the pretraining books, 16 layers,
+  # a 20-minute budget spent over several device calls (each call resumes the saved state):
+  python3 bench/accuracy/pretrain.py --out /tmp/acc-big --spm-vocab 8000 --layers 16 --hidden 768 \
+      --heads 12 --kv-heads 4 --seq-len 2048 --batch 16 --minutes 20 --call-minutes 7
 
 Writes to --out:
   train.jsonl      the pretraining books (all but the two below)
@@ -12,17 +16,30 @@ Writes to --out:
   heldout.jsonl    --heldout-book: seen by nothing before evaluation
   model/                      the HF model (config.json + model.safetensors), loadable by lemo-train
   pretrain.json               held-out loss at --seq-len, the unigram baseline, steps, tokens
+  tokenizer.model  (--spm-vocab) the SentencePiece model, also copied into model/ so that
+                   lemo-train's default tokenizer (the model directory's own) is this one
+  state.pt         (--call-minutes) the resumable training state, saved every --save-seconds and at
+                   the end of the call; model/ and pretrain.json appear only once training is done
+                   (budget spent or stopped early). Exit status 0 either way; pretrain.json's
+                   presence says done.
 
-Tokens are lemo-train's byte tokenizer ("--tokenizer byte"): <s> = 1, </s> = 2, byte b -> b + 3,
+Byte tokens (the default) are lemo-train's byte tokenizer ("--tokenizer byte"): <s> = 1, </s> = 2, byte b -> b + 3,
 each chapter wrapped in <s> ... </s> as lemo-train's packing does. The unigram baseline is the
 cross-entropy of the held-out tokens under the training set's token frequencies: a model "far below
 the unigram level" has learned more than letter frequencies.
+
+With --spm-vocab N, a SentencePiece unigram model of N pieces is trained on the pretraining books
+only (unk 0, <s> 1, </s> 2 as lemo-train's byte tokenizer; digits split into single pieces so that a
+5-digit pass key is 5 tokens; byte fallback so any text encodes; no normalisation, so that
+lemo-train's libsentencepiece and this script's Python sentencepiece give the same ids), and every
+split is encoded with it, each chapter framed <s> ... </s> as lemo-train packs text.
 """
 import argparse
 import collections
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -45,11 +62,49 @@ def split_corpus(path, finetune_book, heldout_book, out_dir):
     return parts["train"], parts["finetune"], parts["heldout"]
 
 
-def encode(docs):
+def train_spm(train_docs, vocab, out_dir, seed):
+    """SentencePiece model of `vocab` pieces trained on `train_docs`; returns its path."""
+    import sentencepiece as spm
+
+    path = os.path.join(out_dir, "tokenizer.model")
+    if os.path.exists(path):
+        return path
+    text = os.path.join(out_dir, "spm-train.txt")
+    with open(text, "w") as f:
+        for d in train_docs:
+            for para in d["text"].split("\n"):
+                if para.strip():
+                    f.write(para + "\n")
+    spm.SentencePieceTrainer.train(
+        input=text, model_prefix=os.path.join(out_dir, "tokenizer"), vocab_size=vocab, model_type="unigram",
+        character_coverage=1.0, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, max_sentence_length=1 << 16,
+        num_threads=os.cpu_count() or 1, minloglevel=2)
+    os.remove(text)
+    return path
+
+
+class ByteEncoder:
+    vocab_size = 259
+
+    def encode(self, text):
+        return [b + 3 for b in text.encode("utf-8")]
+
+
+def make_encoder(spm_path):
+    if not spm_path:
+        return ByteEncoder()
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=spm_path)
+
+
+def encode(docs, encoder=None):
+    encoder = encoder or ByteEncoder()
     ids = []
     for d in docs:
         ids.append(1)
-        ids.extend(b + 3 for b in d["text"].encode("utf-8"))
+        ids.extend(encoder.encode(d["text"]))
         ids.append(2)
     return torch.tensor(ids, dtype=torch.long)
 
@@ -87,11 +142,18 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=100, help="steps between early-stopping checks")
     p.add_argument("--patience", type=int, default=3, help="checks without improvement before stopping")
     p.add_argument("--out", required=True)
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (over all calls)")
+    p.add_argument("--call-minutes", type=float, default=0.0,
+                   help="train at most this long in this invocation, saving state.pt to resume from (0: no limit, "
+                        "no state file)")
+    p.add_argument("--save-seconds", type=float, default=120.0, help="state.pt save interval with --call-minutes")
+    p.add_argument("--spm-vocab", type=int, default=0, help="train a SentencePiece tokenizer of this size (0: bytes)")
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear LR warmup")
     p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--intermediate", type=int, default=0, help="MLP width (0: 8/3 hidden, a multiple of 8)")
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--kv-heads", type=int, default=4)
@@ -103,14 +165,23 @@ def main(argv=None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     os.makedirs(args.out, exist_ok=True)
+    if os.path.exists(os.path.join(args.out, "pretrain.json")) and os.path.exists(
+            os.path.join(args.out, "model", "config.json")):
+        print(f"pretrain: {args.out} already holds a finished model; nothing to do")
+        return 0
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     train_docs, finetune_docs, heldout_docs = split_corpus(args.corpus, args.finetune_book, args.heldout_book,
                                                            args.out)
-    train_ids, heldout_ids = encode(train_docs), encode(heldout_docs)
-    val_ids = encode(finetune_docs)[:args.val_tokens]
-    vocab = 320  # the tiny preset's vocabulary: covers the byte tokenizer's 259
-    config = LlamaConfig(vocab_size=vocab, hidden_size=args.hidden, intermediate_size=int(args.hidden * 8 / 3 // 8 * 8),
+    spm_path = train_spm(train_docs, args.spm_vocab, args.out, args.seed) if args.spm_vocab else ""
+    encoder = make_encoder(spm_path)
+    train_ids, heldout_ids = encode(train_docs, encoder), encode(heldout_docs, encoder)
+    val_ids = encode(finetune_docs, encoder)[:args.val_tokens]
+    # Byte ids: the tiny preset's vocabulary of 320 covers the byte tokenizer's 259. SentencePiece:
+    # its own size, rounded up to a multiple of 64.
+    vocab = 320 if not spm_path else (encoder.vocab_size() + 63) // 64 * 64
+    intermediate = args.intermediate or int(args.hidden * 8 / 3 // 8 * 8)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=args.hidden, intermediate_size=intermediate,
                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
                          num_key_value_heads=args.kv_heads, max_position_embeddings=args.max_positions,
                          rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
@@ -120,12 +191,33 @@ def main(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     gen = torch.Generator().manual_seed(args.seed)
     budget = args.minutes * 60
-    warmup, step, t0, log = 100, 0, time.time(), []
-    # Early stopping: a byte-level model this size memorises 3.5 MB of text within a few epochs,
-    # and its loss on unseen books then climbs; keep the weights that did best on unseen text.
+    warmup, step, elapsed, log = args.warmup_steps, 0, 0.0, []
+    # Early stopping: a model this size memorises the few MB of text within a few epochs, and its
+    # loss on unseen books then climbs; keep the weights that did best on unseen text.
     best, best_state, since_best = float("inf"), None, 0
-    while time.time() - t0 < budget and since_best < args.patience:
-        frac = min(1.0, (time.time() - t0) / budget)
+    state_path = os.path.join(args.out, "state.pt")
+    if args.call_minutes and os.path.exists(state_path):
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        step, elapsed, log = state["step"], state["elapsed"], state["log"]
+        best, best_state, since_best = state["best"], state["best_state"], state["since_best"]
+        print(json.dumps({"resumed": state_path, "step": step, "elapsed": round(elapsed, 1)}), flush=True)
+
+    def save_state():
+        tmp = state_path + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                    "elapsed": elapsed, "log": log, "best": best, "best_state": best_state,
+                    "since_best": since_best}, tmp)
+        os.replace(tmp, state_path)
+
+    call_start = time.time()
+    call_budget = args.call_minutes * 60 if args.call_minutes else float("inf")
+    last_save = call_start
+    t0 = time.time() - elapsed  # elapsed training time over all calls so far
+    while elapsed < budget and since_best < args.patience and time.time() - call_start < call_budget:
+        frac = min(1.0, elapsed / budget)
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -137,6 +229,7 @@ def main(argv=None):
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        elapsed = time.time() - t0
         if step % args.eval_every == 0:
             val = heldout_loss(model, val_ids, args.seq_len, device)
             if val < best:
@@ -144,24 +237,43 @@ def main(argv=None):
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 since_best += 1
-            log.append({"step": step, "seconds": round(time.time() - t0, 1), "train_loss": round(loss.item(), 4),
+            log.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
                         "val_loss": round(val, 4)})
             print(json.dumps(log[-1]), flush=True)
-    if best_state is not None:
+        if args.call_minutes and time.time() - last_save > args.save_seconds:
+            save_state()
+            last_save = time.time()
+    done = elapsed >= budget or since_best >= args.patience
+    if not done:
+        save_state()
+        print(json.dumps({"paused": state_path, "step": step, "elapsed": round(elapsed, 1),
+                          "budget": budget}), flush=True)
+        return 0
+    if best_state is None:  # too short to reach one early-stopping check: keep the last weights
+        best = heldout_loss(model, val_ids, args.seq_len, device)
+    else:
         model.load_state_dict(best_state)
     result = {
-        "steps": step, "seconds": round(time.time() - t0, 1), "tokens": step * args.batch * args.seq_len,
+        "steps": step, "seconds": round(elapsed, 1), "tokens": step * args.batch * args.seq_len,
         "params": sum(p.numel() for p in model.parameters()), "seq_len": args.seq_len,
+        "tokenizer": f"sentencepiece unigram {encoder.vocab_size()}" if spm_path else "byte",
         "train_tokens": len(train_ids), "heldout_tokens": len(heldout_ids),
+        "epochs": round(step * args.batch * args.seq_len / len(train_ids), 2),
         "val_loss": round(best, 4), "stopped_early": since_best >= args.patience,
         "heldout_loss": round(heldout_loss(model, heldout_ids[:args.eval_tokens or None], args.seq_len, device), 4),
         "unigram_loss": round(unigram_loss(train_ids, heldout_ids, vocab), 4),
-        "config": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads},
+        "config": {"hidden": args.hidden, "intermediate": intermediate, "layers": args.layers, "heads": args.heads,
+                   "kv_heads": args.kv_heads, "vocab": vocab},
         "log": log,
     }
-    model.save_pretrained(os.path.join(args.out, "model"), safe_serialization=True)
+    model_dir = os.path.join(args.out, "model")
+    model.save_pretrained(model_dir, safe_serialization=True)
+    if spm_path:
+        shutil.copy(spm_path, os.path.join(model_dir, "tokenizer.model"))
     with open(os.path.join(args.out, "pretrain.json"), "w") as f:
         json.dump(result, f, indent=1)
+    if os.path.exists(state_path):
+        os.remove(state_path)
     print(json.dumps({k: v for k, v in result.items() if k != "log"}))
     return 0
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Tests of the accuracy study's scripts (no GPU, no lemo-train): summary.py's statistics and
+verdict, passkey.py's examples, s2_check.py's reference masks.
+
+Run: python3 -m unittest discover -s bench -p 'test_*.py'   (ctest: bench_scripts; the venv python)
+Add a case: a test_* method that writes inputs under self.tmp and checks the parsed result.
+The end-to-end checks: `python3 bench/accuracy/s2_check.py check` (ctest accuracy_s2_check) and the
+CPU smoke of bench/accuracy/study.sh (its header).
+"""
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import passkey  # noqa: E402
+import summary  # noqa: E402
+
+
+class SummaryStatsTest(unittest.TestCase):
+    def test_stats_are_mean_sample_std_min_max(self):
+        mean, std, lo, hi = summary.stats([1.0, 2.0, 3.0])
+        self.assertAlmostEqual(mean, 2.0)
+        self.assertAlmostEqual(std, 1.0)  # sample std (n - 1)
+        self.assertEqual((lo, hi), (1.0, 3.0))
+        self.assertEqual(summary.stats([5.0])[1], 0.0)
+
+    def test_dense_spread_is_range_over_mean(self):
+        self.assertIsNone(summary.dense_spread([1.2]))
+        self.assertAlmostEqual(summary.dense_spread([1.0, 1.02, 0.98]), 4.0)
+
+    def test_verdict(self):
+        self.assertIn("one seed only", summary.verdict([1.0], None))
+        self.assertIn("within 2% on every seed", summary.verdict([1.0, 1.5, 1.9], 0.5))
+        self.assertIn("not on every seed", summary.verdict([1.0, 1.5, 2.5], 0.5))
+        self.assertIn("not within 2%", summary.verdict([2.5, 3.0], 0.5))
+        self.assertIn("not resolved", summary.verdict([0.2, 0.4], 1.0))
+
+    def test_v2_table_pairs_seeds_and_reports_the_spread(self):
+        tmp = tempfile.mkdtemp()
+        rows = [{"model": "big", "seq": 8192, "config": "base", "seed": 0, "kind": "lm", "loss": 3.0}]
+        for seed, (d, lemo) in enumerate([(2.00, 2.02), (2.02, 2.04), (1.98, 2.00)]):
+            rows.append({"model": "big", "seq": 8192, "config": "dense", "seed": seed, "kind": "lm", "loss": d})
+            rows.append({"model": "big", "seq": 8192, "config": "lemo", "seed": seed, "kind": "lm", "loss": lemo,
+                         "kept": 0.7})
+        rows.append({"model": "big", "seq": 8192, "config": "base", "seed": 0, "kind": "passkey", "samples": 4,
+                     "digit_accuracy": 0.1, "key_accuracy": 0.0, "digit_loss": 2.3, "far_keys": 2,
+                     "far_digit_accuracy": 0.1, "far_key_accuracy": 0.0})
+        with open(os.path.join(tmp, "results.jsonl"), "w") as f:
+            f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+        text = "\n".join(summary.v2(tmp, rows))
+        self.assertIn("dense-vs-dense spread over seeds [0, 1, 2]: 2.00%", text)
+        self.assertIn("within 2% on every seed (3 seeds", text)
+        lemo = next(ln for ln in text.splitlines() if "(`lemo`)" in ln)
+        self.assertIn("| 0,1,2 | 2.0200 ± 0.0200 | 2.0000 .. 2.0400 |", lemo)
+        self.assertIn("Passkey retrieval", text)
+
+
+class PasskeyMakeTest(unittest.TestCase):
+    def test_byte_examples_fill_one_window_and_mask_the_key(self):
+        tmp = tempfile.mkdtemp()
+        filler = os.path.join(tmp, "book.jsonl")
+        with open(filler, "w") as f:
+            f.write(json.dumps({"text": "It is a truth universally acknowledged. " * 200}) + "\n")
+        out = os.path.join(tmp, "pk.jsonl")
+        passkey.main(["make", "--filler", filler, "--out", out, "--samples", "5", "--seq-len", "512",
+                      "--min-distance", "200"])
+        tok = passkey.ByteTokens()
+        with open(out) as f:
+            examples = [json.loads(line) for line in f]
+        self.assertEqual(len(examples), 5)
+        for ex in examples:
+            ids, mask = ex["input_ids"], ex["loss_mask"]
+            self.assertEqual(len(ids), 512)
+            self.assertEqual(ids[0], 1)
+            self.assertEqual(sum(mask), 5)
+            self.assertEqual(mask[-5:], [1] * 5)
+            key = tok.decode(ids[-5:])
+            self.assertTrue(key.isdigit())
+            text = tok.decode(ids)
+            needle_end = text.index(passkey.needle(key)) + len(passkey.needle(key))
+            self.assertGreaterEqual(ex["distance"], 200)
+            # 1 token of <s>, one token per byte: the distance counts the tokens in between.
+            self.assertEqual(ex["distance"], len(ids) - 5 - (needle_end + 1))
+
+
+class ReferenceMaskTest(unittest.TestCase):
+    def test_no_wrap_is_causal_and_roll_is_not(self):
+        try:
+            import s2_check
+        except ImportError as e:  # torch missing: the venv python runs this suite in ctest
+            self.skipTest(str(e))
+        n, heads = 64, 4
+        nw, roll = s2_check.mask_no_wrap(heads, n), s2_check.mask_roll(heads, n)
+        future = ~__import__("torch").tril(__import__("torch").ones(n, n, dtype=bool))
+        self.assertFalse(bool((nw & future).any()))
+        # The rolled half puts tokens 0..3 (g/2 = 4) after tokens 60..63 in one group: they see the future.
+        self.assertTrue(bool(roll[2, 0, 63]))
+        self.assertFalse(bool(roll[:2].logical_and(future).any()))
+        # The unshifted halves agree; the shifted halves agree except on the wrapped group.
+        self.assertTrue(bool((nw[:2] == roll[:2]).all()))
+        self.assertTrue(bool((nw[2:, 4:60, :] == roll[2:, 4:60, :]).all()))
+
+
+if __name__ == "__main__":
+    unittest.main()
