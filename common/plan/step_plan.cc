@@ -35,27 +35,32 @@ constexpr int64_t kCudaContextBytes = int64_t{512} << 20;
 //     2026-12-06-h100-384k/lemo-384k;
 //   untiled MLP at 64K, attention whole: 24.16 (dense), 20.17 (keep 0.4):
 //     2026-12-06-h200-512k/offload-sparsity-64k.
+// Those rows offloaded the layer's input, which comes back whole inside the
+// measured working set; without offload the same layers measure one input
+// less (2026-12-06-h100-grid: 13.04 whole and tiled at 128K, 23.16 untiled at
+// 16K-64K). The constants below are the working set without it ("backward in
+// flight" adds it back where the plan offloads).
 // Attention phase: base + keep x (shared + per_group / groups) inputs;
-// fitted so the dense rows come out exact (14.04 whole, 9.26 in 4 groups).
-constexpr double kAttnWorkingSetBaseInputs = 2.37;
+// fitted so the dense rows come out exact (13.04 whole, 8.26 in 4 groups).
+constexpr double kAttnWorkingSetBaseInputs = 1.37;
 constexpr double kAttnWorkingSetSharedInputs = 5.30;
 constexpr double kAttnWorkingSetPerGroupInputs = 6.37;
 // MLP phase: base + keep x per_kept inputs + intermediates x I elements per
 // token of the MLP's (tile or full) length; from the 64K untiled pair above,
 // and no larger than the tiled 384K rows allow (9.25 in 4 groups).
-constexpr double kMlpWorkingSetBaseInputs = 1.35;
+constexpr double kMlpWorkingSetBaseInputs = 0.35;
 constexpr double kMlpWorkingSetPerKeptInputs = 6.65;
 constexpr double kMlpWorkingSetIntermediates = 6.01;
-// Under checkpointing, beside the working set: the gradient arriving at the
-// layer and the next layer's input being prefetched. Measured peak minus
-// weights, GPU checkpoints and the largest working set: 2.05-2.13 layer
-// inputs where sparse layers were offloaded too (384K on the H100; 512K,
-// 256K and 64K on the H200), 1.09 where only the dense layers were
-// (2026-12-06-h100-256k, 2026-12-06-h100-384k/lemo-256k-whole-attention):
-// then the layers below the top one stay on the GPU and nothing is
-// prefetched beside the top layer's backward.
-constexpr double kBackwardInFlightInputs = 2.05;
-constexpr double kBackwardInFlightDenseOffloadInputs = 1.09;
+// Under checkpointing, beside the working set, the gradient arriving at the
+// layer: the measured peak minus weights, GPU checkpoints and the largest
+// working set is 1.09-1.13 layer inputs in every row that offloaded nothing
+// (2026-12-06-h100-grid/ckpt-*, 16K to 128K). Rows that offloaded add the
+// restored input (the engine counts it in the working set it measures: 14.04
+// against 13.04 at 128K without offload) and, where sparser layers were
+// offloaded too, one more input prefetched: 2.05-2.13 beyond the measured
+// working set there (384K on the H100; 512K, 256K and 64K on the H200), 1.09
+// where only the dense layers were (2026-12-06-h100-256k).
+constexpr double kGradientInputs = 1.09;
 // Without checkpointing, the first layer backward's MLP gradients beside
 // everything saved, in intermediate-sized tensors: the 8K dense row
 // (2026-12-06-h100-structure/8k-no-ckpt, 38.3 GiB) is within 1% with 2.
@@ -533,25 +538,25 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
             "layer %d's recompute + backward, %.1f layer inputs%s", densest,
             working_set_per_token(keep[densest]) / D,
             groups > 1 ? absl::StrCat(" in ", groups, " head groups") : "")));
-    const double max_keep = *std::max_element(keep.begin(), keep.end());
-    bool only_densest_offloaded = plan.offloaded_layers > 0;
-    bool some_sparser_layer = false;
+    // Beside the working set: the gradient arriving at the layer; the
+    // layer's own input brought back whole when it was offloaded (the
+    // densest layers offload first); and, where the plan offloads sparser
+    // layers too, the next offloaded input already prefetched.
+    bool sparser_offloaded = false;
     for (int64_t i = 0; i < L; ++i) {
-      if (keep[i] < max_keep) some_sparser_layer = true;
-      if (host_tokens[i] > 0 && keep[i] < max_keep)
-        only_densest_offloaded = false;
+      if (host_tokens[i] > 0 && keep[i] < keep[densest])
+        sparser_offloaded = true;
     }
-    const double in_flight = only_densest_offloaded && some_sparser_layer
-                                 ? kBackwardInFlightDenseOffloadInputs
-                                 : kBackwardInFlightInputs;
-    top_backward =
-        add("backward in flight", "gpu", in_flight * input,
-            absl::StrFormat(
-                "%.2f layer inputs: the gradient arriving at the layer%s",
-                in_flight,
-                in_flight == kBackwardInFlightInputs
-                    ? " and the next input prefetched"
-                    : ""));
+    const bool restored = host_tokens[densest] > 0;
+    const double in_flight = kGradientInputs + (restored ? 1.0 : 0.0) +
+                             (sparser_offloaded ? 1.0 : 0.0);
+    top_backward = add(
+        "backward in flight", "gpu", in_flight * input,
+        absl::StrCat(
+            absl::StrFormat("%.2f layer inputs: the incoming gradient",
+                            in_flight),
+            restored ? ", the layer's offloaded input restored" : "",
+            sparser_offloaded ? ", the next offloaded input prefetched" : ""));
   }
   // The most any step pins: what the host must hold.
   plan.pinned_host_bytes = checkpoints_host + pinned_first_step;
@@ -629,13 +634,20 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
   plan.time_items.push_back({"per-step overhead", kStepOverheadSeconds});
   double t = t_matmul + t_attn_fwd + t_attn_bwd + kStepOverheadSeconds;
   if (s.lemo_oracle) {
-    // The oracle scores blocks from the frozen q/k projections of every token
-    // in each sparse layer.
-    double scoring = 0;
+    // The oracle scores blocks per sparse layer from the frozen q/k
+    // projections of every token (lemo_attention.cc OracleBlockMap) and a
+    // causal QK^T over every head reduced to 64x64 tiles without storing it
+    // (kernels/block_scores): N^2 x Hq x d FLOPs, which the fused kernel
+    // runs at about flash attention's rate (500 TFLOP/s at 32K in
+    // docs/benchmarks.md's block-scoring rows).
+    double projections = 0, scores = 0;
+    const double seq = static_cast<double>(s.seq_len);
     for (int64_t i = 0; i < L; ++i) {
-      if (keep[i] < 1) scoring += 2.0 * Nd * D * (Q + KV);
+      if (keep[i] >= 1) continue;
+      projections += 2.0 * Nd * D * (Q + KV);
+      scores += seq * seq * Q * static_cast<double>(s.batch);
     }
-    const double ts = scoring / linear_rate;
+    const double ts = projections / linear_rate + scores / attn_rate;
     plan.time_items.push_back({"LeMo oracle scoring", ts});
     t += ts;
   }
