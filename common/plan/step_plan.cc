@@ -24,8 +24,11 @@ constexpr double kAutoBudgetReserveInputs = 18;
 // many inputs (offload.h kMeasuredMarginInputs).
 constexpr double kMeasuredMarginInputs = 4;
 // What cudaMemGetInfo does not report free beside torch's allocations (the
-// CUDA context, cuBLAS handles): the automatic budget starts from the rest.
-constexpr int64_t kCudaContextBytes = int64_t{512} << 20;
+// CUDA context, cuBLAS handles), which the automatic budget starts without:
+// 0.623-0.625 GB in the three H100 rows whose metrics record the plan the
+// automatic budget made (2026-12-06-h100-256k, 2026-12-06-h100-384k/lemo-*:
+// total_memory minus the weights and adapter state minus budget + reserve).
+constexpr int64_t kCudaContextBytes = 620'000'000;
 
 // One layer's recompute + backward working set (the engine's per-layer
 // backward_peak_bytes in *.metrics.jsonl), in layer inputs, Llama-2-7B, for
