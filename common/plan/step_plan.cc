@@ -427,7 +427,7 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
   double activations = 0, kept_attention = 0, working_set = 0, top_backward = 0;
   int64_t checkpoints_gpu = 0, checkpoints_host = 0;
   std::vector<int64_t> host_tokens(L, 0);  // per layer, tokens offloaded
-  int64_t pinned_first_step = 0;  // more pinned on the first step than after
+  int64_t pinned_other_step = 0;  // what another step pins beyond the peak step
   int64_t densest = 0;            // the layer with the largest working set
   for (int64_t i = 1; i < L; ++i) {
     if (keep[i] > keep[densest]) densest = i;
@@ -479,8 +479,7 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
       return bytes;
     };
     int64_t budget = -1;
-    int64_t first_step_host =
-        0;  // automatic budget: the first step's pinned bytes
+    int64_t most_pinned = 0;  // automatic budget: the most any step pins
     if (s.offload != OffloadPolicy::kNone) {
       if (s.offload_gpu_budget_gib >= 0) {
         budget = static_cast<int64_t>(s.offload_gpu_budget_gib * kGiB);
@@ -488,19 +487,26 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
         // offload.cc: what is free at the forward's start minus a reserve
         // for one layer's backward: working_set_inputs (18) layer inputs on
         // the first step, then the measured working set plus
-        // kMeasuredMarginInputs (4). The later steps are the steady state a
-        // job lives in (and in head groups, where the working set is under
-        // 14 inputs, they keep more on the GPU and peak higher); the first
-        // step pins the most host memory.
+        // kMeasuredMarginInputs (4). The step with the larger budget keeps
+        // the most on the GPU and sets the peak (the later steps in head
+        // groups, whose working set is under 14 inputs; the first one with
+        // an untiled MLP); the one with the smaller budget pins the most
+        // host memory, which the host must hold.
         const int64_t free =
             device.memory_bytes - kCudaContextBytes - persistent;
+        const int64_t first_budget = std::max<int64_t>(
+            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input));
+        const bool first_offloads = host_bytes(split(first_budget)) > 0;
+        // What the engine measures includes the layer's offloaded input
+        // brought back (the densest layers offload first).
         const double later_reserve =
-            working_set_per_token(keep[densest]) * Nd * ab +
-            kMeasuredMarginInputs * input;
-        budget =
+            (working_set_per_token(keep[densest]) / D +
+             (first_offloads ? 1.0 : 0.0) + kMeasuredMarginInputs) *
+            input;
+        const int64_t later_budget =
             std::max<int64_t>(0, free - static_cast<int64_t>(later_reserve));
-        first_step_host = host_bytes(split(std::max<int64_t>(
-            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input))));
+        budget = std::max(first_budget, later_budget);
+        most_pinned = host_bytes(split(std::min(first_budget, later_budget)));
       }
     }
     host_tokens = split(budget);
@@ -514,18 +520,17 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
             L, " layer inputs of ", Gib(layer_input), ", ",
             Gib(checkpoints_gpu), " of them on the GPU",
             budget >= 0 ? absl::StrCat(" (budget ", Gib(budget), ")") : ""));
-    pinned_first_step =
-        std::max<int64_t>(0, first_step_host - checkpoints_host);
-    if (checkpoints_host > 0) {
+    pinned_other_step = std::max<int64_t>(0, most_pinned - checkpoints_host);
+    if (checkpoints_host > 0 || pinned_other_step > 0) {
       add("checkpoints (host)", "host", static_cast<double>(checkpoints_host),
           absl::StrCat(
               plan.offloaded_layers,
               " layers' inputs (part) in pinned host memory, ",
               OffloadPolicyName(s.offload), " policy",
-              pinned_first_step > 0
-                  ? absl::StrCat("; the first step pins ",
-                                 Gib(checkpoints_host + pinned_first_step),
-                                 " (reserve 18 inputs until measured)")
+              pinned_other_step > 0
+                  ? absl::StrCat("; the step with the automatic budget's "
+                                 "other reserve pins ",
+                                 Gib(checkpoints_host + pinned_other_step))
                   : ""));
     }
     if (s.checkpoint_keep_attention) {
@@ -563,7 +568,7 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
             sparser_offloaded ? ", the next offloaded input prefetched" : ""));
   }
   // The most any step pins: what the host must hold.
-  plan.pinned_host_bytes = checkpoints_host + pinned_first_step;
+  plan.pinned_host_bytes = checkpoints_host + pinned_other_step;
 
   // Loss: in segments, the chunk's logits and, in backward, the gradient of
   // the final hidden states (loss.cc); one chunk: the full logits in fp32 too.
