@@ -39,16 +39,14 @@ void AddMemoryFlags(CLI::App* cmd, MemoryFlags* flags,
                     lemo::engine::TrainingModelOptions* model) {
   cmd->add_option("--lora-r", model->lora.rank)->capture_default_str();
   cmd->add_option("--lora-alpha", model->lora.alpha)->capture_default_str();
-  cmd->add_option("--lora-dropout", model->lora.dropout)
-      ->capture_default_str();
+  cmd->add_option("--lora-dropout", model->lora.dropout)->capture_default_str();
   cmd->add_option("--lora-targets", flags->targets,
                   "Comma-separated module names (q_proj ... down_proj), or "
                   "all-linear: every linear of the decoder layers")
       ->capture_default_str();
   cmd->add_flag("--gradient-checkpointing", model->gradient_checkpointing,
                 "Recompute each decoder layer in backward");
-  cmd->add_flag("--checkpoint-keep-attention",
-                model->checkpoint_keep_attention,
+  cmd->add_flag("--checkpoint-keep-attention", model->checkpoint_keep_attention,
                 "With --gradient-checkpointing: keep each layer's attention "
                 "output so the recompute skips the attention forward (exact; "
                 "one [seq, hidden] activation per layer)");

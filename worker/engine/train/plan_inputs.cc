@@ -67,9 +67,8 @@ absl::StatusOr<plan::StepSettings> StepSettingsFor(
   s.activation_bytes =
       static_cast<int64_t>(c10::elementSize(options.base_dtype));
   s.lora_rank = options.lora.rank;
-  LEMO_ASSIGN_OR_RETURN(
-      s.lora_targets,
-      LlamaModel::ResolveTargetModules(options.lora.target_modules));
+  LEMO_ASSIGN_OR_RETURN(s.lora_targets, LlamaModel::ResolveTargetModules(
+                                            options.lora.target_modules));
   // As TrainingModel::Create adjusts them: checkpointing recomputes the
   // whole layer (recompute_mlp would only cost time), and keeping attention
   // runs the MLP as the fused node, which recomputes the norm.
