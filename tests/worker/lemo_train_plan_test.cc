@@ -62,8 +62,7 @@ TEST_F(LemoTrainPlanTest, TinyPresetTableFits) {
   const std::string table = Stdout();
   for (const char* part :
        {"device: h100-80gb", "frozen weights", "adapters", "optimizer state",
-        "activations", "loss", "peak (GPU)", "step time:",
-        "verdict: fits"}) {
+        "activations", "loss", "peak (GPU)", "step time:", "verdict: fits"}) {
     EXPECT_THAT(table, HasSubstr(part)) << table;
   }
   // The switches chosen, as finetune prints them.
@@ -124,8 +123,7 @@ TEST_F(LemoTrainPlanTest, AModelDirectoryNeedsOnlyItsConfig) {
 }
 
 TEST_F(LemoTrainPlanTest, ALongDenseStepDoesNotFitAndSaysByHowMuch) {
-  ProcessResult r =
-      Plan("--preset llama2-7b --seq-len 131072 --gpu h100-80gb");
+  ProcessResult r = Plan("--preset llama2-7b --seq-len 131072 --gpu h100-80gb");
   EXPECT_EQ(r.exit_code, 1) << r.output << Stdout();
   EXPECT_THAT(Stdout(), HasSubstr("verdict: does not fit"));
   EXPECT_THAT(Stdout(), HasSubstr("short"));

@@ -75,8 +75,9 @@ absl::StatusOr<plan::DeviceDescription> ResolveDevice(const PlanFlags& f) {
   if (!f.gpu_table.empty()) {
     absl::StatusOr<std::string> text = ReadFileToString(f.gpu_table);
     if (!text.ok()) {
-      return absl::Status(text.status().code(),
-                          absl::StrCat("--gpu-table: ", text.status().message()));
+      return absl::Status(
+          text.status().code(),
+          absl::StrCat("--gpu-table: ", text.status().message()));
     }
     absl::StatusOr<std::vector<plan::DeviceDescription>> table =
         plan::ParseDeviceTable(*text);
@@ -86,10 +87,9 @@ absl::StatusOr<plan::DeviceDescription> ResolveDevice(const PlanFlags& f) {
     }
     if (f.gpu.empty() && table->size() == 1) return table->front();
     if (f.gpu.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--gpu-table ", f.gpu_table, " holds ", table->size(),
-                       " devices: give --gpu NAME, one of: ",
-                       DeviceNames(*table)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--gpu-table ", f.gpu_table, " holds ", table->size(),
+          " devices: give --gpu NAME, one of: ", DeviceNames(*table)));
     }
     for (const plan::DeviceDescription& d : *table) {
       if (d.name == f.gpu) return d;
@@ -101,9 +101,8 @@ absl::StatusOr<plan::DeviceDescription> ResolveDevice(const PlanFlags& f) {
   if (!f.gpu.empty()) {
     absl::StatusOr<plan::DeviceDescription> device = plan::FindDevice(f.gpu);
     if (!device.ok()) {
-      return absl::Status(
-          device.status().code(),
-          absl::StrCat("--gpu: ", device.status().message()));
+      return absl::Status(device.status().code(),
+                          absl::StrCat("--gpu: ", device.status().message()));
     }
     return device;
   }
@@ -116,10 +115,10 @@ absl::StatusOr<plan::DeviceDescription> ResolveDevice(const PlanFlags& f) {
   }
   absl::StatusOr<std::vector<plan::DeviceDescription>> builtin =
       plan::BuiltinDevices();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "no CUDA device on this machine: give --gpu NAME (one of: ",
-      builtin.ok() ? DeviceNames(*builtin) : std::string("?"),
-      ") or --gpu-table FILE"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("no CUDA device on this machine: give --gpu NAME (one of: ",
+                   builtin.ok() ? DeviceNames(*builtin) : std::string("?"),
+                   ") or --gpu-table FILE"));
 }
 
 absl::StatusOr<lemo::engine::ModelConfig> ResolveModel(const PlanFlags& f) {
@@ -182,10 +181,10 @@ absl::Status CheckLikeFinetune(const lemo::engine::ModelConfig& config,
     }
     if (config.num_attention_heads % m.attention_head_groups != 0 ||
         config.num_key_value_heads % m.attention_head_groups != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--attention-head-groups ", m.attention_head_groups,
-          " must divide the model's ", config.num_attention_heads,
-          " heads and ", config.num_key_value_heads, " kv heads"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--attention-head-groups ", m.attention_head_groups,
+                       " must divide the model's ", config.num_attention_heads,
+                       " heads and ", config.num_key_value_heads, " kv heads"));
     }
   }
   return absl::OkStatus();
@@ -205,12 +204,12 @@ std::string HumanBytes(int64_t bytes) {
   return absl::StrCat(bytes, " B");
 }
 
-std::string DescribeSettings(const plan::StepSettings& s) {
+// `dtype`: the --dtype given (bf16 and fp16 have the same activation bytes).
+std::string DescribeSettings(const plan::StepSettings& s,
+                             const std::string& dtype) {
   std::vector<std::string> parts;
   parts.push_back(absl::StrCat("seq ", s.seq_len, " x batch ", s.batch));
-  parts.push_back(s.activation_bytes == 4   ? "fp32"
-                  : s.activation_bytes == 2 ? "bf16/fp16"
-                                            : "?");
+  parts.push_back(dtype);
   parts.push_back(absl::StrCat("LoRA r=", s.lora_rank, " on ",
                                absl::StrJoin(s.lora_targets, ",")));
   if (s.gradient_checkpointing) {
@@ -235,12 +234,12 @@ std::string DescribeSettings(const plan::StepSettings& s) {
     parts.push_back(absl::StrCat("loss segments ", s.loss_segment_tokens));
   }
   if (!s.keep_fractions.empty()) {
-    const int64_t sparse = std::count_if(s.keep_fractions.begin(),
-                                         s.keep_fractions.end(),
-                                         [](double f) { return f < 1.0; });
-    parts.push_back(absl::StrCat("LeMo ", s.lemo_oracle ? "oracle" : "predictor",
-                                 " (", sparse, " of ", s.keep_fractions.size(),
-                                 " layers sparse)"));
+    const int64_t sparse =
+        std::count_if(s.keep_fractions.begin(), s.keep_fractions.end(),
+                      [](double f) { return f < 1.0; });
+    parts.push_back(absl::StrCat(
+        "LeMo ", s.lemo_oracle ? "oracle" : "predictor", " (", sparse, " of ",
+        s.keep_fractions.size(), " layers sparse)"));
   }
   if (s.mlp_prune_ratio > 0) {
     parts.push_back(absl::StrCat("MLP prune ", s.mlp_prune_ratio));
@@ -249,16 +248,17 @@ std::string DescribeSettings(const plan::StepSettings& s) {
   return absl::StrJoin(parts, ", ");
 }
 
-std::string FormatTable(const std::string& model_name,
+std::string FormatTable(const std::string& model_name, const std::string& dtype,
                         const plan::StepPlan& p,
                         const plan::DeviceDescription& d,
                         const plan::StepSettings& s) {
   std::string out = absl::StrCat("model: ", model_name, "\n");
-  absl::StrAppend(&out, "device: ", d.name,
-                  d.description.empty() ? "" : absl::StrCat(" (", d.description, ")"),
-                  ", ", HumanBytes(d.memory_bytes), ", host ",
-                  HumanBytes(d.host_memory_bytes), "\n");
-  absl::StrAppend(&out, "settings: ", DescribeSettings(s), "\n");
+  absl::StrAppend(
+      &out, "device: ", d.name,
+      d.description.empty() ? "" : absl::StrCat(" (", d.description, ")"), ", ",
+      HumanBytes(d.memory_bytes), ", host ", HumanBytes(d.host_memory_bytes),
+      "\n");
+  absl::StrAppend(&out, "settings: ", DescribeSettings(s, dtype), "\n");
   size_t name_width = 4;
   for (const plan::PlanItem& item : p.items) {
     name_width = std::max(name_width, item.name.size());
@@ -275,7 +275,8 @@ std::string FormatTable(const std::string& model_name,
     row(item.name, item.where, HumanBytes(item.bytes), item.detail);
   }
   row("peak (GPU)", "gpu", HumanBytes(p.peak_gpu_bytes),
-      absl::StrCat("predicted peak allocated, of ", HumanBytes(d.memory_bytes)));
+      absl::StrCat("predicted peak allocated, of ",
+                   HumanBytes(d.memory_bytes)));
   if (p.pinned_host_bytes > 0 || p.offloaded_layers > 0) {
     row("pinned (host)", "host", HumanBytes(p.pinned_host_bytes),
         absl::StrCat("offloaded layer inputs (", p.offloaded_layers,
@@ -285,15 +286,17 @@ std::string FormatTable(const std::string& model_name,
   for (const auto& [name, seconds] : p.time_items) {
     times.push_back(absl::StrFormat("%s %.3g s", name, seconds));
   }
-  absl::StrAppend(&out, absl::StrFormat("step time: %.3g s", p.step_seconds),
-                  times.empty() ? "" : absl::StrCat(" (", absl::StrJoin(times, ", "), ")"),
-                  "\n");
+  absl::StrAppend(
+      &out, absl::StrFormat("step time: %.3g s", p.step_seconds),
+      times.empty() ? "" : absl::StrCat(" (", absl::StrJoin(times, ", "), ")"),
+      "\n");
   absl::StrAppend(&out, "verdict: ", p.verdict, "\n");
   return out;
 }
 
 // The keys lemoctl plan's JSON uses (camelCase), so scripts read both alike.
-nlohmann::json PlanJson(const std::string& model_name, const plan::StepPlan& p,
+nlohmann::json PlanJson(const std::string& model_name, const std::string& dtype,
+                        const plan::StepPlan& p,
                         const plan::DeviceDescription& d,
                         const plan::StepSettings& s) {
   nlohmann::json items = nlohmann::json::array();
@@ -334,7 +337,7 @@ nlohmann::json PlanJson(const std::string& model_name, const plan::StepPlan& p,
             {"lemoOracle", s.lemo_oracle},
             {"mlpPruneRatio", s.mlp_prune_ratio},
             {"lemo2d", s.lemo_2d},
-            {"description", DescribeSettings(s)}}},
+            {"description", DescribeSettings(s, dtype)}}},
           {"items", items},
           {"peakGpuBytes", p.peak_gpu_bytes},
           {"pinnedHostBytes", p.pinned_host_bytes},
@@ -373,8 +376,8 @@ int RunPlan(PlanFlags& f) {
   m.base_dtype = *dtype;
   // "auto" as a run on the planned device resolves it (its memory decides
   // the automatic head groups).
-  absl::StatusOr<std::string> chose = ApplyMemoryFlags(
-      f.memory, f.seq_len, *config, device->memory_bytes, &m);
+  absl::StatusOr<std::string> chose =
+      ApplyMemoryFlags(f.memory, f.seq_len, *config, device->memory_bytes, &m);
   if (!chose.ok()) return Fail(chose.status());
   if (absl::Status s = CheckLikeFinetune(*config, m); !s.ok()) {
     return Fail(s);
@@ -393,10 +396,12 @@ int RunPlan(PlanFlags& f) {
   const std::string model_name =
       f.preset.empty() ? f.model_dir : absl::StrCat(f.preset, " (preset)");
   if (f.output == "json") {
-    std::printf("%s\n",
-                PlanJson(model_name, *p, *device, *settings).dump(2).c_str());
+    std::printf(
+        "%s\n",
+        PlanJson(model_name, f.dtype, *p, *device, *settings).dump(2).c_str());
   } else {
-    std::fputs(FormatTable(model_name, *p, *device, *settings).c_str(), stdout);
+    std::fputs(FormatTable(model_name, f.dtype, *p, *device, *settings).c_str(),
+               stdout);
   }
   return p->fits ? 0 : 1;
 }
@@ -416,10 +421,10 @@ Command AddPlanCommand(CLI::App* app) {
       "usage error.");
   cmd->add_option("--model", f->model_dir,
                   "HF model directory (only config.json is read)");
-  cmd->add_option("--preset", f->preset,
-                  absl::StrCat("A preset instead of --model: ",
-                               absl::StrJoin(lemo::engine::PresetNames(),
-                                             " | ")));
+  cmd->add_option(
+      "--preset", f->preset,
+      absl::StrCat("A preset instead of --model: ",
+                   absl::StrJoin(lemo::engine::PresetNames(), " | ")));
   cmd->add_option("--seq-len", f->seq_len, "Tokens per sample")->required();
   cmd->add_option("--batch-size", f->batch_size)->capture_default_str();
   cmd->add_option("--dtype", f->dtype,

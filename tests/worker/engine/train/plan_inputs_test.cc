@@ -177,7 +177,9 @@ std::unique_ptr<TrainingModel> BuildTracked(
 // Single-threaded for its lifetime: the tracker's hook is thread-local.
 class OneThread {
  public:
-  OneThread() : threads_(torch::get_num_threads()) { torch::set_num_threads(1); }
+  OneThread() : threads_(torch::get_num_threads()) {
+    torch::set_num_threads(1);
+  }
   ~OneThread() { torch::set_num_threads(threads_); }
 
  private:
@@ -203,8 +205,8 @@ Measured Measure(const PlanCase& c, const ModelConfig& config) {
     if (c.checkpointing && options.offload.policy == OffloadPolicy::kNone) {
       const int64_t before = tracker->live_bytes();
       torch::Tensor hidden = model->Hidden(ids);
-      m.checkpointed =
-          tracker->live_bytes() - before - 2 * static_cast<int64_t>(hidden.nbytes());
+      m.checkpointed = tracker->live_bytes() - before -
+                       2 * static_cast<int64_t>(hidden.nbytes());
     }
     OptimizerOptions opt_options;
     auto opt = AdapterOptimizer::Create(model->LoraParameters(), opt_options);
@@ -215,7 +217,8 @@ Measured Measure(const PlanCase& c, const ModelConfig& config) {
       loss.backward();
       int64_t grads = 0;
       for (const auto& [name, p] : model->LoraParameters()) {
-        if (p.grad().defined()) grads += static_cast<int64_t>(p.grad().nbytes());
+        if (p.grad().defined())
+          grads += static_cast<int64_t>(p.grad().nbytes());
       }
       (*opt)->Step();
       (*opt)->ZeroGrad();
@@ -225,7 +228,8 @@ Measured Measure(const PlanCase& c, const ModelConfig& config) {
     // AdamW's moments as the optimizer holds them (the tracker's delta would
     // miss what offload's nested backward tracker hides).
     for (const auto& [name, t] : (*opt)->ExportState()) {
-      if (absl::EndsWith(name, ".exp_avg") || absl::EndsWith(name, ".exp_avg_sq")) {
+      if (absl::EndsWith(name, ".exp_avg") ||
+          absl::EndsWith(name, ".exp_avg_sq")) {
         m.optimizer_state += static_cast<int64_t>(t.nbytes());
       }
     }
@@ -248,7 +252,8 @@ Measured Measure(const PlanCase& c, const ModelConfig& config) {
     TrainingModelOptions options = OptionsFor(c, config);
     options.lemo.measure_saved_bytes = true;
     auto model = TrainingModel::Create(
-        config, options, testing::MapLoader(testing::RandomWeights(config, 11)));
+        config, options,
+        testing::MapLoader(testing::RandomWeights(config, 11)));
     EXPECT_THAT(model.status(), IsOk());
     if (!model.ok()) return m;
     torch::Tensor loss = (*model)->Loss(ids, ids);
@@ -272,8 +277,8 @@ int64_t Item(const plan::StepPlan& p, const std::string& name) {
 std::string Describe(const plan::StepPlan& p) {
   std::string out;
   for (const plan::PlanItem& item : p.items) {
-    absl::StrAppend(&out, "\n  ", item.name, " (", item.where, "): ",
-                    item.bytes, "  ", item.detail);
+    absl::StrAppend(&out, "\n  ", item.name, " (", item.where,
+                    "): ", item.bytes, "  ", item.detail);
   }
   absl::StrAppend(&out, "\n  peak ", p.peak_gpu_bytes);
   return out;
@@ -281,10 +286,10 @@ std::string Describe(const plan::StepPlan& p) {
 
 void ExpectWithin(const std::string& what, int64_t planned, int64_t measured,
                   const std::string& context) {
-  const double error =
-      measured == 0 ? (planned == 0 ? 0.0 : 1.0)
-                    : std::abs(static_cast<double>(planned - measured)) /
-                          static_cast<double>(measured);
+  const double error = measured == 0
+                           ? (planned == 0 ? 0.0 : 1.0)
+                           : std::abs(static_cast<double>(planned - measured)) /
+                                 static_cast<double>(measured);
   std::printf("  %-28s planned %12lld  measured %12lld  %+6.1f%%\n",
               what.c_str(), static_cast<long long>(planned),
               static_cast<long long>(measured),
@@ -303,16 +308,19 @@ TEST_P(PlanAgainstEngine, ItemsWithinTenPercentOfTheAllocatorsCount) {
   absl::StatusOr<ModelConfig> config = PresetConfig(c.preset);
   ASSERT_THAT(config.status(), IsOk());
   const TrainingModelOptions options = OptionsFor(c, *config);
-  absl::StatusOr<plan::ModelShape> shape = ModelShapeFromConfig(*config, c.dtype);
+  absl::StatusOr<plan::ModelShape> shape =
+      ModelShapeFromConfig(*config, c.dtype);
   ASSERT_THAT(shape.status(), IsOk());
   absl::StatusOr<plan::StepSettings> settings =
       StepSettingsFor(options, c.seq_len, c.batch, *config);
   ASSERT_THAT(settings.status(), IsOk());
-  absl::StatusOr<plan::DeviceDescription> device = plan::FindDevice("h100-80gb");
+  absl::StatusOr<plan::DeviceDescription> device =
+      plan::FindDevice("h100-80gb");
   ASSERT_THAT(device.status(), IsOk());
   absl::StatusOr<plan::StepPlan> p = plan::PlanStep(*shape, *settings, *device);
   ASSERT_THAT(p.status(), IsOk());
-  const std::string context = absl::StrCat("\nplan of ", c.Name(), ":", Describe(*p));
+  const std::string context =
+      absl::StrCat("\nplan of ", c.Name(), ":", Describe(*p));
 
   const Measured m = Measure(c, *config);
   std::printf("%s\n", c.Name().c_str());
@@ -359,23 +367,25 @@ TEST_P(PlanAgainstEngine, DISABLED_StepPeakWithinTenPercent) {
   absl::StatusOr<ModelConfig> config = PresetConfig(c.preset);
   ASSERT_THAT(config.status(), IsOk());
   const TrainingModelOptions options = OptionsFor(c, *config);
-  absl::StatusOr<plan::StepPlan> p = plan::PlanStep(
-      *ModelShapeFromConfig(*config, c.dtype),
-      *StepSettingsFor(options, c.seq_len, c.batch, *config),
-      *plan::FindDevice("h100-80gb"));
+  absl::StatusOr<plan::StepPlan> p =
+      plan::PlanStep(*ModelShapeFromConfig(*config, c.dtype),
+                     *StepSettingsFor(options, c.seq_len, c.batch, *config),
+                     *plan::FindDevice("h100-80gb"));
   ASSERT_THAT(p.status(), IsOk());
   const Measured m = Measure(c, *config);
-  if (m.step_peak < 0) GTEST_SKIP() << "offload hides the backward's allocations";
+  if (m.step_peak < 0)
+    GTEST_SKIP() << "offload hides the backward's allocations";
   std::printf("%s\n", c.Name().c_str());
   ExpectWithin("peak - workspace", p->peak_gpu_bytes - Item(*p, "workspace"),
-               m.step_peak, absl::StrCat("\nplan of ", c.Name(), ":", Describe(*p)));
+               m.step_peak,
+               absl::StrCat("\nplan of ", c.Name(), ":", Describe(*p)));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    TinyAndSmall, PlanAgainstEngine, ::testing::ValuesIn(Cases()),
-    [](const ::testing::TestParamInfo<PlanCase>& info) {
-      return info.param.Name();
-    });
+INSTANTIATE_TEST_SUITE_P(TinyAndSmall, PlanAgainstEngine,
+                         ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<PlanCase>& info) {
+                           return info.param.Name();
+                         });
 
 TEST(PlanInputs, DefaultKeepScheduleIsThePlannersDefault) {
   for (int64_t layers : {0, 1, 2, 4, 7, 16, 22, 28, 32, 40, 80}) {
@@ -388,23 +398,24 @@ TEST(PlanInputs, AutomaticSwitchesAreThePlannersAutomaticSwitches) {
   EXPECT_EQ(plan::kAutoTileFromTokens, kAutoTileFromTokens);
   EXPECT_EQ(plan::kAutoTileTokens, kAutoTileTokens);
   EXPECT_EQ(plan::kAutoHeadGroups, kAutoHeadGroups);
-  EXPECT_DOUBLE_EQ(plan::kAutoHeadGroupsDeviceShare, kAutoHeadGroupsDeviceShare);
+  EXPECT_DOUBLE_EQ(plan::kAutoHeadGroupsDeviceShare,
+                   kAutoHeadGroupsDeviceShare);
   EXPECT_DOUBLE_EQ(plan::kWholeAttentionWorkingSetInputs,
                    kWholeAttentionWorkingSetInputs);
   for (const char* preset : {"tiny", "llama2-7b", "llama3-8b"}) {
     const ModelConfig config = *PresetConfig(preset);
     for (int64_t seq_len : {4096, 131072, 262144, 393216, 524288}) {
-      for (int64_t memory : {int64_t{-1}, int64_t{85028569088},
-                             int64_t{150109880320}}) {
+      for (int64_t memory :
+           {int64_t{-1}, int64_t{85028569088}, int64_t{150109880320}}) {
         for (bool keep_attention : {false, true}) {
           TrainingModelOptions o;
           o.base_dtype = torch::kBFloat16;
           o.gradient_checkpointing = true;
           o.checkpoint_keep_attention = keep_attention;
           MemorySwitches asked;  // everything automatic
-          ASSERT_THAT(ApplyMemorySwitches(asked, seq_len, config, &o, memory)
-                          .status(),
-                      IsOk());
+          ASSERT_THAT(
+              ApplyMemorySwitches(asked, seq_len, config, &o, memory).status(),
+              IsOk());
           const std::string where =
               absl::StrCat(preset, " ", seq_len, " tokens, ", memory,
                            " bytes, keep attention ", keep_attention);
@@ -431,7 +442,8 @@ TEST(PlanInputs, ModelShapeAgreesWithThePlannersConfigJsonReader) {
     for (torch::ScalarType dtype : {torch::kFloat32, torch::kBFloat16}) {
       ModelConfig typed = *config;
       typed.torch_dtype = dtype == torch::kFloat32 ? "float32" : "bfloat16";
-      absl::StatusOr<plan::ModelShape> ours = ModelShapeFromConfig(typed, dtype);
+      absl::StatusOr<plan::ModelShape> ours =
+          ModelShapeFromConfig(typed, dtype);
       ASSERT_THAT(ours.status(), IsOk()) << preset;
       absl::StatusOr<plan::ModelShape> theirs =
           plan::ModelShapeFromConfigJson(ModelConfigToJson(typed));
@@ -450,7 +462,8 @@ TEST(PlanInputs, ModelShapeAgreesWithThePlannersConfigJsonReader) {
       EXPECT_EQ(ours->mlp_bias, theirs->mlp_bias) << preset;
       EXPECT_EQ(ours->qk_norm, theirs->qk_norm) << preset;
       // The planner's own preset table says the same.
-      absl::StatusOr<plan::ModelShape> named = plan::ModelShapeForPreset(preset);
+      absl::StatusOr<plan::ModelShape> named =
+          plan::ModelShapeForPreset(preset);
       ASSERT_THAT(named.status(), IsOk()) << preset;
       EXPECT_EQ(plan::FrozenParameterCount(*named),
                 plan::FrozenParameterCount(*ours))
@@ -525,20 +538,22 @@ TEST(PlanInputs, StepSettingsMirrorWhatTheModelRuns) {
 TEST(PlanInputs, BadInputsAreNamed) {
   const ModelConfig config = *PresetConfig("tiny");
   TrainingModelOptions o;
-  EXPECT_THAT(StepSettingsFor(o, 0, 1, config).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("seq_len")));
+  EXPECT_THAT(
+      StepSettingsFor(o, 0, 1, config).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("seq_len")));
   EXPECT_THAT(StepSettingsFor(o, 8, 0, config).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batch")));
   TrainingModelOptions bad_target = o;
   bad_target.lora.target_modules = {"qq_proj"};
-  EXPECT_THAT(StepSettingsFor(bad_target, 8, 1, config).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("qq_proj")));
+  EXPECT_THAT(
+      StepSettingsFor(bad_target, 8, 1, config).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("qq_proj")));
   TrainingModelOptions bad_schedule = o;
   bad_schedule.lemo.mode = LemoMode::kOracle;
   bad_schedule.lemo.keep_ratios = {1, 0.5, 1};  // tiny has 2 layers
-  EXPECT_THAT(StepSettingsFor(bad_schedule, 8, 1, config).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("keep_ratios")));
+  EXPECT_THAT(
+      StepSettingsFor(bad_schedule, 8, 1, config).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("keep_ratios")));
   ModelConfig empty;
   EXPECT_THAT(ModelShapeFromConfig(empty, torch::kBFloat16).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
