@@ -29,11 +29,14 @@ TEST(BuiltinDevices, HoldTheMeasuredGpus) {
   ASSERT_GE(devices->size(), 2u);
   absl::StatusOr<DeviceDescription> h100 = FindDevice("h100-80gb");
   ASSERT_THAT(h100.status(), IsOk());
-  // torch's total_memory of an H100 80GB HBM3, and the suite's measured GEMM
-  // rate (bench/results/2026-12-06-h100-384k/grid/meta.json).
-  EXPECT_EQ(h100->memory_bytes, 85028569088);
-  EXPECT_DOUBLE_EQ(h100->matmul_flops_per_s, 793.3e12);
-  EXPECT_EQ(h100->host_memory_bytes, int64_t{128} << 30);
+  // The H100's measured rates
+  // (bench/results/2026-12-06-h100-grid/h100-rates.json): torch's total_memory,
+  // the bf16 GEMM and flash-attention rates, MemTotal.
+  EXPECT_EQ(h100->memory_bytes, 85017493504);
+  EXPECT_DOUBLE_EQ(h100->matmul_flops_per_s, 785.9e12);
+  EXPECT_DOUBLE_EQ(h100->attention_flops_per_s, 481.0e12);
+  EXPECT_EQ(h100->host_memory_bytes, 135129059328);
+  EXPECT_THAT(h100->measured, HasSubstr("h100-rates.json"));
   EXPECT_FALSE(h100->measured.empty());
   absl::StatusOr<DeviceDescription> h200 = FindDevice("h200-141gb");
   ASSERT_THAT(h200.status(), IsOk());
@@ -113,7 +116,7 @@ TEST(ParseDeviceTable, BadTablesNameTheEntryAndKey) {
 TEST(DeviceFromRegistration, KnownNamesGetTheTableEntry) {
   const DeviceDescription by_name = DeviceFromRegistration("h100-80gb", 0, 0);
   EXPECT_EQ(by_name.name, "h100-80gb");
-  EXPECT_EQ(by_name.memory_bytes, 85028569088);
+  EXPECT_EQ(by_name.memory_bytes, 85017493504);
   // What torch calls the card (a worker registers that), in any case.
   const DeviceDescription by_description = DeviceFromRegistration(
       "nvidia h100 80gb hbm3", 85028569088, int64_t{64} << 30);

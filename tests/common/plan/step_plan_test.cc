@@ -156,6 +156,10 @@ TEST(StepPlan, AutomaticBudgetReservesTheWorkingSet) {
       ItemBytes(plan, "checkpoints (GPU)"),
       H100().memory_bytes - ItemBytes(plan, "frozen weights") - 18 * input);
   EXPECT_GT(plan.pinned_host_bytes, 20 * input);
+  // Untiled, the measured working set (~23 inputs) + 4 reserves more than 18
+  // from the second step on: the first step keeps more on the GPU (the
+  // peak), the later ones pin more host memory (what the host must hold).
+  EXPECT_GT(plan.pinned_host_bytes, ItemBytes(plan, "checkpoints (host)"));
 }
 
 TEST(StepPlan, AutomaticBudgetAfterTheFirstStepReservesTheMeasuredWorkingSet) {
@@ -221,12 +225,14 @@ TEST(StepPlan, HeadGroupsShrinkTheWorkingSet) {
   s.attention_head_groups = 4;
   const StepPlan grouped = Plan(m, s);
   const double input = 262144.0 * 4096 * 2;
-  // The measured working sets (memory_switches.h): 14 inputs whole, ~9.3 in 4
-  // groups.
-  EXPECT_NEAR(ItemBytes(whole, "layer backward working set") / input, 14.04,
+  // The measured working sets of a dense layer whose input stayed on the GPU:
+  // 13.04 inputs whole (2026-12-06-h100-grid, 128K), one less than the 14.04
+  // the engine measures with the input offloaded and restored inside it
+  // (memory_switches.h); 8.26 in 4 head groups (the fit gives 7.76).
+  EXPECT_NEAR(ItemBytes(whole, "layer backward working set") / input, 13.04,
               0.05);
-  EXPECT_NEAR(ItemBytes(grouped, "layer backward working set") / input, 9.26,
-              0.05);
+  EXPECT_NEAR(ItemBytes(grouped, "layer backward working set") / input, 8.26,
+              0.55);
   // One more attention forward per layer costs time.
   EXPECT_GT(grouped.step_seconds, whole.step_seconds);
 }
