@@ -7,6 +7,8 @@
 //   lemo-train finetune --model /tmp/tiny --data bench/data/corpus.jsonl
 //   --seq-len 256 \
 //       --steps 50 --out /tmp/run [--lemo-mode oracle --mlp-prune-ratio 0.8]
+//   lemo-train plan --preset llama2-7b --seq-len 262144 \
+//       --gradient-checkpointing --gpu h100-80gb   # fits? exit 0 / 1
 //   lemo-train calibrate --model /tmp/tiny --data bench/data/corpus.jsonl \
 //       --out /tmp/tiny/predictors   # LeMo pattern predictors
 //   lemo-train eval --model /tmp/tiny --adapter /tmp/run/checkpoint-000050 \
@@ -26,6 +28,7 @@
 #include "worker/lemo_train/export_command.h"
 #include "worker/lemo_train/finetune_command.h"
 #include "worker/lemo_train/init_model_command.h"
+#include "worker/lemo_train/plan_command.h"
 #include "worker/lemo_train/tokenize_command.h"
 
 int main(int argc, char** argv) {
@@ -39,8 +42,9 @@ int main(int argc, char** argv) {
   // Registration order is the order --help lists the subcommands in.
   const lt::Command commands[] = {
       lt::AddInitModelCommand(&app), lt::AddFinetuneCommand(&app),
-      lt::AddEvalCommand(&app),      lt::AddCalibrateCommand(&app),
-      lt::AddTokenizeCommand(&app),  lt::AddExportCommand(&app),
+      lt::AddPlanCommand(&app),      lt::AddEvalCommand(&app),
+      lt::AddCalibrateCommand(&app), lt::AddTokenizeCommand(&app),
+      lt::AddExportCommand(&app),
   };
   try {
     app.parse(argc, argv);

@@ -10,17 +10,14 @@
 #include <memory>
 #include <string>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "client/progress.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
 #include "worker/engine/formats/model_config.h"
-#include "worker/engine/train/memory_switches.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
-#include "worker/lemo_train/lemo_flags.h"
+#include "worker/lemo_train/memory_flags.h"
 
 namespace lemo::worker::lemo_train {
 namespace {
@@ -33,41 +30,25 @@ void OnSignal(int) { g_cancel.store(true); }
 
 struct FinetuneFlags {
   lemo::engine::TrainerOptions options;
-  LemoFlags lemo;
+  // LoRA, checkpointing, LeMo and the memory switches (shared with plan).
+  MemoryFlags memory;
   std::string device = "cpu";
   std::string dtype;  // empty: bf16 on CUDA, fp32 on CPU
-  std::string targets = "q_proj,k_proj,v_proj,o_proj";
   std::string metrics_jsonl;
   std::string data_format = "auto";
   std::string on_bad_sample = "error";
   double comm_timeout_seconds = 300;
-  // auto | none | uniform | sparsity (auto: sparsity under gradient
-  // checkpointing, none otherwise).
-  std::string offload = "auto";
-  // Checkpointed-input bytes that may stay on the GPU, GiB; < 0 = what is
-  // free at the start of each forward minus one layer's working set.
-  double offload_budget_gib = -1;
-  // --attention-head-groups; -1: auto (engine::AutoHeadGroups).
-  int64_t attention_head_groups = -1;
 };
 
 // Resolves the memory switches' "auto" values (the same rules as a job's,
 // worker/engine/train/memory_switches.h), and says what was chosen: it decides
 // whether a long context fits, so it is printed, and the metrics JSONL carries
 // the offload it did.
-absl::Status ApplyMemoryFlags(const FinetuneFlags& flags,
-                              lemo::engine::TrainerOptions* o) {
-  lemo::engine::MemorySwitches asked;
-  asked.offload = flags.offload;
-  asked.offload_gpu_budget_gib = flags.offload_budget_gib;
-  asked.tile_tokens = flags.lemo.mlp_tile_tokens;
-  asked.attention_head_groups = flags.attention_head_groups;
-  absl::StatusOr<std::string> chose = lemo::engine::ApplyMemorySwitches(
-      asked, o->data.seq_len, o->model_dir, &o->model);
-  if (!chose.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", chose.status().message()));
-  }
+absl::Status ResolveMemoryFlags(const FinetuneFlags& flags,
+                                lemo::engine::TrainerOptions* o) {
+  absl::StatusOr<std::string> chose =
+      ApplyMemoryFlags(flags.memory, o->data.seq_len, o->model_dir, &o->model);
+  if (!chose.ok()) return chose.status();
   std::fprintf(stderr, "memory: %s\n", chose->c_str());
   return absl::OkStatus();
 }
@@ -139,13 +120,7 @@ int RunFinetune(FinetuneFlags& flags) {
   auto on_bad = lemo::engine::ParseBadSamplePolicy(flags.on_bad_sample);
   if (!on_bad.ok()) return Fail(on_bad.status());
   o.data.on_bad_sample = *on_bad;
-  o.model.lora.target_modules =
-      absl::StrSplit(flags.targets, ',', absl::SkipEmpty());
-  if (absl::Status lemo = ApplyLemoFlags(flags.lemo, &o.model.lemo);
-      !lemo.ok()) {
-    return Fail(lemo);
-  }
-  if (absl::Status memory = ApplyMemoryFlags(flags, &o); !memory.ok()) {
+  if (absl::Status memory = ResolveMemoryFlags(flags, &o); !memory.ok()) {
     return Fail(memory);
   }
 
@@ -265,24 +240,7 @@ Command AddFinetuneCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_option("--max-grad-norm", o.optimizer.max_grad_norm)
       ->capture_default_str();
-  cmd->add_option("--lora-r", o.model.lora.rank)->capture_default_str();
-  cmd->add_option("--lora-alpha", o.model.lora.alpha)->capture_default_str();
-  cmd->add_option("--lora-dropout", o.model.lora.dropout)
-      ->capture_default_str();
-  cmd->add_option("--lora-targets", ft->targets,
-                  "Comma-separated module names (q_proj ... down_proj), or "
-                  "all-linear: every linear of the decoder layers")
-      ->capture_default_str();
-  cmd->add_flag("--gradient-checkpointing", o.model.gradient_checkpointing,
-                "Recompute each decoder layer in backward");
-  cmd->add_flag("--checkpoint-keep-attention",
-                o.model.checkpoint_keep_attention,
-                "With --gradient-checkpointing: keep each layer's attention "
-                "output so the recompute skips the attention forward (exact; "
-                "one [seq, hidden] activation per layer)");
-  cmd->add_option("--loss-segment-tokens", o.model.loss_segment_tokens,
-                  "LM head + loss in chunks of this many tokens (0: one chunk)")
-      ->capture_default_str();
+  AddMemoryFlags(cmd, &ft->memory, &o.model);
   cmd->add_option("--save-every", o.save_every,
                   "Checkpoint every N steps (0: only at the end)")
       ->capture_default_str();
@@ -308,71 +266,12 @@ Command AddFinetuneCommand(CLI::App* app) {
       ->capture_default_str();
   cmd->add_option("--metrics-jsonl", ft->metrics_jsonl,
                   "Write one JSON object per step here");
-  LemoFlags& lf = ft->lemo;
-  cmd->add_option("--lemo-mode", lf.mode, "dense | oracle | predictor")
-      ->capture_default_str();
-  cmd->add_option("--lemo-keep-ratios", lf.keep_ratios,
-                  "Keep ratio per layer R1,R2,... in (0, 1], or default (the "
-                  "artifact's schedule scaled to the depth)")
-      ->capture_default_str();
-  cmd->add_option("--lemo-adaptive-tau", lf.adaptive_tau,
-                  "Sparse layers keep the fewest blocks holding this score "
-                  "mass, in [0, 1] (0: fixed ratios)")
-      ->capture_default_str();
-  cmd->add_option("--lemo-min-keep-blocks", lf.min_keep_blocks,
-                  "Fewest 64-token blocks a sparse layer keeps")
-      ->capture_default_str();
-  cmd->add_option("--lemo-max-keep-blocks", lf.max_keep_blocks,
-                  "Most blocks a sparse layer keeps (< 0: no bound)")
-      ->capture_default_str();
-  cmd->add_option("--lemo-predictors", lf.predictors,
-                  "Trained predictor directory (--lemo-mode predictor)");
   // A trainer option, not a LeMo one: the trainer picks the steps on which
   // the model measures recall.
   cmd->add_option("--predictor-recall-every", o.predictor_recall_every,
                   "Measure the predictors' recall against the oracle every N "
                   "steps (0: never; costs an oracle pass)")
       ->capture_default_str();
-  cmd->add_option("--mlp-prune-ratio", lf.mlp_prune_ratio,
-                  "MLP channel-sparse backward: fraction of channels whose "
-                  "backward is dropped, in [0, 1) (0: off; paper 0.8)")
-      ->capture_default_str();
-  cmd->add_flag("--lemo-2d", lf.two_d_sparsity,
-                "LeMo 2D sparsity: in training, every layer's attention is "
-                "shifted group attention (groups of 1/8 of its tokens, half of "
-                "the heads shifted by half a group); eval stays dense");
-  cmd->add_flag("--recompute-norm", lf.recompute_norm,
-                "Recompute the post-attention norm output in backward");
-  cmd->add_flag("--recompute-mlp", lf.recompute_mlp,
-                "Recompute the MLP's gate/up and the post-attention norm in "
-                "backward instead of saving them (exact; ignored with "
-                "--gradient-checkpointing)");
-  cmd->add_option("--tile-tokens", lf.mlp_tile_tokens,
-                  "Run the token-wise steps (MLP, RMSNorms, LoRA's fp32 steps) "
-                  "over tiles of this many tokens, forward and backward, so "
-                  "no full-length intermediate is alive (0: off; default: "
-                  "16384 from 128K-token sequences on)");
-  cmd->add_option("--offload", ft->offload,
-                  "With --gradient-checkpointing, checkpointed layer inputs "
-                  "that exceed the GPU budget go to pinned host memory: auto "
-                  "| none | uniform | sparsity (densest layers first)")
-      ->capture_default_str();
-  cmd->add_option("--attention-head-groups", ft->attention_head_groups,
-                  "Run each layer's attention in this many groups of heads, "
-                  "each re-run on its own in backward, so that backward holds "
-                  "one group's activations and gradients at a time (equal up "
-                  "to rounding; one more attention forward per layer; 0 or 1: "
-                  "off; default under --gradient-checkpointing: 4 where one "
-                  "layer's whole-attention backward would take more than 40% "
-                  "of the device, e.g. from 384K tokens of a 7B model on an "
-                  "80 GB GPU)");
-  cmd->add_option("--offload-gpu-budget-gib", ft->offload_budget_gib,
-                  "GiB of checkpointed inputs kept on the GPU (< 0: what is "
-                  "free minus one layer's working set)")
-      ->capture_default_str();
-  cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,
-                "Measure each layer's saved-for-backward bytes (metrics "
-                "JSONL saved_bytes)");
   return {cmd, [ft] { return RunFinetune(*ft); }};
 }
 

@@ -26,10 +26,13 @@ int64_t AutoHeadGroups(int64_t seq_len, const ModelConfig& config,
              : 0;
 }
 
-absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
-                                                int64_t seq_len,
-                                                const std::string& model_dir,
-                                                TrainingModelOptions* model) {
+namespace {
+
+// `config` null: unreadable (no automatic head groups; the load reports it).
+absl::StatusOr<std::string> Apply(const MemorySwitches& asked, int64_t seq_len,
+                                  const ModelConfig* config,
+                                  TrainingModelOptions* model,
+                                  int64_t device_memory_bytes) {
   if (asked.tile_tokens >= 0) {
     model->tile_tokens = asked.tile_tokens;
     // The pruned MLP ranks channels over the whole sequence: it stays
@@ -47,10 +50,11 @@ absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
   if (asked.attention_head_groups >= 0) {
     model->attention_head_groups = asked.attention_head_groups;
   } else if (model->gradient_checkpointing) {
-    absl::StatusOr<ModelConfig> config = LoadModelConfig(model_dir);
-    if (config.ok()) {
+    if (config != nullptr) {
       model->attention_head_groups = AutoHeadGroups(
-          seq_len, *config, *model, TotalDeviceMemoryBytes(model->device));
+          seq_len, *config, *model,
+          device_memory_bytes >= 0 ? device_memory_bytes
+                                   : TotalDeviceMemoryBytes(model->device));
     }
   }
 
@@ -89,6 +93,26 @@ absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
       " (MLP ", model->lemo.mlp_tile_tokens > 0 ? "tiled" : "untiled",
       "), attention head groups ",
       std::max<int64_t>(model->attention_head_groups, 1));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
+                                                int64_t seq_len,
+                                                const std::string& model_dir,
+                                                TrainingModelOptions* model,
+                                                int64_t device_memory_bytes) {
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(model_dir);
+  return Apply(asked, seq_len, config.ok() ? &*config : nullptr, model,
+               device_memory_bytes);
+}
+
+absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
+                                                int64_t seq_len,
+                                                const ModelConfig& config,
+                                                TrainingModelOptions* model,
+                                                int64_t device_memory_bytes) {
+  return Apply(asked, seq_len, &config, model, device_memory_bytes);
 }
 
 }  // namespace lemo::engine

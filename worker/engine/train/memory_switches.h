@@ -71,14 +71,20 @@ int64_t AutoHeadGroups(int64_t seq_len, const ModelConfig& config,
 // sequences of `seq_len` tokens; the model's config.json in `model_dir` says
 // whether its heads split and how big a layer input is (unreadable: no
 // automatic head groups; the load reports the error), and the model's device
-// how much memory there is. Returns what was chosen, in one line, for the user.
-// Errors name the switch: an unknown offload policy, offload without
-// checkpointing. (Group counts that do not split the heads fail when the
-// model is created, naming the counts.)
-absl::StatusOr<std::string> ApplyMemorySwitches(const MemorySwitches& asked,
-                                                int64_t seq_len,
-                                                const std::string& model_dir,
-                                                TrainingModelOptions* model);
+// how much memory there is, unless `device_memory_bytes` is given (>= 0): a
+// plan for a device this process does not have (lemo-train plan --gpu)
+// resolves "auto" as a run on that device would. Returns what was chosen, in
+// one line, for the user. Errors name the switch: an unknown offload policy,
+// offload without checkpointing. (Group counts that do not split the heads
+// fail when the model is created, naming the counts.)
+absl::StatusOr<std::string> ApplyMemorySwitches(
+    const MemorySwitches& asked, int64_t seq_len, const std::string& model_dir,
+    TrainingModelOptions* model, int64_t device_memory_bytes = -1);
+// The same for a model whose config is at hand rather than in a directory (a
+// preset, a config.json read elsewhere).
+absl::StatusOr<std::string> ApplyMemorySwitches(
+    const MemorySwitches& asked, int64_t seq_len, const ModelConfig& config,
+    TrainingModelOptions* model, int64_t device_memory_bytes = -1);
 
 }  // namespace lemo::engine
 
