@@ -578,10 +578,23 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
           : Nd;
   const double logits = seg * static_cast<double>(m.vocab_size) *
                         (s.loss_segment_tokens > 0 ? ab : ab + 8);
-  const int64_t loss = add(
-      "loss", "gpu", logits + (s.gradient_checkpointing ? 0 : 2 * input),
-      absl::StrCat(static_cast<int64_t>(seg), " tokens x ", m.vocab_size,
-                   " logits", s.loss_segment_tokens > 0 ? " per segment" : ""));
+  // The loss runs (forward and backward, segment by segment) before any
+  // layer's backward starts and frees its logits before the top layer's
+  // backward allocates: the two transients peak one after the other, never
+  // together (measured on the CPU, tests/worker/engine/train/
+  // plan_inputs_test.cc). So the breakdown charges the loss only with what
+  // it needs beyond the layer backward's working set and in-flight gradient,
+  // and the items still sum to the peak.
+  const double loss_whole = logits + (s.gradient_checkpointing ? 0 : 2 * input);
+  const double layer_backward = working_set + top_backward;
+  const int64_t loss =
+      add("loss", "gpu", std::max(0.0, loss_whole - layer_backward),
+          absl::StrCat(
+              static_cast<int64_t>(seg), " tokens x ", m.vocab_size, " logits",
+              s.loss_segment_tokens > 0 ? " per segment" : "",
+              absl::StrFormat(" (%.2f GiB, beyond the layer backward, which it "
+                              "precedes)",
+                              loss_whole / (1024.0 * 1024.0 * 1024.0))));
   // RoPE's cos/sin tables, [N, head_dim] each.
   const int64_t rope =
       add("RoPE tables", "gpu", 2 * Nd * static_cast<double>(m.head_dim) * ab,
