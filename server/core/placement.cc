@@ -7,7 +7,7 @@
 namespace lemo::server {
 
 PlacementPlan PlanPlacements(const JobTable& jobs,
-                             const WorkerRegistry& workers) {
+                             const WorkerRegistry& workers, JobShapes* shapes) {
   PlacementPlan plan;
   std::vector<v1::Register> fleet;
   for (const v1::Job* job : jobs.Waiting()) {
@@ -21,6 +21,16 @@ PlacementPlan PlanPlacements(const JobTable& jobs,
     for (const v1::Register& w : fleet) {
       if (!CheckSpecPathsAgainstFleet(job->spec(), {w}).ok()) {
         plan.pending.back().excluded_workers.insert(w.worker_id());
+      }
+    }
+    // Nor to a worker whose device the job's plan does not fit: it would
+    // run out of memory there.
+    const std::optional<plan::ModelShape>* shape =
+        shapes != nullptr ? &shapes->For(*job) : nullptr;
+    if (shape == nullptr || !shape->has_value()) continue;
+    for (const v1::Register& w : fleet) {
+      if (!PlanFits(job->spec(), **shape, w)) {
+        plan.pending.back().too_small_workers.insert(w.worker_id());
       }
     }
   }
