@@ -34,8 +34,9 @@ absl::StatusOr<std::string> ModelConfigText(const v1::JobSpec& spec,
   if (!flags.model_config.empty()) {
     absl::StatusOr<std::string> text = ReadFileToString(flags.model_config);
     if (!text.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--model-config ", flags.model_config, ": ", text.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("--model-config ",
+                                                     flags.model_config, ": ",
+                                                     text.status().message()));
     }
     return text;
   }
@@ -69,12 +70,13 @@ absl::StatusOr<plan::DeviceDescription> Device(const PlanFlags& flags) {
       if (d.name == flags.gpu) return d;
       names.push_back(d.name);
     }
-    absl::StatusOr<plan::DeviceDescription> builtin = plan::FindDevice(flags.gpu);
+    absl::StatusOr<plan::DeviceDescription> builtin =
+        plan::FindDevice(flags.gpu);
     if (builtin.ok()) return builtin;
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--gpu ", flags.gpu, ": not in --gpu-table ", flags.gpu_table, " (",
-        absl::StrJoin(names, ", "), ") nor the built-in table: ",
-        builtin.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu ", flags.gpu, ": not in --gpu-table ",
+                     flags.gpu_table, " (", absl::StrJoin(names, ", "),
+                     ") nor the built-in table: ", builtin.status().message()));
   }
   absl::StatusOr<plan::DeviceDescription> device = plan::FindDevice(flags.gpu);
   if (!device.ok()) {
@@ -98,8 +100,8 @@ int RunPlan(const Context& ctx, const std::string& spec_path,
   absl::StatusOr<v1::JobSpec> normalized =
       proto::NormalizeJobSpec(*spec, no_files);
   if (!normalized.ok()) {
-    return Usage(ctx, absl::StrCat(spec_path, ": ",
-                                   normalized.status().message()));
+    return Usage(ctx,
+                 absl::StrCat(spec_path, ": ", normalized.status().message()));
   }
   absl::StatusOr<plan::DeviceDescription> device = Device(flags);
   if (!device.ok()) return Usage(ctx, std::string(device.status().message()));
@@ -129,8 +131,9 @@ int RunPlan(const Context& ctx, const std::string& spec_path,
   }
   switch (ctx.format) {
     case OutputFormat::kTable:
-      std::fputs(plan::FormatPlanTable(*plan, *device, inputs->settings).c_str(),
-                 ctx.out);
+      std::fputs(
+          plan::FormatPlanTable(*plan, *device, inputs->settings).c_str(),
+          ctx.out);
       break;
     case OutputFormat::kJson:
       std::fputs(
@@ -139,17 +142,15 @@ int RunPlan(const Context& ctx, const std::string& spec_path,
           ctx.out);
       break;
     case OutputFormat::kYaml:
-      std::fputs(
-          JsonToYaml(plan::PlanToJson(*plan, *device, inputs->settings))
-              .c_str(),
-          ctx.out);
+      std::fputs(JsonToYaml(plan::PlanToJson(*plan, *device, inputs->settings))
+                     .c_str(),
+                 ctx.out);
       break;
   }
   std::fflush(ctx.out);
   if (!plan->fits) {
-    std::fprintf(ctx.err, "lemoctl: %s on %s: %s\n",
-                 spec_path.c_str(), device->name.c_str(),
-                 plan->verdict.c_str());
+    std::fprintf(ctx.err, "lemoctl: %s on %s: %s\n", spec_path.c_str(),
+                 device->name.c_str(), plan->verdict.c_str());
     return kExitDoesNotFit;
   }
   return kExitOk;

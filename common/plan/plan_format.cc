@@ -31,7 +31,8 @@ std::string Render(const std::vector<std::vector<std::string>>& rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size())
+        line += std::string(width[i] - row[i].size() + 2, ' ');
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
@@ -76,9 +77,9 @@ std::string DescribeSettings(const StepSettings& s) {
     const int64_t sparse =
         std::count_if(s.keep_fractions.begin(), s.keep_fractions.end(),
                       [](double f) { return f < 1.0; });
-    parts.push_back(absl::StrCat("LeMo ", s.lemo_oracle ? "oracle" : "predictor",
-                                 " (", sparse, " of ", s.keep_fractions.size(),
-                                 " layers sparse)"));
+    parts.push_back(absl::StrCat(
+        "LeMo ", s.lemo_oracle ? "oracle" : "predictor", " (", sparse, " of ",
+        s.keep_fractions.size(), " layers sparse)"));
   } else {
     parts.push_back("dense attention");
   }
@@ -94,10 +95,12 @@ std::string FormatPlanTable(const StepPlan& plan,
                             const StepSettings& settings) {
   std::string out = absl::StrCat(
       "device: ", device.name,
-      device.description.empty() ? "" : absl::StrCat(" (", device.description, ")"),
+      device.description.empty() ? ""
+                                 : absl::StrCat(" (", device.description, ")"),
       ", ", FormatGiB(device.memory_bytes), " GiB",
       // An unknown host (an older worker) is planned as unlimited: not shown.
-      device.host_memory_bytes > 0 && device.host_memory_bytes < (int64_t{1} << 50)
+      device.host_memory_bytes > 0 &&
+              device.host_memory_bytes < (int64_t{1} << 50)
           ? absl::StrCat(", host ", FormatGiB(device.host_memory_bytes), " GiB")
           : "",
       "\n");
@@ -109,17 +112,19 @@ std::string FormatPlanTable(const StepPlan& plan,
   }
   rows.push_back({"peak (GPU)", "gpu", FormatGiB(plan.peak_gpu_bytes),
                   "predicted peak allocated"});
-  rows.push_back({"pinned (host)", "host", FormatGiB(plan.pinned_host_bytes),
-                  absl::StrCat("offloaded layer inputs (", plan.offloaded_layers,
-                               plan.offloaded_layers == 1 ? " layer)" : " layers)")});
+  rows.push_back(
+      {"pinned (host)", "host", FormatGiB(plan.pinned_host_bytes),
+       absl::StrCat("offloaded layer inputs (", plan.offloaded_layers,
+                    plan.offloaded_layers == 1 ? " layer)" : " layers)")});
   out += Render(rows);
   std::vector<std::string> parts;
   for (const auto& [name, seconds] : plan.time_items) {
     parts.push_back(absl::StrCat(name, " ", Seconds(seconds)));
   }
-  absl::StrAppend(&out, "step time: ", Seconds(plan.step_seconds),
-                  parts.empty() ? "" : absl::StrCat(" (", absl::StrJoin(parts, ", "), ")"),
-                  "\n");
+  absl::StrAppend(
+      &out, "step time: ", Seconds(plan.step_seconds),
+      parts.empty() ? "" : absl::StrCat(" (", absl::StrJoin(parts, ", "), ")"),
+      "\n");
   absl::StrAppend(&out, "verdict: ", plan.verdict, "\n");
   return out;
 }

@@ -81,8 +81,8 @@ absl::StatusOr<plan::StepSettings> StepSettingsFromSpec(
   }
   s.gradient_checkpointing = spec.model().gradient_checkpointing();
   s.checkpoint_keep_attention = spec.model().checkpoint_keep_attention();
-  s.loss_segment_tokens = OrDefault<int64_t>(
-      spec.lemo().loss_segment_tokens(), kDefaultLossSegmentTokens);
+  s.loss_segment_tokens = OrDefault<int64_t>(spec.lemo().loss_segment_tokens(),
+                                             kDefaultLossSegmentTokens);
 
   // LeMo (spec_translation.cc TranslateLemo): the MLP and norm savers and 2D
   // sparsity apply in every mode; a keep schedule only in ORACLE/PREDICTOR.
@@ -108,8 +108,7 @@ absl::StatusOr<plan::StepSettings> StepSettingsFromSpec(
     } else {
       const double fallback =
           keep.default_ratio() > 0 ? keep.default_ratio() : 1.0;
-      s.keep_fractions.assign(keep.per_layer().begin(),
-                              keep.per_layer().end());
+      s.keep_fractions.assign(keep.per_layer().begin(), keep.per_layer().end());
       s.keep_fractions.resize(model.num_layers, fallback);
     }
   }
@@ -124,9 +123,8 @@ absl::StatusOr<plan::StepSettings> StepSettingsFromSpec(
       spec.model().attention_head_groups() >= 0) {
     s.attention_head_groups = spec.model().attention_head_groups();
   } else if (s.gradient_checkpointing) {
-    s.attention_head_groups =
-        AutoHeadGroups(s.seq_len, model, s, spec.lora().dropout(),
-                       device_memory_bytes);
+    s.attention_head_groups = AutoHeadGroups(
+        s.seq_len, model, s, spec.lora().dropout(), device_memory_bytes);
   }
   std::string offload = spec.model().offload();
   // The deprecated spec.lemo.offload: "sparsity" under checkpointing, else
@@ -178,8 +176,8 @@ absl::StatusOr<plan::DeviceDescription> DeviceOfWorker(
     const v1::Register& registration) {
   if (registration.devices_size() == 0 ||
       registration.devices(0).total_memory_bytes() <= 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "worker ", registration.worker_id(), " registered no device memory"));
+    return absl::NotFoundError(absl::StrCat("worker ", registration.worker_id(),
+                                            " registered no device memory"));
   }
   const v1::Device& d = registration.devices(0);
   // An older worker sends no host memory: plan without a host limit rather

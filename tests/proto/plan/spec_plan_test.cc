@@ -42,7 +42,8 @@ TEST(StepSettingsFromSpec, ZerosBecomeTheSpecDefaults) {
   EXPECT_EQ(s.batch, 1);
   EXPECT_EQ(s.activation_bytes, 4);  // a CPU spec trains in fp32
   EXPECT_EQ(s.lora_rank, 8);
-  EXPECT_THAT(s.lora_targets, ElementsAre("q_proj", "k_proj", "v_proj", "o_proj"));
+  EXPECT_THAT(s.lora_targets,
+              ElementsAre("q_proj", "k_proj", "v_proj", "o_proj"));
   EXPECT_EQ(s.loss_segment_tokens, 2048);
   EXPECT_FALSE(s.gradient_checkpointing);
   EXPECT_EQ(s.offload, plan::OffloadPolicy::kNone);
@@ -161,11 +162,13 @@ TEST(PlanInputsFromSpec, WeightsTakeTheSpecsDtype) {
 TEST(DeviceOfWorker, NeedsAKnownMemory) {
   v1::Register reg;
   reg.set_worker_id("w");
-  EXPECT_THAT(DeviceOfWorker(reg), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no device memory")));
+  EXPECT_THAT(DeviceOfWorker(reg), StatusIs(absl::StatusCode::kNotFound,
+                                            HasSubstr("no device memory")));
   v1::Device* d = reg.add_devices();
   d->set_kind(v1::CPU);
   d->set_name("cpu");
-  EXPECT_THAT(DeviceOfWorker(reg), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no device memory")));
+  EXPECT_THAT(DeviceOfWorker(reg), StatusIs(absl::StatusCode::kNotFound,
+                                            HasSubstr("no device memory")));
   d->set_total_memory_bytes(int64_t{1} << 30);
   LEMO_ASSERT_OK_AND_ASSIGN(plan::DeviceDescription device,
                             DeviceOfWorker(reg));
