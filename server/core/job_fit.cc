@@ -28,45 +28,48 @@ const std::optional<plan::ModelShape>& JobShapes::For(const v1::Job& job) {
   std::optional<plan::ModelShape> shape;
   absl::StatusOr<proto::ModelConfigCheck> check =
       proto::CheckModelConfig(job.spec());
-  if (check.ok() && check->read) shape = ShapeFromConfigText(check->config_json);
+  if (check.ok() && check->read)
+    shape = ShapeFromConfigText(check->config_json);
   return shapes_.emplace(job.id(), std::move(shape)).first->second;
 }
 
 void JobShapes::Forget(const std::string& job_id) { shapes_.erase(job_id); }
 
-std::vector<WorkerFit> PlanOnWorkers(const v1::JobSpec& spec,
-                                     const plan::ModelShape& model,
-                                     const std::vector<v1::Register>& fleet) {
-  std::vector<WorkerFit> out;
+std::vector<PlannableWorker> PlannableWorkers(
+    const std::vector<v1::Register>& fleet) {
+  std::vector<PlannableWorker> out;
   for (const v1::Register& w : fleet) {
-    if (w.devices_size() == 0 ||
-        w.devices(0).kind() != spec.resources().device_kind()) {
-      continue;
-    }
     absl::StatusOr<plan::DeviceDescription> device = proto::DeviceOfWorker(w);
-    if (!device.ok()) continue;
-    absl::StatusOr<proto::SpecPlanInputs> in =
-        proto::PlanInputsFromSpec(spec, model, *device);
-    if (!in.ok()) continue;
-    absl::StatusOr<plan::StepPlan> p =
-        plan::PlanStep(in->model, in->settings, *device);
-    if (!p.ok()) continue;
-    out.push_back(WorkerFit{w.worker_id(), *std::move(device),
-                            std::move(in->settings), *std::move(p)});
+    if (!device.ok()) continue;  // no device memory reported: unplanned
+    out.push_back(PlannableWorker{w.worker_id(), w.devices(0).kind(),
+                                  *std::move(device)});
   }
   return out;
 }
 
-bool PlanFits(const v1::JobSpec& spec, const plan::ModelShape& model,
-              const v1::Register& registration) {
-  std::vector<WorkerFit> fits = PlanOnWorkers(spec, model, {registration});
-  return fits.empty() || fits.front().plan.fits;
+std::vector<WorkerFit> PlanOnWorkers(
+    const v1::JobSpec& spec, const plan::ModelShape& model,
+    const std::vector<PlannableWorker>& workers) {
+  std::vector<WorkerFit> out;
+  for (const PlannableWorker& w : workers) {
+    if (w.kind != spec.resources().device_kind()) continue;
+    absl::StatusOr<proto::SpecPlanInputs> in =
+        proto::PlanInputsFromSpec(spec, model, w.device);
+    if (!in.ok()) continue;
+    absl::StatusOr<plan::StepPlan> p =
+        plan::PlanStep(in->model, in->settings, w.device);
+    if (!p.ok()) continue;
+    out.push_back(WorkerFit{w.worker_id, w.device, std::move(in->settings),
+                            *std::move(p)});
+  }
+  return out;
 }
 
 absl::Status CheckFitsFleet(const v1::JobSpec& spec,
                             const plan::ModelShape& model,
                             const std::vector<v1::Register>& fleet) {
-  const std::vector<WorkerFit> planned = PlanOnWorkers(spec, model, fleet);
+  const std::vector<WorkerFit> planned =
+      PlanOnWorkers(spec, model, PlannableWorkers(fleet));
   if (planned.empty()) return absl::OkStatus();
   const int need = std::max(spec.resources().world_size(), 1);
   const int fitting = static_cast<int>(
@@ -95,8 +98,8 @@ absl::Status CheckFitsFleet(const v1::JobSpec& spec,
       fitting, " of the ", planned.size(), " planned ", kind, " workers do; ",
       "closest: worker ", closest->worker_id, " (", closest->device.name, ", ",
       plan::FormatGiB(closest->device.memory_bytes), " GiB) is ",
-      plan::FormatGiB(closest->plan.shortfall_bytes), " GiB short: ",
-      closest->plan.verdict,
+      plan::FormatGiB(closest->plan.shortfall_bytes),
+      " GiB short: ", closest->plan.verdict,
       " (lower seq_len or batch, or turn on gradient checkpointing, offload "
       "or LeMo; `lemoctl plan` shows the same breakdown)\n",
       plan::FormatPlanTable(closest->plan, closest->device,

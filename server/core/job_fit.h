@@ -9,8 +9,10 @@
 //
 //   JobShapes shapes;
 //   shapes.Set(job.id(), ShapeFromConfigText(check.config_json));
-//   LEMO_RETURN_IF_ERROR(CheckFitsFleet(spec, *shape, registry.Registrations()));
-//   bool ok = PlanFits(spec, *shapes.For(job), worker.registration);
+//   LEMO_RETURN_IF_ERROR(CheckFitsFleet(spec, *shape,
+//   registry.Registrations())); for (const WorkerFit& f : PlanOnWorkers(spec,
+//   *shapes.For(job),
+//                                           PlannableWorkers(fleet))) ...
 #ifndef LEMO_SERVER_CORE_JOB_FIT_H_
 #define LEMO_SERVER_CORE_JOB_FIT_H_
 
@@ -59,24 +61,35 @@ struct WorkerFit {
   plan::StepPlan plan;
 };
 
-// The plan of `spec` on each registration of the spec's device kind whose
-// device memory is known; workers of another kind or with unknown memory,
-// and plans the planner refuses (the worker would refuse the spec too, and
-// says why), are left out.
-std::vector<WorkerFit> PlanOnWorkers(const v1::JobSpec& spec,
-                                     const plan::ModelShape& model,
-                                     const std::vector<v1::Register>& fleet);
+// A registered worker the planner can describe.
+struct PlannableWorker {
+  // Register.worker_id.
+  std::string worker_id;
+  // Register.devices[0].kind.
+  v1::DeviceKind kind = v1::CPU;
+  // proto::DeviceOfWorker's description.
+  plan::DeviceDescription device;
+};
 
-// False only when `registration` is planned and the plan does not fit.
-bool PlanFits(const v1::JobSpec& spec, const plan::ModelShape& model,
-              const v1::Register& registration);
+// The workers of `fleet` whose device memory is known, described once (a
+// scheduling pass plans every waiting job against the same list).
+std::vector<PlannableWorker> PlannableWorkers(
+    const std::vector<v1::Register>& fleet);
+
+// The plan of `spec` on each worker of the spec's device kind; plans the
+// planner refuses (the worker would refuse the spec too, and says why) are
+// left out.
+std::vector<WorkerFit> PlanOnWorkers(
+    const v1::JobSpec& spec, const plan::ModelShape& model,
+    const std::vector<PlannableWorker>& workers);
 
 // OK when at least resources.world_size of the planned workers fit, when no
 // worker of the spec's kind with known memory is registered (nothing to judge
 // by: the job queues), or when every planned worker fits and there are only
-// too few of them (the job waits for more to register). Otherwise FAILED_PRECONDITION naming the need, how
-// many fit, and the shortfall on the closest worker, followed by that
-// worker's breakdown table (plan::FormatPlanTable).
+// too few of them (the job waits for more to register). Otherwise
+// FAILED_PRECONDITION naming the need, how many fit, and the shortfall on the
+// closest worker, followed by that worker's breakdown table
+// (plan::FormatPlanTable).
 absl::Status CheckFitsFleet(const v1::JobSpec& spec,
                             const plan::ModelShape& model,
                             const std::vector<v1::Register>& fleet);

@@ -10,6 +10,8 @@ PlacementPlan PlanPlacements(const JobTable& jobs,
                              const WorkerRegistry& workers, JobShapes* shapes) {
   PlacementPlan plan;
   std::vector<v1::Register> fleet;
+  // Described once per pass, when a waiting job has a plan.
+  std::optional<std::vector<PlannableWorker>> planned;
   for (const v1::Job* job : jobs.Waiting()) {
     const v1::ResourceSpec& r = job->spec().resources();
     plan.pending.push_back(PendingJob{
@@ -28,9 +30,10 @@ PlacementPlan PlanPlacements(const JobTable& jobs,
     const std::optional<plan::ModelShape>* shape =
         shapes != nullptr ? &shapes->For(*job) : nullptr;
     if (shape == nullptr || !shape->has_value()) continue;
-    for (const v1::Register& w : fleet) {
-      if (!PlanFits(job->spec(), **shape, w)) {
-        plan.pending.back().too_small_workers.insert(w.worker_id());
+    if (!planned.has_value()) planned = PlannableWorkers(fleet);
+    for (const WorkerFit& f : PlanOnWorkers(job->spec(), **shape, *planned)) {
+      if (!f.plan.fits) {
+        plan.pending.back().too_small_workers.insert(f.worker_id);
       }
     }
   }
