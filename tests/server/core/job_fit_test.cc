@@ -59,22 +59,22 @@ TEST(JobFit, AJobTooBigForEveryWorkerIsRefusedWithTheBreakdown) {
   absl::Status s = CheckFitsFleet(spec, Shape(),
                                   {MakeRegister("small", v1::CPU, kGiB),
                                    MakeRegister("smaller", v1::CPU, kGiB / 2)});
-  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
-                          AllOf(HasSubstr("needs 1 CPU worker"),
-                                HasSubstr("0 of the 2 planned CPU workers"),
-                                HasSubstr("closest: worker small"),
-                                HasSubstr("GiB short"),
-                                HasSubstr("frozen weights"),
-                                HasSubstr("verdict: does not fit"))));
+  EXPECT_THAT(
+      s, StatusIs(absl::StatusCode::kFailedPrecondition,
+                  AllOf(HasSubstr("needs 1 CPU worker"),
+                        HasSubstr("0 of the 2 planned CPU workers"),
+                        HasSubstr("closest: worker small"),
+                        HasSubstr("GiB short"), HasSubstr("frozen weights"),
+                        HasSubstr("verdict: does not fit"))));
 }
 
 TEST(JobFit, NothingToJudgeByMeansAccept) {
   const v1::JobSpec spec = Llama7bSpec(524288);
   // No workers; only workers of another kind; only workers of unknown memory.
   EXPECT_THAT(CheckFitsFleet(spec, Shape(), {}), IsOk());
-  EXPECT_THAT(CheckFitsFleet(spec, Shape(),
-                             {MakeRegister("gpu", v1::CUDA, kGiB)}),
-              IsOk());
+  EXPECT_THAT(
+      CheckFitsFleet(spec, Shape(), {MakeRegister("gpu", v1::CUDA, kGiB)}),
+      IsOk());
   EXPECT_THAT(CheckFitsFleet(spec, Shape(), {MakeRegister("cpu", v1::CPU, 0)}),
               IsOk());
 }
@@ -103,10 +103,9 @@ TEST(JobFit, PlacementSkipsWorkersTheJobDoesNotFit) {
   ASSERT_THAT(jobs.Add(job), IsOk());
   WorkerRegistry workers(absl::Seconds(10));
   // Best fit would pick the smallest device, which the job does not fit.
-  ASSERT_THAT(
-      workers.Register(MakeRegister("tiny", v1::CPU, kGiB), absl::Now())
-          .status(),
-      IsOk());
+  ASSERT_THAT(workers.Register(MakeRegister("tiny", v1::CPU, kGiB), absl::Now())
+                  .status(),
+              IsOk());
   ASSERT_THAT(
       workers.Register(MakeRegister("big", v1::CPU, 1024 * kGiB), absl::Now())
           .status(),
@@ -131,10 +130,9 @@ TEST(JobFit, AJobThatFitsNoConnectedWorkerWaitsSayingWhy) {
   *job.mutable_spec() = Llama7bSpec(524288);
   ASSERT_THAT(jobs.Add(job), IsOk());
   WorkerRegistry workers(absl::Seconds(10));
-  ASSERT_THAT(
-      workers.Register(MakeRegister("tiny", v1::CPU, kGiB), absl::Now())
-          .status(),
-      IsOk());
+  ASSERT_THAT(workers.Register(MakeRegister("tiny", v1::CPU, kGiB), absl::Now())
+                  .status(),
+              IsOk());
   JobShapes shapes;
   PlacementPlan plan = PlanPlacements(jobs, workers, &shapes);
   EXPECT_THAT(plan.placements, IsEmpty());
@@ -188,8 +186,7 @@ TEST_F(CoordinatorPlanTest, SubmitRefusesAJobNoWorkerFits) {
                              HasSubstr("frozen weights"))));
   // The queued one now says it can never run there.
   coord_->Tick();
-  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job again,
-                            coord_->GetJob(admin_, queued.id()));
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::Job again, coord_->GetJob(admin_, queued.id()));
   EXPECT_EQ(again.state(), v1::QUEUED);
   EXPECT_THAT(again.state_message(), HasSubstr("whose device fits its plan"));
   // A model only workers can read: accepted unplanned, and placed.
