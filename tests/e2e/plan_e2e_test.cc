@@ -40,13 +40,13 @@ TEST_F(PlanE2eTest, AnOversizeJobIsRefusedAtSubmitAndAFittingOneRuns) {
   v1::JobSpec big = Spec(/*steps=*/4, /*every=*/0);
   big.mutable_model()->set_path(big_model);
   big.set_seq_len(524288);
-  EXPECT_THAT(client().Submit(big),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr("does not fit the registered workers"),
-                             HasSubstr("closest: worker w0"),
-                             HasSubstr("GiB short"), HasSubstr("ITEM"),
-                             HasSubstr("frozen weights"),
-                             HasSubstr("verdict: does not fit"))));
+  EXPECT_THAT(
+      client().Submit(big),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("does not fit the registered workers"),
+                     HasSubstr("closest: worker w0"), HasSubstr("GiB short"),
+                     HasSubstr("ITEM"), HasSubstr("frozen weights"),
+                     HasSubstr("verdict: does not fit"))));
 
   // The tiny model at 64 tokens fits in 1 GiB: placed on w0, and it trains.
   LEMO_ASSERT_OK_AND_ASSIGN(v1::Job job,
