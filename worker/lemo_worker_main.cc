@@ -119,6 +119,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-metadata-file-bytes", path_limits.max_metadata_bytes,
                  "Largest config or tokenizer file (.json, .model, .txt)")
       ->capture_default_str();
+  double device_memory_gib = 0;
+  app.add_option("--device-memory-gib", device_memory_gib,
+                 "GiB of device memory to report to the coordinator, which "
+                 "places only jobs whose plan fits it (default: the GPU's "
+                 "memory; the host's RAM for --device cpu)")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -134,6 +140,8 @@ int main(int argc, char** argv) {
                  "name any path this user can read (docs/security.md)\n");
   }
   options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
+  options.device_memory_bytes =
+      static_cast<int64_t>(device_memory_gib * static_cast<double>(1LL << 30));
   if (keepalive_seconds < 1 || keepalive_timeout_seconds <= 0) {
     std::fprintf(stderr,
                  "lemo-worker: --keepalive-time must be >= 1 and "

@@ -47,6 +47,24 @@ int RunSubmit(const Context& ctx, const std::string& spec_path, bool watch,
 // spec, "lemoctl: FILE: <the coordinator's message>". Exit code: 0, or the
 // code of the last failure (2 for a bad or missing spec).
 int RunValidate(const Context& ctx, const std::vector<std::string>& paths);
+struct PlanFlags {
+  // --gpu: the device to plan for, a name of the device table
+  // (common/plan/devices.json, or --gpu-table's).
+  std::string gpu = "h100-80gb";
+  // --gpu-table: a JSON device table of the same format, searched before the
+  // built-in one; empty = the built-in table only.
+  std::string gpu_table;
+  // --model-config: the model's config.json, for a spec.model.path that is
+  // not readable on this machine; empty = <spec.model.path>/config.json.
+  std::string model_config;
+};
+// The planner's prediction for a spec, with no server: the memory breakdown
+// (item, where, GiB, detail), the predicted step time and the verdict, as a
+// table or (-o json|yaml) one document. Exit code: 0 when it fits the
+// device, 1 when it does not, 2 for a bad spec, file, flag or device name
+// (the error on stderr names which).
+int RunPlan(const Context& ctx, const std::string& spec_path,
+            const PlanFlags& flags);
 int RunGet(const Context& ctx, const std::string& job_id);
 int RunList(const Context& ctx, const ListFlags& flags);
 int RunCancel(const Context& ctx, const std::string& job_id,

@@ -9,8 +9,9 @@
 namespace lemo::client {
 
 enum ExitCode : int {
-  kExitOk = 0,         // Done; for watch / submit --watch: the job SUCCEEDED.
-  kExitJobFailed = 1,  // The watched job ended FAILED or CANCELLED.
+  kExitOk = 0,          // Done; for watch / submit --watch: the job SUCCEEDED.
+  kExitJobFailed = 1,   // The watched job ended FAILED or CANCELLED.
+  kExitDoesNotFit = 1,  // plan: the job does not fit the device.
   kExitUsage =
       2,  // Bad command line, or an invalid job spec (ours or the server's).
   kExitUnreachable =

@@ -5,6 +5,7 @@
 //   lemoctl list --state running -o yaml
 //   lemoctl checkpoints pull job-7f3a2c91d0e4 --out ./adapter
 //   lemoctl validate deploy/examples/*.yaml
+//   lemoctl plan job.yaml --gpu h200-141gb -o yaml
 //   lemoctl --context prod list
 #include <string>
 #include <vector>
@@ -99,6 +100,27 @@ int main(int argc, char** argv) {
                    "Job spec files (.yaml, .yml or .json; - for stdin)")
       ->required();
   AddOutputFlag(validate, g);
+
+  std::string plan_path;
+  lemo::client::PlanFlags plan_flags;
+  auto* plan = app.add_subcommand(
+      "plan",
+      "Predict a spec's peak memory and step time on a device, without a "
+      "server; exit 0 if it fits, 1 if not");
+  plan->add_option("spec", plan_path,
+                   "Job spec file (.yaml, .yml or .json; - for stdin)")
+      ->required();
+  plan->add_option("--gpu", plan_flags.gpu,
+                   "Device to plan for: a name of the device table "
+                   "(h100-80gb, h200-141gb, ...) or of --gpu-table")
+      ->capture_default_str();
+  plan->add_option("--gpu-table", plan_flags.gpu_table,
+                   "JSON device table (the format of common/plan/devices.json) "
+                   "searched before the built-in one");
+  plan->add_option("--model-config", plan_flags.model_config,
+                   "The model's config.json, when spec.model.path is not "
+                   "readable on this machine");
+  AddOutputFlag(plan, g);
 
   auto* get = app.add_subcommand("get", "Show one job");
   get->add_option("job", job_id, "Job id")->required();
@@ -254,8 +276,10 @@ int main(int argc, char** argv) {
                                       "restarting", "cancelling", "succeeded",
                                       "failed",     "cancelled"};
     hints.option_values["--tls"] = {"true", "false", "auto"};
-    hints.file_options = {"--token-file", "--ca-file", "--out"};
-    hints.file_positionals = {"submit", "validate"};
+    hints.option_values["--gpu"] = {"h100-80gb", "h200-141gb"};
+    hints.file_options = {"--token-file", "--ca-file", "--out", "--gpu-table",
+                          "--model-config"};
+    hints.file_positionals = {"submit", "validate", "plan"};
     hints.option_commands["--context"] = "config get-contexts -o name";
     hints.positional_commands["config use-context"] =
         "config get-contexts -o name";
@@ -291,6 +315,11 @@ int main(int argc, char** argv) {
     // A dry run: reaches no server, so needs no client options either.
     ctx.format = *lemo::client::ParseOutputFormat(g.output);
     return lemo::client::RunValidate(ctx, validate_paths);
+  }
+  if (*plan) {
+    // Offline too: the spec, the model's config.json and the device table.
+    ctx.format = *lemo::client::ParseOutputFormat(g.output);
+    return lemo::client::RunPlan(ctx, plan_path, plan_flags);
   }
   auto options = lemo::client::ResolveClientOptions(g.client);
   if (!options.ok()) return lemo::client::Fail(ctx, options.status());

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -459,6 +460,7 @@ absl::StatusOr<ModelConfigCheck> CheckModelConfig(
                      "\" is not supported; supported: ", supported));
   }
   check.read = true;
+  check.config_json = *std::move(text);
   return check;
 }
 

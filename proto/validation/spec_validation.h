@@ -45,6 +45,9 @@ struct ModelConfigCheck {
   bool read = false;
   // Its model_type, when read.
   std::string model_type;
+  // The file's text, when read: the planner's model shape comes from it
+  // (plan::ModelShapeFromConfigJson), so the coordinator reads it once.
+  std::string config_json;
 };
 
 // Fills defaults in place: zero (or absent, for optional fields) becomes the

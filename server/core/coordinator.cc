@@ -207,12 +207,15 @@ absl::Status Coordinator::Persist(v1::Job job, std::vector<v1::JobEvent> events,
   // The job that just ended is never pruned here: its caller still reads it.
   // The state change is committed whatever pruning does: a failed prune is
   // retried at the next job end and at start.
-  if (ended) PruneFinished(/*keep=*/id).IgnoreError();
+  if (ended) {
+    shapes_.Forget(id);
+    PruneFinished(/*keep=*/id).IgnoreError();
+  }
   return absl::OkStatus();
 }
 
 void Coordinator::ScheduleLocked() {
-  PlacementPlan plan = PlanPlacements(jobs_, sessions_.registry());
+  PlacementPlan plan = PlanPlacements(jobs_, sessions_.registry(), &shapes_);
   if (plan.pending.empty()) return;
   for (const Placement& p : plan.placements) {
     // On failure the job stays waiting; a store failure here is retried on

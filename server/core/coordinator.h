@@ -42,6 +42,7 @@
 #include "lemo/v1/worker_service.pb.h"
 #include "server/core/checkpoint_store.h"
 #include "server/core/event_hub.h"
+#include "server/core/job_fit.h"
 #include "server/core/job_queries.h"
 #include "server/core/job_table.h"
 #include "server/core/principal.h"
@@ -281,6 +282,8 @@ class Coordinator {
   // disk readers queued behind it for seconds (bench/control_plane.sh;
   // docs/benchmarks.md).
   JobTable jobs_ ABSL_GUARDED_BY(mu_);
+  // Each live job's model shape, for planning it on workers' devices.
+  JobShapes shapes_ ABSL_GUARDED_BY(mu_);
   // Jobs pruned since start, by their (terminal) state, for Snapshot.
   std::map<v1::JobState, int> pruned_by_state_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,5 +1,8 @@
 // Coordinator: the JobService side (submit, get, list, cancel, watch,
 // checkpoints, workers).
+#include <optional>
+#include <utility>
+
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -7,6 +10,7 @@
 #include "proto/validation/spec_validation.h"
 #include "server/core/coordinator.h"
 #include "server/core/fleet_paths.h"
+#include "server/core/job_fit.h"
 #include "server/core/job_state.h"
 #include "server/core/proto_time.h"
 
@@ -29,7 +33,16 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
     LEMO_RETURN_IF_ERROR(
         CheckSpecPathsAgainstFleet(spec, sessions_.registry().Registrations()));
   }
-  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized, proto::NormalizeJobSpec(spec));
+  // NormalizeJobSpec's checks, the config.json read done apart so that its
+  // text gives the job's model shape for the planner without a second read.
+  proto::SpecCheckOptions no_files;
+  no_files.check_model_config = false;
+  LEMO_ASSIGN_OR_RETURN(v1::JobSpec normalized,
+                        proto::NormalizeJobSpec(spec, no_files));
+  LEMO_ASSIGN_OR_RETURN(proto::ModelConfigCheck model,
+                        proto::CheckModelConfig(normalized));
+  std::optional<plan::ModelShape> shape =
+      ShapeFromConfigText(model.config_json);
   if (const int cap = options_.max_checkpoints_per_job; cap > 0) {
     v1::CheckpointPolicy* policy = normalized.mutable_checkpoint();
     if (policy->keep_last() > cap) {
@@ -54,6 +67,12 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
         "freed"));
   }
   absl::MutexLock lock(&mu_);
+  // A job no registered worker's device can hold is refused now, with the
+  // breakdown, rather than queued forever (docs/coordinator.md).
+  if (shape.has_value()) {
+    LEMO_RETURN_IF_ERROR(CheckFitsFleet(normalized, *shape,
+                                        sessions_.registry().Registrations()));
+  }
   absl::BitGen gen;
   std::string id;
   do {
@@ -69,6 +88,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const Principal& caller,
       JobTable::Transition(&job, v1::QUEUED, "submitted", nullptr, &events));
   // Persist adds it to the table, last in FIFO order, once committed.
   LEMO_RETURN_IF_ERROR(Persist(job, std::move(events)));
+  shapes_.Set(id, std::move(shape));
   ScheduleLocked();
   return *jobs_.Find(id);
 }

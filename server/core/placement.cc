@@ -7,9 +7,11 @@
 namespace lemo::server {
 
 PlacementPlan PlanPlacements(const JobTable& jobs,
-                             const WorkerRegistry& workers) {
+                             const WorkerRegistry& workers, JobShapes* shapes) {
   PlacementPlan plan;
   std::vector<v1::Register> fleet;
+  // Described once per pass, when a waiting job has a plan.
+  std::optional<std::vector<PlannableWorker>> planned;
   for (const v1::Job* job : jobs.Waiting()) {
     const v1::ResourceSpec& r = job->spec().resources();
     plan.pending.push_back(PendingJob{
@@ -21,6 +23,17 @@ PlacementPlan PlanPlacements(const JobTable& jobs,
     for (const v1::Register& w : fleet) {
       if (!CheckSpecPathsAgainstFleet(job->spec(), {w}).ok()) {
         plan.pending.back().excluded_workers.insert(w.worker_id());
+      }
+    }
+    // Nor to a worker whose device the job's plan does not fit: it would
+    // run out of memory there.
+    const std::optional<plan::ModelShape>* shape =
+        shapes != nullptr ? &shapes->For(*job) : nullptr;
+    if (shape == nullptr || !shape->has_value()) continue;
+    if (!planned.has_value()) planned = PlannableWorkers(fleet);
+    for (const WorkerFit& f : PlanOnWorkers(job->spec(), **shape, *planned)) {
+      if (!f.plan.fits) {
+        plan.pending.back().too_small_workers.insert(f.worker_id);
       }
     }
   }

@@ -2,7 +2,8 @@
 // and what each rank is told. It joins the job table (the QUEUED and
 // RESTARTING jobs, in FIFO order, with the workers whose roots cannot hold
 // their paths excluded) to the gang policy of scheduler.h over the registry's
-// free and connected workers, puts a rank that can host the group's store at
+// free and connected workers (without the workers whose device the job's
+// plan does not fit, job_fit.h), puts a rank that can host the group's store at
 // rank 0, says why each job left waiting waits, and builds the Assign a rank
 // receives. It reads only; the Coordinator commits what it decides.
 //
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "lemo/v1/worker_service.pb.h"
+#include "server/core/job_fit.h"
 #include "server/core/job_table.h"
 #include "server/core/scheduler.h"
 #include "server/core/worker_registry.h"
@@ -42,8 +44,12 @@ struct WaitNote {
   bool never_fits = false;
 };
 
+// `shapes` (may be null: nothing is planned) gives each job's model shape;
+// a worker whose device the job's plan does not fit gets none of its ranks
+// (job_fit.h). A job without a shape is placed unplanned.
 PlacementPlan PlanPlacements(const JobTable& jobs,
-                             const WorkerRegistry& workers);
+                             const WorkerRegistry& workers,
+                             JobShapes* shapes = nullptr);
 
 // Wait notes for the jobs of `pending` that `jobs` still shows waiting,
 // judged against the workers as they are now (after the placements).

@@ -13,7 +13,8 @@ namespace {
 
 bool Fits(const WorkerSlot& w, const PendingJob& job) {
   return w.kind == job.kind && w.memory_bytes >= job.min_memory_bytes &&
-         job.excluded_workers.count(w.worker_id) == 0;
+         job.excluded_workers.count(w.worker_id) == 0 &&
+         job.too_small_workers.count(w.worker_id) == 0;
 }
 
 int CountFitting(const std::vector<WorkerSlot>& workers,
@@ -72,7 +73,8 @@ std::string WaitReason(const PendingJob& job,
       job.min_memory_bytes > 0
           ? absl::StrCat(" with >= ", job.min_memory_bytes, " bytes")
           : "",
-      job.excluded_workers.empty() ? "" : " whose roots hold its paths");
+      job.excluded_workers.empty() ? "" : " whose roots hold its paths",
+      job.too_small_workers.empty() ? "" : " whose device fits its plan");
   const int connected_fit = CountFitting(connected_workers, job);
   if (NeverFits(job, connected_workers)) {
     return absl::StrCat("cannot run on the registered fleet: needs ", need,

@@ -53,6 +53,9 @@ struct PendingJob {
   // Workers that must not get a rank: their roots do not hold the job's
   // paths (fleet_paths.h), so they would refuse it.
   std::set<std::string> excluded_workers;
+  // Workers that must not get a rank: the job's plan does not fit their
+  // device (job_fit.h).
+  std::set<std::string> too_small_workers;
 };
 
 struct Placement {

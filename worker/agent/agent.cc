@@ -101,6 +101,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   LEMO_ASSIGN_OR_RETURN(std::unique_ptr<WorkerMetrics> metrics,
                         WorkerMetrics::Create(options.metrics_listen));
   v1::Device wire = WireDevice(device);
+  if (options.device_memory_bytes > 0) {
+    wire.set_total_memory_bytes(options.device_memory_bytes);
+    wire.set_free_memory_bytes(options.device_memory_bytes);
+  }
   metrics->SetDeviceMemoryBytes(wire.total_memory_bytes());
   if (options.collective_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--collective-timeout: must be > 0");
@@ -188,6 +192,7 @@ v1::WorkerMessage Agent::RegisterMessage() {
   reg->set_worker_id(worker_id_);
   reg->set_host(options_.node);
   *reg->add_devices() = wire_device_;
+  reg->set_host_memory_bytes(HostMemoryBytes());
   reg->set_rendezvous_address(rendezvous_address_);
   reg->set_version(VersionLine("lemo-worker"));
   options_.paths.FillRegister(reg);

@@ -88,6 +88,12 @@ struct AgentOptions {
   // --max-data-file-bytes, --max-metadata-file-bytes); reported at Register.
   // Default: unconfined (see SpecPathPolicy::Create).
   SpecPathPolicy paths;
+  // Bytes of device memory this worker reports at Register (and the
+  // coordinator plans jobs against) instead of the device's own total; <= 0:
+  // the device's (a GPU's memory, the host's RAM for the CPU). For tests and
+  // for a CPU worker that shares its host with other work
+  // (lemo-worker --device-memory-gib).
+  int64_t device_memory_bytes = 0;
 };
 
 class Agent {

@@ -1,8 +1,9 @@
-// The lemoctl binary's verbs that reach no server: validate, completion and
-// config. Each test runs the real binary (built beside this test) in a scratch
-// HOME. To add a case: a row in kBadSpecs (a spec and the field its error
-// must name), or a TEST that runs Lemoctl("...") and checks exit code and
-// output.
+// The lemoctl binary's verbs that reach no server: validate, plan, completion
+// and config. Each test runs the real binary (built beside this test) in a
+// scratch HOME. To add a case: a row in kBadSpecs (a spec and the field its
+// error must name), or a TEST that runs Lemoctl("...") and checks exit code and
+// output; for plan, a spec from PlanSpec() and a config.json from
+// WriteModel7b().
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,13 +17,16 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/run_command.h"
+#include "yaml-cpp/yaml.h"
 
 namespace lemo::client {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::AllOf;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -326,6 +330,139 @@ TEST_F(LemoctlTest, BadConfigFileIsAClearError) {
   EXPECT_THAT(
       env.output,
       HasSubstr(other + ":1:11: contexts: expected a list of contexts"));
+}
+
+// Llama-2-7B's config.json.
+constexpr char kLlama7bConfig[] = R"({"model_type": "llama",
+  "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+  "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
+  "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+  "torch_dtype": "float16"})";
+
+class LemoctlPlanTest : public LemoctlTest {
+ protected:
+  // A CUDA spec on Llama-2-7B (its config.json under dir_/llama) at
+  // `seq_len` tokens with `model_extra` in spec.model.
+  std::string PlanSpec(int64_t seq_len, const std::string& model_extra = "") {
+    Write("llama/config.json", kLlama7bConfig);
+    return Write(absl::StrCat("plan-", seq_len, ".yaml"),
+                 SpecWith(absl::StrCat("model: {path: ", dir_, "/llama",
+                                       model_extra, "}\nseqLen: ", seq_len,
+                                       "\nresources: {deviceKind: CUDA}\n")));
+  }
+};
+
+TEST_F(LemoctlPlanTest, PrintsTheBreakdownAsATableJsonAndYaml) {
+  const std::string spec = PlanSpec(65536, ", gradientCheckpointing: true");
+  ProcessResult table = Lemoctl("plan " + spec);
+  EXPECT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_THAT(table.output,
+              AllOf(StartsWith("device: h100-80gb"), HasSubstr("ITEM"),
+                    HasSubstr("WHERE"), HasSubstr("GIB"), HasSubstr("DETAIL"),
+                    HasSubstr("frozen weights"), HasSubstr("peak (GPU)"),
+                    HasSubstr("step time: "), HasSubstr("verdict: fits")));
+
+  ProcessResult json = Lemoctl("plan -o json " + spec);
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const nlohmann::json j = nlohmann::json::parse(json.output);
+  EXPECT_EQ(j["device"]["name"], "h100-80gb");
+  EXPECT_EQ(j["fits"], true);
+  EXPECT_GT(j["peakGpuBytes"].get<int64_t>(), int64_t{13} << 30);
+  EXPECT_GT(j["stepSeconds"].get<double>(), 0);
+  ASSERT_GE(j["items"].size(), 3u);
+  EXPECT_EQ(j["items"][0]["name"], "frozen weights");
+  EXPECT_EQ(j["items"][0]["where"], "gpu");
+  EXPECT_TRUE(j["settings"]["gradientCheckpointing"].get<bool>());
+
+  // YAML: the same document.
+  ProcessResult yaml = Lemoctl("plan -o yaml " + spec);
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.output;
+  const YAML::Node y = YAML::Load(yaml.output);
+  EXPECT_EQ(y["device"]["name"].as<std::string>(), "h100-80gb");
+  EXPECT_TRUE(y["fits"].as<bool>());
+  EXPECT_EQ(y["verdict"].as<std::string>(), j["verdict"].get<std::string>());
+  EXPECT_EQ(y["peakGpuBytes"].as<int64_t>(), j["peakGpuBytes"].get<int64_t>());
+  ASSERT_EQ(y["items"].size(), j["items"].size());
+  for (size_t i = 0; i < j["items"].size(); ++i) {
+    EXPECT_EQ(y["items"][i]["name"].as<std::string>(),
+              j["items"][i]["name"].get<std::string>());
+    EXPECT_EQ(y["items"][i]["bytes"].as<int64_t>(),
+              j["items"][i]["bytes"].get<int64_t>());
+  }
+}
+
+TEST_F(LemoctlPlanTest, ASpecThatDoesNotFitExitsOneSayingByHowMuch) {
+  // 1M tokens dense, nothing saved: far beyond an H100.
+  const std::string spec = PlanSpec(1048576);
+  ProcessResult r = Lemoctl("plan " + spec);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output,
+              AllOf(HasSubstr("verdict: does not fit"), HasSubstr("short"),
+                    HasSubstr("lemoctl: " + spec + " on h100-80gb")));
+  ProcessResult json = Lemoctl("plan -o json " + spec + " 2>/dev/null");
+  EXPECT_EQ(json.exit_code, 1);
+  // A device of the user's own table, too small even for 4K tokens.
+  const std::string table = Write("gpus.json", R"({"devices": [{
+    "name": "tiny-gpu", "description": "a 2 GiB test device",
+    "memory_bytes": 2147483648, "host_memory_bytes": 17179869184,
+    "matmul_flops_per_s": 1e12, "attention_flops_per_s": 1e12,
+    "host_copy_bytes_per_s": 1e9, "measured": "made up for this test"}]})");
+  ProcessResult small = Lemoctl(absl::StrCat("plan --gpu tiny-gpu --gpu-table ",
+                                             table, " ", PlanSpec(4096)));
+  EXPECT_EQ(small.exit_code, 1) << small.output;
+  EXPECT_THAT(small.output,
+              AllOf(StartsWith("device: tiny-gpu"), HasSubstr("does not fit")));
+}
+
+TEST_F(LemoctlPlanTest, AnUnknownGpuNamesTheKnownOnes) {
+  ProcessResult r = Lemoctl("plan --gpu a100-40gb " + PlanSpec(4096));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, AllOf(HasSubstr("--gpu a100-40gb"),
+                              HasSubstr("h100-80gb"), HasSubstr("h200-141gb")));
+  ProcessResult table = Lemoctl(absl::StrCat("plan --gpu-table ", dir_,
+                                             "/missing.json ", PlanSpec(4096)));
+  EXPECT_EQ(table.exit_code, 2) << table.output;
+  EXPECT_THAT(table.output, HasSubstr("--gpu-table"));
+}
+
+TEST_F(LemoctlPlanTest, AnUnreadableConfigJsonAsksForModelConfig) {
+  const std::string spec =
+      Write("remote.yaml", SpecWith("model: {path: /nonexistent/llama}\n"
+                                    "resources: {deviceKind: CUDA}\n"));
+  ProcessResult r = Lemoctl("plan " + spec);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, AllOf(HasSubstr("spec.model.path: cannot read "
+                                        "/nonexistent/llama/config.json here"),
+                              HasSubstr("--model-config")));
+  const std::string config = Write("copy/config.json", kLlama7bConfig);
+  ProcessResult with = Lemoctl("plan --model-config " + config + " " + spec);
+  EXPECT_EQ(with.exit_code, 0) << with.output;
+  ProcessResult missing =
+      Lemoctl(absl::StrCat("plan --model-config ", dir_, "/no.json ", spec));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_THAT(missing.output, HasSubstr("--model-config " + dir_ + "/no.json"));
+  // A config.json the planner cannot read sizes from names the file and key.
+  const std::string bad =
+      Write("bad/config.json", R"({"model_type": "llama"})");
+  ProcessResult sizes = Lemoctl("plan --model-config " + bad + " " + spec);
+  EXPECT_EQ(sizes.exit_code, 2) << sizes.output;
+  EXPECT_THAT(sizes.output, HasSubstr(bad + ": "));
+}
+
+TEST_F(LemoctlPlanTest, ABadSpecOrFlagIsAUsageError) {
+  ProcessResult bad =
+      Lemoctl("plan " + Write("bad.yaml", SpecWith("seqLen: -4\n")));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, AnyOf(HasSubstr("seq_len"), HasSubstr("seqLen")));
+  ProcessResult missing = Lemoctl(absl::StrCat("plan ", dir_, "/none.yaml"));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_THAT(missing.output, HasSubstr("none.yaml"));
+  ProcessResult offload =
+      Lemoctl("plan " + PlanSpec(4096, ", offload: uniform"));
+  EXPECT_EQ(offload.exit_code, 2) << offload.output;
+  EXPECT_THAT(offload.output, HasSubstr("spec.model.offload"));
+  ProcessResult format = Lemoctl("plan -o xml " + PlanSpec(4096));
+  EXPECT_EQ(format.exit_code, 2) << format.output;
 }
 
 }  // namespace
