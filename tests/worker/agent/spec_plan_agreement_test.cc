@@ -179,12 +179,13 @@ TEST(SpecPlanAgreement, AutomaticHeadGroupsMatchTheEnginesRule) {
   absl::StatusOr<engine::ModelConfig> config =
       engine::LoadModelConfig(model.dir);
   ASSERT_TRUE(config.ok()) << config.status();
-  for (int64_t memory : {int64_t{1} << 20, int64_t{1} << 30, int64_t{80} << 30}) {
+  for (int64_t memory :
+       {int64_t{1} << 20, int64_t{1} << 30, int64_t{80} << 30}) {
     for (int64_t seq_len : {int64_t{4096}, int64_t{262144}}) {
       for (bool keep_attention : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << memory << " bytes, " << seq_len
-                                          << " tokens, keep attention "
-                                          << keep_attention);
+        SCOPED_TRACE(::testing::Message()
+                     << memory << " bytes, " << seq_len
+                     << " tokens, keep attention " << keep_attention);
         v1::JobSpec spec;
         spec.set_seq_len(seq_len);
         spec.mutable_resources()->set_device_kind(v1::CUDA);
