@@ -29,10 +29,10 @@ std::vector<StepSettings> ExactCandidates(const ModelShape& model,
   if (base.seq_len * std::max<int64_t>(base.batch, 1) > kBudgetTileTokens) {
     tiles.push_back(kBudgetTileTokens);
   }
-  const bool groups_split =
-      options.allow_head_groups && model.num_heads > 0 &&
-      model.num_kv_heads > 0 && model.num_heads % kBudgetHeadGroups == 0 &&
-      model.num_kv_heads % kBudgetHeadGroups == 0;
+  const bool groups_split = options.allow_head_groups && model.num_heads > 0 &&
+                            model.num_kv_heads > 0 &&
+                            model.num_heads % kBudgetHeadGroups == 0 &&
+                            model.num_kv_heads % kBudgetHeadGroups == 0;
   std::vector<StepSettings> out;
   auto reset = [&base] {
     StepSettings s = base;
@@ -106,12 +106,13 @@ std::vector<StepSettings> InexactCandidates(
 }
 
 std::string Line(const Candidate& c) {
-  return absl::StrCat(DescribeSwitches(c.settings), ": peak ",
-                      HumanBytes(c.plan.peak_gpu_bytes), ", step ",
-                      absl::StrFormat("%.3g s", c.plan.step_seconds), ", ",
-                      c.plan.fits ? "fits"
-                                  : absl::StrCat("short by ",
-                                                 HumanBytes(c.plan.shortfall_bytes)));
+  return absl::StrCat(
+      DescribeSwitches(c.settings), ": peak ",
+      HumanBytes(c.plan.peak_gpu_bytes), ", step ",
+      absl::StrFormat("%.3g s", c.plan.step_seconds), ", ",
+      c.plan.fits
+          ? "fits"
+          : absl::StrCat("short by ", HumanBytes(c.plan.shortfall_bytes)));
 }
 
 // Plans every candidate on `device`, fastest predicted first. A candidate the
@@ -126,9 +127,9 @@ absl::StatusOr<std::vector<Candidate>> PlanAll(
     absl::StatusOr<StepPlan> plan = PlanStep(model, settings[i], device);
     if (!plan.ok()) {
       if (first_error.ok()) first_error = plan.status();
-      considered->push_back(absl::StrCat(DescribeSwitches(settings[i]),
-                                         ": not planned: ",
-                                         plan.status().message()));
+      considered->push_back(
+          absl::StrCat(DescribeSwitches(settings[i]),
+                       ": not planned: ", plan.status().message()));
       continue;
     }
     out.push_back({settings[i], *std::move(plan), static_cast<int>(i)});
@@ -187,20 +188,21 @@ std::string DescribeSwitches(const StepSettings& s) {
   return out;
 }
 
-absl::StatusOr<BudgetChoice> ChooseWithinBudget(
-    const ModelShape& model, const StepSettings& base,
-    const DeviceDescription& device, const BudgetOptions& options) {
+absl::StatusOr<BudgetChoice> ChooseWithinBudget(const ModelShape& model,
+                                                const StepSettings& base,
+                                                const DeviceDescription& device,
+                                                const BudgetOptions& options) {
   if (options.budget_bytes <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "budget_bytes: must be > 0, got ", options.budget_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("budget_bytes: must be > 0, got ", options.budget_bytes));
   }
   // The budget, not the whole device: a device smaller than the budget is
   // the real limit.
   DeviceDescription budgeted = device;
-  budgeted.memory_bytes = device.memory_bytes > 0
-                              ? std::min(device.memory_bytes,
-                                         options.budget_bytes)
-                              : options.budget_bytes;
+  budgeted.memory_bytes =
+      device.memory_bytes > 0
+          ? std::min(device.memory_bytes, options.budget_bytes)
+          : options.budget_bytes;
   const std::string limit = absl::StrCat(
       "memory budget ", HumanBytes(options.budget_bytes),
       budgeted.memory_bytes < options.budget_bytes
@@ -210,8 +212,7 @@ absl::StatusOr<BudgetChoice> ChooseWithinBudget(
       device.name.empty() ? std::string() : absl::StrCat(" on ", device.name));
 
   BudgetChoice choice;
-  const std::vector<StepSettings> exact =
-      ExactCandidates(model, base, options);
+  const std::vector<StepSettings> exact = ExactCandidates(model, base, options);
   std::vector<std::pair<std::string, std::vector<StepSettings>>> tiers = {
       {"exact", exact}};
   if (options.allow_inexact) {
@@ -241,8 +242,8 @@ absl::StatusOr<BudgetChoice> ChooseWithinBudget(
       choice.summary = absl::StrCat(
           limit, ": chose ", DescribeSwitches(c.settings), "; predicted peak ",
           HumanBytes(c.plan.peak_gpu_bytes), ", step ",
-          absl::StrFormat("%.3g s", c.plan.step_seconds), " (", fitting,
-          " of ", settings.size(), " ", tier, " settings fit)");
+          absl::StrFormat("%.3g s", c.plan.step_seconds), " (", fitting, " of ",
+          settings.size(), " ", tier, " settings fit)");
       return choice;
     }
   }

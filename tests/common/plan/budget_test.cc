@@ -146,8 +146,8 @@ TEST(ChooseWithinBudget, InexactSaversOnlyWhenAllowedAndNeeded) {
   BudgetOptions probe;
   probe.budget_bytes = 80 * kGiB;
   probe.allow_inexact = true;
-  LEMO_ASSERT_OK_AND_ASSIGN(BudgetChoice roomy,
-                            ChooseWithinBudget(s.model, s.base, s.device, probe));
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      BudgetChoice roomy, ChooseWithinBudget(s.model, s.base, s.device, probe));
   EXPECT_EQ(roomy.settings.mlp_prune_ratio, 0);
   EXPECT_FALSE(roomy.settings.lemo_2d);
   EXPECT_THAT(roomy.considered, Each(Not(HasSubstr("MLP pruning"))));
@@ -222,10 +222,12 @@ TEST(ChooseWithinBudget, NoOffloadOrHeadGroupsWhereNotAllowed) {
   options.allow_head_groups = false;
   absl::StatusOr<BudgetChoice> choice =
       ChooseWithinBudget(s.model, s.base, s.device, options);
-  ASSERT_THAT(choice, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no setting fits")));
+  ASSERT_THAT(choice, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               HasSubstr("no setting fits")));
   options.budget_bytes = 80 * kGiB;
   LEMO_ASSERT_OK_AND_ASSIGN(
-      BudgetChoice roomy, ChooseWithinBudget(s.model, s.base, s.device, options));
+      BudgetChoice roomy,
+      ChooseWithinBudget(s.model, s.base, s.device, options));
   EXPECT_THAT(roomy.considered, Each(Not(HasSubstr("offload sparsity"))));
   EXPECT_THAT(roomy.considered, Each(Not(HasSubstr("head groups"))));
 }
@@ -247,9 +249,9 @@ TEST(ChooseWithinBudget, BadBaseSettingsAreThePlannersError) {
   s.base.seq_len = 0;
   BudgetOptions options;
   options.budget_bytes = 80 * kGiB;
-  EXPECT_THAT(ChooseWithinBudget(s.model, s.base, s.device, options),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("seq_len")));
+  EXPECT_THAT(
+      ChooseWithinBudget(s.model, s.base, s.device, options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("seq_len")));
 }
 
 TEST(DescribeSwitches, SaysEachSwitch) {
