@@ -2,8 +2,9 @@
 // embedded into the library at build time (a CMake-generated source), and a
 // user's file of the same format parses with ParseDeviceTable.
 //
-//   LEMO_ASSIGN_OR_RETURN(plan::DeviceDescription gpu, plan::FindDevice("h100-80gb"));
-//   LEMO_ASSIGN_OR_RETURN(auto mine, plan::ParseDeviceTable(ReadFile("my-gpus.json")));
+//   LEMO_ASSIGN_OR_RETURN(plan::DeviceDescription gpu,
+//   plan::FindDevice("h100-80gb")); LEMO_ASSIGN_OR_RETURN(auto mine,
+//   plan::ParseDeviceTable(ReadFile("my-gpus.json")));
 //
 // The format: {"devices": [{"name": "h100-80gb", "description": "...",
 // "memory_bytes": N, "host_memory_bytes": N, "matmul_flops_per_s": X,
@@ -27,12 +28,14 @@ absl::StatusOr<std::vector<DeviceDescription>> BuiltinDevices();
 absl::StatusOr<DeviceDescription> FindDevice(absl::string_view name);
 // A table in the format above. INVALID_ARGUMENT naming the entry and key that
 // is wrong (missing, wrong type, not > 0, a duplicate name).
-absl::StatusOr<std::vector<DeviceDescription>> ParseDeviceTable(absl::string_view json);
+absl::StatusOr<std::vector<DeviceDescription>> ParseDeviceTable(
+    absl::string_view json);
 // A device from what a worker registers (memory bytes and a name): the
 // table's entry when the name matches one (its name or description, case
 // insensitive), else memory only with the rates of the entry nearest in
 // memory. `memory_bytes` / `host_memory_bytes` <= 0 keep the entry's.
-DeviceDescription DeviceFromRegistration(absl::string_view gpu_name, int64_t memory_bytes,
+DeviceDescription DeviceFromRegistration(absl::string_view gpu_name,
+                                         int64_t memory_bytes,
                                          int64_t host_memory_bytes);
 
 }  // namespace lemo::plan

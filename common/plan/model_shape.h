@@ -4,7 +4,8 @@
 //
 //   LEMO_ASSIGN_OR_RETURN(plan::ModelShape shape,
 //                         plan::ModelShapeFromConfigJson(config_text));
-//   LEMO_ASSIGN_OR_RETURN(plan::ModelShape tiny, plan::ModelShapeForPreset("tiny"));
+//   LEMO_ASSIGN_OR_RETURN(plan::ModelShape tiny,
+//   plan::ModelShapeForPreset("tiny"));
 #ifndef LEMO_COMMON_PLAN_MODEL_SHAPE_H_
 #define LEMO_COMMON_PLAN_MODEL_SHAPE_H_
 
@@ -21,13 +22,14 @@ struct ModelShape {
   int64_t hidden_size = 0, intermediate_size = 0, num_layers = 0, num_heads = 0,
           num_kv_heads = 0, head_dim = 0, vocab_size = 0;
   bool tie_word_embeddings = false;
-  int64_t weight_bytes = 2;  // bytes per frozen weight element (bf16/fp16 2, fp32 4)
+  int64_t weight_bytes =
+      2;  // bytes per frozen weight element (bf16/fp16 2, fp32 4)
   // Additions beyond the contract (default off, as the presets): the small
   // extra weights some model types carry, so the weight total is exact.
-  bool attention_bias = false;   // q/k/v/o biases (qwen2: q/k/v only)
-  bool no_o_proj_bias = false;   // qwen2: attention_bias without o_proj's
-  bool mlp_bias = false;         // gate/up/down biases
-  bool qk_norm = false;          // qwen3: per-head q/k RMSNorm weights
+  bool attention_bias = false;  // q/k/v/o biases (qwen2: q/k/v only)
+  bool no_o_proj_bias = false;  // qwen2: attention_bias without o_proj's
+  bool mlp_bias = false;        // gate/up/down biases
+  bool qk_norm = false;         // qwen3: per-head q/k RMSNorm weights
 };
 
 // Parses the sizes out of a HF config.json (the keys transformers writes:
@@ -35,7 +37,8 @@ struct ModelShape {
 // num_key_value_heads, head_dim, vocab_size, tie_word_embeddings,
 // torch_dtype/dtype). INVALID_ARGUMENT naming the key when one is missing or
 // out of range.
-absl::StatusOr<ModelShape> ModelShapeFromConfigJson(absl::string_view config_json);
+absl::StatusOr<ModelShape> ModelShapeFromConfigJson(
+    absl::string_view config_json);
 
 // Named presets the engine ships (tiny, small, llama2-7b, llama3-8b,
 // mistral-7b, as in lemo-train init-model). INVALID_ARGUMENT listing the

@@ -15,30 +15,70 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-// --- Calibration constants. Each says which measured row it comes from. ---
+// --- Calibration constants. Each names the measured rows it comes from. ---
 
-// One layer's recompute + backward working set under gradient checkpointing,
-// in layer inputs (N x hidden x activation bytes), as the engine measured it
-// (worker/engine/train/memory_switches.h; bench/results/2026-12-06-h100-working-set/):
-// 14 with attention whole (64K and 256K), 9.9 in 4 head groups.
-constexpr double kWorkingSetWholeInputs = 14;
-constexpr double kWorkingSetGroupedInputs = 9.9;
-// What the automatic offload budget holds back, in layer inputs
-// (worker/engine/train/offload.h working_set_inputs).
+// The automatic offload budget's reserve, in layer inputs (N x hidden x
+// activation bytes): worker/engine/train/offload.h working_set_inputs.
 constexpr double kAutoBudgetReserveInputs = 18;
-// The CUDA context and what else torch cannot allocate from the free memory
-// cudaMemGetInfo reports, which the automatic offload budget starts from.
+// What cudaMemGetInfo does not report free beside torch's allocations (the
+// CUDA context, cuBLAS handles): the automatic budget starts from the rest.
 constexpr int64_t kCudaContextBytes = int64_t{512} << 20;
-// Allocator workspace beyond the counted tensors (cuBLAS workspaces, RoPE
-// tables, small temporaries).
-constexpr int64_t kWorkspaceBytes = int64_t{512} << 20;
+
+// One layer's recompute + backward working set (the engine's per-layer
+// backward_peak_bytes in *.metrics.jsonl), in layer inputs, Llama-2-7B:
+//   attention whole, tiled MLP: 14.04 (dense layer), 7.04 (keep 0.4):
+//     2026-12-06-h100-384k/lemo-256k-whole-attention, 2026-12-06-h200-512k/*;
+//   4 head groups: 9.26 (dense), 5.43 (keep 0.4): 2026-12-06-h100-256k,
+//     2026-12-06-h100-384k/lemo-384k;
+//   untiled MLP at 64K, attention whole: 24.16 (dense), 20.17 (keep 0.4):
+//     2026-12-06-h200-512k/offload-sparsity-64k.
+// Attention phase: base + keep x (shared + per_group / groups) inputs;
+// fitted so the dense rows come out exact (14.04 whole, 9.26 in 4 groups).
+constexpr double kAttnWorkingSetBaseInputs = 2.37;
+constexpr double kAttnWorkingSetSharedInputs = 5.30;
+constexpr double kAttnWorkingSetPerGroupInputs = 6.37;
+// MLP phase: base + keep x per_kept inputs + intermediates x I elements per
+// token of the MLP's (tile or full) length; from the 64K untiled pair above,
+// and no larger than the tiled 384K rows allow (9.25 in 4 groups).
+constexpr double kMlpWorkingSetBaseInputs = 1.35;
+constexpr double kMlpWorkingSetPerKeptInputs = 6.65;
+constexpr double kMlpWorkingSetIntermediates = 6.01;
+// Under checkpointing, beside the working set: the gradient arriving at the
+// layer and the next layer's input being prefetched. Measured peak minus
+// weights, GPU checkpoints and the largest working set: 2.05-2.13 layer
+// inputs where sparse layers were offloaded too (384K on the H100; 512K,
+// 256K and 64K on the H200), 1.09 where only the dense layers were
+// (2026-12-06-h100-256k, 2026-12-06-h100-384k/lemo-256k-whole-attention):
+// then the layers below the top one stay on the GPU and nothing is
+// prefetched beside the top layer's backward.
+constexpr double kBackwardInFlightInputs = 2.05;
+constexpr double kBackwardInFlightDenseOffloadInputs = 1.09;
+// Without checkpointing, the first layer backward's MLP gradients beside
+// everything saved, in intermediate-sized tensors: the 8K dense row
+// (2026-12-06-h100-structure/8k-no-ckpt, 38.3 GiB) is within 1% with 2.
+constexpr double kNoCheckpointBackwardIntermediates = 2;
+// Allocator workspace beyond the counted tensors (cuBLAS workspaces, flash
+// attention's small buffers): the 8K rows' remainder.
+constexpr int64_t kWorkspaceBytes = int64_t{256} << 20;
+
+// The share of the device's 8192^3 GEMM rate that the projections reach
+// with everything that rides with them (RMSNorm, RoPE, SwiGLU, the LoRA
+// adapters' fp32 steps, the loss): fitted to the 8K dense row without
+// checkpointing (0.80 s, 2026-12-06-h100-structure/8k-no-ckpt).
+constexpr double kLinearEfficiency = 0.5;
+// Flash attention's backward rate relative to the forward's (the device's
+// attention_flops_per_s), in bench/flops.py's counting (backward = 2x the
+// forward's FLOPs).
+constexpr double kAttentionBackwardRateShare = 1.0;
 
 struct Proj {
   const char* name;
   int64_t in, out;
 };
 
-std::string Gib(int64_t bytes) { return absl::StrFormat("%.1f GiB", bytes / kGiB); }
+std::string Gib(int64_t bytes) {
+  return absl::StrFormat("%.1f GiB", bytes / kGiB);
+}
 
 std::vector<Proj> Projections(const ModelShape& m) {
   const int64_t q = m.num_heads * m.head_dim;
@@ -58,8 +98,8 @@ absl::StatusOr<OffloadPolicy> ParseOffloadPolicy(absl::string_view name) {
   if (name == "none") return OffloadPolicy::kNone;
   if (name == "uniform") return OffloadPolicy::kUniform;
   if (name == "sparsity") return OffloadPolicy::kSparsity;
-  return absl::InvalidArgumentError(
-      absl::StrCat("offload must be none, uniform or sparsity, got \"", name, "\""));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "offload must be none, uniform or sparsity, got \"", name, "\""));
 }
 
 std::string OffloadPolicyName(OffloadPolicy policy) {
@@ -79,13 +119,34 @@ std::vector<double> DefaultKeepFractions(int64_t num_layers) {
   // artifact's 32 layers run dense before sparsity starts paying off.
   constexpr double kDenseFraction = 15.0 / 32.0;
   constexpr double kSparseKeep = 0.4;
-  const int64_t dense_prefix =
-      static_cast<int64_t>(std::lround(kDenseFraction * static_cast<double>(num_layers)));
+  const int64_t dense_prefix = static_cast<int64_t>(
+      std::lround(kDenseFraction * static_cast<double>(num_layers)));
   std::vector<double> ratios(num_layers > 0 ? num_layers : 0, kSparseKeep);
   for (int64_t i = 0; i < num_layers; ++i) {
     if (i < dense_prefix || i == num_layers - 1) ratios[i] = 1.0;
   }
   return ratios;
+}
+
+int64_t AutoTileTokens(int64_t seq_len) {
+  return seq_len >= kAutoTileFromTokens ? kAutoTileTokens : 0;
+}
+
+int64_t AutoHeadGroups(const ModelShape& model, const StepSettings& s,
+                       int64_t device_memory_bytes) {
+  if (!s.gradient_checkpointing || s.checkpoint_keep_attention ||
+      device_memory_bytes <= 0 || model.num_heads % kAutoHeadGroups != 0 ||
+      model.num_kv_heads % kAutoHeadGroups != 0) {
+    return 0;
+  }
+  const double input_bytes = static_cast<double>(s.seq_len) *
+                             static_cast<double>(model.hidden_size) *
+                             static_cast<double>(s.activation_bytes);
+  return kWholeAttentionWorkingSetInputs * input_bytes >
+                 kAutoHeadGroupsDeviceShare *
+                     static_cast<double>(device_memory_bytes)
+             ? kAutoHeadGroups
+             : 0;
 }
 
 absl::Status ValidateDevice(const DeviceDescription& d) {
@@ -94,8 +155,8 @@ absl::Status ValidateDevice(const DeviceDescription& d) {
         absl::StrCat("device memory_bytes must be > 0, got ", d.memory_bytes));
   }
   if (d.host_memory_bytes < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("device host_memory_bytes must be >= 0, got ", d.host_memory_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device host_memory_bytes must be >= 0, got ", d.host_memory_bytes));
   }
   const std::pair<const char*, double> rates[] = {
       {"matmul_flops_per_s", d.matmul_flops_per_s},
@@ -103,7 +164,8 @@ absl::Status ValidateDevice(const DeviceDescription& d) {
       {"host_copy_bytes_per_s", d.host_copy_bytes_per_s}};
   for (const auto& [name, v] : rates) {
     if (!std::isfinite(v) || v < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("device ", name, " must be >= 0, got ", v));
+      return absl::InvalidArgumentError(
+          absl::StrCat("device ", name, " must be >= 0, got ", v));
     }
   }
   if (d.matmul_flops_per_s <= 0) {
@@ -113,17 +175,19 @@ absl::Status ValidateDevice(const DeviceDescription& d) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateStepSettings(const ModelShape& model, const StepSettings& s) {
+absl::Status ValidateStepSettings(const ModelShape& model,
+                                  const StepSettings& s) {
   LEMO_RETURN_IF_ERROR(ValidateModelShape(model));
   // Bounds far past any real step keep every byte count inside int64.
   constexpr int64_t kMaxTokens = int64_t{1} << 26;
   if (s.seq_len <= 0 || s.seq_len > kMaxTokens) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("seq_len must be in [1, ", kMaxTokens, "], got ", s.seq_len));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "seq_len must be in [1, ", kMaxTokens, "], got ", s.seq_len));
   }
   if (s.batch <= 0 || s.batch > 4096 || s.batch * s.seq_len > kMaxTokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch must be >= 1 with batch x seq_len <= ", kMaxTokens, ", got ", s.batch));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch must be >= 1 with batch x seq_len <= ", kMaxTokens,
+                     ", got ", s.batch));
   }
   if (s.activation_bytes != 2 && s.activation_bytes != 4) {
     return absl::InvalidArgumentError(
@@ -135,16 +199,17 @@ absl::Status ValidateStepSettings(const ModelShape& model, const StepSettings& s
         absl::StrCat("lora_rank must be in [1, 65536], got ", s.lora_rank));
   }
   if (s.lora_targets.empty()) {
-    return absl::InvalidArgumentError("lora_targets must name at least one projection");
+    return absl::InvalidArgumentError(
+        "lora_targets must name at least one projection");
   }
   std::set<std::string> known;
   for (const Proj& p : Projections(model)) known.insert(p.name);
   std::set<std::string> seen;
   for (const std::string& t : s.lora_targets) {
     if (known.count(t) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "lora_targets: unknown projection \"", t, "\" (known: ", absl::StrJoin(known, ", "),
-          ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("lora_targets: unknown projection \"", t,
+                       "\" (known: ", absl::StrJoin(known, ", "), ")"));
     }
     if (!seen.insert(t).second) {
       return absl::InvalidArgumentError(
@@ -153,7 +218,8 @@ absl::Status ValidateStepSettings(const ModelShape& model, const StepSettings& s
   }
   if (!s.gradient_checkpointing && s.offload != OffloadPolicy::kNone) {
     return absl::InvalidArgumentError(
-        "offload needs gradient_checkpointing (only checkpointed inputs are offloaded)");
+        "offload needs gradient_checkpointing (only checkpointed inputs are "
+        "offloaded)");
   }
   if (!std::isfinite(s.offload_gpu_budget_gib) ||
       (s.offload_gpu_budget_gib < 0 && s.offload_gpu_budget_gib != -1) ||
@@ -167,24 +233,28 @@ absl::Status ValidateStepSettings(const ModelShape& model, const StepSettings& s
         absl::StrCat("tile_tokens must be >= 0 (0: off), got ", s.tile_tokens));
   }
   if (s.attention_head_groups < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attention_head_groups must be >= 0 (0/1: off), got ", s.attention_head_groups));
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention_head_groups must be >= 0 (0/1: off), got ",
+                     s.attention_head_groups));
   }
-  if (s.attention_head_groups > 1 && (model.num_heads % s.attention_head_groups != 0 ||
-                                      model.num_kv_heads % s.attention_head_groups != 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attention_head_groups (", s.attention_head_groups, ") must divide num_heads (",
-        model.num_heads, ") and num_kv_heads (", model.num_kv_heads, ")"));
+  if (s.attention_head_groups > 1 &&
+      (model.num_heads % s.attention_head_groups != 0 ||
+       model.num_kv_heads % s.attention_head_groups != 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention_head_groups (", s.attention_head_groups,
+                     ") must divide num_heads (", model.num_heads,
+                     ") and num_kv_heads (", model.num_kv_heads, ")"));
   }
   if (s.loss_segment_tokens < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "loss_segment_tokens must be >= 0 (0: one chunk), got ", s.loss_segment_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("loss_segment_tokens must be >= 0 (0: one chunk), got ",
+                     s.loss_segment_tokens));
   }
   if (!s.keep_fractions.empty()) {
     if (static_cast<int64_t>(s.keep_fractions.size()) != model.num_layers) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("keep_fractions has ", s.keep_fractions.size(),
-                       " entries but the model has ", model.num_layers, " layers"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "keep_fractions has ", s.keep_fractions.size(),
+          " entries but the model has ", model.num_layers, " layers"));
     }
     for (size_t i = 0; i < s.keep_fractions.size(); ++i) {
       const double f = s.keep_fractions[i];
@@ -195,11 +265,12 @@ absl::Status ValidateStepSettings(const ModelShape& model, const StepSettings& s
     }
   } else if (s.lemo_oracle) {
     return absl::InvalidArgumentError(
-        "lemo_oracle needs keep_fractions (LeMo on); empty keep_fractions is dense");
+        "lemo_oracle needs keep_fractions (LeMo on); empty keep_fractions is "
+        "dense");
   }
   if (!(s.mlp_prune_ratio >= 0 && s.mlp_prune_ratio < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("mlp_prune_ratio must be in [0, 1), got ", s.mlp_prune_ratio));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mlp_prune_ratio must be in [0, 1), got ", s.mlp_prune_ratio));
   }
   return absl::OkStatus();
 }
@@ -210,82 +281,145 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
   LEMO_RETURN_IF_ERROR(ValidateDevice(device));
   StepPlan plan;
   const int64_t L = m.num_layers;
-  const int64_t D = m.hidden_size;
-  const int64_t I = m.intermediate_size;
-  const int64_t Q = m.num_heads * m.head_dim;
-  const int64_t KV = m.num_kv_heads * m.head_dim;
-  const int64_t N = s.batch * s.seq_len;
-  const int64_t ab = s.activation_bytes;
+  const double D = static_cast<double>(m.hidden_size);
+  const double I = static_cast<double>(m.intermediate_size);
+  const double Q = static_cast<double>(m.num_heads * m.head_dim);
+  const double KV = static_cast<double>(m.num_kv_heads * m.head_dim);
+  const int64_t N = s.batch * s.seq_len;  // tokens per step
+  const double Nd = static_cast<double>(N);
+  const double ab = static_cast<double>(s.activation_bytes);
   std::vector<double> keep = s.keep_fractions;
   if (keep.empty()) keep.assign(L, 1.0);
-  auto add = [&](std::string name, std::string where, int64_t bytes, std::string detail) {
-    plan.items.push_back({std::move(name), std::move(where), bytes, std::move(detail)});
-    return bytes;
+  const bool sparse_run = !s.keep_fractions.empty();
+  auto targeted = [&](const char* name) {
+    return std::find(s.lora_targets.begin(), s.lora_targets.end(), name) !=
+           s.lora_targets.end();
   };
+  auto add = [&](std::string name, std::string where, double bytes,
+                 std::string detail) {
+    const int64_t b = static_cast<int64_t>(std::llround(bytes));
+    plan.items.push_back(
+        {std::move(name), std::move(where), b, std::move(detail)});
+    return b;
+  };
+  // A layer's input [B, N, D]: the unit the engine's own memory numbers use.
+  const double input = Nd * D * ab;
+  const int64_t groups = std::max<int64_t>(1, s.attention_head_groups);
+  // The MLP saves only its input when tiled or told to recompute
+  // (MlpSaversFrom).
+  const bool mlp_recomputes = s.recompute_mlp || s.tile_tokens > 0;
 
-  // Persistent state.
+  // --- Persistent state: what is allocated before the step and stays. ---
   const int64_t frozen_params = FrozenParameterCount(m);
-  const int64_t weights = add("frozen weights", "gpu", frozen_params * m.weight_bytes,
-                              absl::StrCat(frozen_params, " parameters x ", m.weight_bytes,
-                                           " bytes"));
+  const int64_t weights = add(
+      "frozen weights", "gpu",
+      static_cast<double>(frozen_params * m.weight_bytes),
+      absl::StrCat(frozen_params, " parameters x ", m.weight_bytes, " bytes"));
   int64_t lora_params_layer = 0;
   for (const Proj& p : Projections(m)) {
-    if (std::find(s.lora_targets.begin(), s.lora_targets.end(), p.name) != s.lora_targets.end()) {
-      lora_params_layer += s.lora_rank * (p.in + p.out);
-    }
+    if (targeted(p.name)) lora_params_layer += s.lora_rank * (p.in + p.out);
   }
   const int64_t lora_params = L * lora_params_layer;
   // Adapters, their gradients and AdamW's two moments are fp32 whatever the
   // base dtype (worker/engine/model/lora_linear.h, train/optimizer.h).
-  const int64_t adapters = add("adapters", "gpu", lora_params * 4,
-                               absl::StrCat(lora_params, " LoRA parameters x 4 bytes (fp32)"));
-  const int64_t grads = add("adapter gradients", "gpu", lora_params * 4, "fp32, one per parameter");
+  const int64_t adapters =
+      add("adapters", "gpu", static_cast<double>(lora_params) * 4,
+          absl::StrCat(lora_params, " LoRA parameters (rank ", s.lora_rank,
+                       ") x 4 bytes, fp32"));
+  const int64_t grads =
+      add("adapter gradients", "gpu", static_cast<double>(lora_params) * 4,
+          "fp32, one per adapter parameter");
   const int64_t optimizer =
-      add("optimizer state", "gpu", lora_params * 8, "AdamW exp_avg + exp_avg_sq, fp32");
+      add("optimizer state", "gpu", static_cast<double>(lora_params) * 8,
+          "AdamW exp_avg + exp_avg_sq, fp32");
   const int64_t persistent = weights + adapters + grads + optimizer;
 
-  const int64_t layer_input = N * D * ab;
-  int64_t activations = 0;
-  int64_t checkpoints_gpu = 0;
-  int64_t checkpoints_host = 0;
-  int64_t working_set = 0;
-  if (!s.gradient_checkpointing) {
-    // What autograd saves per layer (decoder_layer.cc, lean_ops.h): the
-    // layer input x and the residual h (each RMSNorm saves its input), the
-    // normed inputs shared by the projections (xn; hn unless recompute_norm),
-    // q, k, v and attention's output over the tokens attention sees, and
-    // gate, up and their product (down_proj's input) unless recompute_mlp.
-    int64_t total = 0;
-    for (int64_t i = 0; i < L; ++i) {
-      const int64_t na = static_cast<int64_t>(std::ceil(keep[i] * static_cast<double>(N)));
-      int64_t per = 2 * D * N;                   // x, h
-      per += D * na;                             // xn (sparse: the gathered rows)
-      per += (2 * Q + 2 * KV) * na;              // q, k, v, attention output
-      if (!s.recompute_norm && !s.recompute_mlp) per += D * N;  // hn
-      if (!s.recompute_mlp) per += 3 * I * N;    // gate, up, act
-      total += per * ab;
+  // --- What one layer saves for backward, per token, in elements. ---
+  // decoder_layer.cc with lean_ops.h: the input RMSNorm saves the layer input
+  // x and the post-attention one the residual h; the q/k/v LoRA node saves the
+  // normed input xn once for the three (a sparse layer: only the gathered kept
+  // rows); flash attention saves q, k, v and its output (o_proj's input shares
+  // it); SwiGlu saves gate and up. Frozen projections without an adapter save
+  // nothing (autograd keeps an input only for a weight that needs a gradient),
+  // so neither the MLP's normed input nor down_proj's input is kept unless
+  // gate/up/down carry adapters.
+  auto saved_per_token = [&](double k) {
+    double e = 2 * D;               // x, h (full length)
+    e += k * (D + 2 * Q + 2 * KV);  // xn rows, q, k, v, attention output
+    if (!mlp_recomputes) {
+      e += 2 * I * (1 - s.mlp_prune_ratio);  // gate, up (kept channels)
+      if (targeted("gate_proj") || targeted("up_proj"))
+        e += D;                           // the MLP's normed input
+      if (targeted("down_proj")) e += I;  // down_proj's input
     }
-    activations = add("activations", "gpu", total,
-                      absl::StrCat(L, " layers, ", N, " tokens, saved for backward"));
+    return e;
+  };
+  // One layer's recompute + backward working set, in elements per token, the
+  // larger of its two phases. Fitted to the engine's own per-layer
+  // backward_peak_bytes (Llama-2-7B, bench/results/2026-12-06-h200-512k/*/ and
+  // 2026-12-06-h100-384k/*/ metrics.jsonl; see the constants above):
+  // attention: x and h plus per kept token the attention tensors and their
+  // gradients (fewer at a time in head groups); MLP, untiled: the saved
+  // attention tensors plus gate/up and their gradients over the full length.
+  const double attn_scale =
+      (D + 6 * Q + 4 * KV) / (11 * D);  // 1 for multi-head attention
+  auto working_set_per_token = [&](double k) {
+    const double per_kept =
+        (kAttnWorkingSetSharedInputs +
+         kAttnWorkingSetPerGroupInputs / static_cast<double>(groups)) *
+        attn_scale * D;
+    const double attention = kAttnWorkingSetBaseInputs * D + k * per_kept;
+    double mlp =
+        kMlpWorkingSetBaseInputs * D + k * kMlpWorkingSetPerKeptInputs * D;
+    const double mlp_tokens =
+        s.tile_tokens > 0
+            ? std::min(1.0, static_cast<double>(s.tile_tokens) / Nd)
+            : 1.0;
+    mlp += kMlpWorkingSetIntermediates * I * mlp_tokens;
+    return std::max(attention, mlp);
+  };
+
+  double activations = 0, kept_attention = 0, working_set = 0, top_backward = 0;
+  int64_t checkpoints_gpu = 0, checkpoints_host = 0;
+  int64_t densest = 0;  // the layer with the largest working set
+  for (int64_t i = 1; i < L; ++i) {
+    if (keep[i] > keep[densest]) densest = i;
+  }
+  if (!s.gradient_checkpointing) {
+    for (int64_t i = 0; i < L; ++i)
+      activations += saved_per_token(keep[i]) * Nd * ab;
+    activations = static_cast<double>(
+        add("activations", "gpu", activations,
+            absl::StrCat(L, " layers x ", N, " tokens saved for backward",
+                         sparse_run ? " at the keep fractions" : "")));
+    // The first layer backward: gate/up's gradients beside everything saved.
+    top_backward = add("layer backward", "gpu",
+                       kNoCheckpointBackwardIntermediates * I * Nd * ab,
+                       "the top layer's MLP gradients, full length");
   } else {
-    // Checkpointing: each layer keeps its input; offload moves part to host.
+    // Gradient checkpointing: each layer keeps its input; offload moves the
+    // planned share of them to pinned host memory.
+    const int64_t layer_input = N * m.hidden_size * s.activation_bytes;
     const int64_t total = L * layer_input;
     int64_t budget = -1;
     if (s.offload != OffloadPolicy::kNone) {
       if (s.offload_gpu_budget_gib >= 0) {
         budget = static_cast<int64_t>(s.offload_gpu_budget_gib * kGiB);
       } else {
-        const int64_t free = device.memory_bytes - kCudaContextBytes - persistent;
+        // offload.cc: what is free at the forward's start minus the reserve.
+        const int64_t free =
+            device.memory_bytes - kCudaContextBytes - persistent;
         budget = std::max<int64_t>(
-            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * layer_input));
+            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input));
       }
     }
     // PlanOffload (worker/engine/train/offload.cc), token for token.
     std::vector<int64_t> host_tokens(L, 0);
     int64_t excess = budget < 0 ? 0 : std::max<int64_t>(0, total - budget);
-    const int64_t bpt = D * ab;
+    const int64_t bpt = m.hidden_size * s.activation_bytes;
     if (excess > 0 && s.offload == OffloadPolicy::kUniform) {
-      const int64_t per_layer = std::min(N, ((excess + L - 1) / L + bpt - 1) / bpt);
+      const int64_t per_layer =
+          std::min(N, ((excess + L - 1) / L + bpt - 1) / bpt);
       host_tokens.assign(L, per_layer);
     } else if (excess > 0) {
       std::vector<int64_t> order(L);
@@ -304,102 +438,164 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
       checkpoints_gpu += (N - t) * bpt;
       if (t > 0) ++plan.offloaded_layers;
     }
-    add("checkpoints (GPU)", "gpu", checkpoints_gpu,
-        absl::StrCat(L, " layer inputs of ", Gib(layer_input), ", ",
-                     L - plan.offloaded_layers, " whole on the GPU"));
+    add("checkpoints (GPU)", "gpu", static_cast<double>(checkpoints_gpu),
+        absl::StrCat(
+            L, " layer inputs of ", Gib(layer_input), ", ",
+            Gib(checkpoints_gpu), " of them on the GPU",
+            budget >= 0 ? absl::StrCat(" (budget ", Gib(budget), ")") : ""));
     if (checkpoints_host > 0) {
-      add("checkpoints (host)", "host", checkpoints_host,
-          absl::StrCat(plan.offloaded_layers, " layers offloaded (",
-                       OffloadPolicyName(s.offload), ")"));
+      add("checkpoints (host)", "host", static_cast<double>(checkpoints_host),
+          absl::StrCat(plan.offloaded_layers,
+                       " layers' inputs (part) in pinned host memory, ",
+                       OffloadPolicyName(s.offload), " policy"));
     }
     if (s.checkpoint_keep_attention) {
-      int64_t kept = 0;
-      for (int64_t i = 0; i < L; ++i) {
-        kept += static_cast<int64_t>(std::ceil(keep[i] * static_cast<double>(N))) * Q * ab;
-      }
-      activations = add("kept attention outputs", "gpu", kept,
-                        "checkpoint_keep_attention: attention's output per layer");
+      for (int64_t i = 0; i < L; ++i) kept_attention += keep[i] * Nd * Q * ab;
+      kept_attention = static_cast<double>(
+          add("kept attention outputs", "gpu", kept_attention,
+              "checkpoint_keep_attention: each layer's attention output across "
+              "the recompute"));
     }
-    const double inputs = s.attention_head_groups > 1 ? kWorkingSetGroupedInputs
-                                                       : kWorkingSetWholeInputs;
-    working_set = add("layer backward working set", "gpu",
-                      static_cast<int64_t>(inputs * static_cast<double>(layer_input)),
-                      absl::StrFormat("%.1f layer inputs (measured, memory_switches.h)", inputs));
+    working_set = static_cast<double>(add(
+        "layer backward working set", "gpu",
+        working_set_per_token(keep[densest]) * Nd * ab,
+        absl::StrFormat(
+            "layer %d's recompute + backward, %.1f layer inputs%s", densest,
+            working_set_per_token(keep[densest]) / D,
+            groups > 1 ? absl::StrCat(" in ", groups, " head groups") : "")));
+    const double max_keep = *std::max_element(keep.begin(), keep.end());
+    bool only_densest_offloaded = plan.offloaded_layers > 0;
+    bool some_sparser_layer = false;
+    for (int64_t i = 0; i < L; ++i) {
+      if (keep[i] < max_keep) some_sparser_layer = true;
+      if (host_tokens[i] > 0 && keep[i] < max_keep)
+        only_densest_offloaded = false;
+    }
+    const double in_flight = only_densest_offloaded && some_sparser_layer
+                                 ? kBackwardInFlightDenseOffloadInputs
+                                 : kBackwardInFlightInputs;
+    top_backward =
+        add("backward in flight", "gpu", in_flight * input,
+            absl::StrFormat(
+                "%.2f layer inputs: the gradient arriving at the layer%s",
+                in_flight,
+                in_flight == kBackwardInFlightInputs
+                    ? " and the next input prefetched"
+                    : ""));
   }
   plan.pinned_host_bytes = checkpoints_host;
 
-  // Loss: the final norm's output, then per segment the bf16 logits, their
-  // fp32 copy and its gradient.
-  const int64_t seg = s.loss_segment_tokens > 0 ? std::min(s.loss_segment_tokens, N) : N;
-  const int64_t loss = add("loss segment", "gpu", N * D * ab + seg * m.vocab_size * (ab + 8),
-                           absl::StrCat(seg, " tokens x ", m.vocab_size, " logits"));
-  const int64_t workspace = add("workspace", "gpu", kWorkspaceBytes, "allocator and library workspaces");
+  // Loss: in segments, the chunk's logits and, in backward, the gradient of
+  // the final hidden states (loss.cc); one chunk: the full logits in fp32 too.
+  const double seg =
+      s.loss_segment_tokens > 0
+          ? static_cast<double>(std::min(s.loss_segment_tokens, N))
+          : Nd;
+  const double logits = seg * static_cast<double>(m.vocab_size) *
+                        (s.loss_segment_tokens > 0 ? ab : ab + 8);
+  const int64_t loss = add(
+      "loss", "gpu", logits + (s.gradient_checkpointing ? 0 : 2 * input),
+      absl::StrCat(static_cast<int64_t>(seg), " tokens x ", m.vocab_size,
+                   " logits", s.loss_segment_tokens > 0 ? " per segment" : ""));
+  // RoPE's cos/sin tables, [N, head_dim] each.
+  const int64_t rope =
+      add("RoPE tables", "gpu", 2 * Nd * static_cast<double>(m.head_dim) * ab,
+          "cos and sin for every position");
+  const int64_t workspace =
+      add("workspace", "gpu", static_cast<double>(kWorkspaceBytes),
+          "cuBLAS/flash-attention workspaces and small temporaries (measured "
+          "constant)");
 
-  plan.peak_gpu_bytes = persistent + activations + checkpoints_gpu + working_set + loss + workspace;
+  plan.peak_gpu_bytes =
+      persistent + static_cast<int64_t>(activations) + checkpoints_gpu +
+      static_cast<int64_t>(kept_attention + working_set + top_backward) + loss +
+      rope + workspace;
 
-  // Time: model FLOPs as bench/flops.py counts them, plus what checkpointing
-  // recomputes, against the device's rates.
-  double linear = 0, attention = 0;
-  const double proj_per_token = 2.0 * (2.0 * D * Q + 2.0 * D * KV + 3.0 * D * I);
+  // --- Time: FLOPs as bench/flops.py counts them, plus what this step's
+  // settings re-run, against the device's rates. ---
+  double proj_fwd = 0, attn_fwd = 0, rerun_proj = 0, rerun_attn = 0;
+  double shifted =
+      s.lemo_2d ? 0.25 : 1.0;  // 2-D sparsity: attention in 4 shifted groups
   for (int64_t i = 0; i < L; ++i) {
-    const double na = keep[i] * static_cast<double>(N);
+    const double na = keep[i] * Nd;
+    const double seq_a = keep[i] * static_cast<double>(s.seq_len);
     const double attn_proj = 2.0 * (2.0 * D * Q + 2.0 * D * KV) * na;
-    const double mlp = 2.0 * 3.0 * D * I * static_cast<double>(N);
-    linear += attn_proj + mlp;
-    attention += 2.0 * na * na * static_cast<double>(Q) / static_cast<double>(s.batch);
+    const double mlp = 2.0 * 3.0 * D * I * Nd;
+    const double attn =
+        2.0 * seq_a * seq_a * Q * static_cast<double>(s.batch) * shifted;
+    proj_fwd += attn_proj + mlp;
+    attn_fwd += attn;
+    if (s.gradient_checkpointing) {
+      rerun_proj += attn_proj + mlp;  // the recompute
+      if (!s.checkpoint_keep_attention) rerun_attn += attn;
+      if (groups > 1) {  // each group re-runs in backward
+        rerun_proj += attn_proj;
+        rerun_attn += attn;
+      }
+    }
+    if (mlp_recomputes)
+      rerun_proj += 2.0 * 2.0 * D * I * Nd;  // gate/up again in backward
   }
-  (void)proj_per_token;
-  const double head = 2.0 * static_cast<double>(N) * D * m.vocab_size;
-  const double fwd_linear = linear + head;
-  double matmul_flops = 2 * fwd_linear;  // forward + input gradients
-  double attn_flops = 3 * attention;     // forward + 2x backward
-  if (s.gradient_checkpointing) {
-    matmul_flops += linear;
-    if (!s.checkpoint_keep_attention) attn_flops += attention;
-  }
-  const double attn_rate =
-      device.attention_flops_per_s > 0 ? device.attention_flops_per_s : device.matmul_flops_per_s;
-  const double t_matmul = matmul_flops / device.matmul_flops_per_s;
-  const double t_attn = attn_flops / attn_rate;
-  plan.time_items.push_back({"matmul", t_matmul});
-  plan.time_items.push_back({"attention", t_attn});
-  double t = t_matmul + t_attn;
-  if (checkpoints_host > 0 && device.host_copy_bytes_per_s > 0) {
-    // Copies overlap compute; what the compute of the offloaded layers cannot
-    // hide shows.
-    const double copy = 2.0 * checkpoints_host / device.host_copy_bytes_per_s;
-    const double exposed = std::max(0.0, copy - t * plan.offloaded_layers / L);
-    plan.time_items.push_back({"exposed offload copies", exposed});
-    t += exposed;
-  }
+  const double head = 2.0 * Nd * D * static_cast<double>(m.vocab_size);
+  // Frozen weights: backward computes input gradients only, as many FLOPs as
+  // the forward (LoRA's own FLOPs are left out, as in flops.py).
+  const double matmul_flops = 2 * (proj_fwd + head) + rerun_proj;
+  const double linear_rate = device.matmul_flops_per_s * kLinearEfficiency;
+  const double attn_rate = device.attention_flops_per_s > 0
+                               ? device.attention_flops_per_s
+                               : device.matmul_flops_per_s;
+  const double t_matmul = matmul_flops / linear_rate;
+  const double t_attn_fwd = (attn_fwd + rerun_attn) / attn_rate;
+  const double t_attn_bwd =
+      2 * attn_fwd / (attn_rate * kAttentionBackwardRateShare);
+  plan.time_items.push_back({"projections and MLP", t_matmul});
+  plan.time_items.push_back({"attention forward (with re-runs)", t_attn_fwd});
+  plan.time_items.push_back({"attention backward", t_attn_bwd});
+  double t = t_matmul + t_attn_fwd + t_attn_bwd;
   if (s.lemo_oracle) {
+    // The oracle scores blocks from the frozen q/k projections of every token
+    // in each sparse layer.
     double scoring = 0;
     for (int64_t i = 0; i < L; ++i) {
-      if (keep[i] < 1) scoring += 2.0 * N * D * (Q + KV);
+      if (keep[i] < 1) scoring += 2.0 * Nd * D * (Q + KV);
     }
-    const double ts = scoring / device.matmul_flops_per_s;
+    const double ts = scoring / linear_rate;
     plan.time_items.push_back({"LeMo oracle scoring", ts});
     t += ts;
   }
+  if (checkpoints_host > 0 && device.host_copy_bytes_per_s > 0) {
+    // Copies run on a side stream and overlap compute (offload.h); what the
+    // offloaded layers' own compute cannot hide shows.
+    const double copy = 2.0 * static_cast<double>(checkpoints_host) /
+                        device.host_copy_bytes_per_s;
+    const double hidden =
+        t * static_cast<double>(plan.offloaded_layers) / static_cast<double>(L);
+    const double exposed = std::max(0.0, copy - hidden);
+    plan.time_items.push_back({"exposed offload copies", exposed});
+    t += exposed;
+  }
   plan.step_seconds = t;
 
-  const int64_t host_budget =
-      static_cast<int64_t>(kMaxHostFraction * static_cast<double>(device.host_memory_bytes));
+  const int64_t host_budget = static_cast<int64_t>(
+      kMaxHostFraction * static_cast<double>(device.host_memory_bytes));
   const int64_t gpu_short = plan.peak_gpu_bytes - device.memory_bytes;
   const int64_t host_short = plan.pinned_host_bytes - host_budget;
   plan.fits = gpu_short <= 0 && host_short <= 0;
   plan.shortfall_bytes = std::max<int64_t>(0, std::max(gpu_short, host_short));
   if (plan.fits) {
-    plan.verdict = absl::StrCat("fits: ", absl::StrFormat("%.1f", plan.peak_gpu_bytes / kGiB),
-                                " of ", Gib(device.memory_bytes), " on ", device.name);
+    plan.verdict = absl::StrCat(
+        "fits: ", absl::StrFormat("%.1f", plan.peak_gpu_bytes / kGiB), " of ",
+        Gib(device.memory_bytes), " on ", device.name);
   } else if (gpu_short > 0) {
-    plan.verdict = absl::StrCat("does not fit: needs ", Gib(plan.peak_gpu_bytes), " of ",
-                                Gib(device.memory_bytes), " on ", device.name, ", ",
-                                Gib(gpu_short), " short");
+    plan.verdict =
+        absl::StrCat("does not fit: needs ", Gib(plan.peak_gpu_bytes), " of ",
+                     Gib(device.memory_bytes), " on ", device.name, ", ",
+                     Gib(gpu_short), " short");
   } else {
-    plan.verdict = absl::StrCat("does not fit: needs ", Gib(plan.pinned_host_bytes),
-                                " of pinned host memory, ", Gib(host_budget), " allowed (",
-                                Gib(host_short), " short)");
+    plan.verdict =
+        absl::StrCat("does not fit: needs ", Gib(plan.pinned_host_bytes),
+                     " of pinned host memory, ", Gib(host_budget), " allowed (",
+                     Gib(host_short), " short)");
   }
   return plan;
 }

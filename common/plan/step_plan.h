@@ -6,14 +6,14 @@
 // checkpoints, and the step time from FLOP and byte counts against the
 // device's measured rates.
 //
-//   LEMO_ASSIGN_OR_RETURN(plan::ModelShape model, plan::ModelShapeForPreset("llama2-7b"));
-//   plan::StepSettings s;
-//   s.seq_len = 262144;
-//   s.gradient_checkpointing = true;
-//   s.keep_fractions = plan::DefaultKeepFractions(model.num_layers);
-//   LEMO_ASSIGN_OR_RETURN(plan::DeviceDescription gpu, plan::FindDevice("h100-80gb"));
-//   LEMO_ASSIGN_OR_RETURN(plan::StepPlan p, plan::PlanStep(model, s, gpu));
-//   std::cout << p.verdict << "\n";   // "fits: 67.3 of 79.2 GiB"
+//   LEMO_ASSIGN_OR_RETURN(plan::ModelShape model,
+//   plan::ModelShapeForPreset("llama2-7b")); plan::StepSettings s; s.seq_len =
+//   262144; s.gradient_checkpointing = true; s.keep_fractions =
+//   plan::DefaultKeepFractions(model.num_layers);
+//   LEMO_ASSIGN_OR_RETURN(plan::DeviceDescription gpu,
+//   plan::FindDevice("h100-80gb")); LEMO_ASSIGN_OR_RETURN(plan::StepPlan p,
+//   plan::PlanStep(model, s, gpu)); std::cout << p.verdict << "\n";   //
+//   "fits: 67.3 of 79.2 GiB"
 //
 // What the prediction covers and how accurate it is against measured runs:
 // docs/lemo.md "How to read a plan" and the table in docs/benchmarks.md.
@@ -39,74 +39,108 @@ absl::StatusOr<OffloadPolicy> ParseOffloadPolicy(absl::string_view name);
 std::string OffloadPolicyName(OffloadPolicy policy);
 
 struct StepSettings {
-  int64_t seq_len = 0;            // tokens per sequence
-  int64_t batch = 1;              // sequences per micro-batch
-  int64_t activation_bytes = 2;   // bytes per activation element (bf16 2, fp32 4)
-  int64_t lora_rank = 8;          // LoRA rank r of every adapter
+  int64_t seq_len = 0;  // tokens per sequence
+  int64_t batch = 1;    // sequences per micro-batch
+  int64_t activation_bytes =
+      2;                  // bytes per activation element (bf16 2, fp32 4)
+  int64_t lora_rank = 8;  // LoRA rank r of every adapter
   // Projections that carry an adapter (q_proj, k_proj, v_proj, o_proj,
   // gate_proj, up_proj, down_proj).
-  std::vector<std::string> lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  bool gradient_checkpointing = false;     // keep only each layer's input, recompute the rest
-  bool checkpoint_keep_attention = false;  // exact: keep attention's output across recompute
-  bool recompute_mlp = false;              // exact: recompute the MLP's inner activations
-  bool recompute_norm = false;             // exact: recompute the RMSNorm outputs
-  OffloadPolicy offload = OffloadPolicy::kNone;  // checkpointed inputs to pinned host memory
-  double offload_gpu_budget_gib = -1;  // GiB of checkpoints on the GPU; < 0: automatic (offload.h)
-  int64_t tile_tokens = 0;             // token tiles of the MLP/projections; 0: off
-  int64_t attention_head_groups = 0;   // attention backward in head groups; 0/1: off
-  int64_t loss_segment_tokens = 0;     // tokens per loss segment; 0: one chunk
-  // LeMo: empty = dense. Else one keep fraction per layer (1.0 = dense layer), the schedule the
-  // engine would use (the default schedule when the spec gives none).
+  std::vector<std::string> lora_targets = {"q_proj", "k_proj", "v_proj",
+                                           "o_proj"};
+  bool gradient_checkpointing =
+      false;  // keep only each layer's input, recompute the rest
+  bool checkpoint_keep_attention =
+      false;  // exact: keep attention's output across recompute
+  bool recompute_mlp = false;   // exact: recompute the MLP's inner activations
+  bool recompute_norm = false;  // exact: recompute the RMSNorm outputs
+  OffloadPolicy offload =
+      OffloadPolicy::kNone;  // checkpointed inputs to pinned host memory
+  double offload_gpu_budget_gib =
+      -1;  // GiB of checkpoints on the GPU; < 0: automatic (offload.h)
+  int64_t tile_tokens = 0;  // token tiles of the MLP/projections; 0: off
+  int64_t attention_head_groups =
+      0;  // attention backward in head groups; 0/1: off
+  int64_t loss_segment_tokens = 0;  // tokens per loss segment; 0: one chunk
+  // LeMo: empty = dense. Else one keep fraction per layer (1.0 = dense layer),
+  // the schedule the engine would use (the default schedule when the spec gives
+  // none).
   std::vector<double> keep_fractions;
-  bool lemo_oracle = false;      // oracle mode costs an extra scoring pass
-  double mlp_prune_ratio = 0;    // accuracy-changing: share of MLP channels pruned, [0, 1)
-  bool lemo_2d = false;          // accuracy-changing: 2-D (token x channel) sparsity
+  bool lemo_oracle = false;  // oracle mode costs an extra scoring pass
+  double mlp_prune_ratio =
+      0;  // accuracy-changing: share of MLP channels pruned, [0, 1)
+  bool lemo_2d = false;  // accuracy-changing: 2-D (token x channel) sparsity
 };
 
 struct DeviceDescription {
-  std::string name;                  // "h100-80gb"
-  std::string description;           // "NVIDIA H100 80GB HBM3"
-  int64_t memory_bytes = 0;          // what torch can allocate
-  int64_t host_memory_bytes = 0;     // the host's RAM, for the pinned-memory check
-  double matmul_flops_per_s = 0;     // measured bf16 GEMM rate
-  double attention_flops_per_s = 0;  // measured flash-attention rate (or 0: use matmul)
+  std::string name;               // "h100-80gb"
+  std::string description;        // "NVIDIA H100 80GB HBM3"
+  int64_t memory_bytes = 0;       // what torch can allocate
+  int64_t host_memory_bytes = 0;  // the host's RAM, for the pinned-memory check
+  double matmul_flops_per_s = 0;  // measured bf16 GEMM rate
+  double attention_flops_per_s =
+      0;  // measured flash-attention rate (or 0: use matmul)
   double host_copy_bytes_per_s = 0;  // measured pinned H2D/D2H rate
-  std::string measured;              // where the numbers come from (a bench/results folder)
+  std::string measured;  // where the numbers come from (a bench/results folder)
 };
 
 struct PlanItem {
-  std::string name;    // "frozen weights", "adapters", "optimizer state", "checkpoints (GPU)",...
-  std::string where;   // "gpu" or "host"
+  std::string name;   // "frozen weights", "adapters", "optimizer state",
+                      // "checkpoints (GPU)",...
+  std::string where;  // "gpu" or "host"
   int64_t bytes = 0;
   std::string detail;  // how it was computed, one line ("32 layers x 1.0 GiB")
 };
 
 struct StepPlan {
-  std::vector<PlanItem> items;   // the breakdown, in the order a user reads it
-  int64_t peak_gpu_bytes = 0;    // predicted peak allocated
+  std::vector<PlanItem> items;  // the breakdown, in the order a user reads it
+  int64_t peak_gpu_bytes = 0;   // predicted peak allocated
   int64_t pinned_host_bytes = 0;
   int64_t offloaded_layers = 0;
-  double step_seconds = 0;       // predicted
+  double step_seconds = 0;                                 // predicted
   std::vector<std::pair<std::string, double>> time_items;  // seconds per part
-  bool fits = false;             // peak <= device memory and pinned <= host budget
-  int64_t shortfall_bytes = 0;   // > 0 when it does not fit: by how much (GPU or host)
-  std::string verdict;           // one line: "fits: 67.3 of 79.1 GiB" / "does not fit: ..."
+  bool fits = false;  // peak <= device memory and pinned <= host budget
+  int64_t shortfall_bytes =
+      0;  // > 0 when it does not fit: by how much (GPU or host)
+  std::string
+      verdict;  // one line: "fits: 67.3 of 79.1 GiB" / "does not fit: ..."
 };
 
 // INVALID_ARGUMENT naming the field for nonsense input (seq_len <= 0,
 // keep_fractions size != num_layers, a fraction outside (0, 1], a negative
 // budget other than "automatic", an unknown LoRA target, ...). Never crashes.
-absl::StatusOr<StepPlan> PlanStep(const ModelShape& model, const StepSettings& settings,
+absl::StatusOr<StepPlan> PlanStep(const ModelShape& model,
+                                  const StepSettings& settings,
                                   const DeviceDescription& device);
 
 // The checks PlanStep makes on its inputs, on their own.
-absl::Status ValidateStepSettings(const ModelShape& model, const StepSettings& settings);
+absl::Status ValidateStepSettings(const ModelShape& model,
+                                  const StepSettings& settings);
 absl::Status ValidateDevice(const DeviceDescription& device);
 
 // The engine's default LeMo keep schedule (worker/engine/lemo/lemo_options.cc
 // DefaultKeepSchedule, which a test checks against this): the first 15/32 of
 // the layers and the last one dense (1.0), the rest keep 0.4.
 std::vector<double> DefaultKeepFractions(int64_t num_layers);
+
+// The engine's automatic memory switches
+// (worker/engine/train/memory_switches.h, which a test on the engine side
+// checks against these), for callers that resolve a spec's "auto" before
+// planning:
+// - token tiles of kAutoTileTokens from kAutoTileFromTokens tokens on;
+inline constexpr int64_t kAutoTileFromTokens = 131072;
+inline constexpr int64_t kAutoTileTokens = 16384;
+int64_t AutoTileTokens(int64_t seq_len);
+// - kAutoHeadGroups head groups under gradient checkpointing (without
+//   checkpoint_keep_attention, heads that split) where one layer's
+//   whole-attention backward (kWholeAttentionWorkingSetInputs layer inputs of
+//   seq_len x hidden x activation bytes) would take more than
+//   kAutoHeadGroupsDeviceShare of the device's memory; else 0.
+inline constexpr double kAutoHeadGroupsDeviceShare = 0.4;
+inline constexpr double kWholeAttentionWorkingSetInputs = 14;
+inline constexpr int64_t kAutoHeadGroups = 4;
+int64_t AutoHeadGroups(const ModelShape& model, const StepSettings& settings,
+                       int64_t device_memory_bytes);
 
 // The share of the pinned host memory a plan may use (offload.h's
 // max_host_fraction default): a plan needing more does not fit.
