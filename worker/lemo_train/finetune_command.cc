@@ -17,6 +17,7 @@
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/train/memory_budget.h"
 #include "worker/engine/train/memory_switches.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
@@ -49,7 +50,58 @@ struct FinetuneFlags {
   double offload_budget_gib = -1;
   // --attention-head-groups; -1: auto (engine::AutoHeadGroups).
   int64_t attention_head_groups = -1;
+  // --memory-budget-gib: the budget chooses the memory switches.
+  double memory_budget_gib = 0;
+  // The option, to tell whether it was given at all (any value given, even 0
+  // or nan, is checked rather than taken for "off").
+  CLI::Option* memory_budget_option = nullptr;
+  // --memory-budget-allow-inexact: it may also turn on MLP pruning / LeMo 2D.
+  bool memory_budget_allow_inexact = false;
 };
+
+// --memory-budget-gib: the planner chooses the memory switches that the flags
+// would (lemo::engine::ApplyMemoryBudget, as a job's resources.memory_budget
+// does), so those flags must not be given too; it prints its choice.
+absl::Status ApplyMemoryBudgetFlag(const FinetuneFlags& flags,
+                                   lemo::engine::TrainerOptions* o) {
+  const double gib = flags.memory_budget_gib;
+  if (!(gib > 0) || gib > 8e9) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-budget-gib: must be > 0 (and < 8e9), got ", gib));
+  }
+  const char* set = o->model.gradient_checkpointing ? "gradient-checkpointing"
+                    : o->model.checkpoint_keep_attention
+                        ? "checkpoint-keep-attention"
+                    : o->model.lemo.recompute_mlp   ? "recompute-mlp"
+                    : o->model.lemo.recompute_norm  ? "recompute-norm"
+                    : flags.offload != "auto"       ? "offload"
+                    : flags.offload_budget_gib >= 0 ? "offload-gpu-budget-gib"
+                    : flags.attention_head_groups >= 0 ? "attention-head-groups"
+                    : flags.lemo.mlp_tile_tokens >= 0  ? "tile-tokens"
+                                                       : nullptr;
+  if (set != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-budget-gib chooses --", set, ": give one or the other"));
+  }
+  lemo::engine::MemoryBudgetOptions budget;
+  budget.budget_bytes = static_cast<int64_t>(gib * (int64_t{1} << 30));
+  budget.allow_inexact = flags.memory_budget_allow_inexact;
+  budget.device = lemo::engine::PlanDeviceFor(o->model.device);
+  absl::StatusOr<lemo::engine::MemoryBudgetResult> chose =
+      lemo::engine::ApplyMemoryBudget(
+          budget, o->data.seq_len, o->data.batch_size, o->model_dir, &o->model);
+  if (!chose.ok()) {
+    return absl::Status(
+        chose.status().code(),
+        absl::StrCat("--memory-budget-gib: ", chose.status().message()));
+  }
+  std::fprintf(stderr, "%s\n", chose->choice.summary.c_str());
+  for (const std::string& c : chose->choice.considered) {
+    std::fprintf(stderr, "  considered: %s\n", c.c_str());
+  }
+  std::fprintf(stderr, "memory: %s\n", chose->switches.c_str());
+  return absl::OkStatus();
+}
 
 // Resolves the memory switches' "auto" values (the same rules as a job's,
 // worker/engine/train/memory_switches.h), and says what was chosen: it decides
@@ -145,7 +197,10 @@ int RunFinetune(FinetuneFlags& flags) {
       !lemo.ok()) {
     return Fail(lemo);
   }
-  if (absl::Status memory = ApplyMemoryFlags(flags, &o); !memory.ok()) {
+  if (absl::Status memory = flags.memory_budget_option->count() == 0
+                                ? ApplyMemoryFlags(flags, &o)
+                                : ApplyMemoryBudgetFlag(flags, &o);
+      !memory.ok()) {
     return Fail(memory);
   }
 
@@ -370,6 +425,16 @@ Command AddFinetuneCommand(CLI::App* app) {
                   "GiB of checkpointed inputs kept on the GPU (< 0: what is "
                   "free minus one layer's working set)")
       ->capture_default_str();
+  ft->memory_budget_option = cmd->add_option(
+      "--memory-budget-gib", ft->memory_budget_gib,
+      "Peak device memory the step may use, GiB: the fastest "
+      "checkpointing / offload / recompute / tile / head-group "
+      "setting the planner predicts to fit is chosen and printed "
+      "(do not give those flags too)");
+  cmd->add_flag("--memory-budget-allow-inexact",
+                ft->memory_budget_allow_inexact,
+                "With --memory-budget-gib: when no exact setting fits, MLP "
+                "pruning and LeMo 2D (accuracy-changing) may be turned on");
   cmd->add_flag("--measure-saved-bytes", lf.measure_saved_bytes,
                 "Measure each layer's saved-for-backward bytes (metrics "
                 "JSONL saved_bytes)");
