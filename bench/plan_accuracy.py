@@ -165,8 +165,8 @@ def recorded_budget(folder, row, config, words):
             budget = float(words[i + 1])
     if row.get("mode") != "ckpt" or (budget is not None and budget >= 0):
         return []
-    path = os.path.join(folder, f"{row['system']}-{row['seq_len']}-{row['mode']}.metrics.jsonl")
-    if not os.path.exists(path):
+    path = row_file(folder, row, (".metrics.jsonl",))
+    if path is None:
         return []
     host = None
     with open(path) as f:
@@ -209,8 +209,8 @@ def derive(folder, row):
             words += ["--lemo-mode", row["lemo_mode"]]
     if system == "lemo-selective":
         words += shlex.split(notes_line(folder, "lemo-selective adds:") or DEFAULT_SELECTIVE)
-    log = os.path.join(folder, f"{system}-{seq}-{mode}.log.tail")
-    if os.path.exists(log):
+    log = row_file(folder, row, (".log.tail", ".log"))
+    if log:
         with open(log, errors="replace") as f:
             for line in f:
                 if line.startswith("memory: "):
@@ -231,9 +231,20 @@ def derive(folder, row):
     return ["--seq-len", str(seq)] + merged, meta.get("config"), device_of(meta, folder)
 
 
+def row_file(folder, row, suffixes):
+    """The row's own log or metrics file (<system>-<seq>-<mode><suffix>, in the folder or in its
+    logs/ as gpu_suite.sh leaves them), or None."""
+    name = f"{row['system']}-{row['seq_len']}-{row['mode']}"
+    for where in (folder, os.path.join(folder, "logs")):
+        for suffix in suffixes:
+            path = os.path.join(where, name + suffix)
+            if os.path.exists(path):
+                return path
+    return None
+
+
 def has_logs(folder, row):
-    stem = os.path.join(folder, f"{row['system']}-{row['seq_len']}-{row['mode']}")
-    return os.path.exists(stem + ".metrics.jsonl") or os.path.exists(stem + ".log.tail")
+    return row_file(folder, row, (".metrics.jsonl", ".log.tail", ".log")) is not None
 
 
 def planned_rows():
@@ -373,7 +384,10 @@ def main(argv=None):
                 f.write(fresh)
             print(f"wrote {os.path.relpath(PLAN, ROOT)} ({fresh.count(chr(10))} rows)")
             return 0
-        old = open(PLAN).read() if os.path.exists(PLAN) else ""
+        old = ""
+        if os.path.exists(PLAN):
+            with open(PLAN) as f:
+                old = f.read()
         if old != fresh:
             import difflib
             sys.stdout.writelines(difflib.unified_diff(

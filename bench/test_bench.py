@@ -18,6 +18,7 @@ import flag_rows  # noqa: E402
 import flops  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
+import share_rows  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -251,6 +252,62 @@ class FlagRowsTest(unittest.TestCase):
         (line,) = flag_rows.rows(root)
         self.assertIn("| 512K |", line)
         self.assertIn("| ok | 500.58 |", line)
+
+
+class ShareRowsTest(unittest.TestCase):
+    """share_rows.py pairs the dense row with LeMo's of the same flags, across folders."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+
+    def folder(self, name, lemo_args, rows, memory="gradient checkpointing on, offload none"):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path)
+        with open(os.path.join(path, "meta.json"), "w") as f:
+            json.dump({"command": f"LEMO_BENCH_SEQS='65536' LEMO_BENCH_LEMO_ARGS='{lemo_args}' "
+                                  "bash bench/gpu_suite.sh"}, f)
+        with open(os.path.join(path, "results.jsonl"), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+                with open(os.path.join(path, f"{r['system']}-{r['seq_len']}-{r['mode']}.log.tail"),
+                          "w") as t:
+                    t.write(f"memory: {memory}\nstep 1 ...\n")
+        return path
+
+    def row(self, system, times, alloc, status="ok"):
+        return {"system": system, "seq_len": 65536, "mode": "ckpt", "status": status,
+                "step_times_s": times, "peak_allocated_bytes": alloc * GIB}
+
+    def test_a_rerun_lemo_row_replaces_the_killed_one_and_ratios_use_the_worst_case(self):
+        a = self.folder("dense", "--loss-segment-tokens 2048",
+                        [self.row("lemo", [10.0, 10.2, 10.4], 40),
+                         self.row("lemo-sparse", [], 40, status="killed")])
+        b = self.folder("lemo", "--loss-segment-tokens 2048",
+                        [self.row("lemo-sparse", [7.9, 8.0, 8.2], 36)])
+        (line,) = share_rows.rows(share_rows.collect([a, b]))
+        self.assertEqual(line, "| 64K | ckpt | --loss-segment-tokens 2048 | offload none | 40.0 | "
+                               "36.0 | 0.90 | 10.20 | 10.00-10.40 (n=3) | 8.00 | "
+                               "7.90-8.20 (n=3) | 0.78 | 0.82 | dense, lemo |")
+        self.assertEqual(share_rows.brief(line),
+                         "| 64K | yes | - | 40.0 | 36.0 | 0.90 | 10.20 | 8.00 | 0.78 (0.82) |")
+
+    def test_different_flags_are_different_rows(self):
+        a = self.folder("plain", "--loss-segment-tokens 2048", [self.row("lemo", [1.0], 30)])
+        b = self.folder("mlp", "--loss-segment-tokens 2048 --recompute-mlp",
+                        [self.row("lemo", [1.1], 20)])
+        lines = share_rows.rows(share_rows.collect([a, b]))
+        self.assertEqual(len(lines), 2)
+        self.assertIn("| not run |", lines[0])  # no LeMo row for these flags
+
+    def test_committed_h100_grid_renders(self):
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                            "2026-12-06-h100-grid")
+        if not os.path.isdir(root):
+            self.skipTest("no committed grid")
+        lines = share_rows.rows(share_rows.collect(
+            [os.path.join(root, d) for d in ("ckpt-128k-dense", "ckpt-128k-lemo")]))
+        self.assertEqual(len(lines), 1)
+        self.assertIn("| 58.8 | 58.8 | 1.00 | 53.30 |", lines[0])
 
 
 class PeerTest(unittest.TestCase):

@@ -1,12 +1,15 @@
-// lemo-plan: the planner (common/plan/step_plan.h) on the command line, torch-free and quick to
-// build, so bench/plan_accuracy.py can plan every committed benchmark row without LibTorch.
-// Flags follow `lemo-train finetune`'s names; "auto" switches resolve as the engine resolves
-// them (worker/engine/train/memory_switches.h). Prints the plan as one JSON object.
+// lemo-plan: the planner (common/plan/step_plan.h) on the command line,
+// torch-free and quick to build, so bench/plan_accuracy.py can plan every
+// committed benchmark row without LibTorch. Flags follow `lemo-train
+// finetune`'s names; "auto" switches resolve as the engine resolves them
+// (worker/engine/train/memory_switches.h). Prints the plan as one JSON object.
 //
-//   lemo-plan --preset llama2-7b --gpu h100-80gb --seq-len 262144 --gradient-checkpointing \
+//   lemo-plan --preset llama2-7b --gpu h100-80gb --seq-len 262144
+//   --gradient-checkpointing \
 //     --lemo-mode oracle --loss-segment-tokens 2048
 //
-// Exit status: 0 with a plan (whether or not it fits), 2 for bad input (the message names it).
+// Exit status: 0 with a plan (whether or not it fits), 2 for bad input (the
+// message names it).
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -44,44 +47,64 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Predicts one training step's peak GPU memory and time (issue 19's planner)"};
+  CLI::App app{
+      "Predicts one training step's peak GPU memory and time (issue 19's "
+      "planner)"};
   std::string preset, config, gpu = "h100-80gb", devices_file, dtype = "bf16";
   std::string offload = "auto", lemo_mode = "dense", keep_ratios, targets;
   StepSettings s;
   double budget_gib = -1;
   int64_t tile_tokens = -1, head_groups = -1;
-  app.add_option("--preset", preset, "Model preset (tiny, small, llama2-7b, ...)");
+  app.add_option("--preset", preset,
+                 "Model preset (tiny, small, llama2-7b, ...)");
   app.add_option("--config", config, "A model's HF config.json");
-  app.add_option("--gpu", gpu, "Device name in the table")->capture_default_str();
-  app.add_option("--devices", devices_file, "A device table of your own (devices.json format)");
+  app.add_option("--gpu", gpu, "Device name in the table")
+      ->capture_default_str();
+  app.add_option("--devices", devices_file,
+                 "A device table of your own (devices.json format)");
   app.add_option("--seq-len", s.seq_len, "Tokens per sequence")->required();
-  app.add_option("--batch-size", s.batch, "Sequences per micro-batch")->capture_default_str();
-  app.add_option("--dtype", dtype, "Activation dtype: bf16 | fp16 | fp32")->capture_default_str();
+  app.add_option("--batch-size", s.batch, "Sequences per micro-batch")
+      ->capture_default_str();
+  app.add_option("--dtype", dtype, "Activation dtype: bf16 | fp16 | fp32")
+      ->capture_default_str();
   app.add_option("--lora-r", s.lora_rank, "LoRA rank")->capture_default_str();
-  app.add_option("--lora-targets", targets, "Comma-separated projections (default q,k,v,o)");
-  app.add_flag("--gradient-checkpointing", s.gradient_checkpointing, "Checkpoint layer inputs");
+  app.add_option("--lora-targets", targets,
+                 "Comma-separated projections (default q,k,v,o)");
+  app.add_flag("--gradient-checkpointing", s.gradient_checkpointing,
+               "Checkpoint layer inputs");
   app.add_flag("--checkpoint-keep-attention", s.checkpoint_keep_attention,
                "Keep attention's output across the recompute");
-  app.add_flag("--recompute-mlp", s.recompute_mlp, "Recompute the MLP's inner activations");
-  app.add_flag("--recompute-norm", s.recompute_norm, "Recompute the post-attention norm");
-  app.add_option("--offload", offload, "auto | none | uniform | sparsity")->capture_default_str();
-  app.add_option("--offload-gpu-budget-gib", budget_gib, "GiB of checkpoints on the GPU; -1 auto");
+  app.add_flag("--recompute-mlp", s.recompute_mlp,
+               "Recompute the MLP's inner activations");
+  app.add_flag("--recompute-norm", s.recompute_norm,
+               "Recompute the post-attention norm");
+  app.add_option("--offload", offload, "auto | none | uniform | sparsity")
+      ->capture_default_str();
+  app.add_option("--offload-gpu-budget-gib", budget_gib,
+                 "GiB of checkpoints on the GPU; -1 auto");
   app.add_option("--tile-tokens", tile_tokens, "Token tiles; -1 auto, 0 off");
-  app.add_option("--attention-head-groups", head_groups, "Head groups; -1 auto, 0/1 off");
-  app.add_option("--loss-segment-tokens", s.loss_segment_tokens, "Loss segment; 0 one chunk");
-  app.add_option("--lemo-mode", lemo_mode, "dense | oracle | predictor")->capture_default_str();
-  app.add_option("--lemo-keep-ratios", keep_ratios, "Comma-separated keep fraction per layer");
-  app.add_option("--mlp-prune-ratio", s.mlp_prune_ratio, "Pruned share of MLP channels");
+  app.add_option("--attention-head-groups", head_groups,
+                 "Head groups; -1 auto, 0/1 off");
+  app.add_option("--loss-segment-tokens", s.loss_segment_tokens,
+                 "Loss segment; 0 one chunk");
+  app.add_option("--lemo-mode", lemo_mode, "dense | oracle | predictor")
+      ->capture_default_str();
+  app.add_option("--lemo-keep-ratios", keep_ratios,
+                 "Comma-separated keep fraction per layer");
+  app.add_option("--mlp-prune-ratio", s.mlp_prune_ratio,
+                 "Pruned share of MLP channels");
   app.add_flag("--lemo-2d", s.lemo_2d, "2-D sparsity");
   CLI11_PARSE(app, argc, argv);
 
-  if (preset.empty() == config.empty()) return Fail("give exactly one of --preset and --config");
+  if (preset.empty() == config.empty())
+    return Fail("give exactly one of --preset and --config");
   absl::StatusOr<ModelShape> model;
   if (!preset.empty()) {
     model = lemo::plan::ModelShapeForPreset(preset);
   } else {
     absl::StatusOr<std::string> text = ReadFile(config);
-    if (!text.ok()) return Fail("--config: " + std::string(text.status().message()));
+    if (!text.ok())
+      return Fail("--config: " + std::string(text.status().message()));
     model = lemo::plan::ModelShapeFromConfigJson(*text);
   }
   if (!model.ok()) return Fail(std::string(model.status().message()));
@@ -91,9 +114,11 @@ int main(int argc, char** argv) {
     device = lemo::plan::FindDevice(gpu);
   } else {
     absl::StatusOr<std::string> text = ReadFile(devices_file);
-    if (!text.ok()) return Fail("--devices: " + std::string(text.status().message()));
+    if (!text.ok())
+      return Fail("--devices: " + std::string(text.status().message()));
     auto table = lemo::plan::ParseDeviceTable(*text);
-    if (!table.ok()) return Fail("--devices: " + std::string(table.status().message()));
+    if (!table.ok())
+      return Fail("--devices: " + std::string(table.status().message()));
     device = absl::NotFoundError("--gpu " + gpu + " is not in " + devices_file);
     for (const auto& d : *table) {
       if (d.name == gpu) device = d;
@@ -116,15 +141,17 @@ int main(int argc, char** argv) {
     if (keep_ratios.empty()) {
       s.keep_fractions = lemo::plan::DefaultKeepFractions(model->num_layers);
     } else {
-      for (absl::string_view r : absl::StrSplit(keep_ratios, ',', absl::SkipEmpty())) {
+      for (absl::string_view r :
+           absl::StrSplit(keep_ratios, ',', absl::SkipEmpty())) {
         double v = 0;
-        if (!absl::SimpleAtod(r, &v)) return Fail("--lemo-keep-ratios: not a number: " +
-                                                  std::string(r));
+        if (!absl::SimpleAtod(r, &v))
+          return Fail("--lemo-keep-ratios: not a number: " + std::string(r));
         s.keep_fractions.push_back(v);
       }
     }
   } else if (lemo_mode != "dense") {
-    return Fail("--lemo-mode must be dense, oracle or predictor, got " + lemo_mode);
+    return Fail("--lemo-mode must be dense, oracle or predictor, got " +
+                lemo_mode);
   }
   // "auto" as the engine resolves it (memory_switches.cc ApplyMemorySwitches).
   if (offload == "auto") {
@@ -132,16 +159,20 @@ int main(int argc, char** argv) {
                                          : lemo::plan::OffloadPolicy::kNone;
   } else {
     auto policy = lemo::plan::ParseOffloadPolicy(offload);
-    if (!policy.ok()) return Fail("--offload: " + std::string(policy.status().message()));
+    if (!policy.ok())
+      return Fail("--offload: " + std::string(policy.status().message()));
     s.offload = *policy;
   }
   s.offload_gpu_budget_gib = budget_gib < 0 ? -1 : budget_gib;
-  s.tile_tokens = tile_tokens >= 0 ? tile_tokens : lemo::plan::AutoTileTokens(s.seq_len);
+  s.tile_tokens =
+      tile_tokens >= 0 ? tile_tokens : lemo::plan::AutoTileTokens(s.seq_len);
   s.attention_head_groups =
-      head_groups >= 0 ? head_groups
-                       : lemo::plan::AutoHeadGroups(*model, s, device->memory_bytes);
+      head_groups >= 0
+          ? head_groups
+          : lemo::plan::AutoHeadGroups(*model, s, device->memory_bytes);
 
-  absl::StatusOr<lemo::plan::StepPlan> plan = lemo::plan::PlanStep(*model, s, *device);
+  absl::StatusOr<lemo::plan::StepPlan> plan =
+      lemo::plan::PlanStep(*model, s, *device);
   if (!plan.ok()) return Fail(std::string(plan.status().message()));
   nlohmann::json out;
   out["device"] = device->name;
@@ -160,11 +191,14 @@ int main(int argc, char** argv) {
                      {"keep_fractions", s.keep_fractions}};
   out["items"] = nlohmann::json::array();
   for (const auto& item : plan->items) {
-    out["items"].push_back(
-        {{"name", item.name}, {"where", item.where}, {"bytes", item.bytes}, {"detail", item.detail}});
+    out["items"].push_back({{"name", item.name},
+                            {"where", item.where},
+                            {"bytes", item.bytes},
+                            {"detail", item.detail}});
   }
   out["time_items"] = nlohmann::json::object();
-  for (const auto& [name, seconds] : plan->time_items) out["time_items"][name] = seconds;
+  for (const auto& [name, seconds] : plan->time_items)
+    out["time_items"][name] = seconds;
   out["peak_gpu_bytes"] = plan->peak_gpu_bytes;
   out["pinned_host_bytes"] = plan->pinned_host_bytes;
   out["offloaded_layers"] = plan->offloaded_layers;

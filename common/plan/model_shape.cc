@@ -109,6 +109,22 @@ absl::Status ValidateModelShape(const ModelShape& m) {
           absl::StrCat("model ", name, " must be <= ", kMaxSize, ", got ", v));
     }
   }
+  // The parameter count, in double so that it cannot overflow here: 1e13
+  // parameters (fifty times today's largest models) keeps every byte count
+  // of the planner inside int64.
+  const double d = static_cast<double>(m.hidden_size);
+  const double per_layer =
+      d * static_cast<double>(m.num_heads * m.head_dim) * 2 +
+      d * static_cast<double>(m.num_kv_heads * m.head_dim) * 2 +
+      3 * d * static_cast<double>(m.intermediate_size);
+  const double params = static_cast<double>(m.num_layers) * per_layer +
+                        2 * d * static_cast<double>(m.vocab_size);
+  if (params > 1e13) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model is too large to plan: ", params,
+        " parameters from num_layers x (hidden_size, intermediate_size, heads) "
+        "and vocab_size (at most 1e13)"));
+  }
   return absl::OkStatus();
 }
 

@@ -20,39 +20,51 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // The automatic offload budget's reserve, in layer inputs (N x hidden x
 // activation bytes): worker/engine/train/offload.h working_set_inputs.
 constexpr double kAutoBudgetReserveInputs = 18;
+// After the first backward the reserve is the measured working set plus this
+// many inputs (offload.h kMeasuredMarginInputs).
+constexpr double kMeasuredMarginInputs = 4;
 // What cudaMemGetInfo does not report free beside torch's allocations (the
-// CUDA context, cuBLAS handles): the automatic budget starts from the rest.
-constexpr int64_t kCudaContextBytes = int64_t{512} << 20;
+// CUDA context, cuBLAS handles), which the automatic budget starts without:
+// 0.623-0.625 GB in the three H100 rows whose metrics record the plan the
+// automatic budget made (2026-12-06-h100-256k, 2026-12-06-h100-384k/lemo-*:
+// total_memory minus the weights and adapter state minus budget + reserve).
+constexpr int64_t kCudaContextBytes = 620'000'000;
 
 // One layer's recompute + backward working set (the engine's per-layer
-// backward_peak_bytes in *.metrics.jsonl), in layer inputs, Llama-2-7B:
-//   attention whole, tiled MLP: 14.04 (dense layer), 7.04 (keep 0.4):
-//     2026-12-06-h100-384k/lemo-256k-whole-attention, 2026-12-06-h200-512k/*;
-//   4 head groups: 9.26 (dense), 5.43 (keep 0.4): 2026-12-06-h100-256k,
-//     2026-12-06-h100-384k/lemo-384k;
-//   untiled MLP at 64K, attention whole: 24.16 (dense), 20.17 (keep 0.4):
-//     2026-12-06-h200-512k/offload-sparsity-64k.
-// Attention phase: base + keep x (shared + per_group / groups) inputs;
-// fitted so the dense rows come out exact (14.04 whole, 9.26 in 4 groups).
-constexpr double kAttnWorkingSetBaseInputs = 2.37;
-constexpr double kAttnWorkingSetSharedInputs = 5.30;
-constexpr double kAttnWorkingSetPerGroupInputs = 6.37;
+// backward_peak_bytes in *.metrics.jsonl), in layer inputs, Llama-2-7B, for
+// layers whose input stayed on the GPU (an offloaded layer's restored input
+// comes back whole inside the measured number, one input more; "backward in
+// flight" adds it where the plan offloads):
+//   attention whole, tiled MLP: 13.04 (dense layer; 2026-12-06-h100-grid/
+//     ckpt-128k-*), 7.04 (keep 0.4; 2026-12-06-h100-384k/
+//     lemo-256k-whole-attention, whose sparse layers stayed on the GPU);
+//   4 head groups: 8.26 (dense, 9.26 offloaded), 5.43 (keep 0.4):
+//     2026-12-06-h100-384k/lemo-384k, 2026-12-06-h100-256k;
+//   untiled MLP: 23.16 (dense), 20.17 (keep 0.4): 2026-12-06-h100-grid/
+//     ckpt-short and ckpt-64k, 16K to 64K.
+// Attention phase: base + keep x (shared + per_group / groups) inputs, from
+// the whole-attention pair and the dense layer in 4 groups (7.76 against the
+// measured 8.26: the sparse 4-group layer, 5.03 against 5.43, pulls the
+// other way).
+constexpr double kAttnWorkingSetBaseInputs = 3.04;
+constexpr double kAttnWorkingSetSharedInputs = 2.96;
+constexpr double kAttnWorkingSetPerGroupInputs = 7.04;
 // MLP phase: base + keep x per_kept inputs + intermediates x I elements per
-// token of the MLP's (tile or full) length; from the 64K untiled pair above,
-// and no larger than the tiled 384K rows allow (9.25 in 4 groups).
-constexpr double kMlpWorkingSetBaseInputs = 1.35;
-constexpr double kMlpWorkingSetPerKeptInputs = 6.65;
+// token of the MLP's (tile or full) length: the untiled pair above (the
+// intermediates term is what tiling removes: 16.15 inputs = 6.01 x I).
+constexpr double kMlpWorkingSetBaseInputs = 2.03;
+constexpr double kMlpWorkingSetPerKeptInputs = 4.98;
 constexpr double kMlpWorkingSetIntermediates = 6.01;
-// Under checkpointing, beside the working set: the gradient arriving at the
-// layer and the next layer's input being prefetched. Measured peak minus
-// weights, GPU checkpoints and the largest working set: 2.05-2.13 layer
-// inputs where sparse layers were offloaded too (384K on the H100; 512K,
-// 256K and 64K on the H200), 1.09 where only the dense layers were
-// (2026-12-06-h100-256k, 2026-12-06-h100-384k/lemo-256k-whole-attention):
-// then the layers below the top one stay on the GPU and nothing is
-// prefetched beside the top layer's backward.
-constexpr double kBackwardInFlightInputs = 2.05;
-constexpr double kBackwardInFlightDenseOffloadInputs = 1.09;
+// Under checkpointing, beside the working set, the gradient arriving at the
+// layer: the measured peak minus weights, GPU checkpoints and the largest
+// working set is 1.09-1.13 layer inputs in every row that offloaded nothing
+// (2026-12-06-h100-grid/ckpt-*, 16K to 128K). Rows that offloaded add the
+// restored input (the engine counts it in the working set it measures: 14.04
+// against 13.04 at 128K without offload) and, where sparser layers were
+// offloaded too, one more input prefetched: 2.05-2.13 beyond the measured
+// working set there (384K on the H100; 512K, 256K and 64K on the H200), 1.09
+// where only the dense layers were (2026-12-06-h100-256k).
+constexpr double kGradientInputs = 1.09;
 // Without checkpointing, the first layer backward's MLP gradients beside
 // everything saved, in intermediate-sized tensors: the 8K dense row
 // (2026-12-06-h100-structure/8k-no-ckpt, 38.3 GiB) is within 1% with 2.
@@ -66,6 +78,11 @@ constexpr int64_t kWorkspaceBytes = int64_t{256} << 20;
 // adapters' fp32 steps, the loss): fitted to the 8K dense row without
 // checkpointing (0.80 s, 2026-12-06-h100-structure/8k-no-ckpt).
 constexpr double kLinearEfficiency = 0.5;
+// A fixed cost per step beside the FLOPs: a few thousand small kernel
+// launches, the optimizer step over every adapter tensor, the loss's
+// bookkeeping. The 8K rows without checkpointing (0.80 / 0.69 / 0.76 s,
+// 2026-12-06-h100-structure/8k-no-ckpt) sit 0.07-0.12 s above their FLOPs.
+constexpr double kStepOverheadSeconds = 0.1;
 // Flash attention's backward rate relative to the forward's (the device's
 // attention_flops_per_s), in bench/flops.py's counting (backward = 2x the
 // forward's FLOPs).
@@ -189,6 +206,25 @@ absl::Status ValidateStepSettings(const ModelShape& model,
         absl::StrCat("batch must be >= 1 with batch x seq_len <= ", kMaxTokens,
                      ", got ", s.batch));
   }
+  // Every byte count of the plan in double first: the largest (all layers'
+  // inputs, one layer's intermediates, the logits, the adapters) must stay
+  // far inside int64, whatever the inputs.
+  {
+    const double tokens =
+        static_cast<double>(s.batch) * static_cast<double>(s.seq_len);
+    const double widest = static_cast<double>(std::max(
+        {model.hidden_size, model.intermediate_size, model.vocab_size}));
+    const double per_layer_tokens =
+        tokens * widest * 64;  // every per-token term, with margin
+    if (per_layer_tokens * static_cast<double>(model.num_layers) > 1e18) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("seq_len x batch (", tokens,
+                       " tokens) is too large to plan for this model: ",
+                       "num_layers x tokens x the widest of hidden_size, "
+                       "intermediate_size and vocab_size ",
+                       "exceeds what the planner counts in int64"));
+    }
+  }
   if (s.activation_bytes != 2 && s.activation_bytes != 4) {
     return absl::InvalidArgumentError(
         absl::StrCat("activation_bytes must be 2 (bf16/fp16) or 4 (fp32), got ",
@@ -244,6 +280,13 @@ absl::Status ValidateStepSettings(const ModelShape& model,
         absl::StrCat("attention_head_groups (", s.attention_head_groups,
                      ") must divide num_heads (", model.num_heads,
                      ") and num_kv_heads (", model.num_kv_heads, ")"));
+  }
+  if (s.attention_head_groups > 1 && s.checkpoint_keep_attention) {
+    return absl::InvalidArgumentError(
+        "attention_head_groups does not combine with checkpoint_keep_attention "
+        "(the engine "
+        "refuses the pair: one keeps attention's output, the other re-runs it "
+        "group by group)");
   }
   if (s.loss_segment_tokens < 0) {
     return absl::InvalidArgumentError(
@@ -306,8 +349,10 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
   const double input = Nd * D * ab;
   const int64_t groups = std::max<int64_t>(1, s.attention_head_groups);
   // The MLP saves only its input when tiled or told to recompute
-  // (MlpSaversFrom).
-  const bool mlp_recomputes = s.recompute_mlp || s.tile_tokens > 0;
+  // (MlpSaversFrom); under checkpointing the engine drops recompute_mlp, as
+  // the whole layer is recomputed anyway (training_model.cc).
+  const bool mlp_recomputes =
+      (s.recompute_mlp && !s.gradient_checkpointing) || s.tile_tokens > 0;
 
   // --- Persistent state: what is allocated before the step and stays. ---
   const int64_t frozen_params = FrozenParameterCount(m);
@@ -381,7 +426,9 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
 
   double activations = 0, kept_attention = 0, working_set = 0, top_backward = 0;
   int64_t checkpoints_gpu = 0, checkpoints_host = 0;
-  int64_t densest = 0;  // the layer with the largest working set
+  std::vector<int64_t> host_tokens(L, 0);  // per layer, tokens offloaded
+  int64_t pinned_first_step = 0;  // more pinned on the first step than after
+  int64_t densest = 0;            // the layer with the largest working set
   for (int64_t i = 1; i < L; ++i) {
     if (keep[i] > keep[densest]) densest = i;
   }
@@ -401,38 +448,62 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
     // planned share of them to pinned host memory.
     const int64_t layer_input = N * m.hidden_size * s.activation_bytes;
     const int64_t total = L * layer_input;
+    const int64_t bpt = m.hidden_size * s.activation_bytes;
+    // PlanOffload (worker/engine/train/offload.cc), token for token: which
+    // tokens of each layer's input go to the host under `budget`.
+    auto split = [&](int64_t budget) {
+      std::vector<int64_t> host_tokens(L, 0);
+      int64_t excess = budget < 0 ? 0 : std::max<int64_t>(0, total - budget);
+      if (excess > 0 && s.offload == OffloadPolicy::kUniform) {
+        const int64_t per_layer =
+            std::min(N, ((excess + L - 1) / L + bpt - 1) / bpt);
+        host_tokens.assign(L, per_layer);
+      } else if (excess > 0) {
+        std::vector<int64_t> order(L);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+          return keep[x] > keep[y];
+        });
+        for (int64_t layer : order) {
+          if (excess <= 0) break;
+          const int64_t t = std::min(N, (excess + bpt - 1) / bpt);
+          host_tokens[layer] = t;
+          excess -= t * bpt;
+        }
+      }
+      return host_tokens;
+    };
+    auto host_bytes = [&](const std::vector<int64_t>& host_tokens) {
+      int64_t bytes = 0;
+      for (int64_t t : host_tokens) bytes += t * bpt;
+      return bytes;
+    };
     int64_t budget = -1;
+    int64_t first_step_host =
+        0;  // automatic budget: the first step's pinned bytes
     if (s.offload != OffloadPolicy::kNone) {
       if (s.offload_gpu_budget_gib >= 0) {
         budget = static_cast<int64_t>(s.offload_gpu_budget_gib * kGiB);
       } else {
-        // offload.cc: what is free at the forward's start minus the reserve.
+        // offload.cc: what is free at the forward's start minus a reserve
+        // for one layer's backward: working_set_inputs (18) layer inputs on
+        // the first step, then the measured working set plus
+        // kMeasuredMarginInputs (4). The later steps are the steady state a
+        // job lives in (and in head groups, where the working set is under
+        // 14 inputs, they keep more on the GPU and peak higher); the first
+        // step pins the most host memory.
         const int64_t free =
             device.memory_bytes - kCudaContextBytes - persistent;
-        budget = std::max<int64_t>(
-            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input));
+        const double later_reserve =
+            working_set_per_token(keep[densest]) * Nd * ab +
+            kMeasuredMarginInputs * input;
+        budget =
+            std::max<int64_t>(0, free - static_cast<int64_t>(later_reserve));
+        first_step_host = host_bytes(split(std::max<int64_t>(
+            0, free - static_cast<int64_t>(kAutoBudgetReserveInputs * input))));
       }
     }
-    // PlanOffload (worker/engine/train/offload.cc), token for token.
-    std::vector<int64_t> host_tokens(L, 0);
-    int64_t excess = budget < 0 ? 0 : std::max<int64_t>(0, total - budget);
-    const int64_t bpt = m.hidden_size * s.activation_bytes;
-    if (excess > 0 && s.offload == OffloadPolicy::kUniform) {
-      const int64_t per_layer =
-          std::min(N, ((excess + L - 1) / L + bpt - 1) / bpt);
-      host_tokens.assign(L, per_layer);
-    } else if (excess > 0) {
-      std::vector<int64_t> order(L);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t a, int64_t b) { return keep[a] > keep[b]; });
-      for (int64_t layer : order) {
-        if (excess <= 0) break;
-        const int64_t t = std::min(N, (excess + bpt - 1) / bpt);
-        host_tokens[layer] = t;
-        excess -= t * bpt;
-      }
-    }
+    host_tokens = split(budget);
     for (int64_t t : host_tokens) {
       checkpoints_host += t * bpt;
       checkpoints_gpu += (N - t) * bpt;
@@ -443,11 +514,19 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
             L, " layer inputs of ", Gib(layer_input), ", ",
             Gib(checkpoints_gpu), " of them on the GPU",
             budget >= 0 ? absl::StrCat(" (budget ", Gib(budget), ")") : ""));
+    pinned_first_step =
+        std::max<int64_t>(0, first_step_host - checkpoints_host);
     if (checkpoints_host > 0) {
       add("checkpoints (host)", "host", static_cast<double>(checkpoints_host),
-          absl::StrCat(plan.offloaded_layers,
-                       " layers' inputs (part) in pinned host memory, ",
-                       OffloadPolicyName(s.offload), " policy"));
+          absl::StrCat(
+              plan.offloaded_layers,
+              " layers' inputs (part) in pinned host memory, ",
+              OffloadPolicyName(s.offload), " policy",
+              pinned_first_step > 0
+                  ? absl::StrCat("; the first step pins ",
+                                 Gib(checkpoints_host + pinned_first_step),
+                                 " (reserve 18 inputs until measured)")
+                  : ""));
     }
     if (s.checkpoint_keep_attention) {
       for (int64_t i = 0; i < L; ++i) kept_attention += keep[i] * Nd * Q * ab;
@@ -463,27 +542,28 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
             "layer %d's recompute + backward, %.1f layer inputs%s", densest,
             working_set_per_token(keep[densest]) / D,
             groups > 1 ? absl::StrCat(" in ", groups, " head groups") : "")));
-    const double max_keep = *std::max_element(keep.begin(), keep.end());
-    bool only_densest_offloaded = plan.offloaded_layers > 0;
-    bool some_sparser_layer = false;
+    // Beside the working set: the gradient arriving at the layer; the
+    // layer's own input brought back whole when it was offloaded (the
+    // densest layers offload first); and, where the plan offloads sparser
+    // layers too, the next offloaded input already prefetched.
+    bool sparser_offloaded = false;
     for (int64_t i = 0; i < L; ++i) {
-      if (keep[i] < max_keep) some_sparser_layer = true;
-      if (host_tokens[i] > 0 && keep[i] < max_keep)
-        only_densest_offloaded = false;
+      if (host_tokens[i] > 0 && keep[i] < keep[densest])
+        sparser_offloaded = true;
     }
-    const double in_flight = only_densest_offloaded && some_sparser_layer
-                                 ? kBackwardInFlightDenseOffloadInputs
-                                 : kBackwardInFlightInputs;
-    top_backward =
-        add("backward in flight", "gpu", in_flight * input,
-            absl::StrFormat(
-                "%.2f layer inputs: the gradient arriving at the layer%s",
-                in_flight,
-                in_flight == kBackwardInFlightInputs
-                    ? " and the next input prefetched"
-                    : ""));
+    const bool restored = host_tokens[densest] > 0;
+    const double in_flight = kGradientInputs + (restored ? 1.0 : 0.0) +
+                             (sparser_offloaded ? 1.0 : 0.0);
+    top_backward = add(
+        "backward in flight", "gpu", in_flight * input,
+        absl::StrCat(
+            absl::StrFormat("%.2f layer inputs: the incoming gradient",
+                            in_flight),
+            restored ? ", the layer's offloaded input restored" : "",
+            sparser_offloaded ? ", the next offloaded input prefetched" : ""));
   }
-  plan.pinned_host_bytes = checkpoints_host;
+  // The most any step pins: what the host must hold.
+  plan.pinned_host_bytes = checkpoints_host + pinned_first_step;
 
   // Loss: in segments, the chunk's logits and, in backward, the gradient of
   // the final hidden states (loss.cc); one chunk: the full logits in fp32 too.
@@ -514,8 +594,9 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
   // --- Time: FLOPs as bench/flops.py counts them, plus what this step's
   // settings re-run, against the device's rates. ---
   double proj_fwd = 0, attn_fwd = 0, rerun_proj = 0, rerun_attn = 0;
-  double shifted =
-      s.lemo_2d ? 0.25 : 1.0;  // 2-D sparsity: attention in 4 shifted groups
+  // 2-D sparsity: each token attends within its group of ceil(n / 8) tokens
+  // (shifted_group_attention.h), 1/8 of the causal attention's FLOPs.
+  const double shifted = s.lemo_2d ? 0.125 : 1.0;
   for (int64_t i = 0; i < L; ++i) {
     const double na = keep[i] * Nd;
     const double seq_a = keep[i] * static_cast<double>(s.seq_len);
@@ -527,6 +608,9 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
     attn_fwd += attn;
     if (s.gradient_checkpointing) {
       rerun_proj += attn_proj + mlp;  // the recompute
+      // Selective checkpointing runs the MLP as the fused node, whose re-run
+      // skips down_proj's GEMM (training_model.cc, sparse_mlp.h).
+      if (s.checkpoint_keep_attention) rerun_proj -= 2.0 * D * I * Nd;
       if (!s.checkpoint_keep_attention) rerun_attn += attn;
       if (groups > 1) {  // each group re-runs in backward
         rerun_proj += attn_proj;
@@ -551,15 +635,23 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
   plan.time_items.push_back({"projections and MLP", t_matmul});
   plan.time_items.push_back({"attention forward (with re-runs)", t_attn_fwd});
   plan.time_items.push_back({"attention backward", t_attn_bwd});
-  double t = t_matmul + t_attn_fwd + t_attn_bwd;
+  plan.time_items.push_back({"per-step overhead", kStepOverheadSeconds});
+  double t = t_matmul + t_attn_fwd + t_attn_bwd + kStepOverheadSeconds;
   if (s.lemo_oracle) {
-    // The oracle scores blocks from the frozen q/k projections of every token
-    // in each sparse layer.
-    double scoring = 0;
+    // The oracle scores blocks per sparse layer from the frozen q/k
+    // projections of every token (lemo_attention.cc OracleBlockMap) and a
+    // causal QK^T over every head reduced to 64x64 tiles without storing it
+    // (kernels/block_scores): N^2 x Hq x d FLOPs, which the fused kernel
+    // runs at about flash attention's rate (500 TFLOP/s at 32K in
+    // docs/benchmarks.md's block-scoring rows).
+    double projections = 0, scores = 0;
+    const double seq = static_cast<double>(s.seq_len);
     for (int64_t i = 0; i < L; ++i) {
-      if (keep[i] < 1) scoring += 2.0 * Nd * D * (Q + KV);
+      if (keep[i] >= 1) continue;
+      projections += 2.0 * Nd * D * (Q + KV);
+      scores += seq * seq * Q * static_cast<double>(s.batch);
     }
-    const double ts = scoring / linear_rate;
+    const double ts = projections / linear_rate + scores / attn_rate;
     plan.time_items.push_back({"LeMo oracle scoring", ts});
     t += ts;
   }
@@ -586,16 +678,20 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
     plan.verdict = absl::StrCat(
         "fits: ", absl::StrFormat("%.1f", plan.peak_gpu_bytes / kGiB), " of ",
         Gib(device.memory_bytes), " on ", device.name);
-  } else if (gpu_short > 0) {
-    plan.verdict =
-        absl::StrCat("does not fit: needs ", Gib(plan.peak_gpu_bytes), " of ",
-                     Gib(device.memory_bytes), " on ", device.name, ", ",
-                     Gib(gpu_short), " short");
   } else {
-    plan.verdict =
-        absl::StrCat("does not fit: needs ", Gib(plan.pinned_host_bytes),
-                     " of pinned host memory, ", Gib(host_budget), " allowed (",
-                     Gib(host_short), " short)");
+    // Both shortfalls when both: the user has to fix each.
+    std::vector<std::string> why;
+    if (gpu_short > 0) {
+      why.push_back(absl::StrCat("needs ", Gib(plan.peak_gpu_bytes), " of ",
+                                 Gib(device.memory_bytes), " on ", device.name,
+                                 ", ", Gib(gpu_short), " short"));
+    }
+    if (host_short > 0) {
+      why.push_back(absl::StrCat("needs ", Gib(plan.pinned_host_bytes),
+                                 " of pinned host memory, ", Gib(host_budget),
+                                 " allowed (", Gib(host_short), " short)"));
+    }
+    plan.verdict = absl::StrCat("does not fit: ", absl::StrJoin(why, "; "));
   }
   return plan;
 }

@@ -56,8 +56,9 @@ struct StepSettings {
   bool recompute_norm = false;  // exact: recompute the RMSNorm outputs
   OffloadPolicy offload =
       OffloadPolicy::kNone;  // checkpointed inputs to pinned host memory
-  double offload_gpu_budget_gib =
-      -1;  // GiB of checkpoints on the GPU; < 0: automatic (offload.h)
+  // GiB of checkpoints on the GPU; -1: automatic (offload.h); other
+  // negatives are refused as nonsense.
+  double offload_gpu_budget_gib = -1;
   int64_t tile_tokens = 0;  // token tiles of the MLP/projections; 0: off
   int64_t attention_head_groups =
       0;  // attention backward in head groups; 0/1: off
@@ -69,7 +70,9 @@ struct StepSettings {
   bool lemo_oracle = false;  // oracle mode costs an extra scoring pass
   double mlp_prune_ratio =
       0;  // accuracy-changing: share of MLP channels pruned, [0, 1)
-  bool lemo_2d = false;  // accuracy-changing: 2-D (token x channel) sparsity
+  // accuracy-changing: 2-D sparsity, shifted group attention (each token
+  // attends within 1/8 of the sequence).
+  bool lemo_2d = false;
 };
 
 struct DeviceDescription {
@@ -92,6 +95,16 @@ struct PlanItem {
   std::string detail;  // how it was computed, one line ("32 layers x 1.0 GiB")
 };
 
+// The breakdown's item names, stable for renderers and tests (docs/lemo.md
+// "How to read a plan" says what each holds): "frozen weights", "adapters",
+// "adapter gradients", "optimizer state"; without checkpointing
+// "activations" and "layer backward"; with it "checkpoints (GPU)",
+// "checkpoints (host)" (only when something is offloaded), "kept attention
+// outputs" (checkpoint_keep_attention), "layer backward working set",
+// "backward in flight"; then "loss", "RoPE tables", "workspace". The time
+// items: "projections and MLP", "attention forward (with re-runs)",
+// "attention backward", "per-step overhead", "LeMo oracle scoring" (oracle
+// mode), "exposed offload copies" (when something is offloaded).
 struct StepPlan {
   std::vector<PlanItem> items;  // the breakdown, in the order a user reads it
   int64_t peak_gpu_bytes = 0;   // predicted peak allocated

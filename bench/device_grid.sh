@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Issue 14's shares and issue 19's grid on one GPU: the dense engine and LeMo with the SAME exact
+# switches, side by side in one suite run, 2 warm-up + 5 timed steps per row (128K: 1 + 5, so
+# that both rows fit one 10-minute call), in phases that each fit a device call (run them back
+# to back on one warm machine; the build and the model dir are reused):
+#   1  build, write the llama2-7b preset, the device's rates (bench/device_rates.py), then
+#      without checkpointing: 4K, 8K, 16K; then 8K again with --recompute-mlp for both systems
+#   2  with checkpointing (offload, tiles and head groups automatic): 64K, then 4K, 8K, 16K, 32K
+#      (as many as the call's deadline allows)
+#   3  with checkpointing: 128K
+# LeMo runs in oracle mode (no calibration: it would take a call of its own); every lemo-train
+# run has --loss-segment-tokens 2048. Each suite run lands in $OUT/<phase>-<part>.tar.gz with its
+# table beside it.
+#
+# Device run (repo root, carry .device):  bash bench/device_grid.sh 1
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+PHASE=${1:?phase 1-3}
+for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do
+  [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot
+done
+FINAL_OUT=${OUT:-bench-out}
+mkdir -p "$FINAL_OUT"
+export LEMO_BENCH_SYSTEMS=${LEMO_GRID_SYSTEMS:-lemo lemo-sparse} LEMO_BENCH_CTEST=0 LEMO_BENCH_KERNELS=0
+export LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_STEPS=7 LEMO_BENCH_WARMUP=2 LEMO_BENCH_TIMEOUT=300
+START=$SECONDS
+rc=0
+# suite PART DEADLINE_S [env assignments...]: one gpu_suite run into its own folder.
+suite() {
+  local part=$1 deadline=$2
+  shift 2
+  local out=/tmp/lemo-grid-$PHASE-$part
+  rm -rf "$out"
+  env OUT="$out" LEMO_BENCH_DEADLINE=$((deadline - (SECONDS - START))) "$@" bash bench/gpu_suite.sh || rc=1
+  tar -czf "$FINAL_OUT/$PHASE-$part.tar.gz" -C "$out" . 2>/dev/null
+  cp "$out/table.md" "$FINAL_OUT/$PHASE-$part-table.md" 2>/dev/null
+}
+case $PHASE in
+  1) suite no-ckpt 330 LEMO_BENCH_MODES=off LEMO_BENCH_SEQS="4096 8192 16384"
+     python3 bench/device_rates.py --out "$FINAL_OUT/rates.json" >/dev/null || rc=1
+     suite no-ckpt-recompute-mlp 560 LEMO_BENCH_MODES=off LEMO_BENCH_SEQS=8192 LEMO_BENCH_BUILD=0 \
+       LEMO_TRAIN=build-gpu/bin/lemo-train LEMO_BENCH_LEMO_ARGS="--loss-segment-tokens 2048 --recompute-mlp" ;;
+  2) suite ckpt-64k 330 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536
+     suite ckpt-short 570 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS="4096 8192 16384 32768" LEMO_BENCH_BUILD=0 \
+       LEMO_TRAIN=build-gpu/bin/lemo-train ;;
+  3) suite ckpt-128k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=131072 LEMO_BENCH_STEPS=6 LEMO_BENCH_WARMUP=1 \
+       LEMO_BENCH_TIMEOUT=400 ;;
+  *) echo "phase must be 1-3" >&2; exit 2 ;;
+esac
+cat "$FINAL_OUT"/"$PHASE"-*-table.md 2>/dev/null | grep -E '^\|' | tail -n 20
+[ -f "$FINAL_OUT/rates.json" ] && cat "$FINAL_OUT/rates.json"
+exit $rc
