@@ -232,6 +232,39 @@ TEST(ChooseWithinBudget, NoOffloadOrHeadGroupsWhereNotAllowed) {
   EXPECT_THAT(roomy.considered, Each(Not(HasSubstr("head groups"))));
 }
 
+// The CPU path the worker and lemo-train take in CI (tests/e2e/
+// budget_e2e_test.cc, tests/worker/lemo_train_cli_test.cc): the tiny preset in
+// fp32 at 64 tokens, the host's RAM as the device, no offload.
+TEST(ChooseWithinBudget, TinyPresetOnTheCpuAsTheE2eRunsIt) {
+  ModelShape tiny = ModelShapeForPreset("tiny").value();
+  tiny.weight_bytes = 4;
+  StepSettings base;
+  base.seq_len = 64;
+  base.activation_bytes = 4;
+  base.loss_segment_tokens = 2048;
+  const DeviceDescription cpu =
+      DeviceFromRegistration("cpu", 16 * kGiB, 16 * kGiB);
+  BudgetOptions options;
+  options.budget_bytes = 2 * kGiB;
+  options.allow_offload = false;
+  LEMO_ASSERT_OK_AND_ASSIGN(BudgetChoice roomy,
+                            ChooseWithinBudget(tiny, base, cpu, options));
+  EXPECT_THAT(roomy.summary,
+              HasSubstr("memory budget 2.0 GiB on cpu: chose no gradient "
+                        "checkpointing; predicted peak "));
+  // A byte below: a leaner setting, never offload.
+  options.budget_bytes = roomy.plan.peak_gpu_bytes - 1;
+  LEMO_ASSERT_OK_AND_ASSIGN(BudgetChoice tight,
+                            ChooseWithinBudget(tiny, base, cpu, options));
+  EXPECT_LT(tight.plan.peak_gpu_bytes, roomy.plan.peak_gpu_bytes);
+  EXPECT_EQ(tight.settings.offload, OffloadPolicy::kNone);
+  options.budget_bytes = 1024;
+  EXPECT_THAT(ChooseWithinBudget(tiny, base, cpu, options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("memory budget 1.0 KiB on cpu: no setting "
+                                 "fits; the smallest, ")));
+}
+
 TEST(ChooseWithinBudget, BadBudgetsNameTheField) {
   const Case s = Llama7bOnH100(4096);
   for (int64_t bad : {int64_t{0}, int64_t{-1}, -80 * kGiB}) {
