@@ -343,6 +343,42 @@ absl::Status ValidateOptimizer(const v1::JobSpec& s) {
   return NonNegative("optimizer.max_grad_norm", o.max_grad_norm());
 }
 
+// With a memory budget the worker chooses these switches (job_spec.proto,
+// ResourceSpec.memory_budget). A proto3 bool cannot tell "false" from "unset",
+// so a switch counts as set when it is on (or present, for the optional
+// fields); one that is set conflicts with the budget, and the spec is refused
+// naming both rather than one of them silently losing: the user either lets
+// the budget choose or chooses.
+absl::Status CheckBudgetSwitches(const v1::JobSpec& s) {
+  const v1::ModelSpec& m = s.model();
+  const v1::LemoSpec& l = s.lemo();
+  const char* set = nullptr;
+  if (m.gradient_checkpointing()) {
+    set = "model.gradient_checkpointing";
+  } else if (m.checkpoint_keep_attention()) {
+    set = "model.checkpoint_keep_attention";
+  } else if (!m.offload().empty() && m.offload() != "auto") {
+    set = "model.offload";
+  } else if (m.has_offload_gpu_budget_gib()) {
+    set = "model.offload_gpu_budget_gib";
+  } else if (m.has_tile_tokens()) {
+    set = "model.tile_tokens";
+  } else if (m.has_attention_head_groups()) {
+    set = "model.attention_head_groups";
+  } else if (l.recompute_mlp()) {
+    set = "lemo.recompute_mlp";
+  } else if (l.recompute_norm()) {
+    set = "lemo.recompute_norm";
+  } else if (l.offload()) {
+    set = "lemo.offload";
+  }
+  if (set == nullptr) return absl::OkStatus();
+  return Bad(set,
+             "is chosen by resources.memory_budget; set one or the other "
+             "(remove this field to let the budget choose, or the budget to "
+             "choose it yourself)");
+}
+
 absl::Status ValidateResources(const v1::JobSpec& s) {
   const v1::ResourceSpec& r = s.resources();
   LEMO_RETURN_IF_ERROR(Positive("resources.world_size", r.world_size()));
@@ -355,6 +391,12 @@ absl::Status ValidateResources(const v1::JobSpec& s) {
   }
   LEMO_RETURN_IF_ERROR(NonNegative("resources.min_device_memory_bytes",
                                    r.min_device_memory_bytes()));
+  LEMO_ASSIGN_OR_RETURN(int64_t budget, MemoryBudgetBytes(s));
+  if (budget > 0) LEMO_RETURN_IF_ERROR(CheckBudgetSwitches(s));
+  if (budget == 0 && r.memory_budget_allow_inexact()) {
+    return Bad("resources.memory_budget_allow_inexact",
+               "needs resources.memory_budget");
+  }
   LEMO_RETURN_IF_ERROR(
       NonNegative("checkpoint.every_n_steps", s.checkpoint().every_n_steps()));
   return NonNegative("checkpoint.keep_last", s.checkpoint().keep_last());
@@ -416,7 +458,110 @@ absl::StatusOr<std::string> ReadBoundedRegularFile(const std::string& path,
   return text;
 }
 
+struct QuantityUnit {
+  const char* suffix;
+  int64_t bytes;
+};
+
+// Kubernetes' memory suffixes, plus the "iB"/"B" spellings people also write.
+constexpr int64_t kKi = int64_t{1} << 10;
+constexpr QuantityUnit kQuantityUnits[] = {
+    {"", 1},
+    {"B", 1},
+    {"Ki", kKi},
+    {"KiB", kKi},
+    {"Mi", kKi << 10},
+    {"MiB", kKi << 10},
+    {"Gi", kKi << 20},
+    {"GiB", kKi << 20},
+    {"Ti", kKi << 30},
+    {"TiB", kKi << 30},
+    {"Pi", kKi << 40},
+    {"PiB", kKi << 40},
+    {"Ei", kKi << 50},
+    {"EiB", kKi << 50},
+    {"k", 1000},
+    {"K", 1000},
+    {"kB", 1000},
+    {"KB", 1000},
+    {"M", 1000000},
+    {"MB", 1000000},
+    {"G", 1000000000},
+    {"GB", 1000000000},
+    {"T", 1000000000000},
+    {"TB", 1000000000000},
+    {"P", 1000000000000000},
+    {"PB", 1000000000000000},
+    {"E", 1000000000000000000},
+    {"EB", 1000000000000000000},
+};
+
 }  // namespace
+
+absl::StatusOr<int64_t> ParseMemoryQuantity(absl::string_view field,
+                                            absl::string_view text) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", what, ", got \"", Printable(std::string(text)), "\""));
+  };
+  if (text.empty()) return bad("is empty");
+  if (text.front() == '-') return bad("must be > 0");
+  size_t i = 0;
+  if (text.front() == '+') ++i;
+  // Integer and fraction digits, kept apart so that the integer part is
+  // exact; the fraction only adds less than one unit.
+  uint64_t whole = 0;
+  bool digits = false;
+  bool too_big = false;
+  for (; i < text.size() && absl::ascii_isdigit(text[i]); ++i) {
+    digits = true;
+    if (whole > (static_cast<uint64_t>(INT64_MAX) - 9) / 10) too_big = true;
+    if (!too_big) whole = whole * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  long double fraction = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    long double scale = 0.1L;
+    for (; i < text.size() && absl::ascii_isdigit(text[i]); ++i) {
+      digits = true;
+      fraction += scale * static_cast<long double>(text[i] - '0');
+      scale /= 10;
+    }
+  }
+  if (!digits) {
+    return bad("want a number and a unit such as 70Gi, 72GiB, 75G or 80000Mi");
+  }
+  const absl::string_view suffix = text.substr(i);
+  int64_t unit = 0;
+  for (const QuantityUnit& u : kQuantityUnits) {
+    if (suffix == u.suffix) unit = u.bytes;
+  }
+  if (unit == 0) {
+    return bad(absl::StrCat(
+        "unknown unit \"", Printable(std::string(suffix)),
+        "\" (Ki, Mi, Gi, Ti, Pi, Ei or KiB ... EiB: powers of 1024; k, M, "
+        "G, T, P, E or KB ... EB: powers of 1000; B or none: bytes)"));
+  }
+  const uint64_t max = static_cast<uint64_t>(INT64_MAX);
+  const uint64_t u = static_cast<uint64_t>(unit);
+  if (too_big || (whole > 0 && whole > max / u)) {
+    return bad("is more than 2^63 - 1 bytes");
+  }
+  uint64_t bytes = whole * u;
+  const long double extra = fraction * static_cast<long double>(unit);
+  if (extra >= static_cast<long double>(max - bytes)) {
+    return bad("is more than 2^63 - 1 bytes");
+  }
+  bytes += static_cast<uint64_t>(extra);
+  if (bytes == 0) return bad("must be > 0 bytes");
+  return static_cast<int64_t>(bytes);
+}
+
+absl::StatusOr<int64_t> MemoryBudgetBytes(const v1::JobSpec& spec) {
+  const std::string& budget = spec.resources().memory_budget();
+  if (budget.empty()) return 0;
+  return ParseMemoryQuantity("spec.resources.memory_budget", budget);
+}
 
 const std::vector<std::string>& SupportedModelTypes() {
   static const auto* types =

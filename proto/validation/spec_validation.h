@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "lemo/v1/job_spec.pb.h"
 
 namespace lemo::proto {
@@ -49,6 +50,20 @@ struct ModelConfigCheck {
   // (plan::ModelShapeFromConfigJson), so the coordinator reads it once.
   std::string config_json;
 };
+
+// Parses a Kubernetes-style memory quantity, the syntax of
+// spec.resources.memory_budget: a decimal number (a fraction allowed) and a
+// unit: none or B (bytes); Ki, Mi, Gi, Ti, Pi, Ei (also KiB ... EiB: powers of
+// 1024); k or K, M, G, T, P, E (also KB ... EB: powers of 1000). "70Gi",
+// "72GiB", "75G", "80000Mi", "1.5Ti". A fraction of a byte is dropped.
+// INVALID_ARGUMENT starting with `field` for an unknown unit, a malformed
+// number, a negative or zero quantity, or more than int64 bytes.
+absl::StatusOr<int64_t> ParseMemoryQuantity(absl::string_view field,
+                                            absl::string_view text);
+
+// spec.resources.memory_budget in bytes; 0 when the spec gives none. Errors
+// name spec.resources.memory_budget.
+absl::StatusOr<int64_t> MemoryBudgetBytes(const v1::JobSpec& spec);
 
 // Fills defaults in place: zero (or absent, for optional fields) becomes the
 // default. Negative or otherwise odd values are left for ValidateJobSpec to

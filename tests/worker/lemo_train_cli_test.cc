@@ -555,4 +555,39 @@ TEST_F(LemoTrainCliTest, EvalPrintsHeldOutLossOfACheckpoint) {
   EXPECT_THAT(bad.output, HasSubstr("none left after skipping 1000"));
 }
 
+// --memory-budget-gib: the planner picks the memory switches, prints its
+// choice and every candidate, and the run trains; a budget nothing fits, a
+// bad budget and a switch given beside it are refused naming the flag.
+TEST_F(LemoTrainCliTest, MemoryBudgetChoosesPrintsAndTrains) {
+  Result r = RunLemoTrain(Finetune((dir_ / "model").string(),
+                                   "--memory-budget-gib 2", /*seq_len=*/8,
+                                   /*steps=*/2));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("memory budget 2.0 GiB on cpu: chose no "
+                                  "gradient checkpointing; predicted peak "));
+  EXPECT_THAT(r.output, HasSubstr("  considered: gradient checkpointing"));
+  EXPECT_THAT(r.output, HasSubstr("memory: gradient checkpointing off"));
+  EXPECT_THAT(r.output, HasSubstr("step 2/2"));
+
+  r = RunLemoTrain(
+      Finetune((dir_ / "model").string(), "--memory-budget-gib 0.000001"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--memory-budget-gib: memory budget 1.0 KiB "
+                                  "on cpu: no setting fits; the smallest, "));
+  EXPECT_THAT(r.output, HasSubstr("short by"));
+
+  for (const char* bad : {"0", "-3", "nan"}) {
+    r = RunLemoTrain(Finetune((dir_ / "model").string(),
+                              std::string("--memory-budget-gib ") + bad));
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    EXPECT_THAT(r.output, HasSubstr("--memory-budget-gib")) << bad;
+  }
+  r = RunLemoTrain(Finetune((dir_ / "model").string(),
+                            "--memory-budget-gib 2 --gradient-checkpointing"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--memory-budget-gib chooses "
+                                  "--gradient-checkpointing: give one or the "
+                                  "other"));
+}
+
 }  // namespace

@@ -10,9 +10,11 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
+#include "proto/validation/spec_validation.h"
 #include "worker/comm/process_group.h"
 #include "worker/engine/data/tokenizer.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/train/memory_budget.h"
 #include "worker/engine/train/memory_switches.h"
 #include "worker/engine/train/model_tokenizer.h"
 
@@ -216,12 +218,29 @@ absl::Status ResolveTokenizer(const std::string& model_dir,
   return absl::OkStatus();
 }
 
+// The last step of TrainerOptionsFromAssign, once the memory switches are
+// set: a model directory that cannot be read is the trainer's to report (as
+// MODEL_LOAD); this only adds the warning the coordinator could not give.
+engine::TrainerOptions FinishOptions(engine::TrainerOptions o,
+                                     std::vector<std::string>* warnings) {
+  if (absl::StatusOr<engine::ModelConfig> config =
+          engine::LoadModelConfig(o.model_dir, o.rope_scaling_json);
+      config.ok() && warnings != nullptr) {
+    std::string context = engine::ContextLengthWarning(*config, o.data.seq_len);
+    if (!context.empty()) {
+      warnings->push_back(absl::StrCat("spec.seq_len: ", context));
+    }
+  }
+  return o;
+}
+
 }  // namespace
 
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
-    std::vector<std::string>* warnings, std::vector<std::string>* notes) {
+    std::vector<std::string>* warnings, std::vector<std::string>* notes,
+    BudgetReport* budget) {
   const v1::JobSpec& spec = assign.spec();
   LEMO_RETURN_IF_ERROR(
       comm::ValidateRank(assign.rank(), std::max(assign.world_size(), 1)),
@@ -318,7 +337,46 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   // A trainer option (it picks the steps), though the spec keeps it with the
   // other LeMo settings; the trainer ignores it outside PREDICTOR mode.
   o.predictor_recall_every = spec.lemo().predictor_recall_every();
-  // After the LoRA and LeMo settings, which the automatic choices read.
+  if (spec.model().has_rope_scaling()) {
+    o.rope_scaling_json = RopeScalingJson(spec.model().rope_scaling());
+  }
+  // After the LoRA and LeMo settings, which the budget's plan and the
+  // automatic choices read.
+  LEMO_ASSIGN_OR_RETURN(const int64_t budget_bytes,
+                        proto::MemoryBudgetBytes(spec));
+  if (budget_bytes > 0) {
+    engine::MemoryBudgetOptions budget_options;
+    budget_options.budget_bytes = budget_bytes;
+    budget_options.allow_inexact =
+        spec.resources().memory_budget_allow_inexact();
+    budget_options.device = engine::PlanDeviceFor(device);
+    absl::StatusOr<engine::MemoryBudgetResult> chose =
+        engine::ApplyMemoryBudget(budget_options, o.data.seq_len,
+                                  o.data.batch_size, o.model_dir, &o.model);
+    if (absl::IsFailedPrecondition(chose.status()) ||
+        (absl::IsInvalidArgument(chose.status()) &&
+         !absl::StartsWith(chose.status().message(), "model "))) {
+      // Nothing fits (or the planner refuses the step): the spec's to fix.
+      // A model directory that cannot be read stays a "model ..." error
+      // (MODEL_LOAD).
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.resources.memory_budget: ", chose.status().message()));
+    }
+    LEMO_RETURN_IF_ERROR(chose.status());
+    if (notes != nullptr) {
+      notes->push_back(chose->choice.summary);
+      notes->push_back(
+          absl::StrCat("memory budget candidates, fastest first: ",
+                       absl::StrJoin(chose->choice.considered, "; ")));
+      notes->push_back(absl::StrCat("memory: ", chose->switches));
+    }
+    if (budget != nullptr) {
+      budget->applied = true;
+      budget->budget_bytes = budget_bytes;
+      budget->choice = chose->choice;
+    }
+    return FinishOptions(std::move(o), warnings);
+  }
   engine::MemorySwitches memory;
   memory.offload = spec.model().offload();
   // The deprecated spec.lemo.offload asked for offload before it existed;
@@ -343,9 +401,6 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
   if (spec.model().has_attention_head_groups()) {
     memory.attention_head_groups = spec.model().attention_head_groups();
   }
-  if (spec.model().has_rope_scaling()) {
-    o.rope_scaling_json = RopeScalingJson(spec.model().rope_scaling());
-  }
   absl::StatusOr<std::string> chose = engine::ApplyMemorySwitches(
       memory, o.data.seq_len, o.model_dir, &o.model);
   if (!chose.ok()) {
@@ -353,17 +408,24 @@ absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
         absl::StrCat("spec.model.", chose.status().message()));
   }
   if (notes != nullptr) notes->push_back(absl::StrCat("memory: ", *chose));
-  // A model directory that cannot be read is the trainer's to report (as
-  // MODEL_LOAD); this only adds the warning the coordinator could not give.
-  if (absl::StatusOr<engine::ModelConfig> config =
-          engine::LoadModelConfig(o.model_dir, o.rope_scaling_json);
-      config.ok() && warnings != nullptr) {
-    std::string context = engine::ContextLengthWarning(*config, o.data.seq_len);
-    if (!context.empty()) {
-      warnings->push_back(absl::StrCat("spec.seq_len: ", context));
-    }
-  }
-  return o;
+  return FinishOptions(std::move(o), warnings);
+}
+
+MemoryPlanSample MemoryPlanSampleFrom(const BudgetReport& report) {
+  MemoryPlanSample out;
+  const plan::StepSettings& s = report.choice.settings;
+  out.budget_bytes = report.budget_bytes;
+  out.planned_peak_bytes = report.choice.plan.peak_gpu_bytes;
+  out.planned_step_seconds = report.choice.plan.step_seconds;
+  out.gradient_checkpointing = s.gradient_checkpointing;
+  out.keep_attention = s.checkpoint_keep_attention;
+  out.offload = plan::OffloadPolicyName(s.offload);
+  out.recompute = s.recompute_mlp ? "mlp" : s.recompute_norm ? "norm" : "none";
+  out.tile_tokens = s.tile_tokens;
+  out.attention_head_groups = s.attention_head_groups;
+  out.mlp_prune_ratio = s.mlp_prune_ratio;
+  out.two_d = s.lemo_2d;
+  return out;
 }
 
 v1::Failure FailureFromStatus(const absl::Status& status, int rank) {

@@ -18,12 +18,27 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/plan/budget.h"
 #include "lemo/v1/job.pb.h"
 #include "lemo/v1/worker_service.pb.h"
 #include "worker/agent/worker_metrics.h"
 #include "worker/engine/train/trainer.h"
 
 namespace lemo::worker {
+
+// What spec.resources.memory_budget chose, for the job's log, metric samples
+// and the worker's /metrics.
+struct BudgetReport {
+  // False when the spec gives no budget (the switches are the spec's).
+  bool applied = false;
+  // The budget, bytes.
+  int64_t budget_bytes = 0;
+  // The planner's choice on this worker's device (engine::PlanDeviceFor).
+  plan::BudgetChoice choice;
+};
+
+// The choice in the plain values WorkerMetrics::SetMemoryPlan takes.
+MemoryPlanSample MemoryPlanSampleFrom(const BudgetReport& report);
 
 // INVALID_ARGUMENT naming the spec field when this worker cannot run the spec
 // (another device kind, more per-layer keep ratios than layers) or the Assign
@@ -43,14 +58,18 @@ namespace lemo::worker {
 // INVALID_ARGUMENT naming spec.data.tokenizer when there is none, it cannot
 // be loaded, or its ids do not fit the model's vocab_size. The memory switches
 // (spec.model.offload, tile_tokens, ...) resolve as lemo-train's do
-// (worker/engine/train/memory_switches.h). `notes` (may be null) gets what
-// the job will run with, for the log: the tokenizer, the LeMo mode with its
-// keep schedule, and the memory switches.
+// (worker/engine/train/memory_switches.h). With spec.resources.memory_budget
+// the budget chooses them instead (engine::ApplyMemoryBudget, planned on
+// `device` as this worker registers it), and `budget` (may be null) gets the
+// choice; a budget nothing fits is INVALID_ARGUMENT naming
+// spec.resources.memory_budget and the smallest shortfall. `notes` (may be
+// null) gets what the job will run with, for the log: the tokenizer, the LeMo
+// mode with its keep schedule, the budget's choice and the memory switches.
 absl::StatusOr<engine::TrainerOptions> TrainerOptionsFromAssign(
     const v1::Assign& assign, const torch::Device& device,
     const std::string& out_dir, const std::string& resume_dir,
     std::vector<std::string>* warnings,
-    std::vector<std::string>* notes = nullptr);
+    std::vector<std::string>* notes = nullptr, BudgetReport* budget = nullptr);
 
 // What went wrong, typed: RESOURCE_EXHAUSTED -> OUT_OF_MEMORY, except for a
 // "checkpoint ..." upload the coordinator has no room for -> CHECKPOINT; errors

@@ -159,11 +159,21 @@ absl::Status Task::Train(const std::string& dir) {
   if (cancel_.load()) return absl::CancelledError("cancelled before training");
 
   std::vector<std::string> warnings, notes;
+  BudgetReport budget;
   LEMO_ASSIGN_OR_RETURN(
       engine::TrainerOptions options,
       TrainerOptionsFromAssign(assign_, env_.device,
                                (fs::path(dir) / "out").string(), resume_dir,
-                               &warnings, &notes));
+                               &warnings, &notes, &budget));
+  // The budget's choice is reported where the job's numbers are: its log
+  // (the notes below), every metric sample, and this worker's /metrics.
+  if (env_.metrics != nullptr) {
+    if (budget.applied) {
+      env_.metrics->SetMemoryPlan(job_id(), MemoryPlanSampleFrom(budget));
+    } else {
+      env_.metrics->ClearMemoryPlan();
+    }
+  }
   for (const std::string& n : notes) Log(v1::LogLine::LEVEL_INFO, n);
   for (const std::string& w : warnings) Log(v1::LogLine::LEVEL_WARNING, w);
   if (options.world_size > 1) {
@@ -196,7 +206,7 @@ absl::Status Task::Train(const std::string& dir) {
 
   engine::TrainerCallbacks callbacks;
   callbacks.cancel = &cancel_;
-  callbacks.on_step = [this](const engine::StepMetrics& m) {
+  callbacks.on_step = [this, &budget](const engine::StepMetrics& m) {
     step_.store(m.step);
     if (env_.metrics != nullptr) {
       env_.metrics->OnStep(m.tokens_per_second, m.step_time_seconds, m.loss,
@@ -207,6 +217,12 @@ absl::Status Task::Train(const std::string& dir) {
     report->set_job_id(job_id());
     report->set_epoch(epoch());
     *report->mutable_sample() = SampleFromStepMetrics(m, rank());
+    if (budget.applied) {
+      report->mutable_sample()->set_planned_peak_bytes(
+          budget.choice.plan.peak_gpu_bytes);
+      report->mutable_sample()->set_planned_step_seconds(
+          budget.choice.plan.step_seconds);
+    }
     if (env_.metrics != nullptr) {
       env_.metrics->OnLayerStats(job_id(), LayerSamplesFromStepMetrics(m));
     }

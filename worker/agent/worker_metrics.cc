@@ -1,5 +1,6 @@
 #include "worker/agent/worker_metrics.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
@@ -62,6 +63,21 @@ WorkerMetrics::WorkerMetrics()
                           "Bytes a decoder layer saved for backward in the "
                           "latest step (when measured)")
                       .Register(r);
+  const auto family = [&r](const std::string& name, const std::string& help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(r);
+  };
+  memory_budget_ = family("lemo_worker_memory_budget_bytes",
+                          "The memory budget of the job training now "
+                          "(resources.memory_budget)");
+  planned_peak_ = family("lemo_worker_planned_peak_bytes",
+                         "Predicted peak device memory of the setting the "
+                         "job's memory budget chose");
+  planned_step_ = family("lemo_worker_planned_step_seconds",
+                         "Predicted step time of the setting the job's "
+                         "memory budget chose");
+  plan_info_ = family("lemo_worker_memory_plan_info",
+                      "The memory switches the job's budget chose, as labels "
+                      "(the value is always 1)");
   // The usual build-info idiom: a constant 1 whose labels say what runs, so a
   // query can join it to the other series or count versions across a fleet.
   prometheus::BuildGauge()
@@ -126,6 +142,40 @@ void WorkerMetrics::OnLayerStats(const std::string& job,
       set(predictor_recall_, i, layers[i].predictor_recall);
     }
   }
+}
+
+void WorkerMetrics::SetMemoryPlan(const std::string& job,
+                                  const MemoryPlanSample& plan) {
+  ClearMemoryPlan();
+  const auto set = [&](prometheus::Family<prometheus::Gauge>* family,
+                       const prometheus::Labels& labels, double value) {
+    prometheus::Gauge* g = &family->Add(labels);
+    g->Set(value);
+    plan_series_.emplace_back(family, g);
+  };
+  set(memory_budget_, {{"job_id", job}},
+      static_cast<double>(plan.budget_bytes));
+  set(planned_peak_, {{"job_id", job}},
+      static_cast<double>(plan.planned_peak_bytes));
+  set(planned_step_, {{"job_id", job}}, plan.planned_step_seconds);
+  const auto yes_no = [](bool b) { return std::string(b ? "true" : "false"); };
+  set(plan_info_,
+      {{"job_id", job},
+       {"gradient_checkpointing", yes_no(plan.gradient_checkpointing)},
+       {"keep_attention", yes_no(plan.keep_attention)},
+       {"offload", plan.offload},
+       {"recompute", plan.recompute},
+       {"tile_tokens", std::to_string(plan.tile_tokens)},
+       {"attention_head_groups",
+        std::to_string(std::max<int64_t>(plan.attention_head_groups, 1))},
+       {"mlp_prune_ratio", absl::StrCat(plan.mlp_prune_ratio)},
+       {"two_d", yes_no(plan.two_d)}},
+      1);
+}
+
+void WorkerMetrics::ClearMemoryPlan() {
+  for (const auto& [family, gauge] : plan_series_) family->Remove(gauge);
+  plan_series_.clear();
 }
 
 void WorkerMetrics::OnCheckpointUpload(bool ok) {

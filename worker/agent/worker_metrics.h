@@ -19,6 +19,17 @@
 //   only when measured;
 // - lemo_worker_predictor_recall (gauge): recall of the oracle's kept blocks,
 //   only with a predictor.
+// The memory plan of a job whose spec gives resources.memory_budget (labels
+// job_id; replaced when the next budgeted job starts, removed by
+// ClearMemoryPlan):
+// - lemo_worker_memory_budget_bytes (gauge): the job's budget;
+// - lemo_worker_planned_peak_bytes (gauge): the planner's predicted peak for
+//   the setting chosen, to compare with lemo_worker_peak_memory_bytes;
+// - lemo_worker_planned_step_seconds (gauge): its predicted step time;
+// - lemo_worker_memory_plan_info (gauge, always 1): the switches chosen, as
+//   labels gradient_checkpointing, keep_attention, offload, recompute,
+//   tile_tokens, attention_head_groups, mlp_prune_ratio, two_d (a bounded
+//   set: each has two or three values).
 //
 //   LEMO_ASSIGN_OR_RETURN(auto metrics, WorkerMetrics::Create("0.0.0.0:9400"));
 //   metrics->SetConnected(true);
@@ -50,6 +61,31 @@ struct LayerSample {
   double predictor_recall = -1;
 };
 
+// What a memory budget chose for one job (plan/budget.h's BudgetChoice in
+// plain values, so this library needs no planner).
+struct MemoryPlanSample {
+  // The job's budget, bytes.
+  int64_t budget_bytes = 0;
+  // Predicted peak device memory of the chosen setting, bytes.
+  int64_t planned_peak_bytes = 0;
+  // Its predicted step time, seconds.
+  double planned_step_seconds = 0;
+  bool gradient_checkpointing = false;
+  bool keep_attention = false;
+  // "none", "uniform" or "sparsity".
+  std::string offload = "none";
+  // "none", "norm" or "mlp".
+  std::string recompute = "none";
+  // Tokens per tile; 0 = off.
+  int64_t tile_tokens = 0;
+  // 0 or 1 = off.
+  int64_t attention_head_groups = 0;
+  // 0 = off (accuracy-changing).
+  double mlp_prune_ratio = 0;
+  // LeMo 2D sparsity (accuracy-changing).
+  bool two_d = false;
+};
+
 class WorkerMetrics {
  public:
   // `listen` is "HOST:PORT" (port 0 picks a free one); empty keeps the metrics
@@ -62,6 +98,10 @@ class WorkerMetrics {
   // Sets the per-layer series of `job` (layer 0 first).
   void OnLayerStats(const std::string& job,
                     const std::vector<LayerSample>& layers);
+  // Sets the memory-plan series of `job`, replacing an earlier job's.
+  void SetMemoryPlan(const std::string& job, const MemoryPlanSample& plan);
+  // Removes them (the next job has no budget).
+  void ClearMemoryPlan();
   void OnCheckpointUpload(bool ok);
   void SetConnected(bool connected);
   void SetTaskRunning(bool running);
@@ -91,6 +131,14 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Gauge>* kept_fraction_;
   prometheus::Family<prometheus::Gauge>* saved_bytes_;
   prometheus::Family<prometheus::Gauge>* predictor_recall_;
+  prometheus::Family<prometheus::Gauge>* memory_budget_;
+  prometheus::Family<prometheus::Gauge>* planned_peak_;
+  prometheus::Family<prometheus::Gauge>* planned_step_;
+  prometheus::Family<prometheus::Gauge>* plan_info_;
+  // The memory-plan series now exported (one job's), for removal.
+  std::vector<
+      std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>>
+      plan_series_;
   // The per-layer series now exported (one job's), for removal.
   std::vector<
       std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>>

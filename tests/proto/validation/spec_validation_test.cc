@@ -262,6 +262,52 @@ const Case kCases[] = {
        s->mutable_resources()->set_min_device_memory_bytes(-1);
      },
      "spec.resources.min_device_memory_bytes:"},
+    {"MemoryBudgetUnit",
+     [](v1::JobSpec* s) { s->mutable_resources()->set_memory_budget("70Gb"); },
+     "spec.resources.memory_budget: unknown unit \"Gb\""},
+    {"MemoryBudgetNegative",
+     [](v1::JobSpec* s) { s->mutable_resources()->set_memory_budget("-1Gi"); },
+     "spec.resources.memory_budget: must be > 0"},
+    {"MemoryBudgetZero",
+     [](v1::JobSpec* s) { s->mutable_resources()->set_memory_budget("0Gi"); },
+     "spec.resources.memory_budget: must be > 0"},
+    {"MemoryBudgetOverflow",
+     [](v1::JobSpec* s) { s->mutable_resources()->set_memory_budget("9Ei"); },
+     "spec.resources.memory_budget: is more than 2^63 - 1 bytes"},
+    {"MemoryBudgetNoNumber",
+     [](v1::JobSpec* s) { s->mutable_resources()->set_memory_budget("Gi"); },
+     "spec.resources.memory_budget: want a number"},
+    {"MemoryBudgetAllowInexactAlone",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_memory_budget_allow_inexact(true);
+     },
+     "spec.resources.memory_budget_allow_inexact: needs "
+     "resources.memory_budget"},
+    {"MemoryBudgetWithCheckpointing",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_memory_budget("70Gi");
+       s->mutable_model()->set_gradient_checkpointing(true);
+     },
+     "spec.model.gradient_checkpointing: is chosen by "
+     "resources.memory_budget"},
+    {"MemoryBudgetWithOffload",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_memory_budget("70Gi");
+       s->mutable_model()->set_offload("none");
+     },
+     "spec.model.offload: is chosen by resources.memory_budget"},
+    {"MemoryBudgetWithTiles",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_memory_budget("70Gi");
+       s->mutable_model()->set_tile_tokens(0);
+     },
+     "spec.model.tile_tokens: is chosen by resources.memory_budget"},
+    {"MemoryBudgetWithRecomputeMlp",
+     [](v1::JobSpec* s) {
+       s->mutable_resources()->set_memory_budget("70Gi");
+       s->mutable_lemo()->set_recompute_mlp(true);
+     },
+     "spec.lemo.recompute_mlp: is chosen by resources.memory_budget"},
     {"CheckpointEveryNSteps",
      [](v1::JobSpec* s) { s->mutable_checkpoint()->set_every_n_steps(-1); },
      "spec.checkpoint.every_n_steps:"},
@@ -318,6 +364,55 @@ INSTANTIATE_TEST_SUITE_P(SpecValidation, SpecField, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.name);
                          });
+
+// Memory quantities: to add a case, a row here (text, bytes).
+TEST(MemoryQuantity, KubernetesUnitsAndTheirByteSpellingsParse) {
+  const std::pair<const char*, int64_t> kQuantities[] = {
+      {"70Gi", int64_t{70} << 30},
+      {"72GiB", int64_t{72} << 30},
+      {"75G", int64_t{75} * 1000 * 1000 * 1000},
+      {"75GB", int64_t{75} * 1000 * 1000 * 1000},
+      {"80000Mi", int64_t{80000} << 20},
+      {"1.5Ti", int64_t{3} << 39},
+      {"0.5Ki", 512},
+      {"512", 512},
+      {"512B", 512},
+      {"4k", 4000},
+      {"7Ei", int64_t{7} << 60},
+  };
+  for (const auto& [text, bytes] : kQuantities) {
+    absl::StatusOr<int64_t> parsed = ParseMemoryQuantity("f", text);
+    ASSERT_THAT(parsed, IsOk()) << text;
+    EXPECT_EQ(*parsed, bytes) << text;
+  }
+}
+
+TEST(MemoryQuantity, BadQuantitiesNameTheFieldAndTheText) {
+  for (const char* text :
+       {"", "Gi", "70 Gi", "70gi", "1e9", "-5Gi", "0", "0.0001", "--1", ".Gi",
+        "99999999999999999999", "8Ei", "9223372036854775808"}) {
+    EXPECT_THAT(ParseMemoryQuantity("spec.resources.memory_budget", text),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("spec.resources.memory_budget: ")))
+        << text;
+  }
+}
+
+TEST(SpecValidation, MemoryBudgetIsKeptAndLeavesTheSwitchesUnset) {
+  v1::JobSpec spec = testing::ValidSpec();
+  spec.mutable_resources()->set_memory_budget("70Gi");
+  spec.mutable_resources()->set_memory_budget_allow_inexact(true);
+  // "auto" is the unset offload; the accuracy-changing savers stay the
+  // user's.
+  spec.mutable_model()->set_offload("auto");
+  spec.mutable_lemo()->mutable_mlp_sparsity()->set_enabled(true);
+  LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s, NormalizeJobSpec(spec));
+  EXPECT_EQ(s.resources().memory_budget(), "70Gi");
+  EXPECT_EQ(MemoryBudgetBytes(s).value_or(-1), int64_t{70} << 30);
+  EXPECT_FALSE(s.model().gradient_checkpointing());
+  EXPECT_FALSE(s.model().has_tile_tokens());
+  EXPECT_EQ(MemoryBudgetBytes(testing::ValidSpec()).value_or(-1), 0);
+}
 
 TEST(SpecValidation, ValidSpecPassesAndGetsEveryDefault) {
   LEMO_ASSERT_OK_AND_ASSIGN(v1::JobSpec s,

@@ -494,6 +494,77 @@ TEST(TrainerOptionsFromAssign, MemorySwitchesResolveLikeLemoTrain) {
                                  "none, uniform, sparsity or auto")));
 }
 
+// resources.memory_budget: the planner chooses the switches on this worker's
+// device (the CPU here: never offload), the options carry them, and the
+// choice comes back for the log and the metrics.
+TEST(TrainerOptionsFromAssign, MemoryBudgetChoosesTheSwitchesAndReportsThem) {
+  v1::Assign assign = MinimalAssign();
+  int64_t layers = 0;
+  v1::JobSpec* spec = assign.mutable_spec();
+  spec->mutable_model()->set_path(TinyConfigDir(&layers));
+  spec->mutable_data()->set_tokenizer("byte");
+  spec->mutable_resources()->set_memory_budget("2Gi");
+  std::vector<std::string> notes;
+  BudgetReport roomy;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      engine::TrainerOptions o,
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr, &notes,
+                               &roomy));
+  ASSERT_TRUE(roomy.applied);
+  EXPECT_EQ(roomy.budget_bytes, int64_t{2} << 30);
+  EXPECT_TRUE(roomy.choice.plan.fits);
+  // Room for everything: nothing recomputed.
+  EXPECT_FALSE(o.model.gradient_checkpointing);
+  EXPECT_FALSE(o.model.lemo.recompute_mlp);
+  EXPECT_EQ(o.model.offload.policy, engine::OffloadPolicy::kNone);
+  EXPECT_THAT(notes, Contains(HasSubstr("memory budget 2.0 GiB on cpu: chose "
+                                        "no gradient checkpointing")));
+  EXPECT_THAT(notes, Contains(HasSubstr("memory budget candidates")));
+  EXPECT_THAT(notes, Contains(HasSubstr("memory: gradient checkpointing off")));
+  MemoryPlanSample sample = MemoryPlanSampleFrom(roomy);
+  EXPECT_EQ(sample.budget_bytes, int64_t{2} << 30);
+  EXPECT_EQ(sample.planned_peak_bytes, roomy.choice.plan.peak_gpu_bytes);
+  EXPECT_FALSE(sample.gradient_checkpointing);
+  EXPECT_EQ(sample.recompute, "none");
+
+  // A byte less than that choice's peak: something slower that fits, written
+  // into the options.
+  spec->mutable_resources()->set_memory_budget(
+      std::to_string(roomy.choice.plan.peak_gpu_bytes - 1));
+  BudgetReport tight;
+  LEMO_ASSERT_OK_AND_ASSIGN(
+      o, TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr,
+                                  nullptr, &tight));
+  ASSERT_TRUE(tight.applied);
+  EXPECT_LT(tight.choice.plan.peak_gpu_bytes, roomy.choice.plan.peak_gpu_bytes);
+  const plan::StepSettings& chose = tight.choice.settings;
+  EXPECT_TRUE(chose.gradient_checkpointing || chose.recompute_mlp ||
+              chose.recompute_norm);
+  EXPECT_EQ(o.model.gradient_checkpointing, chose.gradient_checkpointing);
+  EXPECT_EQ(o.model.checkpoint_keep_attention, chose.checkpoint_keep_attention);
+  EXPECT_EQ(o.model.lemo.recompute_norm, chose.recompute_norm);
+  EXPECT_EQ(o.model.offload.policy, engine::OffloadPolicy::kNone);
+  EXPECT_EQ(chose.offload, plan::OffloadPolicy::kNone);
+
+  // Nothing fits: the spec's budget is named, with the shortfall, and the
+  // job fails as INVALID_SPEC.
+  spec->mutable_resources()->set_memory_budget("1Ki");
+  absl::StatusOr<engine::TrainerOptions> none =
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr);
+  EXPECT_THAT(none, StatusIs(absl::StatusCode::kInvalidArgument,
+                             AllOf(HasSubstr("spec.resources.memory_budget: "
+                                             "memory budget 1.0 KiB on cpu: no "
+                                             "setting fits"),
+                                   HasSubstr("short by"))));
+  EXPECT_EQ(FailureFromStatus(none.status(), 0).reason(), v1::INVALID_SPEC);
+  // A malformed budget (the coordinator refuses it first) is named too.
+  spec->mutable_resources()->set_memory_budget("lots");
+  EXPECT_THAT(
+      TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("spec.resources.memory_budget: want a number")));
+}
+
 TEST(TrainerOptionsFromAssign, DenseNeedsNoConfigAndWarnsAboutTheRest) {
   v1::Assign assign = MinimalAssign();  // its model path does not exist
   v1::LemoSpec* lemo = assign.mutable_spec()->mutable_lemo();

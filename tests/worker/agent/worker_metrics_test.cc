@@ -19,6 +19,38 @@ using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+TEST(WorkerMetrics, MemoryPlanIsServedForOneJobAtATime) {
+  LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create("127.0.0.1:0"));
+  MemoryPlanSample plan;
+  plan.budget_bytes = int64_t{70} << 30;
+  plan.planned_peak_bytes = int64_t{61} << 30;
+  plan.planned_step_seconds = 12.5;
+  plan.gradient_checkpointing = true;
+  plan.offload = "sparsity";
+  plan.tile_tokens = 16384;
+  metrics->SetMemoryPlan("job-a", plan);
+  std::string text = HttpGet(metrics->port());
+  EXPECT_THAT(text,
+              HasSubstr("lemo_worker_memory_budget_bytes{job_id=\"job-a\"} "
+                        "75161927680"));
+  EXPECT_THAT(text,
+              HasSubstr("lemo_worker_planned_peak_bytes{job_id=\"job-a\"} "
+                        "65498251264"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("lemo_worker_planned_step_seconds{job_id=\"job-a\"} 12.5"));
+  EXPECT_THAT(text, HasSubstr("gradient_checkpointing=\"true\""));
+  EXPECT_THAT(text, HasSubstr("offload=\"sparsity\""));
+  EXPECT_THAT(text, HasSubstr("tile_tokens=\"16384\""));
+  metrics->SetMemoryPlan("job-b", MemoryPlanSample{});
+  text = HttpGet(metrics->port());
+  EXPECT_THAT(text, Not(HasSubstr("job-a")));
+  EXPECT_THAT(text, HasSubstr("lemo_worker_memory_plan_info{"));
+  metrics->ClearMemoryPlan();
+  text = HttpGet(metrics->port());
+  EXPECT_THAT(text, Not(HasSubstr("job_id=\"job-b\"")));
+}
+
 TEST(WorkerMetrics, ServesTheDesignNames) {
   LEMO_ASSERT_OK_AND_ASSIGN(auto metrics, WorkerMetrics::Create("127.0.0.1:0"));
   ASSERT_GT(metrics->port(), 0);
