@@ -132,8 +132,9 @@ std::string OffloadPolicyName(OffloadPolicy policy) {
 }
 
 std::vector<double> DefaultKeepFractions(int64_t num_layers) {
-  // worker/engine/lemo/lemo_options.cc DefaultKeepSchedule: 15 of the
-  // artifact's 32 layers run dense before sparsity starts paying off.
+  // The engine's default schedule (worker/engine/lemo/lemo_options.h
+  // DefaultKeepSchedule returns this): 15 of the artifact's 32 layers run
+  // dense before sparsity starts paying off.
   constexpr double kDenseFraction = 15.0 / 32.0;
   constexpr double kSparseKeep = 0.4;
   const int64_t dense_prefix = static_cast<int64_t>(

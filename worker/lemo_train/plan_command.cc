@@ -14,8 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/atomic_file.h"
 #include "common/plan/device_table.h"
+#include "common/plan/plan_format.h"
 #include "common/plan/step_plan.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -204,48 +206,11 @@ std::string HumanBytes(int64_t bytes) {
   return absl::StrCat(bytes, " B");
 }
 
-// `dtype`: the --dtype given (bf16 and fp16 have the same activation bytes).
+// The shared one-line description (common/plan/plan_format.h), naming the
+// --dtype given where it says "bf16/fp16" (the two plan alike).
 std::string DescribeSettings(const plan::StepSettings& s,
                              const std::string& dtype) {
-  std::vector<std::string> parts;
-  parts.push_back(absl::StrCat("seq ", s.seq_len, " x batch ", s.batch));
-  parts.push_back(dtype);
-  parts.push_back(absl::StrCat("LoRA r=", s.lora_rank, " on ",
-                               absl::StrJoin(s.lora_targets, ",")));
-  if (s.gradient_checkpointing) {
-    parts.push_back(s.checkpoint_keep_attention
-                        ? "gradient checkpointing keeping attention"
-                        : "gradient checkpointing");
-  }
-  if (s.recompute_mlp) parts.push_back("MLP recomputed");
-  if (s.offload != plan::OffloadPolicy::kNone) {
-    parts.push_back(absl::StrCat(
-        "offload ", plan::OffloadPolicyName(s.offload), " (GPU budget ",
-        s.offload_gpu_budget_gib < 0
-            ? std::string("auto")
-            : absl::StrFormat("%.2f GiB", s.offload_gpu_budget_gib),
-        ")"));
-  }
-  if (s.tile_tokens > 0) parts.push_back(absl::StrCat("tiles ", s.tile_tokens));
-  if (s.attention_head_groups > 1) {
-    parts.push_back(absl::StrCat("head groups ", s.attention_head_groups));
-  }
-  if (s.loss_segment_tokens > 0) {
-    parts.push_back(absl::StrCat("loss segments ", s.loss_segment_tokens));
-  }
-  if (!s.keep_fractions.empty()) {
-    const int64_t sparse =
-        std::count_if(s.keep_fractions.begin(), s.keep_fractions.end(),
-                      [](double f) { return f < 1.0; });
-    parts.push_back(absl::StrCat(
-        "LeMo ", s.lemo_oracle ? "oracle" : "predictor", " (", sparse, " of ",
-        s.keep_fractions.size(), " layers sparse)"));
-  }
-  if (s.mlp_prune_ratio > 0) {
-    parts.push_back(absl::StrCat("MLP prune ", s.mlp_prune_ratio));
-  }
-  if (s.lemo_2d) parts.push_back("LeMo 2D");
-  return absl::StrJoin(parts, ", ");
+  return absl::StrReplaceAll(plan::DescribeSettings(s), {{"bf16/fp16", dtype}});
 }
 
 std::string FormatTable(const std::string& model_name, const std::string& dtype,
@@ -294,59 +259,15 @@ std::string FormatTable(const std::string& model_name, const std::string& dtype,
   return out;
 }
 
-// The keys lemoctl plan's JSON uses (camelCase), so scripts read both alike.
+// lemoctl plan's JSON document (common/plan/plan_format.h), plus the model.
 nlohmann::json PlanJson(const std::string& model_name, const std::string& dtype,
                         const plan::StepPlan& p,
                         const plan::DeviceDescription& d,
                         const plan::StepSettings& s) {
-  nlohmann::json items = nlohmann::json::array();
-  for (const plan::PlanItem& item : p.items) {
-    items.push_back({{"name", item.name},
-                     {"where", item.where},
-                     {"bytes", item.bytes},
-                     {"gib", static_cast<double>(item.bytes) /
-                                 static_cast<double>(1LL << 30)},
-                     {"detail", item.detail}});
-  }
-  nlohmann::json times = nlohmann::json::array();
-  for (const auto& [name, seconds] : p.time_items) {
-    times.push_back({{"name", name}, {"seconds", seconds}});
-  }
-  return {{"model", model_name},
-          {"device",
-           {{"name", d.name},
-            {"description", d.description},
-            {"memoryBytes", d.memory_bytes},
-            {"hostMemoryBytes", d.host_memory_bytes}}},
-          {"settings",
-           {{"seqLen", s.seq_len},
-            {"batch", s.batch},
-            {"activationBytes", s.activation_bytes},
-            {"loraRank", s.lora_rank},
-            {"loraTargets", s.lora_targets},
-            {"gradientCheckpointing", s.gradient_checkpointing},
-            {"checkpointKeepAttention", s.checkpoint_keep_attention},
-            {"recomputeMlp", s.recompute_mlp},
-            {"recomputeNorm", s.recompute_norm},
-            {"offload", plan::OffloadPolicyName(s.offload)},
-            {"offloadGpuBudgetGib", s.offload_gpu_budget_gib},
-            {"tileTokens", s.tile_tokens},
-            {"attentionHeadGroups", s.attention_head_groups},
-            {"lossSegmentTokens", s.loss_segment_tokens},
-            {"keepFractions", s.keep_fractions},
-            {"lemoOracle", s.lemo_oracle},
-            {"mlpPruneRatio", s.mlp_prune_ratio},
-            {"lemo2d", s.lemo_2d},
-            {"description", DescribeSettings(s, dtype)}}},
-          {"items", items},
-          {"peakGpuBytes", p.peak_gpu_bytes},
-          {"pinnedHostBytes", p.pinned_host_bytes},
-          {"offloadedLayers", p.offloaded_layers},
-          {"stepSeconds", p.step_seconds},
-          {"timeItems", times},
-          {"fits", p.fits},
-          {"shortfallBytes", p.shortfall_bytes},
-          {"verdict", p.verdict}};
+  nlohmann::json json = plan::PlanToJson(p, d, s);
+  json["model"] = model_name;
+  json["settings"]["summary"] = DescribeSettings(s, dtype);
+  return json;
 }
 
 int RunPlan(PlanFlags& f) {

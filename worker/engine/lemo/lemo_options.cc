@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/plan/step_plan.h"
 
 namespace lemo::engine {
 
@@ -27,16 +28,9 @@ std::string LemoModeName(LemoMode mode) {
 }
 
 std::vector<double> DefaultKeepSchedule(int64_t num_layers) {
-  // 15 of the artifact's 32 layers run dense before sparsity starts paying off.
-  constexpr double kDenseFraction = 15.0 / 32.0;
-  constexpr double kSparseKeep = 0.4;
-  const int64_t dense_prefix = static_cast<int64_t>(
-      std::lround(kDenseFraction * static_cast<double>(num_layers)));
-  std::vector<double> ratios(num_layers > 0 ? num_layers : 0, kSparseKeep);
-  for (int64_t i = 0; i < num_layers; ++i) {
-    if (i < dense_prefix || i == num_layers - 1) ratios[i] = 1.0;
-  }
-  return ratios;
+  // The planner predicts memory and time at this schedule before a job runs
+  // (common/plan/), so the rule lives there once.
+  return plan::DefaultKeepFractions(num_layers);
 }
 
 std::string DescribeKeepSchedule(const std::vector<double>& keep_ratios) {
