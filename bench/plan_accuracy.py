@@ -326,13 +326,26 @@ def pct(pred, meas):
     return 100.0 * (pred - meas) / meas
 
 
+# The planner predicts a steady step. A row whose only timed step was its process's first one
+# (record_result.py's "warm-up not skipped" warning) also holds one-time start-up, which the
+# H100 grid measured at 0.1-1.9 s per process (its first step minus the median of the steps
+# after the 2 warm-ups: bench/results/2026-12-06-h100-grid/*/*.metrics.jsonl). Where that could
+# be more than the 25% tolerance of the predicted step, the row cannot test the time
+# prediction: it is shown, marked, and not counted.
+FIRST_STEP_STARTUP_MAX_S = 1.9
+
+
+def first_step_only(row):
+    return "warm-up not skipped" in str(row.get("warning") or "")
+
+
 def table():
     plans = committed_plan()
     ooms = []
     lines = ["| folder | system | seq | mode | device | measured GiB | predicted GiB | error "
              "| within 10% | measured step s | predicted s | error | within 25% |",
              "|---|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---|"]
-    n_mem = n_mem_ok = n_time = n_time_ok = 0
+    n_mem = n_mem_ok = n_time = n_time_ok = n_uncomparable = 0
     for key, folder, row in planned_rows():
         p = plans.get((key["folder"], key["system"], key["seq"], key["mode"]))
         head = f"| {key['folder']} | {key['system']} | {key['seq'] // 1024}K | {key['mode']} "
@@ -349,17 +362,26 @@ def table():
         meas_mem, meas_t = row["peak_allocated_bytes"], report.step_median(row)
         em, et = pct(p["peak_gpu_bytes"], meas_mem), pct(p["step_seconds"], meas_t)
         n_mem += 1
-        n_time += 1
         n_mem_ok += abs(em) <= 10
-        n_time_ok += abs(et) <= 25
+        comparable = not (first_step_only(row) and
+                          FIRST_STEP_STARTUP_MAX_S > 0.25 * p["step_seconds"])
+        if comparable:
+            n_time += 1
+            n_time_ok += abs(et) <= 25
+            verdict_t = "yes" if abs(et) <= 25 else "**no**"
+        else:
+            n_uncomparable += 1
+            verdict_t = "not comparable: first step only"
         lines.append(head + f"| {p['device']} | {meas_mem / GIB:.1f} | "
                      f"{p['peak_gpu_bytes'] / GIB:.1f} | {em:+.1f}% | "
                      f"{'yes' if abs(em) <= 10 else '**no**'} | {meas_t:.2f} | "
-                     f"{p['step_seconds']:.2f} | {et:+.1f}% | "
-                     f"{'yes' if abs(et) <= 25 else '**no**'} |")
+                     f"{p['step_seconds']:.2f} | {et:+.1f}% | {verdict_t} |")
     lines.append("")
     lines.append(f"Peak memory within 10%: {n_mem_ok} of {n_mem} rows; step time within 25%: "
-                 f"{n_time_ok} of {n_time} rows.")
+                 f"{n_time_ok} of {n_time} rows"
+                 + (f" ({n_uncomparable} more whose only timed step was a process's first, "
+                    f"where start-up of up to {FIRST_STEP_STARTUP_MAX_S} s is more than 25% "
+                    "of the predicted step: not counted)" if n_uncomparable else "") + ".")
     if ooms:
         lines += ["", "Rows that ran out of memory, and what the planner says of the same "
                   "settings on today's engine:", "",

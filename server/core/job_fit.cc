@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/plan/budget.h"
 #include "common/plan/plan_format.h"
 #include "proto/plan/spec_plan.h"
 #include "proto/validation/spec_validation.h"
@@ -59,6 +60,31 @@ std::vector<WorkerFit> PlanOnWorkers(
     absl::StatusOr<plan::StepPlan> p =
         plan::PlanStep(in->model, in->settings, w.device);
     if (!p.ok()) continue;
+    // A budgeted job runs the switches the worker will choose within its
+    // budget (worker/engine/train/memory_budget.h), not the spec's defaults:
+    // it fits where some choice does. When none does, the plan shown is the
+    // spec's own, judged against the budget.
+    absl::StatusOr<int64_t> budget = proto::MemoryBudgetBytes(spec);
+    if (budget.ok() && *budget > 0) {
+      plan::BudgetOptions options;
+      options.budget_bytes = *budget;
+      options.allow_inexact = spec.resources().memory_budget_allow_inexact();
+      options.allow_head_groups = spec.lora().dropout() == 0;
+      options.allow_offload = spec.resources().device_kind() == v1::CUDA;
+      absl::StatusOr<plan::BudgetChoice> choice =
+          plan::ChooseWithinBudget(in->model, in->settings, w.device, options);
+      if (choice.ok()) {
+        out.push_back(WorkerFit{w.worker_id, w.device,
+                                std::move(choice->settings),
+                                std::move(choice->plan)});
+        continue;
+      }
+      plan::DeviceDescription within = w.device;
+      within.memory_bytes = std::min(within.memory_bytes, *budget);
+      absl::StatusOr<plan::StepPlan> over =
+          plan::PlanStep(in->model, in->settings, within);
+      if (over.ok()) p = std::move(over);
+    }
     out.push_back(WorkerFit{w.worker_id, w.device, std::move(in->settings),
                             *std::move(p)});
   }

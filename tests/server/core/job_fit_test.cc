@@ -68,6 +68,24 @@ TEST(JobFit, AJobTooBigForEveryWorkerIsRefusedWithTheBreakdown) {
                         HasSubstr("verdict: does not fit"))));
 }
 
+TEST(JobFit, ABudgetedJobIsJudgedByWhatItsBudgetWouldChoose) {
+  // 32K tokens without checkpointing (the spec's default) needs more than the
+  // worker's 64 GiB; within a 60 GiB budget the worker would turn on
+  // checkpointing, which fits.
+  v1::JobSpec spec = Llama7bSpec(32768);
+  const std::vector<v1::Register> fleet = {
+      MakeRegister("cpu", v1::CPU, 64 * kGiB)};
+  EXPECT_THAT(CheckFitsFleet(spec, Shape(), fleet),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  spec.mutable_resources()->set_memory_budget("60Gi");
+  EXPECT_THAT(CheckFitsFleet(spec, Shape(), fleet), IsOk());
+  // A budget nothing fits in is refused, judged against the budget.
+  spec.mutable_resources()->set_memory_budget("1Gi");
+  EXPECT_THAT(CheckFitsFleet(spec, Shape(), fleet),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("closest: worker cpu")));
+}
+
 TEST(JobFit, NothingToJudgeByMeansAccept) {
   const v1::JobSpec spec = Llama7bSpec(524288);
   // No workers; only workers of another kind; only workers of unknown memory.

@@ -15,7 +15,6 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/plan/step_plan.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/training_model.h"
 
@@ -39,8 +38,8 @@ struct MemorySwitches {
 
 // Below this length the [N, intermediate] tensors fit, and tiling would only
 // re-run gate/up once more under checkpointing.
-inline constexpr int64_t kAutoTileFromTokens = plan::kAutoTileFromTokens;
-inline constexpr int64_t kAutoTileTokens = plan::kAutoTileTokens;
+inline constexpr int64_t kAutoTileFromTokens = 131072;
+inline constexpr int64_t kAutoTileTokens = 16384;
 // Head groups are automatic where one layer's whole-attention backward would
 // take more than this share of the device: what is left must hold the
 // weights and the checkpoints kept on the GPU. Measured on an H100 80GB with
@@ -49,15 +48,13 @@ inline constexpr int64_t kAutoTileTokens = plan::kAutoTileTokens;
 // faster than in 4 groups; at 384K it would be 42 GiB (53%), and 4 groups
 // (9.3 inputs, 27.8 GiB) are what lets the step fit. Below the share, groups
 // only cost one more attention forward per layer.
-inline constexpr double kAutoHeadGroupsDeviceShare =
-    plan::kAutoHeadGroupsDeviceShare;
+inline constexpr double kAutoHeadGroupsDeviceShare = 0.4;
 // A layer's backward working set with attention whole, in layer inputs
 // (N x hidden x dtype bytes): its q/k/v, output, their gradients and flash
 // attention's fp32 dq accumulator; 14 measured at 64K and at 256K
 // (backward_peak_bytes), with 4 groups 9.3 to 9.9.
-inline constexpr double kWholeAttentionWorkingSetInputs =
-    plan::kWholeAttentionWorkingSetInputs;
-inline constexpr int64_t kAutoHeadGroups = plan::kAutoHeadGroups;
+inline constexpr double kWholeAttentionWorkingSetInputs = 14;
+inline constexpr int64_t kAutoHeadGroups = 4;
 
 // The automatic head-group count: kAutoHeadGroups where gradient
 // checkpointing is on, the heads split, LoRA has no dropout, and one layer's
