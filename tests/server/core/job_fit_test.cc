@@ -76,7 +76,8 @@ TEST(JobFit, ABudgetedJobIsJudgedByWhatItsBudgetWouldChoose) {
   const std::vector<v1::Register> fleet = {
       MakeRegister("cpu", v1::CPU, 64 * kGiB)};
   EXPECT_THAT(CheckFitsFleet(spec, Shape(), fleet),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("does not fit")));
   spec.mutable_resources()->set_memory_budget("60Gi");
   EXPECT_THAT(CheckFitsFleet(spec, Shape(), fleet), IsOk());
   // A budget nothing fits in is refused, judged against the budget.
