@@ -15,39 +15,9 @@ constexpr int64_t kDefaultLoraRank = 8;
 constexpr int64_t kDefaultLossSegmentTokens = 2048;
 constexpr double kDefaultMlpPruneRatio = 0.8;
 
-// engine/train/memory_switches.h: tiles from 128K tokens, 16K each; 4 head
-// groups where one layer's whole-attention backward (14 layer inputs) would
-// take more than 40% of the device. Mirrored here (the engine's constants
-// need torch); the agent's test checks both translations agree.
-constexpr int64_t kAutoTileFromTokens = 131072;
-constexpr int64_t kAutoTileTokens = 16384;
-constexpr double kAutoHeadGroupsDeviceShare = 0.4;
-constexpr double kWholeAttentionWorkingSetInputs = 14;
-constexpr int64_t kAutoHeadGroups = 4;
-
 template <typename T>
 T OrDefault(T value, T fallback) {
   return value == T{} ? fallback : value;
-}
-
-// memory_switches.cc AutoHeadGroups over the planner's shape.
-int64_t AutoHeadGroups(int64_t seq_len, const plan::ModelShape& model,
-                       const plan::StepSettings& s, double lora_dropout,
-                       int64_t device_memory_bytes) {
-  if (!s.gradient_checkpointing || s.checkpoint_keep_attention ||
-      lora_dropout != 0 || device_memory_bytes <= 0 ||
-      model.num_heads % kAutoHeadGroups != 0 ||
-      model.num_kv_heads % kAutoHeadGroups != 0) {
-    return 0;
-  }
-  const double input_bytes = static_cast<double>(seq_len) *
-                             static_cast<double>(model.hidden_size) *
-                             static_cast<double>(s.activation_bytes);
-  return kWholeAttentionWorkingSetInputs * input_bytes >
-                 kAutoHeadGroupsDeviceShare *
-                     static_cast<double>(device_memory_bytes)
-             ? kAutoHeadGroups
-             : 0;
 }
 
 }  // namespace
@@ -116,15 +86,18 @@ absl::StatusOr<plan::StepSettings> StepSettingsFromSpec(
   // The memory switches (memory_switches.cc ApplyMemorySwitches).
   if (spec.model().has_tile_tokens() && spec.model().tile_tokens() >= 0) {
     s.tile_tokens = spec.model().tile_tokens();
-  } else if (s.seq_len >= kAutoTileFromTokens) {
-    s.tile_tokens = kAutoTileTokens;
+  } else {
+    s.tile_tokens = plan::AutoTileTokens(s.seq_len);
   }
   if (spec.model().has_attention_head_groups() &&
       spec.model().attention_head_groups() >= 0) {
     s.attention_head_groups = spec.model().attention_head_groups();
   } else if (s.gradient_checkpointing) {
-    s.attention_head_groups = AutoHeadGroups(
-        s.seq_len, model, s, spec.lora().dropout(), device_memory_bytes);
+    // The engine runs head groups only without LoRA dropout.
+    s.attention_head_groups =
+        spec.lora().dropout() != 0
+            ? 0
+            : plan::AutoHeadGroups(model, s, device_memory_bytes);
   }
   std::string offload = spec.model().offload();
   // The deprecated spec.lemo.offload: "sparsity" under checkpointing, else
