@@ -8,6 +8,14 @@
 #   2  with checkpointing (offload, tiles and head groups automatic): 64K, then 4K, 8K, 16K, 32K
 #      (as many as the call's deadline allows)
 #   3  with checkpointing: 128K
+# and, for the peer columns (issue 14's Done-when 1, issue 15's 8K and 64K targets), LeMo beside HF
+# transformers + PEFT (HF's own loss) and the strong peer (+ Liger Kernel's fused loss), peers with
+# 2 warm-up + 5 timed steps too:
+#   4  build, preset; without checkpointing 8K: dense, LeMo, LeMo + selective (--recompute-mlp),
+#      peer, strong peer; with checkpointing 32K: LeMo, LeMo + selective, peer, strong peer
+#   5  with checkpointing 64K: LeMo, LeMo + selective (--checkpoint-keep-attention), peer, strong
+#   6  a second process for the headline ratios (8K without and 64K with checkpointing: LeMo +
+#      selective and the strong peer), then lemo-kernel-bench --quick (block scoring's rate)
 # LeMo runs in oracle mode (no calibration: it would take a call of its own); every lemo-train
 # run has --loss-segment-tokens 2048. Each suite run lands in $OUT/<phase>-<part>.tar.gz with its
 # table beside it.
@@ -15,7 +23,7 @@
 # Device run (repo root, carry .device):  bash bench/device_grid.sh 1
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-PHASE=${1:?phase 1-3}
+PHASE=${1:?phase 1-6}
 for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do
   [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot
 done
@@ -45,7 +53,22 @@ case $PHASE in
        LEMO_TRAIN=build-gpu/bin/lemo-train ;;
   3) suite ckpt-128k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=131072 LEMO_BENCH_STEPS=6 LEMO_BENCH_WARMUP=1 \
        LEMO_BENCH_TIMEOUT=400 ;;
-  *) echo "phase must be 1-3" >&2; exit 2 ;;
+  4) export LEMO_BENCH_PEER_WARMUP=2
+     suite peers-8k 330 LEMO_BENCH_MODES=off LEMO_BENCH_SEQS=8192 \
+       LEMO_BENCH_SYSTEMS="lemo lemo-sparse lemo-selective peer peer-strong"
+     suite peers-32k 570 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=32768 LEMO_BENCH_BUILD=0 \
+       LEMO_TRAIN=build-gpu/bin/lemo-train LEMO_BENCH_SYSTEMS="lemo-sparse lemo-selective peer peer-strong" ;;
+  5) export LEMO_BENCH_PEER_WARMUP=2
+     suite peers-64k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 \
+       LEMO_BENCH_SYSTEMS="lemo-sparse lemo-selective peer peer-strong" ;;
+  6) export LEMO_BENCH_PEER_WARMUP=2 LEMO_BENCH_SYSTEMS="lemo-selective peer-strong"
+     suite repeat-8k 150 LEMO_BENCH_MODES=off LEMO_BENCH_SEQS=8192
+     suite repeat-64k 470 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 LEMO_BENCH_BUILD=0 \
+       LEMO_TRAIN=build-gpu/bin/lemo-train
+     # block scoring's rate against this run's matmul (the README's "% of matmul" claim)
+     suite kernels 575 LEMO_BENCH_SYSTEMS=lemo LEMO_BENCH_SEQS=4096 LEMO_BENCH_MODES=on \
+       LEMO_BENCH_STEPS=1 LEMO_BENCH_WARMUP=0 LEMO_BENCH_KERNELS=1 LEMO_BENCH_KERNEL_ARGS=--quick ;;
+  *) echo "phase must be 1-6" >&2; exit 2 ;;
 esac
 cat "$FINAL_OUT"/"$PHASE"-*-table.md 2>/dev/null | grep -E '^\|' | tail -n 20
 [ -f "$FINAL_OUT/rates.json" ] && cat "$FINAL_OUT/rates.json"
