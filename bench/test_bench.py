@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import control_plane_report  # noqa: E402
 import flag_rows  # noqa: E402
 import flops  # noqa: E402
+import peer_rows  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
 import share_rows  # noqa: E402
@@ -308,6 +309,51 @@ class ShareRowsTest(unittest.TestCase):
             [os.path.join(root, d) for d in ("ckpt-128k-dense", "ckpt-128k-lemo")]))
         self.assertEqual(len(lines), 1)
         self.assertIn("| 58.8 | 58.8 | 1.00 | 53.30 |", lines[0])
+
+
+class PeerRowsTest(unittest.TestCase):
+    """peer_rows.py takes every ratio against the peers of the same folder, pooling repeats."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+
+    def folder(self, name, rows):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path)
+        with open(os.path.join(path, "results.jsonl"), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        return path
+
+    def row(self, system, times, alloc, status="ok", seq_len=65536, mode="ckpt"):
+        return {"system": system, "seq_len": seq_len, "mode": mode, "status": status,
+                "step_times_s": times, "peak_allocated_bytes": alloc * GIB}
+
+    def test_two_runs_pool_steps_and_take_the_worst_ratio(self):
+        a = self.folder("run1", [self.row("lemo-selective", [10.0, 10.2], 50),
+                                 self.row("peer", [16.0, 16.4], 53),
+                                 self.row("peer-strong", [14.0, 14.4], 40)])
+        b = self.folder("run2", [self.row("lemo-selective", [10.4, 10.6], 52),
+                                 self.row("peer-strong", [13.0, 13.2], 40)])
+        (line,) = peer_rows.rows(peer_rows.collect([a, b]))
+        # memory: largest peak 52 / strong 40 = 1.30, worst run 52/40; step: median of
+        # 10.0-10.6 = 10.3 over the strong's pooled median 13.6 = 0.76; worst: run 2's
+        # 10.6 / 13.0 = 0.82 (run 1's is 10.2 / 14.0 = 0.73)
+        self.assertEqual(line, "| 64K | yes | LeMo + selective | 52.0 | 53.0 | 40.0 | 1.30 (1.30) | "
+                               "10.30 | 16.20 | 13.60 | 0.64 | 0.76 (0.82) | 2 |")
+
+    def test_a_peer_that_ran_out_of_memory_gives_no_ratio(self):
+        a = self.folder("run", [self.row("lemo-sparse", [4.0], 58, seq_len=16384, mode="no-ckpt"),
+                                self.row("peer", [], 0, status="oom", seq_len=16384, mode="no-ckpt")])
+        (line,) = peer_rows.rows(peer_rows.collect([a]))
+        self.assertEqual(line, "| 16K | no | LeMo | 58.0 | OOM | not run | - | 4.00 | - | - | - | "
+                               "- | - |")
+
+    def test_no_ratio_crosses_folders(self):
+        a = self.folder("lemo", [self.row("lemo-2d", [7.0], 40)])
+        b = self.folder("peers", [self.row("peer-strong", [14.0], 40)])
+        (line,) = peer_rows.rows(peer_rows.collect([a, b]))
+        self.assertIn("| not run | - |", line)
 
 
 class PeerTest(unittest.TestCase):
