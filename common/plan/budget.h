@@ -34,12 +34,12 @@
 namespace lemo::plan {
 
 // The tile size the budget tries: the engine's automatic one
-// (worker/engine/train/memory_switches.h kAutoTileTokens), measured to cost
-// little time at long contexts.
-inline constexpr int64_t kBudgetTileTokens = 16384;
+// (step_plan.h kAutoTileTokens), measured to cost little time at long
+// contexts.
+inline constexpr int64_t kBudgetTileTokens = kAutoTileTokens;
 // The head-group count the budget tries: the engine's automatic one
-// (memory_switches.h kAutoHeadGroups).
-inline constexpr int64_t kBudgetHeadGroups = 4;
+// (step_plan.h kAutoHeadGroups).
+inline constexpr int64_t kBudgetHeadGroups = kAutoHeadGroups;
 // The MLP prune ratio of an inexact candidate when the base settings give
 // none: the paper's (and the spec's default) 0.8.
 inline constexpr double kBudgetMlpPruneRatio = 0.8;

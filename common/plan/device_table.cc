@@ -108,16 +108,37 @@ absl::StatusOr<std::vector<DeviceDescription>> ParseDeviceTable(
   return out;
 }
 
-absl::StatusOr<std::vector<DeviceDescription>> BuiltinDevices() {
+namespace {
+
+absl::StatusOr<std::vector<DeviceDescription>> ParseBuiltinDevices() {
   LEMO_ASSIGN_OR_RETURN(auto devices, ParseDeviceTable(kBuiltinDevicesJson),
                         "the built-in common/plan/devices.json");
   return devices;
 }
 
+// The built-in table, parsed once per process: it is compiled in, so every
+// parse gives the same table (or the same error), and the coordinator asks
+// for it on every registration and plan. A function-local static is
+// initialized once even when threads race to the first call, and is only
+// read after.
+const absl::StatusOr<std::vector<DeviceDescription>>& CachedBuiltinDevices() {
+  static const absl::StatusOr<std::vector<DeviceDescription>>* const devices =
+      new absl::StatusOr<std::vector<DeviceDescription>>(ParseBuiltinDevices());
+  return *devices;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<DeviceDescription>> BuiltinDevices() {
+  return CachedBuiltinDevices();
+}
+
 absl::StatusOr<DeviceDescription> FindDevice(absl::string_view name) {
-  LEMO_ASSIGN_OR_RETURN(auto devices, BuiltinDevices());
+  const absl::StatusOr<std::vector<DeviceDescription>>& devices =
+      CachedBuiltinDevices();
+  LEMO_RETURN_IF_ERROR(devices.status());
   std::vector<std::string> known;
-  for (const auto& d : devices) {
+  for (const auto& d : *devices) {
     if (d.name == name) return d;
     known.push_back(d.name);
   }
@@ -130,7 +151,8 @@ DeviceDescription DeviceFromRegistration(absl::string_view gpu_name,
                                          int64_t memory_bytes,
                                          int64_t host_memory_bytes) {
   DeviceDescription out;
-  auto devices = BuiltinDevices();
+  const absl::StatusOr<std::vector<DeviceDescription>>& devices =
+      CachedBuiltinDevices();
   const std::string lower = absl::AsciiStrToLower(gpu_name);
   const DeviceDescription* match = nullptr;
   const DeviceDescription* nearest = nullptr;

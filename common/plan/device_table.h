@@ -22,7 +22,9 @@
 
 namespace lemo::plan {
 
-// The table built into the library (common/plan/devices.json).
+// The table built into the library (common/plan/devices.json), parsed once
+// per process (the first call, thread-safe) and the same table, or the same
+// error, on every call; FindDevice and DeviceFromRegistration read it too.
 absl::StatusOr<std::vector<DeviceDescription>> BuiltinDevices();
 // The built-in entry called `name`; NOT_FOUND listing the known names.
 absl::StatusOr<DeviceDescription> FindDevice(absl::string_view name);

@@ -136,11 +136,13 @@ absl::Status ValidateDevice(const DeviceDescription& device);
 // the layers and the last one dense (1.0), the rest keep 0.4.
 std::vector<double> DefaultKeepFractions(int64_t num_layers);
 
-// The engine's automatic memory switches
-// (worker/engine/train/memory_switches.h, which a test on the engine side
-// checks against these), for callers that resolve a spec's "auto" before
-// planning:
-// - token tiles of kAutoTileTokens from kAutoTileFromTokens tokens on;
+// The engine's automatic memory switches, defined here once: the engine
+// (worker/engine/train/memory_switches.cc) resolves its "auto" values with
+// these functions, and callers that resolve a spec's "auto" before planning
+// (proto/plan/spec_plan.cc, lemo-plan) use them too:
+// - token tiles of kAutoTileTokens from kAutoTileFromTokens tokens on (else 0).
+//   Below this length the [N, intermediate] tensors fit, and tiling would
+//   only re-run gate/up once more under checkpointing.
 inline constexpr int64_t kAutoTileFromTokens = 131072;
 inline constexpr int64_t kAutoTileTokens = 16384;
 int64_t AutoTileTokens(int64_t seq_len);
@@ -148,8 +150,23 @@ int64_t AutoTileTokens(int64_t seq_len);
 //   checkpoint_keep_attention, heads that split) where one layer's
 //   whole-attention backward (kWholeAttentionWorkingSetInputs layer inputs of
 //   seq_len x hidden x activation bytes) would take more than
-//   kAutoHeadGroupsDeviceShare of the device's memory; else 0.
+//   kAutoHeadGroupsDeviceShare of the device's memory (<= 0: unknown, no
+//   groups); else 0. LoRA dropout, which the engine's grouped attention
+//   refuses, is not in StepSettings: callers that have it check it first.
+//
+// Head groups are automatic where one layer's whole-attention backward would
+// take more than this share of the device: what is left must hold the
+// weights and the checkpoints kept on the GPU. Measured on an H100 80GB with
+// Llama-2-7B (bench/results/2026-12-06-h100-384k/): at 256K the whole-
+// attention working set is 28 GiB (35%) and the step fits at 76.9 GiB, 25%
+// faster than in 4 groups; at 384K it would be 42 GiB (53%), and 4 groups
+// (9.3 inputs, 27.8 GiB) are what lets the step fit. Below the share, groups
+// only cost one more attention forward per layer.
 inline constexpr double kAutoHeadGroupsDeviceShare = 0.4;
+// A layer's backward working set with attention whole, in layer inputs
+// (N x hidden x dtype bytes): its q/k/v, output, their gradients and flash
+// attention's fp32 dq accumulator; 14 measured at 64K and at 256K
+// (backward_peak_bytes), with 4 groups 9.3 to 9.9.
 inline constexpr double kWholeAttentionWorkingSetInputs = 14;
 inline constexpr int64_t kAutoHeadGroups = 4;
 int64_t AutoHeadGroups(const ModelShape& model, const StepSettings& settings,

@@ -1,6 +1,7 @@
 // Tests for common/plan/device_table.h: the built-in table, the parser of a
 // user's table (every wrong entry named by index, name and key) and the
-// device a worker's registration maps to. To add a case: add a
+// device a worker's registration maps to; the built-in table is parsed once
+// per process and every call must still see it as written. To add a case: add a
 // {table text, expected words} row to
 // ParseDeviceTable.BadTablesNameTheEntryAndKey, or a registration to
 // DeviceFromRegistration's tests.
@@ -8,6 +9,7 @@
 
 #include <limits>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,11 @@
 #include "tests/testing/status_matchers.h"
 
 namespace lemo::plan {
+
+// common/plan/devices.json's text (device_table.cc's generated source), to
+// compare the cached table with a fresh parse.
+extern const char kBuiltinDevicesJson[];
+
 namespace {
 
 using ::lemo::testing::IsOk;
@@ -46,6 +53,57 @@ TEST(BuiltinDevices, HoldTheMeasuredGpus) {
     EXPECT_GT(d.attention_flops_per_s, 0);
     EXPECT_GT(d.host_copy_bytes_per_s, 0);
   }
+}
+
+void ExpectSameDevice(const DeviceDescription& a, const DeviceDescription& b) {
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.description, b.description);
+  EXPECT_EQ(a.memory_bytes, b.memory_bytes) << a.name;
+  EXPECT_EQ(a.host_memory_bytes, b.host_memory_bytes) << a.name;
+  EXPECT_EQ(a.matmul_flops_per_s, b.matmul_flops_per_s) << a.name;
+  EXPECT_EQ(a.attention_flops_per_s, b.attention_flops_per_s) << a.name;
+  EXPECT_EQ(a.host_copy_bytes_per_s, b.host_copy_bytes_per_s) << a.name;
+  EXPECT_EQ(a.measured, b.measured) << a.name;
+}
+
+// The table is parsed once per process and shared by every caller: each call
+// must still see the embedded table as written, whatever earlier callers did
+// with their copies or their registrations, and from any thread.
+TEST(BuiltinDevices, EveryCallSeesTheEmbeddedTableUnchanged) {
+  absl::StatusOr<std::vector<DeviceDescription>> fresh =
+      ParseDeviceTable(kBuiltinDevicesJson);
+  ASSERT_THAT(fresh.status(), IsOk());
+  absl::StatusOr<std::vector<DeviceDescription>> first = BuiltinDevices();
+  ASSERT_THAT(first.status(), IsOk());
+  // A caller's copy is its own.
+  (*first)[0].memory_bytes = 1;
+  (*first)[0].name = "changed";
+  // A registration with its own memory and host sizes overrides them in its
+  // result only.
+  const DeviceDescription registered =
+      DeviceFromRegistration((*fresh)[0].name, 12345, 67890);
+  EXPECT_EQ(registered.memory_bytes, 12345);
+  EXPECT_EQ(registered.host_memory_bytes, 67890);
+  std::vector<absl::StatusOr<std::vector<DeviceDescription>>> seen(8);
+  {
+    std::vector<std::thread> threads;
+    for (auto& s : seen) {
+      threads.emplace_back([&s] { s = BuiltinDevices(); });
+    }
+    for (std::thread& th : threads) th.join();
+  }
+  seen.push_back(BuiltinDevices());
+  for (const auto& again : seen) {
+    ASSERT_THAT(again.status(), IsOk());
+    ASSERT_EQ(again->size(), fresh->size());
+    for (size_t i = 0; i < fresh->size(); ++i) {
+      ExpectSameDevice((*again)[i], (*fresh)[i]);
+    }
+  }
+  absl::StatusOr<DeviceDescription> found = FindDevice((*fresh)[0].name);
+  ASSERT_THAT(found.status(), IsOk());
+  ExpectSameDevice(*found, (*fresh)[0]);
+  ExpectSameDevice(DeviceFromRegistration((*fresh)[0].name, 0, 0), (*fresh)[0]);
 }
 
 TEST(FindDevice, UnknownNameListsTheKnownOnes) {

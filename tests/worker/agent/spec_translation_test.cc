@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/plan/step_plan.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -466,8 +467,8 @@ TEST(TrainerOptionsFromAssign, MemorySwitchesResolveLikeLemoTrain) {
   assign.mutable_spec()->set_seq_len(262144);
   LEMO_ASSERT_OK_AND_ASSIGN(
       o, TrainerOptionsFromAssign(assign, torch::kCPU, "/o", "", nullptr));
-  EXPECT_EQ(o.model.tile_tokens, engine::kAutoTileTokens);
-  EXPECT_EQ(o.model.lemo.mlp_tile_tokens, engine::kAutoTileTokens);
+  EXPECT_EQ(o.model.tile_tokens, plan::kAutoTileTokens);
+  EXPECT_EQ(o.model.lemo.mlp_tile_tokens, plan::kAutoTileTokens);
   // Asked for by name.
   model->set_offload("uniform");
   model->set_offload_gpu_budget_gib(2);

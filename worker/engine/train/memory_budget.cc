@@ -10,10 +10,9 @@
 #include "common/plan/device_table.h"
 #include "common/plan/model_shape.h"
 #include "common/status_macros.h"
-#include "worker/engine/lemo/lemo_options.h"
-#include "worker/engine/model/llama_model.h"
 #include "worker/engine/runtime/device_memory.h"
 #include "worker/engine/train/memory_switches.h"
+#include "worker/engine/train/plan_inputs.h"
 
 namespace lemo::engine {
 namespace {
@@ -45,32 +44,6 @@ int64_t HostMemoryBytes() {
   return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : 0;
 }
 
-// The step `model` would train, with its memory switches left for the budget
-// to choose.
-absl::StatusOr<plan::StepSettings> BaseSettings(
-    const TrainingModelOptions& model, int64_t seq_len, int64_t batch,
-    int64_t num_layers) {
-  plan::StepSettings s;
-  s.seq_len = seq_len;
-  s.batch = batch;
-  // The engine keeps activations in the base dtype (fp32 on the CPU).
-  s.activation_bytes = static_cast<int64_t>(c10::elementSize(model.base_dtype));
-  s.lora_rank = model.lora.rank;
-  LEMO_ASSIGN_OR_RETURN(s.lora_targets, LlamaModel::ResolveTargetModules(
-                                            model.lora.target_modules));
-  s.loss_segment_tokens = model.loss_segment_tokens;
-  const LemoOptions& lemo = model.lemo;
-  if (lemo.mode != LemoMode::kDense) {
-    s.keep_fractions = lemo.keep_ratios.empty()
-                           ? DefaultKeepSchedule(num_layers)
-                           : lemo.keep_ratios;
-    s.lemo_oracle = lemo.mode == LemoMode::kOracle;
-  }
-  s.mlp_prune_ratio = lemo.mlp_prune_ratio;
-  s.lemo_2d = lemo.two_d_sparsity;
-  return s;
-}
-
 }  // namespace
 
 plan::DeviceDescription PlanDeviceFor(const torch::Device& device) {
@@ -97,8 +70,10 @@ absl::StatusOr<MemoryBudgetResult> ApplyMemoryBudget(
   // file holds.
   shape.weight_bytes =
       static_cast<int64_t>(c10::elementSize(model->base_dtype));
-  LEMO_ASSIGN_OR_RETURN(plan::StepSettings base,
-                        BaseSettings(*model, seq_len, batch, shape.num_layers));
+  // The workload alone: the memory switches are the budget's to choose.
+  LEMO_ASSIGN_OR_RETURN(
+      plan::StepSettings base,
+      WorkloadSettingsFor(*model, seq_len, batch, shape.num_layers));
 
   plan::BudgetOptions budget;
   budget.budget_bytes = options.budget_bytes;

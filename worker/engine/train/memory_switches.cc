@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/plan/model_shape.h"
+#include "common/plan/step_plan.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/runtime/device_memory.h"
 
@@ -10,20 +12,22 @@ namespace lemo::engine {
 int64_t AutoHeadGroups(int64_t seq_len, const ModelConfig& config,
                        const TrainingModelOptions& model,
                        int64_t device_memory_bytes) {
-  if (!model.gradient_checkpointing || model.checkpoint_keep_attention ||
-      model.lora.dropout != 0 || device_memory_bytes <= 0 ||
-      config.num_attention_heads % kAutoHeadGroups != 0 ||
-      config.num_key_value_heads % kAutoHeadGroups != 0) {
-    return 0;
-  }
-  const double input_bytes =
-      static_cast<double>(seq_len) * static_cast<double>(config.hidden_size) *
-      static_cast<double>(c10::elementSize(model.base_dtype));
-  const double whole = kWholeAttentionWorkingSetInputs * input_bytes;
-  return whole > kAutoHeadGroupsDeviceShare *
-                     static_cast<double>(device_memory_bytes)
-             ? kAutoHeadGroups
-             : 0;
+  // The planner leaves LoRA dropout to its callers (its StepSettings has no
+  // dropout; proto/plan/spec_plan.cc checks the spec's the same way).
+  if (model.lora.dropout != 0) return 0;
+  // Only what plan::AutoHeadGroups reads; the rest of the shape and step is
+  // not needed to decide, and a hand-built config need not be a valid shape.
+  plan::ModelShape shape;
+  shape.hidden_size = config.hidden_size;
+  shape.num_heads = config.num_attention_heads;
+  shape.num_kv_heads = config.num_key_value_heads;
+  plan::StepSettings step;
+  step.seq_len = seq_len;
+  step.activation_bytes =
+      static_cast<int64_t>(c10::elementSize(model.base_dtype));
+  step.gradient_checkpointing = model.gradient_checkpointing;
+  step.checkpoint_keep_attention = model.checkpoint_keep_attention;
+  return plan::AutoHeadGroups(shape, step, device_memory_bytes);
 }
 
 namespace {
@@ -40,10 +44,11 @@ absl::StatusOr<std::string> Apply(const MemorySwitches& asked, int64_t seq_len,
     if (model->lemo.mlp_prune_ratio == 0 || asked.tile_tokens == 0) {
       model->lemo.mlp_tile_tokens = asked.tile_tokens;
     }
-  } else if (seq_len >= kAutoTileFromTokens) {
-    model->tile_tokens = kAutoTileTokens;
+  } else if (const int64_t tile = plan::AutoTileTokens(seq_len); tile > 0) {
+    // Below plan::kAutoTileFromTokens the options keep what they hold.
+    model->tile_tokens = tile;
     if (model->lemo.mlp_prune_ratio == 0) {
-      model->lemo.mlp_tile_tokens = kAutoTileTokens;
+      model->lemo.mlp_tile_tokens = tile;
     }
   }
 

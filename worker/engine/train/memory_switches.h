@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/plan/step_plan.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/training_model.h"
 
@@ -28,40 +29,24 @@ struct MemorySwitches {
   // at each forward minus one layer's backward, offload.h).
   double offload_gpu_budget_gib = -1;
   // Tokens per tile of the token-wise steps (MLP, RMSNorms, LoRA's fp32
-  // steps); < 0: automatic (kAutoTileTokens from kAutoTileFromTokens); 0: off.
+  // steps); < 0: automatic (plan::AutoTileTokens: plan::kAutoTileTokens from
+  // plan::kAutoTileFromTokens tokens on); 0: off.
   int64_t tile_tokens = -1;
   // Groups of heads each layer's attention runs in; < 0: automatic
-  // (AutoHeadGroups: kAutoHeadGroups where a whole attention's backward
+  // (AutoHeadGroups: plan::kAutoHeadGroups where a whole attention's backward
   // would crowd the device); 0 or 1: off.
   int64_t attention_head_groups = -1;
 };
 
-// Below this length the [N, intermediate] tensors fit, and tiling would only
-// re-run gate/up once more under checkpointing.
-inline constexpr int64_t kAutoTileFromTokens = 131072;
-inline constexpr int64_t kAutoTileTokens = 16384;
-// Head groups are automatic where one layer's whole-attention backward would
-// take more than this share of the device: what is left must hold the
-// weights and the checkpoints kept on the GPU. Measured on an H100 80GB with
-// Llama-2-7B (bench/results/2026-12-06-h100-384k/): at 256K the whole-
-// attention working set is 28 GiB (35%) and the step fits at 76.9 GiB, 25%
-// faster than in 4 groups; at 384K it would be 42 GiB (53%), and 4 groups
-// (9.3 inputs, 27.8 GiB) are what lets the step fit. Below the share, groups
-// only cost one more attention forward per layer.
-inline constexpr double kAutoHeadGroupsDeviceShare = 0.4;
-// A layer's backward working set with attention whole, in layer inputs
-// (N x hidden x dtype bytes): its q/k/v, output, their gradients and flash
-// attention's fp32 dq accumulator; 14 measured at 64K and at 256K
-// (backward_peak_bytes), with 4 groups 9.3 to 9.9.
-inline constexpr double kWholeAttentionWorkingSetInputs = 14;
-inline constexpr int64_t kAutoHeadGroups = 4;
-
-// The automatic head-group count: kAutoHeadGroups where gradient
-// checkpointing is on, the heads split, LoRA has no dropout, and one layer's
-// whole-attention backward (kWholeAttentionWorkingSetInputs inputs of
-// seq_len x hidden) would take more than kAutoHeadGroupsDeviceShare of the
-// device's `device_memory_bytes` (< 0: unknown, e.g. the CPU: no groups);
-// else 0 (off).
+// The automatic head-group count: 0 (off) with LoRA dropout, which the
+// grouped attention refuses; else the planner's rule (plan::AutoHeadGroups,
+// common/plan/step_plan.h, where the measured constants live) for this
+// model's heads and hidden size and activations in the base dtype:
+// plan::kAutoHeadGroups where gradient checkpointing is on (without
+// checkpoint_keep_attention), the heads split, and one layer's
+// whole-attention backward would take more than
+// plan::kAutoHeadGroupsDeviceShare of the device's `device_memory_bytes`
+// (< 0: unknown, e.g. the CPU: no groups); else 0.
 int64_t AutoHeadGroups(int64_t seq_len, const ModelConfig& config,
                        const TrainingModelOptions& model,
                        int64_t device_memory_bytes);

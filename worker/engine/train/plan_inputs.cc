@@ -50,6 +50,31 @@ absl::StatusOr<plan::ModelShape> ModelShapeFromConfig(const ModelConfig& config,
   return shape;
 }
 
+absl::StatusOr<plan::StepSettings> WorkloadSettingsFor(
+    const TrainingModelOptions& options, int64_t seq_len, int64_t batch,
+    int64_t num_layers) {
+  plan::StepSettings s;
+  s.seq_len = seq_len;
+  s.batch = batch;
+  // The engine keeps activations in the base dtype (fp32 on the CPU).
+  s.activation_bytes =
+      static_cast<int64_t>(c10::elementSize(options.base_dtype));
+  s.lora_rank = options.lora.rank;
+  LEMO_ASSIGN_OR_RETURN(s.lora_targets, LlamaModel::ResolveTargetModules(
+                                            options.lora.target_modules));
+  s.loss_segment_tokens = options.loss_segment_tokens;
+  const LemoOptions& lemo = options.lemo;
+  if (lemo.mode != LemoMode::kDense) {
+    s.keep_fractions = lemo.keep_ratios.empty()
+                           ? DefaultKeepSchedule(num_layers)
+                           : lemo.keep_ratios;
+  }
+  s.lemo_oracle = lemo.mode == LemoMode::kOracle;
+  s.mlp_prune_ratio = lemo.mlp_prune_ratio;
+  s.lemo_2d = lemo.two_d_sparsity;
+  return s;
+}
+
 absl::StatusOr<plan::StepSettings> StepSettingsFor(
     const TrainingModelOptions& options, int64_t seq_len, int64_t batch,
     const ModelConfig& config) {
@@ -61,14 +86,16 @@ absl::StatusOr<plan::StepSettings> StepSettingsFor(
     return absl::InvalidArgumentError(
         absl::StrCat("batch must be > 0, got ", batch));
   }
-  plan::StepSettings s;
-  s.seq_len = seq_len;
-  s.batch = batch;
-  s.activation_bytes =
-      static_cast<int64_t>(c10::elementSize(options.base_dtype));
-  s.lora_rank = options.lora.rank;
-  LEMO_ASSIGN_OR_RETURN(s.lora_targets, LlamaModel::ResolveTargetModules(
-                                            options.lora.target_modules));
+  LEMO_ASSIGN_OR_RETURN(
+      plan::StepSettings s,
+      WorkloadSettingsFor(options, seq_len, batch, config.num_hidden_layers));
+  if (options.lemo.mode != LemoMode::kDense) {
+    // The LeMo options as the model checks them (block size, bounds, a
+    // schedule of the model's depth, ratios in (0, 1]); for options that
+    // pass, the schedule it resolves is the one WorkloadSettingsFor took.
+    LEMO_RETURN_IF_ERROR(
+        ResolveKeepSchedule(options.lemo, config.num_hidden_layers).status());
+  }
   // As TrainingModel::Create adjusts them: checkpointing recomputes the
   // whole layer (recompute_mlp would only cost time), and keeping attention
   // runs the MLP as the fused node, which recomputes the norm.
@@ -88,15 +115,6 @@ absl::StatusOr<plan::StepSettings> StepSettingsFor(
                 static_cast<double>(1LL << 30);
   s.tile_tokens = std::max<int64_t>(options.tile_tokens, 0);
   s.attention_head_groups = options.attention_head_groups;
-  s.loss_segment_tokens = options.loss_segment_tokens;
-  if (options.lemo.mode != LemoMode::kDense) {
-    LEMO_ASSIGN_OR_RETURN(
-        s.keep_fractions,
-        ResolveKeepSchedule(options.lemo, config.num_hidden_layers));
-  }
-  s.lemo_oracle = options.lemo.mode == LemoMode::kOracle;
-  s.mlp_prune_ratio = options.lemo.mlp_prune_ratio;
-  s.lemo_2d = options.lemo.two_d_sparsity;
   return s;
 }
 

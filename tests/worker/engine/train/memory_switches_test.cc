@@ -2,7 +2,10 @@
 // layer's whole-attention backward would crowd the device, off where it fits
 // or where groups cannot apply. The device sizes are the H100 80GB's and the
 // H200's as cudaMemGetInfo reports them, so the cases read as the measured
-// runs do. To add a case: a Llama-2-7B-shaped config, a length, a device
+// runs do. The rule and its constants are the planner's
+// (common/plan/step_plan.h AutoHeadGroups); these cases check the engine's
+// inputs reach it, and the one condition the engine adds (LoRA dropout). To
+// add a case: a Llama-2-7B-shaped config, a length, a device
 // size and the count the rule should give.
 #include "worker/engine/train/memory_switches.h"
 
@@ -10,6 +13,7 @@
 
 #include <cstdint>
 
+#include "common/plan/step_plan.h"
 #include "worker/engine/formats/model_config.h"
 #include "worker/engine/train/training_model.h"
 
@@ -41,17 +45,17 @@ TEST(AutoHeadGroups, OnlyWhereTheWholeAttentionBackwardCrowdsTheDevice) {
   // (measured: fits at 76.9 GiB, 25% faster than 4 groups).
   EXPECT_EQ(AutoHeadGroups(262144, c, o, kH100Bytes), 0);
   // 384K: 42 GiB, 53%: groups (measured: fits at 64.5 GiB in 4 groups).
-  EXPECT_EQ(AutoHeadGroups(393216, c, o, kH100Bytes), kAutoHeadGroups);
+  EXPECT_EQ(AutoHeadGroups(393216, c, o, kH100Bytes), plan::kAutoHeadGroups);
   // The H200 holds 384K whole, and needs groups only past 40% of 140 GiB.
   EXPECT_EQ(AutoHeadGroups(393216, c, o, kH200Bytes), 0);
-  EXPECT_EQ(AutoHeadGroups(655360, c, o, kH200Bytes), kAutoHeadGroups);
+  EXPECT_EQ(AutoHeadGroups(655360, c, o, kH200Bytes), plan::kAutoHeadGroups);
 }
 
 TEST(AutoHeadGroups, OffWhereGroupsDoNotApply) {
   const int64_t long_seq = 1 << 20;
   ModelConfig c = Llama2Shape();
   TrainingModelOptions o = Checkpointed();
-  ASSERT_EQ(AutoHeadGroups(long_seq, c, o, kH100Bytes), kAutoHeadGroups);
+  ASSERT_EQ(AutoHeadGroups(long_seq, c, o, kH100Bytes), plan::kAutoHeadGroups);
   // Unknown device size (the CPU).
   EXPECT_EQ(AutoHeadGroups(long_seq, c, o, -1), 0);
   // No checkpointing: there is no per-group re-run to bound the backward.
@@ -75,7 +79,7 @@ TEST(AutoHeadGroups, CountsTheBaseDtypesBytes) {
   const ModelConfig c = Llama2Shape();
   TrainingModelOptions o = Checkpointed();
   o.base_dtype = torch::kFloat32;
-  EXPECT_EQ(AutoHeadGroups(262144, c, o, kH100Bytes), kAutoHeadGroups);
+  EXPECT_EQ(AutoHeadGroups(262144, c, o, kH100Bytes), plan::kAutoHeadGroups);
 }
 
 }  // namespace

@@ -401,13 +401,8 @@ TEST(PlanInputs, DefaultKeepScheduleIsThePlannersDefault) {
 }
 
 TEST(PlanInputs, AutomaticSwitchesAreThePlannersAutomaticSwitches) {
-  EXPECT_EQ(plan::kAutoTileFromTokens, kAutoTileFromTokens);
-  EXPECT_EQ(plan::kAutoTileTokens, kAutoTileTokens);
-  EXPECT_EQ(plan::kAutoHeadGroups, kAutoHeadGroups);
-  EXPECT_DOUBLE_EQ(plan::kAutoHeadGroupsDeviceShare,
-                   kAutoHeadGroupsDeviceShare);
-  EXPECT_DOUBLE_EQ(plan::kWholeAttentionWorkingSetInputs,
-                   kWholeAttentionWorkingSetInputs);
+  // The constants are the planner's alone (step_plan.h); what is checked is
+  // that ApplyMemorySwitches and StepSettingsFor carry its rule through.
   for (const char* preset : {"tiny", "llama2-7b", "llama3-8b"}) {
     const ModelConfig config = *PresetConfig(preset);
     for (int64_t seq_len : {4096, 131072, 262144, 393216, 524288}) {
@@ -541,6 +536,63 @@ TEST(PlanInputs, StepSettingsMirrorWhatTheModelRuns) {
   EXPECT_FALSE(s->lemo_oracle);
 }
 
+// The budget (memory_budget.cc) plans from the workload alone: whatever
+// switches the options hold, WorkloadSettingsFor leaves them off for the
+// budget to choose, and the rest is what StepSettingsFor plans.
+TEST(PlanInputs, WorkloadSettingsAreTheStepWithoutItsMemorySwitches) {
+  const ModelConfig config = *PresetConfig("small");
+  TrainingModelOptions o;
+  o.base_dtype = torch::kBFloat16;
+  o.lora.rank = 16;
+  o.lora.target_modules = {"all-linear"};
+  o.gradient_checkpointing = true;
+  o.checkpoint_keep_attention = true;
+  o.lemo.mode = LemoMode::kOracle;
+  o.lemo.recompute_mlp = true;
+  o.lemo.recompute_norm = true;
+  o.offload.policy = OffloadPolicy::kUniform;
+  o.offload.device_budget_bytes = int64_t{3} << 29;
+  o.tile_tokens = 1024;
+  o.attention_head_groups = 4;
+  o.loss_segment_tokens = 512;
+  o.lemo.mlp_prune_ratio = 0.5;
+  o.lemo.two_d_sparsity = true;
+  for (const std::vector<double>& keep :
+       {std::vector<double>{}, std::vector<double>{1, 0.5, 0.25, 1}}) {
+    o.lemo.keep_ratios = keep;
+    absl::StatusOr<plan::StepSettings> w =
+        WorkloadSettingsFor(o, 4096, 2, config.num_hidden_layers);
+    ASSERT_THAT(w.status(), IsOk());
+    absl::StatusOr<plan::StepSettings> s = StepSettingsFor(o, 4096, 2, config);
+    ASSERT_THAT(s.status(), IsOk());
+    EXPECT_EQ(w->seq_len, s->seq_len);
+    EXPECT_EQ(w->batch, s->batch);
+    EXPECT_EQ(w->activation_bytes, s->activation_bytes);
+    EXPECT_EQ(w->lora_rank, s->lora_rank);
+    EXPECT_EQ(w->lora_targets, s->lora_targets);
+    EXPECT_EQ(w->loss_segment_tokens, s->loss_segment_tokens);
+    EXPECT_EQ(w->keep_fractions, s->keep_fractions);
+    EXPECT_EQ(w->lemo_oracle, s->lemo_oracle);
+    EXPECT_DOUBLE_EQ(w->mlp_prune_ratio, s->mlp_prune_ratio);
+    EXPECT_EQ(w->lemo_2d, s->lemo_2d);
+    const plan::StepSettings off;
+    EXPECT_FALSE(w->gradient_checkpointing);
+    EXPECT_FALSE(w->checkpoint_keep_attention);
+    EXPECT_FALSE(w->recompute_mlp);
+    EXPECT_FALSE(w->recompute_norm);
+    EXPECT_EQ(w->offload, plan::OffloadPolicy::kNone);
+    EXPECT_DOUBLE_EQ(w->offload_gpu_budget_gib, off.offload_gpu_budget_gib);
+    EXPECT_EQ(w->tile_tokens, 0);
+    EXPECT_EQ(w->attention_head_groups, 0);
+  }
+  o.lemo.mode = LemoMode::kDense;
+  absl::StatusOr<plan::StepSettings> dense =
+      WorkloadSettingsFor(o, 4096, 2, config.num_hidden_layers);
+  ASSERT_THAT(dense.status(), IsOk());
+  EXPECT_TRUE(dense->keep_fractions.empty());
+  EXPECT_FALSE(dense->lemo_oracle);
+}
+
 TEST(PlanInputs, BadInputsAreNamed) {
   const ModelConfig config = *PresetConfig("tiny");
   TrainingModelOptions o;
@@ -553,6 +605,9 @@ TEST(PlanInputs, BadInputsAreNamed) {
   bad_target.lora.target_modules = {"qq_proj"};
   EXPECT_THAT(
       StepSettingsFor(bad_target, 8, 1, config).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("qq_proj")));
+  EXPECT_THAT(
+      WorkloadSettingsFor(bad_target, 8, 1, config.num_hidden_layers).status(),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("qq_proj")));
   TrainingModelOptions bad_schedule = o;
   bad_schedule.lemo.mode = LemoMode::kOracle;
