@@ -13,7 +13,8 @@
 # 2 warm-up + 5 timed steps too:
 #   4  build, preset; without checkpointing 8K: dense, LeMo, LeMo + selective (--recompute-mlp),
 #      peer, strong peer; with checkpointing 32K: LeMo, LeMo + selective, peer, strong peer
-#   5  with checkpointing 64K: LeMo, LeMo + selective (--checkpoint-keep-attention), peer, strong
+#   5  with checkpointing 64K: LeMo + selective (--checkpoint-keep-attention) and the strong peer,
+#      then LeMo and the plain peer
 #   6  the accuracy-changing savers: --mlp-prune-ratio 0.8 --recompute-norm without checkpointing
 #      at 8K and 32K (with lemo-kernel-bench first: block scoring 4K-32K), 2D sparsity with checkpointing at
 #      32K and 64K; then a second process for the 64K headline ratio (LeMo + selective, strong peer)
@@ -60,8 +61,12 @@ case $PHASE in
      suite peers-32k 570 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=32768 LEMO_BENCH_BUILD=0 \
        LEMO_TRAIN=build-gpu/bin/lemo-train LEMO_BENCH_SYSTEMS="lemo-sparse lemo-selective peer peer-strong" ;;
   5) export LEMO_BENCH_PEER_WARMUP=2
-     suite peers-64k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 \
-       LEMO_BENCH_SYSTEMS="lemo-sparse lemo-selective peer peer-strong" ;;
+     # the headline pair first (our fastest exact configuration and the strong peer), so that a
+     # call cut short still has it; then LeMo and the plain peer
+     suite peers-64k-strong 300 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 \
+       LEMO_BENCH_SYSTEMS="lemo-selective peer-strong"
+     suite peers-64k-plain 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 LEMO_BENCH_BUILD=0 \
+       LEMO_TRAIN=build-gpu/bin/lemo-train LEMO_BENCH_SYSTEMS="lemo-sparse peer" ;;
   6) export LEMO_BENCH_PEER_WARMUP=2
      # the accuracy-changing savers (docs/lemo.md), with block scoring's rate against this run's
      # matmul (lemo-kernel-bench, 4K-32K, before the rows)
