@@ -23,7 +23,9 @@
 #     --checkpoint-keep-attention": exact selective recompute, each flag used in its own mode),
 #     lemo-savers (lemo-sparse + LEMO_BENCH_SAVERS_ARGS, default "--mlp-prune-ratio 0.8
 #     --recompute-norm": LEMO.md section 3's other savers), lemo-2d (lemo-sparse + --lemo-2d:
-#     shifted group attention over the kept tokens, LEMO.md section 5), peer (HF + PEFT),
+#     shifted group attention over the kept tokens, LEMO.md section 5), dense-selective,
+#     dense-savers, dense-2d (the dense engine with the same extra flags as lemo-selective,
+#     lemo-savers, lemo-2d: each switch's share without token elimination), peer (HF + PEFT),
 #     peer-strong (HF + PEFT + Liger Kernel from the carried .whl/liger_kernel-*.whl; mode off: no
 #     checkpointing, mode on: --checkpointing auto, per seq GPU checkpointing if it fits, else
 #     offloaded checkpointing; GPU only; no wheel: a note, and its settings recorded as skipped)
@@ -282,8 +284,8 @@ fi
 SAVERS_ARGS=${LEMO_BENCH_SAVERS_ARGS:-"--mlp-prune-ratio 0.8 --recompute-norm"}
 SELECTIVE_ARGS=${LEMO_BENCH_SELECTIVE_ARGS:-"--recompute-mlp --checkpoint-keep-attention"}
 [[ " $SYSTEMS " =~ " lemo-"(sparse|selective|savers|2d)" " ]] && note "LeMo flags: $SPARSE_ARGS"
-[[ " $SYSTEMS " == *" lemo-savers "* ]] && note "lemo-savers adds: $SAVERS_ARGS"
-[[ " $SYSTEMS " == *" lemo-selective "* ]] && note "lemo-selective adds: $SELECTIVE_ARGS"
+[[ " $SYSTEMS " =~ " "(lemo|dense)"-savers " ]] && note "lemo-savers and dense-savers add: $SAVERS_ARGS"
+[[ " $SYSTEMS " =~ " "(lemo|dense)"-selective " ]] && note "lemo-selective and dense-selective add: $SELECTIVE_ARGS"
 
 # --- the benchmark -----------------------------------------------------------------------------
 declare -A OOM_AT  # "system mode" -> shortest seq that ran out of memory
@@ -304,6 +306,9 @@ run_lemo() {  # system seq mode flag
     lemo-selective) extra="$SPARSE_ARGS $SELECTIVE_ARGS" ;;
     lemo-savers) extra="$SPARSE_ARGS $SAVERS_ARGS" ;;
     lemo-2d) extra="$SPARSE_ARGS --lemo-2d" ;;
+    dense-selective) extra=$SELECTIVE_ARGS ;;
+    dense-savers) extra=$SAVERS_ARGS ;;
+    dense-2d) extra=--lemo-2d ;;
   esac
   [ "$HAVE_LEMO" = 0 ] && { skip "$sys" "$seq" "$mode" "lemo-train unavailable (see notes)"; return; }
   oom_skip "$sys" "$seq" "$mode" && return
@@ -317,7 +322,7 @@ run_lemo() {  # system seq mode flag
     $flag $LEMO_ARGS $extra >"$OUT/logs/$name.log" 2>&1
   rc=$?
   local lemo_mode=() last= w
-  if [ "$sys" != lemo ]; then  # the mode the flags give (the last --lemo-mode among them)
+  if [[ $sys == lemo-* ]]; then  # the mode the flags give (the last --lemo-mode among them)
     for w in $extra; do [ "$last" = --lemo-mode ] && lemo_mode=(--lemo-mode "$w" --calibration "$CALIBRATION"); last=$w; done
   fi
   "$PY" bench/record_result.py --system "$sys" --seq-len "$seq" --mode "$mode" --rc "$rc" \
@@ -399,8 +404,8 @@ for m in $MODES; do
 done
 for sys in $SYSTEMS; do
   case $sys in
-    lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d | peer | peer-strong) ;;
-    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-selective, lemo-savers, lemo-2d, peer, peer-strong): ignored" ;;
+    lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d | dense-selective | dense-savers | dense-2d | peer | peer-strong) ;;
+    *) note "unknown system '$sys' in LEMO_BENCH_SYSTEMS (use lemo, lemo-sparse, lemo-selective, lemo-savers, lemo-2d, dense-selective, dense-savers, dense-2d, peer, peer-strong): ignored" ;;
   esac
 done
 for m in $MODES; do
@@ -421,7 +426,8 @@ for m in $MODES; do
     for sys in $SYSTEMS; do
       t0=$SECONDS
       case $sys in
-        lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d) run_lemo "$sys" "$seq" "$mode" "$flag" ;;
+        lemo | lemo-sparse | lemo-selective | lemo-savers | lemo-2d | dense-selective | dense-savers | dense-2d)
+          run_lemo "$sys" "$seq" "$mode" "$flag" ;;
         peer | peer-strong) [ "$PEER_ONEPROC" = 1 ] && continue; run_peer "$sys" "$seq" "$mode" ;;
         *) continue ;;
       esac

@@ -22,8 +22,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (load_results, step_stats, status_cell, gib)
 
-CONFIGS = ("lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
-NAMES = {"lemo": "dense engine", "lemo-sparse": "LeMo", "lemo-selective": "LeMo + selective",
+CONFIGS = ("lemo", "dense-selective", "dense-savers", "dense-2d", "lemo-sparse", "lemo-selective",
+           "lemo-savers", "lemo-2d")
+NAMES = {"lemo": "dense engine", "dense-selective": "dense + selective", "dense-savers": "dense + MLP savers",
+         "dense-2d": "dense + 2D", "lemo-sparse": "LeMo", "lemo-selective": "LeMo + selective",
          "lemo-savers": "LeMo + MLP savers", "lemo-2d": "LeMo + 2D"}
 HEADER = ("| seq | checkpointing | configuration | GiB | HF+PEFT GiB | strong GiB | memory / strong "
           "(worst) | step s | HF+PEFT step s | strong step s | step / HF+PEFT | step / strong "
@@ -99,7 +101,7 @@ def row(key, entries):
     mem_worst, step_worst = worst(entries, mem=True), worst(entries, mem=False)
     runs = sum(1 for r, _, s in entries if report.ok(r) and report.ok(s))
     return "| " + " | ".join([
-        f"{seq_len // 1024}K" if isinstance(seq_len, int) else "-",
+        report.seq_cell(seq_len),
         {"ckpt": "yes", "no-ckpt": "no"}.get(mode, mode or "-"),
         NAMES[config],
         cell_gib(mine), cell_gib(peers), cell_gib(strongs),

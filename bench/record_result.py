@@ -104,7 +104,8 @@ def make_record(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--system", choices=["lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d", "peer", "peer-strong"], default="lemo")
+    p.add_argument("--system", choices=["lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d", "dense-selective",
+                                              "dense-savers", "dense-2d", "peer", "peer-strong"], default="lemo")
     p.add_argument("--seq-len", type=int, required=True)
     p.add_argument("--mode", choices=["no-ckpt", "ckpt"], required=True)
     p.add_argument("--rc", type=int, default=0, help="lemo-train's exit code")

@@ -144,6 +144,13 @@ def spread_cell(r):
     return "(n=1)" if n == 1 else f"{lo:.2f}-{hi:.2f} (n={n})"
 
 
+def seq_cell(seq_len):
+    """A length as the docs write it: 8K for 8192, the plain number below 1K or off the grid."""
+    if not isinstance(seq_len, int):
+        return "-"
+    return f"{seq_len // 1024}K" if seq_len >= 1024 and seq_len % 1024 == 0 else str(seq_len)
+
+
 def status_cell(r):
     if r is None:
         return "not run"
@@ -164,14 +171,20 @@ def ratio(a, b):
     return "-"
 
 
-SYSTEMS = ("peer", "peer-strong", "lemo", "lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
+SYSTEMS = ("peer", "peer-strong", "lemo", "dense-selective", "dense-savers", "dense-2d", "lemo-sparse",
+           "lemo-selective", "lemo-savers", "lemo-2d")
 SYSTEM_NAMES = {"peer": "HF+PEFT", "peer-strong": "HF+PEFT+Liger", "lemo": "lemo dense", "lemo-sparse": "lemo LeMo",
                 "lemo-selective": "lemo LeMo + selective recompute",
-                "lemo-savers": "lemo LeMo + MLP savers", "lemo-2d": "lemo LeMo + S2-Attn (2D)"}
+                "lemo-savers": "lemo LeMo + MLP savers", "lemo-2d": "lemo LeMo + S2-Attn (2D)",
+                "dense-selective": "lemo dense + selective recompute", "dense-savers": "lemo dense + MLP savers",
+                "dense-2d": "lemo dense + S2-Attn (2D)"}
 # The LeMo configurations; issue 5's targets are checked for each one that ran.
 LEMO_SYSTEMS = ("lemo-sparse", "lemo-selective", "lemo-savers", "lemo-2d")
 # Systems whose rows appear only when they ran (older results files keep their shape).
-OPTIONAL_SYSTEMS = LEMO_SYSTEMS + ("peer-strong",)
+# The dense engine with a LeMo configuration's extra flags (each switch's share without token
+# elimination).
+DENSE_VARIANTS = ("dense-selective", "dense-savers", "dense-2d")
+OPTIONAL_SYSTEMS = LEMO_SYSTEMS + DENSE_VARIANTS + ("peer-strong",)
 CKPT_NAMES = {"gpu": "GPU ckpt", "offload": "offloaded ckpt"}
 
 

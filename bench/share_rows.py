@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""What token elimination alone adds over the dense engine with the same exact switches (issue
-14's shares): one table row per length and mode, the dense engine's row (system `lemo`) beside
-LeMo's (`lemo-sparse`), from bench/gpu_suite.sh run folders whose two systems ran with the same
-lemo-train flags (LEMO_BENCH_LEMO_ARGS, in meta.json's command) and the same automatic memory
-switches (the `memory:` line each row's log tail begins its run with).
+"""What token elimination alone adds over the dense engine with the same switches (issue 14's
+shares): one table row per length, mode and flags, the dense engine's row beside LeMo's, from
+bench/gpu_suite.sh run folders whose two systems ran with the same lemo-train flags
+(LEMO_BENCH_LEMO_ARGS, in meta.json's command) and the same automatic memory switches (the
+`memory:` line each row's log tail begins its run with). The pairs: `lemo` and `lemo-sparse`;
+`dense-selective` and `lemo-selective`, `dense-savers` and `lemo-savers`, `dense-2d` and `lemo-2d`
+(the same extra flags on both sides, named in the flags column).
 
     bench/share_rows.py bench/results/RUN/no-ckpt bench/results/RUN/ckpt-64k ...
 
@@ -30,13 +32,8 @@ HEADER = ("| seq | mode | flags (both systems) | memory switches (both) | dense 
 
 
 def lemo_args(folder):
-    """The lemo-train flags every row of the folder's run had (LEMO_BENCH_LEMO_ARGS)."""
-    with open(os.path.join(folder, "meta.json")) as f:
-        command = json.load(f).get("command", "")
-    for word in shlex.split(command):
-        if word.startswith("LEMO_BENCH_LEMO_ARGS="):
-            return word.split("=", 1)[1]
-    return "-"
+    """The lemo-train flags every row of the folder's run had (LEMO_BENCH_LEMO_ARGS), or "-"."""
+    return command_var(folder, "LEMO_BENCH_LEMO_ARGS", "-")
 
 
 def memory_line(folder, system, seq_len, mode):
@@ -51,20 +48,46 @@ def memory_line(folder, system, seq_len, mode):
     return "-"
 
 
+# system -> (its side, the suite's variable holding the pair's extra flags, their default).
+PAIRS = {
+    "lemo": ("dense", None, ""), "lemo-sparse": ("lemo", None, ""),
+    "dense-selective": ("dense", "LEMO_BENCH_SELECTIVE_ARGS", "--recompute-mlp --checkpoint-keep-attention"),
+    "lemo-selective": ("lemo", "LEMO_BENCH_SELECTIVE_ARGS", "--recompute-mlp --checkpoint-keep-attention"),
+    "dense-savers": ("dense", "LEMO_BENCH_SAVERS_ARGS", "--mlp-prune-ratio 0.8 --recompute-norm"),
+    "lemo-savers": ("lemo", "LEMO_BENCH_SAVERS_ARGS", "--mlp-prune-ratio 0.8 --recompute-norm"),
+    "dense-2d": ("dense", None, "--lemo-2d"), "lemo-2d": ("lemo", None, "--lemo-2d"),
+}
+
+
+def command_var(folder, name, default, empty_is_default=False):
+    """An environment assignment of the run's command (meta.json), else `default`; an empty one
+    too where the suite reads the variable with ${VAR:-default}."""
+    with open(os.path.join(folder, "meta.json")) as f:
+        command = json.load(f).get("command", "")
+    for word in shlex.split(command):
+        if name and word.startswith(name + "="):
+            value = word.split("=", 1)[1]
+            return default if empty_is_default and not value else value
+    return default
+
+
 def collect(folders):
-    """{(seq, mode, flags): {system: (row, folder, memory line)}}; ok rows win over failed ones."""
+    """{(seq, mode, flags): {side: (row, folder, memory line)}}, side "dense" or "lemo"; ok rows
+    win over failed ones."""
     pairs = {}
     for folder in folders:
-        flags = lemo_args(folder)
+        base = lemo_args(folder)
         results = report.load_results(os.path.join(folder, "results.jsonl"))
         for (system, seq_len, mode), r in results.items():
-            if system not in ("lemo", "lemo-sparse"):
+            if system not in PAIRS:
                 continue
-            slot = pairs.setdefault((seq_len, mode, flags), {})
-            if system in slot and report.ok(slot[system][0]) and not report.ok(r):
+            side, var, default = PAIRS[system]
+            flags = " ".join(f for f in (base if base != "-" else "", command_var(folder, var, default, empty_is_default=True)) if f)
+            slot = pairs.setdefault((seq_len, mode, flags or "-"), {})
+            if side in slot and report.ok(slot[side][0]) and not report.ok(r):
                 continue
-            slot[system] = (r, os.path.basename(os.path.normpath(folder)),
-                            memory_line(folder, system, seq_len, mode))
+            slot[side] = (r, os.path.basename(os.path.normpath(folder)),
+                          memory_line(folder, system, seq_len, mode))
     return pairs
 
 
@@ -87,7 +110,7 @@ def brief(line):
 def rows(pairs):
     out = []
     for (seq_len, mode, flags), slot in sorted(pairs.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
-        dense, lemo = slot.get("lemo"), slot.get("lemo-sparse")
+        dense, lemo = slot.get("dense"), slot.get("lemo")
         d, l = (dense or (None,))[0], (lemo or (None,))[0]
         memories = {s[2] for s in (dense, lemo) if s is not None}
         memory = memories.pop() if len(memories) == 1 else " / ".join(sorted(memories))
@@ -97,7 +120,7 @@ def rows(pairs):
         l_alloc = l.get("peak_allocated_bytes") if report.ok(l) else None
         folders = sorted({s[1] for s in (dense, lemo) if s is not None})
         out.append("| " + " | ".join([
-            f"{seq_len // 1024}K" if isinstance(seq_len, int) else "-",
+            report.seq_cell(seq_len),
             mode or "-",
             flags.replace("|", "\\|") or "-",
             memory.replace("|", "\\|"),

@@ -300,6 +300,18 @@ class ShareRowsTest(unittest.TestCase):
         self.assertEqual(len(lines), 2)
         self.assertIn("| not run |", lines[0])  # no LeMo row for these flags
 
+    def test_dense_and_lemo_variants_pair_with_their_extra_flags(self):
+        a = self.folder("selective", "--loss-segment-tokens 2048",
+                        [self.row("dense-selective", [12.0], 53),
+                         self.row("lemo-selective", [9.0], 53),
+                         self.row("lemo", [16.0], 41)])
+        lines = share_rows.rows(share_rows.collect([a]))
+        self.assertEqual(len(lines), 2)  # lemo alone (no LeMo row), and the selective pair
+        pair = [line for line in lines if "--checkpoint-keep-attention" in line]
+        self.assertEqual(len(pair), 1)
+        self.assertIn("| --loss-segment-tokens 2048 --recompute-mlp --checkpoint-keep-attention |", pair[0])
+        self.assertIn("| 53.0 | 53.0 | 1.00 | 12.00 |", pair[0])
+
     def test_committed_h100_grid_renders(self):
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                             "2026-12-06-h100-grid")
