@@ -15,9 +15,10 @@
 #      peer, strong peer; with checkpointing 32K: LeMo, LeMo + selective, peer, strong peer
 #   5  with checkpointing 64K: LeMo + selective (--checkpoint-keep-attention) and the strong peer,
 #      then LeMo and the plain peer
-#   6  the accuracy-changing savers: --mlp-prune-ratio 0.8 --recompute-norm without checkpointing
-#      at 8K and 32K (with lemo-kernel-bench first: block scoring 4K-32K), 2D sparsity with checkpointing at
-#      32K and 64K; then a second process for the 64K headline ratio (LeMo + selective, strong peer)
+#   6  the accuracy-changing savers, on the dense engine and with LeMo: --mlp-prune-ratio 0.8
+#      --recompute-norm without checkpointing at 8K and 32K (with lemo-kernel-bench first: block
+#      scoring 4K-32K), 2D sparsity with checkpointing at 32K and 64K; then a second process for
+#      the 64K headline ratio (LeMo + selective, strong peer) and dense + selective at 64K
 # LeMo runs in oracle mode (no calibration: it would take a call of its own); every lemo-train
 # run has --loss-segment-tokens 2048. Each suite run lands in $OUT/<phase>-<part>.tar.gz with its
 # table beside it.
@@ -70,12 +71,13 @@ case $PHASE in
   6) export LEMO_BENCH_PEER_WARMUP=2
      # the accuracy-changing savers (docs/lemo.md), with block scoring's rate against this run's
      # matmul (lemo-kernel-bench, 4K-32K, before the rows)
-     suite savers-no-ckpt 270 LEMO_BENCH_MODES=off LEMO_BENCH_SEQS="8192 32768" LEMO_BENCH_SYSTEMS=lemo-savers \
+     suite savers-no-ckpt 270 LEMO_BENCH_MODES=off LEMO_BENCH_SEQS="8192 32768" LEMO_BENCH_SYSTEMS="dense-savers lemo-savers" \
        LEMO_BENCH_KERNELS=1 LEMO_BENCH_KERNEL_ARGS=
-     suite 2d-ckpt 400 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS="32768 65536" LEMO_BENCH_SYSTEMS=lemo-2d \
+     suite 2d-ckpt 400 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS="32768 65536" LEMO_BENCH_SYSTEMS="dense-2d lemo-2d" \
        LEMO_BENCH_BUILD=0 LEMO_TRAIN=build-gpu/bin/lemo-train
-     # a second process for the 64K headline ratio
-     suite repeat-64k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 LEMO_BENCH_SYSTEMS="lemo-selective peer-strong" \
+     # a second process for the 64K headline ratio, and the dense engine with the same switches
+     suite repeat-64k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 \
+       LEMO_BENCH_SYSTEMS="lemo-selective peer-strong dense-selective" \
        LEMO_BENCH_BUILD=0 LEMO_TRAIN=build-gpu/bin/lemo-train ;;
   *) echo "phase must be 1-6" >&2; exit 2 ;;
 esac
