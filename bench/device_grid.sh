@@ -36,10 +36,14 @@ export LEMO_BENCH_SYSTEMS=${LEMO_GRID_SYSTEMS:-lemo lemo-sparse} LEMO_BENCH_CTES
 export LEMO_BENCH_CALIBRATE=0 LEMO_BENCH_STEPS=7 LEMO_BENCH_WARMUP=2 LEMO_BENCH_TIMEOUT=300
 START=$SECONDS
 rc=0
+# The call's limit (s): a session with less device time left than a full call gets a shorter one,
+# and every suite's deadline stays 30 s inside it, so each still tars its results into $OUT.
+CALL_S=${LEMO_GRID_CALL_S:-600}
 # suite PART DEADLINE_S [env assignments...]: one gpu_suite run into its own folder.
 suite() {
   local part=$1 deadline=$2
   shift 2
+  [ "$deadline" -gt $((CALL_S - 30)) ] && deadline=$((CALL_S - 30))
   local out=/tmp/lemo-grid-$PHASE-$part
   rm -rf "$out"
   env OUT="$out" LEMO_BENCH_DEADLINE=$((deadline - (SECONDS - START))) "$@" bash bench/gpu_suite.sh || rc=1
