@@ -488,8 +488,11 @@ TEST(PlanInputs, FrozenParameterCountIsTheTensorsTheModelLoads) {
   }
 }
 
-TEST(PlanInputs, StepSettingsMirrorWhatTheModelRuns) {
-  const ModelConfig config = *PresetConfig("small");
+// Options with every switch the plan reads set away from its default: bf16,
+// LoRA r=16 on all linears, checkpointing keeping attention, LeMo oracle
+// (with recompute_mlp, which checkpointing ignores), uniform offload within
+// 1.5 GiB, 1024-token tiles, 512-token loss segments, MLP pruning and 2D.
+TrainingModelOptions OptionsWithEverySwitch() {
   TrainingModelOptions o;
   o.base_dtype = torch::kBFloat16;
   o.lora.rank = 16;
@@ -504,6 +507,12 @@ TEST(PlanInputs, StepSettingsMirrorWhatTheModelRuns) {
   o.loss_segment_tokens = 512;
   o.lemo.mlp_prune_ratio = 0.5;
   o.lemo.two_d_sparsity = true;
+  return o;
+}
+
+TEST(PlanInputs, StepSettingsMirrorWhatTheModelRuns) {
+  const ModelConfig config = *PresetConfig("small");
+  TrainingModelOptions o = OptionsWithEverySwitch();
   absl::StatusOr<plan::StepSettings> s = StepSettingsFor(o, 4096, 2, config);
   ASSERT_THAT(s.status(), IsOk());
   EXPECT_EQ(s->seq_len, 4096);
@@ -541,22 +550,9 @@ TEST(PlanInputs, StepSettingsMirrorWhatTheModelRuns) {
 // budget to choose, and the rest is what StepSettingsFor plans.
 TEST(PlanInputs, WorkloadSettingsAreTheStepWithoutItsMemorySwitches) {
   const ModelConfig config = *PresetConfig("small");
-  TrainingModelOptions o;
-  o.base_dtype = torch::kBFloat16;
-  o.lora.rank = 16;
-  o.lora.target_modules = {"all-linear"};
-  o.gradient_checkpointing = true;
-  o.checkpoint_keep_attention = true;
-  o.lemo.mode = LemoMode::kOracle;
-  o.lemo.recompute_mlp = true;
+  TrainingModelOptions o = OptionsWithEverySwitch();
   o.lemo.recompute_norm = true;
-  o.offload.policy = OffloadPolicy::kUniform;
-  o.offload.device_budget_bytes = int64_t{3} << 29;
-  o.tile_tokens = 1024;
   o.attention_head_groups = 4;
-  o.loss_segment_tokens = 512;
-  o.lemo.mlp_prune_ratio = 0.5;
-  o.lemo.two_d_sparsity = true;
   for (const std::vector<double>& keep :
        {std::vector<double>{}, std::vector<double>{1, 0.5, 0.25, 1}}) {
     o.lemo.keep_ratios = keep;
