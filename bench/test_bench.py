@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import control_plane_report  # noqa: E402
 import flag_rows  # noqa: E402
 import flops  # noqa: E402
+import kernel_rows  # noqa: E402
 import peer_rows  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
@@ -366,6 +367,34 @@ class PeerRowsTest(unittest.TestCase):
         b = self.folder("peers", [self.row("peer-strong", [14.0], 40)])
         (line,) = peer_rows.rows(peer_rows.collect([a, b]))
         self.assertIn("| not run | - |", line)
+
+
+class KernelRowsTest(unittest.TestCase):
+    """kernel_rows.py turns lemo-kernel-bench's JSON into the docs' table."""
+
+    BENCH = {"device": "NVIDIA H100 80GB HBM3", "matmul_tflops": 800.0, "copy_tbps": 3.0,
+             "rows": [{"kernel": "block_scores (op)", "shape": "N=32K", "ms": 8.0,
+                       "flops": 4.0e12, "bytes": 3.0e9, "ref_ms": 320.0},
+                      {"kernel": "gather", "shape": "N=32K", "ms": 0.5, "flops": 0,
+                       "bytes": 7.5e8, "ref_ms": 0}]}
+
+    def test_rates_are_against_the_same_runs_ceilings(self):
+        lines = kernel_rows.rows(self.BENCH)
+        # 4e12 FLOP in 8 ms = 500 TFLOP/s = 62% of 800; 3e9 B in 8 ms = 0.375 TB/s = 12% of 3
+        self.assertEqual(lines[0], "| block_scores (op) | N=32K | 8.000 | 500 | 62% | 0.38 | 12% | "
+                                   "320.000 | 40.0x |")
+        self.assertEqual(lines[1], "| gather | N=32K | 0.500 | - | - | 1.50 | 50% | - | - |")
+
+    def test_a_file_that_is_not_a_bench_result_is_named(self):
+        path = os.path.join(tempfile.mkdtemp(), "kernel_bench.json")
+        with open(path, "w") as f:
+            json.dump({"rows": []}, f)
+        with self.assertRaises(SystemExit), open(os.devnull, "w") as null:
+            stderr, sys.stderr = sys.stderr, null
+            try:
+                kernel_rows.main([path])
+            finally:
+                sys.stderr = stderr
 
 
 class PeerTest(unittest.TestCase):
