@@ -56,6 +56,20 @@ struct BudgetOptions {
   // Whether offload may be chosen: not on the CPU, whose host memory is the
   // device's (there is nowhere to offload to).
   bool allow_offload = true;
+
+  // The options for a job the engine will run, so that the worker
+  // (worker/engine/train/memory_budget.cc) and the coordinator's fit check
+  // (server/core/job_fit.cc) allow the same switches: head groups only with
+  // LoRA dropout 0, offload only on a GPU.
+  static BudgetOptions ForEngine(int64_t budget_bytes, bool allow_inexact,
+                                 double lora_dropout, bool on_gpu) {
+    BudgetOptions o;
+    o.budget_bytes = budget_bytes;
+    o.allow_inexact = allow_inexact;
+    o.allow_head_groups = lora_dropout == 0;
+    o.allow_offload = on_gpu;
+    return o;
+  }
 };
 
 struct BudgetChoice {

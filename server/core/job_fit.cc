@@ -51,6 +51,18 @@ std::vector<PlannableWorker> PlannableWorkers(
 std::vector<WorkerFit> PlanOnWorkers(
     const v1::JobSpec& spec, const plan::ModelShape& model,
     const std::vector<PlannableWorker>& workers) {
+  // A budgeted job runs the switches the worker will choose within its
+  // budget (worker/engine/train/memory_budget.h), not the spec's defaults:
+  // it fits where some choice does. When none does, the plan shown is the
+  // spec's own, judged against the budget.
+  const absl::StatusOr<int64_t> budget = proto::MemoryBudgetBytes(spec);
+  const bool budgeted = budget.ok() && *budget > 0;
+  const plan::BudgetOptions options =
+      budgeted ? plan::BudgetOptions::ForEngine(
+                     *budget, spec.resources().memory_budget_allow_inexact(),
+                     spec.lora().dropout(),
+                     spec.resources().device_kind() == v1::CUDA)
+               : plan::BudgetOptions();
   std::vector<WorkerFit> out;
   for (const PlannableWorker& w : workers) {
     if (w.kind != spec.resources().device_kind()) continue;
@@ -60,17 +72,7 @@ std::vector<WorkerFit> PlanOnWorkers(
     absl::StatusOr<plan::StepPlan> p =
         plan::PlanStep(in->model, in->settings, w.device);
     if (!p.ok()) continue;
-    // A budgeted job runs the switches the worker will choose within its
-    // budget (worker/engine/train/memory_budget.h), not the spec's defaults:
-    // it fits where some choice does. When none does, the plan shown is the
-    // spec's own, judged against the budget.
-    absl::StatusOr<int64_t> budget = proto::MemoryBudgetBytes(spec);
-    if (budget.ok() && *budget > 0) {
-      plan::BudgetOptions options;
-      options.budget_bytes = *budget;
-      options.allow_inexact = spec.resources().memory_budget_allow_inexact();
-      options.allow_head_groups = spec.lora().dropout() == 0;
-      options.allow_offload = spec.resources().device_kind() == v1::CUDA;
+    if (budgeted) {
       absl::StatusOr<plan::BudgetChoice> choice =
           plan::ChooseWithinBudget(in->model, in->settings, w.device, options);
       if (choice.ok()) {

@@ -75,12 +75,9 @@ absl::StatusOr<MemoryBudgetResult> ApplyMemoryBudget(
       plan::StepSettings base,
       WorkloadSettingsFor(*model, seq_len, batch, shape.num_layers));
 
-  plan::BudgetOptions budget;
-  budget.budget_bytes = options.budget_bytes;
-  budget.allow_inexact = options.allow_inexact;
-  // The engine runs head groups only without LoRA dropout.
-  budget.allow_head_groups = model->lora.dropout == 0;
-  budget.allow_offload = model->device.is_cuda();
+  const plan::BudgetOptions budget = plan::BudgetOptions::ForEngine(
+      options.budget_bytes, options.allow_inexact, model->lora.dropout,
+      model->device.is_cuda());
   MemoryBudgetResult result;
   LEMO_ASSIGN_OR_RETURN(
       result.choice,
