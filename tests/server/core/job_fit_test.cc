@@ -54,6 +54,15 @@ v1::JobSpec Llama7bSpec(int64_t seq_len, int world_size = 1) {
 
 plan::ModelShape Shape() { return *ShapeFromConfigText(kLlama7b); }
 
+// Adds QUEUED job "job-1", Llama-2-7B at `seq_len`, to `jobs`.
+absl::Status AddQueuedLlama7bJob(int64_t seq_len, JobTable* jobs) {
+  v1::Job job;
+  job.set_id("job-1");
+  job.set_state(v1::QUEUED);
+  *job.mutable_spec() = Llama7bSpec(seq_len);
+  return jobs->Add(job);
+}
+
 TEST(JobFit, AJobTooBigForEveryWorkerIsRefusedWithTheBreakdown) {
   const v1::JobSpec spec = Llama7bSpec(524288);
   absl::Status s = CheckFitsFleet(spec, Shape(),
@@ -115,11 +124,7 @@ TEST(JobFit, AGangNeedsWorldSizeFittingWorkers) {
 
 TEST(JobFit, PlacementSkipsWorkersTheJobDoesNotFit) {
   JobTable jobs;
-  v1::Job job;
-  job.set_id("job-1");
-  job.set_state(v1::QUEUED);
-  *job.mutable_spec() = Llama7bSpec(512);
-  ASSERT_THAT(jobs.Add(job), IsOk());
+  ASSERT_THAT(AddQueuedLlama7bJob(512, &jobs), IsOk());
   WorkerRegistry workers(absl::Seconds(10));
   // Best fit would pick the smallest device, which the job does not fit.
   ASSERT_THAT(workers.Register(MakeRegister("tiny", v1::CPU, kGiB), absl::Now())
@@ -143,11 +148,7 @@ TEST(JobFit, PlacementSkipsWorkersTheJobDoesNotFit) {
 
 TEST(JobFit, AJobThatFitsNoConnectedWorkerWaitsSayingWhy) {
   JobTable jobs;
-  v1::Job job;
-  job.set_id("job-1");
-  job.set_state(v1::QUEUED);
-  *job.mutable_spec() = Llama7bSpec(524288);
-  ASSERT_THAT(jobs.Add(job), IsOk());
+  ASSERT_THAT(AddQueuedLlama7bJob(524288, &jobs), IsOk());
   WorkerRegistry workers(absl::Seconds(10));
   ASSERT_THAT(workers.Register(MakeRegister("tiny", v1::CPU, kGiB), absl::Now())
                   .status(),
