@@ -57,7 +57,7 @@ def rows(folder):
         layers = metrics.get("offloaded_layers")
         out.append("| " + " | ".join([
             os.path.basename(os.path.normpath(folder)),
-            f"{seq_len // 1024}K" if isinstance(seq_len, int) else "-",
+            report.seq_cell(seq_len),
             lemo_flags(folder).replace("|", "\\|"),
             report.status_cell(r),
             report.num(median, ".2f"),

@@ -348,14 +348,14 @@ def table():
     n_mem = n_mem_ok = n_time = n_time_ok = n_uncomparable = 0
     for key, folder, row in planned_rows():
         p = plans.get((key["folder"], key["system"], key["seq"], key["mode"]))
-        head = f"| {key['folder']} | {key['system']} | {key['seq'] // 1024}K | {key['mode']} "
+        head = f"| {key['folder']} | {key['system']} | {report.seq_cell(key['seq'])} | {key['mode']} "
         if p is None or "error" in p:
             why = "not planned: run bench/plan_accuracy.py --write" if p is None else p["error"]
             lines.append(head + f"| - | {why} | | | | | | | |")
             continue
         if row.get("status") == "oom":
             verdict = "fits" if p["fits"] else "does not fit"
-            ooms.append(f"| {key['folder']} | {key['system']} | {key['seq'] // 1024}K "
+            ooms.append(f"| {key['folder']} | {key['system']} | {report.seq_cell(key['seq'])} "
                         f"| {key['mode']} | {p['device']} | {p['peak_gpu_bytes'] / GIB:.1f} "
                         f"| {verdict} |")
             continue
