@@ -86,6 +86,15 @@ absl::StatusOr<plan::DeviceDescription> Device(const PlanFlags& flags) {
   return device;
 }
 
+// The planner's JSON, with the budget's choice under "memoryBudget" when the
+// spec gives one.
+nlohmann::json PlanJson(const proto::SpecStepPlan& p,
+                        const plan::DeviceDescription& device) {
+  nlohmann::json j = plan::PlanToJson(p.plan, device, p.settings);
+  if (!p.budget_summary.empty()) j["memoryBudget"] = p.budget_summary;
+  return j;
+}
+
 }  // namespace
 
 int RunPlan(const Context& ctx, const std::string& spec_path,
@@ -119,38 +128,33 @@ int RunPlan(const Context& ctx, const std::string& spec_path,
     return Usage(ctx,
                  absl::StrCat(config_name, ": ", shape.status().message()));
   }
-  absl::StatusOr<proto::SpecPlanInputs> inputs =
-      proto::PlanInputsFromSpec(*normalized, *shape, *device);
-  if (!inputs.ok()) {
-    return Usage(ctx, absl::StrCat(spec_path, ": ", inputs.status().message()));
-  }
-  absl::StatusOr<plan::StepPlan> plan =
-      plan::PlanStep(inputs->model, inputs->settings, *device);
+  // With resources.memory_budget, the switches the worker will choose within
+  // it, as the coordinator judges the spec.
+  absl::StatusOr<proto::SpecStepPlan> plan =
+      proto::PlanSpecOnDevice(*normalized, *shape, *device);
   if (!plan.ok()) {
     return Usage(ctx, absl::StrCat(spec_path, ": ", plan.status().message()));
   }
   switch (ctx.format) {
     case OutputFormat::kTable:
       std::fputs(
-          plan::FormatPlanTable(*plan, *device, inputs->settings).c_str(),
+          plan::FormatPlanTable(plan->plan, *device, plan->settings).c_str(),
           ctx.out);
+      if (!plan->budget_summary.empty()) {
+        std::fprintf(ctx.out, "%s\n", plan->budget_summary.c_str());
+      }
       break;
     case OutputFormat::kJson:
-      std::fputs(
-          (plan::PlanToJson(*plan, *device, inputs->settings).dump(2) + "\n")
-              .c_str(),
-          ctx.out);
+      std::fputs((PlanJson(*plan, *device).dump(2) + "\n").c_str(), ctx.out);
       break;
     case OutputFormat::kYaml:
-      std::fputs(JsonToYaml(plan::PlanToJson(*plan, *device, inputs->settings))
-                     .c_str(),
-                 ctx.out);
+      std::fputs(JsonToYaml(PlanJson(*plan, *device)).c_str(), ctx.out);
       break;
   }
   std::fflush(ctx.out);
-  if (!plan->fits) {
+  if (!plan->plan.fits) {
     std::fprintf(ctx.err, "lemoctl: %s on %s: %s\n", spec_path.c_str(),
-                 device->name.c_str(), plan->verdict.c_str());
+                 device->name.c_str(), plan->plan.verdict.c_str());
     return kExitDoesNotFit;
   }
   return kExitOk;

@@ -1,10 +1,14 @@
 #include "proto/plan/spec_plan.h"
 
+#include <algorithm>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/plan/budget.h"
 #include "common/plan/device_table.h"
 #include "common/status_macros.h"
+#include "proto/validation/spec_validation.h"
 
 namespace lemo::proto {
 namespace {
@@ -161,12 +165,35 @@ absl::StatusOr<plan::DeviceDescription> DeviceOfWorker(
   return plan::DeviceFromRegistration(d.name(), d.total_memory_bytes(), host);
 }
 
-absl::StatusOr<plan::StepPlan> PlanSpecOnDevice(
+absl::StatusOr<SpecStepPlan> PlanSpecOnDevice(
     const v1::JobSpec& spec, const plan::ModelShape& model,
     const plan::DeviceDescription& device) {
   LEMO_ASSIGN_OR_RETURN(SpecPlanInputs in,
                         PlanInputsFromSpec(spec, model, device));
-  return plan::PlanStep(in.model, in.settings, device);
+  LEMO_ASSIGN_OR_RETURN(const int64_t budget, MemoryBudgetBytes(spec));
+  if (budget == 0) {
+    LEMO_ASSIGN_OR_RETURN(plan::StepPlan p,
+                          plan::PlanStep(in.model, in.settings, device));
+    return SpecStepPlan{std::move(in.model), std::move(in.settings),
+                        std::move(p), ""};
+  }
+  const plan::BudgetOptions options = plan::BudgetOptions::ForEngine(
+      budget, spec.resources().memory_budget_allow_inexact(),
+      spec.lora().dropout(), spec.resources().device_kind() == v1::CUDA);
+  absl::StatusOr<plan::BudgetChoice> choice =
+      plan::ChooseWithinBudget(in.model, in.settings, device, options);
+  if (choice.ok()) {
+    return SpecStepPlan{std::move(in.model), std::move(choice->settings),
+                        std::move(choice->plan), std::move(choice->summary)};
+  }
+  // Nothing fits the budget (or the budget's planning failed): the spec's
+  // own switches, judged against the budget, say by how much.
+  plan::DeviceDescription within = device;
+  within.memory_bytes = std::min(within.memory_bytes, budget);
+  LEMO_ASSIGN_OR_RETURN(plan::StepPlan p,
+                        plan::PlanStep(in.model, in.settings, within));
+  return SpecStepPlan{std::move(in.model), std::move(in.settings), std::move(p),
+                      std::string(choice.status().message())};
 }
 
 }  // namespace lemo::proto

@@ -69,9 +69,32 @@ absl::StatusOr<SpecPlanInputs> PlanInputsFromSpec(
 absl::StatusOr<plan::DeviceDescription> DeviceOfWorker(
     const v1::Register& registration);
 
-// PlanInputsFromSpec + plan::PlanStep: the predicted step of `spec` on
-// `device`.
-absl::StatusOr<plan::StepPlan> PlanSpecOnDevice(
+// The step the worker will run for a spec on one device, and its plan.
+struct SpecStepPlan {
+  // PlanInputsFromSpec's model.
+  plan::ModelShape model;
+  // The settings the worker runs: the spec's own or, with
+  // resources.memory_budget, the budget's choice when one fits.
+  plan::StepSettings settings;
+  // Their plan. With a budget it is planned on a copy of the device whose
+  // memory is min(device, budget), so that "fits" means "fits the budget";
+  // when no choice fits, it is the spec's own settings judged so, and its
+  // verdict names the shortfall against the budget.
+  plan::StepPlan plan;
+  // With a budget, one line for a person: the budget's choice
+  // (plan::BudgetChoice::summary), or why nothing fits it. Empty without one.
+  std::string budget_summary;
+};
+
+// What the worker will run for `spec` on `device` (worker/agent/
+// spec_translation.cc, worker/engine/train/memory_budget.cc):
+// PlanInputsFromSpec
+// + plan::PlanStep, or with spec.resources.memory_budget
+// plan::ChooseWithinBudget with the engine's options
+// (plan::BudgetOptions::ForEngine). The coordinator's fit check and `lemoctl
+// plan` both use it, so they agree with each other and with the worker. Errors
+// are PlanInputsFromSpec's and the planner's.
+absl::StatusOr<SpecStepPlan> PlanSpecOnDevice(
     const v1::JobSpec& spec, const plan::ModelShape& model,
     const plan::DeviceDescription& device);
 

@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/plan/budget.h"
 #include "common/plan/plan_format.h"
 #include "proto/plan/spec_plan.h"
 #include "proto/validation/spec_validation.h"
@@ -52,43 +51,15 @@ std::vector<WorkerFit> PlanOnWorkers(
     const v1::JobSpec& spec, const plan::ModelShape& model,
     const std::vector<PlannableWorker>& workers) {
   // A budgeted job runs the switches the worker will choose within its
-  // budget (worker/engine/train/memory_budget.h), not the spec's defaults:
-  // it fits where some choice does. When none does, the plan shown is the
-  // spec's own, judged against the budget.
-  const absl::StatusOr<int64_t> budget = proto::MemoryBudgetBytes(spec);
-  const bool budgeted = budget.ok() && *budget > 0;
-  const plan::BudgetOptions options =
-      budgeted ? plan::BudgetOptions::ForEngine(
-                     *budget, spec.resources().memory_budget_allow_inexact(),
-                     spec.lora().dropout(),
-                     spec.resources().device_kind() == v1::CUDA)
-               : plan::BudgetOptions();
+  // budget, not the spec's defaults: proto::PlanSpecOnDevice plans that.
   std::vector<WorkerFit> out;
   for (const PlannableWorker& w : workers) {
     if (w.kind != spec.resources().device_kind()) continue;
-    absl::StatusOr<proto::SpecPlanInputs> in =
-        proto::PlanInputsFromSpec(spec, model, w.device);
-    if (!in.ok()) continue;
-    absl::StatusOr<plan::StepPlan> p =
-        plan::PlanStep(in->model, in->settings, w.device);
+    absl::StatusOr<proto::SpecStepPlan> p =
+        proto::PlanSpecOnDevice(spec, model, w.device);
     if (!p.ok()) continue;
-    if (budgeted) {
-      absl::StatusOr<plan::BudgetChoice> choice =
-          plan::ChooseWithinBudget(in->model, in->settings, w.device, options);
-      if (choice.ok()) {
-        out.push_back(WorkerFit{w.worker_id, w.device,
-                                std::move(choice->settings),
-                                std::move(choice->plan)});
-        continue;
-      }
-      plan::DeviceDescription within = w.device;
-      within.memory_bytes = std::min(within.memory_bytes, *budget);
-      absl::StatusOr<plan::StepPlan> over =
-          plan::PlanStep(in->model, in->settings, within);
-      if (over.ok()) p = std::move(over);
-    }
-    out.push_back(WorkerFit{w.worker_id, w.device, std::move(in->settings),
-                            *std::move(p)});
+    out.push_back(WorkerFit{w.worker_id, w.device, std::move(p->settings),
+                            std::move(p->plan)});
   }
   return out;
 }

@@ -343,12 +343,15 @@ class LemoctlPlanTest : public LemoctlTest {
  protected:
   // A CUDA spec on Llama-2-7B (its config.json under dir_/llama) at
   // `seq_len` tokens with `model_extra` in spec.model.
-  std::string PlanSpec(int64_t seq_len, const std::string& model_extra = "") {
+  // `resources_extra` goes in spec.resources.
+  std::string PlanSpec(int64_t seq_len, const std::string& model_extra = "",
+                       const std::string& resources_extra = "") {
     Write("llama/config.json", kLlama7bConfig);
     return Write(absl::StrCat("plan-", seq_len, ".yaml"),
                  SpecWith(absl::StrCat("model: {path: ", dir_, "/llama",
                                        model_extra, "}\nseqLen: ", seq_len,
-                                       "\nresources: {deviceKind: CUDA}\n")));
+                                       "\nresources: {deviceKind: CUDA",
+                                       resources_extra, "}\n")));
   }
 };
 
@@ -412,6 +415,33 @@ TEST_F(LemoctlPlanTest, ASpecThatDoesNotFitExitsOneSayingByHowMuch) {
   EXPECT_EQ(small.exit_code, 1) << small.output;
   EXPECT_THAT(small.output,
               AllOf(StartsWith("device: tiny-gpu"), HasSubstr("does not fit")));
+}
+
+TEST_F(LemoctlPlanTest, ABudgetedSpecIsPlannedWithTheSwitchesItsBudgetChooses) {
+  // 64K tokens without checkpointing (the spec's default) does not fit an
+  // H100; within a 60 GiB budget the worker turns checkpointing on, and the
+  // coordinator accepts the spec: plan says the same.
+  EXPECT_EQ(Lemoctl("plan " + PlanSpec(65536) + " 2>/dev/null").exit_code, 1);
+  const std::string spec = PlanSpec(65536, "", ", memoryBudget: 60Gi");
+  ProcessResult table = Lemoctl("plan " + spec);
+  EXPECT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_THAT(table.output,
+              AllOf(HasSubstr("verdict: fits"),
+                    HasSubstr("memory budget 60.0 GiB on h100-80gb: chose "
+                              "gradient checkpointing")));
+  ProcessResult json = Lemoctl("plan -o json " + spec);
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const nlohmann::json j = nlohmann::json::parse(json.output);
+  EXPECT_TRUE(j["settings"]["gradientCheckpointing"].get<bool>());
+  EXPECT_LE(j["peakGpuBytes"].get<int64_t>(), int64_t{60} << 30);
+  EXPECT_THAT(j["memoryBudget"].get<std::string>(),
+              HasSubstr("memory budget 60.0 GiB"));
+  // A budget nothing fits: the spec's own switches judged against it.
+  ProcessResult tiny =
+      Lemoctl("plan " + PlanSpec(65536, "", ", memoryBudget: 1Gi"));
+  EXPECT_EQ(tiny.exit_code, 1) << tiny.output;
+  EXPECT_THAT(tiny.output, AllOf(HasSubstr("verdict: does not fit"),
+                                 HasSubstr("no setting fits")));
 }
 
 TEST_F(LemoctlPlanTest, AnUnknownGpuNamesTheKnownOnes) {
