@@ -21,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::lemo::testing::ProcessResult;
 using ::lemo::testing::RunCommand;
+using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -250,6 +251,39 @@ TEST_F(LemoTrainPlanTest, HelpNamesTheExitCodes) {
   EXPECT_THAT(r.output, HasSubstr("0 the step fits, 1"));
   EXPECT_THAT(r.output, HasSubstr("--gradient-checkpointing"));
   EXPECT_THAT(r.output, HasSubstr("--gpu-table"));
+}
+
+// --memory-budget-gib: the switches finetune would choose within the budget,
+// with every candidate on stderr; the budget's rules as finetune's.
+TEST_F(LemoTrainPlanTest, MemoryBudgetPlansTheSwitchesFinetuneWouldChoose) {
+  const std::string seven_b =
+      "--preset llama2-7b --seq-len 65536 --gpu h100-80gb";
+  // 64K without checkpointing does not fit an H100; a 60 GiB budget turns
+  // checkpointing on.
+  EXPECT_EQ(Plan(seven_b).exit_code, 1);
+  ProcessResult r = Plan(seven_b + " --memory-budget-gib 60 -o json");
+  ASSERT_EQ(r.exit_code, 0) << r.output << Stdout();
+  EXPECT_THAT(r.output,
+              AllOf(HasSubstr("memory budget 60.0 GiB on h100-80gb: chose "
+                              "gradient checkpointing"),
+                    HasSubstr("  considered: "),
+                    HasSubstr("memory: gradient checkpointing")));
+  const nlohmann::json j = nlohmann::json::parse(Stdout());
+  EXPECT_TRUE(j["settings"]["gradientCheckpointing"].get<bool>());
+  EXPECT_LE(j["peakGpuBytes"].get<int64_t>(), int64_t{60} << 30);
+  // Nothing fits 1 GiB: exit 1, naming the budget.
+  ProcessResult tiny = Plan(seven_b + " --memory-budget-gib 1");
+  EXPECT_EQ(tiny.exit_code, 1) << tiny.output;
+  EXPECT_THAT(tiny.output,
+              HasSubstr("--memory-budget-gib: memory budget 1.0 GiB"));
+  // A switch the budget chooses, given beside it, and a bad budget: usage.
+  ProcessResult both =
+      Plan(seven_b + " --memory-budget-gib 60 --offload uniform");
+  EXPECT_EQ(both.exit_code, 2) << both.output;
+  EXPECT_THAT(both.output, HasSubstr("--memory-budget-gib chooses --offload"));
+  ProcessResult zero = Plan(seven_b + " --memory-budget-gib 0");
+  EXPECT_EQ(zero.exit_code, 2) << zero.output;
+  EXPECT_THAT(zero.output, HasSubstr("--memory-budget-gib: must be > 0"));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "client/progress.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
@@ -39,13 +40,8 @@ struct FinetuneFlags {
   std::string data_format = "auto";
   std::string on_bad_sample = "error";
   double comm_timeout_seconds = 300;
-  // --memory-budget-gib: the budget chooses the memory switches.
-  double memory_budget_gib = 0;
-  // The option, to tell whether it was given at all (any value given, even 0
-  // or nan, is checked rather than taken for "off").
-  CLI::Option* memory_budget_option = nullptr;
-  // --memory-budget-allow-inexact: it may also turn on MLP pruning / LeMo 2D.
-  bool memory_budget_allow_inexact = false;
+  // --memory-budget-gib, --memory-budget-allow-inexact.
+  MemoryBudgetFlags budget;
 };
 
 // --memory-budget-gib: the planner chooses the memory switches that the flags
@@ -53,33 +49,16 @@ struct FinetuneFlags {
 // does), so those flags must not be given too; it prints its choice.
 absl::Status ApplyMemoryBudgetFlag(const FinetuneFlags& flags,
                                    lemo::engine::TrainerOptions* o) {
-  const double gib = flags.memory_budget_gib;
-  if (!(gib > 0) || gib > 8e9) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--memory-budget-gib: must be > 0 (and < 8e9), got ", gib));
-  }
-  const char* set =
-      o->model.gradient_checkpointing           ? "gradient-checkpointing"
-      : o->model.checkpoint_keep_attention      ? "checkpoint-keep-attention"
-      : o->model.lemo.recompute_mlp             ? "recompute-mlp"
-      : o->model.lemo.recompute_norm            ? "recompute-norm"
-      : flags.memory.offload != "auto"          ? "offload"
-      : flags.memory.offload_budget_gib >= 0    ? "offload-gpu-budget-gib"
-      : flags.memory.attention_head_groups >= 0 ? "attention-head-groups"
-      : flags.memory.lemo.mlp_tile_tokens >= 0  ? "tile-tokens"
-                                                : nullptr;
-  if (set != nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--memory-budget-gib chooses --", set, ": give one or the other"));
-  }
+  LEMO_RETURN_IF_ERROR(
+      CheckMemoryBudgetFlags(flags.budget, flags.memory, o->model));
   // The LoRA targets and the LeMo options, as without a budget; the switches
   // it resolves are then replaced by the budget's choice.
   absl::StatusOr<std::string> defaults =
       ApplyMemoryFlags(flags.memory, o->data.seq_len, o->model_dir, &o->model);
   if (!defaults.ok()) return defaults.status();
   lemo::engine::MemoryBudgetOptions budget;
-  budget.budget_bytes = static_cast<int64_t>(gib * (int64_t{1} << 30));
-  budget.allow_inexact = flags.memory_budget_allow_inexact;
+  budget.budget_bytes = flags.budget.bytes();
+  budget.allow_inexact = flags.budget.allow_inexact;
   budget.device = lemo::engine::PlanDeviceFor(o->model.device);
   absl::StatusOr<lemo::engine::MemoryBudgetResult> chose =
       lemo::engine::ApplyMemoryBudget(
@@ -177,7 +156,7 @@ int RunFinetune(FinetuneFlags& flags) {
   auto on_bad = lemo::engine::ParseBadSamplePolicy(flags.on_bad_sample);
   if (!on_bad.ok()) return Fail(on_bad.status());
   o.data.on_bad_sample = *on_bad;
-  if (absl::Status memory = flags.memory_budget_option->count() == 0
+  if (absl::Status memory = !flags.budget.given()
                                 ? ResolveMemoryFlags(flags, &o)
                                 : ApplyMemoryBudgetFlag(flags, &o);
       !memory.ok()) {
@@ -332,16 +311,7 @@ Command AddFinetuneCommand(CLI::App* app) {
                   "Measure the predictors' recall against the oracle every N "
                   "steps (0: never; costs an oracle pass)")
       ->capture_default_str();
-  ft->memory_budget_option = cmd->add_option(
-      "--memory-budget-gib", ft->memory_budget_gib,
-      "Peak device memory the step may use, GiB: the fastest "
-      "checkpointing / offload / recompute / tile / head-group "
-      "setting the planner predicts to fit is chosen and printed "
-      "(do not give those flags too)");
-  cmd->add_flag("--memory-budget-allow-inexact",
-                ft->memory_budget_allow_inexact,
-                "With --memory-budget-gib: when no exact setting fits, MLP "
-                "pruning and LeMo 2D (accuracy-changing) may be turned on");
+  AddMemoryBudgetFlags(cmd, &ft->budget);
   return {cmd, [ft] { return RunFinetune(*ft); }};
 }
 

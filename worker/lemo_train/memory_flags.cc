@@ -140,4 +140,40 @@ absl::StatusOr<std::string> ApplyMemoryFlags(
       model);
 }
 
+void AddMemoryBudgetFlags(CLI::App* cmd, MemoryBudgetFlags* flags) {
+  flags->option = cmd->add_option(
+      "--memory-budget-gib", flags->gib,
+      "Peak device memory the step may use, GiB: the fastest "
+      "checkpointing / offload / recompute / tile / head-group "
+      "setting the planner predicts to fit is chosen and printed "
+      "(do not give those flags too)");
+  cmd->add_flag("--memory-budget-allow-inexact", flags->allow_inexact,
+                "With --memory-budget-gib: when no exact setting fits, MLP "
+                "pruning and LeMo 2D (accuracy-changing) may be turned on");
+}
+
+absl::Status CheckMemoryBudgetFlags(
+    const MemoryBudgetFlags& budget, const MemoryFlags& memory,
+    const lemo::engine::TrainingModelOptions& model) {
+  if (!(budget.gib > 0) || budget.gib > 8e9) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-budget-gib: must be > 0 (and < 8e9), got ", budget.gib));
+  }
+  const char* set =
+      model.gradient_checkpointing        ? "gradient-checkpointing"
+      : model.checkpoint_keep_attention   ? "checkpoint-keep-attention"
+      : model.lemo.recompute_mlp          ? "recompute-mlp"
+      : model.lemo.recompute_norm         ? "recompute-norm"
+      : memory.offload != "auto"          ? "offload"
+      : memory.offload_budget_gib >= 0    ? "offload-gpu-budget-gib"
+      : memory.attention_head_groups >= 0 ? "attention-head-groups"
+      : memory.lemo.mlp_tile_tokens >= 0  ? "tile-tokens"
+                                          : nullptr;
+  if (set != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-budget-gib chooses --", set, ": give one or the other"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace lemo::worker::lemo_train

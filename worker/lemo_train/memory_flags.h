@@ -69,6 +69,35 @@ absl::StatusOr<std::string> ApplyMemoryFlags(
     const lemo::engine::ModelConfig& config, int64_t device_memory_bytes,
     lemo::engine::TrainingModelOptions* model);
 
+// --memory-budget-gib and --memory-budget-allow-inexact: the planner chooses
+// the memory switches within a budget (common/plan/budget.h), as a job's
+// resources.memory_budget does. finetune runs the choice; plan predicts it.
+struct MemoryBudgetFlags {
+  // --memory-budget-gib: peak device memory the step may use.
+  double gib = 0;
+  // The option, to tell whether it was given at all (any value given, even 0
+  // or nan, is checked rather than taken for "off").
+  CLI::Option* option = nullptr;
+  // --memory-budget-allow-inexact: it may also turn on MLP pruning / LeMo 2D.
+  bool allow_inexact = false;
+
+  bool given() const { return option != nullptr && option->count() > 0; }
+  // The budget in bytes.
+  int64_t bytes() const {
+    return static_cast<int64_t>(gib * (int64_t{1} << 30));
+  }
+};
+
+// Registers the two budget flags on `cmd`, bound to `flags`.
+void AddMemoryBudgetFlags(CLI::App* cmd, MemoryBudgetFlags* flags);
+
+// With the budget given: INVALID_ARGUMENT for a budget that is not > 0, or
+// naming a switch the budget chooses that was given beside it (a flag set in
+// `memory` or in `model`).
+absl::Status CheckMemoryBudgetFlags(
+    const MemoryBudgetFlags& budget, const MemoryFlags& memory,
+    const lemo::engine::TrainingModelOptions& model);
+
 }  // namespace lemo::worker::lemo_train
 
 #endif  // LEMO_WORKER_LEMO_TRAIN_MEMORY_FLAGS_H_

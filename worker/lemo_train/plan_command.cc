@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/atomic_file.h"
+#include "common/plan/budget.h"
 #include "common/plan/device_table.h"
 #include "common/plan/plan_format.h"
 #include "common/plan/step_plan.h"
@@ -48,6 +49,8 @@ struct PlanFlags {
   // allocated).
   lemo::engine::TrainingModelOptions model;
   MemoryFlags memory;
+  // --memory-budget-gib: plan the switches finetune would choose within it.
+  MemoryBudgetFlags budget;
   // --gpu: a device of the table; empty: this machine's first CUDA device.
   std::string gpu;
   // --gpu-table: a device table file in common/plan/devices.json's format,
@@ -297,13 +300,18 @@ int RunPlan(PlanFlags& f) {
   m.base_dtype = *dtype;
   // "auto" as a run on the planned device resolves it (its memory decides
   // the automatic head groups).
+  if (f.budget.given()) {
+    if (absl::Status s = CheckMemoryBudgetFlags(f.budget, f.memory, m);
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
   absl::StatusOr<std::string> chose =
       ApplyMemoryFlags(f.memory, f.seq_len, *config, device->memory_bytes, &m);
   if (!chose.ok()) return Fail(chose.status());
   if (absl::Status s = CheckLikeFinetune(*config, m); !s.ok()) {
     return Fail(s);
   }
-  std::fprintf(stderr, "memory: %s\n", chose->c_str());
 
   absl::StatusOr<plan::ModelShape> shape =
       lemo::engine::ModelShapeFromConfig(*config, *dtype);
@@ -313,6 +321,31 @@ int RunPlan(PlanFlags& f) {
   if (!settings.ok()) return Fail(settings.status());
   absl::StatusOr<plan::StepPlan> p = plan::PlanStep(*shape, *settings, *device);
   if (!p.ok()) return Fail(p.status());
+  if (f.budget.given()) {
+    // finetune --memory-budget-gib's choice (engine::ApplyMemoryBudget): the
+    // workload alone, the switches chosen within the budget on this device.
+    absl::StatusOr<plan::StepSettings> workload =
+        lemo::engine::WorkloadSettingsFor(m, f.seq_len, f.batch_size,
+                                          shape->num_layers);
+    if (!workload.ok()) return Fail(workload.status());
+    absl::StatusOr<plan::BudgetChoice> choice = plan::ChooseWithinBudget(
+        *shape, *workload, *device,
+        plan::BudgetOptions::ForEngine(f.budget.bytes(), f.budget.allow_inexact,
+                                       m.lora.dropout, /*on_gpu=*/true));
+    if (!choice.ok()) {
+      return Fail(absl::Status(
+          choice.status().code(),
+          absl::StrCat("--memory-budget-gib: ", choice.status().message())));
+    }
+    std::fprintf(stderr, "%s\n", choice->summary.c_str());
+    for (const std::string& c : choice->considered) {
+      std::fprintf(stderr, "  considered: %s\n", c.c_str());
+    }
+    *chose = plan::DescribeSwitches(choice->settings);
+    settings = std::move(choice->settings);
+    p = std::move(choice->plan);
+  }
+  std::fprintf(stderr, "memory: %s\n", chose->c_str());
 
   const std::string model_name =
       f.preset.empty() ? f.model_dir : absl::StrCat(f.preset, " (preset)");
@@ -353,6 +386,7 @@ Command AddPlanCommand(CLI::App* app) {
                   "on a GPU: bf16)")
       ->capture_default_str();
   AddMemoryFlags(cmd, &f->memory, &f->model);
+  AddMemoryBudgetFlags(cmd, &f->budget);
   cmd->add_option("--gpu", f->gpu,
                   "The device to plan for, by its name in the device table "
                   "(h100-80gb, h200-141gb, ...; default: this machine's CUDA "
