@@ -3,7 +3,7 @@
 S2-Attn fine-tunes fail under full attention in docs/accuracy.md? (issue 14)
 
 Usage (the venv python: torch + transformers; LEMO_TRAIN = a lemo-train binary):
-  python3 bench/accuracy/s2_check.py check [--lemo-train PATH] [--work DIR]   # equivalence, ~20 s
+  python3 bench/accuracy/s2_check.py check [--lemo-train PATH] [--work DIR] [--json OUT]   # equivalence, ~20 s
   python3 bench/accuracy/s2_check.py eval (--model DIR [--adapter DIR] | --case NAME=DIR[,ADAPTER] ...) \
       --data heldout.jsonl --seq-len 8192 [--tokenizer byte|tokenizer.model] [--windows 8] [--device cuda] \
       [--json OUT]
@@ -175,6 +175,11 @@ def check(args):
           abs(got["lemo-train --lemo-2d"] - got["HF reference no-wrap"]) < 1e-4 and
           abs(got["HF reference no-wrap"] - got["HF full causal"]) > 1e-3)
     print("s2_check: " + ("lemo-train's S2-Attn equals the no-wrap reference" if ok else "MISMATCH"))
+    if args.json:
+        # The raw result bench/accuracy/s2_table.py makes docs/accuracy.md's table of.
+        with open(args.json, "w") as f:
+            json.dump({"check": "s2_check", "seq_len": seq, "groups": 8, "dtype": "fp32", "ok": ok,
+                       "losses": got, "torch": torch.__version__}, f, indent=1)
     return 0 if ok else 1
 
 
@@ -220,7 +225,7 @@ def main(argv=None):
     p.add_argument("--tokenizer", default="byte", help="eval: byte, or a SentencePiece tokenizer.model")
     p.add_argument("--windows", type=int, default=8)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--json", default="")
+    p.add_argument("--json", default="", help="check: the losses as JSON; eval: the results as JSON")
     args = p.parse_args(argv)
     sys.path.insert(0, HERE)
     return check(args) if args.cmd == "check" else evaluate(args)

@@ -15,6 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import passkey  # noqa: E402
+import s2_table  # noqa: E402
 import summary  # noqa: E402
 
 
@@ -83,6 +84,24 @@ class PasskeyMakeTest(unittest.TestCase):
             self.assertGreaterEqual(ex["distance"], 200)
             # 1 token of <s>, one token per byte: the distance counts the tokens in between.
             self.assertEqual(ex["distance"], len(ids) - 5 - (needle_end + 1))
+
+
+class S2TableTest(unittest.TestCase):
+    LOSSES = {"lemo-train dense": 5.7189341, "HF full causal": 5.7189332, "lemo-train --lemo-2d": 5.72472,
+              "HF reference no-wrap": 5.724729, "HF reference roll (wrap)": 5.724814}
+
+    def test_rows_in_order_with_the_pair_that_must_agree_in_bold(self):
+        lines = s2_table.table({"losses": self.LOSSES}).splitlines()
+        self.assertEqual(lines[0], "| attention | loss |")
+        self.assertEqual(lines[2], "| lemo-train, dense | 5.718934 |")
+        self.assertEqual(lines[4], "| lemo-train, `--lemo-2d` | **5.724720** |")
+        self.assertEqual(len(lines), 7)
+
+    def test_a_missing_loss_is_named(self):
+        losses = dict(self.LOSSES)
+        del losses["HF full causal"]
+        with self.assertRaisesRegex(ValueError, "HF full causal"):
+            s2_table.table({"losses": losses})
 
 
 class ReferenceMaskTest(unittest.TestCase):
