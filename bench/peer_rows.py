@@ -5,6 +5,7 @@ the SAME run folder (a bench/gpu_suite.sh run: one process per system, one after
 GPU), never across folders.
 
     bench/peer_rows.py bench/results/RUN/peers-8k bench/results/RUN/peers-64k ...
+    bench/peer_rows.py --peers FOLDER ...   # each peer's runs over the folders, and their spread
 
 Two peers: HF transformers + PEFT with HF's own loss ("HF+PEFT", `peer`) and the strong peer with
 Liger Kernel's fused linear cross-entropy ("strong", `peer-strong`). When the same configuration
@@ -119,15 +120,47 @@ def rows(collected):
     return [row(k, collected[k]) for k in keys]
 
 
+PEERS = {"peer": "HF+PEFT", "peer-strong": "strong"}
+PEER_HEADER = ("| seq | checkpointing | peer | runs | GiB (each run) | step s, median (each run) | "
+               "spread of the run medians |")
+
+
+def peer_spread(folders):
+    """--peers: each peer's rows over every folder it ran in, so the spread between processes (not
+    only within one) is shown: one line per (seq, mode, peer), the runs in the folders' order."""
+    found = {}
+    for folder in folders:
+        results = report.load_results(os.path.join(folder, "results.jsonl"))
+        for (system, seq_len, mode), r in results.items():
+            if system in PEERS and report.ok(r) and times([r]):
+                found.setdefault((seq_len, mode, system), []).append(r)
+    out = []
+    for key in sorted(found, key=lambda k: (k[1] != "no-ckpt", k[0], k[2])):
+        seq_len, mode, system = key
+        runs = found[key]
+        medians = [statistics.median(times([r])) for r in runs]
+        spread = (max(medians) - min(medians)) / statistics.median(medians) if len(runs) > 1 else None
+        out.append("| " + " | ".join([
+            report.seq_cell(seq_len), {"ckpt": "yes", "no-ckpt": "no"}.get(mode, mode or "-"),
+            PEERS[system], str(len(runs)), ", ".join(cell_gib([r]) for r in runs),
+            ", ".join(f"{m:.2f}" for m in medians),
+            f"{100 * spread:.1f}%" if spread is not None else "-"]) + " |")
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", help="gpu_suite run folders (results.jsonl)")
+    p.add_argument("--peers", action="store_true",
+                   help="instead: each peer's runs over the folders, with their spread")
     args = p.parse_args(argv)
     for folder in args.folders:
         if not os.path.exists(os.path.join(folder, "results.jsonl")):
             p.error(f"no {folder}/results.jsonl")
-    lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"] + rows(collect(args.folders))
+    header = PEER_HEADER if args.peers else HEADER
+    body = peer_spread(args.folders) if args.peers else rows(collect(args.folders))
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"] + body
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

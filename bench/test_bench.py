@@ -362,6 +362,16 @@ class PeerRowsTest(unittest.TestCase):
         self.assertEqual(line, "| 16K | no | LeMo | 58.0 | OOM | not run | - | 4.00 | - | - | - | "
                                "- | - |")
 
+    def test_peers_mode_lists_each_peers_runs_and_their_spread(self):
+        a = self.folder("run1", [self.row("peer", [16.0, 16.4, 16.2], 53),
+                                 self.row("lemo-sparse", [13.0], 41)])
+        b = self.folder("run2", [self.row("peer", [16.6, 16.8], 54),
+                                 self.row("peer-strong", [14.0], 40)])
+        lines = peer_rows.peer_spread([a, b])
+        # run medians 16.20 and 16.70: spread 0.50 over their median 16.45 = 3.0%
+        self.assertEqual(lines, ["| 64K | yes | HF+PEFT | 2 | 53.0, 54.0 | 16.20, 16.70 | 3.0% |",
+                                 "| 64K | yes | strong | 1 | 40.0 | 14.00 | - |"])
+
     def test_no_ratio_crosses_folders(self):
         a = self.folder("lemo", [self.row("lemo-2d", [7.0], 40)])
         b = self.folder("peers", [self.row("peer-strong", [14.0], 40)])
