@@ -2,6 +2,7 @@
 
 #include "worker/engine/lemo/shifted_group_attention.h"
 #include "worker/engine/lemo/sparse_mlp.h"
+#include "worker/engine/model/segment_memo.h"
 
 namespace lemo::engine {
 
@@ -85,19 +86,22 @@ torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
   if (sparse) {
     const kernels::SelectOptions select =
         LayerSelectOptions(options, keep_ratio);
-    torch::Tensor kept;
-    if (options.mode == LemoMode::kPredictor) {
+    // Chosen once per forward: a checkpoint's re-run gets the forward's
+    // choice back (segment_memo.h) rather than scoring every token again.
+    const torch::Tensor kept = Memoized([&] {
+      if (options.mode != LemoMode::kPredictor) {
+        return OracleKeptBlocks(layer, xn, select, options.block_tokens);
+      }
       TORCH_CHECK_VALUE(ctx.predictor != nullptr,
                         "lemo predictor mode: a sparse layer (keep ratio ",
                         keep_ratio, ") has no pattern predictor");
-      kept = ctx.predictor->KeptBlocks(xn, select);
+      torch::Tensor chosen = ctx.predictor->KeptBlocks(xn, select);
       if (options.measure_predictor_recall) {
         recall = KeptBlockRecall(
-            kept, OracleKeptBlocks(layer, xn, select, options.block_tokens));
+            chosen, OracleKeptBlocks(layer, xn, select, options.block_tokens));
       }
-    } else {
-      kept = OracleKeptBlocks(layer, xn, select, options.block_tokens);
-    }
+      return chosen;
+    });
     h = SparseAttentionResidual(layer, x, xn, cos, sin, kept,
                                 options.block_tokens, training, shifted_groups);
     kept_tokens =
@@ -107,7 +111,8 @@ torch::Tensor LemoAttentionSublayer(const DecoderLayer& layer,
     h = x + layer.Attention(xn, cos, sin, training,
                             shifted_groups ? ShiftedGroupAttention : nullptr);
   }
-  if (ctx.stats != nullptr) {
+  // A re-run's counts are the forward's, and it measured no recall.
+  if (ctx.stats != nullptr && !ReplayingSegment()) {
     ctx.stats->kept_tokens = kept_tokens;
     ctx.stats->total_tokens = x.size(0) * x.size(1);
     ctx.stats->predictor_recall = recall;

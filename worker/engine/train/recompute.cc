@@ -13,6 +13,7 @@
 #include "kernels/allocation_tracker.h"
 #include "worker/engine/model/attention_stash.h"
 #include "worker/engine/model/recompute_context.h"
+#include "worker/engine/model/segment_memo.h"
 
 namespace lemo::engine {
 namespace {
@@ -64,6 +65,7 @@ class CheckpointBackward : public torch::autograd::Node {
                      bool input_requires_grad,
                      std::vector<torch::Tensor> params, RngState rng,
                      std::unique_ptr<AttentionStash> stash,
+                     std::unique_ptr<SegmentMemo> memo,
                      std::function<void(int64_t)> on_backward_peak)
       : fn_(std::move(fn)),
         input_(std::move(input)),
@@ -72,6 +74,7 @@ class CheckpointBackward : public torch::autograd::Node {
         params_(std::move(params)),
         rng_(std::move(rng)),
         stash_(std::move(stash)),
+        memo_(std::move(memo)),
         on_backward_peak_(std::move(on_backward_peak)) {}
 
   std::string name() const override { return "lemo::CheckpointBackward"; }
@@ -117,6 +120,7 @@ class CheckpointBackward : public torch::autograd::Node {
       torch::AutoGradMode grad_mode(true);
       torch::Tensor y;
       RecomputeScope recompute;
+      SegmentMemo::Scope replay_memo(memo_.get(), SegmentMemo::Mode::kReplay);
       if (stash_ != nullptr) {
         AttentionStash::Scope replay(stash_.get(),
                                      AttentionStash::Mode::kReplay);
@@ -127,6 +131,9 @@ class CheckpointBackward : public torch::autograd::Node {
       } else {
         y = fn_(x);
       }
+      TORCH_CHECK(memo_->pending() == 0,
+                  "checkpointed segment: the recompute asked for fewer "
+                  "memoized values than the forward recorded");
       RestoreRng(outer);
       if (!wrt.empty() && y.requires_grad()) {
         computed = torch::autograd::grad({y}, wrt, {grads[0]},
@@ -149,6 +156,7 @@ class CheckpointBackward : public torch::autograd::Node {
     saved_input_.reset();
     params_.clear();
     stash_.reset();
+    memo_.reset();
     on_backward_peak_ = nullptr;
   }
 
@@ -163,6 +171,9 @@ class CheckpointBackward : public torch::autograd::Node {
   // The attention outputs recorded by the forward; null without
   // stash_attention.
   std::unique_ptr<AttentionStash> stash_;
+  // What the forward's ops memoized (segment_memo.h: LeMo's kept blocks),
+  // handed back to the re-run in order.
+  std::unique_ptr<SegmentMemo> memo_;
   std::function<void(int64_t)> on_backward_peak_;
 };
 
@@ -179,9 +190,11 @@ torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
   RngState rng = CaptureRng(input.device());
   std::unique_ptr<AttentionStash> stash;
   if (stash_attention) stash = std::make_unique<AttentionStash>();
+  auto memo = std::make_unique<SegmentMemo>();
   torch::Tensor output;
   {
     torch::NoGradGuard no_grad;
+    SegmentMemo::Scope record_memo(memo.get(), SegmentMemo::Mode::kRecord);
     std::optional<AttentionStash::Scope> record;
     if (stash) record.emplace(stash.get(), AttentionStash::Mode::kRecord);
     output = fn(input);
@@ -196,10 +209,10 @@ torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
   torch::Tensor kept_input =
       saved_input != nullptr ? torch::Tensor() : input.detach();
   auto node = std::shared_ptr<CheckpointBackward>(
-      new CheckpointBackward(std::move(fn), std::move(kept_input),
-                             std::move(saved_input), input.requires_grad(),
-                             params, std::move(rng), std::move(stash),
-                             std::move(hooks.on_backward_peak)),
+      new CheckpointBackward(
+          std::move(fn), std::move(kept_input), std::move(saved_input),
+          input.requires_grad(), params, std::move(rng), std::move(stash),
+          std::move(memo), std::move(hooks.on_backward_peak)),
       torch::autograd::deleteNode);
   torch::autograd::edge_list edges;
   edges.push_back(torch::autograd::impl::gradient_edge(input));

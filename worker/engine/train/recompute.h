@@ -19,6 +19,11 @@
 // (worker/engine/model/attention_stash.h): selective checkpointing. The re-run
 // happens inside a RecomputeScope (worker/engine/model/recompute_context.h).
 //
+// Values the segment's ops pass through Memoized (worker/engine/model/
+// segment_memo.h: LeMo's kept blocks) are computed once, in the forward, and
+// handed back to the re-run, so it keeps the tokens the forward kept without
+// scoring them again.
+//
 // With hooks.save_input, the input is handed over once the forward has run,
 // and restored from there in backward (offload); the values are the same.
 // hooks.on_backward_peak receives the segment's backward working set, measured
