@@ -661,8 +661,11 @@ absl::StatusOr<StepPlan> PlanStep(const ModelShape& m, const StepSettings& s,
     // projections of every token (lemo_attention.cc OracleBlockMap) and a
     // causal QK^T over every head reduced to 64x64 tiles without storing it
     // (kernels/block_scores): N^2 x Hq x d FLOPs, which the fused kernel
-    // runs at about flash attention's rate (500 TFLOP/s at 32K in
-    // docs/benchmarks.md's block-scoring rows).
+    // runs at about flash attention's rate (500 TFLOP/s at 32K in the
+    // 2026-11-22 block-scoring rows, withdrawn for want of raw files: `git
+    // show 5d9b5d8:docs/benchmarks.md`; bench/device_grid.sh 6 re-measures
+    // them). Once per step: a checkpoint's re-run reuses the forward's
+    // choice (worker/engine/model/segment_memo.h).
     double projections = 0, scores = 0;
     const double seq = static_cast<double>(s.seq_len);
     for (int64_t i = 0; i < L; ++i) {
