@@ -19,14 +19,17 @@
 #      --recompute-norm without checkpointing at 8K and 32K (with lemo-kernel-bench first: block
 #      scoring 4K-32K), 2D sparsity with checkpointing at 32K and 64K; then a second process for
 #      the 64K headline ratio (LeMo + selective, strong peer) and dense + selective at 64K
-# LeMo runs in oracle mode (no calibration: it would take a call of its own); every lemo-train
-# run has --loss-segment-tokens 2048. Each suite run lands in $OUT/<phase>-<part>.tar.gz with its
+#   7  64K with checkpointing in predictor mode (a short calibration first): LeMo + selective,
+#      LeMo and the strong peer
+#   8  256K with checkpointing, one step per row: LeMo in predictor mode and the strong peer
+# Phases 1-6 run LeMo in oracle mode (no calibration); every lemo-train run has
+# --loss-segment-tokens 2048. Each suite run lands in $OUT/<phase>-<part>.tar.gz with its
 # table beside it.
 #
 # Device run (repo root, carry .device):  bash bench/device_grid.sh 1
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-PHASE=${1:?phase 1-6}
+PHASE=${1:?phase 1-8}
 # .device/env.sh unpacks every carried package into /tmp/sysroot, but only when that folder is
 # new: a /tmp/sysroot left by anything else (it once was this script's own loop below, run before
 # env.sh, which cost a device call) would hide abseil and gRPC from the build. Start it afresh
@@ -89,7 +92,17 @@ case $PHASE in
      suite repeat-64k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 \
        LEMO_BENCH_SYSTEMS="lemo-selective peer-strong dense-selective" \
        LEMO_BENCH_BUILD=0 LEMO_TRAIN=build-gpu/bin/lemo-train ;;
-  *) echo "phase must be 1-6" >&2; exit 2 ;;
+  7) export LEMO_BENCH_PEER_WARMUP=2
+     # the 64K headline in predictor mode (a short calibration first, ~15 s), after the
+     # checkpoint re-run stopped re-scoring the tokens; a second process of the strong peer
+     suite predictor-64k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=65536 LEMO_BENCH_CALIBRATE=1 \
+       LEMO_BENCH_SYSTEMS="lemo-selective lemo-sparse peer-strong" ;;
+  8) # 256K, one step per row (a step is 2-3 minutes): LeMo in predictor mode and the strong peer
+     # (offloaded checkpointing), for issue 15's 0.55x target after the re-scoring fix
+     suite predictor-256k 575 LEMO_BENCH_MODES=on LEMO_BENCH_SEQS=262144 LEMO_BENCH_CALIBRATE=1 \
+       LEMO_BENCH_STEPS=1 LEMO_BENCH_WARMUP=0 LEMO_BENCH_PEER_WARMUP=0 LEMO_BENCH_TIMEOUT=400 \
+       LEMO_BENCH_SYSTEMS="lemo-sparse peer-strong" ;;
+  *) echo "phase must be 1-8" >&2; exit 2 ;;
 esac
 cat "$FINAL_OUT"/"$PHASE"-*-table.md 2>/dev/null | grep -E '^\|' | tail -n 20
 [ -f "$FINAL_OUT/rates.json" ] && cat "$FINAL_OUT/rates.json"
