@@ -30,15 +30,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 PHASE=${1:?phase 1-8}
-# .device/env.sh unpacks every carried package into /tmp/sysroot, but only when that folder is
-# new: a /tmp/sysroot left by anything else (it once was this script's own loop below, run before
-# env.sh, which cost a device call) would hide abseil and gRPC from the build. Start it afresh
-# unless it has them, then add the packages a machine's first unpack may predate.
-[ -f /tmp/sysroot/usr/include/absl/base/config.h ] || rm -rf /tmp/sysroot
-source .device/env.sh || { echo "device_grid: .device/env.sh missing (carry .device)" >&2; exit 2; }
-for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do
-  [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot
-done
+source bench/device_env.sh
 FINAL_OUT=${OUT:-bench-out}
 mkdir -p "$FINAL_OUT"
 export LEMO_BENCH_SYSTEMS=${LEMO_GRID_SYSTEMS:-lemo lemo-sparse} LEMO_BENCH_CTEST=0 LEMO_BENCH_KERNELS=0

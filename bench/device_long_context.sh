@@ -24,14 +24,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 PHASE=${1:?phase 0-6}
-# worker/comm/ compiles c10d's ProcessGroupGloo.hpp, which includes gloo's headers: Debian's
-# libgloo-dev (headers only), and the tokenizer's PCRE2 and ICU, carried in .device/debs like the
-# other packages (apt-get download libgloo-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0
-# libpcre2-32-0 libpcre2-posix3 libicu-dev libicu72 icu-devtools). Unpacked here too, since .device/env.sh skips a sysroot that
-# exists already.
-for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do
-  [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot
-done
+# The build environment, with gloo, PCRE2 and ICU (bench/device_env.sh).
+source bench/device_env.sh
 FINAL_OUT=${OUT:-bench-out}
 NAME=phase-$PHASE${LEMO_PHASE_TAG:+-$LEMO_PHASE_TAG}
 export OUT=/tmp/lemo-$NAME

@@ -7,8 +7,7 @@
 # NCCL run failed. Device run (repo root, carry .device):  bash bench/gpu_nccl_check.sh
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-source .device/env.sh || exit 2
-for deb in .device/debs/{libgloo-dev,libpcre2,libicu,icu-devtools}*.deb; do [ -f "$deb" ] && dpkg -x "$deb" /tmp/sysroot; done
+source bench/device_env.sh
 OUT=${OUT:-bench-out}
 WORK=/tmp/lemo-nccl-check
 mkdir -p "$OUT" "$WORK"
