@@ -186,7 +186,14 @@ torch::Tensor Checkpoint(SegmentFn fn, const torch::Tensor& input,
   if (torch::GradMode::is_enabled()) {
     for (const torch::Tensor& p : params) needs_grad |= p.requires_grad();
   }
-  if (!needs_grad) return fn(input);
+  if (!needs_grad) {
+    // Not recorded into an enclosing checkpoint's memo: when that one's
+    // forward (no grad) reaches this call it lands here, while its re-run
+    // (grad) makes this a checkpoint with a memo of its own, so the enclosing
+    // memo must see this segment's calls in neither.
+    SegmentMemo::Scope isolated(nullptr, SegmentMemo::Mode::kRecord);
+    return fn(input);
+  }
   RngState rng = CaptureRng(input.device());
   std::unique_ptr<AttentionStash> stash;
   if (stash_attention) stash = std::make_unique<AttentionStash>();

@@ -99,5 +99,38 @@ TEST(SegmentMemo, ACheckpointComputesOnceAndItsRerunSeesTheForwardsValue) {
   EXPECT_TRUE(torch::allclose(grads[1], want_w));
 }
 
+// A checkpoint inside a checkpointed segment (attention head groups run so):
+// the inner segment's memoized calls belong to the inner checkpoint in the
+// re-run and to no memo in the forward, so the outer one neither records nor
+// replays them, and backward completes with the plain gradients.
+TEST(SegmentMemo, ANestedCheckpointsCallsStayOutOfTheEnclosingMemo) {
+  const torch::Tensor w = torch::randn({6, 6}, torch::requires_grad());
+  const torch::Tensor x = torch::randn({4, 6}).requires_grad_(true);
+  int inner_calls = 0, outer_calls = 0;
+  const auto inner = [&](const torch::Tensor& in) {
+    const torch::Tensor kept = Memoized(
+        [&] { return torch::tensor({int64_t{1}}) + 0 * inner_calls++; });
+    return torch::matmul(in.index_select(0, kept), w);
+  };
+  const auto outer = [&](const torch::Tensor& in) {
+    const torch::Tensor kept = Memoized([&] {
+      ++outer_calls;
+      return torch::tensor({int64_t{0}, int64_t{2}});
+    });
+    const torch::Tensor h = torch::tanh(in.index_select(0, kept));
+    return Checkpoint(inner, h, {w});
+  };
+  const auto grads =
+      torch::autograd::grad({Checkpoint(outer, x, {w}).sum()}, {x, w});
+  const auto want = torch::autograd::grad({outer(x).sum()}, {x, w});
+  EXPECT_TRUE(torch::allclose(grads[0], want[0]));
+  EXPECT_TRUE(torch::allclose(grads[1], want[1]));
+  // The outer choice once in the checkpointed run (its forward), once more in
+  // the plain one; the inner in the forward, the re-run's own checkpoint
+  // forward, and the plain run's.
+  EXPECT_EQ(outer_calls, 2);
+  EXPECT_EQ(inner_calls, 3);
+}
+
 }  // namespace
 }  // namespace lemo::engine
