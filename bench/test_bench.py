@@ -17,6 +17,7 @@ import control_plane_report  # noqa: E402
 import flag_rows  # noqa: E402
 import flops  # noqa: E402
 import kernel_rows  # noqa: E402
+import multi_gpu_report  # noqa: E402
 import peer_rows  # noqa: E402
 import record_result  # noqa: E402
 import report  # noqa: E402
@@ -728,6 +729,65 @@ class ControlPlaneReportTest(unittest.TestCase):
         text = control_plane_report.retention_table([self.retention(100, 150, retain=None)])
         self.assertIn("not in this build (keeps every job)", text)
         self.assertIn("| +50.0 MiB | no |", text)
+
+
+class MultiGpuReportTest(unittest.TestCase):
+    """multi_gpu_report.py judges bench/multi_gpu.sh's runs from the saved watch streams."""
+
+    def setUp(self):
+        self.out = tempfile.mkdtemp()
+
+    def stream(self, name, events):
+        # Written as `lemoctl watch -o json` does: objects back to back, no separator needed.
+        with open(os.path.join(self.out, f"{name}.events.jsonl"), "w") as f:
+            f.write("".join(json.dumps(e) for e in events))
+
+    @staticmethod
+    def metric(step, loss, seconds=1.0, rank=0, total=4):
+        m = {"step": str(step), "loss": loss, "stepTimeSeconds": seconds, "totalSteps": str(total)}
+        if rank:
+            m["rank"] = rank
+        return {"metric": m}
+
+    @staticmethod
+    def state(to):
+        return {"stateChange": {"to": to}}
+
+    def rows(self):
+        rc = multi_gpu_report.main(["report", self.out])
+        with open(os.path.join(self.out, "results.jsonl")) as f:
+            return rc, {r["check"]: r for r in map(json.loads, f)}
+
+    def test_parity_scaling_and_a_fault_that_resumed_from_its_checkpoint(self):
+        self.stream("parity-1rank", [self.metric(1, 2.0), self.metric(2, 1.5), self.state("SUCCEEDED")])
+        self.stream("parity-2ranks", [self.metric(1, 2.000002), self.metric(1, 9.0, rank=1),
+                                      self.metric(2, 1.500004), self.state("SUCCEEDED")])
+        self.stream("scaling-128-1rank", [self.metric(s, 1, 1.0) for s in (1, 2, 3)] + [self.state("SUCCEEDED")])
+        self.stream("scaling-128-2ranks", [self.metric(s, 1, 1.25) for s in (1, 2, 3)] + [self.state("SUCCEEDED")])
+        self.stream("fault-2ranks", [self.metric(1, 1), self.metric(2, 1), {"checkpoint": {"step": "2"}},
+                                     self.metric(3, 1), self.state("RESTARTING"), self.metric(3, 1),
+                                     self.metric(4, 1), self.state("SUCCEEDED")])
+        rc, rows = self.rows()
+        self.assertEqual(rc, 0)
+        # rank 1's report is not rank 0's loss; fp32: absolute difference
+        self.assertAlmostEqual(rows["parity"]["max_difference"], 4e-6)
+        self.assertTrue(rows["parity"]["ok"])
+        self.assertAlmostEqual(rows["weak scaling"]["efficiency"], 0.8)
+        self.assertEqual(rows["fault"]["resumed_at"], [3])
+        self.assertTrue(rows["fault"]["ok"])
+
+    def test_a_gang_that_lost_its_steps_or_drifted_fails(self):
+        self.stream("parity-1rank", [self.metric(1, 2.0), self.state("SUCCEEDED")])
+        self.stream("parity-2ranks", [self.metric(1, 2.001), self.state("SUCCEEDED")])
+        # resumed at step 2 with no checkpoint at step 1, and never reached its last step
+        self.stream("fault-2ranks", [self.metric(1, 1), self.metric(2, 1), self.state("RESTARTING"),
+                                     self.metric(2, 1), self.state("SUCCEEDED")])
+        rc, rows = self.rows()
+        self.assertEqual(rc, 1)
+        self.assertFalse(rows["parity"]["ok"])
+        self.assertFalse(rows["fault"]["ok"])
+        with open(os.path.join(self.out, "table.md")) as f:
+            self.assertIn("| NO |", f.read())
 
 
 if __name__ == "__main__":
