@@ -10,6 +10,9 @@
 #   3 fault     W ranks with a checkpoint every 2 steps; after the first checkpoint the last
 #               rank's worker is killed with SIGKILL and started again (as a pod restarts): the gang
 #               must restart from the checkpoint and end SUCCEEDED at exactly STEPS steps
+#   4 contention gangs of W/2, W/4 and 1 ranks (W < 4: W, 1, 1) submitted at once, twice over: every
+#               job must succeed (all-or-nothing placement, none starved, no deadlock); each job's
+#               queue wait (start minus create time) is reported
 # Each job's events (`lemoctl watch -o json`) land in $OUT/<run>.events.jsonl; then
 # bench/multi_gpu_report.py writes $OUT/results.jsonl and $OUT/table.md, and meta.json names the
 # commit, devices and command. Exit 1 when a job failed or a check missed.
@@ -18,7 +21,8 @@
 #   llama2-7b preset, bf16, gradient checkpointing, SEQS "16384 65536")
 # Checked on CPUs with Gloo and the tiny preset, as the ctest bench_multi_gpu_cpu does:
 #   LEMO_MG_DEVICE=cpu LEMO_MG_RANKS=2 LEMO_BIN_DIR=build/bin bash bench/multi_gpu.sh
-# Knobs: LEMO_MG_RANKS (W), LEMO_MG_SEQS, LEMO_MG_STEPS, LEMO_MG_RUNS ("parity scaling fault").
+# Knobs: LEMO_MG_RANKS (W), LEMO_MG_SEQS, LEMO_MG_STEPS, LEMO_MG_RUNS ("parity scaling fault
+# contention").
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 ROOT=$PWD
@@ -51,7 +55,7 @@ else
   KEEP=0.5,0.5
   BIN=${LEMO_BIN_DIR:-$ROOT/build/bin}
 fi
-RUNS=${LEMO_MG_RUNS:-parity scaling fault}
+RUNS=${LEMO_MG_RUNS:-parity scaling fault contention}
 PY=${LEMO_PYTHON:-python3}
 DATA=$ROOT/bench/data/corpus.jsonl
 pids=()
@@ -125,6 +129,23 @@ run() {  # run NAME RANKS BATCH SEQ STEPS [fault]: one job to its end, its event
   fi
   wait "$watcher" || { echo "$name: the job did not succeed (see $OUT/$name.events.jsonl)" >&2; failed=1; }
 }
+contention() {  # gangs of several sizes submitted at once, twice over: all must run, none starve
+  local sizes ids=() names=() i=0
+  if [ "$RANKS" -ge 4 ]; then sizes="$((RANKS / 2)) $((RANKS / 4)) 1"; else sizes="$RANKS 1 1"; fi
+  for pass in 1 2; do
+    for r in $sizes; do
+      i=$((i + 1))
+      spec "$r" 1 "$PARITY_SEQ" "$STEPS" >"$WORK/contention-$i.json"
+      ids+=("$("$BIN/lemoctl" submit -q "$WORK/contention-$i.json")") || failed=1
+      names+=("contention-$i-${r}ranks")
+    done
+  done
+  echo "contention: ${#ids[@]} jobs of sizes $sizes (twice) submitted at once on $RANKS devices"
+  for j in "${!ids[@]}"; do
+    "$BIN/lemoctl" watch "${ids[j]}" -o json >"$OUT/${names[j]}.events.jsonl" 2>/dev/null || failed=1
+    "$BIN/lemoctl" get "${ids[j]}" -o json >"$OUT/${names[j]}.job.json" || failed=1
+  done
+}
 for r in $RUNS; do
   case $r in
     parity) run parity-1rank 1 "$RANKS" "$PARITY_SEQ" "$STEPS"
@@ -134,6 +155,7 @@ for r in $RUNS; do
                run scaling-$s-${RANKS}ranks "$RANKS" 1 "$s" "$STEPS"
              done ;;
     fault) run fault-${RANKS}ranks "$RANKS" 1 "$FAULT_SEQ" "$FAULT_STEPS" fault ;;
+    contention) contention ;;
     *) echo "multi_gpu: unknown run $r" >&2; exit 2 ;;
   esac
 done

@@ -12,11 +12,13 @@ exits 1 when a check missed.
   near a loss of 1-2), and the difference grows a little with each update, so a few bf16 steps is
   the honest bound, not float32's.
 - scaling: per length, the median step time after the first step of 1 rank and of W ranks (batch 1
-  each); efficiency = t(1) / t(W), goal >= 0.95.
+  each); efficiency = t(1) / t(W), goal >= 0.95. The all-reduce runs after the backward, not
+  overlapped with it, so t(W) - t(1) is the all-reduce plus waiting for the slowest rank.
 - fault: the job ended SUCCEEDED after at least one restart, with its last step equal to its total
   steps, and the first step rank 0 reported after each restart was one past a checkpoint.
 Needs only the standard library.
 """
+import datetime
 import glob
 import json
 import os
@@ -63,6 +65,17 @@ def summary(path):
     }
 
 
+def timestamp(text):
+    """Seconds since the epoch of a protobuf JSON timestamp ("2026-12-07T06:00:01.123456789Z")."""
+    if not text:
+        return None
+    m = re.fullmatch(r"(.+?)(?:\.(\d+))?Z", text)
+    if not m:
+        return None
+    whole = datetime.datetime.fromisoformat(m.group(1) + "+00:00").timestamp()
+    return whole + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
 def last_loss_per_step(s):
     """{step: loss}, the last report of each step (a restarted job repeats steps)."""
     return dict(zip(s["steps"], s["losses"]))
@@ -100,6 +113,10 @@ def main(argv):
             eff = t1 / tw if t1 and tw else None
             rows.append({"check": "weak scaling", "seq_len": int(m.group(1)), "ranks": int(m.group(2)),
                          "step_s_1rank": t1, "step_s_ranks": tw, "efficiency": eff,
+                         # the all-reduce runs after the backward, not overlapped with it
+                         # (worker/engine/train/trainer.cc AverageAcrossRanks), so the extra time
+                         # per step is the all-reduce plus waiting for the slowest rank
+                         "extra_s_per_step": tw - t1 if t1 and tw else None,
                          "ok": eff is not None and s["state"] == "SUCCEEDED"})
         m = re.fullmatch(r"fault-(\d+)ranks", name)
         if m:
@@ -110,6 +127,18 @@ def main(argv):
                          "restarts": s["restarts"], "last_step": last, "total_steps": s["total_steps"],
                          "resumed_at": resumed, "ok": s["state"] == "SUCCEEDED" and s["restarts"] >= 1
                          and last == s["total_steps"] and bool(resumed) and from_checkpoint})
+    contention = sorted(n for n in runs if n.startswith("contention-"))
+    if contention:
+        waits, states = [], []
+        for n in contention:
+            states.append(runs[n]["state"])
+            job_path = os.path.join(out, n + ".job.json")
+            job = json.load(open(job_path)) if os.path.exists(job_path) else {}
+            start, create = timestamp(job.get("startTime")), timestamp(job.get("createTime"))
+            waits.append(round(start - create, 2) if start is not None and create is not None else None)
+        rows.append({"check": "contention", "jobs": [n.split("-", 2)[2] for n in contention],
+                     "states": states, "queue_wait_s": waits,
+                     "ok": all(st == "SUCCEEDED" for st in states) and None not in waits})
     # Efficiency is reported against the goal, not failed on: a CPU check shares its cores.
     with open(os.path.join(out, "results.jsonl"), "w") as f:
         for r in rows:
@@ -122,8 +151,13 @@ def main(argv):
                       else "no common step") + (" relative" if r["relative"] else "") + f" (tolerance {r['tolerance']:g})"
         elif r["check"] == "weak scaling":
             what = f"{r['seq_len']} tokens per device, {r['ranks']} ranks vs 1"
-            result = (f"{r['step_s_1rank']:.3f} s vs {r['step_s_ranks']:.3f} s: efficiency {r['efficiency']:.2f} (goal 0.95)"
-                      if r["efficiency"] else "not measured")
+            result = (f"{r['step_s_1rank']:.3f} s vs {r['step_s_ranks']:.3f} s: efficiency {r['efficiency']:.2f} "
+                      f"(goal 0.95); all-reduce and waiting {r['extra_s_per_step']:.3f} s per step, not "
+                      "overlapped with backward" if r["efficiency"] else "not measured")
+        elif r["check"] == "contention":
+            what = f"{len(r['jobs'])} gangs submitted at once: {', '.join(r['jobs'])}"
+            result = (f"states {', '.join(sorted(set(r['states'])))}; queue waits (s) "
+                      f"{', '.join('-' if w is None else f'{w:g}' for w in r['queue_wait_s'])}")
         else:
             what = f"{r['ranks']} ranks, last rank's worker SIGKILLed after the first checkpoint"
             result = (f"{r['state']}, {r['restarts']} restart(s), resumed at step {r['resumed_at']}, "

@@ -776,6 +776,16 @@ class MultiGpuReportTest(unittest.TestCase):
         self.assertEqual(rows["fault"]["resumed_at"], [3])
         self.assertTrue(rows["fault"]["ok"])
 
+    def test_contention_reports_each_jobs_queue_wait(self):
+        for i, (size, start) in enumerate([(2, "06:00:01.5Z"), (1, "06:00:03Z")], 1):
+            self.stream(f"contention-{i}-{size}ranks", [self.state("RUNNING"), self.state("SUCCEEDED")])
+            with open(os.path.join(self.out, f"contention-{i}-{size}ranks.job.json"), "w") as f:
+                json.dump({"createTime": "2026-12-07T06:00:00.250Z", "startTime": "2026-12-07T" + start}, f)
+        rc, rows = self.rows()
+        self.assertEqual(rc, 0)
+        self.assertEqual(rows["contention"]["queue_wait_s"], [1.25, 2.75])
+        self.assertEqual(rows["contention"]["jobs"], ["2ranks", "1ranks"])
+
     def test_a_gang_that_lost_its_steps_or_drifted_fails(self):
         self.stream("parity-1rank", [self.metric(1, 2.0), self.state("SUCCEEDED")])
         self.stream("parity-2ranks", [self.metric(1, 2.001), self.state("SUCCEEDED")])
