@@ -174,8 +174,7 @@ absl::StatusOr<SpecStepPlan> PlanSpecOnDevice(
   if (budget == 0) {
     LEMO_ASSIGN_OR_RETURN(plan::StepPlan p,
                           plan::PlanStep(in.model, in.settings, device));
-    return SpecStepPlan{std::move(in.model), std::move(in.settings),
-                        std::move(p), ""};
+    return SpecStepPlan{std::move(in.settings), std::move(p), ""};
   }
   const plan::BudgetOptions options = plan::BudgetOptions::ForEngine(
       budget, spec.resources().memory_budget_allow_inexact(),
@@ -183,8 +182,8 @@ absl::StatusOr<SpecStepPlan> PlanSpecOnDevice(
   absl::StatusOr<plan::BudgetChoice> choice =
       plan::ChooseWithinBudget(in.model, in.settings, device, options);
   if (choice.ok()) {
-    return SpecStepPlan{std::move(in.model), std::move(choice->settings),
-                        std::move(choice->plan), std::move(choice->summary)};
+    return SpecStepPlan{std::move(choice->settings), std::move(choice->plan),
+                        std::move(choice->summary)};
   }
   // Nothing fits the budget (or the budget's planning failed): the spec's
   // own switches, judged against the budget, say by how much.
@@ -192,7 +191,7 @@ absl::StatusOr<SpecStepPlan> PlanSpecOnDevice(
   within.memory_bytes = std::min(within.memory_bytes, budget);
   LEMO_ASSIGN_OR_RETURN(plan::StepPlan p,
                         plan::PlanStep(in.model, in.settings, within));
-  return SpecStepPlan{std::move(in.model), std::move(in.settings), std::move(p),
+  return SpecStepPlan{std::move(in.settings), std::move(p),
                       std::string(choice.status().message())};
 }
 

@@ -71,8 +71,6 @@ absl::StatusOr<plan::DeviceDescription> DeviceOfWorker(
 
 // The step the worker will run for a spec on one device, and its plan.
 struct SpecStepPlan {
-  // PlanInputsFromSpec's model.
-  plan::ModelShape model;
   // The settings the worker runs: the spec's own or, with
   // resources.memory_budget, the budget's choice when one fits.
   plan::StepSettings settings;
@@ -86,14 +84,13 @@ struct SpecStepPlan {
   std::string budget_summary;
 };
 
-// What the worker will run for `spec` on `device` (worker/agent/
-// spec_translation.cc, worker/engine/train/memory_budget.cc):
-// PlanInputsFromSpec
-// + plan::PlanStep, or with spec.resources.memory_budget
+// What the worker will run for `spec` on `device`
+// (worker/agent/spec_translation.cc, worker/engine/train/memory_budget.cc):
+// PlanInputsFromSpec and plan::PlanStep or, with spec.resources.memory_budget,
 // plan::ChooseWithinBudget with the engine's options
 // (plan::BudgetOptions::ForEngine). The coordinator's fit check and `lemoctl
-// plan` both use it, so they agree with each other and with the worker. Errors
-// are PlanInputsFromSpec's and the planner's.
+// plan` both use it, so they agree with each other and with the worker.
+// Errors are PlanInputsFromSpec's and the planner's.
 absl::StatusOr<SpecStepPlan> PlanSpecOnDevice(
     const v1::JobSpec& spec, const plan::ModelShape& model,
     const plan::DeviceDescription& device);

@@ -8,10 +8,9 @@
 //
 //   SegmentMemo memo;
 //   { SegmentMemo::Scope s(&memo, SegmentMemo::Mode::kRecord);
-//     y = fn(x); }                      // each Memoized call computes +
-//     records
+//     y = fn(x); }  // each Memoized call computes and records
 //   { SegmentMemo::Scope s(&memo, SegmentMemo::Mode::kReplay);
-//     y = fn(x); }                      // each returns the next recorded value
+//     y = fn(x); }  // each returns the next recorded value
 //
 //   torch::Tensor kept = Memoized([&] { return SelectBlocks(...); });  // an op
 //
