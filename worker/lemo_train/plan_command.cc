@@ -319,9 +319,11 @@ int RunPlan(PlanFlags& f) {
   absl::StatusOr<plan::StepSettings> settings =
       lemo::engine::StepSettingsFor(m, f.seq_len, f.batch_size, *config);
   if (!settings.ok()) return Fail(settings.status());
-  absl::StatusOr<plan::StepPlan> p = plan::PlanStep(*shape, *settings, *device);
-  if (!p.ok()) return Fail(p.status());
-  if (f.budget.given()) {
+  absl::StatusOr<plan::StepPlan> p;
+  if (!f.budget.given()) {
+    p = plan::PlanStep(*shape, *settings, *device);
+    if (!p.ok()) return Fail(p.status());
+  } else {
     // finetune --memory-budget-gib's choice (engine::ApplyMemoryBudget): the
     // workload alone, the switches chosen within the budget on this device.
     absl::StatusOr<plan::StepSettings> workload =
