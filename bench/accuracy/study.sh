@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Accuracy study v2 (issue 14; docs/accuracy.md "Study v2"), in back-to-back device calls on one
-# warm machine. Every call is the same command (repo root, .device carried):
+# warm machine. Every call is the same command (repo root, .device and .whl carried):
 #   bash bench/accuracy/study.sh
 # Each call runs the study's next jobs (bench/accuracy/study.py: an ordered queue, kept in
 # ACC_WORK=/tmp/lemo-acc2) until the next job would not finish within ACC_CALL_SECONDS=540, and
@@ -53,12 +53,22 @@ OUT=${OUT:-$PWD/acc-out}
 export OUT
 mkdir -p "$OUT/logs"
 if [ "${ACC_BUILD:-1}" = 1 ] && [ ! -x build-gpu/bin/lemo-train ]; then
-  source .device/env.sh || { echo "accuracy: .device/env.sh missing (carry .device)" >&2; exit 2; }
+  source bench/device_env.sh
   cmake -S . -B build-gpu -G Ninja -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
     $LEMO_DEVICE_CMAKE_FLAGS -DCMAKE_BUILD_TYPE=Release >"$OUT/logs/configure.log" 2>&1 &&
     cmake --build build-gpu -j "$(nproc)" --target lemo-train >"$OUT/logs/build.log" 2>&1 ||
     { tail -n 30 "$OUT/logs/build.log"; exit 1; }
   echo "[study] built lemo-train in ${SECONDS}s" >&2
+fi
+# pretrain.py trains the tokenizer with Python's sentencepiece, which the GPU machine's image may
+# lack: then the wheel carried in .whl/ (docs/accuracy.md says how to get it) goes into a private
+# folder on PYTHONPATH, as gpu_suite.sh does for Liger Kernel.
+if ! python3 -c 'import sentencepiece' 2>/dev/null; then
+  wheel=$(ls .whl/sentencepiece-*.whl 2>/dev/null | tail -n 1)
+  [ -n "$wheel" ] || { echo "accuracy: no Python sentencepiece and no .whl/sentencepiece-*.whl (carry .whl)" >&2; exit 2; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/lemo-site "$wheel" >&2 || exit 2
+  export PYTHONPATH=/tmp/lemo-site${PYTHONPATH:+:$PYTHONPATH}
+  echo "[study] installed $(basename "$wheel") into /tmp/lemo-site" >&2
 fi
 # The build's time counts against the call.
 export ACC_CALL_SECONDS=$(( ${ACC_CALL_SECONDS:-540} - SECONDS ))
