@@ -152,10 +152,17 @@ CONFIGS = {
 }
 
 
+def logs_dir():
+    """Where the jobs' logs and metrics go: the work directory, so that every call's OUT (which the
+    GPU machine starts empty) gets all of them, the earlier calls' included."""
+    d = os.path.join(W, "logs")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
 def run(cmd, log, timeout, stdout=None):
-    """Runs cmd with its output in OUT/logs/log; True when it exited 0 in time."""
-    os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
-    with open(os.path.join(OUT, "logs", log), "a") as err:
+    """Runs cmd with its output in logs_dir()/log; True when it exited 0 in time."""
+    with open(os.path.join(logs_dir(), log), "a") as err:
         err.write("$ " + " ".join(cmd) + "\n")
         err.flush()
         try:
@@ -323,7 +330,7 @@ def finetune_job(model, seq_key, config, seed, passkey=False):
         out = os.path.join(d, name)
         shutil.rmtree(out, ignore_errors=True)
         flags = flags_fn(model, seq)
-        metrics = os.path.join(OUT, "logs", f"{name}.metrics.jsonl")
+        metrics = os.path.join(logs_dir(), f"{name}.metrics.jsonl")
         data = os.path.join(d, f"passkey-train-{seq_key}.jsonl") if passkey else finetune_data(model)
         t0 = time.time()
         model_dir = model_path(model, config, seq)
@@ -443,13 +450,35 @@ def estimate(job):
     return job.estimate_fn() if hasattr(job, "estimate_fn") else job.estimate
 
 
+def record_call(status):
+    """Appends this call's identity (bench/report.py's meta: date, device, torch, transformers, peft,
+    the git commit and the tree of the files that ran, the command) and what it ran to
+    ACC_WORK/calls.jsonl, so the study's meta.json names every call that made its numbers."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    import report
+    command = " ".join([f"{k}={v}" for k, v in sorted(ENV.items()) if k.startswith("ACC_")] +
+                       ["bash bench/accuracy/study.sh"])
+    meta_path = os.path.join(W, "meta-call.json")
+    meta = report.write_meta(meta_path, command, PYDEV)
+    os.remove(meta_path)
+    meta.update(ran=status["ran"], failed=status["failed"], seconds=status["seconds"])
+    with open(os.path.join(W, "calls.jsonl"), "a") as f:
+        f.write(json.dumps(meta) + "\n")
+    with open(os.path.join(W, "calls.jsonl")) as f:
+        calls = [json.loads(ln) for ln in f if ln.strip()]
+    json.dump({"calls": calls}, open(os.path.join(OUT, "meta.json"), "w"), indent=1)
+
+
 def publish(status):
-    """Copies the accumulated small results into OUT and writes the summary."""
+    """Copies the accumulated small results and every job's log into OUT, records the call and
+    writes the summary."""
     res = os.path.join(W, "results")
     for name in os.listdir(res):
         shutil.copy(os.path.join(res, name), os.path.join(OUT, name))
     if os.path.exists(os.path.join(W, "results.jsonl")):
         shutil.copy(os.path.join(W, "results.jsonl"), os.path.join(OUT, "results.jsonl"))
+    shutil.copytree(logs_dir(), os.path.join(OUT, "logs"), dirs_exist_ok=True)
+    record_call(status)
     json.dump(status, open(os.path.join(OUT, "status.json"), "w"), indent=1)
     with open(os.path.join(OUT, "summary.md"), "w") as f:
         subprocess.run([PY, os.path.join(HERE, "summary.py"), OUT], stdout=f)

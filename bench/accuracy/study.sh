@@ -38,6 +38,7 @@
 #   ACC_SEEDS=0,1,2  ACC_STEPS_8K=200  ACC_STEPS_16K=150  ACC_CAL_STEPS=200  ACC_LR=1e-3
 #   ACC_BIG_MINUTES=12 (pretraining budget, over calls)  ACC_PASSKEY_SAMPLES=250 (training examples)
 #   ACC_PASSKEY_TEST=100  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
+#   ACC_PACK=1 (pack OUT into OUT/study.tar.gz)
 #   ACC_EVAL_ARGS (extra lemo-train eval flags)  ACC_PRETRAIN_ARGS_BIG / _SMALL (extra pretrain.py
 #   flags)  ACC_ONLY (job-name parts to run)  ACC_SKIP (job names to drop)  LEMO_TRAIN (the binary;
 #   default build-gpu/bin)
@@ -52,17 +53,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 OUT=${OUT:-$PWD/acc-out}
 export OUT
 mkdir -p "$OUT/logs"
-if [ "${ACC_BUILD:-1}" = 1 ] && [ ! -x build-gpu/bin/lemo-train ]; then
+# On the GPU machine (ACC_BUILD=1) every call needs the carried packages' environment, not only
+# the one that builds: lemo-train loads gRPC, abseil and sentencepiece from /tmp/sysroot (without
+# it, 2026-12-07, every job of a second call exited 127).
+if [ "${ACC_BUILD:-1}" = 1 ]; then
   source bench/device_env.sh
-  cmake -S . -B build-gpu -G Ninja -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
-    $LEMO_DEVICE_CMAKE_FLAGS -DCMAKE_BUILD_TYPE=Release >"$OUT/logs/configure.log" 2>&1 &&
-    cmake --build build-gpu -j "$(nproc)" --target lemo-train >"$OUT/logs/build.log" 2>&1 ||
-    { tail -n 30 "$OUT/logs/build.log"; exit 1; }
-  echo "[study] built lemo-train in ${SECONDS}s" >&2
+  if [ ! -x build-gpu/bin/lemo-train ]; then
+    cmake -S . -B build-gpu -G Ninja -DLEMO_ENABLE_CUDA=ON -DLEMO_PYTHON=python3 \
+      $LEMO_DEVICE_CMAKE_FLAGS -DCMAKE_BUILD_TYPE=Release >"$OUT/logs/configure.log" 2>&1 &&
+      cmake --build build-gpu -j "$(nproc)" --target lemo-train >"$OUT/logs/build.log" 2>&1 ||
+      { tail -n 30 "$OUT/logs/build.log"; exit 1; }
+    echo "[study] built lemo-train in ${SECONDS}s" >&2
+  fi
 fi
-# pretrain.py trains the tokenizer with Python's sentencepiece, which the GPU machine's image may
-# lack: then the wheel carried in .whl/ (docs/accuracy.md says how to get it) goes into a private
-# folder on PYTHONPATH, as gpu_suite.sh does for Liger Kernel.
+# pretrain.py trains the tokenizer with Python's sentencepiece. The GPU machine's image had it on
+# 2026-12-07; should one lack it, the wheel carried in .whl/ (docs/accuracy.md says how to get it)
+# goes into a private folder on PYTHONPATH, as gpu_suite.sh does for Liger Kernel.
 if ! python3 -c 'import sentencepiece' 2>/dev/null; then
   wheel=$(ls .whl/sentencepiece-*.whl 2>/dev/null | tail -n 1)
   [ -n "$wheel" ] || { echo "accuracy: no Python sentencepiece and no .whl/sentencepiece-*.whl (carry .whl)" >&2; exit 2; }
@@ -72,4 +78,15 @@ if ! python3 -c 'import sentencepiece' 2>/dev/null; then
 fi
 # The build's time counts against the call.
 export ACC_CALL_SECONDS=$(( ${ACC_CALL_SECONDS:-540} - SECONDS ))
-exec python3 bench/accuracy/study.py "$@"
+python3 bench/accuracy/study.py "$@"
+rc=$?
+# The device machine hands back only a few files per call (2026-12-07: 8 of 46; the first call's
+# logs were lost), so with ACC_PACK=1 (the default) everything goes into one archive, with the
+# summary and status beside it. Each call's archive holds the whole study so far: the logs are
+# kept in ACC_WORK and copied out by every call.
+if [ "${ACC_PACK:-1}" = 1 ] && [ -f "$OUT/status.json" ]; then
+  tar -czf /tmp/lemo-study.tar.gz -C "$OUT" . &&
+    find "$OUT" -mindepth 1 -maxdepth 1 ! -name summary.md ! -name status.json -exec rm -rf {} + &&
+    mv /tmp/lemo-study.tar.gz "$OUT/study.tar.gz"
+fi
+exit $rc

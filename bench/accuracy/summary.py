@@ -2,7 +2,8 @@
 """Markdown summary of an accuracy study's results directory: study v2's (bench/accuracy/study.sh,
 OUT/results.jsonl) or study v1's (bench/accuracy/run.sh, OUT/runs.tsv).
 
-Usage: python3 bench/accuracy/summary.py OUT
+Usage: python3 bench/accuracy/summary.py OUT [--heading-level N]
+  (N > 1: no title, sections at that heading level, as docs/accuracy.md embeds it)
 
 Study v2: OUT/results.jsonl has one row per fine-tune (study.py's docstring), plus OUT/pretrain-*.json
 and OUT/calibrate-*.json. For each model and sequence length, one table: per configuration the
@@ -107,8 +108,10 @@ def verdict(paired_gaps, spread):
     return head
 
 
-def v2(out, rows):
-    lines = ["# Accuracy study v2 (issue 14)", ""]
+def v2(out, rows, level=1):
+    """The summary's lines; with level > 1 (a document's section), no title and level-deep headings."""
+    h = "#" * max(level, 2)
+    lines = ["# Accuracy study v2 (issue 14)", ""] if level <= 1 else []
     for model in ("big", "small"):
         pre = load(os.path.join(out, f"pretrain-{model}.json"))
         if pre:
@@ -121,15 +124,24 @@ def v2(out, rows):
                 f"{', stopped early' if pre.get('stopped_early') else ''}; held-out loss {pre['heldout_loss']} "
                 f"against the unigram level {pre['unigram_loss']}")
         cal = load(os.path.join(out, f"calibrate-{model}.json"))
-        if cal:
-            lines.append(f"- `{model}` predictors: {json.dumps(cal)[:300]}")
+        if cal and cal.get("layers"):
+            layers = cal["layers"]
+            recall = [la["recall"] for la in layers]
+            before = [la["recall_before"] for la in layers if "recall_before" in la]
+            lines.append(
+                f"- `{model}` predictors: layers {layers[0]['layer']}-{layers[-1]['layer']}, keep ratio "
+                f"{layers[0]['keep_ratio']}, calibrated {cal.get('steps', '?')} steps on "
+                f"{cal.get('train_samples', '?')} samples of {cal.get('seq_len', 0):,} tokens in "
+                f"{cal.get('seconds', 0):.0f} s; recall of the oracle's kept tokens on "
+                f"{cal.get('heldout_samples', '?')} held-out samples {stats(recall)[0]:.3f} on average "
+                f"(min {min(recall):.3f})" + (f", {stats(before)[0]:.3f} before calibration" if before else ""))
     lm = [r for r in rows if r.get("kind") == "lm"]
     for model, seq in sorted({(r["model"], r["seq"]) for r in lm}):
         group = [r for r in lm if r["model"] == model and r["seq"] == seq]
         dense = {r["seed"]: r["loss"] for r in group if r["config"] == "dense"}
         dense_pi = {r["seed"]: r["loss"] for r in group if r["config"] == "dense-pi"}
         spread = dense_spread(list(dense.values()))
-        lines += ["", f"## `{model}` model, {seq:,} tokens", "",
+        lines += ["", f"{h} `{model}` model, {seq:,} tokens", "",
                   "| configuration | seeds | held-out loss, mean ± std | min .. max | vs dense mean | "
                   "vs dense of the same seed, mean ± std | min .. max | last train loss | mean kept | s/step |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -172,7 +184,7 @@ def v2(out, rows):
             lines.append(f"- LeMo vs dense: {verdict(paired, spread)}")
     s2 = [r for r in rows if r.get("kind") == "s2eval"]
     if s2:
-        lines += ["", "## 2D sparsity: the same adapters under full attention and under S2-Attn (HF reference)", "",
+        lines += ["", f"{h} 2D sparsity: the same adapters under full attention and under S2-Attn (HF reference)", "",
                   "| model | tokens | fine-tune | windows | loss, full attention | loss, S2-Attn | full - S2 |",
                   "|---|---|---|---|---|---|---|"]
         for r in s2:
@@ -181,7 +193,7 @@ def v2(out, rows):
                          f"{r['loss_full_attention'] - r['loss_s2_attention']:+.4f} |")
     passkey = [r for r in rows if r.get("kind") == "passkey"]
     if passkey:
-        lines += ["", "## Passkey retrieval (HF transformers + PEFT loading our adapters, teacher-forced)", "",
+        lines += ["", f"{h} Passkey retrieval (HF transformers + PEFT loading our adapters, teacher-forced)", "",
                   "| model | tokens | fine-tune | seed | steps | adapter tensors loaded | answer-token accuracy | "
                   "all digits right | loss on the answer | far keys (beyond pretraining length) | "
                   "far: token accuracy | far: all right |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -198,12 +210,17 @@ def v2(out, rows):
 
 
 def main(argv):
+    level = 1
+    if "--heading-level" in argv:  # a section of docs/accuracy.md (scripts/check-tables)
+        i = argv.index("--heading-level")
+        level = int(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     out = argv[1] if len(argv) > 1 else "acc-out"
     results = os.path.join(out, "results.jsonl")
     if os.path.exists(results):
         with open(results) as f:
             rows = [json.loads(ln) for ln in f if ln.strip()]
-        print("\n".join(v2(out, rows)))
+        print("\n".join(v2(out, rows, level)).strip("\n"))
         return 0
     lines = ["# Accuracy study", ""]
     pre = load(os.path.join(out, "pretrain.json"))
