@@ -56,6 +56,13 @@ class SummaryStatsTest(unittest.TestCase):
         lemo = next(ln for ln in text.splitlines() if "(`lemo`)" in ln)
         self.assertIn("| 0,1,2 | 2.0200 ± 0.0200 | 2.0000 .. 2.0400 |", lemo)
         self.assertIn("Passkey retrieval", text)
+        self.assertTrue(text.startswith("# Accuracy study v2"))
+        self.assertIn("\n## `big` model, 8,192 tokens", text)
+        # As a section of docs/accuracy.md: no title, headings at the level asked for.
+        section = "\n".join(summary.v2(tmp, rows, level=4))
+        self.assertNotIn("# Accuracy study v2", section)
+        self.assertIn("\n#### `big` model, 8,192 tokens", section)
+        self.assertIn("\n#### Passkey retrieval", section)
 
 
 class PasskeyMakeTest(unittest.TestCase):
