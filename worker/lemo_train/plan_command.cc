@@ -26,6 +26,7 @@
 #include "worker/engine/model/init_model.h"
 #include "worker/engine/model/llama_model.h"
 #include "worker/engine/runtime/device_memory.h"
+#include "worker/engine/train/memory_budget.h"
 #include "worker/engine/train/plan_inputs.h"
 #include "worker/lemo_train/device_flags.h"
 #include "worker/lemo_train/memory_flags.h"
@@ -324,16 +325,16 @@ int RunPlan(PlanFlags& f) {
     p = plan::PlanStep(*shape, *settings, *device);
     if (!p.ok()) return Fail(p.status());
   } else {
-    // finetune --memory-budget-gib's choice (engine::ApplyMemoryBudget): the
-    // workload alone, the switches chosen within the budget on this device.
-    absl::StatusOr<plan::StepSettings> workload =
-        lemo::engine::WorkloadSettingsFor(m, f.seq_len, f.batch_size,
-                                          shape->num_layers);
-    if (!workload.ok()) return Fail(workload.status());
-    absl::StatusOr<plan::BudgetChoice> choice = plan::ChooseWithinBudget(
-        *shape, *workload, *device,
-        plan::BudgetOptions::ForEngine(f.budget.bytes(), f.budget.allow_inexact,
-                                       m.lora.dropout, /*on_gpu=*/true));
+    // finetune --memory-budget-gib's choice (the same
+    // engine::ChooseMemoryBudget that ApplyMemoryBudget runs), on the planned
+    // device, which is a GPU: offload is a candidate.
+    lemo::engine::MemoryBudgetOptions budget;
+    budget.budget_bytes = f.budget.bytes();
+    budget.allow_inexact = f.budget.allow_inexact;
+    budget.device = *device;
+    absl::StatusOr<plan::BudgetChoice> choice =
+        lemo::engine::ChooseMemoryBudget(budget, *shape, f.seq_len,
+                                         f.batch_size, m, /*on_gpu=*/true);
     if (!choice.ok()) {
       return Fail(absl::Status(
           choice.status().code(),

@@ -59,6 +59,21 @@ plan::DeviceDescription PlanDeviceFor(const torch::Device& device) {
   return plan::DeviceFromRegistration("cpu", host, host);
 }
 
+absl::StatusOr<plan::BudgetChoice> ChooseMemoryBudget(
+    const MemoryBudgetOptions& options, const plan::ModelShape& shape,
+    int64_t seq_len, int64_t batch, const TrainingModelOptions& model,
+    bool on_gpu) {
+  // The workload alone: the memory switches are the budget's to choose.
+  LEMO_ASSIGN_OR_RETURN(
+      plan::StepSettings base,
+      WorkloadSettingsFor(model, seq_len, batch, shape.num_layers));
+  return plan::ChooseWithinBudget(
+      shape, base, options.device,
+      plan::BudgetOptions::ForEngine(options.budget_bytes,
+                                     options.allow_inexact,
+                                     model.lora.dropout, on_gpu));
+}
+
 absl::StatusOr<MemoryBudgetResult> ApplyMemoryBudget(
     const MemoryBudgetOptions& options, int64_t seq_len, int64_t batch,
     const std::string& model_dir, TrainingModelOptions* model) {
@@ -70,18 +85,10 @@ absl::StatusOr<MemoryBudgetResult> ApplyMemoryBudget(
   // file holds.
   shape.weight_bytes =
       static_cast<int64_t>(c10::elementSize(model->base_dtype));
-  // The workload alone: the memory switches are the budget's to choose.
-  LEMO_ASSIGN_OR_RETURN(
-      plan::StepSettings base,
-      WorkloadSettingsFor(*model, seq_len, batch, shape.num_layers));
-
-  const plan::BudgetOptions budget = plan::BudgetOptions::ForEngine(
-      options.budget_bytes, options.allow_inexact, model->lora.dropout,
-      model->device.is_cuda());
   MemoryBudgetResult result;
-  LEMO_ASSIGN_OR_RETURN(
-      result.choice,
-      plan::ChooseWithinBudget(shape, base, options.device, budget));
+  LEMO_ASSIGN_OR_RETURN(result.choice,
+                        ChooseMemoryBudget(options, shape, seq_len, batch,
+                                           *model, model->device.is_cuda()));
 
   const plan::StepSettings& chose = result.choice.settings;
   model->gradient_checkpointing = chose.gradient_checkpointing;

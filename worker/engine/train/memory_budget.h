@@ -53,6 +53,18 @@ struct MemoryBudgetResult {
 // is the same on every device.
 plan::DeviceDescription PlanDeviceFor(const torch::Device& device);
 
+// The planner's choice for micro-batches of `batch` sequences of `seq_len`
+// tokens of the model `shape` under `model`'s workload settings (device,
+// dtype, LoRA, LeMo; its memory switches are ignored: they are the budget's to
+// choose), within options.budget_bytes on options.device; offload is a
+// candidate only `on_gpu`. The core that ApplyMemoryBudget writes into the
+// options and `lemo-train plan --memory-budget-gib` prints. Errors: as
+// ApplyMemoryBudget's, without the config.json ones.
+absl::StatusOr<plan::BudgetChoice> ChooseMemoryBudget(
+    const MemoryBudgetOptions& options, const plan::ModelShape& shape,
+    int64_t seq_len, int64_t batch, const TrainingModelOptions& model,
+    bool on_gpu);
+
 // Chooses the memory switches for micro-batches of `batch` sequences of
 // `seq_len` tokens of the model in `model_dir` (its config.json) and writes
 // them into `model`, whose device, base dtype, LoRA and LeMo settings are
