@@ -70,8 +70,8 @@ absl::StatusOr<plan::BudgetChoice> ChooseMemoryBudget(
   return plan::ChooseWithinBudget(
       shape, base, options.device,
       plan::BudgetOptions::ForEngine(options.budget_bytes,
-                                     options.allow_inexact,
-                                     model.lora.dropout, on_gpu));
+                                     options.allow_inexact, model.lora.dropout,
+                                     on_gpu));
 }
 
 absl::StatusOr<MemoryBudgetResult> ApplyMemoryBudget(
@@ -86,9 +86,9 @@ absl::StatusOr<MemoryBudgetResult> ApplyMemoryBudget(
   shape.weight_bytes =
       static_cast<int64_t>(c10::elementSize(model->base_dtype));
   MemoryBudgetResult result;
-  LEMO_ASSIGN_OR_RETURN(result.choice,
-                        ChooseMemoryBudget(options, shape, seq_len, batch,
-                                           *model, model->device.is_cuda()));
+  LEMO_ASSIGN_OR_RETURN(
+      result.choice, ChooseMemoryBudget(options, shape, seq_len, batch, *model,
+                                        model->device.is_cuda()));
 
   const plan::StepSettings& chose = result.choice.settings;
   model->gradient_checkpointing = chose.gradient_checkpointing;
