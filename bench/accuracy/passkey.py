@@ -40,13 +40,14 @@ def needle(key):
     return f" The pass key is {key}. Remember it. {key} is the pass key. "
 
 
+def ascii_text(texts):
+    """The texts as one line of printable ASCII (other characters and newlines become spaces)."""
+    return " ".join("".join(c if 32 <= ord(c) < 127 else " " for c in t.replace("\n", " ")) for t in texts)
+
+
 def ascii_filler(path):
-    chunks = []
     with open(path) as f:
-        for line in f:
-            text = json.loads(line)["text"]
-            chunks.append("".join(c if 32 <= ord(c) < 127 else " " for c in text.replace("\n", " ")))
-    filler = " ".join(chunks)
+        filler = ascii_text(json.loads(line)["text"] for line in f)
     if not filler:
         sys.exit(f"passkey: {path} has no text")
     return filler
@@ -69,31 +70,41 @@ def load_tokenizer(spec):
     return sp
 
 
+def make_example(rng, tok, filler, seq_len, min_distance=0):
+    """One window of exactly seq_len tokens, <s> filler ... needle ... filler question answer, from
+    the token list `filler`: {"input_ids", "loss_mask" (1 on the answer only), "distance" (tokens
+    between the needle's end and the answer)}. Raises ValueError when it cannot be made."""
+    key = f"{rng.randrange(10000, 100000)}"
+    tail = tok.encode(QUESTION + key)
+    answer = next((k for k in range(1, len(tail)) if tok.decode(tail[-k:]).strip() == key), 0)
+    if not answer:
+        raise ValueError(f"the answer {key} is not a token suffix of the question")
+    pin = tok.encode(needle(key))
+    body = seq_len - 1 - len(tail) - len(pin)  # <s> takes the first token
+    if body < 1 or body > len(filler):
+        raise ValueError(f"a window of {seq_len} tokens leaves no room for filler ({len(filler)} filler tokens)")
+    if min_distance > body:
+        raise ValueError(f"a distance of {min_distance} exceeds the filler ({body} tokens)")
+    start = rng.randrange(0, len(filler) - body + 1)
+    text = filler[start:start + body]
+    depth = rng.randrange(0, body - min_distance + 1)
+    ids = [1] + text[:depth] + pin + text[depth:] + tail
+    assert len(ids) == seq_len
+    mask = [0] * (len(ids) - answer) + [1] * answer
+    return {"input_ids": ids, "loss_mask": mask, "distance": len(ids) - answer - (1 + depth + len(pin))}
+
+
 def make(args):
     rng = random.Random(args.seed)
     tok = load_tokenizer(args.tokenizer)
     filler = tok.encode(ascii_filler(args.filler))
     with open(args.out, "w") as out:
         for _ in range(args.samples):
-            key = f"{rng.randrange(10000, 100000)}"
-            tail = tok.encode(QUESTION + key)
-            answer = next((k for k in range(1, len(tail)) if tok.decode(tail[-k:]).strip() == key), 0)
-            if not answer:
-                sys.exit(f"passkey: the answer {key} is not a token suffix of the question")
-            pin = tok.encode(needle(key))
-            body = args.seq_len - 1 - len(tail) - len(pin)  # <s> takes the first token
-            if body < 1 or body > len(filler):
-                sys.exit(f"passkey: --seq-len {args.seq_len} leaves no room for filler from {args.filler}")
-            if args.min_distance > body:
-                sys.exit(f"passkey: --min-distance {args.min_distance} exceeds the filler ({body} tokens)")
-            start = rng.randrange(0, len(filler) - body + 1)
-            text = filler[start:start + body]
-            depth = rng.randrange(0, body - args.min_distance + 1)
-            ids = [1] + text[:depth] + pin + text[depth:] + tail
-            assert len(ids) == args.seq_len
-            mask = [0] * (len(ids) - answer) + [1] * answer
-            distance = len(ids) - answer - (1 + depth + len(pin))  # tokens between needle and answer
-            out.write(json.dumps({"input_ids": ids, "loss_mask": mask, "distance": distance}) + "\n")
+            try:
+                example = make_example(rng, tok, filler, args.seq_len, args.min_distance)
+            except ValueError as e:
+                sys.exit(f"passkey: {e} (--seq-len {args.seq_len}, --filler {args.filler})")
+            out.write(json.dumps(example) + "\n")
     print(f"passkey: wrote {args.samples} examples of {args.seq_len} tokens to {args.out}")
 
 
@@ -138,7 +149,9 @@ def evaluate(args):
         docs = [json.loads(line) for line in f if line.strip()][:args.samples]
     if not docs:
         sys.exit(f"passkey: {args.data} has no examples")
-    buckets = {"all": [0, 0, 0, 0.0, 0], "far": [0, 0, 0, 0.0, 0]}  # right, total, keys right, loss, keys
+    # right, total, keys right, loss, keys; "near": keys within --far tokens, which the pretraining
+    # context covers, "far": beyond it
+    buckets = {name: [0, 0, 0, 0.0, 0] for name in ("all", "near", "far")}
     with torch.no_grad():
         for doc in docs:
             ids = torch.tensor([doc["input_ids"]], device=device)
@@ -147,7 +160,7 @@ def evaluate(args):
             target = ids[0, -answer:]
             right = logits.argmax(-1) == target
             loss = float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-            for name in ("all", "far") if doc["distance"] > args.far else ("all",):
+            for name in ("all", "far" if doc["distance"] > args.far else "near"):
                 b = buckets[name]
                 b[0] += int(right.sum())
                 b[1] += answer
@@ -156,7 +169,7 @@ def evaluate(args):
                 b[4] += 1
     result = {"samples": len(docs), "adapter": args.adapter or None, "adapter_tensors": loaded, "far": args.far}
     for name, (right, total, keys, loss, n) in buckets.items():
-        prefix = "" if name == "all" else "far_"
+        prefix = "" if name == "all" else name + "_"
         result[prefix + "keys"] = n
         result[prefix + "digit_accuracy"] = right / total if total else None
         result[prefix + "key_accuracy"] = keys / n if n else None

@@ -116,6 +116,55 @@ def unigram_loss(train_ids, heldout_ids, vocab):
     return nll / len(heldout_ids)
 
 
+class PasskeyRows:
+    """Passkey windows of the pretraining length (passkey.py's), mixed into every batch so that the
+    base model learns to retrieve within its own context; the long-context fine-tunes then show
+    whether dense LoRA and LeMo carry that beyond it. Training windows are made from the training
+    books, the accuracy check's from the early-stopping book (unseen)."""
+
+    CHECK = 64  # windows in the accuracy check
+
+    def __init__(self, encoder, train_docs, check_docs, seq_len, seed):
+        import random
+
+        import passkey
+
+        self.passkey, self.seq_len = passkey, seq_len
+        self.tok = encoder if hasattr(encoder, "decode") else passkey.ByteTokens()
+        self.rng = random.Random(seed)
+        self.filler = self.tok.encode(passkey.ascii_text(d["text"] for d in train_docs))
+        check_filler = self.tok.encode(passkey.ascii_text(d["text"] for d in check_docs))
+        check_rng = random.Random(seed + 1)
+        self.check = [passkey.make_example(check_rng, self.tok, check_filler, seq_len) for _ in range(self.CHECK)]
+
+    def loss(self, model, book_rows, rows, device):
+        """The book rows' mean token loss plus the passkey rows' mean loss on their answers."""
+        examples = [self.passkey.make_example(self.rng, self.tok, self.filler, self.seq_len) for _ in range(rows)]
+        x = torch.cat([book_rows, torch.tensor([e["input_ids"] for e in examples])]).to(device)
+        logits = model(input_ids=x).logits[:, :-1].float()
+        targets = x[:, 1:]
+        n_book = len(book_rows)
+        book = torch.nn.functional.cross_entropy(logits[:n_book].reshape(-1, logits.shape[-1]),
+                                                 targets[:n_book].reshape(-1))
+        mask = torch.tensor([e["loss_mask"][1:] for e in examples], device=device, dtype=torch.bool)
+        answer = torch.nn.functional.cross_entropy(logits[n_book:][mask], targets[n_book:][mask])
+        return book + answer
+
+    @torch.no_grad()
+    def accuracy(self, model, device):
+        """Fraction of the check windows whose every answer token is the argmax."""
+        model.eval()
+        right = 0
+        for e in self.check:
+            x = torch.tensor([e["input_ids"]], device=device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(input_ids=x).logits[0, :-1]
+            mask = torch.tensor(e["loss_mask"][1:], device=device, dtype=torch.bool)
+            right += int(bool((logits[mask].argmax(-1) == x[0, 1:][mask]).all()))
+        model.train()
+        return round(right / len(self.check), 4)
+
+
 def batches(ids, seq_len, batch, generator):
     starts = torch.randint(0, len(ids) - seq_len - 1, (batch,), generator=generator)
     return torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
@@ -161,6 +210,9 @@ def main(argv=None):
     p.add_argument("--device", default="cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-tokens", type=int, default=0, help="held-out tokens evaluated; 0 = all")
+    p.add_argument("--passkey-rows", type=int, default=0,
+                   help="rows of each batch that are passkey windows (passkey.py) made from the training books, "
+                        "trained on their answer only, so that the base model can retrieve within its context")
     args = p.parse_args(argv)
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -186,6 +238,9 @@ def main(argv=None):
                          num_key_value_heads=args.kv_heads, max_position_embeddings=args.max_positions,
                          rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
                          bos_token_id=1, eos_token_id=2)
+    if not 0 <= args.passkey_rows < args.batch:
+        sys.exit(f"pretrain: --passkey-rows {args.passkey_rows} must be at least 0 and below --batch {args.batch}")
+    passkeys = PasskeyRows(encoder, train_docs, finetune_docs, args.seq_len, args.seed) if args.passkey_rows else None
     model = LlamaForCausalLM(config).to(device)
     model.config._attn_implementation = "sdpa"
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -221,9 +276,13 @@ def main(argv=None):
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x = batches(train_ids, args.seq_len, args.batch, gen).to(device)
+        x = batches(train_ids, args.seq_len, args.batch - args.passkey_rows, gen)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = model(input_ids=x, labels=x).loss
+            if passkeys:
+                loss = passkeys.loss(model, x, args.passkey_rows, device)
+            else:
+                x = x.to(device)
+                loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -239,6 +298,8 @@ def main(argv=None):
                 since_best += 1
             log.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
                         "val_loss": round(val, 4)})
+            if passkeys:
+                log[-1]["passkey_key_accuracy"] = passkeys.accuracy(model, device)
             print(json.dumps(log[-1]), flush=True)
         if args.call_minutes and time.time() - last_save > args.save_seconds:
             save_state()
@@ -262,6 +323,8 @@ def main(argv=None):
         "val_loss": round(best, 4), "stopped_early": since_best >= args.patience,
         "heldout_loss": round(heldout_loss(model, heldout_ids[:args.eval_tokens or None], args.seq_len, device), 4),
         "unigram_loss": round(unigram_loss(train_ids, heldout_ids, vocab), 4),
+        "passkey_rows": args.passkey_rows,
+        "passkey_key_accuracy": passkeys.accuracy(model, device) if passkeys else None,
         "config": {"hidden": args.hidden, "intermediate": intermediate, "layers": args.layers, "heads": args.heads,
                    "kv_heads": args.kv_heads, "vocab": vocab},
         "log": log,

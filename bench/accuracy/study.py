@@ -47,13 +47,18 @@ LR = ENV.get("ACC_LR", "1e-3")
 # "small": the 8-layer byte-level model of study v1.
 if SMOKE:
     BIG = dict(layers=4, hidden=64, heads=4, kv_heads=2, spm=500, seq=128, batch=2, minutes=0.1,
-               intermediate=0)
+               intermediate=0, passkey_rows=1)
     SMALL = dict(layers=4, hidden=64, heads=4, kv_heads=2, spm=0, seq=128, batch=2, minutes=0.1,
                  intermediate=0)
     SEQS = {"8k": 256, "16k": 512}
 else:
+    # passkey_rows: 4 of each batch's 16 rows are passkey windows of 2,048 tokens (pretrain.py
+    # --passkey-rows), so that the base model can retrieve within its context and the long-context
+    # fine-tunes show whether that survives beyond it; without them (2026-12-07) it never learned
+    # retrieval at all, at any distance.
     BIG = dict(layers=16, hidden=768, heads=12, kv_heads=4, spm=8000, seq=2048, batch=16,
-               minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20)
+               minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20,
+               passkey_rows=env("ACC_PASSKEY_PRETRAIN_ROWS", 4))
     SMALL = dict(layers=8, hidden=512, heads=8, kv_heads=4, spm=0, seq=1024, batch=32, minutes=3.0,
                  intermediate=0)
     SEQS = {"8k": 8192, "16k": 16384}
@@ -239,6 +244,8 @@ def pretrain_job(model):
             cmd += ["--intermediate", str(spec["intermediate"])]
         if spec["spm"]:
             cmd += ["--spm-vocab", str(spec["spm"])]
+        if spec.get("passkey_rows"):
+            cmd += ["--passkey-rows", str(spec["passkey_rows"])]
         if spec.get("eval_every"):
             # The four books are ~0.7M subword tokens: 20 steps of 16 x 2048 are ~0.9 epochs, so
             # early stopping looks about once per epoch (the default 100 would be ~4.7 epochs), and

@@ -108,6 +108,20 @@ def verdict(paired_gaps, spread):
     return head
 
 
+def near_bucket(r):
+    """(keys, token accuracy, key accuracy) of a passkey row's near keys: its own near_* fields, or,
+    for rows written before passkey.py reported them, what all keys less the far ones leave (every
+    key has the same number of answer tokens)."""
+    if "near_keys" in r:
+        return r["near_keys"], r.get("near_digit_accuracy"), r.get("near_key_accuracy")
+    n, far = r.get("keys", r.get("samples", 0)), r.get("far_keys", 0)
+    if n - far <= 0:
+        return 0, None, None
+    f_digit = (r.get("far_digit_accuracy") or 0.0) * far
+    f_key = (r.get("far_key_accuracy") or 0.0) * far
+    return n - far, (r["digit_accuracy"] * n - f_digit) / (n - far), (r["key_accuracy"] * n - f_key) / (n - far)
+
+
 def v2(out, rows, level=1):
     """The summary's lines; with level > 1 (a document's section), no title and level-deep headings."""
     h = "#" * max(level, 2)
@@ -195,16 +209,19 @@ def v2(out, rows, level=1):
     if passkey:
         lines += ["", f"{h} Passkey retrieval (HF transformers + PEFT loading our adapters, teacher-forced)", "",
                   "| model | tokens | fine-tune | seed | steps | adapter tensors loaded | answer-token accuracy | "
-                  "all digits right | loss on the answer | far keys (beyond pretraining length) | "
-                  "far: token accuracy | far: all right |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "all digits right | loss on the answer | near keys (within pretraining length) | "
+                  "near: token accuracy | near: all right | far keys (beyond it) | far: token accuracy | "
+                  "far: all right |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
         def pc(v):
             return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "-"
 
         for r in sorted(passkey, key=lambda r: (r["model"], r["seq"], r["config"] != "base", r["config"], r["seed"])):
+            near = near_bucket(r)
             lines.append(f"| {r['model']} | {r['seq']:,} | {r['config']} | {r['seed']} | {r.get('steps', 0)} | "
                          f"{r.get('adapter_tensors', 0)} | {pc(r.get('digit_accuracy'))} | "
-                         f"{pc(r.get('key_accuracy'))} | {r['digit_loss']:.3f} | {r.get('far_keys', 0)} | "
+                         f"{pc(r.get('key_accuracy'))} | {r['digit_loss']:.3f} | {near[0]} | {pc(near[1])} | "
+                         f"{pc(near[2])} | {r.get('far_keys', 0)} | "
                          f"{pc(r.get('far_digit_accuracy'))} | {pc(r.get('far_key_accuracy'))} |")
     return lines
 

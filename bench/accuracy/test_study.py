@@ -93,6 +93,30 @@ class PasskeyMakeTest(unittest.TestCase):
             self.assertEqual(ex["distance"], len(ids) - 5 - (needle_end + 1))
 
 
+    def test_make_example_names_what_does_not_fit(self):
+        import random
+        tok = passkey.ByteTokens()
+        with self.assertRaisesRegex(ValueError, "no room for filler"):
+            passkey.make_example(random.Random(0), tok, tok.encode("short filler"), 64)
+        with self.assertRaisesRegex(ValueError, "exceeds the filler"):
+            passkey.make_example(random.Random(0), tok, tok.encode("x" * 4096), 256, min_distance=500)
+
+
+class PasskeyNearTest(unittest.TestCase):
+    def test_near_keys_are_reported_or_derived_from_all_less_far(self):
+        own = {"near_keys": 3, "near_digit_accuracy": 0.4, "near_key_accuracy": 0.0}
+        self.assertEqual(summary.near_bucket(own), (3, 0.4, 0.0))
+        # 10 keys, 4 far: 40% of all tokens right, 25% of the far ones -> (0.4*10 - 0.25*4) / 6 = 0.5
+        old = {"keys": 10, "digit_accuracy": 0.4, "key_accuracy": 0.2, "far_keys": 4,
+               "far_digit_accuracy": 0.25, "far_key_accuracy": 0.0}
+        keys, digit, key = summary.near_bucket(old)
+        self.assertEqual(keys, 6)
+        self.assertAlmostEqual(digit, 0.5)
+        self.assertAlmostEqual(key, 2 / 6)
+        self.assertEqual(summary.near_bucket({"keys": 4, "far_keys": 4, "digit_accuracy": 0.1,
+                                              "key_accuracy": 0.0}), (0, None, None))
+
+
 class S2TableTest(unittest.TestCase):
     LOSSES = {"lemo-train dense": 5.7189341, "HF full causal": 5.7189332, "lemo-train --lemo-2d": 5.72472,
               "HF reference no-wrap": 5.724729, "HF reference roll (wrap)": 5.724814}
