@@ -136,7 +136,11 @@ def v2(out, rows, level=1):
                 f"({pre['tokens'] / 1e6:.0f}M tokens, {pre.get('epochs', '?')} epochs of {pre['train_tokens']:,} "
                 f"tokens) in {pre['seconds']} s at seq {pre['seq_len']}"
                 f"{', stopped early' if pre.get('stopped_early') else ''}; held-out loss {pre['heldout_loss']} "
-                f"against the unigram level {pre['unigram_loss']}")
+                f"against the unigram level {pre['unigram_loss']}" +
+                (f"; {pre['passkey_rows']} passkey rows per batch, after which it retrieved "
+                 f"{100 * pre['passkey_token_accuracy']:.1f}% of the answer tokens and "
+                 f"{100 * pre['passkey_key_accuracy']:.1f}% of the keys within its context"
+                 if pre.get("passkey_rows") else ""))
         cal = load(os.path.join(out, f"calibrate-{model}.json"))
         if cal and cal.get("layers"):
             layers = cal["layers"]
