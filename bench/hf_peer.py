@@ -69,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-after-oom", action="store_true",
                    help="after an OOM, record longer seq_lens as skipped instead of running them")
+    p.add_argument("--sdpa-kernel", choices=["default", "cudnn"], default="default",
+                   help="cudnn: put cuDNN's fused attention first in sdpa's order (torch's default puts flash "
+                        "first), as lemo-train --attention-kernel cudnn does, to compare like with like")
     p.add_argument("--out", help="JSONL file to append results to (also printed to stdout)")
     args = p.parse_args(argv)
     args.seq_lens = [int(s) for s in args.seq_lens.split(",") if s]
@@ -330,6 +333,13 @@ def main(argv=None):
         "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF")),
     }
     print(f"[hf_peer] {args.system} built in {build_s:.1f}s on {base['device_name']}", file=sys.stderr)
+    base["sdpa_kernel"] = args.sdpa_kernel
+    if args.sdpa_kernel == "cudnn":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # Entered for the rest of the process: every step's attention tries cuDNN first.
+        sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                     SDPBackend.MATH], set_priority=True).__enter__()
 
     oom_at = None
     gpu_oom_at = None  # auto: the shortest seq at which gpu checkpointing ran out of memory

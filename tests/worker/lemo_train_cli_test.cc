@@ -23,6 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Result {
   int exit_code = -1;
@@ -588,6 +589,29 @@ TEST_F(LemoTrainCliTest, MemoryBudgetChoosesPrintsAndTrains) {
   EXPECT_THAT(r.output, HasSubstr("--memory-budget-gib chooses "
                                   "--gradient-checkpointing: give one or the "
                                   "other"));
+}
+
+// --attention-kernel: flash (torch's order) trains as before; an unknown name
+// and cudnn on the CPU are refused naming the flag, before the model loads.
+TEST_F(LemoTrainCliTest, AttentionKernelFlagIsCheckedBeforeTraining) {
+  Result r = RunLemoTrain(Finetune((dir_ / "model").string(),
+                                   "--attention-kernel flash", /*seq_len=*/8,
+                                   /*steps=*/1));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("step 1/1"));
+
+  r = RunLemoTrain(
+      Finetune((dir_ / "model").string(), "--attention-kernel fa3"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("must be flash or cudnn, got \"fa3\""));
+
+  r = RunLemoTrain(
+      Finetune((dir_ / "model").string(), "--attention-kernel cudnn"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr("--attention-kernel: attention kernel cudnn needs a "
+                        "CUDA device, got cpu"));
+  EXPECT_THAT(r.output, Not(HasSubstr("step 1/")));
 }
 
 }  // namespace

@@ -10,12 +10,14 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "client/progress.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/token_file.h"
 #include "worker/engine/formats/model_config.h"
+#include "worker/engine/runtime/attention_kernel.h"
 #include "worker/engine/train/memory_budget.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/lemo_train/device_flags.h"
@@ -40,6 +42,8 @@ struct FinetuneFlags {
   std::string data_format = "auto";
   std::string on_bad_sample = "error";
   double comm_timeout_seconds = 300;
+  // flash | cudnn: the fused attention kernel sdpa tries first on CUDA.
+  std::string attention_kernel = "flash";
   // --memory-budget-gib, --memory-budget-allow-inexact.
   MemoryBudgetFlags budget;
 };
@@ -150,6 +154,19 @@ int RunFinetune(FinetuneFlags& flags) {
   if (!dd.ok()) return Fail(dd.status());
   o.model.device = dd->device;
   o.model.base_dtype = dd->dtype;
+  absl::StatusOr<lemo::engine::AttentionKernel> kernel =
+      lemo::engine::ParseAttentionKernel(flags.attention_kernel);
+  if (!kernel.ok()) return Fail(kernel.status());
+  if (absl::Status s =
+          lemo::engine::PreferAttentionKernel(*kernel, o.model.device);
+      !s.ok()) {
+    return Fail(absl::Status(
+        s.code(), absl::StrCat("--attention-kernel: ", s.message())));
+  }
+  if (*kernel != lemo::engine::AttentionKernel::kFlash) {
+    std::fprintf(stderr, "attention kernel: %s first\n",
+                 lemo::engine::AttentionKernelName(*kernel).c_str());
+  }
   auto format = lemo::engine::ParseDataFormat(flags.data_format);
   if (!format.ok()) return Fail(format.status());
   o.data.format = *format;
@@ -302,6 +319,11 @@ Command AddFinetuneCommand(CLI::App* app) {
                 "would");
   cmd->add_option("--comm-timeout", ft->comm_timeout_seconds,
                   "Seconds to wait for the rendezvous and each collective")
+      ->capture_default_str();
+  cmd->add_option("--attention-kernel", ft->attention_kernel,
+                  "flash | cudnn: the fused attention kernel tried first on "
+                  "CUDA (cudnn: reported faster on Hopper; a shape it cannot "
+                  "serve falls back to flash)")
       ->capture_default_str();
   cmd->add_option("--metrics-jsonl", ft->metrics_jsonl,
                   "Write one JSON object per step here");

@@ -62,6 +62,9 @@ class AttentionStash {
   size_t pending() const { return entries_.size(); }
   // Replayed calls that skipped the attention forward.
   int64_t skipped_forwards() const { return skipped_forwards_; }
+  // The recorded calls not yet replayed, oldest first (tests read which
+  // kernel each ran on).
+  const std::deque<StashedAttention>& recorded() const { return entries_; }
   void Clear() { entries_.clear(); }
 
  private:

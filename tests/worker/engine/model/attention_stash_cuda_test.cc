@@ -15,6 +15,7 @@
 #include "tests/testing/require_cuda.h"
 #include "tests/worker/engine/model/attention_test_util.h"
 #include "worker/engine/model/attention_stash.h"
+#include "worker/engine/runtime/attention_kernel.h"
 
 namespace lemo::engine {
 namespace {
@@ -54,6 +55,50 @@ TEST(AttentionStashCuda, ReplayMatchesFlashAttentionInBf16) {
     EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
     ExpectSameGrads(got, want, t, 2e-2);
   }
+}
+
+// With cuDNN first in sdpa's order (lemo-train --attention-kernel cudnn), the
+// calls record on cuDNN's fused kernel and replay into its own backward with
+// the reference's gradients, MHA and GQA (K/V repeated for cuDNN).
+TEST(AttentionStashCuda, ReplayMatchesCudnnAttentionInBf16) {
+  LEMO_REQUIRE_CUDA();
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kCudnn,
+                                    torch::Device(torch::kCUDA, 0))
+                  .ok());
+  for (const auto& [len, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{
+           {1024, 4}, {4096, 4}, {1024, 2}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << "n " << len << " kv heads " << kv_heads);
+    torch::manual_seed(11);
+    const auto opts =
+        torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+    Qkv t;
+    t.q = torch::randn({1, 4, len, 128}, opts).requires_grad_(true);
+    t.k = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
+    t.v = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
+    const double scale = 1 / std::sqrt(128.0);
+    AttentionStash stash;
+    {
+      torch::NoGradGuard no_grad;
+      AttentionStash::Scope record(&stash, AttentionStash::Mode::kRecord);
+      ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
+    }
+    ASSERT_EQ(stash.recorded().size(), 1u);
+    EXPECT_EQ(stash.recorded().front().kernel,
+              StashedAttention::Kernel::kCudnn)
+        << "sdpa did not choose cuDNN with it first: is cuDNN attention "
+           "available in this torch build for this shape?";
+    AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
+    const torch::Tensor got =
+        ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
+    ASSERT_EQ(stash.skipped_forwards(), 1);
+    const torch::Tensor want = Reference(t, true, scale);
+    EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
+    ExpectSameGrads(got, want, t, 2e-2);
+  }
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kFlash,
+                                    torch::Device(torch::kCUDA, 0))
+                  .ok());
 }
 
 }  // namespace
