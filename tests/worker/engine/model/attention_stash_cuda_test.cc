@@ -84,8 +84,7 @@ TEST(AttentionStashCuda, ReplayMatchesCudnnAttentionInBf16) {
       ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
     }
     ASSERT_EQ(stash.recorded().size(), 1u);
-    EXPECT_EQ(stash.recorded().front().kernel,
-              StashedAttention::Kernel::kCudnn)
+    EXPECT_EQ(stash.recorded().front().kernel, StashedAttention::Kernel::kCudnn)
         << "sdpa did not choose cuDNN with it first: is cuDNN attention "
            "available in this torch build for this shape?";
     AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
