@@ -1,14 +1,16 @@
 // GPU test of selective checkpointing for attention
 // (worker/engine/model/attention_stash.h; label gpu, fails without a CUDA
 // device): a replay of bf16 causal attention recorded on a fused CUDA kernel
-// (flash for MHA, memory-efficient for GQA) returns the recorded output with
-// the reference's gradients. To add a case: append (length, KV heads) to the
-// list below, or record and replay another call the same way.
+// (in torch's order flash for MHA, memory-efficient for GQA; cuDNN when put
+// first) returns the recorded output with the reference's gradients. To add a
+// case: append (length, KV heads) to a test's list, or call
+// RecordReplayAndCompare under another kernel order.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -24,36 +26,51 @@ using ::lemo::engine::testing::ExpectSameGrads;
 using ::lemo::engine::testing::Qkv;
 using ::lemo::engine::testing::Reference;
 
+// Records one bf16 causal attention of `len` tokens (4 query heads over
+// `kv_heads`) under the stash, checks which fused kernel it ran on when
+// `want_kernel` is given, replays it, and compares output and gradients with
+// the reference.
+void RecordReplayAndCompare(
+    int64_t len, int64_t kv_heads, uint64_t seed,
+    std::optional<StashedAttention::Kernel> want_kernel) {
+  SCOPED_TRACE(::testing::Message() << "n " << len << " kv heads " << kv_heads);
+  torch::manual_seed(seed);
+  const auto opts =
+      torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+  Qkv t;
+  t.q = torch::randn({1, 4, len, 128}, opts).requires_grad_(true);
+  t.k = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
+  t.v = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
+  const double scale = 1 / std::sqrt(128.0);
+  AttentionStash stash;
+  {
+    torch::NoGradGuard no_grad;
+    AttentionStash::Scope record(&stash, AttentionStash::Mode::kRecord);
+    ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
+  }
+  if (want_kernel) {
+    ASSERT_EQ(stash.recorded().size(), 1u);
+    EXPECT_EQ(stash.recorded().front().kernel, *want_kernel)
+        << "sdpa did not choose the kernel put first: is it available in "
+           "this torch build for this shape?";
+  }
+  AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
+  const torch::Tensor got =
+      ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
+  ASSERT_EQ(stash.skipped_forwards(), 1)
+      << "bf16 causal attention on CUDA ran on no fused kernel";
+  const torch::Tensor want = Reference(t, true, scale);
+  EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
+  ExpectSameGrads(got, want, t, 2e-2);
+}
+
+// torch's own order: MHA runs on flash; GQA on the memory-efficient kernel
+// over repeated K/V (sdpa's choice on the H100), recorded all the same.
 TEST(AttentionStashCuda, ReplayMatchesFlashAttentionInBf16) {
   LEMO_REQUIRE_CUDA();
   for (const auto& [len, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{
            {100, 4}, {1024, 4}, {300, 2}}) {
-    SCOPED_TRACE(::testing::Message()
-                 << "n " << len << " kv heads " << kv_heads);
-    torch::manual_seed(10);
-    const auto opts =
-        torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
-    Qkv t;
-    t.q = torch::randn({1, 4, len, 128}, opts).requires_grad_(true);
-    t.k = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
-    t.v = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
-    const double scale = 1 / std::sqrt(128.0);
-    AttentionStash stash;
-    {
-      torch::NoGradGuard no_grad;
-      AttentionStash::Scope record(&stash, AttentionStash::Mode::kRecord);
-      ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    }
-    AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
-    const torch::Tensor got =
-        ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    // MHA runs on flash; GQA on the memory-efficient kernel over repeated
-    // K/V (sdpa's choice on the H100), recorded all the same.
-    ASSERT_EQ(stash.skipped_forwards(), 1)
-        << "bf16 causal attention on CUDA ran on no fused kernel";
-    const torch::Tensor want = Reference(t, true, scale);
-    EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
-    ExpectSameGrads(got, want, t, 2e-2);
+    RecordReplayAndCompare(len, kv_heads, /*seed=*/10, std::nullopt);
   }
 }
 
@@ -67,33 +84,8 @@ TEST(AttentionStashCuda, ReplayMatchesCudnnAttentionInBf16) {
                   .ok());
   for (const auto& [len, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{
            {1024, 4}, {4096, 4}, {1024, 2}}) {
-    SCOPED_TRACE(::testing::Message()
-                 << "n " << len << " kv heads " << kv_heads);
-    torch::manual_seed(11);
-    const auto opts =
-        torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
-    Qkv t;
-    t.q = torch::randn({1, 4, len, 128}, opts).requires_grad_(true);
-    t.k = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
-    t.v = torch::randn({1, kv_heads, len, 128}, opts).requires_grad_(true);
-    const double scale = 1 / std::sqrt(128.0);
-    AttentionStash stash;
-    {
-      torch::NoGradGuard no_grad;
-      AttentionStash::Scope record(&stash, AttentionStash::Mode::kRecord);
-      ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    }
-    ASSERT_EQ(stash.recorded().size(), 1u);
-    EXPECT_EQ(stash.recorded().front().kernel, StashedAttention::Kernel::kCudnn)
-        << "sdpa did not choose cuDNN with it first: is cuDNN attention "
-           "available in this torch build for this shape?";
-    AttentionStash::Scope replay(&stash, AttentionStash::Mode::kReplay);
-    const torch::Tensor got =
-        ScaledDotProductAttention(t.q, t.k, t.v, true, scale);
-    ASSERT_EQ(stash.skipped_forwards(), 1);
-    const torch::Tensor want = Reference(t, true, scale);
-    EXPECT_TRUE(torch::allclose(got, want, 1e-2, 1e-2));
-    ExpectSameGrads(got, want, t, 2e-2);
+    RecordReplayAndCompare(len, kv_heads, /*seed=*/11,
+                           StashedAttention::Kernel::kCudnn);
   }
   ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kFlash,
                                     torch::Device(torch::kCUDA, 0))
