@@ -134,6 +134,18 @@ def load_adapter(model, adapter):
     return model, loaded
 
 
+def score_answer(model, example, device):
+    """(a bool tensor: is each answer token the argmax, the summed loss on them) of one example,
+    teacher-forced; the caller sets eval mode, no_grad and any autocast."""
+    import torch
+
+    ids = torch.tensor([example["input_ids"]], device=device)
+    answer = sum(example["loss_mask"])
+    logits = model(input_ids=ids).logits[0, -answer - 1:-1].float()  # positions predicting the answer
+    target = ids[0, -answer:]
+    return logits.argmax(-1) == target, float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+
+
 def evaluate(args):
     import torch
     from transformers import LlamaForCausalLM
@@ -154,12 +166,8 @@ def evaluate(args):
     buckets = {name: [0, 0, 0, 0.0, 0] for name in ("all", "near", "far")}
     with torch.no_grad():
         for doc in docs:
-            ids = torch.tensor([doc["input_ids"]], device=device)
-            answer = sum(doc["loss_mask"])
-            logits = model(input_ids=ids).logits[0, -answer - 1:-1].float()  # positions predicting the answer
-            target = ids[0, -answer:]
-            right = logits.argmax(-1) == target
-            loss = float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+            right, loss = score_answer(model, doc, device)
+            answer = len(right)
             for name in ("all", "far" if doc["distance"] > args.far else "near"):
                 b = buckets[name]
                 b[0] += int(right.sum())

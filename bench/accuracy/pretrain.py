@@ -158,11 +158,8 @@ class PasskeyRows:
         model.eval()
         tokens = keys = total = 0
         for e in self.check:
-            x = torch.tensor([e["input_ids"]], device=device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(input_ids=x).logits[0, :-1]
-            mask = torch.tensor(e["loss_mask"][1:], device=device, dtype=torch.bool)
-            right = logits[mask].argmax(-1) == x[0, 1:][mask]
+                right, _ = self.passkey.score_answer(model, e, device)
             tokens += int(right.sum())
             total += len(right)
             keys += int(bool(right.all()))
@@ -218,7 +215,8 @@ def main(argv=None):
     p.add_argument("--eval-tokens", type=int, default=0, help="held-out tokens evaluated; 0 = all")
     p.add_argument("--passkey-rows", type=int, default=0,
                    help="rows of each batch that are passkey windows (passkey.py) made from the training books, "
-                        "trained on their answer only, so that the base model can retrieve within its context")
+                        "trained like book text plus their answer's loss, so that the base model can retrieve "
+                        "within its context")
     args = p.parse_args(argv)
     from transformers import LlamaConfig, LlamaForCausalLM
 
