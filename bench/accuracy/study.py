@@ -56,7 +56,9 @@ else:
     # --passkey-rows), so that the base model can retrieve within its context and the long-context
     # fine-tunes show whether that survives beyond it; without them (2026-12-07) it never learned
     # retrieval at all, at any distance. On the CPU a 4-layer byte model reached 32% of answer
-    # tokens (chance 10%) after 830 steps of 8 such rows: it is learned, slowly.
+    # tokens (chance 10%) after 830 steps of 8 such rows: it is learned, slowly. With them,
+    # pretraining runs its whole budget and keeps the checkpoint best at text and retrieval
+    # together (pretrain.py): the book's loss alone stopped it at 260 steps, long before retrieval.
     BIG = dict(layers=16, hidden=768, heads=12, kv_heads=4, spm=8000, seq=2048, batch=16,
                minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20,
                passkey_rows=env("ACC_PASSKEY_PRETRAIN_ROWS", 8))

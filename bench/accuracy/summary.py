@@ -140,6 +140,8 @@ def v2(out, rows, level=1):
                 (f"; {pre['passkey_rows']} passkey rows per batch, after which it retrieved "
                  f"{100 * pre['passkey_token_accuracy']:.1f}% of the answer tokens and "
                  f"{100 * pre['passkey_key_accuracy']:.1f}% of the keys within its context"
+                 + (f" (the checkpoint of step {pre['kept_step']}, best at text and retrieval together)"
+                    if pre.get("kept_step") else "")
                  if pre.get("passkey_rows") else ""))
         cal = load(os.path.join(out, f"calibrate-{model}.json"))
         if cal and cal.get("layers"):
