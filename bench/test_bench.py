@@ -441,6 +441,30 @@ class PeerTest(unittest.TestCase):
         self.assertGreater(rows[0]["step_s"], 0)
 
 
+class SdpaKernelsTest(unittest.TestCase):
+    """sdpa_kernels.py on CPU: a refused kernel is a row saying so, the others are compared with the
+    first, and --table-only prints the committed rows."""
+
+    def test_rows_compare_and_refusals(self):
+        try:
+            import torch  # noqa: F401
+            import sdpa_kernels
+        except ImportError as e:
+            self.skipTest(f"needs torch: {e}")
+        out = tempfile.mkdtemp()
+        sdpa_kernels.main(["--out", out, "--device", "cpu", "--kernels", "math,efficient,flash", "--seqs", "64",
+                           "--heads", "4", "--kv-heads", "2", "--dim", "16", "--dtype", "fp32", "--steps", "2"])
+        with open(os.path.join(out, "results.jsonl")) as f:
+            rows = [json.loads(ln) for ln in f]
+        self.assertEqual([r["kernel"] for r in rows], ["math", "efficient", "flash"])
+        self.assertIn("error", rows[1])  # the memory-efficient kernel is CUDA-only
+        self.assertLess(rows[2]["max_abs_diff_vs_math"]["dq"], 1e-4)
+        self.assertTrue(os.path.exists(os.path.join(out, "meta.json")))
+        with self.assertRaises(SystemExit):
+            sdpa_kernels.main(["--out", out, "--kernels", "flashy"])
+        self.assertIn("refused", sdpa_kernels.table(rows))
+
+
 class StrongPeerTest(unittest.TestCase):
     """The strong peer's pieces on CPU: offloaded checkpointing is exact, auto, --liger's error."""
 
