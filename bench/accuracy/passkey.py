@@ -27,6 +27,10 @@ loaded and that the adapter is not a no-op), scores the answer tokens teacher-fo
 of answer tokens whose argmax is right, the fraction of keys with all of them right, and the mean
 loss on them; overall and for keys farther back than --far tokens (the pretraining context: a key
 beyond it needs the context extension the fine-tune taught). Chance is about 10% per digit.
+
+`make --task copy` writes the span-copy task instead (make_copy_example: a span of 24 random tokens
+planted at a random depth, its first 4 repeated at the end, the other 20 the answer), which `eval`
+scores the same way: its "digits" are the answer's tokens, its "keys" whole spans.
 """
 import argparse
 import json
@@ -94,6 +98,42 @@ def make_example(rng, tok, filler, seq_len, min_distance=0):
     return {"input_ids": ids, "loss_mask": mask, "distance": len(ids) - answer - (1 + depth + len(pin))}
 
 
+COPY_SPAN, COPY_CUE = 24, 4
+_pools = {}
+
+
+def make_copy_example(rng, filler, seq_len, min_distance=0):
+    """The span-copy task: a span of COPY_SPAN tokens drawn uniformly from the filler's distinct
+    ids (so no language prior helps: chance is one over their number) planted at a random depth,
+    and at the window's end its first COPY_CUE tokens again, then the rest as the answer:
+      <s> filler ... SPAN ... filler SPAN[:cue] SPAN[cue:]
+    Copying it back is what an induction head does, over whatever distance the span lies. Same
+    fields as make_example's."""
+    pool = _pools.get(id(filler))
+    if pool is None:
+        pool = _pools[id(filler)] = sorted(set(filler))
+    span = [pool[rng.randrange(len(pool))] for _ in range(COPY_SPAN)]
+    body = seq_len - 1 - 2 * COPY_SPAN
+    if body < 1 or body > len(filler):
+        raise ValueError(f"a window of {seq_len} tokens leaves no room for filler ({len(filler)} filler tokens)")
+    if min_distance > body:
+        raise ValueError(f"a distance of {min_distance} exceeds the filler ({body} tokens)")
+    start = rng.randrange(0, len(filler) - body + 1)
+    text = filler[start:start + body]
+    depth = rng.randrange(0, body - min_distance + 1)
+    ids = [1] + text[:depth] + span + text[depth:] + span
+    answer = COPY_SPAN - COPY_CUE
+    mask = [0] * (len(ids) - answer) + [1] * answer
+    return {"input_ids": ids, "loss_mask": mask, "distance": len(ids) - answer - (1 + depth + COPY_SPAN)}
+
+
+def make_task_example(task, rng, tok, filler, seq_len, min_distance=0):
+    """make_example (task "passkey") or make_copy_example (task "copy")."""
+    if task == "copy":
+        return make_copy_example(rng, filler, seq_len, min_distance)
+    return make_example(rng, tok, filler, seq_len, min_distance)
+
+
 def make(args):
     rng = random.Random(args.seed)
     tok = load_tokenizer(args.tokenizer)
@@ -101,7 +141,7 @@ def make(args):
     with open(args.out, "w") as out:
         for _ in range(args.samples):
             try:
-                example = make_example(rng, tok, filler, args.seq_len, args.min_distance)
+                example = make_task_example(args.task, rng, tok, filler, args.seq_len, args.min_distance)
             except ValueError as e:
                 sys.exit(f"passkey: {e} (--seq-len {args.seq_len}, --filler {args.filler})")
             out.write(json.dumps(example) + "\n")
@@ -199,6 +239,8 @@ def main(argv=None):
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--tokenizer", default="byte", help="byte, or a SentencePiece tokenizer.model")
     m.add_argument("--min-distance", type=int, default=0, help="fewest tokens between needle and answer")
+    m.add_argument("--task", default="passkey", choices=("passkey", "copy"),
+                   help="passkey: a 5-digit key to retrieve; copy: a span of random tokens to copy back")
     e = sub.add_parser("eval", help="score passkey retrieval")
     e.add_argument("--model", required=True)
     e.add_argument("--adapter", default="")

@@ -124,24 +124,26 @@ class PasskeyRows:
 
     CHECK = 64  # windows in the accuracy check
 
-    def __init__(self, encoder, train_docs, check_docs, seq_len, seed):
+    def __init__(self, encoder, train_docs, check_docs, seq_len, seed, task="passkey"):
         import random
 
         import passkey
 
-        self.passkey, self.seq_len = passkey, seq_len
+        self.passkey, self.seq_len, self.task = passkey, seq_len, task
         self.tok = encoder if hasattr(encoder, "decode") else passkey.ByteTokens()
         self.rng = random.Random(seed)
         self.filler = self.tok.encode(passkey.ascii_text(d["text"] for d in train_docs))
         check_filler = self.tok.encode(passkey.ascii_text(d["text"] for d in check_docs))
         check_rng = random.Random(seed + 1)
-        self.check = [passkey.make_example(check_rng, self.tok, check_filler, seq_len) for _ in range(self.CHECK)]
+        self.check = [passkey.make_task_example(task, check_rng, self.tok, check_filler, seq_len)
+                      for _ in range(self.CHECK)]
 
     def loss(self, model, book_rows, rows, device):
         """The mean token loss of every row, the passkey rows' included (their filler is book text,
         and the needle repeats its key: a short-range copy to learn from), plus the passkey rows'
         mean loss on their answers (the long-range copy, 5 tokens a row, weighted up)."""
-        examples = [self.passkey.make_example(self.rng, self.tok, self.filler, self.seq_len) for _ in range(rows)]
+        examples = [self.passkey.make_task_example(self.task, self.rng, self.tok, self.filler, self.seq_len)
+                    for _ in range(rows)]
         x = torch.cat([book_rows, torch.tensor([e["input_ids"] for e in examples])]).to(device)
         logits = model(input_ids=x).logits[:, :-1].float()
         targets = x[:, 1:]
@@ -221,6 +223,8 @@ def main(argv=None):
                    help="rows of each batch that are passkey windows (passkey.py) made from the training books, "
                         "trained like book text plus their answer's loss, so that the base model can retrieve "
                         "within its context")
+    p.add_argument("--passkey-task", default="passkey", choices=("passkey", "copy"),
+                   help="what those rows hold: passkey.py's passkey windows, or its span-copy task (make --task copy)")
     args = p.parse_args(argv)
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -248,7 +252,8 @@ def main(argv=None):
                          bos_token_id=1, eos_token_id=2)
     if not 0 <= args.passkey_rows < args.batch:
         sys.exit(f"pretrain: --passkey-rows {args.passkey_rows} must be at least 0 and below --batch {args.batch}")
-    passkeys = PasskeyRows(encoder, train_docs, finetune_docs, args.seq_len, args.seed) if args.passkey_rows else None
+    passkeys = (PasskeyRows(encoder, train_docs, finetune_docs, args.seq_len, args.seed, args.passkey_task)
+                if args.passkey_rows else None)
     model = LlamaForCausalLM(config).to(device)
     model.config._attn_implementation = "sdpa"
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -343,7 +348,7 @@ def main(argv=None):
         "val_loss": round(val, 4), "stopped_early": since_best >= patience, "kept_step": best_step or step,
         "heldout_loss": round(heldout_loss(model, heldout_ids[:args.eval_tokens or None], args.seq_len, device), 4),
         "unigram_loss": round(unigram_loss(train_ids, heldout_ids, vocab), 4),
-        "passkey_rows": args.passkey_rows,
+        "passkey_rows": args.passkey_rows, "passkey_task": args.passkey_task,
         **(passkeys.accuracy(model, device) if passkeys else {}),
         "config": {"hidden": args.hidden, "intermediate": intermediate, "layers": args.layers, "heads": args.heads,
                    "kv_heads": args.kv_heads, "vocab": vocab},

@@ -68,6 +68,11 @@ else:
 STEPS = {"8k": env("ACC_STEPS_8K", 3 if SMOKE else 200), "16k": env("ACC_STEPS_16K", 3 if SMOKE else 150)}
 CAL_STEPS = env("ACC_CAL_STEPS", 3 if SMOKE else 200)
 PASSKEY_TRAIN = env("ACC_PASSKEY_SAMPLES", 8 if SMOKE else 250)
+# The long-range task of the passkey jobs and of the large model's pretraining rows (passkey.py):
+# "passkey" (a 5-digit key) or "copy" (a span of random tokens to copy back).
+LONG_TASK = ENV.get("ACC_LONG_TASK", "passkey")
+if LONG_TASK not in ("passkey", "copy"):
+    sys.exit(f"study: ACC_LONG_TASK={LONG_TASK} must be passkey or copy")
 PASSKEY_TEST = env("ACC_PASSKEY_TEST", 4 if SMOKE else 100)
 EVAL_ARGS = ENV.get("ACC_EVAL_ARGS", "--batches 2" if SMOKE else "").split()
 
@@ -248,7 +253,7 @@ def pretrain_job(model):
         if spec["spm"]:
             cmd += ["--spm-vocab", str(spec["spm"])]
         if spec.get("passkey_rows"):
-            cmd += ["--passkey-rows", str(spec["passkey_rows"])]
+            cmd += ["--passkey-rows", str(spec["passkey_rows"]), "--passkey-task", LONG_TASK]
         if spec.get("eval_every"):
             # The four books are ~0.7M subword tokens: 20 steps of 16 x 2048 are ~0.9 epochs, so
             # early stopping looks about once per epoch (the default 100 would be ~4.7 epochs), and
@@ -303,7 +308,8 @@ def passkey_data_job(model, seq_key):
         tok = os.path.join(d, "tokenizer.model") if (BIG if model == "big" else SMALL)["spm"] else "byte"
         # Keys at uniform depths, training and test; the test set reports far keys (beyond the
         # pretraining length) separately.
-        base = [PY, os.path.join(HERE, "passkey.py"), "make", "--seq-len", str(seq), "--tokenizer", tok]
+        base = [PY, os.path.join(HERE, "passkey.py"), "make", "--seq-len", str(seq), "--tokenizer", tok,
+                "--task", LONG_TASK]
         return (run(base + ["--filler", os.path.join(d, "finetune.jsonl"), "--out",
                             os.path.join(d, f"passkey-train-{seq_key}.jsonl"), "--samples", str(PASSKEY_TRAIN),
                             "--seed", "1"], f"passkey-data-{model}.log", left) and
@@ -322,7 +328,7 @@ def passkey_eval(model, seq_key, config, seed, adapter, left, extra=None):
               os.path.join(d, f"passkey-test-{seq_key}.jsonl"), "--device", PYDEV, "--json", path,
               "--far", str(pretrain_seq(model))], f"passkey-eval-{model}-{seq_key}-{config}-s{seed}.log", left)
     if ok:
-        row = {"model": model, "seq": SEQS[seq_key], "config": config, "seed": seed, "kind": "passkey",
+        row = {"model": model, "seq": SEQS[seq_key], "config": config, "seed": seed, "kind": "passkey", "task": LONG_TASK,
                "steps": 0 if not adapter else STEPS[seq_key]}
         row.update(json.load(open(path)))
         row.update(extra or {})

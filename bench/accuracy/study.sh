@@ -38,7 +38,8 @@
 #   ACC_SEEDS=0,1,2  ACC_STEPS_8K=200  ACC_STEPS_16K=150  ACC_CAL_STEPS=200  ACC_LR=1e-3
 #   ACC_BIG_MINUTES=12 (pretraining budget, over calls)  ACC_PASSKEY_PRETRAIN_ROWS=8 (of 16 per batch)
 #   ACC_PASSKEY_SAMPLES=250 (training examples)
-#   ACC_PASSKEY_TEST=100  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
+#   ACC_PASSKEY_TEST=100  ACC_LONG_TASK=passkey (or copy: passkey.py make --task copy, for the pretraining
+#   rows and the passkey jobs)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
 #   ACC_PACK=1 (pack OUT into OUT/study.tar.gz)
 #   ACC_EVAL_ARGS (extra lemo-train eval flags)  ACC_PRETRAIN_ARGS_BIG / _SMALL (extra pretrain.py
 #   flags)  ACC_ONLY (job-name parts to run)  ACC_SKIP (job names to drop)  LEMO_TRAIN (the binary;

@@ -211,12 +211,17 @@ def v2(out, rows, level=1):
             lines.append(f"| {r['model']} | {r['seq']:,} | {r['config']} | {r['windows']} | "
                          f"{r['loss_full_attention']:.4f} | {r['loss_s2_attention']:.4f} | "
                          f"{r['loss_full_attention'] - r['loss_s2_attention']:+.4f} |")
-    passkey = [r for r in rows if r.get("kind") == "passkey"]
-    if passkey:
-        lines += ["", f"{h} Passkey retrieval (HF transformers + PEFT loading our adapters, teacher-forced)", "",
+    # passkey.py's two long-range tasks (study.py's ACC_LONG_TASK; rows before it are passkey's)
+    titles = {"passkey": ("Passkey retrieval", "all digits right", "keys"),
+              "copy": ("Span copy (24 random tokens planted, the last 20 scored)", "whole span right", "spans")}
+    for task, (title, whole, unit) in titles.items():
+        passkey = [r for r in rows if r.get("kind") == "passkey" and r.get("task", "passkey") == task]
+        if not passkey:
+            continue
+        lines += ["", f"{h} {title} (HF transformers + PEFT loading our adapters, teacher-forced)", "",
                   "| model | tokens | fine-tune | seed | steps | adapter tensors loaded | answer-token accuracy | "
-                  "all digits right | loss on the answer | near keys (within pretraining length) | "
-                  "near: token accuracy | near: all right | far keys (beyond it) | far: token accuracy | "
+                  f"{whole} | loss on the answer | near {unit} (within pretraining length) | "
+                  f"near: token accuracy | near: all right | far {unit} (beyond it) | far: token accuracy | "
                   "far: all right |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
         def pc(v):

@@ -93,6 +93,30 @@ class PasskeyMakeTest(unittest.TestCase):
             self.assertEqual(ex["distance"], len(ids) - 5 - (needle_end + 1))
 
 
+    def test_copy_examples_plant_the_span_and_ask_for_its_tail(self):
+        tmp = tempfile.mkdtemp()
+        filler = os.path.join(tmp, "book.jsonl")
+        with open(filler, "w") as f:
+            f.write(json.dumps({"text": "It is a truth universally acknowledged. " * 200}) + "\n")
+        out = os.path.join(tmp, "copy.jsonl")
+        passkey.main(["make", "--task", "copy", "--filler", filler, "--out", out, "--samples", "5",
+                      "--seq-len", "512", "--min-distance", "200"])
+        with open(out) as f:
+            examples = [json.loads(line) for line in f]
+        span, answer = passkey.COPY_SPAN, passkey.COPY_SPAN - passkey.COPY_CUE
+        for ex in examples:
+            ids, mask = ex["input_ids"], ex["loss_mask"]
+            self.assertEqual(len(ids), 512)
+            self.assertEqual(ids[0], 1)
+            self.assertEqual(mask[-answer:], [1] * answer)
+            self.assertEqual(sum(mask), answer)
+            planted = len(ids) - answer - ex["distance"] - span  # where the first copy starts
+            self.assertEqual(ids[planted:planted + span], ids[-span:])
+            self.assertGreaterEqual(ex["distance"], 200)
+        # drawn from the filler's distinct ids, not its frequencies: a span is not text
+        self.assertTrue(all(set(ex["input_ids"][-span:]) <= set(passkey.ByteTokens().encode(
+            "It is a truth universally acknowledged. ")) for ex in examples))
+
     def test_make_example_names_what_does_not_fit(self):
         import random
         tok = passkey.ByteTokens()
