@@ -74,10 +74,20 @@ def load_tokenizer(spec):
     return sp
 
 
-def make_example(rng, tok, filler, seq_len, min_distance=0):
+def needle_depth(rng, body, min_distance, max_distance, after):
+    """Where the needle goes among `body` filler tokens, uniformly: at least min_distance of them
+    follow it, and (max_distance given) its distance to the answer, those filler tokens plus the
+    `after` tokens of the question, is at most max_distance where the window allows."""
+    high = body - min_distance
+    low = 0 if max_distance is None else min(high, max(0, body + after - max_distance))
+    return rng.randrange(low, high + 1)
+
+
+def make_example(rng, tok, filler, seq_len, min_distance=0, max_distance=None):
     """One window of exactly seq_len tokens, <s> filler ... needle ... filler question answer, from
     the token list `filler`: {"input_ids", "loss_mask" (1 on the answer only), "distance" (tokens
-    between the needle's end and the answer)}. Raises ValueError when it cannot be made."""
+    between the needle's end and the answer, about max_distance at most when given)}. Raises
+    ValueError when it cannot be made."""
     key = f"{rng.randrange(10000, 100000)}"
     tail = tok.encode(QUESTION + key)
     answer = next((k for k in range(1, len(tail)) if tok.decode(tail[-k:]).strip() == key), 0)
@@ -91,7 +101,7 @@ def make_example(rng, tok, filler, seq_len, min_distance=0):
         raise ValueError(f"a distance of {min_distance} exceeds the filler ({body} tokens)")
     start = rng.randrange(0, len(filler) - body + 1)
     text = filler[start:start + body]
-    depth = rng.randrange(0, body - min_distance + 1)
+    depth = needle_depth(rng, body, min_distance, max_distance, len(tail) - answer)
     ids = [1] + text[:depth] + pin + text[depth:] + tail
     assert len(ids) == seq_len
     mask = [0] * (len(ids) - answer) + [1] * answer
@@ -102,7 +112,7 @@ COPY_SPAN, COPY_CUE = 24, 4
 _pools = {}
 
 
-def make_copy_example(rng, filler, seq_len, min_distance=0):
+def make_copy_example(rng, filler, seq_len, min_distance=0, max_distance=None):
     """The span-copy task: a span of COPY_SPAN tokens drawn uniformly from the filler's distinct
     ids (so no language prior helps: chance is one over their number) planted at a random depth,
     and at the window's end its first COPY_CUE tokens again, then the rest as the answer:
@@ -120,18 +130,18 @@ def make_copy_example(rng, filler, seq_len, min_distance=0):
         raise ValueError(f"a distance of {min_distance} exceeds the filler ({body} tokens)")
     start = rng.randrange(0, len(filler) - body + 1)
     text = filler[start:start + body]
-    depth = rng.randrange(0, body - min_distance + 1)
+    depth = needle_depth(rng, body, min_distance, max_distance, COPY_CUE)
     ids = [1] + text[:depth] + span + text[depth:] + span
     answer = COPY_SPAN - COPY_CUE
     mask = [0] * (len(ids) - answer) + [1] * answer
     return {"input_ids": ids, "loss_mask": mask, "distance": len(ids) - answer - (1 + depth + COPY_SPAN)}
 
 
-def make_task_example(task, rng, tok, filler, seq_len, min_distance=0):
+def make_task_example(task, rng, tok, filler, seq_len, min_distance=0, max_distance=None):
     """make_example (task "passkey") or make_copy_example (task "copy")."""
     if task == "copy":
-        return make_copy_example(rng, filler, seq_len, min_distance)
-    return make_example(rng, tok, filler, seq_len, min_distance)
+        return make_copy_example(rng, filler, seq_len, min_distance, max_distance)
+    return make_example(rng, tok, filler, seq_len, min_distance, max_distance)
 
 
 def make(args):

@@ -138,12 +138,12 @@ class PasskeyRows:
         self.check = [passkey.make_task_example(task, check_rng, self.tok, check_filler, seq_len)
                       for _ in range(self.CHECK)]
 
-    def loss(self, model, book_rows, rows, device):
+    def loss(self, model, book_rows, rows, device, max_distance=None):
         """The mean token loss of every row, the passkey rows' included (their filler is book text,
         and the needle repeats its key: a short-range copy to learn from), plus the passkey rows'
         mean loss on their answers (the long-range copy, 5 tokens a row, weighted up)."""
-        examples = [self.passkey.make_task_example(self.task, self.rng, self.tok, self.filler, self.seq_len)
-                    for _ in range(rows)]
+        examples = [self.passkey.make_task_example(self.task, self.rng, self.tok, self.filler, self.seq_len,
+                                                   max_distance=max_distance) for _ in range(rows)]
         x = torch.cat([book_rows, torch.tensor([e["input_ids"] for e in examples])]).to(device)
         logits = model(input_ids=x).logits[:, :-1].float()
         targets = x[:, 1:]
@@ -223,6 +223,9 @@ def main(argv=None):
                    help="rows of each batch that are passkey windows (passkey.py) made from the training books, "
                         "trained like book text plus their answer's loss, so that the base model can retrieve "
                         "within its context")
+    p.add_argument("--passkey-curriculum", type=int, default=0, metavar="STEPS",
+                   help="place the rows' needles at most 128 tokens before the question at first, doubling that "
+                        "reach every STEPS steps (0: anywhere from the start)")
     p.add_argument("--passkey-task", default="passkey", choices=("passkey", "copy"),
                    help="what those rows hold: passkey.py's passkey windows, or its span-copy task (make --task copy)")
     args = p.parse_args(argv)
@@ -297,7 +300,11 @@ def main(argv=None):
         x = batches(train_ids, args.seq_len, args.batch - args.passkey_rows, gen)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             if passkeys:
-                loss = passkeys.loss(model, x, args.passkey_rows, device)
+                # the curriculum: needles within 128 tokens of the question first, the reach
+                # doubling every --passkey-curriculum steps until it spans the window
+                reach = (None if not args.passkey_curriculum else
+                         int(128 * 2 ** (step / args.passkey_curriculum)))
+                loss = passkeys.loss(model, x, args.passkey_rows, device, max_distance=reach)
             else:
                 x = x.to(device)
                 loss = model(input_ids=x, labels=x).loss
@@ -349,6 +356,7 @@ def main(argv=None):
         "heldout_loss": round(heldout_loss(model, heldout_ids[:args.eval_tokens or None], args.seq_len, device), 4),
         "unigram_loss": round(unigram_loss(train_ids, heldout_ids, vocab), 4),
         "passkey_rows": args.passkey_rows, "passkey_task": args.passkey_task,
+        "passkey_curriculum": args.passkey_curriculum,
         **(passkeys.accuracy(model, device) if passkeys else {}),
         "config": {"hidden": args.hidden, "intermediate": intermediate, "layers": args.layers, "heads": args.heads,
                    "kv_heads": args.kv_heads, "vocab": vocab},

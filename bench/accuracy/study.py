@@ -55,10 +55,12 @@ else:
     # passkey_rows: 8 of each batch's 16 rows are passkey windows of 2,048 tokens (pretrain.py
     # --passkey-rows), so that the base model can retrieve within its context and the long-context
     # fine-tunes show whether that survives beyond it; without them (2026-12-07) it never learned
-    # retrieval at all, at any distance. On the CPU a 4-layer byte model reached 32% of answer
-    # tokens (chance 10%) after 830 steps of 8 such rows: it is learned, slowly. With them,
-    # pretraining runs its whole budget and keeps the checkpoint best at text and retrieval
-    # together (pretrain.py): the book's loss alone stopped it at 260 steps, long before retrieval.
+    # retrieval at all, at any distance. With them, pretraining runs its whole budget and keeps the
+    # checkpoint best at text and retrieval together (pretrain.py): the book's loss alone stopped
+    # it at 260 steps. Retrieval comes in a sudden step whose wait grows with the window: on the
+    # CPU after 300 steps at 256 tokens, not yet after 851 at 1,024; on the GPU not yet after 799
+    # at 2,048 (bench/results/2026-12-07-cpu-long-range/, 2026-12-07-h100-passkey/), so give it
+    # the whole 12 minutes (about 3,300 steps).
     BIG = dict(layers=16, hidden=768, heads=12, kv_heads=4, spm=8000, seq=2048, batch=16,
                minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20,
                passkey_rows=env("ACC_PASSKEY_PRETRAIN_ROWS", 8))

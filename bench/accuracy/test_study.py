@@ -117,6 +117,18 @@ class PasskeyMakeTest(unittest.TestCase):
         self.assertTrue(all(set(ex["input_ids"][-span:]) <= set(passkey.ByteTokens().encode(
             "It is a truth universally acknowledged. ")) for ex in examples))
 
+    def test_max_distance_keeps_the_needle_near_the_question(self):
+        import random
+        tok = passkey.ByteTokens()
+        filler = tok.encode("It is a truth universally acknowledged. " * 100)
+        rng = random.Random(3)
+        for task in ("passkey", "copy"):
+            distances = [passkey.make_task_example(task, rng, tok, filler, 1024, max_distance=80)["distance"]
+                         for _ in range(50)]
+            self.assertLessEqual(max(distances), 80, task)
+            far = [passkey.make_task_example(task, rng, tok, filler, 1024)["distance"] for _ in range(50)]
+            self.assertGreater(max(far), 400, task)
+
     def test_make_example_names_what_does_not_fit(self):
         import random
         tok = passkey.ByteTokens()
