@@ -83,17 +83,11 @@ def needle_depth(rng, body, min_distance, max_distance, after):
     return rng.randrange(low, high + 1)
 
 
-def make_example(rng, tok, filler, seq_len, min_distance=0, max_distance=None):
-    """One window of exactly seq_len tokens, <s> filler ... needle ... filler question answer, from
-    the token list `filler`: {"input_ids", "loss_mask" (1 on the answer only), "distance" (tokens
-    between the needle's end and the answer, about max_distance at most when given)}. Raises
-    ValueError when it cannot be made."""
-    key = f"{rng.randrange(10000, 100000)}"
-    tail = tok.encode(QUESTION + key)
-    answer = next((k for k in range(1, len(tail)) if tok.decode(tail[-k:]).strip() == key), 0)
-    if not answer:
-        raise ValueError(f"the answer {key} is not a token suffix of the question")
-    pin = tok.encode(needle(key))
+def plant(rng, filler, seq_len, pin, tail, answer, min_distance, max_distance):
+    """<s> filler ... pin ... filler tail, exactly seq_len tokens, the filler a random slice of the
+    token list `filler` and pin at a random depth (needle_depth); the last `answer` tokens of tail
+    are the answer: {"input_ids", "loss_mask" (1 on the answer only), "distance" (tokens between
+    pin's end and the answer)}. Raises ValueError when it cannot be made."""
     body = seq_len - 1 - len(tail) - len(pin)  # <s> takes the first token
     if body < 1 or body > len(filler):
         raise ValueError(f"a window of {seq_len} tokens leaves no room for filler ({len(filler)} filler tokens)")
@@ -108,8 +102,19 @@ def make_example(rng, tok, filler, seq_len, min_distance=0, max_distance=None):
     return {"input_ids": ids, "loss_mask": mask, "distance": len(ids) - answer - (1 + depth + len(pin))}
 
 
+def make_example(rng, tok, filler, seq_len, min_distance=0, max_distance=None):
+    """One passkey window: <s> filler ... needle ... filler question answer (plant's fields; the
+    distance at most max_distance where the window allows)."""
+    key = f"{rng.randrange(10000, 100000)}"
+    tail = tok.encode(QUESTION + key)
+    answer = next((k for k in range(1, len(tail)) if tok.decode(tail[-k:]).strip() == key), 0)
+    if not answer:
+        raise ValueError(f"the answer {key} is not a token suffix of the question")
+    return plant(rng, filler, seq_len, tok.encode(needle(key)), tail, answer, min_distance, max_distance)
+
+
 COPY_SPAN, COPY_CUE = 24, 4
-_pools = {}
+_pools = {}  # id(filler) -> (filler, its distinct ids); holding filler keeps its id from reuse
 
 
 def make_copy_example(rng, filler, seq_len, min_distance=0, max_distance=None):
@@ -119,22 +124,11 @@ def make_copy_example(rng, filler, seq_len, min_distance=0, max_distance=None):
       <s> filler ... SPAN ... filler SPAN[:cue] SPAN[cue:]
     Copying it back is what an induction head does, over whatever distance the span lies. Same
     fields as make_example's."""
-    pool = _pools.get(id(filler))
-    if pool is None:
-        pool = _pools[id(filler)] = sorted(set(filler))
+    if id(filler) not in _pools:
+        _pools[id(filler)] = (filler, sorted(set(filler)))
+    pool = _pools[id(filler)][1]
     span = [pool[rng.randrange(len(pool))] for _ in range(COPY_SPAN)]
-    body = seq_len - 1 - 2 * COPY_SPAN
-    if body < 1 or body > len(filler):
-        raise ValueError(f"a window of {seq_len} tokens leaves no room for filler ({len(filler)} filler tokens)")
-    if min_distance > body:
-        raise ValueError(f"a distance of {min_distance} exceeds the filler ({body} tokens)")
-    start = rng.randrange(0, len(filler) - body + 1)
-    text = filler[start:start + body]
-    depth = needle_depth(rng, body, min_distance, max_distance, COPY_CUE)
-    ids = [1] + text[:depth] + span + text[depth:] + span
-    answer = COPY_SPAN - COPY_CUE
-    mask = [0] * (len(ids) - answer) + [1] * answer
-    return {"input_ids": ids, "loss_mask": mask, "distance": len(ids) - answer - (1 + depth + COPY_SPAN)}
+    return plant(rng, filler, seq_len, span, span, COPY_SPAN - COPY_CUE, min_distance, max_distance)
 
 
 def make_task_example(task, rng, tok, filler, seq_len, min_distance=0, max_distance=None):

@@ -66,17 +66,21 @@ class SummaryStatsTest(unittest.TestCase):
 
 
 class PasskeyMakeTest(unittest.TestCase):
-    def test_byte_examples_fill_one_window_and_mask_the_key(self):
+    TEXT = "It is a truth universally acknowledged. "
+
+    def make(self, *flags):
+        """The examples `passkey.py make` writes with these flags, from a filler book of TEXT."""
         tmp = tempfile.mkdtemp()
-        filler = os.path.join(tmp, "book.jsonl")
+        filler, out = os.path.join(tmp, "book.jsonl"), os.path.join(tmp, "examples.jsonl")
         with open(filler, "w") as f:
-            f.write(json.dumps({"text": "It is a truth universally acknowledged. " * 200}) + "\n")
-        out = os.path.join(tmp, "pk.jsonl")
-        passkey.main(["make", "--filler", filler, "--out", out, "--samples", "5", "--seq-len", "512",
-                      "--min-distance", "200"])
-        tok = passkey.ByteTokens()
+            f.write(json.dumps({"text": self.TEXT * 200}) + "\n")
+        passkey.main(["make", "--filler", filler, "--out", out, *flags])
         with open(out) as f:
-            examples = [json.loads(line) for line in f]
+            return [json.loads(line) for line in f]
+
+    def test_byte_examples_fill_one_window_and_mask_the_key(self):
+        examples = self.make("--samples", "5", "--seq-len", "512", "--min-distance", "200")
+        tok = passkey.ByteTokens()
         self.assertEqual(len(examples), 5)
         for ex in examples:
             ids, mask = ex["input_ids"], ex["loss_mask"]
@@ -92,17 +96,8 @@ class PasskeyMakeTest(unittest.TestCase):
             # 1 token of <s>, one token per byte: the distance counts the tokens in between.
             self.assertEqual(ex["distance"], len(ids) - 5 - (needle_end + 1))
 
-
     def test_copy_examples_plant_the_span_and_ask_for_its_tail(self):
-        tmp = tempfile.mkdtemp()
-        filler = os.path.join(tmp, "book.jsonl")
-        with open(filler, "w") as f:
-            f.write(json.dumps({"text": "It is a truth universally acknowledged. " * 200}) + "\n")
-        out = os.path.join(tmp, "copy.jsonl")
-        passkey.main(["make", "--task", "copy", "--filler", filler, "--out", out, "--samples", "5",
-                      "--seq-len", "512", "--min-distance", "200"])
-        with open(out) as f:
-            examples = [json.loads(line) for line in f]
+        examples = self.make("--task", "copy", "--samples", "5", "--seq-len", "512", "--min-distance", "200")
         span, answer = passkey.COPY_SPAN, passkey.COPY_SPAN - passkey.COPY_CUE
         for ex in examples:
             ids, mask = ex["input_ids"], ex["loss_mask"]
@@ -114,13 +109,13 @@ class PasskeyMakeTest(unittest.TestCase):
             self.assertEqual(ids[planted:planted + span], ids[-span:])
             self.assertGreaterEqual(ex["distance"], 200)
         # drawn from the filler's distinct ids, not its frequencies: a span is not text
-        self.assertTrue(all(set(ex["input_ids"][-span:]) <= set(passkey.ByteTokens().encode(
-            "It is a truth universally acknowledged. ")) for ex in examples))
+        self.assertTrue(all(set(ex["input_ids"][-span:]) <= set(passkey.ByteTokens().encode(self.TEXT))
+                            for ex in examples))
 
     def test_max_distance_keeps_the_needle_near_the_question(self):
         import random
         tok = passkey.ByteTokens()
-        filler = tok.encode("It is a truth universally acknowledged. " * 100)
+        filler = tok.encode(self.TEXT * 100)
         rng = random.Random(3)
         for task in ("passkey", "copy"):
             distances = [passkey.make_task_example(task, rng, tok, filler, 1024, max_distance=80)["distance"]
