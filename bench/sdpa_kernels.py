@@ -23,6 +23,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+KERNELS = ("flash", "cudnn", "efficient", "math")  # backends()' names
 
 
 def backends():
@@ -95,8 +96,8 @@ def table(rows):
         if "error" in r:
             lines.append(f"| {r['seq']:,} | {r['kernel']} | - | - | - | - | refused: {r['error'][:80]} |")
             continue
-        ratio = (f"{r['ms_median'] / base['ms_median']:.2f}x"
-                 if "error" not in base and base is not r else "1.00x" if base is r else "-")
+        ratio = ("1.00x" if base is r else "-" if "error" in base else
+                 f"{r['ms_median'] / base['ms_median']:.2f}x")
         diff = next((v for k, v in r.items() if k.startswith("max_abs_diff_vs_")), None)
         note = f"max abs diff vs {base['kernel']}: out {diff['out']:.3g}, dq {diff['dq']:.3g}" if diff else ""
         peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
@@ -126,9 +127,9 @@ def main(argv=None):
     if not args.out:
         p.error("--out is required (or --table-only DIR)")
     kernels = [k for k in args.kernels.split(",") if k]
-    unknown = [k for k in kernels if k not in ("flash", "cudnn", "efficient", "math")]
+    unknown = [k for k in kernels if k not in KERNELS]
     if unknown or not kernels:
-        p.error(f"--kernels: unknown kernel(s) {unknown}; choose from flash, cudnn, efficient, math")
+        p.error(f"--kernels: unknown kernel(s) {unknown}; choose from {', '.join(KERNELS)}")
     if args.heads % args.kv_heads:
         p.error(f"--heads {args.heads} must be a multiple of --kv-heads {args.kv_heads}")
     import torch

@@ -38,6 +38,7 @@ import random
 import sys
 
 QUESTION = " What is the pass key? The pass key is "
+TASKS = ("passkey", "copy")  # make_task_example's tasks
 
 
 def needle(key):
@@ -243,7 +244,7 @@ def main(argv=None):
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--tokenizer", default="byte", help="byte, or a SentencePiece tokenizer.model")
     m.add_argument("--min-distance", type=int, default=0, help="fewest tokens between needle and answer")
-    m.add_argument("--task", default="passkey", choices=("passkey", "copy"),
+    m.add_argument("--task", default="passkey", choices=TASKS,
                    help="passkey: a 5-digit key to retrieve; copy: a span of random tokens to copy back")
     e = sub.add_parser("eval", help="score passkey retrieval")
     e.add_argument("--model", required=True)

@@ -45,6 +45,8 @@ import time
 
 import torch
 
+import passkey  # bench/accuracy/passkey.py, beside this script
+
 
 def split_corpus(path, finetune_book, heldout_book, out_dir):
     parts = {"train": [], "finetune": [], "heldout": []}
@@ -127,9 +129,7 @@ class PasskeyRows:
     def __init__(self, encoder, train_docs, check_docs, seq_len, seed, task="passkey"):
         import random
 
-        import passkey
-
-        self.passkey, self.seq_len, self.task = passkey, seq_len, task
+        self.seq_len, self.task = seq_len, task
         self.tok = encoder if hasattr(encoder, "decode") else passkey.ByteTokens()
         self.rng = random.Random(seed)
         self.filler = self.tok.encode(passkey.ascii_text(d["text"] for d in train_docs))
@@ -142,7 +142,7 @@ class PasskeyRows:
         """The mean token loss of every row, the passkey rows' included (their filler is book text,
         and the needle repeats its key: a short-range copy to learn from), plus the passkey rows'
         mean loss on their answers (the long-range copy, 5 tokens a row, weighted up)."""
-        examples = [self.passkey.make_task_example(self.task, self.rng, self.tok, self.filler, self.seq_len,
+        examples = [passkey.make_task_example(self.task, self.rng, self.tok, self.filler, self.seq_len,
                                                    max_distance=max_distance) for _ in range(rows)]
         x = torch.cat([book_rows, torch.tensor([e["input_ids"] for e in examples])]).to(device)
         logits = model(input_ids=x).logits[:, :-1].float()
@@ -163,7 +163,7 @@ class PasskeyRows:
         loss = 0.0
         for e in self.check:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                right, summed = self.passkey.score_answer(model, e, device)
+                right, summed = passkey.score_answer(model, e, device)
             tokens += int(right.sum())
             total += len(right)
             keys += int(bool(right.all()))
@@ -226,7 +226,7 @@ def main(argv=None):
     p.add_argument("--passkey-curriculum", type=int, default=0, metavar="STEPS",
                    help="place the rows' needles at most 128 tokens before the question at first, doubling that "
                         "reach every STEPS steps (0: anywhere from the start)")
-    p.add_argument("--passkey-task", default="passkey", choices=("passkey", "copy"),
+    p.add_argument("--passkey-task", default="passkey", choices=passkey.TASKS,
                    help="what those rows hold: passkey.py's passkey windows, or its span-copy task (make --task copy)")
     args = p.parse_args(argv)
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+import passkey  # bench/accuracy/passkey.py, beside this script
+
 ENV = os.environ
 
 
@@ -73,8 +75,8 @@ PASSKEY_TRAIN = env("ACC_PASSKEY_SAMPLES", 8 if SMOKE else 250)
 # The long-range task of the passkey jobs and of the large model's pretraining rows (passkey.py):
 # "passkey" (a 5-digit key) or "copy" (a span of random tokens to copy back).
 LONG_TASK = ENV.get("ACC_LONG_TASK", "passkey")
-if LONG_TASK not in ("passkey", "copy"):
-    sys.exit(f"study: ACC_LONG_TASK={LONG_TASK} must be passkey or copy")
+if LONG_TASK not in passkey.TASKS:
+    sys.exit(f"study: ACC_LONG_TASK={LONG_TASK} must be one of {', '.join(passkey.TASKS)}")
 PASSKEY_TEST = env("ACC_PASSKEY_TEST", 4 if SMOKE else 100)
 EVAL_ARGS = ENV.get("ACC_EVAL_ARGS", "--batches 2" if SMOKE else "").split()
 
