@@ -138,11 +138,12 @@ class PasskeyRows:
         self.check = [passkey.make_task_example(task, check_rng, self.tok, check_filler, seq_len)
                       for _ in range(self.CHECK)]
 
-    def loss(self, model, book_rows, rows, device, max_distance=None):
+    def loss(self, model, book_rows, rows, device, max_distance=None, seq_len=None):
         """The mean token loss of every row, the passkey rows' included (their filler is book text,
         and the needle repeats its key: a short-range copy to learn from), plus the passkey rows'
-        mean loss on their answers (the long-range copy, 5 tokens a row, weighted up)."""
-        examples = [passkey.make_task_example(self.task, self.rng, self.tok, self.filler, self.seq_len,
+        mean loss on their answers (the long-range copy, 5 tokens a row, weighted up). seq_len:
+        the windows' length (default the check windows'), shorter under --window-warmup."""
+        examples = [passkey.make_task_example(self.task, self.rng, self.tok, self.filler, seq_len or self.seq_len,
                                                    max_distance=max_distance) for _ in range(rows)]
         x = torch.cat([book_rows, torch.tensor([e["input_ids"] for e in examples])]).to(device)
         logits = model(input_ids=x).logits[:, :-1].float()
@@ -191,6 +192,21 @@ def heldout_loss(model, ids, seq_len, device):
     return sum(losses) / len(losses)
 
 
+def parse_window_warmup(text, seq_len):
+    """--window-warmup LEN:STEPS as (LEN, STEPS); (seq_len, 0) when not given. LEN must divide seq_len
+    so that the warmup's steps hold the same tokens as the rest."""
+    if not text:
+        return seq_len, 0
+    try:
+        length, steps = (int(v) for v in text.split(":"))
+    except ValueError:
+        sys.exit(f"pretrain: --window-warmup {text!r} must be LEN:STEPS, two whole numbers")
+    if length <= 0 or steps < 0 or seq_len % length:
+        sys.exit(f"pretrain: --window-warmup {text!r}: LEN must be positive and divide --seq-len {seq_len}, "
+                 "and STEPS must not be negative")
+    return length, steps
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", default="bench/data/corpus.jsonl")
@@ -226,6 +242,9 @@ def main(argv=None):
     p.add_argument("--passkey-curriculum", type=int, default=0, metavar="STEPS",
                    help="place the rows' needles at most 128 tokens before the question at first, doubling that "
                         "reach every STEPS steps (0: anywhere from the start)")
+    p.add_argument("--window-warmup", default="", metavar="LEN:STEPS",
+                   help="train on windows of LEN tokens for the first STEPS steps, with seq-len/LEN times the "
+                        "rows (the same tokens a step), then on --seq-len windows; the checks stay at --seq-len")
     p.add_argument("--passkey-task", default="passkey", choices=passkey.TASKS,
                    help="what those rows hold: passkey.py's passkey windows, or its span-copy task (make --task copy)")
     args = p.parse_args(argv)
@@ -253,6 +272,7 @@ def main(argv=None):
                          num_key_value_heads=args.kv_heads, max_position_embeddings=args.max_positions,
                          rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
                          bos_token_id=1, eos_token_id=2)
+    warm_len, warm_steps = parse_window_warmup(args.window_warmup, args.seq_len)
     if not 0 <= args.passkey_rows < args.batch:
         sys.exit(f"pretrain: --passkey-rows {args.passkey_rows} must be at least 0 and below --batch {args.batch}")
     passkeys = (PasskeyRows(encoder, train_docs, finetune_docs, args.seq_len, args.seed, args.passkey_task)
@@ -297,14 +317,17 @@ def main(argv=None):
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x = batches(train_ids, args.seq_len, args.batch - args.passkey_rows, gen)
+        # --window-warmup: short windows first, as many more rows as keep the tokens a step
+        seq_len, scale = (warm_len, args.seq_len // warm_len) if step < warm_steps else (args.seq_len, 1)
+        x = batches(train_ids, seq_len, (args.batch - args.passkey_rows) * scale, gen)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             if passkeys:
                 # the curriculum: needles within 128 tokens of the question first, the reach
                 # doubling every --passkey-curriculum steps until it spans the window
                 reach = (None if not args.passkey_curriculum else
                          int(128 * 2 ** (step / args.passkey_curriculum)))
-                loss = passkeys.loss(model, x, args.passkey_rows, device, max_distance=reach)
+                loss = passkeys.loss(model, x, args.passkey_rows * scale, device, max_distance=reach,
+                                     seq_len=seq_len)
             else:
                 x = x.to(device)
                 loss = model(input_ids=x, labels=x).loss
@@ -356,7 +379,7 @@ def main(argv=None):
         "heldout_loss": round(heldout_loss(model, heldout_ids[:args.eval_tokens or None], args.seq_len, device), 4),
         "unigram_loss": round(unigram_loss(train_ids, heldout_ids, vocab), 4),
         "passkey_rows": args.passkey_rows, "passkey_task": args.passkey_task,
-        "passkey_curriculum": args.passkey_curriculum,
+        "passkey_curriculum": args.passkey_curriculum, "window_warmup": args.window_warmup,
         **(passkeys.accuracy(model, device) if passkeys else {}),
         "config": {"hidden": args.hidden, "intermediate": intermediate, "layers": args.layers, "heads": args.heads,
                    "kv_heads": args.kv_heads, "vocab": vocab},
