@@ -61,11 +61,15 @@ else:
     # checkpoint best at text and retrieval together (pretrain.py): the book's loss alone stopped
     # it at 260 steps. Retrieval comes in a sudden step whose wait grows with the window: on the
     # CPU after 300 steps at 256 tokens, not yet after 851 at 1,024; on the GPU not yet after 799
-    # at 2,048 (bench/results/2026-12-07-cpu-long-range/, 2026-12-07-h100-passkey/), so give it
-    # the whole 12 minutes (about 3,300 steps).
+    # at 2,048 (bench/results/2026-12-07-cpu-long-range/, 2026-12-07-h100-passkey/). What sets
+    # the wait is the window's length, and short windows first remove it: on the CPU, 400 steps
+    # of 256-token windows and then 1,024-token ones learned the passkey at 1,024 within 50 steps
+    # of the switch, where 1,150 steps of full windows had not (window_warmup: pretrain.py
+    # --window-warmup LEN:STEPS, ACC_WINDOW_WARMUP; "" turns it off).
     BIG = dict(layers=16, hidden=768, heads=12, kv_heads=4, spm=8000, seq=2048, batch=16,
                minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20,
-               passkey_rows=env("ACC_PASSKEY_PRETRAIN_ROWS", 8))
+               passkey_rows=env("ACC_PASSKEY_PRETRAIN_ROWS", 8),
+               window_warmup=ENV.get("ACC_WINDOW_WARMUP", "256:500"))
     SMALL = dict(layers=8, hidden=512, heads=8, kv_heads=4, spm=0, seq=1024, batch=32, minutes=3.0,
                  intermediate=0)
     SEQS = {"8k": 8192, "16k": 16384}
@@ -258,6 +262,8 @@ def pretrain_job(model):
             cmd += ["--spm-vocab", str(spec["spm"])]
         if spec.get("passkey_rows"):
             cmd += ["--passkey-rows", str(spec["passkey_rows"]), "--passkey-task", LONG_TASK]
+        if spec.get("window_warmup"):
+            cmd += ["--window-warmup", spec["window_warmup"]]
         if spec.get("eval_every"):
             # The four books are ~0.7M subword tokens: 20 steps of 16 x 2048 are ~0.9 epochs, so
             # early stopping looks about once per epoch (the default 100 would be ~4.7 epochs), and

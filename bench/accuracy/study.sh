@@ -37,6 +37,7 @@
 # Knobs (env): ACC_CALL_SECONDS=540  ACC_WORK=/tmp/lemo-acc2  OUT=./acc-out  ACC_BUILD=1
 #   ACC_SEEDS=0,1,2  ACC_STEPS_8K=200  ACC_STEPS_16K=150  ACC_CAL_STEPS=200  ACC_LR=1e-3
 #   ACC_BIG_MINUTES=12 (pretraining budget, over calls)  ACC_PASSKEY_PRETRAIN_ROWS=8 (of 16 per batch)
+#   ACC_WINDOW_WARMUP=256:500 (the large model's first 500 steps on 256-token windows; "" for none)
 #   ACC_PASSKEY_SAMPLES=250 (training examples)
 #   ACC_PASSKEY_TEST=100  ACC_LONG_TASK=passkey (or copy: passkey.py make --task copy, for the pretraining
 #   rows and the passkey jobs)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
