@@ -248,6 +248,15 @@ def main(argv=None):
     p.add_argument("--passkey-task", default="passkey", choices=passkey.TASKS,
                    help="what those rows hold: passkey.py's passkey windows, or its span-copy task (make --task copy)")
     args = p.parse_args(argv)
+    # Bad flags end the run here, before the tokenizer and the model cost anything.
+    warm_len, warm_steps = parse_window_warmup(args.window_warmup, args.seq_len)
+    # heldout_loss needs more than one window's tokens; say so now, not after the whole budget
+    # (2026-12-07: --eval-tokens 2048 at --seq-len 2048 crashed at the final evaluation).
+    for flag, tokens in (("--val-tokens", args.val_tokens), ("--eval-tokens", args.eval_tokens)):
+        if tokens and tokens <= args.seq_len:
+            sys.exit(f"pretrain: {flag} {tokens} must be above --seq-len {args.seq_len} (or 0 for --eval-tokens: all)")
+    if not 0 <= args.passkey_rows < args.batch:
+        sys.exit(f"pretrain: --passkey-rows {args.passkey_rows} must be at least 0 and below --batch {args.batch}")
     from transformers import LlamaConfig, LlamaForCausalLM
 
     os.makedirs(args.out, exist_ok=True)
@@ -272,9 +281,6 @@ def main(argv=None):
                          num_key_value_heads=args.kv_heads, max_position_embeddings=args.max_positions,
                          rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
                          bos_token_id=1, eos_token_id=2)
-    warm_len, warm_steps = parse_window_warmup(args.window_warmup, args.seq_len)
-    if not 0 <= args.passkey_rows < args.batch:
-        sys.exit(f"pretrain: --passkey-rows {args.passkey_rows} must be at least 0 and below --batch {args.batch}")
     passkeys = (PasskeyRows(encoder, train_docs, finetune_docs, args.seq_len, args.seed, args.passkey_task)
                 if args.passkey_rows else None)
     model = LlamaForCausalLM(config).to(device)

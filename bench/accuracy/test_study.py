@@ -185,6 +185,13 @@ class WindowWarmupTest(unittest.TestCase):
                 self.pretrain.parse_window_warmup(bad, 1024)
             self.assertIn(why, str(e.exception.code))
 
+    def test_too_few_evaluation_tokens_are_named_before_training(self):
+        for flag in ("--val-tokens", "--eval-tokens"):
+            with self.assertRaises(SystemExit) as e:
+                self.pretrain.main(["--corpus", "unused.jsonl", "--out", tempfile.mkdtemp(), "--seq-len", "2048",
+                                    flag, "2048"])
+            self.assertIn(f"{flag} 2048 must be above --seq-len 2048", str(e.exception.code))
+
     def test_short_windows_then_full(self):
         out = tempfile.mkdtemp()
         corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "corpus.jsonl")
