@@ -297,7 +297,9 @@ def main(argv=None):
         state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
+        # map_location moved the generator's state onto the GPU too, and a CPU generator takes
+        # only a CPU ByteTensor (the first resumed GPU pretraining, 2026-12-07, died on it)
+        gen.set_state(state["gen"].cpu())
         step, elapsed, log = state["step"], state["elapsed"], state["log"]
         best, best_state, since_best = state["best"], state["best_state"], state["since_best"]
         best_step = state.get("best_step", 0)
