@@ -181,8 +181,9 @@ def logs_dir():
     return d
 
 
-def run(cmd, log, timeout, stdout=None):
-    """Runs cmd with its output in logs_dir()/log; True when it exited 0 in time."""
+def run_outcome(cmd, log, timeout, stdout=None):
+    """Runs cmd with its output in logs_dir()/log: "ok" (exit 0 in time), "failed" (another exit
+    status) or "killed" (still running at the timeout)."""
     with open(os.path.join(logs_dir(), log), "a") as err:
         err.write("$ " + " ".join(cmd) + "\n")
         err.flush()
@@ -190,10 +191,16 @@ def run(cmd, log, timeout, stdout=None):
             r = subprocess.run(cmd, stdout=stdout or err, stderr=err, timeout=max(timeout, 1))
         except subprocess.TimeoutExpired:
             say(f"{log}: killed after {timeout:.0f} s (left pending)")
-            return False
+            return "killed"
     if r.returncode != 0:
         say(f"{log}: exit {r.returncode} (logs/{log})")
-    return r.returncode == 0
+        return "failed"
+    return "ok"
+
+
+def run(cmd, log, timeout, stdout=None):
+    """run_outcome(...) == "ok"."""
+    return run_outcome(cmd, log, timeout, stdout) == "ok"
 
 
 def append_result(row):
@@ -213,6 +220,10 @@ def record_timing(key, step_seconds):
 
 
 # ---- the jobs ---------------------------------------------------------------------------------
+
+
+# What a pretraining job's function returns when it stopped to be resumed by the next call.
+PAUSED = "paused"
 
 
 class Job:
@@ -272,11 +283,15 @@ def pretrain_job(model):
         if SMOKE:
             cmd += ["--eval-every", "10", "--val-tokens", "2048", "--eval-tokens", "2048"]
         cmd += ENV.get(f"ACC_PRETRAIN_ARGS_{model.upper()}", "").split()
-        ok = run(cmd, f"pretrain-{model}.log", left)
-        if ok and os.path.exists(os.path.join(d, "pretrain.json")):
+        outcome = run_outcome(cmd, f"pretrain-{model}.log", left)
+        if outcome == "ok" and os.path.exists(os.path.join(d, "pretrain.json")):
             shutil.copy(os.path.join(d, "pretrain.json"), os.path.join(W, "results", f"pretrain-{model}.json"))
             return True
-        return False  # paused: the next call resumes it
+        # Paused (it exits 0 without pretrain.json when its call's minutes are up) or killed at
+        # the deadline (its state of the last minute is saved): the next call resumes it. Any
+        # other exit is a failure, which the status must say (2026-12-07: a resume that crashed
+        # was reported as paused).
+        return PAUSED if outcome != "failed" else False
 
     # A pretraining job runs whenever 2 minutes are left: it trains for what is left minus 100 s
     # (Python, torch and the tokenizer's training or encoding before, the state save after) and
@@ -513,6 +528,14 @@ def publish(status):
 def main(argv):
     global START
     START = time.time()
+    if any(a in ("-h", "--help") for a in argv[1:]):
+        print(__doc__)
+        return 0
+    unknown = [a for a in argv[1:] if a != "--list"]
+    if unknown:
+        print(f"study: unknown argument {unknown[0]} (study.py [--list | --help]; the knobs are "
+              "environment variables: bench/accuracy/study.sh)", file=sys.stderr)
+        return 2
     all_jobs = jobs()
     if "--list" in argv:
         for job in all_jobs:
@@ -535,13 +558,13 @@ def main(argv):
         say(f"{job.name}: start (~{estimate(job):.0f} s)")
         t0 = time.time()
         ok = job.fn(left)
+        if ok == PAUSED:
+            ran.append([job.name + " (paused)", round(time.time() - t0, 1)])
+            break
         if ok:
             job.mark()
             ran.append([job.name, round(time.time() - t0, 1)])
             say(f"{job.name}: done in {time.time() - t0:.0f} s")
-        elif job.name.startswith("pretrain-"):
-            ran.append([job.name + " (paused)", round(time.time() - t0, 1)])
-            break
         else:
             failed.append(job.name)
             if time.time() - START > CALL_SECONDS - 10:

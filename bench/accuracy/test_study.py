@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
 """Tests of the accuracy study's scripts (no GPU, no lemo-train): summary.py's statistics and
-verdict, passkey.py's examples, s2_check.py's reference masks.
+verdict, passkey.py's examples, s2_check.py's reference masks, pretrain.py's window warmup and
+pause/resume, study.py's queue status.
 
 Run: python3 -m unittest discover -s bench -p 'test_*.py'   (ctest: bench_scripts; the venv python)
 Add a case: a test_* method that writes inputs under self.tmp and checks the parsed result.
 The end-to-end checks: `python3 bench/accuracy/s2_check.py check` (ctest accuracy_s2_check) and the
 CPU smoke of bench/accuracy/study.sh (its header).
 """
+import contextlib
+import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import passkey  # noqa: E402
 import s2_table  # noqa: E402
 import summary  # noqa: E402
@@ -206,6 +211,69 @@ class WindowWarmupTest(unittest.TestCase):
         self.assertEqual(result["window_warmup"], "128:3")
         self.assertGreater(result["steps"], 3)  # past the warmup, onto full windows
         self.assertIn("passkey_token_accuracy", result)
+
+
+class PauseResumeTest(unittest.TestCase):
+    """pretrain.py --call-minutes: a pretraining paused at its call's end resumes from state.pt and
+    finishes, the generator's state restored (on the GPU a resume once died restoring it)."""
+
+    def test_pause_then_resume(self):
+        try:
+            import pretrain
+        except ImportError as e:
+            self.skipTest(str(e))
+        out = tempfile.mkdtemp()
+        corpus = os.path.join(HERE, "..", "data", "corpus.jsonl")
+        flags = ["--corpus", corpus, "--device", "cpu", "--out", out, "--layers", "1", "--hidden", "32",
+                 "--heads", "2", "--kv-heads", "1", "--seq-len", "128", "--batch", "2", "--minutes", "0.15",
+                 "--eval-every", "2", "--val-tokens", "256", "--eval-tokens", "256", "--max-positions", "128",
+                 "--call-minutes", "0.03", "--save-seconds", "1"]
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):
+            self.assertEqual(pretrain.main(flags), 0)
+            self.assertFalse(os.path.exists(os.path.join(out, "pretrain.json")))  # paused, not done
+            self.assertTrue(os.path.exists(os.path.join(out, "state.pt")))
+            for _ in range(10):  # each call trains 0.03 of the 0.15 minutes
+                if os.path.exists(os.path.join(out, "pretrain.json")):
+                    break
+                self.assertEqual(pretrain.main(flags), 0)
+        self.assertIn('"resumed"', log.getvalue())
+        with open(os.path.join(out, "pretrain.json")) as f:
+            self.assertGreater(json.load(f)["steps"], 0)
+
+
+class StudyQueueTest(unittest.TestCase):
+    """study.py's queue as a process: what its status says when a job fails."""
+
+    def study(self, *args, **env):
+        work, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        env = dict(os.environ, ACC_SMOKE="1", ACC_WORK=work, OUT=out, ACC_PY_DEVICE="cpu",
+                   ACC_DEVICE="cpu", ACC_DTYPE="fp32", **env)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "study.py"), *args], env=env,
+                           capture_output=True, text=True, timeout=120)
+        path = os.path.join(out, "status.json")
+        if not os.path.exists(path):
+            return r, None
+        with open(path) as f:
+            return r, json.load(f)
+
+    def test_a_crashed_pretraining_is_failed_not_paused(self):
+        # an argument pretrain.py refuses: it exits 1 before any work, as a crash would
+        r, status = self.study(ACC_ONLY="big-8k", ACC_PRETRAIN_ARGS_BIG="--window-warmup bogus")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("pretrain-big", status["failed"])
+        self.assertFalse([name for name, _ in status["ran"] if "paused" in name])
+        self.assertIn("pretrain-big", status["pending"])
+
+    def test_help_and_unknown_arguments_run_nothing(self):
+        r, status = self.study("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("Usage:", r.stdout)
+        self.assertIsNone(status)
+        r, status = self.study("--lsit")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown argument --lsit", r.stderr)
+        self.assertIsNone(status)
 
 
 class ReferenceMaskTest(unittest.TestCase):
