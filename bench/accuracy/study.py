@@ -65,7 +65,9 @@ else:
     # the wait is the window's length, and short windows first remove it: on the CPU, 400 steps
     # of 256-token windows and then 1,024-token ones learned the passkey at 1,024 within 50 steps
     # of the switch, where 1,150 steps of full windows had not (window_warmup: pretrain.py
-    # --window-warmup LEN:STEPS, ACC_WINDOW_WARMUP; "" turns it off).
+    # --window-warmup LEN:STEPS, ACC_WINDOW_WARMUP; "" turns it off). On this model on the GPU it
+    # did not repeat: about half the answer digits after 1,100 steps, no sudden step, hardly a
+    # whole key (bench/results/2026-12-07-h100-passkey-warmup/).
     BIG = dict(layers=16, hidden=768, heads=12, kv_heads=4, spm=8000, seq=2048, batch=16,
                minutes=env("ACC_BIG_MINUTES", 12.0), intermediate=2048, eval_every=20,
                passkey_rows=env("ACC_PASSKEY_PRETRAIN_ROWS", 8),
