@@ -24,14 +24,19 @@ HEADER = ("| run | seq | LeMo flags | status | step s | step min-max (n) | alloc
           "| offloaded layers | pinned GiB |")
 
 
-def lemo_flags(folder):
+def lemo_flags(folder, system=""):
+    """The run's LeMo flags (notes.txt "LeMo flags: ..."), and for a system that adds its own
+    ("lemo-selective and dense-selective add: ..."), those too."""
+    flags, added = "-", ""
     path = os.path.join(folder, "notes.txt")
     if os.path.exists(path):
         with open(path) as f:
             for line in f:
                 if line.startswith("LeMo flags:"):
-                    return line.split(":", 1)[1].strip()
-    return "-"
+                    flags = line.split(":", 1)[1].strip()
+                elif " add: " in line and system in line.split(" add: ", 1)[0].replace(" and ", " ").split():
+                    added = line.split(" add: ", 1)[1].strip()
+    return f"{flags} {added}" if added else flags
 
 
 def last_metrics(folder, seq_len):
@@ -58,7 +63,7 @@ def rows(folder):
         out.append("| " + " | ".join([
             os.path.basename(os.path.normpath(folder)),
             report.seq_cell(seq_len),
-            lemo_flags(folder).replace("|", "\\|"),
+            lemo_flags(folder, str(system)).replace("|", "\\|"),
             report.status_cell(r),
             report.num(median, ".2f"),
             report.spread_cell(r) if report.ok(r) else "-",

@@ -69,9 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-after-oom", action="store_true",
                    help="after an OOM, record longer seq_lens as skipped instead of running them")
-    p.add_argument("--sdpa-kernel", choices=["default", "cudnn"], default="default",
-                   help="cudnn: put cuDNN's fused attention first in sdpa's order (torch's default puts flash "
-                        "first), as lemo-train --attention-kernel cudnn does, to compare like with like")
+    p.add_argument("--sdpa-kernel", choices=["default", "flash", "cudnn"], default="default",
+                   help="flash or cudnn: put that fused attention kernel first in sdpa's order, as lemo-train "
+                        "--attention-kernel does, to compare like with like (default: torch's own order, which "
+                        "torch 2.11 makes cuDNN-first on Hopper and Blackwell and flash-first elsewhere)")
     p.add_argument("--out", help="JSONL file to append results to (also printed to stdout)")
     args = p.parse_args(argv)
     args.seq_lens = [int(s) for s in args.seq_lens.split(",") if s]
@@ -334,12 +335,18 @@ def main(argv=None):
     }
     print(f"[hf_peer] {args.system} built in {build_s:.1f}s on {base['device_name']}", file=sys.stderr)
     base["sdpa_kernel"] = args.sdpa_kernel
-    if args.sdpa_kernel == "cudnn":
+    if args.sdpa_kernel != "default":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        # Entered for the rest of the process: every step's attention tries cuDNN first.
-        sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                     SDPBackend.MATH], set_priority=True).__enter__()
+        first = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}[args.sdpa_kernel]
+        rest = [b for b in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                            SDPBackend.MATH) if b != first]
+        # torch decides its own order lazily, at the first attention, and that decision overwrites
+        # an order set before it: one tiny attention first, so torch has decided.
+        tiny = torch.zeros(1, 1, 16, 64, device=args.device, dtype=torch.bfloat16)
+        torch.nn.functional.scaled_dot_product_attention(tiny, tiny, tiny, is_causal=True)
+        # Entered for the rest of the process: every step's attention tries `first` first.
+        sdpa_kernel([first, *rest], set_priority=True).__enter__()
 
     oom_at = None
     gpu_oom_at = None  # auto: the shortest seq at which gpu checkpointing ran out of memory

@@ -4,7 +4,8 @@
 
 Times scaled_dot_product_attention forward + backward, causal, bf16, batch 1, on Llama-2-7B's
 attention shape (32 query heads, 32 KV heads, head dim 128; --kv-heads for GQA), once per kernel
-(flash, cudnn, efficient; --kernels) and sequence length, with each kernel alone allowed
+(flash, cudnn, efficient, and "default": torch's own choice; --kernels) and sequence length, with
+each named kernel alone allowed
 (torch.nn.attention.sdpa_kernel), and checks each output and input gradient against the first
 kernel's (the largest absolute difference, reported; bf16 kernels differ in summation order). A
 kernel that refuses a shape is reported as such, not as a time.
@@ -23,7 +24,11 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNELS = ("flash", "cudnn", "efficient", "math")  # backends()' names
+# backends()' names, and "default": torch's own order, nothing excluded (torch 2.11 decides it at
+# the first attention: cuDNN first on Hopper and Blackwell, flash elsewhere), which is what
+# lemo-train --attention-kernel auto and the peers' default run.
+KERNELS = ("flash", "cudnn", "efficient", "math", "default")
+BACKEND_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}  # SDPBackend ids
 
 
 def backends():
@@ -42,6 +47,8 @@ def one_pass(q, k, v, grad, gqa):
 def measure(kernel, seq, args, device, dtype):
     """{"kernel", "seq", "ms_median", "ms_min", "ms_max", "peak_gib", "out", "grads"} or
     {"kernel", "seq", "error"} when the kernel refuses the shape."""
+    import contextlib
+
     import torch
     from torch.nn.attention import sdpa_kernel
 
@@ -55,7 +62,7 @@ def measure(kernel, seq, args, device, dtype):
     cuda = device.type == "cuda"
     times = []
     try:
-        with sdpa_kernel([backends()[kernel]]):
+        with contextlib.nullcontext() if kernel == "default" else sdpa_kernel([backends()[kernel]]):
             for i in range(args.warmup + args.steps):
                 for t in (q, k, v):
                     t.grad = None
@@ -71,10 +78,13 @@ def measure(kernel, seq, args, device, dtype):
     except RuntimeError as e:  # "No available kernel", or the kernel's own refusal
         return {"kernel": kernel, "seq": seq, "error": str(e).splitlines()[0][:300]}
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-    return {"kernel": kernel, "seq": seq, "ms_median": round(statistics.median(times), 3),
-            "ms_min": round(min(times), 3), "ms_max": round(max(times), 3),
-            "peak_gib": round(peak, 3) if peak is not None else None,
-            "out": out.detach(), "grads": [t.grad.detach() for t in (q, k, v)]}
+    row = {"kernel": kernel, "seq": seq, "ms_median": round(statistics.median(times), 3),
+           "ms_min": round(min(times), 3), "ms_max": round(max(times), 3),
+           "peak_gib": round(peak, 3) if peak is not None else None,
+           "out": out.detach(), "grads": [t.grad.detach() for t in (q, k, v)]}
+    if kernel == "default":  # the backend torch's order puts first, now that it has decided
+        row["first_backend"] = BACKEND_NAMES.get(int(torch._C._get_sdp_priority_order()[0]), "?")
+    return row
 
 
 def compare(row, ref):
@@ -100,6 +110,8 @@ def table(rows):
                  f"{r['ms_median'] / base['ms_median']:.2f}x")
         diff = next((v for k, v in r.items() if k.startswith("max_abs_diff_vs_")), None)
         note = f"max abs diff vs {base['kernel']}: out {diff['out']:.3g}, dq {diff['dq']:.3g}" if diff else ""
+        if r.get("first_backend"):
+            note = f"torch tries {r['first_backend']} first; " + note
         peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
         lines.append(f"| {r['seq']:,} | {r['kernel']} | {r['ms_median']:.1f} | {r['ms_min']:.1f} .. "
                      f"{r['ms_max']:.1f} | {ratio} | {peak} | {note} |")
@@ -111,7 +123,7 @@ def main(argv=None):
     p.add_argument("--out", help="folder for results.jsonl and meta.json")
     p.add_argument("--table-only", metavar="DIR", help="print the table of DIR/results.jsonl and exit")
     p.add_argument("--seqs", default="8192,32768,65536")
-    p.add_argument("--kernels", default="flash,cudnn,efficient", help="the first is the reference")
+    p.add_argument("--kernels", default="flash,cudnn,efficient,default", help="the first is the reference")
     p.add_argument("--heads", type=int, default=32)
     p.add_argument("--kv-heads", type=int, default=32)
     p.add_argument("--dim", type=int, default=128)

@@ -452,13 +452,17 @@ class SdpaKernelsTest(unittest.TestCase):
         except ImportError as e:
             self.skipTest(f"needs torch: {e}")
         out = tempfile.mkdtemp()
-        sdpa_kernels.main(["--out", out, "--device", "cpu", "--kernels", "math,efficient,flash", "--seqs", "64",
-                           "--heads", "4", "--kv-heads", "2", "--dim", "16", "--dtype", "fp32", "--steps", "2"])
+        sdpa_kernels.main(["--out", out, "--device", "cpu", "--kernels", "math,efficient,flash,default", "--seqs",
+                           "64", "--heads", "4", "--kv-heads", "2", "--dim", "16", "--dtype", "fp32", "--steps", "2"])
         with open(os.path.join(out, "results.jsonl")) as f:
             rows = [json.loads(ln) for ln in f]
-        self.assertEqual([r["kernel"] for r in rows], ["math", "efficient", "flash"])
+        self.assertEqual([r["kernel"] for r in rows], ["math", "efficient", "flash", "default"])
         self.assertIn("error", rows[1])  # the memory-efficient kernel is CUDA-only
         self.assertLess(rows[2]["max_abs_diff_vs_math"]["dq"], 1e-4)
+        # torch's own choice, nothing excluded: it names the backend its order puts first
+        self.assertLess(rows[3]["max_abs_diff_vs_math"]["dq"], 1e-4)
+        self.assertIn(rows[3]["first_backend"], ("flash", "cudnn", "efficient", "math", "overrideable"))
+        self.assertIn(f"torch tries {rows[3]['first_backend']} first", sdpa_kernels.table(rows))
         self.assertTrue(os.path.exists(os.path.join(out, "meta.json")))
         with self.assertRaises(SystemExit):
             sdpa_kernels.main(["--out", out, "--kernels", "flashy"])

@@ -227,7 +227,7 @@ class PauseResumeTest(unittest.TestCase):
         flags = ["--corpus", corpus, "--device", "cpu", "--out", out, "--layers", "1", "--hidden", "32",
                  "--heads", "2", "--kv-heads", "1", "--seq-len", "128", "--batch", "2", "--minutes", "0.15",
                  "--eval-every", "2", "--val-tokens", "256", "--eval-tokens", "256", "--max-positions", "128",
-                 "--call-minutes", "0.03", "--save-seconds", "1"]
+                 "--call-minutes", "0.03", "--save-seconds", "1", "--patience", "1000"]  # no early stop
         log = io.StringIO()
         with contextlib.redirect_stdout(log):
             self.assertEqual(pretrain.main(flags), 0)

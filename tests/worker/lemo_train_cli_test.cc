@@ -591,11 +591,12 @@ TEST_F(LemoTrainCliTest, MemoryBudgetChoosesPrintsAndTrains) {
                                   "other"));
 }
 
-// --attention-kernel: flash (torch's order) trains as before; an unknown name
-// and cudnn on the CPU are refused naming the flag, before the model loads.
+// --attention-kernel: auto (torch's order) trains as before; an unknown name,
+// and flash or cudnn on the CPU, are refused naming the flag, before the model
+// loads.
 TEST_F(LemoTrainCliTest, AttentionKernelFlagIsCheckedBeforeTraining) {
   Result r = RunLemoTrain(Finetune((dir_ / "model").string(),
-                                   "--attention-kernel flash", /*seq_len=*/8,
+                                   "--attention-kernel auto", /*seq_len=*/8,
                                    /*steps=*/1));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("step 1/1"));
@@ -603,15 +604,16 @@ TEST_F(LemoTrainCliTest, AttentionKernelFlagIsCheckedBeforeTraining) {
   r = RunLemoTrain(
       Finetune((dir_ / "model").string(), "--attention-kernel fa3"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("must be flash or cudnn, got \"fa3\""));
+  EXPECT_THAT(r.output, HasSubstr("must be auto, flash or cudnn, got \"fa3\""));
 
-  r = RunLemoTrain(
-      Finetune((dir_ / "model").string(), "--attention-kernel cudnn"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_THAT(r.output,
-              HasSubstr("--attention-kernel: attention kernel cudnn needs a "
-                        "CUDA device, got cpu"));
-  EXPECT_THAT(r.output, Not(HasSubstr("step 1/")));
+  for (const std::string kernel : {"flash", "cudnn"}) {
+    r = RunLemoTrain(
+        Finetune((dir_ / "model").string(), "--attention-kernel " + kernel));
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("--attention-kernel: attention kernel " +
+                                    kernel + " needs a CUDA device, got cpu"));
+    EXPECT_THAT(r.output, Not(HasSubstr("step 1/")));
+  }
 }
 
 }  // namespace

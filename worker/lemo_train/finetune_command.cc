@@ -42,8 +42,9 @@ struct FinetuneFlags {
   std::string data_format = "auto";
   std::string on_bad_sample = "error";
   double comm_timeout_seconds = 300;
-  // flash | cudnn: the fused attention kernel sdpa tries first on CUDA.
-  std::string attention_kernel = "flash";
+  // auto | flash | cudnn: the fused attention kernel sdpa tries first on CUDA
+  // (auto: torch's choice, cuDNN on Hopper and Blackwell).
+  std::string attention_kernel = "auto";
   // --memory-budget-gib, --memory-budget-allow-inexact.
   MemoryBudgetFlags budget;
 };
@@ -163,9 +164,12 @@ int RunFinetune(FinetuneFlags& flags) {
     return Fail(absl::Status(
         s.code(), absl::StrCat("--attention-kernel: ", s.message())));
   }
-  if (*kernel != lemo::engine::AttentionKernel::kFlash) {
-    std::fprintf(stderr, "attention kernel: %s first\n",
-                 lemo::engine::AttentionKernelName(*kernel).c_str());
+  // Which kernel sdpa tries first is the largest single factor in a long
+  // step's time, and torch's own choice differs by GPU: say it.
+  if (o.model.device.is_cuda()) {
+    std::fprintf(stderr, "attention kernel: %s (sdpa tries %s first)\n",
+                 lemo::engine::AttentionKernelName(*kernel).c_str(),
+                 lemo::engine::FirstAttentionBackend().c_str());
   }
   auto format = lemo::engine::ParseDataFormat(flags.data_format);
   if (!format.ok()) return Fail(format.status());
@@ -321,9 +325,10 @@ Command AddFinetuneCommand(CLI::App* app) {
                   "Seconds to wait for the rendezvous and each collective")
       ->capture_default_str();
   cmd->add_option("--attention-kernel", ft->attention_kernel,
-                  "flash | cudnn: the fused attention kernel tried first on "
-                  "CUDA (cudnn: reported faster on Hopper; a shape it cannot "
-                  "serve falls back to flash)")
+                  "auto | flash | cudnn: the fused attention kernel tried "
+                  "first on CUDA (auto: torch's choice, cuDNN on Hopper and "
+                  "Blackwell, else flash; a shape the first cannot serve "
+                  "falls back to the next)")
       ->capture_default_str();
   cmd->add_option("--metrics-jsonl", ft->metrics_jsonl,
                   "Write one JSON object per step here");

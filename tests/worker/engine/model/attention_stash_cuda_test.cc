@@ -1,10 +1,13 @@
 // GPU test of selective checkpointing for attention
 // (worker/engine/model/attention_stash.h; label gpu, fails without a CUDA
 // device): a replay of bf16 causal attention recorded on a fused CUDA kernel
-// (in torch's order flash for MHA, memory-efficient for GQA; cuDNN when put
-// first) returns the recorded output with the reference's gradients. To add a
+// (with flash first: flash for MHA, memory-efficient for GQA; cuDNN when put
+// first, as torch itself does on Hopper) returns the recorded output with the
+// reference's gradients. To add a
 // case: append (length, KV heads) to a test's list, or call
 // RecordReplayAndCompare under another kernel order.
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -64,14 +67,20 @@ void RecordReplayAndCompare(
   ExpectSameGrads(got, want, t, 2e-2);
 }
 
-// torch's own order: MHA runs on flash; GQA on the memory-efficient kernel
-// over repeated K/V (sdpa's choice on the H100), recorded all the same.
+// With flash first (lemo-train --attention-kernel flash): MHA runs on flash;
+// GQA on the memory-efficient kernel over repeated K/V (sdpa's choice on the
+// H100), recorded all the same.
 TEST(AttentionStashCuda, ReplayMatchesFlashAttentionInBf16) {
   LEMO_REQUIRE_CUDA();
-  for (const auto& [len, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{
-           {100, 4}, {1024, 4}, {300, 2}}) {
+  const torch::Device cuda(torch::kCUDA, 0);
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kFlash, cuda).ok());
+  RecordReplayAndCompare(1024, 4, /*seed=*/10,
+                         StashedAttention::Kernel::kFlash);
+  for (const auto& [len, kv_heads] :
+       std::vector<std::pair<int64_t, int64_t>>{{100, 4}, {300, 2}}) {
     RecordReplayAndCompare(len, kv_heads, /*seed=*/10, std::nullopt);
   }
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kAuto, cuda).ok());
 }
 
 // With cuDNN first in sdpa's order (lemo-train --attention-kernel cudnn), the
@@ -79,17 +88,36 @@ TEST(AttentionStashCuda, ReplayMatchesFlashAttentionInBf16) {
 // the reference's gradients, MHA and GQA (K/V repeated for cuDNN).
 TEST(AttentionStashCuda, ReplayMatchesCudnnAttentionInBf16) {
   LEMO_REQUIRE_CUDA();
-  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kCudnn,
-                                    torch::Device(torch::kCUDA, 0))
-                  .ok());
+  const torch::Device cuda(torch::kCUDA, 0);
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kCudnn, cuda).ok());
   for (const auto& [len, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{
            {1024, 4}, {4096, 4}, {1024, 2}}) {
     RecordReplayAndCompare(len, kv_heads, /*seed=*/11,
                            StashedAttention::Kernel::kCudnn);
   }
-  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kFlash,
-                                    torch::Device(torch::kCUDA, 0))
-                  .ok());
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kAuto, cuda).ok());
+}
+
+// torch's own order (--attention-kernel auto, the default) is decided at the
+// first sdpa call: cuDNN first on sm90 and sm100 (H100, H200, B200) with
+// cuDNN >= 9.9, flash first elsewhere. On the H100 on 2026-12-07 that made a
+// "flash" run of the engine and of the peers run cuDNN; this test pins it.
+TEST(AttentionStashCuda, AutoIsCudnnFirstOnHopperAndBlackwell) {
+  LEMO_REQUIRE_CUDA();
+  const torch::Device cuda(torch::kCUDA, 0);
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kAuto, cuda).ok());
+  const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
+  const bool hopper_or_blackwell =
+      (props->major == 9 || props->major == 10) && props->minor == 0;
+  if (!hopper_or_blackwell ||
+      at::detail::getCUDAHooks().versionCuDNN() < 90900) {
+    GTEST_SKIP() << "torch keeps flash first on sm" << props->major
+                 << props->minor << " with cuDNN "
+                 << at::detail::getCUDAHooks().versionCuDNN();
+  }
+  EXPECT_EQ(FirstAttentionBackend(), "cudnn");
+  RecordReplayAndCompare(1024, 4, /*seed=*/12,
+                         StashedAttention::Kernel::kCudnn);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "tests/testing/status_matchers.h"
 
@@ -20,7 +21,8 @@ using ::lemo::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(AttentionKernel, NamesRoundTripAndABadNameSaysWhatIsAccepted) {
-  for (AttentionKernel k : {AttentionKernel::kFlash, AttentionKernel::kCudnn}) {
+  for (AttentionKernel k : {AttentionKernel::kAuto, AttentionKernel::kFlash,
+                            AttentionKernel::kCudnn}) {
     absl::StatusOr<AttentionKernel> parsed =
         ParseAttentionKernel(AttentionKernelName(k));
     ASSERT_TRUE(parsed.ok());
@@ -28,36 +30,45 @@ TEST(AttentionKernel, NamesRoundTripAndABadNameSaysWhatIsAccepted) {
   }
   EXPECT_THAT(ParseAttentionKernel("fa3").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("must be flash or cudnn, got \"fa3\"")));
+                       HasSubstr("must be auto, flash or cudnn, got \"fa3\"")));
 }
 
-TEST(AttentionKernel, CudnnOnTheCpuIsRefusedAndChangesNothing) {
+TEST(AttentionKernel, AChoiceOnTheCpuIsRefusedAndChangesNothing) {
   const auto before = at::globalContext().sDPPriorityOrder();
-  EXPECT_THAT(PreferAttentionKernel(AttentionKernel::kCudnn, torch::kCPU),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("needs a CUDA device, got cpu")));
-  EXPECT_EQ(at::globalContext().sDPPriorityOrder(), before);
+  for (AttentionKernel k : {AttentionKernel::kFlash, AttentionKernel::kCudnn}) {
+    EXPECT_THAT(PreferAttentionKernel(k, torch::kCPU),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("needs a CUDA device, got cpu")));
+    EXPECT_EQ(at::globalContext().sDPPriorityOrder(), before);
+  }
+  EXPECT_TRUE(PreferAttentionKernel(AttentionKernel::kAuto, torch::kCPU).ok());
 }
 
-TEST(AttentionKernel, CudnnGoesFirstAndFlashRestoresTorchsOrder) {
+// Each choice goes first with the others in torch's order behind it, and auto
+// restores torch's order. (Where CUDA runs, torch's order is its own lazy
+// decision; tests/worker/engine/model/attention_stash_cuda_test.cc checks the
+// kernel sdpa then picks.)
+TEST(AttentionKernel, AChoiceGoesFirstAndAutoRestoresTorchsOrder) {
+  const torch::Device cuda(torch::kCUDA, 0);
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kAuto, cuda).ok());
   const auto torch_order = at::globalContext().sDPPriorityOrder();
-  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kFlash, torch::kCPU).ok());
-  EXPECT_EQ(at::globalContext().sDPPriorityOrder(), torch_order);
-
-  // The order is process-wide and needs no device to set: a CUDA device
-  // object is enough to pass the check.
-  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kCudnn,
-                                    torch::Device(torch::kCUDA, 0))
-                  .ok());
-  const auto cudnn_first = at::globalContext().sDPPriorityOrder();
-  EXPECT_EQ(cudnn_first[0], at::SDPBackend::cudnn_attention);
-  // Every other backend keeps its place relative to the others.
-  auto rest = torch_order;
-  auto end =
-      std::remove(rest.begin(), rest.end(), at::SDPBackend::cudnn_attention);
-  EXPECT_TRUE(std::equal(rest.begin(), end, cudnn_first.begin() + 1));
-
-  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kFlash, torch::kCPU).ok());
+  for (auto [kernel, backend, name] :
+       {std::tuple{AttentionKernel::kCudnn, at::SDPBackend::cudnn_attention,
+                   "cudnn"},
+        std::tuple{AttentionKernel::kFlash, at::SDPBackend::flash_attention,
+                   "flash"}}) {
+    // The order is process-wide and needs no device to set: a CUDA device
+    // object is enough to pass the check.
+    ASSERT_TRUE(PreferAttentionKernel(kernel, cuda).ok());
+    const auto order = at::globalContext().sDPPriorityOrder();
+    EXPECT_EQ(order[0], backend);
+    EXPECT_EQ(FirstAttentionBackend(), name);
+    // Every other backend keeps its place relative to the others.
+    auto rest = torch_order;
+    auto end = std::remove(rest.begin(), rest.end(), backend);
+    EXPECT_TRUE(std::equal(rest.begin(), end, order.begin() + 1));
+  }
+  ASSERT_TRUE(PreferAttentionKernel(AttentionKernel::kAuto, cuda).ok());
   EXPECT_EQ(at::globalContext().sDPPriorityOrder(), torch_order);
 }
 
