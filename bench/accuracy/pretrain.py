@@ -182,6 +182,11 @@ def batches(ids, seq_len, batch, generator):
 
 @torch.no_grad()
 def heldout_loss(model, ids, seq_len, device):
+    """The mean loss of the whole seq_len windows of ids (a window needs seq_len + 1 tokens: the
+    last one only as the final target). ValueError when there is none, instead of a division by
+    zero after the training (pretrain.py checks its flags for this up front)."""
+    if len(ids) <= seq_len:
+        raise ValueError(f"{len(ids)} held-out tokens hold no window of {seq_len} tokens")
     model.eval()
     losses = []
     for s in range(0, len(ids) - seq_len, seq_len):

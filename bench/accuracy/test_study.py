@@ -197,19 +197,24 @@ class WindowWarmupTest(unittest.TestCase):
                                     flag, "2048"])
             self.assertIn(f"{flag} 2048 must be above --seq-len 2048", str(e.exception.code))
 
+    def test_held_out_text_shorter_than_a_window_is_named(self):
+        import torch
+        with self.assertRaisesRegex(ValueError, "100 held-out tokens hold no window of 128 tokens"):
+            self.pretrain.heldout_loss(None, torch.zeros(100, dtype=torch.long), 128, torch.device("cpu"))
+
     def test_short_windows_then_full(self):
         out = tempfile.mkdtemp()
         corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "corpus.jsonl")
         rc = self.pretrain.main(["--corpus", corpus, "--device", "cpu", "--out", out, "--layers", "1",
                                  "--hidden", "32", "--heads", "2", "--kv-heads", "1", "--seq-len", "256",
                                  "--batch", "4", "--passkey-rows", "2", "--window-warmup", "128:3",
-                                 "--minutes", "0.05", "--eval-every", "2", "--val-tokens", "512",
+                                 "--minutes", "0.12", "--eval-every", "2", "--val-tokens", "512",
                                  "--eval-tokens", "512", "--max-positions", "256"])
         self.assertEqual(rc, 0)
         with open(os.path.join(out, "pretrain.json")) as f:
             result = json.load(f)
         self.assertEqual(result["window_warmup"], "128:3")
-        self.assertGreater(result["steps"], 3)  # past the warmup, onto full windows
+        self.assertGreater(result["steps"], 3)  # past the warmup, onto full windows (7 s: also under load)
         self.assertIn("passkey_token_accuracy", result)
 
 
