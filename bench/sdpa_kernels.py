@@ -28,7 +28,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # the first attention: cuDNN first on Hopper and Blackwell, flash elsewhere), which is what
 # lemo-train --attention-kernel auto and the peers' default run.
 KERNELS = ("flash", "cudnn", "efficient", "math", "default")
-BACKEND_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}  # SDPBackend ids
 
 
 def backends():
@@ -83,7 +82,9 @@ def measure(kernel, seq, args, device, dtype):
            "peak_gib": round(peak, 3) if peak is not None else None,
            "out": out.detach(), "grads": [t.grad.detach() for t in (q, k, v)]}
     if kernel == "default":  # the backend torch's order puts first, now that it has decided
-        row["first_backend"] = BACKEND_NAMES.get(int(torch._C._get_sdp_priority_order()[0]), "?")
+        first = int(torch._C._get_sdp_priority_order()[0])
+        row["first_backend"] = next((name for name, b in backends().items() if int(b.value) == first),
+                                    "overrideable")
     return row
 
 

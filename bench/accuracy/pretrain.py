@@ -129,7 +129,7 @@ class PasskeyRows:
     def __init__(self, encoder, train_docs, check_docs, seq_len, seed, task="passkey"):
         import random
 
-        self.seq_len, self.task = seq_len, task
+        self.task = task
         self.tok = encoder if hasattr(encoder, "decode") else passkey.ByteTokens()
         self.rng = random.Random(seed)
         self.filler = self.tok.encode(passkey.ascii_text(d["text"] for d in train_docs))
@@ -138,12 +138,12 @@ class PasskeyRows:
         self.check = [passkey.make_task_example(task, check_rng, self.tok, check_filler, seq_len)
                       for _ in range(self.CHECK)]
 
-    def loss(self, model, book_rows, rows, device, max_distance=None, seq_len=None):
+    def loss(self, model, book_rows, rows, device, seq_len, max_distance=None):
         """The mean token loss of every row, the passkey rows' included (their filler is book text,
         and the needle repeats its key: a short-range copy to learn from), plus the passkey rows'
         mean loss on their answers (the long-range copy, 5 tokens a row, weighted up). seq_len:
-        the windows' length (default the check windows'), shorter under --window-warmup."""
-        examples = [passkey.make_task_example(self.task, self.rng, self.tok, self.filler, seq_len or self.seq_len,
+        the windows' length: the check windows' (--seq-len), or shorter under --window-warmup."""
+        examples = [passkey.make_task_example(self.task, self.rng, self.tok, self.filler, seq_len,
                                                    max_distance=max_distance) for _ in range(rows)]
         x = torch.cat([book_rows, torch.tensor([e["input_ids"] for e in examples])]).to(device)
         logits = model(input_ids=x).logits[:, :-1].float()
@@ -339,8 +339,8 @@ def main(argv=None):
                 # doubling every --passkey-curriculum steps until it spans the window
                 reach = (None if not args.passkey_curriculum else
                          int(128 * 2 ** (step / args.passkey_curriculum)))
-                loss = passkeys.loss(model, x, args.passkey_rows * scale, device, max_distance=reach,
-                                     seq_len=seq_len)
+                loss = passkeys.loss(model, x, args.passkey_rows * scale, device, seq_len,
+                                     max_distance=reach)
             else:
                 x = x.to(device)
                 loss = model(input_ids=x, labels=x).loss

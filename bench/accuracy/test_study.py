@@ -204,7 +204,7 @@ class WindowWarmupTest(unittest.TestCase):
 
     def test_short_windows_then_full(self):
         out = tempfile.mkdtemp()
-        corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "corpus.jsonl")
+        corpus = os.path.join(HERE, "..", "data", "corpus.jsonl")
         rc = self.pretrain.main(["--corpus", corpus, "--device", "cpu", "--out", out, "--layers", "1",
                                  "--hidden", "32", "--heads", "2", "--kv-heads", "1", "--seq-len", "256",
                                  "--batch", "4", "--passkey-rows", "2", "--window-warmup", "128:3",
