@@ -88,8 +88,10 @@ rc=$?
 # summary and status beside it. Each call's archive holds the whole study so far: the logs are
 # kept in ACC_WORK and copied out by every call.
 if [ "${ACC_PACK:-1}" = 1 ] && [ -f "$OUT/status.json" ]; then
-  tar -czf /tmp/lemo-study.tar.gz -C "$OUT" . &&
+  # A private archive name: two studies may run side by side (bench/accuracy/long_range.sh).
+  archive=$(mktemp /tmp/lemo-study.XXXXXX) &&
+    tar -czf "$archive" -C "$OUT" . &&
     find "$OUT" -mindepth 1 -maxdepth 1 ! -name summary.md ! -name status.json -exec rm -rf {} + &&
-    mv /tmp/lemo-study.tar.gz "$OUT/study.tar.gz"
+    mv "$archive" "$OUT/study.tar.gz"
 fi
 exit $rc
