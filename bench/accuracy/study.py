@@ -76,11 +76,13 @@ else:
     # runs stay study v1's model. With them (ACC_SMALL_PASSKEY_ROWS=24, ACC_SMALL_WINDOW_WARMUP=
     # 256:400) it is the GPU's version of the CPU run that learned the passkey at depth 8 with bytes
     # (p13 in bench/results/2026-12-07-cpu-long-range/), for when the large model does not learn it.
-    SMALL = dict(layers=8, hidden=512, heads=8, kv_heads=4, spm=0, seq=1024, batch=32,
+    SMALL = dict(layers=8, hidden=512, heads=8, kv_heads=4, spm=0, seq=env("ACC_SMALL_SEQ", 1024), batch=32,
                  minutes=env("ACC_SMALL_MINUTES", 3.0), intermediate=0,
                  passkey_rows=env("ACC_SMALL_PASSKEY_ROWS", 0),
                  window_warmup=ENV.get("ACC_SMALL_WINDOW_WARMUP", ""))
-    SEQS = {"8k": 8192, "16k": 16384}
+    # ACC_SEQ_8K / ACC_SEQ_16K scale the study down for a CPU run (with ACC_SMALL_SEQ and
+    # ACC_PRETRAIN_ARGS_SMALL for a narrower model); the names stay "8k" and "16k".
+    SEQS = {"8k": env("ACC_SEQ_8K", 8192), "16k": env("ACC_SEQ_16K", 16384)}
 STEPS = {"8k": env("ACC_STEPS_8K", 3 if SMOKE else 200), "16k": env("ACC_STEPS_16K", 3 if SMOKE else 150)}
 CAL_STEPS = env("ACC_CAL_STEPS", 3 if SMOKE else 200)
 PASSKEY_TRAIN = env("ACC_PASSKEY_SAMPLES", 8 if SMOKE else 250)
