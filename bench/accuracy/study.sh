@@ -40,7 +40,11 @@
 #   ACC_WINDOW_WARMUP=256:500 (the large model's first 500 steps on 256-token windows; "" for none)
 #   ACC_PASSKEY_SAMPLES=250 (training examples)
 #   ACC_PASSKEY_TEST=100  ACC_LONG_TASK=passkey (or copy: passkey.py make --task copy, for the pretraining
-#   rows and the passkey jobs)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
+#   rows and the passkey jobs)  ACC_PASSKEY_CONFIGS=dense,lemo (the passkey fine-tunes; -pi ones under
+#   position interpolation, with a base-pi evaluation)  ACC_SMALL_PASSKEY_ROWS=0 (of 32),
+#   ACC_SMALL_WINDOW_WARMUP="" and ACC_SMALL_MINUTES=3 (the 8-layer model's passkey pretraining;
+#   with rows it gets 8K passkey jobs too)  ACC_SMALL_SEQ=1024, ACC_SEQ_8K=8192, ACC_SEQ_16K=16384
+#   (lengths, to scale the study down on a CPU)  ACC_DEVICE=cuda:0 ACC_DTYPE=bf16 (lemo-train)  ACC_PY_DEVICE=cuda (python)
 #   ACC_PACK=1 (pack OUT into OUT/study.tar.gz)
 #   ACC_EVAL_ARGS (extra lemo-train eval flags)  ACC_PRETRAIN_ARGS_BIG / _SMALL (extra pretrain.py
 #   flags)  ACC_ONLY (job-name parts to run)  ACC_SKIP (job names to drop)  LEMO_TRAIN (the binary;
