@@ -33,17 +33,19 @@ echo "[long_range] built $targets by ${SECONDS}s"
 left=$((budget - SECONDS))
 studies=${LR_STUDIES:-copy,small}
 copy_pid= small_pid=
-[[ ,$studies, == *,copy,* ]] &&
-ACC_WORK=/tmp/lemo-acc-copy OUT=$OUT/copy ACC_CALL_SECONDS=$left ACC_LONG_TASK=copy \
-  ACC_BIG_MINUTES=${LR_COPY_MINUTES:-6} ACC_ONLY=passkey-data-big-8k,passkey-ft-big-8k \
-  bash bench/accuracy/study.sh >"$OUT/copy.out" 2>&1 &
-[[ ,$studies, == *,copy,* ]] && copy_pid=$!
-[[ ,$studies, == *,small,* ]] &&
-ACC_WORK=/tmp/lemo-acc-small OUT=$OUT/small ACC_CALL_SECONDS=$left ACC_SMALL_PASSKEY_ROWS=24 \
-  ACC_SMALL_WINDOW_WARMUP=256:400 ACC_SMALL_MINUTES=${LR_SMALL_MINUTES:-3.5} \
-  ACC_PRETRAIN_ARGS_SMALL="--eval-every 50" ACC_ONLY=passkey-data-small-8k,passkey-ft-small-8k \
-  bash bench/accuracy/study.sh >"$OUT/small.out" 2>&1 &
-[[ ,$studies, == *,small,* ]] && small_pid=$!
+if [[ ,$studies, == *,copy,* ]]; then
+  ACC_WORK=/tmp/lemo-acc-copy OUT=$OUT/copy ACC_CALL_SECONDS=$left ACC_LONG_TASK=copy \
+    ACC_BIG_MINUTES=${LR_COPY_MINUTES:-6} ACC_ONLY=passkey-data-big-8k,passkey-ft-big-8k \
+    bash bench/accuracy/study.sh >"$OUT/copy.out" 2>&1 &
+  copy_pid=$!
+fi
+if [[ ,$studies, == *,small,* ]]; then
+  ACC_WORK=/tmp/lemo-acc-small OUT=$OUT/small ACC_CALL_SECONDS=$left ACC_SMALL_PASSKEY_ROWS=24 \
+    ACC_SMALL_WINDOW_WARMUP=256:400 ACC_SMALL_MINUTES=${LR_SMALL_MINUTES:-3.5} \
+    ACC_PRETRAIN_ARGS_SMALL="--eval-every 50" ACC_ONLY=passkey-data-small-8k,passkey-ft-small-8k \
+    bash bench/accuracy/study.sh >"$OUT/small.out" 2>&1 &
+  small_pid=$!
+fi
 ctest_rc=0
 if [[ $targets == *cuda_test* ]]; then
   LEMO_PYTHON=python3 LEMO_SOURCE_DIR=$PWD LEMO_BIN_DIR=$PWD/build-gpu/bin \

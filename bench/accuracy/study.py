@@ -182,10 +182,11 @@ CONFIGS = {
                    "LeMo (oracle selection) + S2-Attn, position interpolation"),
     "lemo-pi": (lambda m, s: ["--lemo-mode", "oracle"], "LeMo (oracle selection), position interpolation"),
 }
-# The passkey fine-tunes' configurations (ACC_PASSKEY_CONFIGS). Beyond its pretraining length a
-# model without position interpolation meets rotary angles it never saw: on the 8-layer byte
-# model (2026-12-07) 200 steps of dense LoRA at 8K moved far-key retrieval from 20% to 24% of the
-# digits while near keys stayed at 100%. The -pi pair is LongLoRA's recipe for context extension.
+# The passkey fine-tunes' configurations (ACC_PASSKEY_CONFIGS). The -pi pair is LongLoRA's recipe
+# for context extension: on the 8-layer byte model on the H100 (2026-12-07) 200 steps of dense
+# LoRA at 8K without it moved far-key retrieval only from 20% to 24% of the digits; scaled down on
+# the CPU, 300 steps took far keys from 21% to 56-62% without it and 64-68%
+# with it (bench/results/2026-12-07-cpu-long-range-pi/).
 PASSKEY_CONFIGS = [c for c in ENV.get("ACC_PASSKEY_CONFIGS", "dense,lemo").split(",") if c]
 for _c in PASSKEY_CONFIGS:
     if _c not in CONFIGS:
